@@ -1,0 +1,93 @@
+"""API tokens for tools (provisioning laptops, scripts): random, shown once, stored only as a SHA-256 hash.
+
+A token acts as its account, with that account's role; disabling the account or revoking the token stops it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import secrets
+import sys
+
+import sqlite_utils
+
+from central.auth import audit, users
+from shared import timeutil
+
+PREFIX = "kzt_"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(db: sqlite_utils.Database, username: str, name: str, actor: str) -> str:
+    """Create a token for an active account; returns the token text (the only time it exists in clear)."""
+    if users.get_user(db, username) is None:
+        raise users.AuthError(f"no active account {username!r}")
+    if not name.strip():
+        raise users.AuthError("give the token a name that says what it is for")
+    token = PREFIX + secrets.token_urlsafe(32)
+    digest = _digest(token)
+    with audit.transaction(db):
+        db.execute(
+            "INSERT INTO api_tokens (token_hash, username, name, created_at) VALUES (?, ?, ?, ?)",
+            [digest, username, name, timeutil.now_wire()],
+        )
+        audit.append(db, actor, "token.create", f"user:{username}", {"name": name, "id": digest[:12]})
+    return token
+
+
+def authenticate(db: sqlite_utils.Database, token: str) -> users.User | None:
+    """The account a bearer token acts as, or None if the token is unknown, revoked or its account disabled."""
+    if not token.startswith(PREFIX):
+        return None
+    digest = _digest(token)
+    rows = list(db.query("SELECT username, revoked FROM api_tokens WHERE token_hash = ?", [digest]))
+    if not rows or rows[0]["revoked"]:
+        return None
+    user = users.get_user(db, rows[0]["username"])
+    if user is not None:
+        with audit.transaction(db):
+            db.execute(
+                "UPDATE api_tokens SET last_used_at = ? WHERE token_hash = ?", [timeutil.now_wire(), digest]
+            )
+    return user
+
+
+def list_tokens(db: sqlite_utils.Database) -> list[dict]:
+    rows = db.query(
+        "SELECT substr(token_hash, 1, 12) AS id, username, name, created_at, last_used_at, revoked"
+        " FROM api_tokens ORDER BY created_at DESC"
+    )
+    return list(rows)
+
+
+def revoke(db: sqlite_utils.Database, token_id: str, actor: str) -> bool:
+    """Revoke by the short id shown in lists (the first 12 hex digits of the hash)."""
+    if len(token_id) < 12:
+        return False
+    with audit.transaction(db):
+        cursor = db.execute(
+            "UPDATE api_tokens SET revoked = 1 WHERE substr(token_hash, 1, 12) = ? AND revoked = 0",
+            [token_id],
+        )
+        if cursor.rowcount:
+            audit.append(db, actor, "token.revoke", f"token:{token_id}", {})
+    return bool(cursor.rowcount)
+
+
+def create_token_command(central, args) -> int:
+    """``kuzet central create-token USER --name WHAT``: prints the token once."""
+    try:
+        token = create_token(central.db(), args.username, args.name, actor=f"cli:{getpass.getuser()}")
+    except users.AuthError as exc:
+        print(f"create-token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    print(
+        f"(API token for {args.username}, '{args.name}': store it now, it is not shown again)",
+        file=sys.stderr,
+    )
+    return 0

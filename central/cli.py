@@ -1,0 +1,53 @@
+"""``kuzet central``: run the aggregator, and the administrator's commands for users, tokens and the audit."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", help="central's TOML configuration (defaults work for a trial)")
+    parser.add_argument("--data-dir", help="where the database and media live (overrides [storage] dir)")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.add_parser("run", help="run central: ingest, routing and the web page (the default)")
+
+    user = actions.add_parser("create-user", help="create an operator account, or reset its password")
+    user.add_argument("username")
+    user.add_argument("--role", required=True, choices=["operator", "supervisor", "technician", "admin"])
+    user.add_argument("--display-name", default="")
+    user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
+    token = actions.add_parser("create-token", help="create an API token for a tool (printed once)")
+    token.add_argument("username", help="the account the token acts as")
+    token.add_argument("--name", required=True, help="what the token is for, e.g. 'provisioning laptop 3'")
+
+    actions.add_parser(
+        "verify-audit", help="check the audit log's hash chain; exit 1 if it was tampered with"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from central import config as central_config
+    from central.context import Central
+
+    config = central_config.load(args.config)
+    data_dir = args.data_dir or config.storage.dir
+    central = Central(config=config, data_dir=data_dir)
+    action = args.action or "run"
+    if action == "run":
+        from central.service import serve
+
+        return serve(central)
+    if action == "create-user":
+        from central.auth.users import create_user_command
+
+        return create_user_command(central, args)
+    if action == "create-token":
+        from central.auth.tokens import create_token_command
+
+        return create_token_command(central, args)
+    if action == "verify-audit":
+        from central.auth.audit import verify_command
+
+        return verify_command(central, args)
+    raise AssertionError(action)

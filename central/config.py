@@ -1,0 +1,67 @@
+"""Central's configuration file (TOML), checked on load. Every key has a default that works for the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
+
+from central.ingest.config import IngestSection
+from central.routing.config import RoutingSection
+from shared import config
+from shared.config import MqttSection, Name, Section
+
+
+class CentralSection(Section):
+    site: Name = "pavlodar"
+    name: str = "Kuzet operations centre"
+
+
+class HttpSection(Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    threads: Annotated[int, Field(ge=1, le=2000)] = 64  # one per open live stream (SSE) plus requests
+    # A file holding the session-signing secret; created with a random secret on first start.
+    secret_key_file: Path = Path("secret.key")
+    secure_cookies: bool = False  # set true behind HTTPS
+
+
+class BrokerSection(Section):
+    # Run a broker inside central (for the demo on a machine with no Mosquitto); production uses Mosquitto.
+    embedded: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+
+
+class StorageSection(Section):
+    dir: Path = Path("data")
+    retention_days: Annotated[float, Field(gt=0)] = 30
+    max_media_gb: Annotated[float, Field(gt=0)] = 50
+    dead_letter_payload_bytes: Annotated[int, Field(ge=256, le=1_048_576)] = 65_536
+
+
+class MapSection(Section):
+    # Tiles are optional: an operations centre may be offline. Empty = no tiles, markers on a plain grid.
+    tile_url: str = ""
+    tile_attribution: str = ""
+    center_lat: float = 52.2873  # Pavlodar
+    center_lon: float = 76.9674
+    zoom: Annotated[int, Field(ge=1, le=19)] = 14
+
+
+class CentralConfig(Section):
+    central: CentralSection = CentralSection()
+    http: HttpSection = HttpSection()
+    mqtt: MqttSection = MqttSection()
+    broker: BrokerSection = BrokerSection()
+    storage: StorageSection = StorageSection()
+    ingest: IngestSection = IngestSection()
+    map: MapSection = MapSection()
+    routing: RoutingSection = RoutingSection()
+
+
+def load(path: str | Path | None) -> CentralConfig:
+    if path is None:
+        return CentralConfig()
+    return config.load(path, CentralConfig)

@@ -1,0 +1,53 @@
+"""What every part of central shares: configuration, the database, the live hub and the way out to MQTT.
+
+SQLite connections cannot cross threads, so ``db()`` hands each thread (ingest writer, each web request
+thread, routing timers) a connection of its own to the same WAL database.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlite_utils
+
+from central.config import CentralConfig
+from central.live import LiveHub
+from central.store.schema import open_database
+
+Publish = Callable[[str, bytes], None]
+
+
+def _not_connected(topic: str, payload: bytes) -> None:
+    raise RuntimeError(f"central has no MQTT connection to publish {topic}")
+
+
+@dataclass
+class Central:
+    config: CentralConfig
+    data_dir: Path
+    hub: LiveHub = field(default_factory=LiveHub)
+    publish: Publish = _not_connected  # set once the MQTT link is up: publish(topic, payload) at QoS 1
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        open_database(self.db_path).close()  # create the schema once, up front
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "kuzet.db"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    def db(self) -> sqlite_utils.Database:
+        database = getattr(self._local, "db", None)
+        if database is None:
+            database = open_database(self.db_path)
+            self._local.db = database
+        return database

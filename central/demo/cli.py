@@ -1,0 +1,141 @@
+"""``kuzet demo``: a broker, central, two cameras and two badges on this machine, each a real process.
+
+Interactive, it runs until Ctrl-C and prints every process's log lines. ``--duration S --json`` runs
+headless for S seconds and prints one JSON object counted from central's database; the exit status is 0 only
+when events, clips and acknowledged dispatches are above zero and nothing went wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--duration", type=float, default=0, help="stop after this many seconds (0: until Ctrl-C)"
+    )
+    parser.add_argument("--json", action="store_true", help="headless: print only the summary as JSON")
+    parser.add_argument("--broker", help="use this broker (mqtt://host:port) instead of an embedded one")
+    parser.add_argument("--port", type=int, default=8080, help="the page's port (default 8080)")
+    parser.add_argument(
+        "--dir", help="where the demo keeps its state (default $KUZET_HOME/demo, wiped each run)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import logging
+    import os
+    import shutil
+    import signal
+    import sys
+    import threading
+    import time
+    from pathlib import Path
+
+    from central.auth.users import create_user
+    from central.broker import BrokerError, free_port, wait_for_port
+    from central.demo import footage, scenario, summary
+    from central.demo.supervisor import Supervisor
+    from central.store import registry
+    from central.store.schema import open_database
+    from models import store
+
+    log = logging.getLogger("kuzet.demo")
+    if args.json:
+        logging.getLogger().setLevel(logging.WARNING)
+
+    try:
+        video = footage.find_vtest()
+        store.resolve()  # the default detector, verified
+    except (footage.FootageMissing, store.ModelError) as exc:
+        print(f"kuzet demo: {exc}", file=sys.stderr)
+        return 2
+    bodycam = video.parent.parent / "street" / "bikes.mp4"
+
+    root = Path(args.dir) if args.dir else store.kuzet_home() / "demo"
+    shutil.rmtree(root, ignore_errors=True)
+    if args.broker:
+        broker_url, protocol, embedded = args.broker, "5", None
+    else:
+        port = 1883 if _port_free(1883) else free_port()
+        broker_url, protocol, embedded = f"mqtt://127.0.0.1:{port}", "3.1.1", ("127.0.0.1", port)
+    if not _port_free(args.port):
+        print(f"kuzet demo: port {args.port} is in use; choose another with --port", file=sys.stderr)
+        return 2
+    world = scenario.write(
+        root, broker_url, protocol, args.port, embedded, video, bodycam if bodycam.is_file() else None
+    )
+    db_path = root / "central" / "kuzet.db"
+    database = open_database(db_path)
+    create_user(database, *scenario.OPERATOR, role="supervisor", display_name="Demo operator", actor="demo")
+    for registration in world.registrations:  # what `kuzet provision device` does through central's API
+        registry.register(database, registration, actor="demo")
+    database.close()
+
+    kuzet = [sys.executable, "-m", "shared.cli"]
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(footage.REPO), os.environ.get("PYTHONPATH")]))}
+    group = Supervisor(echo=not args.json)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        group.start("central", [*kuzet, "central", "--config", str(world.central)], env)
+        try:
+            wait_for_port("127.0.0.1", args.port, timeout_s=60)
+        except BrokerError:
+            print(
+                "kuzet demo: central did not start; its last lines:\n  "
+                + "\n  ".join(group.children[0].log[-20:]),
+                file=sys.stderr,
+            )
+            return 1
+        for path in world.cameras:
+            group.start(path.stem, [*kuzet, "camera", "--config", str(path)], env)
+        for path in world.badges:
+            group.start(path.stem, [*kuzet, "badge", "--config", str(path), "--simulate-officer"], env)
+        if not args.json:
+            user, password = scenario.OPERATOR
+            log.info(
+                "Kuzet demo is up: open http://127.0.0.1:%d and log in as %s / %s (demo only). "
+                "Broker: %s. State: %s. Ctrl-C stops everything.",
+                args.port,
+                user,
+                password,
+                broker_url,
+                root,
+            )
+        deadline = time.monotonic() + args.duration if args.duration else None
+        while not stop.wait(1.0):
+            if group.crashed() or (deadline and time.monotonic() >= deadline):
+                break
+    finally:
+        group.stop()
+    crashed = [child.name for child in group.crashed()]
+    result = summary.count(db_path)
+    result["errors"] = result.pop("dead_letters") + len(crashed)
+    for name in crashed:
+        print(
+            f"kuzet demo: {name} stopped unexpectedly; its last lines:\n  "
+            + "\n  ".join(next(c for c in group.children if c.name == name).log[-15:]),
+            file=sys.stderr,
+        )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        log.info("demo stopped: %s", result)
+    if args.duration:
+        return 0 if summary.succeeded(result) else 1
+    return 0
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -1,0 +1,189 @@
+"""The demo's world: central, two street cameras in central Pavlodar replaying real footage, and two patrol
+badges walking routes nearby. Written as the same TOML files a technician would write, and checked with the
+same configuration classes the agents load them with."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomli_w
+
+from central.config import CentralConfig
+from central.store.registry import Registration
+from edge.badge.config import BadgeConfig
+from edge.camera.config import CameraConfig
+from shared import config
+
+SITE = "pavlodar"
+
+# The paved square of the PETS 2009 view (768x576), where people cross, meet and stop to talk.
+SQUARE = [[0, 205], [768, 190], [768, 470], [440, 380], [0, 265]]
+CAMERAS = [
+    # id, name, lat, lon, rules
+    (
+        "cam-0001",
+        "Central square, Satpayev St mast",
+        52.28745,
+        76.96705,
+        [
+            {
+                "name": "crowd-on-square",
+                "type": "crowd",
+                "zone": "square",
+                "max_count": 3,
+                "min_duration_s": 1.5,
+                "severity": "high",
+            },
+            {
+                "name": "loitering-on-square",
+                "type": "loitering",
+                "zone": "square",
+                "dwell_s": 10.0,
+                "severity": "medium",
+            },
+        ],
+    ),
+    (
+        "cam-0002",
+        "Irtysh embankment, Lermontov St",
+        52.29330,
+        76.95420,
+        [
+            {
+                "name": "loitering-on-square",
+                "type": "loitering",
+                "zone": "square",
+                "dwell_s": 15.0,
+                "severity": "medium",
+            },
+            {"name": "running-on-square", "type": "running", "zone": "square", "severity": "medium"},
+        ],
+    ),
+]
+# Patrol routes (lat, lon): foot patrols around the square and along the embankment.
+BADGES = [
+    (
+        "badge-0001",
+        "Sgt. A. Nurlanov",
+        [(52.2862, 76.9648), (52.2885, 76.9648), (52.2885, 76.9700), (52.2862, 76.9700), (52.2862, 76.9648)],
+    ),
+    (
+        "badge-0002",
+        "Cpl. D. Seitkali",
+        [(52.2915, 76.9520), (52.2950, 76.9560), (52.2925, 76.9610), (52.2895, 76.9570), (52.2915, 76.9520)],
+    ),
+]
+OPERATOR = ("operator", "kuzet-demo")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    root: Path
+    central: Path
+    cameras: list[Path]
+    badges: list[Path]
+    registrations: list[Registration]
+
+
+def write(
+    root: Path,
+    broker_url: str,
+    mqtt_protocol: str,
+    http_port: int,
+    embedded_broker: tuple[str, int] | None,
+    footage: Path,
+    bodycam: Path | None,
+) -> Scenario:
+    root.mkdir(parents=True, exist_ok=True)
+    central_path = _write(
+        root / "central.toml",
+        CentralConfig,
+        {
+            "central": {"site": SITE, "name": "Pavlodar operations centre (demo)"},
+            "http": {"host": "127.0.0.1", "port": http_port, "secret_key_file": "central/secret.key"},
+            "mqtt": {"url": broker_url, "protocol": mqtt_protocol},
+            "broker": (
+                {"embedded": True, "host": embedded_broker[0], "port": embedded_broker[1]}
+                if embedded_broker
+                else {"embedded": False}
+            ),
+            "storage": {"dir": "central"},
+            "routing": {"policy": "auto", "ack_timeout_s": 30},
+        },
+    )
+    cameras = []
+    for device_id, name, lat, lon, rules in CAMERAS:
+        cameras.append(
+            _write(
+                root / f"{device_id}.toml",
+                CameraConfig,
+                {
+                    "device": {"id": device_id, "site": SITE, "name": name, "lat": lat, "lon": lon},
+                    "mqtt": {"url": broker_url, "protocol": mqtt_protocol},
+                    "source": {"kind": "file", "path": str(footage), "loop": True, "realtime": True},
+                    "zones": [{"name": "square", "polygon": SQUARE}],
+                    "rules": rules,
+                    "evidence": {
+                        "clip_min_severity": "low",
+                        "pre_roll_s": 3.0,
+                        "post_roll_s": 3.0,
+                        "max_clip_s": 20.0,
+                    },
+                    "health": {"heartbeat_s": 5.0},
+                    "storage": {"dir": f"{device_id}-state"},
+                },
+            )
+        )
+    badges = []
+    for device_id, name, route in BADGES:
+        route_path = root / f"{device_id}-route.geojson"
+        route_path.write_text(
+            json.dumps(
+                {
+                    "type": "Feature",
+                    "properties": {"name": f"{name}: foot patrol"},
+                    "geometry": {"type": "LineString", "coordinates": [[lon, lat] for lat, lon in route]},
+                }
+            )
+        )
+        badges.append(
+            _write(
+                root / f"{device_id}.toml",
+                BadgeConfig,
+                {
+                    "device": {"id": device_id, "site": SITE, "name": name},
+                    "mqtt": {"url": broker_url, "protocol": mqtt_protocol},
+                    "badge": {"initial_duty": "available", "status_interval_s": 10.0},
+                    "gps": {
+                        "source": "route",
+                        "route_file": route_path.name,
+                        "route_speed_mps": 4.0,
+                        "report_interval_s": 5.0,
+                        "min_movement_m": 20.0,
+                    },
+                    "camera": {"source": str(bodycam) if bodycam else "0", "loop": True},
+                    "evidence": {
+                        "enabled": bodycam is not None,
+                        "mode": "dispatch",
+                        "segment_s": 10.0,
+                        "fps": 5.0,
+                    },
+                    "storage": {"dir": f"{device_id}-data"},
+                },
+            )
+        )
+    registrations = [
+        Registration(device_id=device_id, kind="camera", name=name, site=SITE, lat=lat, lon=lon)
+        for device_id, name, lat, lon, _ in CAMERAS
+    ] + [
+        Registration(device_id=device_id, kind="badge", name=name, site=SITE) for device_id, name, _ in BADGES
+    ]
+    return Scenario(root, central_path, cameras, badges, registrations)
+
+
+def _write(path: Path, model, data: dict) -> Path:
+    path.write_text(tomli_w.dumps(data))
+    config.load(path, model)  # the agents will load it: refuse a bad demo config here, with the reason
+    return path

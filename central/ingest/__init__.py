@@ -1,0 +1,1 @@
+"""Ingest: everything devices send over MQTT, validated against the shared contracts and stored."""

@@ -1,0 +1,236 @@
+"""Reassembling clips (and badge evidence segments) from their chunks, and asking again for what is missing.
+
+Chunks may arrive in any order, more than once, corrupted, or not at all. Each received chunk is kept as its
+own file under ``<spool>/<clip_id>/`` so that the set of files *is* the record of what has arrived; this
+survives a central restart and makes duplicates harmless. When every chunk is there, the clip is joined, its
+SHA-256 checked against the one every chunk carries, and the file moved into the media store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from central.store.media import MediaStore
+from shared import messages, timeutil, topics
+from shared.messages import ClipChunk, ClipRequest
+
+log = logging.getLogger(__name__)
+
+# ClipRequest.missing holds at most this many indexes; the rest are asked for on the next round.
+MAX_MISSING_PER_REQUEST = 10_000
+
+
+class ClipRejected(ValueError):
+    """A chunk that contradicts its clip (another size, hash or sender): kept by ingest as a dead letter."""
+
+
+class ClipAssembler:
+    def __init__(
+        self,
+        db,
+        media: MediaStore,
+        spool_dir: Path,
+        send: Callable[[str, bytes], None],
+        give_up_after_s: float = 24 * 3600,
+    ):
+        # ``db`` may be a database or a callable returning this thread's one (``Central.db``), because
+        # chunks arrive on the ingest thread and stalled clips are looked for on a timer thread.
+        self._db = db if callable(db) else (lambda: db)
+        self.media = media
+        self.spool_dir = Path(spool_dir)
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.send = send
+        # A clip still incomplete this long after its first chunk is given up (the device dropped it under its
+        # disk quota, or was replaced): it is marked "abandoned" and no longer asked for.
+        self.give_up_after_s = give_up_after_s
+        self._lock = threading.Lock()
+
+    # --- receiving ----------------------------------------------------------------------------------------
+
+    def handle(self, site: str, chunk: ClipChunk) -> str | None:
+        """Take one chunk; return "verified" or "failed" when it completes its clip, else None.
+
+        Raises ClipRejected for a chunk that contradicts what earlier chunks said about its clip."""
+        with self._lock:
+            return self._handle(site, chunk)
+
+    def _handle(self, site: str, chunk: ClipChunk) -> str | None:
+        if chunk.count > chunk.size:
+            raise ClipRejected(f"clip {chunk.clip_id}: {chunk.count} chunks cannot make {chunk.size} bytes")
+        db = self._db()
+        row = self._row(db, chunk.clip_id)
+        if row is None:
+            row = self._create(db, site, chunk)
+        elif row["state"] == "verified":
+            return None  # a late duplicate of a clip already stored
+        elif (row["sha256"], row["count"], row["size"], row["device"]) != (
+            chunk.sha256,
+            chunk.count,
+            chunk.size,
+            chunk.device,
+        ):
+            raise ClipRejected(
+                f"clip {chunk.clip_id}: chunk {chunk.index} disagrees with the clip's device/sha256/count/size "
+                f"({row['device']}, {row['sha256'][:12]}..., {row['count']}, {row['size']})"
+            )
+
+        data = messages.from_base64(chunk.data)
+        if hashlib.sha256(data).hexdigest() != chunk.chunk_sha256:
+            log.warning("clip %s: chunk %d has a bad hash; asking again", chunk.clip_id, chunk.index)
+            with db.atomic():
+                db.execute(
+                    "UPDATE clips SET bad_chunks = bad_chunks + 1, updated_at = ? WHERE clip_id = ?",
+                    [timeutil.now_wire(), chunk.clip_id],
+                )
+            self._ask(site, chunk.device, chunk.clip_id, [chunk.index])
+            return None
+
+        part = self._chunk_file(chunk.clip_id, chunk.index)
+        if not part.exists():
+            part.parent.mkdir(parents=True, exist_ok=True)
+            tmp = part.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(part)
+        received = self._received(chunk.clip_id)
+        with db.atomic():
+            db.execute(
+                "UPDATE clips SET received = ?, updated_at = ?, state = 'receiving' WHERE clip_id = ?",
+                [len(received), timeutil.now_wire(), chunk.clip_id],
+            )
+        if len(received) < chunk.count:
+            return None
+        return self._complete(db, site, self._row(db, chunk.clip_id))
+
+    def _complete(self, db, site: str, row: dict) -> str:
+        clip_id = row["clip_id"]
+        joined = self.spool_dir / f"{clip_id}.joined"
+        digest = hashlib.sha256()
+        with joined.open("wb") as out:
+            for index in range(row["count"]):
+                data = self._chunk_file(clip_id, index).read_bytes()
+                digest.update(data)
+                out.write(data)
+        size = joined.stat().st_size
+        now = timeutil.now_wire()
+        if digest.hexdigest() != row["sha256"] or size != row["size"]:
+            log.warning(
+                "clip %s from %s: the joined file does not match its sha256/size; asking for all of it again",
+                clip_id,
+                row["device"],
+            )
+            joined.unlink()
+            shutil.rmtree(self.spool_dir / clip_id, ignore_errors=True)
+            with db.atomic():
+                db.execute(
+                    "UPDATE clips SET state = 'failed', received = 0, updated_at = ? WHERE clip_id = ?",
+                    [now, clip_id],
+                )
+            self._ask(site, row["device"], clip_id, [])
+            return "failed"
+
+        kind = "clip" if row["purpose"] == "event" else "evidence"
+        self.media.adopt(
+            joined,
+            row["sha256"],
+            kind=kind,
+            content_type=row["content_type"],
+            device=row["device"],
+            event_id=row["event_id"],
+        )
+        shutil.rmtree(self.spool_dir / clip_id, ignore_errors=True)
+        with db.atomic():
+            db.execute(
+                "UPDATE clips SET state = 'verified', completed_at = ?, updated_at = ? WHERE clip_id = ?",
+                [now, now, clip_id],
+            )
+            if row["event_id"]:
+                db.execute("UPDATE events SET clip_id = ? WHERE event_id = ?", [clip_id, row["event_id"]])
+        log.info("clip %s from %s verified (%d bytes)", clip_id, row["device"], size)
+        return "verified"
+
+    # --- asking again ---------------------------------------------------------------------------------------
+
+    def request_missing(self, stalled_after_s: float = 30) -> int:
+        """Ask devices again for the chunks of clips that have received nothing for ``stalled_after_s``."""
+        cutoff = timeutil.to_wire(timeutil.utc_now() - timedelta(seconds=stalled_after_s))
+        asked = 0
+        with self._lock:
+            db = self._db()
+            stalled = list(
+                db.query(
+                    "SELECT * FROM clips WHERE state IN ('receiving', 'failed') AND updated_at < ?",
+                    [cutoff],
+                )
+            )
+            give_up = timeutil.to_wire(timeutil.utc_now() - timedelta(seconds=self.give_up_after_s))
+            for row in stalled:
+                if row["created_at"] < give_up:
+                    log.warning("clip %s from %s: still incomplete, given up", row["clip_id"], row["device"])
+                    shutil.rmtree(self.spool_dir / row["clip_id"], ignore_errors=True)
+                    with db.atomic():
+                        db.execute("UPDATE clips SET state = 'abandoned' WHERE clip_id = ?", [row["clip_id"]])
+                    continue
+                have = self._received(row["clip_id"])
+                missing = [i for i in range(row["count"]) if i not in have]
+                if not missing:  # everything arrived but joining was interrupted (a restart)
+                    self._complete(db, row["site"], row)
+                    continue
+                # An empty list asks for every chunk, which is shorter on the wire when nothing has arrived.
+                self._ask(row["site"], row["device"], row["clip_id"], missing if have else [])
+                with db.atomic():
+                    db.execute(
+                        "UPDATE clips SET updated_at = ? WHERE clip_id = ?",
+                        [timeutil.now_wire(), row["clip_id"]],
+                    )
+                asked += 1
+        return asked
+
+    def _ask(self, site: str, device: str, clip_id: str, missing: list[int]) -> None:
+        request = ClipRequest(device=device, clip_id=clip_id, missing=missing[:MAX_MISSING_PER_REQUEST])
+        try:
+            self.send(topics.down(site, device, "clip_request"), messages.encode(request))
+        except Exception:  # no link right now: the stalled-clip timer asks again later
+            log.warning("clip %s: cannot send the clip request to %s now", clip_id, device, exc_info=True)
+
+    # --- bookkeeping ----------------------------------------------------------------------------------------
+
+    def _row(self, db, clip_id: str) -> dict | None:
+        rows = list(db.query("SELECT * FROM clips WHERE clip_id = ?", [clip_id]))
+        return rows[0] if rows else None
+
+    def _create(self, db, site: str, chunk: ClipChunk) -> dict:
+        now = timeutil.now_wire()
+        row = {
+            "clip_id": chunk.clip_id,
+            "device": chunk.device,
+            "site": site,
+            "event_id": chunk.event_id,
+            "purpose": chunk.purpose,
+            "sha256": chunk.sha256,
+            "size": chunk.size,
+            "count": chunk.count,
+            "received": 0,
+            "content_type": chunk.content_type,
+            "state": "receiving",
+            "created_at": now,
+            "updated_at": now,
+            "bad_chunks": 0,
+        }
+        with db.atomic():
+            db["clips"].insert(row, ignore=True)
+        return row
+
+    def _chunk_file(self, clip_id: str, index: int) -> Path:
+        return self.spool_dir / clip_id / f"{index:06d}"
+
+    def _received(self, clip_id: str) -> set[int]:
+        folder = self.spool_dir / clip_id
+        if not folder.is_dir():
+            return set()
+        return {int(p.name) for p in folder.iterdir() if p.name.isdigit()}

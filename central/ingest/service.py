@@ -1,0 +1,447 @@
+"""The ingest service: one MQTT session that receives everything devices send, and one writer thread that
+validates and stores it in batches.
+
+Paho's network thread only enqueues (topic, payload, arrival time). The writer lets a batch gather for
+``[ingest] batch_window_ms`` (up to ``batch_max`` messages) and writes it in one SQLite transaction, so a burst
+costs one commit per batch rather than one per message. After each commit it publishes what changed to the
+live hub and calls the hooks other parts registered with ``on(kind, callback)``.
+
+Nothing a device sends can stop ingest: a message that breaks the contract, that cannot be stored, or whose
+hook fails is logged, kept in ``dead_letters`` with the reason, and the next message is processed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+from central.context import Central
+from central.store import dead_letters, devices, events
+from shared import messages, timeutil, topics
+from shared.messages import Envelope, InvalidMessage
+from shared.mqtt import Link
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[[Envelope, str], None]  # (decoded message, site)
+
+# Kinds whose rows are written inside the batch transaction; the media kinds write files and go after it.
+_MEDIA_KINDS = ("snapshot", "clip")
+# SQLite's automatic checkpoint (copying the WAL back into the database) runs in whichever thread commits; on the
+# writer it cost about a third of its throughput. A thread of its own does it instead, PASSIVE so that it never
+# blocks the writer.
+CHECKPOINT_INTERVAL_S = 1.0
+
+
+@dataclass
+class Counters:
+    received: int = 0  # messages taken from MQTT
+    stored: int = 0  # valid messages stored or handed on (not counting duplicates)
+    duplicates: int = 0  # event messages whose id was already stored: nothing changed
+    timeline_only: int = 0  # event messages older than the stored state: kept in the timeline only
+    dead_letters: int = 0  # refused or unstorable messages, kept in dead_letters
+    hook_errors: int = 0  # hooks that raised (their message is also dead-lettered)
+    batches: int = 0  # SQLite transactions committed
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class _Incoming:
+    topic: str
+    payload: bytes
+    arrived: float  # time.time() when paho handed it over
+
+    @property
+    def received_at(self) -> str:
+        return timeutil.to_wire(datetime.fromtimestamp(self.arrived, UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class _Valid:
+    incoming: _Incoming
+    site: str
+    message: Envelope
+    received_at: str
+
+
+@dataclass
+class _Outcome:
+    """What a batch changed, collected inside the transaction and announced after the commit."""
+
+    stored: int = 0
+    duplicates: int = 0
+    timeline_only: int = 0
+    changed_events: set[str] = field(default_factory=set)
+    changed_devices: set[str] = field(default_factory=set)
+    dead_letters: list[tuple[int, str, str]] = field(default_factory=list)  # id, topic, reason
+    hooks: list[_Valid] = field(default_factory=list)  # messages to hand to hooks
+
+    def merge(self, other: _Outcome) -> None:
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.timeline_only += other.timeline_only
+        self.changed_events |= other.changed_events
+        self.changed_devices |= other.changed_devices
+        self.dead_letters += other.dead_letters
+        self.hooks += other.hooks
+
+
+class IngestService:
+    def __init__(self, central: Central):
+        self.central = central
+        self.settings = central.config.ingest
+        self.counters = Counters()
+        self.last_commit_at: float | None = None  # time.time() of the latest commit (for latency measurement)
+        self.subscribed = threading.Event()  # set once the broker has acknowledged the subscription
+        self._hooks: dict[str, list[Hook]] = defaultdict(list)
+        self._queue: queue.Queue[_Incoming] = queue.Queue(self.settings.queue_max)
+        self._closing = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._link: Link | None = None
+        self._media = None
+        self._clips = None
+
+    # --- public -----------------------------------------------------------------------------------------
+
+    def on(self, kind: str, callback: Hook) -> None:
+        """Call ``callback(message, site)`` on the writer thread after each commit, for every valid message of
+        ``kind`` (an up kind). For "event", only messages that changed the stored event (new, or newer seq).
+        A callback must be quick; one that raises is logged and its message dead-lettered."""
+        if kind not in topics.UP_KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(topics.UP_KINDS)}")
+        self._hooks[kind].append(callback)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def start(self, wait_s: float | None = 10.0) -> IngestService:
+        config = self.central.config
+        client_id = self.settings.client_id or f"central-{config.central.site}"
+        self._link = Link(config.mqtt, client_id, persistent_session=True)
+        subscription = topics.all_up()
+        if self.settings.share_group:
+            subscription = f"$share/{self.settings.share_group}/{subscription}"
+        self._link.subscribe(subscription, self._enqueue, qos=1)
+        # Link leaves SUBACKs alone; knowing the broker has the subscription is what makes "started" mean
+        # "nothing sent from now on is missed".
+        self._link.client.on_subscribe = self._on_subscribed
+        self._writer = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+        self._writer.start()
+        self._checkpointer = threading.Thread(target=self._checkpoint, name="ingest-checkpoint", daemon=True)
+        self._checkpointer.start()
+        self.central.publish = self._publish
+        self._link.start(wait_s=None)
+        if wait_s is not None and not self.subscribed.wait(wait_s):
+            log.warning(
+                "ingest: not subscribed at %s after %.0f s; retrying in the background",
+                config.mqtt.url,
+                wait_s,
+            )
+        return self
+
+    def stop(self) -> None:
+        """Disconnect, store what is already queued, then stop the writer."""
+        if self._link is not None:
+            self._link.stop()
+        self._closing.set()
+        if self._writer is not None:
+            self._writer.join(timeout=30)
+            if self._writer.is_alive():
+                log.error(
+                    "ingest: the writer did not finish within 30 s; %d messages unstored", self.queue_depth
+                )
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=30)
+
+    # --- MQTT thread: enqueue only ------------------------------------------------------------------------
+
+    def _enqueue(self, topic: str, payload: bytes) -> None:
+        self.counters.received += 1
+        incoming = _Incoming(topic, payload, time.time())
+        # A full queue makes the network thread wait: the broker keeps the rest in our persistent session.
+        while True:
+            try:
+                self._queue.put(incoming, timeout=1.0)
+                return
+            except queue.Full:
+                log.warning("ingest: queue full (%d); holding the MQTT stream", self.settings.queue_max)
+
+    def _on_subscribed(self, client, userdata, mid, reason_codes, properties) -> None:
+        if any(code.is_failure for code in reason_codes):
+            log.error("ingest: the broker refused the subscription: %s", ", ".join(map(str, reason_codes)))
+            return
+        log.info("ingest: subscribed as %s", self._link.client_id)
+        self.subscribed.set()
+
+    def _publish(self, topic: str, payload: bytes) -> None:
+        assert self._link is not None
+        self._link.publish(topic, payload)
+
+    # --- writer thread ----------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        db = self.central.db()
+        db.execute("PRAGMA wal_autocheckpoint=0")  # this connection only: see CHECKPOINT_INTERVAL_S
+        self._open_media()
+        next_clip_check = time.monotonic() + self.settings.clip_check_interval_s
+        while True:
+            batch = self._take_batch()
+            if batch:
+                try:
+                    self._process(db.conn, batch)
+                except Exception:  # a bug here must not end ingest; the messages are in the log
+                    log.exception("ingest: batch of %d failed outside storage", len(batch))
+            elif self._closing.is_set():
+                return
+            if self._clips is not None and time.monotonic() >= next_clip_check:
+                next_clip_check = time.monotonic() + self.settings.clip_check_interval_s
+                try:
+                    self._clips.request_missing(stalled_after_s=self.settings.clip_stalled_after_s)
+                except Exception:
+                    log.exception("ingest: asking devices for missing clip chunks failed")
+
+    def _checkpoint(self) -> None:
+        db = self.central.db()
+        while True:
+            closing = self._closing.wait(CHECKPOINT_INTERVAL_S)
+            if closing and self._writer is not None:
+                self._writer.join()  # one last round after the writer's last commit
+            try:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:  # e.g. the disk is full: ingest carries on, the WAL grows meanwhile
+                log.warning("ingest: WAL checkpoint failed: %s", exc)
+            if closing:
+                return
+
+    def _open_media(self) -> None:
+        try:
+            from central.ingest.clips import ClipAssembler
+            from central.store.media import MediaStore
+        except ImportError as exc:
+            log.warning(
+                "ingest: media store unavailable (%s); snapshots and clips will be dead-lettered", exc
+            )
+            return
+        # Central.db gives each thread its own connection; media and clips are used on this thread only.
+        self._media = MediaStore(self.central.db, self.central.media_dir)
+        self._clips = ClipAssembler(
+            self.central.db, self._media, self.central.data_dir / "spool", self._publish
+        )
+
+    def _take_batch(self) -> list[_Incoming]:
+        try:
+            batch = [self._queue.get(timeout=0.5)]
+        except queue.Empty:
+            return []
+        # Let a batch gather for a moment: while the writer sleeps, the MQTT thread has the interpreter to
+        # itself, rather than both taking turns message by message.
+        gather_s = batch[0].arrived + self.settings.batch_window_ms / 1000 - time.time()
+        if gather_s > 0 and self._queue.qsize() < self.settings.batch_max:
+            time.sleep(gather_s)
+        while len(batch) < self.settings.batch_max:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _process(self, conn, batch: list[_Incoming]) -> None:
+        valid: list[_Valid] = []
+        refused: list[tuple[_Incoming, str]] = []
+        for incoming in batch:
+            try:
+                message = messages.decode(incoming.topic, incoming.payload)
+            except InvalidMessage as exc:
+                refused.append((incoming, exc.reason))
+                continue
+            except Exception as exc:  # e.g. RecursionError from JSON nested thousands deep
+                refused.append((incoming, f"payload could not be read: {type(exc).__name__}: {exc}"))
+                continue
+            # decode() checked the topic: kuzet/v1/{site}/...
+            site = incoming.topic.split("/", 3)[2]
+            valid.append(_Valid(incoming, site, message, incoming.received_at))
+
+        try:
+            with conn:
+                outcome = self._write(conn, valid, refused)
+        except Exception as exc:
+            log.warning("ingest: batch of %d failed (%s); storing one by one", len(batch), exc)
+            outcome = self._write_one_by_one(conn, valid, refused)
+        self.last_commit_at = time.time()
+        self.counters.batches += 1
+
+        for item in valid:
+            if item.message.type in _MEDIA_KINDS:
+                outcome.merge(self._store_media(conn, item))
+        self.counters.stored += outcome.stored
+        self.counters.dead_letters += len(outcome.dead_letters)
+        self.counters.duplicates += outcome.duplicates
+        self.counters.timeline_only += outcome.timeline_only
+        self._announce(conn, outcome)
+        arrival = {id(item): index for index, item in enumerate(valid)}
+        self._call_hooks(conn, sorted(outcome.hooks, key=lambda item: arrival[id(item)]))
+
+    def _write(self, conn, valid: list[_Valid], refused: list[tuple[_Incoming, str]]) -> _Outcome:
+        """Everything but media, inside the caller's transaction."""
+        outcome = _Outcome()
+        for incoming, reason in refused:
+            outcome.dead_letters.append(self._dead_letter(conn, incoming, reason))
+
+        heard: dict[str, tuple[str, str]] = {}
+        for item in valid:
+            heard[item.message.device] = (item.site, item.received_at)
+        for device in devices.touch(conn, heard):
+            log.warning("ingest: device %r is not registered; listed as unregistered", device)
+            outcome.changed_devices.add(device)
+
+        event_batch = [
+            events.Received(item.message, item.site, item.received_at)
+            for item in valid
+            if item.message.type == "event"
+        ]
+        if event_batch:
+            applied = events.apply(conn, event_batch)
+            outcome.duplicates += applied.duplicates
+            outcome.timeline_only += applied.timeline_only
+            outcome.stored += len(event_batch) - applied.duplicates
+            changed = {id(r.message) for r in applied.changed}
+            outcome.changed_events |= {r.message.event_id for r in applied.changed}
+            outcome.hooks += [v for v in valid if v.message.type == "event" and id(v.message) in changed]
+
+        for item in valid:
+            kind = item.message.type
+            if kind == "event" or kind in _MEDIA_KINDS:
+                continue
+            if kind == "status":
+                devices.apply_status(conn, item.message)
+                outcome.changed_devices.add(item.message.device)
+            elif kind == "availability":
+                devices.apply_availability(conn, item.message)
+                outcome.changed_devices.add(item.message.device)
+            outcome.stored += 1
+            outcome.hooks.append(item)
+        return outcome
+
+    def _write_one_by_one(self, conn, valid: list[_Valid], refused: list[tuple[_Incoming, str]]) -> _Outcome:
+        """After a failed batch: each message in its own transaction, so one bad row costs only itself."""
+        outcome = _Outcome()
+        for incoming, reason in refused:
+            with conn:
+                outcome.dead_letters.append(self._dead_letter(conn, incoming, reason))
+        for item in valid:
+            try:
+                with conn:
+                    outcome.merge(self._write(conn, [item], []))
+            except Exception as exc:
+                log.exception("ingest: could not store %s", item.incoming.topic)
+                with conn:
+                    outcome.dead_letters.append(
+                        self._dead_letter(conn, item.incoming, f"could not store: {exc}")
+                    )
+        return outcome
+
+    def _store_media(self, conn, item: _Valid) -> _Outcome:
+        """A snapshot or clip chunk: files on disk, each in its own transaction after the batch."""
+        outcome = _Outcome()
+        try:
+            if item.message.type == "snapshot":
+                event_id = self._store_snapshot(conn, item.message)
+            else:
+                event_id = self._store_clip_chunk(item.site, item.message)
+        except _Refused as exc:
+            with conn:
+                outcome.dead_letters.append(self._dead_letter(conn, item.incoming, exc.reason))
+            return outcome
+        except Exception as exc:
+            log.exception("ingest: storing %s failed", item.incoming.topic)
+            with conn:
+                outcome.dead_letters.append(self._dead_letter(conn, item.incoming, f"could not store: {exc}"))
+            return outcome
+        if event_id is not None:
+            outcome.changed_events.add(event_id)
+        outcome.stored += 1
+        outcome.hooks.append(item)
+        return outcome
+
+    def _store_snapshot(self, conn, message: messages.Snapshot) -> str | None:
+        """Returns the event that now shows this snapshot, if that event is already stored."""
+        data = messages.from_base64(message.data)
+        if hashlib.sha256(data).hexdigest() != message.sha256:
+            raise _Refused("snapshot sha256 does not match its data")
+        if self._media is None:
+            raise _Refused("the media store is not available in this installation")
+        sha256 = self._media.put(
+            data,
+            kind="snapshot",
+            content_type=message.content_type,
+            device=message.device,
+            event_id=message.event_id,
+            width=message.width,
+            height=message.height,
+        )
+        with conn:
+            return message.event_id if events.set_snapshot(conn, message.event_id, sha256) else None
+
+    def _store_clip_chunk(self, site: str, chunk: messages.ClipChunk) -> str | None:
+        """Returns the clip's event once the whole clip has arrived and checked out."""
+        if self._clips is None:
+            raise _Refused("the media store is not available in this installation")
+        completed = self._clips.handle(site, chunk)
+        return chunk.event_id if completed else None
+
+    def _dead_letter(self, conn, incoming: _Incoming, reason: str) -> tuple[int, str, str]:
+        log.warning("ingest: dead-lettered %s: %s", incoming.topic, reason)
+        keep = self.central.config.storage.dead_letter_payload_bytes
+        letter_id = dead_letters.add(
+            conn, incoming.topic, incoming.payload, reason, incoming.received_at, keep
+        )
+        return letter_id, incoming.topic, reason
+
+    def _announce(self, conn, outcome: _Outcome) -> None:
+        hub = self.central.hub
+        for letter_id, topic, reason in outcome.dead_letters:
+            hub.publish("dead_letter", {"id": letter_id, "topic": topic, "reason": reason})
+        if hub.subscribers == 0:
+            return  # nobody is watching: skip reading the rows back
+        for row in events.rows(conn, outcome.changed_events):
+            hub.publish("event", row)
+        for row in devices.rows(conn, outcome.changed_devices):
+            hub.publish("device", row)
+
+    def _call_hooks(self, conn, items: list[_Valid]) -> None:
+        for item in items:
+            message = item.message
+            if message.type == "live":
+                self.central.hub.publish("live", {"site": item.site, **message.model_dump(mode="json")})
+            for hook in self._hooks.get(message.type, ()):
+                try:
+                    hook(message, item.site)
+                except Exception as exc:
+                    log.exception("ingest: %s hook %r failed on %s", message.type, hook, item.incoming.topic)
+                    self.counters.hook_errors += 1
+                    self.counters.dead_letters += 1
+                    with conn:
+                        letter = self._dead_letter(
+                            conn, item.incoming, f"{message.type} hook failed: {exc!r}"
+                        )
+                    self.central.hub.publish(
+                        "dead_letter", dict(zip(("id", "topic", "reason"), letter, strict=True))
+                    )
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,78 @@
+"""In-process fan-out of live updates (new events, device status, unit positions, dispatch changes) from
+ingest and routing to the page's server-sent-event streams. Slow clients lose their oldest updates, never
+block the publisher."""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Update:
+    seq: int
+    channel: str  # "event", "device", "unit", "dispatch", "dead_letter"
+    data: dict
+
+
+class Subscription:
+    def __init__(self, hub: LiveHub, maxsize: int):
+        self._hub = hub
+        self.queue: queue.Queue[Update] = queue.Queue(maxsize)
+        self.dropped = 0
+
+    def get(self, timeout: float | None = None) -> Update | None:
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self._hub._remove(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class LiveHub:
+    def __init__(self, maxsize: int = 1000):
+        self._maxsize = maxsize
+        self._subscriptions: set[Subscription] = set()
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+
+    def subscribe(self) -> Subscription:
+        subscription = Subscription(self, self._maxsize)
+        with self._lock:
+            self._subscriptions.add(subscription)
+        return subscription
+
+    def _remove(self, subscription: Subscription) -> None:
+        with self._lock:
+            self._subscriptions.discard(subscription)
+
+    def publish(self, channel: str, data: dict) -> None:
+        update = Update(next(self._seq), channel, data)
+        with self._lock:
+            subscriptions = list(self._subscriptions)
+        for subscription in subscriptions:
+            while True:
+                try:
+                    subscription.queue.put_nowait(update)
+                    break
+                except queue.Full:
+                    try:
+                        subscription.queue.get_nowait()
+                        subscription.dropped += 1
+                    except queue.Empty:
+                        pass
+
+    @property
+    def subscribers(self) -> int:
+        with self._lock:
+            return len(self._subscriptions)

@@ -1,0 +1,1 @@
+"""Routing events to patrol units: nearest available unit, escalation, intercept, manual assignment."""

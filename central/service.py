@@ -1,0 +1,117 @@
+"""``kuzet central run``: the broker (when embedded), ingest, routing, retention and the web page, in one
+process, until Ctrl-C or SIGTERM stops them all in the reverse order they started."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+from central.broker import EmbeddedBroker
+from central.context import Central
+from central.ingest.service import IngestService
+from central.store.retention import apply_retention
+
+log = logging.getLogger(__name__)
+
+
+def serve(central: Central, stop: threading.Event | None = None) -> int:
+    """Run central until ``stop`` is set (or a signal arrives); returns the process exit status."""
+    stop = stop or threading.Event()
+    config = central.config
+    if config.broker.embedded and config.ingest.share_group:
+        log.error("the embedded broker (amqtt) has no shared subscriptions: remove [ingest] share_group")
+        return 2
+    with contextlib.ExitStack() as running, _signals_set(stop):
+        if config.broker.embedded:
+            if config.mqtt.protocol != "3.1.1":
+                log.warning("the embedded broker speaks MQTT 3.1.1 only; central uses 3.1.1 with it")
+                config.mqtt.protocol = "3.1.1"
+            broker = EmbeddedBroker(config.broker.host, config.broker.port).start()
+            running.callback(broker.stop)
+            log.info("embedded MQTT broker (demo only) on %s", broker.url)
+
+        ingest = IngestService(central)
+        routing = _routing(central, ingest)  # registers its hooks before the first message arrives
+        if routing is not None:
+            running.callback(routing.stop)
+        ingest.start()
+        running.callback(ingest.stop)
+
+        retention = Every(config.ingest.retention_interval_s, lambda: _retention(central), "retention")
+        running.callback(retention.stop)
+
+        web = _web(central)
+        if web is not None:
+            running.callback(web.stop)
+        log.info("central %r is running; Ctrl-C stops it", config.central.site)
+        stop.wait()
+        log.info("central is stopping")
+    return 0
+
+
+class Every:
+    """Calls ``work`` now and then every ``interval_s`` on a thread of its own until stopped; an exception is
+    logged and the next round runs as planned."""
+
+    def __init__(self, interval_s: float, work: Callable[[], object], name: str):
+        self._interval_s, self._work, self._name = interval_s, work, name
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._work()
+            except Exception:
+                log.exception("%s failed; trying again in %.0f s", self._name, self._interval_s)
+            self._stop.wait(self._interval_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def _retention(central: Central) -> None:
+    storage = central.config.storage
+    apply_retention(
+        central.db(),
+        central.media_dir,
+        retention_days=storage.retention_days,
+        max_media_gb=storage.max_media_gb,
+    )
+
+
+def _routing(central: Central, ingest: IngestService):
+    try:
+        from central.routing.service import RoutingService
+    except ImportError as exc:
+        log.warning("routing is not installed (%s): events will not be sent to patrols", exc)
+        return None
+    return RoutingService(central, ingest).start()
+
+
+def _web(central: Central):
+    try:
+        from central.web.server import WebServer
+    except ImportError as exc:
+        log.error("the web page is not installed (%s): central runs without it", exc)
+        return None
+    return WebServer(central).start()
+
+
+@contextlib.contextmanager
+def _signals_set(stop: threading.Event):
+    """SIGINT and SIGTERM set ``stop`` (only the main thread may install handlers; elsewhere the caller stops)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

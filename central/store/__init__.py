@@ -1,0 +1,1 @@
+"""Central's storage: one SQLite database in WAL mode (sqlite-utils) and media files addressed by SHA-256."""

@@ -1,0 +1,71 @@
+"""Write side of the ``devices`` table: every device central hears from, its latest status and whether it is
+online. A device that is heard from before it was registered is created with ``registered_at`` empty, which
+is what marks it unregistered on the page."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+
+from shared import messages, timeutil
+from shared.messages import Availability, Status
+
+_IN_CHUNK = 500
+
+
+def touch(conn: sqlite3.Connection, seen: dict[str, tuple[str, str]]) -> list[str]:
+    """Record that each device in ``seen`` (device -> (site, received_at)) was heard from.
+
+    Returns the devices that were not known before (created now, unregistered)."""
+    known = {row[0] for row in _select(conn, "SELECT device_id FROM devices WHERE device_id IN ({})", seen)}
+    conn.executemany(
+        "INSERT INTO devices (device_id, site, last_seen, online) VALUES (?, ?, ?, 0) "
+        "ON CONFLICT(device_id) DO UPDATE SET last_seen = max(coalesce(devices.last_seen, ''), excluded.last_seen)",
+        [(device, site, received_at) for device, (site, received_at) in seen.items()],
+    )
+    return [device for device in seen if device not in known]
+
+
+def apply_status(conn: sqlite3.Connection, message: Status) -> None:
+    """Keep the device's latest heartbeat (the whole message as JSON); a heartbeat means it is online."""
+    conn.execute(
+        "UPDATE devices SET kind = ?, status = ?, status_at = ?, software_version = ?, online = 1 "
+        "WHERE device_id = ? AND (status_at IS NULL OR status_at <= ?)",
+        (
+            message.kind,
+            messages.encode(message).decode(),
+            timeutil.to_wire(message.ts),
+            message.software_version,
+            message.device,
+            timeutil.to_wire(message.ts),
+        ),
+    )
+    conn.execute("UPDATE devices SET online = 1 WHERE device_id = ?", (message.device,))
+
+
+def apply_availability(conn: sqlite3.Connection, message: Availability) -> None:
+    # Applied in arrival order, not by timestamp: a last will carries the time the device connected.
+    conn.execute(
+        "UPDATE devices SET online = ? WHERE device_id = ?", (int(message.state == "online"), message.device)
+    )
+
+
+def rows(conn: sqlite3.Connection, device_ids: Iterable[str]) -> list[dict]:
+    cursor_rows = []
+    for names, row in _select_named(conn, "SELECT * FROM devices WHERE device_id IN ({})", device_ids):
+        cursor_rows.append(dict(zip(names, row, strict=True)))
+    return cursor_rows
+
+
+def _select(conn: sqlite3.Connection, sql: str, keys: Iterable[str]) -> list[tuple]:
+    return [row for _, row in _select_named(conn, sql, keys)]
+
+
+def _select_named(conn: sqlite3.Connection, sql: str, keys: Iterable[str]):
+    wanted = list(dict.fromkeys(keys))
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        cursor = conn.execute(sql.format(", ".join("?" * len(chunk))), chunk)
+        names = [d[0] for d in cursor.description]
+        for row in cursor:
+            yield names, row

@@ -1,0 +1,225 @@
+"""Write side of the ``events`` and ``event_updates`` tables: the latest edge state of each event, and its
+timeline.
+
+A device sends one event several times (open, updates, closed) with the same ``event_id`` and a rising
+``seq``, each message with an id of its own. Storing is idempotent: a message id already stored changes
+nothing, and a message older than the stored state (lower or equal ``seq``) joins the timeline without
+overwriting the newer state. The operators' workflow columns (status, assignment, hold) are never touched here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from shared import timeutil
+from shared.messages import SEVERITY_RANK, Event
+
+# Columns the edge owns; everything else in ``events`` belongs to the operators' workflow.
+EDGE_COLUMNS = (
+    "event_id",
+    "device",
+    "site",
+    "event_type",
+    "severity",
+    "severity_rank",
+    "edge_state",
+    "seq",
+    "label",
+    "score",
+    "zone",
+    "track_ids",
+    "box",
+    "frame_size",
+    "lat",
+    "lon",
+    "started_at",
+    "ended_at",
+    "snapshot_sha256",
+    "clip_id",
+    "description",
+    "attributes",
+    "received_at",
+    "updated_at",
+)
+# Media references arrive in their own messages too: an update without them must not erase them.
+_KEEP_IF_NULL = {"snapshot_sha256", "clip_id"}
+_KEEP_ALWAYS = {"event_id", "received_at"}
+
+
+def _update_clause(column: str) -> str:
+    if column in _KEEP_IF_NULL:
+        return f"{column} = coalesce(excluded.{column}, events.{column})"
+    return f"{column} = excluded.{column}"
+
+
+_UPSERT = (
+    f"INSERT INTO events ({', '.join(EDGE_COLUMNS)}) VALUES ({', '.join('?' * len(EDGE_COLUMNS))}) "
+    "ON CONFLICT(event_id) DO UPDATE SET "
+    + ", ".join(_update_clause(c) for c in EDGE_COLUMNS if c not in _KEEP_ALWAYS)
+    + " WHERE excluded.seq > events.seq"
+)
+_TIMELINE_COLUMNS = ("msg_id", "event_id", "seq", "state", "ts", "received_at", "box", "score", "track_ids")
+_INSERT_TIMELINE = (
+    f"INSERT OR IGNORE INTO event_updates ({', '.join(_TIMELINE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_TIMELINE_COLUMNS))})"
+)
+# Below SQLite's limit on bound parameters, whatever the build.
+_IN_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Received:
+    """An event message as ingest hands it over: the message, the site from its topic, when central got it."""
+
+    message: Event
+    site: str
+    received_at: str
+
+
+@dataclass
+class Applied:
+    """What one call of ``apply`` did."""
+
+    changed: list[Received] = field(default_factory=list)  # became the stored state of their event
+    new_event_ids: list[str] = field(default_factory=list)
+    timeline_only: int = 0  # older than the stored state: kept in the timeline only
+    duplicates: int = 0  # message id already stored: nothing changed
+
+
+def apply(conn: sqlite3.Connection, batch: Sequence[Received]) -> Applied:
+    """Store a batch of event messages (in arrival order) inside the caller's transaction."""
+    result = Applied()
+    stored_ids = _existing(
+        conn, "SELECT msg_id FROM event_updates WHERE msg_id IN ({})", {r.message.id for r in batch}
+    )
+    stored_seq = dict(
+        _rows(
+            conn,
+            "SELECT event_id, seq FROM events WHERE event_id IN ({})",
+            {r.message.event_id for r in batch},
+        )
+    )
+    timeline: list[tuple] = []
+    latest: dict[str, Received] = {}
+    seen: set[str] = set()
+    for item in batch:
+        message = item.message
+        if message.id in stored_ids or message.id in seen:
+            result.duplicates += 1
+            continue
+        seen.add(message.id)
+        timeline.append(_timeline_row(item))
+        current = stored_seq.get(message.event_id)
+        if current is not None and message.seq <= current:
+            result.timeline_only += 1
+            continue
+        if current is None and message.event_id not in latest:
+            result.new_event_ids.append(message.event_id)
+        stored_seq[message.event_id] = message.seq
+        latest[message.event_id] = item
+    conn.executemany(_INSERT_TIMELINE, timeline)
+    conn.executemany(_UPSERT, [_event_row(item) for item in latest.values()])
+    result.changed = list(latest.values())
+    return result
+
+
+def set_snapshot(conn: sqlite3.Connection, event_id: str, sha256: str) -> bool:
+    """Point an event at its stored snapshot; False when the event is not (yet) known."""
+    return (
+        conn.execute("UPDATE events SET snapshot_sha256 = ? WHERE event_id = ?", (sha256, event_id)).rowcount
+        > 0
+    )
+
+
+def rows(conn: sqlite3.Connection, event_ids: Iterable[str]) -> list[dict]:
+    """The stored rows of these events, as dicts (JSON columns decoded), in no particular order."""
+    wanted = list(dict.fromkeys(event_ids))
+    out: list[dict] = []
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        cursor = conn.execute(
+            f"SELECT * FROM events WHERE event_id IN ({', '.join('?' * len(chunk))})", chunk
+        )
+        names = [d[0] for d in cursor.description]
+        out.extend(decode_row(dict(zip(names, row, strict=True))) for row in cursor)
+    return out
+
+
+def decode_row(row: dict) -> dict:
+    for column in ("track_ids", "box", "frame_size", "attributes"):
+        if isinstance(row.get(column), str):
+            row[column] = json.loads(row[column])
+    return row
+
+
+def _event_row(item: Received) -> tuple:
+    m = item.message
+    return (
+        m.event_id,
+        m.device,
+        item.site,
+        m.event_type,
+        m.severity,
+        SEVERITY_RANK[m.severity],
+        m.state,
+        m.seq,
+        m.label,
+        m.score,
+        m.zone,
+        _ids_json(m.track_ids),
+        _box_json(m.box),
+        f"[{m.frame_size[0]}, {m.frame_size[1]}]" if m.frame_size else None,
+        m.location.lat if m.location else None,
+        m.location.lon if m.location else None,
+        timeutil.to_wire(m.started_at),
+        timeutil.to_wire(m.ended_at) if m.ended_at else None,
+        m.snapshot_sha256,
+        m.clip_id,
+        m.description,
+        json.dumps(m.attributes) if m.attributes else "{}",
+        item.received_at,
+        item.received_at,
+    )
+
+
+def _timeline_row(item: Received) -> tuple:
+    m = item.message
+    return (
+        m.id,
+        m.event_id,
+        m.seq,
+        m.state,
+        timeutil.to_wire(m.ts),
+        item.received_at,
+        _box_json(m.box),
+        m.score,
+        _ids_json(m.track_ids),
+    )
+
+
+# Hand-written JSON for the two small shapes every event carries: json.dumps costs more than the rest of
+# the row at thousands of events a second. Output is identical to json.dumps.
+def _ids_json(track_ids: list[int]) -> str:
+    return "[" + ", ".join(map(str, track_ids)) + "]"
+
+
+def _box_json(box) -> str | None:
+    if box is None:
+        return None
+    return f'{{"x": {box.x!r}, "y": {box.y!r}, "w": {box.w!r}, "h": {box.h!r}}}'
+
+
+def _rows(conn: sqlite3.Connection, sql: str, keys: set[str]) -> list[tuple]:
+    keys_list = list(keys)
+    found: list[tuple] = []
+    for start in range(0, len(keys_list), _IN_CHUNK):
+        chunk = keys_list[start : start + _IN_CHUNK]
+        found.extend(conn.execute(sql.format(", ".join("?" * len(chunk))), chunk).fetchall())
+    return found
+
+
+def _existing(conn: sqlite3.Connection, sql: str, keys: set[str]) -> set[str]:
+    return {row[0] for row in _rows(conn, sql, keys)}

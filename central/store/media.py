@@ -1,0 +1,120 @@
+"""Media files (snapshots, clips, badge evidence) addressed by their SHA-256.
+
+A file lives at ``<root>/<sha256[:2]>/<sha256>`` and has one row in the ``media`` table. The same bytes sent
+twice are stored once, so a retried upload never duplicates anything. A name that is not a SHA-256 is never
+turned into a path: the web page passes user-supplied names straight to ``path()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlite_utils
+
+from shared import timeutil
+
+log = logging.getLogger(__name__)
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class MediaStore:
+    def __init__(self, db: sqlite_utils.Database | Callable[[], sqlite_utils.Database], root: Path):
+        # SQLite connections cannot cross threads: pass ``Central.db`` (a callable giving each thread its own
+        # connection) when ingest and web request threads share one store; a Database is fine in one thread.
+        self._db = db if callable(db) else (lambda: db)
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _file(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256
+
+    def put(
+        self,
+        data: bytes,
+        *,
+        kind: str,
+        content_type: str,
+        device: str,
+        event_id: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> str:
+        """Store ``data`` (idempotent) and return its SHA-256."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        target = self._file(sha256)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Write beside the target and rename: a crash never leaves a truncated file under a valid name.
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        self._record(sha256, len(data), kind, content_type, device, event_id, width, height)
+        return sha256
+
+    def adopt(
+        self,
+        src: Path,
+        sha256: str,
+        *,
+        kind: str,
+        content_type: str,
+        device: str,
+        event_id: str | None = None,
+    ) -> str:
+        """Move an already verified file (a reassembled clip) into the store; ``src`` is gone afterwards."""
+        if not _SHA256.match(sha256):
+            raise ValueError(f"{sha256!r} is not a SHA-256 hex digest")
+        src = Path(src)
+        size = src.stat().st_size
+        target = self._file(sha256)
+        if target.exists():
+            src.unlink()
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(src, target)
+            except OSError:  # another file system: copy beside the target, then rename
+                tmp = target.with_name(f".incoming-{sha256}")
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, target)
+                src.unlink()
+        self._record(sha256, size, kind, content_type, device, event_id, None, None)
+        return sha256
+
+    def path(self, sha256: str) -> Path | None:
+        """The file holding ``sha256``, or None when it is unknown, gone, or not a SHA-256 at all."""
+        if not isinstance(sha256, str) or not _SHA256.match(sha256):
+            return None
+        if not self._db()["media"].count_where("sha256 = ?", [sha256]):
+            return None
+        target = self._file(sha256)
+        return target if target.is_file() else None
+
+    def _record(self, sha256, size, kind, content_type, device, event_id, width, height) -> None:
+        row = {
+            "sha256": sha256,
+            "kind": kind,
+            "content_type": content_type,
+            "size": size,
+            "path": str(Path(sha256[:2]) / sha256),
+            "created_at": timeutil.now_wire(),
+            "event_id": event_id,
+            "device": device,
+            "width": width,
+            "height": height,
+        }
+        # The first writer's row stands: a repeat of the same bytes changes nothing.
+        self._db()["media"].insert(row, ignore=True)

@@ -1,0 +1,203 @@
+"""Retention: events and media older than ``[storage] retention_days`` are deleted, and when the media
+exceeds ``[storage] max_media_gb`` the oldest media goes first. An event under evidence hold (``hold = 1``)
+is exempt, and so is every file it refers to (its snapshot, its clip, any media recorded against it).
+
+Work is done in small transactions so that ingest, which shares the database, is never held up for long.
+Files are unlinked only after the rows that name them are gone: a crash in between leaves an orphan file
+(harmless, found again by nobody), never a row that points at nothing. Every deletion is written to the audit
+log (actor "system") in the same transaction as the deletion itself, where the audit log is installed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import sqlite_utils
+
+from shared import timeutil
+
+log = logging.getLogger(__name__)
+
+# Rows per transaction: small enough that the ingest writer waits milliseconds, not seconds.
+CHUNK = 200
+GIB = 1024**3
+
+# Every file a held event refers to, however it refers to it.
+_PROTECTED = """
+    SELECT m.sha256 FROM media m JOIN events e ON m.event_id = e.event_id WHERE e.hold = 1
+    UNION SELECT e.snapshot_sha256 FROM events e WHERE e.hold = 1 AND e.snapshot_sha256 IS NOT NULL
+    UNION SELECT c.sha256 FROM clips c JOIN events e ON c.event_id = e.event_id WHERE e.hold = 1
+    UNION SELECT c.sha256 FROM clips c JOIN events e ON e.clip_id = c.clip_id WHERE e.hold = 1
+"""
+
+
+@dataclass
+class RetentionReport:
+    events: int = 0
+    event_updates: int = 0
+    media: int = 0
+    media_bytes: int = 0
+    dead_letters: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def __bool__(self) -> bool:
+        return any(self.as_dict().values())
+
+
+def apply_retention(
+    db: sqlite_utils.Database,
+    media_root: Path,
+    *,
+    retention_days: float,
+    max_media_gb: float,
+    now: datetime | None = None,
+) -> RetentionReport:
+    """Delete what the limits no longer allow; returns what was removed."""
+    now = now or timeutil.utc_now()
+    cutoff = timeutil.to_wire(now - timedelta(days=retention_days))
+    report = RetentionReport()
+    _expire_events(db, Path(media_root), cutoff, report)
+    _expire_loose_media(db, Path(media_root), cutoff, report)
+    _shrink_media(db, Path(media_root), int(max_media_gb * GIB), report)
+    with _transaction(db):
+        report.dead_letters += db.execute("DELETE FROM dead_letters WHERE received_at < ?", [cutoff]).rowcount
+    if report:
+        log.info("retention: removed %s", report.as_dict())
+    return report
+
+
+def _expire_events(db, media_root: Path, cutoff: str, report: RetentionReport) -> None:
+    """Events not held whose last word from the edge is older than the cutoff, with their timeline and media."""
+    while True:
+        files: list[str] = []
+        with _transaction(db):
+            event_ids = [
+                row[0]
+                for row in db.execute(
+                    # received_at <= updated_at: the first test narrows the search by its index.
+                    "SELECT event_id FROM events WHERE received_at < ? AND hold = 0"
+                    " AND coalesce(updated_at, received_at) < ? ORDER BY received_at LIMIT ?",
+                    [cutoff, cutoff, CHUNK],
+                )
+            ]
+            if not event_ids:
+                return
+            marks = ", ".join("?" * len(event_ids))
+            media = db.execute(
+                f"SELECT sha256, path, size FROM media WHERE sha256 IN ("
+                f" SELECT sha256 FROM media WHERE event_id IN ({marks})"
+                f" UNION SELECT snapshot_sha256 FROM events WHERE event_id IN ({marks})"
+                f" UNION SELECT sha256 FROM clips WHERE event_id IN ({marks})"
+                f") AND sha256 NOT IN ({_PROTECTED})"
+                # a file shared with an event that stays (same bytes, content addressing) stays too
+                f" AND sha256 NOT IN (SELECT snapshot_sha256 FROM events WHERE snapshot_sha256 IS NOT NULL"
+                f"   AND event_id NOT IN ({marks}))",
+                event_ids * 4,
+            ).fetchall()
+            report.event_updates += db.execute(
+                f"DELETE FROM event_updates WHERE event_id IN ({marks})", event_ids
+            ).rowcount
+            db.execute(f"DELETE FROM clips WHERE event_id IN ({marks})", event_ids)
+            files += _delete_media_rows(db, media, report)
+            report.events += db.execute(f"DELETE FROM events WHERE event_id IN ({marks})", event_ids).rowcount
+            _audit(db, "retention.delete_events", "events", {"reason": "age", "event_ids": event_ids})
+        _unlink(media_root, files)
+
+
+def _expire_loose_media(db, media_root: Path, cutoff: str, report: RetentionReport) -> None:
+    """Old media that belongs to no remaining event (badge evidence, files of events already gone)."""
+    while True:
+        with _transaction(db):
+            media = db.execute(
+                "SELECT sha256, path, size FROM media WHERE created_at < ?"
+                " AND (event_id IS NULL OR event_id NOT IN (SELECT event_id FROM events))"
+                " AND sha256 NOT IN (SELECT snapshot_sha256 FROM events WHERE snapshot_sha256 IS NOT NULL)"
+                " AND sha256 NOT IN (SELECT c.sha256 FROM clips c JOIN events e ON c.event_id = e.event_id)"
+                f" AND sha256 NOT IN ({_PROTECTED}) ORDER BY created_at LIMIT ?",
+                [cutoff, CHUNK],
+            ).fetchall()
+            if not media:
+                return
+            files = _delete_media_rows(db, media, report)
+            _audit(db, "retention.delete_media", "media", {"reason": "age", "sha256": [m[0] for m in media]})
+        _unlink(media_root, files)
+
+
+def _shrink_media(db, media_root: Path, limit_bytes: int, report: RetentionReport) -> None:
+    """Oldest media first until the total is under the limit; held media is never touched."""
+    while True:
+        total = db.execute("SELECT coalesce(sum(size), 0) FROM media").fetchone()[0]
+        if total <= limit_bytes:
+            return
+        with _transaction(db):
+            candidates = db.execute(
+                f"SELECT sha256, path, size FROM media WHERE sha256 NOT IN ({_PROTECTED})"
+                " ORDER BY created_at LIMIT ?",
+                [CHUNK],
+            ).fetchall()
+            media, excess = [], total - limit_bytes
+            for row in candidates:
+                if excess <= 0:
+                    break
+                media.append(row)
+                excess -= row[2] or 0
+            if not media:
+                log.warning(
+                    "retention: media is %.2f GiB, over the %.2f GiB limit, and all of it is on hold",
+                    total / GIB,
+                    limit_bytes / GIB,
+                )
+                return
+            files = _delete_media_rows(db, media, report)
+            _audit(db, "retention.delete_media", "media", {"reason": "size", "sha256": [m[0] for m in media]})
+        _unlink(media_root, files)
+
+
+def _delete_media_rows(db, media: list[tuple], report: RetentionReport) -> list[str]:
+    """Remove the rows (and the references to them); returns the files to unlink after the commit."""
+    if not media:
+        return []
+    shas = [row[0] for row in media]
+    marks = ", ".join("?" * len(shas))
+    db.execute(f"UPDATE events SET snapshot_sha256 = NULL WHERE snapshot_sha256 IN ({marks})", shas)
+    db.execute(f"UPDATE clips SET state = 'expired' WHERE sha256 IN ({marks})", shas)
+    db.execute(f"DELETE FROM media WHERE sha256 IN ({marks})", shas)
+    report.media += len(media)
+    report.media_bytes += sum(row[2] or 0 for row in media)
+    return [row[1] for row in media]
+
+
+def _unlink(media_root: Path, files: list[str]) -> None:
+    for relative in files:
+        try:
+            (media_root / relative).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("retention: could not remove %s: %s", media_root / relative, exc)
+
+
+def _audit(db, action: str, target: str, detail: dict) -> None:
+    try:
+        from central.auth import audit
+    except ImportError:  # the audit log is another subsystem; retention still works without it
+        log.info("retention: %s %s %s (no audit log installed)", action, target, detail)
+        return
+    audit.append(db, "system", action, target, detail)
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT on the database's connection (the audit log joins it when nested)."""
+
+    def __init__(self, db: sqlite_utils.Database):
+        self.conn: sqlite3.Connection = db.conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

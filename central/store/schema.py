@@ -1,0 +1,268 @@
+"""The database schema, in one place. Every table central uses is created here; modules that own a table
+read and write it through their own functions in ``central.store``/``central.auth``/``central.routing``.
+
+Timestamps are UTC ISO-8601 strings as on the wire (they sort correctly as text). JSON columns hold
+lists/objects as text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlite_utils
+
+TABLES: dict[str, dict] = {
+    # One row per event, the latest state the edge sent (highest seq) plus the operators' workflow.
+    "events": dict(
+        columns={
+            "event_id": str,
+            "device": str,
+            "site": str,
+            "event_type": str,
+            "severity": str,
+            "severity_rank": int,
+            "edge_state": str,
+            "seq": int,
+            "label": str,
+            "score": float,
+            "zone": str,
+            "track_ids": str,
+            "box": str,
+            "frame_size": str,
+            "lat": float,
+            "lon": float,
+            "started_at": str,
+            "ended_at": str,
+            "snapshot_sha256": str,
+            "clip_id": str,
+            "description": str,
+            "attributes": str,
+            "received_at": str,
+            "updated_at": str,
+            # operator workflow: new -> acknowledged -> assigned/dispatched -> closed
+            "status": str,
+            "assigned_to": str,
+            "closed_note": str,
+            "hold": int,
+        },
+        pk="event_id",
+        not_null={"device", "event_type", "severity", "started_at", "status"},
+        defaults={"status": "new", "hold": 0},
+        indexes=[["received_at"], ["status", "received_at"], ["device", "received_at"], ["event_type"]],
+    ),
+    # Every event message as received: the track timeline of an event, and the idempotency key (msg_id).
+    "event_updates": dict(
+        columns={
+            "msg_id": str,
+            "event_id": str,
+            "seq": int,
+            "state": str,
+            "ts": str,
+            "received_at": str,
+            "box": str,
+            "score": float,
+            "track_ids": str,
+        },
+        pk="msg_id",
+        indexes=[["event_id", "seq"]],
+    ),
+    # Files on disk under media_dir/<sha256[:2]>/<sha256>; one row per distinct file.
+    "media": dict(
+        columns={
+            "sha256": str,
+            "kind": str,
+            "content_type": str,
+            "size": int,
+            "path": str,
+            "created_at": str,
+            "event_id": str,
+            "device": str,
+            "width": int,
+            "height": int,
+        },
+        pk="sha256",
+        indexes=[["event_id"], ["created_at"]],
+    ),
+    # Clips (and badge evidence segments) being reassembled from chunks, then verified.
+    "clips": dict(
+        columns={
+            "clip_id": str,
+            "device": str,
+            "event_id": str,
+            "purpose": str,
+            "sha256": str,
+            "size": int,
+            "count": int,
+            "received": int,
+            "content_type": str,
+            "state": str,
+            "created_at": str,
+            "completed_at": str,
+            "bad_chunks": int,
+            "site": str,  # where to send a clip_request for missing chunks
+            "updated_at": str,  # the last chunk received: a clip quiet for long is asked for again
+        },
+        pk="clip_id",
+        defaults={"received": 0, "bad_chunks": 0, "state": "receiving"},
+        indexes=[["event_id"], ["state"]],
+    ),
+    "devices": dict(
+        columns={
+            "device_id": str,
+            "site": str,
+            "kind": str,
+            "name": str,
+            "lat": float,
+            "lon": float,
+            "online": int,
+            "last_seen": str,
+            "status": str,
+            "status_at": str,
+            "registered_at": str,
+            "revoked_at": str,
+            "software_version": str,
+        },
+        pk="device_id",
+        defaults={"online": 0},
+    ),
+    # Messages that broke the contract, kept for inspection (payload bounded to 64 KiB).
+    "dead_letters": dict(
+        columns={
+            "id": int,
+            "topic": str,
+            "payload": bytes,
+            "payload_size": int,
+            "reason": str,
+            "received_at": str,
+        },
+        pk="id",
+        indexes=[["received_at"]],
+    ),
+    "users": dict(
+        columns={
+            "username": str,
+            "password_hash": str,
+            "role": str,
+            "display_name": str,
+            "created_at": str,
+            "disabled": int,
+            "failed_logins": int,
+            "locked_until": str,
+        },
+        pk="username",
+        not_null={"password_hash", "role"},
+        defaults={"disabled": 0, "failed_logins": 0},
+    ),
+    "api_tokens": dict(
+        columns={
+            "token_hash": str,
+            "username": str,
+            "name": str,
+            "created_at": str,
+            "last_used_at": str,
+            "revoked": int,
+        },
+        pk="token_hash",
+        defaults={"revoked": 0},
+    ),
+    # Append-only, hash-chained: hash = sha256(prev_hash + canonical JSON of the row's other fields).
+    "audit": dict(
+        columns={
+            "seq": int,
+            "ts": str,
+            "actor": str,
+            "action": str,
+            "target": str,
+            "detail": str,
+            "prev_hash": str,
+            "hash": str,
+        },
+        pk="seq",
+        indexes=[["target"], ["actor"]],
+    ),
+    # Patrol units (badges) as routing sees them.
+    "units": dict(
+        columns={
+            "device_id": str,
+            "callsign": str,
+            "lat": float,
+            "lon": float,
+            "duty": str,
+            "capabilities": str,
+            "position_at": str,
+            "online": int,
+            "current_dispatch": str,
+            "site": str,  # the site in the badge's topics, to address its dispatches
+        },
+        pk="device_id",
+        defaults={"duty": "off_duty", "online": 0, "capabilities": "[]"},
+    ),
+    "dispatches": dict(
+        columns={
+            "dispatch_id": str,
+            "event_id": str,
+            "unit": str,
+            "mode": str,
+            "state": str,
+            "created_at": str,
+            "updated_at": str,
+            "deadline_at": str,
+            "distance_m": float,
+            "created_by": str,
+            "note": str,
+            "reason": str,
+            "attempt": int,
+            "site": str,  # the badge's site, to address the dispatch
+            "direction_deg": float,  # intercept: the suspect's direction of travel
+        },
+        pk="dispatch_id",
+        indexes=[["event_id"], ["unit", "state"]],
+    ),
+    # Badge body-camera evidence segments as announced, with the result of checking their hash chain.
+    "evidence_segments": dict(
+        columns={
+            "segment_id": str,
+            "device": str,
+            "idx": int,
+            "started_at": str,
+            "ended_at": str,
+            "size": int,
+            "sha256": str,
+            "prev_chain_sha256": str,
+            "chain_sha256": str,
+            "content_type": str,
+            "dispatch_id": str,
+            "received_at": str,
+            "chain_ok": int,
+            "problem": str,
+        },
+        pk="segment_id",
+        indexes=[["device", "idx"]],
+    ),
+    # Every state change of a dispatch, for the timeline and the audit.
+    "dispatch_log": dict(
+        columns={"id": int, "dispatch_id": str, "state": str, "at": str, "by": str, "detail": str},
+        pk="id",
+        indexes=[["dispatch_id"]],
+    ),
+}
+
+
+def open_database(path: str | Path) -> sqlite_utils.Database:
+    """Open (creating if needed) the database in WAL mode with every table and index in place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite_utils.Database(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    db.execute("PRAGMA foreign_keys=ON")
+    for name, spec in TABLES.items():
+        table = db.table(name)
+        if not table.exists():
+            table.create(
+                spec["columns"], pk=spec["pk"], not_null=spec.get("not_null"), defaults=spec.get("defaults")
+            )
+        for columns in spec.get("indexes", []):
+            table.create_index(columns, if_not_exists=True)
+    return db

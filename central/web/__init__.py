@@ -1,0 +1,92 @@
+"""Central's web page and JSON API: ``create_app(central)`` builds the Flask application.
+
+One blueprint per part of the page (auth, events, map, devices, stats, admin), the JSON API under
+``/api/v1/`` with its live stream, and health/metrics. The routing engineer's blueprint
+(``central.routing.web:blueprint``) is added when it is installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import secrets
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask
+from flask_wtf.csrf import CSRFError
+
+from central.auth.ratelimit import RateLimiter
+from central.context import Central
+from central.store.media import MediaStore
+from central.web import admin, api, auth, devices, events, health, mapview, stats, stream, views
+
+
+def _secret_key(central: Central) -> bytes:
+    """The session-signing secret from ``[http] secret_key_file`` (relative to the data directory), created
+    readable by its owner only on first start."""
+    path = Path(central.config.http.secret_key_file)
+    if not path.is_absolute():
+        path = central.data_dir / path
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_bytes().strip()
+        if len(key) < 32:
+            raise RuntimeError(
+                f"{path}: the secret key is too short; delete the file to have a new one made"
+            ) from None
+        return key
+    with os.fdopen(descriptor, "wb") as file:
+        key = secrets.token_hex(32).encode()
+        file.write(key)
+    return key
+
+
+def _routing_blueprint():
+    try:
+        module = importlib.import_module("central.routing.web")
+    except ModuleNotFoundError as exc:
+        if exc.name != "central.routing.web":
+            raise
+        return None
+    return module.blueprint
+
+
+def create_app(central: Central) -> Flask:
+    app = Flask(__name__)
+    http = central.config.http
+    app.config.update(
+        SECRET_KEY=_secret_key(central),
+        SESSION_COOKIE_NAME="kuzet_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=http.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=13),  # a twelve-hour shift and a handover
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked in auth.load_user, where bearer-token requests are told apart
+        WTF_CSRF_TIME_LIMIT=None,  # the page stays open all shift; the token is bound to the session anyway
+        WTF_CSRF_SSL_STRICT=http.secure_cookies,
+        MAX_CONTENT_LENGTH=1 << 20,
+        SSE_HEARTBEAT_S=15.0,
+    )
+    app.extensions["kuzet"] = central
+    app.extensions["kuzet.closing"] = threading.Event()  # set on shutdown: live streams end
+    app.extensions["kuzet.media"] = MediaStore(central.db, central.media_dir)
+    app.extensions["kuzet.login_limiter"] = RateLimiter(auth.LOGIN_ATTEMPTS_PER_ADDRESS, auth.LOGIN_WINDOW_S)
+    auth.csrf.init_app(app)
+    app.before_request(auth.load_user)
+    health.init_metrics(app)
+    for module in (auth, events, mapview, devices, stats, admin, api, stream, health):
+        app.register_blueprint(module.blueprint)
+    routing = _routing_blueprint()
+    if routing is not None:
+        app.register_blueprint(routing)
+    app.extensions["kuzet.routing"] = routing is not None
+    views.install(app)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error):
+        return views.error_response(400, f"the form or request has no valid CSRF token ({error.description})")
+
+    return app

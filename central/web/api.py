@@ -1,0 +1,266 @@
+"""The JSON API under /api/v1/ (described in openapi.py): what the page shows, for tools and scripts.
+
+Authenticated by the page's session (with the X-CSRFToken header for changes) or ``Authorization: Bearer``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import Blueprint, Response, abort, current_app, jsonify, request
+from pydantic import ValidationError
+
+from central.auth import audit, users
+from central.store import queries, registry, workflow
+from central.web import openapi
+from central.web.auth import current_user, require
+from central.web.views import central
+
+blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def _bad_request(message: str):
+    response = jsonify(error=message)
+    response.status_code = 400
+    abort(response)
+
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        _bad_request("send a JSON object with Content-Type: application/json")
+    return body
+
+
+def _limit(default: int = 200) -> int:
+    try:
+        return int(request.args.get("limit", default))
+    except ValueError:
+        _bad_request("limit must be a whole number")
+
+
+def media_urls(media: dict) -> dict:
+    snapshot, clip_media = media["snapshot"], media["clip_media"]
+    clip = media["clip"]
+    return {
+        "snapshot_url": f"/media/{snapshot['sha256']}" if snapshot else None,
+        "clip_url": f"/media/{clip_media['sha256']}" if clip_media else None,
+        "clip_content_type": clip_media["content_type"] if clip_media else None,
+        "clip_state": clip["state"] if clip else None,
+    }
+
+
+@blueprint.get("/openapi.json")
+def openapi_document():
+    return jsonify(openapi.document(with_routing=current_app.extensions["kuzet.routing"]))
+
+
+@blueprint.get("/me")
+@require(None)
+def me():
+    return jsonify(current_user().as_json())
+
+
+# --- events -------------------------------------------------------------------------------------------------
+
+
+@blueprint.get("/events")
+@require("events.view")
+def list_events():
+    filters = {key: request.args.get(key, "") for key in queries.EVENT_FILTERS}
+    events = queries.list_events(central().db(), filters, _limit(), request.args.get("before", ""))
+    return jsonify(events=events)
+
+
+@blueprint.get("/events/counters")
+@require("events.view")
+def counters():
+    return jsonify(queries.queue_counters(central().db()))
+
+
+@blueprint.get("/events/<event_id>")
+@require("events.view")
+def get_event(event_id: str):
+    db = central().db()
+    event = queries.get_event(db, event_id)
+    if event is None:
+        abort(404, f"no event {event_id}")
+    audit.append(db, current_user().username, "event.view", f"event:{event_id}", {"via": "api"})
+    return jsonify(
+        event=event,
+        timeline=queries.event_timeline(db, event_id),
+        media=media_urls(queries.event_media(db, event)),
+        dispatches=queries.dispatch_history(db, event_id),
+    )
+
+
+def _workflow(event_id: str, change):
+    try:
+        event = change(central().db(), event_id, current_user().username)
+    except workflow.NotFound as exc:
+        abort(404, str(exc))
+    except workflow.WorkflowError as exc:
+        response = jsonify(error=str(exc))
+        response.status_code = 409
+        return response
+    central().hub.publish("event", {"event_id": event_id})
+    return jsonify(event=event)
+
+
+@blueprint.post("/events/<event_id>/ack")
+@require("events.act")
+def acknowledge(event_id: str):
+    return _workflow(event_id, workflow.acknowledge)
+
+
+@blueprint.post("/events/<event_id>/assign")
+@require("events.act")
+def assign(event_id: str):
+    assignee = str(_json_body().get("assignee", ""))
+    return _workflow(event_id, lambda db, eid, actor: workflow.assign(db, eid, actor, assignee))
+
+
+@blueprint.post("/events/<event_id>/close")
+@require("events.act")
+def close(event_id: str):
+    note = str(_json_body().get("note", ""))
+    return _workflow(event_id, lambda db, eid, actor: workflow.close(db, eid, actor, note))
+
+
+@blueprint.post("/events/<event_id>/hold")
+@require("events.hold")
+def hold(event_id: str):
+    keep = _json_body().get("hold", True)
+    if not isinstance(keep, bool):
+        _bad_request("hold is true or false")
+    return _workflow(event_id, lambda db, eid, actor: workflow.set_hold(db, eid, actor, keep))
+
+
+# --- devices, units and the map -------------------------------------------------------------------------------
+
+
+@blueprint.get("/devices")
+@require("devices.view")
+def list_devices():
+    return jsonify(devices=queries.list_devices(central().db()))
+
+
+@blueprint.post("/devices")
+@require("devices.manage")
+def register_device():
+    try:
+        registration = registry.Registration.model_validate(_json_body())
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        _bad_request(problems)
+    db = central().db()
+    created = registry.register(db, registration, current_user().username)
+    device = queries.get_device(db, registration.device_id)
+    central().hub.publish("device", device)
+    return jsonify(device), 201 if created else 200
+
+
+@blueprint.get("/devices/<device_id>")
+@require("devices.view")
+def get_device(device_id: str):
+    device = queries.get_device(central().db(), device_id)
+    if device is None:
+        abort(404, f"no device {device_id}")
+    return jsonify(device)
+
+
+@blueprint.post("/devices/<device_id>/revoke")
+@require("devices.manage")
+def revoke_device(device_id: str):
+    body = request.get_json(silent=True) or {}
+    db = central().db()
+    if not registry.revoke(db, device_id, current_user().username, str(body.get("reason", ""))):
+        abort(404, f"no device {device_id}")
+    device = queries.get_device(db, device_id)
+    central().hub.publish("device", device)
+    return jsonify(device)
+
+
+@blueprint.get("/map")
+@require("map.view")
+def map_data():
+    db = central().db()
+    user = current_user()
+    return jsonify(
+        devices=queries.list_devices(db),
+        units=queries.list_units(db),
+        events=queries.map_events(db) if user.can("events.view") else [],
+    )
+
+
+# --- statistics, audit, dead letters, users -----------------------------------------------------------------
+
+
+def _stats_args() -> dict:
+    period, by = request.args.get("period", "hour"), request.args.get("by", "type")
+    try:
+        return queries.event_counts(central().db(), period, by)
+    except ValueError as exc:
+        _bad_request(str(exc))
+
+
+@blueprint.get("/stats")
+@require("stats.view")
+def stats():
+    return jsonify(_stats_args())
+
+
+@blueprint.get("/stats.csv")
+@require("stats.view")
+def stats_csv():
+    counts = _stats_args()
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([counts["period"], counts["by"], "events"])
+    for group in counts["groups"]:
+        for bucket, count in zip(counts["buckets"], counts["counts"][group], strict=True):
+            writer.writerow([bucket, group, count])
+    filename = f"kuzet-events-per-{counts['period']}-by-{counts['by']}.csv"
+    return Response(
+        out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@blueprint.get("/audit")
+@require("audit.read")
+def audit_entries():
+    try:
+        before = int(request.args.get("before", 0) or 0)
+    except ValueError:
+        _bad_request("before is a sequence number")
+    entries = audit.entries(
+        central().db(),
+        target=request.args.get("target"),
+        actor=request.args.get("actor"),
+        action=request.args.get("action"),
+        before_seq=before,
+        limit=_limit(),
+    )
+    return jsonify(entries=entries)
+
+
+@blueprint.get("/audit/verify")
+@require("audit.read")
+def audit_verify():
+    ok, bad_seq = audit.verify(central().db())
+    return jsonify(ok=ok, first_bad_seq=bad_seq)
+
+
+@blueprint.get("/dead-letters")
+@require("dead_letters.view")
+def dead_letters():
+    return jsonify(dead_letters=queries.dead_letters(central().db(), _limit()))
+
+
+@blueprint.get("/users")
+@require("users.read")
+def list_users():
+    return jsonify(users=users.list_users(central().db()))

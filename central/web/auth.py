@@ -1,0 +1,157 @@
+"""Log-in, log-out, who the request is from (session cookie or bearer token), and ``require(permission)``.
+
+Other blueprints (routing's included) protect a view with::
+
+    from central.web.auth import require, current_user
+
+    @blueprint.post("/api/v1/dispatches")
+    @require("dispatch")
+    def create_dispatch(): ...
+        current_user().username  # the actor for the audit log
+
+A request without a user gets 401 (API, ``/api/``) or is sent to the log-in page; one without the permission
+gets 403. Requests with ``Authorization: Bearer <token>`` skip CSRF (a token is not sent by browsers on their
+own); session requests that change something need the CSRF token (form field or ``X-CSRFToken`` header).
+"""
+
+from __future__ import annotations
+
+import functools
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_wtf.csrf import CSRFProtect
+
+from central.auth import audit, tokens, users
+from central.auth.ratelimit import RateLimiter
+
+blueprint = Blueprint("auth", __name__)
+csrf = CSRFProtect()
+
+LOGIN_ATTEMPTS_PER_ADDRESS = 10
+LOGIN_WINDOW_S = 300
+
+
+def current_user() -> users.User | None:
+    return g.get("user")
+
+
+def is_api_request() -> bool:
+    # Machines (tools, Prometheus) get JSON errors and 401s, people get pages and the log-in form.
+    return request.path.startswith("/api/") or request.path == "/metrics"
+
+
+def _refuse(status: int, message: str):
+    if is_api_request() or g.get("via_token"):
+        response = jsonify(error=message)
+        response.status_code = status
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="kuzet"'
+        abort(response)
+    if status == 401:
+        abort(redirect(url_for("auth.login", next=request.full_path.rstrip("?"))))
+    abort(status, message)
+
+
+def require(permission: str | None):
+    """Decorator: the view needs a logged-in user (or token) whose role has ``permission``; ``None``: any
+    logged-in user."""
+    if permission is not None and permission not in users.PERMISSIONS:
+        raise ValueError(f"unknown permission {permission!r}")
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            user = current_user()
+            if user is None:
+                _refuse(401, "log in first (or send Authorization: Bearer <token>)")
+            if permission is not None and not user.can(permission):
+                _refuse(403, f"your role ({user.role}) may not do this: needs {permission}")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def load_user() -> None:
+    """before_request: find the user, and check CSRF for session requests that change something."""
+    central = current_app.extensions["kuzet"]
+    g.user, g.via_token = None, False
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        g.via_token = True
+        g.user = tokens.authenticate(central.db(), header[len("Bearer ") :].strip())
+        if g.user is None:
+            _refuse(401, "the API token is unknown, revoked, or its account is disabled")
+        return
+    username = session.get("user")
+    if username:
+        g.user = users.get_user(central.db(), username)
+        if g.user is None:  # disabled or deleted since log-in
+            session.clear()
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        csrf.protect()
+
+
+def _client_address() -> str:
+    return request.remote_addr or "?"
+
+
+def _safe_next(target: str | None) -> str:
+    # Only local paths: a crafted link must not send the operator to another site after log-in.
+    if not target or urlsplit(target).netloc or not target.startswith("/") or target[1:2] in ("/", "\\"):
+        return url_for("events.queue")
+    return target
+
+
+@blueprint.route("/login", methods=["GET", "POST"])
+def login():
+    central = current_app.extensions["kuzet"]
+    limiter: RateLimiter = current_app.extensions["kuzet.login_limiter"]
+    status = 200
+    if request.method == "POST":
+        address = _client_address()
+        if not limiter.allow(address):
+            wait = limiter.retry_after(address)
+            flash(f"Too many log-in attempts from this computer; try again in {wait} s.", "error")
+            response = current_app.make_response((render_template("login.html"), 429))
+            response.headers["Retry-After"] = str(wait)
+            return response
+        username = request.form.get("username", "").strip()
+        try:
+            user = users.authenticate(
+                central.db(), username, request.form.get("password", ""), source=address
+            )
+        except users.AuthError as exc:
+            flash(str(exc), "error")
+            status = 401
+        else:
+            session.clear()  # a fresh session: no fixation
+            session.permanent = True
+            session["user"] = user.username
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("login.html"), status
+
+
+@blueprint.post("/logout")
+def logout():
+    user = current_user()
+    if user is not None:
+        audit.append(
+            current_app.extensions["kuzet"].db(), user.username, "logout", f"user:{user.username}", {}
+        )
+    session.clear()
+    return redirect(url_for("auth.login"))

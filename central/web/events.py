@@ -1,0 +1,135 @@
+"""The event queue (the page operators watch), an event's detail, the operators' actions, and evidence
+media. Every opening of an event and every view of its snapshot or clip is written to the audit log."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+
+from central.auth import audit, users
+from central.store import queries, workflow
+from central.web.auth import current_user, require
+from central.web.views import central
+from shared import timeutil
+
+blueprint = Blueprint("events", __name__)
+
+
+@blueprint.get("/")
+@require(None)
+def queue():
+    if not current_user().can("events.view"):
+        return redirect(url_for("devices.page"))  # a technician's start page
+    db = central().db()
+    filters = {key: request.args.get(key, "") for key in queries.EVENT_FILTERS}
+    if not request.args:
+        filters["status"] = "open"  # what needs attention; "all" is one click away
+    return render_template(
+        "queue.html",
+        choices=queries.distinct_values(db),
+        counters=queries.queue_counters(db),
+        filters=filters,
+    )
+
+
+@blueprint.get("/events/<event_id>")
+@require("events.view")
+def detail(event_id: str):
+    db = central().db()
+    event = queries.get_event(db, event_id)
+    if event is None:
+        abort(404, f"no event {event_id}")
+    audit.append(db, current_user().username, "event.view", f"event:{event_id}", {})
+    camera = queries.get_device(db, event["device"])
+    timeline = queries.event_timeline(db, event_id)
+    return render_template(
+        "event.html",
+        event=event,
+        camera=camera,
+        media=queries.event_media(db, event),
+        timeline=timeline,
+        timeline_points=timeline_points(timeline),
+        dispatches=queries.dispatch_history(db, event_id),
+        viewers=queries.viewers(db, event_id),
+        assignees=[u for u in users.list_users(db) if not u["disabled"]],
+        map_config=central().config.map,
+    )
+
+
+def timeline_points(timeline: list[dict]) -> list[dict]:
+    """Each update placed between the first (0) and the last (1) in time, for the timeline strip."""
+    times = [timeutil.from_wire(u["ts"]).timestamp() for u in timeline if u.get("ts")]
+    if not times:
+        return []
+    first, span = min(times), (max(times) - min(times)) or 1.0
+    return [
+        {
+            "x": (timeutil.from_wire(u["ts"]).timestamp() - first) / span,
+            "state": u["state"],
+            "ts": u["ts"],
+            "score": u["score"],
+        }
+        for u in timeline
+        if u.get("ts")
+    ]
+
+
+def _act(event_id: str, change):
+    try:
+        change(central().db(), event_id, current_user().username)
+        central().hub.publish("event", {"event_id": event_id})
+    except workflow.NotFound as exc:
+        abort(404, str(exc))
+    except workflow.WorkflowError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("events.detail", event_id=event_id))
+
+
+@blueprint.post("/events/<event_id>/ack")
+@require("events.act")
+def acknowledge(event_id: str):
+    return _act(event_id, workflow.acknowledge)
+
+
+@blueprint.post("/events/<event_id>/assign")
+@require("events.act")
+def assign(event_id: str):
+    assignee = request.form.get("assignee", "")
+    return _act(event_id, lambda db, eid, actor: workflow.assign(db, eid, actor, assignee))
+
+
+@blueprint.post("/events/<event_id>/close")
+@require("events.act")
+def close(event_id: str):
+    note = request.form.get("note", "")
+    return _act(event_id, lambda db, eid, actor: workflow.close(db, eid, actor, note))
+
+
+@blueprint.post("/events/<event_id>/hold")
+@require("events.hold")
+def hold(event_id: str):
+    keep = request.form.get("hold", "1") == "1"
+    return _act(event_id, lambda db, eid, actor: workflow.set_hold(db, eid, actor, keep))
+
+
+def _is_first_request_of_a_view() -> bool:
+    # A video player fetches a clip in many byte ranges; a view is audited once, at its first byte.
+    header = request.headers.get("Range", "")
+    return not header or header.replace(" ", "").startswith("bytes=0-")
+
+
+@blueprint.get("/media/<sha256>")
+@require("events.media")
+def media(sha256: str):
+    db = central().db()
+    row = queries.media(db, sha256)
+    path = current_app.extensions["kuzet.media"].path(sha256)
+    if row is None or path is None:
+        abort(404, "no such media (it may have been removed by retention)")
+    if _is_first_request_of_a_view():
+        target = f"event:{row['event_id']}" if row.get("event_id") else f"media:{sha256}"
+        audit.append(
+            db, current_user().username, "media.view", target, {"sha256": sha256, "kind": row["kind"]}
+        )
+    response = send_file(path, mimetype=row["content_type"], conditional=True, etag=sha256)
+    response.headers["Cache-Control"] = "private, no-store"  # evidence stays off shared workstations' disks
+    return response

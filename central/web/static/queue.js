@@ -1,0 +1,108 @@
+/* The event queue: filtered list from /api/v1/events, kept current by the live stream without reloads. */
+"use strict";
+(() => {
+  const body = document.getElementById("queue-body");
+  const form = document.getElementById("filters");
+  const canAct = document.body.dataset.canAct === "1";
+  const rows = new Map();  // event_id -> event
+  let loaded = false;
+
+  function filters() {
+    const values = {};
+    for (const [key, value] of new FormData(form).entries()) if (value) values[key] = value;
+    return values;
+  }
+
+  function matches(event) {
+    const f = filters();
+    const columns = { type: "event_type", severity: "severity", device: "device", zone: "zone" };
+    for (const [key, column] of Object.entries(columns)) if (f[key] && event[column] !== f[key]) return false;
+    if (f.status === "open" && event.status === "closed") return false;
+    if (f.status && f.status !== "open" && event.status !== f.status) return false;
+    return true;
+  }
+
+  function rowHtml(e) {
+    const ack = canAct && e.status === "new" ? `<button class="small ack" data-id="${Kuzet.esc(e.event_id)}">Acknowledge</button>` : "";
+    return `<td><span class="sev sev-${Kuzet.esc(e.severity)}">${Kuzet.esc(e.severity)}</span></td>
+      <td class="mono" title="${Kuzet.esc(e.started_at)}">${Kuzet.time(e.started_at)}</td>
+      <td>${Kuzet.esc(Kuzet.typeName(e.event_type))}</td>
+      <td>${Kuzet.esc(e.label)}${e.score != null ? ` <span class="muted">${Math.round(e.score * 100)}%</span>` : ""}</td>
+      <td>${Kuzet.esc(e.device)}</td>
+      <td>${Kuzet.esc(e.zone || "—")}</td>
+      <td><span class="status status-${Kuzet.esc(e.status)}">${Kuzet.esc(e.status)}</span>${e.hold ? ' <span title="evidence on hold">🔒</span>' : ""}</td>
+      <td>${Kuzet.esc(e.assigned_to || "")}</td>
+      <td>${ack}</td>`;
+  }
+
+  function sortKey(e) { return (e.received_at || "") + e.event_id; }
+
+  function render(event, fresh) {
+    let tr = document.getElementById("ev-" + event.event_id);
+    if (!matches(event)) { if (tr) tr.remove(); rows.delete(event.event_id); return; }
+    rows.set(event.event_id, event);
+    if (!tr) {
+      tr = document.createElement("tr");
+      tr.id = "ev-" + event.event_id;
+      tr.dataset.id = event.event_id;
+      // keep newest first
+      const after = [...body.children].find((other) => sortKey(rows.get(other.dataset.id) || {}) < sortKey(event));
+      body.insertBefore(tr, after || null);
+    }
+    const wasFresh = tr.classList.contains("fresh");  // an update (snapshot, clip) must not cut the highlight short
+    tr.className = `clickable sevrow-${event.severity}${event.status === "closed" ? " closed" : ""}${wasFresh ? " fresh" : ""}`;
+    tr.innerHTML = rowHtml(event);
+    if (fresh) { tr.classList.remove("fresh"); void tr.offsetWidth; tr.classList.add("fresh"); }
+    document.getElementById("queue-empty").hidden = body.children.length > 0;
+  }
+
+  async function load() {
+    // status is always in the address, empty for "all": a bare address means the default, open events.
+    const query = new URLSearchParams({ status: "", ...filters() }).toString();
+    history.replaceState(null, "", "?" + query);
+    const data = await Kuzet.api("GET", "/api/v1/events?limit=300&" + query);
+    body.innerHTML = "";
+    rows.clear();
+    data.events.forEach((e) => render(e, false));
+    document.getElementById("queue-empty").hidden = data.events.length > 0;
+    loaded = true;
+    body.dataset.loaded = "1";
+  }
+
+  let countersPending = null;
+  function refreshCounters() {
+    clearTimeout(countersPending);
+    countersPending = setTimeout(async () => {
+      const c = await Kuzet.api("GET", "/api/v1/events/counters");
+      document.getElementById("c-open").textContent = c.open;
+      document.getElementById("c-new").textContent = c.by_status.new || 0;
+      for (const s of ["critical", "high", "medium"]) document.getElementById("c-" + s).textContent = c.by_severity[s] || 0;
+    }, 300);
+  }
+
+  form.addEventListener("change", load);
+  form.addEventListener("submit", (e) => { e.preventDefault(); load(); });
+  body.addEventListener("click", async (e) => {
+    const button = e.target.closest("button.ack");
+    if (button) {
+      e.stopPropagation();
+      button.disabled = true;
+      try { render((await Kuzet.api("POST", `/api/v1/events/${button.dataset.id}/ack`)).event, false); }
+      catch (err) { Kuzet.toast("Could not acknowledge", err.message); button.disabled = false; }
+      return;
+    }
+    const tr = e.target.closest("tr");
+    if (tr) window.location = "/events/" + tr.dataset.id;
+  });
+
+  Kuzet.on("event", (event) => {
+    const known = rows.has(event.event_id);
+    render(event, !known);
+    refreshCounters();
+    if (!known && loaded && event.status === "new" && matches(event)) {
+      Kuzet.toast(`${Kuzet.typeName(event.event_type)} · ${event.label}`, `${event.device}${event.zone ? " · " + event.zone : ""} · ${event.severity}`, event.severity, "/events/" + event.event_id);
+    }
+  });
+  Kuzet.on("open", () => { if (loaded) { load(); refreshCounters(); } });  // catch up after a reconnect
+  load();
+})();

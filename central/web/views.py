@@ -1,0 +1,90 @@
+"""What every page shares: template helpers (the user, permissions, times, severities) and error pages that
+answer in JSON under /api/ and in HTML elsewhere."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, current_app, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from central.web.auth import current_user, is_api_request
+from shared import timeutil
+
+log = logging.getLogger(__name__)
+
+SEVERITIES = ["critical", "high", "medium", "low", "info"]
+STATUSES = ["new", "acknowledged", "assigned", "dispatched", "closed"]
+
+
+def central():
+    return current_app.extensions["kuzet"]
+
+
+def error_response(status: int, message: str):
+    if is_api_request():
+        response = jsonify(error=message)
+        response.status_code = status
+        return response
+    return render_template("error.html", status=status, message=message), status
+
+
+def _short_time(value: str | None) -> str:
+    """'2026-11-21T13:05:09.123Z' -> '21 Nov 13:05:09' (UTC, as every time on the page)."""
+    if not value:
+        return "—"
+    try:
+        return timeutil.from_wire(value).strftime("%d %b %H:%M:%S")
+    except ValueError:
+        return value
+
+
+def install(app: Flask) -> None:
+    @app.context_processor
+    def _globals():
+        user = current_user()
+        return {
+            "user": user,
+            "can": (lambda permission: user is not None and user.can(permission)),
+            "site_name": central().config.central.name,
+            "severities": SEVERITIES,
+            "statuses": STATUSES,
+            "routing_enabled": app.extensions.get("kuzet.routing", False),
+        }
+
+    app.jinja_env.filters["short_time"] = _short_time
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        if error.response is not None:  # abort(response) from auth
+            return error.response
+        return error_response(error.code or 500, error.description or error.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        # A bug must not show a stack trace to the operator, nor end the server; the log has the details.
+        log.exception("web: %s %s failed", request.method, request.path)
+        return error_response(500, "something went wrong on central; the error has been logged")
+
+    @app.after_request
+    def _headers(response):
+        # Everything is served from here: no frame embedding, no third-party scripts.
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data: " + _tile_origin() + "; media-src 'self'; "
+            "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+        )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.path.startswith("/api/") or request.path.startswith("/media/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def _tile_origin() -> str:
+    tile_url = central().config.map.tile_url
+    if not tile_url or tile_url.startswith("/"):
+        return ""
+    scheme, _, rest = tile_url.partition("://")
+    host = rest.split("/", 1)[0].replace("{s}.", "*.")
+    return f"{scheme}://{host}"

@@ -1,0 +1,519 @@
+"""The street camera agent: one way from the lens to central.
+
+    source -> vision -> rules (events) -> evidence (snapshot, clip) -> outbox -> MQTT
+
+The pipeline runs on the main thread, frame by frame. Beside it: the outbox publisher (delivery), a heartbeat
+thread (availability and status) and a command thread (central's commands, each answered with a result).
+Everything a camera must deliver goes through the durable outbox first, so neither a broker outage nor a
+SIGKILL loses an event; its state lives under ``[storage] dir``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+
+from edge.camera import health
+from edge.camera.config import CameraConfig
+from edge.camera.config import load as load_config
+from edge.camera.live import LiveStream
+from edge.delivery import (
+    PRIORITY_EVENT,
+    PRIORITY_RESULT,
+    PRIORITY_SNAPSHOT,
+    ClipSpool,
+    DeliverySettings,
+    Outbox,
+    Publisher,
+)
+from edge.events.engine import EventChange, EventEngine
+from edge.events.journal import OpenEventJournal
+from edge.evidence.clips import ClipRecorder, ClipSettings
+from edge.evidence.snapshot import snapshot
+from edge.vision.pipeline import VisionPipeline
+from edge.vision.sources import open_source
+from edge.vision.types import Frame, FrameResult
+from shared import __version__, ids, messages, timeutil, topics
+from shared.config import ConfigError
+from shared.messages import (
+    SEVERITY_RANK,
+    Availability,
+    ClipRequest,
+    Command,
+    CommandResult,
+    Event,
+    GeoPoint,
+    InvalidMessage,
+    ModelInfo,
+    Snapshot,
+    Status,
+)
+from shared.mqtt import Link
+
+log = logging.getLogger(__name__)
+
+EVENTS_CREATED = "events_created"  # the counter reliability tests compare with central's store
+CLIPS_CREATED = "clips_created"
+BETTER_SNAPSHOT = 0.05  # a frame this much more confident than the snapshot sent earns a new snapshot
+# Sections a running agent cannot swap (identity, broker, state): a reload reports them as needing a restart.
+RESTART_SECTIONS = ("device", "mqtt", "storage", "outbox")
+COMMAND_MAX_AGE_S = 300  # an older command (queued while offline) is answered "expired", not carried out
+
+
+class CameraAgent:
+    def __init__(self, config: CameraConfig, config_path: Path | None = None):
+        self.config = config
+        self.config_path = Path(config_path) if config_path else None
+        self.site, self.device = config.device.site, config.device.id
+        self.storage = Path(config.storage.dir)
+        self.storage.mkdir(parents=True, exist_ok=True)
+
+        self.outbox = Outbox(self.storage / "outbox.db")
+        self.journal = OpenEventJournal(self.storage / "events.db")
+        self.spool = ClipSpool(
+            self.storage / "clips",
+            self.outbox,
+            site=self.site,
+            device=self.device,
+            max_bytes=int(config.outbox.clip_quota_mb * 1_000_000),
+            min_free_bytes=int(config.outbox.min_free_mb * 1_000_000),
+            keep_delivered_s=config.outbox.keep_delivered_clips_s,
+        )
+        self.availability_topic = topics.up(self.site, self.device, "availability")
+        # A persistent session: commands and clip requests sent while the camera is offline wait at the broker.
+        self.link = Link(
+            config.mqtt,
+            self.device,
+            will=(self.availability_topic, self._availability("offline")),
+            persistent_session=True,
+        )
+        delivery = DeliverySettings(
+            max_inflight=config.outbox.max_inflight,
+            backlog_per_s=config.outbox.backlog_per_s,
+            max_bytes_per_s=config.outbox.max_kbytes_per_s * 1000,
+            resend_after_s=config.outbox.resend_after_s,
+        )
+        self.publisher = Publisher(
+            self.outbox, self.link, delivery, resolvers={"clip": self.spool.chunk_payload}
+        )
+        self.meter = health.PipelineMeter()
+        self.live = LiveStream(config.live, self.device, self._send_live)
+
+        self._stop = threading.Event()
+        self._lock = threading.RLock()  # the pipeline's state, shared by frames and commands
+        self._commands: queue.Queue[Command] = queue.Queue(maxsize=100)
+        self._threads: list[threading.Thread] = []
+        self._restart_source = False
+        self._frame_errors = 0
+        self.source = None
+        self.started = time.monotonic()
+        self.last_result: FrameResult | None = None
+        self.clip_of: dict[str, str] = {}  # open event -> its clip
+        self.snapshot_of: dict[str, tuple[str, float]] = {}  # open event -> (sha256, score) of its snapshot
+
+        self.pipeline = VisionPipeline.from_config(config.motion, config.detector, config.tracker)
+        self._build_events(config)
+
+    def _build_events(self, config: CameraConfig) -> None:
+        location = None
+        if config.device.lat is not None and config.device.lon is not None:
+            location = GeoPoint(lat=config.device.lat, lon=config.device.lon)
+        self.engine = EventEngine(
+            self.device,
+            config.zones,
+            config.lines,
+            config.rules,
+            location=location,
+            update_interval_s=config.events.update_interval_s,
+        )
+        evidence = config.evidence
+        self.recorder = None
+        if evidence.clips:
+            settings = ClipSettings(
+                fps=evidence.clip_fps,
+                pre_roll_s=evidence.pre_roll_s,
+                post_roll_s=evidence.post_roll_s,
+                max_duration_s=evidence.max_clip_s,
+                max_bytes=int(evidence.max_clip_mb * 1_000_000),
+                max_width=evidence.clip_max_width,
+                codec=evidence.clip_codec,
+            )
+            self.recorder = ClipRecorder(self.storage / "recording", settings, self._clip_finished)
+
+    # --- running ----------------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped (SIGTERM/SIGINT via ``stop``) or until a non-looping file source ends."""
+        self._close_leftover_events()
+        self.link.subscribe(topics.device_down(self.site, self.device), self._on_down)
+        self.link.start(wait_s=None)
+        self.publisher.start()
+        for target, name in ((self._heartbeat_loop, "heartbeat"), (self._command_loop, "commands")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("camera %s/%s running; state in %s", self.site, self.device, self.storage)
+        try:
+            while not self._stop.is_set():
+                self._restart_source = False
+                self.source = open_source(self.config.source)
+                for frame in self.source:
+                    if self._stop.is_set():
+                        break
+                    try:
+                        self.process(frame)
+                    except Exception:  # one frame that breaks a stage must not stop the camera
+                        self._frame_errors += 1
+                        if self._frame_errors <= 10 or self._frame_errors % 1000 == 0:
+                            log.exception(
+                                "frame %d could not be processed (%d so far)", frame.index, self._frame_errors
+                            )
+                if not self._restart_source:
+                    break  # the source ended (a file played once) or we are stopping
+        finally:
+            self._shutdown()
+        return 0
+
+    def stop(self) -> None:
+        """Ask the agent to finish (safe from a signal handler)."""
+        self._stop.set()
+        if self.source is not None:
+            self.source.close()
+
+    def process(self, frame: Frame) -> None:
+        with self._lock:
+            self.meter.frame_in()
+            result = self.pipeline.process(frame)
+            self.meter.processed(result.detector_ms, result.motion_share)
+            self.last_result = result
+            changes = self.engine.process(result)
+            self._emit(changes)
+            if self.recorder is not None:
+                self.recorder.feed(frame)
+        self.live.offer(frame)
+
+    def _shutdown(self) -> None:
+        self._stop.set()
+        with self._lock:
+            if self.last_result is not None:
+                self._emit(self.engine.close_all(self.last_result.frame))
+            if self.recorder is not None:
+                self.recorder.close()
+        # A file that ended: give the outbox a while to deliver; what is left stays on disk for next time.
+        deadline = time.monotonic() + (30.0 if self.link.connected.is_set() else 2.0)
+        while self.outbox.depth() and time.monotonic() < deadline and self.link.connected.is_set():
+            time.sleep(0.05)
+        self.publisher.stop(drain_s=2.0)
+        self.link.stop(final=(self.availability_topic, self._availability("offline")))
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.outbox.close()
+        self.journal.close()
+        log.info("camera %s stopped", self.device)
+
+    # --- events and evidence ------------------------------------------------------------------------------------
+
+    def _emit(self, changes: list[EventChange]) -> None:
+        event_topic = topics.up(self.site, self.device, "event")
+        for change in changes:
+            event = change.event
+            extra: dict = {}
+            snap: Snapshot | None = None
+            if event.state == "open":
+                extra["clip_id"] = self._attach_clip(event, change.frame)
+            else:
+                extra["clip_id"] = self.clip_of.get(event.event_id)
+            previous = self.snapshot_of.get(event.event_id)
+            if self.config.evidence.snapshots and (
+                previous is None or (change.improved and event.score >= previous[1] + BETTER_SNAPSHOT)
+            ):
+                snap = self._snapshot(event, change)
+                self.snapshot_of[event.event_id] = (snap.sha256, event.score)
+            if event.event_id in self.snapshot_of:
+                extra["snapshot_sha256"] = self.snapshot_of[event.event_id][0]
+            event = event.model_copy(update=extra)
+            if event.state == "closed":
+                self.clip_of.pop(event.event_id, None)
+                self.snapshot_of.pop(event.event_id, None)
+                if self.recorder is not None:
+                    self.recorder.detach(event.event_id, change.frame)
+            self.publisher.enqueue(
+                event_topic,
+                messages.encode(event),
+                kind="event",
+                priority=PRIORITY_EVENT,
+                count=EVENTS_CREATED if event.state == "open" else None,
+            )
+            self.journal.record(event)
+            if snap is not None:
+                self.publisher.enqueue(
+                    topics.up(self.site, self.device, "snapshot"),
+                    messages.encode(snap),
+                    kind="snapshot",
+                    priority=PRIORITY_SNAPSHOT,
+                )
+
+    def _attach_clip(self, event: Event, frame: Frame) -> str | None:
+        if self.recorder is None:
+            return None
+        if SEVERITY_RANK[event.severity] < SEVERITY_RANK[self.config.evidence.clip_min_severity]:
+            return None
+        clip_id = self.recorder.attach(event.event_id, frame)
+        self.clip_of[event.event_id] = clip_id
+        return clip_id
+
+    def _snapshot(self, event: Event, change: EventChange) -> Snapshot:
+        captions = [(box, f"{label} {event.score:.2f}") for box, label in change.boxes]
+        data, width, height = snapshot(
+            change.frame.image, captions, timeutil.utc_now(), self.config.evidence.snapshot_quality
+        )
+        return Snapshot(
+            device=self.device,
+            event_id=event.event_id,
+            sha256=hashlib.sha256(data).hexdigest(),
+            width=width,
+            height=height,
+            data=messages.to_base64(data),
+        )
+
+    def _clip_finished(self, path: Path, clip_id: str, event_id: str) -> None:
+        try:
+            self.spool.add(path, clip_id=clip_id, event_id=event_id)
+        except (OSError, ValueError) as exc:
+            log.error("clip %s could not be queued: %s", clip_id, exc)
+            return
+        self.outbox.add(CLIPS_CREATED)
+        self.publisher.wake()
+
+    def _close_leftover_events(self) -> None:
+        """Events a killed predecessor left open are closed now, so central does not show them open forever."""
+        for closing in self.journal.closing_messages():
+            self.publisher.enqueue(
+                topics.up(self.site, self.device, "event"),
+                messages.encode(closing),
+                kind="event",
+                priority=PRIORITY_EVENT,
+            )
+            self.journal.record(closing)
+            log.info("closed event %s left open by the previous run", closing.event_id)
+
+    # --- MQTT down traffic -----------------------------------------------------------------------------------
+
+    def _on_down(self, topic: str, payload: bytes) -> None:
+        """On paho's thread: decode, then hand commands to the command thread."""
+        try:
+            message = messages.decode(topic, payload)
+        except InvalidMessage as exc:
+            log.warning("ignored a bad message on %s: %s", topic, exc.reason)
+            self.outbox.add("bad_down_messages")
+            return
+        if isinstance(message, ClipRequest):
+            if self.spool.handle_request(message):
+                self.publisher.wake()
+        elif isinstance(message, Command):
+            age = (timeutil.utc_now() - message.ts).total_seconds()
+            if age > COMMAND_MAX_AGE_S:  # held by the broker while we were offline: the moment has passed
+                self._answer(message, False, f"expired: sent {age:.0f} s ago, not carried out")
+                return
+            try:
+                self._commands.put_nowait(message)
+            except queue.Full:
+                self._answer(message, False, "the camera is busy: too many commands waiting")
+        else:
+            log.info("ignored a %s message: cameras do not take them", message.type)
+
+    def _command_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                command = self._commands.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                ok, text, data = self.execute(command)
+            except Exception as exc:  # a failed command is answered, never fatal
+                log.exception("command %s failed", command.name)
+                ok, text, data = False, f"failed: {exc}", {}
+            self._answer(command, ok, text, data)
+
+    def _answer(self, command: Command, ok: bool, text: str, data: dict | None = None) -> None:
+        result = CommandResult(
+            device=self.device,
+            command_id=command.command_id,
+            name=command.name,
+            ok=ok,
+            message=text[:2000],
+            data=data or {},
+        )
+        self.publisher.enqueue(
+            topics.up(self.site, self.device, "command_result"),
+            messages.encode(result),
+            kind="command_result",
+            priority=PRIORITY_RESULT,
+        )
+
+    # --- commands ------------------------------------------------------------------------------------------------
+
+    def execute(self, command: Command) -> tuple[bool, str, dict]:
+        """Carry out one command from central: (ok, message, data)."""
+        args = command.args
+        name = command.name
+        if name == "reload_config":
+            return self._reload()
+        if name == "snapshot":
+            return self._manual_snapshot()
+        if name == "live_start":
+            granted = self.live.start(args.get("fps"), args.get("duration_s"), args.get("width"))
+            return True, f"live stream for {granted['duration_s']:.0f} s at {granted['fps']:g} fps", granted
+        if name == "live_stop":
+            return True, "live stream stopped" if self.live.stop() else "no live stream was on", {}
+        if name in ("detection_on", "detection_off"):
+            on = name == "detection_on"
+            with self._lock:
+                self.pipeline.enabled = on
+                if not on and self.last_result is not None:
+                    self._emit(self.engine.close_all(self.last_result.frame))
+            return True, f"detection {'on' if on else 'off'}", {"detection_enabled": on}
+        if name == "install_update":
+            return self._install_update(args)
+        return False, f"unknown command {name!r}", {}
+
+    def _reload(self) -> tuple[bool, str, dict]:
+        if self.config_path is None:
+            return False, "this camera was not started from a configuration file", {}
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            return False, f"configuration not reloaded, the old one stays: {exc}", {}
+        old = self.config
+        needs_restart = [s for s in RESTART_SECTIONS if getattr(new, s) != getattr(old, s)]
+        with self._lock:
+            vision_changed = (new.motion, new.detector, new.tracker) != (
+                old.motion,
+                old.detector,
+                old.tracker,
+            )
+            if vision_changed:
+                try:
+                    pipeline = VisionPipeline.from_config(new.motion, new.detector, new.tracker)
+                except Exception as exc:  # a missing model: keep running with the old pipeline
+                    return False, f"configuration not reloaded, the detector cannot start: {exc}", {}
+                pipeline.enabled = self.pipeline.enabled
+                self.pipeline = pipeline
+            if self.last_result is not None:
+                self._emit(self.engine.close_all(self.last_result.frame))
+            if self.recorder is not None:
+                self.recorder.close()
+            self.config = new.model_copy(update={s: getattr(old, s) for s in RESTART_SECTIONS})
+            self._build_events(self.config)
+            self.live.settings = self.config.live
+            if new.source != old.source:
+                self._restart_source = True
+                if self.source is not None:
+                    self.source.close()
+        text = f"configuration reloaded: {len(new.zones)} zone(s), {len(new.lines)} line(s), {len(new.rules)} rule(s)"
+        if needs_restart:
+            text += f"; [{'], ['.join(needs_restart)}] changed and need a restart"
+        return True, text, {"restart_needed": bool(needs_restart)}
+
+    def _manual_snapshot(self) -> tuple[bool, str, dict]:
+        """A snapshot on demand travels as a short 'manual' event, so it has a place in the event list."""
+        with self._lock:
+            result = self.last_result
+            if result is None:
+                return False, "no frame yet: the source has not delivered one", {}
+            now = timeutil.utc_now()
+            opened = Event(
+                device=self.device,
+                event_id=ids.new_id(),
+                seq=0,
+                state="open",
+                event_type="manual",
+                severity="info",
+                label="snapshot",
+                score=1.0,
+                started_at=now,
+                track_ids=[t.track_id for t in result.tracks][:100],
+                frame_size=(result.frame.image.shape[1], result.frame.image.shape[0]),
+                location=self.engine.location,
+                description="snapshot requested by central",
+            )
+            boxes = [(t.box, t.label) for t in result.tracks]
+            change = EventChange(opened, result.frame, boxes=boxes)
+            closed = opened.model_copy(
+                update={"id": ids.new_id(), "seq": 1, "state": "closed", "ended_at": now}
+            )
+            self._emit([change, EventChange(closed, result.frame)])
+        return True, "snapshot taken", {"event_id": opened.event_id}
+
+    def _install_update(self, args: dict) -> tuple[bool, str, dict]:
+        try:
+            from edge import updates
+        except ImportError:
+            return False, "software updates are not supported by this installation", {}
+        settings = self.config.updates
+        if settings.public_key is None or settings.install_dir is None:
+            return False, "updates are not configured: set [updates] public_key and install_dir", {}
+        bundle = args.get("bundle")
+        if not isinstance(bundle, str) or not bundle:
+            return False, "install_update needs args.bundle: the path of the update bundle on the camera", {}
+        outcome = updates.install(Path(bundle), settings.public_key, settings.install_dir)
+        return outcome.ok, outcome.message, outcome.command_data()
+
+    # --- health --------------------------------------------------------------------------------------------------
+
+    def _availability(self, state: str) -> bytes:
+        return messages.encode(Availability(device=self.device, state=state))
+
+    def _send_live(self, frame) -> None:
+        if self.link.connected.is_set():
+            self.link.publish(topics.up(self.site, self.device, "live"), messages.encode(frame), qos=0)
+
+    def _heartbeat_loop(self) -> None:
+        was_connected = False
+        next_beat = 0.0
+        while not self._stop.is_set():
+            connected = self.link.connected.is_set()
+            if connected and not was_connected:
+                # The broker may have published our last will while we were away: say we are back.
+                self.link.publish(self.availability_topic, self._availability("online"), qos=1, retain=True)
+                next_beat = 0.0
+            was_connected = connected
+            if connected and time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + self.config.health.heartbeat_s
+                try:
+                    self.spool.enforce_quota()
+                    status = self.status()
+                    self.link.publish(
+                        topics.up(self.site, self.device, "status"), messages.encode(status), qos=1
+                    )
+                except Exception:  # the heartbeat must keep beating
+                    log.exception("heartbeat failed")
+            self._stop.wait(0.2)
+
+    def status(self) -> Status:
+        figures = self.meter.take()
+        name, sha256 = self.pipeline.model_info
+        counters = {k[:40]: v for k, v in self.outbox.counters().items()}
+        if self.source is not None:
+            counters.update({f"source_{k}"[:40]: v for k, v in self.source.counters.items()})
+        counters.update({f"outbox_{k}": v for k, v in self.publisher.stats.items()})
+        counters["frame_errors"] = self._frame_errors
+        return Status(
+            device=self.device,
+            kind="camera",
+            software_version=__version__,
+            uptime_s=round(time.monotonic() - self.started, 1),
+            outbox_depth=self.outbox.depth(),
+            disk_free_mb=health.disk_free_mb(self.storage),
+            cpu_temp_c=health.cpu_temperature_c(),
+            memory_rss_mb=health.memory_rss_mb(),
+            model=ModelInfo(name=name, sha256=sha256),
+            source_state=self.source.state if self.source is not None else "starting",
+            detection_enabled=self.pipeline.enabled,
+            counters=dict(list(counters.items())[:40]),
+            **figures,
+        )

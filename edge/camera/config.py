@@ -1,0 +1,135 @@
+"""A street camera's TOML configuration: who it is, where it sends, what it looks at and for, and how it keeps
+its evidence. Only ``[device] id`` is required; every other key has a default that works on street footage.
+
+    [device]
+    id = "cam-pvl-014"
+    site = "pavlodar"
+    lat = 52.2871
+    lon = 76.9665
+
+    [mqtt]
+    url = "mqtts://kuzet.example:8883"
+    [mqtt.tls]
+    ca = "ca.pem"
+    cert = "device.pem"
+    key = "device.key"
+
+    [source]
+    kind = "rtsp"
+    uri = "rtsp://192.168.1.20/stream1"
+
+    [[zones]]
+    name = "entrance"
+    polygon = [[100, 300], [700, 300], [700, 570], [100, 570]]
+
+    [[rules]]
+    name = "night-entry"
+    type = "zone_enter"
+    zone = "entrance"
+    schedule = { start = "22:00", end = "06:00" }
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from edge.events.config import LineSection, RuleSection, ZoneSection, check_references
+from edge.vision.config import DetectorSection, MotionSection, SourceSection, TrackerSection
+from shared import config
+from shared.config import DeviceSection, MqttSection, Section
+from shared.messages import Severity
+
+
+class EventsSection(Section):
+    update_interval_s: Annotated[float, Field(gt=0)] = 2.0  # an open event's updates: at most this often
+
+
+class EvidenceSection(Section):
+    snapshots: bool = True
+    snapshot_quality: Annotated[int, Field(ge=30, le=100)] = 85
+    clips: bool = True
+    clip_min_severity: Severity = "low"  # events below this get a snapshot only
+    clip_fps: Annotated[float, Field(gt=0, le=30)] = 5.0
+    pre_roll_s: Annotated[float, Field(ge=0, le=60)] = 5.0
+    post_roll_s: Annotated[float, Field(ge=0, le=120)] = 5.0
+    max_clip_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+    max_clip_mb: Annotated[float, Field(gt=0, le=500)] = 20.0
+    clip_max_width: Annotated[int, Field(ge=160, le=3840)] = 1280
+    # auto: H.264 where the board has an encoder, else VP8 WebM (plays in browsers; ~50 ms a 768x576 frame on
+    # a PC, on its own thread), else MPEG-4 MP4 (5 ms, but browsers will not play it), else MJPG AVI.
+    clip_codec: Literal["auto", "h264", "vp8", "mp4v", "mjpg"] = "auto"
+
+
+class OutboxSection(Section):
+    # After an outage or a restart: messages per second from the backlog.
+    backlog_per_s: Annotated[float, Field(gt=0)] = 20.0
+    max_inflight: Annotated[int, Field(ge=1, le=1000)] = 50
+    # The uplink budget for everything the outbox sends.
+    max_kbytes_per_s: Annotated[float, Field(gt=0)] = 2000.0
+    resend_after_s: Annotated[float, Field(gt=0)] = 60.0
+    # Over this the oldest clips are dropped (never events), and while the disk has less than min_free_mb free.
+    clip_quota_mb: Annotated[float, Field(gt=0)] = 2000.0
+    min_free_mb: Annotated[float, Field(ge=0)] = 200.0
+    keep_delivered_clips_s: Annotated[float, Field(ge=0)] = 3600.0  # central may ask for chunks again
+
+
+class HealthSection(Section):
+    heartbeat_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+
+
+class LiveSection(Section):
+    max_fps: Annotated[float, Field(gt=0, le=10)] = 2.0
+    width: Annotated[int, Field(ge=160, le=1920)] = 640
+    quality: Annotated[int, Field(ge=30, le=95)] = 70
+    default_duration_s: Annotated[float, Field(gt=0)] = 60.0
+    max_duration_s: Annotated[float, Field(gt=0)] = 600.0
+
+
+class UpdatesSection(Section):
+    """Signed software updates (``install_update``): the site's key is set here, never by a command."""
+
+    public_key: Path | None = None
+    install_dir: Path | None = None
+
+
+class StorageSection(Section):
+    dir: Path = Path("camera-state")  # outbox, open events and clips: survives restarts
+
+
+class CameraConfig(Section):
+    device: DeviceSection
+    mqtt: MqttSection = MqttSection()
+    source: SourceSection = SourceSection()
+    motion: MotionSection = MotionSection()
+    detector: DetectorSection = DetectorSection()
+    tracker: TrackerSection = TrackerSection()
+    zones: list[ZoneSection] = []
+    lines: list[LineSection] = []
+    rules: list[RuleSection] = []
+    events: EventsSection = EventsSection()
+    evidence: EvidenceSection = EvidenceSection()
+    outbox: OutboxSection = OutboxSection()
+    health: HealthSection = HealthSection()
+    live: LiveSection = LiveSection()
+    updates: UpdatesSection = UpdatesSection()
+    storage: StorageSection = StorageSection()
+
+    @model_validator(mode="after")
+    def _rules_refer_to_real_zones(self) -> CameraConfig:
+        check_references(self.zones, self.lines, self.rules)
+        detected = set(self.detector.labels)
+        for rule in self.rules:
+            if not detected & set(rule.resolved_labels):
+                # e.g. object_left watches backpacks and suitcases, which the default detector list leaves out
+                raise ValueError(
+                    f"rule {rule.name!r} watches for {', '.join(rule.resolved_labels)}, but [detector] labels "
+                    f"keeps only {', '.join(sorted(detected))}: add the labels the rule needs there"
+                )
+        return self
+
+
+def load(path: str | Path) -> CameraConfig:
+    return config.load(path, CameraConfig)

@@ -1,0 +1,26 @@
+"""Store-and-forward for field devices: a durable SQLite outbox in front of MQTT, clip chunking and disk quotas.
+
+Shared by the camera and the badge agents::
+
+    outbox = Outbox(storage / "outbox.db")
+    spool = ClipSpool(storage / "clips", outbox, site=site, device=device)
+    publisher = Publisher(outbox, link, resolvers={"clip": spool.chunk_payload}).start()
+    publisher.enqueue(topic, payload, kind="event", priority=PRIORITY_EVENT)
+    spool.add(clip_path, clip_id=clip_id, event_id=event_id); publisher.wake()
+    # on down/clip_request: spool.handle_request(request); publisher.wake()
+"""
+
+from edge.delivery.clips import ClipSpool
+from edge.delivery.outbox import PRIORITY_CLIP, PRIORITY_EVENT, PRIORITY_RESULT, PRIORITY_SNAPSHOT, Outbox
+from edge.delivery.publisher import DeliverySettings, Publisher
+
+__all__ = [
+    "PRIORITY_CLIP",
+    "PRIORITY_EVENT",
+    "PRIORITY_RESULT",
+    "PRIORITY_SNAPSHOT",
+    "ClipSpool",
+    "DeliverySettings",
+    "Outbox",
+    "Publisher",
+]

@@ -1,0 +1,209 @@
+"""The durable outbox: every message a device must deliver is written here before it is published, and
+removed only when the broker has acknowledged it (QoS 1 PUBACK).
+
+One SQLite file per device (WAL, synchronous=FULL: a power cut must not lose an acknowledged write). A row is
+``(topic, payload, priority, kind)``; a row may instead carry a ``ref`` and no payload, for bulky things kept
+elsewhere (a clip chunk is read from the clip file when it is sent, so a clip is not stored twice). Named
+counters live in the same file, so that "an event was created" and "its message is queued" commit together.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB,
+    ref TEXT,
+    kind TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    size INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_order ON outbox (priority DESC, id);
+CREATE INDEX IF NOT EXISTS outbox_ref ON outbox (ref);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+# Priorities: higher goes first within a lane. Events before their snapshots before bulky clip chunks.
+PRIORITY_EVENT = 100
+PRIORITY_RESULT = 90
+PRIORITY_SNAPSHOT = 50
+PRIORITY_CLIP = 10
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    topic: str
+    payload: bytes | None
+    ref: str | None
+    kind: str
+    priority: int
+    size: int
+    created_at: float
+
+
+class Outbox:
+    """Thread-safe: the agent's pipeline writes, the publisher thread reads and deletes."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # --- writing ------------------------------------------------------------------------------------------
+
+    def put(
+        self,
+        topic: str,
+        payload: bytes | None,
+        *,
+        kind: str,
+        priority: int = 0,
+        ref: str | None = None,
+        count: str | None = None,
+    ) -> int:
+        """Queue one message; with ``count``, add 1 to that counter in the same transaction."""
+        return self.put_many([(topic, payload, kind, priority, ref)], count=count)[0]
+
+    def put_many(
+        self, items: list[tuple[str, bytes | None, str, int, str | None]], *, count: str | None = None
+    ) -> list[int]:
+        """Queue ``(topic, payload, kind, priority, ref)`` items atomically; return their row ids."""
+        now = time.time()
+        with self._lock, self._transaction():
+            ids = []
+            for topic, payload, kind, priority, ref in items:
+                if payload is None and ref is None:
+                    raise ValueError("an outbox row needs a payload or a ref")
+                cursor = self._conn.execute(
+                    "INSERT INTO outbox (topic, payload, ref, kind, priority, size, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (topic, payload, ref, kind, priority, len(payload or b""), now),
+                )
+                ids.append(cursor.lastrowid)
+            if count:
+                self._add(count, 1)
+        return ids
+
+    def delete(self, row_ids: list[int]) -> None:
+        if not row_ids:
+            return
+        with self._lock, self._transaction():
+            self._conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in row_ids])
+
+    def delete_refs(self, prefix: str) -> int:
+        """Remove queued rows whose ref starts with ``prefix`` (a clip dropped by the disk quota)."""
+        with self._lock, self._transaction():
+            cursor = self._conn.execute(
+                "DELETE FROM outbox WHERE ref >= ? AND ref < ?", (prefix, prefix + "\uffff")
+            )
+        return cursor.rowcount
+
+    def delete_oldest(self, kind: str) -> Row | None:
+        """Remove and return the oldest queued row of ``kind`` (quota relief for droppable kinds)."""
+        with self._lock, self._transaction():
+            found = self._conn.execute(
+                "SELECT * FROM outbox WHERE kind = ? ORDER BY id LIMIT 1", (kind,)
+            ).fetchone()
+            if found is None:
+                return None
+            self._conn.execute("DELETE FROM outbox WHERE id = ?", (found[0],))
+        return Row(*found)
+
+    # --- reading ------------------------------------------------------------------------------------------
+
+    def next_rows(
+        self, limit: int, *, after_id: int = 0, up_to_id: int | None = None, skip: set[int] = frozenset()
+    ) -> list[Row]:
+        """Rows with ``after_id < id <= up_to_id`` in sending order (priority, then oldest first)."""
+        bound = up_to_id if up_to_id is not None else 2**62
+        # A backlog can be tens of thousands of rows: walk the sending-order index and stop at the first few,
+        # rather than sorting the whole id range on every call (SQLite's default plan here).
+        index = "INDEXED BY outbox_order" if after_id == 0 else ""
+        with self._lock:
+            cursor = self._conn.execute(
+                f"SELECT * FROM outbox {index} WHERE id > ? AND id <= ? ORDER BY priority DESC, id LIMIT ?",
+                (after_id, bound, limit + len(skip)),
+            )
+            rows = [Row(*r) for r in cursor.fetchall()]
+        return [r for r in rows if r.id not in skip][:limit]
+
+    def has_ref(self, ref: str) -> bool:
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM outbox WHERE ref = ?", (ref,)).fetchone() is not None
+
+    def pending_refs(self, prefix: str) -> int:
+        with self._lock:
+            return self._conn.execute(
+                "SELECT COUNT(*) FROM outbox WHERE ref >= ? AND ref < ?", (prefix, prefix + "\uffff")
+            ).fetchone()[0]
+
+    def last_id(self) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0]
+
+    def depth(self) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+    def depth_by_kind(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._conn.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind").fetchall())
+
+    def payload_bytes(self) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0]
+
+    # --- counters -----------------------------------------------------------------------------------------
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock, self._transaction():
+            self._add(name, amount)
+
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._conn.execute("SELECT name, value FROM counters").fetchall())
+
+    def counter(self, name: str) -> int:
+        return self.counters().get(name, 0)
+
+    def _add(self, name: str, amount: int) -> None:
+        self._conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            (name, amount),
+        )
+
+    def _transaction(self):
+        return _Transaction(self._conn)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error (the connection is in autocommit mode)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False

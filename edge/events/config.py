@@ -1,0 +1,144 @@
+"""The camera TOML's ``[[zones]]``, ``[[lines]]`` and ``[[rules]]``: what the camera watches for, and when.
+
+Coordinates are pixels of the camera's native frame (x right, y down), as a technician reads them off a
+snapshot. Speeds are in the object's own box heights per second, so one threshold works near and far from the
+camera (a walking adult covers about 0.8 heights/s, a running one 2 or more).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta, timezone
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from shared.config import Section
+from shared.messages import EventType, Severity
+
+PointList = list[tuple[float, float]]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+PERSON = ("person",)
+VEHICLES = ("car", "truck", "bus", "motorcycle")
+CARRIED = ("backpack", "handbag", "suitcase", "umbrella", "bottle", "sports ball")
+DEFAULT_SEVERITY: dict[str, str] = {
+    "zone_enter": "low",
+    "zone_exit": "info",
+    "loitering": "medium",
+    "line_crossing": "medium",
+    "crowd": "high",
+    "no_stopping": "low",
+    "object_left": "high",
+    "running": "medium",
+}
+CAMERA_EVENT_TYPES = tuple(DEFAULT_SEVERITY)
+
+
+class ZoneSection(Section):
+    name: Annotated[str, Field(min_length=1, max_length=60)]
+    polygon: Annotated[PointList, Field(min_length=3)]
+
+
+class LineSection(Section):
+    """A directed segment from its first point to its second; "left_to_right" is as seen walking a -> b."""
+
+    name: Annotated[str, Field(min_length=1, max_length=60)]
+    points: Annotated[PointList, Field(min_length=2, max_length=2)]
+
+    @field_validator("points")
+    @classmethod
+    def _not_a_point(cls, value: PointList) -> PointList:
+        if value[0] == value[1]:
+            raise ValueError("a line needs two different points")
+        return value
+
+
+class ScheduleSection(Section):
+    """When a rule is armed, in local time. ``start`` after ``end`` spans midnight (22:00-06:00)."""
+
+    days: list[Weekday] = list(WEEKDAYS)
+    start: time = time(0, 0)
+    end: time = time(23, 59, 59)
+    utc_offset_h: Annotated[float, Field(ge=-12, le=14)] = 5.0  # Pavlodar and Kostanay
+
+    def active(self, moment: datetime) -> bool:
+        local = moment.astimezone(timezone(timedelta(hours=self.utc_offset_h)))
+        now, day = local.time(), local.weekday()
+        if self.start <= self.end:
+            return WEEKDAYS[day] in self.days and self.start <= now <= self.end
+        # Overnight: the part after midnight belongs to the day the window started.
+        if now >= self.start:
+            return WEEKDAYS[day] in self.days
+        return now <= self.end and WEEKDAYS[(day - 1) % 7] in self.days
+
+
+class RuleSection(Section):
+    name: Annotated[str, Field(min_length=1, max_length=60)]
+    type: Literal[
+        "zone_enter",
+        "zone_exit",
+        "loitering",
+        "line_crossing",
+        "crowd",
+        "no_stopping",
+        "object_left",
+        "running",
+    ]
+    zone: str | None = None  # zone rules; running / object_left may be limited to a zone
+    line: str | None = None  # line_crossing
+    labels: list[str] | None = None  # default by type: persons, vehicles for no_stopping, carried objects
+    severity: Severity | None = None
+    min_score: Annotated[float, Field(ge=0, le=1)] = 0.0
+    schedule: ScheduleSection | None = None
+    dwell_s: Annotated[float, Field(gt=0)] = 30.0  # loitering
+    direction: Literal["any", "left_to_right", "right_to_left"] = "any"  # line_crossing
+    max_count: Annotated[int, Field(ge=0)] = 5  # crowd: more than this many
+    min_duration_s: Annotated[float, Field(ge=0)] = 1.0  # crowd, running: how long before it counts
+    stopped_s: Annotated[float, Field(gt=0)] = 10.0  # no_stopping
+    stationary_s: Annotated[float, Field(gt=0)] = 10.0  # object_left
+    owner_window_s: Annotated[float, Field(gt=0)] = 10.0  # object_left: a person there this recently
+    min_speed: Annotated[float, Field(gt=0)] = 1.8  # running: box heights per second
+    linger_s: Annotated[float, Field(gt=0)] = 3.0  # momentary events (exit, crossing) stay open this long
+
+    @property
+    def event_type(self) -> EventType:
+        return self.type
+
+    @property
+    def resolved_severity(self) -> str:
+        return self.severity or DEFAULT_SEVERITY[self.type]
+
+    @property
+    def resolved_labels(self) -> tuple[str, ...]:
+        if self.labels is not None:
+            return tuple(self.labels)
+        if self.type == "no_stopping":
+            return VEHICLES
+        if self.type == "object_left":
+            return CARRIED
+        return PERSON
+
+    @model_validator(mode="after")
+    def _has_what_it_needs(self) -> RuleSection:
+        if self.type in ("zone_enter", "zone_exit", "loitering", "crowd", "no_stopping") and not self.zone:
+            raise ValueError(f"a {self.type} rule needs a zone")
+        if self.type == "line_crossing" and not self.line:
+            raise ValueError("a line_crossing rule needs a line")
+        return self
+
+
+def check_references(zones: list[ZoneSection], lines: list[LineSection], rules: list[RuleSection]) -> None:
+    """Raise ValueError naming the rule when it refers to a zone or line that is not defined (or twice)."""
+    for kind, items in (("zone", zones), ("line", lines), ("rule", rules)):
+        names = [item.name for item in items]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"{kind} name(s) used twice: {', '.join(duplicates)}")
+    zone_names = {z.name for z in zones}
+    line_names = {line.name for line in lines}
+    for rule in rules:
+        if rule.zone and rule.zone not in zone_names:
+            raise ValueError(f"rule {rule.name!r}: no zone named {rule.zone!r} (zones: {sorted(zone_names)})")
+        if rule.line and rule.line not in line_names:
+            raise ValueError(f"rule {rule.name!r}: no line named {rule.line!r} (lines: {sorted(line_names)})")

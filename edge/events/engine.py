@@ -1,0 +1,195 @@
+"""Turns each frame's tracks into event messages: opened once, updated at a bounded rate, closed once.
+
+The rules say which conditions hold in this frame; the engine keeps one open event per condition key with a
+stable ``event_id`` and a rising ``seq``. An update goes out only when something an operator would see changed
+(other tracks, a better score, the box moved) and no sooner than ``update_interval_s`` after the last one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from edge.events import rules as rule_types
+from edge.events.config import LineSection, RuleSection, ZoneSection, check_references
+from edge.events.rules import Condition, Rule
+from edge.vision.types import Frame, FrameResult
+from shared import ids, timeutil
+from shared.messages import Box, Event, GeoPoint
+
+MAX_TRACK_IDS = 100  # the message's limit
+
+
+@dataclass
+class OpenEvent:
+    event_id: str
+    rule: Rule
+    zone: str | None
+    started_at: datetime
+    seq: int
+    condition: Condition
+    best_score: float
+    track_ids: list[int]
+    last_sent_ts: float
+    sent: Condition  # as in the last message: what "changed" is measured against
+    changed: bool = False
+
+
+@dataclass
+class EventChange:
+    """One message to send, with the frame it describes (for the snapshot and clip)."""
+
+    event: Event
+    frame: Frame
+    improved: bool = False  # this frame has the event's best score so far
+    boxes: list[tuple[tuple[float, float, float, float], str]] = field(default_factory=list)
+
+
+class EventEngine:
+    def __init__(
+        self,
+        device: str,
+        zones: list[ZoneSection],
+        lines: list[LineSection],
+        rules: list[RuleSection],
+        *,
+        location: GeoPoint | None = None,
+        update_interval_s: float = 2.0,
+        clock: Callable[[], datetime] = timeutil.utc_now,
+    ):
+        check_references(zones, lines, rules)
+        by_zone = {z.name: z for z in zones}
+        by_line = {line.name: line for line in lines}
+        self.rules = [rule_types.build(r, by_zone, by_line) for r in rules]
+        self.device = device
+        self.location = location
+        self.update_interval_s = update_interval_s
+        self.clock = clock
+        self.open: dict[tuple[str, str], OpenEvent] = {}
+        self._frame_size: tuple[int, int] | None = None
+
+    def process(self, result: FrameResult) -> list[EventChange]:
+        frame = result.frame
+        height, width = frame.image.shape[:2]
+        self._frame_size = (width, height)
+        now = self.clock()
+        changes: list[EventChange] = []
+        seen: set[tuple[str, str]] = set()
+        for rule in self.rules:
+            schedule = rule.section.schedule
+            if schedule is not None and not schedule.active(now):
+                continue  # unarmed: its open events close below
+            for key, cond in rule.step(frame.ts, result.tracks).items():
+                full_key = (rule.section.name, key)
+                seen.add(full_key)
+                current = self.open.get(full_key)
+                if current is None:
+                    changes.append(self._open(full_key, rule, cond, frame, now))
+                else:
+                    change = self._update(current, cond, frame, now)
+                    if change is not None:
+                        changes.append(change)
+        for full_key in [k for k in self.open if k not in seen]:
+            changes.append(self._close(self.open.pop(full_key), frame, now))
+        return changes
+
+    def close_all(self, frame: Frame) -> list[EventChange]:
+        """Close every open event (shutdown, detection switched off, a new configuration)."""
+        now = self.clock()
+        closing, self.open = list(self.open.values()), {}
+        return [self._close(event, frame, now) for event in closing]
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    def _open(self, key, rule: Rule, cond: Condition, frame: Frame, now: datetime) -> EventChange:
+        event = OpenEvent(
+            event_id=ids.new_id(),
+            rule=rule,
+            zone=rule.zone.name if rule.zone else (rule.line.name if rule.line else None),
+            started_at=now,
+            seq=0,
+            condition=cond,
+            best_score=cond.score,
+            track_ids=list(cond.track_ids),
+            last_sent_ts=frame.ts,
+            sent=cond,
+        )
+        self.open[key] = event
+        return self._change(event, "open", frame, now, improved=True)
+
+    def _update(self, event: OpenEvent, cond: Condition, frame: Frame, now: datetime) -> EventChange | None:
+        event.condition = cond
+        improved = cond.score > event.best_score
+        if improved:
+            event.best_score = cond.score
+        new_tracks = [t for t in cond.track_ids if t not in event.track_ids]
+        event.track_ids = (event.track_ids + new_tracks)[-MAX_TRACK_IDS:]
+        sent = event.sent
+        if (
+            new_tracks
+            or improved
+            or _moved(sent.box, cond.box)
+            or sent.track_ids != cond.track_ids
+            or _discrete(sent.attributes) != _discrete(cond.attributes)
+        ):
+            event.changed = True
+        if not event.changed or frame.ts - event.last_sent_ts < self.update_interval_s:
+            return None
+        event.seq += 1
+        event.changed = False
+        event.last_sent_ts = frame.ts
+        event.sent = cond
+        return self._change(event, "update", frame, now, improved=improved)
+
+    def _close(self, event: OpenEvent, frame: Frame, now: datetime) -> EventChange:
+        event.seq += 1
+        return self._change(event, "closed", frame, now)
+
+    def _change(
+        self, event: OpenEvent, state: str, frame: Frame, now: datetime, improved=False
+    ) -> EventChange:
+        cond = event.condition
+        section = event.rule.section
+        message = Event(
+            device=self.device,
+            event_id=event.event_id,
+            seq=event.seq,
+            state=state,
+            event_type=section.event_type,
+            severity=section.resolved_severity,
+            label=cond.label,
+            score=round(min(1.0, max(0.0, event.best_score)), 4),
+            started_at=event.started_at,
+            ended_at=max(now, event.started_at) if state == "closed" else None,
+            zone=event.zone,
+            track_ids=sorted(event.track_ids),
+            box=_clamp(cond.box, self._frame_size),
+            frame_size=self._frame_size,
+            location=self.location,
+            description=cond.description or None,
+            attributes={"rule": section.name, **cond.attributes},
+        )
+        return EventChange(message, frame, improved=improved, boxes=[(cond.box, cond.label)])
+
+
+def _discrete(attributes: dict) -> dict:
+    """Attributes whose change is news (a count, a direction); a dwell time that grows every frame is not."""
+    return {k: v for k, v in attributes.items() if not isinstance(v, float)}
+
+
+def _moved(before, after) -> bool:
+    """More than a quarter of the box's size: enough for an operator's thumbnail to look different."""
+    scale = max(before[2], before[3], 1.0) / 4
+    return any(abs(a - b) > scale for a, b in zip(before, after, strict=True))
+
+
+def _clamp(box, frame_size) -> Box | None:
+    x, y, w, h = box
+    x2, y2 = x + w, y + h
+    if frame_size is not None:
+        x2, y2 = min(x2, frame_size[0]), min(y2, frame_size[1])
+    x, y = max(0.0, x), max(0.0, y)
+    if x2 - x <= 0 or y2 - y <= 0:
+        return None
+    return Box(x=round(x, 1), y=round(y, 1), w=max(round(x2 - x, 1), 0.1), h=max(round(y2 - y, 1), 0.1))

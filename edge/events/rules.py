@@ -1,0 +1,317 @@
+"""The rules: each looks at the confirmed tracks of one frame and says which conditions hold right now.
+
+A rule returns ``{key: Condition}`` for every situation that is currently true (this person is loitering,
+that zone is crowded). It knows nothing about events: the engine opens an event when a key appears, updates it
+while the key stays and closes it when the key goes. Momentary things (a line crossed, a zone left) stay true
+for ``linger_s`` so that their event has a span and evidence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from edge.events import geometry
+from edge.events.config import LineSection, RuleSection, ZoneSection
+from edge.vision.types import Track
+
+Box = tuple[float, float, float, float]
+
+# Below this speed (its own box sizes per second) an object counts as standing still: the tracker's
+# velocity of a parked car jitters by a few pixels per second.
+STILL = 0.1
+# A person this recently out of a zone (a missed detection, a step over its edge) is still dwelling there.
+DWELL_GAP_S = 2.0
+
+
+@dataclass
+class Condition:
+    track_ids: list[int]
+    label: str
+    score: float
+    box: Box
+    attributes: dict[str, str | int | float | bool] = field(default_factory=dict)
+    description: str = ""
+
+
+def speed(track: Track) -> float:
+    return math.hypot(*track.velocity)
+
+
+def condition(track: Track, description: str, **attributes) -> Condition:
+    return Condition([track.track_id], track.label, track.score, track.box, attributes, description)
+
+
+class Rule:
+    def __init__(
+        self, section: RuleSection, zone: ZoneSection | None = None, line: LineSection | None = None
+    ):
+        self.section = section
+        self.zone = zone
+        self.line = line
+        self.labels = set(section.resolved_labels)
+        self.polygon = [tuple(p) for p in zone.polygon] if zone else None
+
+    def step(self, ts: float, tracks: list[Track]) -> dict[str, Condition]:
+        raise NotImplementedError
+
+    def matches(self, track: Track) -> bool:
+        return track.label in self.labels and track.score >= self.section.min_score
+
+    def in_zone(self, track: Track) -> bool:
+        return self.polygon is None or geometry.inside(track.foot, self.polygon)
+
+    @property
+    def where(self) -> str:
+        return f" in {self.zone.name}" if self.zone else ""
+
+
+class ZoneEnter(Rule):
+    """An object is in the zone: opened as it enters, closed as it leaves."""
+
+    def step(self, ts, tracks):
+        return {
+            str(t.track_id): condition(t, f"{t.label} entered {self.zone.name}")
+            for t in tracks
+            if self.matches(t) and self.in_zone(t)
+        }
+
+
+class ZoneExit(Rule):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.was_inside: dict[int, bool] = {}
+        self.left_at: dict[int, float] = {}
+
+    def step(self, ts, tracks):
+        active = {}
+        alive = set()
+        for t in tracks:
+            if not self.matches(t):
+                continue
+            alive.add(t.track_id)
+            now_inside = self.in_zone(t)
+            if self.was_inside.get(t.track_id) and not now_inside:
+                self.left_at[t.track_id] = ts
+            if now_inside:
+                self.left_at.pop(t.track_id, None)
+            self.was_inside[t.track_id] = now_inside
+            left = self.left_at.get(t.track_id)
+            if left is not None and ts - left <= self.section.linger_s:
+                active[str(t.track_id)] = condition(t, f"{t.label} left {self.zone.name}")
+        _forget(self.was_inside, alive)
+        _forget(self.left_at, alive)
+        return active
+
+
+class Loitering(Rule):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.entered: dict[int, float] = {}
+        self.last_inside: dict[int, float] = {}
+
+    def step(self, ts, tracks):
+        active = {}
+        for t in tracks:
+            if not self.matches(t):
+                continue
+            if self.in_zone(t):
+                if ts - self.last_inside.get(t.track_id, -math.inf) > DWELL_GAP_S:
+                    self.entered[t.track_id] = ts
+                self.last_inside[t.track_id] = ts
+                dwell = ts - self.entered[t.track_id]
+                if dwell >= self.section.dwell_s:
+                    active[str(t.track_id)] = condition(
+                        t, f"{t.label} loitering in {self.zone.name}", dwell_s=round(dwell, 1)
+                    )
+        alive = {t.track_id for t in tracks}
+        _forget(self.entered, alive)
+        _forget(self.last_inside, alive)
+        return active
+
+
+class LineCrossing(Rule):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.a, self.b = (tuple(p) for p in self.line.points)
+        self.previous: dict[int, tuple[float, float]] = {}
+        self.crossed: dict[int, tuple[float, str]] = {}
+
+    def step(self, ts, tracks):
+        active = {}
+        wanted = self.section.direction
+        for t in tracks:
+            if not self.matches(t):
+                continue
+            before = self.previous.get(t.track_id)
+            if geometry.side(t.foot, self.a, self.b) != 0:  # a step onto the line is not yet a crossing
+                self.previous[t.track_id] = t.foot
+            if before is not None:
+                way = geometry.crossing(before, t.foot, self.a, self.b)
+                direction = {1: "left_to_right", -1: "right_to_left"}.get(way)
+                if direction and wanted in ("any", direction):
+                    self.crossed[t.track_id] = (ts, direction)
+            hit = self.crossed.get(t.track_id)
+            if hit is not None and ts - hit[0] <= self.section.linger_s:
+                active[str(t.track_id)] = condition(
+                    t, f"{t.label} crossed {self.line.name} ({hit[1].replace('_', ' ')})", direction=hit[1]
+                )
+        alive = {t.track_id for t in tracks}
+        _forget(self.previous, alive)
+        _forget(self.crossed, alive)
+        return active
+
+
+class Crowd(Rule):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.since: float | None = None
+
+    def step(self, ts, tracks):
+        present = [t for t in tracks if self.matches(t) and self.in_zone(t)]
+        if len(present) <= self.section.max_count:
+            self.since = None
+            return {}
+        if self.since is None:
+            self.since = ts
+        if ts - self.since < self.section.min_duration_s:
+            return {}
+        xs = [t.box[0] for t in present] + [t.box[0] + t.box[2] for t in present]
+        ys = [t.box[1] for t in present] + [t.box[1] + t.box[3] for t in present]
+        label = present[0].label
+        return {
+            "zone": Condition(
+                track_ids=sorted(t.track_id for t in present),
+                label=label,
+                score=max(t.score for t in present),
+                box=(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)),
+                attributes={"count": len(present), "max_count": self.section.max_count},
+                description=f"{len(present)} {label}s in {self.zone.name} (more than {self.section.max_count})",
+            )
+        }
+
+
+class NoStopping(Rule):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.still_since: dict[int, float] = {}
+
+    def step(self, ts, tracks):
+        active = {}
+        for t in tracks:
+            if not (self.matches(t) and self.in_zone(t)):
+                self.still_since.pop(t.track_id, None)
+                continue
+            size = max(t.box[2], t.box[3], 1.0)
+            if speed(t) / size < STILL:
+                self.still_since.setdefault(t.track_id, ts)
+            else:
+                self.still_since.pop(t.track_id, None)
+            since = self.still_since.get(t.track_id)
+            if since is not None and ts - since >= self.section.stopped_s:
+                active[str(t.track_id)] = condition(
+                    t, f"{t.label} stopped in {self.zone.name}", stopped_s=round(ts - since, 1)
+                )
+        _forget(self.still_since, {t.track_id for t in tracks})
+        return active
+
+
+class Running(Rule):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.fast_since: dict[int, float] = {}
+
+    def step(self, ts, tracks):
+        active = {}
+        threshold = self.section.min_speed
+        for t in tracks:
+            if not (self.matches(t) and self.in_zone(t)):
+                self.fast_since.pop(t.track_id, None)
+                continue
+            heights_per_s = speed(t) / max(t.box[3], 1.0)
+            if heights_per_s >= threshold:
+                self.fast_since.setdefault(t.track_id, ts)
+            elif heights_per_s < 0.8 * threshold:  # hysteresis: a stride's jitter does not end the event
+                self.fast_since.pop(t.track_id, None)
+            since = self.fast_since.get(t.track_id)
+            if since is not None and ts - since >= self.section.min_duration_s:
+                active[str(t.track_id)] = condition(
+                    t, f"{t.label} running{self.where}", speed_heights_per_s=round(heights_per_s, 2)
+                )
+        _forget(self.fast_since, {t.track_id for t in tracks})
+        return active
+
+
+class ObjectLeft(Rule):
+    """A carried object that appeared where a person was, stays put, and no one is with it any more."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.people: deque[tuple[float, tuple[float, float], float]] = deque()  # (ts, centre, height)
+        self.had_owner: dict[int, bool] = {}
+        self.still_since: dict[int, float] = {}
+
+    def _person_near(self, point, since: float) -> bool:
+        return any(
+            seen >= since and geometry.distance(point, centre) <= height
+            for seen, centre, height in self.people
+        )
+
+    def step(self, ts, tracks):
+        for t in tracks:
+            if t.label == "person":
+                self.people.append((ts, t.center, t.box[3]))
+        while self.people and ts - self.people[0][0] > self.section.owner_window_s:
+            self.people.popleft()
+        active = {}
+        for t in tracks:
+            if not (self.matches(t) and self.in_zone(t)):
+                continue
+            if t.track_id not in self.had_owner:
+                self.had_owner[t.track_id] = self._person_near(t.center, ts - self.section.owner_window_s)
+            size = max(t.box[2], t.box[3], 1.0)
+            if speed(t) / size < STILL:
+                self.still_since.setdefault(t.track_id, ts)
+            else:
+                self.still_since.pop(t.track_id, None)
+            since = self.still_since.get(t.track_id)
+            attended = self._person_near(t.center, ts)
+            if (
+                self.had_owner[t.track_id]
+                and since is not None
+                and ts - since >= self.section.stationary_s
+                and not attended
+            ):
+                active[str(t.track_id)] = condition(
+                    t, f"{t.label} left behind{self.where}", unattended_s=round(ts - since, 1)
+                )
+        alive = {t.track_id for t in tracks}
+        _forget(self.had_owner, alive)
+        _forget(self.still_since, alive)
+        return active
+
+
+RULES: dict[str, type[Rule]] = {
+    "zone_enter": ZoneEnter,
+    "zone_exit": ZoneExit,
+    "loitering": Loitering,
+    "line_crossing": LineCrossing,
+    "crowd": Crowd,
+    "no_stopping": NoStopping,
+    "running": Running,
+    "object_left": ObjectLeft,
+}
+
+
+def build(section: RuleSection, zones: dict[str, ZoneSection], lines: dict[str, LineSection]) -> Rule:
+    return RULES[section.type](
+        section,
+        zones.get(section.zone) if section.zone else None,
+        lines.get(section.line) if section.line else None,
+    )
+
+
+def _forget(state: dict, alive: set[int]) -> None:
+    for track_id in [k for k in state if k not in alive]:
+        del state[track_id]

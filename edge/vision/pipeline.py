@@ -1,0 +1,121 @@
+"""The camera's vision pipeline: motion -> detector windows -> tracker, one frame at a time.
+
+The detector runs at native resolution only where something moves or a track is, within a per-frame window
+budget, plus a whole-frame pass every few frames as a safety net. A far-away person keeps their pixels without
+tiling every frame.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from edge.vision.appearance import colour_signature
+from edge.vision.config import DetectorSection, MotionSection, TrackerSection
+from edge.vision.detector import Detector
+from edge.vision.motion import MotionDetector
+from edge.vision.tracker import Tracker, iou_matrix
+from edge.vision.types import Detection, Frame, FrameResult
+from edge.vision.windows import Window, WindowPlanner
+
+
+def nms(detections: list[Detection], iou: float) -> list[Detection]:
+    """Per label, keep the best of overlapping detections (the same object seen by two windows)."""
+    kept: list[Detection] = []
+    for label in sorted({d.label for d in detections}):
+        group = sorted((d for d in detections if d.label == label), key=lambda d: -d.score)
+        boxes = np.array([d.box for d in group])
+        overlap = iou_matrix(boxes, boxes)
+        suppressed = np.zeros(len(group), bool)
+        for i, d in enumerate(group):
+            if suppressed[i]:
+                continue
+            kept.append(d)
+            suppressed |= overlap[i] > iou
+    return kept
+
+
+def _inside(box, windows: list[Window]) -> bool:
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    return any(x <= cx < x + w and y <= cy < y + h for x, y, w, h in windows)
+
+
+class VisionPipeline:
+    def __init__(
+        self,
+        motion: MotionSection,
+        detector: Detector,
+        detector_section: DetectorSection,
+        tracker: TrackerSection,
+    ):
+        self.motion_section = motion
+        self.detector_section = detector_section
+        self.motion = MotionDetector(motion)
+        self.detector = detector
+        self.tracker = Tracker(tracker)
+        self.planner = WindowPlanner(
+            detector_section.window, detector_section.max_windows, max_side=detector_section.max_window
+        )
+        self.enabled = detector_section.enabled
+        self._frames = 0
+        self._min_score = min(detector_section.score_threshold, tracker.low_score)
+
+    @classmethod
+    def from_config(
+        cls,
+        motion: MotionSection | None = None,
+        detector: DetectorSection | None = None,
+        tracker: TrackerSection | None = None,
+    ) -> VisionPipeline:
+        motion = motion or MotionSection()
+        detector = detector or DetectorSection()
+        tracker = tracker or TrackerSection()
+        return cls(motion, Detector(detector), detector, tracker)
+
+    @property
+    def model_info(self) -> tuple[str, str]:
+        return (self.detector.model.name, self.detector.model.sha256)
+
+    def process(self, frame: Frame) -> FrameResult:
+        if not self.enabled:
+            return FrameResult(frame, [], [], 0.0, 0.0)
+        image = frame.image
+        height, width = image.shape[:2]
+        self._frames += 1
+        motion = self.motion(image) if self.motion_section.enabled else None
+        regions = list(motion.regions) if motion else []
+        regions += [t.box for t in self.tracker.tracks if t.confirmed]
+
+        started = time.perf_counter()
+        detections: list[Detection] = []
+        windows = self.planner.plan(regions, width, height)
+        for window in windows:
+            detections += self.detector.detect(image, window, self._min_score)
+        self.planner.mark(windows)
+        full = motion is None or self._full_frame_due()
+        if full:
+            # The coarse whole-frame view only fills in where no window looked: its boxes are rougher, and a
+            # small far person it cannot see is no reason to count that person's track as missed.
+            coarse = self.detector.detect(image, None, self._min_score)
+            detections += [d for d in coarse if not _inside(d.box, windows)]
+        detections = nms(detections, self.detector_section.nms_iou)
+        detector_ms = (time.perf_counter() - started) * 1000 if (full or windows) else 0.0
+
+        searched = None if motion is None else (lambda box: _inside(box, windows))
+        # A new track must move: a parked van or a poster the model takes for a person never moves, while a
+        # person standing still keeps the track they got when they walked in.
+        may_start = None
+        if motion is not None:
+            min_moving, sure = self.motion_section.start_fraction, self.motion_section.static_start_score
+            may_start = lambda d: d.score >= sure or motion.moving_fraction(d.box) >= min_moving  # noqa: E731
+        signatures = [colour_signature(image, d.box) for d in detections]
+        tracks = self.tracker.update(
+            detections, frame.ts, searched, may_start, signatures, frame_size=(width, height)
+        )
+        shown = [d for d in detections if d.score >= self.detector_section.score_threshold]
+        return FrameResult(frame, tracks, shown, motion.share if motion else 0.0, detector_ms)
+
+    def _full_frame_due(self) -> bool:
+        interval = self.detector_section.full_frame_interval
+        return interval > 0 and (self._frames - 1) % interval == 0

@@ -1,0 +1,119 @@
+"""Mosquitto's configuration for a site: mutual TLS only, the certificate's CN as the username, an ACL that
+gives every device least privilege, and the CRL checked on every handshake.
+
+ACL (``%u`` is the client certificate's CN, i.e. the device id):
+
+- a device writes only ``kuzet/v1/+/<its id>/up/#`` and reads only ``kuzet/v1/+/<its id>/down/#``;
+- central (CN ``central``) reads every device's ``up`` topics and writes every ``down`` topic.
+
+Mosquitto reads the CRL and the ACL when it starts and again on SIGHUP (``kuzet provision revoke`` runs the
+site's reload command after rewriting them).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from pathlib import Path
+
+from provisioning.site import SitePaths, SiteSettings
+
+CENTRAL_IDENTITY = "central"
+# Names a device may not take: they would share central's (or a tool's) ACL entries.
+RESERVED_IDENTITIES = frozenset({CENTRAL_IDENTITY, "broker", "admin", "root"})
+
+
+def acl_text(revoked: list[str] = ()) -> str:
+    text = (
+        "# Kuzet site ACL (written by 'kuzet provision site-init'). Usernames are client certificate CNs.\n"
+        "# Anything not granted here is refused.\n"
+        f"user {CENTRAL_IDENTITY}\n"
+        "topic read kuzet/v1/+/+/up/#\n"
+        "topic write kuzet/v1/+/+/down/#\n"
+        "\n"
+        "# Every device (CN = its id): publish only under its own id, read only its own commands.\n"
+        "pattern write kuzet/v1/+/%u/up/#\n"
+        "pattern read kuzet/v1/+/%u/down/#\n"
+    )
+    # The CRL stops a revoked device's next handshake; these stop an open connection's traffic at once
+    # (Mosquitto applies a reloaded ACL to connected clients too).
+    for identity in sorted(set(revoked)):
+        text += f"\n# revoked\nuser {identity}\ntopic deny #\n"
+    return text
+
+
+def mosquitto_conf_text(paths: SitePaths, settings: SiteSettings, listen: str = "") -> str:
+    listener = f"listener {settings.broker_port} {listen}".rstrip()
+    here = Path(settings.broker_install_dir) if settings.broker_install_dir else paths.broker_dir
+
+    def at(path: Path) -> Path:
+        return here / path.relative_to(paths.broker_dir)
+
+    return (
+        "# Kuzet site broker (written by 'kuzet provision site-init'): mutual TLS, per-device ACL, CRL.\n"
+        f"user {settings.broker_user}\n"
+        "per_listener_settings false\n"
+        "allow_anonymous false\n"
+        f"acl_file {at(paths.acl)}\n"
+        "set_tcp_nodelay true\n"
+        "max_queued_messages 100000\n"
+        "persistence true\n"
+        f"persistence_location {here / 'data'}/\n"
+        "log_dest stderr\n"
+        "log_type error\n"
+        "log_type warning\n"
+        "log_type notice\n"
+        "log_type information\n"
+        "connection_messages true\n"
+        "\n"
+        f"{listener}\n"
+        f"cafile {at(paths.broker_ca)}\n"
+        f"certfile {at(paths.broker_cert)}\n"
+        f"keyfile {at(paths.broker_key)}\n"
+        f"crlfile {at(paths.crl)}\n"
+        "require_certificate true\n"
+        "use_identity_as_username true\n"
+        "tls_version tlsv1.2\n"
+    )
+
+
+def write_config(paths: SitePaths, settings: SiteSettings, listen: str = "") -> None:
+    write_acl(paths, [], settings.broker_user)
+    paths.mosquitto_conf.write_text(mosquitto_conf_text(paths, settings, listen))
+    (paths.broker_dir / "data").mkdir(parents=True, exist_ok=True)
+    grant_broker_access(paths, settings.broker_user)
+
+
+def write_acl(paths: SitePaths, revoked: list[str], broker_user: str) -> None:
+    _replace(paths.acl, acl_text(revoked).encode())
+    grant_broker_access(paths, broker_user)
+
+
+def write_crl(paths: SitePaths, crl_pem: bytes, broker_user: str) -> None:
+    _replace(paths.crl, crl_pem)
+    grant_broker_access(paths, broker_user)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)  # the broker never reads a half-written file
+
+
+def grant_broker_access(paths: SitePaths, broker_user: str) -> None:
+    """Let the account Mosquitto drops to read its key (0640, group of that account) and write its data.
+
+    Only root can hand files to another account; otherwise the files stay the current user's, which is
+    what a broker run as that user needs.
+    """
+    if os.geteuid() != 0:
+        return
+    try:
+        account = pwd.getpwnam(broker_user)
+    except KeyError:
+        return
+    for path in paths.broker_dir.rglob("*"):
+        os.chown(path, 0 if path.is_file() else account.pw_uid, account.pw_gid)
+    os.chown(paths.broker_dir, 0, account.pw_gid)
+    os.chmod(paths.broker_dir, 0o750)
+    os.chmod(paths.broker_key, 0o640)

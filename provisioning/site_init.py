@@ -1,0 +1,61 @@
+"""``kuzet provision site-init``: everything a new site needs, in one folder.
+
+Creates the CA, the Ed25519 update-signing key, the broker's server certificate, Mosquitto's configuration
+(mutual TLS, ACL, CRL) and central's client certificate with a ready ``[mqtt]`` section for its config.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import tomli_w
+
+from provisioning import broker_config, signing
+from provisioning.ca import CertificateAuthority, cert_pem, key_pem, write_private
+from provisioning.site import SiteError, SitePaths, SiteSettings, save_settings
+
+
+def init_site(root: Path, settings: SiteSettings, listen: str = "") -> SitePaths:
+    paths = SitePaths(Path(root).resolve())
+    if paths.settings_file.exists() or paths.ca_key.exists():
+        raise SiteError(f"{paths.root} already holds a site; refusing to overwrite its CA and keys")
+    for folder in (paths.ca_key.parent, paths.signing_key.parent, paths.broker_dir, paths.central_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    paths.ca_key.parent.chmod(0o700)
+    paths.signing_key.parent.chmod(0o700)
+    ca = CertificateAuthority.create(paths.ca_key, paths.ca_cert, paths.registry, settings.site)
+    signing.create_keypair(paths.signing_key, paths.signing_public_key)
+
+    key, cert = ca.issue("broker", "broker", server_names=settings.broker_hosts, client=False)
+    write_private(paths.broker_key, key_pem(key))
+    paths.broker_cert.write_bytes(cert_pem(cert))
+    shutil.copyfile(paths.ca_cert, paths.broker_ca)
+    paths.crl.write_bytes(ca.crl_pem())
+
+    key, cert = ca.issue(broker_config.CENTRAL_IDENTITY, "central")
+    write_private(paths.central_dir / "central.key", key_pem(key))
+    (paths.central_dir / "central.crt").write_bytes(cert_pem(cert))
+    shutil.copyfile(paths.ca_cert, paths.central_dir / "ca.crt")
+    (paths.central_dir / "mqtt.toml").write_text(
+        "# Central's [mqtt] section: paste into central's config (paths are absolute).\n"
+        + tomli_w.dumps({"mqtt": central_mqtt_section(paths, settings)})
+    )
+    save_settings(paths.root, settings)
+    broker_config.write_config(paths, settings, listen)
+    return paths
+
+
+def broker_url(settings: SiteSettings) -> str:
+    return f"mqtts://{settings.broker_hosts[0]}:{settings.broker_port}"
+
+
+def central_mqtt_section(paths: SitePaths, settings: SiteSettings) -> dict:
+    return {
+        "url": broker_url(settings),
+        "tls": {
+            "ca": str(paths.central_dir / "ca.crt"),
+            "cert": str(paths.central_dir / "central.crt"),
+            "key": str(paths.central_dir / "central.key"),
+        },
+    }

@@ -1,0 +1,108 @@
+"""Typed TOML configuration: one file per device and one for central, checked on load.
+
+Technicians edit these by hand, often on a ladder, so an error names the file, the key and what was expected.
+Each side defines its own sections as ``Section`` subclasses; unknown keys are refused (a typo must not be
+silently ignored).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.topics import NAME_PATTERN
+
+Name = Annotated[str, Field(pattern=rf"^{NAME_PATTERN}$")]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class DeviceSection(Section):
+    id: Name
+    site: Name = "pavlodar"
+    name: str = ""
+    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180)] | None = None
+
+
+class TlsSection(Section):
+    ca: Path
+    cert: Path | None = None
+    key: Path | None = None
+
+
+class MqttSection(Section):
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: str | None = None
+    tls: TlsSection | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    protocol: Literal["3.1.1", "5"] = "5"
+
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration"]
+    for error in exc.errors(include_url=False):
+        key = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check the spelling and the section it is in)")
+        elif error["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            lines.append(f"  {key}: {error['msg']} (got {error.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load(path: str | Path, model: type[T]) -> T:
+    """Read and check a TOML file against ``model``; raise ConfigError with a readable message."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse(data, model, path)
+
+
+def parse(data: dict, model: type[T], path: str | Path = "<config>") -> T:
+    try:
+        config = model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(Path(path), exc)) from None
+    # Relative paths in a config file are relative to that file, not to wherever the agent was started.
+    base = Path(path).parent if str(path) != "<config>" else None
+    if base is not None:
+        _resolve_paths(config, base)
+    return config
+
+
+def _resolve_paths(node: BaseModel, base: Path) -> None:
+    for name in type(node).model_fields:
+        value = getattr(node, name)
+        if isinstance(value, Path) and not value.is_absolute() and not str(value).startswith("~"):
+            object.__setattr__(node, name, (base / value).resolve())
+        elif isinstance(value, Path) and str(value).startswith("~"):
+            object.__setattr__(node, name, value.expanduser())
+        elif isinstance(value, BaseModel):
+            _resolve_paths(value, base)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, BaseModel):
+                    _resolve_paths(item, base)

@@ -1,0 +1,469 @@
+"""Message schemas for every topic kind, with strict validation that explains what is wrong.
+
+Each message is a JSON object with an envelope (``v`` schema version, ``type``, ``id`` a ULID unique to this
+message, ``device`` the sender or addressee, ``ts`` a UTC time) and the fields of its type. Unknown fields,
+missing fields and wrong types are refused: a device that sends garbage is told so, never half-understood.
+
+Binary payloads (JPEG snapshots, clip chunks, live frames) travel base64-encoded inside the JSON so that every
+message can be written and read with mosquitto_pub/mosquitto_sub alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from shared import ids, timeutil, topics
+
+SCHEMA_VERSION = 1
+
+# Clocks on field devices drift; beyond this a timestamp is refused as "in the future".
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+EARLIEST_TIMESTAMP = datetime(2020, 1, 1, tzinfo=UTC)
+
+Name = Annotated[str, Field(pattern=rf"^{topics.NAME_PATTERN}$")]
+# Always written as ISO-8601 UTC with milliseconds and a Z, whatever precision the sender used.
+UtcTime = Annotated[datetime, PlainSerializer(timeutil.to_wire, return_type=str, when_used="json")]
+Id = Annotated[str, Field(min_length=26, max_length=26, pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+ShortText = Annotated[str, Field(max_length=200)]
+LongText = Annotated[str, Field(max_length=2000)]
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+Base64 = Annotated[str, Field(min_length=4)]
+Attributes = Annotated[
+    dict[Annotated[str, Field(max_length=40)], str | int | float | bool], Field(max_length=20)
+]
+
+EventType = Literal[
+    "zone_enter",  # an object entered a zone
+    "zone_exit",  # an object left a zone
+    "loitering",  # dwelt in a zone longer than allowed
+    "line_crossing",  # crossed a line in the forbidden direction
+    "crowd",  # more persons in a zone than allowed
+    "no_stopping",  # a vehicle stopped in a no-stopping zone
+    "object_left",  # a stationary object appeared where a person just was (litter, a stash)
+    "running",  # faster than a walking pace
+    "panic",  # an officer pressed the badge's panic button
+    "manual",  # raised by an operator or inspector
+]
+Severity = Literal["info", "low", "medium", "high", "critical"]
+SEVERITY_RANK: dict[str, int] = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+DutyStatus = Literal["available", "en_route", "on_scene", "busy", "off_duty"]
+DispatchStateName = Literal["acknowledged", "en_route", "on_scene", "resolved", "declined"]
+CommandName = Literal[
+    "reload_config",
+    "snapshot",
+    "live_start",
+    "live_stop",
+    "detection_on",
+    "detection_off",
+    "install_update",
+    "cancel_dispatch",  # to a badge: an operator cancelled or reassigned its dispatch (args: dispatch_id, reason)
+]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GeoPoint(Model):
+    lat: Annotated[float, Field(ge=-90, le=90)]
+    lon: Annotated[float, Field(ge=-180, le=180)]
+
+
+class Box(Model):
+    """Pixel box in the frame of the camera that saw it: left, top, width, height."""
+
+    x: Annotated[float, Field(ge=0)]
+    y: Annotated[float, Field(ge=0)]
+    w: Annotated[float, Field(gt=0)]
+    h: Annotated[float, Field(gt=0)]
+
+
+class ModelInfo(Model):
+    name: ShortText
+    sha256: Sha256
+
+
+class Envelope(Model):
+    v: Literal[1] = SCHEMA_VERSION
+    id: Id = Field(default_factory=ids.new_id)
+    device: Name
+    ts: UtcTime = Field(default_factory=timeutil.utc_now)
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_is_sane(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("timestamp has no time zone; send UTC with a trailing Z")
+        value = value.astimezone(UTC)
+        if value > timeutil.utc_now() + MAX_CLOCK_SKEW:
+            raise ValueError(
+                f"timestamp {timeutil.to_wire(value)} is in the future; check the device clock (NTP)"
+            )
+        if value < EARLIEST_TIMESTAMP:
+            raise ValueError(
+                f"timestamp {timeutil.to_wire(value)} is before 2020; check the device clock (NTP)"
+            )
+        return value
+
+
+def _valid_base64(value: str) -> str:
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"data is not valid base64 ({exc})") from None
+    return value
+
+
+# --- device -> central ------------------------------------------------------------------------------------
+
+
+class Event(Envelope):
+    """One state of an event. An event is opened, updated and closed: the same ``event_id`` with rising ``seq``."""
+
+    type: Literal["event"] = "event"
+    event_id: Id
+    seq: Annotated[int, Field(ge=0)]
+    state: Literal["open", "update", "closed"]
+    event_type: EventType
+    severity: Severity
+    label: ShortText
+    score: Score
+    started_at: UtcTime
+    ended_at: UtcTime | None = None
+    zone: ShortText | None = None
+    track_ids: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=100)] = []
+    box: Box | None = None
+    frame_size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = None
+    location: GeoPoint | None = None
+    snapshot_sha256: Sha256 | None = None
+    clip_id: Id | None = None
+    description: LongText | None = None
+    attributes: Attributes = {}
+
+    @model_validator(mode="after")
+    def _span_is_ordered(self) -> Event:
+        if self.ended_at is not None and self.ended_at < self.started_at:
+            raise ValueError("ended_at is before started_at")
+        if self.state == "closed" and self.ended_at is None:
+            raise ValueError("a closed event needs ended_at")
+        return self
+
+
+class Snapshot(Envelope):
+    """The best JPEG frame of an event, boxes drawn."""
+
+    type: Literal["snapshot"] = "snapshot"
+    event_id: Id
+    sha256: Sha256
+    content_type: Literal["image/jpeg"] = "image/jpeg"
+    width: Annotated[int, Field(gt=0, le=8192)]
+    height: Annotated[int, Field(gt=0, le=8192)]
+    data: Base64
+
+    _check_data = field_validator("data")(_valid_base64)
+
+
+class ClipChunk(Envelope):
+    """One chunk of a clip or a badge evidence segment. ``sha256`` is of the whole file; ``chunk_sha256`` of this
+    chunk's bytes. The receiver checks both and asks again (``clip_request``) for what is missing or bad."""
+
+    type: Literal["clip"] = "clip"
+    clip_id: Id
+    purpose: Literal["event", "evidence"] = "event"
+    event_id: Id | None = None
+    index: Annotated[int, Field(ge=0)]
+    count: Annotated[int, Field(gt=0, le=100_000)]
+    size: Annotated[int, Field(gt=0)]
+    sha256: Sha256
+    chunk_sha256: Sha256
+    content_type: Literal["video/mp4", "video/x-msvideo", "video/x-matroska"]
+    data: Base64
+
+    _check_data = field_validator("data")(_valid_base64)
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> ClipChunk:
+        if self.index >= self.count:
+            raise ValueError(f"chunk index {self.index} is not below count {self.count}")
+        return self
+
+
+class Status(Envelope):
+    """Heartbeat: how the device is doing. Fields a kind of device does not have are left out."""
+
+    type: Literal["status"] = "status"
+    kind: Literal["camera", "badge"]
+    software_version: ShortText
+    uptime_s: Annotated[float, Field(ge=0)]
+    fps_in: Annotated[float, Field(ge=0)] | None = None
+    fps_processed: Annotated[float, Field(ge=0)] | None = None
+    detector_ms: Annotated[float, Field(ge=0)] | None = None
+    motion_share: Score | None = None
+    outbox_depth: Annotated[int, Field(ge=0)] | None = None
+    disk_free_mb: Annotated[float, Field(ge=0)] | None = None
+    cpu_temp_c: Annotated[float, Field(ge=-60, le=150)] | None = None
+    memory_rss_mb: Annotated[float, Field(ge=0)] | None = None
+    battery_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+    model: ModelInfo | None = None
+    source_state: ShortText | None = None
+    detection_enabled: bool | None = None
+    duty: DutyStatus | None = None
+    counters: Annotated[dict[Annotated[str, Field(max_length=40)], int], Field(max_length=40)] = {}
+
+
+class Availability(Envelope):
+    """Retained; the broker publishes the device's last will (``offline``) when it vanishes."""
+
+    type: Literal["availability"] = "availability"
+    state: Literal["online", "offline"]
+
+
+class Location(Envelope):
+    """A badge's position and duty status: every N seconds, on significant movement and on a duty change."""
+
+    type: Literal["location"] = "location"
+    position: GeoPoint
+    accuracy_m: Annotated[float, Field(ge=0)] | None = None
+    speed_mps: Annotated[float, Field(ge=0)] | None = None
+    heading_deg: Annotated[float, Field(ge=0, lt=360)] | None = None
+    fix: Literal["gps", "gpsd", "route", "none"]
+    duty: DutyStatus
+
+
+class DispatchState(Envelope):
+    """A badge's answer to a dispatch: acknowledged, en route, on scene, resolved (with a note) or declined."""
+
+    type: Literal["dispatch_state"] = "dispatch_state"
+    dispatch_id: Id
+    state: DispatchStateName
+    note: LongText | None = None
+    reason: ShortText | None = None
+    position: GeoPoint | None = None
+
+    @model_validator(mode="after")
+    def _declined_has_reason(self) -> DispatchState:
+        if self.state == "declined" and not self.reason:
+            raise ValueError("a declined dispatch needs a reason")
+        return self
+
+
+class CommandResult(Envelope):
+    type: Literal["command_result"] = "command_result"
+    command_id: Id
+    name: CommandName
+    ok: bool
+    message: LongText = ""
+    data: Attributes = {}
+
+
+class LiveFrame(Envelope):
+    """One low-rate JPEG frame of a live stream started by a ``live_start`` command."""
+
+    type: Literal["live"] = "live"
+    stream_id: Id
+    seq: Annotated[int, Field(ge=0)]
+    width: Annotated[int, Field(gt=0, le=4096)]
+    height: Annotated[int, Field(gt=0, le=4096)]
+    data: Base64
+
+    _check_data = field_validator("data")(_valid_base64)
+
+
+class EvidenceSegment(Envelope):
+    """One body-camera recording segment, chained to the one before by hash.
+
+    ``chain_sha256 = sha256(prev_chain_sha256 + sha256 + str(index) + started_at + ended_at)`` (hex strings,
+    timestamps as on the wire): editing, dropping or re-ordering any segment breaks every link after it.
+    The bytes travel as ``clip`` chunks with ``purpose = "evidence"`` and ``clip_id = segment_id``.
+    """
+
+    type: Literal["evidence"] = "evidence"
+    segment_id: Id
+    index: Annotated[int, Field(ge=0)]
+    started_at: UtcTime
+    ended_at: UtcTime
+    size: Annotated[int, Field(gt=0)]
+    sha256: Sha256
+    prev_chain_sha256: Sha256 | None = None  # None for the first segment (encode() leaves None out)
+    chain_sha256: Sha256
+    content_type: Literal["video/mp4", "video/x-msvideo", "video/x-matroska"]
+    dispatch_id: Id | None = None
+
+
+# --- central -> device ------------------------------------------------------------------------------------
+
+
+class Dispatch(Envelope):
+    """A task for one badge. ``device`` is the badge it is addressed to."""
+
+    type: Literal["dispatch"] = "dispatch"
+    dispatch_id: Id
+    mode: Literal["nearest", "intercept", "manual"]
+    event_id: Id | None = None
+    event_type: EventType
+    severity: Severity
+    place: GeoPoint
+    address: ShortText | None = None
+    description: LongText = ""
+    distance_m: Annotated[float, Field(ge=0)] | None = None
+    direction_deg: Annotated[float, Field(ge=0, lt=360)] | None = None
+    ack_deadline_s: Annotated[int, Field(gt=0, le=3600)] = 60
+    snapshot: Base64 | None = None
+
+    _check_snapshot = field_validator("snapshot")(lambda v: v if v is None else _valid_base64(v))
+
+
+class Command(Envelope):
+    type: Literal["command"] = "command"
+    command_id: Id
+    name: CommandName
+    args: Attributes = {}
+
+
+class ClipRequest(Envelope):
+    """Central asks a device to send chunks again: the listed ones, or every chunk when ``missing`` is empty."""
+
+    type: Literal["clip_request"] = "clip_request"
+    clip_id: Id
+    missing: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=10_000)] = []
+
+
+Message = (
+    Event
+    | Snapshot
+    | ClipChunk
+    | Status
+    | Availability
+    | Location
+    | DispatchState
+    | CommandResult
+    | LiveFrame
+    | EvidenceSegment
+    | Dispatch
+    | Command
+    | ClipRequest
+)
+
+MODEL_FOR_KIND: dict[str, type[Envelope]] = {
+    "event": Event,
+    "snapshot": Snapshot,
+    "clip": ClipChunk,
+    "status": Status,
+    "availability": Availability,
+    "location": Location,
+    "dispatch_state": DispatchState,
+    "command_result": CommandResult,
+    "live": LiveFrame,
+    "evidence": EvidenceSegment,
+    "dispatch": Dispatch,
+    "command": Command,
+    "clip_request": ClipRequest,
+}
+assert set(MODEL_FOR_KIND) == set(topics.UP_KINDS) | set(topics.DOWN_KINDS)
+
+KIB = 1024
+MAX_PAYLOAD_BYTES: dict[str, int] = {
+    "event": 16 * KIB,
+    "snapshot": 1024 * KIB,
+    "clip": 512 * KIB,
+    "status": 8 * KIB,
+    "availability": 1 * KIB,
+    "location": 2 * KIB,
+    "dispatch_state": 8 * KIB,
+    "command_result": 8 * KIB,
+    "live": 512 * KIB,
+    "evidence": 4 * KIB,
+    "dispatch": 1024 * KIB,
+    "command": 8 * KIB,
+    "clip_request": 64 * KIB,
+}
+# Raw bytes per clip chunk: base64 grows it by 4/3, which keeps a chunk message well under its limit.
+CLIP_CHUNK_BYTES = 256 * KIB
+
+
+class InvalidMessage(ValueError):
+    """A message that breaks the contract. ``reason`` is one line a person can act on."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "message"
+        if error["type"] == "extra_forbidden":
+            parts.append(f"unknown field '{where}'")
+        elif error["type"] == "missing":
+            parts.append(f"missing field '{where}'")
+        else:
+            got = error.get("input")
+            shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
+            if len(shown) > 60:
+                shown = shown[:57] + "..."
+            parts.append(f"field '{where}': {error['msg']} (got {shown})")
+    return "; ".join(parts)
+
+
+def decode(topic: str, payload: bytes) -> Envelope:
+    """Check a message received on ``topic`` against its contract, or raise InvalidMessage saying why."""
+    try:
+        where = topics.parse(topic)
+    except topics.TopicError as exc:
+        raise InvalidMessage(str(exc)) from None
+    limit = MAX_PAYLOAD_BYTES[where.kind]
+    if len(payload) > limit:
+        raise InvalidMessage(f"{where.kind} payload is {len(payload)} bytes; the limit is {limit}")
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidMessage(f"payload is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidMessage("payload is nested too deeply to be a Kuzet message") from None
+    if not isinstance(raw, dict):
+        raise InvalidMessage(f"payload must be a JSON object, not {type(raw).__name__}")
+    version = raw.get("v")
+    if version != SCHEMA_VERSION:
+        raise InvalidMessage(
+            f"schema version {version!r} is not supported; this side speaks v{SCHEMA_VERSION}"
+        )
+    if raw.get("type") != where.kind:
+        raise InvalidMessage(f"type {raw.get('type')!r} does not match the topic's kind {where.kind!r}")
+    model = MODEL_FOR_KIND[where.kind]
+    try:
+        message = model.model_validate_json(payload, strict=True)
+    except ValidationError as exc:
+        raise InvalidMessage(_describe(exc)) from None
+    if message.device != where.device:
+        raise InvalidMessage(
+            f"device {message.device!r} in the message does not match {where.device!r} in the topic"
+        )
+    return message
+
+
+def encode(message: Envelope) -> bytes:
+    return message.model_dump_json(exclude_none=True).encode()
+
+
+def to_base64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def from_base64(text: str) -> bytes:
+    return base64.b64decode(text)

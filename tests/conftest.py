@@ -1,0 +1,53 @@
+"""Plain fixtures every test file can use: a real Mosquitto on a free port, and the material in ../shared."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from central.broker import MosquittoServer
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("KUZET_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """A fresh Mosquitto for this test: plain TCP on 127.0.0.1, anonymous, persistence on."""
+    server = MosquittoServer(workdir=tmp_path / "mosquitto").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path):
+    """Start Mosquittos with a configuration of the test's own (TLS, ACLs); all are stopped afterwards."""
+    servers = []
+
+    def start(config: str | None = None, extra_config: str = "", port: int | None = None) -> MosquittoServer:
+        server = MosquittoServer(
+            port=port,
+            config=config,
+            extra_config=extra_config,
+            workdir=tmp_path / f"mosquitto-{len(servers)}",
+        )
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"the shared material is not at {SHARED} (set KUZET_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def footage(shared_dir) -> Path:
+    return shared_dir / "data"

@@ -1,0 +1,142 @@
+"""Helpers for the badge and routing tests: a central running real ingest and routing, badges on a route,
+and a camera that raises events over MQTT."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from ingest_helpers import SITE, make_central, wait_for
+
+from central.ingest.service import IngestService
+from central.routing.geo import offset
+from central.routing.service import RoutingService
+from edge.badge.agent import BadgeAgent
+from edge.badge.config import BadgeConfig
+from shared import ids, timeutil, topics
+from shared.config import MqttSection
+from shared.messages import Event, encode
+from shared.mqtt import Link
+
+HOME = (52.2873, 76.9674)  # Pavlodar
+
+__all__ = ["SITE", "wait_for"]  # re-exported for the tests
+
+
+def point(north_m: float, east_m: float = 0.0) -> tuple[float, float]:
+    return offset(*HOME, north_m, east_m)
+
+
+class Centre:
+    """Central with ingest and routing over a real broker."""
+
+    def __init__(self, tmp_path: Path, url: str, **routing):
+        self.central = make_central(tmp_path, url, routing=routing)
+        self.ingest = IngestService(self.central)
+        self.routing = RoutingService(self.central, self.ingest)
+        self.routing.start()
+        self.ingest.start()
+        self.alerts = self.central.hub.subscribe()
+
+    def stop(self) -> None:
+        self.ingest.stop()
+        self.routing.stop()
+
+    def db(self):
+        return self.central.db()
+
+    def dispatches(self, **where) -> list[dict]:
+        rows = self.db()["dispatches"].rows_where(order_by="created_at")
+        return [r for r in rows if all(r[k] == v for k, v in where.items())]
+
+    def log_states(self, dispatch_id: str) -> list[str]:
+        return [
+            r["state"]
+            for r in self.db()["dispatch_log"].rows_where("dispatch_id = ?", [dispatch_id], order_by="id")
+        ]
+
+    def unit(self, device: str):
+        return self.routing.units.get(device)
+
+    def alert_texts(self) -> list[str]:
+        texts = []
+        while (update := self.alerts.get(0.01)) is not None:
+            if update.channel == "alert":
+                texts.append(update.data["message"])
+        return texts
+
+
+def badge_config(tmp_path: Path, url: str, device: str, at: tuple[float, float], **sections) -> BadgeConfig:
+    """A badge standing at ``at`` (a two-point route a metre long), evidence off unless asked for."""
+    route = tmp_path / f"{device}-route.csv"
+    route.write_text(f"lat,lon\n{at[0]},{at[1]}\n{at[0] + 0.00001},{at[1]}\n")
+    data = {
+        "device": {"id": device, "site": SITE, "name": device.upper()},
+        "mqtt": {"url": url, "keepalive_s": 5},
+        "badge": {"initial_duty": "available", "status_interval_s": 30},
+        "gps": {
+            "source": "route",
+            "route_file": str(route),
+            "route_speed_mps": 0.01,
+            "report_interval_s": 30,
+        },
+        "evidence": {"enabled": False},
+        "storage": {"dir": str(tmp_path / device)},
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return BadgeConfig.model_validate(data)
+
+
+def start_badge(
+    tmp_path: Path, url: str, device: str, at: tuple[float, float], centre: Centre | None = None, **sections
+) -> BadgeAgent:
+    agent = BadgeAgent(badge_config(tmp_path, url, device, at, **sections)).start()
+    if centre is not None:
+        wait_for(
+            lambda: (u := centre.unit(device)) and u.online and u.lat is not None, what=f"{device} registered"
+        )
+    return agent
+
+
+class Camera:
+    """A street camera raising events over MQTT, as an edge agent would."""
+
+    def __init__(self, url: str, device: str = "cam-1"):
+        self.device = device
+        self.link = Link(MqttSection(url=url), f"{device}-test").start()
+
+    def event(
+        self, at: tuple[float, float] | None, event_type: str = "loitering", severity: str = "high", **fields
+    ) -> str:
+        event_id = fields.pop("event_id", None) or ids.new_id()
+        message = Event(
+            device=self.device,
+            event_id=event_id,
+            seq=0,
+            state="open",
+            event_type=event_type,
+            severity=severity,
+            label="person",
+            score=0.9,
+            started_at=timeutil.utc_now() - timedelta(seconds=2),
+            location={"lat": at[0], "lon": at[1]} if at else None,
+            description=fields.pop("description", f"{event_type} by the bus stop"),
+            **fields,
+        )
+        self.link.publish(topics.up(SITE, self.device, "event"), encode(message)).wait_for_publish(5)
+        return event_id
+
+    def raw(self, topic: str, payload: bytes) -> None:
+        self.link.publish(topic, payload).wait_for_publish(5)
+
+    def stop(self) -> None:
+        self.link.stop()
+
+
+def inbox_has(agent: BadgeAgent, dispatch_id: str | None = None):
+    def check():
+        items = agent.inbox.items()
+        return [i for i in items if dispatch_id is None or i.dispatch_id == dispatch_id]
+
+    return check

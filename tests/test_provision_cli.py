@@ -1,0 +1,353 @@
+"""``kuzet provision`` end to end as a technician runs it: site-init, device (bundle, QR label, registration
+with the real central app over HTTP), register later when central was down, revoke, sign-update."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import cv2
+import pytest
+
+from central.broker import free_port
+from provisioning import signing
+from provisioning.ca import CertificateAuthority
+from provisioning.site import SitePaths
+from shared.cli import main
+
+central_web = pytest.importorskip("central.web.server", reason="central's web app is not in this checkout")
+
+
+@pytest.fixture
+def central(tmp_path):
+    from central.auth import tokens, users
+    from central.config import CentralConfig
+    from central.context import Central
+
+    app = Central(config=CentralConfig(), data_dir=tmp_path / "central")
+    users.create_user(app.db(), "tech", "correct horse battery", "technician", "Tech", actor="test")
+    users.create_user(app.db(), "op", "correct horse battery", "operator", "Op", actor="test")
+    server = central_web.WebServer(app, host="127.0.0.1", port=free_port()).start()
+    yield server.url, tokens.create_token(app.db(), "tech", "laptop", actor="test"), app
+    server.stop()
+
+
+@pytest.fixture
+def site(tmp_path):
+    site_dir = tmp_path / "site"
+    rc = main(
+        [
+            "provision",
+            "site-init",
+            "--dir",
+            str(site_dir),
+            "--site",
+            "pavlodar",
+            "--broker-host",
+            "mqtt.pavlodar.local",
+        ]
+        + ["--broker-host", "10.0.0.5", "--broker-user", "root"]
+    )
+    assert rc == 0
+    return site_dir
+
+
+def device_json(folder: Path) -> dict:
+    return json.loads((folder / "device.json").read_text())
+
+
+def test_device_is_provisioned_labelled_and_registered_with_central(tmp_path, site, central, capsys):
+    url, token, app = central
+    out = tmp_path / "bundle"
+    argv = [
+        "provision",
+        "device",
+        "--dir",
+        str(site),
+        "--kind",
+        "camera",
+        "--name",
+        "Лермонтова / Торайгырова",
+    ]
+    rc = main(
+        argv + ["--lat", "52.28", "--lon", "76.95", "--out", str(out), "--central", url, "--token", token]
+    )
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    device_id = device_json(out)["device_id"]
+    assert "registered" in printed and device_id in printed
+    assert sorted(p.name for p in out.iterdir()) == [
+        "ca.crt",
+        "config.toml",
+        "device.crt",
+        "device.json",
+        "device.key",
+        "update.pub",
+    ]
+    assert (out / "device.key").stat().st_mode & 0o077 == 0
+    assert "mqtts://mqtt.pavlodar.local:8883" in (out / "config.toml").read_text()
+
+    row = app.db()["devices"].get(device_id)
+    assert (row["kind"], row["name"], row["site"]) == ("camera", "Лермонтова / Торайгырова", "pavlodar")
+    assert row["lat"] == pytest.approx(52.28)
+
+    label = SitePaths(site).devices_dir / f"{device_id}-label.png"
+    decoded, _, _ = cv2.QRCodeDetector().detectAndDecode(cv2.imread(str(label)))
+    assert json.loads(decoded) == {
+        "kuzet": 1,
+        "id": device_id,
+        "name": "Лермонтова / Торайгырова",
+        "site": "pavlodar",
+    }
+
+
+def test_central_down_bundle_still_written_then_registered_later(tmp_path, site, central, capsys):
+    url, token, app = central
+    tar = tmp_path / "badge.tar.gz"
+    dead = f"http://127.0.0.1:{free_port()}"
+    argv = ["provision", "device", "--dir", str(site), "--kind", "badge", "--name", "Unit 7"]
+    rc = main(argv + ["--tar", str(tar), "--central", dead, "--token", token])
+    err = capsys.readouterr().err
+    assert rc == 3
+    assert "NOT registered" in err and "kuzet provision register" in err
+    with tarfile.open(tar) as bundle:
+        names = sorted(bundle.getnames())
+        device_id = json.loads(bundle.extractfile("kuzet/device.json").read())["device_id"]
+    assert "kuzet/device.key" in names and device_id.startswith("badge-")
+    assert app.db()["devices"].count_where("device_id = ?", [device_id]) == 0
+
+    assert (
+        main(["provision", "register", "--dir", str(site), str(tar), "--central", url, "--token", token]) == 0
+    )
+    assert app.db()["devices"].get(device_id)["kind"] == "badge"
+
+
+def test_wrong_token_is_a_clear_error(tmp_path, site, central, capsys):
+    url, _, _ = central
+    rc = main(
+        [
+            "provision",
+            "device",
+            "--dir",
+            str(site),
+            "--kind",
+            "camera",
+            "--name",
+            "x",
+            "--out",
+            str(tmp_path / "b"),
+        ]
+        + ["--central", url, "--token", "kzt_not-a-token"]
+    )
+    assert rc == 3
+    assert "HTTP 401" in capsys.readouterr().err
+
+
+def test_revoke_puts_certificate_on_crl_and_marks_central(tmp_path, site, central, capsys):
+    url, token, app = central
+    out = tmp_path / "bundle"
+    main(
+        ["provision", "device", "--dir", str(site), "--kind", "camera", "--name", "lost", "--out", str(out)]
+        + ["--central", url, "--token", token]
+    )
+    device_id = device_json(out)["device_id"]
+    rc = main(["provision", "revoke", "--dir", str(site), device_id, "--central", url, "--token", token])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    assert "systemctl reload mosquitto" in printed.out  # no reload command configured: the technician is told
+    assert app.db()["devices"].get(device_id)["revoked_at"]
+
+    from cryptography import x509
+
+    paths = SitePaths(site)
+    crl = x509.load_pem_x509_crl(paths.crl.read_bytes())
+    cert = x509.load_pem_x509_certificate((out / "device.crt").read_bytes())
+    ca = CertificateAuthority.load(paths.ca_key, paths.ca_cert, paths.registry)
+    assert crl.is_signature_valid(ca.cert.public_key())
+    assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+    assert f"user {device_id}\ntopic deny #" in paths.acl.read_text()
+    # once more: the CA part is done, central is told again, nothing breaks
+    assert (
+        main(["provision", "revoke", "--dir", str(site), device_id, "--central", url, "--token", token]) == 0
+    )
+
+
+def test_operator_token_cannot_register(tmp_path, site, central, capsys):
+    url, _, app = central
+    from central.auth import tokens
+
+    operator = tokens.create_token(app.db(), "op", "not for this", actor="test")
+    rc = main(
+        [
+            "provision",
+            "device",
+            "--dir",
+            str(site),
+            "--kind",
+            "camera",
+            "--name",
+            "x",
+            "--out",
+            str(tmp_path / "b"),
+        ]
+        + ["--central", url, "--token", operator]
+    )
+    assert rc == 3 and "HTTP 403" in capsys.readouterr().err
+
+
+def test_signed_update_from_cli_installs_with_the_bundles_public_key(tmp_path, site):
+    from edge.updates import install
+
+    out = tmp_path / "bundle"
+    main(
+        [
+            "provision",
+            "device",
+            "--dir",
+            str(site),
+            "--kind",
+            "camera",
+            "--name",
+            "x",
+            "--out",
+            str(out),
+            "--no-register",
+        ]
+    )
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "detect.tflite").write_bytes(b"model-bytes" * 1000)
+    update = tmp_path / "model-2.tar"
+    assert (
+        main(
+            [
+                "provision",
+                "sign-update",
+                "--dir",
+                str(site),
+                str(model),
+                "--kind",
+                "model",
+                "--version",
+                "2",
+                "--out",
+                str(update),
+            ]
+        )
+        == 0
+    )
+    result = install(update, out / "update.pub", tmp_path / "device-models")
+    assert result.ok and result.version == "2"
+    assert signing.verify_update(update, signing.load_public_key(out / "update.pub")).manifest.kind == "model"
+
+
+def test_site_init_refuses_to_overwrite_a_site(site, capsys):
+    rc = main(["provision", "site-init", "--dir", str(site), "--site", "pavlodar", "--broker-host", "x"])
+    assert rc == 1 and "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_bad_device_name_and_reserved_id_are_refused(tmp_path, site, capsys):
+    base = ["provision", "device", "--dir", str(site), "--kind", "camera", "--name", "x", "--no-register"]
+    assert main(base + ["--id", "Bad_ID", "--out", str(tmp_path / "a")]) == 1
+    assert "not a valid name" in capsys.readouterr().err
+    assert main(base + ["--id", "central", "--out", str(tmp_path / "b")]) == 1
+    assert "reserved" in capsys.readouterr().err
+    assert main(base + ["--lat", "52.1", "--out", str(tmp_path / "c")]) == 1
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_badge_bundle_goes_into_an_os_image_and_loads_with_the_badge_config(tmp_path, site, capsys):
+    badge_config = pytest.importorskip("edge.badge.config", reason="the badge agent is not in this checkout")
+    from provisioning.image import ImageBoot
+    from shared import config
+    from tests.fat_image import build_image
+
+    image = build_image(tmp_path / "raspios.img")
+    rc = main(
+        ["provision", "device", "--dir", str(site), "--kind", "badge", "--name", "Patrol 12"]
+        + ["--image", str(image), "--no-register"]
+    )
+    assert rc == 0, capsys.readouterr().err
+    installed = tmp_path / "etc-kuzet"  # what kuzet-firstboot.sh copies to /etc/kuzet
+    installed.mkdir()
+    with ImageBoot(image) as boot:
+        assert "kuzet-firstboot.sh" in boot.read("cmdline.txt").decode()
+        for name in boot.fs.listdir("kuzet"):
+            (installed / name).write_bytes(boot.read(f"kuzet/{name}"))
+    loaded = config.load(installed / "config.toml", badge_config.BadgeConfig)
+    assert loaded.device.id.startswith("badge-") and loaded.device.name == "Patrol 12"
+    assert loaded.mqtt.url == "mqtts://mqtt.pavlodar.local:8883"
+    assert loaded.mqtt.tls.key == installed / "device.key" and loaded.mqtt.tls.key.is_file()
+    assert str(loaded.storage.dir) == "/var/lib/kuzet/badge"
+
+
+def test_bad_destination_is_refused_before_a_certificate_is_issued(tmp_path, site, capsys):
+    paths = SitePaths(site)
+    issued = paths.registry.read_text()
+    junk = tmp_path / "not-an-image.img"
+    junk.write_bytes(b"\0" * 4096)
+    base = ["provision", "device", "--dir", str(site), "--kind", "camera", "--name", "x", "--no-register"]
+    assert main(base + ["--image", str(junk)]) == 1
+    assert "no MBR" in capsys.readouterr().err
+    assert main(base + ["--boot", str(tmp_path / "not-mounted")]) == 1
+    assert paths.registry.read_text() == issued
+
+
+def test_bundle_onto_a_mounted_boot_partition_and_flash_from_cli(tmp_path, site, capsys):
+    from provisioning.image import ImageBoot
+    from tests.fat_image import build_image
+
+    boot = tmp_path / "bootfs"  # an SD card's boot partition as the laptop mounts it
+    boot.mkdir()
+    (boot / "cmdline.txt").write_text("console=serial0,115200 root=PARTUUID=1-02 rootwait\n")
+    base = ["provision", "device", "--dir", str(site), "--kind", "camera", "--name", "x", "--no-register"]
+    assert main(base + ["--boot", str(boot)]) == 0
+    assert (boot / "kuzet" / "device.key").is_file() and (boot / "kuzet-firstboot.sh").is_file()
+    assert (boot / "cmdline.txt").read_text().endswith("systemd.unit=kernel-command-line.target\n")
+
+    image, card = build_image(tmp_path / "os.img"), tmp_path / "card.bin"
+    card.write_bytes(b"\0" * (image.stat().st_size + 4096))
+    assert (
+        main(
+            [
+                "provision",
+                "flash",
+                "--image",
+                str(image),
+                "--target",
+                str(card),
+                "--bundle",
+                str(boot),
+                "--yes",
+            ]
+        )
+        == 0
+    )
+    assert "verified" in capsys.readouterr().out
+    with ImageBoot(card) as written:
+        assert written.read("kuzet/device.json") == (boot / "kuzet" / "device.json").read_bytes()
+
+
+def test_broker_config_names_the_broker_hosts_paths(tmp_path):
+    site_dir = tmp_path / "s"
+    argv = [
+        "provision",
+        "site-init",
+        "--dir",
+        str(site_dir),
+        "--site",
+        "kostanay",
+        "--broker-host",
+        "10.0.0.5",
+    ]
+    assert main(argv + ["--broker-dir", "/etc/mosquitto/kuzet", "--broker-user", "root"]) == 0
+    conf = SitePaths(site_dir).mosquitto_conf.read_text()
+    for line in (
+        "cafile /etc/mosquitto/kuzet/ca.crt",
+        "crlfile /etc/mosquitto/kuzet/crl.pem",
+        "acl_file /etc/mosquitto/kuzet/acl",
+    ):
+        assert line in conf
+    assert str(site_dir) not in conf
+    assert "require_certificate true" in conf and "use_identity_as_username true" in conf

@@ -1,0 +1,214 @@
+"""Helpers for the web tests: a central with accounts, and rows as ingest writes them (until ingest is used)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from central.auth import tokens, users
+from central.config import CentralConfig
+from central.context import Central
+from shared import ids, timeutil
+
+PASSWORD = "correct horse battery"
+ROLES = ("operator", "supervisor", "technician", "admin")
+
+
+def make_central(tmp_path, **config) -> Central:
+    central = Central(config=CentralConfig.model_validate(config), data_dir=tmp_path / "data")
+    for role in ROLES:
+        users.create_user(central.db(), role, PASSWORD, role, role.capitalize(), actor="test")
+    return central
+
+
+def token_for(central: Central, username: str) -> str:
+    return tokens.create_token(central.db(), username, "tests", actor="test")
+
+
+def insert_event(central: Central, **fields) -> dict:
+    now = timeutil.now_wire()
+    row = {
+        "event_id": ids.new_id(),
+        "device": "cam-01",
+        "site": "pavlodar",
+        "event_type": "loitering",
+        "severity": "high",
+        "severity_rank": 3,
+        "edge_state": "open",
+        "seq": 0,
+        "label": "person",
+        "score": 0.87,
+        "zone": "platform",
+        "track_ids": json.dumps([4]),
+        "box": json.dumps({"x": 10, "y": 20, "w": 30, "h": 60}),
+        "lat": 52.2875,
+        "lon": 76.9680,
+        "started_at": now,
+        "received_at": now,
+        "updated_at": now,
+        "status": "new",
+    }
+    row.update(fields)
+    central.db()["events"].insert(row)
+    return row
+
+
+def insert_media(central: Central, data: bytes, kind: str, content_type: str, event_id: str) -> str:
+    sha256 = hashlib.sha256(data).hexdigest()
+    path = central.media_dir / sha256[:2] / sha256
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    central.db()["media"].insert(
+        {
+            "sha256": sha256,
+            "kind": kind,
+            "content_type": content_type,
+            "size": len(data),
+            "path": str(path.relative_to(central.media_dir)),
+            "created_at": timeutil.now_wire(),
+            "event_id": event_id,
+            "device": "cam-01",
+        }
+    )
+    return sha256
+
+
+def csrf_token(html: str) -> str:
+    return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+
+
+def login(client, username: str, password: str = PASSWORD):
+    page = client.get("/login").get_data(as_text=True)
+    return client.post(
+        "/login", data={"username": username, "password": password, "csrf_token": csrf_token(page)}
+    )
+
+
+# --- a running central: Mosquitto, ingest and the web server, and a camera that talks to it ---------------
+
+
+class LiveCentral:
+    """Central's ingest and web page running against a real broker, as ``kuzet central run`` would."""
+
+    def __init__(self, tmp_path, broker_url: str):
+        from central.ingest.service import IngestService
+        from central.web.server import WebServer
+
+        self.central = make_central(tmp_path, mqtt={"url": broker_url})
+        self.ingest = IngestService(self.central).start()
+        self.web = WebServer(self.central, host="127.0.0.1", port=0)
+        self.web.app.config["SSE_HEARTBEAT_S"] = 0.5  # notice closed streams quickly when tests end
+        self.web.start()
+
+    def stop(self) -> None:
+        self.web.stop()
+        self.ingest.stop()
+
+
+class Camera:
+    """A camera as far as central can tell: it publishes events, snapshots and clip chunks over MQTT."""
+
+    def __init__(self, broker_url: str, device: str = "cam-01", site: str = "pavlodar"):
+        from shared.config import MqttSection
+        from shared.mqtt import Link
+
+        self.device, self.site = device, site
+        self.link = Link(MqttSection(url=broker_url), f"test-{device}").start()
+
+    def send(self, message) -> None:
+        from shared import messages, topics
+
+        self.link.publish(
+            topics.up(self.site, self.device, message.type), messages.encode(message)
+        ).wait_for_publish(5)
+
+    def event(self, event_id: str, seq: int = 0, state: str = "open", **fields):
+        from datetime import timedelta
+
+        from shared import messages
+
+        values = dict(
+            device=self.device,
+            event_id=event_id,
+            seq=seq,
+            state=state,
+            event_type="loitering",
+            severity="high",
+            label="person",
+            score=0.91,
+            started_at=timeutil.utc_now() - timedelta(seconds=20),
+            ended_at=timeutil.utc_now() if state == "closed" else None,
+            zone="platform",
+            track_ids=[7],
+            box=messages.Box(x=120, y=80, w=60, h=150),
+            location=messages.GeoPoint(lat=52.2871, lon=76.9652),
+        )
+        values.update(fields)
+        self.send(messages.Event(**values))
+
+    def snapshot(self, event_id: str, jpeg: bytes, width: int, height: int) -> str:
+        from shared import messages
+
+        sha256 = hashlib.sha256(jpeg).hexdigest()
+        self.send(
+            messages.Snapshot(
+                device=self.device,
+                event_id=event_id,
+                sha256=sha256,
+                width=width,
+                height=height,
+                data=messages.to_base64(jpeg),
+            )
+        )
+        return sha256
+
+    def clip(self, event_id: str, data: bytes, content_type: str, chunk_size: int = 16_384) -> str:
+        from shared import messages
+
+        clip_id, sha256 = ids.new_id(), hashlib.sha256(data).hexdigest()
+        parts = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
+        for index, part in enumerate(parts):
+            self.send(
+                messages.ClipChunk(
+                    device=self.device,
+                    clip_id=clip_id,
+                    event_id=event_id,
+                    index=index,
+                    count=len(parts),
+                    size=len(data),
+                    sha256=sha256,
+                    chunk_sha256=hashlib.sha256(part).hexdigest(),
+                    content_type=content_type,
+                    data=messages.to_base64(part),
+                )
+            )
+        return sha256
+
+    def stop(self) -> None:
+        self.link.stop()
+
+
+def webm_clip(path, seconds: float = 3.0, fps: int = 10) -> bytes:
+    """A short VP8 WebM clip of a box crossing a street-grey frame. VP8/WebM is what this Chromium plays and
+    this OpenCV can write (its MP4 writer only has MPEG-4 part 2, which Chromium refuses)."""
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"VP80"), fps, (320, 240))
+    assert writer.isOpened(), "OpenCV cannot write VP8 here"
+    for i in range(int(seconds * fps)):
+        frame = np.full((240, 320, 3), 60, np.uint8)
+        cv2.rectangle(frame, (10 + i * 9, 70), (50 + i * 9, 190), (40, 200, 255), -1)
+        writer.write(frame)
+    writer.release()
+    return path.read_bytes()
+
+
+def jpeg(width: int = 320, height: int = 240) -> bytes:
+    import cv2
+    import numpy as np
+
+    frame = np.full((height, width, 3), 70, np.uint8)
+    cv2.rectangle(frame, (120, 80), (180, 230), (0, 0, 255), 3)
+    return cv2.imencode(".jpg", frame)[1].tobytes()
