@@ -2,6 +2,10 @@
 
 The camera runs only while someone holds it (``acquire``/``release``): an idle badge saves its battery.
 A video file stands in for the camera in the demo and the tests.
+
+The badge decodes with PyAV (FFmpeg) rather than OpenCV: a Pi Zero 2 W has 512 MB, and OpenCV's bindings alone
+cost a badge ~40 MB of resident memory for work PyAV does in a few. Frames stay ``av.VideoFrame`` (YUV) until
+an encoder needs them, so nothing is converted that is not used.
 """
 
 from __future__ import annotations
@@ -44,41 +48,64 @@ class Camera:
             self._frame = None
 
     def latest(self):
-        """(sequence number, BGR frame) of the newest frame, or (seq, None) before the first."""
+        """(sequence number, ``av.VideoFrame``) of the newest frame, or (seq, None) before the first."""
         return self._seq, self._frame
 
-    def _open(self):
-        import cv2
+    @property
+    def is_device(self) -> bool:
+        return self.source.isdigit() or self.source.startswith("/dev/")
 
-        capture = cv2.VideoCapture(int(self.source) if self.source.isdigit() else self.source)
-        if not capture.isOpened():
-            raise OSError(f"cannot open camera source {self.source!r}")
-        return capture
+    def _open(self):
+        import av
+
+        if self.is_device:
+            device = f"/dev/video{self.source}" if self.source.isdigit() else self.source
+            # Ask the sensor for our rate, so the kernel's buffers hold fresh frames, not stale ones.
+            container = av.open(device, format="v4l2", options={"framerate": f"{self.fps:g}"})
+        else:
+            container = av.open(self.source)
+        if not container.streams.video:
+            container.close()
+            raise OSError(f"camera source {self.source!r} has no video stream")
+        return container
 
     def _run(self) -> None:
         period = 1.0 / self.fps
-        capture = None
+        container = frames = None
         while not self._stop.is_set():
             started = time.monotonic()
             try:
-                if capture is None:
-                    capture = self._open()
+                if container is None:
+                    container = self._open()
+                    frames = container.decode(video=0)
                     self.error = None
-                ok, frame = capture.read()
-                if not ok:
-                    capture.release()
-                    capture = None
-                    if not self.loop and not self.source.isdigit():
+                frame = next(frames, None)
+                if frame is None:
+                    container.close()
+                    container = None
+                    if not self.loop and not self.is_device:
                         self.error = "end of the video file"
                         return
                     continue
                 self._frame = frame
                 self._seq += 1
-            except Exception as exc:  # the camera cable came loose: keep trying
-                self.error = str(exc)
-                log.warning("camera: %s", exc)
+            except Exception as exc:  # the camera cable came loose, a corrupt frame: keep trying
+                self.error = str(exc) or type(exc).__name__
+                log.warning("camera: %s", self.error)
+                if container is not None:
+                    container.close()
+                    container = None
                 self._stop.wait(2.0)
                 continue
             self._stop.wait(max(0.0, period - (time.monotonic() - started)))
-        if capture is not None:
-            capture.release()
+        if container is not None:
+            container.close()
+
+
+def scaled(frame, max_width: int, pix_fmt: str):
+    """``frame`` converted to ``pix_fmt`` and shrunk to at most ``max_width`` (even sizes, as encoders want)."""
+    width, height = frame.width, frame.height
+    if width > max_width:
+        height = max(2, int(height * max_width / width) // 2 * 2)
+        width = max_width
+    return frame.reformat(width=width, height=height, format=pix_fmt, interpolation="AREA")

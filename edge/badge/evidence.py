@@ -13,9 +13,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
-from edge.badge.camera import Camera
+from edge.badge.camera import Camera, scaled
 from edge.badge.config import EvidenceSection
 from shared import evidence as chain
 from shared import ids, timeutil
@@ -121,11 +122,9 @@ class Recorder:
                 self.camera.release()
 
     def _record_segment(self) -> None:
-        import cv2
-
         period = 1.0 / self.settings.fps
-        partial = self.store.dir / "recording-in-progress.avi"  # OpenCV picks the container by extension
-        writer = None
+        partial = self.store.dir / "recording-in-progress.avi"
+        writer: _SegmentWriter | None = None
         started_at = _now_ms()
         began = time.monotonic()
         frames, last_seq = 0, -1
@@ -140,24 +139,46 @@ class Recorder:
                 seq, frame = self.camera.latest()
                 if frame is not None and seq != last_seq:
                     last_seq = seq
-                    height, width = frame.shape[:2]
-                    if width > self.settings.width:
-                        height = int(height * self.settings.width / width) // 2 * 2
-                        width = self.settings.width
-                        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+                    frame = scaled(frame, self.settings.width, "yuvj420p")
                     if writer is None:
-                        writer = cv2.VideoWriter(
-                            str(partial), cv2.VideoWriter_fourcc(*"MJPG"), self.settings.fps, (width, height)
-                        )
+                        writer = _SegmentWriter(partial, frame.width, frame.height, self.settings.fps)
                     writer.write(frame)
                     frames += 1
                 self._stop.wait(max(0.0, period - (time.monotonic() - tick)))
         finally:
             if writer is not None:
-                writer.release()
+                writer.close()
         if frames == 0:
             partial.unlink(missing_ok=True)
             return
         segment, video = self.store.seal(partial, started_at, _now_ms(), dispatch_id)
         log.info("evidence: segment %d sealed (%d frames, %d bytes)", segment.index, frames, segment.size)
         self._on_segment(segment, video)
+
+
+class _SegmentWriter:
+    """Motion-JPEG in AVI: every frame stands alone (a cut segment loses nothing), any player opens it, and the
+    Pi's CPU encodes it at badge rates. Rate control aims at about one bit per pixel, JPEG quality ~75."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: float):
+        import av
+
+        self._container = av.open(str(path), mode="w", format="avi")
+        rate = Fraction(fps).limit_denominator(1000)
+        self._stream = self._container.add_stream("mjpeg", rate=rate)
+        self._stream.width, self._stream.height = width, height
+        self._stream.pix_fmt = "yuvj420p"
+        self._stream.bit_rate = int(width * height * fps)
+        self._stream.codec_context.time_base = 1 / rate
+        self._pts = 0
+
+    def write(self, frame) -> None:
+        frame.pts, frame.time_base = self._pts, self._stream.codec_context.time_base
+        self._pts += 1
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()

@@ -6,12 +6,13 @@ skipped if even that is too big, so a mobile link is never flooded.
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
 from collections.abc import Callable
 
-from edge.badge.camera import Camera
+from edge.badge.camera import Camera, scaled
 from edge.badge.config import LiveSection
 from shared import ids
 from shared.messages import LiveFrame, to_base64
@@ -55,20 +56,14 @@ class LiveStream:
     def running(self) -> bool:
         return self._thread.is_alive()
 
-    def _encode(self, frame, budget: float) -> bytes | None:
-        import cv2
-
-        height, width = frame.shape[:2]
-        if width > self.settings.width:
-            scale = self.settings.width / width
-            frame = cv2.resize(
-                frame, (self.settings.width, max(1, int(height * scale))), interpolation=cv2.INTER_AREA
-            )
+    def _encode(self, frame, budget: float) -> tuple[bytes, int, int] | None:
+        image = scaled(frame, self.settings.width, "rgb24").to_image()
         quality = self.settings.jpeg_quality
         while quality >= MIN_QUALITY:
-            ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
-            if ok and len(data) <= budget:
-                return data.tobytes(), frame.shape[1], frame.shape[0]
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=quality)
+            if buffer.tell() <= budget:
+                return buffer.getvalue(), image.width, image.height
             quality -= 15
         return None
 
