@@ -5,10 +5,18 @@ SIGTERM and central is given time to receive the rest.
 
     python bench/faults.py --json
 
-Prints ``{"created": N, "stored": N, "duplicates": N, "clips_created": N, "clips_verified": N}``: events the
-camera created (its own durable counter) and events in central's store, event states stored twice, clips the
-camera finished, and clips central reassembled whose file's SHA-256 is right. ``created == stored``,
-``duplicates == 0`` and ``clips_created == clips_verified`` is the pass.
+Prints ``{"created": N, "stored": N, "duplicates": N, "clips_created": N, "clips_verified": N, ...}``: events
+the camera created (its own durable counter) and events in central's store, event states stored twice, clips
+the camera started (counted when recording starts, so a clip cut short by the kill and never delivered shows),
+and clips central reassembled whose file's SHA-256 is right. After those, the figures that show the faults
+bit: ``redelivered`` (messages central received again and dropped by id: the wire's at-least-once),
+``created_during_outage`` and ``backlog_in_outage`` (events made and messages queued while the broker was down),
+``backlog_at_kill`` and ``recording_at_kill`` (what the SIGKILLed camera left in its outbox, and clips it was
+recording), ``clips_recovered`` and ``clips_lost`` (clips the restarted camera finished from a partial file, or
+reported lost), and ``open_in_central`` (stored events not closed at the end).
+
+The pass: ``created == stored``, ``duplicates == 0``, ``clips_created == clips_verified``, nothing open in
+central, and the faults really happened (events created during the outage, a backlog then and at the kill).
 """
 
 from __future__ import annotations
@@ -37,7 +45,17 @@ from edge.delivery import Outbox  # noqa: E402
 
 log = logging.getLogger("faults")
 DEVICE = "cam-faults"
-FIGURES = ("created", "stored", "duplicates", "clips_created", "clips_verified")
+FIGURES = ("created", "stored", "duplicates", "clips_created", "clips_verified")  # the issue's keys, first
+FAULT_FIGURES = (
+    "redelivered",
+    "created_during_outage",
+    "backlog_in_outage",
+    "backlog_at_kill",
+    "recording_at_kill",
+    "clips_recovered",
+    "clips_lost",
+    "open_in_central",
+)
 
 CAMERA_TOML = """
 [device]
@@ -138,6 +156,46 @@ def _count(db_path: Path, sql: str, args=()) -> int:
         return conn.execute(sql, args).fetchone()[0]
 
 
+class CameraState:
+    """The camera's outbox database, read from outside while the camera process writes it (read-only)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def _rows(self, sql: str, args=()) -> list[tuple]:
+        if not self.path.exists():
+            return []
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+        try:
+            return conn.execute(sql, args).fetchall()
+        except sqlite3.OperationalError:  # a table the camera has not created yet
+            return []
+        finally:
+            conn.close()
+
+    def _one(self, sql: str, args=()) -> int:
+        rows = self._rows(sql, args)
+        return rows[0][0] if rows else 0
+
+    def depth(self) -> int:
+        return self._one("SELECT COUNT(*) FROM outbox")
+
+    def counter(self, name: str) -> int:
+        return self._one("SELECT COALESCE(MAX(value), 0) FROM counters WHERE name = ?", (name,))
+
+    def recording(self) -> int:
+        """Clips promised to central (their event went out) and not yet queued: being recorded."""
+        return self._one("SELECT COUNT(*) FROM promised_clips")
+
+    def smallest_recording_bytes(self) -> int:
+        """Bytes written so far of the least advanced clip being recorded (0 when none is)."""
+        sizes = []
+        for (recording,) in self._rows("SELECT recording FROM promised_clips"):
+            path = Path(recording)
+            sizes.append(path.stat().st_size if path.exists() else 0)
+        return min(sizes, default=0)
+
+
 def central_figures(central: Central, device: str) -> dict[str, int]:
     db = central.db_path
     stored = _count(db, "SELECT COUNT(*) FROM events WHERE device = ?", (device,))
@@ -159,7 +217,17 @@ def central_figures(central: Central, device: str) -> dict[str, int]:
         path = central.media_dir / relative
         if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
             verified += 1
-    return {"stored": stored, "duplicates": duplicates, "clips_verified": verified}
+    open_events = _count(
+        db, "SELECT COUNT(*) FROM events WHERE device = ? AND coalesce(edge_state, '') != 'closed'", (device,)
+    )
+    lost = _count(db, "SELECT COUNT(*) FROM clips WHERE device = ? AND state = 'lost'", (device,))
+    return {
+        "stored": stored,
+        "duplicates": duplicates,
+        "clips_verified": verified,
+        "open_in_central": open_events,
+        "clips_lost_in_central": lost,
+    }
 
 
 def wait(condition, timeout_s: float, what: str) -> bool:
@@ -201,6 +269,7 @@ def run_faults(
             )
         )
 
+    device_state = CameraState(state / "outbox.db")
     try:
         camera.start()
         wait(online, 60, "the camera to come online")
@@ -208,14 +277,38 @@ def run_faults(
         time.sleep(phase_s)
 
         log.info("fault (a): the broker stops for %.0f s", outage_s)
+        created_before = device_state.counter("events_created")
         broker.stop()
-        time.sleep(outage_s)
+        backlog_in_outage = 0
+        outage_ends = time.monotonic() + outage_s
+        while time.monotonic() < outage_ends:
+            backlog_in_outage = max(backlog_in_outage, device_state.depth())
+            time.sleep(0.5)
+        created_during_outage = device_state.counter("events_created") - created_before
         broker.start()
-        log.info("broker is back; the camera drains its backlog")
-        time.sleep(min(5.0, phase_s))
+        log.info(
+            "broker is back; %d event(s) made and up to %d message(s) queued while it was away",
+            created_during_outage,
+            backlog_in_outage,
+        )
 
         log.info("fault (b): SIGKILL the camera mid-stream, then start it again")
+        # Kill it with work in hand: while its backlog drains, and while it records a clip (one well under way:
+        # a clip killed in its first instant has nothing on disk to recover, and would rightly count as lost).
+        wait(
+            lambda: (
+                0 < device_state.depth() < backlog_in_outage
+                and device_state.smallest_recording_bytes() > 64_000
+            ),
+            max(20.0, outage_s / 2),
+            "the backlog draining while a clip is recorded",
+        )
         camera.kill()
+        backlog_at_kill = device_state.depth()  # what the killed process left behind, unacknowledged
+        recording_at_kill = device_state.recording()
+        log.info(
+            "killed with %d message(s) queued and %d clip(s) recording", backlog_at_kill, recording_at_kill
+        )
         # The broker publishes the camera's last will ("offline", retained) when its connection dies.
         offline_after_kill = wait(lambda: not online(), 15, "the camera's last will")
         camera.start()
@@ -227,6 +320,8 @@ def run_faults(
         outbox = Outbox(state / "outbox.db")
         created = outbox.counter("events_created")
         clips_created = outbox.counter("clips_created")
+        clips_lost = outbox.counter("clips_lost")
+        clips_recovered = outbox.counter("clips_recovered")
         left = outbox.depth_by_kind()
         outbox.close()
         if left:
@@ -234,7 +329,10 @@ def run_faults(
 
         def complete() -> bool:
             figures = central_figures(central, DEVICE)
-            return figures["stored"] >= created and figures["clips_verified"] >= clips_created
+            accounted = figures["clips_verified"] + figures["clips_lost_in_central"]
+            return (
+                figures["stored"] >= created and accounted >= clips_created and not figures["open_in_central"]
+            )
 
         wait(complete, settle_s, "central to store every event and clip")
         figures = central_figures(central, DEVICE)
@@ -245,6 +343,15 @@ def run_faults(
             "duplicates": figures["duplicates"],
             "clips_created": clips_created,
             "clips_verified": figures["clips_verified"],
+            # The faults bit: re-deliveries on the wire, work made and queued during the outage, at the kill.
+            "redelivered": ingest.counters.duplicates,
+            "created_during_outage": created_during_outage,
+            "backlog_in_outage": backlog_in_outage,
+            "backlog_at_kill": backlog_at_kill,
+            "recording_at_kill": recording_at_kill,
+            "clips_recovered": clips_recovered,
+            "clips_lost": clips_lost,
+            "open_in_central": figures["open_in_central"],
             # Beyond the figures: how the camera ended and what it left behind.
             "camera_exit_code": code,
             "left_in_outbox": sum(left.values()),
@@ -283,14 +390,24 @@ def main() -> int:
     log.info(
         "camera exit code %s, left in its outbox %s", figures["camera_exit_code"], figures["left_in_outbox"]
     )
-    figures = {key: figures[key] for key in FIGURES}
+    figures = {key: figures[key] for key in FIGURES + FAULT_FIGURES}
     print(json.dumps(figures) if args.json else json.dumps(figures, indent=2))
-    ok = (
+    return 0 if passed(figures) else 1
+
+
+def passed(figures: dict[str, int]) -> bool:
+    delivered = (
         figures["created"] == figures["stored"]
         and figures["duplicates"] == 0
         and figures["clips_created"] == figures["clips_verified"]
+        and figures["open_in_central"] == 0
     )
-    return 0 if ok else 1
+    faults_bit = (
+        figures["created_during_outage"] > 0
+        and figures["backlog_in_outage"] > 0
+        and figures["backlog_at_kill"] > 0
+    )
+    return delivered and faults_bit
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 - device identity + bundle (key, certificate, config check) per device, vs site-init;
 - a device's mutual-TLS connect to site-init's Mosquitto vs a plain TCP connect to a plain Mosquitto;
-- a signed model update's verify + install vs copying the same bytes;
+- a signed model update's verify + install vs copying the same bytes, and its download over HTTP (as the
+  camera's ``install_update`` with a ``url`` does) vs reading the same file;
 - flash (write + fsync + read-back verify) of an image file vs a plain file copy.
 
 Run: python -m bench.provision_bench [--devices 20] [--image-mb 64]
@@ -11,12 +12,15 @@ Run: python -m bench.provision_bench [--devices 20] [--image-mb 64]
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
+import http.server
 import json
 import os
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -24,7 +28,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from central.broker import MosquittoServer, free_port
-from edge.updates import install
+from edge.updates import fetch_bundle, install
 from provisioning import signing
 from provisioning.bundle import write_folder
 from provisioning.device import provision_device
@@ -102,6 +106,20 @@ def main() -> None:
         copy_s = timed(lambda: shutil.copytree(model, work / "copied"))
         result["update_4mib_install_ms"] = round(install_s * 1000, 1)
         result["update_vs_plain_copy_ratio"] = round(install_s / copy_s, 1)
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(work))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/model.tar"
+        try:
+            fetch_s = timed(
+                lambda: fetch_bundle(url=url, path=None, downloads=work / "downloads", max_bytes=2**30)
+            )
+        finally:
+            server.shutdown()
+            server.server_close()
+        read_s = timed(lambda: (work / "model.tar").read_bytes())
+        result["update_4mib_download_ms"] = round(fetch_s * 1000, 1)
+        result["update_download_vs_file_read_ratio"] = round(fetch_s / read_s, 1)
 
         image = work / "os.img"
         image.write_bytes(os.urandom(args.image_mb * 2**20))

@@ -29,18 +29,42 @@ from edge.vision.tracker import Tracker, iou_matrix  # noqa: E402
 PERSON = "person"
 
 
-def load_mot(path: Path) -> dict[int, list[tuple[int, tuple[float, float, float, float]]]]:
-    """MOT ground truth: 1-based frame -> [(id, (x, y, w, h))], entries with conf 0 (ignored) left out."""
-    frames = defaultdict(list)
+def load_mot(path: Path) -> tuple[dict[int, list], dict[int, list]]:
+    """MOT ground truth: (1-based frame -> [(id, (x, y, w, h))] to be found, frame -> [box] to be ignored).
+
+    The 7th column is MOTChallenge's "consider" flag: 0 marks a person the annotators chose not to score (in
+    PETS09-S2L1, two people standing far off by the van, and one at the top-left edge). MOTChallenge's evaluation
+    neither counts them as missed nor counts a hypothesis on them as a false positive; neither does this bench.
+    """
+    frames, ignored = defaultdict(list), defaultdict(list)
     for line in path.read_text().splitlines():
         if not line.strip():
             continue
         parts = line.split(",")
         frame, obj = int(float(parts[0])), int(float(parts[1]))
+        box = tuple(float(v) for v in parts[2:6])
         if len(parts) > 6 and float(parts[6]) == 0:
-            continue
-        frames[frame].append((obj, tuple(float(v) for v in parts[2:6])))
-    return frames
+            ignored[frame].append(box)
+        else:
+            frames[frame].append((obj, box))
+    return frames, ignored
+
+
+def drop_ignored(truth: list, hyp: list, ignored: list, min_iou: float = 0.5) -> list:
+    """The hypotheses left once those on ignored people are taken out, as MOTChallenge's devkit does: every
+    person (scored or not) is matched to at most one hypothesis (Hungarian on IoU >= min_iou), and the
+    hypotheses matched to ignored people are dropped. One on a scored person is always kept."""
+    if not ignored or not hyp:
+        return hyp
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    people = np.array([b for _, b in truth] + list(ignored)).reshape(-1, 4)
+    overlap = iou_matrix(people, np.array([b for _, b in hyp]).reshape(-1, 4))
+    cost = np.where(overlap >= min_iou, 1.0 - overlap, 1e6)
+    rows, cols = linear_sum_assignment(cost)
+    dropped = {c for r, c in zip(rows, cols, strict=True) if r >= len(truth) and cost[r, c] < 1e6}
+    return [h for j, h in enumerate(hyp) if j not in dropped]
 
 
 class FullFrameBaseline:
@@ -79,10 +103,11 @@ def score(result: dict[int, list], gt, frames: int) -> dict:
     import motmetrics as mm
     import numpy as np
 
+    scored, ignored = gt
     acc = mm.MOTAccumulator(auto_id=True)
     for k in range(frames):
-        truth = gt.get(k + 1, [])
-        hyp = result.get(k, [])
+        truth = scored.get(k + 1, [])
+        hyp = drop_ignored(truth, result.get(k, []), ignored.get(k + 1, []))
         # motmetrics 1.4's own iou_matrix uses np.asfarray, gone in numpy 2: same distance, computed here.
         overlap = iou_matrix(
             np.array([b for _, b in truth]).reshape(-1, 4), np.array([b for _, b in hyp]).reshape(-1, 4)

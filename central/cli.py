@@ -24,6 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions.add_parser(
         "verify-audit", help="check the audit log's hash chain; exit 1 if it was tampered with"
     )
+    reinstate = actions.add_parser(
+        "reinstate-device",
+        help="lift a device's revocation (audited; re-registering never does it by itself)",
+    )
+    reinstate.add_argument("device", help="the device's name")
+    reinstate.add_argument("--reason", required=True, help="why: goes into the audit log")
+    evidence = actions.add_parser(
+        "verify-evidence",
+        help="check a badge's body-camera evidence chain and recordings; exit 1 unless all verify",
+    )
+    evidence.add_argument("device", help="the badge's device name")
+    evidence.add_argument("--json", action="store_true", help="print the whole report as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,8 +58,16 @@ def run(args: argparse.Namespace) -> int:
         from central.auth.tokens import create_token_command
 
         return create_token_command(central, args)
+    if action == "reinstate-device":
+        from central.store.registry import reinstate_command
+
+        return reinstate_command(central, args)
     if action == "verify-audit":
         from central.auth.audit import verify_command
 
         return verify_command(central, args)
+    if action == "verify-evidence":
+        from central.routing.evidence import verify_command as verify_evidence
+
+        return verify_evidence(central, args)
     raise AssertionError(action)

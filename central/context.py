@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -30,6 +31,7 @@ class Central:
     data_dir: Path
     hub: LiveHub = field(default_factory=LiveHub)
     publish: Publish = _not_connected  # set once the MQTT link is up: publish(topic, payload) at QoS 1
+    ingest: Any = None  # the running IngestService (set by its start()), for /healthz and /metrics
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def __post_init__(self) -> None:

@@ -8,7 +8,9 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from central import commands
 from central.broker import EmbeddedBroker
 from central.context import Central
 from central.ingest.service import IngestService
@@ -33,23 +35,49 @@ def serve(central: Central, stop: threading.Event | None = None) -> int:
             running.callback(broker.stop)
             log.info("embedded MQTT broker (demo only) on %s", broker.url)
 
-        ingest = IngestService(central)
-        routing = _routing(central, ingest)  # registers its hooks before the first message arrives
-        if routing is not None:
-            running.callback(routing.stop)
-        ingest.start()
-        running.callback(ingest.stop)
-
-        retention = Every(config.ingest.retention_interval_s, lambda: _retention(central), "retention")
-        running.callback(retention.stop)
-
-        web = _web(central)
-        if web is not None:
-            running.callback(web.stop)
+        start_parts(central, running)
         log.info("central %r is running; Ctrl-C stops it", config.central.site)
         stop.wait()
         log.info("central is stopping")
     return 0
+
+
+@dataclass
+class Parts:
+    """Central's running parts, for whoever started them (``serve``, tests, the demo)."""
+
+    ingest: IngestService
+    routing: object | None  # central.routing.service.RoutingService, when routing is installed
+    web: object | None  # central.web.server.WebServer, when the page is installed
+
+
+def start_parts(
+    central: Central,
+    running: contextlib.ExitStack,
+    *,
+    web: bool = True,
+    web_host: str | None = None,
+    web_port: int | None = None,
+) -> Parts:
+    """Start ingest, routing, device commands, retention and (unless ``web`` is false) the web page, in the
+    order that loses nothing (every hook is registered before ingest's first message); ``running`` stops
+    them in reverse."""
+    config = central.config
+    ingest = IngestService(central)
+    routing = _routing(central, ingest)
+    if routing is not None:
+        running.callback(routing.stop)
+    commands.listen(central, ingest)
+    ingest.start()
+    running.callback(ingest.stop)
+
+    retention = Every(config.ingest.retention_interval_s, lambda: _retention(central), "retention")
+    running.callback(retention.stop)
+
+    server = _web(central, routing, web_host, web_port) if web else None
+    if server is not None:
+        running.callback(server.stop)
+    return Parts(ingest, routing, server)
 
 
 class Every:
@@ -94,13 +122,13 @@ def _routing(central: Central, ingest: IngestService):
     return RoutingService(central, ingest).start()
 
 
-def _web(central: Central):
+def _web(central: Central, routing, host: str | None, port: int | None):
     try:
         from central.web.server import WebServer
     except ImportError as exc:
         log.error("the web page is not installed (%s): central runs without it", exc)
         return None
-    return WebServer(central).start()
+    return WebServer(central, host=host, port=port, routing_service=routing).start()
 
 
 @contextlib.contextmanager

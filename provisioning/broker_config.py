@@ -1,10 +1,16 @@
-"""Mosquitto's configuration for a site: mutual TLS only, the certificate's CN as the username, an ACL that
-gives every device least privilege, and the CRL checked on every handshake.
+"""Mosquitto's configuration for a site: mutual TLS only, the certificate's CN as the username and as the
+client id, an ACL that gives every device least privilege within its site, and the CRL checked on every
+handshake.
 
-ACL (``%u`` is the client certificate's CN, i.e. the device id):
+ACL (``%u`` is the client certificate's CN, i.e. the device id; ``<site>`` is the site's name, written in):
 
-- a device writes only ``kuzet/v1/+/<its id>/up/#`` and reads only ``kuzet/v1/+/<its id>/down/#``;
-- central (CN ``central``) reads every device's ``up`` topics and writes every ``down`` topic.
+- a device writes only ``kuzet/v1/<site>/<its id>/up/#`` and reads only ``kuzet/v1/<site>/<its id>/down/#``;
+- central (CN ``central``) reads every device's ``up`` topics and writes every ``down`` topic of the site;
+- the technician's tool (CN ``provision-tool``, ``kuzet provision verify --mqtt``) only reads ``up`` topics.
+
+``use_username_as_clientid`` makes the CN the MQTT client id too, so a device cannot connect with another's
+client id and knock it off (MQTT drops the older session of a client id). Every program that connects needs
+its own certificate for the same reason: central and the technician's tool have one each.
 
 Mosquitto reads the CRL and the ACL when it starts and again on SIGHUP (``kuzet provision revoke`` runs the
 site's reload command after rewriting them).
@@ -19,21 +25,25 @@ from pathlib import Path
 from provisioning.site import SitePaths, SiteSettings
 
 CENTRAL_IDENTITY = "central"
-# Names a device may not take: they would share central's (or a tool's) ACL entries.
-RESERVED_IDENTITIES = frozenset({CENTRAL_IDENTITY, "broker", "admin", "root"})
+TOOL_IDENTITY = "provision-tool"  # the technician's laptop watching for check-ins: read-only
+# Names a device may not take: they would share central's (or a tool's) ACL entries and client id.
+RESERVED_IDENTITIES = frozenset({CENTRAL_IDENTITY, TOOL_IDENTITY, "broker", "admin", "root"})
 
 
-def acl_text(revoked: list[str] = ()) -> str:
+def acl_text(site: str, revoked: list[str] = ()) -> str:
     text = (
         "# Kuzet site ACL (written by 'kuzet provision site-init'). Usernames are client certificate CNs.\n"
         "# Anything not granted here is refused.\n"
         f"user {CENTRAL_IDENTITY}\n"
-        "topic read kuzet/v1/+/+/up/#\n"
-        "topic write kuzet/v1/+/+/down/#\n"
+        f"topic read kuzet/v1/{site}/+/up/#\n"
+        f"topic write kuzet/v1/{site}/+/down/#\n"
         "\n"
-        "# Every device (CN = its id): publish only under its own id, read only its own commands.\n"
-        "pattern write kuzet/v1/+/%u/up/#\n"
-        "pattern read kuzet/v1/+/%u/down/#\n"
+        f"user {TOOL_IDENTITY}\n"
+        f"topic read kuzet/v1/{site}/+/up/#\n"
+        "\n"
+        "# Every device (CN = its id): publish only under its own id in this site, read only its own commands.\n"
+        f"pattern write kuzet/v1/{site}/%u/up/#\n"
+        f"pattern read kuzet/v1/{site}/%u/down/#\n"
     )
     # The CRL stops a revoked device's next handshake; these stop an open connection's traffic at once
     # (Mosquitto applies a reloaded ACL to connected clients too).
@@ -73,20 +83,21 @@ def mosquitto_conf_text(paths: SitePaths, settings: SiteSettings, listen: str = 
         f"crlfile {at(paths.crl)}\n"
         "require_certificate true\n"
         "use_identity_as_username true\n"
+        "use_username_as_clientid true\n"
         "tls_version tlsv1.2\n"
     )
 
 
 def write_config(paths: SitePaths, settings: SiteSettings, listen: str = "") -> None:
-    write_acl(paths, [], settings.broker_user)
+    write_acl(paths, settings, [])
     paths.mosquitto_conf.write_text(mosquitto_conf_text(paths, settings, listen))
     (paths.broker_dir / "data").mkdir(parents=True, exist_ok=True)
     grant_broker_access(paths, settings.broker_user)
 
 
-def write_acl(paths: SitePaths, revoked: list[str], broker_user: str) -> None:
-    _replace(paths.acl, acl_text(revoked).encode())
-    grant_broker_access(paths, broker_user)
+def write_acl(paths: SitePaths, settings: SiteSettings, revoked: list[str]) -> None:
+    _replace(paths.acl, acl_text(settings.site, revoked).encode())
+    grant_broker_access(paths, settings.broker_user)
 
 
 def write_crl(paths: SitePaths, crl_pem: bytes, broker_user: str) -> None:

@@ -3,7 +3,8 @@ partition of a Raspberry Pi OS card (a mounted SD card, or an image file through
 
 On a boot partition the bundle goes to ``kuzet/`` with ``kuzet-firstboot.sh``, which ``cmdline.txt`` runs once
 on first boot (``systemd.run=``, as Raspberry Pi Imager does): it installs the files to ``/etc/kuzet`` with the
-key readable by root alone, then deletes them from the FAT partition (which has no file permissions).
+key readable by root and the agent's ``kuzet`` account alone, installs and enables the agent's systemd unit,
+then deletes the bundle from the FAT partition (which has no file permissions).
 """
 
 from __future__ import annotations
@@ -26,15 +27,33 @@ _CMDLINE_RUN = (
 )
 
 FIRSTBOOT_SCRIPT = """#!/bin/bash
-# Kuzet first boot: install the device bundle from the boot partition, then remove it from there
-# (the FAT boot partition cannot protect the device key). Runs once, from cmdline.txt.
+# Kuzet first boot: install the device bundle from the boot partition, create the agent's account, install and
+# enable the agent's systemd unit, then remove the bundle from the boot partition (the FAT boot partition
+# cannot protect the device key). Runs once, from cmdline.txt; the reboot that follows starts the agent.
+# KUZET_ROOT (empty on a device) installs into another root folder instead, e.g. an image mounted for a test.
 set -eu
 BOOT="$(dirname "$(readlink -f "$0")")"
-install -d -m 0755 /etc/kuzet
-cp -r "$BOOT/kuzet/." /etc/kuzet/
-chown -R root:root /etc/kuzet
-chmod 0644 /etc/kuzet/*
-chmod 0600 /etc/kuzet/device.key
+ROOT="${KUZET_ROOT:-}"
+ETC="$ROOT/etc/kuzet"
+if ! grep -q '^kuzet:' "$ROOT/etc/passwd"; then
+    useradd ${ROOT:+--root "$ROOT"} --system --user-group --no-create-home --home-dir /var/lib/kuzet \\
+        --shell /usr/sbin/nologin kuzet
+fi
+GID="$(awk -F: '$1 == "kuzet" { print $3 }' "$ROOT/etc/group")"
+install -d -m 0755 "$ETC"
+cp -r "$BOOT/kuzet/." "$ETC/"
+chown -R 0:0 "$ETC"
+chmod 0644 "$ETC"/*
+chown "0:$GID" "$ETC/device.key"
+chmod 0640 "$ETC/device.key"  # readable by root and the agent's account only
+install -d -m 0755 "$ROOT/etc/systemd/system"
+for unit in "$ETC"/*.service; do
+    [ -e "$unit" ] || continue
+    install -m 0644 "$unit" "$ROOT/etc/systemd/system/"
+    rm -f "$unit"
+    systemctl ${ROOT:+--root="$ROOT"} enable "$(basename "$unit")"
+done
+[ -x "$ROOT/opt/kuzet/bin/kuzet" ] || echo "kuzet-firstboot: /opt/kuzet/bin/kuzet is missing: install Kuzet there" >&2
 sync
 rm -rf "$BOOT/kuzet"
 sed -i 's| systemd.run=[^ ]*kuzet-firstboot.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target||' "$BOOT/cmdline.txt"

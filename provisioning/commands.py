@@ -16,7 +16,7 @@ from provisioning.ca import CAError
 from provisioning.central_api import CentralClient, CentralError
 from provisioning.device import DeviceRecord, ProvisionError, provision_device, read_record
 from provisioning.flash import FlashError
-from provisioning.revoke import RELOAD_HINT, ReloadError
+from provisioning.revoke import RELOAD_HINT
 from provisioning.signing import SignatureError
 from provisioning.site import SiteError, SitePaths, SiteSettings, load_settings
 from shared import config
@@ -30,7 +30,6 @@ EXPECTED_ERRORS = (
     ConfigError,
     FlashError,
     ProvisionError,
-    ReloadError,
     SignatureError,
     SiteError,
     TopicError,
@@ -193,16 +192,16 @@ def verify(args: argparse.Namespace) -> int:
 
 def _verify_mqtt(paths: SitePaths, settings: SiteSettings, device_id: str, timeout_s: float) -> int:
     """Only the device holding that certificate can publish under its id (the ACL), so any message there is an
-    authenticated check-in."""
-    from provisioning.site_init import central_mqtt_section
-    from shared import ids, messages, topics
+    authenticated check-in. Connects as the technician's tool, never as central: the broker uses the
+    certificate's CN as the client id, and a second "central" would disconnect the real one."""
+    from provisioning.broker_config import TOOL_IDENTITY
+    from provisioning.site_init import tool_mqtt_section
+    from shared import messages, topics
     from shared.config import MqttSection
     from shared.mqtt import Link
 
     received: queue.Queue = queue.Queue()
-    link = Link(
-        MqttSection.model_validate(central_mqtt_section(paths, settings)), f"provision-verify-{ids.new_id()}"
-    )
+    link = Link(MqttSection.model_validate(tool_mqtt_section(paths, settings)), TOOL_IDENTITY)
     # Not availability: it is retained, so it may be left over from an earlier life of the device.
     link.subscribe(
         f"kuzet/v1/{settings.site}/{device_id}/up/#",
@@ -264,34 +263,40 @@ def _print_health(status) -> None:
 
 
 def revoke(args: argparse.Namespace) -> int:
-    from provisioning.ca import CertificateAuthority
+    """Exit 0 only when the broker re-read its CRL and ACL and central was told; 4 when the broker did not
+    (the device can still connect: the one thing a technician must not miss), 3 when only central was not."""
     from provisioning.revoke import revoke_device
 
     paths, settings = _site(args)
-    ca = CertificateAuthority.load(paths.ca_key, paths.ca_cert, paths.registry)
-    if ca.active(args.device) or not any(row.common_name == args.device for row in ca.issued()):
-        result = revoke_device(
-            paths, settings, args.device, broker_pid=args.broker_pid, reload_command=args.reload_command
-        )
+    result = revoke_device(
+        paths, settings, args.device, broker_pid=args.broker_pid, reload_command=args.reload_command
+    )
+    if result.certificates:
         serials = ", ".join(f"{row.serial:x}" for row in result.certificates)
         print(f"revoked {args.device} (certificate {serials}); CRL and ACL rewritten in {paths.broker_dir}")
-        if result.broker_reloaded:
-            print("the broker re-read them: the device is cut off now")
-        else:
-            print(f"warning: {RELOAD_HINT}")
     else:
-        print(f"{args.device}'s certificate was already revoked; telling central again")
+        print(f"{args.device}'s certificate was already revoked; CRL and ACL rewritten in {paths.broker_dir}")
+    if result.broker_reloaded:
+        print("the broker re-read them: the device is cut off now")
+    central_told = True
     try:
         _central(args, settings).revoke(args.device)
+        print("marked revoked in central")
     except CentralError as exc:
+        central_told = False
         print(
-            f"warning: central was not told ({exc}); the broker refuses the device anyway. "
+            f"warning: central was not told ({exc}). "
             f"Run the same 'kuzet provision revoke {args.device}' again when central is reachable.",
             file=sys.stderr,
         )
-        return 3
-    print("marked revoked in central")
-    return 0
+    if not result.broker_reloaded:
+        print(
+            f"error: the broker has NOT re-read the CRL and ACL ({result.reload_problem}), so {args.device} "
+            f"can still connect. {RELOAD_HINT} Or run this command again with --broker-pid or --reload-command.",
+            file=sys.stderr,
+        )
+        return 4
+    return 0 if central_told else 3
 
 
 def sign_update(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
-"""A new device identity: its id, key and certificate signed by the site CA, its config TOML and the files it
-needs to reach the broker and to check signed updates. The result is a ``Bundle`` the technician writes to a
-folder, a tar file, an SD card or an OS image.
+"""A new device identity: its id, key and certificate signed by the site CA, its config TOML, the files it
+needs to reach the broker and to check signed updates, and the systemd unit that runs its agent. The result is
+a ``Bundle`` the technician writes to a folder, a tar file, an SD card or an OS image.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Literal
 
 import tomli_w
 
+from provisioning import service
 from provisioning.broker_config import RESERVED_IDENTITIES
 from provisioning.bundle import Bundle
 from provisioning.ca import CertificateAuthority, cert_pem, key_pem
@@ -31,14 +32,19 @@ CONFIG_CLASS = {
 }
 
 
-# Settings that differ on a real device from the defaults meant for a laptop demo (state lives under /var/lib,
-# not beside the config in /etc). Only sections the device's config class has are written.
+# Settings that differ on a real device from the defaults meant for a laptop demo: state lives under /var/lib
+# (the unit's StateDirectory), not beside the config in /etc; a camera checks updates with the site's public
+# key shipped beside its config (a relative path is relative to the config file). Only sections the device's
+# config class has are written.
 DEVICE_DEFAULTS: dict[str, dict] = {
     "badge": {
-        "storage": {"dir": "/var/lib/kuzet/badge"},
+        "storage": {"dir": f"{service.STATE_DIR}/badge"},
         "gps": {"source": "serial", "port": "/dev/serial0"},
     },
-    "camera": {},
+    "camera": {
+        "storage": {"dir": f"{service.STATE_DIR}/camera"},
+        "updates": {"public_key": "update.pub", "install_dir": f"{service.STATE_DIR}/camera/updates"},
+    },
 }
 
 
@@ -143,6 +149,7 @@ def provision_device(
     bundle.add("device.crt", cert_pem(cert))
     bundle.add("device.key", key_pem(key), secret=True)
     bundle.add("update.pub", paths.signing_public_key.read_bytes())
+    bundle.add(service.unit_name(kind), service.unit_text(kind).encode())
     bundle.add(
         "device.json",
         json.dumps(

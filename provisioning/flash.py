@@ -2,94 +2,51 @@
 bundle into its boot partition.
 
 Before a byte is written the target is checked: it must not be mounted (nor any partition of it, nor a loop
-device backed by it), must not be the disk this system runs from, and must not be the image itself.
+device backed by it), must not be a disk this system runs from (through LVM, LUKS, RAID or btrfs too), must not
+hold an active swap or be held by device-mapper or RAID, and must not be the image itself. Last, the kernel is
+asked: a block device is opened exclusively (O_EXCL), which fails while anything uses it, and stays so while
+it is written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import lzma
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from provisioning.bundle import Bundle
+from provisioning.disks import SYSTEM_MOUNTS, Device, Host, Mount
 from provisioning.image import inject
 
 CHUNK = 4 * 2**20
 # Raspberry Pi OS is published as .img.xz; such images are decompressed while they are written.
 DECOMPRESSORS = {".xz": lzma.LZMAFile, ".gz": lambda raw: gzip.GzipFile(fileobj=raw)}
-MOUNTINFO = Path("/proc/self/mountinfo")
-SYS_BLOCK = Path("/sys/class/block")
-# A disk holding any of these is the one this system runs from.
-SYSTEM_MOUNTS = ("/", "/boot", "/boot/firmware", "/usr", "/var", "/home")
 
 
 class FlashError(RuntimeError):
     pass
 
 
-# --- what is mounted --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Mount:
-    device: tuple[int, int]  # major, minor of the mounted filesystem
-    mount_point: str
-    source: str
-
-
-def _unescape(text: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo
-    return text.encode().decode("unicode_escape") if "\\" in text else text
-
-
-def parse_mountinfo(text: str) -> list[Mount]:
-    mounts = []
-    for line in text.splitlines():
-        fields = line.split()
-        if "-" not in fields:
-            continue
-        sep = fields.index("-")
-        major, minor = (int(x) for x in fields[2].split(":"))
-        mounts.append(Mount((major, minor), _unescape(fields[4]), _unescape(fields[sep + 2])))
-    return mounts
-
-
-def read_mounts() -> list[Mount]:
-    return parse_mountinfo(MOUNTINFO.read_text())
-
-
-# --- block devices ----------------------------------------------------------------------------------------
-
-
-def whole_disk(device: tuple[int, int]) -> str | None:
-    """The kernel name of the disk a block device is or belongs to ('sda' for sda2), or None."""
-    node = Path(f"/sys/dev/block/{device[0]}:{device[1]}")
-    if not node.exists():
-        return None
-    real = node.resolve()
-    return real.parent.name if (real / "partition").exists() else real.name
-
-
-def loop_backing_files() -> dict[str, str]:
-    """Loop device name -> the file it is backed by."""
-    found = {}
-    for backing in SYS_BLOCK.glob("loop*/loop/backing_file"):
-        found[backing.parent.parent.name] = backing.read_text().strip()
-    return found
-
-
 # --- the checks -------------------------------------------------------------------------------------------
 
 
-def check_target(target: Path, image: Path, mounts: Iterable[Mount] | None = None) -> None:
-    """Raise FlashError when writing ``target`` could destroy something in use."""
-    mounts = list(read_mounts() if mounts is None else mounts)
+def check_target(
+    target: Path, image: Path, mounts: Iterable[Mount] | None = None, host: Host | None = None
+) -> None:
+    """Raise FlashError when writing ``target`` could destroy something in use.
+
+    ``mounts`` replaces the mount table (tests); ``host`` replaces /proc and /sys as a whole.
+    """
+    host = host or Host()
+    if mounts is not None:
+        host = replace(host, mounts_override=list(mounts))
     if not target.exists():
         raise FlashError(
             f"{target} does not exist (for an image file, create it first; for a card, check the device name)"
@@ -98,31 +55,65 @@ def check_target(target: Path, image: Path, mounts: Iterable[Mount] | None = Non
     info = resolved.stat()
     if image.exists() and os.path.samefile(image, resolved):
         raise FlashError(f"{target} is the image itself")
-    for mount in mounts:
+    all_mounts = host.mounts()
+    for mount in all_mounts:
         if mount.mount_point == str(resolved) or mount.source == str(resolved):
             if mount.mount_point in SYSTEM_MOUNTS:
                 raise FlashError(f"{target} is the system disk (it holds {mount.mount_point}); refusing")
             raise FlashError(f"{target} is mounted at {mount.mount_point}; unmount it first")
     if stat.S_ISREG(info.st_mode):
-        for loop, backing in loop_backing_files().items():
-            if os.path.realpath(backing) == str(resolved):
-                raise FlashError(
-                    f"{target} is attached to /dev/{loop}; detach it first (losetup -d /dev/{loop})"
-                )
+        _check_file(target, resolved, host)
         return
     if not stat.S_ISBLK(info.st_mode):
         raise FlashError(f"{target} is neither a block device nor a regular file")
-    device = (os.major(info.st_rdev), os.minor(info.st_rdev))
-    disk = whole_disk(device)
+    check_block_device(target, (os.major(info.st_rdev), os.minor(info.st_rdev)), host, all_mounts)
+    os.close(open_exclusive(target, os.O_RDONLY))
+
+
+def _check_file(target: Path, resolved: Path, host: Host) -> None:
+    for loop, backing in host.loop_backing_files().items():
+        if os.path.realpath(backing) == str(resolved):
+            raise FlashError(f"{target} is attached to /dev/{loop}; detach it first (losetup -d /dev/{loop})")
+    for name, _ in host.swaps():
+        if os.path.realpath(name) == str(resolved):
+            raise FlashError(f"{target} is an active swap file; refusing")
+
+
+def check_block_device(target: Path, device: Device, host: Host, mounts: list[Mount]) -> None:
+    """A card's block device against what the kernel says: system disk, swap, holders, mounted partitions."""
+    disks = host.disks(device) or {f"{device[0]}:{device[1]}"}
+    system = host.system_disks()
+    swaps = host.swap_disks()
+    for disk in sorted(disks):
+        if disk in system:
+            raise FlashError(f"{target} is the system disk (it holds {system[disk]}); refusing")
+        if disk in swaps:
+            raise FlashError(f"{target} holds the active swap {swaps[disk]}; refusing (swapoff it first)")
+        if held := host.holders(disk):
+            raise FlashError(
+                f"{target} is in use by {', '.join(held)} (device-mapper: LVM or LUKS, or RAID); "
+                "deactivate it first (e.g. 'cryptsetup close', 'vgchange -an', 'mdadm --stop')"
+            )
     for mount in mounts:
-        on_target = mount.device == device or (disk is not None and whole_disk(mount.device) == disk)
-        if not on_target:
-            continue
-        if mount.mount_point in SYSTEM_MOUNTS:
-            raise FlashError(f"{target} is the system disk (it holds {mount.mount_point}); refusing")
-        raise FlashError(
-            f"{target} has a partition mounted at {mount.mount_point}; unmount it first (e.g. 'udisksctl unmount')"
-        )
+        if mount.device == device or host.mount_disks(mount) & disks:
+            raise FlashError(
+                f"{target} has a partition mounted at {mount.mount_point}; unmount it first "
+                "(e.g. 'udisksctl unmount')"
+            )
+
+
+def open_exclusive(target: Path, flags: int) -> int:
+    """Open a block device with O_EXCL: the kernel refuses while anything mounts or holds it, and while it is
+    open so, nothing else can (an automounter, a second flash)."""
+    try:
+        return os.open(target, flags | os.O_EXCL)
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:
+            raise FlashError(
+                f"{target} is in use (the kernel refuses to open it exclusively: mounted, swap, or held by "
+                "device-mapper or RAID); refusing"
+            ) from None
+        raise FlashError(f"cannot open {target}: {exc.strerror}") from None
 
 
 # --- writing ----------------------------------------------------------------------------------------------
@@ -165,7 +156,7 @@ def flash(
     with (
         open(image, "rb") as raw,
         DECOMPRESSORS.get(image.suffix, _plain)(raw) as source,
-        open(target, "r+b") as sink,
+        _open_target(target) as sink,
         tqdm(total=packed_size, unit="B", unit_scale=True, desc="write", disable=not progress) as bar,
     ):
         try:
@@ -197,6 +188,13 @@ def flash(
 @contextlib.contextmanager
 def _plain(raw):
     yield raw
+
+
+def _open_target(target: Path):
+    """The target for writing: a block device exclusively (see ``open_exclusive``), a file as it is."""
+    if stat.S_ISBLK(target.resolve().stat().st_mode):
+        return os.fdopen(open_exclusive(target, os.O_RDWR), "r+b")
+    return open(target, "r+b")
 
 
 def _read_back(target: Path, size: int, chunk: int, progress: bool) -> str:

@@ -102,6 +102,11 @@ class SitePaths:
     def central_dir(self) -> Path:
         return self.root / "central"
 
+    # The technician's tool (``verify --mqtt``): its own identity, so it never takes central's client id.
+    @property
+    def tool_dir(self) -> Path:
+        return self.root / "tool"
+
     @property
     def devices_dir(self) -> Path:
         return self.root / "devices"

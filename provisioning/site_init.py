@@ -1,7 +1,8 @@
 """``kuzet provision site-init``: everything a new site needs, in one folder.
 
 Creates the CA, the Ed25519 update-signing key, the broker's server certificate, Mosquitto's configuration
-(mutual TLS, ACL, CRL) and central's client certificate with a ready ``[mqtt]`` section for its config.
+(mutual TLS, ACL, CRL), central's client certificate with a ready ``[mqtt]`` section for its config, and the
+read-only certificate ``kuzet provision verify --mqtt`` connects with.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ def init_site(root: Path, settings: SiteSettings, listen: str = "") -> SitePaths
     paths = SitePaths(Path(root).resolve())
     if paths.settings_file.exists() or paths.ca_key.exists():
         raise SiteError(f"{paths.root} already holds a site; refusing to overwrite its CA and keys")
-    for folder in (paths.ca_key.parent, paths.signing_key.parent, paths.broker_dir, paths.central_dir):
+    for folder in (
+        paths.ca_key.parent,
+        paths.signing_key.parent,
+        paths.broker_dir,
+        paths.central_dir,
+        paths.tool_dir,
+    ):
         folder.mkdir(parents=True, exist_ok=True)
     paths.ca_key.parent.chmod(0o700)
     paths.signing_key.parent.chmod(0o700)
@@ -41,6 +48,9 @@ def init_site(root: Path, settings: SiteSettings, listen: str = "") -> SitePaths
         "# Central's [mqtt] section: paste into central's config (paths are absolute).\n"
         + tomli_w.dumps({"mqtt": central_mqtt_section(paths, settings)})
     )
+    key, cert = ca.issue(broker_config.TOOL_IDENTITY, "tool")
+    write_private(paths.tool_dir / "tool.key", key_pem(key))
+    (paths.tool_dir / "tool.crt").write_bytes(cert_pem(cert))
     save_settings(paths.root, settings)
     broker_config.write_config(paths, settings, listen)
     return paths
@@ -57,5 +67,22 @@ def central_mqtt_section(paths: SitePaths, settings: SiteSettings) -> dict:
             "ca": str(paths.central_dir / "ca.crt"),
             "cert": str(paths.central_dir / "central.crt"),
             "key": str(paths.central_dir / "central.key"),
+        },
+    }
+
+
+def tool_mqtt_section(paths: SitePaths, settings: SiteSettings) -> dict:
+    """The ``[mqtt]`` section the technician's tool connects with (read-only in the ACL)."""
+    if not (paths.tool_dir / "tool.key").exists():
+        raise SiteError(
+            f"{paths.root} has no certificate for the technician's tool ({paths.tool_dir / 'tool.key'}); "
+            "it was made by an older site-init: use 'kuzet provision verify' through central instead of --mqtt"
+        )
+    return {
+        "url": broker_url(settings),
+        "tls": {
+            "ca": str(paths.ca_cert),
+            "cert": str(paths.tool_dir / "tool.crt"),
+            "key": str(paths.tool_dir / "tool.key"),
         },
     }

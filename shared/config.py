@@ -26,6 +26,17 @@ class ConfigError(ValueError):
     pass
 
 
+class KeyProblem(ValueError):
+    """Raised by a section's own check to blame one key rather than the whole section. ``key`` is relative to
+    the section whose validator raises it: ``KeyProblem(("rules", 2, "zone"), "no zone named 'x'; ...")`` from
+    the top level is reported as ``rules.2.zone``."""
+
+    def __init__(self, key: tuple[str | int, ...], message: str):
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
 class DeviceSection(Section):
     id: Name
     site: Name = "pavlodar"
@@ -52,16 +63,41 @@ class MqttSection(Section):
 T = TypeVar("T", bound=BaseModel)
 
 
-def _describe(path: Path, exc: ValidationError) -> str:
+_ABSENT = object()
+
+
+def _value_at(data, where: tuple) -> object:
+    """The value the file has at ``where`` (keys and list indexes), or _ABSENT."""
+    for step in where:
+        try:
+            data = data[step]
+        except (KeyError, IndexError, TypeError):
+            return _ABSENT
+    return data
+
+
+def _describe(path: Path, exc: ValidationError, data: dict) -> str:
     lines = [f"{path}: invalid configuration"]
     for error in exc.errors(include_url=False):
-        key = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        where = tuple(error["loc"])
+        problem = (error.get("ctx") or {}).get("error")
+        if isinstance(problem, KeyProblem):
+            where += problem.key
+            message = problem.message
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+        key = ".".join(str(p) for p in where) or "(top level)"
         if error["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key (check the spelling and the section it is in)")
         elif error["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
         else:
-            lines.append(f"  {key}: {error['msg']} (got {error.get('input')!r})")
+            # What the file has at that key: never a whole section (a technician needs the line, not a dump).
+            got = _value_at(data, where)
+            shown = "" if got is _ABSENT or isinstance(got, dict) else repr(got)
+            if len(shown) > 80:
+                shown = shown[:77] + "..."
+            lines.append(f"  {key}: {message}" + (f" (got {shown})" if shown else ""))
     return "\n".join(lines)
 
 
@@ -85,7 +121,7 @@ def parse(data: dict, model: type[T], path: str | Path = "<config>") -> T:
     try:
         config = model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(Path(path), exc)) from None
+        raise ConfigError(_describe(Path(path), exc, data)) from None
     # Relative paths in a config file are relative to that file, not to wherever the agent was started.
     base = Path(path).parent if str(path) != "<config>" else None
     if base is not None:

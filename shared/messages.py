@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -34,9 +35,29 @@ SCHEMA_VERSION = 1
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 EARLIEST_TIMESTAMP = datetime(2020, 1, 1, tzinfo=UTC)
 
+
+def _sane_time(value: datetime) -> datetime:
+    """Every time on the wire: UTC (or at least zoned), not in the future beyond clock skew, not before 2020.
+    A device with a wrong clock is told so here, rather than breaking central's store further on."""
+    if value.tzinfo is None:
+        raise ValueError("timestamp has no time zone; send UTC with a trailing Z")
+    value = value.astimezone(UTC)
+    if value > timeutil.utc_now() + MAX_CLOCK_SKEW:
+        raise ValueError(
+            f"timestamp {timeutil.to_wire(value)} is in the future; check the device clock (NTP)"
+        )
+    if value < EARLIEST_TIMESTAMP:
+        raise ValueError(f"timestamp {timeutil.to_wire(value)} is before 2020; check the device clock (NTP)")
+    return value
+
+
 Name = Annotated[str, Field(pattern=rf"^{topics.NAME_PATTERN}$")]
-# Always written as ISO-8601 UTC with milliseconds and a Z, whatever precision the sender used.
-UtcTime = Annotated[datetime, PlainSerializer(timeutil.to_wire, return_type=str, when_used="json")]
+# Every time field of every message: checked as above, always written as ISO-8601 UTC with milliseconds and a Z.
+UtcTime = Annotated[
+    datetime,
+    AfterValidator(_sane_time),
+    PlainSerializer(timeutil.to_wire, return_type=str, when_used="json"),
+]
 Id = Annotated[str, Field(min_length=26, max_length=26, pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 ShortText = Annotated[str, Field(max_length=200)]
@@ -70,7 +91,8 @@ CommandName = Literal[
     "live_stop",
     "detection_on",
     "detection_off",
-    "install_update",
+    "install_update",  # args: url (http/https) or path (on the device) of a signed bundle
+    "rollback_update",  # args: kind (model or config): back to the previous version
     "cancel_dispatch",  # to a badge: an operator cancelled or reassigned its dispatch (args: dispatch_id, reason)
 ]
 
@@ -103,22 +125,6 @@ class Envelope(Model):
     id: Id = Field(default_factory=ids.new_id)
     device: Name
     ts: UtcTime = Field(default_factory=timeutil.utc_now)
-
-    @field_validator("ts")
-    @classmethod
-    def _ts_is_sane(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("timestamp has no time zone; send UTC with a trailing Z")
-        value = value.astimezone(UTC)
-        if value > timeutil.utc_now() + MAX_CLOCK_SKEW:
-            raise ValueError(
-                f"timestamp {timeutil.to_wire(value)} is in the future; check the device clock (NTP)"
-            )
-        if value < EARLIEST_TIMESTAMP:
-            raise ValueError(
-                f"timestamp {timeutil.to_wire(value)} is before 2020; check the device clock (NTP)"
-            )
-        return value
 
 
 def _valid_base64(value: str) -> str:
@@ -201,6 +207,24 @@ class ClipChunk(Envelope):
         if self.index >= self.count:
             raise ValueError(f"chunk index {self.index} is not below count {self.count}")
         return self
+
+
+class ClipLost(Envelope):
+    """The device will never send (the rest of) a clip or evidence segment it promised: central stops waiting
+    for it and marks it lost. A clip is promised when its event names it (``clip_id``), so every promised clip
+    ends either verified at central or reported here.
+
+    ``reason``: ``interrupted`` (the agent was killed while recording it and the partial file could not be
+    read back), ``failed`` (nothing was recorded, or the file could not be stored), ``quota`` (dropped under
+    the device's disk quota before it was delivered), ``gone`` (asked for again after the device had removed
+    it)."""
+
+    type: Literal["clip_lost"] = "clip_lost"
+    clip_id: Id
+    purpose: Literal["event", "evidence"] = "event"
+    event_id: Id | None = None
+    reason: Literal["interrupted", "failed", "quota", "gone"]
+    detail: ShortText = ""
 
 
 class Status(Envelope):
@@ -347,6 +371,7 @@ Message = (
     Event
     | Snapshot
     | ClipChunk
+    | ClipLost
     | Status
     | Availability
     | Location
@@ -363,6 +388,7 @@ MODEL_FOR_KIND: dict[str, type[Envelope]] = {
     "event": Event,
     "snapshot": Snapshot,
     "clip": ClipChunk,
+    "clip_lost": ClipLost,
     "status": Status,
     "availability": Availability,
     "location": Location,
@@ -381,6 +407,7 @@ MAX_PAYLOAD_BYTES: dict[str, int] = {
     "event": 16 * KIB,
     "snapshot": 1024 * KIB,
     "clip": 512 * KIB,
+    "clip_lost": 2 * KIB,
     "status": 8 * KIB,
     "availability": 1 * KIB,
     "location": 2 * KIB,
@@ -417,7 +444,8 @@ def _describe(exc: ValidationError) -> str:
             shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
             if len(shown) > 60:
                 shown = shown[:57] + "..."
-            parts.append(f"field '{where}': {error['msg']} (got {shown})")
+            reason = error["msg"].removeprefix("Value error, ")  # our own checks already say what is wrong
+            parts.append(f"field '{where}': {reason} (got {shown})")
     return "; ".join(parts)
 
 
@@ -446,10 +474,15 @@ def decode(topic: str, payload: bytes) -> Envelope:
     if raw.get("type") != where.kind:
         raise InvalidMessage(f"type {raw.get('type')!r} does not match the topic's kind {where.kind!r}")
     model = MODEL_FOR_KIND[where.kind]
+    # ``id`` and ``ts`` have defaults for messages made here; on the wire they are required (a retry without
+    # its id could not be recognised as one).
+    unsent = [f"missing field '{name}'" for name in ("id", "ts") if name not in raw]
     try:
         message = model.model_validate_json(payload, strict=True)
     except ValidationError as exc:
-        raise InvalidMessage(_describe(exc)) from None
+        raise InvalidMessage("; ".join([*unsent, _describe(exc)])) from None
+    if unsent:
+        raise InvalidMessage("; ".join(unsent))
     if message.device != where.device:
         raise InvalidMessage(
             f"device {message.device!r} in the message does not match {where.device!r} in the topic"

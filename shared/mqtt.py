@@ -11,6 +11,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -68,6 +69,7 @@ class Link:
         self.address = parse_url(settings.url)
         self.client_id = client_id
         self.connected = threading.Event()
+        self.changed_at: float | None = None  # time.time() the link last connected or dropped
         self._handlers: list[tuple[str, int, Handler]] = []
         self._persistent = persistent_session
         self._v5 = settings.protocol == "5"
@@ -166,9 +168,11 @@ class Link:
         for topic_filter, qos, _ in self._handlers:
             client.subscribe(topic_filter, qos)
         log.info("MQTT: connected to %s as %s", self.settings.url, self.client_id)
+        self.changed_at = time.time()
         self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.changed_at = time.time()
         self.connected.clear()
         if reason_code.value != 0:
             log.warning("MQTT: lost %s (%s); reconnecting", self.settings.url, reason_code)

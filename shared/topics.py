@@ -22,6 +22,7 @@ UP_KINDS = (
     "event",
     "snapshot",
     "clip",
+    "clip_lost",
     "status",
     "availability",
     "location",

@@ -3,6 +3,7 @@ and a camera that raises events over MQTT."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from ingest_helpers import SITE, make_central, wait_for
 from central.ingest.service import IngestService
 from central.routing.geo import offset
 from central.routing.service import RoutingService
+from central.service import start_parts
 from edge.badge.agent import BadgeAgent
 from edge.badge.config import BadgeConfig
 from shared import ids, timeutil, topics
@@ -28,19 +30,20 @@ def point(north_m: float, east_m: float = 0.0) -> tuple[float, float]:
 
 
 class Centre:
-    """Central with ingest and routing over a real broker."""
+    """Central over a real broker, started as ``kuzet central run`` starts it (``start_parts``: ingest,
+    routing, device commands, retention), without its web page."""
 
     def __init__(self, tmp_path: Path, url: str, **routing):
         self.central = make_central(tmp_path, url, routing=routing)
-        self.ingest = IngestService(self.central)
-        self.routing = RoutingService(self.central, self.ingest)
-        self.routing.start()
-        self.ingest.start()
-        self.alerts = self.central.hub.subscribe()
+        self.live = self.central.hub.subscribe()  # everything published for the page, in order
+        self.published: list = []
+        self._running = contextlib.ExitStack()
+        parts = start_parts(self.central, self._running, web=False)
+        self.ingest: IngestService = parts.ingest
+        self.routing: RoutingService = parts.routing
 
     def stop(self) -> None:
-        self.ingest.stop()
-        self.routing.stop()
+        self._running.close()
 
     def db(self):
         return self.central.db()
@@ -58,12 +61,19 @@ class Centre:
     def unit(self, device: str):
         return self.routing.units.get(device)
 
+    def updates(self, channel: str) -> list[dict]:
+        """What has been published for the page on ``channel`` so far."""
+        while (update := self.live.get(0.01)) is not None:
+            self.published.append(update)
+        return [u.data for u in self.published if u.channel == channel]
+
     def alert_texts(self) -> list[str]:
-        texts = []
-        while (update := self.alerts.get(0.01)) is not None:
-            if update.channel == "alert":
-                texts.append(update.data["message"])
-        return texts
+        return [data["message"] for data in self.updates("alert")]
+
+    def event_audit(self, event_id: str) -> list[tuple[str, str]]:
+        """(actor, action) of every audit entry about the event, oldest first."""
+        rows = self.db()["audit"].rows_where("target = ?", [f"event:{event_id}"], order_by="seq")
+        return [(r["actor"], r["action"]) for r in rows]
 
 
 def badge_config(tmp_path: Path, url: str, device: str, at: tuple[float, float], **sections) -> BadgeConfig:

@@ -242,6 +242,41 @@ def test_bad_configuration_is_explained(tmp_path):
     assert "device.id" in text and "evidence.clip_fsp: unknown key" in text
 
 
+ZONE = '[[zones]]\nname = "square"\npolygon = [[0, 0], [10, 0], [10, 10]]\n'
+
+
+@pytest.mark.parametrize(
+    "body, line",
+    [
+        (
+            ZONE + '[[rules]]\nname = "r1"\ntype = "zone_enter"\nzone = "square"\n'
+            '[[rules]]\nname = "r2"\ntype = "loitering"\nzone = "sqaure"\n',
+            "rules.1.zone: no zone named 'sqaure'; expected one of the [[zones]] names: 'square' (got 'sqaure')",
+        ),
+        (
+            '[[rules]]\nname = "cross"\ntype = "line_crossing"\nline = "gate"\n',
+            "rules.0.line: no line named 'gate'; no [[lines]] are defined (got 'gate')",
+        ),
+        ('[[rules]]\nname = "r"\ntype = "crowd"\n', "rules.0.zone: a crowd rule needs a zone"),
+        (ZONE + ZONE, "zones.1.name: 'square' is used twice; expected a unique name (got 'square')"),
+        (
+            '[[rules]]\nname = "bags"\ntype = "object_left"\n',
+            "rules.0.labels: rule 'bags' watches for backpack",
+        ),
+    ],
+)
+def test_a_cross_check_error_names_the_file_and_the_key(tmp_path, body, line):
+    """Checks that look at several keys at once still blame one key, and never dump the whole file."""
+    path = tmp_path / "camera.toml"
+    path.write_text('[device]\nid = "cam-1"\n' + body)
+    with pytest.raises(ConfigError) as error:
+        load(path)
+    first, second = str(error.value).splitlines()
+    assert first == f"{path}: invalid configuration"
+    assert second.startswith(f"  {line}")
+    assert "top level" not in second and "{" not in second.replace("[[", "").replace("]]", "")
+
+
 def test_a_rule_for_objects_the_detector_drops_is_refused(tmp_path):
     path = tmp_path / "camera.toml"
     path.write_text('[device]\nid = "cam-1"\n[[rules]]\nname = "bags"\ntype = "object_left"\n')

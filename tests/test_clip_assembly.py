@@ -198,3 +198,52 @@ def test_a_clip_incomplete_for_too_long_is_abandoned(db, media, tmp_path, sent):
     assert assembler.request_missing(stalled_after_s=30) == 0
     assert db["clips"].get(chunks[0].clip_id)["state"] == "abandoned"
     assert sent == [] and not (tmp_path / "spool" / chunks[0].clip_id).exists()
+
+
+def lost_message(clip_id, reason="quota", device="cam-1", event_id=None) -> messages.ClipLost:
+    return messages.ClipLost(device=device, clip_id=clip_id, event_id=event_id, reason=reason, detail="why")
+
+
+def test_a_clip_the_device_reports_lost_is_marked_and_no_longer_asked_for(assembler, db, sent, tmp_path):
+    chunks = chunks_of(os.urandom(3500))
+    assembler.handle("pavlodar", chunks[0])
+    db.execute("UPDATE clips SET updated_at = '2021-01-01T00:00:00.000Z'")
+    db.conn.commit()
+    assembler.lost("pavlodar", lost_message(chunks[0].clip_id))
+    clip = db["clips"].get(chunks[0].clip_id)
+    assert (clip["state"], clip["lost_reason"], clip["sha256"]) == ("lost", "quota: why", chunks[0].sha256)
+    assert not (tmp_path / "spool" / chunks[0].clip_id).exists()  # its chunks are not kept
+    assert assembler.request_missing(stalled_after_s=0) == 0 and sent == []
+    assert [assembler.handle("pavlodar", c) for c in chunks[1:]] == [None, None, None]  # late: ignored
+    assert db["clips"].get(chunks[0].clip_id)["state"] == "lost"
+
+
+def test_a_clip_lost_before_any_chunk_is_recorded_for_its_event(assembler, db):
+    clip_id, event_id = ids.new_id(), ids.new_id()
+    assert assembler.lost("pavlodar", lost_message(clip_id, "interrupted", event_id=event_id)) == event_id
+    clip = db["clips"].get(clip_id)
+    assert (clip["state"], clip["event_id"], clip["device"], clip["site"]) == (
+        "lost",
+        event_id,
+        "cam-1",
+        "pavlodar",
+    )
+
+
+def test_a_verified_clip_stays_verified_and_another_device_cannot_mark_it(assembler, db):
+    chunks = chunks_of(os.urandom(1500))
+    assert [assembler.handle("pavlodar", c) for c in chunks][-1] == "verified"
+    assert assembler.lost("pavlodar", lost_message(chunks[0].clip_id, "gone")) is None
+    assert db["clips"].get(chunks[0].clip_id)["state"] == "verified"
+    with pytest.raises(ClipRejected, match="belongs to cam-1"):
+        assembler.lost("pavlodar", lost_message(chunks[0].clip_id, device="cam-2"))
+
+
+def test_a_gone_report_keeps_what_central_knows_of_the_clip(assembler, db):
+    """A device asked for a clip it no longer has cannot say whose it was: central keeps purpose and event."""
+    event_id = ids.new_id()
+    chunks = chunks_of(os.urandom(2500), event_id=event_id)
+    assembler.handle("pavlodar", chunks[0].model_copy(update={"purpose": "evidence"}))
+    assert assembler.lost("pavlodar", lost_message(chunks[0].clip_id, "gone")) == event_id
+    clip = db["clips"].get(chunks[0].clip_id)
+    assert (clip["state"], clip["purpose"], clip["event_id"]) == ("lost", "evidence", event_id)

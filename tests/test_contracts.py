@@ -1,7 +1,9 @@
 """The wire contracts: every message kind round-trips, and bad input is refused with a reason."""
 
 import json
-from datetime import timedelta
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +45,8 @@ def test_event_round_trips():
         (lambda d: d.update(score="0.8"), "field 'score'"),
         (lambda d: d.update(lable="person"), "unknown field 'lable'"),
         (lambda d: d.pop("label"), "missing field 'label'"),
+        (lambda d: d.pop("id"), "missing field 'id'"),
+        (lambda d: d.pop("ts"), "missing field 'ts'"),
         (lambda d: d.update(device="cam-2"), "does not match 'cam-1' in the topic"),
         (lambda d: d.update(v=2), "schema version 2 is not supported"),
         (lambda d: d.update(type="status"), "does not match the topic's kind"),
@@ -125,3 +129,46 @@ def test_timestamps_on_the_wire_are_utc_with_z():
     text = timeutil.to_wire(moment)
     assert text.endswith("Z")
     assert abs(timeutil.from_wire(text) - moment) < timedelta(milliseconds=1)
+
+
+DOC_EXAMPLE = re.compile(r"Topic: `([^`]+)`\s+```json\n(.*?)\n```", re.S)
+DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
+
+
+def time_fields() -> list[tuple[str, str, dict]]:
+    """(topic, field, valid example) for every time field of every message kind, from docs/protocol.md."""
+    found = []
+    for topic, body in DOC_EXAMPLE.findall(DOC.read_text()):
+        model = messages.MODEL_FOR_KIND[topics.parse(topic).kind]
+        for name, info in model.model_fields.items():
+            if "datetime" in str(info.annotation):
+                found.append((topic, name, json.loads(body)))
+    return found
+
+
+def test_every_kind_has_its_time_fields_checked():
+    checked = {(topics.parse(topic).kind, name) for topic, name, _ in time_fields()}
+    # The envelope's ts on every kind, and the payload's own times: a payload time is no less stored than ts.
+    assert {("event", "started_at"), ("event", "ended_at"), ("evidence", "started_at")} <= checked
+    assert {("evidence", "ended_at"), ("clip_request", "ts"), ("status", "ts")} <= checked
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        ("1971-01-01T00:00:00Z", "is before 2020"),
+        ("2099-01-01T00:00:00Z", "is in the future"),
+        ("2026-11-20T18:42:07.412", "has no time zone"),
+    ],
+)
+def test_every_time_field_refuses_absurd_and_naive_times(value, reason):
+    for topic, name, example in time_fields():
+        example[name] = value
+        with pytest.raises(InvalidMessage) as caught:
+            decode(topic, json.dumps(example).encode())
+        assert f"field '{name}'" in caught.value.reason and reason in caught.value.reason, (topic, name)
+
+
+def test_times_with_an_offset_are_accepted_and_sent_as_utc():
+    event = make_event(started_at=datetime.fromisoformat("2026-11-20T23:40:55+05:00"))
+    assert json.loads(encode(event))["started_at"] == "2026-11-20T18:40:55.000Z"

@@ -5,8 +5,11 @@ never events."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -239,10 +242,14 @@ def test_quota_drops_oldest_clips_never_events(tmp_path):
         path.write_bytes(os.urandom(10_000))
         added.append(spool.add(path, clip_id=ids.new_id()))
     assert [c.clip_id for c in spool.clips()] == [c.clip_id for c in added[1:]]
-    assert outbox.depth_by_kind() == {"event": 3, "clip": 6}
+    assert outbox.depth_by_kind() == {"event": 3, "clip": 6, "clip_lost": 1}
     assert outbox.counter("clips_dropped") == 1
     assert outbox.counter("clips_dropped_undelivered") == 1
     assert outbox.counter("clip_bytes_dropped") == 10_000
+    # central, which has the clip's event and may have some of its chunks, is told this clip will never come
+    [lost] = lost_messages(outbox)
+    assert (lost.clip_id, lost.reason) == (added[0].clip_id, "quota") and "3 chunk(s)" in lost.detail
+    assert outbox.counter("clips_lost_quota") == 1
 
 
 def test_a_full_disk_drops_clips_and_keeps_events(tmp_path):
@@ -254,8 +261,157 @@ def test_a_full_disk_drops_clips_and_keeps_events(tmp_path):
     outbox.put(EVENT_TOPIC, b"event", kind="event", priority=PRIORITY_EVENT)
     spool.min_free_bytes = 2**62  # more than any disk has: the disk counts as full
     assert spool.enforce_quota() == 1
-    assert spool.clips() == [] and outbox.depth_by_kind() == {"event": 1}
+    assert spool.clips() == [] and outbox.depth_by_kind() == {"event": 1, "clip_lost": 1}
     assert outbox.counter("clips_dropped") == 1
+
+
+def test_a_delivered_clip_dropped_later_is_not_reported_lost(tmp_path):
+    outbox = Outbox(tmp_path / "outbox.db")
+    spool = ClipSpool(tmp_path / "clips", outbox, site=SITE, device=DEVICE)
+    path = tmp_path / "c.mp4"
+    path.write_bytes(os.urandom(5000))
+    spool.add(path, clip_id=ids.new_id())
+    outbox.delete([row.id for row in outbox.next_rows(10)])  # the broker acknowledged every chunk
+    spool.min_free_bytes = 2**62
+    assert spool.enforce_quota() == 1
+    assert outbox.depth() == 0 and outbox.counter("clips_lost") == 0
+
+
+def lost_messages(outbox: Outbox) -> list[messages.ClipLost]:
+    topic = topics.up(SITE, DEVICE, "clip_lost")
+    return [messages.decode(topic, row.payload) for row in outbox.next_rows(100) if row.kind == "clip_lost"]
+
+
+def test_a_promised_clip_ends_queued_or_reported_lost(tmp_path):
+    """A clip promised with its event is listed until it is queued or reported lost, across restarts."""
+    outbox = Outbox(tmp_path / "outbox.db")
+    spool = ClipSpool(tmp_path / "clips", outbox, site=SITE, device=DEVICE, chunk_bytes=4096)
+    kept, dropped = ids.new_id(), ids.new_id()
+    event_id = ids.new_id()
+    with outbox.transaction() as tx:
+        tx.put(EVENT_TOPIC, b"the event naming both clips", kind="event", priority=PRIORITY_EVENT)
+        for clip_id in (kept, dropped):
+            spool.promise(tx, clip_id, recording=tmp_path / f"{clip_id}.webm", event_id=event_id)
+    outbox.close()
+
+    outbox = Outbox(tmp_path / "outbox.db")
+    spool = ClipSpool(tmp_path / "clips", outbox, site=SITE, device=DEVICE, chunk_bytes=4096)
+    assert [(p.clip_id, p.event_id) for p in spool.promises()] == [(kept, event_id), (dropped, event_id)]
+    path = tmp_path / f"{kept}.webm"
+    path.write_bytes(os.urandom(9000))
+    spool.add(path, clip_id=kept, event_id=event_id)
+    spool.lost(dropped, "interrupted", "unreadable", event_id=event_id)
+    assert spool.promises() == []
+    assert outbox.depth_by_kind() == {"event": 1, "clip": 3, "clip_lost": 1}
+    [lost] = lost_messages(outbox)
+    assert (lost.clip_id, lost.event_id, lost.reason) == (dropped, event_id, "interrupted")
+    assert outbox.counter("clips_lost_interrupted") == 1
+
+
+KILLED_ADDING_A_CLIP = """
+import os, shutil, signal, sys
+from pathlib import Path
+from edge.delivery import ClipSpool, Outbox
+state, clip_id, kill_in = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+outbox = Outbox(state / "outbox.db")
+spool = ClipSpool(state / "clips", outbox, site="pavlodar", device="cam-7", chunk_bytes=4096)
+with outbox.transaction() as tx:
+    spool.promise(tx, clip_id, recording=state / "recording.webm")
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+if kill_in == "move":
+    shutil.move = die  # the sidecar is written, the clip not moved in yet
+else:
+    spool._queue_all = die  # moved in, no chunk queued yet
+spool.add(state / "recording.webm", clip_id=clip_id)
+"""
+
+
+@pytest.mark.parametrize("kill_in", ["move", "queue"])
+def test_sigkill_while_a_clip_moves_into_the_spool_loses_nothing(tmp_path, kill_in):
+    data = os.urandom(3 * 4096 + 10)
+    (tmp_path / "recording.webm").write_bytes(data)
+    clip_id = ids.new_id()
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_ADDING_A_CLIP, str(tmp_path), clip_id, kill_in],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == -9
+    outbox = Outbox(tmp_path / "outbox.db")
+    spool = ClipSpool(tmp_path / "clips", outbox, site=SITE, device=DEVICE, chunk_bytes=4096)
+    [promise] = spool.promises()  # still owed to central
+    if kill_in == "move":
+        # The lone sidecar is gone; the file is where it was recorded, and the restarted agent adds it again.
+        assert spool.info(clip_id) is None and not spool.resume(clip_id)
+        spool.add(promise.recording, clip_id=clip_id)
+    else:
+        assert spool.resume(clip_id)
+    assert spool.promises() == [] and outbox.depth_by_kind() == {"clip": 4}
+    rows = outbox.next_rows(10)
+    chunks = [messages.decode(topics.up(SITE, DEVICE, "clip"), spool.chunk_payload(row)) for row in rows]
+    assert b"".join(messages.from_base64(c.data) for c in chunks) == data
+
+
+def test_a_request_for_a_clip_no_longer_here_is_answered_lost(tmp_path):
+    outbox = Outbox(tmp_path / "outbox.db")
+    spool = ClipSpool(tmp_path / "clips", outbox, site=SITE, device=DEVICE)
+    recording = ids.new_id()
+    with outbox.transaction() as tx:
+        spool.promise(tx, recording, recording=tmp_path / "r.webm")
+    assert spool.handle_request(messages.ClipRequest(device=DEVICE, clip_id=recording)) == 0  # still coming
+    gone = ids.new_id()
+    assert spool.handle_request(messages.ClipRequest(device=DEVICE, clip_id=gone)) == 1
+    [lost] = lost_messages(outbox)
+    assert (lost.clip_id, lost.reason) == (gone, "gone")
+
+
+def test_central_marks_a_clip_lost_through_the_broker(tmp_path, mosquitto, device_link):
+    """The device's clip_lost travels through Mosquitto; central marks the clip lost and stops asking for it."""
+    local = threading.local()
+
+    def thread_db():  # as central's context does: one connection per thread
+        if not hasattr(local, "db"):
+            local.db = open_database(tmp_path / "central.db")
+        return local.db
+
+    db = thread_db()
+    media = MediaStore(thread_db, tmp_path / "media")
+    asked = []
+    assembler = ClipAssembler(thread_db, media, tmp_path / "spool", lambda t, p: asked.append(t))
+    lock = threading.Lock()
+    clip = tmp_path / "c.mp4"
+    clip.write_bytes(os.urandom(3 * 4096))
+
+    def on_message(topic, payload):
+        message = messages.decode(topic, payload)
+        with lock:
+            if message.type == "clip" and message.index == 0:  # only the first chunk gets through
+                assembler.handle(SITE, message)
+            elif message.type == "clip_lost":
+                assembler.lost(SITE, message)
+
+    collector = Collector(mosquitto.url, handler=on_message)
+    outbox = Outbox(tmp_path / "outbox.db")
+    spool = ClipSpool(tmp_path / "clips", outbox, site=SITE, device=DEVICE, chunk_bytes=4096)
+    publisher = Publisher(outbox, device_link, resolvers={"clip": spool.chunk_payload}).start()
+    try:
+        info = spool.add(clip, clip_id=ids.new_id(), event_id=ids.new_id())
+        publisher.wake()
+        assert wait_until(lambda: outbox.depth() == 0)
+        spool.min_free_bytes = 2**62  # the disk fills up: the clip goes
+        spool.max_bytes = 0
+        outbox.put(spool.topic, None, kind="clip", priority=PRIORITY_CLIP, ref=f"{info.clip_id}:000001")
+        assert spool.enforce_quota() == 1  # chunk 1 was queued again, undelivered: central is told
+        publisher.wake()
+        assert wait_until(lambda: db["clips"].get(info.clip_id)["state"] == "lost")
+        row = db["clips"].get(info.clip_id)
+        assert row["lost_reason"].startswith("quota: dropped") and row["event_id"] == info.event_id
+        with lock:
+            assert assembler.request_missing(stalled_after_s=0) == 0 and asked == []
+    finally:
+        publisher.stop()
+        collector.stop()
+        db.close()
 
 
 def test_a_message_the_broker_refuses_is_kept_not_lost(tmp_path, mosquitto_factory):
@@ -279,3 +435,44 @@ def test_a_message_the_broker_refuses_is_kept_not_lost(tmp_path, mosquitto_facto
         publisher.stop()
         link.stop()
         collector.stop()
+
+
+def test_central_ingest_marks_a_promised_clip_lost_and_shows_it_on_the_event(
+    tmp_path, mosquitto, device_link
+):
+    """A camera restarted after a kill whose partial recording could not be read: the event that named the
+    clip and the clip_lost report go through Mosquitto into central's real ingest."""
+    from central.ingest.service import IngestService
+    from tests.ingest_helpers import event, make_central, wait_for
+
+    central = make_central(tmp_path, mosquitto.url)
+    ingest = IngestService(central).start()
+    outbox = Outbox(tmp_path / "outbox.db")
+    spool = ClipSpool(tmp_path / "clips", outbox, site=SITE, device=DEVICE)
+    publisher = Publisher(outbox, device_link, resolvers={"clip": spool.chunk_payload}).start()
+    try:
+        clip_id = ids.new_id()
+        opened = event(DEVICE, ids.new_id(), 0, clip_id=clip_id)
+        with publisher.transaction() as tx:
+            tx.put(EVENT_TOPIC, messages.encode(opened), kind="event", priority=PRIORITY_EVENT)
+            spool.promise(tx, clip_id, recording=tmp_path / "gone.mp4", event_id=opened.event_id)
+        [promise] = spool.promises()
+        spool.lost(promise.clip_id, "interrupted", "unreadable partial file", event_id=promise.event_id)
+        publisher.wake()
+
+        def clip_row():
+            rows = list(central.db().query("SELECT * FROM clips WHERE clip_id = ?", [clip_id]))
+            return rows[0] if rows else None
+
+        row = wait_for(clip_row, 20, "central to mark the clip lost")
+        assert (row["state"], row["lost_reason"], row["event_id"]) == (
+            "lost",
+            "interrupted: unreadable partial file",
+            opened.event_id,
+        )
+        assert ingest.counters.dead_letters == 0
+        stored = next(central.db().query("SELECT clip_id FROM events WHERE event_id = ?", [opened.event_id]))
+        assert stored["clip_id"] == clip_id  # the event still names its clip; the clip says why it never came
+    finally:
+        publisher.stop()
+        ingest.stop()

@@ -3,14 +3,19 @@ event is opened once, updated at a bounded rate and closed once, with a stable i
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from edge.delivery import Outbox
 from edge.events import geometry
 from edge.events.config import LineSection, RuleSection, ScheduleSection, ZoneSection
 from edge.events.engine import EventEngine
+from edge.events.journal import OpenEventJournal
 from edge.vision.types import Frame, FrameResult, Track
 from shared import messages, topics
 
@@ -223,20 +228,21 @@ def test_close_all_closes_every_open_event():
 
 
 def test_events_left_open_by_a_killed_agent_are_closed_on_restart(tmp_path):
-    from edge.events.journal import OpenEventJournal
-
     engine, clock = make(RuleSection(name="enter", type="zone_enter", zone="square"))
-    journal = OpenEventJournal(tmp_path / "events.db")
+    outbox = Outbox(tmp_path / "outbox.db")
+    journal = OpenEventJournal(outbox)
     events = run(
         engine,
         clock,
         [[person(1, 300, 300)], [person(1, 300, 300), person(2, 250, 300)], [person(2, 250, 300)]],
     )
     for event in events:
-        journal.record(event)
-    journal.close()  # the agent dies here: event 2 is still open
+        with outbox.transaction() as tx:  # as the agent queues each event message
+            tx.put("t", messages.encode(event), kind="event")
+            journal.record(tx, event)
+    outbox.close()  # the agent dies here: event 2 is still open
 
-    [closing] = OpenEventJournal(tmp_path / "events.db").closing_messages()
+    [closing] = OpenEventJournal(Outbox(tmp_path / "outbox.db")).closing_messages()
     still_open = [e for e in events if e.track_ids == [2]][-1]
     assert (closing.event_id, closing.seq, closing.state) == (
         still_open.event_id,
@@ -246,3 +252,45 @@ def test_events_left_open_by_a_killed_agent_are_closed_on_restart(tmp_path):
     assert closing.id != still_open.id and closing.ended_at >= closing.started_at
     topic = topics.up("pavlodar", "cam-1", "event")
     assert messages.decode(topic, messages.encode(closing)).state == "closed"
+
+
+KILLED_MID_TRANSACTION = """
+import os, signal, sys
+from edge.delivery import Outbox
+from edge.events.journal import OpenEventJournal
+from shared import messages
+outbox = Outbox(sys.argv[1])
+journal = OpenEventJournal(outbox)
+event = messages.Event.model_validate_json(sys.argv[2])
+with outbox.transaction() as tx:
+    tx.put("t", messages.encode(event), kind="event")
+    tx.count("events_created")
+    journal.record(tx, event)
+    if sys.argv[3] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)  # after the writes, before the commit
+"""
+
+
+@pytest.mark.parametrize("kill", [True, False])
+def test_an_event_message_and_its_journal_entry_commit_together(tmp_path, kill):
+    """SIGKILL in the middle of queuing an event leaves neither its message nor its journal entry (nor its
+    count): the restarted agent can never hold an event open that central never heard of, or the reverse."""
+    engine, clock = make(RuleSection(name="enter", type="zone_enter", zone="square"))
+    [opened] = run(engine, clock, [[person(1, 300, 300)]])
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILLED_MID_TRANSACTION,
+            str(tmp_path / "outbox.db"),
+            opened.model_dump_json(),
+            "kill" if kill else "live",
+        ],
+        cwd=repo,
+    )
+    assert done.returncode == (-9 if kill else 0)
+    outbox = Outbox(tmp_path / "outbox.db")
+    left_open = OpenEventJournal(outbox).closing_messages()
+    expected = 0 if kill else 1
+    assert (outbox.depth(), outbox.counter("events_created"), len(left_open)) == (expected,) * 3

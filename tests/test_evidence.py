@@ -3,11 +3,15 @@ and a snapshot JPEG with the event's box drawn."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
-from edge.evidence.clips import ClipRecorder, ClipSettings
+from edge.evidence.clips import ClipRecorder, ClipSettings, finalise_partial
 from edge.evidence.snapshot import snapshot
 from edge.vision.types import Frame
 
@@ -43,9 +47,10 @@ def test_clip_has_pre_roll_event_and_post_roll(frames, tmp_path):
     recorder = ClipRecorder(tmp_path, settings, lambda *args: finished.append(args))
     for frame in frames[:110]:
         if frame.index == 40:
-            clip_id = recorder.attach("EVENT-A", frame)
+            clip_id = recorder.attach("EVENT-A", frame).clip_id
         if frame.index == 50:
-            assert recorder.attach("EVENT-B", frame) == clip_id  # a second event joins the same clip
+            joined = recorder.attach("EVENT-B", frame)  # a second event joins the same clip
+            assert (joined.clip_id, joined.event_id) == (clip_id, "EVENT-A")
         if frame.index == 60:
             recorder.detach("EVENT-A", frame)
         if frame.index == 70:
@@ -114,3 +119,62 @@ def test_auto_picks_a_codec_browsers_play_and_a_slow_encoder_drops_frames_not_th
     assert count_frames(path) == recording.frames > 0
     # every sampled frame (5 fps of frames 10..149) was either encoded or counted as left out
     assert recording.frames + recording.dropped >= 70
+
+
+def test_a_clip_closed_before_any_frame_is_reported_empty(tmp_path, frames):
+    finished, empty = [], []
+    recorder = ClipRecorder(
+        tmp_path, ClipSettings(fps=5), finished.append, on_empty=lambda *a: empty.append(a)
+    )
+    recording = recorder.attach("EVENT-A", frames[0])  # nothing fed: not even a pre-roll
+    recorder.close()
+    assert finished == [] and empty == [(recording.clip_id, "EVENT-A")]
+    assert not recording.path.exists()
+
+
+KILLED_WHILE_RECORDING = """
+import os, signal, sys, time
+from pathlib import Path
+import cv2
+from edge.evidence.clips import ClipRecorder, ClipSettings
+from edge.vision.types import Frame
+video, directory, codec = sys.argv[1:4]
+recorder = ClipRecorder(Path(directory), ClipSettings(fps=5, encoder_queue_s=60, codec=codec), print)
+capture = cv2.VideoCapture(video)
+for index in range(120):
+    frame = Frame(capture.read()[1], index, index / 10)
+    if index == 10:
+        recording = recorder.attach("EVENT-A", frame)
+    recorder.feed(frame)
+while recording.frames < 40:
+    time.sleep(0.05)
+print(recording.path, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # mid-clip: the writer is never released
+"""
+
+
+@pytest.mark.parametrize("codec", ["vp8", "mjpg", "mp4v"])
+def test_a_clip_cut_by_sigkill_is_finalised_when_it_can_be_read_back(shared_dir, tmp_path, codec):
+    video = shared_dir / "data/pets09-s2l1/vtest.avi"
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_WHILE_RECORDING, str(video), str(tmp_path), codec],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == -9, done.stderr
+    partial = Path(done.stdout.split()[-1])
+    assert partial.exists()
+    recovered = finalise_partial(partial, ClipSettings(fps=5, codec=codec))
+    if partial.suffix == ".mp4":  # no index is written until the end: nothing to read back
+        assert recovered is None
+        assert list(tmp_path.glob("*.recovered*")) == []
+        return
+    assert recovered is not None and recovered.suffix == partial.suffix
+    # A complete file now: every frame flushed before the kill, decodable to the end, at the clip's size.
+    frames_back = count_frames(recovered)
+    assert 20 <= frames_back <= 70
+    capture = cv2.VideoCapture(str(recovered))
+    ok, image = capture.read()
+    capture.release()
+    assert ok and image.shape == (576, 768, 3)

@@ -1,5 +1,7 @@
 """Against a real Mosquitto configured by site-init: provisioned devices connect and publish, central receives;
-a device cannot speak for another; revoked devices and devices without a certificate cannot connect."""
+a device cannot speak for another (nor for itself in another site), cannot take over another's session;
+revoked devices, devices without a certificate and devices of another CA are refused at the TLS handshake,
+with the alert that says why, while a good device connects in the same test."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from provisioning.site_init import init_site
 from shared import messages, topics
 from shared.config import MqttSection, load
 from shared.mqtt import Link
+from tests.provision_helpers import tls_alert
 
 SITE = "pavlodar"
 
@@ -190,25 +193,32 @@ def test_device_cannot_read_another_devices_commands_or_traffic(tmp_path, site):
 
 
 def test_device_without_certificate_cannot_connect(tmp_path, site):
-    _, mqtt = provision(tmp_path, site)
-    anonymous = mqtt.model_copy(update={"tls": mqtt.tls.model_copy(update={"cert": None, "key": None})})
-    assert try_connect(anonymous, "anon", site[1].broker_port) != "connected"
+    port = site[1].broker_port
+    device_id, mqtt = provision(tmp_path, site)
+    anonymous = mqtt.tls.model_copy(update={"cert": None, "key": None})
+    assert tls_alert(anonymous, port) == "TLSV13_ALERT_CERTIFICATE_REQUIRED"
+    assert tls_alert(mqtt.tls, port) is None  # the same broker takes the device's certificate
+    assert try_connect(mqtt, device_id, port) == "connected"
 
 
 def test_device_with_certificate_from_another_ca_cannot_connect(tmp_path, site, mosquitto_factory):
+    port = site[1].broker_port
     rogue_settings = site[1].model_copy(update={"broker_port": free_port()})
     rogue_paths = init_site(tmp_path / "rogue-site", rogue_settings)
     record, bundle = provision_device(rogue_paths, rogue_settings, "camera", "rogue")
     folder = write_folder(bundle, tmp_path / "rogue-device")
     rogue = load(folder / "config.toml", config_model("camera")[0]).mqtt
     # trust the real site's broker, present the rogue CA's certificate
-    _, real = provision(tmp_path, site)
+    real_id, real = provision(tmp_path, site)
     rogue = rogue.model_copy(update={"tls": rogue.tls.model_copy(update={"ca": real.tls.ca})})
-    assert try_connect(rogue, record.device_id, site[1].broker_port) != "connected"
+    assert tls_alert(rogue.tls, port) == "TLSV1_ALERT_UNKNOWN_CA"
+    assert try_connect(rogue, record.device_id, port) != "connected"
+    assert try_connect(real, real_id, port) == "connected"
 
 
 def test_revoked_device_is_cut_off_and_cannot_reconnect(tmp_path, site):
     paths, settings, broker = site
+    port = settings.broker_port
     device_id, mqtt = provision(tmp_path, site)
     other_id, other_mqtt = provision(tmp_path, site, "colleague")
     central, received = central_link(site)
@@ -220,22 +230,86 @@ def test_revoked_device_is_cut_off_and_cannot_reconnect(tmp_path, site):
         time.sleep(0.5)  # the broker handles SIGHUP between network events
         # the open connection can no longer publish ...
         device.publish(topics.up(SITE, device_id, "status"), status(device_id)).wait_for_publish(5)
-        # ... and a new connection is refused at the handshake
-        assert try_connect(mqtt, device_id + "-again", settings.broker_port) != "connected"
+        # ... and a new connection is refused at the handshake, for being revoked
+        assert tls_alert(mqtt.tls, port) == "SSLV3_ALERT_CERTIFICATE_REVOKED"
+        assert try_connect(mqtt, device_id, port) != "connected"
         # while other devices carry on
-        assert try_connect(other_mqtt, other_id, settings.broker_port) == "connected"
+        assert tls_alert(other_mqtt.tls, port) is None
+        assert try_connect(other_mqtt, other_id, port) == "connected"
         own = topics.up(SITE, other_id, "status")
         other = Link(other_mqtt, other_id).start()
         other.publish(own, status(other_id)).wait_for_publish(5)
         other.stop()
         assert received.get(timeout=5)[0] == own
         assert received.empty()
-        # a restart of the broker (reboot, upgrade) keeps it out too
+        # a restart of the broker (reboot, upgrade) keeps it out too, and lets the others in
         broker.stop()
         broker.start()
-        assert try_connect(mqtt, device_id + "-after-restart", settings.broker_port) != "connected"
+        assert tls_alert(mqtt.tls, port) == "SSLV3_ALERT_CERTIFICATE_REVOKED"
+        assert try_connect(other_mqtt, other_id, port) == "connected"
     finally:
         device.stop()
+        central.stop()
+
+
+def test_a_device_cannot_take_over_another_devices_session(tmp_path, site):
+    """MQTT drops the older connection of a client id; the broker makes the client id the certificate's CN,
+    so a stolen certificate cannot knock another device (or central) offline by borrowing its id."""
+    port = site[1].broker_port
+    victim_id, victim_mqtt = provision(tmp_path, site, "victim")
+    thief_id, thief_mqtt = provision(tmp_path, site, "thief")
+    central, received = central_link(site)
+    victim = raw_client(victim_mqtt, victim_id)
+    drops: list = []
+    connected = threading.Event()
+    victim.on_connect = lambda *args: connected.set()
+    victim.on_disconnect = lambda client, userdata, flags, reason, props: drops.append(str(reason))
+    thieves = []
+    try:
+        victim.connect("localhost", port)
+        victim.loop_start()
+        assert connected.wait(5)
+        for name in (victim_id, "central", "central-pavlodar"):  # the victim's id, central's usual ids
+            thief = raw_client(thief_mqtt, name)
+            thieves.append(thief)
+            accepted = threading.Event()
+            thief.on_connect = lambda *args, accepted=accepted: accepted.set()
+            thief.connect("localhost", port)
+            thief.loop_start()
+            assert accepted.wait(5)
+        # After the thieves' CONNACKs: a take-over would have reached the victim before this publish's PUBACK.
+        own = topics.up(SITE, victim_id, "status")
+        victim.publish(own, status(victim_id), qos=1).wait_for_publish(5)
+        assert received.get(timeout=5)[0] == own
+        assert drops == [] and victim.is_connected()
+        assert central.connected.is_set()
+    finally:
+        for client in [victim, *thieves]:
+            client.loop_stop()
+            client.disconnect()
+        central.stop()
+
+
+def test_device_cannot_publish_as_itself_under_another_site(tmp_path, site):
+    device_id, mqtt = provision(tmp_path, site)
+    central, received = central_link(site)
+    client = raw_client(mqtt, device_id)
+    acks: queue.Queue = queue.Queue()
+    client.on_publish = lambda c, u, mid, reason_code, props: acks.put(reason_code)
+    try:
+        client.connect("localhost", site[1].broker_port)
+        client.loop_start()
+        client.publish(topics.up("astana", device_id, "status"), status(device_id), qos=1)
+        reason = acks.get(timeout=5)
+        assert reason.is_failure and "authori" in str(reason).lower()
+        own = topics.up(SITE, device_id, "status")
+        client.publish(own, status(device_id), qos=1)
+        assert not acks.get(timeout=5).is_failure
+        assert received.get(timeout=5)[0] == own
+        assert received.empty()
+    finally:
+        client.loop_stop()
+        client.disconnect()
         central.stop()
 
 
@@ -245,6 +319,10 @@ def test_verify_waits_for_the_devices_authenticated_check_in(tmp_path, site, cap
     paths = site[0]
     device_id, mqtt = provision(tmp_path, site)
     silent_id, _ = provision(tmp_path, site, "never switched on")
+    central, _ = central_link(site)  # verify has its own identity: it must not knock central off
+    drops: list = []
+    on_disconnect = central.client.on_disconnect
+    central.client.on_disconnect = lambda *args: (drops.append(args[3]), on_disconnect(*args))
     result: list[int] = []
     verifier = threading.Thread(
         target=lambda: result.append(
@@ -263,3 +341,12 @@ def test_verify_waits_for_the_devices_authenticated_check_in(tmp_path, site, cap
     assert result == [0]
     assert f"{device_id} checked in" in printed and "software_version: test" in printed
     assert main(["provision", "verify", "--dir", str(paths.root), "--mqtt", silent_id, "--timeout", "1"]) == 1
+    assert drops == [] and central.connected.is_set()
+    central.stop()
+
+
+def test_site_acl_names_the_site_and_grants_the_tool_read_only(site):
+    acl = site[0].acl.read_text()
+    assert f"pattern write kuzet/v1/{SITE}/%u/up/#" in acl and "kuzet/v1/+/" not in acl
+    tool = acl.split("user provision-tool\n", 1)[1].split("\n\n", 1)[0]
+    assert tool == f"topic read kuzet/v1/{SITE}/+/up/#"

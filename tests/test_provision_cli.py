@@ -4,6 +4,8 @@ with the real central app over HTTP), register later when central was down, revo
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -83,10 +85,17 @@ def test_device_is_provisioned_labelled_and_registered_with_central(tmp_path, si
         "device.crt",
         "device.json",
         "device.key",
+        "kuzet-camera.service",
         "update.pub",
     ]
     assert (out / "device.key").stat().st_mode & 0o077 == 0
-    assert "mqtts://mqtt.pavlodar.local:8883" in (out / "config.toml").read_text()
+    from edge.camera.config import load as load_camera
+
+    camera = load_camera(out / "config.toml")  # as the camera will read it from /etc/kuzet
+    assert camera.mqtt.url == "mqtts://mqtt.pavlodar.local:8883"
+    assert str(camera.storage.dir) == "/var/lib/kuzet/camera"
+    assert camera.updates.public_key == out / "update.pub" and camera.updates.public_key.is_file()
+    assert str(camera.updates.install_dir) == "/var/lib/kuzet/camera/updates"
 
     row = app.db()["devices"].get(device_id)
     assert (row["kind"], row["name"], row["site"]) == ("camera", "Лермонтова / Торайгырова", "pavlodar")
@@ -154,9 +163,13 @@ def test_revoke_puts_certificate_on_crl_and_marks_central(tmp_path, site, centra
     device_id = device_json(out)["device_id"]
     rc = main(["provision", "revoke", "--dir", str(site), device_id, "--central", url, "--token", token])
     printed = capsys.readouterr()
-    assert rc == 0, printed.err
-    assert "systemctl reload mosquitto" in printed.out  # no reload command configured: the technician is told
-    assert app.db()["devices"].get(device_id)["revoked_at"]
+    # no reload command configured: the broker still lets the device in, which must not look like success
+    assert rc == 4, printed.err
+    assert (
+        "the broker has NOT re-read the CRL and ACL" in printed.err
+        and "systemctl reload mosquitto" in printed.err
+    )
+    assert app.db()["devices"].get(device_id)["revoked_at"]  # central is told all the same
 
     from cryptography import x509
 
@@ -167,10 +180,13 @@ def test_revoke_puts_certificate_on_crl_and_marks_central(tmp_path, site, centra
     assert crl.is_signature_valid(ca.cert.public_key())
     assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
     assert f"user {device_id}\ntopic deny #" in paths.acl.read_text()
-    # once more: the CA part is done, central is told again, nothing breaks
-    assert (
-        main(["provision", "revoke", "--dir", str(site), device_id, "--central", url, "--token", token]) == 0
-    )
+    # a reload command that fails is an error too, with its reason
+    argv = ["provision", "revoke", "--dir", str(site), device_id, "--central", url, "--token", token]
+    assert main(argv + ["--reload-command", "false"]) == 4
+    assert "'false' failed" in capsys.readouterr().err
+    # once more, with a reload that works: the CA part is done, the broker reloads, central is told again
+    assert main(argv + ["--reload-command", "true"]) == 0
+    assert "already revoked" in capsys.readouterr().out
 
 
 def test_operator_token_cannot_register(tmp_path, site, central, capsys):
@@ -327,6 +343,65 @@ def test_bundle_onto_a_mounted_boot_partition_and_flash_from_cli(tmp_path, site,
     assert "verified" in capsys.readouterr().out
     with ImageBoot(card) as written:
         assert written.read("kuzet/device.json") == (boot / "kuzet" / "device.json").read_bytes()
+
+
+def test_first_boot_installs_the_bundle_and_enables_the_agent(tmp_path, site):
+    """The real kuzet-firstboot.sh, run into a stand-in for the device's root filesystem (KUZET_ROOT)."""
+    import subprocess
+
+    from edge.camera.config import load as load_camera
+
+    if os.geteuid() != 0 or not (shutil.which("useradd") and shutil.which("systemctl")):
+        pytest.skip("the first-boot script runs as root, with useradd and systemctl (as on Raspberry Pi OS)")
+    boot = tmp_path / "bootfs"
+    boot.mkdir()
+    original = "console=serial0,115200 root=PARTUUID=1-02 rootwait\n"
+    (boot / "cmdline.txt").write_text(original)
+    base = ["provision", "device", "--dir", str(site), "--kind", "camera", "--name", "x", "--no-register"]
+    assert main(base + ["--boot", str(boot)]) == 0
+    root = tmp_path / "device-root"
+    (root / "etc").mkdir(parents=True)
+    for name, line in (
+        ("passwd", "root:x:0:0:root:/root:/bin/bash"),
+        ("group", "root:x:0:"),
+        ("shadow", "root:*:19000:0:99999:7:::"),
+        ("gshadow", "root:*::"),
+    ):
+        (root / "etc" / name).write_text(line + "\n")
+
+    done = subprocess.run(
+        ["bash", str(boot / "kuzet-firstboot.sh")],
+        env={**os.environ, "KUZET_ROOT": str(root)},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    group = next(
+        line for line in (root / "etc" / "group").read_text().splitlines() if line.startswith("kuzet:")
+    )
+    etc = root / "etc" / "kuzet"
+    key = (etc / "device.key").stat()
+    assert (key.st_mode & 0o777, key.st_uid, key.st_gid) == (0o640, 0, int(group.split(":")[2]))
+    assert (etc / "config.toml").stat().st_mode & 0o777 == 0o644
+    unit = root / "etc" / "systemd" / "system" / "kuzet-camera.service"
+    assert (root / "etc" / "systemd" / "system" / "multi-user.target.wants" / unit.name).is_symlink()
+    text = unit.read_text()
+    assert "User=kuzet" in text and "StateDirectory=kuzet/camera" in text
+    assert "ExecStart=/opt/kuzet/bin/kuzet camera --config /etc/kuzet/config.toml" in text
+    assert (
+        str(load_camera(etc / "config.toml").storage.dir) == "/var/lib/kuzet/camera"
+    )  # the unit's state dir
+    # nothing of the bundle stays on the FAT partition, and first boot is unhooked
+    assert not (boot / "kuzet").exists() and not (boot / "kuzet-firstboot.sh").exists()
+    assert (boot / "cmdline.txt").read_text() == original
+    if shutil.which(
+        "systemd-analyze"
+    ):  # systemd reads the unit without complaint (Kuzet is not installed here)
+        checked = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+        problems = [
+            line for line in checked.stderr.splitlines() if line and "/opt/kuzet/bin/kuzet" not in line
+        ]
+        assert problems == []
 
 
 def test_broker_config_names_the_broker_hosts_paths(tmp_path):

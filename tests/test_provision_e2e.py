@@ -17,6 +17,7 @@ from provisioning.site import SitePaths
 from shared import config, messages, topics
 from shared.cli import main
 from shared.mqtt import Link
+from tests.provision_helpers import tls_alert
 
 web = pytest.importorskip("central.web.server", reason="central's web app is not in this checkout")
 ingest = pytest.importorskip("central.ingest.service", reason="central's ingest is not in this checkout")
@@ -113,9 +114,15 @@ def test_provision_verify_revoke_through_central(tmp_path, mosquitto_factory, ca
         assert rc == 0, capsys.readouterr().err
         assert central.db()["devices"].get(device_id)["revoked_at"]
         device.stop()
-        again = Link(settings.mqtt, device_id + "-x").start(wait_s=2)  # same certificate, new session
-        assert not again.connected.is_set()
-        again.stop()
+        # the same certificate is refused at the handshake for being revoked; a colleague's is taken
+        assert tls_alert(settings.mqtt.tls, port) == "SSLV3_ALERT_CERTIFICATE_REVOKED"
+        rc = main(
+            ["provision", "device", "--dir", str(site_dir), "--kind", "camera", "--name", "Baitursynov 7"]
+            + ["--out", str(tmp_path / "colleague"), "--no-register"]
+        )
+        assert rc == 0
+        colleague = config.load(tmp_path / "colleague" / "config.toml", config_model("camera")[0])
+        assert tls_alert(colleague.mqtt.tls, port) is None
     finally:
         if device is not None:
             device.stop()

@@ -1,5 +1,8 @@
 """Flashing onto loop files (regular files, never a real disk) with read-back verification, refusal of mounted
-and system targets, and bundle injection into a real FAT partition inside an image file."""
+and system targets, and bundle injection into a real FAT partition inside an image file.
+
+Which disks are in use is judged from /proc and /sys: those are made up here (btrfs, LVM/LUKS, swap, RAID),
+so no real disk is ever opened for writing."""
 
 from __future__ import annotations
 
@@ -9,12 +12,14 @@ import os
 import shutil
 import stat
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from provisioning.bundle import FIRSTBOOT, Bundle, read_bundle, write_tar
-from provisioning.flash import FlashError, check_target, flash, parse_mountinfo, read_mounts
+from provisioning.disks import Host, parse_mountinfo
+from provisioning.flash import FlashError, check_block_device, check_target, flash
 from provisioning.image import ImageBoot, ImageError, boot_partition_offset, inject
 from tests.fat_image import START_LBA, build_image
 
@@ -121,13 +126,174 @@ def test_flash_refuses_a_mounted_target_before_writing(tmp_path):
 
 
 def test_the_system_disk_is_refused():
-    root = next((m for m in read_mounts() if m.mount_point == "/"), None)
+    """This machine's real root disk (when it is one): refused from what /proc and /sys say, before any open."""
+    root = next((m for m in Host().mounts() if m.mount_point == "/"), None)
     if root is None or not root.source.startswith("/dev/") or not Path(root.source).exists():
         pytest.skip("the root filesystem is not on a block device here")
     if not stat.S_ISBLK(os.stat(root.source).st_mode):
         pytest.skip(f"{root.source} is not a block device")
     with pytest.raises(FlashError, match="system disk"):
         check_target(Path(root.source), Path("/nonexistent.img"))
+
+
+# --- made-up /proc and /sys -------------------------------------------------------------------------------
+
+
+@dataclass
+class MadeUpHost(Host):
+    """A Host over made-up /proc and /sys trees; device nodes (/dev/...) map to numbers in ``nodes``."""
+
+    nodes: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def block_device(self, path):
+        return self.nodes.get(path)
+
+    def filesystem_of(self, path):
+        return self.nodes.get(path)
+
+
+class Machine:
+    """Builds the sysfs of a machine: disks with partitions, device-mapper/RAID devices on top of them."""
+
+    def __init__(self, root: Path):
+        self.sys, self.proc = root / "sys", root / "proc"
+        (self.proc / "self").mkdir(parents=True)
+        self.host = MadeUpHost(sys_root=self.sys, proc_root=self.proc)
+        self.paths: dict[str, Path] = {}
+
+    def _register(self, name: str, number: tuple[int, int], node: Path) -> None:
+        node.mkdir(parents=True)
+        (node / "dev").write_text(f"{number[0]}:{number[1]}\n")
+        (node / "holders").mkdir()
+        for link in (
+            self.sys / "dev" / "block" / f"{number[0]}:{number[1]}",
+            self.sys / "class" / "block" / name,
+        ):
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(node, link.parent))
+        self.host.nodes[f"/dev/{name}"] = number
+        self.paths[name] = node
+
+    def disk(self, name: str, major: int, minor: int, partitions: int = 2) -> tuple[int, int]:
+        node = self.sys / "devices" / "platform" / "block" / name
+        self._register(name, (major, minor), node)
+        link = self.sys / "block" / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(node, link.parent))
+        for index in range(1, partitions + 1):
+            part = f"{name}p{index}" if name[-1].isdigit() else f"{name}{index}"
+            self._register(part, (major, minor + index), node / part)
+            (node / part / "partition").write_text(f"{index}\n")
+        return (major, minor)
+
+    def stacked(self, name: str, number: tuple[int, int], on: list[str], node_name: str | None = None):
+        """A device-mapper or RAID device built on partitions ``on`` (slaves), which list it as a holder."""
+        node = self.sys / "devices" / "virtual" / "block" / name
+        self._register(name, number, node)
+        (node / "slaves").mkdir()
+        for part in on:
+            (node / "slaves" / part).symlink_to(os.path.relpath(self.paths[part], node / "slaves"))
+            (self.paths[part] / "holders" / name).symlink_to(
+                os.path.relpath(node, self.paths[part] / "holders")
+            )
+        if node_name:
+            self.host.nodes[node_name] = number
+
+    def mounts(self, text: str) -> None:
+        (self.proc / "self" / "mountinfo").write_text(text)
+
+    def swaps(self, *names: str) -> None:
+        lines = ["Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority"]
+        lines += [f"{n}\t{'partition' if n.startswith('/dev/') else 'file'}\t\t1048572\t0\t-2" for n in names]
+        (self.proc / "swaps").write_text("\n".join(lines) + "\n")
+
+
+def refusal(machine: Machine, disk: str) -> str | None:
+    """What check_block_device says of writing ``disk`` on this machine (None: allowed)."""
+    try:
+        check_block_device(
+            Path(f"/dev/{disk}"), machine.host.nodes[f"/dev/{disk}"], machine.host, machine.host.mounts()
+        )
+    except FlashError as exc:
+        return str(exc)
+    return None
+
+
+def test_a_btrfs_root_is_traced_from_its_source_to_its_disk(tmp_path):
+    machine = Machine(tmp_path)
+    machine.disk("vda", 254, 0)
+    machine.disk("sdb", 8, 16)  # the card in the reader
+    # btrfs reports an anonymous device number (0:45): only its source names the disk
+    machine.mounts(
+        "27 1 0:45 /@ / rw,relatime - btrfs /dev/vda2 rw,ssd\n28 27 0:46 /@home /home rw - btrfs /dev/vda2 rw\n"
+    )
+    assert "system disk (it holds / from /dev/vda2)" in refusal(machine, "vda")
+    assert "system disk" in refusal(machine, "vda1")  # a partition of the system disk too
+    assert refusal(machine, "sdb") is None  # the card is fine
+
+
+def test_a_root_on_lvm_or_luks_is_traced_through_device_mapper(tmp_path):
+    machine = Machine(tmp_path)
+    machine.disk("nvme0n1", 259, 0)
+    machine.disk("sdb", 8, 16)
+    machine.stacked("dm-0", (253, 0), on=["nvme0n1p2"], node_name="/dev/mapper/vg-root")
+    machine.mounts(
+        "27 1 253:0 / / rw,relatime - ext4 /dev/mapper/vg-root rw\n"
+        "30 27 259:1 / /boot rw,relatime - ext4 /dev/nvme0n1p1 rw\n"
+    )
+    assert "system disk (it holds / from /dev/mapper/vg-root)" in refusal(machine, "nvme0n1")
+    assert refusal(machine, "sdb") is None
+
+
+def test_a_disk_holding_swap_is_refused(tmp_path):
+    machine = Machine(tmp_path)
+    machine.disk("vda", 254, 0)
+    machine.disk("sdb", 8, 16)
+    machine.disk("sdc", 8, 32)
+    machine.mounts("27 1 254:1 / / rw - ext4 /dev/vda1 rw\n")
+    machine.swaps("/dev/sdb2")
+    assert "holds the active swap /dev/sdb2" in refusal(machine, "sdb")
+    assert refusal(machine, "sdc") is None
+
+
+def test_a_disk_held_by_raid_or_device_mapper_is_refused(tmp_path):
+    machine = Machine(tmp_path)
+    machine.disk("vda", 254, 0)
+    machine.disk("sdc", 8, 32)
+    machine.disk("sdd", 8, 48)
+    machine.stacked("md0", (9, 0), on=["sdc1", "sdd1"])  # a RAID nobody mounted (yet)
+    machine.mounts("27 1 254:1 / / rw - ext4 /dev/vda1 rw\n")
+    assert "in use by md0" in refusal(machine, "sdc")
+    assert "in use by md0" in refusal(machine, "sdd")
+
+
+def test_a_card_with_a_mounted_partition_is_refused(tmp_path):
+    machine = Machine(tmp_path)
+    machine.disk("vda", 254, 0)
+    machine.disk("sde", 8, 64)
+    machine.mounts(
+        "27 1 254:1 / / rw - ext4 /dev/vda1 rw\n"
+        "99 27 8:65 / /media/tech/bootfs rw - vfat /dev/sde1 rw,fmask=0022\n"
+    )
+    assert "partition mounted at /media/tech/bootfs" in refusal(machine, "sde")
+
+
+def test_an_image_file_used_as_swap_or_attached_to_a_loop_device_is_refused(tmp_path):
+    image = build_image(tmp_path / "raspios.img")
+    machine = Machine(tmp_path / "machine")
+    machine.mounts("27 1 254:1 / / rw - ext4 /dev/vda1 rw\n")
+    swapfile, attached, free = tmp_path / "swap.bin", tmp_path / "attached.bin", tmp_path / "free.bin"
+    for target in (swapfile, attached, free):
+        target.write_bytes(b"\0" * 4096)
+    machine.swaps(str(swapfile))
+    backing = machine.sys / "class" / "block" / "loop3" / "loop" / "backing_file"
+    backing.parent.mkdir(parents=True)
+    backing.write_text(f"{attached}\n")
+    with pytest.raises(FlashError, match="active swap file"):
+        check_target(swapfile, image, host=machine.host)
+    with pytest.raises(FlashError, match="attached to /dev/loop3"):
+        check_target(attached, image, host=machine.host)
+    check_target(free, image, host=machine.host)  # the same checks let a free file through
 
 
 def test_flash_refuses_the_image_itself_and_a_missing_target(tmp_path):

@@ -26,14 +26,24 @@ def test_every_event_and_clip_arrives_exactly_once_through_outage_and_sigkill(tm
         tmp_path / "run",
         footage / "pets09-s2l1" / "vtest.avi",
         kuzet_home,
-        outage_s=6,
+        outage_s=10,
         phase_s=8,
         settle_s=60,
     )
-    assert figures["created"] > 0 and figures["clips_created"] > 0  # the scenario really produced work
+    # The faults bit: the camera kept making events while the broker was away and queued them; the SIGKILL hit
+    # it with unacknowledged messages in its outbox.
+    assert figures["created_during_outage"] > 0
+    assert figures["backlog_in_outage"] > 0
+    assert figures["backlog_at_kill"] > 0
+    assert figures["created"] > figures["created_during_outage"] and figures["clips_created"] > 0
+    # Nothing lost, nothing twice: every event stored once and closed (those the kill left open too), every
+    # clip counted from its start arrives verified (one cut short by the kill is finished from its partial file)
     assert figures["stored"] == figures["created"]
     assert figures["duplicates"] == 0
+    assert figures["open_in_central"] == 0
     assert figures["clips_verified"] == figures["clips_created"]
+    assert figures["clips_lost"] == 0
+    assert figures["clips_recovered"] >= min(figures["recording_at_kill"], 1)
     assert figures["offline_after_kill"]  # the last will told central
     # SIGTERM: a clean exit, nothing left behind, and central was told the camera is offline
     assert figures["camera_exit_code"] == 0

@@ -67,7 +67,12 @@ def test_camera_event_dispatches_nearest_badge_through_to_resolved(centre, camer
         "resolved",
     ]
     event = centre.db()["events"].get(event_id)
-    assert event["status"] == "closed" and event["assigned_to"] == "badge-near"
+    assert event["status"] == "closed" and event["closed_note"] == "Two persons moved on; no offence."
+    # The unit is routing's, kept apart from the account an operator assigns to follow the event up.
+    assert event["dispatched_unit"] == "badge-near" and event["assigned_to"] is None
+    # Routing's changes to the event are audited and announced live, like an operator's.
+    assert centre.event_audit(event_id) == [("routing", "event.dispatched"), ("badge-near", "event.close")]
+    assert [u["event_id"] for u in centre.updates("event")].count(event_id) >= 3  # new, dispatched, closed
     actions = [r["action"] for r in centre.db()["audit"].rows_where("target = ?", [row["dispatch_id"]])]
     assert actions == [
         "dispatch.sent",

@@ -140,3 +140,87 @@ def _within(condition, seconds: float) -> bool:
     except AssertionError:
         return False
     return True
+
+
+def test_dispatch_api_and_page_work_under_serve(tmp_path, mosquitto):
+    """Through the real start-up path (``serve``): routing's API acts, and the event page offers dispatching.
+    A web app without a running routing service offers no dispatch buttons and its API says so."""
+    from patrol_helpers import Camera, inbox_has, point, start_badge
+
+    from central.auth import tokens, users
+    from central.web import create_app
+
+    http_port = free_port()
+    central = make_central(
+        tmp_path, mosquitto.url, http={"port": http_port}, routing={"policy": "confirm", "ack_timeout_s": 60}
+    )
+    users.create_user(central.db(), "aigerim", "correct horse battery 7", "operator", actor="test")
+    token = tokens.create_token(central.db(), "aigerim", "test", actor="test")
+    IngestService(central).start().stop()  # central's persistent session exists before it starts
+    thread, stop, status = run_in_thread(central)
+    api = Api(f"http://127.0.0.1:{http_port}", token)
+    camera = Camera(mosquitto.url)
+    badge = None
+    try:
+        wait_for(lambda: _get(f"http://127.0.0.1:{http_port}/healthz") == 200, what="the web page")
+        badge = start_badge(tmp_path, mosquitto.url, "badge-near", point(150))
+        wait_for(
+            lambda: [u for u in api.ok("/api/v1/units")["units"] if u["device_id"] == "badge-near"],
+            what="the badge listed by GET /api/v1/units",
+        )
+        event_id = camera.event(point(0))
+        [proposal] = wait_for(
+            lambda: api.ok("/api/v1/dispatches?state=proposed")["dispatches"], what="routing's proposal"
+        )
+        assert proposal["event_id"] == event_id and proposal["unit"] == "badge-near"
+        code, page = api.get(f"/events/{event_id}", raw=True)
+        assert code == 200 and 'id="recommend"' in page and 'data-can-dispatch="1"' in page
+        code, sent = api.post(f"/api/v1/dispatches/{proposal['dispatch_id']}/confirm")
+        assert code == 200 and sent["state"] == "sent"
+        wait_for(inbox_has(badge, proposal["dispatch_id"]), what="the dispatch at the badge")
+    finally:
+        camera.stop()
+        if badge is not None:
+            badge.stop()
+        stop.set()
+        thread.join(timeout=60)
+    assert status == [0]
+
+    # The same page from an app that has no routing service attached: no buttons that could only fail.
+    client = create_app(central).test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/units", headers=headers).status_code == 503
+    page = client.get(f"/events/{event_id}", headers=headers).get_data(as_text=True)
+    assert 'id="recommend"' not in page and 'data-can-dispatch="0"' in page
+
+
+class Api:
+    """Central's HTTP API as a tool uses it: over the network, with a bearer token."""
+
+    def __init__(self, base: str, token: str):
+        self.base, self.headers = base, {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    def _call(self, method: str, path: str, body: dict | None = None, raw: bool = False):
+        import json
+        import urllib.error
+
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {**self.headers, **({"Content-Type": "application/json"} if data else {})}
+        request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                text = response.read().decode()
+                return response.status, text if raw else json.loads(text)
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def get(self, path: str, raw: bool = False):
+        return self._call("GET", path, raw=raw)
+
+    def ok(self, path: str) -> dict:
+        code, body = self.get(path)
+        assert code == 200, f"GET {path}: {code} {body}"
+        return body
+
+    def post(self, path: str, body: dict | None = None):
+        return self._call("POST", path, body or {})

@@ -87,6 +87,13 @@ def wait_until(driver, condition, what: str, timeout_s: float = 20.0):
         raise AssertionError(f"the page never showed {what}") from None
 
 
+def click(driver, css: str, what: str) -> None:
+    """Click what the live page may redraw at any moment (a dispatch's buttons): again if it went stale."""
+    from selenium.webdriver.common.by import By
+
+    wait_until(driver, lambda d: d.find_element(By.CSS_SELECTOR, css).click() or True, what)
+
+
 def log_in(driver, url: str, username: str) -> None:
     from selenium.webdriver.common.by import By
 
@@ -273,51 +280,243 @@ def test_other_pages_render_for_a_supervisor(live, camera, browser):
     browser.save_screenshot(str(SCREENSHOTS / "07b-users.png"))
 
 
-def test_operator_confirms_a_patrol_from_the_event_page(tmp_path, mosquitto, browser):
-    """Routing proposes the nearest patrol (confirm policy); the operator confirms it on the page and the
-    badge gets the dispatch."""
+def test_operator_dispatches_reassigns_and_intercepts_from_the_event_page_and_map(
+    tmp_path, mosquitto, browser
+):
+    """Central started as ``kuzet central run`` starts it (confirm policy). The operator confirms routing's
+    proposal, watches the badge's answer arrive without a reload, reassigns the event to another unit with a
+    reason, sends an intercept with a radius and heading, and sees it all on the map; when one officer
+    resolves the event, the others stand down and the event leaves the map."""
     from patrol_helpers import Camera as StreetCamera
-    from patrol_helpers import Centre, inbox_has, point, start_badge, wait_for
+    from patrol_helpers import inbox_has, point, start_badge, wait_for
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
-    from central.auth import users
-    from central.web.server import WebServer
-
-    centre = Centre(tmp_path, mosquitto.url, policy="confirm", ack_timeout_s=60)
-    users.create_user(centre.db(), "operator", PASSWORD, "operator", "Aigerim", actor="test")
-    web = WebServer(centre.central, host="127.0.0.1", port=0, routing_service=centre.routing)
-    web.app.config["SSE_HEARTBEAT_S"] = 0.5
-    web.start()
-    badge = start_badge(tmp_path, mosquitto.url, "badge-near", point(150), centre)
+    live = LiveCentral(tmp_path, mosquitto.url, routing={"policy": "confirm", "ack_timeout_s": 60})
+    badges = {
+        name: start_badge(tmp_path, mosquitto.url, name, at)
+        for name, at in (("badge-near", point(150)), ("badge-mid", point(-400)), ("badge-far", point(0, 700)))
+    }
     camera = StreetCamera(mosquitto.url)
+    units = live.routing.units
     try:
+        wait_for(lambda: all((u := units.get(n)) and u.free() for n in badges), what="the three units free")
         event_id = camera.event(point(0))
-        [proposal] = wait_for(lambda: centre.dispatches(state="proposed"), what="routing's proposal")
-        log_in(browser, web.url, "operator")
-        browser.get(f"{web.url}/events/{event_id}")
+        db = live.central.db()
+        [proposal] = wait_for(
+            lambda: list(db["dispatches"].rows_where("state = 'proposed'")), what="a proposal"
+        )
+        log_in(browser, live.web.url, "operator")
+        browser.get(f"{live.web.url}/events/{event_id}")
+        browser.execute_script("window.kuzetSamePage = true")  # gone if the page reloads
+
+        def dispatch_state(dispatch_id):
+            return lambda d: d.find_element(
+                By.CSS_SELECTOR, f'li[data-dispatch="{dispatch_id}"]'
+            ).get_attribute("data-state")
+
         wait_until(
             browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".confirm-dispatch"), "the Confirm button"
         )
         browser.save_screenshot(str(SCREENSHOTS / "08-dispatch-proposed.png"))
-        browser.find_element(By.CSS_SELECTOR, ".confirm-dispatch").click()
-        wait_for(inbox_has(badge, proposal["dispatch_id"]), what="the dispatch at the badge")
+        click(browser, ".confirm-dispatch", "Confirm")
+        first = proposal["dispatch_id"]
+        wait_for(inbox_has(badges["badge-near"], first), what="the dispatch at the badge")
+        badges["badge-near"].acknowledge()
+        wait_until(browser, lambda d: dispatch_state(first)(d) == "acknowledged", "the acknowledgement, live")
+        assert browser.execute_script("return window.kuzetSamePage === true")
+        assert browser.find_element(By.ID, "event-status").text == "dispatched"
+        assert browser.find_element(By.ID, "event-unit").text == "badge-near"
+        browser.save_screenshot(str(SCREENSHOTS / "09-dispatch-acknowledged-live.png"))
+
+        # Reassign to another unit, with a reason the first officer is told.
+        click(browser, f'li[data-dispatch="{first}"] .reassign-dispatch', "Reassign")
+        form = wait_until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".reassign-form"), "the form")[
+            0
+        ]
+        Select(form.find_element(By.CSS_SELECTOR, ".reassign-unit")).select_by_value("badge-mid")
+        form.find_element(By.CSS_SELECTOR, ".reassign-reason").send_keys("badge-mid has the car")
+        browser.save_screenshot(str(SCREENSHOTS / "10-reassign.png"))
+        form.find_element(By.CSS_SELECTOR, "button").click()
+        wait_until(browser, lambda d: dispatch_state(first)(d) == "cancelled", "the first dispatch cancelled")
+        [second] = wait_for(inbox_has(badges["badge-mid"]), what="the reassigned dispatch at badge-mid")
+        wait_until(browser, lambda d: dispatch_state(second.dispatch_id)(d) == "sent", "the new dispatch")
+        wait_for(lambda: badges["badge-near"].inbox.get(first).state == "cancelled", what="badge-near told")
+        assert "badge-mid has the car" in badges["badge-near"].inbox.get(first).reason
+
+        # Intercept: every free unit within 1 km, heading east.
+        wait_for(lambda: units.get("badge-near").free(), what="badge-near free again")
+        radius = browser.find_element(By.ID, "intercept-radius")
+        radius.clear()
+        radius.send_keys("1000")
+        browser.find_element(By.ID, "intercept-direction").send_keys("90")
+        browser.find_element(By.ID, "intercept-description").send_keys("man in a red jacket, running east")
+        browser.find_element(By.ID, "intercept").click()
+        import time as _t; _t.sleep(3); browser.save_screenshot(str(SCREENSHOTS / "debug-intercept.png"))  # DEBUG
+        intercepts = {
+            name: wait_for(
+                lambda name=name: [i for i in badges[name].inbox.items() if i.dispatch.mode == "intercept"],
+                what=f"the intercept at {name}",
+            )[0]
+            for name in ("badge-near", "badge-far")
+        }
+        for item in intercepts.values():
+            assert item.dispatch.mode == "intercept" and item.dispatch.direction_deg == 90.0
+            assert "red jacket" in item.dispatch.description
+        wait_until(
+            browser,
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, "#dispatch-list > li")) == 4,
+            "the intercept dispatches in the history",
+        )
+        assert browser.execute_script("return window.kuzetSamePage === true")
+        browser.set_window_size(1440, 1500)
+        browser.save_screenshot(str(SCREENSHOTS / "11-event-dispatches-live.png"))
+        browser.set_window_size(1440, 900)
+
+        # The map: a line from each unit under way to the event, the intercept's radius around it.
+        browser.get(live.web.url + "/map")
         wait_until(
             browser,
             lambda d: (
-                d.find_element(
-                    By.CSS_SELECTOR, f'li[data-dispatch="{proposal["dispatch_id"]}"]'
-                ).get_attribute("data-state")
-                != "proposed"
+                len(d.find_elements(By.CSS_SELECTOR, "path.dispatch-line")) == 3
+                and len(d.find_elements(By.CSS_SELECTOR, "path.intercept-area")) == 1
+                and d.find_elements(By.CSS_SELECTOR, ".mk-event")
             ),
-            "the dispatch sent",
+            "three dispatch lines and the intercept circle",
         )
-        browser.save_screenshot(str(SCREENSHOTS / "09-dispatch-sent.png"))
-        assert any(
-            e["actor"] == "operator" and e["action"] == "dispatch.confirmed"
-            for e in audit.entries(centre.db(), target=proposal["dispatch_id"])
+        browser.save_screenshot(str(SCREENSHOTS / "12-map-dispatches.png"))
+
+        # badge-far catches him: the others stand down, the event closes, the map clears, all live.
+        badges["badge-far"].acknowledge()
+        badges["badge-far"].resolve("Detained on Satpayev St")
+        wait_until(
+            browser,
+            lambda d: (
+                not d.find_elements(By.CSS_SELECTOR, "path.dispatch-line")
+                and not d.find_elements(By.CSS_SELECTOR, "path.intercept-area")
+                and not d.find_elements(By.CSS_SELECTOR, ".mk-event")
+            ),
+            "the map cleared once the event is resolved",
         )
+        browser.save_screenshot(str(SCREENSHOTS / "13-map-resolved.png"))
+        for name in ("badge-near", "badge-mid"):
+            wait_for(lambda name=name: badges[name].inbox.current() is None, what=f"{name} stood down")
+        actions = [(e["actor"], e["action"]) for e in audit.entries(db, target=f"event:{event_id}")]
+        assert actions.count(("operator", "event.dispatched")) == 4  # confirmed, reassigned, two intercepts
+        assert ("badge-far", "event.close") in actions
+        confirmed = [e["actor"] for e in audit.entries(db, action="dispatch.confirmed", target=first)]
+        assert confirmed == ["operator"]
     finally:
         camera.stop()
+        for badge in badges.values():
+            badge.stop()
+        live.stop()
+
+
+def test_alerts_are_counted_in_the_header_and_acknowledged_on_their_page(tmp_path, mosquitto, browser):
+    from patrol_helpers import Camera as StreetCamera
+    from patrol_helpers import point
+    from selenium.webdriver.common.by import By
+
+    live = LiveCentral(tmp_path, mosquitto.url)
+    camera = StreetCamera(mosquitto.url)
+    try:
+        log_in(browser, live.web.url, "operator")
+        browser.get(live.web.url + "/alerts")
+        wait_until(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#live .label").text == "live", "live")
+        assert browser.find_element(By.CSS_SELECTOR, "#alert-count .n").text == "0"
+        event_id = camera.event(point(0))  # no patrol anywhere: routing alerts the operators
+        row = wait_until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts-body tr"), "the alert")[
+            0
+        ]
+        assert "no free unit" in row.text
+        wait_until(
+            browser, lambda d: d.find_element(By.CSS_SELECTOR, "#alert-count .n").text == "1", "count 1"
+        )
+        assert "has" in browser.find_element(By.ID, "alert-count").get_attribute("class")
+        browser.save_screenshot(str(SCREENSHOTS / "14-alerts.png"))
+        row.find_element(By.CSS_SELECTOR, "button.ack-alert").click()
+        wait_until(
+            browser, lambda d: d.find_element(By.CSS_SELECTOR, "#alert-count .n").text == "0", "count 0"
+        )
+        wait_until(
+            browser, lambda d: not d.find_elements(By.CSS_SELECTOR, "#alerts-body tr"), "the list empty"
+        )
+        [entry] = audit.entries(live.central.db(), action="alert.acknowledge")
+        assert entry["actor"] == "operator"
+        browser.get(live.web.url + "/alerts?state=all")
+        assert "operator" in browser.find_element(By.ID, "alerts-body").text
+        assert event_id in browser.find_element(By.CSS_SELECTOR, "#alerts-body a").get_attribute("href")
+    finally:
+        camera.stop()
+        live.stop()
+
+
+def test_operator_watches_a_badge_live_and_checks_its_evidence(tmp_path, mosquitto, browser, footage):
+    """A real badge streams real footage on the operator's request, from the device page; who watched is
+    audited; the page also shows the badge's evidence chain as verified."""
+    from patrol_helpers import point, start_badge, wait_for
+    from selenium.webdriver.common.by import By
+
+    live = LiveCentral(tmp_path, mosquitto.url)
+    badge = start_badge(
+        tmp_path,
+        mosquitto.url,
+        "badge-3",
+        point(0),
+        camera={"source": str(footage / "pets09-s2l1" / "vtest.avi")},
+        live={"fps": 5, "max_kbps": 400, "width": 480, "jpeg_quality": 70, "max_duration_s": 60},
+        evidence={"enabled": True, "mode": "always", "segment_s": 1.0, "fps": 4, "width": 320},
+    )
+    db = live.central.db()
+    try:
+        verified = "select count(*) from clips where purpose = 'evidence' and state = 'verified'"
+        wait_for(lambda: db.execute(verified).fetchone()[0] >= 2, timeout_s=40, what="evidence at central")
+        wait_for(
+            lambda: db.execute("select online from devices where device_id = 'badge-3'").fetchone()[0],
+            what="online",
+        )
+        log_in(browser, live.web.url, "operator")
+        browser.get(live.web.url + "/devices/badge-3")
+        status = wait_until(
+            browser,
+            lambda d: d.find_element(By.ID, "evidence-status").get_attribute("data-status"),
+            "the evidence chain status",
+        )
+        # Recording goes on while the page opens: the newest recording may still be on its way.
+        assert status in ("verified", "incomplete"), browser.find_element(By.ID, "evidence-status").text
+        duration = browser.find_element(By.ID, "live-duration")
+        duration.clear()
+        duration.send_keys("30")
+        browser.find_element(By.ID, "live-start").click()
+        wait_until(
+            browser,
+            lambda d: d.execute_script(
+                "const i = document.getElementById('live-frame');"
+                "return i.complete && i.naturalWidth === 480 && Number(i.dataset.frames) >= 5"
+            ),
+            "live frames from the badge",
+        )
+        wait_until(
+            browser,
+            lambda d: "done" in d.find_element(By.CSS_SELECTOR, "#commands-body tr").text,
+            "the badge's answer to live_start",
+        )
+        browser.save_screenshot(str(SCREENSHOTS / "15-device-live-view.png"))
+        browser.find_element(By.ID, "live-stop").click()
+        wait_until(browser, lambda d: "stopped" in d.find_element(By.ID, "live-info").text, "stopped")
+        wait_for(lambda: badge.live is None, what="the badge's stream stopped")
+        wait_for(
+            lambda: audit.entries(db, action="live.watch_end", target="device:badge-3"),
+            what="the end audited",
+        )
+        target = "device:badge-3"
+        watched = [(e["actor"], e["action"]) for e in audit.entries(db, target=target)]
+        assert ("operator", "live.watch") in watched and ("operator", "live.watch_end") in watched
+        sent = [e["detail"]["name"] for e in audit.entries(db, action="device.command", target=target)]
+        assert sorted(sent) == ["live_start", "live_stop"]
+        [end] = audit.entries(db, action="live.watch_end", target=target)
+        assert end["detail"]["frames"] >= 5
+    finally:
         badge.stop()
-        web.stop()
-        centre.stop()
+        live.stop()

@@ -97,3 +97,29 @@ def test_operator_action_reaches_other_pages(live, camera):
         assert (update["event_id"], update["status"]) == (event_id, "acknowledged")
     finally:
         stream.close()
+
+
+def test_a_stream_ends_when_its_account_is_disabled_or_token_revoked(live, camera):
+    from central.auth import tokens, users
+
+    live.web.app.config["SSE_RECHECK_S"] = 0.2
+    db = live.central.db()
+    streams = {
+        "disabled": Stream(live.web.url, token_for(live.central, "operator")),
+        "revoked": Stream(live.web.url, token_for(live.central, "supervisor")),
+        "untouched": Stream(live.web.url, token_for(live.central, "admin")),
+    }
+    try:
+        users.set_disabled(db, "operator", True, actor="admin")
+        [supervisor_token] = [t["id"] for t in tokens.list_tokens(db) if t["username"] == "supervisor"]
+        tokens.revoke(db, supervisor_token, actor="admin")
+        for name in ("disabled", "revoked"):
+            channel, data = streams[name].next_message()
+            assert channel == "end" and "disabled" in data["reason"], name
+            assert streams[name].response.read() == b""  # and central closes it
+        event_id = ids.new_id()
+        camera.event(event_id)
+        assert streams["untouched"].next("event")["event_id"] == event_id
+    finally:
+        for stream in streams.values():
+            stream.close()

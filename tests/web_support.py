@@ -89,21 +89,22 @@ def login(client, username: str, password: str = PASSWORD):
 
 
 class LiveCentral:
-    """Central's ingest and web page running against a real broker, as ``kuzet central run`` would."""
+    """Central running as ``kuzet central run`` runs it (``central.service.start_parts``: ingest, routing,
+    device commands, retention and the web page) against a real broker, with the page on a free port."""
 
-    def __init__(self, tmp_path, broker_url: str):
-        from central.ingest.service import IngestService
-        from central.web.server import WebServer
+    def __init__(self, tmp_path, broker_url: str, **config):
+        import contextlib
 
-        self.central = make_central(tmp_path, mqtt={"url": broker_url})
-        self.ingest = IngestService(self.central).start()
-        self.web = WebServer(self.central, host="127.0.0.1", port=0)
+        from central.service import start_parts
+
+        self.central = make_central(tmp_path, mqtt={"url": broker_url}, **config)
+        self._running = contextlib.ExitStack()
+        self.parts = start_parts(self.central, self._running, web_host="127.0.0.1", web_port=0)
+        self.web, self.routing, self.ingest = self.parts.web, self.parts.routing, self.parts.ingest
         self.web.app.config["SSE_HEARTBEAT_S"] = 0.5  # notice closed streams quickly when tests end
-        self.web.start()
 
     def stop(self) -> None:
-        self.web.stop()
-        self.ingest.stop()
+        self._running.close()
 
 
 class Camera:

@@ -56,6 +56,17 @@ def authenticate(db: sqlite_utils.Database, token: str) -> users.User | None:
     return user
 
 
+def current_account(db: sqlite_utils.Database, token: str) -> users.User | None:
+    """Like ``authenticate`` without recording a use: for re-checking a request that stays open (a live
+    stream) that its token has not been revoked nor its account disabled since it began."""
+    if not token.startswith(PREFIX):
+        return None
+    rows = list(db.query("SELECT username, revoked FROM api_tokens WHERE token_hash = ?", [_digest(token)]))
+    if not rows or rows[0]["revoked"]:
+        return None
+    return users.get_user(db, rows[0]["username"])
+
+
 def list_tokens(db: sqlite_utils.Database) -> list[dict]:
     rows = db.query(
         "SELECT substr(token_hash, 1, 12) AS id, username, name, created_at, last_used_at, revoked"

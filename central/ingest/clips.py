@@ -4,6 +4,9 @@ Chunks may arrive in any order, more than once, corrupted, or not at all. Each r
 own file under ``<spool>/<clip_id>/`` so that the set of files *is* the record of what has arrived; this
 survives a central restart and makes duplicates harmless. When every chunk is there, the clip is joined, its
 SHA-256 checked against the one every chunk carries, and the file moved into the media store.
+
+A device that will never send (the rest of) a clip says so with ``clip_lost``: the clip is marked ``lost`` with
+the reason, is no longer asked for, and chunks still on their way for it are ignored.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from central.store.media import MediaStore
 from shared import messages, timeutil, topics
-from shared.messages import ClipChunk, ClipRequest
+from shared.messages import ClipChunk, ClipLost, ClipRequest
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +70,8 @@ class ClipAssembler:
         row = self._row(db, chunk.clip_id)
         if row is None:
             row = self._create(db, site, chunk)
-        elif row["state"] == "verified":
-            return None  # a late duplicate of a clip already stored
+        elif row["state"] in ("verified", "lost"):
+            return None  # a late duplicate of a clip already stored, or one the device said it no longer has
         elif (row["sha256"], row["count"], row["size"], row["device"]) != (
             chunk.sha256,
             chunk.count,
@@ -153,6 +156,41 @@ class ClipAssembler:
                 db.execute("UPDATE events SET clip_id = ? WHERE event_id = ?", [clip_id, row["event_id"]])
         log.info("clip %s from %s verified (%d bytes)", clip_id, row["device"], size)
         return "verified"
+
+    def lost(self, site: str, message: ClipLost) -> str | None:
+        """The device will never send this clip (or the rest of it): mark it lost, with the reason, unless it
+        arrived after all. Returns the clip's event when it changed."""
+        reason = f"{message.reason}: {message.detail}" if message.detail else message.reason
+        now = timeutil.now_wire()
+        with self._lock:
+            db = self._db()
+            row = self._row(db, message.clip_id)
+            if row is not None and row["device"] != message.device:
+                raise ClipRejected(f"clip {message.clip_id} belongs to {row['device']}, not {message.device}")
+            if row is not None and row["state"] == "verified":
+                return None
+            # What central already knows of the clip wins: a device asked for a clip it no longer has cannot
+            # tell whose it was.
+            known = row or {}
+            event_id = known.get("event_id") or message.event_id
+            shutil.rmtree(self.spool_dir / message.clip_id, ignore_errors=True)
+            with db.atomic():
+                db["clips"].upsert(
+                    {
+                        "clip_id": message.clip_id,
+                        "device": message.device,
+                        "site": site,
+                        "event_id": event_id,
+                        "purpose": known.get("purpose") or message.purpose,
+                        "state": "lost",
+                        "lost_reason": reason,
+                        "created_at": known.get("created_at") or now,
+                        "updated_at": now,
+                    },
+                    pk="clip_id",
+                )
+        log.warning("clip %s from %s lost: %s", message.clip_id, message.device, reason)
+        return event_id
 
     # --- asking again ---------------------------------------------------------------------------------------
 

@@ -20,11 +20,14 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from central.context import Central
+from central.ingest.clips import ClipAssembler, ClipRejected
+from central.ingest.metrics import Counters, Histograms
 from central.store import dead_letters, devices, events
+from central.store.media import MediaStore
 from shared import messages, timeutil, topics
 from shared.messages import Envelope, InvalidMessage
 from shared.mqtt import Link
@@ -34,25 +37,17 @@ log = logging.getLogger(__name__)
 Hook = Callable[[Envelope, str], None]  # (decoded message, site)
 
 # Kinds whose rows are written inside the batch transaction; the media kinds write files and go after it.
-_MEDIA_KINDS = ("snapshot", "clip")
+_MEDIA_KINDS = ("snapshot", "clip", "clip_lost")
 # SQLite's automatic checkpoint (copying the WAL back into the database) runs in whichever thread commits; on the
 # writer it cost about a third of its throughput. A thread of its own does it instead, PASSIVE so that it never
 # blocks the writer.
 CHECKPOINT_INTERVAL_S = 1.0
 
 
-@dataclass
-class Counters:
-    received: int = 0  # messages taken from MQTT
-    stored: int = 0  # valid messages stored or handed on (not counting duplicates)
-    duplicates: int = 0  # event messages whose id was already stored: nothing changed
-    timeline_only: int = 0  # event messages older than the stored state: kept in the timeline only
-    dead_letters: int = 0  # refused or unstorable messages, kept in dead_letters
-    hook_errors: int = 0  # hooks that raised (their message is also dead-lettered)
-    batches: int = 0  # SQLite transactions committed
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+# The reason a revoked device's messages are dead-lettered with.
+REVOKED = "device revoked"
+# /healthz calls ingest stalled when messages wait and nothing was committed for this long.
+STALLED_AFTER_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +69,19 @@ class _Valid:
     received_at: str
 
 
+_Refusal = tuple[_Incoming, str, str]  # a message refused before storage: it, the reason, the cause
+
+
+@dataclass(frozen=True, slots=True)
+class _Letter:
+    """A dead letter as written: its row id, the topic, the reason, and its cause (metrics.DEAD_LETTER_CAUSES)."""
+
+    id: int
+    topic: str
+    reason: str
+    cause: str
+
+
 @dataclass
 class _Outcome:
     """What a batch changed, collected inside the transaction and announced after the commit."""
@@ -83,7 +91,7 @@ class _Outcome:
     timeline_only: int = 0
     changed_events: set[str] = field(default_factory=set)
     changed_devices: set[str] = field(default_factory=set)
-    dead_letters: list[tuple[int, str, str]] = field(default_factory=list)  # id, topic, reason
+    dead_letters: list[_Letter] = field(default_factory=list)
     hooks: list[_Valid] = field(default_factory=list)  # messages to hand to hooks
 
     def merge(self, other: _Outcome) -> None:
@@ -101,7 +109,9 @@ class IngestService:
         self.central = central
         self.settings = central.config.ingest
         self.counters = Counters()
+        self.histograms = Histograms()
         self.last_commit_at: float | None = None  # time.time() of the latest commit (for latency measurement)
+        self.started_at: float | None = None
         self.subscribed = threading.Event()  # set once the broker has acknowledged the subscription
         self._hooks: dict[str, list[Hook]] = defaultdict(list)
         self._queue: queue.Queue[_Incoming] = queue.Queue(self.settings.queue_max)
@@ -109,8 +119,8 @@ class IngestService:
         self._writer: threading.Thread | None = None
         self._checkpointer: threading.Thread | None = None
         self._link: Link | None = None
-        self._media = None
-        self._clips = None
+        self._media: MediaStore | None = None  # opened on the writer thread
+        self._clips: ClipAssembler | None = None
 
     # --- public -----------------------------------------------------------------------------------------
 
@@ -125,6 +135,41 @@ class IngestService:
     @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
+
+    def health(self) -> dict:
+        """Whether ingest can do its job, for /healthz: ``problems`` is empty when it can."""
+        now = time.time()
+        link = self._link
+        connected = link is not None and link.connected.is_set()
+        changed_at = link.changed_at if link is not None else None
+        writer_alive = self._writer is not None and self._writer.is_alive()
+        depth, queue_max = self.queue_depth, self.settings.queue_max
+        last_progress = self.last_commit_at or self.started_at or now
+        problems = []
+        if not connected:
+            problems.append(f"not connected to the MQTT broker at {self.central.config.mqtt.url}")
+        elif not self.subscribed.is_set():
+            problems.append("connected, but the broker has not acknowledged the subscription")
+        if not writer_alive:
+            problems.append("the ingest writer thread is not running: nothing is being stored")
+        elif depth and now - last_progress > STALLED_AFTER_S:
+            problems.append(f"{depth} messages wait and nothing was stored for {now - last_progress:.0f} s")
+        if depth >= queue_max:
+            problems.append(
+                f"the ingest queue is full ({depth} of {queue_max}): the broker is holding messages"
+            )
+        return {
+            "problems": problems,
+            "mqtt": {
+                "connected": connected,
+                "subscribed": self.subscribed.is_set(),
+                "since": _wire_time(changed_at) if changed_at else None,
+            },
+            "queue_depth": depth,
+            "queue_max": queue_max,
+            "writer_alive": writer_alive,
+            "last_commit": _wire_time(self.last_commit_at) if self.last_commit_at else None,
+        }
 
     def start(self, wait_s: float | None = 10.0) -> IngestService:
         config = self.central.config
@@ -142,6 +187,8 @@ class IngestService:
         self._checkpointer = threading.Thread(target=self._checkpoint, name="ingest-checkpoint", daemon=True)
         self._checkpointer.start()
         self.central.publish = self._publish
+        self.started_at = time.time()
+        self.central.ingest = self  # for /healthz and /metrics
         self._link.start(wait_s=None)
         if wait_s is not None and not self.subscribed.wait(wait_s):
             log.warning(
@@ -226,14 +273,6 @@ class IngestService:
                 return
 
     def _open_media(self) -> None:
-        try:
-            from central.ingest.clips import ClipAssembler
-            from central.store.media import MediaStore
-        except ImportError as exc:
-            log.warning(
-                "ingest: media store unavailable (%s); snapshots and clips will be dead-lettered", exc
-            )
-            return
         # Central.db gives each thread its own connection; media and clips are used on this thread only.
         self._media = MediaStore(self.central.db, self.central.media_dir)
         self._clips = ClipAssembler(
@@ -259,20 +298,24 @@ class IngestService:
 
     def _process(self, conn, batch: list[_Incoming]) -> None:
         valid: list[_Valid] = []
-        refused: list[tuple[_Incoming, str]] = []
+        refused: list[_Refusal] = []
         for incoming in batch:
             try:
                 message = messages.decode(incoming.topic, incoming.payload)
             except InvalidMessage as exc:
-                refused.append((incoming, exc.reason))
+                refused.append((incoming, exc.reason, "invalid"))
                 continue
             except Exception as exc:  # e.g. RecursionError from JSON nested thousands deep
-                refused.append((incoming, f"payload could not be read: {type(exc).__name__}: {exc}"))
+                refused.append(
+                    (incoming, f"payload could not be read: {type(exc).__name__}: {exc}", "invalid")
+                )
                 continue
             # decode() checked the topic: kuzet/v1/{site}/...
             site = incoming.topic.split("/", 3)[2]
             valid.append(_Valid(incoming, site, message, incoming.received_at))
+        valid = self._refuse_revoked(conn, valid, refused)
 
+        began = time.perf_counter()
         try:
             with conn:
                 outcome = self._write(conn, valid, refused)
@@ -281,23 +324,41 @@ class IngestService:
             outcome = self._write_one_by_one(conn, valid, refused)
         self.last_commit_at = time.time()
         self.counters.batches += 1
+        self.histograms.commit_seconds.observe(time.perf_counter() - began)
+        self.histograms.batch_size.observe(len(batch))
+        self.histograms.delay_seconds.observe(self.last_commit_at - batch[0].arrived)
 
         for item in valid:
             if item.message.type in _MEDIA_KINDS:
                 outcome.merge(self._store_media(conn, item))
         self.counters.stored += outcome.stored
-        self.counters.dead_letters += len(outcome.dead_letters)
+        for letter in outcome.dead_letters:
+            self.counters.dead_lettered(letter.cause)
         self.counters.duplicates += outcome.duplicates
         self.counters.timeline_only += outcome.timeline_only
         self._announce(conn, outcome)
         arrival = {id(item): index for index, item in enumerate(valid)}
         self._call_hooks(conn, sorted(outcome.hooks, key=lambda item: arrival[id(item)]))
 
-    def _write(self, conn, valid: list[_Valid], refused: list[tuple[_Incoming, str]]) -> _Outcome:
+    def _refuse_revoked(self, conn, valid: list[_Valid], refused: list[_Refusal]) -> list[_Valid]:
+        """Move the messages of revoked devices to ``refused``; returns the rest. (A stolen device keeps its
+        certificate until the broker's CRL is reloaded, and a broker without TLS has no CRL at all.)"""
+        revoked = devices.revoked_among(conn, {item.message.device for item in valid})
+        if not revoked:
+            return valid
+        kept = []
+        for item in valid:
+            if item.message.device in revoked:
+                refused.append((item.incoming, REVOKED, "revoked"))
+            else:
+                kept.append(item)
+        return kept
+
+    def _write(self, conn, valid: list[_Valid], refused: list[_Refusal]) -> _Outcome:
         """Everything but media, inside the caller's transaction."""
         outcome = _Outcome()
-        for incoming, reason in refused:
-            outcome.dead_letters.append(self._dead_letter(conn, incoming, reason))
+        for incoming, reason, cause in refused:
+            outcome.dead_letters.append(self._dead_letter(conn, incoming, reason, cause))
 
         heard: dict[str, tuple[str, str]] = {}
         for item in valid:
@@ -334,12 +395,12 @@ class IngestService:
             outcome.hooks.append(item)
         return outcome
 
-    def _write_one_by_one(self, conn, valid: list[_Valid], refused: list[tuple[_Incoming, str]]) -> _Outcome:
+    def _write_one_by_one(self, conn, valid: list[_Valid], refused: list[_Refusal]) -> _Outcome:
         """After a failed batch: each message in its own transaction, so one bad row costs only itself."""
         outcome = _Outcome()
-        for incoming, reason in refused:
+        for incoming, reason, cause in refused:
             with conn:
-                outcome.dead_letters.append(self._dead_letter(conn, incoming, reason))
+                outcome.dead_letters.append(self._dead_letter(conn, incoming, reason, cause))
         for item in valid:
             try:
                 with conn:
@@ -348,7 +409,7 @@ class IngestService:
                 log.exception("ingest: could not store %s", item.incoming.topic)
                 with conn:
                     outcome.dead_letters.append(
-                        self._dead_letter(conn, item.incoming, f"could not store: {exc}")
+                        self._dead_letter(conn, item.incoming, f"could not store: {exc}", "unstorable")
                     )
         return outcome
 
@@ -358,16 +419,24 @@ class IngestService:
         try:
             if item.message.type == "snapshot":
                 event_id = self._store_snapshot(conn, item.message)
+            elif item.message.type == "clip_lost":
+                event_id = self._clip_lost(item.site, item.message)
             else:
                 event_id = self._store_clip_chunk(item.site, item.message)
         except _Refused as exc:
             with conn:
-                outcome.dead_letters.append(self._dead_letter(conn, item.incoming, exc.reason))
+                outcome.dead_letters.append(self._dead_letter(conn, item.incoming, exc.reason, exc.cause))
+            return outcome
+        except ClipRejected as exc:  # contradicts its clip's earlier chunks: the device's problem, not ours
+            with conn:
+                outcome.dead_letters.append(self._dead_letter(conn, item.incoming, str(exc), "media"))
             return outcome
         except Exception as exc:
             log.exception("ingest: storing %s failed", item.incoming.topic)
             with conn:
-                outcome.dead_letters.append(self._dead_letter(conn, item.incoming, f"could not store: {exc}"))
+                outcome.dead_letters.append(
+                    self._dead_letter(conn, item.incoming, f"could not store: {exc}", "unstorable")
+                )
             return outcome
         if event_id is not None:
             outcome.changed_events.add(event_id)
@@ -379,9 +448,7 @@ class IngestService:
         """Returns the event that now shows this snapshot, if that event is already stored."""
         data = messages.from_base64(message.data)
         if hashlib.sha256(data).hexdigest() != message.sha256:
-            raise _Refused("snapshot sha256 does not match its data")
-        if self._media is None:
-            raise _Refused("the media store is not available in this installation")
+            raise _Refused("snapshot sha256 does not match its data", "media")
         sha256 = self._media.put(
             data,
             kind="snapshot",
@@ -396,23 +463,28 @@ class IngestService:
 
     def _store_clip_chunk(self, site: str, chunk: messages.ClipChunk) -> str | None:
         """Returns the clip's event once the whole clip has arrived and checked out."""
-        if self._clips is None:
-            raise _Refused("the media store is not available in this installation")
         completed = self._clips.handle(site, chunk)
+        if completed == "verified":
+            self.counters.clips_verified += 1
+        elif completed == "failed":
+            self.counters.clips_failed += 1
         return chunk.event_id if completed else None
 
-    def _dead_letter(self, conn, incoming: _Incoming, reason: str) -> tuple[int, str, str]:
+    def _clip_lost(self, site: str, message: messages.ClipLost) -> str | None:
+        return self._clips.lost(site, message)
+
+    def _dead_letter(self, conn, incoming: _Incoming, reason: str, cause: str) -> _Letter:
         log.warning("ingest: dead-lettered %s: %s", incoming.topic, reason)
         keep = self.central.config.storage.dead_letter_payload_bytes
         letter_id = dead_letters.add(
             conn, incoming.topic, incoming.payload, reason, incoming.received_at, keep
         )
-        return letter_id, incoming.topic, reason
+        return _Letter(letter_id, incoming.topic, reason, cause)
 
     def _announce(self, conn, outcome: _Outcome) -> None:
         hub = self.central.hub
-        for letter_id, topic, reason in outcome.dead_letters:
-            hub.publish("dead_letter", {"id": letter_id, "topic": topic, "reason": reason})
+        for letter in outcome.dead_letters:
+            hub.publish("dead_letter", {"id": letter.id, "topic": letter.topic, "reason": letter.reason})
         if hub.subscribers == 0:
             return  # nobody is watching: skip reading the rows back
         for row in events.rows(conn, outcome.changed_events):
@@ -431,17 +503,22 @@ class IngestService:
                 except Exception as exc:
                     log.exception("ingest: %s hook %r failed on %s", message.type, hook, item.incoming.topic)
                     self.counters.hook_errors += 1
-                    self.counters.dead_letters += 1
+                    self.counters.dead_lettered("hook")
                     with conn:
                         letter = self._dead_letter(
-                            conn, item.incoming, f"{message.type} hook failed: {exc!r}"
+                            conn, item.incoming, f"{message.type} hook failed: {exc!r}", "hook"
                         )
                     self.central.hub.publish(
-                        "dead_letter", dict(zip(("id", "topic", "reason"), letter, strict=True))
+                        "dead_letter", {"id": letter.id, "topic": letter.topic, "reason": letter.reason}
                     )
 
 
 class _Refused(Exception):
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, cause: str = "unstorable"):
         super().__init__(reason)
         self.reason = reason
+        self.cause = cause
+
+
+def _wire_time(epoch_s: float) -> str:
+    return timeutil.to_wire(datetime.fromtimestamp(epoch_s, UTC))

@@ -40,6 +40,10 @@ class RoutingSection(Section):
     ]
     min_severity: Severity = "medium"
     ack_timeout_s: Annotated[int, Field(gt=0, le=3600)] = 60
+    # Under the confirm policy: a proposal no operator confirmed within this raises a critical alert
+    # ("alert"), or is sent anyway ("send": the proposed unit if still free, else the nearest free one).
+    confirm_timeout_s: Annotated[int, Field(gt=0, le=3600)] = 120
+    on_confirm_timeout: Literal["alert", "send"] = "alert"
     max_attempts: Annotated[int, Field(gt=0, le=20)] = 3
     intercept_radius_m: Annotated[float, Field(gt=0)] = 1500.0
     # Estimated travel = great-circle distance x this (streets are not straight lines).

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from central import alerts, commands
 from central.auth import audit
 from central.context import Central
 from central.routing import geo, store
@@ -80,12 +81,14 @@ class RoutingService:
         self.central = central
         self.config = central.config.routing
         self.ingest = ingest
-        self.units = Units(central.db())
+        self.units = Units(central.db)
         self._lock = threading.RLock()
         self._queue: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._deadlines: dict[str, float] = {}  # dispatch_id -> time.monotonic() deadline, 'sent' only
+        self._deadlines: dict[
+            str, float
+        ] = {}  # dispatch_id -> time.monotonic() deadline ('sent', 'proposed')
         self._incidents: dict[str, Incident] = {}  # event_id -> incident being routed
         self._waiting: dict[str, Incident] = {}  # event_id -> incident with no free unit yet
         self._seen: OrderedDict[str, None] = OrderedDict()  # event ids already considered
@@ -116,10 +119,11 @@ class RoutingService:
             self._thread = None
 
     def _reload_deadlines(self) -> None:
-        """After a restart, dispatches still waiting for an acknowledgement keep their deadline."""
+        """After a restart, dispatches still waiting for an acknowledgement (or proposals waiting for an
+        operator's confirmation) keep their deadline."""
         now_wall, now_mono = timeutil.utc_now(), time.monotonic()
         for row in self.central.db().query(
-            "select dispatch_id, deadline_at from dispatches where state='sent'"
+            "select dispatch_id, deadline_at from dispatches where state in ('sent', 'proposed')"
         ):
             if row["deadline_at"]:
                 left = (timeutil.from_wire(row["deadline_at"]) - now_wall).total_seconds()
@@ -129,7 +133,7 @@ class RoutingService:
         """After a restart, events that needed a patrol and never got one wait for a unit again."""
         oldest = timeutil.to_wire(timeutil.utc_now() - timedelta(seconds=self.config.waiting_max_age_s))
         rows = self.central.db().execute(
-            "select event_id, event_type, severity from events where status = 'new' and edge_state != 'closed' "
+            "select event_id, event_type, severity from events where status = 'new' "
             "and received_at >= ? and event_id not in (select event_id from dispatches where event_id is not null)",
             [oldest],
         )
@@ -219,6 +223,7 @@ class RoutingService:
                         "warning",
                         f"{unit.callsign or unit.device_id} went offline during dispatch {unit.current_dispatch}",
                         dispatch_id=unit.current_dispatch,
+                        device=unit.device_id,
                     )
             elif isinstance(message, EvidenceSegment):
                 self._on_evidence(message)
@@ -249,19 +254,27 @@ class RoutingService:
         return SEVERITY_RANK[severity] >= SEVERITY_RANK[needed]
 
     def _on_event(self, site: str, message: Event) -> None:
-        if message.event_id in self._seen or message.state == "closed":
+        # The first message of an event routing sees may be its "closed" one: ingest hands over only the
+        # newest state of each event in a batch, and a camera's replayed backlog brings open and closed
+        # together. A camera closing its track does not mean anyone went there, so it is routed all the
+        # same, unless it is too old to send anyone to.
+        if message.event_id in self._seen:
             return
         self._seen[message.event_id] = None
         if len(self._seen) > 100_000:
             self._seen.popitem(last=False)
         if not self._needs_patrol(message.event_type, message.severity):
             return
-        if (
-            self.central.db()
-            .execute("select 1 from dispatches where event_id = ? limit 1", [message.event_id])
-            .fetchone()
-        ):
+        age_s = (timeutil.utc_now() - message.started_at).total_seconds()
+        if age_s > self.config.waiting_max_age_s:
+            log.info("routing: %s started %.0f s ago; too old to send a patrol", message.event_id, age_s)
+            return
+        db = self.central.db()
+        if db.execute("select 1 from dispatches where event_id = ? limit 1", [message.event_id]).fetchone():
             return  # already routed (central restarted and the edge re-sent the event)
+        status = db.execute("select status from events where event_id = ?", [message.event_id]).fetchone()
+        if status is not None and status[0] == "closed":
+            return  # an operator has already closed it
         position = message.location
         if position is None:
             camera = self._device_position(message.device)
@@ -319,7 +332,7 @@ class RoutingService:
             limit=limit,
         )
 
-    def _route(self, incident: Incident, attempt: int, actor: str) -> str | None:
+    def _route(self, incident: Incident, attempt: int, actor: str, policy: str | None = None) -> str | None:
         """Send (or propose, under the confirm policy) the nearest free unit; queue the event if none."""
         if attempt > self.config.max_attempts:
             self._waiting.pop(incident.event_id or "", None)
@@ -341,7 +354,7 @@ class RoutingService:
             return None
         self._waiting.pop(incident.event_id or "", None)
         best = candidates[0]
-        if self.config.policy_for(incident.event_type) == "confirm":
+        if (policy or self.config.policy_for(incident.event_type)) == "confirm":
             return self._propose(incident, best, attempt, actor)
         return self._send(incident, best.unit, best.travel_m, "nearest", attempt, actor)
 
@@ -385,6 +398,7 @@ class RoutingService:
         state: str,
         attempt: int,
         actor: str,
+        radius_m: float | None = None,
     ) -> dict:
         now = timeutil.now_wire()
         row = dict(
@@ -403,12 +417,19 @@ class RoutingService:
             attempt=attempt,
             site=unit.site,
             direction_deg=incident.direction_deg,
+            lat=incident.lat,
+            lon=incident.lon,
+            radius_m=radius_m,
         )
         store.insert_dispatch(self.central.db(), row)
         return row
 
     def _propose(self, incident: Incident, best: Candidate, attempt: int, actor: str) -> str:
         row = self._insert(incident, best.unit, best.travel_m, "nearest", "proposed", attempt, actor)
+        timeout = self.config.confirm_timeout_s
+        row["deadline_at"] = timeutil.to_wire(timeutil.utc_now() + timedelta(seconds=timeout))
+        store.update_dispatch(self.central.db(), row["dispatch_id"], {"deadline_at": row["deadline_at"]})
+        self._deadlines[row["dispatch_id"]] = time.monotonic() + timeout
         self._log(row, "proposed", actor, f"{best.unit.device_id} at {best.travel_m:.0f} m")
         self._alert(
             "info",
@@ -428,10 +449,11 @@ class RoutingService:
         attempt: int,
         actor: str,
         row: dict | None = None,
+        radius_m: float | None = None,
     ) -> str:
         timeout = self.config.ack_timeout_s
         if row is None:
-            row = self._insert(incident, unit, distance_m, mode, "sent", attempt, actor)
+            row = self._insert(incident, unit, distance_m, mode, "sent", attempt, actor, radius_m)
         deadline = timeutil.to_wire(timeutil.utc_now() + timedelta(seconds=timeout))
         row.update(state="sent", deadline_at=deadline, updated_at=timeutil.now_wire())
         store.update_dispatch(
@@ -459,11 +481,29 @@ class RoutingService:
         self._set_unit_dispatch(unit.device_id, row["dispatch_id"])
         self._log(row, "sent", actor, f"{mode} to {unit.device_id}, {distance_m:.0f} m, attempt {attempt}")
         if incident.event_id:
-            self.central.db().execute(
-                "update events set status = 'dispatched', assigned_to = ? where event_id = ?",
-                [unit.device_id, incident.event_id],
+            self._change_event(
+                incident.event_id,
+                actor,
+                "event.dispatched",
+                {"status": "dispatched", "dispatched_unit": unit.device_id},
+                {"unit": unit.device_id, "dispatch_id": row["dispatch_id"], "mode": mode},
             )
         return row["dispatch_id"]
+
+    def _change_event(self, event_id: str, actor: str, action: str, changes: dict, detail: dict) -> None:
+        """Change the operators' columns of an event as routing decides: audited like an operator's change,
+        and announced on the live stream so that queues, counters and maps follow without a reload."""
+        db = self.central.db()
+        found = db.execute("select status from events where event_id = ?", [event_id]).fetchone()
+        if found is None:
+            return
+        changes = {**changes, "updated_at": timeutil.now_wire()}
+        db.execute(
+            f"update events set {', '.join(f'{column} = ?' for column in changes)} where event_id = ?",
+            [*changes.values(), event_id],
+        )
+        audit.append(db, actor, action, f"event:{event_id}", {"from": found[0], **detail})
+        self._live.append(("event", {"event_id": event_id}))
 
     def _log(self, row: dict, state: str, actor: str, detail: str = "") -> None:
         at = timeutil.now_wire()
@@ -489,13 +529,26 @@ class RoutingService:
         self._log(row, state, actor, detail)
         return row
 
-    def _alert(self, level: str, text: str, incident: Incident | None = None, **extra) -> None:
-        data = {"level": level, "message": text, "at": timeutil.now_wire(), **extra}
-        if incident is not None:
-            data.setdefault("event_id", incident.event_id)
-            data["event_type"] = incident.event_type
+    def _alert(
+        self,
+        level: str,
+        text: str,
+        incident: Incident | None = None,
+        *,
+        event_id: str | None = None,
+        dispatch_id: str | None = None,
+        device: str | None = None,
+    ) -> None:
+        """Store an alert for the operators (inside the running transaction) and show it live."""
+        if incident is not None and event_id is None:
+            event_id = incident.event_id
         log.log(logging.WARNING if level != "info" else logging.INFO, "routing alert: %s", text)
-        self._live.append(("alert", data))
+        row = alerts.add(
+            self.central.db(), level, text, event_id=event_id, dispatch_id=dispatch_id, device=device
+        )
+        if incident is not None:
+            row["event_type"] = incident.event_type
+        self._live.append(("alert", row))
 
     # --- answers from the badges ----------------------------------------------------------------------
 
@@ -515,7 +568,9 @@ class RoutingService:
         audit.append(
             self.central.db(), message.device, "dispatch.rejected", message.dispatch_id, {"reason": why}
         )
-        self._alert("warning", f"{message.device}: {why}", dispatch_id=message.dispatch_id)
+        self._alert(
+            "warning", f"{message.device}: {why}", dispatch_id=message.dispatch_id, device=message.device
+        )
 
     def _on_dispatch_state(self, site: str, message: DispatchState) -> None:
         row = store.get_dispatch(self.central.db(), message.dispatch_id)
@@ -547,11 +602,29 @@ class RoutingService:
         detail = message.note or ""
         self._update(row, message.state, message.device, detail, note=message.note or row["note"])
         if message.state == "resolved" and row["event_id"]:
-            self._incidents.pop(row["event_id"], None)
-            self.central.db().execute(
-                "update events set status = 'closed', closed_note = ? where event_id = ?",
-                [message.note or "", row["event_id"]],
-            )
+            self._resolved(row, message)
+
+    def _resolved(self, row: dict, message: DispatchState) -> None:
+        """One unit has dealt with the event: the others sent to it (an intercept, or a proposal still
+        open) stand down, and the event is closed with the officer's note."""
+        event_id = row["event_id"]
+        self._incidents.pop(event_id, None)
+        self._waiting.pop(event_id, None)
+        others = store.find_dispatches(
+            self.central.db(),
+            f"event_id = ? and dispatch_id != ? and state in ({', '.join('?' * len(ACTIVE))}, 'proposed')",
+            [event_id, row["dispatch_id"], *ACTIVE],
+        )
+        for other in others:
+            self._stand_down(other, SYSTEM, f"{message.device} resolved the event")
+        note = message.note or f"resolved by {message.device}"
+        self._change_event(
+            event_id,
+            message.device,
+            "event.close",
+            {"status": "closed", "closed_note": note},
+            {"note": note, "dispatch_id": row["dispatch_id"], "stood_down": [o["unit"] for o in others]},
+        )
 
     def _expire_deadlines(self) -> None:
         now = time.monotonic()
@@ -561,6 +634,10 @@ class RoutingService:
         with self._transaction() as db:
             for dispatch_id in due:
                 row = store.get_dispatch(db, dispatch_id)
+                if row is not None and row["state"] == "proposed":
+                    self._deadlines.pop(dispatch_id, None)
+                    self._confirmation_overdue(row)
+                    continue
                 if row is None or row["state"] != "sent":
                     self._deadlines.pop(dispatch_id, None)
                     continue
@@ -572,6 +649,34 @@ class RoutingService:
                     self._escalate(row, text)
                 else:
                     self._alert("warning", text, dispatch_id=dispatch_id, event_id=row["event_id"])
+
+    def _confirmation_overdue(self, row: dict) -> None:
+        """No operator confirmed a proposal in time: alert, and under ``on_confirm_timeout = "send"`` send
+        the unit anyway (or, if it is no longer free, the nearest free one)."""
+        waited = self.config.confirm_timeout_s
+        store.update_dispatch(self.central.db(), row["dispatch_id"], {"deadline_at": None})  # alert once
+        incident = self._incident(row["event_id"])
+        if self.config.on_confirm_timeout == "alert" or incident is None:
+            self._alert(
+                "critical",
+                f"nobody confirmed sending {row['unit']} within {waited} s: confirm it or assign a unit",
+                incident,
+                event_id=row["event_id"],
+                dispatch_id=row["dispatch_id"],
+            )
+            return
+        unit = self.units.get(row["unit"])
+        if unit is not None and unit.free() and not self.units.is_revoked(unit.device_id):
+            self._log(row, "confirmed", SYSTEM, f"nobody confirmed within {waited} s; sent by policy")
+            self._send(incident, unit, row["distance_m"], "nearest", row["attempt"], SYSTEM, row=row)
+            text = f"nobody confirmed within {waited} s: {row['unit']} was sent"
+        else:
+            self._update(
+                row, "cancelled", SYSTEM, f"not confirmed within {waited} s; {row['unit']} no longer free"
+            )
+            self._route(incident, attempt=row["attempt"] + 1, actor=SYSTEM, policy="auto")
+            text = f"nobody confirmed within {waited} s and {row['unit']} is no longer free: sent the nearest free unit"
+        self._alert("warning", text, incident, dispatch_id=row["dispatch_id"])
 
     def _escalate(self, row: dict, why: str) -> None:
         incident = self._incident(row["event_id"])
@@ -639,7 +744,11 @@ class RoutingService:
                 segment.segment_id,
                 {"problem": problem},
             )
-            self._alert("critical", f"evidence from {segment.device}, segment {segment.index}: {problem}")
+            self._alert(
+                "critical",
+                f"evidence from {segment.device}, segment {segment.index}: {problem}",
+                device=segment.device,
+            )
 
     # --- operator actions (web API) -------------------------------------------------------------------
 
@@ -669,7 +778,7 @@ class RoutingService:
             if row["state"] != "proposed":
                 raise RoutingError(f"dispatch {dispatch_id} is {row['state']}, not awaiting confirmation")
             unit = self.units.get(row["unit"])
-            if unit is None or not unit.free():
+            if unit is None or not unit.free() or self.units.is_revoked(unit.device_id):
                 raise RoutingError(f"{row['unit']} is no longer free: recommend again or assign another unit")
             incident = self._require_incident(row["event_id"])
             self._log(row, "confirmed", actor)
@@ -697,6 +806,8 @@ class RoutingService:
         unit = self.units.get(device)
         if unit is None:
             raise RoutingError(f"unit {device} is unknown", 404)
+        if self.units.is_revoked(device):
+            raise RoutingError(f"unit {device} is revoked: it cannot be sent")
         if not unit.online:
             raise RoutingError(f"unit {device} is offline")
         if unit.current_dispatch is not None:
@@ -713,17 +824,23 @@ class RoutingService:
             row = self._require_dispatch(dispatch_id)
             if row["state"] not in (*ACTIVE, "proposed"):
                 raise RoutingError(f"dispatch {dispatch_id} is already {row['state']}")
-            self._update(row, "cancelled", actor, reason, reason=reason)
-            if row["state"] != "proposed":
-                command = Command(
-                    device=row["unit"],
-                    command_id=ids.new_id(),
-                    name="cancel_dispatch",
-                    args={"dispatch_id": dispatch_id, "reason": reason[:200]},
-                )
-                site = row["site"] or self.central.config.central.site
-                self._out.append((topics.down(site, row["unit"], "command"), encode(command)))
+            self._stand_down(row, actor, reason)
         return self.dispatch(dispatch_id)
+
+    def _stand_down(self, row: dict, actor: str, reason: str) -> None:
+        """Cancel a dispatch; a badge that has it is told (the command is recorded like any other)."""
+        self._update(row, "cancelled", actor, reason, reason=reason)
+        if row["state"] == "proposed":
+            return
+        command = Command(
+            device=row["unit"],
+            command_id=ids.new_id(),
+            name="cancel_dispatch",
+            args={"dispatch_id": row["dispatch_id"], "reason": reason[:200]},
+        )
+        site = row["site"] or self.central.config.central.site
+        commands.record(self.central.db(), command, site, actor)
+        self._out.append((topics.down(site, row["unit"], "command"), encode(command)))
 
     def reassign(self, dispatch_id: str, device: str, actor: str, reason: str) -> dict:
         """Operator override: take the dispatch from its unit and give the event to another."""
@@ -767,7 +884,10 @@ class RoutingService:
 
     def _intercept(self, incident: Incident, radius_m: float, actor: str) -> list[str]:
         candidates = [c for c in self._candidates(incident) if c.straight_m <= radius_m]
-        return [self._send(incident, c.unit, c.travel_m, "intercept", 1, actor) for c in candidates]
+        return [
+            self._send(incident, c.unit, c.travel_m, "intercept", 1, actor, radius_m=radius_m)
+            for c in candidates
+        ]
 
     def edit_unit(
         self, device: str, actor: str, callsign: str | None, capabilities: list[str] | None
@@ -788,7 +908,7 @@ class RoutingService:
         return row
 
     def dispatches(
-        self, state: str | None = None, event_id: str | None = None, limit: int = 200
+        self, state: str | None = None, event_id: str | None = None, limit: int = 200, with_log: bool = False
     ) -> list[dict]:
         where, args = [], []
         if state:
@@ -797,7 +917,12 @@ class RoutingService:
         if event_id:
             where.append("event_id = ?")
             args.append(event_id)
-        return store.find_dispatches(self.central.db(), " and ".join(where), args, limit)
+        db = self.central.db()
+        rows = store.find_dispatches(db, " and ".join(where), args, limit)
+        if with_log:
+            for row in rows:
+                row["log"] = store.history(db, row["dispatch_id"])
+        return rows
 
     def waiting(self) -> list[str]:
         with self._lock:

@@ -25,6 +25,9 @@ DISPATCH_COLUMNS = (
     "attempt",
     "site",
     "direction_deg",
+    "lat",
+    "lon",
+    "radius_m",
 )
 _SELECT = f"select {', '.join(DISPATCH_COLUMNS)} from dispatches"
 _INSERT = f"insert into dispatches ({', '.join(DISPATCH_COLUMNS)}) values ({', '.join('?' * len(DISPATCH_COLUMNS))})"
@@ -81,6 +84,13 @@ def history(db: sqlite_utils.Database, dispatch_id: str) -> list[dict]:
         "select state, at, by, detail from dispatch_log where dispatch_id = ? order by id", [dispatch_id]
     )
     return [dict(zip(("state", "at", "by", "detail"), r, strict=True)) for r in cursor]
+
+
+def active(db: sqlite_utils.Database, limit: int = 1000) -> list[dict]:
+    """Dispatches under way or awaiting confirmation, with the place each unit is sent to: for the map."""
+    return find_dispatches(
+        db, "state in ('proposed', 'sent', 'acknowledged', 'en_route', 'on_scene')", [], limit
+    )
 
 
 def save_unit(db: sqlite_utils.Database, unit: Unit) -> None:

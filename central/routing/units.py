@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -53,10 +54,13 @@ class Candidate:
 
 
 class Units:
-    def __init__(self, db: sqlite_utils.Database):
+    def __init__(self, db: sqlite_utils.Database | Callable[[], sqlite_utils.Database]):
+        # ``db``: a Database, or ``Central.db`` (this thread's connection): revocations are read from the
+        # registry at every decision, on whichever thread (routing's worker, a web request) makes it.
+        self._db = db if callable(db) else (lambda: db)
         self._lock = threading.Lock()
         self._units: dict[str, Unit] = {}
-        for row in db["units"].rows:
+        for row in self._db()["units"].rows:
             self._units[row["device_id"]] = Unit(
                 device_id=row["device_id"],
                 site=row.get("site") or "",
@@ -127,6 +131,15 @@ class Units:
 
     # --- queries --------------------------------------------------------------------------------------
 
+    def revoked(self) -> set[str]:
+        """Badges revoked in the device registry: never sent anywhere, whatever they last reported."""
+        sql = "select device_id from devices where revoked_at is not null"
+        return {row[0] for row in self._db().execute(sql)}
+
+    def is_revoked(self, device: str) -> bool:
+        sql = "select 1 from devices where device_id = ? and revoked_at is not null"
+        return self._db().execute(sql, [device]).fetchone() is not None
+
     def get(self, device: str) -> Unit | None:
         with self._lock:
             unit = self._units.get(device)
@@ -149,9 +162,10 @@ class Units:
         limit: int | None = None,
         now: datetime | None = None,
     ) -> list[Candidate]:
-        """Free units with a fresh position, nearest first by estimated travel distance."""
+        """Free units with a fresh position, not revoked, nearest first by estimated travel distance."""
         oldest = timeutil.to_wire((now or timeutil.utc_now()) - timedelta(seconds=max_age_s))
         needed = set(capabilities)
+        exclude = set(exclude) | self.revoked()
         with self._lock:
             eligible = [
                 unit

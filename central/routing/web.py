@@ -88,7 +88,12 @@ def list_dispatches():
     limit = min(max(request.args.get("limit", 200, type=int), 1), 1000)
     service = _service()
     return jsonify(
-        dispatches=service.dispatches(request.args.get("state"), request.args.get("event_id"), limit),
+        dispatches=service.dispatches(
+            request.args.get("state"),
+            request.args.get("event_id"),
+            limit,
+            with_log=request.args.get("log") == "1",
+        ),
         waiting=service.waiting(),
     )
 

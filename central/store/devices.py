@@ -26,6 +26,12 @@ def touch(conn: sqlite3.Connection, seen: dict[str, tuple[str, str]]) -> list[st
     return [device for device in seen if device not in known]
 
 
+def revoked_among(conn: sqlite3.Connection, device_ids: Iterable[str]) -> set[str]:
+    """Which of these devices are revoked (their messages are refused)."""
+    sql = "SELECT device_id FROM devices WHERE revoked_at IS NOT NULL AND device_id IN ({})"
+    return {row[0] for row in _select(conn, sql, device_ids)}
+
+
 def apply_status(conn: sqlite3.Connection, message: Status) -> None:
     """Keep the device's latest heartbeat (the whole message as JSON); a heartbeat means it is online."""
     conn.execute(

@@ -1,8 +1,14 @@
 """Which devices central knows: technicians register a device when they flash it and revoke it when it is
-lost or replaced. (Its status, online state and last-seen time are written by ingest.)"""
+lost or replaced. (Its status, online state and last-seen time are written by ingest.)
+
+A revoked device stays revoked: ingest refuses what it sends and routing never picks it. Registering it again
+is refused (``DeviceRevoked``); bringing it back is a deliberate, audited ``reinstate`` with a reason (a badge
+that was reported stolen and turned up again), after which it can be re-registered as usual."""
 
 from __future__ import annotations
 
+import getpass
+import sys
 from typing import Annotated, Literal
 
 import sqlite_utils
@@ -24,20 +30,37 @@ class Registration(Section):
     lon: Annotated[float, Field(ge=-180, le=180)] | None = None
 
 
+class DeviceRevoked(ValueError):
+    """Registering a revoked device: it must be reinstated first, on purpose and with a reason."""
+
+    def __init__(self, device_id: str, revoked_at: str):
+        super().__init__(
+            f"device {device_id} was revoked at {revoked_at}; reinstate it first "
+            f"(POST /api/v1/devices/{device_id}/reinstate with a reason, or "
+            f"'kuzet central reinstate-device {device_id} --reason ...')"
+        )
+        self.device_id = device_id
+        self.revoked_at = revoked_at
+
+
 def register(db: sqlite_utils.Database, registration: Registration, actor: str) -> bool:
-    """Register the device, or re-register it (a re-flash: new name or place, un-revoked). True if new."""
+    """Register the device, or re-register it (a re-flash: new name or place). True if new.
+
+    Raises DeviceRevoked for a revoked device: re-registering never quietly un-revokes one."""
     now = timeutil.now_wire()
     record = registration.model_dump()
     with audit.transaction(db):
         existing = db.execute(
-            "SELECT 1 FROM devices WHERE device_id = ?", [registration.device_id]
+            "SELECT revoked_at FROM devices WHERE device_id = ?", [registration.device_id]
         ).fetchone()
+        if existing is not None and existing[0]:
+            raise DeviceRevoked(registration.device_id, existing[0])
         db.execute(
             "INSERT INTO devices (device_id, kind, name, site, lat, lon, registered_at, online)"
             " VALUES (:device_id, :kind, :name, :site, :lat, :lon, :now, 0)"
             " ON CONFLICT(device_id) DO UPDATE SET kind = excluded.kind, name = excluded.name,"
             " site = excluded.site, lat = excluded.lat, lon = excluded.lon,"
-            " registered_at = excluded.registered_at, revoked_at = NULL",
+            " registered_at = excluded.registered_at",
             {**record, "now": now},
         )
         audit.append(
@@ -51,7 +74,7 @@ def register(db: sqlite_utils.Database, registration: Registration, actor: str) 
 
 
 def revoke(db: sqlite_utils.Database, device_id: str, actor: str, reason: str = "") -> bool:
-    """Mark the device revoked (it is then shown as such and refused by whatever checks registration).
+    """Mark the device revoked: ingest then dead-letters what it sends and routing no longer sends it.
     False if there is no such device."""
     with audit.transaction(db):
         cursor = db.execute(
@@ -61,3 +84,37 @@ def revoke(db: sqlite_utils.Database, device_id: str, actor: str, reason: str = 
         if cursor.rowcount:
             audit.append(db, actor, "device.revoke", f"device:{device_id}", {"reason": reason})
     return bool(cursor.rowcount)
+
+
+def reinstate(db: sqlite_utils.Database, device_id: str, actor: str, reason: str) -> bool:
+    """Lift a revocation, on purpose: ``reason`` is required and goes into the audit log with the time the
+    device had been revoked. False if there is no such device; ValueError if it is not revoked or no reason
+    is given. (A device whose certificate was revoked also needs a new certificate to connect again.)"""
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("say why the device is reinstated (it goes into the audit log)")
+    with audit.transaction(db):
+        row = db.execute("SELECT revoked_at FROM devices WHERE device_id = ?", [device_id]).fetchone()
+        if row is None:
+            return False
+        if not row[0]:
+            raise ValueError(f"device {device_id} is not revoked")
+        db.execute("UPDATE devices SET revoked_at = NULL WHERE device_id = ?", [device_id])
+        audit.append(
+            db, actor, "device.reinstate", f"device:{device_id}", {"reason": reason, "revoked_at": row[0]}
+        )
+    return True
+
+
+def reinstate_command(central, args) -> int:
+    """``kuzet central reinstate-device DEVICE --reason TEXT``."""
+    try:
+        found = reinstate(central.db(), args.device, f"cli:{getpass.getuser()}", args.reason)
+    except ValueError as exc:
+        print(f"reinstate-device: {exc}", file=sys.stderr)
+        return 2
+    if not found:
+        print(f"reinstate-device: no device {args.device}", file=sys.stderr)
+        return 1
+    print(f"device {args.device} reinstated; it can be registered again (and needs a valid certificate)")
+    return 0

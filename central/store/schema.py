@@ -41,7 +41,8 @@ TABLES: dict[str, dict] = {
             "updated_at": str,
             # operator workflow: new -> acknowledged -> assigned/dispatched -> closed
             "status": str,
-            "assigned_to": str,
+            "assigned_to": str,  # the account following the event up (operators' workflow)
+            "dispatched_unit": str,  # the patrol unit routing last sent (routing's, never an account)
             "closed_note": str,
             "hold": int,
         },
@@ -101,6 +102,7 @@ TABLES: dict[str, dict] = {
             "bad_chunks": int,
             "site": str,  # where to send a clip_request for missing chunks
             "updated_at": str,  # the last chunk received: a clip quiet for long is asked for again
+            "lost_reason": str,  # state 'lost': why the device will never send it (its clip_lost message)
         },
         pk="clip_id",
         defaults={"received": 0, "bad_chunks": 0, "state": "receiving"},
@@ -214,6 +216,9 @@ TABLES: dict[str, dict] = {
             "attempt": int,
             "site": str,  # the badge's site, to address the dispatch
             "direction_deg": float,  # intercept: the suspect's direction of travel
+            "lat": float,  # the place the unit is sent to
+            "lon": float,
+            "radius_m": float,  # intercept: the radius the units were gathered from
         },
         pk="dispatch_id",
         indexes=[["event_id"], ["unit", "state"]],
@@ -239,6 +244,40 @@ TABLES: dict[str, dict] = {
         pk="segment_id",
         indexes=[["device", "idx"]],
     ),
+    # Commands sent to devices (down/command) and the result each device sent back (up/command_result).
+    "commands": dict(
+        columns={
+            "command_id": str,
+            "device": str,
+            "site": str,
+            "name": str,
+            "args": str,
+            "created_at": str,
+            "created_by": str,
+            "state": str,  # sent -> ok | failed; unsent when central could not publish it
+            "result_at": str,
+            "result_message": str,
+            "result_data": str,
+        },
+        pk="command_id",
+        indexes=[["device", "created_at"]],
+    ),
+    # Alerts for the operators (no free unit, escalations, offline units, broken evidence), until acknowledged.
+    "alerts": dict(
+        columns={
+            "id": int,
+            "at": str,
+            "level": str,
+            "message": str,
+            "event_id": str,
+            "dispatch_id": str,
+            "device": str,
+            "acknowledged_at": str,
+            "acknowledged_by": str,
+        },
+        pk="id",
+        indexes=[["acknowledged_at"], ["at"]],
+    ),
     # Every state change of a dispatch, for the timeline and the audit.
     "dispatch_log": dict(
         columns={"id": int, "dispatch_id": str, "state": str, "at": str, "by": str, "detail": str},
@@ -263,6 +302,14 @@ def open_database(path: str | Path) -> sqlite_utils.Database:
             table.create(
                 spec["columns"], pk=spec["pk"], not_null=spec.get("not_null"), defaults=spec.get("defaults")
             )
+        else:  # a database from an older version: add the columns it lacks (all are nullable)
+            for column, kind in spec["columns"].items():
+                if column not in table.columns_dict:
+                    table.add_column(column, kind)
         for columns in spec.get("indexes", []):
             table.create_index(columns, if_not_exists=True)
+    # Ingest and routing ask "which of these are revoked?" all the time; the answer is usually "none".
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS idx_devices_revoked ON devices(device_id) WHERE revoked_at IS NOT NULL"
+    )
     return db

@@ -1,8 +1,9 @@
 """Central's web page and JSON API: ``create_app(central)`` builds the Flask application.
 
-One blueprint per part of the page (auth, events, map, devices, stats, admin), the JSON API under
-``/api/v1/`` with its live stream, and health/metrics. The routing engineer's blueprint
-(``central.routing.web:blueprint``) is added when it is installed.
+One blueprint per part of the page (auth, events, map, devices, stats, admin, alerts), the JSON API under
+``/api/v1/`` with its live stream and device commands, and health/metrics. Routing's blueprint
+(``central.routing.web:blueprint``) is added when it is installed; its endpoints act through the running
+``RoutingService`` handed to ``create_app`` (without one they answer 503 and the page offers no dispatching).
 """
 
 from __future__ import annotations
@@ -20,7 +21,21 @@ from flask_wtf.csrf import CSRFError
 from central.auth.ratelimit import RateLimiter
 from central.context import Central
 from central.store.media import MediaStore
-from central.web import admin, api, auth, devices, events, health, mapview, stats, stream, views
+from central.web import (
+    admin,
+    alerts,
+    api,
+    auth,
+    device_detail,
+    devices,
+    events,
+    health,
+    live,
+    mapview,
+    stats,
+    stream,
+    views,
+)
 
 
 def _secret_key(central: Central) -> bytes:
@@ -54,7 +69,8 @@ def _routing_blueprint():
     return module.blueprint
 
 
-def create_app(central: Central) -> Flask:
+def create_app(central: Central, routing_service=None) -> Flask:
+    """``routing_service``: the running ``RoutingService`` that routing's endpoints and buttons act through."""
     app = Flask(__name__)
     http = central.config.http
     app.config.update(
@@ -69,6 +85,7 @@ def create_app(central: Central) -> Flask:
         WTF_CSRF_SSL_STRICT=http.secure_cookies,
         MAX_CONTENT_LENGTH=1 << 20,
         SSE_HEARTBEAT_S=15.0,
+        SSE_RECHECK_S=5.0,  # how often an open live stream re-reads its account (disabled: stream ends)
     )
     app.extensions["kuzet"] = central
     app.extensions["kuzet.closing"] = threading.Event()  # set on shutdown: live streams end
@@ -77,12 +94,29 @@ def create_app(central: Central) -> Flask:
     auth.csrf.init_app(app)
     app.before_request(auth.load_user)
     health.init_metrics(app)
-    for module in (auth, events, mapview, devices, stats, admin, api, stream, health):
+    for module in (
+        auth,
+        events,
+        mapview,
+        devices,
+        stats,
+        admin,
+        alerts,
+        api,
+        device_detail,
+        live,
+        stream,
+        health,
+    ):
         app.register_blueprint(module.blueprint)
     routing = _routing_blueprint()
     if routing is not None:
         app.register_blueprint(routing)
-    app.extensions["kuzet.routing"] = routing is not None
+    app.extensions["kuzet.routing"] = routing is not None  # its endpoints exist (and are documented)
+    if routing_service is not None:
+        if routing is None:
+            raise RuntimeError("a routing service was given but central.routing.web is not installed")
+        importlib.import_module("central.routing.web").attach(app, routing_service)
     views.install(app)
 
     @app.errorhandler(CSRFError)

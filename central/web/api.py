@@ -12,6 +12,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request
 from pydantic import ValidationError
 
 from central.auth import audit, users
+from central.routing import store as routing_store
 from central.store import queries, registry, workflow
 from central.web import openapi
 from central.web.auth import current_user, require
@@ -155,7 +156,10 @@ def register_device():
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
         _bad_request(problems)
     db = central().db()
-    created = registry.register(db, registration, current_user().username)
+    try:
+        created = registry.register(db, registration, current_user().username)
+    except registry.DeviceRevoked as exc:
+        abort(409, str(exc))
     device = queries.get_device(db, registration.device_id)
     central().hub.publish("device", device)
     return jsonify(device), 201 if created else 200
@@ -182,6 +186,24 @@ def revoke_device(device_id: str):
     return jsonify(device)
 
 
+@blueprint.post("/devices/<device_id>/reinstate")
+@require("devices.manage")
+def reinstate_device(device_id: str):
+    """Lift a revocation on purpose, with a reason (audited); re-registering alone never does."""
+    db = central().db()
+    try:
+        found = registry.reinstate(
+            db, device_id, current_user().username, str(_json_body().get("reason", ""))
+        )
+    except ValueError as exc:
+        _bad_request(str(exc))
+    if not found:
+        abort(404, f"no device {device_id}")
+    device = queries.get_device(db, device_id)
+    central().hub.publish("device", device)
+    return jsonify(device)
+
+
 @blueprint.get("/map")
 @require("map.view")
 def map_data():
@@ -191,6 +213,7 @@ def map_data():
         devices=queries.list_devices(db),
         units=queries.list_units(db),
         events=queries.map_events(db) if user.can("events.view") else [],
+        dispatches=routing_store.active(db) if user.can("events.view") else [],
     )
 
 

@@ -52,6 +52,7 @@ def detail(event_id: str):
         viewers=queries.viewers(db, event_id),
         assignees=[u for u in users.list_users(db) if not u["disabled"]],
         map_config=central().config.map,
+        routing_config=central().config.routing,
     )
 
 

@@ -1,7 +1,12 @@
 """``/healthz`` for the load balancer or systemd watchdog, and Prometheus ``/metrics``.
 
+``/healthz`` answers 200 only when central can do its job: the database answers, ingest is connected to the
+broker and subscribed, its writer thread is alive and storing, and its queue is not full. Otherwise 503, with
+the problems named. A process that serves the page without ingest (none started) is not healthy either.
+
 Metrics are of this app only (its own registry, so that several apps in one process — tests — do not clash):
-HTTP requests by endpoint and status, and gauges read from the database at scrape time.
+HTTP requests by endpoint and status; ingest's counters and histograms, read from the running service at
+scrape time; and gauges read from the database (open events, devices, dispatches, alerts).
 """
 
 from __future__ import annotations
@@ -10,13 +15,65 @@ import sqlite3
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from central.ingest.metrics import DEAD_LETTER_CAUSES
 from central.store import queries
 from central.web.auth import require
 from central.web.views import central
 
 blueprint = Blueprint("health", __name__)
+
+# Ingest's counters as Prometheus counters: (attribute of Counters, metric name, help).
+_INGEST_COUNTERS = (
+    ("received", "kuzet_ingest_received", "Messages taken from MQTT"),
+    ("stored", "kuzet_ingest_stored", "Valid messages stored or handed on (duplicates not counted)"),
+    ("duplicates", "kuzet_ingest_duplicates", "Event messages already stored: nothing changed"),
+    ("timeline_only", "kuzet_ingest_timeline_only", "Event messages older than the stored state"),
+    ("batches", "kuzet_ingest_batches", "SQLite transactions committed by ingest"),
+    ("hook_errors", "kuzet_ingest_hook_errors", "Hooks (routing, commands) that failed on a message"),
+)
+
+
+class _IngestCollector:
+    """Ingest's counters, histograms and queue, read from the running service whenever Prometheus scrapes."""
+
+    def __init__(self, app: Flask):
+        self._app = app
+
+    def collect(self):
+        ingest = self._app.extensions["kuzet"].ingest
+        if ingest is None:
+            return
+        counters = ingest.counters
+        for attribute, name, text in _INGEST_COUNTERS:
+            yield CounterMetricFamily(name, text, value=getattr(counters, attribute))
+        letters = CounterMetricFamily(
+            "kuzet_ingest_dead_letters", "Messages dead-lettered, by cause", labels=["reason"]
+        )
+        for cause in DEAD_LETTER_CAUSES:
+            letters.add_metric([cause], counters.dead_letters_by_cause[cause])
+        yield letters
+        clips = CounterMetricFamily(
+            "kuzet_ingest_clips", "Clips and evidence segments joined, by outcome", labels=["outcome"]
+        )
+        clips.add_metric(["verified"], counters.clips_verified)
+        clips.add_metric(["failed"], counters.clips_failed)
+        yield clips
+        yield from ingest.histograms.collect()
+        health = ingest.health()
+        yield GaugeMetricFamily(
+            "kuzet_ingest_queue_depth", "Messages waiting for the writer", health["queue_depth"]
+        )
+        yield GaugeMetricFamily("kuzet_ingest_queue_max", "Capacity of the ingest queue", health["queue_max"])
+        yield GaugeMetricFamily(
+            "kuzet_ingest_mqtt_connected",
+            "1 while ingest is connected to the broker",
+            int(health["mqtt"]["connected"]),
+        )
+        yield GaugeMetricFamily(
+            "kuzet_ingest_writer_alive", "1 while the ingest writer thread runs", int(health["writer_alive"])
+        )
 
 
 class _DatabaseCollector:
@@ -43,6 +100,21 @@ class _DatabaseCollector:
         for (kind, state), count in sorted(tally.items()):
             devices.add_metric([kind, state], count)
         yield devices
+        dispatches = GaugeMetricFamily("kuzet_dispatches", "Dispatches by state", labels=["state"])
+        for state, count in db.execute("SELECT state, count(*) FROM dispatches GROUP BY state"):
+            dispatches.add_metric([state], count)
+        yield dispatches
+        yield GaugeMetricFamily(
+            "kuzet_dispatch_escalations",
+            "Dispatches that are a later attempt for their event (the unit before declined or did not answer)",
+            value=db.execute("SELECT count(*) FROM dispatches WHERE attempt > 1").fetchone()[0],
+        )
+        alerts = GaugeMetricFamily("kuzet_alerts_open", "Alerts not yet acknowledged", labels=["level"])
+        for level, count in db.execute(
+            "SELECT level, count(*) FROM alerts WHERE acknowledged_at IS NULL GROUP BY level"
+        ):
+            alerts.add_metric([level], count)
+        yield alerts
         yield GaugeMetricFamily(
             "kuzet_dead_letters",
             "Messages kept because they broke the contract",
@@ -63,6 +135,7 @@ def init_metrics(app: Flask) -> None:
     requests = Counter(
         "kuzet_http_requests", "HTTP requests answered", ["endpoint", "method", "status"], registry=registry
     )
+    registry.register(_IngestCollector(app))
     registry.register(_DatabaseCollector(app))
     app.extensions["kuzet.metrics"] = registry
 
@@ -75,11 +148,28 @@ def init_metrics(app: Flask) -> None:
 @blueprint.get("/healthz")
 def healthz():
     the_central = central()
+    problems: list[str] = []
     try:
         the_central.db().execute("SELECT 1 FROM events LIMIT 1").fetchall()
+        database = "ok"
     except sqlite3.Error as exc:
-        return jsonify(status="unhealthy", database=str(exc)), 503
-    return jsonify(status="ok", database="ok", live_streams=the_central.hub.subscribers)
+        database = str(exc)
+        problems.append(f"the database does not answer: {exc}")
+    ingest = the_central.ingest
+    if ingest is None:
+        ingest_state = None
+        problems.append("ingest is not running in this process: nothing from the devices is stored")
+    else:
+        ingest_state = ingest.health()
+        problems += ingest_state.pop("problems")
+    body = {
+        "status": "unhealthy" if problems else "ok",
+        "problems": problems,
+        "database": database,
+        "ingest": ingest_state,
+        "live_streams": the_central.hub.subscribers,
+    }
+    return jsonify(body), 503 if problems else 200
 
 
 @blueprint.get("/metrics")

@@ -3,6 +3,7 @@ that every /api/v1 route is described here and every path described here exists.
 
 from __future__ import annotations
 
+from central.commands import PERMISSION as COMMAND_PERMISSION
 from central.store.queries import EVENT_FILTERS, STAT_GROUPS, STAT_PERIODS
 
 _OBJ = {"type": "object"}
@@ -63,7 +64,12 @@ def routing_paths() -> dict:
             "get": _op(
                 "Dispatches (and events waiting for a free unit)",
                 "events.view",
-                [("state", "query", "string", ""), ("event_id", "query", "string", ""), _LIMIT],
+                [
+                    ("state", "query", "string", ""),
+                    ("event_id", "query", "string", ""),
+                    ("log", "query", "string", "1: each dispatch with its state changes"),
+                    _LIMIT,
+                ],
             ),
             "post": _op(
                 "Send this unit to the event (manual assignment)",
@@ -227,6 +233,7 @@ def document(with_routing: bool = False) -> dict:
                         "201": {"description": "registered"},
                         "200": {"description": "re-registered"},
                         "400": {"description": "invalid body"},
+                        "409": {"description": "the device is revoked: reinstate it first"},
                     },
                 ),
             },
@@ -239,11 +246,89 @@ def document(with_routing: bool = False) -> dict:
                     {"type": "object", "properties": {"reason": {"type": "string"}}},
                 )
             },
-            "/api/v1/map": {"get": _op("Devices, units and open events with positions", "map.view")},
+            "/api/v1/devices/{device_id}/reinstate": {
+                "post": _op(
+                    "Lift a device's revocation (audited with the reason); then it may be re-registered",
+                    "devices.manage",
+                    [_DEVICE_ID],
+                    {"type": "object", "required": ["reason"], "properties": {"reason": {"type": "string"}}},
+                )
+            },
+            "/api/v1/devices/{device_id}/commands": {
+                "get": _op(
+                    "Commands sent to the device, newest first, with its results",
+                    "devices.view",
+                    [_DEVICE_ID, _LIMIT],
+                ),
+                "post": {
+                    **_op(
+                        "Send a command to the device (published on its down/command topic; audited)",
+                        None,
+                        [_DEVICE_ID],
+                        {
+                            "type": "object",
+                            "required": ["name"],
+                            "properties": {
+                                "name": {"enum": list(COMMAND_PERMISSION)},
+                                "args": {"type": "object"},
+                            },
+                        },
+                        responses={
+                            "202": {
+                                "description": "sent; the result arrives later (GET, or the command channel)"
+                            },
+                            "400": {"description": "unknown command or arguments that break the contract"},
+                            "403": {"description": "the role may not send this command"},
+                            "404": {"description": "no such device"},
+                            "409": {"description": "revoked device, or a command only routing sends"},
+                            "503": {"description": "central has no MQTT connection"},
+                        },
+                    ),
+                    "description": "Needs, per command: "
+                    + ", ".join(
+                        f"`{name}`: `{permission}`" for name, permission in COMMAND_PERMISSION.items()
+                    ),
+                },
+            },
+            "/api/v1/devices/{device_id}/evidence": {
+                "get": _op(
+                    "Verify a badge's whole evidence chain and every recording central holds (audited): status "
+                    "verified, broken (broken_at), gap (gap_at), incomplete or empty, with each problem",
+                    "devices.view",
+                    [_DEVICE_ID],
+                )
+            },
+            "/api/v1/devices/{device_id}/live": {
+                "get": _op(
+                    "The device's live frames as server-sent events (channel live); start and stop the stream "
+                    "with the live_start/live_stop commands. Who watched is audited",
+                    "events.media",
+                    [_DEVICE_ID],
+                    responses={"200": {"description": "text/event-stream"}},
+                )
+            },
+            "/api/v1/alerts": {
+                "get": _op(
+                    "Alerts, newest first, with the count of those not acknowledged (open)",
+                    "events.view",
+                    [("state", "query", "string", "open (default) or all"), _LIMIT],
+                )
+            },
+            "/api/v1/alerts/{alert_id}/ack": {
+                "post": _op(
+                    "Acknowledge an alert (audited)",
+                    "events.act",
+                    [("alert_id", "path", "integer", "the alert's number")],
+                )
+            },
+            "/api/v1/map": {
+                "get": _op("Devices, units, open events and dispatches under way, with positions", "map.view")
+            },
             "/api/v1/stream": {
                 "get": _op(
                     "Live updates as server-sent events (channels event, device, unit, dispatch, dead_letter, "
-                    "alert), each only to the roles that may see it",
+                    "alert, command), each only to the roles that may see it; re-checks the account every few "
+                    "seconds and ends (event end) when it is disabled",
                     None,
                     responses={"200": {"description": "text/event-stream"}},
                 )

@@ -24,11 +24,7 @@ class WebServer:
     ):
         """``routing_service``: the running ``RoutingService``, which routing's API endpoints act through."""
         http = central.config.http
-        self.app = create_app(central)
-        if routing_service is not None:
-            from central.routing.web import attach
-
-            attach(self.app, routing_service)
+        self.app = create_app(central, routing_service)
         self._server = create_server(
             self.app,
             host=host or http.host,

@@ -1,16 +1,21 @@
-"""The live stream (server-sent events) that keeps every open page current without reloads.
+"""The live streams (server-sent events) that keep every open page current without reloads.
 
 Each open page holds one subscription to ``central.hub``. An update is passed on only to users allowed to see
 its channel; events are re-read from the database so that every page gets the same full row, whatever the
-publisher put in the update.
+publisher put in the update. A stream stays open all shift, so the account behind it is re-read every
+``SSE_RECHECK_S``: a disabled account (or revoked token) loses its stream, a changed role its channels.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Iterator
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, g, request
 
+from central.auth import tokens, users
+from central.live import Update
 from central.store import queries
 from central.web.auth import current_user, require
 from central.web.views import central
@@ -24,7 +29,10 @@ CHANNEL_PERMISSION = {
     "dispatch": "events.view",
     "dead_letter": "dead_letters.view",
     "alert": "events.view",  # routing's alerts: no patrol free, a dispatch escalated
+    "command": "devices.view",  # commands to devices and their results
+    "live": "events.media",  # live video frames: only on a viewer's own stream (live.py), never on the page's
 }
+ON_REQUEST_ONLY = {"live"}  # a channel too heavy for every open page: a viewer asks for it
 
 
 def _shape(db, channel: str, data: dict) -> dict | None:
@@ -35,34 +43,82 @@ def _shape(db, channel: str, data: dict) -> dict | None:
     return data
 
 
-@blueprint.get("/api/v1/stream")
-@require(None)
-def live():
-    user = current_user()
+def _account_check() -> Callable[[object], users.User | None]:
+    """How to re-read the account this request acts as, from another thread later on."""
+    if g.get("via_token"):
+        token = request.headers.get("Authorization", "")[len("Bearer ") :].strip()
+        return lambda db: tokens.current_account(db, token)
+    username = current_user().username
+    return lambda db: users.get_user(db, username)
+
+
+def sse(
+    channels_for: Callable[[users.User], set[str]],
+    accept: Callable[[Update], bool] = lambda update: True,
+    on_end: Callable[[str], None] | None = None,
+) -> Response:
+    """A server-sent-event response carrying hub updates on ``channels_for(user)`` that ``accept`` lets
+    through; ``on_end(why)`` runs on the streaming thread when it ends, however it ends."""
     the_central = central()
     heartbeat = current_app.config["SSE_HEARTBEAT_S"]
+    recheck = current_app.config["SSE_RECHECK_S"]
     closing = current_app.extensions["kuzet.closing"]
-    channels = {channel for channel, permission in CHANNEL_PERMISSION.items() if user.can(permission)}
+    account = _account_check()
+    channels = channels_for(current_user())
 
-    def generate():
-        with the_central.hub.subscribe() as subscription:
-            yield "retry: 3000\n: connected\n\n"
-            db = the_central.db()
-            while not closing.is_set():
-                update = subscription.get(timeout=heartbeat)
-                if update is None:
-                    yield ": keep-alive\n\n"  # also finds out, by failing, that the page has gone
-                    continue
-                if update.channel not in channels:
-                    continue
-                data = _shape(db, update.channel, update.data)
-                if data is None:
-                    continue
-                payload = json.dumps(data, separators=(",", ":"), default=str)
-                yield f"id: {update.seq}\nevent: {update.channel}\ndata: {payload}\n\n"
+    def generate() -> Iterator[str]:
+        why = "the viewer left"
+        try:
+            with the_central.hub.subscribe() as subscription:
+                yield "retry: 3000\n: connected\n\n"
+                db = the_central.db()
+                nonlocal channels
+                checked = quiet_since = time.monotonic()
+                while not closing.is_set():
+                    update = subscription.get(timeout=min(heartbeat, recheck))
+                    now = time.monotonic()
+                    if now - checked >= recheck:
+                        checked = now
+                        user = account(db)
+                        if user is None:
+                            why = "the account was disabled or its token revoked"
+                            yield f"event: end\ndata: {json.dumps({'reason': why})}\n\n"
+                            return
+                        channels = channels_for(user)
+                    if update is None:
+                        if now - quiet_since >= heartbeat:
+                            quiet_since = now
+                            yield ": keep-alive\n\n"  # also finds out, by failing, that the page has gone
+                        continue
+                    if update.channel not in channels or not accept(update):
+                        continue
+                    data = _shape(db, update.channel, update.data)
+                    if data is None:
+                        continue
+                    quiet_since = now
+                    payload = json.dumps(data, separators=(",", ":"), default=str)
+                    yield f"id: {update.seq}\nevent: {update.channel}\ndata: {payload}\n\n"
+                why = "central is stopping"
+        finally:
+            if on_end is not None:
+                on_end(why)
 
     return Response(
         generate(),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def page_channels(user: users.User) -> set[str]:
+    return {
+        channel
+        for channel, permission in CHANNEL_PERMISSION.items()
+        if channel not in ON_REQUEST_ONLY and user.can(permission)
+    }
+
+
+@blueprint.get("/api/v1/stream")
+@require(None)
+def live():
+    return sse(page_channels)

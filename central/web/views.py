@@ -49,7 +49,9 @@ def install(app: Flask) -> None:
             "site_name": central().config.central.name,
             "severities": SEVERITIES,
             "statuses": STATUSES,
-            "routing_enabled": app.extensions.get("kuzet.routing", False),
+            # Dispatch buttons only where routing is running: its endpoints answer 503 otherwise.
+            "routing_enabled": routing_running(app),
+            "open_alerts": _open_alerts(user),
         }
 
     app.jinja_env.filters["short_time"] = _short_time
@@ -79,6 +81,19 @@ def install(app: Flask) -> None:
         if request.path.startswith("/api/") or request.path.startswith("/media/"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+
+def routing_running(app: Flask) -> bool:
+    return app.extensions.get("kuzet.routing_service") is not None
+
+
+def _open_alerts(user) -> int | None:
+    """Unacknowledged alerts for the header's counter (None: the user does not see alerts)."""
+    if user is None or not user.can("events.view"):
+        return None
+    from central import alerts
+
+    return alerts.open_count(central().db())
 
 
 def _tile_origin() -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from shared.config import DeviceSection, MqttSection, Section
+from shared.config import DeviceSection, KeyProblem, MqttSection, Section
 
 
 class GpsSection(Section):
@@ -26,7 +26,7 @@ class GpsSection(Section):
     @model_validator(mode="after")
     def _route_has_file(self) -> GpsSection:
         if self.source == "route" and self.route_file is None:
-            raise ValueError("gps.source = 'route' needs gps.route_file")
+            raise KeyProblem(("route_file",), "gps.source = 'route' needs a route file (GeoJSON or CSV)")
         return self
 
 

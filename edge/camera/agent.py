@@ -21,6 +21,7 @@ from edge.camera import health
 from edge.camera.config import CameraConfig
 from edge.camera.config import load as load_config
 from edge.camera.live import LiveStream
+from edge.camera.updates import CameraUpdates
 from edge.delivery import (
     PRIORITY_EVENT,
     PRIORITY_RESULT,
@@ -32,7 +33,7 @@ from edge.delivery import (
 )
 from edge.events.engine import EventChange, EventEngine
 from edge.events.journal import OpenEventJournal
-from edge.evidence.clips import ClipRecorder, ClipSettings
+from edge.evidence.clips import ClipRecorder, ClipSettings, Recording, finalise_partial
 from edge.evidence.snapshot import snapshot
 from edge.vision.pipeline import VisionPipeline
 from edge.vision.sources import open_source
@@ -57,23 +58,28 @@ from shared.mqtt import Link
 log = logging.getLogger(__name__)
 
 EVENTS_CREATED = "events_created"  # the counter reliability tests compare with central's store
-CLIPS_CREATED = "clips_created"
+CLIPS_CREATED = "clips_created"  # counted when a clip starts (its event names it), not when it is finished
 BETTER_SNAPSHOT = 0.05  # a frame this much more confident than the snapshot sent earns a new snapshot
-# Sections a running agent cannot swap (identity, broker, state): a reload reports them as needing a restart.
-RESTART_SECTIONS = ("device", "mqtt", "storage", "outbox")
+# Sections a running agent cannot swap (identity, broker, state, update key): a reload reports them as
+# needing a restart.
+RESTART_SECTIONS = ("device", "mqtt", "storage", "outbox", "updates")
 COMMAND_MAX_AGE_S = 300  # an older command (queued while offline) is answered "expired", not carried out
 
 
 class CameraAgent:
     def __init__(self, config: CameraConfig, config_path: Path | None = None):
-        self.config = config
         self.config_path = Path(config_path) if config_path else None
+        # base_config is the file's; config, what runs: the file with the installed signed updates over it.
+        self.base_config = config
+        self.updates = CameraUpdates(config.updates, self.config_path)
+        config, _ = self.updates.effective(config)
+        self.config = config
         self.site, self.device = config.device.site, config.device.id
         self.storage = Path(config.storage.dir)
         self.storage.mkdir(parents=True, exist_ok=True)
 
         self.outbox = Outbox(self.storage / "outbox.db")
-        self.journal = OpenEventJournal(self.storage / "events.db")
+        self.journal = OpenEventJournal(self.outbox)
         self.spool = ClipSpool(
             self.storage / "clips",
             self.outbox,
@@ -130,19 +136,26 @@ class CameraAgent:
             location=location,
             update_interval_s=config.events.update_interval_s,
         )
-        evidence = config.evidence
         self.recorder = None
-        if evidence.clips:
-            settings = ClipSettings(
-                fps=evidence.clip_fps,
-                pre_roll_s=evidence.pre_roll_s,
-                post_roll_s=evidence.post_roll_s,
-                max_duration_s=evidence.max_clip_s,
-                max_bytes=int(evidence.max_clip_mb * 1_000_000),
-                max_width=evidence.clip_max_width,
-                codec=evidence.clip_codec,
+        if config.evidence.clips:
+            self.recorder = ClipRecorder(
+                self.storage / "recording",
+                self._clip_settings(),
+                self._clip_finished,
+                on_empty=self._clip_empty,
             )
-            self.recorder = ClipRecorder(self.storage / "recording", settings, self._clip_finished)
+
+    def _clip_settings(self) -> ClipSettings:
+        evidence = self.config.evidence
+        return ClipSettings(
+            fps=evidence.clip_fps,
+            pre_roll_s=evidence.pre_roll_s,
+            post_roll_s=evidence.post_roll_s,
+            max_duration_s=evidence.max_clip_s,
+            max_bytes=int(evidence.max_clip_mb * 1_000_000),
+            max_width=evidence.clip_max_width,
+            codec=evidence.clip_codec,
+        )
 
     # --- running ----------------------------------------------------------------------------------------------
 
@@ -152,6 +165,7 @@ class CameraAgent:
         self.link.subscribe(topics.device_down(self.site, self.device), self._on_down)
         self.link.start(wait_s=None)
         self.publisher.start()
+        self._recover_clips()
         for target, name in ((self._heartbeat_loop, "heartbeat"), (self._command_loop, "commands")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -212,21 +226,15 @@ class CameraAgent:
         for thread in self._threads:
             thread.join(timeout=5)
         self.outbox.close()
-        self.journal.close()
         log.info("camera %s stopped", self.device)
 
     # --- events and evidence ------------------------------------------------------------------------------------
 
     def _emit(self, changes: list[EventChange]) -> None:
-        event_topic = topics.up(self.site, self.device, "event")
         for change in changes:
             event = change.event
             extra: dict = {}
             snap: Snapshot | None = None
-            if event.state == "open":
-                extra["clip_id"] = self._attach_clip(event, change.frame)
-            else:
-                extra["clip_id"] = self.clip_of.get(event.event_id)
             previous = self.snapshot_of.get(event.event_id)
             if self.config.evidence.snapshots and (
                 previous is None or (change.improved and event.score >= previous[1] + BETTER_SNAPSHOT)
@@ -235,36 +243,54 @@ class CameraAgent:
                 self.snapshot_of[event.event_id] = (snap.sha256, event.score)
             if event.event_id in self.snapshot_of:
                 extra["snapshot_sha256"] = self.snapshot_of[event.event_id][0]
+            started: Recording | None = None
+            if event.state == "open":
+                recording = self._attach_clip(event, change.frame)
+                extra["clip_id"] = recording.clip_id if recording is not None else None
+                if recording is not None and recording.event_id == event.event_id:
+                    started = recording  # this event started the clip (others join it)
+            else:
+                extra["clip_id"] = self.clip_of.get(event.event_id)
             event = event.model_copy(update=extra)
             if event.state == "closed":
                 self.clip_of.pop(event.event_id, None)
                 self.snapshot_of.pop(event.event_id, None)
                 if self.recorder is not None:
                     self.recorder.detach(event.event_id, change.frame)
-            self.publisher.enqueue(
-                event_topic,
+            self._queue_event(event, snap, started)
+
+    def _queue_event(self, event: Event, snap: Snapshot | None, started: Recording | None) -> None:
+        """One transaction: the event's message (and snapshot), its journal entry, and for a new clip the promise
+        to deliver it; each with its counter. A SIGKILL leaves all of them or none."""
+        with self.publisher.transaction() as tx:
+            tx.put(
+                topics.up(self.site, self.device, "event"),
                 messages.encode(event),
                 kind="event",
                 priority=PRIORITY_EVENT,
-                count=EVENTS_CREATED if event.state == "open" else None,
             )
-            self.journal.record(event)
+            if event.state == "open":
+                tx.count(EVENTS_CREATED)
+            self.journal.record(tx, event)
             if snap is not None:
-                self.publisher.enqueue(
+                tx.put(
                     topics.up(self.site, self.device, "snapshot"),
                     messages.encode(snap),
                     kind="snapshot",
                     priority=PRIORITY_SNAPSHOT,
                 )
+            if started is not None:
+                self.spool.promise(tx, started.clip_id, recording=started.path, event_id=started.event_id)
+                tx.count(CLIPS_CREATED)
 
-    def _attach_clip(self, event: Event, frame: Frame) -> str | None:
+    def _attach_clip(self, event: Event, frame: Frame) -> Recording | None:
         if self.recorder is None:
             return None
         if SEVERITY_RANK[event.severity] < SEVERITY_RANK[self.config.evidence.clip_min_severity]:
             return None
-        clip_id = self.recorder.attach(event.event_id, frame)
-        self.clip_of[event.event_id] = clip_id
-        return clip_id
+        recording = self.recorder.attach(event.event_id, frame)
+        self.clip_of[event.event_id] = recording.clip_id
+        return recording
 
     def _snapshot(self, event: Event, change: EventChange) -> Snapshot:
         captions = [(box, f"{label} {event.score:.2f}") for box, label in change.boxes]
@@ -284,22 +310,59 @@ class CameraAgent:
         try:
             self.spool.add(path, clip_id=clip_id, event_id=event_id)
         except (OSError, ValueError) as exc:
-            log.error("clip %s could not be queued: %s", clip_id, exc)
-            return
-        self.outbox.add(CLIPS_CREATED)
+            self.spool.lost(clip_id, "failed", f"could not be stored: {exc}", event_id=event_id)
+        self.publisher.wake()
+
+    def _clip_empty(self, clip_id: str, event_id: str) -> None:
+        self.spool.lost(clip_id, "failed", "the clip ended before a frame was recorded", event_id=event_id)
         self.publisher.wake()
 
     def _close_leftover_events(self) -> None:
         """Events a killed predecessor left open are closed now, so central does not show them open forever."""
         for closing in self.journal.closing_messages():
-            self.publisher.enqueue(
-                topics.up(self.site, self.device, "event"),
-                messages.encode(closing),
-                kind="event",
-                priority=PRIORITY_EVENT,
-            )
-            self.journal.record(closing)
+            with self.publisher.transaction() as tx:
+                tx.put(
+                    topics.up(self.site, self.device, "event"),
+                    messages.encode(closing),
+                    kind="event",
+                    priority=PRIORITY_EVENT,
+                )
+                self.journal.record(tx, closing)
             log.info("closed event %s left open by the previous run", closing.event_id)
+
+    def _recover_clips(self) -> None:
+        """Clips a killed predecessor promised (their events went out naming them) but never queued: each is
+        queued now, recovered from its partial file, or reported lost, so central never waits for one in vain."""
+        for promise in self.spool.promises():
+            if self.spool.resume(promise.clip_id):  # killed after moving it into the spool
+                continue
+            recovered = None
+            if promise.recording.exists():
+                try:
+                    recovered = finalise_partial(promise.recording, self._clip_settings())
+                except Exception:  # an unreadable file must not stop the camera: it is reported lost below
+                    log.exception("clip %s: the partial recording could not be read", promise.clip_id)
+            if recovered is None:
+                self.spool.lost(
+                    promise.clip_id,
+                    "interrupted",
+                    "the camera agent stopped while recording and the partial file could not be read",
+                    event_id=promise.event_id,
+                )
+                continue
+            try:
+                self.spool.add(recovered, clip_id=promise.clip_id, event_id=promise.event_id)
+                self.outbox.add("clips_recovered")
+                log.info("clip %s recovered after the agent was stopped mid-recording", promise.clip_id)
+            except (OSError, ValueError) as exc:
+                self.spool.lost(
+                    promise.clip_id, "failed", f"recovered but not stored: {exc}", event_id=promise.event_id
+                )
+        # What is left in the recording folder belongs to no promise (killed before its event was queued).
+        for leftover in (self.storage / "recording").glob("*"):
+            if leftover.is_file():
+                leftover.unlink()
+        self.publisher.wake()
 
     # --- MQTT down traffic -----------------------------------------------------------------------------------
 
@@ -379,28 +442,40 @@ class CameraAgent:
             return True, f"detection {'on' if on else 'off'}", {"detection_enabled": on}
         if name == "install_update":
             return self._install_update(args)
+        if name == "rollback_update":
+            return self._rollback_update(args)
         return False, f"unknown command {name!r}", {}
 
     def _reload(self) -> tuple[bool, str, dict]:
         if self.config_path is None:
             return False, "this camera was not started from a configuration file", {}
         try:
-            new = load_config(self.config_path)
+            base = load_config(self.config_path)
         except ConfigError as exc:
             return False, f"configuration not reloaded, the old one stays: {exc}", {}
+        new, notes = self.updates.effective(base)
+        try:
+            pipeline = self._prepare_pipeline(new)
+        except Exception as exc:  # a missing model: keep running with the old pipeline
+            return False, f"configuration not reloaded, the detector cannot start: {exc}", {}
+        self.base_config = base
+        ok, text, data = self._switch_config(new, pipeline)
+        return ok, "; ".join([text, *notes]), data
+
+    def _prepare_pipeline(self, new: CameraConfig) -> VisionPipeline | None:
+        """The vision pipeline ``new`` needs, built (the model loaded) before anything is switched; None when the
+        running one will do. Raises when it cannot be built."""
+        old = self.config
+        if (new.motion, new.detector, new.tracker) == (old.motion, old.detector, old.tracker):
+            return None
+        return VisionPipeline.from_config(new.motion, new.detector, new.tracker)
+
+    def _switch_config(self, new: CameraConfig, pipeline: VisionPipeline | None) -> tuple[bool, str, dict]:
+        """Run ``new`` from the next frame on, with ``pipeline`` from ``_prepare_pipeline``."""
         old = self.config
         needs_restart = [s for s in RESTART_SECTIONS if getattr(new, s) != getattr(old, s)]
         with self._lock:
-            vision_changed = (new.motion, new.detector, new.tracker) != (
-                old.motion,
-                old.detector,
-                old.tracker,
-            )
-            if vision_changed:
-                try:
-                    pipeline = VisionPipeline.from_config(new.motion, new.detector, new.tracker)
-                except Exception as exc:  # a missing model: keep running with the old pipeline
-                    return False, f"configuration not reloaded, the detector cannot start: {exc}", {}
+            if pipeline is not None:
                 pipeline.enabled = self.pipeline.enabled
                 self.pipeline = pipeline
             if self.last_result is not None:
@@ -450,18 +525,18 @@ class CameraAgent:
         return True, "snapshot taken", {"event_id": opened.event_id}
 
     def _install_update(self, args: dict) -> tuple[bool, str, dict]:
-        try:
-            from edge import updates
-        except ImportError:
-            return False, "software updates are not supported by this installation", {}
-        settings = self.config.updates
-        if settings.public_key is None or settings.install_dir is None:
-            return False, "updates are not configured: set [updates] public_key and install_dir", {}
-        bundle = args.get("bundle")
-        if not isinstance(bundle, str) or not bundle:
-            return False, "install_update needs args.bundle: the path of the update bundle on the camera", {}
-        outcome = updates.install(Path(bundle), settings.public_key, settings.install_dir)
-        return outcome.ok, outcome.message, outcome.command_data()
+        """A signed model or config bundle (args.url or args.path): checked, installed, and run from now on."""
+        outcome, candidate = self.updates.install(args, self.base_config, self._prepare_pipeline)
+        return self._run_update(outcome, candidate)
+
+    def _rollback_update(self, args: dict) -> tuple[bool, str, dict]:
+        outcome, candidate = self.updates.rollback(args, self.base_config, self._prepare_pipeline)
+        return self._run_update(outcome, candidate)
+
+    def _run_update(self, outcome, candidate) -> tuple[bool, str, dict]:
+        if candidate is not None:
+            self._switch_config(candidate.config, candidate.pipeline)
+        return outcome.ok, outcome.message, outcome.command_data() | self.updates.versions()
 
     # --- health --------------------------------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from pydantic import Field, model_validator
 from edge.events.config import LineSection, RuleSection, ZoneSection, check_references
 from edge.vision.config import DetectorSection, MotionSection, SourceSection, TrackerSection
 from shared import config
-from shared.config import DeviceSection, MqttSection, Section
+from shared.config import DeviceSection, KeyProblem, MqttSection, Section
 from shared.messages import Severity
 
 
@@ -89,10 +89,15 @@ class LiveSection(Section):
 
 
 class UpdatesSection(Section):
-    """Signed software updates (``install_update``): the site's key is set here, never by a command."""
+    """Signed model and configuration updates (``install_update``, ``rollback_update``; see edge.camera.updates).
 
-    public_key: Path | None = None
-    install_dir: Path | None = None
+    The site's key is set here, never by a command; changes to this section take effect at the next start.
+    """
+
+    public_key: Path | None = None  # the site's update.pub, shipped in the device's bundle
+    install_dir: Path | None = None  # model/ and config/ below it, each with versions/, current, previous
+    max_bundle_mb: Annotated[float, Field(gt=0, le=512)] = 256.0  # a larger download is refused
+    download_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
 
 
 class StorageSection(Section):
@@ -121,12 +126,13 @@ class CameraConfig(Section):
     def _rules_refer_to_real_zones(self) -> CameraConfig:
         check_references(self.zones, self.lines, self.rules)
         detected = set(self.detector.labels)
-        for rule in self.rules:
+        for index, rule in enumerate(self.rules):
             if not detected & set(rule.resolved_labels):
                 # e.g. object_left watches backpacks and suitcases, which the default detector list leaves out
-                raise ValueError(
+                raise KeyProblem(
+                    ("rules", index, "labels"),
                     f"rule {rule.name!r} watches for {', '.join(rule.resolved_labels)}, but [detector] labels "
-                    f"keeps only {', '.join(sorted(detected))}: add the labels the rule needs there"
+                    f"keeps only {', '.join(sorted(detected))}: add the labels the rule needs there",
                 )
         return self
 

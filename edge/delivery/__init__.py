@@ -6,7 +6,10 @@ Shared by the camera and the badge agents::
     spool = ClipSpool(storage / "clips", outbox, site=site, device=device)
     publisher = Publisher(outbox, link, resolvers={"clip": spool.chunk_payload}).start()
     publisher.enqueue(topic, payload, kind="event", priority=PRIORITY_EVENT)
-    spool.add(clip_path, clip_id=clip_id, event_id=event_id); publisher.wake()
+    with publisher.transaction() as tx:  # several writes that must commit together
+        tx.put(topic, event_payload, kind="event", priority=PRIORITY_EVENT)
+        spool.promise(tx, clip_id, recording=path, event_id=event_id)  # the event names a clip being recorded
+    spool.add(clip_path, clip_id=clip_id, event_id=event_id); publisher.wake()  # or spool.lost(clip_id, reason)
     # on down/clip_request: spool.handle_request(request); publisher.wake()
 """
 

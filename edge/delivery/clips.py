@@ -6,6 +6,11 @@ sent. Central asks again with a ``clip_request`` for chunks that arrived bad or 
 spool queues just those. Delivered clips are kept a while for such requests, then removed; when the spool
 exceeds its quota the oldest clips go first (delivered or not) and every drop is counted. Events are never in
 here, so the quota can never cost an event.
+
+A clip is *promised* (``promise``, in the transaction of the event message that names it) when its recording
+starts, and the promise is kept in the outbox's database until the clip is queued here or reported lost. Every
+promised clip therefore ends in exactly one of two ways at central: verified, or a ``clip_lost`` message saying
+why not (killed mid-recording and unreadable, dropped under the quota, asked for after it was removed).
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.delivery.outbox import PRIORITY_CLIP, Outbox, Row
+from edge.delivery.outbox import PRIORITY_CLIP, PRIORITY_RESULT, Outbox, Row, Writes
 from shared import messages, topics
-from shared.messages import CLIP_CHUNK_BYTES, ClipChunk, ClipRequest
+from shared.messages import CLIP_CHUNK_BYTES, ClipChunk, ClipLost, ClipRequest
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,27 @@ CONTENT_TYPES = {
     ".mkv": "video/x-matroska",
     ".webm": "video/x-matroska",
 }
+
+
+_PROMISES = """
+CREATE TABLE IF NOT EXISTS promised_clips (
+    clip_id TEXT PRIMARY KEY,
+    event_id TEXT,
+    purpose TEXT NOT NULL,
+    recording TEXT NOT NULL,
+    promised_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Promise:
+    """A clip central was told about (its event carries the clip id) that is not in the spool yet."""
+
+    clip_id: str
+    event_id: str | None
+    purpose: str
+    recording: Path  # where the file is being written
 
 
 @dataclass(frozen=True)
@@ -69,13 +95,59 @@ class ClipSpool:
         self.keep_delivered_s = keep_delivered_s
         self.chunk_bytes = chunk_bytes
         self.topic = topics.up(site, device, "clip")
+        self.lost_topic = topics.up(site, device, "clip_lost")
         self._lock = threading.Lock()
+        outbox.add_table(_PROMISES)
+        self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
+        """``add`` writes the sidecar, then moves the clip in: a kill between the two leaves a sidecar alone (the
+        clip is still where it was recorded, and still promised). A clip file with no sidecar is garbage."""
         for leftover in self.dir.iterdir():
-            # A crash between moving a clip in and writing its sidecar leaves a file nothing refers to.
-            if leftover.suffix == ".tmp" or (
-                leftover.suffix in CONTENT_TYPES and not leftover.with_suffix(".json").exists()
-            ):
+            orphan_clip = leftover.suffix in CONTENT_TYPES and not leftover.with_suffix(".json").exists()
+            orphan_sidecar = leftover.suffix == ".json" and not self._has_file(leftover.stem)
+            if leftover.suffix == ".tmp" or orphan_clip or orphan_sidecar:
                 leftover.unlink()
+
+    # --- promising ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def promise(
+        tx: Writes, clip_id: str, *, recording: Path, event_id: str | None = None, purpose: str = "event"
+    ) -> None:
+        """In the transaction of the message that names the clip: it will be delivered or reported lost."""
+        tx.execute(
+            "INSERT OR REPLACE INTO promised_clips (clip_id, event_id, purpose, recording, promised_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (clip_id, event_id, purpose, str(recording), time.time()),
+        )
+
+    def promises(self) -> list[Promise]:
+        """Promised clips not yet queued nor reported lost: after a restart, those a killed agent was recording."""
+        rows = self.outbox.query(
+            "SELECT clip_id, event_id, purpose, recording FROM promised_clips ORDER BY promised_at"
+        )
+        return [Promise(c, e, p, Path(r)) for c, e, p, r in rows]
+
+    def lost(self, clip_id: str, reason: str, detail: str = "", *, event_id=None, purpose="event") -> None:
+        """Tell central the clip will never come (``reason`` as in ``ClipLost``), and count it."""
+        message = ClipLost(
+            device=self.device,
+            clip_id=clip_id,
+            event_id=event_id,
+            purpose=purpose,
+            reason=reason,
+            detail=detail[:200],
+        )
+        with self.outbox.transaction() as tx:
+            self._report_lost(tx, message)
+        log.warning("clip %s lost (%s): %s", clip_id, reason, detail)
+
+    def _report_lost(self, tx: Writes, message: ClipLost) -> None:
+        tx.put(self.lost_topic, messages.encode(message), kind="clip_lost", priority=PRIORITY_RESULT)
+        tx.count("clips_lost")
+        tx.count(f"clips_lost_{message.reason}")
+        tx.execute("DELETE FROM promised_clips WHERE clip_id = ?", (message.clip_id,))
 
     # --- adding -------------------------------------------------------------------------------------------
 
@@ -87,7 +159,8 @@ class ClipSpool:
         purpose: str = "event",
         event_id: str | None = None,
     ) -> ClipInfo:
-        """Move the finished file at ``path`` into the spool and queue all its chunks."""
+        """Move the finished file at ``path`` into the spool and queue all its chunks; this fulfils the clip's
+        promise, in the same transaction as the chunks are queued."""
         path = Path(path)
         content_type = CONTENT_TYPES.get(path.suffix.lower())
         if content_type is None:
@@ -111,22 +184,37 @@ class ClipSpool:
             created_at=time.time(),
         )
         with self._lock:
-            shutil.move(path, self.dir / info.file)
             sidecar = self.dir / f"{clip_id}.json"
             sidecar.with_suffix(".tmp").write_text(json.dumps(info.__dict__))
             sidecar.with_suffix(".tmp").replace(sidecar)
-            self._queue(info, range(info.count))
+            shutil.move(path, self.dir / info.file)
+            self._queue_all(info)
         self.enforce_quota()
         return info
 
-    def _queue(self, info: ClipInfo, indexes) -> int:
-        items = []
+    def resume(self, clip_id: str) -> bool:
+        """After a restart: a promised clip already moved in here when the agent was killed gets its chunks
+        queued now. False when the spool does not have it."""
+        info = self.info(clip_id)
+        if info is None or not self._has_file(clip_id):
+            return False
+        with self._lock:
+            self._queue_all(info)
+        return True
+
+    def _queue_all(self, info: ClipInfo) -> None:
+        with self.outbox.transaction() as tx:
+            self._queue(tx, info, range(info.count))
+            tx.execute("DELETE FROM promised_clips WHERE clip_id = ?", (info.clip_id,))
+
+    def _queue(self, tx: Writes, info: ClipInfo, indexes) -> int:
+        queued = 0
         for index in indexes:
             ref = f"{info.clip_id}:{index:06d}"
-            if not self.outbox.has_ref(ref):
-                items.append((self.topic, None, "clip", PRIORITY_CLIP, ref))
-        self.outbox.put_many(items)
-        return len(items)
+            if not tx.has_ref(ref):
+                tx.put(self.topic, None, kind="clip", priority=PRIORITY_CLIP, ref=ref)
+                queued += 1
+        return queued
 
     # --- sending ------------------------------------------------------------------------------------------
 
@@ -162,14 +250,15 @@ class ClipSpool:
         """Central asks again for some chunks (or all when ``missing`` is empty); returns how many were queued."""
         info = self.info(request.clip_id)
         if info is None:
-            log.warning(
-                "central asked for clip %s, which is no longer here (dropped or expired)", request.clip_id
+            if any(p.clip_id == request.clip_id for p in self.promises()):
+                return 0  # still being recorded or recovered: it comes when it is ready
+            self.lost(
+                request.clip_id, "gone", "asked for again, but no longer on the device (dropped or expired)"
             )
-            self.outbox.add("clip_requests_unknown")
-            return 0
+            return 1
         wanted = [i for i in request.missing if i < info.count] or range(info.count)
-        with self._lock:
-            queued = self._queue(info, wanted)
+        with self._lock, self.outbox.transaction() as tx:
+            queued = self._queue(tx, info, wanted)
         log.info("clip %s: central asked again; %d chunk(s) queued", request.clip_id, queued)
         return queued
 
@@ -185,8 +274,9 @@ class ClipSpool:
         found = [self.info(p.stem) for p in self.dir.glob("*.json")]
         return sorted((c for c in found if c is not None), key=lambda c: c.created_at)
 
-    def used_bytes(self) -> int:
-        return sum(c.size for c in self.clips())
+    def _has_file(self, clip_id: str) -> bool:
+        info = self.info(clip_id)
+        return info is not None and (self.dir / info.file).exists()
 
     def enforce_quota(self) -> int:
         """Remove expired delivered clips, then the oldest clips until the spool fits its quota and the disk
@@ -203,14 +293,24 @@ class ClipSpool:
             used = sum(c.size for c in clips)
             while clips and (used > self.max_bytes or shutil.disk_usage(self.dir).free < self.min_free_bytes):
                 clip = clips.pop(0)
-                undelivered = self.outbox.delete_refs(f"{clip.clip_id}:")
+                with self.outbox.transaction() as tx:
+                    undelivered = tx.delete_refs(f"{clip.clip_id}:")
+                    tx.count("clips_dropped")
+                    tx.count("clip_bytes_dropped", clip.size)
+                    if undelivered:  # central is waiting for the rest: tell it, per clip, that none will come
+                        tx.count("clips_dropped_undelivered")
+                        lost = ClipLost(
+                            device=self.device,
+                            clip_id=clip.clip_id,
+                            event_id=clip.event_id,
+                            purpose=clip.purpose,
+                            reason="quota",
+                            detail=f"dropped under the disk quota with {undelivered} chunk(s) undelivered",
+                        )
+                        self._report_lost(tx, lost)
                 self._remove(clip)
                 used -= clip.size
                 dropped += 1
-                self.outbox.add("clips_dropped")
-                self.outbox.add("clip_bytes_dropped", clip.size)
-                if undelivered:
-                    self.outbox.add("clips_dropped_undelivered")
                 log.warning(
                     "clip spool over its quota: dropped clip %s (%d bytes, %d chunk(s) not yet delivered)",
                     clip.clip_id,

@@ -3,8 +3,12 @@ removed only when the broker has acknowledged it (QoS 1 PUBACK).
 
 One SQLite file per device (WAL, synchronous=FULL: a power cut must not lose an acknowledged write). A row is
 ``(topic, payload, priority, kind)``; a row may instead carry a ``ref`` and no payload, for bulky things kept
-elsewhere (a clip chunk is read from the clip file when it is sent, so a clip is not stored twice). Named
-counters live in the same file, so that "an event was created" and "its message is queued" commit together.
+elsewhere (a clip chunk is read from the clip file when it is sent, so a clip is not stored twice).
+
+Whatever must change together with a queued message lives in the same file and is written in the same
+transaction (``with outbox.transaction() as tx``): named counters ("an event was created" and "its message is
+queued" commit together), and the tables other modules add with ``add_table`` (the open-event journal, the
+clips promised to central). A SIGKILL can then never leave one written without the other.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +74,12 @@ class Outbox:
 
     # --- writing ------------------------------------------------------------------------------------------
 
+    @contextmanager
+    def transaction(self) -> Iterator[Writes]:
+        """One atomic write: everything done through the yielded ``Writes`` commits together, or not at all."""
+        with self._lock, self._transaction():
+            yield Writes(self._conn)
+
     def put(
         self,
         topic: str,
@@ -79,27 +91,11 @@ class Outbox:
         count: str | None = None,
     ) -> int:
         """Queue one message; with ``count``, add 1 to that counter in the same transaction."""
-        return self.put_many([(topic, payload, kind, priority, ref)], count=count)[0]
-
-    def put_many(
-        self, items: list[tuple[str, bytes | None, str, int, str | None]], *, count: str | None = None
-    ) -> list[int]:
-        """Queue ``(topic, payload, kind, priority, ref)`` items atomically; return their row ids."""
-        now = time.time()
-        with self._lock, self._transaction():
-            ids = []
-            for topic, payload, kind, priority, ref in items:
-                if payload is None and ref is None:
-                    raise ValueError("an outbox row needs a payload or a ref")
-                cursor = self._conn.execute(
-                    "INSERT INTO outbox (topic, payload, ref, kind, priority, size, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (topic, payload, ref, kind, priority, len(payload or b""), now),
-                )
-                ids.append(cursor.lastrowid)
+        with self.transaction() as tx:
+            row_id = tx.put(topic, payload, kind=kind, priority=priority, ref=ref)
             if count:
-                self._add(count, 1)
-        return ids
+                tx.count(count)
+        return row_id
 
     def delete(self, row_ids: list[int]) -> None:
         if not row_ids:
@@ -107,24 +103,15 @@ class Outbox:
         with self._lock, self._transaction():
             self._conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in row_ids])
 
-    def delete_refs(self, prefix: str) -> int:
-        """Remove queued rows whose ref starts with ``prefix`` (a clip dropped by the disk quota)."""
-        with self._lock, self._transaction():
-            cursor = self._conn.execute(
-                "DELETE FROM outbox WHERE ref >= ? AND ref < ?", (prefix, prefix + "\uffff")
-            )
-        return cursor.rowcount
+    def add_table(self, ddl: str) -> None:
+        """Create another module's table (``CREATE TABLE IF NOT EXISTS ...``) in this database, so that its rows
+        can be written in the same transactions as the messages they go with."""
+        with self._lock:
+            self._conn.executescript(ddl)
 
-    def delete_oldest(self, kind: str) -> Row | None:
-        """Remove and return the oldest queued row of ``kind`` (quota relief for droppable kinds)."""
-        with self._lock, self._transaction():
-            found = self._conn.execute(
-                "SELECT * FROM outbox WHERE kind = ? ORDER BY id LIMIT 1", (kind,)
-            ).fetchone()
-            if found is None:
-                return None
-            self._conn.execute("DELETE FROM outbox WHERE id = ?", (found[0],))
-        return Row(*found)
+    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
 
     # --- reading ------------------------------------------------------------------------------------------
 
@@ -144,10 +131,6 @@ class Outbox:
             rows = [Row(*r) for r in cursor.fetchall()]
         return [r for r in rows if r.id not in skip][:limit]
 
-    def has_ref(self, ref: str) -> bool:
-        with self._lock:
-            return self._conn.execute("SELECT 1 FROM outbox WHERE ref = ?", (ref,)).fetchone() is not None
-
     def pending_refs(self, prefix: str) -> int:
         with self._lock:
             return self._conn.execute(
@@ -166,15 +149,11 @@ class Outbox:
         with self._lock:
             return dict(self._conn.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind").fetchall())
 
-    def payload_bytes(self) -> int:
-        with self._lock:
-            return self._conn.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0]
-
     # --- counters -----------------------------------------------------------------------------------------
 
     def add(self, name: str, amount: int = 1) -> None:
-        with self._lock, self._transaction():
-            self._add(name, amount)
+        with self.transaction() as tx:
+            tx.count(name, amount)
 
     def counters(self) -> dict[str, int]:
         with self._lock:
@@ -183,15 +162,50 @@ class Outbox:
     def counter(self, name: str) -> int:
         return self.counters().get(name, 0)
 
-    def _add(self, name: str, amount: int) -> None:
+    def _transaction(self):
+        return _Transaction(self._conn)
+
+
+class Writes:
+    """The writes of one outbox transaction (see ``Outbox.transaction``); valid only inside its ``with``."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+        self.row_ids: list[int] = []  # the rows queued, for the publisher's bookkeeping
+
+    def put(
+        self, topic: str, payload: bytes | None, *, kind: str, priority: int = 0, ref: str | None = None
+    ) -> int:
+        if payload is None and ref is None:
+            raise ValueError("an outbox row needs a payload or a ref")
+        cursor = self._conn.execute(
+            "INSERT INTO outbox (topic, payload, ref, kind, priority, size, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (topic, payload, ref, kind, priority, len(payload or b""), time.time()),
+        )
+        self.row_ids.append(cursor.lastrowid)
+        return cursor.lastrowid
+
+    def has_ref(self, ref: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM outbox WHERE ref = ?", (ref,)).fetchone() is not None
+
+    def delete_refs(self, prefix: str) -> int:
+        """Remove queued rows whose ref starts with ``prefix`` (a clip dropped by the disk quota)."""
+        cursor = self._conn.execute(
+            "DELETE FROM outbox WHERE ref >= ? AND ref < ?", (prefix, prefix + "\uffff")
+        )
+        return cursor.rowcount
+
+    def count(self, name: str, amount: int = 1) -> None:
         self._conn.execute(
             "INSERT INTO counters (name, value) VALUES (?, ?)"
             " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
             (name, amount),
         )
 
-    def _transaction(self):
-        return _Transaction(self._conn)
+    def execute(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        """A statement on a table added with ``add_table``."""
+        return self._conn.execute(sql, args)
 
 
 class _Transaction:

@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from edge.delivery.outbox import Outbox, Row
+from edge.delivery.outbox import Outbox, Row, Writes
 from shared.mqtt import Link, MqttError
 
 log = logging.getLogger(__name__)
@@ -100,11 +101,21 @@ class Publisher:
         count: str | None = None,
     ) -> int:
         """Make ``payload`` durable, then have it sent as soon as the link allows."""
-        row_id = self.outbox.put(topic, payload, kind=kind, priority=priority, ref=ref, count=count)
-        if not self.link.connected.is_set():
-            self._backlog_upto = max(self._backlog_upto, row_id)
-        self._wake.set()
+        with self.transaction() as tx:
+            row_id = tx.put(topic, payload, kind=kind, priority=priority, ref=ref)
+            if count:
+                tx.count(count)
         return row_id
+
+    @contextmanager
+    def transaction(self) -> Iterator[Writes]:
+        """``Outbox.transaction`` whose queued messages are sent as soon as it commits (several messages, or a
+        message and the state that goes with it, made durable at once)."""
+        with self.outbox.transaction() as tx:
+            yield tx
+        if tx.row_ids and not self.link.connected.is_set():
+            self._backlog_upto = max(self._backlog_upto, *tx.row_ids)
+        self._wake.set()
 
     def wake(self) -> None:
         self._wake.set()

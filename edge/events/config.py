@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from shared.config import Section
+from shared.config import KeyProblem, Section
 from shared.messages import EventType, Severity
 
 PointList = list[tuple[float, float]]
@@ -122,23 +122,39 @@ class RuleSection(Section):
     @model_validator(mode="after")
     def _has_what_it_needs(self) -> RuleSection:
         if self.type in ("zone_enter", "zone_exit", "loitering", "crowd", "no_stopping") and not self.zone:
-            raise ValueError(f"a {self.type} rule needs a zone")
+            raise KeyProblem(("zone",), f"a {self.type} rule needs a zone: the name of one of the [[zones]]")
         if self.type == "line_crossing" and not self.line:
-            raise ValueError("a line_crossing rule needs a line")
+            raise KeyProblem(("line",), "a line_crossing rule needs a line: the name of one of the [[lines]]")
         return self
 
 
+def _one_of(kind: str, names: list[str]) -> str:
+    return (
+        f"expected one of the [[{kind}]] names: {', '.join(map(repr, names))}"
+        if names
+        else f"no [[{kind}]] are defined"
+    )
+
+
 def check_references(zones: list[ZoneSection], lines: list[LineSection], rules: list[RuleSection]) -> None:
-    """Raise ValueError naming the rule when it refers to a zone or line that is not defined (or twice)."""
-    for kind, items in (("zone", zones), ("line", lines), ("rule", rules)):
-        names = [item.name for item in items]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"{kind} name(s) used twice: {', '.join(duplicates)}")
-    zone_names = {z.name for z in zones}
-    line_names = {line.name for line in lines}
-    for rule in rules:
+    """Raise KeyProblem at the key (``rules.2.zone``, ``zones.1.name``) that names a zone or line that is not
+    defined, or a name used twice. Keys are relative to the camera configuration."""
+    for kind, items in (("zones", zones), ("lines", lines), ("rules", rules)):
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            if item.name in seen:
+                raise KeyProblem(
+                    (kind, index, "name"), f"{item.name!r} is used twice; expected a unique name"
+                )
+            seen.add(item.name)
+    zone_names = [z.name for z in zones]
+    line_names = [line.name for line in lines]
+    for index, rule in enumerate(rules):
         if rule.zone and rule.zone not in zone_names:
-            raise ValueError(f"rule {rule.name!r}: no zone named {rule.zone!r} (zones: {sorted(zone_names)})")
+            raise KeyProblem(
+                ("rules", index, "zone"), f"no zone named {rule.zone!r}; {_one_of('zones', zone_names)}"
+            )
         if rule.line and rule.line not in line_names:
-            raise ValueError(f"rule {rule.name!r}: no line named {rule.line!r} (lines: {sorted(line_names)})")
+            raise KeyProblem(
+                ("rules", index, "line"), f"no line named {rule.line!r}; {_one_of('lines', line_names)}"
+            )

@@ -1,28 +1,33 @@
 """Events still open, kept on disk: after a crash or a SIGKILL the agent closes them on its next start, so
-central never shows an event as open forever."""
+central never shows an event as open forever.
+
+The journal is a table in the outbox's database and is written in the transaction that queues the event's
+message: an event is journaled exactly when its message is queued, with no window between the two in which a
+kill could leave an event open for ever (or close it twice)."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
-from pathlib import Path
 
+from edge.delivery.outbox import Outbox, Writes
 from shared import ids, timeutil
 from shared.messages import Event
 
+_TABLE = "CREATE TABLE IF NOT EXISTS open_events (event_id TEXT PRIMARY KEY, message TEXT NOT NULL)"
+
 
 class OpenEventJournal:
-    def __init__(self, path: str | Path):
-        self._conn = sqlite3.connect(Path(path), check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS open_events (event_id TEXT PRIMARY KEY, message TEXT)")
+    def __init__(self, outbox: Outbox):
+        self.outbox = outbox
+        outbox.add_table(_TABLE)
 
-    def record(self, event: Event) -> None:
-        """Remember the latest message of an open event; forget it once closed."""
+    @staticmethod
+    def record(tx: Writes, event: Event) -> None:
+        """In the transaction queuing ``event``: remember its latest message while open; forget it once closed."""
         if event.state == "closed":
-            self._conn.execute("DELETE FROM open_events WHERE event_id = ?", (event.event_id,))
+            tx.execute("DELETE FROM open_events WHERE event_id = ?", (event.event_id,))
         else:
-            self._conn.execute(
+            tx.execute(
                 "INSERT OR REPLACE INTO open_events (event_id, message) VALUES (?, ?)",
                 (event.event_id, event.model_dump_json(exclude_none=True)),
             )
@@ -31,7 +36,7 @@ class OpenEventJournal:
         """A ``closed`` message for each event a previous run left open (seq one past its last)."""
         now = now or timeutil.utc_now()
         closing = []
-        for (message,) in self._conn.execute("SELECT message FROM open_events ORDER BY event_id"):
+        for (message,) in self.outbox.query("SELECT message FROM open_events ORDER BY event_id"):
             last = Event.model_validate_json(message)
             note = "closed when the camera agent restarted; the event's true end was not seen"
             closing.append(
@@ -47,6 +52,3 @@ class OpenEventJournal:
                 )
             )
         return closing
-
-    def close(self) -> None:
-        self._conn.close()

@@ -7,6 +7,10 @@ runs until the last of them has closed plus the post-roll, bounded by ``max_dura
 
 The container is the best this OpenCV build can write (see ``CODECS``), or the one ``codec`` names; encoding runs
 on a thread of its own per clip, so a slow encoder drops clip frames rather than holding up detection.
+
+A clip being written when the agent is killed is left where it is: the next start hands it to
+``finalise_partial``, which re-encodes whatever frames can be read back into a complete file (a partial WebM or
+MJPG AVI reads back up to its last flushed frame; a partial MP4 has no index and does not).
 """
 
 from __future__ import annotations
@@ -171,35 +175,36 @@ class _Encoder(threading.Thread):
 
 
 class ClipRecorder:
-    """Feed it every frame; tell it when events open and close; it calls ``on_finished(path, clip_id,
-    event_id)`` (from the clip's encoder thread) with each finished clip file."""
+    """Feed it every frame; tell it when events open and close. From the clip's encoder thread it calls
+    ``on_finished(path, clip_id, event_id)`` with each finished clip file, or ``on_empty(clip_id, event_id)``
+    for a clip that ended before a single frame was written."""
 
     def __init__(
         self,
         directory: Path,
         settings: ClipSettings,
         on_finished: Callable[[Path, str, str], None],
+        on_empty: Callable[[str, str], None] | None = None,
     ):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.on_finished = on_finished
+        self.on_empty = on_empty
         self.ring = FrameRing(settings)
         self.current: Recording | None = None
         self._encoder: _Encoder | None = None
         self._encoders: list[_Encoder] = []
         self.fourcc, self.ext = choose_codec(self.dir, settings.codec)
-        for leftover in self.dir.iterdir():  # unfinished when the agent was killed: unplayable
-            if leftover.suffix in (".mp4", ".webm", ".avi"):
-                leftover.unlink()
 
-    def attach(self, event_id: str, frame: Frame) -> str:
-        """An event opened: it joins the clip being recorded, or a new one starts. Returns its clip id."""
+    def attach(self, event_id: str, frame: Frame) -> Recording:
+        """An event opened: it joins the clip being recorded, or a new one starts (whose ``event_id`` is then
+        this event's). Returns the recording."""
         if self.current is None:
             self._start(event_id, frame)
         self.current.events.add(event_id)
         self.current.ends_ts = None
-        return self.current.clip_id
+        return self.current
 
     def detach(self, event_id: str, frame: Frame) -> None:
         """An event closed: once none is left, the clip runs on for the post-roll."""
@@ -256,6 +261,8 @@ class ClipRecorder:
         path = recording.path
         if recording.frames == 0 or not path.exists() or path.stat().st_size == 0:
             path.unlink(missing_ok=True)
+            if self.on_empty is not None:
+                self.on_empty(recording.clip_id, recording.event_id)
             return
         if recording.dropped:
             log.warning(
@@ -272,3 +279,34 @@ class ClipRecorder:
         return cv2.resize(
             image, (self.settings.max_width, round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA
         )
+
+
+def finalise_partial(path: Path, settings: ClipSettings) -> Path | None:
+    """Re-encode the frames that can be read back from ``path``, a clip whose writer was killed, into a complete
+    file beside it (``<name>.recovered<ext>``); None when not one frame can be read. ``path`` is left alone."""
+    capture = cv2.VideoCapture(str(path))
+    writer = None
+    target = None
+    frames = 0
+    try:
+        while capture.isOpened():
+            ok, image = capture.read()
+            if not ok or image is None:
+                break
+            if writer is None:
+                fourcc, ext = choose_codec(path.parent, settings.codec)
+                target = path.with_name(f"{path.stem}.recovered{ext}")
+                size = (image.shape[1], image.shape[0])
+                writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*fourcc), settings.fps, size)
+            writer.write(image)
+            frames += 1
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    if target is None or not target.exists() or target.stat().st_size == 0:
+        if target is not None:
+            target.unlink(missing_ok=True)
+        return None
+    log.info("clip %s: %d frame(s) recovered from the partial recording", path.stem, frames)
+    return target

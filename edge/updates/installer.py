@@ -7,20 +7,26 @@ Layout under ``install_dir``::
     previous -> versions/<u> what ``rollback`` returns to
 
 Nothing is unpacked before the signature and every checksum are good; a refused bundle leaves ``current``
-untouched. After the switch an optional ``check`` (e.g. "load the model", "parse the config") runs on the
-new version; if it fails, ``current`` goes back to the old version and the result says so.
+untouched, and so does a bundle older than the installed version (a downgrade: ``rollback`` is the way back).
+After the switch an optional ``check`` (e.g. "load the model", "parse the config") runs on the new version; if
+it fails, ``current`` goes back to the old version and the result says so.
+
+Versions compare part by part (split at ``.``, ``-``, ``_``), numbers as numbers: 2 < 10, 1.0 < 1.0.1,
+2026.11.21-1 < 2026.11.21-2.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provisioning.signing import SignatureError, load_public_key, verify_update
+from provisioning.signing import SignatureError, VerifiedBundle, load_public_key, verify_update
 from shared import messages
 
 log = logging.getLogger(__name__)
@@ -63,6 +69,13 @@ def current_version(install_dir: Path) -> str | None:
     return os.readlink(link).rsplit("/", 1)[-1] if link.is_symlink() else None
 
 
+def version_key(version: str) -> tuple:
+    """Sort key of a version name: numeric parts as numbers (ahead of words), a longer version after its prefix."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"[._-]", version)
+    )
+
+
 def install(
     bundle_path: Path,
     site_public_key,
@@ -72,12 +85,26 @@ def install(
     check: Callable[[Path], None] | None = None,
 ) -> InstallResult:
     install_dir = Path(install_dir)
-    running = current_version(install_dir)
     try:
         verified = verify_update(Path(bundle_path), load_public_key(site_public_key))
     except SignatureError as exc:
         log.warning("update %s refused: %s", bundle_path, exc.reason)
-        return InstallResult(False, f"refused: {exc.reason}", version=running, refused=True)
+        return InstallResult(
+            False, f"refused: {exc.reason}", version=current_version(install_dir), refused=True
+        )
+    return install_verified(verified, install_dir, expected_kind=expected_kind, check=check)
+
+
+def install_verified(
+    verified: VerifiedBundle,
+    install_dir: Path,
+    *,
+    expected_kind: str | None = None,
+    check: Callable[[Path], None] | None = None,
+) -> InstallResult:
+    """Install a bundle whose signature and checksums ``verify_update`` has checked."""
+    install_dir = Path(install_dir)
+    running = current_version(install_dir)
     manifest = verified.manifest
     if expected_kind is not None and manifest.kind != expected_kind:
         return InstallResult(
@@ -92,7 +119,30 @@ def install(
             False, f"refused: bad version name {manifest.version!r}", version=running, refused=True
         )
     if manifest.version == running:
-        return InstallResult(True, f"{manifest.kind} {running} is already installed", manifest.kind, running)
+        if _same_files(install_dir / "current", verified):
+            return InstallResult(
+                True,
+                f"{manifest.kind} {running} is already installed; nothing changed",
+                manifest.kind,
+                running,
+            )
+        return InstallResult(
+            False,
+            f"refused: {manifest.kind} {running} is installed with other contents; "
+            "sign the new contents with a newer version",
+            manifest.kind,
+            running,
+            refused=True,
+        )
+    if running is not None and version_key(manifest.version) < version_key(running):
+        return InstallResult(
+            False,
+            f"refused: {manifest.kind} {manifest.version} is older than the installed {running} (a downgrade); "
+            "to go back to the previous version use rollback_update",
+            manifest.kind,
+            running,
+            refused=True,
+        )
 
     versions = install_dir / "versions"
     target = versions / manifest.version
@@ -107,9 +157,6 @@ def install(
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
     _point(install_dir / "current", target)
-    if running is not None:
-        _point(install_dir / "previous", versions / running)
-
     if check is not None:
         try:
             check(install_dir / "current")
@@ -122,11 +169,14 @@ def install(
             shutil.rmtree(target, ignore_errors=True)
             return InstallResult(
                 False,
-                f"{manifest.kind} {manifest.version} failed its check ({exc}); still running {running}",
+                f"{manifest.kind} {manifest.version} failed its check ({exc}); still running "
+                f"{running or 'what it ran before'}",
                 manifest.kind,
                 running,
                 rolled_back=True,
             )
+    if running is not None:  # only now: a version that failed its check leaves ``previous`` as it was
+        _point(install_dir / "previous", versions / running)
     _prune(install_dir)
     log.info("installed %s %s (previous %s)", manifest.kind, manifest.version, running)
     return InstallResult(
@@ -135,6 +185,15 @@ def install(
         manifest.kind,
         manifest.version,
         previous_version=running,
+    )
+
+
+def _same_files(folder: Path, verified: VerifiedBundle) -> bool:
+    """Whether an installed version holds exactly the bundle's files (a resent command, not new contents)."""
+    on_disk = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+    return set(on_disk) == set(verified.files) and all(
+        hashlib.sha256(on_disk[name].read_bytes()).hexdigest() == entry["sha256"]
+        for name, entry in verified.manifest.files.items()
     )
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from shared.config import Section
+from shared.config import KeyProblem, Section
 
 Point = tuple[float, float]
 
@@ -34,11 +34,11 @@ class SourceSection(Section):
     @model_validator(mode="after")
     def _check_location(self) -> SourceSection:
         if self.kind == "usb" and self.uri and not self.uri.isdigit():
-            raise ValueError(
-                f"source kind 'usb' needs 'uri' as a device index such as \"0\", got {self.uri!r}"
-            )
+            raise KeyProblem(("uri",), "source kind 'usb' needs 'uri' as a device index such as \"0\"")
         if self.path is not None and self.kind not in ("file", "images"):
-            raise ValueError(f"'path' is for kinds 'file' and 'images', not {self.kind!r}: use 'uri'")
+            raise KeyProblem(
+                ("path",), f"'path' is for kinds 'file' and 'images', not {self.kind!r}: use 'uri'"
+            )
         return self
 
     @property

@@ -30,7 +30,14 @@ const Kuzet = (() => {
     source = new EventSource("/api/v1/stream");
     source.onopen = () => { setLive(true); (handlers.open || []).forEach((fn) => fn()); };
     source.onerror = () => setLive(false);  // EventSource reconnects by itself
-    for (const channel of ["event", "device", "unit", "dispatch", "dead_letter", "alert"]) {
+    // Central ends the stream of an account disabled (or a token revoked) since the page opened.
+    source.addEventListener("end", () => {
+      source.close();
+      const indicator = document.getElementById("live");
+      if (indicator) { indicator.classList.remove("on"); indicator.querySelector(".label").textContent = "signed out"; }
+      window.location = "/login";
+    });
+    for (const channel of ["event", "device", "unit", "dispatch", "dead_letter", "alert", "command"]) {
       source.addEventListener(channel, (message) => {
         const data = JSON.parse(message.data);
         (handlers[channel] || []).forEach((fn) => fn(data));
@@ -98,8 +105,26 @@ const Kuzet = (() => {
       }
     });
     on("dead_letter", (l) => toast("Message refused", `${l.topic}: ${l.reason}`, "low", "/admin/dead-letters"));
-    on("alert", (a) => toast(a.level === "info" ? "Routing" : "Routing alert", a.message, a.level === "info" ? null : "high", a.event_id ? "/events/" + a.event_id : null));
+    on("alert", (a) => {
+      refreshAlertCount();
+      if (a.acknowledged_at) return;  // someone dealt with it
+      toast(a.level === "info" ? "Routing" : "Routing alert", a.message, a.level === "info" ? null : "high", a.event_id ? "/events/" + a.event_id : "/alerts");
+    });
   });
 
-  return { api, on, esc, time, ago, toast, typeName, csrf, noteDevices };
+  // The header's count of alerts nobody has acknowledged, kept current from the live stream.
+  let alertCountPending = null;
+  function refreshAlertCount() {
+    const counter = document.getElementById("alert-count");
+    if (!counter) return;
+    clearTimeout(alertCountPending);
+    alertCountPending = setTimeout(async () => {
+      const { open } = await api("GET", "/api/v1/alerts?limit=1");
+      counter.querySelector(".n").textContent = open;
+      counter.classList.toggle("has", open > 0);
+      counter.lastChild.textContent = open === 1 ? " alert" : " alerts";
+    }, 200);
+  }
+
+  return { api, on, esc, time, ago, toast, typeName, csrf, noteDevices, refreshAlertCount };
 })();

@@ -12,7 +12,7 @@
     const fps = s.fps_processed != null ? `${num(s.fps_processed, 1, "")} / ${num(s.fps_in, 1, "")}` : "—";
     const model = s.model ? `${Kuzet.esc(s.model.name)} <span class="muted mono">${Kuzet.esc(s.model.sha256.slice(0, 8))}</span>` : "—";
     return `<tr id="dev-${Kuzet.esc(d.device_id)}">
-      <td><b>${Kuzet.esc(d.name || d.device_id)}</b><br><span class="muted mono">${Kuzet.esc(d.device_id)}</span></td>
+      <td><a href="/devices/${encodeURIComponent(d.device_id)}"><b>${Kuzet.esc(d.name || d.device_id)}</b></a><br><span class="muted mono">${Kuzet.esc(d.device_id)}</span></td>
       <td>${Kuzet.esc(d.kind || "")}</td>
       <td><span class="pill ${state}">${state}</span>${d.problems.filter((p) => p !== "offline" && p !== "revoked").map((p) => `<div class="problem">⚠ ${Kuzet.esc(p)}</div>`).join("")}</td>
       <td title="${Kuzet.esc(d.last_seen || "")}">${Kuzet.ago(d.last_seen)}</td>

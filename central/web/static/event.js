@@ -1,30 +1,112 @@
-/* Event detail: the position on a small map, and notice of changes made elsewhere (another operator, routing). */
+/* Event detail: the position on a small map, the event's state and its dispatches kept current live, and the
+   operator's dispatch controls (recommend and send, confirm, cancel, reassign, intercept) through routing's API. */
 "use strict";
 (() => {
-  const eventId = document.getElementById("event").dataset.eventId;
+  const page = document.getElementById("event");
+  const eventId = page.dataset.eventId;
+  const routing = page.dataset.routing === "1";
+  const canDispatch = page.dataset.canDispatch === "1";
+  const ACTIVE = ["sent", "acknowledged", "en_route", "on_scene"];
+
   const mini = document.getElementById("minimap");
   if (mini) {
     const lat = parseFloat(mini.dataset.lat), lon = parseFloat(mini.dataset.lon);
     const map = KuzetMap.create(mini, lat, lon, 16);
     L.circleMarker([lat, lon], { radius: 9, color: "#0b0f14", weight: 2, fillColor: KuzetMap.severityColour(mini.dataset.severity), fillOpacity: 1 }).addTo(map);
   }
-  let noticed = false;
-  function changed(what) {
-    if (noticed) return;
-    noticed = true;
-    Kuzet.toast(`This event ${what}`, "Click to reload the page", null, location.pathname);
+
+  // --- the event's own state -------------------------------------------------------------------------------
+  function showEvent(e) {
+    const status = document.getElementById("event-status");
+    status.textContent = e.status;
+    status.className = "status status-" + e.status;
+    page.dataset.status = e.status;
+    document.getElementById("event-assigned").textContent = e.assigned_to || "—";
+    const unit = document.getElementById("event-unit");
+    unit.innerHTML = e.dispatched_unit ? `<a href="/devices/${encodeURIComponent(e.dispatched_unit)}">${Kuzet.esc(e.dispatched_unit)}</a>` : "—";
+    const ack = document.getElementById("ack-form");
+    if (ack && e.status !== "new") ack.remove();
+    const closed = e.status === "closed";
+    for (const id of ["open-actions", "dispatch-panel"]) {
+      const element = document.getElementById(id);
+      if (element) element.hidden = closed;
+    }
   }
-  Kuzet.on("event", (event) => {
-    if (event.event_id === eventId && event.status !== document.getElementById("event-status").textContent) changed("changed: " + event.status);
-  });
-  // Dispatching goes through routing's API (central.routing.web); the page reloads to show the result.
+  Kuzet.on("event", (e) => { if (e.event_id === eventId) showEvent(e); });
+
+  // --- dispatch history -------------------------------------------------------------------------------------
+  const list = document.getElementById("dispatch-list");
+
+  function buttons(d) {
+    if (!canDispatch) return "";
+    const open = d.state === "proposed" || ACTIVE.includes(d.state);
+    return (d.state === "proposed" ? `<button class="small primary confirm-dispatch" data-id="${d.dispatch_id}">Confirm</button> ` : "") +
+      (open ? `<button class="small reassign-dispatch" data-id="${d.dispatch_id}">Reassign</button> ` : "") +
+      (open ? `<button class="small danger cancel-dispatch" data-id="${d.dispatch_id}">Cancel</button>` : "");
+  }
+
+  function dispatchHtml(d) {
+    const km = d.distance_m ? ` · ${(d.distance_m / 1000).toFixed(2)} km` : "";
+    const radius = d.radius_m ? ` · within ${Math.round(d.radius_m)} m` : "";
+    const heading = d.direction_deg != null ? ` · heading ${Math.round(d.direction_deg)}°` : "";
+    const log = (d.log || []).map((l) => `<li>${Kuzet.time(l.at)} — ${Kuzet.esc(l.state)}${l.by ? ` (${Kuzet.esc(l.by)})` : ""}${l.detail ? ": " + Kuzet.esc(l.detail) : ""}</li>`).join("");
+    return `<strong><a href="/devices/${encodeURIComponent(d.unit)}">${Kuzet.esc(d.unit)}</a></strong> · ${Kuzet.esc(d.mode)} ·
+      <span class="status dispatch-state">${Kuzet.esc(d.state)}</span>${km}${radius}${heading}
+      <span class="muted">by ${Kuzet.esc(d.created_by || "routing")} at ${Kuzet.time(d.created_at)}</span> ${buttons(d)}
+      <div class="reassign-slot"></div>
+      ${log ? `<ul class="plain muted dispatch-log">${log}</ul>` : ""}`;
+  }
+
+  let shown = "";
+  function showDispatches(dispatches) {
+    dispatches.sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : 0));
+    const html = dispatches.map((d) => `<li data-dispatch="${Kuzet.esc(d.dispatch_id)}" data-state="${Kuzet.esc(d.state)}">${dispatchHtml(d)}</li>`).join("");
+    if (html === shown) return;  // nothing changed: keep the buttons under the operator's pointer
+    shown = html;
+    // A reassignment being filled in survives the redraw (another unit's answer must not wipe it).
+    const openForms = [...list.querySelectorAll(".reassign-form")];
+    list.innerHTML = html;
+    for (const form of openForms) {
+      const li = list.querySelector(`li[data-dispatch="${CSS.escape(form.dataset.id)}"]`);
+      if (li && li.querySelector(".reassign-dispatch")) li.querySelector(".reassign-slot").appendChild(form);
+    }
+    document.getElementById("no-dispatch").hidden = dispatches.length > 0;
+    list.dataset.version = String(Number(list.dataset.version || 0) + 1);
+  }
+  showDispatches(JSON.parse(document.getElementById("dispatch-data").textContent));
+
+  let reloadPending = null;
+  function reloadDispatches() {
+    if (!routing) return;
+    clearTimeout(reloadPending);
+    reloadPending = setTimeout(async () => {
+      try {
+        const { dispatches } = await Kuzet.api("GET", `/api/v1/dispatches?event_id=${encodeURIComponent(eventId)}&log=1`);
+        showDispatches(dispatches);
+      } catch (err) { Kuzet.toast("Cannot refresh the dispatches", err.message, "high"); }
+    }, 150);
+  }
+  Kuzet.on("dispatch", (d) => { if (d.event_id === eventId) reloadDispatches(); });
+  Kuzet.on("open", reloadDispatches);  // catch up after a reconnect
+
+  // --- the operator's dispatch controls --------------------------------------------------------------------
+  async function act(method, path, body, what) {
+    try { await Kuzet.api(method, path, body); reloadDispatches(); return true; }
+    catch (err) { Kuzet.toast(what || "Dispatch refused", err.message, "high"); return false; }
+  }
+
+  async function freeUnits() {
+    const { units } = await Kuzet.api("GET", `/api/v1/dispatches/recommend?event_id=${encodeURIComponent(eventId)}`);
+    return units;
+  }
+
   const candidates = document.getElementById("candidates");
   const recommend = document.getElementById("recommend");
   if (recommend) {
     recommend.addEventListener("click", async () => {
       recommend.disabled = true;
       try {
-        const { units } = await Kuzet.api("GET", `/api/v1/dispatches/recommend?event_id=${encodeURIComponent(eventId)}`);
+        const units = await freeUnits();
         candidates.innerHTML = units.length ? units.map((u) => `<li class="row"><b>${Kuzet.esc(u.callsign || u.device_id)}</b>
           <span class="muted">${(u.travel_m / 1000).toFixed(2)} km · ${Kuzet.esc(u.duty)}</span><span class="spacer"></span>
           <button class="small primary send-unit" data-unit="${Kuzet.esc(u.device_id)}">Send</button></li>`).join("")
@@ -33,20 +115,62 @@
       recommend.disabled = false;
     });
   }
-  async function act(method, path, body) {
-    try { await Kuzet.api(method, path, body); location.reload(); }
-    catch (err) { Kuzet.toast("Dispatch refused", err.message, "high"); }
+
+  const intercept = document.getElementById("intercept-form");
+  if (intercept) {
+    intercept.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const body = { event_id: eventId, radius_m: parseFloat(document.getElementById("intercept-radius").value) };
+      const direction = document.getElementById("intercept-direction").value;
+      if (direction !== "") body.direction_deg = parseFloat(direction) % 360;
+      const description = document.getElementById("intercept-description").value.trim();
+      if (description) body.description = description;
+      const button = document.getElementById("intercept");
+      button.disabled = true;
+      try {
+        const { dispatches } = await Kuzet.api("POST", "/api/v1/dispatches/intercept", body);
+        Kuzet.toast("Intercept sent", `${dispatches.length} unit${dispatches.length === 1 ? "" : "s"} within ${Math.round(body.radius_m)} m`);
+        reloadDispatches();
+      } catch (err) { Kuzet.toast("Intercept refused", err.message, "high"); }
+      button.disabled = false;
+    });
   }
+
+  async function openReassign(li, dispatchId) {
+    const slot = li.querySelector(".reassign-slot");
+    if (slot.firstChild) { slot.innerHTML = ""; return; }
+    let units;
+    try { units = await freeUnits(); } catch (err) { Kuzet.toast("Cannot list units", err.message, "high"); return; }
+    if (!units.length) { Kuzet.toast("Cannot reassign", "No other patrol is free.", "high"); return; }
+    slot.innerHTML = `<form class="reassign-form row" data-id="${Kuzet.esc(dispatchId)}">
+      <select class="reassign-unit">${units.map((u) => `<option value="${Kuzet.esc(u.device_id)}">${Kuzet.esc(u.callsign || u.device_id)} · ${(u.travel_m / 1000).toFixed(2)} km</option>`).join("")}</select>
+      <input class="reassign-reason" maxlength="200" placeholder="why (told to the first unit)">
+      <button class="small primary">Reassign</button></form>`;
+  }
+
+  document.addEventListener("submit", async (e) => {
+    const form = e.target.closest(".reassign-form");
+    if (!form) return;
+    e.preventDefault();
+    const unit = form.querySelector(".reassign-unit").value;
+    const reason = form.querySelector(".reassign-reason").value.trim();
+    form.querySelector("button").disabled = true;
+    if (!(await act("POST", `/api/v1/dispatches/${form.dataset.id}/reassign`, { unit, reason }, "Reassignment refused"))) {
+      form.querySelector("button").disabled = false;
+    }
+  });
+
   document.addEventListener("click", (e) => {
     const send = e.target.closest(".send-unit");
-    if (send) act("POST", "/api/v1/dispatches", { event_id: eventId, unit: send.dataset.unit });
+    if (send) { send.disabled = true; act("POST", "/api/v1/dispatches", { event_id: eventId, unit: send.dataset.unit }).then(() => { candidates.innerHTML = ""; }); }
     const confirmButton = e.target.closest(".confirm-dispatch");
-    if (confirmButton) act("POST", `/api/v1/dispatches/${confirmButton.dataset.id}/confirm`);
+    if (confirmButton) { confirmButton.disabled = true; act("POST", `/api/v1/dispatches/${confirmButton.dataset.id}/confirm`); }
+    const reassign = e.target.closest(".reassign-dispatch");
+    if (reassign) openReassign(reassign.closest("li"), reassign.dataset.id);
     const cancel = e.target.closest(".cancel-dispatch");
     if (cancel) {
       const reason = prompt("Why cancel this dispatch?");
       if (reason) act("POST", `/api/v1/dispatches/${cancel.dataset.id}/cancel`, { reason });
     }
   });
-  Kuzet.on("dispatch", (d) => { if (d.event_id === eventId) changed("has a dispatch update"); });
 })();

@@ -31,7 +31,7 @@
       <td>${Kuzet.esc(e.device)}</td>
       <td>${Kuzet.esc(e.zone || "—")}</td>
       <td><span class="status status-${Kuzet.esc(e.status)}">${Kuzet.esc(e.status)}</span>${e.hold ? ' <span title="evidence on hold">🔒</span>' : ""}</td>
-      <td>${Kuzet.esc(e.assigned_to || "")}</td>
+      <td>${Kuzet.esc(e.assigned_to || "")}${e.dispatched_unit ? ` <span class="muted" title="patrol unit sent">🚓 ${Kuzet.esc(e.dispatched_unit)}</span>` : ""}</td>
       <td>${ack}</td>`;
   }
 

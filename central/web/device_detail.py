@@ -1,0 +1,103 @@
+"""One device: its page (health; for a badge its unit, dispatches and evidence chain; live view; commands),
+the command API (``POST``/``GET /api/v1/devices/<id>/commands``) and the evidence check
+(``GET /api/v1/devices/<id>/evidence``). Sending a command needs the permission of that command
+(``central.commands.PERMISSION``); each one and each result is audited."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, jsonify, render_template, request
+
+from central import commands
+from central.auth import audit
+from central.routing import evidence
+from central.routing import store as routing_store
+from central.store import queries
+from central.web.auth import current_user, require
+from central.web.views import central
+
+blueprint = Blueprint("device", __name__)
+
+
+def _device_or_404(device_id: str) -> dict:
+    device = queries.get_device(central().db(), device_id)
+    if device is None:
+        abort(404, f"no device {device_id}")
+    return device
+
+
+def _unit(device_id: str) -> dict | None:
+    rows = [u for u in queries.list_units(central().db()) if u["device_id"] == device_id]
+    return rows[0] if rows else None
+
+
+@blueprint.get("/devices/<device_id>")
+@require("devices.view")
+def page(device_id: str):
+    device = _device_or_404(device_id)
+    user = current_user()
+    unit = _unit(device_id)
+    db = central().db()
+    return render_template(
+        "device.html",
+        device=device,
+        unit=unit,
+        dispatches=routing_store.find_dispatches(db, "unit = ?", [device_id], 20)
+        if unit and user.can("events.view")
+        else [],
+        has_evidence=bool(
+            db.execute("select 1 from evidence_segments where device = ? limit 1", [device_id]).fetchone()
+        ),
+        command_names=[name for name, permission in commands.PERMISSION.items() if user.can(permission)],
+        commands=commands.list_for(db, device_id),
+    )
+
+
+@blueprint.post("/api/v1/devices/<device_id>/commands")
+@require(None)
+def send_command(device_id: str):
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return _error("send a JSON object {name, args}", 400)
+    name, args = body.get("name"), body.get("args", {})
+    permission = commands.PERMISSION.get(name)
+    user = current_user()
+    if permission is not None and not user.can(permission):
+        return _error(f"your role ({user.role}) may not send {name}: needs {permission}", 403)
+    try:
+        row = commands.send(central(), device_id, name, args, user.username)
+    except commands.CommandError as exc:
+        return _error(str(exc), exc.status)
+    central().hub.publish("command", row)
+    return jsonify(row), 202
+
+
+@blueprint.get("/api/v1/devices/<device_id>/commands")
+@require("devices.view")
+def list_commands(device_id: str):
+    _device_or_404(device_id)
+    limit = min(max(request.args.get("limit", 50, type=int), 1), 1000)
+    return jsonify(commands=commands.list_for(central().db(), device_id, limit))
+
+
+@blueprint.get("/api/v1/devices/<device_id>/evidence")
+@require("devices.view")
+def verify_evidence(device_id: str):
+    """Check the badge's whole evidence chain and every recording central holds (audited)."""
+    _device_or_404(device_id)
+    db = central().db()
+    report = evidence.chain_report(db, central().media_dir, device_id)
+    report["summary"] = evidence.describe(report)
+    audit.append(
+        db,
+        current_user().username,
+        "evidence.verify",
+        f"device:{device_id}",
+        evidence.audit_detail(report),
+    )
+    return jsonify(report)
+
+
+def _error(message: str, status: int):
+    response = jsonify(error=message)
+    response.status_code = status
+    return response
