@@ -1,22 +1,31 @@
 """Ingest benchmark: N simulated devices publish events at R per second (all together) through a real
-Mosquitto into one central IngestService; reports what was stored and the publish-to-commit latency.
+Mosquitto into one central process as ``kuzet central run`` composes it (ingest, routing with its hooks,
+device commands, retention, and the web page serving a live stream to a subscribed page); reports what was
+stored and the publish-to-commit latency.
 
     python bench/ingest.py --devices 50 --rate 5000 --seconds 20 --json
 
-The devices run in a child process so that central's process is alone, as in production. Latency is the
-event's ``ts`` (set when it was published; the wire keeps milliseconds) to the moment the writer committed it
-(recorded inside the service, no sleeps in the measured path). The baseline, measured in the same run with the
-same load, is a subscriber that only receives and acknowledges (no validation, no storage): the ratios say
-what validation and storage cost on top of the MQTT transport.
+Central's process is alone with its own threads, as in production: the devices run in one child process and
+the page reading the live stream (server-sent events, over HTTP with an operator's token) in another.
+``--patrol-share`` of the events are of a type and severity routing sends a patrol to (there are no patrol
+units, so each waits for one and raises an alert); the rest only need storing and showing.
+
+Latency is the event's ``ts`` (set when it was published; the wire keeps milliseconds) to the moment the
+writer committed it (recorded by a hook after the commit, no sleeps in the measured path). The baseline,
+measured in the same run with the same load, is a subscriber that only receives and acknowledges, through the
+same MQTT client central uses (no validation, no storage, no page): the ratios say what central costs on top
+of the MQTT transport.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import multiprocessing
 import os
+import resource
 import select
 import socket
 import statistics
@@ -28,13 +37,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout, not an installed copy
 
-import paho.mqtt.client as paho  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
-
+from central.auth import tokens, users  # noqa: E402
 from central.broker import MosquittoServer  # noqa: E402
 from central.config import CentralConfig  # noqa: E402
 from central.context import Central  # noqa: E402
-from central.ingest.service import IngestService  # noqa: E402
+from central.ingest.mqtt_client import BulkReceiveClient  # noqa: E402
+from central.service import start_parts  # noqa: E402
 from shared import ids, messages, timeutil, topics  # noqa: E402
 from shared.config import MqttSection  # noqa: E402
 from shared.mqtt import Link, parse_url  # noqa: E402
@@ -43,6 +51,7 @@ SITE = "bench"
 _PLACEHOLDER_ID = "0" * 26
 _PLACEHOLDER_EVENT = "1" * 26
 _PLACEHOLDER_TS = "2020-01-01T00:00:00.000Z"
+_VIEWER = ("bench-viewer", "bench viewer password")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=50)
     parser.add_argument("--rate", type=float, default=5000, help="events per second, all devices together")
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument(
+        "--patrol-share", type=float, default=0.01, help="share of events routing sends a patrol to"
+    )
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     parser.add_argument("--no-baseline", action="store_true", help="skip the receive-only baseline run")
     args = parser.parse_args(argv)
@@ -61,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="kuzet-bench-") as tmp,
         MosquittoServer(workdir=Path(tmp) / "mq") as mq,
     ):
-        result = run_ingest(mq.url, Path(tmp) / "central", args)
+        result = run_central(mq.url, Path(tmp) / "central", args)
         if not args.no_baseline:
             baseline = run_receive_only(mq.url, args)
             result["baseline"] = baseline
@@ -75,33 +87,48 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if result["lost"] == 0 else 1
 
 
-def run_ingest(url: str, data_dir: Path, args) -> dict:
-    central = Central(config=CentralConfig.model_validate({"mqtt": {"url": url}}), data_dir=data_dir)
-    service = IngestService(central)
+def run_central(url: str, data_dir: Path, args) -> dict:
+    config = CentralConfig.model_validate({"mqtt": {"url": url}})
+    central = Central(config=config, data_dir=data_dir)
+    users.create_user(central.db(), *_VIEWER, "operator", actor="bench")
+    token = tokens.create_token(central.db(), _VIEWER[0], "bench", actor="bench")
     latencies: list[float] = []
-    service.on(
-        "event", lambda message, site: latencies.append(service.last_commit_at - message.ts.timestamp())
-    )
-    if not service.start().subscribed.is_set():
-        raise SystemExit("central's ingest could not subscribe")
     depths: list[int] = []
-    sampling = threading.Event()
-    sampler = threading.Thread(
-        target=_sample, args=(lambda: service.queue_depth, depths, sampling), daemon=True
-    )
-    sampler.start()
-    try:
-        sent, first_sent, lag = _publish(url, args)
-        stored = _wait_for_drain(lambda: len(latencies), sent)
-        last_commit = service.last_commit_at or time.time()
-    finally:
-        sampling.set()
-        service.stop()
+    with contextlib.ExitStack() as running:
+        parts = start_parts(central, running, web_host="127.0.0.1", web_port=0)
+        ingest = parts.ingest
+        if not ingest.subscribed.is_set():
+            raise SystemExit("central's ingest could not subscribe")
+        ingest.on(
+            "event", lambda message, site: latencies.append(ingest.last_commit_at - message.ts.timestamp())
+        )
+        page = _Page(parts.web.url, token)
+        if not _wait(lambda: central.hub.subscribers >= 1, 15):
+            raise SystemExit("the page's live stream did not open")
+        sampling = threading.Event()
+        sampler = threading.Thread(
+            target=_sample, args=(lambda: ingest.queue_depth, depths, sampling), daemon=True
+        )
+        sampler.start()
+        cpu_before = _cpu_s()
+        try:
+            sent, first_sent, lag = _publish(url, args)
+            stored = _wait_for_drain(lambda: len(latencies), sent)
+            last_commit = ingest.last_commit_at or time.time()
+            central_cpu_s = _cpu_s() - cpu_before
+            if parts.routing is not None:
+                parts.routing.drain(timeout_s=30)
+        finally:
+            sampling.set()
+            page_events = page.close()
     in_store = central.db()["events"].count
     diagnostics = {
         "max_queue_depth": max(depths, default=0),
         "publisher_lag_s": lag,
-        "batches": service.counters.batches,
+        "batches": ingest.counters.batches,
+        "central_cpu_s": round(central_cpu_s, 2),
+        "page_events": page_events,
+        "alerts": central.db()["alerts"].count,
     }
     if stored != in_store:
         diagnostics["note"] = f"{stored} committed by hook count, {in_store} rows in the store"
@@ -125,7 +152,7 @@ def run_receive_only(url: str, args) -> dict:
             latencies.append(now - timeutil.from_wire(ts).timestamp())
             last[0] = now
 
-    link = Link(MqttSection(url=url), "bench-baseline")
+    link = Link(MqttSection(url=url), "bench-baseline", client_class=BulkReceiveClient)
     link.subscribe(topics.all_up(), receive)
     link.start()
     _wait_until_subscribed(url, lambda: len(probes) > 0)
@@ -137,9 +164,75 @@ def run_receive_only(url: str, args) -> dict:
     return _figures(sent, received, first_sent, last[0], latencies) | {"publisher_lag_s": lag}
 
 
+# --- the page: a live stream read in a process of its own ------------------------------------------------
+
+
+class _Page:
+    """An operator's page holding the live stream open, in a child process (a browser is not in central's
+    process either); it counts the events it is sent."""
+
+    def __init__(self, base_url: str, token: str):
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._results = context.Queue()
+        self._process = context.Process(
+            target=_read_stream, args=(base_url, token, self._stop, self._results), daemon=True
+        )
+        self._process.start()
+
+    def close(self) -> int | None:
+        self._stop.set()
+        try:
+            return self._results.get(timeout=30)
+        except Exception:
+            return None
+        finally:
+            self._process.join(timeout=10)
+
+
+def _read_stream(base_url: str, token: str, stop, results) -> None:
+    address = parse_url(base_url.replace("http://", "mqtt://"))
+    sock = socket.create_connection((address.host, address.port), timeout=10)
+    request = f"GET /api/v1/stream HTTP/1.1\r\nHost: {address.host}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    sock.sendall(request.encode())
+    sock.settimeout(0.5)
+    events = 0
+    tail = b""
+    # Each update is written whole (one chunk of the chunked response), so counting its header is enough.
+    while not stop.is_set():
+        try:
+            data = sock.recv(1 << 16)
+        except TimeoutError:
+            continue
+        if not data:
+            break
+        chunk = tail + data
+        events += chunk.count(b"\nevent: event\n")
+        tail = chunk[-16:]
+    sock.close()
+    results.put(events)
+
+
+# --- measuring ---------------------------------------------------------------------------------------------
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _sample(read, into: list[int], stop: threading.Event) -> None:
     while not stop.wait(0.1):
         into.append(read())
+
+
+def _wait(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _figures(sent: int, stored: int, first_sent: float, last_commit: float, latencies: list[float]) -> dict:
@@ -186,26 +279,35 @@ def _wait_for_drain(count, expected: int, idle_s: float = 5.0) -> int:
     return last_value
 
 
+# --- the devices -------------------------------------------------------------------------------------------
+
+
 def _publish(url: str, args) -> tuple[int, float, float]:
     """Run the devices in a child process; returns (messages sent, wall time of the first publish, how many
     seconds behind schedule the devices were at worst)."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    child = context.Process(target=_devices, args=(url, args.devices, args.rate, args.seconds, results))
+    child = context.Process(
+        target=_devices, args=(url, args.devices, args.rate, args.seconds, args.patrol_share, results)
+    )
     child.start()
     sent, first_sent, lag = results.get(timeout=args.seconds + 120)
     child.join(timeout=30)
     return sent, first_sent, lag
 
 
-def _devices(url: str, count: int, rate: float, seconds: float, results) -> None:
-    """The simulated devices: one MQTT connection each, all driven from this one thread (no paho network
-    threads), so that the load generator costs as little CPU as it can on a machine shared with central."""
+def _devices(url: str, count: int, rate: float, seconds: float, patrol_share: float, results) -> None:
+    """The simulated devices: one MQTT connection each, all driven from this one thread with MQTT packets
+    written by hand, so that the load generator takes as little as it can of a machine it shares with
+    central (paho costs several times as much per message)."""
+    address = parse_url(url)
     names = [f"bench-cam-{i}" for i in range(count)]
-    clients = [_DeviceClient(url, name) for name in names]
-    event_topics = [topics.up(SITE, name, "event") for name in names]
-    # Encoded once per device; each message only gets a fresh id, event id and publish time.
-    templates = [_template(name) for name in names]
+    devices = [_RawDevice(address.host, address.port, name) for name in names]
+    event_topics = [topics.up(SITE, name, "event").encode() for name in names]
+    # Encoded once per device and kind; each message only gets a fresh id, event id and publish time.
+    routine = [_template(name, "zone_enter", "low") for name in names]
+    patrol = [_template(name, "loitering", "high") for name in names]
+    every = round(1 / patrol_share) if patrol_share > 0 else 0
     total = int(rate * seconds)
     sent = 0
     lag = 0.0
@@ -217,66 +319,96 @@ def _devices(url: str, count: int, rate: float, seconds: float, results) -> None
         due = min(total, int(elapsed * rate) + 1)
         while sent < due:
             device = sent % count
+            template = patrol[device] if every and sent % every == every - 1 else routine[device]
             payload = (
-                templates[device]
-                .replace(_PLACEHOLDER_ID, ids.new_id(), 1)
+                template.replace(_PLACEHOLDER_ID, ids.new_id(), 1)
                 .replace(_PLACEHOLDER_EVENT, ids.new_id(), 1)
                 .replace(_PLACEHOLDER_TS, timeutil.now_wire(), 1)
             )
-            clients[device].publish(event_topics[device], payload.encode())
+            devices[device].publish(event_topics[device], payload.encode())
             sent += 1
-        _DeviceClient.service(clients, 0.001)
+        _RawDevice.service(devices, 0.001)
     deadline = time.monotonic() + 60
-    while sum(c.acked for c in clients) < sent and time.monotonic() < deadline:
-        _DeviceClient.service(clients, 0.05)
-    for client in clients:
-        client.close()
+    while sum(d.acked for d in devices) < sent and time.monotonic() < deadline:
+        _RawDevice.service(devices, 0.05)
+    for device in devices:
+        device.close()
     results.put((sent, first_sent, round(lag, 3)))
 
 
-class _DeviceClient:
-    def __init__(self, url: str, client_id: str):
-        address = parse_url(url)
+class _RawDevice:
+    """One device's MQTT 3.1.1 connection: CONNECT, QoS 1 PUBLISH and counting PUBACKs, nothing else."""
+
+    def __init__(self, host: str, port: int, client_id: str):
         self.acked = 0
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-        self.client.max_inflight_messages_set(1000)
-        self.client.max_queued_messages_set(0)
-        self.client.on_publish = self._on_publish
-        self.client.connect(address.host, address.port, keepalive=60)
-        self.socket = self.client.socket()
-        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        deadline = time.monotonic() + 10
-        while not self.client.is_connected():
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{client_id}: no CONNACK from {url}")
-            self.service([self], 0.05)
+        self._out = bytearray()
+        self._in = b""
+        self._next_id = 1
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        name = client_id.encode()
+        # protocol "MQTT" level 4, clean session, keep-alive off (the run is short and never idle)
+        variable = b"\x00\x04MQTT\x04\x02\x00\x00" + len(name).to_bytes(2, "big") + name
+        self.sock.sendall(b"\x10" + _length(len(variable)) + variable)
+        connack = self.sock.recv(4)
+        if len(connack) != 4 or connack[0] != 0x20 or connack[3] != 0:
+            raise SystemExit(f"{client_id}: the broker refused the connection ({connack!r})")
+        self.sock.setblocking(False)
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        self.acked += 1
+    def publish(self, topic: bytes, payload: bytes) -> None:
+        packet_id = self._next_id
+        self._next_id = packet_id % 65535 + 1
+        body = len(topic).to_bytes(2, "big") + topic + packet_id.to_bytes(2, "big") + payload
+        self._out += b"\x32" + _length(len(body)) + body  # PUBLISH, QoS 1
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        info = self.client.publish(topic, payload, qos=1)
-        if info.rc != paho.MQTT_ERR_SUCCESS:
-            raise SystemExit(f"publish failed: {paho.error_string(info.rc)}")
+    def _flush(self) -> None:
+        try:
+            sent = self.sock.send(self._out)
+        except BlockingIOError:
+            return
+        del self._out[:sent]
+
+    def _read(self) -> None:
+        try:
+            data = self.sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        if not data:
+            raise SystemExit("the broker closed a device's connection")
+        self._in += data
+        whole = len(self._in) - len(self._in) % 4
+        # The broker sends a device nothing but PUBACKs (4 bytes each: 0x40, 2, packet id).
+        self.acked += whole // 4
+        self._in = self._in[whole:]
 
     @staticmethod
-    def service(clients: list[_DeviceClient], timeout_s: float) -> None:
-        """Read acknowledgements, flush partial writes, keep the connections alive."""
-        by_socket = {c.socket: c for c in clients}
-        writers = [c.socket for c in clients if c.client.want_write()]
-        readable, writable, _ = select.select(list(by_socket), writers, [], timeout_s)
+    def service(devices: list[_RawDevice], timeout_s: float) -> None:
+        """Write what is queued, read acknowledgements."""
+        for device in devices:
+            if device._out:
+                device._flush()
+        readable, _, _ = select.select([d.sock for d in devices], [], [], timeout_s)
+        by_socket = {d.sock: d for d in devices} if readable else {}
         for sock in readable:
-            by_socket[sock].client.loop_read(max_packets=1000)
-        for sock in writable:
-            by_socket[sock].client.loop_write()
-        for client in clients:
-            client.client.loop_misc()
+            by_socket[sock]._read()
 
     def close(self) -> None:
-        self.client.disconnect()
+        with contextlib.suppress(OSError):
+            self.sock.sendall(b"\xe0\x00")  # DISCONNECT
+        self.sock.close()
 
 
-def _template(device: str) -> str:
+def _length(value: int) -> bytes:
+    """MQTT's variable-length integer."""
+    out = bytearray()
+    while True:
+        value, byte = divmod(value, 128)
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _template(device: str, event_type: str, severity: str) -> str:
     return messages.encode(
         messages.Event(
             id=_PLACEHOLDER_ID,
@@ -285,8 +417,8 @@ def _template(device: str) -> str:
             ts=timeutil.from_wire(_PLACEHOLDER_TS),
             seq=0,
             state="open",
-            event_type="loitering",
-            severity="medium",
+            event_type=event_type,
+            severity=severity,
             label="person",
             score=0.81,
             started_at=timeutil.utc_now(),

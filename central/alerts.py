@@ -1,6 +1,7 @@
 """Alerts for the operators: no patrol free, a dispatch escalated or not confirmed, a unit gone offline on a
-dispatch, broken evidence. Each is stored until an operator acknowledges it (audited), so an alert raised
-while nobody looked at the page is not lost with its toast."""
+dispatch, broken evidence. Each is stored, so an alert raised while nobody looked at the page is not lost with
+its toast. Warnings and critical alerts stay open until an operator acknowledges them (audited); "info" ones
+(a proposal to confirm) are notices, kept in the history but never waiting for anyone."""
 
 from __future__ import annotations
 
@@ -67,12 +68,15 @@ def get(db: sqlite_utils.Database, alert_id: int) -> dict | None:
     return dict(zip(_COLUMNS, row, strict=True)) if row else None
 
 
+_OPEN = "acknowledged_at is null and level != 'info'"
+
+
 def listing(db: sqlite_utils.Database, open_only: bool = True, limit: int = 200) -> list[dict]:
-    """Newest first; ``open_only``: those not acknowledged yet."""
-    where = "where acknowledged_at is null" if open_only else ""
+    """Newest first; ``open_only``: warnings and critical alerts not acknowledged yet."""
+    where = f"where {_OPEN}" if open_only else ""
     rows = db.execute(f"select {', '.join(_COLUMNS)} from alerts {where} order by id desc limit ?", [limit])
     return [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
 
 
 def open_count(db: sqlite_utils.Database) -> int:
-    return db.execute("select count(*) from alerts where acknowledged_at is null").fetchone()[0]
+    return db.execute(f"select count(*) from alerts where {_OPEN}").fetchone()[0]

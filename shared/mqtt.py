@@ -64,16 +64,20 @@ class Link:
         *,
         will: tuple[str, bytes] | None = None,
         persistent_session: bool = False,
+        client_class: type[paho.Client] = paho.Client,
     ):
+        """``client_class``: paho's Client or a subclass of it (central's ingest receives through one tuned for
+        thousands of messages a second)."""
         self.settings = settings
         self.address = parse_url(settings.url)
         self.client_id = client_id
         self.connected = threading.Event()
         self.changed_at: float | None = None  # time.time() the link last connected or dropped
         self._handlers: list[tuple[str, int, Handler]] = []
+        self._matchers: list[Callable[[str], bool]] = []  # one per handler: does a topic match its filter?
         self._persistent = persistent_session
         self._v5 = settings.protocol == "5"
-        self.client = paho.Client(
+        self.client = client_class(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=paho.MQTTv5 if self._v5 else paho.MQTTv311,
@@ -146,6 +150,7 @@ class Link:
 
     def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
         self._handlers.append((topic_filter, qos, handler))
+        self._matchers.append(topic_matcher(_strip_share(topic_filter)))
         if self.connected.is_set():
             self.client.subscribe(topic_filter, qos)
 
@@ -178,12 +183,33 @@ class Link:
             log.warning("MQTT: lost %s (%s); reconnecting", self.settings.url, reason_code)
 
     def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:
-        for topic_filter, _, handler in self._handlers:
-            if paho.topic_matches_sub(_strip_share(topic_filter), msg.topic):
+        topic = msg.topic
+        for (topic_filter, _, handler), matches in zip(self._handlers, self._matchers, strict=True):
+            if matches(topic):
                 try:
-                    handler(msg.topic, msg.payload)
+                    handler(topic, msg.payload)
                 except Exception:  # a handler bug must not kill the network thread
                     log.exception("MQTT: handler for %s failed on %s", topic_filter, msg.topic)
+
+
+def topic_matcher(topic_filter: str) -> Callable[[str], bool]:
+    """A test of whether a topic matches ``topic_filter`` (MQTT wildcards ``+`` and ``#``), made once per
+    subscription: paho's ``topic_matches_sub`` builds a matcher tree for every message it is asked about."""
+    levels = topic_filter.split("/")
+    wildcard_first = levels[0] in ("+", "#")
+
+    def matches(topic: str) -> bool:
+        if wildcard_first and topic.startswith("$"):
+            return False  # "$SYS/..." and the like are never matched by a leading wildcard
+        parts = topic.split("/")
+        for index, level in enumerate(levels):
+            if level == "#":
+                return True
+            if index >= len(parts) or (level != "+" and level != parts[index]):
+                return False
+        return len(parts) == len(levels)
+
+    return matches
 
 
 def _strip_share(topic_filter: str) -> str:

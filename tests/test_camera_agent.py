@@ -3,6 +3,7 @@ with snapshots, every command answered, bad input survived, a clean shutdown tha
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import timedelta
@@ -14,6 +15,7 @@ import pytest
 
 from edge.camera.agent import CameraAgent
 from edge.camera.config import load
+from edge.delivery import ClipSpool, Outbox
 from models import store
 from shared import ids, messages, timeutil, topics
 from shared.config import ConfigError, MqttSection
@@ -295,3 +297,75 @@ def test_the_documented_example_configuration_loads():
     assert {r.type for r in config.rules} == {
         "crowd", "loitering", "no_stopping", "line_crossing", "object_left", "running"
     }  # fmt: skip
+
+
+def test_clips_a_killed_agent_was_recording_are_recovered_or_reported_lost(tmp_path, footage, monkeypatch):
+    """On start, every clip the previous run promised (its event went out naming it) is finished from its
+    partial file when that can be read back, and otherwise reported lost: none is dropped unaccounted."""
+    monkeypatch.setenv("KUZET_HOME", str(tmp_path / "home"))
+    store.ensure(allow_download=False, progress=False)
+    state = tmp_path / "state"
+    path = tmp_path / "camera.toml"
+    path.write_text(
+        CONFIG.format(
+            device=DEVICE,
+            url="mqtt://127.0.0.1:1",
+            video=footage / "pets09-s2l1" / "vtest.avi",
+            state=state,
+            extra="",
+        ).replace("clips = false", 'clip_codec = "mjpg"')
+    )
+    recording = state / "recording"
+    recording.mkdir(parents=True)
+    # A recording cut short: the AVI's index (written at the end) and its last frames are missing.
+    capture = cv2.VideoCapture(str(footage / "pets09-s2l1" / "vtest.avi"))
+    partial, unreadable, missing = ids.new_id(), ids.new_id(), ids.new_id()
+    writer = cv2.VideoWriter(
+        str(recording / f"{partial}.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (768, 576)
+    )
+    for _ in range(20):
+        writer.write(capture.read()[1])
+    writer.release()
+    capture.release()
+    whole = (recording / f"{partial}.avi").read_bytes()
+    (recording / f"{partial}.avi").write_bytes(whole[: len(whole) * 3 // 4])
+    (recording / f"{unreadable}.mp4").write_bytes(os.urandom(50_000))  # an MP4 has no index until the end
+    (recording / "stray.avi").write_bytes(b"killed before its event was queued")
+    outbox = Outbox(state / "outbox.db")
+    spool = ClipSpool(state / "clips", outbox, site=SITE, device=DEVICE)
+    event_id = ids.new_id()
+    with outbox.transaction() as tx:
+        for clip_id, ext in ((partial, ".avi"), (unreadable, ".mp4"), (missing, ".avi")):
+            spool.promise(tx, clip_id, recording=recording / f"{clip_id}{ext}", event_id=event_id)
+    outbox.close()
+
+    agent = CameraAgent(load(path), path)
+    try:
+        agent._recover_clips()
+        assert agent.spool.promises() == []
+        [recovered] = agent.spool.clips()
+        assert (recovered.clip_id, recovered.event_id, recovered.content_type) == (
+            partial,
+            event_id,
+            "video/x-msvideo",
+        )
+        clip_file = agent.spool.dir / recovered.file
+        capture = cv2.VideoCapture(str(clip_file))
+        frames = 0
+        while capture.read()[0]:
+            frames += 1
+        capture.release()
+        assert 5 <= frames <= 20
+        assert agent.outbox.depth_by_kind() == {"clip": recovered.count, "clip_lost": 2}
+        topic = topics.up(SITE, DEVICE, "clip_lost")
+        lost = [
+            messages.decode(topic, r.payload) for r in agent.outbox.next_rows(100) if r.kind == "clip_lost"
+        ]
+        assert sorted((m.clip_id, m.reason, m.event_id) for m in lost) == sorted(
+            [(unreadable, "interrupted", event_id), (missing, "interrupted", event_id)]
+        )
+        counters = agent.outbox.counters()
+        assert (counters["clips_recovered"], counters["clips_lost_interrupted"]) == (1, 2)
+        assert list(recording.iterdir()) == []  # nothing left behind, the stray file included
+    finally:
+        agent.outbox.close()

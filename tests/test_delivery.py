@@ -214,8 +214,9 @@ def test_clip_arrives_verified_after_lost_and_corrupted_chunks(tmp_path, mosquit
         assert info.count == 5 and not source.exists()
         publisher.wake()
 
-        assert wait_until(lambda: db["clips"].count and db["clips"].get(clip_id)["received"] == 3)
-        assert db["clips"].get(clip_id)["bad_chunks"] == 1  # chunk 2 already asked for again
+        # 0, 3 and 4 arrive; chunk 2 (bad) is asked for again at once, and may already be back
+        assert wait_until(lambda: db["clips"].count and db["clips"].get(clip_id)["received"] >= 3)
+        assert db["clips"].get(clip_id)["bad_chunks"] == 1
         assert wait_until(lambda: outbox.depth() == 0)
         with lock:
             assert assembler.request_missing(stalled_after_s=0) == 1  # chunk 1 never came

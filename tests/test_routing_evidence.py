@@ -89,9 +89,7 @@ def test_chain_status_through_the_api_and_the_command(recorded):
     assert run.returncode == 1 and json.loads(run.stdout)["gap_at"] == 3
 
     # Each check is on the record: who checked, and what they found.
-    checks = [
-        (e["actor"], e["detail"]["status"]) for e in audit.entries(db, action="evidence.verify")
-    ]
+    checks = [(e["actor"], e["detail"]["status"]) for e in audit.entries(db, action="evidence.verify")]
     assert [status for _, status in reversed(checks)][1:] == ["broken", "broken", "gap", "gap"]
     assert {actor for actor, _ in checks} >= {"technician"} and any(a.startswith("cli:") for a, _ in checks)
 

@@ -352,7 +352,6 @@ def test_operator_dispatches_reassigns_and_intercepts_from_the_event_page_and_ma
         browser.find_element(By.ID, "intercept-direction").send_keys("90")
         browser.find_element(By.ID, "intercept-description").send_keys("man in a red jacket, running east")
         browser.find_element(By.ID, "intercept").click()
-        import time as _t; _t.sleep(3); browser.save_screenshot(str(SCREENSHOTS / "debug-intercept.png"))  # DEBUG
         intercepts = {
             name: wait_for(
                 lambda name=name: [i for i in badges[name].inbox.items() if i.dispatch.mode == "intercept"],
@@ -520,3 +519,15 @@ def test_operator_watches_a_badge_live_and_checks_its_evidence(tmp_path, mosquit
     finally:
         badge.stop()
         live.stop()
+
+
+def test_a_page_left_open_is_signed_out_when_its_account_is_disabled(live, browser):
+    from selenium.webdriver.common.by import By
+
+    from central.auth import users
+
+    live.web.app.config["SSE_RECHECK_S"] = 0.2
+    log_in(browser, live.web.url, "operator")
+    wait_until(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#live .label").text == "live", "live")
+    users.set_disabled(live.central.db(), "operator", True, actor="admin")
+    wait_until(browser, lambda d: "/login" in d.current_url, "the log-in page once the account is disabled")

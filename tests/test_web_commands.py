@@ -130,3 +130,19 @@ def test_a_command_reaches_a_real_badge_and_its_result_comes_back(tmp_path, mosq
     finally:
         updates.close()
         badge.stop()
+
+
+def test_the_device_page_offers_each_role_what_it_may_do(tmp_path):
+    central = make_central(tmp_path)
+    register(central, "cam-01")
+    client = create_app(central).test_client()
+    page = {
+        role: client.get("/devices/cam-01", headers=bearer(token_for(central, role))).get_data(as_text=True)
+        for role in ("operator", "technician")
+    }
+    assert 'id="live-panel"' in page["operator"] and 'id="live-panel"' not in page["technician"]
+    assert "<option>reload_config</option>" in page["technician"]
+    assert "<option>reload_config</option>" not in page["operator"]
+    assert "<option>snapshot</option>" in page["operator"]
+    assert 'id="evidence-panel"' not in page["operator"]  # a camera keeps no body-camera evidence
+    assert client.get("/devices/cam-99", headers=bearer(token_for(central, "operator"))).status_code == 404

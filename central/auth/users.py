@@ -66,6 +66,7 @@ class User:
     username: str
     role: str
     display_name: str
+    session_version: int = 0  # a session made under another version has ended (password reset, disabled)
 
     @property
     def permissions(self) -> frozenset[str]:
@@ -84,7 +85,9 @@ class User:
 
 
 def _user(row: dict) -> User:
-    return User(row["username"], row["role"], row["display_name"] or row["username"])
+    return User(
+        row["username"], row["role"], row["display_name"] or row["username"], row.get("session_version") or 0
+    )
 
 
 def check_password_strength(password: str) -> None:
@@ -126,6 +129,7 @@ def create_user(
             )
         else:
             _write(db, "UPDATE users SET {assignments} WHERE username = :username", record)
+            _end_sessions(db, username)
         audit.append(
             db,
             actor or "system",
@@ -133,7 +137,14 @@ def create_user(
             f"user:{username}",
             {"role": role, "display_name": record["display_name"]},
         )
-    return _user(record), existing is None
+    return _user(get_row(db, username)), existing is None
+
+
+def _end_sessions(db: sqlite_utils.Database, username: str) -> None:
+    """Every page logged in as this account is logged out at its next request."""
+    db.execute(
+        "UPDATE users SET session_version = coalesce(session_version, 0) + 1 WHERE username = ?", [username]
+    )
 
 
 def _write(db: sqlite_utils.Database, template: str, record: dict) -> None:
@@ -177,6 +188,7 @@ def set_disabled(db: sqlite_utils.Database, username: str, disabled: bool, actor
             "UPDATE users SET {assignments} WHERE username = :username",
             {"username": username, "disabled": int(disabled), "failed_logins": 0, "locked_until": None},
         )
+        _end_sessions(db, username)
         audit.append(db, actor, "user.disable" if disabled else "user.enable", f"user:{username}", {})
 
 

@@ -138,13 +138,14 @@ class ClipAssembler:
             return "failed"
 
         kind = "clip" if row["purpose"] == "event" else "evidence"
+        event_id = row["event_id"] or (_dispatch_event(db, clip_id) if kind == "evidence" else None)
         self.media.adopt(
             joined,
             row["sha256"],
             kind=kind,
             content_type=row["content_type"],
             device=row["device"],
-            event_id=row["event_id"],
+            event_id=event_id,
         )
         shutil.rmtree(self.spool_dir / clip_id, ignore_errors=True)
         with db.atomic():
@@ -272,3 +273,14 @@ class ClipAssembler:
         if not folder.is_dir():
             return set()
         return {int(p.name) for p in folder.iterdir() if p.name.isdigit()}
+
+
+def _dispatch_event(db, segment_id: str) -> str | None:
+    """A body-camera recording (clip id = its evidence segment's id) arrives without an event: it belongs to the
+    event of the dispatch it was recorded on, if that is known yet (retention links the others later)."""
+    row = db.execute(
+        "SELECT d.event_id FROM evidence_segments s JOIN dispatches d ON d.dispatch_id = s.dispatch_id"
+        " WHERE s.segment_id = ?",
+        [segment_id],
+    ).fetchone()
+    return row[0] if row else None

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from central.context import Central
 from central.ingest.clips import ClipAssembler, ClipRejected
 from central.ingest.metrics import Counters, Histograms
+from central.ingest.mqtt_client import BulkReceiveClient
 from central.store import dead_letters, devices, events
 from central.store.media import MediaStore
 from shared import messages, timeutil, topics
@@ -174,7 +175,7 @@ class IngestService:
     def start(self, wait_s: float | None = 10.0) -> IngestService:
         config = self.central.config
         client_id = self.settings.client_id or f"central-{config.central.site}"
-        self._link = Link(config.mqtt, client_id, persistent_session=True)
+        self._link = Link(config.mqtt, client_id, persistent_session=True, client_class=BulkReceiveClient)
         subscription = topics.all_up()
         if self.settings.share_group:
             subscription = f"$share/{self.settings.share_group}/{subscription}"

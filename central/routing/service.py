@@ -319,8 +319,9 @@ class RoutingService:
         return row[0], row[1]
 
     def _candidates(
-        self, incident: Incident, exclude: set[str] = frozenset(), limit: int | None = None
+        self, incident: Incident, limit: int | None = None, skip_tried: bool = True
     ) -> list[Candidate]:
+        """Free units nearest first; ``skip_tried``: not those already sent to the event (escalation)."""
         return self.units.candidates(
             incident.lat,
             incident.lon,
@@ -328,7 +329,7 @@ class RoutingService:
             max_age_s=self.config.position_max_age_s,
             max_distance_m=self.config.max_distance_m,
             capabilities=self.config.rule(incident.event_type).capabilities,
-            exclude=set(exclude) | incident.tried | {incident.source_device or ""},
+            exclude=(incident.tried if skip_tried else set()) | {incident.source_device or ""},
             limit=limit,
         )
 
@@ -757,7 +758,7 @@ class RoutingService:
             incident = self._require_incident(event_id)
             return [
                 {**c.unit.as_dict(), "travel_m": round(c.travel_m, 1), "straight_m": round(c.straight_m, 1)}
-                for c in self._candidates(incident, limit=limit)
+                for c in self._candidates(incident, limit=limit, skip_tried=False)
             ]
 
     def _require_incident(self, event_id: str) -> Incident:
@@ -883,7 +884,8 @@ class RoutingService:
         return [self.dispatch(d) for d in sent]
 
     def _intercept(self, incident: Incident, radius_m: float, actor: str) -> list[str]:
-        candidates = [c for c in self._candidates(incident) if c.straight_m <= radius_m]
+        # Every free unit in range, including one that was sent before and is free again.
+        candidates = [c for c in self._candidates(incident, skip_tried=False) if c.straight_m <= radius_m]
         return [
             self._send(incident, c.unit, c.travel_m, "intercept", 1, actor, radius_m=radius_m)
             for c in candidates

@@ -135,7 +135,8 @@ def set_snapshot(conn: sqlite3.Connection, event_id: str, sha256: str) -> bool:
 
 
 def rows(conn: sqlite3.Connection, event_ids: Iterable[str]) -> list[dict]:
-    """The stored rows of these events, as dicts (JSON columns decoded), in no particular order."""
+    """The stored rows of these events as the page shows them (the shape of ``queries.get_event``: JSON
+    columns decoded, ``hold`` a boolean), in no particular order."""
     wanted = list(dict.fromkeys(event_ids))
     out: list[dict] = []
     for start in range(0, len(wanted), _IN_CHUNK):
@@ -152,6 +153,7 @@ def decode_row(row: dict) -> dict:
     for column in ("track_ids", "box", "frame_size", "attributes"):
         if isinstance(row.get(column), str):
             row[column] = json.loads(row[column])
+    row["hold"] = bool(row.get("hold"))
     return row
 
 

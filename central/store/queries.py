@@ -171,7 +171,7 @@ def device_health(device: dict, now=None) -> list[str]:
         problems.append(f"outbox backlog: {status['outbox_depth']} messages")
     if status.get("battery_pct") is not None and status["battery_pct"] < 15:
         problems.append(f"battery low: {status['battery_pct']:.0f}%")
-    if status.get("source_state") not in (None, "ok", "running", "streaming", "idle"):
+    if status.get("source_state") not in (None, "ok", "running", "streaming", "idle", "recording"):
         problems.append(f"video source: {status['source_state']}")
     return problems
 

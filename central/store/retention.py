@@ -1,11 +1,19 @@
 """Retention: events and media older than ``[storage] retention_days`` are deleted, and when the media
 exceeds ``[storage] max_media_gb`` the oldest media goes first. An event under evidence hold (``hold = 1``)
-is exempt, and so is every file it refers to (its snapshot, its clip, any media recorded against it).
+is exempt, and so is every file it refers to: its snapshot, its clip, any media recorded against it, and the
+body-camera recordings of the officers dispatched to it.
+
+An event goes with everything kept about it: its timeline, its clips, its dispatches with their state log, and
+the evidence segments recorded on those dispatches. Body-camera recordings are uploaded without an event;
+each run first links every recording made on a dispatch to that dispatch's event, so that it is held, kept
+and expired with the event.
 
 Work is done in small transactions so that ingest, which shares the database, is never held up for long.
 Files are unlinked only after the rows that name them are gone: a crash in between leaves an orphan file
 (harmless, found again by nobody), never a row that points at nothing. Every deletion is written to the audit
-log (actor "system") in the same transaction as the deletion itself, where the audit log is installed.
+log (actor "system") in the same transaction as the deletion itself; for evidence segments that includes each
+one's place in its badge's hash chain, so that a chain with links removed by retention can still be accounted
+for.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from central.auth import audit
 from shared import timeutil
 
 log = logging.getLogger(__name__)
@@ -32,13 +41,25 @@ _PROTECTED = """
     UNION SELECT e.snapshot_sha256 FROM events e WHERE e.hold = 1 AND e.snapshot_sha256 IS NOT NULL
     UNION SELECT c.sha256 FROM clips c JOIN events e ON c.event_id = e.event_id WHERE e.hold = 1
     UNION SELECT c.sha256 FROM clips c JOIN events e ON e.clip_id = c.clip_id WHERE e.hold = 1
+    UNION SELECT s.sha256 FROM evidence_segments s JOIN dispatches d ON d.dispatch_id = s.dispatch_id
+        JOIN events e ON e.event_id = d.event_id WHERE e.hold = 1
 """
+# Each badge's newest evidence segment stays (without its dispatch, once that has gone): the next segment the
+# badge sends is checked against it, and a missing anchor would read as a broken chain.
+_NEWEST = (
+    "idx = (SELECT max(idx) FROM evidence_segments newest WHERE newest.device = evidence_segments.device)"
+)
+# The dispatches that still have their event (the others are expired as loose dispatches).
+_DISPATCHES_WITH_EVENT = "SELECT dispatch_id FROM dispatches WHERE event_id IN (SELECT event_id FROM events)"
 
 
 @dataclass
 class RetentionReport:
     events: int = 0
     event_updates: int = 0
+    dispatches: int = 0
+    dispatch_log: int = 0
+    evidence_segments: int = 0
     media: int = 0
     media_bytes: int = 0
     dead_letters: int = 0
@@ -62,9 +83,13 @@ def apply_retention(
     now = now or timeutil.utc_now()
     cutoff = timeutil.to_wire(now - timedelta(days=retention_days))
     report = RetentionReport()
-    _expire_events(db, Path(media_root), cutoff, report)
-    _expire_loose_media(db, Path(media_root), cutoff, report)
-    _shrink_media(db, Path(media_root), int(max_media_gb * GIB), report)
+    media_root = Path(media_root)
+    link_evidence(db)
+    _expire_events(db, media_root, cutoff, report)
+    _expire_loose_dispatches(db, cutoff, report)
+    _expire_loose_evidence(db, cutoff, report)
+    _expire_loose_media(db, media_root, cutoff, report)
+    _shrink_media(db, media_root, int(max_media_gb * GIB), report)
     with _transaction(db):
         report.dead_letters += db.execute("DELETE FROM dead_letters WHERE received_at < ?", [cutoff]).rowcount
     if report:
@@ -72,8 +97,23 @@ def apply_retention(
     return report
 
 
+def link_evidence(db) -> int:
+    """Give every body-camera recording made on a dispatch the event of that dispatch (recordings arrive
+    without one). Returns how many were linked."""
+    with _transaction(db):
+        return db.execute(
+            "UPDATE media SET event_id = ("
+            "  SELECT d.event_id FROM evidence_segments s JOIN dispatches d ON d.dispatch_id = s.dispatch_id"
+            "  WHERE s.sha256 = media.sha256 AND d.event_id IS NOT NULL ORDER BY s.received_at LIMIT 1)"
+            " WHERE event_id IS NULL AND kind = 'evidence' AND sha256 IN ("
+            "  SELECT s.sha256 FROM evidence_segments s JOIN dispatches d ON d.dispatch_id = s.dispatch_id"
+            "  WHERE d.event_id IS NOT NULL)"
+        ).rowcount
+
+
 def _expire_events(db, media_root: Path, cutoff: str, report: RetentionReport) -> None:
-    """Events not held whose last word from the edge is older than the cutoff, with their timeline and media."""
+    """Events not held whose last word from the edge is older than the cutoff, with their timeline, media,
+    dispatches and the evidence recorded on them."""
     while True:
         files: list[str] = []
         with _transaction(db):
@@ -89,29 +129,114 @@ def _expire_events(db, media_root: Path, cutoff: str, report: RetentionReport) -
             if not event_ids:
                 return
             marks = ", ".join("?" * len(event_ids))
+            dispatches = f"SELECT dispatch_id FROM dispatches WHERE event_id IN ({marks})"
             media = db.execute(
                 f"SELECT sha256, path, size FROM media WHERE sha256 IN ("
                 f" SELECT sha256 FROM media WHERE event_id IN ({marks})"
                 f" UNION SELECT snapshot_sha256 FROM events WHERE event_id IN ({marks})"
                 f" UNION SELECT sha256 FROM clips WHERE event_id IN ({marks})"
+                f" UNION SELECT sha256 FROM evidence_segments WHERE dispatch_id IN ({dispatches})"
                 f") AND sha256 NOT IN ({_PROTECTED})"
                 # a file shared with an event that stays (same bytes, content addressing) stays too
                 f" AND sha256 NOT IN (SELECT snapshot_sha256 FROM events WHERE snapshot_sha256 IS NOT NULL"
                 f"   AND event_id NOT IN ({marks}))",
-                event_ids * 4,
+                event_ids * 5,
             ).fetchall()
             report.event_updates += db.execute(
                 f"DELETE FROM event_updates WHERE event_id IN ({marks})", event_ids
             ).rowcount
             db.execute(f"DELETE FROM clips WHERE event_id IN ({marks})", event_ids)
+            expired_dispatches = _delete_dispatches(db, dispatches, event_ids, report)
             files += _delete_media_rows(db, media, report)
             report.events += db.execute(f"DELETE FROM events WHERE event_id IN ({marks})", event_ids).rowcount
-            _audit(db, "retention.delete_events", "events", {"reason": "age", "event_ids": event_ids})
+            _audit(
+                db,
+                "retention.delete_events",
+                "events",
+                {"reason": "age", "event_ids": event_ids, **expired_dispatches},
+            )
         _unlink(media_root, files)
 
 
+def _expire_loose_dispatches(db, cutoff: str, report: RetentionReport) -> None:
+    """Dispatches older than the cutoff with no event (an intercept sent to a place), or whose event is gone."""
+    while True:
+        with _transaction(db):
+            ids = [
+                row[0]
+                for row in db.execute(
+                    f"SELECT dispatch_id FROM dispatches WHERE coalesce(updated_at, created_at) < ?"
+                    f" AND dispatch_id NOT IN ({_DISPATCHES_WITH_EVENT}) LIMIT ?",
+                    [cutoff, CHUNK],
+                )
+            ]
+            if not ids:
+                return
+            marks = ", ".join("?" * len(ids))
+            dispatches = f"SELECT dispatch_id FROM dispatches WHERE dispatch_id IN ({marks})"
+            expired = _delete_dispatches(db, dispatches, ids, report)
+            _audit(db, "retention.delete_dispatches", "dispatches", {"reason": "age", **expired})
+
+
+def _delete_dispatches(db, dispatches_sql: str, params: list, report: RetentionReport) -> dict:
+    """Delete the dispatches ``dispatches_sql`` selects, with their state log and the evidence segments
+    recorded on them (their recordings are the caller's business). Returns what to write to the audit log."""
+    recorded_on = f"dispatch_id IN ({dispatches_sql})"
+    segments = _segments_where(db, f"{recorded_on} AND NOT {_NEWEST}", params)
+    report.evidence_segments += _delete_segments(db, segments)
+    db.execute(f"UPDATE evidence_segments SET dispatch_id = NULL WHERE {recorded_on} AND {_NEWEST}", params)
+    report.dispatch_log += db.execute(
+        f"DELETE FROM dispatch_log WHERE dispatch_id IN ({dispatches_sql})", params
+    ).rowcount
+    ids = [row[0] for row in db.execute(dispatches_sql, params)]
+    report.dispatches += db.execute(
+        f"DELETE FROM dispatches WHERE dispatch_id IN ({dispatches_sql})", params
+    ).rowcount
+    return {"dispatch_ids": ids, "evidence_segments": segments}
+
+
+def _expire_loose_evidence(db, cutoff: str, report: RetentionReport) -> None:
+    """Evidence segments older than the cutoff that belong to no remaining dispatch (recorded off duty, or
+    their dispatch has gone). Each badge's newest segment stays: it is what the next one is chained to."""
+    while True:
+        with _transaction(db):
+            segments = _segments_where(
+                db,
+                f"received_at < ? AND (dispatch_id IS NULL OR dispatch_id NOT IN (SELECT dispatch_id FROM dispatches))"
+                f" AND sha256 NOT IN ({_PROTECTED})"
+                f" AND NOT {_NEWEST} ORDER BY received_at LIMIT {CHUNK}",
+                [cutoff],
+            )
+            if not segments:
+                return
+            report.evidence_segments += _delete_segments(db, segments)
+            _audit(
+                db,
+                "retention.delete_evidence",
+                "evidence_segments",
+                {"reason": "age", "evidence_segments": segments},
+            )
+
+
+def _segments_where(db, where: str, params: list) -> list[dict]:
+    rows = db.execute(
+        f"SELECT segment_id, device, idx, chain_sha256 FROM evidence_segments WHERE {where}", params
+    ).fetchall()
+    return [dict(zip(("segment_id", "device", "index", "chain_sha256"), row, strict=True)) for row in rows]
+
+
+def _delete_segments(db, segments: list[dict]) -> int:
+    """Delete evidence segments and the reassembly rows of their recordings (clip_id = segment_id)."""
+    ids = [segment["segment_id"] for segment in segments]
+    if not ids:
+        return 0
+    marks = ", ".join("?" * len(ids))
+    db.execute(f"DELETE FROM clips WHERE clip_id IN ({marks})", ids)
+    return db.execute(f"DELETE FROM evidence_segments WHERE segment_id IN ({marks})", ids).rowcount
+
+
 def _expire_loose_media(db, media_root: Path, cutoff: str, report: RetentionReport) -> None:
-    """Old media that belongs to no remaining event (badge evidence, files of events already gone)."""
+    """Old media that belongs to no remaining event (badge recordings off duty, files of events already gone)."""
     while True:
         with _transaction(db):
             media = db.execute(
@@ -182,11 +307,6 @@ def _unlink(media_root: Path, files: list[str]) -> None:
 
 
 def _audit(db, action: str, target: str, detail: dict) -> None:
-    try:
-        from central.auth import audit
-    except ImportError:  # the audit log is another subsystem; retention still works without it
-        log.info("retention: %s %s %s (no audit log installed)", action, target, detail)
-        return
     audit.append(db, "system", action, target, detail)
 
 

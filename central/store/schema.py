@@ -150,6 +150,7 @@ TABLES: dict[str, dict] = {
             "disabled": int,
             "failed_logins": int,
             "locked_until": str,
+            "session_version": int,  # raised by a password reset or disabling: ends the account's sessions
         },
         pk="username",
         not_null={"password_hash", "role"},

@@ -18,7 +18,7 @@ from pathlib import Path
 from flask import Flask
 from flask_wtf.csrf import CSRFError
 
-from central.auth.ratelimit import RateLimiter
+from central.auth.ratelimit import LoginLimiter
 from central.context import Central
 from central.store.media import MediaStore
 from central.web import (
@@ -90,7 +90,7 @@ def create_app(central: Central, routing_service=None) -> Flask:
     app.extensions["kuzet"] = central
     app.extensions["kuzet.closing"] = threading.Event()  # set on shutdown: live streams end
     app.extensions["kuzet.media"] = MediaStore(central.db, central.media_dir)
-    app.extensions["kuzet.login_limiter"] = RateLimiter(auth.LOGIN_ATTEMPTS_PER_ADDRESS, auth.LOGIN_WINDOW_S)
+    app.extensions["kuzet.login_limiter"] = LoginLimiter()
     auth.csrf.init_app(app)
     app.before_request(auth.load_user)
     health.init_metrics(app)

@@ -35,13 +35,10 @@ from flask import (
 from flask_wtf.csrf import CSRFProtect
 
 from central.auth import audit, tokens, users
-from central.auth.ratelimit import RateLimiter
+from central.auth.ratelimit import LoginLimiter
 
 blueprint = Blueprint("auth", __name__)
 csrf = CSRFProtect()
-
-LOGIN_ATTEMPTS_PER_ADDRESS = 10
-LOGIN_WINDOW_S = 300
 
 
 def current_user() -> users.User | None:
@@ -100,7 +97,9 @@ def load_user() -> None:
     username = session.get("user")
     if username:
         g.user = users.get_user(central.db(), username)
-        if g.user is None:  # disabled or deleted since log-in
+        # Disabled or deleted since log-in, or its password was reset (which ends every session it had).
+        if g.user is None or session.get("version", 0) != g.user.session_version:
+            g.user = None
             session.clear()
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         csrf.protect()
@@ -120,28 +119,31 @@ def _safe_next(target: str | None) -> str:
 @blueprint.route("/login", methods=["GET", "POST"])
 def login():
     central = current_app.extensions["kuzet"]
-    limiter: RateLimiter = current_app.extensions["kuzet.login_limiter"]
+    limiter: LoginLimiter = current_app.extensions["kuzet.login_limiter"]
     status = 200
     if request.method == "POST":
         address = _client_address()
-        if not limiter.allow(address):
-            wait = limiter.retry_after(address)
-            flash(f"Too many log-in attempts from this computer; try again in {wait} s.", "error")
+        username = request.form.get("username", "").strip()
+        wait = limiter.retry_after(address, username)
+        if wait:
+            flash(f"Too many failed log-ins from this computer; try again in {wait} s.", "error")
             response = current_app.make_response((render_template("login.html"), 429))
             response.headers["Retry-After"] = str(wait)
             return response
-        username = request.form.get("username", "").strip()
         try:
             user = users.authenticate(
                 central.db(), username, request.form.get("password", ""), source=address
             )
         except users.AuthError as exc:
+            limiter.failed(address, username)
             flash(str(exc), "error")
             status = 401
         else:
+            limiter.succeeded(address, username)
             session.clear()  # a fresh session: no fixation
             session.permanent = True
             session["user"] = user.username
+            session["version"] = user.session_version
             return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html"), status
 

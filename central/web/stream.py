@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, g, request, session
 
 from central.auth import tokens, users
 from central.live import Update
@@ -33,11 +33,14 @@ CHANNEL_PERMISSION = {
     "live": "events.media",  # live video frames: only on a viewer's own stream (live.py), never on the page's
 }
 ON_REQUEST_ONLY = {"live"}  # a channel too heavy for every open page: a viewer asks for it
+MAX_UPDATES_PER_WRITE = 500
 
 
 def _shape(db, channel: str, data: dict) -> dict | None:
     if channel == "event" and data.get("event_id"):
-        return queries.get_event(db, data["event_id"])
+        # Ingest publishes the stored row as the page shows it (events.rows); others publish the event's id
+        # alone, and the row is read here.
+        return data if "status" in data else queries.get_event(db, data["event_id"])
     if channel == "device" and data.get("device_id"):
         return queries.get_device(db, data["device_id"]) or data
     return data
@@ -48,8 +51,14 @@ def _account_check() -> Callable[[object], users.User | None]:
     if g.get("via_token"):
         token = request.headers.get("Authorization", "")[len("Bearer ") :].strip()
         return lambda db: tokens.current_account(db, token)
-    username = current_user().username
-    return lambda db: users.get_user(db, username)
+    username, version = current_user().username, session.get("version", 0)
+
+    def session_account(db):
+        user = users.get_user(db, username)
+        # A password reset (or disabling) ends the account's sessions; its open streams end with them.
+        return user if user is not None and getattr(user, "session_version", 0) == version else None
+
+    return session_account
 
 
 def sse(
@@ -81,7 +90,7 @@ def sse(
                         checked = now
                         user = account(db)
                         if user is None:
-                            why = "the account was disabled or its token revoked"
+                            why = "the account was disabled, its password reset or its token revoked"
                             yield f"event: end\ndata: {json.dumps({'reason': why})}\n\n"
                             return
                         channels = channels_for(user)
@@ -90,14 +99,23 @@ def sse(
                             quiet_since = now
                             yield ": keep-alive\n\n"  # also finds out, by failing, that the page has gone
                         continue
-                    if update.channel not in channels or not accept(update):
-                        continue
-                    data = _shape(db, update.channel, update.data)
-                    if data is None:
-                        continue
-                    quiet_since = now
-                    payload = json.dumps(data, separators=(",", ":"), default=str)
-                    yield f"id: {update.seq}\nevent: {update.channel}\ndata: {payload}\n\n"
+                    # What queued up meanwhile goes out in the same write: in a burst of thousands of events
+                    # a second, one write per update would cost more than the updates themselves.
+                    batch = [update]
+                    while len(batch) < MAX_UPDATES_PER_WRITE and (more := subscription.get(0)) is not None:
+                        batch.append(more)
+                    out = []
+                    for update in batch:
+                        if update.channel not in channels or not accept(update):
+                            continue
+                        data = _shape(db, update.channel, update.data)
+                        if data is None:
+                            continue
+                        payload = json.dumps(data, separators=(",", ":"), default=str)
+                        out.append(f"id: {update.seq}\nevent: {update.channel}\ndata: {payload}\n\n")
+                    if out:
+                        quiet_since = now
+                        yield "".join(out)
                 why = "central is stopping"
         finally:
             if on_end is not None:

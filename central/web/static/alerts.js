@@ -22,7 +22,7 @@
     if (a.acknowledged_at && !showAll) { if (tr) tr.remove(); }
     else {
       if (!tr) { tr = document.createElement("tr"); tr.id = "alert-" + a.id; body.prepend(tr); }
-      tr.className = `alert-row level-${a.level}${a.acknowledged_at ? " done" : ""}`;
+      tr.className = `alert-row alert-${a.level}${a.acknowledged_at ? " done" : ""}`;
       tr.innerHTML = cells(a);
     }
     document.getElementById("alerts-empty").hidden = body.children.length > 0;

@@ -43,7 +43,7 @@
   }
 
   function unit(u) {
-    const cls = u.duty === "available" ? "" : u.duty === "off_duty" || !u.online ? " off" : " busy";
+    const cls = u.duty === "off_duty" || !u.online ? " off" : u.duty === "available" && !u.current_dispatch ? "" : " busy";
     place("units", u.device_id, u.lat, u.lon, KuzetMap.dot("mk-unit" + cls, 16),
       `<b><a href="/devices/${encodeURIComponent(u.device_id)}">${Kuzet.esc(u.callsign || u.device_id)}</a></b><br>${Kuzet.esc(u.duty)}${u.current_dispatch ? " · on a dispatch" : ""}<br>position ${Kuzet.ago(u.position_at)}`,
       u.callsign || u.device_id);

@@ -1,0 +1,171 @@
+"""Retention and the officers' body-camera evidence, end to end over a real Mosquitto: a badge dispatched to an
+event records on the dispatch; its recordings (uploaded without an event) are linked to that event, kept while
+the event is on evidence hold, and expire with the event, its dispatch and the dispatch's log once released."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+from ingest_helpers import new_id
+from patrol_helpers import SITE, Camera, Centre, point, wait_for
+
+from central.store.retention import apply_retention
+from shared import evidence, messages, timeutil, topics
+from shared.config import MqttSection
+from shared.mqtt import Link
+
+NOW = timeutil.utc_now()
+OLD = timeutil.to_wire(NOW - timedelta(days=40))
+
+
+class BodyCamera:
+    """The evidence side of a badge: chained segment records and their recordings, sent as a badge sends them."""
+
+    def __init__(self, url: str, device: str):
+        self.device = device
+        self.link = Link(MqttSection(url=url), f"{device}-test").start()
+        self.previous: messages.EvidenceSegment | None = None
+
+    def send(self, message) -> None:
+        self.link.publish(
+            topics.up(SITE, self.device, message.type), messages.encode(message)
+        ).wait_for_publish(5)
+
+    def locate(self, at: tuple[float, float]) -> None:
+        self.send(
+            messages.Location(
+                device=self.device, position={"lat": at[0], "lon": at[1]}, fix="gps", duty="available"
+            )
+        )
+
+    def segment(self, recording: bytes, dispatch_id: str) -> messages.EvidenceSegment:
+        index = 0 if self.previous is None else self.previous.index + 1
+        started = timeutil.utc_now() - timedelta(seconds=10)
+        ended = timeutil.utc_now() - timedelta(seconds=1)
+        sha256 = hashlib.sha256(recording).hexdigest()
+        previous_chain = self.previous.chain_sha256 if self.previous else None
+        self.previous = messages.EvidenceSegment(
+            device=self.device,
+            segment_id=new_id(),
+            index=index,
+            started_at=started,
+            ended_at=ended,
+            size=len(recording),
+            sha256=sha256,
+            prev_chain_sha256=previous_chain,
+            chain_sha256=evidence.chain_hash(
+                previous_chain, sha256, index, timeutil.to_wire(started), timeutil.to_wire(ended)
+            ),
+            content_type="video/x-matroska",
+            dispatch_id=dispatch_id,
+        )
+        return self.previous
+
+    def upload(self, segment: messages.EvidenceSegment, recording: bytes) -> None:
+        self.send(
+            messages.ClipChunk(
+                device=self.device,
+                clip_id=segment.segment_id,
+                purpose="evidence",
+                index=0,
+                count=1,
+                size=len(recording),
+                sha256=segment.sha256,
+                chunk_sha256=segment.sha256,
+                content_type="video/x-matroska",
+                data=messages.to_base64(recording),
+            )
+        )
+
+    def stop(self) -> None:
+        self.link.stop()
+
+
+def _count(db, table: str, where: str = "1", *params) -> int:
+    return db.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()[0]
+
+
+def _age_everything(db) -> None:
+    """As if all of it happened 40 days ago."""
+    with db.conn:
+        db.execute("UPDATE events SET received_at = ?, updated_at = ?", [OLD, OLD])
+        db.execute("UPDATE media SET created_at = ?", [OLD])
+        db.execute("UPDATE dispatches SET created_at = ?, updated_at = ?", [OLD, OLD])
+        db.execute("UPDATE evidence_segments SET received_at = ?", [OLD])
+
+
+def _retain(centre: Centre):
+    return apply_retention(centre.db(), centre.central.media_dir, retention_days=30, max_media_gb=50, now=NOW)
+
+
+def test_body_camera_footage_follows_the_event_it_was_dispatched_to(tmp_path, mosquitto):
+    centre = Centre(tmp_path, mosquitto.url)
+    camera, badge = Camera(mosquitto.url), BodyCamera(mosquitto.url, "badge-1")
+    try:
+        badge.locate(point(100))
+        wait_for(lambda: centre.unit("badge-1"), what="the badge known to routing")
+        event_id = camera.event(point(0))
+        [dispatch] = wait_for(lambda: centre.dispatches(event_id=event_id), what="the dispatch")
+        db = centre.db()
+
+        # Recorded on the dispatch, its record announced before the recording arrives: linked on arrival.
+        first = b"first recording " * 100
+        segment = badge.segment(first, dispatch["dispatch_id"])
+        badge.send(segment)
+        wait_for(lambda: _count(db, "evidence_segments"), what="the segment recorded by routing")
+        badge.upload(segment, first)
+        wait_for(lambda: _count(db, "media", "kind = 'evidence'"), what="the first recording stored")
+        assert _count(db, "media", "kind = 'evidence' AND event_id = ?", event_id) == 1
+
+        # The recording first, its record after: linked by retention's first step.
+        second = b"second recording " * 100
+        segment = badge.segment(second, dispatch["dispatch_id"])
+        badge.upload(segment, second)
+        wait_for(lambda: _count(db, "media", "kind = 'evidence'") == 2, what="the second recording stored")
+        badge.send(segment)
+        wait_for(lambda: _count(db, "evidence_segments") == 2, what="its record")
+        # An old recording made off duty, and a younger one, belonging to no dispatch.
+        off_duty = b"off duty " * 100
+        loose = badge.segment(off_duty, None)
+        badge.send(loose)
+        badge.upload(loose, off_duty)
+        newest = b"newest " * 100
+        anchor = badge.segment(newest, None)
+        badge.send(anchor)
+        wait_for(lambda: _count(db, "evidence_segments") == 4, what="the off-duty records")
+        wait_for(lambda: _count(db, "media", "kind = 'evidence'") == 3, what="the off-duty recording")
+        files = {
+            row["sha256"]: centre.central.media_dir / row["path"]
+            for row in db["media"].rows_where("kind = 'evidence'")
+        }
+        dispatched = [hashlib.sha256(data).hexdigest() for data in (first, second)]
+        with db.conn:
+            db.execute("UPDATE events SET hold = 1 WHERE event_id = ?", [event_id])
+        _age_everything(db)
+
+        report = _retain(centre)
+        assert (report.events, report.dispatches, report.dispatch_log) == (0, 0, 0)
+        assert _count(db, "media", "kind = 'evidence' AND event_id = ?", event_id) == 2
+        assert all(files[sha].exists() for sha in dispatched)  # held: the officer's footage stays
+        assert not files[hashlib.sha256(off_duty).hexdigest()].exists()  # loose and old: gone
+        assert report.evidence_segments == 1  # the off-duty record; the newest stays as the chain's anchor
+        assert _count(db, "dispatches") == 1 and _count(db, "dispatch_log") >= 1
+
+        with db.conn:
+            db.execute("UPDATE events SET hold = 0 WHERE event_id = ?", [event_id])
+        report = _retain(centre)
+        assert report.events == 1 and report.dispatches == 1 and report.dispatch_log >= 1
+        assert report.evidence_segments == 2
+        assert not any(files[sha].exists() for sha in dispatched)
+        for table in ("events", "dispatches", "dispatch_log", "clips"):
+            assert _count(db, table) == 0, table
+        [kept] = db["evidence_segments"].rows
+        assert kept["segment_id"] == anchor.segment_id
+        [entry] = db["audit"].rows_where("action = 'retention.delete_events'")
+        assert dispatch["dispatch_id"] in entry["detail"]
+        assert segment.chain_sha256 in entry["detail"]  # what was removed from the chain is on record
+    finally:
+        camera.stop()
+        badge.stop()
+        centre.stop()
