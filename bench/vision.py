@@ -53,7 +53,7 @@ def load_mot(path: Path) -> tuple[dict[int, list], dict[int, list]]:
 def drop_ignored(truth: list, hyp: list, ignored: list, min_iou: float = 0.5) -> list:
     """The hypotheses left once those on ignored people are taken out, as MOTChallenge's devkit does: every
     person (scored or not) is matched to at most one hypothesis (Hungarian on IoU >= min_iou), and the
-    hypotheses matched to ignored people are dropped. One on a scored person is always kept."""
+    hypotheses matched to ignored people are dropped."""
     if not ignored or not hyp:
         return hyp
     import numpy as np

@@ -158,3 +158,20 @@ def test_tracks_report_velocity_in_pixels_per_second(model_home, vtest):
     speeds = [np.hypot(*t.velocity) for t in tracks]
     # People walk at roughly 5-150 px/s in this footage (10 fps, 768x576); not per-frame units.
     assert max(speeds) > 5 and max(speeds) < 400
+
+
+def test_the_bench_drops_hypotheses_on_people_the_annotators_ignored():
+    person, ignored = (100, 100, 30, 80), (300, 100, 30, 80)
+    on_person, on_ignored, elsewhere = (
+        (1, (102, 101, 30, 80)),
+        (2, (301, 99, 30, 80)),
+        (3, (500, 300, 30, 80)),
+    )
+    kept = bench.drop_ignored([(7, person)], [on_person, on_ignored, elsewhere], [ignored])
+    assert kept == [on_person, elsewhere]  # a false positive elsewhere still counts against precision
+    # An ignored person overlapping the scored one: the hypothesis goes to whom it fits best, and stays.
+    beside = (106, 100, 30, 80)
+    assert bench.drop_ignored([(7, person)], [on_person], [beside]) == [on_person]
+    scored, skipped = {1: [(7, person)]}, {1: [ignored]}
+    figures = bench.score({0: [on_person, on_ignored]}, (scored, skipped), 1)
+    assert figures["precision"] == 1.0 and figures["recall"] == 1.0
