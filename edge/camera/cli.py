@@ -18,6 +18,9 @@ def run(args: argparse.Namespace) -> int:
 
     from edge.camera.config import load
     from shared.config import ConfigError
+    from shared.memory import tune_malloc
+
+    tune_malloc()
 
     try:
         config = load(args.config)
