@@ -110,12 +110,13 @@ def run_central(url: str, data_dir: Path, args) -> dict:
             target=_sample, args=(lambda: ingest.queue_depth, depths, sampling), daemon=True
         )
         sampler.start()
-        cpu_before = _cpu_s()
+        cpu_before, threads_before = _cpu_s(), _thread_cpu_s()
         try:
             sent, first_sent, lag = _publish(url, args)
             stored = _wait_for_drain(lambda: len(latencies), sent)
             last_commit = ingest.last_commit_at or time.time()
             central_cpu_s = _cpu_s() - cpu_before
+            threads_cpu_s = _thread_cpu_s(since=threads_before)
             if parts.routing is not None:
                 parts.routing.drain(timeout_s=30)
         finally:
@@ -127,6 +128,7 @@ def run_central(url: str, data_dir: Path, args) -> dict:
         "publisher_lag_s": lag,
         "batches": ingest.counters.batches,
         "central_cpu_s": round(central_cpu_s, 2),
+        "thread_cpu_s": threads_cpu_s,
         "page_events": page_events,
         "alerts": central.db()["alerts"].count,
     }
@@ -219,6 +221,24 @@ def _read_stream(base_url: str, token: str, stop, results) -> None:
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+_THREAD_GROUPS = {"ingest-writer": "writer", "paho-mqtt": "mqtt", "waitress": "web", "routing": "routing"}
+
+
+def _thread_cpu_s(since: dict[str, float] | None = None) -> dict[str, float]:
+    """CPU seconds of central's threads by part (Linux: /proc), less ``since``: where the process's time goes."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    spent: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        part = next((p for prefix, p in _THREAD_GROUPS.items() if thread.name.startswith(prefix)), "other")
+        spent[part] = spent.get(part, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    since = since or {}
+    return {part: round(value - since.get(part, 0.0), 2) for part, value in sorted(spent.items())}
 
 
 def _sample(read, into: list[int], stop: threading.Event) -> None:

@@ -33,13 +33,14 @@ CONFIG_CLASS = {
 
 
 # Settings that differ on a real device from the defaults meant for a laptop demo: state lives under /var/lib
-# (the unit's StateDirectory), not beside the config in /etc; a camera checks updates with the site's public
+# (the unit's StateDirectory), not beside the config in /etc; a device checks updates with the site's public
 # key shipped beside its config (a relative path is relative to the config file). Only sections the device's
 # config class has are written.
 DEVICE_DEFAULTS: dict[str, dict] = {
     "badge": {
         "storage": {"dir": f"{service.STATE_DIR}/badge"},
         "gps": {"source": "serial", "port": "/dev/serial0"},
+        "updates": {"public_key": "update.pub", "install_dir": f"{service.STATE_DIR}/badge/updates"},
     },
     "camera": {
         "storage": {"dir": f"{service.STATE_DIR}/camera"},

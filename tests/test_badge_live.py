@@ -69,9 +69,19 @@ def test_live_stream_is_capped_and_stops_by_itself(tmp_path, mosquitto, footage,
         assert "live stream ended" in " ".join(agent.notices)
         assert len(of(LiveFrame, received)) == count  # nothing after the end
 
-        # Started again and stopped by the operator.
-        command("live_start", fps=2)
+        # Started again, narrower (never wider than [live] width), and stopped by the operator.
+        again_id = command("live_start", fps=2, width=320)
         wait_for(lambda: len(of(LiveFrame, received)) > count, what="frames again")
+        [again] = wait_for(
+            lambda: [r for r in of(CommandResult, received) if r.command_id == again_id], what="result"
+        )
+        assert again.data["width"] == 320 and of(LiveFrame, received)[count].width == 320
+        wide_id = command("live_start", fps=2, width=1920)
+        [wide] = wait_for(
+            lambda: [r for r in of(CommandResult, received) if r.command_id == wide_id], what="result"
+        )
+        assert wide.data["width"] == 480
+        count = len(of(LiveFrame, received))
         stop_id = command("live_stop")
         wait_for(
             lambda: [r for r in of(CommandResult, received) if r.command_id == stop_id and r.ok],
@@ -83,7 +93,7 @@ def test_live_stream_is_capped_and_stops_by_itself(tmp_path, mosquitto, footage,
         [refused] = wait_for(
             lambda: [r for r in of(CommandResult, received) if r.command_id == bad_id], what="refusal"
         )
-        assert not refused.ok and "does not do install_update" in refused.message
+        assert not refused.ok and "updates are not configured" in refused.message  # no [updates] here
     finally:
         agent.stop()
 

@@ -329,7 +329,7 @@ def test_clips_a_killed_agent_was_recording_are_recovered_or_reported_lost(tmp_p
     capture.release()
     whole = (recording / f"{partial}.avi").read_bytes()
     (recording / f"{partial}.avi").write_bytes(whole[: len(whole) * 3 // 4])
-    (recording / f"{unreadable}.mp4").write_bytes(os.urandom(50_000))  # an MP4 has no index until the end
+    (recording / f"{unreadable}.mp4").write_bytes(os.urandom(50_000))  # not a video at all
     (recording / "stray.avi").write_bytes(b"killed before its event was queued")
     outbox = Outbox(state / "outbox.db")
     spool = ClipSpool(state / "clips", outbox, site=SITE, device=DEVICE)

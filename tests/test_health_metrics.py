@@ -4,6 +4,7 @@ clips it verified, dispatches by state; and /healthz turning 503 when the broker
 
 from __future__ import annotations
 
+import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -66,7 +67,22 @@ def test_metrics_after_real_traffic(running, mosquitto):
         camera.clip(event_id, b"\x1a\x45\xdf\xa3" + bytes(range(256)) * 200, "video/x-matroska")
         camera.link.publish(topics.up(SITE, "cam-01", "event"), b"{not json").wait_for_publish(5)
         stolen.event(ids.new_id())
-        wait_for(lambda: running.ingest.counters.dead_letters >= 2, what="two dead letters")
+        contradicting = ids.new_id()
+        for size in (10, 20):  # the second chunk of this clip says another size than the first
+            camera.send(
+                messages.ClipChunk(
+                    device="cam-01",
+                    clip_id=contradicting,
+                    index=0,
+                    count=2,
+                    size=size,
+                    sha256="c" * 64,
+                    chunk_sha256=hashlib.sha256(b"abcd").hexdigest(),
+                    content_type="video/x-matroska",
+                    data=messages.to_base64(b"abcd"),
+                )
+            )
+        wait_for(lambda: running.ingest.counters.dead_letters >= 3, what="three dead letters")
         wait_for(lambda: central.db()["dispatches"].count == 1, what="the dispatch")
         wait_for(lambda: running.ingest.counters.clips_verified == 1, what="the clip verified")
     finally:
@@ -78,12 +94,14 @@ def test_metrics_after_real_traffic(running, mosquitto):
     assert status == 200
     metrics = _samples(text)
     chunks = 4  # 51,204 bytes in 16 KiB chunks
-    received = 1 + 1 + chunks + 1 + 1  # location, event, clip chunks, broken, revoked
+    received = 1 + 1 + chunks + 1 + 1 + 2  # location, event, clip chunks, broken, revoked, contradicting
     assert metrics[("kuzet_ingest_received_total", ())] == received
-    assert metrics[("kuzet_ingest_stored_total", ())] == received - 2
+    assert metrics[("kuzet_ingest_stored_total", ())] == received - 3
     assert metrics[("kuzet_ingest_dead_letters_total", (("reason", "invalid"),))] == 1
     assert metrics[("kuzet_ingest_dead_letters_total", (("reason", "revoked"),))] == 1
+    assert metrics[("kuzet_ingest_dead_letters_total", (("reason", "media"),))] == 1
     assert metrics[("kuzet_ingest_dead_letters_total", (("reason", "hook"),))] == 0
+    assert metrics[("kuzet_ingest_clip_chunks_rejected_total", ())] == 1
     assert metrics[("kuzet_ingest_clips_total", (("outcome", "verified"),))] == 1
     batches = metrics[("kuzet_ingest_batches_total", ())]
     assert 1 <= batches <= received

@@ -5,10 +5,18 @@ twice."""
 
 from __future__ import annotations
 
+import itertools
+import threading
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
 from central.ingest.service import IngestService
 from shared import messages
 from shared.config import MqttSection
-from shared.mqtt import Link
+from shared.mqtt import Link, topic_matcher
 from tests.ingest_helpers import event, make_central, new_id, up, wait_for
 
 BACKLOG = 3000
@@ -49,12 +57,6 @@ def test_a_backlog_arrives_in_bulk_stored_once_and_acknowledged(tmp_path, mosqui
 
 
 def test_link_topic_matching_agrees_with_paho():
-    import itertools
-
-    import paho.mqtt.client as paho
-
-    from shared.mqtt import topic_matcher
-
     filters = ["kuzet/v1/+/+/up/#", "a/b", "a/+", "a/#", "#", "+/b", "+", "a/+/c", "$SYS/#", "a/b/#"]
     topics_ = [
         "a",
@@ -71,3 +73,54 @@ def test_link_topic_matching_agrees_with_paho():
     for topic_filter, topic in itertools.product(filters, topics_):
         expected = paho.topic_matches_sub(topic_filter, topic)
         assert topic_matcher(topic_filter)(topic) == expected, (topic_filter, topic)
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_publishes_with_mqtt5_properties_and_over_mqtt311(tmp_path, mosquitto, protocol):
+    """The client slices PUBLISH packets itself: properties a device adds (MQTT 5) are skipped, not taken for
+    the payload, and central speaking MQTT 3.1.1 (no properties at all) reads the same packets right."""
+    central = make_central(tmp_path, mosquitto.url, mqtt={"url": mosquitto.url, "protocol": protocol})
+    ingest = IngestService(central).start()
+    device = Link(MqttSection(url=mosquitto.url), "cam-props").start()
+    try:
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.UserProperty = [("firmware", "2.1" * 40)]
+        properties.ContentType = "application/json"
+        properties.MessageExpiryInterval = 3600
+        sent = [event("cam-props", new_id(), 0, zone=f"zone-{n}") for n in range(50)]
+        for message in sent:
+            payload = messages.encode(message)
+            device.client.publish(up("cam-props", "event"), payload, qos=1, properties=properties)
+        wait_for(lambda: central.db()["events"].count == len(sent), what="the events")
+        assert ingest.counters.dead_letters == 0
+        stored = {row["event_id"]: row["zone"] for row in central.db()["events"].rows}
+        assert stored == {m.event_id: m.zone for m in sent}
+    finally:
+        device.stop()
+        ingest.stop()
+
+
+def test_a_full_queue_holds_the_stream_and_loses_nothing(tmp_path, mosquitto):
+    """The writer stalls (a hook that blocks): the queue fills to queue_max, the network thread stops reading
+    (the broker keeps the rest), /healthz's view says so; once the writer moves again everything is stored."""
+    central = make_central(tmp_path, mosquitto.url, ingest={"queue_max": 100})
+    release = threading.Event()
+    ingest = IngestService(central)
+    ingest.on("event", lambda message, site: release.wait(30))
+    ingest.start()
+    cameras = Link(MqttSection(url=mosquitto.url), "cameras").start()
+    try:
+        sent = [event("cam-1", new_id(), 0) for _ in range(400)]
+        for message in sent:
+            last = cameras.publish(up("cam-1", "event"), messages.encode(message))
+        last.wait_for_publish(30)
+        health = wait_for(lambda: (h := ingest.health())["queue_depth"] >= 100 and h, what="a full queue")
+        assert any("queue is full" in problem for problem in health["problems"])
+        assert ingest.counters.received < len(sent)  # the rest waits at the broker
+        release.set()
+        wait_for(lambda: central.db()["events"].count == len(sent), what="everything stored")
+        assert ingest.health()["problems"] == []
+    finally:
+        release.set()
+        cameras.stop()
+        ingest.stop()

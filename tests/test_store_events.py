@@ -59,3 +59,37 @@ def test_edge_updates_keep_media_links_and_operator_columns(tmp_path):
     assert row[1] == "a" * 64 and row[2]  # the closed message named no media: the links stay
     assert row[3:6] == ("assigned", "unit-7", 1)
     assert row[6:] == ("2026-11-21T10:00:00.000Z", "2026-11-21T10:05:00.000Z")
+
+
+def test_rows_of_created_events_are_as_the_page_reads_them(tmp_path):
+    """Ingest announces a new event from the row it inserted, without reading it back: that row must be the
+    one the page's own query returns, column for column."""
+    from central.store import queries
+    from shared import messages
+
+    central = make_central(tmp_path)
+    conn = central.db().conn
+    plain, full = new_id(), new_id()
+    rich = event(
+        "cam-2",
+        full,
+        0,
+        zone="gate",
+        description="it's by the gate",
+        attributes={"direction_deg": 91.5, "colour": "red"},
+        frame_size=(768, 576),
+        location=messages.GeoPoint(lat=52.28, lon=76.96),
+        snapshot_sha256="b" * 64,
+        track_ids=[3, 4],
+    )
+    with conn:
+        applied = events.apply(conn, [received(event("cam-1", plain, 0)), received(rich)])
+    assert set(applied.created_rows) == {plain, full}
+    for event_id, row in applied.created_rows.items():
+        assert row == queries.get_event(central.db(), event_id)
+        [read_back] = events.rows(conn, [event_id])
+        assert row == read_back
+    # An update of an existing event is not "created": it is read back by whoever announces it.
+    with conn:
+        later = events.apply(conn, [received(event("cam-1", plain, 1, "update"))])
+    assert later.created_rows == {}

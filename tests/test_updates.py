@@ -6,32 +6,22 @@ the old ones, still reporting status, when a bad bundle comes."""
 
 from __future__ import annotations
 
-import functools
-import getpass
 import http.server
 import io
 import tarfile
 import threading
-import tomllib
 from pathlib import Path
 
 import pytest
-import tomli_w
+from update_helpers import Served, provision, rewrite
 
-from central.broker import free_port
 from edge.camera.agent import CameraAgent
 from edge.camera.config import load as load_camera
 from edge.updates import FetchError, fetch_bundle, install, rollback
 from edge.updates.installer import version_key
 from models import store
 from provisioning import signing
-from provisioning.bundle import write_folder
-from provisioning.device import provision_device
-from provisioning.site import SiteSettings
-from provisioning.site_init import central_mqtt_section, init_site
 from shared import ids, messages, topics
-from shared.config import MqttSection
-from shared.mqtt import Link
 
 MODEL_V1 = b"\x00tflite-model-v1" * 100
 MODEL_V2 = b"\x00tflite-model-v2" * 100
@@ -50,20 +40,6 @@ def make_bundle(tmp_path: Path, key, version: str, data: bytes) -> Path:
     (source / "labelmap.txt").write_text("person\ncar\n")
     out = tmp_path / f"model-{version}.tar"
     signing.sign_update(source, out, key, "model", version)
-    return out
-
-
-def rewrite(bundle: Path, out: Path, change) -> Path:
-    """Copy a bundle tar, passing every (name, bytes) through ``change`` (None drops the member)."""
-    with tarfile.open(bundle) as src, tarfile.open(out, "w") as dst:
-        for member in src.getmembers():
-            data = src.extractfile(member).read()
-            result = change(member.name, data)
-            if result is None:
-                continue
-            info = tarfile.TarInfo(member.name)
-            info.size = len(result)
-            dst.addfile(info, io.BytesIO(result))
     return out
 
 
@@ -202,23 +178,6 @@ def test_versions_compare_part_by_part_numbers_as_numbers():
 # --- delivery ---------------------------------------------------------------------------------------------
 
 
-class Served:
-    """A real HTTP server on 127.0.0.1 for bundles (as central or a technician's laptop serves them)."""
-
-    def __init__(self, folder: Path, handler=None):
-        handler = handler or functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/{name}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def served(tmp_path):
     (tmp_path / "www").mkdir()
@@ -274,62 +233,14 @@ def test_a_server_that_sends_more_than_it_may_is_cut_off(tmp_path):
 
 # --- the camera agent, against site-init's broker -----------------------------------------------------------
 
-SITE = "pavlodar"
-
-
-class Central:
-    """Central as the camera sees it: site-init's central certificate; records what arrives, sends commands."""
-
-    def __init__(self, paths, settings, device: str):
-        section = MqttSection.model_validate(central_mqtt_section(paths, settings))
-        self.device = device
-        self.received: list = []
-        self.cond = threading.Condition()
-        self.link = Link(section, "central")
-        self.link.subscribe(topics.all_up(), self._on_message)
-        self.link.start()
-
-    def _on_message(self, topic, payload):
-        message = messages.decode(topic, payload)
-        with self.cond:
-            self.received.append(message)
-            self.cond.notify_all()
-
-    def _wait(self, match, timeout=60.0):
-        with self.cond:
-            assert self.cond.wait_for(lambda: any(match(m) for m in self.received), timeout), "nothing came"
-            return [m for m in self.received if match(m)][-1]
-
-    def command(self, name: str, **args) -> messages.CommandResult:
-        command = messages.Command(device=self.device, command_id=ids.new_id(), name=name, args=args)
-        self.link.publish(topics.down(SITE, self.device, "command"), messages.encode(command))
-        return self._wait(lambda m: m.type == "command_result" and m.command_id == command.command_id)
-
-    def next_status(self) -> messages.Status:
-        """A heartbeat sent after this call: the camera is still running, and says what model it runs."""
-        with self.cond:
-            seen = self._statuses()
-            assert self.cond.wait_for(lambda: len(self._statuses()) > len(seen), 60), "no heartbeat"
-            return self._statuses()[-1]
-
-    def _statuses(self) -> list:
-        return [m for m in self.received if m.type == "status"]
-
 
 @pytest.fixture
 def camera(tmp_path, mosquitto_factory, footage, monkeypatch):
     """A provisioned camera (site-init's CA and broker) running the real agent on real footage."""
     monkeypatch.setenv("KUZET_HOME", str(tmp_path / "home"))
     store.ensure(allow_download=False, progress=False)
-    port = free_port()
-    settings = SiteSettings(
-        site=SITE, broker_hosts=["localhost"], broker_port=port, broker_user=getpass.getuser()
-    )
-    paths = init_site(tmp_path / "site", settings, listen="127.0.0.1")
-    mosquitto_factory(config=paths.mosquitto_conf.read_text(), port=port)
-    record, bundle = provision_device(paths, settings, "camera", "Toraigyrov / Lomov")
-    folder = write_folder(bundle, tmp_path / "etc-kuzet")
-    config = tomllib.loads((folder / "config.toml").read_text())
+    device = provision(tmp_path, mosquitto_factory, "camera", "Toraigyrov / Lomov")
+    config = device.config
     assert config["updates"]["public_key"] == "update.pub"  # provisioned for updates, checked below for real
     config["updates"]["install_dir"] = str(tmp_path / "updates")  # instead of /var/lib/kuzet/camera/updates
     config["storage"]["dir"] = str(tmp_path / "state")
@@ -338,18 +249,18 @@ def camera(tmp_path, mosquitto_factory, footage, monkeypatch):
         "evidence": {"clips": False},
         "health": {"heartbeat_s": 1},
     }
-    (folder / "config.toml").write_text(tomli_w.dumps(config))
-    central = Central(paths, settings, record.device_id)
+    path = device.write_config(config)
+    central = device.central
     agents = []
 
     def start() -> CameraAgent:
-        agent = CameraAgent(load_camera(folder / "config.toml"), folder / "config.toml")
+        agent = CameraAgent(load_camera(path), path)
         thread = threading.Thread(target=agent.run, daemon=True)
         thread.start()
         agents.append((agent, thread))
         return agent
 
-    yield start, central, signing.load_private_key(paths.signing_key)
+    yield start, central, device.key
     for agent, thread in agents:
         agent.stop()
         thread.join(timeout=60)

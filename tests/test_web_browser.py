@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from web_support import PASSWORD, Camera, LiveCentral, jpeg, webm_clip
+from web_support import PASSWORD, Camera, LiveCentral, h264_clip, jpeg
 
 from central.auth import audit
 from shared import ids, messages, timeutil
@@ -127,10 +127,10 @@ def test_operator_sees_a_new_event_live_opens_it_and_plays_its_clip(live, camera
     url_before = browser.current_url
 
     event_id = ids.new_id()
-    clip = webm_clip(tmp_path / "clip.webm")
+    clip = h264_clip(tmp_path / "clip.mp4")
     camera.event(event_id, severity="critical", label="person", zone="platform")
     camera.snapshot(event_id, jpeg(), 320, 240)
-    clip_sha = camera.clip(event_id, clip, "video/x-matroska")
+    clip_sha = camera.clip(event_id, clip, "video/mp4")
 
     row = wait_until(
         browser, lambda d: d.find_elements(By.ID, f"ev-{event_id}"), "the new event in the queue"
@@ -158,6 +158,14 @@ def test_operator_sees_a_new_event_live_opens_it_and_plays_its_clip(live, camera
         "the clip playing",
     )
     assert browser.execute_script("return arguments[0].error", video) is None
+    # The whole H.264 clip, its length known from the fragmented MP4, served as video/mp4.
+    duration, width, served_as = browser.execute_script(
+        "const v = arguments[0];"
+        "const r = await fetch(v.currentSrc, {headers: {Range: 'bytes=1-1'}});"  # a range: not a new view
+        "return [v.duration, v.videoWidth, r.headers.get('content-type')];",
+        video,
+    )
+    assert (width, served_as) == (320, "video/mp4") and duration == pytest.approx(3.0, abs=0.15)
     wait_until(
         browser,
         lambda d: d.execute_script(

@@ -190,19 +190,22 @@ class Camera:
         self.link.stop()
 
 
-def webm_clip(path, seconds: float = 3.0, fps: int = 10) -> bytes:
-    """A short VP8 WebM clip of a box crossing a street-grey frame. VP8/WebM is what this Chromium plays and
-    this OpenCV can write (its MP4 writer only has MPEG-4 part 2, which Chromium refuses)."""
+def h264_clip(path, seconds: float = 3.0, fps: int = 10) -> bytes:
+    """A short clip of a box crossing a street-grey frame, written as the cameras write theirs: H.264 in
+    fragmented MP4 (edge.evidence.video), which central serves as video/mp4."""
     import cv2
     import numpy as np
 
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"VP80"), fps, (320, 240))
-    assert writer.isOpened(), "OpenCV cannot write VP8 here"
+    from edge.evidence.video import ClipWriter, choose_codec
+
+    codec = choose_codec("h264")
+    assert codec.name == "h264", "no H.264 encoder here"
+    writer = ClipWriter(path, codec, (320, 240), fps, max_bytes=10_000_000, max_bit_rate=1_000_000)
     for i in range(int(seconds * fps)):
         frame = np.full((240, 320, 3), 60, np.uint8)
         cv2.rectangle(frame, (10 + i * 9, 70), (50 + i * 9, 190), (40, 200, 255), -1)
         writer.write(frame)
-    writer.release()
+    writer.close()
     return path.read_bytes()
 
 

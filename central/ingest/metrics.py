@@ -32,6 +32,8 @@ class Counters:
     batches: int = 0  # SQLite transactions committed
     clips_verified: int = 0  # clips (and evidence segments) joined and matching their SHA-256
     clips_failed: int = 0  # clips joined but not matching: asked for again
+    clips_lost: int = 0  # clips the device said it will never send (clip_lost)
+    clip_chunks_rejected: int = 0  # chunks contradicting their clip (dead-lettered)
     dead_letters_by_cause: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(DEAD_LETTER_CAUSES, 0)
     )

@@ -55,11 +55,19 @@ class _IngestCollector:
             letters.add_metric([cause], counters.dead_letters_by_cause[cause])
         yield letters
         clips = CounterMetricFamily(
-            "kuzet_ingest_clips", "Clips and evidence segments joined, by outcome", labels=["outcome"]
+            "kuzet_ingest_clips",
+            "Clips and evidence segments by outcome: verified, failed (asked for again), lost (never coming)",
+            labels=["outcome"],
         )
         clips.add_metric(["verified"], counters.clips_verified)
         clips.add_metric(["failed"], counters.clips_failed)
+        clips.add_metric(["lost"], counters.clips_lost)
         yield clips
+        yield CounterMetricFamily(
+            "kuzet_ingest_clip_chunks_rejected",
+            "Clip chunks that contradicted their clip (dead-lettered)",
+            value=counters.clip_chunks_rejected,
+        )
         yield from ingest.histograms.collect()
         health = ingest.health()
         yield GaugeMetricFamily(

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from flask import Blueprint, Response, current_app, g, request, session
+from pydantic_core import to_json
 
 from central.auth import tokens, users
 from central.live import Update
@@ -111,7 +112,7 @@ def sse(
                         data = _shape(db, update.channel, update.data)
                         if data is None:
                             continue
-                        payload = json.dumps(data, separators=(",", ":"), default=str)
+                        payload = to_json(data, fallback=str).decode()  # json.dumps, at three times the speed
                         out.append(f"id: {update.seq}\nevent: {update.channel}\ndata: {payload}\n\n")
                     if out:
                         quiet_since = now

@@ -2,13 +2,16 @@
 raises panic, streams live on request and records and uploads chained body-camera evidence.
 
 Everything the officer does goes through the public methods here (the terminal UI only calls them), so the
-behaviour is the same from a key press, a test or a script.
+behaviour is the same from a key press, a test or a script. Central's commands are answered on paho's thread,
+except signed updates (``install_update``, ``rollback_update``), which download and check a bundle and so run
+on a thread of their own, one at a time.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
 import shutil
 import threading
 import time
@@ -19,8 +22,10 @@ from edge.badge import gps as gps_sources
 from edge.badge.camera import Camera
 from edge.badge.config import BadgeConfig
 from edge.badge.evidence import EvidenceStore, Recorder
+from edge.badge.handover import EvidenceHandover
 from edge.badge.inbox import Inbox, InboxError, Item
 from edge.badge.live import LiveStream
+from edge.badge.updates import BadgeUpdates, check_runnable
 from edge.delivery.clips import ClipSpool
 from edge.delivery.outbox import PRIORITY_EVENT, PRIORITY_RESULT, Outbox
 from edge.delivery.publisher import Publisher
@@ -55,10 +60,21 @@ DUTY_FOR_STEP = {
     "resolved": "available",
 }
 PANIC_RECORDING_S = 600.0  # after a panic the camera records this long whatever the evidence mode
+UPDATE_COMMANDS = ("install_update", "rollback_update")
 
 
 class BadgeAgent:
-    def __init__(self, config: BadgeConfig, position_source=None, camera: Camera | None = None):
+    def __init__(
+        self,
+        config: BadgeConfig,
+        position_source=None,
+        camera: Camera | None = None,
+        config_path: Path | None = None,
+    ):
+        # base_config is the file's; config, what runs: the file with the installed signed config update over it.
+        self.base_config = config
+        self.updates = BadgeUpdates(config.updates, config_path)
+        config, update_notes = self.updates.effective(config)
         self.config = config
         self.device, self.site = config.device.id, config.device.site
         storage = Path(config.storage.dir)
@@ -70,8 +86,7 @@ class BadgeAgent:
             self._duty_path.read_text().strip() if self._duty_path.exists() else config.badge.initial_duty
         )
         self.gps = position_source
-        fps = max(config.evidence.fps, config.live.fps)
-        self.camera = camera or Camera(config.camera.source, fps=fps, loop=config.camera.loop)
+        self.camera = camera or _camera_for(config)
         self.evidence = EvidenceStore(storage / "evidence", self.device)
         self.link = Link(
             config.mqtt,
@@ -89,8 +104,11 @@ class BadgeAgent:
             max_bytes=int(config.storage.max_evidence_mb * 1024 * 1024),
         )
         self.publisher = Publisher(self.outbox, self.link, resolvers={"clip": self.spool.chunk_payload})
+        self.handover = EvidenceHandover(self.evidence, self.spool, self.publisher, self._topic("evidence"))
         self.live: LiveStream | None = None
         self.notices: deque[str] = deque(maxlen=8)
+        for note in update_notes:
+            self._notice(note)
         self.last_fix: gps_sources.Fix | None = None
         self._started = time.monotonic()
         self._panic_until = 0.0
@@ -98,6 +116,8 @@ class BadgeAgent:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._update_commands: queue.Queue[Command] = queue.Queue(maxsize=5)
+        self._reconfigure = threading.Lock()  # a config update swaps the recorder, camera and GPS under it
         self.recorder: Recorder | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -105,12 +125,25 @@ class BadgeAgent:
     def start(self, wait_s: float | None = 10.0) -> BadgeAgent:
         if self.gps is None:
             self.gps = gps_sources.open_source(self.config.gps)
+        # What a killed predecessor left (a recording in progress, segments not yet queued) goes first. The
+        # badge must run (dispatches, panic) even if that evidence cannot be mended.
+        try:
+            for note in self.handover.recover():
+                self._notice(note)
+        except Exception as exc:
+            log.exception("badge: evidence left by the previous run could not be recovered")
+            self._notice(f"EVIDENCE RECOVERY FAILED: {exc}")
         self.link.subscribe(topics.device_down(self.site, self.device), self._on_down)
         self.publisher.start()
         self.link.start(wait_s)
-        thread = threading.Thread(target=self._report_loop, name="reporter", daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        for target, name in ((self._report_loop, "reporter"), (self._update_loop, "updates")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._start_recorder()
+        return self
+
+    def _start_recorder(self) -> None:
         if self.config.evidence.enabled:
             self.recorder = Recorder(
                 self.camera,
@@ -120,15 +153,15 @@ class BadgeAgent:
                 dispatch_id=lambda: item.dispatch_id if (item := self.inbox.current()) else None,
                 on_segment=self._segment_sealed,
             ).start()
-        return self
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
         if self.live is not None:
             self.live.stop()
-        if self.recorder is not None:
-            self.recorder.stop()
+        with self._reconfigure:  # not while a config update swaps the recorder
+            if self.recorder is not None:
+                self.recorder.stop()
         for thread in self._threads:
             thread.join(timeout=5)
         self.gps.stop()
@@ -187,7 +220,6 @@ class BadgeAgent:
         )
 
     def _report_loop(self) -> None:
-        settings = self.config.gps
         last_report = last_status = 0.0
         last_sent: gps_sources.Fix | None = None
         was_connected = False
@@ -195,6 +227,7 @@ class BadgeAgent:
             self._wake.wait(0.5)
             self._wake.clear()
             now = time.monotonic()
+            settings = self.config.gps  # a config update may change it
             try:
                 connected = self.link.connected.is_set()
                 if connected and not was_connected:
@@ -320,6 +353,11 @@ class BadgeAgent:
             if self.inbox.receive(message):
                 self._notice(f"NEW DISPATCH: {message.severity} {message.event_type}")
                 self._save_snapshot(message)
+        elif isinstance(message, Command) and message.name in UPDATE_COMMANDS:
+            try:
+                self._update_commands.put_nowait(message)
+            except queue.Full:
+                self._answer(message, False, "busy: other updates are waiting; send it again later")
         elif isinstance(message, Command):
             self._on_command(message)
         elif isinstance(message, ClipRequest):
@@ -345,10 +383,18 @@ class BadgeAgent:
         ok, text, data = True, "", {}
         try:
             if command.name == "live_start":
+                args = command.args
                 stream = self.start_live(
-                    fps=_number(command.args.get("fps")), duration_s=_number(command.args.get("duration_s"))
+                    fps=_number(args.get("fps")),
+                    duration_s=_number(args.get("duration_s")),
+                    width=_number(args.get("width")),
                 )
-                data = {"stream_id": stream.stream_id, "fps": stream.fps, "duration_s": stream.duration_s}
+                data = {
+                    "stream_id": stream.stream_id,
+                    "fps": stream.fps,
+                    "duration_s": stream.duration_s,
+                    "width": stream.width,
+                }
             elif command.name == "live_stop":
                 self.stop_live()
             elif command.name == "cancel_dispatch":
@@ -363,21 +409,76 @@ class BadgeAgent:
                 ok, text = False, f"a badge does not do {command.name}"
         except (InboxError, ValueError) as exc:
             ok, text = False, str(exc)
-        self._send(
-            "command_result",
-            CommandResult(
-                device=self.device,
-                command_id=command.command_id,
-                name=command.name,
-                ok=ok,
-                message=text,
-                data=data,
-            ),
+        self._answer(command, ok, text, data)
+
+    def _answer(self, command: Command, ok: bool, text: str, data: dict | None = None) -> None:
+        result = CommandResult(
+            device=self.device,
+            command_id=command.command_id,
+            name=command.name,
+            ok=ok,
+            message=text[:2000],
+            data=data or {},
         )
+        self._deliver("command_result", result, PRIORITY_RESULT)
+
+    # --- signed updates -------------------------------------------------------------------------------
+
+    def _update_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                command = self._update_commands.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self._run_update(command)
+            except Exception as exc:  # whatever goes wrong, the badge keeps running and central is told
+                log.exception("badge: %s failed", command.name)
+                self._answer(command, False, f"{command.name} failed: {exc}")
+
+    def _run_update(self, command: Command) -> None:
+        """``install_update`` (args ``url`` or ``path``) or ``rollback_update`` (args ``kind``): a signed config
+        bundle checked, installed and run from now on; anything wrong and the badge runs what it ran."""
+        act = self.updates.install if command.name == "install_update" else self.updates.rollback
+        outcome, candidate = act(command.args, self.base_config, check_runnable)
+        if candidate is not None:
+            self.apply_config(candidate.config)
+        if outcome.ok:
+            self._notice(f"configuration: {outcome.message}")
+        data = outcome.command_data() | self.updates.versions()
+        self._answer(command, outcome.ok, outcome.message, data)
+
+    def apply_config(self, new: BadgeConfig) -> None:
+        """Run ``new`` from now on, without a restart: the inbox, duty, link, outbox and evidence chain stay.
+        The recording in progress is sealed into the chain first when the camera or evidence settings change."""
+        with self._reconfigure:
+            old = self.config
+            new = new.model_copy(update={s: getattr(old, s) for s in self.updates.fixed_sections})
+            # First what may fail, before anything is changed.
+            gps = gps_sources.open_source(new.gps) if new.gps != old.gps else None
+            camera_changed = (new.camera, _camera_fps(new)) != (old.camera, _camera_fps(old))
+            restart_recorder = camera_changed or new.evidence != old.evidence
+            if restart_recorder and self.recorder is not None:
+                self.recorder.stop()  # seals the segment it was recording
+                self.recorder = None
+            if camera_changed:
+                self.stop_live()
+            self.config = new
+            if gps is not None:
+                previous, self.gps = self.gps, gps
+                previous.stop()
+                self._report_now.set()
+            if camera_changed:
+                self.camera = _camera_for(new)
+            if restart_recorder and not self._stop.is_set():
+                self._start_recorder()
+        self._wake.set()
 
     # --- live stream ----------------------------------------------------------------------------------
 
-    def start_live(self, fps: float | None = None, duration_s: float | None = None) -> LiveStream:
+    def start_live(
+        self, fps: float | None = None, duration_s: float | None = None, width: float | None = None
+    ) -> LiveStream:
         self.stop_live()
         self.live = LiveStream(
             self.device,
@@ -386,6 +487,7 @@ class BadgeAgent:
             send=lambda frame: self._send("live", frame, qos=0),
             fps=fps,
             duration_s=duration_s,
+            width=int(width) if width else None,
             on_stop=lambda stream: self._notice(f"live stream ended ({stream.sent_frames} frames)"),
         ).start()
         self._notice("LIVE: central is watching")
@@ -409,9 +511,7 @@ class BadgeAgent:
         return current is not None and current.state != "new"
 
     def _segment_sealed(self, segment: EvidenceSegment, video: Path) -> None:
-        # The record goes first and ahead of the chunks, so that central checks the chain as it grows.
-        self._deliver("evidence", segment, PRIORITY_RESULT)
-        self.spool.add(video, clip_id=segment.segment_id, purpose="evidence")
+        self.handover.hand_over(segment, video, known_playable=True)
 
     # --- for the terminal UI --------------------------------------------------------------------------
 
@@ -430,6 +530,15 @@ class BadgeAgent:
             "recording": self.recording,
             "outbox": self.outbox.depth(),
         }
+
+
+def _camera_fps(config: BadgeConfig) -> float:
+    """The camera delivers frames as fast as the faster of its users needs them."""
+    return max(config.evidence.fps, config.live.fps)
+
+
+def _camera_for(config: BadgeConfig) -> Camera:
+    return Camera(config.camera.source, fps=_camera_fps(config), loop=config.camera.loop)
 
 
 def _number(value) -> float | None:

@@ -53,7 +53,7 @@ class Camera:
 
     @property
     def is_device(self) -> bool:
-        return self.source.isdigit() or self.source.startswith("/dev/")
+        return is_device(self.source)
 
     def _open(self):
         import av
@@ -100,6 +100,11 @@ class Camera:
             self._stop.wait(max(0.0, period - (time.monotonic() - started)))
         if container is not None:
             container.close()
+
+
+def is_device(source: str) -> bool:
+    """A V4L2 camera (an index or a /dev path), as opposed to a video file standing in for one."""
+    return source.isdigit() or source.startswith("/dev/")
 
 
 def scaled(frame, max_width: int, pix_fmt: str):

@@ -23,8 +23,9 @@ def run(args: argparse.Namespace) -> int:
     from edge.badge.agent import BadgeAgent
     from edge.badge.config import BadgeConfig
     from shared.config import ConfigError, load
+    from shared.memory import tune_malloc
 
-    _cap_malloc_arenas()
+    tune_malloc()
     try:
         config = load(args.config, BadgeConfig)
     except ConfigError as exc:
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             root.removeHandler(old)
         root.addHandler(handler)
     try:
-        agent = BadgeAgent(config).start(wait_s=5)
+        agent = BadgeAgent(config, config_path=args.config).start(wait_s=5)
     except (OSError, ValueError) as exc:
         print(f"badge: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -66,17 +67,3 @@ def run(args: argparse.Namespace) -> int:
         if officer is not None:
             officer.stop()
         agent.stop()
-
-
-def _cap_malloc_arenas(arenas: int = 2) -> None:
-    """A wearable has ~512 MB: glibc gives each busy thread its own malloc arena (64 MB address space, tens of
-    MB resident when threads contend), so cap them as MALLOC_ARENA_MAX would. Not glibc: nothing to do."""
-    import ctypes
-    import ctypes.util
-
-    m_arena_max = -8  # from glibc's malloc.h
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(m_arena_max, arenas)
-    except (OSError, AttributeError):
-        pass

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from edge.updates.config import UpdatesSection
 from shared.config import DeviceSection, KeyProblem, MqttSection, Section
 
 
@@ -73,4 +74,5 @@ class BadgeConfig(Section):
     camera: CameraSection = CameraSection()
     live: LiveSection = LiveSection()
     evidence: EvidenceSection = EvidenceSection()
+    updates: UpdatesSection = UpdatesSection()  # signed config updates (edge.badge.updates)
     storage: StorageSection = StorageSection()

@@ -1,18 +1,32 @@
 """Body-camera evidence: recorded in segments, each chained to the one before by SHA-256.
 
-Under ``<storage>/evidence/``: ``<index>-<segment_id>.json`` (the EvidenceSegment record, kept on the badge)
-and ``chain.json``, the head of the chain, so that a reboot continues the chain rather than starting a new
-one. A sealed recording is handed to the delivery spool, which uploads it in chunks when connected and keeps
-it until central has it.
+Under ``<storage>/evidence/``: ``<index>-<segment_id>.avi`` and ``.json`` (the recording and its
+EvidenceSegment record, kept on the badge), and ``chain.json``, the head of the chain, so that a reboot
+continues the chain rather than starting a new one. A sealed recording is handed to the delivery spool
+(``edge.badge.handover``), which uploads it in chunks when connected and keeps it until central has it.
+
+Nothing is lost to a kill (a crash, a pulled battery) at any moment:
+
+- The segment being recorded is ``recording-in-progress.avi``, with its start time and dispatch beside it in
+  ``recording-in-progress.json``. Every frame is flushed to the file as it is written (Motion JPEG: each frame
+  stands alone), so a killed recording reads back up to its last frame. At the next start ``recover`` copies
+  the frames that read back into a complete file and seals it into the chain like any other segment, ending
+  when the file was last written. If not one frame reads back, the bytes are sealed as they are and the
+  upload path reports the recording lost (``interrupted``), so central's chain report says so.
+- Sealing first writes what it is about to do (``sealing.json``: the record and the file it seals), then
+  renames the recording, writes the record and moves the head. ``recover`` finishes a seal a kill cut short,
+  so the chain never skips or repeats an index.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 
@@ -31,12 +45,30 @@ def _now_ms():
     return timeutil.from_wire(timeutil.now_wire())
 
 
+def _to_ms(moment: datetime) -> datetime:
+    return timeutil.from_wire(timeutil.to_wire(moment))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Readers (and the next start after a kill) see the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
 class EvidenceStore:
     def __init__(self, directory: Path, device: str):
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.device = device
+        self.partial = self.dir / "recording-in-progress.avi"
+        self._partial_info = self.partial.with_suffix(".json")
+        self._recovered = self.dir / "recording-recovered.avi"
         self._head_path = self.dir / "chain.json"
+        self._intent = self.dir / "sealing.json"
         self._lock = threading.Lock()
 
     def head(self) -> tuple[int, str | None]:
@@ -46,36 +78,179 @@ class EvidenceStore:
         head = json.loads(self._head_path.read_text())
         return head["index"] + 1, head["chain_sha256"]
 
+    # --- the recording in progress ----------------------------------------------------------------------
+
+    def begin(self, started_at: datetime, dispatch_id: str | None) -> Path:
+        """Where the next segment is recorded; what ``recover`` needs to seal it after a kill is noted first."""
+        info = {"started_at": timeutil.to_wire(started_at), "dispatch_id": dispatch_id}
+        _write_atomic(self._partial_info, json.dumps(info))
+        self.partial.unlink(missing_ok=True)
+        return self.partial
+
+    def discard(self) -> None:
+        """The segment recorded no frame: nothing to seal."""
+        self.partial.unlink(missing_ok=True)
+        self._partial_info.unlink(missing_ok=True)
+
+    # --- sealing ------------------------------------------------------------------------------------------
+
     def seal(
         self, video: Path, started_at, ended_at, dispatch_id: str | None
     ) -> tuple[EvidenceSegment, Path]:
         """Hash a finished recording into the chain and write its record; returns it and the renamed file."""
         with self._lock:
-            index, prev = self.head()
-            sha = chain.file_sha256(video)
-            segment_id = ids.new_id()
-            final = self.dir / f"{index:06d}-{segment_id}.avi"
-            video.rename(final)
-            segment = EvidenceSegment(
-                device=self.device,
-                segment_id=segment_id,
-                index=index,
-                started_at=started_at,
-                ended_at=ended_at,
-                size=final.stat().st_size,
-                sha256=sha,
-                prev_chain_sha256=prev,
-                chain_sha256=chain.chain_hash(
-                    prev, sha, index, timeutil.to_wire(started_at), timeutil.to_wire(ended_at)
-                ),
-                content_type=CONTENT_TYPE,
-                dispatch_id=dispatch_id,
+            return self._seal(video, started_at, ended_at, dispatch_id)
+
+    def _seal(self, video: Path, started_at, ended_at, dispatch_id, ends_partial: bool = False):
+        if self._intent.exists():  # an earlier seal failed half-way (a full card): finish it first
+            self._finish_seal()
+        index, prev = self.head()
+        sha = chain.file_sha256(video)
+        segment = EvidenceSegment(
+            device=self.device,
+            segment_id=ids.new_id(),
+            index=index,
+            started_at=started_at,
+            ended_at=ended_at,
+            size=video.stat().st_size,
+            sha256=sha,
+            prev_chain_sha256=prev,
+            chain_sha256=chain.chain_hash(
+                prev, sha, index, timeutil.to_wire(started_at), timeutil.to_wire(ended_at)
+            ),
+            content_type=CONTENT_TYPE,
+            dispatch_id=dispatch_id,
+        )
+        ends_partial = ends_partial or video == self.partial
+        intent = {"source": str(video), "ends_partial": ends_partial, "segment": segment.model_dump_json()}
+        _write_atomic(self._intent, json.dumps(intent))
+        return segment, self._finish_seal()
+
+    def _finish_seal(self) -> Path:
+        """Carry out ``sealing.json``; every step may already be done (a kill cut the last attempt short)."""
+        intent = json.loads(self._intent.read_text())
+        segment = EvidenceSegment.model_validate_json(intent["segment"])
+        source, final = Path(intent["source"]), self.video(segment)
+        if source.exists() and not final.exists():
+            source.replace(final)
+        _write_atomic(final.with_suffix(".json"), segment.model_dump_json())
+        if self.head()[0] <= segment.index:
+            _write_atomic(
+                self._head_path, json.dumps({"index": segment.index, "chain_sha256": segment.chain_sha256})
             )
-            final.with_suffix(".json").write_text(segment.model_dump_json())
-            tmp = self._head_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"index": index, "chain_sha256": segment.chain_sha256}))
-            tmp.replace(self._head_path)
-            return segment, final
+        if intent["ends_partial"]:
+            self.discard()
+        self._intent.unlink()
+        return final
+
+    def video(self, segment: EvidenceSegment) -> Path:
+        return self.dir / f"{segment.index:06d}-{segment.segment_id}.avi"
+
+    def records_after(self, index: int) -> list[tuple[EvidenceSegment, Path]]:
+        """The sealed segments after ``index``, in order, each with where its recording is kept."""
+        found = []
+        for path in self.dir.glob("*.json"):
+            number, dash, _ = path.stem.partition("-")
+            if dash and number.isdigit() and int(number) > index:
+                found.append((int(number), path))
+        records = [EvidenceSegment.model_validate_json(path.read_text()) for _, path in sorted(found)]
+        return [(segment, self.video(segment)) for segment in records]
+
+    # --- after a kill -------------------------------------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """At start, before recording: finish a seal a kill interrupted and seal what the recording in
+        progress left. Returns what the officer should be told."""
+        with self._lock:
+            if self._intent.exists():
+                self._finish_seal()
+            return self._recover_partial()
+
+    def _recover_partial(self) -> list[str]:
+        try:
+            info = json.loads(self._partial_info.read_text())
+        except (OSError, ValueError):
+            info = {}
+        if not self.partial.exists() or self.partial.stat().st_size == 0:
+            self.discard()  # stopped before its first frame reached the disk: nothing was recorded
+            return []
+        # The file was last written when the recording stopped.
+        ended_at = _to_ms(datetime.fromtimestamp(self.partial.stat().st_mtime, UTC))
+        frames, duration_s = readable_copy(self.partial, self._recovered)
+        if "started_at" in info:
+            started_at = timeutil.from_wire(info["started_at"])
+        else:  # left by a badge that noted no start time: as long before its end as its frames last
+            started_at = _to_ms(ended_at - timedelta(seconds=duration_s))
+        started_at = max(started_at, self._last_ended_at() or started_at)
+        ended_at = max(ended_at, started_at)
+        source = self._recovered if frames else self.partial
+        segment, _ = self._seal(source, started_at, ended_at, info.get("dispatch_id"), ends_partial=True)
+        if frames:
+            log.warning(
+                "evidence: segment %d recovered after a stop mid-recording (%d frames)", segment.index, frames
+            )
+            return [f"recording interrupted at {timeutil.to_wire(ended_at)}: {frames} frames recovered"]
+        self._recovered.unlink(missing_ok=True)
+        log.error("evidence: segment %d sealed unreadable after a stop mid-recording", segment.index)
+        return [f"recording interrupted at {timeutil.to_wire(ended_at)}: nothing could be read back"]
+
+    def _last_ended_at(self) -> datetime | None:
+        index, _ = self.head()
+        last = self.records_after(index - 2)
+        return last[-1][0].ended_at if last else None
+
+
+def readable_copy(source: Path, target: Path) -> tuple[int, float]:
+    """Copy every frame of the Motion-JPEG AVI ``source`` that decodes into a complete AVI at ``target``
+    (a killed writer leaves no index and perhaps half a frame at the end); the frames are copied, not
+    re-encoded. Returns (frames copied, their duration in seconds); (0, 0.0) when none reads back."""
+    import av
+
+    frames, duration_s = 0, 0.0
+    target.unlink(missing_ok=True)
+    try:
+        with av.open(str(source)) as reader:
+            if not reader.streams.video:
+                return 0, 0.0
+            stream = reader.streams.video[0]
+            writer = None
+            try:
+                for packet in reader.demux(stream):
+                    if packet.size == 0:
+                        continue
+                    try:
+                        if not stream.codec_context.decode(packet):
+                            continue
+                    except av.error.FFmpegError:
+                        continue  # a frame cut short by the kill
+                    if writer is None:
+                        writer = av.open(str(target), mode="w", format="avi")
+                        copied = writer.add_stream_from_template(stream)
+                    packet.stream = copied
+                    writer.mux(packet)
+                    frames += 1
+                rate = stream.average_rate or stream.guessed_rate
+                duration_s = frames / float(rate) if rate else 0.0
+            finally:
+                if writer is not None:
+                    writer.close()
+    except Exception as exc:  # whatever a kill left in the file, the badge must still start
+        log.warning("evidence: %s cannot be read back: %s", source.name, exc)
+    if frames == 0:
+        target.unlink(missing_ok=True)
+        return 0, 0.0
+    return frames, duration_s
+
+
+def playable(video: Path) -> bool:
+    """Whether at least one frame of ``video`` decodes."""
+    import av
+
+    try:
+        with av.open(str(video)) as reader:
+            return bool(reader.streams.video) and next(reader.decode(video=0), None) is not None
+    except Exception:  # not a video FFmpeg can read, whatever the way it fails
+        return False
 
 
 class Recorder:
@@ -123,12 +298,13 @@ class Recorder:
 
     def _record_segment(self) -> None:
         period = 1.0 / self.settings.fps
-        partial = self.store.dir / "recording-in-progress.avi"
         writer: _SegmentWriter | None = None
         started_at = _now_ms()
         began = time.monotonic()
         frames, last_seq = 0, -1
         dispatch_id = self._dispatch_id()
+        partial = self.store.begin(started_at, dispatch_id)
+        failure: Exception | None = None
         try:
             while (
                 not self._stop.is_set()
@@ -145,15 +321,19 @@ class Recorder:
                     writer.write(frame)
                     frames += 1
                 self._stop.wait(max(0.0, period - (time.monotonic() - tick)))
+        except Exception as exc:  # a bad frame: what was recorded before it is sealed all the same
+            failure = exc
         finally:
             if writer is not None:
                 writer.close()
         if frames == 0:
-            partial.unlink(missing_ok=True)
-            return
-        segment, video = self.store.seal(partial, started_at, _now_ms(), dispatch_id)
-        log.info("evidence: segment %d sealed (%d frames, %d bytes)", segment.index, frames, segment.size)
-        self._on_segment(segment, video)
+            self.store.discard()
+        else:
+            segment, video = self.store.seal(partial, started_at, _now_ms(), dispatch_id)
+            log.info("evidence: segment %d sealed (%d frames, %d bytes)", segment.index, frames, segment.size)
+            self._on_segment(segment, video)
+        if failure is not None:
+            raise failure
 
 
 class _SegmentWriter:
@@ -163,7 +343,8 @@ class _SegmentWriter:
     def __init__(self, path: Path, width: int, height: int, fps: float):
         import av
 
-        self._container = av.open(str(path), mode="w", format="avi")
+        # Every frame goes to the file as it is written: a kill loses at most the frame being written.
+        self._container = av.open(str(path), mode="w", format="avi", options={"flush_packets": "1"})
         rate = Fraction(fps).limit_denominator(1000)
         self._stream = self._container.add_stream("mjpeg", rate=rate)
         self._stream.width, self._stream.height = width, height

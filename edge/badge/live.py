@@ -30,12 +30,14 @@ class LiveStream:
         send: Callable[[LiveFrame], None],
         fps: float | None = None,
         duration_s: float | None = None,
+        width: int | None = None,
         on_stop: Callable[[LiveStream], None] = lambda stream: None,
     ):
         self.device, self.camera, self.settings, self._send = device, camera, settings, send
         self.stream_id = ids.new_id()
         self.fps = min(fps or settings.fps, settings.fps)
         self.duration_s = min(duration_s or settings.max_duration_s, settings.max_duration_s)
+        self.width = max(64, min(width or settings.width, settings.width))
         self.bytes_per_s = settings.max_kbps * 1000 / 8
         self.sent_frames = self.sent_bytes = self.skipped = 0
         self._on_stop = on_stop
@@ -57,7 +59,7 @@ class LiveStream:
         return self._thread.is_alive()
 
     def _encode(self, frame, budget: float) -> tuple[bytes, int, int] | None:
-        image = scaled(frame, self.settings.width, "rgb24").to_image()
+        image = scaled(frame, self.width, "rgb24").to_image()
         quality = self.settings.jpeg_quality
         while quality >= MIN_QUALITY:
             buffer = io.BytesIO()

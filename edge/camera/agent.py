@@ -339,7 +339,7 @@ class CameraAgent:
             recovered = None
             if promise.recording.exists():
                 try:
-                    recovered = finalise_partial(promise.recording, self._clip_settings())
+                    recovered = finalise_partial(promise.recording)
                 except Exception:  # an unreadable file must not stop the camera: it is reported lost below
                     log.exception("clip %s: the partial recording could not be read", promise.clip_id)
             if recovered is None:
@@ -535,7 +535,7 @@ class CameraAgent:
 
     def _run_update(self, outcome, candidate) -> tuple[bool, str, dict]:
         if candidate is not None:
-            self._switch_config(candidate.config, candidate.pipeline)
+            self._switch_config(candidate.config, candidate.prepared)
         return outcome.ok, outcome.message, outcome.command_data() | self.updates.versions()
 
     # --- health --------------------------------------------------------------------------------------------------

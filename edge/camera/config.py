@@ -37,6 +37,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from edge.events.config import LineSection, RuleSection, ZoneSection, check_references
+from edge.updates.config import UpdatesSection
 from edge.vision.config import DetectorSection, MotionSection, SourceSection, TrackerSection
 from shared import config
 from shared.config import DeviceSection, KeyProblem, MqttSection, Section
@@ -58,9 +59,9 @@ class EvidenceSection(Section):
     max_clip_s: Annotated[float, Field(gt=0, le=600)] = 60.0
     max_clip_mb: Annotated[float, Field(gt=0, le=500)] = 20.0
     clip_max_width: Annotated[int, Field(ge=160, le=3840)] = 1280
-    # auto: H.264 where the board has an encoder, else VP8 WebM (plays in browsers; ~50 ms a 768x576 frame on
-    # a PC, on its own thread), else MPEG-4 MP4 (5 ms, but browsers will not play it), else MJPG AVI.
-    clip_codec: Literal["auto", "h264", "vp8", "mp4v", "mjpg"] = "auto"
+    # auto: H.264 in fragmented MP4 (the Pi's hardware encoder, else libx264), else VP8 WebM, else Motion-JPEG
+    # AVI; a codec named here that does not work on the board falls back the same way (see docs/camera.md).
+    clip_codec: Literal["auto", "h264", "vp8", "mjpg"] = "auto"
 
 
 class OutboxSection(Section):
@@ -86,18 +87,6 @@ class LiveSection(Section):
     quality: Annotated[int, Field(ge=30, le=95)] = 70
     default_duration_s: Annotated[float, Field(gt=0)] = 60.0
     max_duration_s: Annotated[float, Field(gt=0)] = 600.0
-
-
-class UpdatesSection(Section):
-    """Signed model and configuration updates (``install_update``, ``rollback_update``; see edge.camera.updates).
-
-    The site's key is set here, never by a command; changes to this section take effect at the next start.
-    """
-
-    public_key: Path | None = None  # the site's update.pub, shipped in the device's bundle
-    install_dir: Path | None = None  # model/ and config/ below it, each with versions/, current, previous
-    max_bundle_mb: Annotated[float, Field(gt=0, le=512)] = 256.0  # a larger download is refused
-    download_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
 
 
 class StorageSection(Section):

@@ -5,12 +5,13 @@ its frames JPEG-encoded, so five seconds of pre-roll cost a few hundred kilobyte
 a 1 GB board. Events that open while a clip is being recorded join it (one encoder, one upload) and the clip
 runs until the last of them has closed plus the post-roll, bounded by ``max_duration_s`` and ``max_bytes``.
 
-The container is the best this OpenCV build can write (see ``CODECS``), or the one ``codec`` names; encoding runs
-on a thread of its own per clip, so a slow encoder drops clip frames rather than holding up detection.
+The file is H.264 in fragmented MP4 where this board can encode it, else VP8 WebM, else Motion-JPEG AVI (see
+``edge.evidence.video``), or the codec ``codec`` names; encoding runs on a thread of its own per clip, so a slow
+encoder drops clip frames rather than holding up detection.
 
 A clip being written when the agent is killed is left where it is: the next start hands it to
-``finalise_partial``, which re-encodes whatever frames can be read back into a complete file (a partial WebM or
-MJPG AVI reads back up to its last flushed frame; a partial MP4 has no index and does not).
+``finalise_partial``, which copies the frames that read back into a complete file (a fragmented MP4 up to its
+last whole fragment, a second of frames at most lost; WebM and AVI up to their last written frame).
 """
 
 from __future__ import annotations
@@ -26,49 +27,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.evidence.video import ClipWriter, Codec, choose_codec, copy_readable
 from edge.vision.types import Frame
 from shared import ids
 
 log = logging.getLogger(__name__)
-
-# Browser-playable first: H.264 MP4 where an encoder exists, VP8 WebM (Chromium and Firefox play it; central
-# serves it as video/x-matroska), then MPEG-4 Part 2 MP4 (cheapest to encode, plays in VLC, not in browsers),
-# then Motion JPEG AVI, which every OpenCV writes.
-CODECS: dict[str, tuple[str, str]] = {
-    "h264": ("avc1", ".mp4"),
-    "vp8": ("VP80", ".webm"),
-    "mp4v": ("mp4v", ".mp4"),
-    "mjpg": ("MJPG", ".avi"),
-}
-_usable: dict[str, bool] = {}
-
-
-def _can_write(workdir: Path, fourcc: str, ext: str) -> bool:
-    if fourcc not in _usable:
-        probe = workdir / f".probe{ext}"
-        writer = cv2.VideoWriter(str(probe), cv2.VideoWriter_fourcc(*fourcc), 5, (64, 48))
-        ok = writer.isOpened()
-        if ok:
-            writer.write(np.zeros((48, 64, 3), np.uint8))
-        writer.release()
-        _usable[fourcc] = ok and probe.exists() and probe.stat().st_size > 0
-        probe.unlink(missing_ok=True)
-    return _usable[fourcc]
-
-
-def choose_codec(workdir: Path, preference: str = "auto") -> tuple[str, str]:
-    """(fourcc, extension): the preferred codec, or with "auto" (or when it cannot be written here) the first of
-    CODECS this OpenCV can really write (each probed once)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    if preference != "auto":
-        fourcc, ext = CODECS[preference]
-        if _can_write(workdir, fourcc, ext):
-            return fourcc, ext
-        log.warning("clips: %s cannot be written by this OpenCV; choosing another", preference)
-    for fourcc, ext in CODECS.values():
-        if _can_write(workdir, fourcc, ext):
-            return fourcc, ext
-    raise RuntimeError("this OpenCV can write none of H.264/MPEG-4 MP4, VP8 WebM or MJPG AVI: no clips")
 
 
 @dataclass(frozen=True)
@@ -80,7 +43,7 @@ class ClipSettings:
     max_bytes: int = 20_000_000
     max_width: int = 1280
     ring_quality: int = 80
-    codec: str = "auto"  # or a key of CODECS
+    codec: str = "auto"  # or a key of edge.evidence.video.CODECS
     encoder_queue_s: float = 3.0  # frames waiting for a slow encoder beyond this are dropped from the clip
 
 
@@ -122,29 +85,30 @@ class Recording:
     started_ts: float
     events: set[str] = field(default_factory=set)
     ends_ts: float | None = None  # set when the last event closes
-    frames: int = 0
+    frames: int = 0  # frames in the file
     dropped: int = 0  # frames a slow encoder could not take
+    full: bool = False  # the file reached max_bytes: the clip ends
 
 
 class _Encoder(threading.Thread):
-    """Encodes one clip off the pipeline's thread: a VP8 frame costs tens of milliseconds, and the camera must
-    keep looking meanwhile. Pre-roll JPEGs are decoded here too. When the clip is closed it releases the file
-    and hands it over."""
+    """Encodes one clip off the pipeline's thread (an H.264 frame costs milliseconds, a VP8 one tens of them,
+    and the camera must keep looking meanwhile). Pre-roll JPEGs are decoded here too. When the clip is closed
+    it finishes the file and hands it over."""
 
     _END = object()
 
     def __init__(
-        self, recording: Recording, fourcc: str, size, settings: ClipSettings, pre_roll: list[bytes], done
+        self, recording: Recording, codec: Codec, size, settings: ClipSettings, pre_roll: list[bytes], done
     ):
         super().__init__(name=f"clip-{recording.clip_id[-6:]}", daemon=True)
         self.recording = recording
+        self.codec = codec
         self.size = size
-        self.writer = cv2.VideoWriter(
-            str(recording.path), cv2.VideoWriter_fourcc(*fourcc), settings.fps, size
-        )
+        self.settings = settings
         self.pre_roll = pre_roll
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, round(settings.encoder_queue_s * settings.fps)))
         self.done = done
+        self._ended = False
 
     def offer(self, image: np.ndarray) -> None:
         try:
@@ -157,21 +121,50 @@ class _Encoder(threading.Thread):
 
     def run(self) -> None:
         try:
+            self._encode()
+        except Exception:  # the encoder refused the clip (a driver, a full disk): it is reported, not kept
+            log.exception("clip %s: the %s encoder failed", self.recording.clip_id, self.codec.encoder)
+            while not self._ended:
+                self._ended = self.queue.get() is self._END
+            self.recording.frames = 0
+            self.recording.path.unlink(missing_ok=True)
+        self.done(self.recording)
+
+    def _encode(self) -> None:
+        settings = self.settings
+        writer = ClipWriter(
+            self.recording.path,
+            self.codec,
+            self.size,
+            settings.fps,
+            settings.max_bytes,
+            max_bit_rate=_bit_budget(settings),
+        )
+        try:
             for data in self.pre_roll:
                 image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
                 if image is not None:
-                    self._write(image)
-            while (item := self.queue.get()) is not self._END:
-                self._write(item)
+                    self._write(writer, image)
+            while not self._ended:
+                item = self.queue.get()
+                self._ended = item is self._END
+                if not self._ended:
+                    self._write(writer, item)
         finally:
-            self.writer.release()
-        self.done(self.recording)
+            writer.close()
+        self.recording.frames = writer.frames
 
-    def _write(self, image: np.ndarray) -> None:
-        if (image.shape[1], image.shape[0]) != self.size:
-            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
-        self.writer.write(image)
-        self.recording.frames += 1
+    def _write(self, writer: ClipWriter, image: np.ndarray) -> None:
+        if not self.recording.full:  # once full, what is still queued is let go
+            self.recording.full = not writer.write(image)
+            self.recording.frames = writer.frames
+
+
+def _bit_budget(settings: ClipSettings) -> int:
+    """The rate (bit/s) at which a clip of the longest length (pre-roll included) still fits in max_bytes,
+    with a margin for the encoder's overshoot (libx264 goes ~12 % over a tight rate here)."""
+    longest_s = settings.pre_roll_s + settings.max_duration_s  # the post-roll is inside max_duration_s
+    return max(50_000, int(settings.max_bytes * 8 * 0.75 / longest_s))
 
 
 class ClipRecorder:
@@ -195,7 +188,7 @@ class ClipRecorder:
         self.current: Recording | None = None
         self._encoder: _Encoder | None = None
         self._encoders: list[_Encoder] = []
-        self.fourcc, self.ext = choose_codec(self.dir, settings.codec)
+        self.codec = choose_codec(settings.codec)
 
     def attach(self, event_id: str, frame: Frame) -> Recording:
         """An event opened: it joins the clip being recorded, or a new one starts (whose ``event_id`` is then
@@ -229,7 +222,7 @@ class ClipRecorder:
             (recording.ends_ts is not None and frame.ts >= recording.ends_ts)
             or elapsed >= self.settings.max_duration_s
             or elapsed < 0  # the source went back in time (a looped file)
-            or (recording.path.exists() and recording.path.stat().st_size >= self.settings.max_bytes)
+            or recording.full
         ):
             self.finish()
 
@@ -250,9 +243,9 @@ class ClipRecorder:
     def _start(self, event_id: str, frame: Frame) -> None:
         clip_id = ids.new_id()
         height, width = self._fit(frame.image).shape[:2]
-        self.current = Recording(clip_id, event_id, self.dir / f"{clip_id}{self.ext}", frame.ts)
+        self.current = Recording(clip_id, event_id, self.dir / f"{clip_id}{self.codec.ext}", frame.ts)
         self._encoder = _Encoder(
-            self.current, self.fourcc, (width, height), self.settings, self.ring.jpegs(), self._done
+            self.current, self.codec, (width, height), self.settings, self.ring.jpegs(), self._done
         )
         self._encoder.start()
         self._encoders = [e for e in self._encoders if e.is_alive()] + [self._encoder]
@@ -268,6 +261,12 @@ class ClipRecorder:
             log.warning(
                 "clip %s: the encoder fell behind; %d frame(s) left out", recording.clip_id, recording.dropped
             )
+        if recording.full:
+            log.info(
+                "clip %s reached its %d-byte bound and was ended there",
+                recording.clip_id,
+                self.settings.max_bytes,
+            )
         log.info("clip %s finished: %d frames", recording.clip_id, recording.frames)
         self.on_finished(path, recording.clip_id, recording.event_id)
 
@@ -281,32 +280,13 @@ class ClipRecorder:
         )
 
 
-def finalise_partial(path: Path, settings: ClipSettings) -> Path | None:
-    """Re-encode the frames that can be read back from ``path``, a clip whose writer was killed, into a complete
-    file beside it (``<name>.recovered<ext>``); None when not one frame can be read. ``path`` is left alone."""
-    capture = cv2.VideoCapture(str(path))
-    writer = None
-    target = None
-    frames = 0
-    try:
-        while capture.isOpened():
-            ok, image = capture.read()
-            if not ok or image is None:
-                break
-            if writer is None:
-                fourcc, ext = choose_codec(path.parent, settings.codec)
-                target = path.with_name(f"{path.stem}.recovered{ext}")
-                size = (image.shape[1], image.shape[0])
-                writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*fourcc), settings.fps, size)
-            writer.write(image)
-            frames += 1
-    finally:
-        capture.release()
-        if writer is not None:
-            writer.release()
-    if target is None or not target.exists() or target.stat().st_size == 0:
-        if target is not None:
-            target.unlink(missing_ok=True)
+def finalise_partial(path: Path) -> Path | None:
+    """Copy the frames that can be read back from ``path``, a clip whose writer was killed, into a complete
+    file of the same kind beside it (``<name>.recovered<ext>``); None when not one frame reads back. ``path``
+    is left alone."""
+    target = path.with_name(f"{path.stem}.recovered{path.suffix}")
+    frames = copy_readable(path, target)
+    if frames == 0:
         return None
     log.info("clip %s: %d frame(s) recovered from the partial recording", path.stem, frames)
     return target

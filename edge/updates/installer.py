@@ -25,9 +25,12 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from provisioning.signing import SignatureError, VerifiedBundle, load_public_key, verify_update
 from shared import messages
+
+if TYPE_CHECKING:
+    from provisioning.signing import VerifiedBundle
 
 log = logging.getLogger(__name__)
 KEEP_VERSIONS = 3  # current, previous and one more; older ones are removed to spare the SD card
@@ -84,6 +87,9 @@ def install(
     expected_kind: str | None = None,
     check: Callable[[Path], None] | None = None,
 ) -> InstallResult:
+    # Imported here: cryptography costs a device ~8 MB of memory, and most days no update comes.
+    from provisioning.signing import SignatureError, load_public_key, verify_update
+
     install_dir = Path(install_dir)
     try:
         verified = verify_update(Path(bundle_path), load_public_key(site_public_key))
