@@ -145,6 +145,10 @@ class Link:
                 pass
         self.client.disconnect()
         self.client.loop_stop()
+        # loop_start() opened a socket pair that paho closes only when the client is garbage-collected, and the
+        # callbacks tie client and Link into a cycle: a process that starts and stops links (central's tests,
+        # a reload) would run out of file descriptors. paho 2.2 has no public call for it.
+        self.client._reset_sockets()
 
     # --- traffic ----------------------------------------------------------------------------------------
 
