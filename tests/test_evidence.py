@@ -238,6 +238,20 @@ def test_a_clip_cut_by_sigkill_is_recovered_up_to_what_reached_the_file(shared_d
     assert duration_s == pytest.approx(len(images) / 5, abs=0.21)
 
 
+@pytest.mark.parametrize("codec", ["h264", "vp8", "mjpg"])
+def test_a_clip_cut_inside_a_frame_is_recovered_without_the_broken_frame(frames, tmp_path, codec):
+    # A kill in the middle of writing a fragment (or a frame) leaves its last frame cut short.
+    settings = ClipSettings(fps=5, pre_roll_s=1, encoder_queue_s=60, codec=codec)
+    path, recording, _ = record(frames[:100], tmp_path, settings, attach_at=20, close_at=40)
+    data = path.read_bytes()
+    partial = tmp_path / f"cut{path.suffix}"
+    partial.write_bytes(data[: len(data) * 7 // 10])
+    recovered = finalise_partial(partial)
+    assert recovered is not None
+    _, _, images, _ = read_back(recovered)  # every frame decodes: the cut one was left out
+    assert recording.frames // 2 <= len(images) < recording.frames
+
+
 def test_a_file_that_is_no_video_is_not_recovered(tmp_path):
     partial = tmp_path / "clip.mp4"
     partial.write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 100)
