@@ -63,6 +63,7 @@ def start_parts(
     order that loses nothing (every hook is registered before ingest's first message); ``running`` stops
     them in reverse."""
     config = central.config
+    running.callback(central.close)  # last: after every part that uses the database has stopped
     ingest = IngestService(central)
     routing = _routing(central, ingest)
     if routing is not None:

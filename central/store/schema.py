@@ -7,6 +7,7 @@ lists/objects as text.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import sqlite_utils
@@ -288,11 +289,14 @@ TABLES: dict[str, dict] = {
 }
 
 
-def open_database(path: str | Path) -> sqlite_utils.Database:
-    """Open (creating if needed) the database in WAL mode with every table and index in place."""
+def open_database(path: str | Path, *, any_thread_may_close: bool = False) -> sqlite_utils.Database:
+    """Open (creating if needed) the database in WAL mode with every table and index in place.
+
+    ``any_thread_may_close``: the connection is used by one thread but may be closed by another (central closes
+    every thread's connection when it stops)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite_utils.Database(path)
+    db = sqlite_utils.Database(sqlite3.connect(str(path), check_same_thread=not any_thread_may_close))
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA busy_timeout=5000")
