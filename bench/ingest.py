@@ -52,6 +52,7 @@ _PLACEHOLDER_ID = "0" * 26
 _PLACEHOLDER_EVENT = "1" * 26
 _PLACEHOLDER_TS = "2020-01-01T00:00:00.000Z"
 _VIEWER = ("bench-viewer", "bench viewer password")
+_EVENT_HEADER = b"\nevent: event\n"  # one per "event" update on the live stream
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,8 +210,8 @@ def _read_stream(base_url: str, token: str, stop, results) -> None:
         if not data:
             break
         chunk = tail + data
-        events += chunk.count(b"\nevent: event\n")
-        tail = chunk[-16:]
+        events += chunk.count(_EVENT_HEADER)
+        tail = chunk[-(len(_EVENT_HEADER) - 1) :]  # a header cut in two by the read, never a whole one
     sock.close()
     results.put(events)
 

@@ -131,6 +131,7 @@ class IngestService:
         self._writer: threading.Thread | None = None
         self._checkpointer: threading.Thread | None = None
         self._link: Link | None = None
+        self._gc_thresholds: tuple[int, int, int] | None = None  # the collector's, before start()
         self._media: MediaStore | None = None  # opened on the writer thread
         self._clips: ClipAssembler | None = None
 
@@ -199,7 +200,7 @@ class IngestService:
         self._checkpointer = threading.Thread(target=self._checkpoint, name="ingest-checkpoint", daemon=True)
         self._checkpointer.start()
         self.central.publish = self._publish
-        _tune_garbage_collector()
+        self._gc_thresholds = _tune_garbage_collector()
         self.started_at = time.time()
         self.central.ingest = self  # for /healthz and /metrics
         self._link.start(wait_s=None)
@@ -224,6 +225,9 @@ class IngestService:
                 )
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=30)
+        if self._gc_thresholds is not None:
+            _restore_garbage_collector(self._gc_thresholds)
+            self._gc_thresholds = None
 
     # --- MQTT thread: enqueue only ------------------------------------------------------------------------
 
@@ -532,14 +536,23 @@ class IngestService:
                     )
 
 
-def _tune_garbage_collector() -> None:
+def _tune_garbage_collector() -> tuple[int, int, int]:
     """Each message leaves some dozens of container objects behind. With CPython's default thresholds that
     runs a collection every few dozen messages, and the older generations' collections scan every object of
     the process (the web app, pydantic's schemas): a quarter of the writer's time at thousands of messages a
-    second. What exists at start-up is set aside for good (``gc.freeze``), and collections run less often.
-    (Reference counting frees almost everything ingest makes; the collector is only for cycles.)"""
+    second. What lives at start-up is set aside (``gc.freeze``, after a collection so that no garbage is kept
+    with it), and collections run less often. Reference counting frees almost everything ingest makes; the
+    collector is only for cycles. Returns the thresholds before, for ``_restore_garbage_collector``."""
+    before = gc.get_threshold()
+    gc.collect()
     gc.freeze()
-    gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
+    gc.set_threshold(*GC_THRESHOLDS)
+    return before
+
+
+def _restore_garbage_collector(thresholds: tuple[int, int, int]) -> None:
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 class _Refused(Exception):
