@@ -21,7 +21,8 @@ from patrol_helpers import SITE, Centre, badge_config, point, start_badge, wait_
 
 from central.routing.evidence import chain_report
 from edge.badge.agent import BadgeAgent
-from edge.badge.evidence import EvidenceStore, readable_copy
+from edge.badge.evidence import EvidenceStore
+from edge.evidence.readback import copy_readable
 from shared import evidence, timeutil
 
 REPO = Path(__file__).resolve().parent.parent
@@ -152,7 +153,7 @@ def test_segment_sealed_but_not_handed_over_at_a_kill_is_uploaded_after_restart(
         json.loads((evidence_dir / "recording-in-progress.json").read_text())["started_at"]
     )
     closed = tmp_path / "closed.avi"
-    assert readable_copy(store.partial, closed)[0] == recorded
+    assert copy_readable(store.partial, closed)[0] == recorded
     store.discard()
     ended = timeutil.from_wire(timeutil.to_wire(killed_at))
     sealed, video = store.seal(closed, started, ended, None)

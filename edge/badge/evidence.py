@@ -176,7 +176,9 @@ class EvidenceStore:
             return []
         # The file was last written when the recording stopped.
         ended_at = _to_ms(datetime.fromtimestamp(self.partial.stat().st_mtime, UTC))
-        frames, duration_s = readable_copy(self.partial, self._recovered)
+        from edge.evidence.readback import copy_readable  # PyAV, loaded only when there is something to read
+
+        frames, duration_s = copy_readable(self.partial, self._recovered)
         if "started_at" in info:
             started_at = timeutil.from_wire(info["started_at"])
         else:  # left by a badge that noted no start time: as long before its end as its frames last
@@ -198,59 +200,6 @@ class EvidenceStore:
         index, _ = self.head()
         last = self.records_after(index - 2)
         return last[-1][0].ended_at if last else None
-
-
-def readable_copy(source: Path, target: Path) -> tuple[int, float]:
-    """Copy every frame of the Motion-JPEG AVI ``source`` that decodes into a complete AVI at ``target``
-    (a killed writer leaves no index and perhaps half a frame at the end); the frames are copied, not
-    re-encoded. Returns (frames copied, their duration in seconds); (0, 0.0) when none reads back."""
-    import av
-
-    frames, duration_s = 0, 0.0
-    target.unlink(missing_ok=True)
-    try:
-        with av.open(str(source)) as reader:
-            if not reader.streams.video:
-                return 0, 0.0
-            stream = reader.streams.video[0]
-            writer = None
-            try:
-                for packet in reader.demux(stream):
-                    if packet.size == 0:
-                        continue
-                    try:
-                        if not stream.codec_context.decode(packet):
-                            continue
-                    except av.error.FFmpegError:
-                        continue  # a frame cut short by the kill
-                    if writer is None:
-                        writer = av.open(str(target), mode="w", format="avi")
-                        copied = writer.add_stream_from_template(stream)
-                    packet.stream = copied
-                    writer.mux(packet)
-                    frames += 1
-                rate = stream.average_rate or stream.guessed_rate
-                duration_s = frames / float(rate) if rate else 0.0
-            finally:
-                if writer is not None:
-                    writer.close()
-    except Exception as exc:  # whatever a kill left in the file, the badge must still start
-        log.warning("evidence: %s cannot be read back: %s", source.name, exc)
-    if frames == 0:
-        target.unlink(missing_ok=True)
-        return 0, 0.0
-    return frames, duration_s
-
-
-def playable(video: Path) -> bool:
-    """Whether at least one frame of ``video`` decodes."""
-    import av
-
-    try:
-        with av.open(str(video)) as reader:
-            return bool(reader.streams.video) and next(reader.decode(video=0), None) is not None
-    except Exception:  # not a video FFmpeg can read, whatever the way it fails
-        return False
 
 
 class Recorder:

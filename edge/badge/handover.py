@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from edge.badge.evidence import EvidenceStore, playable
+from edge.badge.evidence import EvidenceStore
 from edge.delivery.clips import ClipSpool
 from edge.delivery.outbox import PRIORITY_RESULT
 from edge.delivery.publisher import Publisher
@@ -78,7 +78,7 @@ class EvidenceHandover:
             self.spool.lost(
                 segment_id, "failed", "the sealed recording is no longer on the badge", purpose="evidence"
             )
-        elif not (known_playable or playable(video)):
+        elif not (known_playable or _playable(video)):
             self.spool.lost(segment_id, "interrupted", UNREADABLE, purpose="evidence")
         else:
             try:
@@ -93,3 +93,9 @@ class EvidenceHandover:
             " ON CONFLICT(one) DO UPDATE SET last_index = max(last_index, excluded.last_index)",
             (index,),
         )
+
+
+def _playable(video: Path) -> bool:
+    from edge.evidence.readback import playable  # PyAV, loaded only when a recording must be checked
+
+    return playable(video)

@@ -27,7 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.evidence.video import ClipWriter, Codec, choose_codec, copy_readable
+from edge.evidence.readback import copy_readable
+from edge.evidence.video import ClipWriter, Codec, choose_codec
 from edge.vision.types import Frame
 from shared import ids
 
@@ -285,7 +286,7 @@ def finalise_partial(path: Path) -> Path | None:
     file of the same kind beside it (``<name>.recovered<ext>``); None when not one frame reads back. ``path``
     is left alone."""
     target = path.with_name(f"{path.stem}.recovered{path.suffix}")
-    frames = copy_readable(path, target)
+    frames, _ = copy_readable(path, target)
     if frames == 0:
         return None
     log.info("clip %s: %d frame(s) recovered from the partial recording", path.stem, frames)

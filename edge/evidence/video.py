@@ -14,7 +14,6 @@ import io
 import logging
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import numpy as np
@@ -183,52 +182,3 @@ class ClipWriter:
             self._container.mux(packet)
             self.bytes += packet.size
             self.frames += 1
-
-
-_FORMAT_OF = {".mp4": "mp4", ".webm": "webm", ".mkv": "matroska", ".avi": "avi"}
-_REMUX_OPTIONS = {
-    "matroska": {},
-    "mp4": {"movflags": "+faststart"},  # a whole file now: the index goes first for players
-    "webm": {},
-    "avi": {},
-}
-
-
-def copy_readable(source: Path, target: Path) -> int:
-    """Copy the frames of ``source`` (a clip whose writer was killed) that read back whole into a complete
-    file ``target`` of the container its suffix names, without re-encoding; stops at the first frame the kill cut short.
-    Returns the frames copied; 0 (and no ``target``) when none reads back."""
-    frames = 0
-    target.unlink(missing_ok=True)
-    try:
-        with av.open(str(source)) as reader:
-            if not reader.streams.video:
-                return 0
-            stream = reader.streams.video[0]
-            writer = None
-            try:
-                for packet in reader.demux(stream):
-                    if packet.size == 0:
-                        continue
-                    if packet.is_corrupt:
-                        break
-                    try:
-                        stream.codec_context.decode(packet)
-                    except av.error.FFmpegError:
-                        break  # the frame being written when the writer was killed
-                    if writer is None:
-                        format = _FORMAT_OF[target.suffix]
-                        writer = av.open(str(target), mode="w", format=format, options=_REMUX_OPTIONS[format])
-                        copied = writer.add_stream_from_template(stream)
-                    packet.stream = copied
-                    writer.mux(packet)
-                    frames += 1
-            finally:
-                if writer is not None:
-                    writer.close()
-    except Exception as exc:  # whatever a kill left in the file, the camera must still start
-        log.warning("clips: %s cannot be read back: %s", source.name, exc)
-        frames = 0
-    if frames == 0:
-        target.unlink(missing_ok=True)
-    return frames
