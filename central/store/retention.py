@@ -8,6 +8,11 @@ the evidence segments recorded on those dispatches. Body-camera recordings are u
 each run first links every recording made on a dispatch to that dispatch's event, so that it is held, kept
 and expired with the event.
 
+Alerts and device commands go by age too: an alert once it was raised and last changed (acknowledged) before
+the cutoff, so an open alert is never removed while it is younger than the retention window; a command once it
+was sent and answered before the cutoff. An alert or command about a held event (directly, or through a
+dispatch to it, e.g. the ``cancel_dispatch`` a badge was sent) stays with the event.
+
 Work is done in small transactions so that ingest, which shares the database, is never held up for long.
 Files are unlinked only after the rows that name them are gone: a crash in between leaves an orphan file
 (harmless, found again by nobody), never a row that points at nothing. Every deletion is written to the audit
@@ -51,6 +56,9 @@ _NEWEST = (
 )
 # The dispatches that still have their event (the others are expired as loose dispatches).
 _DISPATCHES_WITH_EVENT = "SELECT dispatch_id FROM dispatches WHERE event_id IN (SELECT event_id FROM events)"
+# What belongs to a held event: the event itself, and every dispatch sent to it.
+_HELD_EVENTS = "SELECT event_id FROM events WHERE hold = 1"
+_HELD_DISPATCHES = f"SELECT dispatch_id FROM dispatches WHERE event_id IN ({_HELD_EVENTS})"
 
 
 @dataclass
@@ -62,6 +70,8 @@ class RetentionReport:
     evidence_segments: int = 0
     media: int = 0
     media_bytes: int = 0
+    alerts: int = 0
+    commands: int = 0
     dead_letters: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -90,6 +100,8 @@ def apply_retention(
     _expire_loose_evidence(db, cutoff, report)
     _expire_loose_media(db, media_root, cutoff, report)
     _shrink_media(db, media_root, int(max_media_gb * GIB), report)
+    _expire_alerts(db, cutoff, report)
+    _expire_commands(db, cutoff, report)
     with _transaction(db):
         report.dead_letters += db.execute("DELETE FROM dead_letters WHERE received_at < ?", [cutoff]).rowcount
     if report:
@@ -282,6 +294,52 @@ def _shrink_media(db, media_root: Path, limit_bytes: int, report: RetentionRepor
             files = _delete_media_rows(db, media, report)
             _audit(db, "retention.delete_media", "media", {"reason": "size", "sha256": [m[0] for m in media]})
         _unlink(media_root, files)
+
+
+def _expire_alerts(db, cutoff: str, report: RetentionReport) -> None:
+    """Alerts raised and last acknowledged before the cutoff (``at <= acknowledged_at``: the first test narrows
+    the search by its index), unless they are about a held event or a dispatch to one."""
+    report.alerts += _expire_rows(
+        db,
+        "alerts",
+        "id",
+        "at < ? AND coalesce(acknowledged_at, at) < ?"
+        f" AND (event_id IS NULL OR event_id NOT IN ({_HELD_EVENTS}))"
+        f" AND (dispatch_id IS NULL OR dispatch_id NOT IN ({_HELD_DISPATCHES}))",
+        [cutoff, cutoff],
+        "retention.delete_alerts",
+    )
+
+
+def _expire_commands(db, cutoff: str, report: RetentionReport) -> None:
+    """Commands sent and answered (or never answered) before the cutoff, unless they name a held event or a
+    dispatch to one (a ``cancel_dispatch``: its ``args`` carry the dispatch)."""
+    report.commands += _expire_rows(
+        db,
+        "commands",
+        "command_id",
+        "created_at < ? AND coalesce(result_at, created_at) < ?"
+        f" AND coalesce(json_extract(args, '$.event_id'), '') NOT IN ({_HELD_EVENTS})"
+        f" AND coalesce(json_extract(args, '$.dispatch_id'), '') NOT IN ({_HELD_DISPATCHES})",
+        [cutoff, cutoff],
+        "retention.delete_commands",
+    )
+
+
+def _expire_rows(db, table: str, key: str, where: str, params: list, action: str) -> int:
+    """Delete the rows of ``table`` that ``where`` selects, CHUNK at a time, each chunk audited with the keys
+    it removed; returns how many went."""
+    removed = 0
+    while True:
+        with _transaction(db):
+            keys = [
+                row[0] for row in db.execute(f"SELECT {key} FROM {table} WHERE {where} LIMIT {CHUNK}", params)
+            ]
+            if not keys:
+                return removed
+            marks = ", ".join("?" * len(keys))
+            removed += db.execute(f"DELETE FROM {table} WHERE {key} IN ({marks})", keys).rowcount
+            _audit(db, action, table, {"reason": "age", key: keys})
 
 
 def _delete_media_rows(db, media: list[tuple], report: RetentionReport) -> list[str]:

@@ -262,7 +262,7 @@ TABLES: dict[str, dict] = {
             "result_data": str,
         },
         pk="command_id",
-        indexes=[["device", "created_at"]],
+        indexes=[["device", "created_at"], ["created_at"]],
     ),
     # Alerts for the operators (no free unit, escalations, offline units, broken evidence), until acknowledged.
     "alerts": dict(
