@@ -9,8 +9,12 @@ from datetime import timedelta
 
 from ingest_helpers import new_id
 from patrol_helpers import SITE, Camera, Centre, point, wait_for
+from web_support import token_for
 
+from central.auth import audit, users
+from central.routing.evidence import chain_report, describe, verify_device
 from central.store.retention import apply_retention
+from central.web import create_app
 from shared import evidence, messages, timeutil, topics
 from shared.config import MqttSection
 from shared.mqtt import Link
@@ -39,10 +43,14 @@ class BodyCamera:
             )
         )
 
-    def segment(self, recording: bytes, dispatch_id: str) -> messages.EvidenceSegment:
-        index = 0 if self.previous is None else self.previous.index + 1
-        started = timeutil.utc_now() - timedelta(seconds=10)
-        ended = timeutil.utc_now() - timedelta(seconds=1)
+    def segment(self, recording: bytes, dispatch_id: str | None, skip: int = 0) -> messages.EvidenceSegment:
+        """The next segment of the chain (``skip``: as if that many had been recorded and never sent)."""
+        index = (0 if self.previous is None else self.previous.index + 1) + skip
+        # One second each, back to back, as a badge records them.
+        started = (
+            self.previous.ended_at if self.previous else NOW.replace(microsecond=0) - timedelta(minutes=5)
+        )
+        ended = started + timedelta(seconds=1)
         sha256 = hashlib.sha256(recording).hexdigest()
         previous_chain = self.previous.chain_sha256 if self.previous else None
         self.previous = messages.EvidenceSegment(
@@ -165,6 +173,95 @@ def test_body_camera_footage_follows_the_event_it_was_dispatched_to(tmp_path, mo
         [entry] = db["audit"].rows_where("action = 'retention.delete_events'")
         assert dispatch["dispatch_id"] in entry["detail"]
         assert segment.chain_sha256 in entry["detail"]  # what was removed from the chain is on record
+    finally:
+        camera.stop()
+        badge.stop()
+        centre.stop()
+
+
+def test_the_chain_verifies_across_segments_retention_removed_but_not_across_any_other_gap(
+    tmp_path, mosquitto
+):
+    """Segments 0-1 and 3-4 expire; 2 (recorded on a held event's dispatch) and 5 (the newest) stay. The chain
+    still verifies, naming what retention removed; a record deleted by hand, an edited recording, an altered
+    retention entry in the audit log and a segment that never came are still named as problems."""
+    centre = Centre(tmp_path, mosquitto.url)
+    camera, badge = Camera(mosquitto.url), BodyCamera(mosquitto.url, "badge-1")
+    try:
+        badge.locate(point(100))
+        wait_for(lambda: centre.unit("badge-1"), what="the badge known to routing")
+        event_id = camera.event(point(0))
+        [dispatch] = wait_for(lambda: centre.dispatches(event_id=event_id), what="the dispatch")
+        db = centre.db()
+        for n in range(6):
+            recording = f"recording {n} ".encode() * 100
+            segment = badge.segment(recording, dispatch["dispatch_id"] if n == 2 else None)
+            badge.send(segment)
+            badge.upload(segment, recording)
+        wait_for(lambda: _count(db, "clips", "state = 'verified'") == 6, what="six recordings verified")
+        assert _count(db, "evidence_segments", "chain_ok = 1") == 6
+        before = chain_report(db, centre.central.media_dir, "badge-1")
+        assert (before["status"], before["expired"]) == ("verified", [])
+
+        with db.conn:
+            db.execute("UPDATE events SET hold = 1 WHERE event_id = ?", [event_id])
+        _age_everything(db)
+        report = _retain(centre)
+        assert report.evidence_segments == 4
+        assert [row["idx"] for row in db.query("SELECT idx FROM evidence_segments ORDER BY idx")] == [2, 5]
+
+        after = chain_report(db, centre.central.media_dir, "badge-1")
+        assert after["status"] == "verified", after["problems"]
+        assert after["expired"] == [{"first": 0, "last": 1}, {"first": 3, "last": 4}]
+        assert after["problems"] == [] and (after["first_index"], after["segments"]) == (2, 2)
+        assert "chain verified (segments 0..1, 3..4 expired by retention)" in describe(after)
+        assert verify_device(db, centre.central.media_dir, "badge-1") == []
+        # The same through the API behind the device page (and the check is audited).
+        users.create_user(db, "technician", "correct horse battery", "technician", actor="test")
+        client = create_app(centre.central).test_client()
+        headers = {"Authorization": f"Bearer {token_for(centre.central, 'technician')}"}
+        shown = client.get("/api/v1/devices/badge-1/evidence", headers=headers).get_json()
+        assert shown["status"] == "verified" and "expired by retention" in shown["summary"]
+
+        # A record deleted other than by retention: segment 2 is gone too, with nothing in the audit log.
+        middle = next(db.query("SELECT * FROM evidence_segments WHERE idx = 2"))
+        with db.conn:
+            db.execute("DELETE FROM evidence_segments WHERE idx = 2")
+        gap = chain_report(db, centre.central.media_dir, "badge-1")
+        assert (gap["status"], gap["gap_at"]) == ("gap", 5)
+        with db.conn:
+            db["evidence_segments"].insert(middle)
+
+        # The recording kept for the held event is edited.
+        stored = centre.central.media_dir / middle["sha256"][:2] / middle["sha256"]
+        original = stored.read_bytes()
+        stored.write_bytes(original.replace(b"recording 2", b"recording X"))
+        edited = chain_report(db, centre.central.media_dir, "badge-1")
+        assert (edited["status"], edited["broken_at"]) == ("broken", 2)
+        stored.write_bytes(original)
+        assert chain_report(db, centre.central.media_dir, "badge-1")["status"] == "verified"
+
+        # Retention's record of removing them is altered in the audit log (its append-only triggers dropped):
+        # it is no longer trusted, and the segments it names are missing again.
+        [entry] = audit.entries(db, action="retention.delete_evidence")
+        assert sorted(s["index"] for s in entry["detail"]["evidence_segments"]) == [0, 1, 3, 4]
+        with db.conn:
+            db.execute("DROP TRIGGER audit_no_update")
+            db.execute("UPDATE audit SET ts = ? WHERE seq = ?", [OLD, entry["seq"]])
+        forged = chain_report(db, centre.central.media_dir, "badge-1")
+        assert (forged["status"], forged["gap_at"], forged["expired"]) == ("gap", 2, [])
+        with db.conn:
+            db.execute("UPDATE audit SET ts = ? WHERE seq = ?", [entry["ts"], entry["seq"]])
+        assert chain_report(db, centre.central.media_dir, "badge-1")["status"] == "verified"
+
+        # A real gap: the badge's next segment says one was recorded in between that never came.
+        recording = b"recording 7 " * 100
+        skipped = badge.segment(recording, None, skip=1)
+        badge.send(skipped)
+        badge.upload(skipped, recording)
+        wait_for(lambda: _count(db, "clips", "state = 'verified'") == 3, what="the next recording")
+        real = chain_report(db, centre.central.media_dir, "badge-1")
+        assert (real["status"], real["gap_at"]) == ("gap", 7)
     finally:
         camera.stop()
         badge.stop()

@@ -1,12 +1,23 @@
 """Badge body-camera evidence at central: each announced segment is checked against the one before it as it
-arrives, and a badge's whole chain can be verified against the recordings central holds."""
+arrives, and a badge's whole chain can be verified against the recordings central holds.
+
+Retention removes old segments (``central.store.retention``) and writes each one's chain record to the audit
+log. A gap in the chain is accounted for exactly when every missing index has such a record in an intact
+audit entry and the records link up: the first to the segment before the gap (or the start of the chain),
+each to the one before, and the segment after the gap to the last. Anything else missing is a gap, and an
+edited record or recording is a break, as before.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import sqlite_utils
 
+from central.auth import audit
 from shared import evidence, timeutil
 from shared.evidence import Problem
 from shared.messages import EvidenceSegment
@@ -55,11 +66,92 @@ class EvidenceLedger:
         return problem
 
 
+# Retention's audit entries that list the evidence segments they removed.
+RETENTION_ACTIONS = ("retention.delete_events", "retention.delete_dispatches", "retention.delete_evidence")
+
+
+@dataclass(frozen=True)
+class Expired:
+    """A segment retention removed, as its audit entry records it: what ``evidence.check_link`` reads."""
+
+    index: int
+    segment_id: str
+    prev_chain_sha256: str | None
+    chain_sha256: str
+    sha256: str
+    started_at: datetime
+    ended_at: datetime
+
+
+def expired_segments(db: sqlite_utils.Database, device: str) -> dict[int, Expired]:
+    """index -> the badge's segments retention removed, from audit entries that are intact."""
+    found: dict[int, Expired] = {}
+    seqs: dict[int, int] = {}  # index -> the audit entry it came from
+    rows = db.execute(
+        f"select seq, detail from audit where actor = 'system' and action in ({', '.join('?' * len(RETENTION_ACTIONS))})",
+        RETENTION_ACTIONS,
+    )
+    for seq, detail in rows:
+        for record in json.loads(detail).get("evidence_segments", []):
+            if record.get("device") != device:
+                continue
+            try:
+                expired = Expired(
+                    index=record["index"],
+                    segment_id=record["segment_id"],
+                    prev_chain_sha256=record["prev_chain_sha256"],
+                    chain_sha256=record["chain_sha256"],
+                    sha256=record["sha256"],
+                    started_at=timeutil.from_wire(record["started_at"]),
+                    ended_at=timeutil.from_wire(record["ended_at"]),
+                )
+            except (KeyError, TypeError, ValueError):
+                continue  # not a whole chain record: it cannot account for a gap
+            found[expired.index], seqs[expired.index] = expired, seq
+    if not audit.intact(db, set(seqs.values())):
+        # An entry was altered (or its neighbours were): trust only those that still chain.
+        good = {seq for seq in set(seqs.values()) if audit.intact(db, {seq})}
+        found = {index: e for index, e in found.items() if seqs[index] in good}
+    return found
+
+
+def _link(segment, previous, expired: dict[int, Expired]) -> tuple[str | None, tuple[int, int] | None]:
+    """What is wrong with ``segment`` following ``previous`` (the segment central holds before it; None at
+    the start), and the span of indexes between them that retention removed, if that accounts for a gap."""
+    expected = previous.index + 1 if previous is not None else 0
+    if segment.index > expected and all(i in expired for i in range(expected, segment.index)):
+        link = previous
+        for index in range(expected, segment.index):
+            if evidence.check_link(expired[index], link) is not None:
+                break
+            link = expired[index]
+        else:
+            return evidence.check_link(segment, link), (expected, segment.index - 1)
+    return evidence.check_link(segment, previous), None
+
+
 def verify_device(db: sqlite_utils.Database, media_dir: Path, device: str) -> list[Problem]:
     """Check a badge's whole chain and each recording central received against its recorded hash.
-    A segment whose recording has not fully arrived yet is reported as missing."""
+    A segment whose recording has not fully arrived yet is reported as missing; segments retention removed
+    (and audited) are not."""
     segments = _segments(db, device)
-    return evidence.verify(segments, _files(db, media_dir, segments))
+    files = _files(db, media_dir, segments)
+    expired = expired_segments(db, device)
+    problems = []
+    previous = None
+    for segment in segments:
+        what, _ = _link(segment, previous, expired)
+        if what:
+            problems.append(Problem(segment.index, segment.segment_id, what))
+        path = files.get(segment.segment_id)
+        if path is None or not path.exists():
+            problems.append(Problem(segment.index, segment.segment_id, "its recording is missing"))
+        elif evidence.file_sha256(path) != segment.sha256:
+            problems.append(
+                Problem(segment.index, segment.segment_id, "its recording was edited (SHA-256 differs)")
+            )
+        previous = segment
+    return problems
 
 
 def _segment(device: str, row) -> EvidenceSegment:
@@ -81,16 +173,22 @@ def _segment(device: str, row) -> EvidenceSegment:
 def chain_report(db: sqlite_utils.Database, media_dir: Path, device: str) -> dict:
     """The whole chain of a badge checked, for people: ``status`` is "verified", "broken" (a record or
     recording was altered, ``broken_at`` the first index), "gap" (segments missing, ``gap_at``),
-    "incomplete" (recordings not received yet) or "empty"; ``problems`` lists each finding."""
+    "incomplete" (recordings not received yet) or "empty"; ``problems`` lists each finding, ``expired``
+    each run of segments (``first``, ``last``) retention removed, which is no problem."""
     segments = _segments(db, device)
     files = _files(db, media_dir, segments)
+    expired = expired_segments(db, device)
     problems: list[dict] = []
+    spans: list[dict] = []  # runs of segments retention removed
     previous = None
     for segment in segments:
-        what = evidence.check_link(segment, previous)
+        what, span = _link(segment, previous, expired)
+        if span is not None:
+            spans.append({"first": span[0], "last": span[1]})
         if what:
             expected = previous.index + 1 if previous is not None else 0
-            kind = "gap" if segment.index != expected else "broken"
+            # After segments retention removed, only the segment's own record can be at fault.
+            kind = "gap" if span is None and segment.index != expected else "broken"
             problems.append(_finding(segment, kind, what))
         path = files.get(segment.segment_id)
         if path is None or not path.exists():
@@ -120,6 +218,7 @@ def chain_report(db: sqlite_utils.Database, media_dir: Path, device: str) -> dic
         "recordings": len(files),
         "broken_at": first["broken"],
         "gap_at": first["gap"],
+        "expired": spans,
         "problems": problems,
         "checked_at": timeutil.now_wire(),
     }
@@ -134,6 +233,8 @@ def _why_missing(db: sqlite_utils.Database, segment_id: str) -> str:
         return f"the badge reported its recording lost ({clip.get('lost_reason') or 'no reason given'})"
     if clip["state"] == "verified":
         return "its recording was removed from central's media store"
+    if clip["state"] == "expired":
+        return "its recording was removed by retention (the media size limit)"
     return (
         f"its recording is {clip['state']} ({clip.get('received') or 0} of {clip.get('count') or '?'} parts)"
     )
@@ -188,9 +289,11 @@ def describe(report: dict) -> str:
     device, n = report["device"], report["segments"]
     span = f"segments {report['first_index']}-{report['last_index']}" if n else ""
     missing = sum(1 for p in report["problems"] if p["kind"] == "missing")
+    expired = ", ".join(f"{s['first']}..{s['last']}" for s in report.get("expired", []))
+    verified = f"verified (segments {expired} expired by retention)" if expired else "verified"
     return {
         "empty": f"{device}: no evidence segments received",
-        "verified": f"{device}: chain verified, {n} {span}, every recording matches its hash",
+        "verified": f"{device}: chain {verified}, {n} {span}, every recording matches its hash",
         "broken": f"{device}: chain BROKEN at segment {report['broken_at']} ({span})",
         "gap": f"{device}: GAP in the chain at segment {report['gap_at']} ({span})",
         "incomplete": f"{device}: chain intact ({span}); {missing} recording(s) not received yet",
@@ -198,4 +301,4 @@ def describe(report: dict) -> str:
 
 
 def audit_detail(report: dict) -> dict:
-    return {key: report[key] for key in ("status", "segments", "broken_at", "gap_at")}
+    return {key: report[key] for key in ("status", "segments", "broken_at", "gap_at", "expired")}

@@ -40,20 +40,22 @@ log = logging.getLogger(__name__)
 CHUNK = 200
 GIB = 1024**3
 
-# Every file a held event refers to, however it refers to it.
-_PROTECTED = """
+# Each badge's newest evidence segment stays (without its dispatch, once that has gone): the next segment the
+# badge sends is checked against it, and a missing anchor would read as a broken chain.
+_NEWEST = (
+    "idx = (SELECT max(idx) FROM evidence_segments newest WHERE newest.device = evidence_segments.device)"
+)
+# Every file that stays whatever its age or the size limit: each one a held event refers to, however it refers
+# to it, and the recording of each badge's newest segment (which stays, so its recording can still be checked).
+_PROTECTED = f"""
     SELECT m.sha256 FROM media m JOIN events e ON m.event_id = e.event_id WHERE e.hold = 1
     UNION SELECT e.snapshot_sha256 FROM events e WHERE e.hold = 1 AND e.snapshot_sha256 IS NOT NULL
     UNION SELECT c.sha256 FROM clips c JOIN events e ON c.event_id = e.event_id WHERE e.hold = 1
     UNION SELECT c.sha256 FROM clips c JOIN events e ON e.clip_id = c.clip_id WHERE e.hold = 1
     UNION SELECT s.sha256 FROM evidence_segments s JOIN dispatches d ON d.dispatch_id = s.dispatch_id
         JOIN events e ON e.event_id = d.event_id WHERE e.hold = 1
+    UNION SELECT sha256 FROM evidence_segments WHERE {_NEWEST}
 """
-# Each badge's newest evidence segment stays (without its dispatch, once that has gone): the next segment the
-# badge sends is checked against it, and a missing anchor would read as a broken chain.
-_NEWEST = (
-    "idx = (SELECT max(idx) FROM evidence_segments newest WHERE newest.device = evidence_segments.device)"
-)
 # The dispatches that still have their event (the others are expired as loose dispatches).
 _DISPATCHES_WITH_EVENT = "SELECT dispatch_id FROM dispatches WHERE event_id IN (SELECT event_id FROM events)"
 # What belongs to a held event: the event itself, and every dispatch sent to it.
@@ -230,11 +232,24 @@ def _expire_loose_evidence(db, cutoff: str, report: RetentionReport) -> None:
             )
 
 
+# What the audit log keeps of each segment removed: enough to check its links in the chain without it
+# (central.routing.evidence accepts a gap in a badge's chain exactly when these records fill it).
+_SEGMENT_RECORD = (
+    "segment_id",
+    "device",
+    "index",
+    "prev_chain_sha256",
+    "chain_sha256",
+    "sha256",
+    "started_at",
+    "ended_at",
+)
+
+
 def _segments_where(db, where: str, params: list) -> list[dict]:
-    rows = db.execute(
-        f"SELECT segment_id, device, idx, chain_sha256 FROM evidence_segments WHERE {where}", params
-    ).fetchall()
-    return [dict(zip(("segment_id", "device", "index", "chain_sha256"), row, strict=True)) for row in rows]
+    columns = ", ".join("idx" if name == "index" else name for name in _SEGMENT_RECORD)
+    rows = db.execute(f"SELECT {columns} FROM evidence_segments WHERE {where}", params).fetchall()
+    return [dict(zip(_SEGMENT_RECORD, row, strict=True)) for row in rows]
 
 
 def _delete_segments(db, segments: list[dict]) -> int:
