@@ -27,6 +27,7 @@ from central.context import Central
 from central.routing import geo, store
 from central.routing.evidence import EvidenceLedger
 from central.routing.units import Candidate, Unit, Units
+from central.store import registry
 from shared import ids, timeutil, topics
 from shared.messages import (
     SEVERITY_RANK,
@@ -49,6 +50,8 @@ ACTIVE = ("sent", "acknowledged", "en_route", "on_scene")  # the unit is busy wi
 PROGRESS = ("sent", "acknowledged", "en_route", "on_scene", "resolved")  # a badge only moves forward
 SYSTEM = "routing"  # the actor for what routing decides by itself
 HOOKED_KINDS = ("event", "location", "dispatch_state", "status", "availability", "evidence")
+RECONCILE_S = 1.0  # how often to look for dispatches left to a revoked badge
+_UNDER_WAY = f"state in ({', '.join(repr(state) for state in (*ACTIVE, 'proposed'))})"
 
 
 class RoutingError(Exception):
@@ -95,6 +98,7 @@ class RoutingService:
         self.evidence = EvidenceLedger()
         self._out: list[tuple[str, bytes]] = []
         self._live: list[tuple[str, dict]] = []
+        self._next_reconcile = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -178,6 +182,9 @@ class RoutingService:
                         for site, message in work:
                             self._apply(site, message)
                 self._expire_deadlines()
+                if time.monotonic() >= self._next_reconcile:
+                    self._next_reconcile = time.monotonic() + RECONCILE_S
+                    self._reconcile()
             except Exception:  # a bug here must not stop routing for the whole city
                 log.exception("routing: batch failed")
             for item in batch:
@@ -842,6 +849,75 @@ class RoutingService:
         site = row["site"] or self.central.config.central.site
         commands.record(self.central.db(), command, site, actor)
         self._out.append((topics.down(site, row["unit"], "command"), encode(command)))
+
+    def revoke(self, device: str, actor: str, reason: str = "") -> bool:
+        """Revoke a device (``registry.revoke``) and, in the same transaction, take a badge off every dispatch
+        it holds or is proposed for: each is cancelled (the badge is told, if it can still hear), and each event
+        goes to the next unit as the routing rules say. False if there is no such device."""
+        with self._transaction() as db:
+            if not registry.revoke(db, device, actor, reason):
+                return False
+            self._withdraw_revoked(device, actor, reason)
+        return True
+
+    def _withdraw_revoked(self, device: str, actor: str, reason: str) -> None:
+        why = f"{device} was revoked" + (f": {reason}" if reason else "")
+        unit = self.units.set_offline(device)  # it may no longer connect; the page should not show it free
+        if unit is not None:
+            self._unit_changed(unit)
+        for row in store.find_dispatches(self.central.db(), f"unit = ? and {_UNDER_WAY}", [device]):
+            self._stand_down(row, actor, why)
+            self._alert(
+                "warning",
+                f"{why}, while on dispatch {row['dispatch_id']}: the event goes to the next unit",
+                event_id=row["event_id"],
+                dispatch_id=row["dispatch_id"],
+                device=device,
+            )
+            self._reroute(row)
+
+    def _reroute(self, row: dict) -> None:
+        """Send the event of a dispatch taken from its unit to the next unit as its rule says, unless another
+        unit is still on it (the rest of an intercept) or it is closed."""
+        event_id = row["event_id"]
+        if event_id is None:
+            return  # an intercept sent to a place: the other units are still on it
+        db = self.central.db()
+        if store.find_dispatches(db, f"event_id = ? and {_UNDER_WAY}", [event_id], limit=1):
+            return
+        status = db.execute("select status from events where event_id = ?", [event_id]).fetchone()
+        if status is not None and status[0] == "closed":
+            return
+        incident = self._incident(event_id)
+        if incident is None:
+            self._alert(
+                "warning", "no position to send another unit to: assign one by hand", event_id=event_id
+            )
+            return
+        incident.tried.add(row["unit"])
+        if row["mode"] != "intercept" and not self._needs_patrol(incident.event_type, incident.severity):
+            self._alert(
+                "warning", f"{row['unit']} was taken off the event: assign another unit by hand", incident
+            )
+        elif row["mode"] == "intercept":
+            radius = row["radius_m"] or self.config.intercept_radius_m
+            if not self._intercept(incident, radius, SYSTEM):
+                self._alert(
+                    "critical", f"no free unit within range to intercept {incident.event_type}", incident
+                )
+        else:
+            self._route(incident, attempt=row["attempt"] + 1, actor=SYSTEM)
+
+    def _reconcile(self) -> None:
+        """Dispatches still under way to a revoked badge, where the revocation was done without routing
+        (``registry.revoke`` called directly, another process): dealt with as if routing had been asked, by
+        routing."""
+        where = f"{_UNDER_WAY} and unit in (select device_id from devices where revoked_at is not null)"
+        if not store.find_dispatches(self.central.db(), where, limit=1):
+            return
+        with self._transaction() as db:
+            for device in dict.fromkeys(r["unit"] for r in store.find_dispatches(db, where, limit=1000)):
+                self._withdraw_revoked(device, SYSTEM, "")
 
     def reassign(self, dispatch_id: str, device: str, actor: str, reason: str) -> dict:
         """Operator override: take the dispatch from its unit and give the event to another."""

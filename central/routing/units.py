@@ -112,6 +112,15 @@ class Units:
 
     # --- changes made by routing and operators --------------------------------------------------------
 
+    def set_offline(self, device: str) -> Unit | None:
+        """A revoked badge: whatever it last said, it is not on the air for routing."""
+        with self._lock:
+            unit = self._units.get(device)
+            if unit is None:
+                return None
+            unit.online = False
+            return unit.copy()
+
     def set_dispatch(self, device: str, dispatch_id: str | None) -> Unit | None:
         with self._lock:
             unit = self._units.get(device)

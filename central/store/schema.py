@@ -223,7 +223,7 @@ TABLES: dict[str, dict] = {
             "radius_m": float,  # intercept: the radius the units were gathered from
         },
         pk="dispatch_id",
-        indexes=[["event_id"], ["unit", "state"]],
+        indexes=[["event_id"], ["unit", "state"], ["state"]],
     ),
     # Badge body-camera evidence segments as announced, with the result of checking their hash chain.
     "evidence_segments": dict(

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from central.auth import audit, users
 from central.routing import store as routing_store
 from central.store import queries, registry, workflow
-from central.web import openapi
+from central.web import openapi, views
 from central.web.auth import current_user, require
 from central.web.views import central
 
@@ -179,7 +179,7 @@ def get_device(device_id: str):
 def revoke_device(device_id: str):
     body = request.get_json(silent=True) or {}
     db = central().db()
-    if not registry.revoke(db, device_id, current_user().username, str(body.get("reason", ""))):
+    if not views.revoke_device(db, device_id, current_user().username, str(body.get("reason", ""))):
         abort(404, f"no device {device_id}")
     device = queries.get_device(db, device_id)
     central().hub.publish("device", device)

@@ -240,7 +240,7 @@ def document(with_routing: bool = False) -> dict:
             "/api/v1/devices/{device_id}": {"get": _op("One device", "devices.view", [_DEVICE_ID])},
             "/api/v1/devices/{device_id}/revoke": {
                 "post": _op(
-                    "Revoke a device",
+                    "Revoke a device; a badge on a dispatch is stood down and its event re-routed",
                     "devices.manage",
                     [_DEVICE_ID],
                     {"type": "object", "properties": {"reason": {"type": "string"}}},

@@ -87,6 +87,17 @@ def routing_running(app: Flask) -> bool:
     return app.extensions.get("kuzet.routing_service") is not None
 
 
+def revoke_device(db, device_id: str, actor: str, reason: str) -> bool:
+    """Revoke a device; where routing runs, a badge is taken off its dispatches in the same transaction and
+    their events go to the next unit."""
+    service = current_app.extensions.get("kuzet.routing_service")
+    if service is not None:
+        return service.revoke(device_id, actor, reason)
+    from central.store import registry
+
+    return registry.revoke(db, device_id, actor, reason)
+
+
 def _open_alerts(user) -> int | None:
     """Unacknowledged alerts for the header's counter (None: the user does not see alerts)."""
     if user is None or not user.can("events.view"):

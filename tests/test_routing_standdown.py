@@ -1,0 +1,126 @@
+"""Patrols stood down when what they were sent for no longer holds, over a real Mosquitto with real badge agents:
+a badge revoked while on a dispatch is taken off it (told, if it can still hear) and the event goes to the next
+unit."""
+
+from __future__ import annotations
+
+import pytest
+from patrol_helpers import Camera, Centre, inbox_has, point, start_badge, wait_for
+from web_support import token_for
+
+from central.auth import audit, users
+from central.store import registry
+from central.web import create_app
+from edge.badge.inbox import InboxError
+
+
+@pytest.fixture
+def centre(tmp_path, mosquitto):
+    centre = Centre(tmp_path, mosquitto.url, ack_timeout_s=60)
+    for role in ("operator", "technician"):
+        users.create_user(centre.db(), role, "correct horse battery", role, actor="test")
+    yield centre
+    centre.stop()
+
+
+@pytest.fixture
+def api(centre):
+    """The JSON API of central's page, acting through the running routing, as each role."""
+    client = create_app(centre.central, routing_service=centre.routing).test_client()
+
+    def call(role: str, path: str, body: dict):
+        headers = {"Authorization": f"Bearer {token_for(centre.central, role)}"}
+        return client.post(path, json=body, headers=headers)
+
+    return call
+
+
+@pytest.fixture
+def camera(mosquitto):
+    camera = Camera(mosquitto.url)
+    yield camera
+    camera.stop()
+
+
+@pytest.fixture
+def badges(tmp_path, mosquitto, centre):
+    started = []
+
+    def start(device, at):
+        agent = start_badge(tmp_path, mosquitto.url, device, at, centre)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.stop()
+
+
+def _actions(centre, target: str) -> list[tuple[str, str]]:
+    return [(e["actor"], e["action"]) for e in reversed(audit.entries(centre.db(), target=target))]
+
+
+def test_a_badge_revoked_on_a_dispatch_is_stood_down_and_the_event_goes_to_the_next_unit(
+    centre, api, camera, badges
+):
+    stolen = badges("badge-near", point(100))
+    next_unit = badges("badge-next", point(500))
+    event_id = camera.event(point(0))
+    [item] = wait_for(inbox_has(stolen), what="the dispatch at the nearest badge")
+    stolen.acknowledge()
+    wait_for(lambda: centre.dispatches(state="acknowledged"), what="acknowledged")
+
+    answer = api("technician", "/api/v1/devices/badge-near/revoke", {"reason": "reported stolen"})
+    assert answer.status_code == 200 and answer.get_json()["revoked_at"]
+
+    # Its dispatch is cancelled at once, by whoever revoked it, and the badge is told while it can still hear.
+    first = centre.db()["dispatches"].get(item.dispatch_id)
+    assert first["state"] == "cancelled" and first["reason"] == "badge-near was revoked: reported stolen"
+    assert centre.log_states(item.dispatch_id) == ["sent", "acknowledged", "cancelled"]
+    wait_for(lambda: stolen.inbox.get(item.dispatch_id).state == "cancelled", what="the badge told")
+    assert "revoked" in stolen.inbox.get(item.dispatch_id).reason
+    assert _actions(centre, item.dispatch_id) == [
+        ("routing", "dispatch.sent"),
+        ("badge-near", "dispatch.acknowledged"),
+        ("technician", "dispatch.cancelled"),
+    ]
+    [command] = audit.entries(centre.db(), action="device.command", target="device:badge-near")
+    assert command["actor"] == "technician" and command["detail"]["name"] == "cancel_dispatch"
+
+    # The event goes to the next unit, as the routing rules say (the nearest free one; attempt 2).
+    [second] = wait_for(inbox_has(next_unit), what="the event at the next unit")
+    assert second.dispatch.event_id == event_id
+    row = centre.db()["dispatches"].get(second.dispatch_id)
+    assert (row["unit"], row["attempt"], row["state"]) == ("badge-next", 2, "sent")
+    event = centre.db()["events"].get(event_id)
+    assert (event["status"], event["dispatched_unit"]) == ("dispatched", "badge-next")
+    assert any("badge-near was revoked" in text for text in centre.alert_texts())
+    unit = centre.unit("badge-near")
+    assert not unit.online and unit.current_dispatch is None
+
+    # The officer can no longer work the dispatch, and what the revoked badge still sends (its answer to the
+    # cancellation) is refused by ingest and kept; the next unit carries on.
+    with pytest.raises(InboxError, match="already cancelled"):
+        stolen.en_route(item.dispatch_id)
+    wait_for(
+        lambda: centre.db()["dead_letters"].count_where("reason = 'device revoked'"),
+        what="its answer refused",
+    )
+    next_unit.acknowledge()
+    wait_for(lambda: centre.dispatches(unit="badge-next", state="acknowledged"), what="the next unit answers")
+    assert audit.verify(centre.db()) == (True, None)
+
+
+def test_a_revocation_made_without_routing_is_caught_up_with(centre, camera, badges):
+    """``registry.revoke`` called directly (a script, another process): routing notices within a second."""
+    lost = badges("badge-lost", point(100))
+    camera.event(point(0))
+    [item] = wait_for(inbox_has(lost), what="the dispatch")
+
+    registry.revoke(centre.db(), "badge-lost", actor="tech", reason="left in a taxi")
+
+    wait_for(lambda: centre.dispatches(state="cancelled"), what="the dispatch cancelled by routing")
+    assert _actions(centre, item.dispatch_id)[-1] == ("routing", "dispatch.cancelled")
+    wait_for(lambda: lost.inbox.get(item.dispatch_id).state == "cancelled", what="the badge told")
+    # No other unit on duty: the event waits for one, and the operators are told.
+    wait_for(lambda: centre.routing.waiting(), what="the event waiting for a unit")
