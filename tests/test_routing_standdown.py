@@ -1,6 +1,6 @@
 """Patrols stood down when what they were sent for no longer holds, over a real Mosquitto with real badge agents:
 a badge revoked while on a dispatch is taken off it (told, if it can still hear) and the event goes to the next
-unit."""
+unit; an event an operator closes cancels every dispatch still under way to it, with the closing note."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from patrol_helpers import Camera, Centre, inbox_has, point, start_badge, wait_f
 from web_support import token_for
 
 from central.auth import audit, users
-from central.store import registry
+from central.store import registry, workflow
 from central.web import create_app
 from edge.badge.inbox import InboxError
 
@@ -124,3 +124,62 @@ def test_a_revocation_made_without_routing_is_caught_up_with(centre, camera, bad
     wait_for(lambda: lost.inbox.get(item.dispatch_id).state == "cancelled", what="the badge told")
     # No other unit on duty: the event waits for one, and the operators are told.
     wait_for(lambda: centre.routing.waiting(), what="the event waiting for a unit")
+
+
+def test_closing_an_event_cancels_every_dispatch_still_under_way(centre, api, camera, badges):
+    near = badges("badge-near", point(100))
+    other = badges("badge-other", point(0, 400))
+    event_id = camera.event(point(0))
+    [item] = wait_for(inbox_has(near), what="the dispatch")
+    near.acknowledge()
+    near.en_route()
+    wait_for(lambda: centre.dispatches(state="en_route"), what="en route")
+    sent = api("operator", "/api/v1/dispatches/intercept", {"event_id": event_id, "radius_m": 1000})
+    assert sent.status_code == 201
+    [intercept] = wait_for(inbox_has(other), what="the intercept at the other badge")
+
+    note = "False alarm: a street performer, moved on by the station guard"
+    closed = api("operator", f"/api/v1/events/{event_id}/close", {"note": note})
+    assert closed.status_code == 200 and closed.get_json()["event"]["status"] == "closed"
+
+    reason = f"event closed by operator: {note}"
+    for agent, dispatch_id, states in (
+        (near, item.dispatch_id, ["sent", "acknowledged", "en_route", "cancelled"]),
+        (other, intercept.dispatch_id, ["sent", "cancelled"]),
+    ):
+        row = centre.db()["dispatches"].get(dispatch_id)
+        assert (row["state"], row["reason"]) == ("cancelled", reason)
+        assert centre.log_states(dispatch_id) == states
+        assert _actions(centre, dispatch_id)[-1] == ("operator", "dispatch.cancelled")
+        # The badge is told why, and its officer is free again.
+        wait_for(lambda a=agent, d=dispatch_id: a.inbox.get(d).state == "cancelled", what="the badge told")
+        assert agent.inbox.get(dispatch_id).reason == reason and agent.inbox.current() is None
+        wait_for(lambda a=agent: centre.unit(a.device).free(), what=f"{agent.device} free again")
+        # The page saw the cancellation live.
+        assert any(
+            u["dispatch_id"] == dispatch_id and u["state"] == "cancelled" for u in centre.updates("dispatch")
+        )
+    commands = audit.entries(centre.db(), action="device.command")
+    assert sorted(e["target"] for e in commands) == ["device:badge-near", "device:badge-other"]
+    assert all(e["actor"] == "operator" and e["detail"]["args"]["reason"] == reason for e in commands)
+    # Closed means nobody is sent again: no new dispatch, nothing waiting.
+    assert len(centre.dispatches(event_id=event_id)) == 2 and centre.routing.waiting() == []
+    assert ("operator", "event.close") in _actions(centre, f"event:{event_id}")
+    refused = api("operator", "/api/v1/dispatches", {"event_id": event_id, "unit": "badge-near"})
+    assert refused.status_code == 409 and "closed" in refused.get_json()["error"]
+    # Both badges answered the cancellation.
+    wait_for(
+        lambda: centre.db()["commands"].count_where("state = 'ok'") == 2, what="the badges' answers recorded"
+    )
+
+
+def test_an_event_closed_without_routing_still_stands_its_patrol_down(centre, camera, badges):
+    near = badges("badge-near", point(100))
+    event_id = camera.event(point(0))
+    [item] = wait_for(inbox_has(near), what="the dispatch")
+
+    workflow.close(centre.db(), event_id, "supervisor", "Handled by the city guard")
+
+    wait_for(lambda: near.inbox.get(item.dispatch_id).state == "cancelled", what="the badge told")
+    assert near.inbox.get(item.dispatch_id).reason == "the event was closed: Handled by the city guard"
+    assert _actions(centre, item.dispatch_id)[-1] == ("routing", "dispatch.cancelled")

@@ -27,7 +27,7 @@ from central.context import Central
 from central.routing import geo, store
 from central.routing.evidence import EvidenceLedger
 from central.routing.units import Candidate, Unit, Units
-from central.store import registry
+from central.store import registry, workflow
 from shared import ids, timeutil, topics
 from shared.messages import (
     SEVERITY_RANK,
@@ -50,7 +50,7 @@ ACTIVE = ("sent", "acknowledged", "en_route", "on_scene")  # the unit is busy wi
 PROGRESS = ("sent", "acknowledged", "en_route", "on_scene", "resolved")  # a badge only moves forward
 SYSTEM = "routing"  # the actor for what routing decides by itself
 HOOKED_KINDS = ("event", "location", "dispatch_state", "status", "availability", "evidence")
-RECONCILE_S = 1.0  # how often to look for dispatches left to a revoked badge
+RECONCILE_S = 1.0  # how often to look for dispatches left to a revoked badge or a closed event
 _UNDER_WAY = f"state in ({', '.join(repr(state) for state in (*ACTIVE, 'proposed'))})"
 
 
@@ -772,6 +772,9 @@ class RoutingService:
         incident = self._incident(event_id)
         if incident is None:
             raise RoutingError(f"event {event_id} is unknown or has no position", 404)
+        status = self.central.db().execute("select status from events where event_id = ?", [event_id])
+        if status.fetchone() == ("closed",):  # nobody is sent to a closed event (closing stood them down)
+            raise RoutingError(f"event {event_id} is closed")
         return incident
 
     def _require_dispatch(self, dispatch_id: str) -> dict:
@@ -908,16 +911,39 @@ class RoutingService:
         else:
             self._route(incident, attempt=row["attempt"] + 1, actor=SYSTEM)
 
+    def close_event(self, event_id: str, actor: str, note: str) -> dict:
+        """The operator closes the event (``workflow.close``) and, in the same transaction, every dispatch
+        still under way to it is cancelled with the closing note as the reason: the badges are told."""
+        with self._transaction() as db:
+            event = workflow.close(db, event_id, actor, note)
+            self._stand_down_event(event_id, actor, f"event closed by {actor}: {note}")
+        return event
+
+    def _stand_down_event(self, event_id: str, actor: str, reason: str) -> None:
+        self._incidents.pop(event_id, None)
+        self._waiting.pop(event_id, None)
+        for row in store.find_dispatches(self.central.db(), f"event_id = ? and {_UNDER_WAY}", [event_id]):
+            self._stand_down(row, actor, reason[:200])
+
     def _reconcile(self) -> None:
-        """Dispatches still under way to a revoked badge, where the revocation was done without routing
-        (``registry.revoke`` called directly, another process): dealt with as if routing had been asked, by
-        routing."""
-        where = f"{_UNDER_WAY} and unit in (select device_id from devices where revoked_at is not null)"
+        """Dispatches still under way to a revoked badge or to a closed event, where the revocation or the
+        closing was done without routing (``registry.revoke`` or ``workflow.close`` called directly, another
+        process): dealt with as if routing had been asked, by routing."""
+        where = (
+            f"{_UNDER_WAY} and (unit in (select device_id from devices where revoked_at is not null)"
+            " or exists (select 1 from events e where e.event_id = dispatches.event_id and e.status = 'closed'))"
+        )
         if not store.find_dispatches(self.central.db(), where, limit=1):
             return
         with self._transaction() as db:
-            for device in dict.fromkeys(r["unit"] for r in store.find_dispatches(db, where, limit=1000)):
+            rows = store.find_dispatches(db, where, limit=1000)
+            for device in dict.fromkeys(r["unit"] for r in rows if self.units.is_revoked(r["unit"])):
                 self._withdraw_revoked(device, SYSTEM, "")
+            for event_id in dict.fromkeys(r["event_id"] for r in rows if r["event_id"]):
+                found = db.execute("select status, closed_note from events where event_id = ?", [event_id])
+                status, note = found.fetchone() or (None, None)
+                if status == "closed":
+                    self._stand_down_event(event_id, SYSTEM, f"the event was closed: {note or ''}".strip())
 
     def reassign(self, dispatch_id: str, device: str, actor: str, reason: str) -> dict:
         """Operator override: take the dispatch from its unit and give the event to another."""

@@ -16,7 +16,7 @@ from central.routing import store as routing_store
 from central.store import queries, registry, workflow
 from central.web import openapi, views
 from central.web.auth import current_user, require
-from central.web.views import central
+from central.web.views import central, close_event
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -126,7 +126,7 @@ def assign(event_id: str):
 @require("events.act")
 def close(event_id: str):
     note = str(_json_body().get("note", ""))
-    return _workflow(event_id, lambda db, eid, actor: workflow.close(db, eid, actor, note))
+    return _workflow(event_id, lambda db, eid, actor: close_event(db, eid, actor, note))
 
 
 @blueprint.post("/events/<event_id>/hold")

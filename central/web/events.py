@@ -8,7 +8,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from central.auth import audit, users
 from central.store import queries, workflow
 from central.web.auth import current_user, require
-from central.web.views import central
+from central.web.views import central, close_event
 from shared import timeutil
 
 blueprint = Blueprint("events", __name__)
@@ -102,7 +102,7 @@ def assign(event_id: str):
 @require("events.act")
 def close(event_id: str):
     note = request.form.get("note", "")
-    return _act(event_id, lambda db, eid, actor: workflow.close(db, eid, actor, note))
+    return _act(event_id, lambda db, eid, actor: close_event(db, eid, actor, note))
 
 
 @blueprint.post("/events/<event_id>/hold")

@@ -191,7 +191,7 @@ def document(with_routing: bool = False) -> dict:
             },
             "/api/v1/events/{event_id}/close": {
                 "post": _op(
-                    "Close the event with a note",
+                    "Close the event with a note; patrols still on their way are stood down with it",
                     "events.act",
                     [_EVENT_ID],
                     {

@@ -87,6 +87,17 @@ def routing_running(app: Flask) -> bool:
     return app.extensions.get("kuzet.routing_service") is not None
 
 
+def close_event(db, event_id: str, actor: str, note: str) -> dict:
+    """Close an event with a note; where routing runs, every patrol still on its way there is stood down in
+    the same transaction (the badges are told, with the note as the reason)."""
+    service = current_app.extensions.get("kuzet.routing_service")
+    if service is not None:
+        return service.close_event(event_id, actor, note)
+    from central.store import workflow
+
+    return workflow.close(db, event_id, actor, note)
+
+
 def revoke_device(db, device_id: str, actor: str, reason: str) -> bool:
     """Revoke a device; where routing runs, a badge is taken off its dispatches in the same transaction and
     their events go to the next unit."""
