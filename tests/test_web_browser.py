@@ -149,6 +149,8 @@ def test_operator_sees_a_new_event_live_opens_it_and_plays_its_clip(live, camera
     row.click()
     wait_until(browser, lambda d: f"/events/{event_id}" in d.current_url, "the event page")
     video = wait_until(browser, lambda d: d.find_elements(By.ID, "clip"), "the clip player")[0]
+    # The content type is the <source>'s (a <video> ignores type=): the browser may skip what it cannot play.
+    assert video.find_element(By.TAG_NAME, "source").get_attribute("type") == "video/mp4"
     browser.execute_script("arguments[0].play()", video)
     wait_until(
         browser,
@@ -214,6 +216,50 @@ def test_operator_sees_a_new_event_live_opens_it_and_plays_its_clip(live, camera
     assert ("operator", "media.view") in actions and ("operator", "event.view") in actions
     assert ("operator", "event.close") in actions and ("operator", "event.acknowledge") in actions
     assert audit.verify(db) == (True, None)
+
+
+def test_the_event_page_says_when_and_why_its_clip_was_lost(live, camera, browser):
+    """The camera was stopped while recording the clip and could not read it back after restarting: it says
+    so (clip_lost), and the operator sees that, where the player would be, rather than a clip "arriving"."""
+    from selenium.webdriver.common.by import By
+
+    event_id, clip_id = ids.new_id(), ids.new_id()
+    camera.event(event_id, clip_id=clip_id, severity="critical", label="person")
+    camera.snapshot(event_id, jpeg(), 320, 240)
+    camera.send(
+        messages.ClipLost(
+            device="cam-01",
+            clip_id=clip_id,
+            event_id=event_id,
+            reason="interrupted",
+            detail="the camera agent stopped while recording and the partial file could not be read",
+        )
+    )
+    db = live.central.db()
+    deadline = time.monotonic() + 20
+    while not db["clips"].count_where("clip_id = ? AND state = 'lost'", [clip_id]):
+        assert time.monotonic() < deadline, "the clip never marked lost"
+        time.sleep(0.1)
+
+    log_in(browser, live.web.url, "operator")
+    browser.get(f"{live.web.url}/events/{event_id}")
+    lost = wait_until(browser, lambda d: d.find_element(By.ID, "clip-lost"), "the lost clip")
+    assert lost.text == "Clip lost: interrupted when the camera restarted"
+    detail = browser.find_element(By.ID, "clip-lost-detail").text
+    assert "the partial file could not be read" in detail
+    assert not browser.find_elements(By.ID, "clip") and "arriving" not in browser.page_source
+    wait_until(
+        browser,
+        lambda d: d.execute_script(
+            "const i = document.getElementById('snapshot'); return i && i.complete && i.naturalWidth === 320"
+        ),
+        "the snapshot",
+    )
+    browser.save_screenshot(str(SCREENSHOTS / "16-event-clip-lost.png"))
+    # The API says the same, with the camera's reason as stored.
+    media = browser.execute_script(f"return (await (await fetch('/api/v1/events/{event_id}')).json()).media")
+    assert media["clip_state"] == "lost" and media["clip_url"] is None
+    assert media["clip_lost_reason"].startswith("interrupted: the camera agent stopped while recording")
 
 
 def test_other_pages_render_for_a_supervisor(live, camera, browser):

@@ -49,6 +49,7 @@ def media_urls(media: dict) -> dict:
         "clip_url": f"/media/{clip_media['sha256']}" if clip_media else None,
         "clip_content_type": clip_media["content_type"] if clip_media else None,
         "clip_state": clip["state"] if clip else None,
+        "clip_lost_reason": clip["lost_reason"] if clip and clip["state"] == "lost" else None,
     }
 
 

@@ -53,7 +53,23 @@ def detail(event_id: str):
         assignees=[u for u in users.list_users(db) if not u["disabled"]],
         map_config=central().config.map,
         routing_config=central().config.routing,
+        lost_clip=lost_clip,
     )
+
+
+# Why a camera will never send a clip (``clips.lost_reason``: "<reason>[: <detail>]", from its clip_lost).
+_LOST_CLIP = {
+    "interrupted": "interrupted when the camera restarted",
+    "failed": "the camera could not record or store it",
+    "quota": "dropped on the camera, to keep within its disk quota, before it could be sent",
+    "gone": "no longer on the camera when central asked for it again",
+}
+
+
+def lost_clip(lost_reason: str | None) -> dict:
+    """What to tell the operator about a lost clip: {"summary": ..., "detail": the camera's own words}."""
+    reason, _, detail = (lost_reason or "").partition(": ")
+    return {"summary": _LOST_CLIP.get(reason, reason or "no reason given"), "detail": detail}
 
 
 def timeline_points(timeline: list[dict]) -> list[dict]:
