@@ -4,10 +4,15 @@ and a camera that raises events over MQTT."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
-from ingest_helpers import SITE, make_central, wait_for
+import tomli_w
+from ingest_helpers import REPO, SITE, make_central, wait_for
 
 from central.ingest.service import IngestService
 from central.routing.geo import offset
@@ -107,6 +112,34 @@ def start_badge(
             lambda: (u := centre.unit(device)) and u.online and u.lat is not None, what=f"{device} registered"
         )
     return agent
+
+
+class BadgeProcess:
+    """``kuzet badge --no-tui`` in a process of its own, configured as ``badge_config`` configures one: it can
+    be frozen (SIGSTOP: it goes silent without closing its connection, as a badge out of coverage does, and the
+    broker notices only when the keep-alive runs out) and killed (SIGKILL: no goodbye). Started again as
+    ``start_badge`` with the same ``tmp_path`` and device, it is the same badge: storage and MQTT session."""
+
+    def __init__(self, tmp_path: Path, url: str, device: str, at: tuple[float, float], **sections):
+        config = badge_config(tmp_path, url, device, at, **sections)
+        path = tmp_path / f"{device}.toml"
+        path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+        self.log = (tmp_path / f"{device}.log").open("a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "badge", "--no-tui", "--config", str(path)],
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def freeze(self) -> None:
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self.log.close()
 
 
 class Camera:

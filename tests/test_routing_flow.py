@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from patrol_helpers import SITE, Camera, Centre, inbox_has, point, start_badge, wait_for
+from patrol_helpers import SITE, BadgeProcess, Camera, Centre, inbox_has, point, start_badge, wait_for
 
+from edge.badge.inbox import InboxError
 from shared import ids, topics
 from shared.messages import DispatchState, Snapshot, encode, from_base64, to_base64
 
@@ -100,9 +101,13 @@ def test_no_acknowledgement_escalates_to_next_unit_and_alerts(centre, camera, ba
     [row] = centre.dispatches(unit="badge-second")
     assert row["attempt"] == 2
 
-    # A late answer from the first badge changes nothing.
-    near.acknowledge()
+    # The first badge is told the dispatch was taken back, so its officer does not set off as well...
+    wait_for(lambda: near.inbox.get(first.dispatch_id).state == "cancelled", what="badge-near told")
+    assert near.inbox.current() is None
     second.acknowledge()
+    # ...and a late answer from a badge that had not heard yet changes nothing.
+    late = DispatchState(device="badge-near", dispatch_id=first.dispatch_id, state="acknowledged")
+    camera.raw(topics.up(SITE, "badge-near", "dispatch_state"), encode(late))
     wait_for(lambda: centre.dispatches(unit="badge-second", state="acknowledged"), what="second acknowledged")
     assert centre.dispatches(unit="badge-near")[0]["state"] == "timed_out"
     wait_for(lambda: centre.db()["dead_letters"].count >= 1, what="the late answer kept for inspection")
@@ -193,6 +198,102 @@ def test_badge_offline_mid_dispatch_comes_back(tmp_path, centre, camera, badges,
     again.resolve("Resolved after the reboot")
     wait_for(lambda: centre.dispatches(state="resolved"), what="resolved")
     assert centre.log_states(item.dispatch_id) == ["sent", "acknowledged", "en_route", "on_scene", "resolved"]
+
+
+@pytest.fixture
+def silent_badge(tmp_path, mosquitto, centre):
+    """badge-1 as its own ``kuzet badge`` process, on duty 100 m from the camera's events, about to go silent."""
+    badge = BadgeProcess(tmp_path, mosquitto.url, "badge-1", point(100))
+    try:
+        wait_for(lambda: (u := centre.unit("badge-1")) and u.free(), timeout_s=30, what="badge-1 on duty")
+        yield badge
+    finally:
+        badge.kill()
+
+
+def _out_of_coverage_before_an_event(centre, camera, badge: BadgeProcess) -> tuple[str, dict]:
+    """badge-1 goes silent (its agent hangs: no goodbye, its connection left open) just before an event it is
+    the nearest unit to. Returns the event and the dispatch sent to badge-1."""
+    badge.freeze()
+    event_id = camera.event(point(0))
+    [dispatch] = wait_for(lambda: centre.dispatches(event_id=event_id), what="the dispatch")
+    assert (
+        dispatch["unit"] == "badge-1"
+    )  # central does not know yet: the broker holds it in badge-1's session
+    return event_id, dispatch
+
+
+def _gone(centre, badge: BadgeProcess, other) -> None:
+    """The broker, up all along for everyone else, publishes badge-1's last will once its keep-alive runs out;
+    then the hung agent is killed."""
+    wait_for(lambda: not centre.unit("badge-1").online, timeout_s=20, what="badge-1's last will at central")
+    assert centre.unit("badge-2").online and other.link.connected.is_set()  # only badge-1 dropped
+    badge.kill()
+
+
+def test_a_badge_out_of_coverage_takes_its_dispatch_when_back_within_the_deadline(
+    centre, camera, badges, silent_badge
+):
+    centre.central.config.routing.ack_timeout_s = 60
+    other = badges("badge-2", point(600))
+    event_id, dispatch = _out_of_coverage_before_an_event(centre, camera, silent_badge)
+    _gone(centre, silent_badge, other)
+    assert any("badge-1 went offline during dispatch" in text for text in centre.alert_texts())
+
+    # Within the 60 s to acknowledge nobody else is sent; the badge starts again and gets the dispatch from
+    # its MQTT session, and the officer answers as usual.
+    back = badges("badge-1", point(100))
+    [item] = wait_for(
+        inbox_has(back, dispatch["dispatch_id"]), what="the dispatch delivered from the session"
+    )
+    assert item.state == "new" and item.dispatch.event_id == event_id
+    back.acknowledge()
+    back.on_scene()
+    back.resolve("Nobody there any more")
+    wait_for(lambda: centre.dispatches(state="resolved"), what="resolved at central")
+
+    assert [row["dispatch_id"] for row in centre.dispatches(event_id=event_id)] == [dispatch["dispatch_id"]]
+    assert centre.log_states(dispatch["dispatch_id"]) == ["sent", "acknowledged", "on_scene", "resolved"]
+    assert other.inbox.items() == []
+    assert centre.db()["events"].get(event_id)["status"] == "closed"
+    wait_for(lambda: centre.unit("badge-1").free(), what="badge-1 free again")
+    assert centre.db()["dead_letters"].count == 0
+
+
+def test_a_badge_out_of_coverage_past_the_deadline_is_escalated_from_and_told_when_back(
+    centre, camera, badges, silent_badge
+):
+    other = badges("badge-2", point(600))  # the fixture's policy: 2 s to acknowledge, then the next unit
+    event_id, first = _out_of_coverage_before_an_event(centre, camera, silent_badge)
+    [escalated] = wait_for(inbox_has(other), what="the event escalated to badge-2")
+    other.acknowledge()
+    wait_for(lambda: centre.dispatches(unit="badge-2", state="acknowledged"), what="badge-2 acknowledged")
+    assert escalated.dispatch.event_id == event_id
+    assert centre.log_states(first["dispatch_id"]) == ["sent", "timed_out"]
+    assert any(
+        "badge-1 (online) did not acknowledge" in t and "escalating" in t for t in centre.alert_texts()
+    )
+    _gone(centre, silent_badge, other)
+
+    # badge-1 starts again: its session holds the dispatch it never saw, and the word that it was taken
+    # back, so the officer is not sent after an event someone else has.
+    back = badges("badge-1", point(100))
+    taken_back = wait_for(
+        lambda: (i := back.inbox.get(first["dispatch_id"])) and i.state == "cancelled" and i,
+        what="the dispatch and its withdrawal at badge-1",
+    )
+    assert "not acknowledged within 2 s" in taken_back.reason and back.inbox.current() is None
+    with pytest.raises(InboxError):
+        back.acknowledge(first["dispatch_id"])
+    wait_for(
+        lambda: centre.db()["commands"].count_where("device = 'badge-1' and state = 'ok'"),
+        what="badge-1's answer to the withdrawal",
+    )
+    assert centre.dispatches(unit="badge-1")[0]["state"] == "timed_out"
+    assert centre.dispatches(unit="badge-2")[0]["state"] == "acknowledged"
+    assert centre.db()["events"].get(event_id)["dispatched_unit"] == "badge-2"
+    wait_for(lambda: centre.unit("badge-1").free(), what="badge-1 free for the next event")
+    assert centre.db()["dead_letters"].count == 0
 
 
 def test_event_waits_for_a_unit_that_comes_back(tmp_path, centre, camera, badges):

@@ -649,7 +649,9 @@ class RoutingService:
                 if row is None or row["state"] != "sent":
                     self._deadlines.pop(dispatch_id, None)
                     continue
-                self._update(row, "timed_out", SYSTEM, f"no acknowledgement in {self.config.ack_timeout_s} s")
+                waited = self.config.ack_timeout_s
+                self._update(row, "timed_out", SYSTEM, f"no acknowledgement in {waited} s")
+                self._take_back(row, SYSTEM, f"not acknowledged within {waited} s: central took it back")
                 unit = self.units.get(row["unit"])
                 online = "online" if unit and unit.online else "offline"
                 text = f"{row['unit']} ({online}) did not acknowledge within {self.config.ack_timeout_s} s"
@@ -839,10 +841,15 @@ class RoutingService:
         return self.dispatch(dispatch_id)
 
     def _stand_down(self, row: dict, actor: str, reason: str) -> None:
-        """Cancel a dispatch; a badge that has it is told (the command is recorded like any other)."""
+        """Cancel a dispatch; a badge that has it is told."""
         self._update(row, "cancelled", actor, reason, reason=reason)
-        if row["state"] == "proposed":
-            return
+        if row["state"] != "proposed":
+            self._take_back(row, actor, reason)
+
+    def _take_back(self, row: dict, actor: str, reason: str) -> None:
+        """Tell the badge a dispatch is no longer its own (``cancel_dispatch``, recorded like any other command).
+        A badge out of coverage finds it in its MQTT session after the dispatch itself, so it never comes
+        back to a task central has given to someone else."""
         command = Command(
             device=row["unit"],
             command_id=ids.new_id(),
