@@ -402,7 +402,10 @@ class BadgeAgent:
                 item = self.inbox.advance(
                     str(command.args.get("dispatch_id", "")), "cancelled", reason=reason
                 )
-                self._notice(f"CANCELLED by the operator: {item.dispatch.event_type}: {reason}")
+                # Central says why (an operator, a timeout that gave the task to another unit, a revocation).
+                self._notice(
+                    f"CANCELLED by central: {item.dispatch.event_type}: {reason or 'no reason given'}"
+                )
                 if self.inbox.current() is None and self.duty != "off_duty":
                     self.set_duty("available")
             else:
