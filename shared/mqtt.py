@@ -55,6 +55,9 @@ class Link:
     """A connected MQTT client with topic handlers.
 
     Handlers run on paho's network thread: they must be quick, and hand slow work to a queue.
+
+    ``subscribed`` is set once the broker has acknowledged every subscription of the current connection: only
+    then is nothing published from elsewhere missed. ``start`` and ``subscribe`` wait for it.
     """
 
     def __init__(
@@ -72,6 +75,9 @@ class Link:
         self.address = parse_url(settings.url)
         self.client_id = client_id
         self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self._unacknowledged: set[int] = set()  # message ids of SUBSCRIBEs the broker has not answered yet
+        self._subscribe_lock = threading.Lock()
         self.changed_at: float | None = None  # time.time() the link last connected or dropped
         self._handlers: list[tuple[str, int, Handler]] = []
         self._matchers: list[Callable[[str], bool]] = []  # one per handler: does a topic match its filter?
@@ -96,6 +102,7 @@ class Link:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
 
     def _configure_tls(self) -> None:
         tls = self.settings.tls
@@ -127,9 +134,10 @@ class Link:
             properties=properties,
         )
         self.client.loop_start()
-        if wait_s is not None and not self.connected.wait(wait_s):
+        if wait_s is not None and not self.subscribed.wait(wait_s):
             log.warning(
-                "MQTT: not connected to %s after %.0f s; retrying in the background",
+                "MQTT: not %s %s after %.0f s; retrying in the background",
+                "subscribed at" if self.connected.is_set() else "connected to",
                 self.settings.url,
                 wait_s,
             )
@@ -152,11 +160,22 @@ class Link:
 
     # --- traffic ----------------------------------------------------------------------------------------
 
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1, wait_s: float = 5.0) -> None:
+        """Handle messages on ``topic_filter`` from now on (and after every reconnect). When connected, wait up
+        to ``wait_s`` for the broker's acknowledgement (not on paho's own thread, which delivers it)."""
         self._handlers.append((topic_filter, qos, handler))
         self._matchers.append(topic_matcher(_strip_share(topic_filter)))
         if self.connected.is_set():
-            self.client.subscribe(topic_filter, qos)
+            self._send_subscribe(self.client, topic_filter, qos)
+            if threading.current_thread() is not getattr(self.client, "_thread", None):
+                self.subscribed.wait(wait_s)
+
+    def _send_subscribe(self, client, topic_filter: str, qos: int) -> None:
+        with self._subscribe_lock:
+            result, mid = client.subscribe(topic_filter, qos)
+            if result == paho.MQTT_ERR_SUCCESS:
+                self._unacknowledged.add(mid)
+                self.subscribed.clear()
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> paho.MQTTMessageInfo:
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
@@ -174,15 +193,30 @@ class Link:
         if sock is not None and hasattr(sock, "setsockopt"):
             # Neither paho nor Mosquitto disables Nagle: without this, latency at a steady rate is 10-25 ms.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._subscribe_lock:
+            self._unacknowledged.clear()
         for topic_filter, qos, _ in self._handlers:
-            client.subscribe(topic_filter, qos)
+            self._send_subscribe(client, topic_filter, qos)
         log.info("MQTT: connected to %s as %s", self.settings.url, self.client_id)
         self.changed_at = time.time()
         self.connected.set()
+        if not self._handlers:
+            self.subscribed.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        refused = [code for code in reason_codes if code.is_failure]
+        if refused:  # stays unsubscribed: whoever waits on ``subscribed`` sees it never came
+            log.error("MQTT: %s refused a subscription of %s: %s", self.settings.url, self.client_id, refused)
+            return
+        with self._subscribe_lock:
+            self._unacknowledged.discard(mid)
+            if not self._unacknowledged:
+                self.subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.changed_at = time.time()
         self.connected.clear()
+        self.subscribed.clear()
         if reason_code.value != 0:
             log.warning("MQTT: lost %s (%s); reconnecting", self.settings.url, reason_code)
 

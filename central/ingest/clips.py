@@ -203,7 +203,8 @@ class ClipAssembler:
             db = self._db()
             stalled = list(
                 db.query(
-                    "SELECT * FROM clips WHERE state IN ('receiving', 'failed') AND updated_at < ?",
+                    # <=: times are to the millisecond, and 0 s means "whatever has arrived so far".
+                    "SELECT * FROM clips WHERE state IN ('receiving', 'failed') AND updated_at <= ?",
                     [cutoff],
                 )
             )

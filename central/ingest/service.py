@@ -192,9 +192,9 @@ class IngestService:
         if self.settings.share_group:
             subscription = f"$share/{self.settings.share_group}/{subscription}"
         self._link.subscribe(subscription, self._enqueue, qos=1)
-        # Link leaves SUBACKs alone; knowing the broker has the subscription is what makes "started" mean
-        # "nothing sent from now on is missed".
-        self._link.client.on_subscribe = self._on_subscribed
+        # Knowing the broker has the subscription is what makes "started" mean "nothing sent from now on is
+        # missed" (/healthz reports it too).
+        self.subscribed = self._link.subscribed
         self._writer = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
         self._writer.start()
         self._checkpointer = threading.Thread(target=self._checkpoint, name="ingest-checkpoint", daemon=True)
@@ -240,13 +240,6 @@ class IngestService:
             while self._queue.qsize() >= self.settings.queue_max and not self._closing.is_set():
                 time.sleep(0.01)
         self._queue.put(incoming)
-
-    def _on_subscribed(self, client, userdata, mid, reason_codes, properties) -> None:
-        if any(code.is_failure for code in reason_codes):
-            log.error("ingest: the broker refused the subscription: %s", ", ".join(map(str, reason_codes)))
-            return
-        log.info("ingest: subscribed as %s", self._link.client_id)
-        self.subscribed.set()
 
     def _publish(self, topic: str, payload: bytes) -> None:
         assert self._link is not None
