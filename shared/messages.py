@@ -358,6 +358,17 @@ class Command(Envelope):
     name: CommandName
     args: Attributes = {}
 
+    def answer(self, device: str, ok: bool, message: str, data: dict | None = None) -> CommandResult:
+        """The result a device sends back; a message longer than the contract allows is cut, not refused."""
+        return CommandResult(
+            device=device,
+            command_id=self.command_id,
+            name=self.name,
+            ok=ok,
+            message=message[:2000],
+            data=data or {},
+        )
+
 
 class ClipRequest(Envelope):
     """Central asks a device to send chunks again: the listed ones, or every chunk when ``missing`` is empty."""

@@ -34,7 +34,6 @@ from shared.messages import (
     Availability,
     ClipRequest,
     Command,
-    CommandResult,
     Dispatch,
     DispatchState,
     Envelope,
@@ -415,14 +414,7 @@ class BadgeAgent:
         self._answer(command, ok, text, data)
 
     def _answer(self, command: Command, ok: bool, text: str, data: dict | None = None) -> None:
-        result = CommandResult(
-            device=self.device,
-            command_id=command.command_id,
-            name=command.name,
-            ok=ok,
-            message=text[:2000],
-            data=data or {},
-        )
+        result = command.answer(self.device, ok, text, data)
         self._deliver("command_result", result, PRIORITY_RESULT)
 
     # --- signed updates -------------------------------------------------------------------------------

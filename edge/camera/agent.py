@@ -45,7 +45,6 @@ from shared.messages import (
     Availability,
     ClipRequest,
     Command,
-    CommandResult,
     Event,
     GeoPoint,
     InvalidMessage,
@@ -403,14 +402,7 @@ class CameraAgent:
             self._answer(command, ok, text, data)
 
     def _answer(self, command: Command, ok: bool, text: str, data: dict | None = None) -> None:
-        result = CommandResult(
-            device=self.device,
-            command_id=command.command_id,
-            name=command.name,
-            ok=ok,
-            message=text[:2000],
-            data=data or {},
-        )
+        result = command.answer(self.device, ok, text, data)
         self.publisher.enqueue(
             topics.up(self.site, self.device, "command_result"),
             messages.encode(result),
