@@ -28,7 +28,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from central.broker import MosquittoServer, free_port
-from edge.updates import fetch_bundle, install
+from edge.updates.fetch import fetch_bundle
+from edge.updates.installer import install
 from provisioning import signing
 from provisioning.bundle import write_folder
 from provisioning.device import provision_device

@@ -213,7 +213,7 @@ def test_operator_token_cannot_register(tmp_path, site, central, capsys):
 
 
 def test_signed_update_from_cli_installs_with_the_bundles_public_key(tmp_path, site):
-    from edge.updates import install
+    from edge.updates.installer import install
 
     out = tmp_path / "bundle"
     main(

@@ -17,8 +17,8 @@ from update_helpers import Served, provision, rewrite
 
 from edge.camera.agent import CameraAgent
 from edge.camera.config import load as load_camera
-from edge.updates import FetchError, fetch_bundle, install, rollback
-from edge.updates.installer import version_key
+from edge.updates.fetch import FetchError, fetch_bundle
+from edge.updates.installer import install, rollback, version_key
 from models import store
 from provisioning import signing
 from shared import ids, messages, topics
