@@ -11,6 +11,7 @@ edited record or recording is a break, as before.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -135,23 +136,42 @@ def verify_device(db: sqlite_utils.Database, media_dir: Path, device: str) -> li
     A segment whose recording has not fully arrived yet is reported as missing; segments retention removed
     (and audited) are not."""
     segments = _segments(db, device)
-    files = _files(db, media_dir, segments)
-    expired = expired_segments(db, device)
-    problems = []
+    findings, _ = _check_chain(
+        segments,
+        _files(db, media_dir, segments),
+        expired_segments(db, device),
+        why_missing=lambda segment: "its recording is missing",
+    )
+    return [Problem(f["index"], f["segment_id"], f["what"]) for f in findings]
+
+
+def _check_chain(
+    segments: list[EvidenceSegment],
+    files: dict[str, Path],
+    expired: dict[int, Expired],
+    why_missing: Callable[[EvidenceSegment], str],
+) -> tuple[list[dict], list[dict]]:
+    """(findings, runs of segments retention removed): each link of the chain in order, and each recording
+    central holds against its recorded hash. A finding's ``kind`` is "broken", "gap" or "missing"."""
+    findings: list[dict] = []
+    spans: list[dict] = []
     previous = None
     for segment in segments:
-        what, _ = _link(segment, previous, expired)
+        what, span = _link(segment, previous, expired)
+        if span is not None:
+            spans.append({"first": span[0], "last": span[1]})
         if what:
-            problems.append(Problem(segment.index, segment.segment_id, what))
+            expected = previous.index + 1 if previous is not None else 0
+            # After segments retention removed, only the segment's own record can be at fault.
+            kind = "gap" if span is None and segment.index != expected else "broken"
+            findings.append(_finding(segment, kind, what))
         path = files.get(segment.segment_id)
         if path is None or not path.exists():
-            problems.append(Problem(segment.index, segment.segment_id, "its recording is missing"))
+            findings.append(_finding(segment, "missing", why_missing(segment)))
         elif evidence.file_sha256(path) != segment.sha256:
-            problems.append(
-                Problem(segment.index, segment.segment_id, "its recording was edited (SHA-256 differs)")
-            )
+            findings.append(_finding(segment, "broken", "its recording was edited (SHA-256 differs)"))
         previous = segment
-    return problems
+    return findings, spans
 
 
 def _segment(device: str, row) -> EvidenceSegment:
@@ -177,25 +197,12 @@ def chain_report(db: sqlite_utils.Database, media_dir: Path, device: str) -> dic
     each run of segments (``first``, ``last``) retention removed, which is no problem."""
     segments = _segments(db, device)
     files = _files(db, media_dir, segments)
-    expired = expired_segments(db, device)
-    problems: list[dict] = []
-    spans: list[dict] = []  # runs of segments retention removed
-    previous = None
-    for segment in segments:
-        what, span = _link(segment, previous, expired)
-        if span is not None:
-            spans.append({"first": span[0], "last": span[1]})
-        if what:
-            expected = previous.index + 1 if previous is not None else 0
-            # After segments retention removed, only the segment's own record can be at fault.
-            kind = "gap" if span is None and segment.index != expected else "broken"
-            problems.append(_finding(segment, kind, what))
-        path = files.get(segment.segment_id)
-        if path is None or not path.exists():
-            problems.append(_finding(segment, "missing", _why_missing(db, segment.segment_id)))
-        elif evidence.file_sha256(path) != segment.sha256:
-            problems.append(_finding(segment, "broken", "its recording was edited (SHA-256 differs)"))
-        previous = segment
+    problems, spans = _check_chain(
+        segments,
+        files,
+        expired_segments(db, device),
+        why_missing=lambda segment: _why_missing(db, segment.segment_id),
+    )
     first = {
         kind: next((p["index"] for p in problems if p["kind"] == kind), None) for kind in ("broken", "gap")
     }
