@@ -279,8 +279,7 @@ class RoutingService:
         db = self.central.db()
         if db.execute("select 1 from dispatches where event_id = ? limit 1", [message.event_id]).fetchone():
             return  # already routed (central restarted and the edge re-sent the event)
-        status = db.execute("select status from events where event_id = ?", [message.event_id]).fetchone()
-        if status is not None and status[0] == "closed":
+        if _event_closed(db, message.event_id):
             return  # an operator has already closed it
         position = message.location
         if position is None:
@@ -774,8 +773,7 @@ class RoutingService:
         incident = self._incident(event_id)
         if incident is None:
             raise RoutingError(f"event {event_id} is unknown or has no position", 404)
-        status = self.central.db().execute("select status from events where event_id = ?", [event_id])
-        if status.fetchone() == ("closed",):  # nobody is sent to a closed event (closing stood them down)
+        if _event_closed(self.central.db(), event_id):  # nobody is sent there (closing stood them down)
             raise RoutingError(f"event {event_id} is closed")
         return incident
 
@@ -895,8 +893,7 @@ class RoutingService:
         db = self.central.db()
         if store.find_dispatches(db, f"event_id = ? and {_UNDER_WAY}", [event_id], limit=1):
             return
-        status = db.execute("select status from events where event_id = ?", [event_id]).fetchone()
-        if status is not None and status[0] == "closed":
+        if _event_closed(db, event_id):
             return
         incident = self._incident(event_id)
         if incident is None:
@@ -1038,3 +1035,7 @@ class RoutingService:
     def waiting(self) -> list[str]:
         with self._lock:
             return list(self._waiting)
+
+
+def _event_closed(db, event_id: str) -> bool:
+    return db.execute("select status from events where event_id = ?", [event_id]).fetchone() == ("closed",)
