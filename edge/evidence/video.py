@@ -1,5 +1,5 @@
-"""Clip files through PyAV (FFmpeg): which codec this board really encodes, a writer that keeps a clip inside
-its byte bound, and the read-back of a file whose writer was killed.
+"""Clip files through PyAV (FFmpeg): which codec this board really encodes, and a writer that keeps a clip
+inside its byte bound (reading back a file whose writer was killed is ``edge.evidence.readback``).
 
 H.264 goes into fragmented MP4 (an empty index up front, then a fragment per keyframe, one a second): every
 browser plays it, and a file cut by a kill is readable up to its last whole fragment. The Pi's hardware
