@@ -51,3 +51,35 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def footage(shared_dir) -> Path:
     return shared_dir / "data"
+
+
+# --- patrols: for test modules that define a ``centre`` (patrol_helpers.Centre) ------------------------------
+
+
+@pytest.fixture
+def camera(mosquitto):
+    """A street camera raising events over the test's broker (``patrol_helpers.Camera``). Modules whose
+    cameras are of another kind define a ``camera`` of their own."""
+    from patrol_helpers import Camera
+
+    device = Camera(mosquitto.url)
+    yield device
+    device.stop()
+
+
+@pytest.fixture
+def badges(tmp_path, mosquitto, centre):
+    """``start(device, at, **sections)``: a badge agent, registered with the module's ``centre`` before it is
+    returned; all are stopped after the test."""
+    from patrol_helpers import start_badge
+
+    started = []
+
+    def start(device, at, **sections):
+        agent = start_badge(tmp_path, mosquitto.url, device, at, centre, **sections)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.stop()

@@ -115,18 +115,14 @@ def start_badge(
 
 
 class BadgeProcess:
-    """``kuzet badge --no-tui`` in a process of its own, configured as ``badge_config`` configures one: it can
-    be frozen (SIGSTOP: it goes silent without closing its connection, as a badge out of coverage does, and the
-    broker notices only when the keep-alive runs out) and killed (SIGKILL: no goodbye). Started again as
-    ``start_badge`` with the same ``tmp_path`` and device, it is the same badge: storage and MQTT session."""
+    """``kuzet badge --no-tui`` in a process of its own, as the badge's systemd unit runs it: it can be frozen
+    (SIGSTOP: it goes silent without closing its connection, as a badge out of coverage does, and the broker
+    notices only when the keep-alive runs out), killed (SIGKILL: no goodbye) or stopped (SIGTERM)."""
 
-    def __init__(self, tmp_path: Path, url: str, device: str, at: tuple[float, float], **sections):
-        config = badge_config(tmp_path, url, device, at, **sections)
-        path = tmp_path / f"{device}.toml"
-        path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
-        self.log = (tmp_path / f"{device}.log").open("a")
+    def __init__(self, config: Path, log: Path):
+        self.log = log.open("a")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "badge", "--no-tui", "--config", str(path)],
+            [sys.executable, "-m", "shared.cli", "badge", "--no-tui", "--config", str(config)],
             cwd=REPO,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -138,8 +134,23 @@ class BadgeProcess:
     def kill(self) -> None:
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=30)
         self.log.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=60)
+        self.log.close()
+
+
+def badge_process(tmp_path: Path, url: str, device: str, at: tuple[float, float], **sections) -> BadgeProcess:
+    """A ``BadgeProcess`` configured as ``badge_config`` configures one. Started again as ``start_badge`` with
+    the same ``tmp_path`` and device, it is the same badge: storage and MQTT session."""
+    config = badge_config(tmp_path, url, device, at, **sections)
+    path = tmp_path / f"{device}.toml"
+    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    return BadgeProcess(path, tmp_path / f"{device}.log")
 
 
 class Camera:

@@ -6,10 +6,6 @@ cannot be read back is sealed as it is and reported lost, so the report says a r
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,15 +13,13 @@ import av
 import numpy as np
 import pytest
 import tomli_w
-from patrol_helpers import SITE, Centre, badge_config, point, start_badge, wait_for
+from patrol_helpers import SITE, BadgeProcess, Centre, badge_config, point, start_badge, wait_for
 
 from central.routing.evidence import chain_report
 from edge.badge.agent import BadgeAgent
 from edge.badge.evidence import EvidenceStore
 from edge.evidence.readback import copy_readable
 from shared import evidence, timeutil
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def write_badge_config(tmp_path: Path, url: str, footage: Path, device: str) -> Path:
@@ -46,30 +40,6 @@ def write_badge_config(tmp_path: Path, url: str, footage: Path, device: str) -> 
         )
     )
     return config
-
-
-class BadgeProcess:
-    """``kuzet badge --no-tui`` as the badge's systemd unit runs it."""
-
-    def __init__(self, config: Path, log: Path):
-        self.log = log.open("a")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "badge", "--no-tui", "--config", str(config)],
-            cwd=REPO,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def kill(self) -> None:
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self.log.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=60)
-        self.log.close()
 
 
 def report(centre: Centre, device: str) -> dict:

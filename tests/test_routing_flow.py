@@ -6,7 +6,17 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from patrol_helpers import SITE, BadgeProcess, Camera, Centre, inbox_has, point, start_badge, wait_for
+from patrol_helpers import (
+    SITE,
+    BadgeProcess,
+    Camera,
+    Centre,
+    badge_process,
+    inbox_has,
+    point,
+    start_badge,
+    wait_for,
+)
 
 from edge.badge.inbox import InboxError
 from shared import ids, topics
@@ -18,27 +28,6 @@ def centre(tmp_path, mosquitto):
     centre = Centre(tmp_path, mosquitto.url, ack_timeout_s=2)
     yield centre
     centre.stop()
-
-
-@pytest.fixture
-def camera(mosquitto):
-    camera = Camera(mosquitto.url)
-    yield camera
-    camera.stop()
-
-
-@pytest.fixture
-def badges(tmp_path, mosquitto, centre):
-    started = []
-
-    def start(device, at, **sections):
-        agent = start_badge(tmp_path, mosquitto.url, device, at, centre, **sections)
-        started.append(agent)
-        return agent
-
-    yield start
-    for agent in started:
-        agent.stop()
 
 
 def test_camera_event_dispatches_nearest_badge_through_to_resolved(centre, camera, badges):
@@ -203,7 +192,7 @@ def test_badge_offline_mid_dispatch_comes_back(tmp_path, centre, camera, badges,
 @pytest.fixture
 def silent_badge(tmp_path, mosquitto, centre):
     """badge-1 as its own ``kuzet badge`` process, on duty 100 m from the camera's events, about to go silent."""
-    badge = BadgeProcess(tmp_path, mosquitto.url, "badge-1", point(100))
+    badge = badge_process(tmp_path, mosquitto.url, "badge-1", point(100))
     try:
         wait_for(lambda: (u := centre.unit("badge-1")) and u.free(), timeout_s=30, what="badge-1 on duty")
         yield badge

@@ -6,21 +6,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-from patrol_helpers import SITE, Camera, Centre, inbox_has, point, start_badge, wait_for
+from patrol_helpers import SITE, Centre, inbox_has, point, start_badge, wait_for
 
 from central import alerts
 from central.auth import tokens, users
 from central.web import create_app
 from shared import ids, timeutil, topics
 from shared.messages import Event, encode
-
-
-@pytest.fixture
-def camera(mosquitto):
-    camera = Camera(mosquitto.url)
-    yield camera
-    camera.stop()
 
 
 def closed_event(at, started_ago_s: float) -> Event:

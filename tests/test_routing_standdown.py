@@ -5,7 +5,7 @@ unit; an event an operator closes cancels every dispatch still under way to it, 
 from __future__ import annotations
 
 import pytest
-from patrol_helpers import Camera, Centre, inbox_has, point, start_badge, wait_for
+from patrol_helpers import Centre, inbox_has, point, wait_for
 from web_support import token_for
 
 from central.auth import audit, users
@@ -33,27 +33,6 @@ def api(centre):
         return client.post(path, json=body, headers=headers)
 
     return call
-
-
-@pytest.fixture
-def camera(mosquitto):
-    camera = Camera(mosquitto.url)
-    yield camera
-    camera.stop()
-
-
-@pytest.fixture
-def badges(tmp_path, mosquitto, centre):
-    started = []
-
-    def start(device, at):
-        agent = start_badge(tmp_path, mosquitto.url, device, at, centre)
-        started.append(agent)
-        return agent
-
-    yield start
-    for agent in started:
-        agent.stop()
 
 
 def _actions(centre, target: str) -> list[tuple[str, str]]:
