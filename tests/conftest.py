@@ -83,3 +83,17 @@ def badges(tmp_path, mosquitto, centre):
     yield start
     for agent in started:
         agent.stop()
+
+
+# --- signed updates -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(tmp_path):
+    """(folder, server): a local HTTP server of ``folder``, for update bundles fetched by URL."""
+    from update_helpers import Served
+
+    (tmp_path / "www").mkdir()
+    server = Served(tmp_path / "www")
+    yield tmp_path / "www", server
+    server.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import av
 import pytest
 from patrol_helpers import wait_for
-from update_helpers import Served, provision, rewrite, signed
+from update_helpers import provision, rewrite, signed
 
 from edge.badge.agent import BadgeAgent
 from edge.badge.config import BadgeConfig
@@ -76,14 +76,6 @@ def badge(tmp_path, mosquitto_factory, footage):
     for agent in running:
         agent.stop()
     device.central.link.stop()
-
-
-@pytest.fixture
-def served(tmp_path):
-    (tmp_path / "www").mkdir()
-    server = Served(tmp_path / "www")
-    yield tmp_path / "www", server
-    server.close()
 
 
 def working_a_dispatch(agent: BadgeAgent, central) -> Dispatch:

@@ -178,14 +178,6 @@ def test_versions_compare_part_by_part_numbers_as_numbers():
 # --- delivery ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def served(tmp_path):
-    (tmp_path / "www").mkdir()
-    server = Served(tmp_path / "www")
-    yield tmp_path / "www", server
-    server.close()
-
-
 def test_a_bundle_is_fetched_from_a_url_within_the_size_limit(tmp_path, site_key, served):
     key, _ = site_key
     www, server = served
