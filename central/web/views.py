@@ -8,6 +8,7 @@ import logging
 from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from central.store import registry, workflow
 from central.web.auth import current_user, is_api_request
 from shared import timeutil
 
@@ -83,29 +84,30 @@ def install(app: Flask) -> None:
         return response
 
 
+def _routing_service(app: Flask):
+    """The running ``RoutingService`` (``central.routing.web.attach``), or None where central runs without it."""
+    return app.extensions.get("kuzet.routing_service")
+
+
 def routing_running(app: Flask) -> bool:
-    return app.extensions.get("kuzet.routing_service") is not None
+    return _routing_service(app) is not None
 
 
 def close_event(db, event_id: str, actor: str, note: str) -> dict:
     """Close an event with a note; where routing runs, every patrol still on its way there is stood down in
     the same transaction (the badges are told, with the note as the reason)."""
-    service = current_app.extensions.get("kuzet.routing_service")
+    service = _routing_service(current_app)
     if service is not None:
         return service.close_event(event_id, actor, note)
-    from central.store import workflow
-
     return workflow.close(db, event_id, actor, note)
 
 
 def revoke_device(db, device_id: str, actor: str, reason: str) -> bool:
     """Revoke a device; where routing runs, a badge is taken off its dispatches in the same transaction and
     their events go to the next unit."""
-    service = current_app.extensions.get("kuzet.routing_service")
+    service = _routing_service(current_app)
     if service is not None:
         return service.revoke(device_id, actor, reason)
-    from central.store import registry
-
     return registry.revoke(db, device_id, actor, reason)
 
 
