@@ -21,7 +21,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.evidence.video import CODECS, ClipWriter, choose_codec  # noqa: E402
+from kuzet.edge.evidence.video import CODECS, ClipWriter, choose_codec  # noqa: E402
 
 
 def sampled_frames(video: Path, fps: float, count: int) -> list:

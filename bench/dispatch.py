@@ -28,16 +28,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from central.broker import MosquittoServer  # noqa: E402
-from central.config import CentralConfig  # noqa: E402
-from central.context import Central  # noqa: E402
-from central.ingest.service import IngestService  # noqa: E402
-from central.routing.service import RoutingService  # noqa: E402
-from shared import ids, timeutil, topics  # noqa: E402
-from shared.config import MqttSection  # noqa: E402
-from shared.geo import offset  # noqa: E402
-from shared.messages import Dispatch, DispatchState, Event, Location, decode, encode  # noqa: E402
-from shared.mqtt import Link  # noqa: E402
+from kuzet.central.broker import MosquittoServer  # noqa: E402
+from kuzet.central.config import CentralConfig  # noqa: E402
+from kuzet.central.context import Central  # noqa: E402
+from kuzet.central.ingest.service import IngestService  # noqa: E402
+from kuzet.central.routing.service import RoutingService  # noqa: E402
+from kuzet.shared import ids, timeutil, topics  # noqa: E402
+from kuzet.shared.config import MqttSection  # noqa: E402
+from kuzet.shared.geo import offset  # noqa: E402
+from kuzet.shared.messages import Dispatch, DispatchState, Event, Location, decode, encode  # noqa: E402
+from kuzet.shared.mqtt import Link  # noqa: E402
 
 SITE = "pavlodar"
 CENTRE = (52.2873, 76.9674)

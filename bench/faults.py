@@ -37,11 +37,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from central.broker import MosquittoServer  # noqa: E402
-from central.config import CentralConfig  # noqa: E402
-from central.context import Central  # noqa: E402
-from central.ingest.service import IngestService  # noqa: E402
-from edge.delivery import Outbox  # noqa: E402
+from kuzet.central.broker import MosquittoServer  # noqa: E402
+from kuzet.central.config import CentralConfig  # noqa: E402
+from kuzet.central.context import Central  # noqa: E402
+from kuzet.central.ingest.service import IngestService  # noqa: E402
+from kuzet.edge.delivery import Outbox  # noqa: E402
 
 log = logging.getLogger("faults")
 DEVICE = "cam-faults"
@@ -127,7 +127,7 @@ class Camera:
         env = dict(os.environ, KUZET_HOME=str(self.kuzet_home))
         log_file = (self.workdir / f"camera-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "camera", "--config", str(self.config)],
+            [sys.executable, "-m", "kuzet.shared.cli", "camera", "--config", str(self.config)],
             cwd=REPO,
             env=env,
             stdout=log_file,
@@ -379,7 +379,7 @@ def main() -> int:
         print(f"footage not found: {args.video} (pass --video)", file=sys.stderr)
         return 2
 
-    from models import store
+    from kuzet.models import store
 
     kuzet_home = Path(os.environ.get("KUZET_HOME", store.kuzet_home()))
     os.environ["KUZET_HOME"] = str(kuzet_home)

@@ -37,15 +37,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout, not an installed copy
 
-from central.auth import tokens, users  # noqa: E402
-from central.broker import MosquittoServer  # noqa: E402
-from central.config import CentralConfig  # noqa: E402
-from central.context import Central  # noqa: E402
-from central.ingest.mqtt_client import BulkReceiveClient  # noqa: E402
-from central.service import start_parts  # noqa: E402
-from shared import ids, messages, timeutil, topics  # noqa: E402
-from shared.config import MqttSection  # noqa: E402
-from shared.mqtt import Link, parse_url  # noqa: E402
+from kuzet.central.auth import tokens, users  # noqa: E402
+from kuzet.central.broker import MosquittoServer  # noqa: E402
+from kuzet.central.config import CentralConfig  # noqa: E402
+from kuzet.central.context import Central  # noqa: E402
+from kuzet.central.ingest.mqtt_client import BulkReceiveClient  # noqa: E402
+from kuzet.central.service import start_parts  # noqa: E402
+from kuzet.shared import ids, messages, timeutil, topics  # noqa: E402
+from kuzet.shared.config import MqttSection  # noqa: E402
+from kuzet.shared.mqtt import Link, parse_url  # noqa: E402
 
 SITE = "bench"
 _PLACEHOLDER_ID = "0" * 26

@@ -27,15 +27,15 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from central.broker import MosquittoServer, free_port
-from edge.updates.fetch import fetch_bundle
-from edge.updates.installer import install
-from provisioning import signing
-from provisioning.bundle import write_folder
-from provisioning.device import provision_device
-from provisioning.flash import flash
-from provisioning.site import SiteSettings
-from provisioning.site_init import init_site
+from kuzet.central.broker import MosquittoServer, free_port
+from kuzet.edge.updates.fetch import fetch_bundle
+from kuzet.edge.updates.installer import install
+from kuzet.provisioning import signing
+from kuzet.provisioning.bundle import write_folder
+from kuzet.provisioning.device import provision_device
+from kuzet.provisioning.flash import flash
+from kuzet.provisioning.site import SiteSettings
+from kuzet.provisioning.site_init import init_site
 
 
 def timed(fn) -> float:

@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.vision.config import DetectorSection, MotionSection, SourceSection, TrackerSection  # noqa: E402
-from edge.vision.detector import Detector  # noqa: E402
-from edge.vision.pipeline import VisionPipeline  # noqa: E402
-from edge.vision.sources import open_source  # noqa: E402
-from edge.vision.tracker import Tracker, iou_matrix  # noqa: E402
+from kuzet.edge.vision.config import DetectorSection, MotionSection, SourceSection, TrackerSection  # noqa: E402
+from kuzet.edge.vision.detector import Detector  # noqa: E402
+from kuzet.edge.vision.pipeline import VisionPipeline  # noqa: E402
+from kuzet.edge.vision.sources import open_source  # noqa: E402
+from kuzet.edge.vision.tracker import Tracker, iou_matrix  # noqa: E402
 
 PERSON = "person"
 

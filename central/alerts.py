@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from central.auth import audit
-from shared import timeutil
+from kuzet.central.auth import audit
+from kuzet.shared import timeutil
 
 LEVELS = ("info", "warning", "critical")
 _COLUMNS = (

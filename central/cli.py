@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+HELP = "run the central aggregator (web page, ingest, routing); manage its users"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", help="central's TOML configuration (defaults work for a trial)")
@@ -39,35 +41,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from central import config as central_config
-    from central.context import Central
+    from kuzet.central import config as central_config
+    from kuzet.central.context import Central
 
     config = central_config.load(args.config)
     data_dir = args.data_dir or config.storage.dir
     central = Central(config=config, data_dir=data_dir)
     action = args.action or "run"
     if action == "run":
-        from central.service import serve
+        from kuzet.central.service import serve
 
         return serve(central)
     if action == "create-user":
-        from central.auth.users import create_user_command
+        from kuzet.central.auth.users import create_user_command
 
         return create_user_command(central, args)
     if action == "create-token":
-        from central.auth.tokens import create_token_command
+        from kuzet.central.auth.tokens import create_token_command
 
         return create_token_command(central, args)
     if action == "reinstate-device":
-        from central.store.registry import reinstate_command
+        from kuzet.central.store.registry import reinstate_command
 
         return reinstate_command(central, args)
     if action == "verify-audit":
-        from central.auth.audit import verify_command
+        from kuzet.central.auth.audit import verify_command
 
         return verify_command(central, args)
     if action == "verify-evidence":
-        from central.routing.evidence import verify_command as verify_evidence
+        from kuzet.central.routing.evidence import verify_command as verify_evidence
 
         return verify_evidence(central, args)
     raise AssertionError(action)

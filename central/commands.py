@@ -14,11 +14,11 @@ import logging
 import sqlite_utils
 from pydantic import ValidationError
 
-from central.auth import audit
-from central.context import Central
-from central.store import dead_letters
-from shared import ids, timeutil, topics
-from shared.messages import Command, CommandResult, encode
+from kuzet.central.auth import audit
+from kuzet.central.context import Central
+from kuzet.central.store import dead_letters
+from kuzet.shared import ids, timeutil, topics
+from kuzet.shared.messages import Command, CommandResult, encode
 
 log = logging.getLogger(__name__)
 

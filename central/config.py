@@ -7,10 +7,10 @@ from typing import Annotated
 
 from pydantic import Field
 
-from central.ingest.config import IngestSection
-from central.routing.config import RoutingSection
-from shared import config
-from shared.config import MqttSection, Name, Section
+from kuzet.central.ingest.config import IngestSection
+from kuzet.central.routing.config import RoutingSection
+from kuzet.shared import config
+from kuzet.shared.config import MqttSection, Name, Section
 
 
 class CentralSection(Section):

@@ -16,9 +16,9 @@ from typing import Any
 
 import sqlite_utils
 
-from central.config import CentralConfig
-from central.live import LiveHub
-from central.store.schema import open_database
+from kuzet.central.config import CentralConfig
+from kuzet.central.live import LiveHub
+from kuzet.central.store.schema import open_database
 
 Publish = Callable[[str, bytes], None]
 

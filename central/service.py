@@ -10,11 +10,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from central import commands
-from central.broker import EmbeddedBroker
-from central.context import Central
-from central.ingest.service import IngestService
-from central.store.retention import apply_retention
+from kuzet.central import commands
+from kuzet.central.broker import EmbeddedBroker
+from kuzet.central.context import Central
+from kuzet.central.ingest.service import IngestService
+from kuzet.central.store.retention import apply_retention
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def _retention(central: Central) -> None:
 
 def _routing(central: Central, ingest: IngestService):
     try:
-        from central.routing.service import RoutingService
+        from kuzet.central.routing.service import RoutingService
     except ImportError as exc:
         log.warning("routing is not installed (%s): events will not be sent to patrols", exc)
         return None
@@ -125,7 +125,7 @@ def _routing(central: Central, ingest: IngestService):
 
 def _web(central: Central, routing, host: str | None, port: int | None):
     try:
-        from central.web.server import WebServer
+        from kuzet.central.web.server import WebServer
     except ImportError as exc:
         log.error("the web page is not installed (%s): central runs without it", exc)
         return None

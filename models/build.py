@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models import store
+from kuzet.models import store
 
 log = logging.getLogger(__name__)
 

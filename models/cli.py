@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+HELP = "list, fetch, import, verify and build detector models"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -36,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models import store
+    from kuzet.models import store
 
     try:
         return _ACTIONS[args.action](args, store)
@@ -90,7 +92,7 @@ def _verify(args, store) -> int:
 
 
 def _build_person(args, store) -> int:
-    from models import build
+    from kuzet.models import build
 
     path = build.build_person(frames=args.frames, workdir=args.workdir, keep=args.keep)
     print(f"built and installed {path}")

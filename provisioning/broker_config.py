@@ -22,7 +22,7 @@ import os
 import pwd
 from pathlib import Path
 
-from provisioning.site import SitePaths, SiteSettings
+from kuzet.provisioning.site import SitePaths, SiteSettings
 
 CENTRAL_IDENTITY = "central"
 TOOL_IDENTITY = "provision-tool"  # the technician's laptop watching for check-ins: read-only

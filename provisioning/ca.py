@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from shared import timeutil
+from kuzet.shared import timeutil
 
 CA_YEARS = 20
 LEAF_YEARS = 5

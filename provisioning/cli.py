@@ -21,6 +21,9 @@ def _central_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=os.environ.get("KUZET_TOKEN"), help="API token (or $KUZET_TOKEN)")
 
 
+HELP = "site CA, device identities, SD cards, updates and revocation"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -113,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from provisioning import commands
+    from kuzet.provisioning import commands
 
     try:
         return getattr(commands, args.action.replace("-", "_"))(args)

@@ -9,19 +9,19 @@ import sys
 import time
 from pathlib import Path
 
-from provisioning import bundle as bundles
-from provisioning import qr, signing
-from provisioning.bundle import BundleError
-from provisioning.ca import CAError
-from provisioning.central_api import CentralClient, CentralError
-from provisioning.device import DeviceRecord, ProvisionError, provision_device, read_record
-from provisioning.flash import FlashError
-from provisioning.revoke import RELOAD_HINT
-from provisioning.signing import SignatureError
-from provisioning.site import SiteError, SitePaths, SiteSettings, load_settings
-from shared import config
-from shared.config import ConfigError
-from shared.topics import TopicError
+from kuzet.provisioning import bundle as bundles
+from kuzet.provisioning import qr, signing
+from kuzet.provisioning.bundle import BundleError
+from kuzet.provisioning.ca import CAError
+from kuzet.provisioning.central_api import CentralClient, CentralError
+from kuzet.provisioning.device import DeviceRecord, ProvisionError, provision_device, read_record
+from kuzet.provisioning.flash import FlashError
+from kuzet.provisioning.revoke import RELOAD_HINT
+from kuzet.provisioning.signing import SignatureError
+from kuzet.provisioning.site import SiteError, SitePaths, SiteSettings, load_settings
+from kuzet.shared import config
+from kuzet.shared.config import ConfigError
+from kuzet.shared.topics import TopicError
 
 EXPECTED_ERRORS = (
     BundleError,
@@ -45,7 +45,7 @@ def _site(args) -> tuple[SitePaths, SiteSettings]:
 
 
 def site_init(args: argparse.Namespace) -> int:
-    from provisioning.site_init import init_site
+    from kuzet.provisioning.site_init import init_site
 
     settings = config.parse(
         {
@@ -74,7 +74,7 @@ def _central(args, settings: SiteSettings) -> CentralClient:
 
 
 def device(args: argparse.Namespace) -> int:
-    from provisioning.image import boot_partition_offset, inject
+    from kuzet.provisioning.image import boot_partition_offset, inject
 
     paths, settings = _site(args)
     # Check where the bundle goes before a certificate is issued, so a typo leaves no orphan certificate.
@@ -143,8 +143,8 @@ def register(args: argparse.Namespace) -> int:
 
 
 def flash(args: argparse.Namespace) -> int:
-    from provisioning.flash import check_target
-    from provisioning.flash import flash as write_image
+    from kuzet.provisioning.flash import check_target
+    from kuzet.provisioning.flash import flash as write_image
 
     if not args.image.is_file():
         raise FlashError(f"{args.image}: no such image file")
@@ -194,11 +194,11 @@ def _verify_mqtt(paths: SitePaths, settings: SiteSettings, device_id: str, timeo
     """Only the device holding that certificate can publish under its id (the ACL), so any message there is an
     authenticated check-in. Connects as the technician's tool, never as central: the broker uses the
     certificate's CN as the client id, and a second "central" would disconnect the real one."""
-    from provisioning.broker_config import TOOL_IDENTITY
-    from provisioning.site_init import tool_mqtt_section
-    from shared import messages, topics
-    from shared.config import MqttSection
-    from shared.mqtt import Link
+    from kuzet.provisioning.broker_config import TOOL_IDENTITY
+    from kuzet.provisioning.site_init import tool_mqtt_section
+    from kuzet.shared import messages, topics
+    from kuzet.shared.config import MqttSection
+    from kuzet.shared.mqtt import Link
 
     received: queue.Queue = queue.Queue()
     link = Link(MqttSection.model_validate(tool_mqtt_section(paths, settings)), TOOL_IDENTITY)
@@ -265,7 +265,7 @@ def _print_health(status) -> None:
 def revoke(args: argparse.Namespace) -> int:
     """Exit 0 only when the broker re-read its CRL and ACL and central was told; 4 when the broker did not
     (the device can still connect: the one thing a technician must not miss), 3 when only central was not."""
-    from provisioning.revoke import revoke_device
+    from kuzet.provisioning.revoke import revoke_device
 
     paths, settings = _site(args)
     result = revoke_device(

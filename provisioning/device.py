@@ -13,22 +13,22 @@ from typing import Literal
 
 import tomli_w
 
-from provisioning import service
-from provisioning.broker_config import RESERVED_IDENTITIES
-from provisioning.bundle import Bundle
-from provisioning.ca import CertificateAuthority, cert_pem, key_pem
-from provisioning.site import SitePaths, SiteSettings
-from provisioning.site_init import broker_url
-from shared import config, timeutil
-from shared.config import DeviceSection, MqttSection, Section
-from shared.topics import check_name
+from kuzet.provisioning import service
+from kuzet.provisioning.broker_config import RESERVED_IDENTITIES
+from kuzet.provisioning.bundle import Bundle
+from kuzet.provisioning.ca import CertificateAuthority, cert_pem, key_pem
+from kuzet.provisioning.site import SitePaths, SiteSettings
+from kuzet.provisioning.site_init import broker_url
+from kuzet.shared import config, timeutil
+from kuzet.shared.config import DeviceSection, MqttSection, Section
+from kuzet.shared.topics import check_name
 
 DeviceKind = Literal["camera", "badge"]
 ID_PREFIX = {"camera": "cam", "badge": "badge"}
 # The real config class of each kind of device, when that part of Kuzet is installed on this laptop.
 CONFIG_CLASS = {
-    "camera": ("edge.camera.config", "CameraConfig"),
-    "badge": ("edge.badge.config", "BadgeConfig"),
+    "camera": ("kuzet.edge.camera.config", "CameraConfig"),
+    "badge": ("kuzet.edge.badge.config", "BadgeConfig"),
 }
 
 

@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from provisioning.bundle import Bundle
-from provisioning.disks import SYSTEM_MOUNTS, Device, Host, Mount
-from provisioning.image import inject
+from kuzet.provisioning.bundle import Bundle
+from kuzet.provisioning.disks import SYSTEM_MOUNTS, Device, Host, Mount
+from kuzet.provisioning.image import inject
 
 CHUNK = 4 * 2**20
 # Raspberry Pi OS is published as .img.xz; such images are decompressed while they are written.

@@ -8,7 +8,7 @@ import os
 import struct
 from pathlib import Path
 
-from provisioning.bundle import Bundle, BundleError, write_boot
+from kuzet.provisioning.bundle import Bundle, BundleError, write_boot
 
 SECTOR = 512
 FAT_TYPES = {0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E}

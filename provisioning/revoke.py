@@ -13,9 +13,9 @@ import signal
 import subprocess
 from dataclasses import dataclass
 
-from provisioning import broker_config
-from provisioning.ca import CertificateAuthority, Issued
-from provisioning.site import SitePaths, SiteSettings
+from kuzet.provisioning import broker_config
+from kuzet.provisioning.ca import CertificateAuthority, Issued
+from kuzet.provisioning.site import SitePaths, SiteSettings
 
 
 class ReloadError(RuntimeError):

@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from shared import timeutil
+from kuzet.shared import timeutil
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
@@ -87,7 +87,7 @@ class Manifest:
 
 
 def create_keypair(private_path: Path, public_path: Path) -> None:
-    from provisioning.ca import write_private
+    from kuzet.provisioning.ca import write_private
 
     key = Ed25519PrivateKey.generate()
     write_private(

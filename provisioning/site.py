@@ -13,8 +13,8 @@ from typing import Annotated
 import tomli_w
 from pydantic import Field
 
-from shared import config
-from shared.config import Name, Section
+from kuzet.shared import config
+from kuzet.shared.config import Name, Section
 
 SITE_FILE = "site.toml"
 

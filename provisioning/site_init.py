@@ -12,9 +12,9 @@ from pathlib import Path
 
 import tomli_w
 
-from provisioning import broker_config, signing
-from provisioning.ca import CertificateAuthority, cert_pem, key_pem, write_private
-from provisioning.site import SiteError, SitePaths, SiteSettings, save_settings
+from kuzet.provisioning import broker_config, signing
+from kuzet.provisioning.ca import CertificateAuthority, cert_pem, key_pem, write_private
+from kuzet.provisioning.site import SiteError, SitePaths, SiteSettings, save_settings
 
 
 def init_site(root: Path, settings: SiteSettings, listen: str = "") -> SitePaths:

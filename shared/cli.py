@@ -1,27 +1,23 @@
-"""The ``kuzet`` command. Each subcommand lives with its subsystem and is imported only when used, so an
-edge device without Flask, or central without OpenCV, still runs its own part.
+"""The ``kuzet`` command. Each subcommand lives with its subsystem and registers itself as an entry point in
+the ``kuzet.commands`` group (pyproject.toml); it is imported only when the parser is built, and one that cannot
+be imported (an edge device without Flask, central without OpenCV) is listed as unavailable with the reason.
 
-A subsystem's CLI module provides ``add_arguments(parser)`` (argparse only, no heavy imports) and
-``run(args) -> int``.
+A subsystem's CLI module provides ``HELP`` (one line), ``add_arguments(parser)`` (argparse only, no heavy
+imports) and ``run(args) -> int``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
+from importlib.metadata import entry_points
 
-from shared import __version__
+from kuzet.shared import __version__
 
-SUBCOMMANDS = [
-    ("central", "central.cli", "run the central aggregator (web page, ingest, routing); manage its users"),
-    ("camera", "edge.camera.cli", "run a street camera agent"),
-    ("badge", "edge.badge.cli", "run a smart-badge agent"),
-    ("demo", "central.demo.cli", "run the whole system on this machine with real footage"),
-    ("models", "models.cli", "list, fetch, import, verify and build detector models"),
-    ("provision", "provisioning.cli", "site CA, device identities, SD cards, updates and revocation"),
-]
+COMMAND_GROUP = "kuzet.commands"
+# The order `kuzet --help` lists them in; a command another distribution registers comes after these.
+ORDER = ["central", "camera", "badge", "demo", "models", "provision"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,13 +25,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kuzet {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name, help_text in SUBCOMMANDS:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+    found = {point.name: point for point in entry_points(group=COMMAND_GROUP)}
+    rank = {name: index for index, name in enumerate(ORDER)}
+    for name in sorted(found, key=lambda name: (rank.get(name, len(ORDER)), name)):
         try:
-            module = importlib.import_module(module_name)
+            module = found[name].load()
         except ImportError as exc:
+            sub = commands.add_parser(name, help="(not available in this installation)")
             sub.set_defaults(_unavailable=f"'kuzet {name}' is not available in this installation: {exc}")
             continue
+        sub = commands.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
         sub.set_defaults(_run=module.run)
     return parser

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared import timeutil
-from shared.messages import EvidenceSegment
+from kuzet.shared import timeutil
+from kuzet.shared.messages import EvidenceSegment
 
 
 def chain_hash(prev_chain_sha256: str | None, sha256: str, index: int, started_at: str, ended_at: str) -> str:

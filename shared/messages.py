@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared import ids, timeutil, topics
+from kuzet.shared import ids, timeutil, topics
 
 SCHEMA_VERSION = 1
 

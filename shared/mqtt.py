@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from shared.config import MqttSection
+from kuzet.shared.config import MqttSection
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from central.broker import MosquittoServer
+from kuzet.central.broker import MosquittoServer
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("KUZET_SHARED", REPO.parent / "shared"))

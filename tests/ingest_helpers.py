@@ -6,9 +6,9 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from central.config import CentralConfig
-from central.context import Central
-from shared import ids, messages, timeutil, topics
+from kuzet.central.config import CentralConfig
+from kuzet.central.context import Central
+from kuzet.shared import ids, messages, timeutil, topics
 
 SITE = "pavlodar"
 REPO = Path(__file__).resolve().parent.parent

@@ -14,16 +14,16 @@ from pathlib import Path
 import tomli_w
 from ingest_helpers import REPO, SITE, make_central, wait_for
 
-from central.ingest.service import IngestService
-from central.routing.geo import offset
-from central.routing.service import RoutingService
-from central.service import start_parts
-from edge.badge.agent import BadgeAgent
-from edge.badge.config import BadgeConfig
-from shared import ids, timeutil, topics
-from shared.config import MqttSection
-from shared.messages import Event, encode
-from shared.mqtt import Link
+from kuzet.central.ingest.service import IngestService
+from kuzet.central.routing.geo import offset
+from kuzet.central.routing.service import RoutingService
+from kuzet.central.service import start_parts
+from kuzet.edge.badge.agent import BadgeAgent
+from kuzet.edge.badge.config import BadgeConfig
+from kuzet.shared import ids, timeutil, topics
+from kuzet.shared.config import MqttSection
+from kuzet.shared.messages import Event, encode
+from kuzet.shared.mqtt import Link
 
 HOME = (52.2873, 76.9674)  # Pavlodar
 
@@ -122,7 +122,7 @@ class BadgeProcess:
     def __init__(self, config: Path, log: Path):
         self.log = log.open("a")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "badge", "--no-tui", "--config", str(config)],
+            [sys.executable, "-m", "kuzet.shared.cli", "badge", "--no-tui", "--config", str(config)],
             cwd=REPO,
             stdout=self.log,
             stderr=subprocess.STDOUT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 
-from shared.config import TlsSection
+from kuzet.shared.config import TlsSection
 
 
 def tls_alert(tls: TlsSection, port: int, host: str = "localhost") -> str | None:

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from central.auth import audit
-from central.config import CentralConfig
-from central.context import Central
+from kuzet.central.auth import audit
+from kuzet.central.config import CentralConfig
+from kuzet.central.context import Central
 
 
 @pytest.fixture

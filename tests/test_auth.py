@@ -7,9 +7,9 @@ import io
 
 import pytest
 
-from central.auth import audit, tokens, users
-from central.config import CentralConfig
-from central.context import Central
+from kuzet.central.auth import audit, tokens, users
+from kuzet.central.config import CentralConfig
+from kuzet.central.context import Central
 
 PASSWORD = "correct horse battery"
 
@@ -118,7 +118,7 @@ def test_the_commands_through_the_kuzet_cli(tmp_path):
 
     def kuzet(*args, stdin=""):
         return subprocess.run(
-            [sys.executable, "-m", "shared.cli", "central", "--data-dir", str(tmp_path), *args],
+            [sys.executable, "-m", "kuzet.shared.cli", "central", "--data-dir", str(tmp_path), *args],
             input=stdin,
             capture_output=True,
             text=True,

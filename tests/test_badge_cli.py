@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge.badge.config import BadgeConfig
-from edge.badge.gps import load_route
-from shared.config import load
+from kuzet.edge.badge.config import BadgeConfig
+from kuzet.edge.badge.gps import load_route
+from kuzet.shared.config import load
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "edge" / "badge" / "examples"
@@ -17,7 +17,7 @@ EXAMPLES = REPO / "edge" / "badge" / "examples"
 
 def kuzet_badge(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", "badge", *args],
+        [sys.executable, "-m", "kuzet.shared.cli", "badge", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

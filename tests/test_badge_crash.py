@@ -15,11 +15,11 @@ import pytest
 import tomli_w
 from patrol_helpers import SITE, BadgeProcess, Centre, badge_config, point, start_badge, wait_for
 
-from central.routing.evidence import chain_report
-from edge.badge.agent import BadgeAgent
-from edge.badge.evidence import EvidenceStore
-from edge.evidence.readback import copy_readable
-from shared import evidence, timeutil
+from kuzet.central.routing.evidence import chain_report
+from kuzet.edge.badge.agent import BadgeAgent
+from kuzet.edge.badge.evidence import EvidenceStore
+from kuzet.edge.evidence.readback import copy_readable
+from kuzet.shared import evidence, timeutil
 
 
 def write_badge_config(tmp_path: Path, url: str, footage: Path, device: str) -> Path:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from patrol_helpers import SITE, Camera, Centre, point, start_badge, wait_for
 
-from central.routing.evidence import verify_device
-from shared import evidence, ids, timeutil, topics
-from shared.messages import EvidenceSegment, encode
+from kuzet.central.routing.evidence import verify_device
+from kuzet.shared import evidence, ids, timeutil, topics
+from kuzet.shared.messages import EvidenceSegment, encode
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def test_forged_or_replaced_segment_is_flagged_on_arrival(recorded, mosquitto):
 
 def test_chain_survives_a_badge_reboot(tmp_path):
     store_dir = tmp_path / "evidence"
-    from edge.badge.evidence import EvidenceStore
+    from kuzet.edge.badge.evidence import EvidenceStore
 
     first = EvidenceStore(store_dir, "badge-1")
     video = tmp_path / "a.avi"

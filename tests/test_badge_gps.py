@@ -12,13 +12,13 @@ import pynmea2
 import pytest
 from patrol_helpers import SITE, badge_config, point, start_badge, wait_for
 
-from edge.badge.config import BadgeConfig
-from edge.badge.gps import GpsdClient, RouteWalker, SerialGps, load_route
-from shared import topics
-from shared.config import ConfigError, MqttSection, parse
-from shared.geo import haversine_m
-from shared.messages import decode
-from shared.mqtt import Link
+from kuzet.edge.badge.config import BadgeConfig
+from kuzet.edge.badge.gps import GpsdClient, RouteWalker, SerialGps, load_route
+from kuzet.shared import topics
+from kuzet.shared.config import ConfigError, MqttSection, parse
+from kuzet.shared.geo import haversine_m
+from kuzet.shared.messages import decode
+from kuzet.shared.mqtt import Link
 
 
 def nmea(kind: str, fields: tuple[str, ...]) -> bytes:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edge.badge.inbox import Inbox, InboxError
-from shared import ids
-from shared.messages import Dispatch
+from kuzet.edge.badge.inbox import Inbox, InboxError
+from kuzet.shared import ids
+from kuzet.shared.messages import Dispatch
 
 
 def dispatch(**fields) -> Dispatch:

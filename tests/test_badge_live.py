@@ -8,10 +8,10 @@ import json
 import pytest
 from patrol_helpers import SITE, point, start_badge, wait_for
 
-from shared import ids, topics
-from shared.config import MqttSection
-from shared.messages import Command, CommandResult, LiveFrame, decode, encode, from_base64
-from shared.mqtt import Link
+from kuzet.shared import ids, topics
+from kuzet.shared.config import MqttSection
+from kuzet.shared.messages import Command, CommandResult, LiveFrame, decode, encode, from_base64
+from kuzet.shared.mqtt import Link
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ import pytest
 from patrol_helpers import wait_for
 from update_helpers import provision, rewrite, signed
 
-from edge.badge.agent import BadgeAgent
-from edge.badge.config import BadgeConfig
-from provisioning import signing
-from shared import evidence, ids
-from shared.config import load
-from shared.messages import Dispatch
+from kuzet.edge.badge.agent import BadgeAgent
+from kuzet.edge.badge.config import BadgeConfig
+from kuzet.provisioning import signing
+from kuzet.shared import evidence, ids
+from kuzet.shared.config import load
+from kuzet.shared.messages import Dispatch
 
 HOME = (52.2873, 76.9674)
 NORTH = (52.2973, 76.9674)  # about 1.1 km north

@@ -13,14 +13,14 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.camera.agent import CameraAgent
-from edge.camera.config import load
-from edge.delivery import ClipSpool, Outbox
-from models import store
-from shared import ids, messages, timeutil, topics
-from shared.config import ConfigError, MqttSection
-from shared.messages import Command
-from shared.mqtt import Link
+from kuzet.edge.camera.agent import CameraAgent
+from kuzet.edge.camera.config import load
+from kuzet.edge.delivery import ClipSpool, Outbox
+from kuzet.models import store
+from kuzet.shared import ids, messages, timeutil, topics
+from kuzet.shared.config import ConfigError, MqttSection
+from kuzet.shared.messages import Command
+from kuzet.shared.mqtt import Link
 
 SITE, DEVICE = "pavlodar", "cam-test"
 

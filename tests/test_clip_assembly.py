@@ -8,11 +8,11 @@ import os
 
 import pytest
 
-from central.ingest.clips import ClipAssembler, ClipRejected
-from central.store.media import MediaStore
-from central.store.schema import open_database
-from shared import ids, messages, timeutil, topics
-from shared.messages import ClipChunk
+from kuzet.central.ingest.clips import ClipAssembler, ClipRejected
+from kuzet.central.store.media import MediaStore
+from kuzet.central.store.schema import open_database
+from kuzet.shared import ids, messages, timeutil, topics
+from kuzet.shared.messages import ClipChunk
 
 CHUNK = 1000
 

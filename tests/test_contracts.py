@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shared import ids, messages, timeutil, topics
-from shared.messages import InvalidMessage, decode, encode
+from kuzet.shared import ids, messages, timeutil, topics
+from kuzet.shared.messages import InvalidMessage, decode, encode
 
 
 def make_event(**overrides):

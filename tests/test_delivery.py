@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from central.ingest.clips import ClipAssembler
-from central.store.media import MediaStore
-from central.store.schema import open_database
-from edge.delivery import (
+from kuzet.central.ingest.clips import ClipAssembler
+from kuzet.central.store.media import MediaStore
+from kuzet.central.store.schema import open_database
+from kuzet.edge.delivery import (
     PRIORITY_CLIP,
     PRIORITY_EVENT,
     ClipSpool,
@@ -24,9 +24,9 @@ from edge.delivery import (
     Outbox,
     Publisher,
 )
-from shared import ids, messages, topics
-from shared.config import MqttSection
-from shared.mqtt import Link
+from kuzet.shared import ids, messages, topics
+from kuzet.shared.config import MqttSection
+from kuzet.shared.mqtt import Link
 
 SITE, DEVICE = "pavlodar", "cam-7"
 EVENT_TOPIC = topics.up(SITE, DEVICE, "event")
@@ -312,7 +312,7 @@ def test_a_promised_clip_ends_queued_or_reported_lost(tmp_path):
 KILLED_ADDING_A_CLIP = """
 import os, shutil, signal, sys
 from pathlib import Path
-from edge.delivery import ClipSpool, Outbox
+from kuzet.edge.delivery import ClipSpool, Outbox
 state, clip_id, kill_in = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 outbox = Outbox(state / "outbox.db")
 spool = ClipSpool(state / "clips", outbox, site="pavlodar", device="cam-7", chunk_bytes=4096)
@@ -443,7 +443,7 @@ def test_central_ingest_marks_a_promised_clip_lost_and_shows_it_on_the_event(
 ):
     """A camera restarted after a kill whose partial recording could not be read: the event that named the
     clip and the clip_lost report go through Mosquitto into central's real ingest."""
-    from central.ingest.service import IngestService
+    from kuzet.central.ingest.service import IngestService
     from tests.ingest_helpers import event, make_central, wait_for
 
     central = make_central(tmp_path, mosquitto.url)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from central.broker import free_port
-from central.demo import footage
-from models import store
+from kuzet.central.broker import free_port
+from kuzet.central.demo import footage
+from kuzet.models import store
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ MOSQUITTO_PUB = re.compile(r"^mosquitto_pub -h 127\.0\.0\.1 -q 1 -t (\S+) -m '(.
 def kuzet() -> list[str]:
     """The installed `kuzet` command beside this interpreter, as a person runs it."""
     script = Path(sys.executable).parent / "kuzet"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "shared.cli"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "kuzet.shared.cli"]
 
 
 @pytest.fixture

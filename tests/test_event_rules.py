@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.delivery import Outbox
-from edge.events import geometry
-from edge.events.config import LineSection, RuleSection, ScheduleSection, ZoneSection
-from edge.events.engine import EventEngine
-from edge.events.journal import OpenEventJournal
-from edge.vision.types import Frame, FrameResult, Track
-from shared import messages, topics
+from kuzet.edge.delivery import Outbox
+from kuzet.edge.events import geometry
+from kuzet.edge.events.config import LineSection, RuleSection, ScheduleSection, ZoneSection
+from kuzet.edge.events.engine import EventEngine
+from kuzet.edge.events.journal import OpenEventJournal
+from kuzet.edge.vision.types import Frame, FrameResult, Track
+from kuzet.shared import messages, topics
 
 FPS = 10
 IMAGE = np.zeros((576, 768, 3), np.uint8)
@@ -256,9 +256,9 @@ def test_events_left_open_by_a_killed_agent_are_closed_on_restart(tmp_path):
 
 KILLED_MID_TRANSACTION = """
 import os, signal, sys
-from edge.delivery import Outbox
-from edge.events.journal import OpenEventJournal
-from shared import messages
+from kuzet.edge.delivery import Outbox
+from kuzet.edge.events.journal import OpenEventJournal
+from kuzet.shared import messages
 outbox = Outbox(sys.argv[1])
 journal = OpenEventJournal(outbox)
 event = messages.Event.model_validate_json(sys.argv[2])

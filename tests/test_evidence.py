@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.evidence import video
-from edge.evidence.clips import ClipRecorder, ClipSettings, finalise_partial
-from edge.evidence.snapshot import snapshot
-from edge.evidence.video import Codec
-from edge.vision.types import Frame
+from kuzet.edge.evidence import video
+from kuzet.edge.evidence.clips import ClipRecorder, ClipSettings, finalise_partial
+from kuzet.edge.evidence.snapshot import snapshot
+from kuzet.edge.evidence.video import Codec
+from kuzet.edge.vision.types import Frame
 
 FPS = 10.0  # vtest.avi
 
@@ -150,7 +150,7 @@ def test_a_codec_this_board_cannot_encode_falls_back(monkeypatch, caplog):
     broken = Codec("vp8", "libvpx", "webm", ".webm", "yuv420p", {"cpu-used": "99"}, bits_per_pixel=0.4)
     monkeypatch.setitem(video.CODECS, "vp8", (broken,))
     monkeypatch.setattr(video, "_usable", {})
-    with caplog.at_level(logging.INFO, logger="edge.evidence.video"):
+    with caplog.at_level(logging.INFO, logger="kuzet.edge.evidence.video"):
         chosen = video.choose_codec("vp8")
     assert chosen.name == "h264"
     assert "the libvpx encoder does not work here" in caplog.text
@@ -198,8 +198,8 @@ KILLED_WHILE_RECORDING = """
 import os, signal, sys, time
 from pathlib import Path
 import cv2
-from edge.evidence.clips import ClipRecorder, ClipSettings
-from edge.vision.types import Frame
+from kuzet.edge.evidence.clips import ClipRecorder, ClipSettings
+from kuzet.edge.vision.types import Frame
 video, directory, codec = sys.argv[1:4]
 recorder = ClipRecorder(Path(directory), ClipSettings(fps=5, encoder_queue_s=60, codec=codec), print)
 capture = cv2.VideoCapture(video)

@@ -14,8 +14,8 @@ from ingest_helpers import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from web_support import Camera, LiveCentral, token_for
 
-from central.store import registry
-from shared import ids, messages, timeutil, topics
+from kuzet.central.store import registry
+from kuzet.shared import ids, messages, timeutil, topics
 
 SITE = "pavlodar"
 

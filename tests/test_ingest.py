@@ -11,10 +11,10 @@ import socket
 import numpy as np
 import pytest
 
-from central.ingest.service import IngestService
-from shared import messages, timeutil, topics
-from shared.config import MqttSection
-from shared.mqtt import Link
+from kuzet.central.ingest.service import IngestService
+from kuzet.shared import messages, timeutil, topics
+from kuzet.shared.config import MqttSection
+from kuzet.shared.mqtt import Link
 from tests.ingest_helpers import SITE, dead_letter_rows, event, make_central, new_id, up, wait_for
 
 

@@ -13,10 +13,10 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from central.ingest.service import IngestService
-from shared import messages
-from shared.config import MqttSection
-from shared.mqtt import Link, topic_matcher
+from kuzet.central.ingest.service import IngestService
+from kuzet.shared import messages
+from kuzet.shared.config import MqttSection
+from kuzet.shared.mqtt import Link, topic_matcher
 from tests.ingest_helpers import event, make_central, new_id, up, wait_for
 
 BACKLOG = 3000

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from web_support import PASSWORD, csrf_token, login, make_central
 
-from central.auth import users
-from central.auth.ratelimit import FAILURES_PER_ACCOUNT, LoginLimiter
-from central.web import create_app
+from kuzet.central.auth import users
+from kuzet.central.auth.ratelimit import FAILURES_PER_ACCOUNT, LoginLimiter
+from kuzet.central.web import create_app
 
 NAT = "10.20.0.1"
 

@@ -8,8 +8,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from models import build, convert_person, store
-from shared.cli import main as kuzet
+from kuzet.models import build, convert_person, store
+from kuzet.shared.cli import main as kuzet
 
 DEFAULT = "coco_ssd_mobilenet_v1_quant"
 

@@ -3,8 +3,8 @@
 import threading
 import time
 
-from shared.config import MqttSection
-from shared.mqtt import Link, parse_url
+from kuzet.shared.config import MqttSection
+from kuzet.shared.mqtt import Link, parse_url
 
 
 def wait_until(predicate, timeout=10.0):

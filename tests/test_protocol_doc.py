@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from shared import messages, topics
+from kuzet.shared import messages, topics
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 EXAMPLE = re.compile(r"Topic: `([^`]+)`\s+```json\n(.*?)\n```", re.S)

@@ -15,15 +15,15 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from central.broker import free_port
-from provisioning.bundle import write_folder
-from provisioning.device import config_model, provision_device
-from provisioning.revoke import revoke_device
-from provisioning.site import SiteSettings
-from provisioning.site_init import init_site
-from shared import messages, topics
-from shared.config import MqttSection, load
-from shared.mqtt import Link
+from kuzet.central.broker import free_port
+from kuzet.provisioning.bundle import write_folder
+from kuzet.provisioning.device import config_model, provision_device
+from kuzet.provisioning.revoke import revoke_device
+from kuzet.provisioning.site import SiteSettings
+from kuzet.provisioning.site_init import init_site
+from kuzet.shared import messages, topics
+from kuzet.shared.config import MqttSection, load
+from kuzet.shared.mqtt import Link
 from tests.provision_helpers import tls_alert
 
 SITE = "pavlodar"
@@ -314,7 +314,7 @@ def test_device_cannot_publish_as_itself_under_another_site(tmp_path, site):
 
 
 def test_verify_waits_for_the_devices_authenticated_check_in(tmp_path, site, capsys):
-    from shared.cli import main
+    from kuzet.shared.cli import main
 
     paths = site[0]
     device_id, mqtt = provision(tmp_path, site)

@@ -12,20 +12,22 @@ from pathlib import Path
 import cv2
 import pytest
 
-from central.broker import free_port
-from provisioning import signing
-from provisioning.ca import CertificateAuthority
-from provisioning.site import SitePaths
-from shared.cli import main
+from kuzet.central.broker import free_port
+from kuzet.provisioning import signing
+from kuzet.provisioning.ca import CertificateAuthority
+from kuzet.provisioning.site import SitePaths
+from kuzet.shared.cli import main
 
-central_web = pytest.importorskip("central.web.server", reason="central's web app is not in this checkout")
+central_web = pytest.importorskip(
+    "kuzet.central.web.server", reason="central's web app is not in this checkout"
+)
 
 
 @pytest.fixture
 def central(tmp_path):
-    from central.auth import tokens, users
-    from central.config import CentralConfig
-    from central.context import Central
+    from kuzet.central.auth import tokens, users
+    from kuzet.central.config import CentralConfig
+    from kuzet.central.context import Central
 
     app = Central(config=CentralConfig(), data_dir=tmp_path / "central")
     users.create_user(app.db(), "tech", "correct horse battery", "technician", "Tech", actor="test")
@@ -89,7 +91,7 @@ def test_device_is_provisioned_labelled_and_registered_with_central(tmp_path, si
         "update.pub",
     ]
     assert (out / "device.key").stat().st_mode & 0o077 == 0
-    from edge.camera.config import load as load_camera
+    from kuzet.edge.camera.config import load as load_camera
 
     camera = load_camera(out / "config.toml")  # as the camera will read it from /etc/kuzet
     assert camera.mqtt.url == "mqtts://mqtt.pavlodar.local:8883"
@@ -191,7 +193,7 @@ def test_revoke_puts_certificate_on_crl_and_marks_central(tmp_path, site, centra
 
 def test_operator_token_cannot_register(tmp_path, site, central, capsys):
     url, _, app = central
-    from central.auth import tokens
+    from kuzet.central.auth import tokens
 
     operator = tokens.create_token(app.db(), "op", "not for this", actor="test")
     rc = main(
@@ -213,7 +215,7 @@ def test_operator_token_cannot_register(tmp_path, site, central, capsys):
 
 
 def test_signed_update_from_cli_installs_with_the_bundles_public_key(tmp_path, site):
-    from edge.updates.installer import install
+    from kuzet.edge.updates.installer import install
 
     out = tmp_path / "bundle"
     main(
@@ -274,9 +276,11 @@ def test_bad_device_name_and_reserved_id_are_refused(tmp_path, site, capsys):
 
 
 def test_badge_bundle_goes_into_an_os_image_and_loads_with_the_badge_config(tmp_path, site, capsys):
-    badge_config = pytest.importorskip("edge.badge.config", reason="the badge agent is not in this checkout")
-    from provisioning.image import ImageBoot
-    from shared import config
+    badge_config = pytest.importorskip(
+        "kuzet.edge.badge.config", reason="the badge agent is not in this checkout"
+    )
+    from kuzet.provisioning.image import ImageBoot
+    from kuzet.shared import config
     from tests.fat_image import build_image
 
     image = build_image(tmp_path / "raspios.img")
@@ -311,7 +315,7 @@ def test_bad_destination_is_refused_before_a_certificate_is_issued(tmp_path, sit
 
 
 def test_bundle_onto_a_mounted_boot_partition_and_flash_from_cli(tmp_path, site, capsys):
-    from provisioning.image import ImageBoot
+    from kuzet.provisioning.image import ImageBoot
     from tests.fat_image import build_image
 
     boot = tmp_path / "bootfs"  # an SD card's boot partition as the laptop mounts it
@@ -349,7 +353,7 @@ def test_first_boot_installs_the_bundle_and_enables_the_agent(tmp_path, site):
     """The real kuzet-firstboot.sh, run into a stand-in for the device's root filesystem (KUZET_ROOT)."""
     import subprocess
 
-    from edge.camera.config import load as load_camera
+    from kuzet.edge.camera.config import load as load_camera
 
     if os.geteuid() != 0 or not (shutil.which("useradd") and shutil.which("systemctl")):
         pytest.skip("the first-boot script runs as root, with useradd and systemctl (as on Raspberry Pi OS)")

@@ -11,22 +11,24 @@ import tomllib
 
 import pytest
 
-from central.broker import free_port
-from provisioning.device import config_model
-from provisioning.site import SitePaths
-from shared import config, messages, topics
-from shared.cli import main
-from shared.mqtt import Link
+from kuzet.central.broker import free_port
+from kuzet.provisioning.device import config_model
+from kuzet.provisioning.site import SitePaths
+from kuzet.shared import config, messages, topics
+from kuzet.shared.cli import main
+from kuzet.shared.mqtt import Link
 from tests.provision_helpers import tls_alert
 
-web = pytest.importorskip("central.web.server", reason="central's web app is not in this checkout")
-ingest = pytest.importorskip("central.ingest.service", reason="central's ingest is not in this checkout")
+web = pytest.importorskip("kuzet.central.web.server", reason="central's web app is not in this checkout")
+ingest = pytest.importorskip(
+    "kuzet.central.ingest.service", reason="central's ingest is not in this checkout"
+)
 
 
 def test_provision_verify_revoke_through_central(tmp_path, mosquitto_factory, capsys):
-    from central.auth import tokens, users
-    from central.config import CentralConfig
-    from central.context import Central
+    from kuzet.central.auth import tokens, users
+    from kuzet.central.config import CentralConfig
+    from kuzet.central.context import Central
 
     site_dir, port = tmp_path / "site", free_port()
     assert (

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from provisioning.bundle import FIRSTBOOT, Bundle, read_bundle, write_tar
-from provisioning.disks import Host, parse_mountinfo
-from provisioning.flash import FlashError, check_block_device, check_target, flash
-from provisioning.image import ImageBoot, ImageError, boot_partition_offset, inject
+from kuzet.provisioning.bundle import FIRSTBOOT, Bundle, read_bundle, write_tar
+from kuzet.provisioning.disks import Host, parse_mountinfo
+from kuzet.provisioning.flash import FlashError, check_block_device, check_target, flash
+from kuzet.provisioning.image import ImageBoot, ImageError, boot_partition_offset, inject
 from tests.fat_image import START_LBA, build_image
 
 

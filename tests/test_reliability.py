@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from bench.faults import run_faults
-from models import store
+from kuzet.models import store
 
 pytestmark = pytest.mark.slow
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from central.store import dead_letters, events
-from central.store.media import MediaStore
-from central.store.retention import GIB, apply_retention
-from shared import timeutil
+from kuzet.central.store import dead_letters, events
+from kuzet.central.store.media import MediaStore
+from kuzet.central.store.retention import GIB, apply_retention
+from kuzet.shared import timeutil
 from tests.ingest_helpers import SITE, dead_letter_rows, event, make_central, new_id
 
 NOW = timeutil.utc_now()
@@ -116,9 +116,11 @@ def test_old_dead_letters_are_removed(central):
     assert [d["payload"] for d in dead_letter_rows(central)] == [b"new junk"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("central.auth") is None, reason="the audit log is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("kuzet.central.auth") is None, reason="the audit log is not installed"
+)
 def test_deletions_are_audited_as_the_system(central, media):
-    from central.auth import audit
+    from kuzet.central.auth import audit
 
     old = add_event(central, media, OLD)
     apply_retention(central.db(), central.media_dir, retention_days=30, max_media_gb=50, now=NOW)

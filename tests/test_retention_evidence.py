@@ -12,13 +12,13 @@ from ingest_helpers import new_id
 from patrol_helpers import SITE, Camera, Centre, point, wait_for
 from web_support import token_for
 
-from central.auth import audit, users
-from central.routing.evidence import chain_report, describe, verify_device
-from central.store.retention import apply_retention
-from central.web import create_app
-from shared import evidence, messages, timeutil, topics
-from shared.config import MqttSection
-from shared.mqtt import Link
+from kuzet.central.auth import audit, users
+from kuzet.central.routing.evidence import chain_report, describe, verify_device
+from kuzet.central.store.retention import apply_retention
+from kuzet.central.web import create_app
+from kuzet.shared import evidence, messages, timeutil, topics
+from kuzet.shared.config import MqttSection
+from kuzet.shared.mqtt import Link
 
 NOW = timeutil.utc_now()
 OLD = timeutil.to_wire(NOW - timedelta(days=40))

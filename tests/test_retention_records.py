@@ -9,12 +9,12 @@ from datetime import timedelta
 
 from patrol_helpers import SITE, Camera, Centre, point, wait_for
 
-from central import alerts
-from central.auth import audit
-from central.store.retention import apply_retention
-from shared import messages, timeutil, topics
-from shared.config import MqttSection
-from shared.mqtt import Link
+from kuzet.central import alerts
+from kuzet.central.auth import audit
+from kuzet.central.store.retention import apply_retention
+from kuzet.shared import messages, timeutil, topics
+from kuzet.shared.config import MqttSection
+from kuzet.shared.mqtt import Link
 
 NOW = timeutil.utc_now()
 OLD = timeutil.to_wire(NOW - timedelta(days=40))

@@ -11,16 +11,16 @@ from patrol_helpers import SITE, Camera, Centre, point
 from web_support import make_central as make_web_central
 from web_support import token_for
 
-from central import cli
-from central.auth import audit
-from central.ingest.service import IngestService
-from central.routing.service import RoutingError
-from central.store import registry
-from central.web import create_app
-from shared import messages, timeutil, topics
-from shared.config import MqttSection
-from shared.messages import Location
-from shared.mqtt import Link
+from kuzet.central import cli
+from kuzet.central.auth import audit
+from kuzet.central.ingest.service import IngestService
+from kuzet.central.routing.service import RoutingError
+from kuzet.central.store import registry
+from kuzet.central.web import create_app
+from kuzet.shared import messages, timeutil, topics
+from kuzet.shared.config import MqttSection
+from kuzet.shared.messages import Location
+from kuzet.shared.mqtt import Link
 
 
 def _register(central, device: str, kind: str = "camera") -> None:

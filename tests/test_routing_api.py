@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from patrol_helpers import Camera, Centre, inbox_has, point, start_badge, wait_for
 
-from central.auth import tokens, users
-from central.routing import web as routing_web
-from central.web import create_app
+from kuzet.central.auth import tokens, users
+from kuzet.central.routing import web as routing_web
+from kuzet.central.web import create_app
 
 PASSWORD = "correct horse battery staple 42"
 

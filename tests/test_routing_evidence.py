@@ -12,8 +12,8 @@ import pytest
 from patrol_helpers import Centre, point, start_badge, wait_for
 from web_support import token_for
 
-from central.auth import audit, users
-from central.web import create_app
+from kuzet.central.auth import audit, users
+from kuzet.central.web import create_app
 from tests.ingest_helpers import REPO
 
 
@@ -42,7 +42,15 @@ def recorded(tmp_path, mosquitto, footage):
 
 def cli(centre, *args) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", "central", "--data-dir", str(centre.central.data_dir), *args],
+        [
+            sys.executable,
+            "-m",
+            "kuzet.shared.cli",
+            "central",
+            "--data-dir",
+            str(centre.central.data_dir),
+            *args,
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -18,9 +18,9 @@ from patrol_helpers import (
     wait_for,
 )
 
-from edge.badge.inbox import InboxError
-from shared import ids, topics
-from shared.messages import DispatchState, Snapshot, encode, from_base64, to_base64
+from kuzet.edge.badge.inbox import InboxError
+from kuzet.shared import ids, topics
+from kuzet.shared.messages import DispatchState, Snapshot, encode, from_base64, to_base64
 
 
 @pytest.fixture

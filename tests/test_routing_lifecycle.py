@@ -8,11 +8,11 @@ from datetime import timedelta
 
 from patrol_helpers import SITE, Centre, inbox_has, point, start_badge, wait_for
 
-from central import alerts
-from central.auth import tokens, users
-from central.web import create_app
-from shared import ids, timeutil, topics
-from shared.messages import Event, encode
+from kuzet.central import alerts
+from kuzet.central.auth import tokens, users
+from kuzet.central.web import create_app
+from kuzet.shared import ids, timeutil, topics
+from kuzet.shared.messages import Event, encode
 
 
 def closed_event(at, started_ago_s: float) -> Event:

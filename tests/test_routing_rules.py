@@ -10,12 +10,12 @@ import pytest
 from ingest_helpers import make_central
 from patrol_helpers import SITE, point, wait_for
 
-from central.routing import geo
-from central.routing.service import RoutingService
-from shared import ids, timeutil, topics
-from shared.config import MqttSection
-from shared.messages import Dispatch, DispatchState, Event, Location, decode
-from shared.mqtt import Link
+from kuzet.central.routing import geo
+from kuzet.central.routing.service import RoutingService
+from kuzet.shared import ids, timeutil, topics
+from kuzet.shared.config import MqttSection
+from kuzet.shared.messages import Dispatch, DispatchState, Event, Location, decode
+from kuzet.shared.mqtt import Link
 
 
 def test_geo():

@@ -8,10 +8,10 @@ import pytest
 from patrol_helpers import Centre, inbox_has, point, wait_for
 from web_support import token_for
 
-from central.auth import audit, users
-from central.store import registry, workflow
-from central.web import create_app
-from edge.badge.inbox import InboxError
+from kuzet.central.auth import audit, users
+from kuzet.central.store import registry, workflow
+from kuzet.central.web import create_app
+from kuzet.edge.badge.inbox import InboxError
 
 
 @pytest.fixture

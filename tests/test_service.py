@@ -12,13 +12,13 @@ from datetime import timedelta
 
 import pytest
 
-from central.broker import free_port
-from central.ingest.service import IngestService
-from central.service import serve
-from central.store import dead_letters
-from shared import messages, timeutil
-from shared.config import MqttSection
-from shared.mqtt import Link
+from kuzet.central.broker import free_port
+from kuzet.central.ingest.service import IngestService
+from kuzet.central.service import serve
+from kuzet.central.store import dead_letters
+from kuzet.shared import messages, timeutil
+from kuzet.shared.config import MqttSection
+from kuzet.shared.mqtt import Link
 from tests.ingest_helpers import REPO, dead_letter_rows, event, make_central, new_id, up, wait_for
 
 
@@ -48,7 +48,7 @@ def test_serve_ingests_and_runs_retention_until_stopped(tmp_path, mosquitto):
         device.stop()
         wait_for(lambda: central.db()["events"].count == 1, what="the event stored by the running central")
         wait_for(lambda: not dead_letter_rows(central), what="retention removing the old letter")
-        if importlib.util.find_spec("central.web") is not None:
+        if importlib.util.find_spec("kuzet.central.web") is not None:
             health = wait_for(lambda: _get(f"http://127.0.0.1:{http_port}/healthz"), what="the web page")
             assert health == 200
     finally:
@@ -92,7 +92,7 @@ def test_central_command_stops_cleanly_on_sigterm(tmp_path, mosquitto):
     # Central's persistent session (client id central-pavlodar) exists before the process starts.
     IngestService(make_central(tmp_path / "session", mosquitto.url)).start().stop()
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "central", "--config", str(config), "run"],
+        [sys.executable, "-m", "kuzet.shared.cli", "central", "--config", str(config), "run"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -147,8 +147,8 @@ def test_dispatch_api_and_page_work_under_serve(tmp_path, mosquitto):
     A web app without a running routing service offers no dispatch buttons and its API says so."""
     from patrol_helpers import Camera, inbox_has, point, start_badge
 
-    from central.auth import tokens, users
-    from central.web import create_app
+    from kuzet.central.auth import tokens, users
+    from kuzet.central.web import create_app
 
     http_port = free_port()
     central = make_central(

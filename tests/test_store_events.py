@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from central.store import events
+from kuzet.central.store import events
 from tests.ingest_helpers import SITE, event, make_central, new_id
 
 
@@ -64,8 +64,8 @@ def test_edge_updates_keep_media_links_and_operator_columns(tmp_path):
 def test_rows_of_created_events_are_as_the_page_reads_them(tmp_path):
     """Ingest announces a new event from the row it inserted, without reading it back: that row must be the
     one the page's own query returns, column for column."""
-    from central.store import queries
-    from shared import messages
+    from kuzet.central.store import queries
+    from kuzet.shared import messages
 
     central = make_central(tmp_path)
     conn = central.db().conn

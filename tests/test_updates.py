@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from update_helpers import Served, provision, rewrite
 
-from edge.camera.agent import CameraAgent
-from edge.camera.config import load as load_camera
-from edge.updates.fetch import FetchError, fetch_bundle
-from edge.updates.installer import install, rollback, version_key
-from models import store
-from provisioning import signing
-from shared import ids, messages, topics
+from kuzet.edge.camera.agent import CameraAgent
+from kuzet.edge.camera.config import load as load_camera
+from kuzet.edge.updates.fetch import FetchError, fetch_bundle
+from kuzet.edge.updates.installer import install, rollback, version_key
+from kuzet.models import store
+from kuzet.provisioning import signing
+from kuzet.shared import ids, messages, topics
 
 MODEL_V1 = b"\x00tflite-model-v1" * 100
 MODEL_V2 = b"\x00tflite-model-v2" * 100

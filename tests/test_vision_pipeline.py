@@ -9,13 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.vision.config import DetectorSection, MotionSection, SourceSection, TrackerSection
-from edge.vision.detector import Detector, DetectorError
-from edge.vision.motion import MotionDetector
-from edge.vision.pipeline import VisionPipeline
-from edge.vision.sources import open_source
-from edge.vision.types import Frame
-from models import store
+from kuzet.edge.vision.config import DetectorSection, MotionSection, SourceSection, TrackerSection
+from kuzet.edge.vision.detector import Detector, DetectorError
+from kuzet.edge.vision.motion import MotionDetector
+from kuzet.edge.vision.pipeline import VisionPipeline
+from kuzet.edge.vision.sources import open_source
+from kuzet.edge.vision.types import Frame
+from kuzet.models import store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import vision as bench  # noqa: E402

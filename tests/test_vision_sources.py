@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from edge.vision.config import SourceSection
-from edge.vision.sources import open_source
+from kuzet.edge.vision.config import SourceSection
+from kuzet.edge.vision.sources import open_source
 
 
 def test_broken_video_tail_is_counted_and_ends_cleanly(footage):
@@ -78,7 +78,7 @@ def test_unconfigured_source_reports_error():
 
 
 def test_unreachable_stream_reconnects_with_backoff_until_closed():
-    from central.broker import free_port
+    from kuzet.central.broker import free_port
 
     section = SourceSection(
         kind="rtsp",

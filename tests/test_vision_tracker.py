@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.vision.config import TrackerSection
-from edge.vision.tracker import Tracker
-from edge.vision.types import Detection
+from kuzet.edge.vision.config import TrackerSection
+from kuzet.edge.vision.tracker import Tracker
+from kuzet.edge.vision.types import Detection
 
 FPS = 10.0
 

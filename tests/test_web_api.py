@@ -8,8 +8,8 @@ import os
 import pytest
 from web_support import PASSWORD, csrf_token, insert_event, insert_media, login, make_central, token_for
 
-from central.auth import audit
-from central.web import create_app
+from kuzet.central.auth import audit
+from kuzet.central.web import create_app
 
 
 @pytest.fixture
@@ -229,7 +229,7 @@ def test_device_registration_and_revocation(app, central):
 def test_device_status_is_parsed_and_problems_named(app, central):
     import json
 
-    from shared import timeutil
+    from kuzet.shared import timeutil
 
     central.db()["devices"].insert(
         {
@@ -354,7 +354,7 @@ def test_admin_makes_a_token_on_the_page_shown_once(app, central):
 
 
 def test_a_failing_view_answers_500_in_json_and_the_app_keeps_serving(app, central, monkeypatch):
-    from central.store import queries
+    from kuzet.central.store import queries
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from web_support import PASSWORD, Camera, LiveCentral, h264_clip, jpeg
 
-from central.auth import audit
-from shared import ids, messages, timeutil
+from kuzet.central.auth import audit
+from kuzet.shared import ids, messages, timeutil
 
 pytestmark = pytest.mark.browser
 
@@ -54,7 +54,7 @@ def live(tmp_path, mosquitto):
 
 @pytest.fixture
 def camera(mosquitto, live):
-    from central.store import registry
+    from kuzet.central.store import registry
 
     registry.register(
         live.central.db(),
@@ -578,7 +578,7 @@ def test_operator_watches_a_badge_live_and_checks_its_evidence(tmp_path, mosquit
 def test_a_page_left_open_is_signed_out_when_its_account_is_disabled(live, browser):
     from selenium.webdriver.common.by import By
 
-    from central.auth import users
+    from kuzet.central.auth import users
 
     live.web.app.config["SSE_RECHECK_S"] = 0.2
     log_in(browser, live.web.url, "operator")

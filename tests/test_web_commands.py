@@ -8,13 +8,13 @@ import pytest
 from patrol_helpers import point, start_badge
 from web_support import LiveCentral, make_central, token_for
 
-from central.auth import audit
-from central.store import registry
-from central.web import create_app
-from shared import ids, topics
-from shared.config import MqttSection
-from shared.messages import CommandResult, encode
-from shared.mqtt import Link
+from kuzet.central.auth import audit
+from kuzet.central.store import registry
+from kuzet.central.web import create_app
+from kuzet.shared import ids, topics
+from kuzet.shared.config import MqttSection
+from kuzet.shared.messages import CommandResult, encode
+from kuzet.shared.mqtt import Link
 from tests.ingest_helpers import wait_for
 
 

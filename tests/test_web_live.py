@@ -9,7 +9,7 @@ import json
 import pytest
 from web_support import Camera, LiveCentral, token_for
 
-from shared import ids
+from kuzet.shared import ids
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_operator_action_reaches_other_pages(live, camera):
 
 
 def test_a_stream_ends_when_its_account_is_disabled_or_token_revoked(live, camera):
-    from central.auth import tokens, users
+    from kuzet.central.auth import tokens, users
 
     live.web.app.config["SSE_RECHECK_S"] = 0.2
     db = live.central.db()

@@ -14,15 +14,15 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from central.broker import free_port
-from provisioning import signing
-from provisioning.bundle import write_folder
-from provisioning.device import provision_device
-from provisioning.site import SiteSettings
-from provisioning.site_init import central_mqtt_section, init_site
-from shared import ids, messages, topics
-from shared.config import MqttSection
-from shared.mqtt import Link
+from kuzet.central.broker import free_port
+from kuzet.provisioning import signing
+from kuzet.provisioning.bundle import write_folder
+from kuzet.provisioning.device import provision_device
+from kuzet.provisioning.site import SiteSettings
+from kuzet.provisioning.site_init import central_mqtt_section, init_site
+from kuzet.shared import ids, messages, topics
+from kuzet.shared.config import MqttSection
+from kuzet.shared.mqtt import Link
 
 SITE = "pavlodar"
 

@@ -6,10 +6,10 @@ import hashlib
 import json
 import re
 
-from central.auth import tokens, users
-from central.config import CentralConfig
-from central.context import Central
-from shared import ids, timeutil
+from kuzet.central.auth import tokens, users
+from kuzet.central.config import CentralConfig
+from kuzet.central.context import Central
+from kuzet.shared import ids, timeutil
 
 PASSWORD = "correct horse battery"
 ROLES = ("operator", "supervisor", "technician", "admin")
@@ -95,7 +95,7 @@ class LiveCentral:
     def __init__(self, tmp_path, broker_url: str, **config):
         import contextlib
 
-        from central.service import start_parts
+        from kuzet.central.service import start_parts
 
         self.central = make_central(tmp_path, mqtt={"url": broker_url}, **config)
         self._running = contextlib.ExitStack()
@@ -111,14 +111,14 @@ class Camera:
     """A camera as far as central can tell: it publishes events, snapshots and clip chunks over MQTT."""
 
     def __init__(self, broker_url: str, device: str = "cam-01", site: str = "pavlodar"):
-        from shared.config import MqttSection
-        from shared.mqtt import Link
+        from kuzet.shared.config import MqttSection
+        from kuzet.shared.mqtt import Link
 
         self.device, self.site = device, site
         self.link = Link(MqttSection(url=broker_url), f"test-{device}").start()
 
     def send(self, message) -> None:
-        from shared import messages, topics
+        from kuzet.shared import messages, topics
 
         self.link.publish(
             topics.up(self.site, self.device, message.type), messages.encode(message)
@@ -127,7 +127,7 @@ class Camera:
     def event(self, event_id: str, seq: int = 0, state: str = "open", **fields):
         from datetime import timedelta
 
-        from shared import messages
+        from kuzet.shared import messages
 
         values = dict(
             device=self.device,
@@ -149,7 +149,7 @@ class Camera:
         self.send(messages.Event(**values))
 
     def snapshot(self, event_id: str, jpeg: bytes, width: int, height: int) -> str:
-        from shared import messages
+        from kuzet.shared import messages
 
         sha256 = hashlib.sha256(jpeg).hexdigest()
         self.send(
@@ -165,7 +165,7 @@ class Camera:
         return sha256
 
     def clip(self, event_id: str, data: bytes, content_type: str, chunk_size: int = 16_384) -> str:
-        from shared import messages
+        from kuzet.shared import messages
 
         clip_id, sha256 = ids.new_id(), hashlib.sha256(data).hexdigest()
         parts = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
@@ -196,7 +196,7 @@ def h264_clip(path, seconds: float = 3.0, fps: int = 10) -> bytes:
     import cv2
     import numpy as np
 
-    from edge.evidence.video import ClipWriter, choose_codec
+    from kuzet.edge.evidence.video import ClipWriter, choose_codec
 
     codec = choose_codec("h264")
     assert codec.name == "h264", "no H.264 encoder here"

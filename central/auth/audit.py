@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import sqlite_utils
 
-from shared import timeutil
+from kuzet.shared import timeutil
 
 GENESIS = "0" * 64
 # Ordinary SQL cannot change or remove an entry. Someone with the database file can drop these; the hash

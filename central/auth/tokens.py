@@ -12,8 +12,8 @@ import sys
 
 import sqlite_utils
 
-from central.auth import audit, users
-from shared import timeutil
+from kuzet.central.auth import audit, users
+from kuzet.shared import timeutil
 
 PREFIX = "kzt_"
 

@@ -14,8 +14,8 @@ from datetime import timedelta
 import sqlite_utils
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from central.auth import audit
-from shared import timeutil
+from kuzet.central.auth import audit
+from kuzet.shared import timeutil
 
 PERMISSIONS: dict[str, str] = {
     "events.view": "see the event queue and event details",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+HELP = "run the whole system on this machine with real footage"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -33,13 +35,13 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from central.auth.users import create_user
-    from central.broker import BrokerError, free_port, wait_for_port
-    from central.demo import footage, scenario, summary
-    from central.demo.supervisor import Supervisor
-    from central.store import registry
-    from central.store.schema import open_database
-    from models import store
+    from kuzet.central.auth.users import create_user
+    from kuzet.central.broker import BrokerError, free_port, wait_for_port
+    from kuzet.central.demo import footage, scenario, summary
+    from kuzet.central.demo.supervisor import Supervisor
+    from kuzet.central.store import registry
+    from kuzet.central.store.schema import open_database
+    from kuzet.models import store
 
     log = logging.getLogger("kuzet.demo")
     if args.json:
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         registry.register(database, registration, actor="demo")
     database.close()
 
-    kuzet = [sys.executable, "-m", "shared.cli"]
+    kuzet = [sys.executable, "-m", "kuzet.shared.cli"]
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(footage.REPO), os.environ.get("PYTHONPATH")]))}
     group = Supervisor(echo=not args.json)
     stop = threading.Event()

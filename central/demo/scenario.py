@@ -10,11 +10,11 @@ from pathlib import Path
 
 import tomli_w
 
-from central.config import CentralConfig
-from central.store.registry import Registration
-from edge.badge.config import BadgeConfig
-from edge.camera.config import CameraConfig
-from shared import config
+from kuzet.central.config import CentralConfig
+from kuzet.central.store.registry import Registration
+from kuzet.edge.badge.config import BadgeConfig
+from kuzet.edge.camera.config import CameraConfig
+from kuzet.shared import config
 
 SITE = "pavlodar"
 

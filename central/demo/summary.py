@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from central.store.schema import open_database
+from kuzet.central.store.schema import open_database
 
 ANSWERED = ("acknowledged", "en_route", "on_scene", "resolved")
 

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from central.store.media import MediaStore
-from shared import messages, timeutil, topics
-from shared.messages import ClipChunk, ClipLost, ClipRequest
+from kuzet.central.store.media import MediaStore
+from kuzet.shared import messages, timeutil, topics
+from kuzet.shared.messages import ClipChunk, ClipLost, ClipRequest
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from shared.config import Name, Section
+from kuzet.shared.config import Name, Section
 
 
 class IngestSection(Section):

@@ -24,15 +24,15 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from central.context import Central
-from central.ingest.clips import ClipAssembler, ClipRejected
-from central.ingest.metrics import Counters, Histograms
-from central.ingest.mqtt_client import BulkReceiveClient
-from central.store import dead_letters, devices, events
-from central.store.media import MediaStore
-from shared import messages, topics
-from shared.messages import Envelope, InvalidMessage
-from shared.mqtt import Link
+from kuzet.central.context import Central
+from kuzet.central.ingest.clips import ClipAssembler, ClipRejected
+from kuzet.central.ingest.metrics import Counters, Histograms
+from kuzet.central.ingest.mqtt_client import BulkReceiveClient
+from kuzet.central.store import dead_letters, devices, events
+from kuzet.central.store.media import MediaStore
+from kuzet.shared import messages, topics
+from kuzet.shared.messages import Envelope, InvalidMessage
+from kuzet.shared.mqtt import Link
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from shared.config import Section
-from shared.messages import EventType, Severity
+from kuzet.shared.config import Section
+from kuzet.shared.messages import EventType, Severity
 
 Policy = Literal["auto", "confirm"]
 

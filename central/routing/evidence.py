@@ -18,10 +18,10 @@ from pathlib import Path
 
 import sqlite_utils
 
-from central.auth import audit
-from shared import evidence, timeutil
-from shared.evidence import Problem
-from shared.messages import EvidenceSegment
+from kuzet.central.auth import audit
+from kuzet.shared import evidence, timeutil
+from kuzet.shared.evidence import Problem
+from kuzet.shared.messages import EvidenceSegment
 
 _COLUMNS = (
     "segment_id, idx, started_at, ended_at, size, sha256, prev_chain_sha256, chain_sha256, content_type"
@@ -273,7 +273,7 @@ def verify_command(central, args) -> int:
     import getpass
     import json
 
-    from central.auth import audit
+    from kuzet.central.auth import audit
 
     db = central.db()
     report = chain_report(db, central.media_dir, args.device)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.geo import EARTH_RADIUS_M, bearing_deg, haversine_m, offset
+from kuzet.shared.geo import EARTH_RADIUS_M, bearing_deg, haversine_m, offset
 
 __all__ = ["bearing_deg", "haversine_m", "haversine_many_m", "offset", "travel_m"]
 

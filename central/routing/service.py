@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from central import alerts, commands
-from central.auth import audit
-from central.context import Central
-from central.routing import geo, store
-from central.routing.evidence import EvidenceLedger
-from central.routing.units import Candidate, Unit, Units
-from central.store import registry, workflow
-from shared import ids, timeutil, topics
-from shared.messages import (
+from kuzet.central import alerts, commands
+from kuzet.central.auth import audit
+from kuzet.central.context import Central
+from kuzet.central.routing import geo, store
+from kuzet.central.routing.evidence import EvidenceLedger
+from kuzet.central.routing.units import Candidate, Unit, Units
+from kuzet.central.store import registry, workflow
+from kuzet.shared import ids, timeutil, topics
+from kuzet.shared.messages import (
     SEVERITY_RANK,
     Availability,
     Command,

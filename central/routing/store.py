@@ -7,7 +7,7 @@ import json
 
 import sqlite_utils
 
-from central.routing.units import Unit
+from kuzet.central.routing.units import Unit
 
 DISPATCH_COLUMNS = (
     "dispatch_id",

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 import numpy as np
 import sqlite_utils
 
-from central.routing import geo
-from shared import timeutil
-from shared.messages import Availability, Location, Status
+from kuzet.central.routing import geo
+from kuzet.shared import timeutil
+from kuzet.shared.messages import Availability, Location, Status
 
 
 @dataclass

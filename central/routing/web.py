@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
-from central.routing.service import RoutingError, RoutingService
-from central.web.auth import current_user, require
+from kuzet.central.routing.service import RoutingError, RoutingService
+from kuzet.central.web.auth import current_user, require
 
 blueprint = Blueprint("routing", __name__)
 

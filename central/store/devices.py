@@ -7,8 +7,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
-from shared import messages, timeutil
-from shared.messages import Availability, Status
+from kuzet.shared import messages, timeutil
+from kuzet.shared.messages import Availability, Status
 
 _IN_CHUNK = 500
 

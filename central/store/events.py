@@ -17,8 +17,8 @@ from datetime import datetime
 
 from pydantic_core import from_json
 
-from shared import timeutil
-from shared.messages import SEVERITY_RANK, Event
+from kuzet.shared import timeutil
+from kuzet.shared.messages import SEVERITY_RANK, Event
 
 # Columns the edge owns; everything else in ``events`` belongs to the operators' workflow.
 EDGE_COLUMNS = (

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from shared import timeutil
+from kuzet.shared import timeutil
 
 log = logging.getLogger(__name__)
 

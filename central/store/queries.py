@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import sqlite_utils
 
-from shared import timeutil
+from kuzet.shared import timeutil
 
 EVENT_FILTERS = {
     "status": "status",

@@ -14,9 +14,9 @@ from typing import Annotated, Literal
 import sqlite_utils
 from pydantic import Field
 
-from central.auth import audit
-from shared import timeutil
-from shared.config import Name, Section
+from kuzet.central.auth import audit
+from kuzet.shared import timeutil
+from kuzet.shared.config import Name, Section
 
 
 class Registration(Section):

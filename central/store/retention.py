@@ -31,8 +31,8 @@ from pathlib import Path
 
 import sqlite_utils
 
-from central.auth import audit
-from shared import timeutil
+from kuzet.central.auth import audit
+from kuzet.shared import timeutil
 
 log = logging.getLogger(__name__)
 

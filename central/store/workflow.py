@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-from central.auth import audit
-from central.store import queries
-from shared import timeutil
+from kuzet.central.auth import audit
+from kuzet.central.store import queries
+from kuzet.shared import timeutil
 
 MAX_NOTE = 2000
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from flask import Flask
 from flask_wtf.csrf import CSRFError
 
-from central.auth.ratelimit import LoginLimiter
-from central.context import Central
-from central.store.media import MediaStore
-from central.web import (
+from kuzet.central.auth.ratelimit import LoginLimiter
+from kuzet.central.context import Central
+from kuzet.central.store.media import MediaStore
+from kuzet.central.web import (
     admin,
     alerts,
     api,
@@ -61,9 +61,9 @@ def _secret_key(central: Central) -> bytes:
 
 def _routing_blueprint():
     try:
-        module = importlib.import_module("central.routing.web")
+        module = importlib.import_module("kuzet.central.routing.web")
     except ModuleNotFoundError as exc:
-        if exc.name != "central.routing.web":
+        if exc.name != "kuzet.central.routing.web":
             raise
         return None
     return module.blueprint
@@ -71,7 +71,9 @@ def _routing_blueprint():
 
 def create_app(central: Central, routing_service=None) -> Flask:
     """``routing_service``: the running ``RoutingService`` that routing's endpoints and buttons act through."""
-    app = Flask(__name__)
+    # Central keeps its files in its data folder; naming it also spares Flask from searching for an instance
+    # folder beside a namespace package (`kuzet` has no folder of its own).
+    app = Flask(__name__, instance_path=str(central.data_dir.resolve()))
     http = central.config.http
     app.config.update(
         SECRET_KEY=_secret_key(central),
@@ -116,7 +118,7 @@ def create_app(central: Central, routing_service=None) -> Flask:
     if routing_service is not None:
         if routing is None:
             raise RuntimeError("a routing service was given but central.routing.web is not installed")
-        importlib.import_module("central.routing.web").attach(app, routing_service)
+        importlib.import_module("kuzet.central.routing.web").attach(app, routing_service)
     views.install(app)
 
     @app.errorhandler(CSRFError)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from central.auth import audit, tokens, users
-from central.store import queries
-from central.web.auth import current_user, require
-from central.web.views import central
+from kuzet.central.auth import audit, tokens, users
+from kuzet.central.store import queries
+from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.views import central
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, render_template, request
 
-from central import alerts
-from central.web.auth import current_user, require
-from central.web.views import central
+from kuzet.central import alerts
+from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.views import central
 
 blueprint = Blueprint("alerts", __name__)
 

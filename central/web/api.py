@@ -11,12 +11,12 @@ import io
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from pydantic import ValidationError
 
-from central.auth import audit, users
-from central.routing import store as routing_store
-from central.store import queries, registry, workflow
-from central.web import openapi, views
-from central.web.auth import current_user, require
-from central.web.views import central, close_event
+from kuzet.central.auth import audit, users
+from kuzet.central.routing import store as routing_store
+from kuzet.central.store import queries, registry, workflow
+from kuzet.central.web import openapi, views
+from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.views import central, close_event
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 

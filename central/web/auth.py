@@ -2,7 +2,7 @@
 
 Other blueprints (routing's included) protect a view with::
 
-    from central.web.auth import require, current_user
+    from kuzet.central.web.auth import require, current_user
 
     @blueprint.post("/api/v1/dispatches")
     @require("dispatch")
@@ -34,8 +34,8 @@ from flask import (
 )
 from flask_wtf.csrf import CSRFProtect
 
-from central.auth import audit, tokens, users
-from central.auth.ratelimit import LoginLimiter
+from kuzet.central.auth import audit, tokens, users
+from kuzet.central.auth.ratelimit import LoginLimiter
 
 blueprint = Blueprint("auth", __name__)
 csrf = CSRFProtect()

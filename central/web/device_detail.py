@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, jsonify, render_template, request
 
-from central import commands
-from central.auth import audit
-from central.routing import evidence
-from central.routing import store as routing_store
-from central.store import queries
-from central.web.auth import current_user, require
-from central.web.views import central
+from kuzet.central import commands
+from kuzet.central.auth import audit
+from kuzet.central.routing import evidence
+from kuzet.central.routing import store as routing_store
+from kuzet.central.store import queries
+from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.views import central
 
 blueprint = Blueprint("device", __name__)
 

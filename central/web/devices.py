@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from central.web.auth import require
+from kuzet.central.web.auth import require
 
 blueprint = Blueprint("devices", __name__)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 
-from central.auth import audit, users
-from central.store import queries, workflow
-from central.web.auth import current_user, require
-from central.web.views import central, close_event
-from shared import timeutil
+from kuzet.central.auth import audit, users
+from kuzet.central.store import queries, workflow
+from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.views import central, close_event
+from kuzet.shared import timeutil
 
 blueprint = Blueprint("events", __name__)
 

@@ -17,10 +17,10 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from central.ingest.metrics import DEAD_LETTER_CAUSES
-from central.store import queries
-from central.web.auth import require
-from central.web.views import central
+from kuzet.central.ingest.metrics import DEAD_LETTER_CAUSES
+from kuzet.central.store import queries
+from kuzet.central.web.auth import require
+from kuzet.central.web.views import central
 
 blueprint = Blueprint("health", __name__)
 

@@ -9,11 +9,11 @@ import time
 
 from flask import Blueprint, abort
 
-from central.auth import audit
-from central.store import queries
-from central.web.auth import current_user, require
-from central.web.stream import sse
-from central.web.views import central
+from kuzet.central.auth import audit
+from kuzet.central.store import queries
+from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.stream import sse
+from kuzet.central.web.views import central
 
 blueprint = Blueprint("live", __name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from central.web.auth import require
-from central.web.views import central
+from kuzet.central.web.auth import require
+from kuzet.central.web.views import central
 
 blueprint = Blueprint("map", __name__)
 

@@ -3,8 +3,8 @@ that every /api/v1 route is described here and every path described here exists.
 
 from __future__ import annotations
 
-from central.commands import PERMISSION as COMMAND_PERMISSION
-from central.store.queries import EVENT_FILTERS, STAT_GROUPS, STAT_PERIODS
+from kuzet.central.commands import PERMISSION as COMMAND_PERMISSION
+from kuzet.central.store.queries import EVENT_FILTERS, STAT_GROUPS, STAT_PERIODS
 
 _OBJ = {"type": "object"}
 
@@ -46,7 +46,7 @@ _TEXT = {"type": "string"}
 
 
 def routing_paths() -> dict:
-    """central.routing.web's endpoints, described here so that /api/v1 has one document."""
+    """kuzet.central.routing.web's endpoints, described here so that /api/v1 has one document."""
     return {
         "/api/v1/units": {"get": _op("Patrol units with position, duty and current dispatch", "map.view")},
         "/api/v1/units/{device}": {

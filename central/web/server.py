@@ -12,8 +12,8 @@ import time
 
 from waitress.server import create_server
 
-from central.context import Central
-from central.web import create_app
+from kuzet.central.context import Central
+from kuzet.central.web import create_app
 
 log = logging.getLogger(__name__)
 

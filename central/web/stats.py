@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request
 
-from central.store import queries
-from central.web import charts
-from central.web.auth import require
-from central.web.views import central
+from kuzet.central.store import queries
+from kuzet.central.web import charts
+from kuzet.central.web.auth import require
+from kuzet.central.web.views import central
 
 blueprint = Blueprint("stats", __name__)
 

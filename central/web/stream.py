@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterator
 from flask import Blueprint, Response, current_app, g, request, session
 from pydantic_core import to_json
 
-from central.auth import tokens, users
-from central.live import Update
-from central.store import queries
-from central.web.auth import current_user, require
-from central.web.views import central
+from kuzet.central.auth import tokens, users
+from kuzet.central.live import Update
+from kuzet.central.store import queries
+from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.views import central
 
 blueprint = Blueprint("stream", __name__)
 

@@ -8,9 +8,9 @@ import logging
 from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from central.store import registry, workflow
-from central.web.auth import current_user, is_api_request
-from shared import timeutil
+from kuzet.central.store import registry, workflow
+from kuzet.central.web.auth import current_user, is_api_request
+from kuzet.shared import timeutil
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def _open_alerts(user) -> int | None:
     """Unacknowledged alerts for the header's counter (None: the user does not see alerts)."""
     if user is None or not user.can("events.view"):
         return None
-    from central import alerts
+    from kuzet.central import alerts
 
     return alerts.open_count(central().db())
 

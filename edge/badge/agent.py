@@ -18,19 +18,19 @@ import time
 from collections import deque
 from pathlib import Path
 
-from edge.badge import gps as gps_sources
-from edge.badge.camera import Camera
-from edge.badge.config import BadgeConfig
-from edge.badge.evidence import EvidenceStore, Recorder
-from edge.badge.handover import EvidenceHandover
-from edge.badge.inbox import Inbox, InboxError, Item
-from edge.badge.live import LiveStream
-from edge.badge.updates import BadgeUpdates, check_runnable
-from edge.delivery.clips import ClipSpool
-from edge.delivery.outbox import PRIORITY_EVENT, PRIORITY_RESULT, Outbox
-from edge.delivery.publisher import Publisher
-from shared import __version__, ids, timeutil, topics
-from shared.messages import (
+from kuzet.edge.badge import gps as gps_sources
+from kuzet.edge.badge.camera import Camera
+from kuzet.edge.badge.config import BadgeConfig
+from kuzet.edge.badge.evidence import EvidenceStore, Recorder
+from kuzet.edge.badge.handover import EvidenceHandover
+from kuzet.edge.badge.inbox import Inbox, InboxError, Item
+from kuzet.edge.badge.live import LiveStream
+from kuzet.edge.badge.updates import BadgeUpdates, check_runnable
+from kuzet.edge.delivery.clips import ClipSpool
+from kuzet.edge.delivery.outbox import PRIORITY_EVENT, PRIORITY_RESULT, Outbox
+from kuzet.edge.delivery.publisher import Publisher
+from kuzet.shared import __version__, ids, timeutil, topics
+from kuzet.shared.messages import (
     Availability,
     ClipRequest,
     Command,
@@ -46,7 +46,7 @@ from shared.messages import (
     encode,
     from_base64,
 )
-from shared.mqtt import Link
+from kuzet.shared.mqtt import Link
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+HELP = "run a smart-badge agent"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", required=True, help="the badge's TOML configuration")
@@ -20,10 +22,10 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import threading
 
-    from edge.badge.agent import BadgeAgent
-    from edge.badge.config import BadgeConfig
-    from shared.config import ConfigError, load
-    from shared.memory import tune_malloc
+    from kuzet.edge.badge.agent import BadgeAgent
+    from kuzet.edge.badge.config import BadgeConfig
+    from kuzet.shared.config import ConfigError, load
+    from kuzet.shared.memory import tune_malloc
 
     tune_malloc()
     try:
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     officer = None
     if args.simulate_officer:
-        from edge.badge.simulated_officer import SimulatedOfficer
+        from kuzet.edge.badge.simulated_officer import SimulatedOfficer
 
         officer = SimulatedOfficer(agent).start()
     try:
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGINT, lambda *_: stop.set())
             stop.wait()
             return 0
-        from edge.badge import tui
+        from kuzet.edge.badge import tui
 
         return tui.run(agent)
     finally:

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from edge.updates.config import UpdatesSection
-from shared.config import DeviceSection, KeyProblem, MqttSection, Section
+from kuzet.edge.updates.config import UpdatesSection
+from kuzet.shared.config import DeviceSection, KeyProblem, MqttSection, Section
 
 
 class GpsSection(Section):

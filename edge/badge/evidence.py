@@ -30,11 +30,11 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 
-from edge.badge.camera import Camera, scaled
-from edge.badge.config import EvidenceSection
-from shared import evidence as chain
-from shared import ids, timeutil
-from shared.messages import EvidenceSegment
+from kuzet.edge.badge.camera import Camera, scaled
+from kuzet.edge.badge.config import EvidenceSection
+from kuzet.shared import evidence as chain
+from kuzet.shared import ids, timeutil
+from kuzet.shared.messages import EvidenceSegment
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "video/x-msvideo"
@@ -176,7 +176,9 @@ class EvidenceStore:
             return []
         # The file was last written when the recording stopped.
         ended_at = _to_ms(datetime.fromtimestamp(self.partial.stat().st_mtime, UTC))
-        from edge.evidence.readback import copy_readable  # PyAV, loaded only when there is something to read
+        from kuzet.edge.evidence.readback import (
+            copy_readable,  # PyAV, loaded only when there is something to read
+        )
 
         frames, duration_s = copy_readable(self.partial, self._recovered)
         if "started_at" in info:

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.badge.config import GpsSection
-from shared.geo import bearing_deg, haversine_m
+from kuzet.edge.badge.config import GpsSection
+from kuzet.shared.geo import bearing_deg, haversine_m
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from edge.badge.evidence import EvidenceStore
-from edge.delivery.clips import ClipSpool
-from edge.delivery.outbox import PRIORITY_RESULT
-from edge.delivery.publisher import Publisher
-from shared.messages import EvidenceSegment, encode
+from kuzet.edge.badge.evidence import EvidenceStore
+from kuzet.edge.delivery.clips import ClipSpool
+from kuzet.edge.delivery.outbox import PRIORITY_RESULT
+from kuzet.edge.delivery.publisher import Publisher
+from kuzet.shared.messages import EvidenceSegment, encode
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,6 @@ class EvidenceHandover:
 
 
 def _playable(video: Path) -> bool:
-    from edge.evidence.readback import playable  # PyAV, loaded only when a recording must be checked
+    from kuzet.edge.evidence.readback import playable  # PyAV, loaded only when a recording must be checked
 
     return playable(video)

@@ -12,8 +12,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared import timeutil
-from shared.messages import Dispatch
+from kuzet.shared import timeutil
+from kuzet.shared.messages import Dispatch
 
 STEPS = ("new", "acknowledged", "en_route", "on_scene", "resolved")
 CLOSED = ("resolved", "declined", "cancelled")

@@ -12,10 +12,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from edge.badge.camera import Camera, scaled
-from edge.badge.config import LiveSection
-from shared import ids
-from shared.messages import LiveFrame, to_base64
+from kuzet.edge.badge.camera import Camera, scaled
+from kuzet.edge.badge.config import LiveSection
+from kuzet.shared import ids
+from kuzet.shared.messages import LiveFrame, to_base64
 
 log = logging.getLogger(__name__)
 MIN_QUALITY = 20

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from edge.badge.agent import BadgeAgent
-from edge.badge.inbox import InboxError
+from kuzet.edge.badge.agent import BadgeAgent
+from kuzet.edge.badge.inbox import InboxError
 
 log = logging.getLogger(__name__)
 

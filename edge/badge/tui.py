@@ -10,8 +10,8 @@ from __future__ import annotations
 import curses
 import time
 
-from edge.badge.agent import BadgeAgent
-from edge.badge.inbox import InboxError
+from kuzet.edge.badge.agent import BadgeAgent
+from kuzet.edge.badge.inbox import InboxError
 
 HELP = "a:ack  e:en route  o:on scene  r:resolved  d:decline  s:duty  p:PANIC  q:quit"
 ENTER, ESCAPE, BACKSPACES = (10, 13, curses.KEY_ENTER), 27, (8, 127, curses.KEY_BACKSPACE)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.badge.camera import is_device
-from edge.badge.config import BadgeConfig
-from edge.badge.gps import load_route
-from edge.updates.device import DeviceUpdates, UpdateError
+from kuzet.edge.badge.camera import is_device
+from kuzet.edge.badge.config import BadgeConfig
+from kuzet.edge.badge.gps import load_route
+from kuzet.edge.updates.device import DeviceUpdates, UpdateError
 
 
 class BadgeUpdates(DeviceUpdates):

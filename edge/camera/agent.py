@@ -17,12 +17,12 @@ import threading
 import time
 from pathlib import Path
 
-from edge.camera import health
-from edge.camera.config import CameraConfig
-from edge.camera.config import load as load_config
-from edge.camera.live import LiveStream
-from edge.camera.updates import CameraUpdates
-from edge.delivery import (
+from kuzet.edge.camera import health
+from kuzet.edge.camera.config import CameraConfig
+from kuzet.edge.camera.config import load as load_config
+from kuzet.edge.camera.live import LiveStream
+from kuzet.edge.camera.updates import CameraUpdates
+from kuzet.edge.delivery import (
     PRIORITY_EVENT,
     PRIORITY_RESULT,
     PRIORITY_SNAPSHOT,
@@ -31,16 +31,16 @@ from edge.delivery import (
     Outbox,
     Publisher,
 )
-from edge.events.engine import EventChange, EventEngine
-from edge.events.journal import OpenEventJournal
-from edge.evidence.clips import ClipRecorder, ClipSettings, Recording, finalise_partial
-from edge.evidence.snapshot import snapshot
-from edge.vision.pipeline import VisionPipeline
-from edge.vision.sources import open_source
-from edge.vision.types import Frame, FrameResult
-from shared import __version__, ids, messages, timeutil, topics
-from shared.config import ConfigError
-from shared.messages import (
+from kuzet.edge.events.engine import EventChange, EventEngine
+from kuzet.edge.events.journal import OpenEventJournal
+from kuzet.edge.evidence.clips import ClipRecorder, ClipSettings, Recording, finalise_partial
+from kuzet.edge.evidence.snapshot import snapshot
+from kuzet.edge.vision.pipeline import VisionPipeline
+from kuzet.edge.vision.sources import open_source
+from kuzet.edge.vision.types import Frame, FrameResult
+from kuzet.shared import __version__, ids, messages, timeutil, topics
+from kuzet.shared.config import ConfigError
+from kuzet.shared.messages import (
     SEVERITY_RANK,
     Availability,
     ClipRequest,
@@ -52,7 +52,7 @@ from shared.messages import (
     Snapshot,
     Status,
 )
-from shared.mqtt import Link
+from kuzet.shared.mqtt import Link
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+HELP = "run a street camera agent"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", required=True, help="the camera's TOML configuration")
@@ -16,9 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import signal
 
-    from edge.camera.config import load
-    from shared.config import ConfigError
-    from shared.memory import tune_malloc
+    from kuzet.edge.camera.config import load
+    from kuzet.shared.config import ConfigError
+    from kuzet.shared.memory import tune_malloc
 
     tune_malloc()
 
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
 
-    from edge.camera.agent import CameraAgent
+    from kuzet.edge.camera.agent import CameraAgent
 
     try:
         agent = CameraAgent(config, args.config)

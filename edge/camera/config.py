@@ -36,12 +36,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from edge.events.config import LineSection, RuleSection, ZoneSection, check_references
-from edge.updates.config import UpdatesSection
-from edge.vision.config import DetectorSection, MotionSection, SourceSection, TrackerSection
-from shared import config
-from shared.config import DeviceSection, KeyProblem, MqttSection, Section
-from shared.messages import Severity
+from kuzet.edge.events.config import LineSection, RuleSection, ZoneSection, check_references
+from kuzet.edge.updates.config import UpdatesSection
+from kuzet.edge.vision.config import DetectorSection, MotionSection, SourceSection, TrackerSection
+from kuzet.shared import config
+from kuzet.shared.config import DeviceSection, KeyProblem, MqttSection, Section
+from kuzet.shared.messages import Severity
 
 
 class EventsSection(Section):

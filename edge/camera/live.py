@@ -9,11 +9,11 @@ from collections.abc import Callable
 
 import cv2
 
-from edge.camera.config import LiveSection
-from edge.evidence.snapshot import encode_jpeg
-from edge.vision.types import Frame
-from shared import ids, messages
-from shared.messages import LiveFrame
+from kuzet.edge.camera.config import LiveSection
+from kuzet.edge.evidence.snapshot import encode_jpeg
+from kuzet.edge.vision.types import Frame
+from kuzet.shared import ids, messages
+from kuzet.shared.messages import LiveFrame
 
 MAX_LIVE_BYTES = 360 * 1024  # base64 of this stays under the live message's 512 KiB limit
 

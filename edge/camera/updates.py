@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.camera.config import CameraConfig
-from edge.updates.device import Candidate, DeviceUpdates, UpdateError, names
+from kuzet.edge.camera.config import CameraConfig
+from kuzet.edge.updates.device import Candidate, DeviceUpdates, UpdateError, names
 
 LABELS_FILE = "labels.txt"
 

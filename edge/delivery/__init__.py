@@ -13,9 +13,15 @@ Shared by the camera and the badge agents::
     # on down/clip_request: spool.handle_request(request); publisher.wake()
 """
 
-from edge.delivery.clips import ClipSpool
-from edge.delivery.outbox import PRIORITY_CLIP, PRIORITY_EVENT, PRIORITY_RESULT, PRIORITY_SNAPSHOT, Outbox
-from edge.delivery.publisher import DeliverySettings, Publisher
+from kuzet.edge.delivery.clips import ClipSpool
+from kuzet.edge.delivery.outbox import (
+    PRIORITY_CLIP,
+    PRIORITY_EVENT,
+    PRIORITY_RESULT,
+    PRIORITY_SNAPSHOT,
+    Outbox,
+)
+from kuzet.edge.delivery.publisher import DeliverySettings, Publisher
 
 __all__ = [
     "PRIORITY_CLIP",

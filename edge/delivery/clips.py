@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.delivery.outbox import PRIORITY_CLIP, PRIORITY_RESULT, Outbox, Row, Writes
-from shared import messages, topics
-from shared.messages import CLIP_CHUNK_BYTES, ClipChunk, ClipLost, ClipRequest
+from kuzet.edge.delivery.outbox import PRIORITY_CLIP, PRIORITY_RESULT, Outbox, Row, Writes
+from kuzet.shared import messages, topics
+from kuzet.shared.messages import CLIP_CHUNK_BYTES, ClipChunk, ClipLost, ClipRequest
 
 log = logging.getLogger(__name__)
 

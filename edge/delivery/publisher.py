@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from edge.delivery.outbox import Outbox, Row, Writes
-from shared.mqtt import Link, MqttError
+from kuzet.edge.delivery.outbox import Outbox, Row, Writes
+from kuzet.shared.mqtt import Link, MqttError
 
 log = logging.getLogger(__name__)
 

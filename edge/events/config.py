@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from shared.config import KeyProblem, Section
-from shared.messages import EventType, Severity
+from kuzet.shared.config import KeyProblem, Section
+from kuzet.shared.messages import EventType, Severity
 
 PointList = list[tuple[float, float]]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

@@ -11,12 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from edge.events import rules as rule_types
-from edge.events.config import LineSection, RuleSection, ZoneSection, check_references
-from edge.events.rules import Condition, Rule
-from edge.vision.types import Frame, FrameResult
-from shared import ids, timeutil
-from shared.messages import Box, Event, GeoPoint
+from kuzet.edge.events import rules as rule_types
+from kuzet.edge.events.config import LineSection, RuleSection, ZoneSection, check_references
+from kuzet.edge.events.rules import Condition, Rule
+from kuzet.edge.vision.types import Frame, FrameResult
+from kuzet.shared import ids, timeutil
+from kuzet.shared.messages import Box, Event, GeoPoint
 
 MAX_TRACK_IDS = 100  # the message's limit
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from edge.delivery.outbox import Outbox, Writes
-from shared import ids, timeutil
-from shared.messages import Event
+from kuzet.edge.delivery.outbox import Outbox, Writes
+from kuzet.shared import ids, timeutil
+from kuzet.shared.messages import Event
 
 _TABLE = "CREATE TABLE IF NOT EXISTS open_events (event_id TEXT PRIMARY KEY, message TEXT NOT NULL)"
 

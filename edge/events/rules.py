@@ -12,9 +12,9 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from edge.events import geometry
-from edge.events.config import LineSection, RuleSection, ZoneSection
-from edge.vision.types import Track
+from kuzet.edge.events import geometry
+from kuzet.edge.events.config import LineSection, RuleSection, ZoneSection
+from kuzet.edge.vision.types import Track
 
 Box = tuple[float, float, float, float]
 

@@ -27,10 +27,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.evidence.readback import copy_readable
-from edge.evidence.video import ClipWriter, Codec, choose_codec
-from edge.vision.types import Frame
-from shared import ids
+from kuzet.edge.evidence.readback import copy_readable
+from kuzet.edge.evidence.video import ClipWriter, Codec, choose_codec
+from kuzet.edge.vision.types import Frame
+from kuzet.shared import ids
 
 log = logging.getLogger(__name__)
 

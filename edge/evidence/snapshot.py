@@ -7,7 +7,7 @@ from datetime import datetime
 import cv2
 import numpy as np
 
-from shared import timeutil
+from kuzet.shared import timeutil
 
 # Stays well under the snapshot message's 1 MiB limit once base64-encoded.
 MAX_SNAPSHOT_BYTES = 600 * 1024

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from shared.config import Section
+from kuzet.shared.config import Section
 
 
 class UpdatesSection(Section):

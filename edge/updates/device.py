@@ -24,10 +24,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from edge.updates.config import UpdatesSection
-from edge.updates.installer import InstallResult, current_version, install_verified, rollback
-from shared import config as config_files
-from shared.config import ConfigError, Section
+from kuzet.edge.updates.config import UpdatesSection
+from kuzet.edge.updates.installer import InstallResult, current_version, install_verified, rollback
+from kuzet.shared import config as config_files
+from kuzet.shared.config import ConfigError, Section
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,8 @@ class DeviceUpdates:
             return InstallResult(False, NOT_CONFIGURED), None
         # Imported here: the downloader and cryptography cost a device ~9 MB of memory, and most days no
         # update comes.
-        from edge.updates.fetch import FetchError, fetch_bundle
-        from provisioning.signing import SignatureError, load_public_key, verify_update
+        from kuzet.edge.updates.fetch import FetchError, fetch_bundle
+        from kuzet.provisioning.signing import SignatureError, load_public_key, verify_update
 
         try:
             public_key = load_public_key(self.settings.public_key)

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from shared.config import KeyProblem, Section
+from kuzet.shared.config import KeyProblem, Section
 
 Point = tuple[float, float]
 

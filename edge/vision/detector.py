@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.vision.config import DetectorSection
-from edge.vision.types import Detection
+from kuzet.edge.vision.config import DetectorSection
+from kuzet.edge.vision.types import Detection
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def _interpreter_class(backend: str):
 
 def resolve_model(section: DetectorSection) -> ModelInfo:
     """The configured model: a manifest name (verified against its checksum) or a path to a .tflite file."""
-    from models import store
+    from kuzet.models import store
 
     candidate = Path(section.model).expanduser()
     if candidate.suffix == ".tflite" or candidate.is_file():

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.vision.config import MotionSection
+from kuzet.edge.vision.config import MotionSection
 
 Box = tuple[int, int, int, int]  # x, y, w, h in native frame pixels
 

@@ -11,13 +11,13 @@ import time
 
 import numpy as np
 
-from edge.vision.appearance import colour_signature
-from edge.vision.config import DetectorSection, MotionSection, TrackerSection
-from edge.vision.detector import Detector
-from edge.vision.motion import MotionDetector
-from edge.vision.tracker import Tracker, iou_matrix
-from edge.vision.types import Detection, Frame, FrameResult
-from edge.vision.windows import Window, WindowPlanner
+from kuzet.edge.vision.appearance import colour_signature
+from kuzet.edge.vision.config import DetectorSection, MotionSection, TrackerSection
+from kuzet.edge.vision.detector import Detector
+from kuzet.edge.vision.motion import MotionDetector
+from kuzet.edge.vision.tracker import Tracker, iou_matrix
+from kuzet.edge.vision.types import Detection, Frame, FrameResult
+from kuzet.edge.vision.windows import Window, WindowPlanner
 
 
 def nms(detections: list[Detection], iou: float) -> list[Detection]:

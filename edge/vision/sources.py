@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.vision.config import SourceSection
-from edge.vision.types import Frame
+from kuzet.edge.vision.config import SourceSection
+from kuzet.edge.vision.types import Frame
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edge.vision.config import TrackerSection
-from edge.vision.types import Detection, Track
+from kuzet.edge.vision.config import TrackerSection
+from kuzet.edge.vision.types import Detection, Track
 
 Box = tuple[float, float, float, float]
 
