@@ -139,7 +139,7 @@ class DeviceUpdates:
         # Imported here: the downloader and cryptography cost a device ~9 MB of memory, and most days no
         # update comes.
         from kuzet.edge.updates.fetch import FetchError, fetch_bundle
-        from kuzet.provisioning.signing import SignatureError, load_public_key, verify_update
+        from kuzet.shared.bundles import SignatureError, load_public_key, verify_update
 
         try:
             public_key = load_public_key(self.settings.public_key)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from kuzet.shared import messages
 
 if TYPE_CHECKING:
-    from kuzet.provisioning.signing import VerifiedBundle
+    from kuzet.shared.bundles import VerifiedBundle
 
 log = logging.getLogger(__name__)
 KEEP_VERSIONS = 3  # current, previous and one more; older ones are removed to spare the SD card
@@ -88,7 +88,7 @@ def install(
     check: Callable[[Path], None] | None = None,
 ) -> InstallResult:
     # Imported here: cryptography costs a device ~8 MB of memory, and most days no update comes.
-    from kuzet.provisioning.signing import SignatureError, load_public_key, verify_update
+    from kuzet.shared.bundles import SignatureError, load_public_key, verify_update
 
     install_dir = Path(install_dir)
     try:
