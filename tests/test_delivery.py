@@ -85,9 +85,12 @@ def device_link(mosquitto):
 
 def test_outbox_is_durable_and_counts_with_the_message(tmp_path):
     outbox = Outbox(tmp_path / "outbox.db")
-    first = outbox.put("t/a", b"one", kind="event", priority=PRIORITY_EVENT, count="events_created")
-    outbox.put("t/b", None, kind="clip", priority=PRIORITY_CLIP, ref="clip:0")
-    outbox.put("t/c", b"three", kind="event", priority=PRIORITY_EVENT)
+    with outbox.transaction() as tx:
+        first = tx.put("t/a", b"one", kind="event", priority=PRIORITY_EVENT)
+        tx.count("events_created")
+    with outbox.transaction() as tx:
+        tx.put("t/b", None, kind="clip", priority=PRIORITY_CLIP, ref="clip:0")
+        tx.put("t/c", b"three", kind="event", priority=PRIORITY_EVENT)
     outbox.close()
 
     again = Outbox(tmp_path / "outbox.db")
@@ -95,8 +98,8 @@ def test_outbox_is_durable_and_counts_with_the_message(tmp_path):
     assert [r.topic for r in again.next_rows(10)] == ["t/a", "t/c", "t/b"]  # priority, then oldest first
     again.delete([first])
     assert again.depth() == 2
-    with pytest.raises(ValueError):
-        again.put("t/d", None, kind="event")
+    with pytest.raises(ValueError), again.transaction() as tx:
+        tx.put("t/d", None, kind="event")
     assert again.depth() == 2
 
 
@@ -236,7 +239,8 @@ def test_quota_drops_oldest_clips_never_events(tmp_path):
         tmp_path / "clips", outbox, site=SITE, device=DEVICE, max_bytes=25_000, chunk_bytes=4096
     )
     for i in range(3):
-        outbox.put(EVENT_TOPIC, f"event {i}".encode(), kind="event", priority=PRIORITY_EVENT)
+        with outbox.transaction() as tx:
+            tx.put(EVENT_TOPIC, f"event {i}".encode(), kind="event", priority=PRIORITY_EVENT)
     added = []
     for i in range(3):
         path = tmp_path / f"c{i}.avi"
@@ -259,7 +263,8 @@ def test_a_full_disk_drops_clips_and_keeps_events(tmp_path):
     path = tmp_path / "c.mp4"
     path.write_bytes(os.urandom(5000))
     spool.add(path, clip_id=ids.new_id())
-    outbox.put(EVENT_TOPIC, b"event", kind="event", priority=PRIORITY_EVENT)
+    with outbox.transaction() as tx:
+        tx.put(EVENT_TOPIC, b"event", kind="event", priority=PRIORITY_EVENT)
     spool.min_free_bytes = 2**62  # more than any disk has: the disk counts as full
     assert spool.enforce_quota() == 1
     assert spool.clips() == [] and outbox.depth_by_kind() == {"event": 1, "clip_lost": 1}
@@ -401,7 +406,8 @@ def test_central_marks_a_clip_lost_through_the_broker(tmp_path, mosquitto, devic
         assert wait_until(lambda: outbox.depth() == 0)
         spool.min_free_bytes = 2**62  # the disk fills up: the clip goes
         spool.max_bytes = 0
-        outbox.put(spool.topic, None, kind="clip", priority=PRIORITY_CLIP, ref=f"{info.clip_id}:000001")
+        with outbox.transaction() as tx:
+            tx.put(spool.topic, None, kind="clip", priority=PRIORITY_CLIP, ref=f"{info.clip_id}:000001")
         assert spool.enforce_quota() == 1  # chunk 1 was queued again, undelivered: central is told
         publisher.wake()
         assert wait_until(lambda: db["clips"].get(info.clip_id)["state"] == "lost")

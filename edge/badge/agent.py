@@ -2,16 +2,14 @@
 raises panic, streams live on request and records and uploads chained body-camera evidence.
 
 Everything the officer does goes through the public methods here (the terminal UI only calls them), so the
-behaviour is the same from a key press, a test or a script. Central's commands are answered on paho's thread,
-except signed updates (``install_update``, ``rollback_update``), which download and check a bundle and so run
-on a thread of their own, one at a time.
+behaviour is the same from a key press, a test or a script. The link, delivery, availability, heartbeat,
+central's commands and signed updates are the device runtime's (``edge.runtime``, shared with the street
+camera); the badge registers its commands (``_register_commands``) and its status (``_status``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import queue
 import shutil
 import threading
 import time
@@ -26,27 +24,20 @@ from kuzet.edge.badge.handover import EvidenceHandover
 from kuzet.edge.badge.inbox import Inbox, InboxError, Item
 from kuzet.edge.badge.live import LiveStream
 from kuzet.edge.badge.updates import BadgeUpdates, check_runnable
-from kuzet.edge.delivery.clips import ClipSpool
-from kuzet.edge.delivery.outbox import PRIORITY_EVENT, PRIORITY_RESULT, Outbox
-from kuzet.edge.delivery.publisher import Publisher
-from kuzet.shared import __version__, ids, timeutil, topics
+from kuzet.edge.delivery.outbox import PRIORITY_EVENT
+from kuzet.edge.runtime import DeviceRuntime, Reply, UpdateCommands
+from kuzet.shared import __version__, ids, timeutil
 from kuzet.shared.messages import (
-    Availability,
-    ClipRequest,
     Command,
     Dispatch,
     DispatchState,
     Envelope,
     Event,
     EvidenceSegment,
-    InvalidMessage,
     Location,
     Status,
-    decode,
-    encode,
     from_base64,
 )
-from kuzet.shared.mqtt import Link
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +50,6 @@ DUTY_FOR_STEP = {
     "resolved": "available",
 }
 PANIC_RECORDING_S = 600.0  # after a panic the camera records this long whatever the evidence mode
-UPDATE_COMMANDS = ("install_update", "rollback_update")
 
 
 class BadgeAgent:
@@ -87,37 +77,41 @@ class BadgeAgent:
         self.gps = position_source
         self.camera = camera or _camera_for(config)
         self.evidence = EvidenceStore(storage / "evidence", self.device)
-        self.link = Link(
-            config.mqtt,
-            client_id=self.device,
-            will=(self._topic("availability"), self._availability("offline")),
-            persistent_session=True,  # dispatches sent while the badge is out of coverage wait at the broker
-        )
         # Panic, dispatch answers and evidence survive a lost link and a reboot: durable outbox, QoS 1.
-        self.outbox = Outbox(storage / "outbox.db")
-        self.spool = ClipSpool(
-            storage / "evidence-spool",
-            self.outbox,
+        self.runtime = DeviceRuntime(
+            kind="badge",
             site=self.site,
             device=self.device,
-            max_bytes=int(config.storage.max_evidence_mb * 1024 * 1024),
+            mqtt=config.mqtt,
+            storage=storage,
+            spool_dir=storage / "evidence-spool",
+            spool_limits={"max_bytes": int(config.storage.max_evidence_mb * 1024 * 1024)},
+            status=self._status,
+            heartbeat_s=lambda: self.config.badge.status_interval_s,
         )
-        self.publisher = Publisher(self.outbox, self.link, resolvers={"clip": self.spool.chunk_payload})
-        self.handover = EvidenceHandover(self.evidence, self.spool, self.publisher, self._topic("evidence"))
+        self.outbox, self.spool = self.runtime.outbox, self.runtime.spool
+        self.link, self.publisher = self.runtime.link, self.runtime.publisher
+        self.handover = EvidenceHandover(
+            self.evidence, self.spool, self.publisher, self.runtime.topic("evidence")
+        )
         self.live: LiveStream | None = None
         self.notices: deque[str] = deque(maxlen=8)
         for note in update_notes:
             self._notice(note)
         self.last_fix: gps_sources.Fix | None = None
-        self._started = time.monotonic()
         self._panic_until = 0.0
         self._report_now = threading.Event()  # a location report is due at once (duty changed, reconnected)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._update_commands: queue.Queue[Command] = queue.Queue(maxsize=5)
         self._reconfigure = threading.Lock()  # a config update swaps the recorder, camera and GPS under it
         self.recorder: Recorder | None = None
+        self.runtime.on_online.append(self._report_soon)  # a fresh position as soon as the link is back
+        self.runtime.receivers[Dispatch] = self._on_dispatch
+        self.runtime.commands.on_bad_message = lambda reason: self._notice(
+            f"bad message from central ignored: {reason[:60]}"
+        )
+        self._register_commands()
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -132,13 +126,10 @@ class BadgeAgent:
         except Exception as exc:
             log.exception("badge: evidence left by the previous run could not be recovered")
             self._notice(f"EVIDENCE RECOVERY FAILED: {exc}")
-        self.link.subscribe(topics.device_down(self.site, self.device), self._on_down)
-        self.publisher.start()
-        self.link.start(wait_s)
-        for target, name in ((self._report_loop, "reporter"), (self._update_loop, "updates")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self.runtime.start(wait_s)
+        thread = threading.Thread(target=self._report_loop, name="reporter", daemon=True)
+        thread.start()
+        self._threads.append(thread)
         self._start_recorder()
         return self
 
@@ -164,28 +155,14 @@ class BadgeAgent:
         for thread in self._threads:
             thread.join(timeout=5)
         self.gps.stop()
-        self.publisher.stop(drain_s=2.0)
-        self.link.stop(final=(self._topic("availability"), self._availability("offline")))
-        self.outbox.close()
+        self.runtime.stop(drain_s=2.0)
         self.inbox.close()
 
     # --- sending --------------------------------------------------------------------------------------
 
-    def _topic(self, kind: str) -> str:
-        return topics.up(self.site, self.device, kind)
-
-    def _availability(self, state: str) -> bytes:
-        return encode(Availability(device=self.device, state=state))
-
-    def _send(self, kind: str, message: Envelope, qos: int = 1) -> None:
-        """Straight to MQTT, and only while connected: for what is worthless when late (position, status,
-        live frames). A fresh position is reported as soon as the link is back."""
-        if self.link.connected.is_set():
-            self.link.publish(self._topic(kind), encode(message), qos=qos)
-
     def _deliver(self, kind: str, message: Envelope, priority: int) -> None:
         """Through the durable outbox: kept across a lost link or a reboot until the broker acknowledges it."""
-        self.publisher.enqueue(self._topic(kind), encode(message), kind=kind, priority=priority)
+        self.runtime.deliver(kind, message, priority)
 
     def _notice(self, text: str) -> None:
         self.notices.appendleft(f"{time.strftime('%H:%M:%S')} {text}")
@@ -197,6 +174,9 @@ class BadgeAgent:
             raise ValueError(f"unknown duty status {duty!r}")
         self.duty = duty
         self._duty_path.write_text(duty)
+        self._report_soon()
+
+    def _report_soon(self) -> None:
         self._report_now.set()
         self._wake.set()
 
@@ -219,22 +199,14 @@ class BadgeAgent:
         )
 
     def _report_loop(self) -> None:
-        last_report = last_status = 0.0
+        last_report = 0.0
         last_sent: gps_sources.Fix | None = None
-        was_connected = False
         while not self._stop.is_set():
             self._wake.wait(0.5)
             self._wake.clear()
             now = time.monotonic()
             settings = self.config.gps  # a config update may change it
             try:
-                connected = self.link.connected.is_set()
-                if connected and not was_connected:
-                    # The broker may have published our last will while we were away: say we are back.
-                    self.link.publish(self._topic("availability"), self._availability("online"), retain=True)
-                    self._report_now.set()
-                    last_status = 0.0
-                was_connected = connected
                 fix = self.gps.current()
                 if fix is not None:
                     self.last_fix = fix
@@ -247,26 +219,24 @@ class BadgeAgent:
                     location = self._location(fix)
                     if location is not None:
                         self._report_now.clear()
-                        self._send("location", location)
+                        self.runtime.send_now("location", location, qos=1)
                         last_report, last_sent = now, fix or last_sent
-                if now - last_status >= self.config.badge.status_interval_s:
-                    last_status = now
-                    self._send("status", self._status(), qos=0)
             except Exception:  # a full paho queue or a disk hiccup must not end position reports
-                log.exception("badge: location/status report failed; retrying")
+                log.exception("badge: location report failed; retrying")
 
     def _status(self) -> Status:
         return Status(
             device=self.device,
             kind="badge",
             software_version=__version__,
-            uptime_s=time.monotonic() - self._started,
+            uptime_s=self.runtime.uptime_s(),
             memory_rss_mb=rss_mb(),
             battery_pct=battery_pct(),
             disk_free_mb=shutil.disk_usage(self.storage).free / 1e6,
             outbox_depth=self.outbox.depth(),
             duty=self.duty,
             source_state=self.camera.error or ("recording" if self.recording else "idle"),
+            counters=self.runtime.counters(),
         )
 
     # --- the dispatch inbox ---------------------------------------------------------------------------
@@ -340,37 +310,10 @@ class BadgeAgent:
 
     # --- messages from central ------------------------------------------------------------------------
 
-    def _on_down(self, topic: str, payload: bytes) -> None:
-        try:
-            message = decode(topic, payload)
-        except InvalidMessage as exc:
-            log.warning("badge: ignoring a bad message on %s: %s", topic, exc.reason)
-            self._notice(f"bad message from central ignored: {exc.reason[:60]}")
-            self._keep_rejected(topic, payload, exc.reason)
-            return
-        if isinstance(message, Dispatch):
-            if self.inbox.receive(message):
-                self._notice(f"NEW DISPATCH: {message.severity} {message.event_type}")
-                self._save_snapshot(message)
-        elif isinstance(message, Command) and message.name in UPDATE_COMMANDS:
-            try:
-                self._update_commands.put_nowait(message)
-            except queue.Full:
-                self._answer(message, False, "busy: other updates are waiting; send it again later")
-        elif isinstance(message, Command):
-            self._on_command(message)
-        elif isinstance(message, ClipRequest):
-            self.spool.handle_request(message)
-
-    def _keep_rejected(self, topic: str, payload: bytes, reason: str) -> None:
-        """Kept for a technician to inspect (bounded: the first 4 KiB of each, the last 1 MiB of them)."""
-        path = self.storage / "rejected.jsonl"
-        if path.exists() and path.stat().st_size > 1 << 20:
-            path.replace(path.with_suffix(".jsonl.old"))
-        record = {"at": timeutil.now_wire(), "topic": topic, "reason": reason, "size": len(payload)}
-        record["payload"] = payload[:4096].decode("utf-8", errors="replace")
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+    def _on_dispatch(self, message: Dispatch) -> None:
+        if self.inbox.receive(message):
+            self._notice(f"NEW DISPATCH: {message.severity} {message.event_type}")
+            self._save_snapshot(message)
 
     def _save_snapshot(self, message: Dispatch) -> None:
         if message.snapshot:
@@ -378,70 +321,59 @@ class BadgeAgent:
             folder.mkdir(exist_ok=True)
             (folder / f"{message.dispatch_id}.jpg").write_bytes(from_base64(message.snapshot))
 
-    def _on_command(self, command: Command) -> None:
-        ok, text, data = True, "", {}
-        try:
-            if command.name == "live_start":
-                args = command.args
-                stream = self.start_live(
-                    fps=_number(args.get("fps")),
-                    duration_s=_number(args.get("duration_s")),
-                    width=_number(args.get("width")),
-                )
-                data = {
-                    "stream_id": stream.stream_id,
-                    "fps": stream.fps,
-                    "duration_s": stream.duration_s,
-                    "width": stream.width,
-                }
-            elif command.name == "live_stop":
-                self.stop_live()
-            elif command.name == "cancel_dispatch":
-                reason = str(command.args.get("reason", ""))
-                item = self.inbox.advance(
-                    str(command.args.get("dispatch_id", "")), "cancelled", reason=reason
-                )
-                # Central says why (an operator, a timeout that gave the task to another unit, a revocation).
-                self._notice(
-                    f"CANCELLED by central: {item.dispatch.event_type}: {reason or 'no reason given'}"
-                )
-                if self.inbox.current() is None and self.duty != "off_duty":
-                    self.set_duty("available")
-            else:
-                ok, text = False, f"a badge does not do {command.name}"
-        except (InboxError, ValueError) as exc:
-            ok, text = False, str(exc)
-        self._answer(command, ok, text, data)
+    def _register_commands(self) -> None:
+        """What central can ask of a badge; the runtime queues, expires and answers them (``edge.runtime``)."""
+        self.runtime.commands.register_all(
+            {
+                "live_start": self._live_start,
+                "live_stop": self._live_stop,
+                "cancel_dispatch": self._cancel_dispatch,
+            }
+        )
+        UpdateCommands(self.updates, lambda: self.base_config, check_runnable, self._run_update).register(
+            self.runtime.commands
+        )
 
-    def _answer(self, command: Command, ok: bool, text: str, data: dict | None = None) -> None:
-        result = command.answer(self.device, ok, text, data)
-        self._deliver("command_result", result, PRIORITY_RESULT)
+    def _live_start(self, command: Command) -> Reply:
+        args = command.args
+        stream = self.start_live(
+            fps=_number(args.get("fps")),
+            duration_s=_number(args.get("duration_s")),
+            width=_number(args.get("width")),
+        )
+        data = {
+            "stream_id": stream.stream_id,
+            "fps": stream.fps,
+            "duration_s": stream.duration_s,
+            "width": stream.width,
+        }
+        return True, "", data
+
+    def _live_stop(self, command: Command) -> Reply:
+        self.stop_live()
+        return True, "", {}
+
+    def _cancel_dispatch(self, command: Command) -> Reply:
+        reason = str(command.args.get("reason", ""))
+        try:
+            item = self.inbox.advance(str(command.args.get("dispatch_id", "")), "cancelled", reason=reason)
+        except (InboxError, ValueError) as exc:
+            return False, str(exc), {}
+        # Central says why (an operator, a timeout that gave the task to another unit, a revocation).
+        self._notice(f"CANCELLED by central: {item.dispatch.event_type}: {reason or 'no reason given'}")
+        if self.inbox.current() is None and self.duty != "off_duty":
+            self.set_duty("available")
+        return True, "", {}
 
     # --- signed updates -------------------------------------------------------------------------------
 
-    def _update_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                command = self._update_commands.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            try:
-                self._run_update(command)
-            except Exception as exc:  # whatever goes wrong, the badge keeps running and central is told
-                log.exception("badge: %s failed", command.name)
-                self._answer(command, False, f"{command.name} failed: {exc}")
-
-    def _run_update(self, command: Command) -> None:
-        """``install_update`` (args ``url`` or ``path``) or ``rollback_update`` (args ``kind``): a signed config
-        bundle checked, installed and run from now on; anything wrong and the badge runs what it ran."""
-        act = self.updates.install if command.name == "install_update" else self.updates.rollback
-        outcome, candidate = act(command.args, self.base_config, check_runnable)
+    def _run_update(self, outcome, candidate) -> None:
+        """After ``install_update`` or ``rollback_update`` (``edge.runtime.updates``): a checked configuration
+        runs from now on; anything wrong and the badge runs what it ran."""
         if candidate is not None:
             self.apply_config(candidate.config)
         if outcome.ok:
             self._notice(f"configuration: {outcome.message}")
-        data = outcome.command_data() | self.updates.versions()
-        self._answer(command, outcome.ok, outcome.message, data)
 
     def apply_config(self, new: BadgeConfig) -> None:
         """Run ``new`` from now on, without a restart: the inbox, duty, link, outbox and evidence chain stay.
@@ -479,7 +411,7 @@ class BadgeAgent:
             self.device,
             self.camera,
             self.config.live,
-            send=lambda frame: self._send("live", frame, qos=0),
+            send=lambda frame: self.runtime.send_now("live", frame),
             fps=fps,
             duration_s=duration_s,
             width=int(width) if width else None,

@@ -2,19 +2,18 @@
 
     source -> vision -> rules (events) -> evidence (snapshot, clip) -> outbox -> MQTT
 
-The pipeline runs on the main thread, frame by frame. Beside it: the outbox publisher (delivery), a heartbeat
-thread (availability and status) and a command thread (central's commands, each answered with a result).
-Everything a camera must deliver goes through the durable outbox first, so neither a broker outage nor a
-SIGKILL loses an event; its state lives under ``[storage] dir``.
+The pipeline runs on the main thread, frame by frame. Beside it, the device runtime (``edge.runtime``, shared
+with the badge): the outbox publisher (delivery), the heartbeat (availability and this camera's ``status``)
+and the command threads (central's commands, from the table in ``_register_commands``, each answered with a
+result). Everything a camera must deliver goes through the durable outbox first, so neither a broker outage
+nor a SIGKILL loses an event; its state lives under ``[storage] dir``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import queue
 import threading
-import time
 from pathlib import Path
 
 from kuzet.edge.camera import health
@@ -22,37 +21,18 @@ from kuzet.edge.camera.config import CameraConfig
 from kuzet.edge.camera.config import load as load_config
 from kuzet.edge.camera.live import LiveStream
 from kuzet.edge.camera.updates import CameraUpdates
-from kuzet.edge.delivery import (
-    PRIORITY_EVENT,
-    PRIORITY_RESULT,
-    PRIORITY_SNAPSHOT,
-    ClipSpool,
-    DeliverySettings,
-    Outbox,
-    Publisher,
-)
+from kuzet.edge.delivery import PRIORITY_EVENT, PRIORITY_SNAPSHOT, DeliverySettings
 from kuzet.edge.events.engine import EventChange, EventEngine
 from kuzet.edge.events.journal import OpenEventJournal
 from kuzet.edge.evidence.clips import ClipRecorder, ClipSettings, Recording, finalise_partial
 from kuzet.edge.evidence.snapshot import snapshot
+from kuzet.edge.runtime import DeviceRuntime, Reply, UpdateCommands
 from kuzet.edge.vision.pipeline import VisionPipeline
 from kuzet.edge.vision.sources import open_source
 from kuzet.edge.vision.types import Frame, FrameResult
-from kuzet.shared import __version__, ids, messages, timeutil, topics
+from kuzet.shared import __version__, ids, messages, timeutil
 from kuzet.shared.config import ConfigError
-from kuzet.shared.messages import (
-    SEVERITY_RANK,
-    Availability,
-    ClipRequest,
-    Command,
-    Event,
-    GeoPoint,
-    InvalidMessage,
-    ModelInfo,
-    Snapshot,
-    Status,
-)
-from kuzet.shared.mqtt import Link
+from kuzet.shared.messages import SEVERITY_RANK, Command, Event, GeoPoint, ModelInfo, Snapshot, Status
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +42,6 @@ BETTER_SNAPSHOT = 0.05  # a frame this much more confident than the snapshot sen
 # Sections a running agent cannot swap (identity, broker, state, update key): a reload reports them as
 # needing a restart.
 RESTART_SECTIONS = ("device", "mqtt", "storage", "outbox", "updates")
-COMMAND_MAX_AGE_S = 300  # an older command (queued while offline) is answered "expired", not carried out
 
 
 class CameraAgent:
@@ -77,45 +56,40 @@ class CameraAgent:
         self.storage = Path(config.storage.dir)
         self.storage.mkdir(parents=True, exist_ok=True)
 
-        self.outbox = Outbox(self.storage / "outbox.db")
-        self.journal = OpenEventJournal(self.outbox)
-        self.spool = ClipSpool(
-            self.storage / "clips",
-            self.outbox,
+        self.runtime = DeviceRuntime(
+            kind="camera",
             site=self.site,
             device=self.device,
-            max_bytes=int(config.outbox.clip_quota_mb * 1_000_000),
-            min_free_bytes=int(config.outbox.min_free_mb * 1_000_000),
-            keep_delivered_s=config.outbox.keep_delivered_clips_s,
+            mqtt=config.mqtt,
+            storage=self.storage,
+            spool_dir=self.storage / "clips",
+            spool_limits={
+                "max_bytes": int(config.outbox.clip_quota_mb * 1_000_000),
+                "min_free_bytes": int(config.outbox.min_free_mb * 1_000_000),
+                "keep_delivered_s": config.outbox.keep_delivered_clips_s,
+            },
+            status=self.status,
+            heartbeat_s=lambda: self.config.health.heartbeat_s,
+            delivery=DeliverySettings(
+                max_inflight=config.outbox.max_inflight,
+                backlog_per_s=config.outbox.backlog_per_s,
+                max_bytes_per_s=config.outbox.max_kbytes_per_s * 1000,
+                resend_after_s=config.outbox.resend_after_s,
+            ),
         )
-        self.availability_topic = topics.up(self.site, self.device, "availability")
-        # A persistent session: commands and clip requests sent while the camera is offline wait at the broker.
-        self.link = Link(
-            config.mqtt,
-            self.device,
-            will=(self.availability_topic, self._availability("offline")),
-            persistent_session=True,
-        )
-        delivery = DeliverySettings(
-            max_inflight=config.outbox.max_inflight,
-            backlog_per_s=config.outbox.backlog_per_s,
-            max_bytes_per_s=config.outbox.max_kbytes_per_s * 1000,
-            resend_after_s=config.outbox.resend_after_s,
-        )
-        self.publisher = Publisher(
-            self.outbox, self.link, delivery, resolvers={"clip": self.spool.chunk_payload}
-        )
+        self.outbox, self.spool = self.runtime.outbox, self.runtime.spool
+        self.link, self.publisher = self.runtime.link, self.runtime.publisher
+        self.runtime.housekeeping.append(self.spool.enforce_quota)
+        self.journal = OpenEventJournal(self.outbox)
         self.meter = health.PipelineMeter()
-        self.live = LiveStream(config.live, self.device, self._send_live)
+        self.live = LiveStream(config.live, self.device, lambda frame: self.runtime.send_now("live", frame))
 
         self._stop = threading.Event()
         self._lock = threading.RLock()  # the pipeline's state, shared by frames and commands
-        self._commands: queue.Queue[Command] = queue.Queue(maxsize=100)
-        self._threads: list[threading.Thread] = []
+        self._register_commands()
         self._restart_source = False
         self._frame_errors = 0
         self.source = None
-        self.started = time.monotonic()
         self.last_result: FrameResult | None = None
         self.clip_of: dict[str, str] = {}  # open event -> its clip
         self.snapshot_of: dict[str, tuple[str, float]] = {}  # open event -> (sha256, score) of its snapshot
@@ -161,14 +135,8 @@ class CameraAgent:
     def run(self) -> int:
         """Run until stopped (SIGTERM/SIGINT via ``stop``) or until a non-looping file source ends."""
         self._close_leftover_events()
-        self.link.subscribe(topics.device_down(self.site, self.device), self._on_down)
-        self.link.start(wait_s=None)
-        self.publisher.start()
+        self.runtime.start(wait_s=None)
         self._recover_clips()
-        for target, name in ((self._heartbeat_loop, "heartbeat"), (self._command_loop, "commands")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
         log.info("camera %s/%s running; state in %s", self.site, self.device, self.storage)
         try:
             while not self._stop.is_set():
@@ -217,14 +185,8 @@ class CameraAgent:
             if self.recorder is not None:
                 self.recorder.close()
         # A file that ended: give the outbox a while to deliver; what is left stays on disk for next time.
-        deadline = time.monotonic() + (30.0 if self.link.connected.is_set() else 2.0)
-        while self.outbox.depth() and time.monotonic() < deadline and self.link.connected.is_set():
-            time.sleep(0.05)
-        self.publisher.stop(drain_s=2.0)
-        self.link.stop(final=(self.availability_topic, self._availability("offline")))
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self.outbox.close()
+        self.runtime.drain(30.0)
+        self.runtime.stop(drain_s=2.0)
         log.info("camera %s stopped", self.device)
 
     # --- events and evidence ------------------------------------------------------------------------------------
@@ -261,23 +223,13 @@ class CameraAgent:
     def _queue_event(self, event: Event, snap: Snapshot | None, started: Recording | None) -> None:
         """One transaction: the event's message (and snapshot), its journal entry, and for a new clip the promise
         to deliver it; each with its counter. A SIGKILL leaves all of them or none."""
-        with self.publisher.transaction() as tx:
-            tx.put(
-                topics.up(self.site, self.device, "event"),
-                messages.encode(event),
-                kind="event",
-                priority=PRIORITY_EVENT,
-            )
+        with self.runtime.transaction() as tx:
+            self.runtime.put(tx, "event", event, PRIORITY_EVENT)
             if event.state == "open":
                 tx.count(EVENTS_CREATED)
             self.journal.record(tx, event)
             if snap is not None:
-                tx.put(
-                    topics.up(self.site, self.device, "snapshot"),
-                    messages.encode(snap),
-                    kind="snapshot",
-                    priority=PRIORITY_SNAPSHOT,
-                )
+                self.runtime.put(tx, "snapshot", snap, PRIORITY_SNAPSHOT)
             if started is not None:
                 self.spool.promise(tx, started.clip_id, recording=started.path, event_id=started.event_id)
                 tx.count(CLIPS_CREATED)
@@ -319,13 +271,8 @@ class CameraAgent:
     def _close_leftover_events(self) -> None:
         """Events a killed predecessor left open are closed now, so central does not show them open forever."""
         for closing in self.journal.closing_messages():
-            with self.publisher.transaction() as tx:
-                tx.put(
-                    topics.up(self.site, self.device, "event"),
-                    messages.encode(closing),
-                    kind="event",
-                    priority=PRIORITY_EVENT,
-                )
+            with self.runtime.transaction() as tx:
+                self.runtime.put(tx, "event", closing, PRIORITY_EVENT)
                 self.journal.record(tx, closing)
             log.info("closed event %s left open by the previous run", closing.event_id)
 
@@ -363,80 +310,40 @@ class CameraAgent:
                 leftover.unlink()
         self.publisher.wake()
 
-    # --- MQTT down traffic -----------------------------------------------------------------------------------
-
-    def _on_down(self, topic: str, payload: bytes) -> None:
-        """On paho's thread: decode, then hand commands to the command thread."""
-        try:
-            message = messages.decode(topic, payload)
-        except InvalidMessage as exc:
-            log.warning("ignored a bad message on %s: %s", topic, exc.reason)
-            self.outbox.add("bad_down_messages")
-            return
-        if isinstance(message, ClipRequest):
-            if self.spool.handle_request(message):
-                self.publisher.wake()
-        elif isinstance(message, Command):
-            age = (timeutil.utc_now() - message.ts).total_seconds()
-            if age > COMMAND_MAX_AGE_S:  # held by the broker while we were offline: the moment has passed
-                self._answer(message, False, f"expired: sent {age:.0f} s ago, not carried out")
-                return
-            try:
-                self._commands.put_nowait(message)
-            except queue.Full:
-                self._answer(message, False, "the camera is busy: too many commands waiting")
-        else:
-            log.info("ignored a %s message: cameras do not take them", message.type)
-
-    def _command_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                command = self._commands.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            try:
-                ok, text, data = self.execute(command)
-            except Exception as exc:  # a failed command is answered, never fatal
-                log.exception("command %s failed", command.name)
-                ok, text, data = False, f"failed: {exc}", {}
-            self._answer(command, ok, text, data)
-
-    def _answer(self, command: Command, ok: bool, text: str, data: dict | None = None) -> None:
-        result = command.answer(self.device, ok, text, data)
-        self.publisher.enqueue(
-            topics.up(self.site, self.device, "command_result"),
-            messages.encode(result),
-            kind="command_result",
-            priority=PRIORITY_RESULT,
-        )
-
     # --- commands ------------------------------------------------------------------------------------------------
 
-    def execute(self, command: Command) -> tuple[bool, str, dict]:
-        """Carry out one command from central: (ok, message, data)."""
+    def _register_commands(self) -> None:
+        """What central can ask of a camera; the runtime queues, expires and answers them (``edge.runtime``).
+        Commands that change the configuration share the ``updates`` lane: they run one at a time."""
+        self.runtime.commands.register_all(
+            {
+                "snapshot": lambda command: self._manual_snapshot(),
+                "live_start": self._live_start,
+                "live_stop": lambda command: (
+                    True,
+                    "live stream stopped" if self.live.stop() else "no live stream was on",
+                    {},
+                ),
+                "detection_on": lambda command: self._detection(True),
+                "detection_off": lambda command: self._detection(False),
+            }
+        )
+        self.runtime.commands.register("reload_config", lambda command: self._reload(), lane="updates")
+        UpdateCommands(
+            self.updates, lambda: self.base_config, self._prepare_pipeline, self._run_update
+        ).register(self.runtime.commands)
+
+    def _live_start(self, command: Command) -> Reply:
         args = command.args
-        name = command.name
-        if name == "reload_config":
-            return self._reload()
-        if name == "snapshot":
-            return self._manual_snapshot()
-        if name == "live_start":
-            granted = self.live.start(args.get("fps"), args.get("duration_s"), args.get("width"))
-            return True, f"live stream for {granted['duration_s']:.0f} s at {granted['fps']:g} fps", granted
-        if name == "live_stop":
-            return True, "live stream stopped" if self.live.stop() else "no live stream was on", {}
-        if name in ("detection_on", "detection_off"):
-            on = name == "detection_on"
-            with self._lock:
-                self.pipeline.enabled = on
-                if not on and self.last_result is not None:
-                    self._emit(self.engine.close_all(self.last_result.frame))
-            return True, f"detection {'on' if on else 'off'}", {"detection_enabled": on}
-        if name == "install_update":
-            return self._install_update(args)
-        if name == "rollback_update":
-            return self._rollback_update(args)
-        return False, f"unknown command {name!r}", {}
+        granted = self.live.start(args.get("fps"), args.get("duration_s"), args.get("width"))
+        return True, f"live stream for {granted['duration_s']:.0f} s at {granted['fps']:g} fps", granted
+
+    def _detection(self, on: bool) -> Reply:
+        with self._lock:
+            self.pipeline.enabled = on
+            if not on and self.last_result is not None:
+                self._emit(self.engine.close_all(self.last_result.frame))
+        return True, f"detection {'on' if on else 'off'}", {"detection_enabled": on}
 
     def _reload(self) -> tuple[bool, str, dict]:
         if self.config_path is None:
@@ -516,64 +423,24 @@ class CameraAgent:
             self._emit([change, EventChange(closed, result.frame)])
         return True, "snapshot taken", {"event_id": opened.event_id}
 
-    def _install_update(self, args: dict) -> tuple[bool, str, dict]:
-        """A signed model or config bundle (args.url or args.path): checked, installed, and run from now on."""
-        outcome, candidate = self.updates.install(args, self.base_config, self._prepare_pipeline)
-        return self._run_update(outcome, candidate)
-
-    def _rollback_update(self, args: dict) -> tuple[bool, str, dict]:
-        outcome, candidate = self.updates.rollback(args, self.base_config, self._prepare_pipeline)
-        return self._run_update(outcome, candidate)
-
-    def _run_update(self, outcome, candidate) -> tuple[bool, str, dict]:
+    def _run_update(self, outcome, candidate) -> None:
         if candidate is not None:
             self._switch_config(candidate.config, candidate.prepared)
-        return outcome.ok, outcome.message, outcome.command_data() | self.updates.versions()
 
     # --- health --------------------------------------------------------------------------------------------------
-
-    def _availability(self, state: str) -> bytes:
-        return messages.encode(Availability(device=self.device, state=state))
-
-    def _send_live(self, frame) -> None:
-        if self.link.connected.is_set():
-            self.link.publish(topics.up(self.site, self.device, "live"), messages.encode(frame), qos=0)
-
-    def _heartbeat_loop(self) -> None:
-        was_connected = False
-        next_beat = 0.0
-        while not self._stop.is_set():
-            connected = self.link.connected.is_set()
-            if connected and not was_connected:
-                # The broker may have published our last will while we were away: say we are back.
-                self.link.publish(self.availability_topic, self._availability("online"), qos=1, retain=True)
-                next_beat = 0.0
-            was_connected = connected
-            if connected and time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + self.config.health.heartbeat_s
-                try:
-                    self.spool.enforce_quota()
-                    status = self.status()
-                    self.link.publish(
-                        topics.up(self.site, self.device, "status"), messages.encode(status), qos=1
-                    )
-                except Exception:  # the heartbeat must keep beating
-                    log.exception("heartbeat failed")
-            self._stop.wait(0.2)
 
     def status(self) -> Status:
         figures = self.meter.take()
         name, sha256 = self.pipeline.model_info
-        counters = {k[:40]: v for k, v in self.outbox.counters().items()}
-        if self.source is not None:
-            counters.update({f"source_{k}"[:40]: v for k, v in self.source.counters.items()})
-        counters.update({f"outbox_{k}": v for k, v in self.publisher.stats.items()})
+        counters = (
+            {f"source_{k}": v for k, v in self.source.counters.items()} if self.source is not None else {}
+        )
         counters["frame_errors"] = self._frame_errors
         return Status(
             device=self.device,
             kind="camera",
             software_version=__version__,
-            uptime_s=round(time.monotonic() - self.started, 1),
+            uptime_s=self.runtime.uptime_s(),
             outbox_depth=self.outbox.depth(),
             disk_free_mb=health.disk_free_mb(self.storage),
             cpu_temp_c=health.cpu_temperature_c(),
@@ -581,6 +448,6 @@ class CameraAgent:
             model=ModelInfo(name=name, sha256=sha256),
             source_state=self.source.state if self.source is not None else "starting",
             detection_enabled=self.pipeline.enabled,
-            counters=dict(list(counters.items())[:40]),
+            counters=self.runtime.counters(counters),
             **figures,
         )

@@ -57,7 +57,9 @@ class Row:
 
 
 class Outbox:
-    """Thread-safe: the agent's pipeline writes, the publisher thread reads and deletes."""
+    """The storage. Thread-safe: the publisher reads and deletes; messages are queued through the publisher
+    (``Publisher.enqueue`` / ``Publisher.transaction``, the outbox's one door), or inside a transaction of the
+    delivery modules that keep state next to their rows (the clip spool, the evidence hand-over)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -79,23 +81,6 @@ class Outbox:
         """One atomic write: everything done through the yielded ``Writes`` commits together, or not at all."""
         with self._lock, self._transaction():
             yield Writes(self._conn)
-
-    def put(
-        self,
-        topic: str,
-        payload: bytes | None,
-        *,
-        kind: str,
-        priority: int = 0,
-        ref: str | None = None,
-        count: str | None = None,
-    ) -> int:
-        """Queue one message; with ``count``, add 1 to that counter in the same transaction."""
-        with self.transaction() as tx:
-            row_id = tx.put(topic, payload, kind=kind, priority=priority, ref=ref)
-            if count:
-                tx.count(count)
-        return row_id
 
     def delete(self, row_ids: list[int]) -> None:
         if not row_ids:

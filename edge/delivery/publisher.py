@@ -1,4 +1,6 @@
-"""Drains the outbox over MQTT with QoS 1 and deletes a row only once the broker has acknowledged it.
+"""The outbox's one door: what a device must deliver is queued here (``enqueue``, or several writes at once
+with ``transaction``), made durable in the outbox, drained over MQTT with QoS 1, and deleted only once the
+broker has acknowledged it.
 
 Two lanes, so that a long backlog never delays what is happening now:
 
@@ -88,7 +90,7 @@ class Publisher:
         self._backlog_bucket = _TokenBucket(s.backlog_per_s, max(1.0, s.backlog_per_s))
         self._bytes_bucket = _TokenBucket(s.max_bytes_per_s, max(s.max_bytes_per_s, 1.0))
 
-    # --- the agent's side -------------------------------------------------------------------------------
+    # --- the one door -----------------------------------------------------------------------------------
 
     def enqueue(
         self,
