@@ -32,6 +32,7 @@ from pathlib import Path
 
 from kuzet.edge.badge.camera import Camera, scaled
 from kuzet.edge.badge.config import EvidenceSection
+from kuzet.edge.runtime.worker import Worker
 from kuzet.shared import evidence as chain
 from kuzet.shared import ids, timeutil
 from kuzet.shared.messages import EvidenceSegment
@@ -204,8 +205,11 @@ class EvidenceStore:
         return last[-1][0].ended_at if last else None
 
 
-class Recorder:
+class Recorder(Worker):
     """Writes camera frames into segments of ``segment_s`` seconds while recording is wanted."""
+
+    thread_name = "evidence"
+    join_timeout_s = 10.0
 
     def __init__(
         self,
@@ -218,17 +222,8 @@ class Recorder:
     ):
         self.camera, self.store, self.settings = camera, store, settings
         self._wanted, self._dispatch_id, self._on_segment = wanted, dispatch_id, on_segment
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="evidence", daemon=True)
+        super().__init__()
         self.recording = False
-
-    def start(self) -> Recorder:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -4,10 +4,10 @@ terminal interface makes (acknowledge, en route, on scene, resolved with a note)
 from __future__ import annotations
 
 import logging
-import threading
 
 from kuzet.edge.badge.agent import BadgeAgent
 from kuzet.edge.badge.inbox import InboxError
+from kuzet.edge.runtime.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -16,21 +16,14 @@ PACE = (("acknowledged", 3.0), ("en_route", 4.0), ("on_scene", 20.0), ("resolved
 NOTE = "Attended the scene and spoke to the persons involved; no further action. (simulated officer)"
 
 
-class SimulatedOfficer:
+class SimulatedOfficer(Worker):
+    thread_name = "simulated-officer"
+
     def __init__(self, agent: BadgeAgent, pace: tuple[tuple[str, float], ...] = PACE, poll_s: float = 0.5):
         self.agent = agent
         self.pace = pace
         self.poll_s = poll_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="simulated-officer", daemon=True)
-
-    def start(self) -> SimulatedOfficer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        super().__init__()
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):

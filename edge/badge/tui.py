@@ -127,20 +127,10 @@ class BadgeScreen:
             elif char == "o":
                 self.message = f"on scene at {agent.on_scene().dispatch.event_type}"
             elif char == "r":
-                agent.target(None)  # say "no open dispatch" before asking for a note
-                note = self.ask("Protocol note")
-                self.message = (
-                    "resolve cancelled"
-                    if note is None
-                    else f"resolved: {agent.resolve(note).dispatch.event_type}"
-                )
+                self.message = self._close_with_text("Protocol note", "resolve", "resolved", agent.resolve)
             elif char == "d":
-                agent.target(None)
-                reason = self.ask("Reason for declining")
-                self.message = (
-                    "decline cancelled"
-                    if reason is None
-                    else f"declined: {agent.decline(reason).dispatch.event_type}"
+                self.message = self._close_with_text(
+                    "Reason for declining", "decline", "declined", agent.decline
                 )
             elif char == "s":
                 self.message = f"duty: {agent.cycle_duty().replace('_', ' ')}"
@@ -156,6 +146,12 @@ class BadgeScreen:
         except InboxError as exc:
             self.message = f"! {exc}"
         return True
+
+    def _close_with_text(self, prompt: str, verb: str, done: str, act) -> str:
+        """Resolve or decline the open dispatch with a text the officer types (Esc cancels)."""
+        self.agent.target(None)  # say "no open dispatch" before asking for the text
+        text = self.ask(prompt)
+        return f"{verb} cancelled" if text is None else f"{done}: {act(text).dispatch.event_type}"
 
 
 def run(agent: BadgeAgent) -> int:

@@ -135,8 +135,8 @@ class CameraAgent:
     def run(self) -> int:
         """Run until stopped (SIGTERM/SIGINT via ``stop``) or until a non-looping file source ends."""
         self._close_leftover_events()
+        self._recover_clips()  # before the heartbeat's quota check can touch the spool
         self.runtime.start(wait_s=None)
-        self._recover_clips()
         log.info("camera %s/%s running; state in %s", self.site, self.device, self.storage)
         try:
             while not self._stop.is_set():

@@ -5,7 +5,7 @@ Shared by the camera and the badge agents::
     outbox = Outbox(storage / "outbox.db")
     spool = ClipSpool(storage / "clips", outbox, site=site, device=device)
     publisher = Publisher(outbox, link, resolvers={"clip": spool.chunk_payload}).start()
-    publisher.enqueue(topic, payload, kind="event", priority=PRIORITY_EVENT)
+    publisher.enqueue(topic, payload, kind="event", priority=PRIORITY_EVENT)  # the outbox's one door
     with publisher.transaction() as tx:  # several writes that must commit together
         tx.put(topic, event_payload, kind="event", priority=PRIORITY_EVENT)
         spool.promise(tx, clip_id, recording=path, event_id=event_id)  # the event names a clip being recorded
