@@ -49,7 +49,7 @@ KNOWN_VIOLATIONS = frozenset(
 )
 
 IMPORT_FUNCTIONS = {"import_module", "__import__"}
-MODULE_STRING = re.compile(r"kuzet\.(?:%s)(?:\.\w+)*" % "|".join(PARTS))
+MODULE_STRING = re.compile(rf"kuzet\.(?:{'|'.join(PARTS)})(?:\.\w+)*")
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,9 @@ class Import:
 
 
 def source_files(parts=PARTS) -> list[Path]:
-    return sorted(path for part in parts for path in (REPO / part).rglob("*.py") if "__pycache__" not in path.parts)
+    return sorted(
+        path for part in parts for path in (REPO / part).rglob("*.py") if "__pycache__" not in path.parts
+    )
 
 
 def package_of(path: Path) -> list[str]:
@@ -95,9 +97,13 @@ def imports_of(path: Path) -> list[Import]:
                 target = node.args[0].value
                 if isinstance(target, str):
                     level = len(target) - len(target.lstrip("."))
-                    found.append(Import(rel, node.lineno, resolve(path, target.lstrip(".") or None, level), name))
+                    found.append(
+                        Import(rel, node.lineno, resolve(path, target.lstrip(".") or None, level), name)
+                    )
         elif (
-            isinstance(node, ast.Constant) and isinstance(node.value, str) and MODULE_STRING.fullmatch(node.value)
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and MODULE_STRING.fullmatch(node.value)
         ):
             # A module named in a string (kept in a table, passed to import_module later, run with -m).
             found.append(Import(rel, node.lineno, node.value, "string"))
@@ -132,7 +138,9 @@ def test_the_parts_depend_one_way():
             other = part_of(imp.module)
             if other and other != own and other not in ALLOWED[own]:
                 found.setdefault(f"{imp.path} imports {imp.module}", []).append(f"line {imp.line}, {imp.how}")
-    check(found, "imports across the parts against the rule " + str({k: sorted(v) for k, v in ALLOWED.items()}))
+    check(
+        found, "imports across the parts against the rule " + str({k: sorted(v) for k, v in ALLOWED.items()})
+    )
 
 
 def test_nothing_imports_the_old_top_level_names():
