@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.ingest import wait_for
-from support.web import Camera, LiveCentral, token_for
+from support.web import Camera, token_for
 
 from kuzet.central.store import registry
 from kuzet.shared import ids, messages, timeutil, topics
@@ -39,10 +39,8 @@ def _samples(text: str) -> dict[tuple[str, tuple], float]:
 
 
 @pytest.fixture
-def running(tmp_path, mosquitto):
-    live = LiveCentral(tmp_path, mosquitto.url)
-    yield live
-    live.stop()
+def running(live):
+    return live  # central/conftest.py
 
 
 def test_metrics_after_real_traffic(running, mosquitto):
