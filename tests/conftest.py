@@ -1,16 +1,50 @@
-"""Plain fixtures every test file can use: a real Mosquitto on a free port, and the material in ../shared."""
+"""What every layer's tests use: a real Mosquitto on a free port, the material in ../shared, and the ``broker``
+marker, put on every test that needs Mosquitto.
+
+The layers' own fixtures are in <layer>/conftest.py; helpers are imported as ``from support.<module> import``."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from kuzet.central.broker import MosquittoServer
+from kuzet.central.broker import EmbeddedBroker, MosquittoServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("KUZET_SHARED", REPO.parent / "shared"))
+
+# The code is imported only as the installed ``kuzet.<part>``; with the repository root on sys.path a bare
+# ``import shared`` would load shared/ a second time, under another name. pytest runs in importlib mode
+# (pyproject) so it adds no test folder itself, but ``python -m pytest`` puts the current directory first on
+# sys.path (Python does, before pytest starts): it is taken off here, before any test module is imported.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != REPO]
+
+# A test needs Mosquitto when one of these is among its fixtures, directly or through other fixtures. A test
+# that starts one by other means (a subprocess, a bench script) carries ``pytest.mark.broker`` itself.
+BROKER_FIXTURES = frozenset({"mosquitto", "mosquitto_factory"})
+
+
+def pytest_collection_modifyitems(items):
+    """``broker`` on every test that uses a Mosquitto fixture, so that ``pytest -m "not broker"`` runs the
+    fast tests alone."""
+    for item in items:
+        if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.broker)
+
+
+@pytest.fixture(autouse=True)
+def _broker_only_when_marked(request, monkeypatch):
+    """A test without the ``broker`` marker that starts a broker in-process fails, naming the marker."""
+    if request.node.get_closest_marker("broker") is None:
+
+        def refuse(self, *args, **kwargs):
+            raise AssertionError(f"{request.node.nodeid} starts an MQTT broker: mark it pytest.mark.broker")
+
+        monkeypatch.setattr(MosquittoServer, "start", refuse)
+        monkeypatch.setattr(EmbeddedBroker, "start", refuse)
 
 
 @pytest.fixture
@@ -41,8 +75,16 @@ def mosquitto_factory(tmp_path):
         server.stop()
 
 
+@pytest.fixture
+def port() -> int:
+    """A TCP port free on 127.0.0.1 now (``kuzet.central.broker.free_port``)."""
+    return free_port()
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
+    """The team's shared material (../shared beside the checkout, or $KUZET_SHARED); the test is skipped,
+    saying where it looked, when it is not there."""
     if not SHARED.is_dir():
         pytest.skip(f"the shared material is not at {SHARED} (set KUZET_SHARED)")
     return SHARED
@@ -51,49 +93,3 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def footage(shared_dir) -> Path:
     return shared_dir / "data"
-
-
-# --- patrols: for test modules that define a ``centre`` (patrol_helpers.Centre) ------------------------------
-
-
-@pytest.fixture
-def camera(mosquitto):
-    """A street camera raising events over the test's broker (``patrol_helpers.Camera``). Modules whose
-    cameras are of another kind define a ``camera`` of their own."""
-    from patrol_helpers import Camera
-
-    device = Camera(mosquitto.url)
-    yield device
-    device.stop()
-
-
-@pytest.fixture
-def badges(tmp_path, mosquitto, centre):
-    """``start(device, at, **sections)``: a badge agent, registered with the module's ``centre`` before it is
-    returned; all are stopped after the test."""
-    from patrol_helpers import start_badge
-
-    started = []
-
-    def start(device, at, **sections):
-        agent = start_badge(tmp_path, mosquitto.url, device, at, centre, **sections)
-        started.append(agent)
-        return agent
-
-    yield start
-    for agent in started:
-        agent.stop()
-
-
-# --- signed updates -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def served(tmp_path):
-    """(folder, server): a local HTTP server of ``folder``, for update bundles fetched by URL."""
-    from update_helpers import Served
-
-    (tmp_path / "www").mkdir()
-    server = Served(tmp_path / "www")
-    yield tmp_path / "www", server
-    server.close()

@@ -1,0 +1,60 @@
+"""Fixtures of central's tests: a Central on a temporary directory, a running central with its web server, and
+the patrol pieces (street camera, badges) for the modules that define a ``centre`` (support.patrol.Centre)."""
+
+from __future__ import annotations
+
+import pytest
+from support import ingest, web
+
+
+@pytest.fixture
+def central_options() -> dict:
+    """How ``central`` is made: ``broker_url``, the configuration's sections, and ``accounts=True`` for one
+    account per role (support.web). A module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+def central(tmp_path, central_options):
+    """A Central on tmp_path, not started; its broker is unreachable unless ``central_options`` names one."""
+    options = dict(central_options)
+    if options.pop("accounts", False):
+        return web.make_central(tmp_path, **options)
+    return ingest.make_central(tmp_path, **options)
+
+
+@pytest.fixture
+def live(tmp_path, mosquitto):
+    """Central running for real (ingest, routing, the web server) over the test's broker (support.web)."""
+    running = web.LiveCentral(tmp_path, mosquitto.url)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def camera(mosquitto):
+    """A street camera raising events over the test's broker (``support.patrol.Camera``). Modules whose
+    cameras are of another kind define a ``camera`` of their own."""
+    from support.patrol import Camera
+
+    device = Camera(mosquitto.url)
+    yield device
+    device.stop()
+
+
+@pytest.fixture
+def badges(tmp_path, mosquitto, centre):
+    """``start(device, at, **sections)``: a badge agent, registered with the module's ``centre`` before it is
+    returned; all are stopped after the test."""
+    from support.patrol import start_badge
+
+    started = []
+
+    def start(device, at, **sections):
+        agent = start_badge(tmp_path, mosquitto.url, device, at, centre, **sections)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.stop()

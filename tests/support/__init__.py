@@ -1,0 +1,2 @@
+"""Helpers for the tests, one module per subject; imported as ``from support.<module> import ...`` (pyproject's
+``pythonpath = ["tests"]``)."""
