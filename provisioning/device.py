@@ -5,10 +5,10 @@ a ``Bundle`` the technician writes to a folder, a tar file, an SD card or an OS 
 
 from __future__ import annotations
 
-import importlib
 import json
 import secrets
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Literal
 
 import tomli_w
@@ -25,11 +25,9 @@ from kuzet.shared.topics import check_name
 
 DeviceKind = Literal["camera", "badge"]
 ID_PREFIX = {"camera": "cam", "badge": "badge"}
-# The real config class of each kind of device, when that part of Kuzet is installed on this laptop.
-CONFIG_CLASS = {
-    "camera": ("kuzet.edge.camera.config", "CameraConfig"),
-    "badge": ("kuzet.edge.badge.config", "BadgeConfig"),
-}
+# The real config class of each kind of device, when that part of Kuzet is installed on this laptop: edge
+# registers them under this entry-point group (pyproject.toml), so provisioning never imports edge.
+CONFIG_CLASSES = "kuzet.device_configs"
 
 
 # Settings that differ on a real device from the defaults meant for a laptop demo: state lives under /var/lib
@@ -108,11 +106,12 @@ def device_config(record: DeviceRecord, settings: SiteSettings, with_defaults: b
 
 def config_model(kind: DeviceKind) -> tuple[type[Section], bool]:
     """The device's real config class when importable here (True), else the sections every device has."""
-    module_name, class_name = CONFIG_CLASS[kind]
-    try:
-        return getattr(importlib.import_module(module_name), class_name), True
-    except (ImportError, AttributeError):
-        return CoreDeviceConfig, False
+    for point in entry_points(group=CONFIG_CLASSES, name=kind):
+        try:
+            return point.load(), True
+        except (ImportError, AttributeError):
+            break
+    return CoreDeviceConfig, False
 
 
 def provision_device(

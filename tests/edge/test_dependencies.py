@@ -1,9 +1,7 @@
-"""Dependencies point one way: edge and provisioning use shared, edge uses neither provisioning nor central;
-the update bundle's format and verification are shared/bundles.py, which needs cryptography only to check."""
+"""The update bundle's format and verification are shared/bundles.py, which needs cryptography only to check."""
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -12,16 +10,6 @@ import pytest
 from kuzet.shared import bundles
 
 EDGE = Path(__file__).resolve().parents[2] / "edge"
-
-
-def test_edge_imports_neither_provisioning_nor_central():
-    offenders = [
-        f"{path.relative_to(EDGE.parent)}:{n}"
-        for path in EDGE.rglob("*.py")
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-        if re.search(r"kuzet\.(provisioning|central)", line)
-    ]
-    assert offenders == []
 
 
 def test_without_cryptography_a_bundle_check_says_what_is_missing(tmp_path, monkeypatch):
