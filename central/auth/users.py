@@ -14,7 +14,7 @@ from datetime import timedelta
 import sqlite_utils
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from kuzet.central.auth import audit
+from kuzet.central.auth import audit, sessions
 from kuzet.shared import timeutil
 
 PERMISSIONS: dict[str, str] = {
@@ -145,6 +145,7 @@ def _end_sessions(db: sqlite_utils.Database, username: str) -> None:
     db.execute(
         "UPDATE users SET session_version = coalesce(session_version, 0) + 1 WHERE username = ?", [username]
     )
+    sessions.end_all(db, username)
 
 
 def _write(db: sqlite_utils.Database, template: str, record: dict) -> None:
