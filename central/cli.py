@@ -19,6 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     user.add_argument("--display-name", default="")
     user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
 
+    unlock = actions.add_parser(
+        "unlock-user", help="lift an account's log-in lock-outs after failed log-ins (audited)"
+    )
+    unlock.add_argument("username")
+
     token = actions.add_parser("create-token", help="create an API token for a tool (printed once)")
     token.add_argument("username", help="the account the token acts as")
     token.add_argument("--name", required=True, help="what the token is for, e.g. 'provisioning laptop 3'")
@@ -56,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         from kuzet.central.auth.users import create_user_command
 
         return create_user_command(central, args)
+    if action == "unlock-user":
+        from kuzet.central.auth.users import unlock_user_command
+
+        return unlock_user_command(central, args)
     if action == "create-token":
         from kuzet.central.auth.tokens import create_token_command
 

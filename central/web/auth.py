@@ -132,6 +132,9 @@ def login():
         address = _client_address()
         username = request.form.get("username", "").strip()
         wait = limiter.retry_after(address, username)
+        if wait and username:  # unlocked by a supervisor (page or command line) since these were counted?
+            limiter.unlocked(username, users.last_unlock(central.db(), username))
+            wait = limiter.retry_after(address, username)
         if wait:
             flash(f"Too many failed log-ins from this computer; try again in {wait} s.", "error")
             response = current_app.make_response((render_template("login.html"), 429))

@@ -81,5 +81,5 @@ class Browser:
         )
 
     def post(self, path: str, form: dict | None = None) -> Response:
-        token = self.csrf("/")
+        token = self.csrf("/login")
         return self.request("POST", path, form={**(form or {}), "csrf_token": token})
