@@ -19,13 +19,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     user.add_argument("--display-name", default="")
     user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
 
+    unlock = actions.add_parser(
+        "unlock-user", help="lift an account's log-in lock-outs after failed log-ins (audited)"
+    )
+    unlock.add_argument("username")
+
     token = actions.add_parser("create-token", help="create an API token for a tool (printed once)")
     token.add_argument("username", help="the account the token acts as")
     token.add_argument("--name", required=True, help="what the token is for, e.g. 'provisioning laptop 3'")
 
-    actions.add_parser(
-        "verify-audit", help="check the audit log's hash chain; exit 1 if it was tampered with"
+    verify = actions.add_parser(
+        "verify-audit", help="check the audit log's hash chain and MACs; exit 1 if it was tampered with"
     )
+    verify.add_argument(
+        "--checkpoint", metavar="FILE", help="also check against a checkpoint made by audit-checkpoint"
+    )
+    checkpoint = actions.add_parser(
+        "audit-checkpoint",
+        help="write a signed checkpoint of the audit log's head (keep it away from central)",
+    )
+    checkpoint.add_argument("--out", required=True, metavar="FILE", help="where to write the checkpoint")
     reinstate = actions.add_parser(
         "reinstate-device",
         help="lift a device's revocation (audited; re-registering never does it by itself)",
@@ -47,15 +60,23 @@ def run(args: argparse.Namespace) -> int:
     config = central_config.load(args.config)
     data_dir = args.data_dir or config.storage.dir
     central = Central(config=config, data_dir=data_dir)
+    from kuzet.central.auth import audit
+
+    audit.use_key_file(central.db_path, central.data_dir / config.storage.audit_key_file)
     action = args.action or "run"
     if action == "run":
         from kuzet.central.service import serve
 
+        audit.ensure_key(central.db())  # created on first start, before anything is audited
         return serve(central)
     if action == "create-user":
         from kuzet.central.auth.users import create_user_command
 
         return create_user_command(central, args)
+    if action == "unlock-user":
+        from kuzet.central.auth.users import unlock_user_command
+
+        return unlock_user_command(central, args)
     if action == "create-token":
         from kuzet.central.auth.tokens import create_token_command
 
@@ -68,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         from kuzet.central.auth.audit import verify_command
 
         return verify_command(central, args)
+    if action == "audit-checkpoint":
+        return audit.checkpoint_command(central, args)
     if action == "verify-evidence":
         from kuzet.central.routing.evidence import verify_command as verify_evidence
 

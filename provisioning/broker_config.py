@@ -8,6 +8,21 @@ ACL (``%u`` is the client certificate's CN, i.e. the device id; ``<site>`` is th
 - central (CN ``central``) reads every device's ``up`` topics and writes every ``down`` topic of the site;
 - the technician's tool (CN ``provision-tool``, ``kuzet provision verify --mqtt``) only reads ``up`` topics.
 
+The device lines are ``pattern`` lines, and Mosquitto applies patterns to every certificate, with ``%u`` its
+CN: left alone they would let central's or the tool's certificate publish as a device named ``central`` or
+``provision-tool`` (an event under ``kuzet/v1/<site>/provision-tool/up/event``). Mosquitto 2.0 cannot limit a
+pattern to some usernames, so every name that is not a device's (``RESERVED_IDENTITIES``, which no device may
+take) gets its own ``user`` entry with ``topic deny kuzet/v1/<site>/<name>/#``: a user entry's deny is checked
+before any pattern, and it covers exactly the topics the patterns would have given that name.
+
+Sizes: ``message_size_limit`` is the largest payload the contract allows (``messages.MAX_PAYLOAD_BYTES``) plus
+headroom; a larger publish is dropped (MQTT 5: the PUBACK says so). ``max_packet_size`` is a little above it
+for the topic and properties; a client sending a larger packet is disconnected.
+
+Persistence: the queue kept for central while it is away and the retained messages are saved after every
+change (``autosave_on_changes`` with ``autosave_interval 1``), not every 30 minutes (Mosquitto's default), so
+a broker crash loses at most the change being made; docs/provisioning.md says what that costs.
+
 ``use_username_as_clientid`` makes the CN the MQTT client id too, so a device cannot connect with another's
 client id and knock it off (MQTT drops the older session of a client id). Every program that connects needs
 its own certificate for the same reason: central and the technician's tool have one each.
@@ -23,11 +38,17 @@ import pwd
 from pathlib import Path
 
 from kuzet.provisioning.site import SitePaths, SiteSettings
+from kuzet.shared.messages import MAX_PAYLOAD_BYTES
 
 CENTRAL_IDENTITY = "central"
 TOOL_IDENTITY = "provision-tool"  # the technician's laptop watching for check-ins: read-only
 # Names a device may not take: they would share central's (or a tool's) ACL entries and client id.
 RESERVED_IDENTITIES = frozenset({CENTRAL_IDENTITY, TOOL_IDENTITY, "broker", "admin", "root"})
+
+# The largest legitimate payload (a snapshot or a dispatch carrying one) plus headroom for a future field.
+MESSAGE_SIZE_LIMIT = max(MAX_PAYLOAD_BYTES.values()) + 64 * 1024
+# The whole packet: the payload plus the topic, properties and header.
+MAX_PACKET_SIZE = MESSAGE_SIZE_LIMIT + 16 * 1024
 
 
 def acl_text(site: str, revoked: list[str] = ()) -> str:
@@ -35,11 +56,19 @@ def acl_text(site: str, revoked: list[str] = ()) -> str:
         "# Kuzet site ACL (written by 'kuzet provision site-init'). Usernames are client certificate CNs.\n"
         "# Anything not granted here is refused.\n"
         f"user {CENTRAL_IDENTITY}\n"
+        f"topic deny kuzet/v1/{site}/{CENTRAL_IDENTITY}/#\n"
         f"topic read kuzet/v1/{site}/+/up/#\n"
         f"topic write kuzet/v1/{site}/+/down/#\n"
         "\n"
         f"user {TOOL_IDENTITY}\n"
+        f"topic deny kuzet/v1/{site}/{TOOL_IDENTITY}/#\n"
         f"topic read kuzet/v1/{site}/+/up/#\n"
+    )
+    # Names that are not devices: the device patterns below must give them nothing (a user entry's deny is
+    # checked before every pattern). Central and the tool have theirs above, with what they may do.
+    for identity in sorted(RESERVED_IDENTITIES - {CENTRAL_IDENTITY, TOOL_IDENTITY}):
+        text += f"\nuser {identity}\ntopic deny kuzet/v1/{site}/{identity}/#\n"
+    text += (
         "\n"
         "# Every device (CN = its id): publish only under its own id in this site, read only its own commands.\n"
         f"pattern write kuzet/v1/{site}/%u/up/#\n"
@@ -67,8 +96,12 @@ def mosquitto_conf_text(paths: SitePaths, settings: SiteSettings, listen: str = 
         f"acl_file {at(paths.acl)}\n"
         "set_tcp_nodelay true\n"
         "max_queued_messages 100000\n"
+        f"message_size_limit {MESSAGE_SIZE_LIMIT}\n"
+        f"max_packet_size {MAX_PACKET_SIZE}\n"
         "persistence true\n"
         f"persistence_location {here / 'data'}/\n"
+        "autosave_on_changes true\n"
+        "autosave_interval 1\n"
         "log_dest stderr\n"
         "log_type error\n"
         "log_type warning\n"

@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -64,9 +65,36 @@ ShortText = Annotated[str, Field(max_length=200)]
 LongText = Annotated[str, Field(max_length=2000)]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 Base64 = Annotated[str, Field(min_length=4)]
-Attributes = Annotated[
-    dict[Annotated[str, Field(max_length=40)], str | int | float | bool], Field(max_length=20)
-]
+
+# Every integer on the wire is bounded. Central stores them in SQLite, whose integers are signed 64-bit: a larger
+# one passed validation and then failed in the store, after the message had been accepted (issue 17, item 14).
+# Fields whose meaning gives a tighter bound have it; tests/hardening/test_message_int_bounds.py finds every int
+# field by introspection, so a new unbounded one fails there.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+# Counts and counters: also exact in a browser's JavaScript numbers (the page shows them).
+COUNT_MAX = 2**53 - 1
+Count = Annotated[int, Field(ge=0, le=COUNT_MAX)]
+# Sequence numbers and indexes that grow over a device's life (event updates, live frames, evidence segments,
+# tracker ids): a 32-bit range outlasts any device by centuries at their rates.
+SEQ_MAX = 2**31 - 1
+Seq = Annotated[int, Field(ge=0, le=SEQ_MAX)]
+MAX_CLIP_CHUNKS = 100_000
+ChunkIndex = Annotated[int, Field(ge=0, lt=MAX_CLIP_CHUNKS)]
+PixelSize = Annotated[int, Field(gt=0, le=16_384)]
+# The most a clip or evidence segment can hold: every chunk full (CLIP_CHUNK_BYTES, below).
+MAX_CLIP_BYTES = MAX_CLIP_CHUNKS * 256 * 1024
+
+
+def _int64_attribute(value):
+    # A JSON integer outside int64 would otherwise be taken as a float by the union below, silently rounded.
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"integer {value} is outside the signed 64-bit range ({INT64_MIN}..{INT64_MAX})")
+    return value
+
+
+AttributeValue = Annotated[str | Int64 | float | bool, BeforeValidator(_int64_attribute)]
+Attributes = Annotated[dict[Annotated[str, Field(max_length=40)], AttributeValue], Field(max_length=20)]
 
 EventType = Literal[
     "zone_enter",  # an object entered a zone
@@ -143,7 +171,7 @@ class Event(Envelope):
 
     type: Literal["event"] = "event"
     event_id: Id
-    seq: Annotated[int, Field(ge=0)]
+    seq: Seq
     state: Literal["open", "update", "closed"]
     event_type: EventType
     severity: Severity
@@ -152,9 +180,9 @@ class Event(Envelope):
     started_at: UtcTime
     ended_at: UtcTime | None = None
     zone: ShortText | None = None
-    track_ids: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=100)] = []
+    track_ids: Annotated[list[Seq], Field(max_length=100)] = []
     box: Box | None = None
-    frame_size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = None
+    frame_size: tuple[PixelSize, PixelSize] | None = None
     location: GeoPoint | None = None
     snapshot_sha256: Sha256 | None = None
     clip_id: Id | None = None
@@ -192,9 +220,9 @@ class ClipChunk(Envelope):
     clip_id: Id
     purpose: Literal["event", "evidence"] = "event"
     event_id: Id | None = None
-    index: Annotated[int, Field(ge=0)]
-    count: Annotated[int, Field(gt=0, le=100_000)]
-    size: Annotated[int, Field(gt=0)]
+    index: ChunkIndex
+    count: Annotated[int, Field(gt=0, le=MAX_CLIP_CHUNKS)]
+    size: Annotated[int, Field(gt=0, le=MAX_CLIP_BYTES)]
     sha256: Sha256
     chunk_sha256: Sha256
     content_type: Literal["video/mp4", "video/x-msvideo", "video/x-matroska"]
@@ -238,7 +266,7 @@ class Status(Envelope):
     fps_processed: Annotated[float, Field(ge=0)] | None = None
     detector_ms: Annotated[float, Field(ge=0)] | None = None
     motion_share: Score | None = None
-    outbox_depth: Annotated[int, Field(ge=0)] | None = None
+    outbox_depth: Count | None = None
     disk_free_mb: Annotated[float, Field(ge=0)] | None = None
     cpu_temp_c: Annotated[float, Field(ge=-60, le=150)] | None = None
     memory_rss_mb: Annotated[float, Field(ge=0)] | None = None
@@ -247,7 +275,7 @@ class Status(Envelope):
     source_state: ShortText | None = None
     detection_enabled: bool | None = None
     duty: DutyStatus | None = None
-    counters: Annotated[dict[Annotated[str, Field(max_length=40)], int], Field(max_length=40)] = {}
+    counters: Annotated[dict[Annotated[str, Field(max_length=40)], Count], Field(max_length=40)] = {}
 
 
 class Availability(Envelope):
@@ -300,7 +328,7 @@ class LiveFrame(Envelope):
 
     type: Literal["live"] = "live"
     stream_id: Id
-    seq: Annotated[int, Field(ge=0)]
+    seq: Seq
     width: Annotated[int, Field(gt=0, le=4096)]
     height: Annotated[int, Field(gt=0, le=4096)]
     data: Base64
@@ -318,10 +346,10 @@ class EvidenceSegment(Envelope):
 
     type: Literal["evidence"] = "evidence"
     segment_id: Id
-    index: Annotated[int, Field(ge=0)]
+    index: Seq
     started_at: UtcTime
     ended_at: UtcTime
-    size: Annotated[int, Field(gt=0)]
+    size: Annotated[int, Field(gt=0, le=MAX_CLIP_BYTES)]
     sha256: Sha256
     prev_chain_sha256: Sha256 | None = None  # None for the first segment (encode() leaves None out)
     chain_sha256: Sha256
@@ -375,7 +403,7 @@ class ClipRequest(Envelope):
 
     type: Literal["clip_request"] = "clip_request"
     clip_id: Id
-    missing: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=10_000)] = []
+    missing: Annotated[list[ChunkIndex], Field(max_length=10_000)] = []
 
 
 Message = (
@@ -432,6 +460,7 @@ MAX_PAYLOAD_BYTES: dict[str, int] = {
 }
 # Raw bytes per clip chunk: base64 grows it by 4/3, which keeps a chunk message well under its limit.
 CLIP_CHUNK_BYTES = 256 * KIB
+assert MAX_CLIP_BYTES == MAX_CLIP_CHUNKS * CLIP_CHUNK_BYTES
 
 
 class InvalidMessage(ValueError):

@@ -2,15 +2,30 @@
 
 Each row's ``hash`` is ``sha256(prev_hash + canonical JSON of seq, ts, actor, action, target, detail)``, so
 editing, deleting or re-ordering any row breaks the chain from that row on and ``verify`` names it.
+
+The chain alone has no secret: someone with the database can edit an entry and recompute every hash after it.
+So each entry also carries ``mac = HMAC-SHA256(key, hash)`` with a key central keeps in a file of its own
+(``[storage] audit_key_file``, created 0600 on first use, never in the database): without the key an edited
+entry cannot be given a valid MAC, and ``verify`` names it. The key file also records the first entry written
+with it, so entries from before the key existed (an older database) are reported as such, not as failures.
+Removing the newest entries leaves a valid shorter log; a signed checkpoint (``audit-checkpoint``: the head's
+sequence number and hash, the count and the time, under an HMAC with the same key) kept elsewhere catches that,
+and any change to an entry before it, with ``verify-audit --checkpoint FILE``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
+import secrets
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import sqlite_utils
 
@@ -24,6 +39,99 @@ _APPEND_ONLY = [
     " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
     for verb in ("UPDATE", "DELETE")
 ]
+
+
+KEY_FILE_NAME = "audit.key"  # beside the database unless configured (``[storage] audit_key_file``)
+_key_files: dict[str, Path] = {}  # database file -> its audit key file, when configured
+_keys: dict[str, AuditKey] = {}  # key file -> the key, once read
+_keys_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class AuditKey:
+    secret: bytes
+    first_seq: int  # the first entry written with this key; those before it have no MAC
+
+    @property
+    def key_id(self) -> str:
+        return hashlib.sha256(b"kuzet-audit-key-id" + self.secret).hexdigest()[:16]
+
+    def mac(self, message: str) -> str:
+        return hmac.new(self.secret, message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def use_key_file(db_path: str | Path, key_path: str | Path) -> None:
+    """Say where the audit key of the database at ``db_path`` lives (central's ``[storage] audit_key_file``)."""
+    _key_files[str(Path(db_path).resolve())] = Path(key_path)
+
+
+def _db_file(db: sqlite_utils.Database) -> str | None:
+    for _, name, path in db.execute("PRAGMA database_list").fetchall():
+        if name == "main":
+            return str(Path(path).resolve()) if path else None
+    return None
+
+
+def key_path(db: sqlite_utils.Database) -> Path | None:
+    """Where this database's audit key lives (None for a database in memory)."""
+    db_file = _db_file(db)
+    if db_file is None:
+        return None
+    return _key_files.get(db_file) or Path(db_file).parent / KEY_FILE_NAME
+
+
+def _read_key(path: Path) -> AuditKey:
+    data = json.loads(path.read_text())
+    secret = bytes.fromhex(data["key"])
+    if len(secret) < 32:
+        raise ValueError(f"{path}: the audit key is too short")
+    return AuditKey(secret, int(data["first_seq"]))
+
+
+def load_key(db: sqlite_utils.Database) -> AuditKey | None:
+    """The audit key if its file exists (None if not: nothing is created)."""
+    path = key_path(db)
+    if path is None:
+        return None
+    with _keys_lock:
+        cached = _keys.get(str(path))
+        if cached is not None and path.exists():
+            return cached
+        if not path.exists():
+            _keys.pop(str(path), None)
+            return None
+        key = _read_key(path)
+        _keys[str(path)] = key
+        return key
+
+
+def ensure_key(db: sqlite_utils.Database, next_seq: int | None = None) -> AuditKey | None:
+    """The audit key, created (0600, exclusively) if there is none yet; entries from ``next_seq`` on (by
+    default the next one to be written) are signed with it."""
+    key = load_key(db)
+    path = key_path(db)
+    if key is not None or path is None:
+        return key
+    if next_seq is None:
+        last = db.execute("SELECT max(seq) FROM audit").fetchone()[0]
+        next_seq = (last or 0) + 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = json.dumps({"key": secrets.token_hex(32), "first_seq": next_seq}).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another writer made it first
+        return load_key(db)
+    with os.fdopen(fd, "wb") as out:
+        out.write(body)
+        out.flush()
+        os.fsync(out.fileno())
+    return load_key(db)
+
+
+def _ensure_mac_column(db: sqlite_utils.Database) -> None:
+    columns = {row[1] for row in db.execute("PRAGMA table_info(audit)").fetchall()}
+    if "mac" not in columns:
+        db.execute("ALTER TABLE audit ADD COLUMN mac TEXT")
 
 
 def canonical(value) -> str:
@@ -59,49 +167,193 @@ def append(db: sqlite_utils.Database, actor: str, action: str, target: str, deta
     with transaction(db):
         for statement in _APPEND_ONLY:
             db.execute(statement)
+        _ensure_mac_column(db)
         last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
+        key = ensure_key(db, seq)
         ts = timeutil.now_wire()
         detail_text = canonical(detail)
         digest = row_hash(prev_hash, seq, ts, actor, action, target, detail_text)
         db.execute(
-            "INSERT INTO audit (seq, ts, actor, action, target, detail, prev_hash, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [seq, ts, actor, action, target, detail_text, prev_hash, digest],
+            "INSERT INTO audit (seq, ts, actor, action, target, detail, prev_hash, hash, mac)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                seq,
+                ts,
+                actor,
+                action,
+                target,
+                detail_text,
+                prev_hash,
+                digest,
+                key.mac(digest) if key else None,
+            ],
         )
     return seq
 
 
-def verify(db: sqlite_utils.Database) -> tuple[bool, int | None]:
-    """Walk the chain from the start; returns (True, None) or (False, the first sequence number that fails)."""
-    expected_prev, expected_seq = GENESIS, 1
-    cursor = db.execute(
-        "SELECT seq, ts, actor, action, target, detail, prev_hash, hash FROM audit ORDER BY seq"
+@dataclass
+class Report:
+    """What ``check`` found. ``first_bad``: the first entry that cannot be trusted (None: all verified)."""
+
+    count: int = 0
+    chain_break: int | None = None  # the first entry that does not chain (hash or link)
+    bad_mac: int | None = None  # the first entry whose MAC is missing or wrong where the key says it must be
+    unkeyed: int = 0  # entries written before the audit key existed: chain checked, no MAC
+    key_missing: bool = False  # entries carry MACs but the key file is gone: they cannot be checked
+    checkpoint: str | None = None  # what a checkpoint check found wrong, or None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def first_bad(self) -> int | None:
+        found = [seq for seq in (self.chain_break, self.bad_mac) if seq is not None]
+        return min(found) if found else None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad is None and not self.key_missing and self.checkpoint is None
+
+
+def _rows(db: sqlite_utils.Database):
+    _ensure_mac_column(db)
+    return db.execute(
+        "SELECT seq, ts, actor, action, target, detail, prev_hash, hash, mac FROM audit ORDER BY seq"
     )
-    for seq, ts, actor, action, target, detail, prev_hash, digest in cursor:
-        if seq != expected_seq or prev_hash != expected_prev:
-            return False, expected_seq if seq > expected_seq else seq
-        if row_hash(prev_hash, seq, ts, actor, action, target, detail) != digest:
-            return False, seq
+
+
+def _mac_ok(key: AuditKey | None, seq: int, digest: str, mac: str | None) -> bool:
+    if key is None or seq < key.first_seq:
+        return True
+    return mac is not None and hmac.compare_digest(key.mac(digest), mac)
+
+
+def check(db: sqlite_utils.Database, checkpoint: dict | None = None) -> Report:
+    """Walk the chain from the start, checking each entry's hash, its link, and its MAC with the audit key;
+    with ``checkpoint`` (see ``make_checkpoint``) also that the log still holds what the checkpoint saw."""
+    report = Report()
+    key = load_key(db)
+    expected_prev, expected_seq = GENESIS, 1
+    hashes: dict[int, str] = {}
+    for seq, ts, actor, action, target, detail, prev_hash, digest, mac in _rows(db):
+        report.count += 1
+        if report.chain_break is None:
+            if seq != expected_seq or prev_hash != expected_prev:
+                report.chain_break = expected_seq if seq > expected_seq else seq
+            elif row_hash(prev_hash, seq, ts, actor, action, target, detail) != digest:
+                report.chain_break = seq
+        if key is None:
+            if mac is not None:
+                report.key_missing = True
+            report.unkeyed += 1
+        elif seq < key.first_seq:
+            report.unkeyed += 1
+            if mac is not None:  # signed with an earlier key, which is gone
+                report.key_missing = True
+        elif report.bad_mac is None and not _mac_ok(key, seq, digest, mac):
+            report.bad_mac = seq
+        if checkpoint is not None and seq <= checkpoint.get("head_seq", 0):
+            hashes[seq] = digest
         expected_prev, expected_seq = digest, seq + 1
+    if report.chain_break is not None:
+        report.problems.append(f"the hash chain breaks at entry {report.chain_break}")
+    if report.bad_mac is not None:
+        report.problems.append(
+            f"entry {report.bad_mac} fails its MAC (audit key): it was changed, or its hashes were recomputed,"
+            " without the key"
+        )
+    if report.key_missing:
+        report.problems.append(
+            f"entries carry MACs from an audit key that is missing (expected in {key_path(db)}): they cannot"
+            " be checked"
+        )
+    if checkpoint is not None:
+        report.checkpoint = _check_checkpoint(key, checkpoint, hashes)
+        if report.checkpoint:
+            report.problems.append(report.checkpoint)
+    return report
+
+
+def verify(db: sqlite_utils.Database) -> tuple[bool, int | None]:
+    """Walk the chain from the start; returns (True, None) or (False, the first sequence number that fails):
+    the first that does not chain, else the first whose MAC is wrong."""
+    report = check(db)
+    if report.chain_break is not None:
+        return False, report.chain_break
+    if report.bad_mac is not None:
+        return False, report.bad_mac
+    if report.key_missing:
+        return False, None
     return True, None
+
+
+def _checkpoint_body(checkpoint: dict) -> str:
+    return canonical({k: v for k, v in checkpoint.items() if k != "mac"})
+
+
+def make_checkpoint(db: sqlite_utils.Database) -> dict:
+    """The log's head, count and the time under an HMAC with the audit key; kept elsewhere (another machine,
+    paper), it lets ``check`` tell that entries up to the head were neither removed nor changed."""
+    key = ensure_key(db)
+    if key is None:
+        raise ValueError("a database in memory has no audit key")
+    last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    head_seq, head_hash = (last[0], last[1]) if last else (0, GENESIS)
+    count = db.execute("SELECT count(*) FROM audit WHERE seq <= ?", [head_seq]).fetchone()[0]
+    checkpoint = {
+        "kind": "kuzet-audit-checkpoint",
+        "head_seq": head_seq,
+        "head_hash": head_hash,
+        "count": count,
+        "ts": timeutil.now_wire(),
+        "key_id": key.key_id,
+    }
+    checkpoint["mac"] = key.mac(_checkpoint_body(checkpoint))
+    return checkpoint
+
+
+def _check_checkpoint(key: AuditKey | None, checkpoint: dict, hashes: dict[int, str]) -> str | None:
+    if checkpoint.get("kind") != "kuzet-audit-checkpoint":
+        return "the checkpoint file is not an audit checkpoint"
+    if key is None:
+        return "the checkpoint cannot be checked: there is no audit key"
+    if checkpoint.get("key_id") != key.key_id or not hmac.compare_digest(
+        key.mac(_checkpoint_body(checkpoint)), str(checkpoint.get("mac", ""))
+    ):
+        return (
+            "the checkpoint's signature is not valid for this audit key: it was altered or is from elsewhere"
+        )
+    head_seq, head_hash = checkpoint["head_seq"], checkpoint["head_hash"]
+    if head_seq and hashes.get(head_seq) is None:
+        return f"entry {head_seq}, the head at the checkpoint of {checkpoint['ts']}, is gone: entries were removed"
+    if head_seq and hashes[head_seq] != head_hash:
+        return (
+            f"entries up to {head_seq} are not what the checkpoint of {checkpoint['ts']} saw: an entry at or"
+            " before it was changed or removed and the chain recomputed"
+        )
+    if len(hashes) != checkpoint["count"]:
+        return f"the checkpoint counted {checkpoint['count']} entries up to {head_seq}; now there are {len(hashes)}"
+    return None
 
 
 def intact(db: sqlite_utils.Database, seqs: set[int]) -> bool:
     """Whether these entries are as they were written: each one's hash matches its content and it chains to
     the entries on either side. For relying on a few entries of a long log without walking all of it
     (``verify`` does that)."""
+    _ensure_mac_column(db)
+    key = load_key(db)
     for seq in seqs:
         rows = db.execute(
-            "SELECT seq, ts, actor, action, target, detail, prev_hash, hash FROM audit"
+            "SELECT seq, ts, actor, action, target, detail, prev_hash, hash, mac FROM audit"
             " WHERE seq BETWEEN ? AND ?",
             [seq - 1, seq + 1],
         )
         around = {row[0]: row for row in rows}
         if seq not in around:
             return False
-        _, ts, actor, action, target, detail, prev_hash, digest = around[seq]
+        _, ts, actor, action, target, detail, prev_hash, digest, mac = around[seq]
         if row_hash(prev_hash, seq, ts, actor, action, target, detail) != digest:
+            return False
+        if not _mac_ok(key, seq, digest, mac):
             return False
         before, after = around.get(seq - 1), around.get(seq + 1)
         if prev_hash != (before[7] if before else GENESIS if seq == 1 else None):
@@ -151,15 +403,49 @@ def entries(
 
 
 def verify_command(central, args) -> int:
+    """``kuzet central verify-audit [--checkpoint FILE]``: exit 0 if intact, 1 if not."""
     db = central.db()
-    ok, bad_seq = verify(db)
-    count = db.execute("SELECT count(*) FROM audit").fetchone()[0]
-    if ok:
-        print(f"audit log intact: {count} entries, hash chain verified from the first to the last")
+    checkpoint = None
+    checkpoint_file = getattr(args, "checkpoint", None)
+    if checkpoint_file:
+        try:
+            checkpoint = json.loads(Path(checkpoint_file).read_text())
+        except (OSError, ValueError) as exc:
+            print(f"verify-audit: cannot read the checkpoint {checkpoint_file}: {exc}", file=sys.stderr)
+            return 2
+    report = check(db, checkpoint)
+    if report.ok:
+        keyed = report.count - report.unkeyed
+        print(
+            f"audit log intact: {report.count} entries, hash chain verified from the first to the last;"
+            f" {keyed} MACs verified with the audit key"
+        )
+        if report.unkeyed:
+            print(
+                f"note: {report.unkeyed} entries were written before the audit key existed"
+                " (their hash chain is checked; they carry no MAC)"
+            )
+        if checkpoint is not None:
+            print(f"checkpoint of {checkpoint['ts']} matches: entries 1-{checkpoint['head_seq']} unchanged")
         return 0
+    first = report.first_bad
+    where = f" from entry {first} on" if first is not None else ""
     print(
-        f"AUDIT LOG TAMPERED: the hash chain breaks at entry {bad_seq} of {count}; entries from {bad_seq} on"
-        " cannot be trusted. Preserve the database file for investigation.",
+        f"AUDIT LOG TAMPERED: {'; '.join(report.problems)}. {report.count} entries; entries{where} cannot be"
+        " trusted. Preserve the database file and the audit key for investigation.",
         file=sys.stderr,
     )
     return 1
+
+
+def checkpoint_command(central, args) -> int:
+    """``kuzet central audit-checkpoint --out FILE``: write a signed checkpoint of the log's head."""
+    checkpoint = make_checkpoint(central.db())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(checkpoint, indent=2) + "\n")
+    print(
+        f"audit checkpoint written to {out}: {checkpoint['count']} entries, head {checkpoint['head_seq']}"
+        f" {checkpoint['head_hash'][:16]}...; keep it away from central (another machine, off-site)"
+    )
+    return 0

@@ -1,6 +1,7 @@
 """Slowing password guessing at log-in, without locking out an operations centre.
 
-Only failed log-ins count. They are counted per (client address, username), so that one mistyped account
+Only failed log-ins count (in this process's memory; ``users.authenticate`` adds the lock-out kept in the
+database, per address and account, that a supervisor can lift). They are counted per (client address, username), so that one mistyped account
 does not hold up the others, and per client address with a looser limit, so that one address cannot try a few
 passwords on every account (the per-account lock-out in ``users.authenticate`` alone would allow that). A
 whole shift logging in through one NAT address at handover is never refused: successes are not counted.
@@ -61,6 +62,11 @@ class FailureWindow:
         with self._lock:
             self._seen.pop(key, None)
 
+    def forget_matching(self, matches) -> None:
+        with self._lock:
+            for key in [key for key in self._seen if matches(key)]:
+                del self._seen[key]
+
 
 class LoginLimiter:
     def __init__(
@@ -72,6 +78,7 @@ class LoginLimiter:
     ):
         self._accounts = FailureWindow(per_account, window_s, clock)
         self._addresses = FailureWindow(per_address, window_s, clock)
+        self._unlocks: dict[str, int] = {}
 
     @staticmethod
     def _account(address: str, username: str) -> str:
@@ -86,6 +93,14 @@ class LoginLimiter:
     def failed(self, address: str, username: str) -> None:
         self._accounts.fail(self._account(address, username))
         self._addresses.fail(address)
+
+    def unlocked(self, username: str, unlock_seq: int) -> None:
+        """A supervisor unlocked the account (``unlock_seq``: that unlock's audit entry, 0 if none): its
+        failures from every address are forgotten, once per unlock. The addresses' own counts stand."""
+        if unlock_seq <= self._unlocks.get(username.strip().lower(), 0):
+            return
+        self._unlocks[username.strip().lower()] = unlock_seq
+        self._accounts.forget_matching(lambda key: key.split(" ", 1)[-1] == username.strip().lower())
 
     def succeeded(self, address: str, username: str) -> None:
         """The right password: that account's failures from this address are forgotten (the address's are not,

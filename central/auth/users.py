@@ -14,7 +14,7 @@ from datetime import timedelta
 import sqlite_utils
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from kuzet.central.auth import audit
+from kuzet.central.auth import audit, sessions
 from kuzet.shared import timeutil
 
 PERMISSIONS: dict[str, str] = {
@@ -31,6 +31,7 @@ PERMISSIONS: dict[str, str] = {
     "audit.read": "read the audit log",
     "users.read": "see the list of accounts",
     "users.manage": "create, disable and re-enable accounts",
+    "users.unlock": "lift an account's log-in lock-out (after failed log-ins)",
 }
 
 _OPERATOR = {
@@ -44,15 +45,18 @@ _OPERATOR = {
 }
 ROLES: dict[str, frozenset[str]] = {
     "operator": frozenset(_OPERATOR),
-    "supervisor": frozenset(_OPERATOR | {"events.hold", "audit.read", "users.read", "dead_letters.view"}),
+    "supervisor": frozenset(
+        _OPERATOR | {"events.hold", "audit.read", "users.read", "users.unlock", "dead_letters.view"}
+    ),
     # Technicians keep the cameras running; they do not look at what the cameras saw.
     "technician": frozenset({"devices.view", "devices.manage", "map.view", "dead_letters.view"}),
     "admin": frozenset(PERMISSIONS),
 }
 
 MIN_PASSWORD_LENGTH = 10
-MAX_FAILED_LOGINS = 5
+MAX_FAILED_LOGINS = 5  # wrong passwords from one address before that address is locked out of the account
 LOCKOUT = timedelta(minutes=15)
+ACCOUNT_FAILURES_GUARD = 20  # failures on one account from all addresses before every failing address waits
 # Checked when the user does not exist, so that a wrong name takes as long as a wrong password.
 _DUMMY_HASH = generate_password_hash("kuzet-no-such-user", method="scrypt")
 
@@ -129,6 +133,7 @@ def create_user(
             )
         else:
             _write(db, "UPDATE users SET {assignments} WHERE username = :username", record)
+            _clear_failures(db, username)
             _end_sessions(db, username)
         audit.append(
             db,
@@ -145,6 +150,7 @@ def _end_sessions(db: sqlite_utils.Database, username: str) -> None:
     db.execute(
         "UPDATE users SET session_version = coalesce(session_version, 0) + 1 WHERE username = ?", [username]
     )
+    sessions.end_all(db, username)
 
 
 def _write(db: sqlite_utils.Database, template: str, record: dict) -> None:
@@ -192,9 +198,48 @@ def set_disabled(db: sqlite_utils.Database, username: str, disabled: bool, actor
         audit.append(db, actor, "user.disable" if disabled else "user.enable", f"user:{username}", {})
 
 
+# Failed log-ins, one row each, for the lock-out below. Kept in the database (not in the web process's memory)
+# so that ``kuzet central unlock-user`` and the supervisors' Unlock button clear the same state.
+_FAILURES_SCHEMA = "CREATE TABLE IF NOT EXISTS login_failures (username TEXT NOT NULL, source TEXT NOT NULL, at TEXT NOT NULL)"
+_FAILURES_INDEX = "CREATE INDEX IF NOT EXISTS idx_login_failures_user ON login_failures (username, at)"
+
+
+def _ensure_failures(db: sqlite_utils.Database) -> None:
+    db.execute(_FAILURES_SCHEMA)
+    db.execute(_FAILURES_INDEX)
+
+
+def _recent_failures(db: sqlite_utils.Database, username: str, since: str) -> dict[str, int]:
+    """Failures per source address for this account since ``since``."""
+    _ensure_failures(db)
+    rows = db.execute(
+        "SELECT source, count(*) FROM login_failures WHERE username = ? AND at > ? GROUP BY source",
+        [username, since],
+    )
+    return {source: count for source, count in rows}
+
+
+def _clear_failures(db: sqlite_utils.Database, username: str) -> int:
+    _ensure_failures(db)
+    return db.execute("DELETE FROM login_failures WHERE username = ?", [username]).rowcount
+
+
+def _locked_out(failures: dict[str, int], source: str) -> bool:
+    """Whether this source may not try this account now. A lock-out holds the failing source only: an
+    attacker's guesses never lock the operator out of the desk they are sitting at."""
+    if failures.get(source, 0) >= MAX_FAILED_LOGINS:
+        return True
+    # Guessing spread over many addresses: every address that has failed on this account waits; an address
+    # that has not failed (the operator's own desk) still gets its try.
+    return sum(failures.values()) >= ACCOUNT_FAILURES_GUARD and failures.get(source, 0) > 0
+
+
 def authenticate(db: sqlite_utils.Database, username: str, password: str, source: str = "") -> User:
-    """Check a log-in. Every attempt is audited; after MAX_FAILED_LOGINS wrong passwords in a row the account
-    is locked for LOCKOUT, even for the right password. Raises AuthError with a message for the person."""
+    """Check a log-in. Every attempt is audited. After MAX_FAILED_LOGINS wrong passwords from one source
+    address within LOCKOUT, that address is locked out of that account for the rest of LOCKOUT (even with the
+    right password); other addresses are not, so a guesser cannot lock a shift out of its accounts. Once an
+    account has ACCOUNT_FAILURES_GUARD failures within LOCKOUT, every address with a failure on it is held too.
+    A supervisor's ``unlock`` clears it all. Raises AuthError with a message for the person."""
     now = timeutil.utc_now()
     row = get_row(db, username)
     if row is None:
@@ -203,32 +248,71 @@ def authenticate(db: sqlite_utils.Database, username: str, password: str, source
             db, username or "?", "login.failed", f"user:{username}", {"source": source, "why": "unknown"}
         )
         raise AuthError("wrong username or password")
-    if row["locked_until"] and timeutil.from_wire(row["locked_until"]) > now:
+    failures = _recent_failures(db, username, timeutil.to_wire(now - LOCKOUT))
+    if _locked_out(failures, source):
         audit.append(db, username, "login.failed", f"user:{username}", {"source": source, "why": "locked"})
-        raise AuthError("too many failed log-ins: this account is locked for a while; ask a supervisor")
+        raise AuthError(
+            "too many failed log-ins from this computer: this account is locked here for a while;"
+            " ask a supervisor to unlock it"
+        )
     if not check_password_hash(row["password_hash"], password):
         failed = (row["failed_logins"] or 0) + 1
-        locked_until = timeutil.to_wire(now + LOCKOUT) if failed >= MAX_FAILED_LOGINS else None
+        from_source = failures.get(source, 0) + 1
+        failures[source] = from_source
+        locked = _locked_out(failures, source)
         with audit.transaction(db):
+            _ensure_failures(db)
+            db.execute("DELETE FROM login_failures WHERE at <= ?", [timeutil.to_wire(now - LOCKOUT)])
             db.execute(
-                "UPDATE users SET failed_logins = ?, locked_until = ? WHERE username = ?",
-                [failed, locked_until, username],
+                "INSERT INTO login_failures (username, source, at) VALUES (?, ?, ?)",
+                [username, source, timeutil.to_wire(now)],
+            )
+            # locked_until now says "some address is locked out of this account until": for the accounts page.
+            db.execute(
+                "UPDATE users SET failed_logins = ?, locked_until = coalesce(?, locked_until) WHERE username = ?",
+                [failed, timeutil.to_wire(now + LOCKOUT) if locked else None, username],
             )
             audit.append(
                 db,
                 username,
                 "login.failed",
                 f"user:{username}",
-                {"source": source, "why": "password", "failed": failed, "locked": bool(locked_until)},
+                {"source": source, "why": "password", "failed": from_source, "locked": locked},
             )
         raise AuthError("wrong username or password")
     if row["disabled"]:
         audit.append(db, username, "login.failed", f"user:{username}", {"source": source, "why": "disabled"})
         raise AuthError("this account is disabled")
     with audit.transaction(db):
-        db.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE username = ?", [username])
+        _ensure_failures(db)
+        # This address's failures are forgiven; other addresses' (a guesser's) still count against them.
+        db.execute("DELETE FROM login_failures WHERE username = ? AND source = ?", [username, source])
+        if not any(count for other, count in failures.items() if other != source):
+            db.execute(
+                "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE username = ?", [username]
+            )
         audit.append(db, username, "login", f"user:{username}", {"source": source})
     return _user(row)
+
+
+def unlock(db: sqlite_utils.Database, username: str, actor: str) -> int:
+    """Lift every lock-out on the account (all addresses); audited. Returns how many failures were cleared."""
+    with audit.transaction(db):
+        if get_row(db, username) is None:
+            raise AuthError(f"no account {username!r}")
+        cleared = _clear_failures(db, username)
+        db.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE username = ?", [username])
+        audit.append(db, actor, "user.unlock", f"user:{username}", {"failures_cleared": cleared})
+    return cleared
+
+
+def last_unlock(db: sqlite_utils.Database, username: str) -> int:
+    """The audit sequence number of the account's latest unlock (0 if never): lets the web process notice an
+    unlock made by the command line and drop what it counted in memory."""
+    row = db.execute(
+        "SELECT max(seq) FROM audit WHERE target = ? AND action = 'user.unlock'", [f"user:{username}"]
+    ).fetchone()
+    return row[0] or 0
 
 
 def _read_password(args) -> str:
@@ -257,4 +341,15 @@ def create_user_command(central, args) -> int:
         return 2
     verb = "created" if created else "reset (password, role and name; unlocked)"
     print(f"account {user.username} {verb}: role {user.role}")
+    return 0
+
+
+def unlock_user_command(central, args) -> int:
+    """``kuzet central unlock-user NAME``: lift the account's log-in lock-outs (audited)."""
+    try:
+        cleared = unlock(central.db(), args.username, actor=f"cli:{getpass.getuser()}")
+    except AuthError as exc:
+        print(f"unlock-user: {exc}", file=sys.stderr)
+        return 2
+    print(f"account {args.username} unlocked ({cleared} recent failed log-ins cleared)")
     return 0

@@ -20,8 +20,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", help="use this broker (mqtt://host:port) instead of an embedded one")
     parser.add_argument("--port", type=int, default=8080, help="the page's port (default 8080)")
     parser.add_argument(
-        "--dir", help="where the demo keeps its state (default $KUZET_HOME/demo, wiped each run)"
+        "--dir",
+        help="where the demo keeps its state (default $KUZET_HOME/demo, wiped each run; locked while a demo"
+        " runs in it, through <dir>.lock beside it)",
     )
+
+
+class StateLocked(RuntimeError):
+    """Another demo holds the state folder."""
+
+
+def lock_path(root):
+    """The lock file of a state folder: beside it, not in it, since each run wipes the folder."""
+    from pathlib import Path
+
+    root = Path(root)
+    return root.with_name(root.name + ".lock")
+
+
+def lock_state(root) -> int:
+    """Take the state folder for this process (an exclusive ``flock`` on ``lock_path(root)``, held until the
+    process ends), or raise StateLocked naming the process that holds it. Returns the lock's descriptor."""
+    import fcntl
+    import os
+
+    path = lock_path(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise StateLocked(f"another demo is running in {root} (pid {holder})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    os.set_inheritable(fd, False)
+    return fd
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +82,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         logging.getLogger().setLevel(logging.WARNING)
 
+    root = Path(args.dir) if args.dir else store.kuzet_home() / "demo"
+    # Before anything touches the folder: a second demo must not wipe a running one's state (issue 17).
+    try:
+        lock_state(root)
+    except StateLocked as exc:
+        print(f"kuzet demo: {exc}; stop it first, or give this one another --dir", file=sys.stderr)
+        return 2
+
     try:
         video = footage.find_vtest()
         store.resolve()  # the default detector, verified
@@ -55,8 +98,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     bodycam = video.parent.parent / "street" / "bikes.mp4"
 
-    root = Path(args.dir) if args.dir else store.kuzet_home() / "demo"
-    shutil.rmtree(root, ignore_errors=True)
     if args.broker:
         broker_url, protocol, embedded = args.broker, "5", None
     else:
@@ -65,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if not _port_free(args.port):
         print(f"kuzet demo: port {args.port} is in use; choose another with --port", file=sys.stderr)
         return 2
+    shutil.rmtree(root, ignore_errors=True)  # ours alone now (locked), and only once the ports are known free
     world = scenario.write(
         root, broker_url, protocol, args.port, embedded, video, bodycam if bodycam.is_file() else None
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
 from kuzet.central.auth import audit, tokens, users
 from kuzet.central.store import queries
@@ -58,6 +58,21 @@ def disable_user(username: str):
         users.set_disabled(central().db(), username, disable, current_user().username)
     except users.AuthError as exc:
         flash(str(exc), "error")
+    return redirect(url_for("admin.user_list"))
+
+
+@blueprint.post("/users/<username>/unlock")
+@require("users.unlock")
+def unlock_user(username: str):
+    """Supervisors and admins lift an account's log-in lock-out (audited)."""
+    try:
+        cleared = users.unlock(central().db(), username, current_user().username)
+    except users.AuthError as exc:
+        flash(str(exc), "error")
+    else:
+        limiter = current_app.extensions["kuzet.login_limiter"]
+        limiter.unlocked(username, users.last_unlock(central().db(), username))
+        flash(f"Account {username} unlocked ({cleared} recent failed log-ins cleared).", "ok")
     return redirect(url_for("admin.user_list"))
 
 

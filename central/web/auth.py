@@ -34,7 +34,7 @@ from flask import (
 )
 from flask_wtf.csrf import CSRFProtect
 
-from kuzet.central.auth import audit, tokens, users
+from kuzet.central.auth import audit, sessions, tokens, users
 from kuzet.central.auth.ratelimit import LoginLimiter
 
 blueprint = Blueprint("auth", __name__)
@@ -96,9 +96,16 @@ def load_user() -> None:
         return
     username = session.get("user")
     if username:
-        g.user = users.get_user(central.db(), username)
-        # Disabled or deleted since log-in, or its password was reset (which ends every session it had).
-        if g.user is None or session.get("version", 0) != g.user.session_version:
+        db = central.db()
+        g.user = users.get_user(db, username)
+        # Disabled or deleted since log-in, or its password was reset (which ends every session it had), or
+        # logged out: the session must still exist on central, not only in the cookie (a copy of the cookie
+        # taken before log-out is worth nothing after it).
+        if (
+            g.user is None
+            or session.get("version", 0) != g.user.session_version
+            or not sessions.valid(db, session.get("sid"), username)
+        ):
             g.user = None
             session.clear()
     if request.method not in ("GET", "HEAD", "OPTIONS"):
@@ -125,6 +132,9 @@ def login():
         address = _client_address()
         username = request.form.get("username", "").strip()
         wait = limiter.retry_after(address, username)
+        if wait and username:  # unlocked by a supervisor (page or command line) since these were counted?
+            limiter.unlocked(username, users.last_unlock(central.db(), username))
+            wait = limiter.retry_after(address, username)
         if wait:
             flash(f"Too many failed log-ins from this computer; try again in {wait} s.", "error")
             response = current_app.make_response((render_template("login.html"), 429))
@@ -144,6 +154,7 @@ def login():
             session.permanent = True
             session["user"] = user.username
             session["version"] = user.session_version
+            session["sid"] = sessions.start(central.db(), user.username)
             return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html"), status
 
@@ -151,9 +162,9 @@ def login():
 @blueprint.post("/logout")
 def logout():
     user = current_user()
+    db = current_app.extensions["kuzet"].db()
+    sessions.end(db, session.get("sid"))  # ended on central: a copy of the cookie no longer logs in
     if user is not None:
-        audit.append(
-            current_app.extensions["kuzet"].db(), user.username, "logout", f"user:{user.username}", {}
-        )
+        audit.append(db, user.username, "logout", f"user:{user.username}", {})
     session.clear()
     return redirect(url_for("auth.login"))

@@ -1,0 +1,274 @@
+"""Issue 17, items 18, 1 (config) and 6 (ACL), against a real Mosquitto started with the configuration
+``kuzet provision site-init`` writes, and real certificates from the site's CA:
+
+- (6) the technician's tool's certificate (read-only) could publish a critical panic event as a device, because
+  the ACL's device ``pattern`` lines applied to its CN too; central's certificate likewise;
+- (18) the broker took 100 MB messages;
+- (1) persistence without autosave: a broker killed lost what it held since it started (30 minutes' default).
+"""
+
+from __future__ import annotations
+
+import getpass
+import queue
+import ssl
+import threading
+import time
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from kuzet.central.broker import MosquittoServer, free_port
+from kuzet.provisioning import broker_config
+from kuzet.provisioning.bundle import write_folder
+from kuzet.provisioning.device import config_model, provision_device
+from kuzet.provisioning.site import SiteSettings
+from kuzet.provisioning.site_init import init_site, tool_mqtt_section
+from kuzet.shared import ids, messages, topics
+from kuzet.shared.config import MqttSection, load
+
+SITE = "pavlodar"
+
+
+@pytest.fixture
+def site(tmp_path, mosquitto_factory):
+    port = free_port()
+    settings = SiteSettings(
+        site=SITE, broker_hosts=["localhost", "127.0.0.1"], broker_port=port, broker_user=getpass.getuser()
+    )
+    paths = init_site(tmp_path / "site", settings, listen="127.0.0.1")
+    broker = mosquitto_factory(config=paths.mosquitto_conf.read_text(), port=port)
+    return paths, settings, broker
+
+
+def _device(tmp_path, site, name: str, kind: str = "camera") -> tuple[str, MqttSection]:
+    paths, settings, _ = site
+    record, bundle = provision_device(paths, settings, kind, name, lat=52.28, lon=76.96)
+    folder = write_folder(bundle, tmp_path / record.device_id)
+    return record.device_id, load(folder / "config.toml", config_model(kind)[0]).mqtt
+
+
+def _central_section(site) -> MqttSection:
+    paths, settings, _ = site
+    return MqttSection.model_validate(
+        {
+            "url": f"mqtts://localhost:{settings.broker_port}",
+            "tls": {
+                "ca": paths.central_dir / "ca.crt",
+                "cert": paths.central_dir / "central.crt",
+                "key": paths.central_dir / "central.key",
+            },
+        }
+    )
+
+
+def _tool_section(site) -> MqttSection:
+    paths, settings, _ = site
+    return MqttSection.model_validate(tool_mqtt_section(paths, settings))
+
+
+class Client:
+    """A raw paho client with a certificate: connects, records PUBACK reason codes and what it receives."""
+
+    def __init__(self, mqtt: MqttSection, client_id: str, port: int, protocol=paho.MQTTv5, clean=True):
+        extra = {} if protocol == paho.MQTTv5 else {"clean_session": clean}
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, **extra
+        )
+        self.client.tls_set(
+            ca_certs=str(mqtt.tls.ca),
+            certfile=str(mqtt.tls.cert),
+            keyfile=str(mqtt.tls.key),
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+        self.acks: queue.Queue = queue.Queue()
+        self.received: queue.Queue = queue.Queue()
+        self.connected = threading.Event()
+        self.client.on_connect = lambda *args: self.connected.set()
+        self.client.on_publish = lambda c, u, mid, reason_code, props: self.acks.put(reason_code)
+        self.client.on_message = lambda c, u, message: self.received.put((message.topic, message.payload))
+        self.client.on_disconnect = lambda *args: self.connected.clear()
+        kwargs = {"clean_start": clean} if protocol == paho.MQTTv5 else {}
+        self.client.connect("localhost", port, keepalive=30, **kwargs)
+        self.client.loop_start()
+        assert self.connected.wait(5), f"{client_id} did not connect"
+
+    def subscribe(self, pattern: str, qos: int = 1) -> None:
+        self.client.subscribe(pattern, qos=qos)
+        time.sleep(0.3)  # the SUBACK
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False):
+        return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _panic(device: str) -> bytes:
+    return messages.encode(
+        messages.Event(
+            device=device,
+            event_id=ids.new_id(),
+            seq=0,
+            state="open",
+            event_type="panic",
+            severity="critical",
+            label="officer",
+            score=1.0,
+            started_at=messages.timeutil.utc_now(),
+        )
+    )
+
+
+def _status(device: str) -> bytes:
+    return messages.encode(messages.Status(device=device, kind="camera", software_version="t", uptime_s=1.0))
+
+
+def _nothing_but(received: queue.Queue, marker_topic: str) -> list[str]:
+    """Everything received up to the marker (delivery is in order: what was refused would come before)."""
+    seen = []
+    while True:
+        topic, _ = received.get(timeout=5)
+        if topic == marker_topic:
+            return seen
+        seen.append(topic)
+
+
+@pytest.mark.parametrize("protocol", [paho.MQTTv5, paho.MQTTv311], ids=["mqtt5", "mqtt311"])
+def test_the_tools_certificate_cannot_publish_as_a_device(tmp_path, site, protocol):
+    camera_id, camera_mqtt = _device(tmp_path, site, "Torajgyrov 12 north")
+    port = site[1].broker_port
+    central = Client(_central_section(site), "central", port)
+    central.subscribe(topics.all_up())
+    tool = Client(_tool_section(site), "provision-tool", port, protocol=protocol)
+    camera = Client(camera_mqtt, camera_id, port)
+    try:
+        forged = [
+            topics.up(SITE, broker_config.TOOL_IDENTITY, "event"),  # as a device named after the tool
+            topics.up(SITE, camera_id, "event"),  # as a real camera
+        ]
+        for topic in forged:
+            device = topic.split("/")[3]
+            tool.publish(topic, _panic(device)).wait_for_publish(5)
+            if protocol == paho.MQTTv5:
+                reason = tool.acks.get(timeout=5)
+                assert reason.is_failure and "authori" in str(reason).lower(), (topic, str(reason))
+        marker = topics.up(SITE, camera_id, "status")
+        camera.publish(marker, _status(camera_id)).wait_for_publish(5)
+        assert _nothing_but(central.received, marker) == []
+    finally:
+        for client in (camera, tool, central):
+            client.stop()
+
+
+def test_centrals_certificate_cannot_publish_as_a_device_either(tmp_path, site):
+    camera_id, camera_mqtt = _device(tmp_path, site, "Torajgyrov 12 north")
+    port = site[1].broker_port
+    tool = Client(_tool_section(site), "provision-tool", port)  # it may read every up topic: the witness
+    tool.subscribe(topics.all_up())
+    central = Client(_central_section(site), "central", port)
+    camera = Client(camera_mqtt, camera_id, port)
+    try:
+        central.publish(topics.up(SITE, broker_config.CENTRAL_IDENTITY, "event"), _panic("central"))
+        assert central.acks.get(timeout=5).is_failure
+        marker = topics.up(SITE, camera_id, "status")
+        camera.publish(marker, _status(camera_id)).wait_for_publish(5)
+        assert _nothing_but(tool.received, marker) == []
+        # What central must do still works: command a device.
+        camera.subscribe(topics.down(SITE, camera_id, "command"))
+        command = messages.Command(device=camera_id, command_id=ids.new_id(), name="snapshot")
+        central.publish(topics.down(SITE, camera_id, "command"), messages.encode(command))
+        assert camera.received.get(timeout=5)[0] == topics.down(SITE, camera_id, "command")
+    finally:
+        for client in (camera, central, tool):
+            client.stop()
+
+
+def test_oversized_messages_are_refused_and_the_largest_legitimate_ones_pass(tmp_path, site):
+    camera_id, camera_mqtt = _device(tmp_path, site, "Torajgyrov 12 north")
+    other_id, other_mqtt = _device(tmp_path, site, "Torajgyrov 12 south")
+    port = site[1].broker_port
+    central = Client(_central_section(site), "central", port)
+    central.subscribe(topics.all_up())
+    camera = Client(camera_mqtt, camera_id, port)
+    try:
+        chunk = messages.ClipChunk(
+            device=camera_id,
+            clip_id=ids.new_id(),
+            index=0,
+            count=1,
+            size=messages.CLIP_CHUNK_BYTES,
+            sha256="0" * 64,
+            chunk_sha256="0" * 64,
+            content_type="video/mp4",
+            data=messages.to_base64(b"\x00" * messages.CLIP_CHUNK_BYTES),
+        )
+        clip_topic = topics.up(SITE, camera_id, "clip")
+        camera.publish(clip_topic, messages.encode(chunk)).wait_for_publish(5)
+        assert not camera.acks.get(timeout=5).is_failure
+        assert central.received.get(timeout=5)[0] == clip_topic
+        largest = max(messages.MAX_PAYLOAD_BYTES.values())  # a snapshot at the contract's limit
+        snapshot_topic = topics.up(SITE, camera_id, "snapshot")
+        camera.publish(snapshot_topic, b"x" * largest).wait_for_publish(5)
+        assert not camera.acks.get(timeout=5).is_failure
+        assert central.received.get(timeout=5)[0] == snapshot_topic
+
+        # Just over the payload limit, and 2 MB: dropped by the broker. (Mosquitto 2.0.11 answers an MQTT 5
+        # sender with PUBACK reason 0x95, which is not a valid PUBACK code, so paho drops the connection.)
+        camera.stop()
+        for size in (broker_config.MESSAGE_SIZE_LIMIT + 1, 2 * 1024 * 1024):
+            sender = Client(camera_mqtt, camera_id, port)
+            try:
+                sender.publish(topics.up(SITE, camera_id, "event"), b"x" * size)
+                time.sleep(1.0)
+            finally:
+                sender.stop()
+        other = Client(other_mqtt, other_id, port)
+        try:
+            marker = topics.up(SITE, other_id, "status")
+            other.publish(marker, _status(other_id)).wait_for_publish(5)
+            assert _nothing_but(central.received, marker) == []
+        finally:
+            other.stop()
+    finally:
+        camera.stop()
+        central.stop()
+
+
+def test_the_config_autosaves_and_a_killed_broker_keeps_what_it_held(tmp_path, site):
+    paths, settings, broker = site
+    conf = paths.mosquitto_conf.read_text()
+    assert "autosave_on_changes true\n" in conf and "autosave_interval 1\n" in conf
+    assert f"message_size_limit {broker_config.MESSAGE_SIZE_LIMIT}\n" in conf
+    assert f"max_packet_size {broker_config.MAX_PACKET_SIZE}\n" in conf
+
+    camera_id, camera_mqtt = _device(tmp_path, site, "Torajgyrov 12 north")
+    port = settings.broker_port
+    # Central has a session that outlives its connection: the broker queues for it while it is away.
+    central = Client(_central_section(site), "central", port, protocol=paho.MQTTv311, clean=False)
+    central.subscribe(topics.all_up())
+    central.stop()
+    camera = Client(camera_mqtt, camera_id, port)
+    availability = topics.up(SITE, camera_id, "availability")
+    queued = topics.up(SITE, camera_id, "status")
+    try:
+        camera.publish(availability, b'{"retained": true}', retain=True).wait_for_publish(5)
+        camera.publish(queued, _status(camera_id)).wait_for_publish(5)
+    finally:
+        camera.stop()
+    time.sleep(2.0)  # autosave_interval 1 (changes)
+    broker.process.kill()  # a crash: no saving on the way out
+    broker.process.wait()
+
+    again = MosquittoServer(port=port, config=conf, workdir=tmp_path / "mosquitto-again").start()
+    try:
+        central = Client(_central_section(site), "central", port, protocol=paho.MQTTv311, clean=False)
+        try:
+            got = {central.received.get(timeout=5)[0] for _ in range(2)}
+            assert queued in got and availability in got
+        finally:
+            central.stop()
+    finally:
+        again.stop()
