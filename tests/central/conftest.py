@@ -18,9 +18,20 @@ def central_options() -> dict:
 def central(tmp_path, central_options):
     """A Central on tmp_path, not started; its broker is unreachable unless ``central_options`` names one."""
     options = dict(central_options)
-    if options.pop("accounts", False):
-        return web.make_central(tmp_path, **options)
-    return ingest.make_central(tmp_path, **options)
+    make = web.make_central if options.pop("accounts", False) else ingest.make_central
+    central = make(tmp_path, **options)
+    yield central
+    central.close()
+
+
+@pytest.fixture
+def web_server(central):
+    """``central``'s page served for real by waitress on a free port (no ingest, no routing)."""
+    from kuzet.central.web.server import WebServer
+
+    server = WebServer(central, host="127.0.0.1", port=0).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

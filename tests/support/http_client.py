@@ -9,19 +9,7 @@ import re
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode, urlsplit
 
-from kuzet.central.auth import users
-from kuzet.central.config import CentralConfig
-from kuzet.central.context import Central
-
-PASSWORD = "correct horse battery"
-ROLES = ("operator", "supervisor", "technician", "admin")
-
-
-def make_central(tmp_path, **config) -> Central:
-    central = Central(config=CentralConfig.model_validate(config), data_dir=tmp_path / "data")
-    for role in ROLES:
-        users.create_user(central.db(), role, PASSWORD, role, role.capitalize(), actor="test")
-    return central
+from support.web import PASSWORD
 
 
 class Response:

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hardening_http import PASSWORD, Browser
+import pytest
+from support.http_client import Browser
+from support.web import PASSWORD
 
 ATTACKER, DESK, SUPERVISOR_DESK = "127.0.0.5", "127.0.0.6", "127.0.0.8"
 
@@ -21,8 +23,13 @@ def _audit(central, action: str) -> list[tuple]:
     )
 
 
-def test_an_attackers_failures_do_not_lock_the_operator_out(web, central):
-    attacker = Browser(web.url, source=ATTACKER)
+@pytest.fixture
+def central_options():
+    return {"accounts": True}  # one account per role (support.web)
+
+
+def test_an_attackers_failures_do_not_lock_the_operator_out(web_server, central):
+    attacker = Browser(web_server.url, source=ATTACKER)
     statuses = [attacker.login("operator", f"guess number {n}").status for n in range(30)]
     assert statuses[:5] == [401] * 5
     assert 429 in statuses  # the attacker's address is throttled
@@ -30,23 +37,23 @@ def test_an_attackers_failures_do_not_lock_the_operator_out(web, central):
     assert throttled.status == 429 and int(throttled.headers["retry-after"]) > 0
     assert attacker.login("operator").status in (401, 429)  # even the right password, from there
 
-    operator = Browser(web.url, source=DESK)
+    operator = Browser(web_server.url, source=DESK)
     assert operator.login("operator").status == 302
     assert operator.get("/api/v1/me").status == 200
 
 
-def test_a_source_that_mistyped_is_locked_until_a_supervisor_unlocks(web, central):
-    desk = Browser(web.url, source=DESK)
+def test_a_source_that_mistyped_is_locked_until_a_supervisor_unlocks(web_server, central):
+    desk = Browser(web_server.url, source=DESK)
     for n in range(5):
         assert desk.login("operator", f"typo typo {n}").status == 401
     locked = desk.login("operator")
     assert locked.status == 401 and "locked" in locked.text
 
-    operator_desk = Browser(web.url, source="127.0.0.10")  # an operator may not unlock
+    operator_desk = Browser(web_server.url, source="127.0.0.10")  # an operator may not unlock
     assert operator_desk.login("technician").status == 302
     assert operator_desk.post("/admin/users/operator/unlock").status == 403
 
-    supervisor = Browser(web.url, source=SUPERVISOR_DESK)
+    supervisor = Browser(web_server.url, source=SUPERVISOR_DESK)
     assert supervisor.login("supervisor").status == 302
     assert "Unlock" in supervisor.get("/admin/users").text
     assert supervisor.post("/admin/users/operator/unlock").status == 302
@@ -56,8 +63,8 @@ def test_a_source_that_mistyped_is_locked_until_a_supervisor_unlocks(web, centra
     ]
 
 
-def test_unlock_user_on_the_command_line_lifts_a_lock_the_running_page_holds(web, central):
-    desk = Browser(web.url, source=DESK)
+def test_unlock_user_on_the_command_line_lifts_a_lock_the_running_page_holds(web_server, central):
+    desk = Browser(web_server.url, source=DESK)
     for n in range(12):  # past the page's own in-memory limit for this address and account too
         desk.login("operator", f"typo typo {n}")
     assert desk.login("operator").status in (401, 429)

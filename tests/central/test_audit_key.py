@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hardening_http import make_central
+from support.web import make_central
 
 from kuzet.central.auth import audit
 
