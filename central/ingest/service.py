@@ -199,10 +199,9 @@ class IngestService:
         self._writer.start()
         self._checkpointer = threading.Thread(target=self._checkpoint, name="ingest-checkpoint", daemon=True)
         self._checkpointer.start()
-        self.central.publish = self._publish
+        self.central.outbound.connect(self._publish)
         self._gc_thresholds = _tune_garbage_collector()
         self.started_at = time.time()
-        self.central.ingest = self  # for /healthz and /metrics
         self._link.start(wait_s=None)
         if wait_s is not None and not self.subscribed.wait(wait_s):
             log.warning(

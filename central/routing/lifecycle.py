@@ -106,9 +106,7 @@ def _table() -> dict[tuple[str, str], Step]:
         (PROPOSED, EVENT_CLOSED): _STAND_DOWN_PROPOSAL,
         (PROPOSED, OTHER_RESOLVED): _STAND_DOWN_PROPOSAL,
         (PROPOSED, REVOKE): Step(CANCELLED, (FREE_UNIT, ALERT, REROUTE)),
-        (SENT, ACK_DEADLINE): Step(
-            TIMED_OUT, (FREE_UNIT, NOTIFY_BADGE, ESCALATE), fallback=(ALERT,)
-        ),
+        (SENT, ACK_DEADLINE): Step(TIMED_OUT, (FREE_UNIT, NOTIFY_BADGE, ESCALATE), fallback=(ALERT,)),
     }
     for state in ACTIVE:
         table[(state, CANCEL)] = _STAND_DOWN_ACTIVE

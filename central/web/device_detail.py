@@ -10,7 +10,7 @@ from flask import Blueprint, abort, jsonify, render_template, request
 from kuzet.central import commands
 from kuzet.central.auth import audit
 from kuzet.central.routing import evidence
-from kuzet.central.routing import store as routing_store
+from kuzet.central.routing.repository import SqliteRoutingRepository
 from kuzet.central.store import queries
 from kuzet.central.web.auth import current_user, require
 from kuzet.central.web.views import central
@@ -41,7 +41,7 @@ def page(device_id: str):
         "device.html",
         device=device,
         unit=unit,
-        dispatches=routing_store.find_dispatches(db, "unit = ?", [device_id], 20)
+        dispatches=SqliteRoutingRepository(db).find_dispatches(unit=device_id, limit=20)
         if unit and user.can("events.view")
         else [],
         has_evidence=bool(

@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from kuzet.central.ingest.metrics import DEAD_LETTER_CAUSES
 from kuzet.central.store import queries
 from kuzet.central.web.auth import require
+from kuzet.central.web.services import KEY, services
 from kuzet.central.web.views import central
 
 blueprint = Blueprint("health", __name__)
@@ -42,7 +43,7 @@ class _IngestCollector:
         self._app = app
 
     def collect(self):
-        ingest = self._app.extensions["kuzet"].ingest
+        ingest = self._app.extensions[KEY].ingest
         if ingest is None:
             return
         counters = ingest.counters
@@ -91,7 +92,7 @@ class _DatabaseCollector:
         self._app = app
 
     def collect(self):
-        the_central = self._app.extensions["kuzet"]
+        the_central = self._app.extensions[KEY].central
         db = the_central.db()
         open_events = GaugeMetricFamily("kuzet_events_open", "Events not yet closed", labels=["severity"])
         for severity, count in queries.queue_counters(db)["by_severity"].items():
@@ -163,7 +164,7 @@ def healthz():
     except sqlite3.Error as exc:
         database = str(exc)
         problems.append(f"the database does not answer: {exc}")
-    ingest = the_central.ingest
+    ingest = services().ingest
     if ingest is None:
         ingest_state = None
         problems.append("ingest is not running in this process: nothing from the devices is stored")
