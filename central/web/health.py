@@ -28,7 +28,12 @@ blueprint = Blueprint("health", __name__)
 # Ingest's counters as Prometheus counters: (attribute of Counters, metric name, help).
 _INGEST_COUNTERS = (
     ("received", "kuzet_ingest_received", "Messages taken from MQTT"),
-    ("stored", "kuzet_ingest_stored", "Valid messages stored or handed on (duplicates not counted)"),
+    ("stored", "kuzet_ingest_stored", "Valid messages stored by ingest (duplicates not counted)"),
+    (
+        "handed_on",
+        "kuzet_ingest_handed_on",
+        "Valid messages handed to routing or commands, not stored by ingest",
+    ),
     ("duplicates", "kuzet_ingest_duplicates", "Event messages already stored: nothing changed"),
     ("timeline_only", "kuzet_ingest_timeline_only", "Event messages older than the stored state"),
     ("batches", "kuzet_ingest_batches", "SQLite transactions committed by ingest"),
