@@ -90,22 +90,21 @@ class Units:
 
     # --- changes made by routing and operators --------------------------------------------------------
 
-    def set_offline(self, device: str) -> Unit | None:
-        """A revoked badge: whatever it last said, it is not on the air for routing."""
+    def _set(self, device: str, **fields) -> Unit | None:
         with self._lock:
             unit = self._units.get(device)
             if unit is None:
                 return None
-            unit.online = False
+            for name, value in fields.items():
+                setattr(unit, name, value)
             return unit.copy()
 
+    def set_offline(self, device: str) -> Unit | None:
+        """A revoked badge: whatever it last said, it is not on the air for routing."""
+        return self._set(device, online=False)
+
     def set_dispatch(self, device: str, dispatch_id: str | None) -> Unit | None:
-        with self._lock:
-            unit = self._units.get(device)
-            if unit is None:
-                return None
-            unit.current_dispatch = dispatch_id
-            return unit.copy()
+        return self._set(device, current_dispatch=dispatch_id)
 
     def edit(self, device: str, callsign: str | None = None, capabilities: list[str] | None = None) -> Unit:
         with self._lock:
