@@ -99,7 +99,11 @@ def test_the_lifecycle_knows_exactly_these_states_and_triggers():
     assert set(lc.TRANSITIONS) == set(EXPECTED)
 
 
-@pytest.mark.parametrize(("state", "trigger"), sorted(EXPECTED), ids="{0[0]}+{0[1]}".format)
+def _ids(pairs) -> list[str]:
+    return [f"{state}+{trigger}" for state, trigger in pairs]
+
+
+@pytest.mark.parametrize(("state", "trigger"), sorted(EXPECTED), ids=_ids(sorted(EXPECTED)))
 def test_allowed_transition(state, trigger):
     step = lc.apply(state, trigger, mode="nearest")
     expected = EXPECTED[(state, trigger)]
@@ -110,7 +114,7 @@ def test_allowed_transition(state, trigger):
         assert step.changed == (trigger != "confirm_overdue_alert")
 
 
-@pytest.mark.parametrize(("state", "trigger"), REFUSED, ids="{0[0]}+{0[1]}".format)
+@pytest.mark.parametrize(("state", "trigger"), REFUSED, ids=_ids(REFUSED))
 def test_refused_transition(state, trigger):
     assert not lc.allowed(state, trigger)
     with pytest.raises(lc.Refused) as refused:
