@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -151,7 +151,7 @@ def init_metrics(app: Flask) -> None:
     )
     registry.register(_IngestCollector(app))
     registry.register(_DatabaseCollector(app))
-    app.extensions["kuzet.metrics"] = registry
+    app.extensions[KEY].metrics = registry
 
     @app.after_request
     def _count(response):
@@ -189,4 +189,4 @@ def healthz():
 @blueprint.get("/metrics")
 @require("devices.view")
 def metrics():
-    return Response(generate_latest(current_app.extensions["kuzet.metrics"]), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(services().metrics), mimetype=CONTENT_TYPE_LATEST)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from flask import current_app
+from prometheus_client import CollectorRegistry
 
 from kuzet.central.auth.ratelimit import LoginLimiter
 from kuzet.central.context import Central
@@ -28,6 +29,7 @@ class Services:
     ingest: IngestService | None = None  # the running ingest, for /healthz and /metrics
     login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
     closing: threading.Event = field(default_factory=threading.Event)  # set on shutdown: live streams end
+    metrics: CollectorRegistry | None = None  # this app's Prometheus registry (central.web.health)
 
     @classmethod
     def for_central(cls, central: Central, routing=None, ingest=None) -> Services:
