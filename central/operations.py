@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kuzet.central import alerts, commands
 from kuzet.central.context import Central
 from kuzet.central.store import queries, registry, workflow
 
@@ -99,6 +100,20 @@ class Operations:
         device is not revoked). None if there is no such device."""
         found = registry.reinstate(self.central.db(), device_id, actor, reason)
         return self._device_changed(device_id) if found else None
+
+    # --- alerts and device commands ---------------------------------------------------------------------
+
+    def acknowledge_alert(self, alert_id: int, actor: str) -> dict:
+        """``alerts.AlertError`` if there is no such open alert; other pages drop it from their counters."""
+        row = alerts.acknowledge(self.central.db(), alert_id, actor)
+        self.central.hub.publish("alert", row)
+        return row
+
+    def send_command(self, device_id: str, name: str, args: dict, actor: str) -> dict:
+        """Send a command to a device (``commands.send``; ``commands.CommandError`` says why not)."""
+        row = commands.send(self.central, device_id, name, args, actor)
+        self.central.hub.publish("command", row)
+        return row
 
     # --- dispatches (routing's; NotRunning without it) ---------------------------------------------------
 

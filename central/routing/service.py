@@ -4,8 +4,8 @@
 messages from ingest's hooks, and answers operator requests (confirm, assign, cancel, reassign, intercept,
 edit a unit, close an event, revoke a device), each in one transaction of the worker. Routing decides through
 ``planner`` (who goes) and ``lifecycle`` (which state change is allowed and what follows from it); it stores
-through ``repository``; ``dispatcher`` carries the decisions out. Nobody outside central.operations calls the
-state-changing methods: the web, the API and the CLI go through that one door.
+through ``repository``; ``dispatcher`` carries the decisions out. The page, the API and ingest's hook reach
+the state-changing methods through ``central.operations``, the one door.
 """
 
 from __future__ import annotations

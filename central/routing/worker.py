@@ -69,6 +69,7 @@ class Worker:
         self._queue: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._depth = 0  # transactions open on the thread holding the lock (nested ones join the outermost)
 
     def start(self) -> None:
         self._stopping.clear()
@@ -129,17 +130,20 @@ class Worker:
         """One SQLite transaction (nested calls join it); what it sends and shows goes out only once the
         outermost has committed, and nothing of it if it fails."""
         with self.lock:
-            db = self.central.db()
-            outermost = not db.conn.in_transaction
+            outermost = self._depth == 0
             if outermost:
                 self.outbox = Outbox()
+            self._depth += 1
             try:
+                db = self.central.db()
                 with audit.transaction(db):
                     yield db
             except BaseException:
                 if outermost:
                     self.outbox = Outbox()
                 raise
+            finally:
+                self._depth -= 1
             if outermost:
                 self._deliver()
 

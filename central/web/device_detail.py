@@ -13,6 +13,7 @@ from kuzet.central.routing import evidence
 from kuzet.central.routing.repository import SqliteRoutingRepository
 from kuzet.central.store import queries
 from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.services import services
 from kuzet.central.web.views import central
 
 blueprint = Blueprint("device", __name__)
@@ -64,10 +65,9 @@ def send_command(device_id: str):
     if permission is not None and not user.can(permission):
         return _error(f"your role ({user.role}) may not send {name}: needs {permission}", 403)
     try:
-        row = commands.send(central(), device_id, name, args, user.username)
+        row = services().operations.send_command(device_id, name, args, user.username)
     except commands.CommandError as exc:
         return _error(str(exc), exc.status)
-    central().hub.publish("command", row)
     return jsonify(row), 202
 
 
