@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from datetime import timedelta
-from pathlib import Path
 
 from kuzet.central import alerts, commands
 from kuzet.central.auth import audit
@@ -26,6 +25,7 @@ from kuzet.central.routing.repository import SqliteRoutingRepository
 from kuzet.central.routing.units import Unit, Units
 from kuzet.central.routing.worker import Worker
 from kuzet.central.store import dead_letters, workflow
+from kuzet.central.store.media import MediaStore
 from kuzet.shared import ids, timeutil, topics
 from kuzet.shared.messages import (
     Availability,
@@ -53,6 +53,7 @@ class Dispatcher:
         self.central = central
         self.config = central.config.routing
         self.repository = SqliteRoutingRepository(central.db)
+        self.media = MediaStore(central.db, central.media_dir)  # snapshots sent with a dispatch
         self.units = Units(self.repository)
         self.worker = Worker(central, self._apply, self._expire)
         self._incidents: dict[str, Incident] = {}  # event_id -> incident being routed
@@ -256,17 +257,8 @@ class Dispatcher:
     def _snapshot(self, event_id: str | None) -> str | None:
         if event_id is None or self.config.snapshot_max_bytes == 0:
             return None
-        found = self.repository.latest_snapshot(event_id)
-        if found is None or found[1] > self.config.snapshot_max_bytes:
-            return None
-        path = Path(found[0])
-        if not path.is_absolute():
-            path = self.central.media_dir / path
-        try:
-            return to_base64(path.read_bytes())
-        except OSError as exc:
-            log.warning("routing: snapshot of %s unreadable: %s", event_id, exc)
-            return None
+        data = self.media.latest_snapshot(event_id, self.config.snapshot_max_bytes)
+        return None if data is None else to_base64(data)
 
     def _insert(
         self, incident: Incident, unit: Unit, distance_m: float, mode: str, state: str, **more

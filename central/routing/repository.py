@@ -1,5 +1,5 @@
 """Routing's storage: every SQL statement on ``dispatches``, ``dispatch_log`` and ``units`` (and routing's
-reads of events, devices and media) behind one class, so that the rest of routing calls methods and never
+reads of events and devices) behind one class, so that the rest of routing calls methods and never
 holds SQL. ``SqliteRoutingRepository`` is the implementation; another database (PostgreSQL) would be a second
 class with the same methods (``RoutingRepository``).
 
@@ -239,15 +239,3 @@ class SqliteRoutingRepository:
             "and event_id not in (select event_id from dispatches where event_id is not null)",
             [since],
         )
-
-    def latest_snapshot(self, event_id: str) -> tuple[str, int] | None:
-        """(path, size) of the event's newest snapshot."""
-        row = (
-            self._db()
-            .execute(
-                "select path, size from media where event_id = ? and kind = 'snapshot' order by created_at desc limit 1",
-                [event_id],
-            )
-            .fetchone()
-        )
-        return (row[0], row[1] or 0) if row else None
