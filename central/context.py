@@ -1,5 +1,9 @@
 """What every part of central shares: configuration, the database, the live hub and the way out to MQTT.
 
+Everything here exists before the parts start and nothing is set on ``Central`` afterwards: the way out to
+MQTT is an ``Outbound`` made with it, which ingest connects to its MQTT link when that link is up; health
+and metrics get ingest handed to them (``central.web.services``), not through this object.
+
 SQLite connections cannot cross threads, so ``db()`` hands each thread (ingest writer, each web request
 thread, routing timers) a connection of its own to the same WAL database. ``close()`` closes them all once the
 parts have stopped: a process that starts central more than once (tests, the demo) must not keep every old
@@ -12,7 +16,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import sqlite_utils
 
@@ -23,8 +26,21 @@ from kuzet.central.store.schema import open_database
 Publish = Callable[[str, bytes], None]
 
 
-def _not_connected(topic: str, payload: bytes) -> None:
-    raise RuntimeError(f"central has no MQTT connection to publish {topic}")
+class Outbound:
+    """Central's way out to MQTT: ``publish(topic, payload)`` at QoS 1 through whichever link is connected
+    (ingest's, once it has started); before that, publishing raises."""
+
+    def __init__(self) -> None:
+        self._publish: Publish | None = None
+
+    def connect(self, publish: Publish) -> None:
+        self._publish = publish
+
+    def publish(self, topic: str, payload: bytes):
+        publish = self._publish
+        if publish is None:
+            raise RuntimeError(f"central has no MQTT connection to publish {topic}")
+        return publish(topic, payload)
 
 
 @dataclass
@@ -32,8 +48,7 @@ class Central:
     config: CentralConfig
     data_dir: Path
     hub: LiveHub = field(default_factory=LiveHub)
-    publish: Publish = _not_connected  # set once the MQTT link is up: publish(topic, payload) at QoS 1
-    ingest: Any = None  # the running IngestService (set by its start()), for /healthz and /metrics
+    outbound: Outbound = field(default_factory=Outbound)
     _local: threading.local = field(default_factory=threading.local, repr=False)
     _opened: list[sqlite_utils.Database] = field(default_factory=list, repr=False)
     _opened_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -42,6 +57,10 @@ class Central:
         self.data_dir = Path(self.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         open_database(self.db_path).close()  # create the schema once, up front
+
+    def publish(self, topic: str, payload: bytes):
+        """Send to a device at QoS 1 (``Outbound.publish``)."""
+        return self.outbound.publish(topic, payload)
 
     @property
     def db_path(self) -> Path:

@@ -14,6 +14,7 @@ from kuzet.central import commands
 from kuzet.central.broker import EmbeddedBroker
 from kuzet.central.context import Central
 from kuzet.central.ingest.service import IngestService
+from kuzet.central.operations import ROUTED_KINDS, Operations
 from kuzet.central.store.retention import apply_retention
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Parts:
     ingest: IngestService
     routing: object | None  # central.routing.service.RoutingService, when routing is installed
     web: object | None  # central.web.server.WebServer, when the page is installed
+    operations: Operations  # the one door for every change (central.operations)
 
 
 def start_parts(
@@ -61,13 +63,16 @@ def start_parts(
 ) -> Parts:
     """Start ingest, routing, device commands, retention and (unless ``web`` is false) the web page, in the
     order that loses nothing (every hook is registered before ingest's first message); ``running`` stops
-    them in reverse."""
+    them in reverse. Each part is handed what it uses: nothing is set on ``central`` once they run."""
     config = central.config
     running.callback(central.close)  # last: after every part that uses the database has stopped
     ingest = IngestService(central)
-    routing = _routing(central, ingest)
+    routing = _routing(central)
+    operations = Operations(central, routing)
     if routing is not None:
         running.callback(routing.stop)
+        for kind in ROUTED_KINDS:
+            ingest.on(kind, operations.on_device_message)
     commands.listen(central, ingest)
     ingest.start()
     running.callback(ingest.stop)
@@ -75,10 +80,10 @@ def start_parts(
     retention = Every(config.ingest.retention_interval_s, lambda: _retention(central), "retention")
     running.callback(retention.stop)
 
-    server = _web(central, routing, web_host, web_port) if web else None
+    server = _web(central, routing, ingest, web_host, web_port) if web else None
     if server is not None:
         running.callback(server.stop)
-    return Parts(ingest, routing, server)
+    return Parts(ingest, routing, server, operations)
 
 
 class Every:
@@ -114,22 +119,22 @@ def _retention(central: Central) -> None:
     )
 
 
-def _routing(central: Central, ingest: IngestService):
+def _routing(central: Central):
     try:
         from kuzet.central.routing.service import RoutingService
     except ImportError as exc:
         log.warning("routing is not installed (%s): events will not be sent to patrols", exc)
         return None
-    return RoutingService(central, ingest).start()
+    return RoutingService(central).start()
 
 
-def _web(central: Central, routing, host: str | None, port: int | None):
+def _web(central: Central, routing, ingest: IngestService, host: str | None, port: int | None):
     try:
         from kuzet.central.web.server import WebServer
     except ImportError as exc:
         log.error("the web page is not installed (%s): central runs without it", exc)
         return None
-    return WebServer(central, host=host, port=port, routing_service=routing).start()
+    return WebServer(central, host=host, port=port, routing_service=routing, ingest=ingest).start()
 
 
 @contextlib.contextmanager

@@ -24,7 +24,10 @@ DEAD_LETTER_CAUSES = (
 @dataclass
 class Counters:
     received: int = 0  # messages taken from MQTT
-    stored: int = 0  # valid messages stored or handed on (not counting duplicates)
+    stored: int = 0  # valid messages ingest stored in its own transaction (not counting duplicates)
+    # Valid messages ingest does not store but hands, after its commit, to the part that does (routing:
+    # location, dispatch_state, evidence; commands: command_result) or shows (live).
+    handed_on: int = 0
     duplicates: int = 0  # event messages whose id was already stored: nothing changed
     timeline_only: int = 0  # event messages older than the stored state: kept in the timeline only
     dead_letters: int = 0  # refused or unstorable messages, kept in dead_letters

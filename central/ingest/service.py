@@ -94,6 +94,7 @@ class _Outcome:
     """What a batch changed, collected inside the transaction and announced after the commit."""
 
     stored: int = 0
+    handed_on: int = 0
     duplicates: int = 0
     timeline_only: int = 0
     changed_events: set[str] = field(default_factory=set)
@@ -104,6 +105,7 @@ class _Outcome:
 
     def merge(self, other: _Outcome) -> None:
         self.stored += other.stored
+        self.handed_on += other.handed_on
         self.duplicates += other.duplicates
         self.timeline_only += other.timeline_only
         for event_id in other.changed_events - other.created_rows.keys():
@@ -199,10 +201,9 @@ class IngestService:
         self._writer.start()
         self._checkpointer = threading.Thread(target=self._checkpoint, name="ingest-checkpoint", daemon=True)
         self._checkpointer.start()
-        self.central.publish = self._publish
+        self.central.outbound.connect(self._publish)
         self._gc_thresholds = _tune_garbage_collector()
         self.started_at = time.time()
-        self.central.ingest = self  # for /healthz and /metrics
         self._link.start(wait_s=None)
         if wait_s is not None and not self.subscribed.wait(wait_s):
             log.warning(
@@ -343,6 +344,7 @@ class IngestService:
             if item.message.type in _MEDIA_KINDS:
                 outcome.merge(self._store_media(conn, item))
         self.counters.stored += outcome.stored
+        self.counters.handed_on += outcome.handed_on
         for letter in outcome.dead_letters:
             self.counters.dead_lettered(letter.cause)
         self.counters.duplicates += outcome.duplicates
@@ -400,10 +402,13 @@ class IngestService:
             if kind == "status":
                 devices.apply_status(conn, item.message)
                 outcome.changed_devices.add(item.message.device)
+                outcome.stored += 1
             elif kind == "availability":
                 devices.apply_availability(conn, item.message)
                 outcome.changed_devices.add(item.message.device)
-            outcome.stored += 1
+                outcome.stored += 1
+            else:  # location, dispatch_state, evidence, command_result, live: ingest stores none of them
+                outcome.handed_on += 1
             outcome.hooks.append(item)
         return outcome
 

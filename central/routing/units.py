@@ -1,21 +1,19 @@
 """Patrol units as routing sees them: where each badge is, its duty status, whether it is online, and what
 it is busy with. Kept in memory for fast nearest-unit queries and written through to the ``units`` table so
-that the page, the API and a restarted central see the same thing."""
+that the page, the API and a restarted central see the same thing (the writing is the dispatcher's, through
+the repository). Choosing among them is ``central.routing.planner``'s."""
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-import numpy as np
-import sqlite_utils
-
-from kuzet.central.routing import geo
 from kuzet.shared import timeutil
 from kuzet.shared.messages import Availability, Location, Status
+
+if TYPE_CHECKING:
+    from kuzet.central.routing.repository import SqliteRoutingRepository
 
 
 @dataclass
@@ -46,33 +44,13 @@ class Unit:
         return self.online and self.duty == "available" and self.current_dispatch is None
 
 
-@dataclass(frozen=True)
-class Candidate:
-    unit: Unit
-    travel_m: float
-    straight_m: float
-
-
 class Units:
-    def __init__(self, db: sqlite_utils.Database | Callable[[], sqlite_utils.Database]):
-        # ``db``: a Database, or ``Central.db`` (this thread's connection): revocations are read from the
-        # registry at every decision, on whichever thread (routing's worker, a web request) makes it.
-        self._db = db if callable(db) else (lambda: db)
+    def __init__(self, repository: SqliteRoutingRepository):
+        # Revocations are read from the registry (through the repository) at every decision, on whichever
+        # thread (routing's worker, a web request) makes it.
+        self._repository = repository
         self._lock = threading.Lock()
-        self._units: dict[str, Unit] = {}
-        for row in self._db()["units"].rows:
-            self._units[row["device_id"]] = Unit(
-                device_id=row["device_id"],
-                site=row.get("site") or "",
-                callsign=row.get("callsign") or "",
-                lat=row["lat"],
-                lon=row["lon"],
-                duty=row["duty"] or "off_duty",
-                online=bool(row["online"]),
-                position_at=row["position_at"],
-                current_dispatch=row["current_dispatch"],
-                capabilities=json.loads(row["capabilities"] or "[]"),
-            )
+        self._units: dict[str, Unit] = {u.device_id: u for u in repository.load_units()}
 
     # --- updates from the badges ----------------------------------------------------------------------
 
@@ -112,22 +90,21 @@ class Units:
 
     # --- changes made by routing and operators --------------------------------------------------------
 
-    def set_offline(self, device: str) -> Unit | None:
-        """A revoked badge: whatever it last said, it is not on the air for routing."""
+    def _set(self, device: str, **fields) -> Unit | None:
         with self._lock:
             unit = self._units.get(device)
             if unit is None:
                 return None
-            unit.online = False
+            for name, value in fields.items():
+                setattr(unit, name, value)
             return unit.copy()
 
+    def set_offline(self, device: str) -> Unit | None:
+        """A revoked badge: whatever it last said, it is not on the air for routing."""
+        return self._set(device, online=False)
+
     def set_dispatch(self, device: str, dispatch_id: str | None) -> Unit | None:
-        with self._lock:
-            unit = self._units.get(device)
-            if unit is None:
-                return None
-            unit.current_dispatch = dispatch_id
-            return unit.copy()
+        return self._set(device, current_dispatch=dispatch_id)
 
     def edit(self, device: str, callsign: str | None = None, capabilities: list[str] | None = None) -> Unit:
         with self._lock:
@@ -142,12 +119,10 @@ class Units:
 
     def revoked(self) -> set[str]:
         """Badges revoked in the device registry: never sent anywhere, whatever they last reported."""
-        sql = "select device_id from devices where revoked_at is not null"
-        return {row[0] for row in self._db().execute(sql)}
+        return self._repository.revoked()
 
     def is_revoked(self, device: str) -> bool:
-        sql = "select 1 from devices where device_id = ? and revoked_at is not null"
-        return self._db().execute(sql, [device]).fetchone() is not None
+        return self._repository.is_revoked(device)
 
     def get(self, device: str) -> Unit | None:
         with self._lock:
@@ -158,42 +133,6 @@ class Units:
         with self._lock:
             return [u.copy() for u in sorted(self._units.values(), key=lambda u: u.device_id)]
 
-    def candidates(
-        self,
-        lat: float,
-        lon: float,
-        *,
-        detour_factor: float,
-        max_age_s: float,
-        max_distance_m: float,
-        capabilities: list[str] = (),
-        exclude: set[str] = frozenset(),
-        limit: int | None = None,
-        now: datetime | None = None,
-    ) -> list[Candidate]:
-        """Free units with a fresh position, not revoked, nearest first by estimated travel distance."""
-        oldest = timeutil.to_wire((now or timeutil.utc_now()) - timedelta(seconds=max_age_s))
-        needed = set(capabilities)
-        exclude = set(exclude) | self.revoked()
+    def any_free(self) -> bool:
         with self._lock:
-            eligible = [
-                unit
-                for unit in self._units.values()
-                if unit.free()
-                and unit.device_id not in exclude
-                and unit.has_position()
-                and (unit.position_at or "") >= oldest
-                and needed.issubset(unit.capabilities)
-            ]
-            if not eligible:
-                return []
-            lats = np.fromiter((u.lat for u in eligible), float, len(eligible))
-            lons = np.fromiter((u.lon for u in eligible), float, len(eligible))
-            straight = geo.haversine_many_m(lat, lon, lats, lons)
-            travel = straight * detour_factor
-            found = []
-            for index in np.argsort(travel, kind="stable")[:limit]:
-                if travel[index] > max_distance_m:
-                    break
-                found.append(Candidate(eligible[index].copy(), float(travel[index]), float(straight[index])))
-            return found
+            return any(u.free() for u in self._units.values())

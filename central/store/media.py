@@ -103,6 +103,28 @@ class MediaStore:
         target = self._file(sha256)
         return target if target.is_file() else None
 
+    def latest_snapshot(self, event_id: str, max_bytes: int) -> bytes | None:
+        """The bytes of the event's newest snapshot, or None if it has none, it is bigger than ``max_bytes``
+        or its file cannot be read (logged)."""
+        row = (
+            self._db()
+            .execute(
+                "select path, size from media where event_id = ? and kind = 'snapshot' order by created_at desc limit 1",
+                [event_id],
+            )
+            .fetchone()
+        )
+        if row is None or (row[1] or 0) > max_bytes:
+            return None
+        path = Path(row[0])
+        if not path.is_absolute():
+            path = self.root / path
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            log.warning("media: snapshot of %s unreadable: %s", event_id, exc)
+            return None
+
     def _record(self, sha256, size, kind, content_type, device, event_id, width, height) -> None:
         row = {
             "sha256": sha256,

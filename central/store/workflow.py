@@ -95,3 +95,35 @@ def set_hold(db: sqlite_utils.Database, event_id: str, actor: str, hold: bool) -
     return _change(
         db, event_id, actor, "event.hold" if hold else "event.release", lambda event: {"hold": int(hold)}, {}
     )
+
+
+# --- what routing decides (called inside routing's transaction, which these join) --------------------------
+
+
+def dispatched(db: sqlite_utils.Database, event_id: str, actor: str, unit: str, detail: dict) -> dict | None:
+    """Routing sent ``unit`` to the event; None if there is no such event (an intercept sent to a place)."""
+    try:
+        return _change(
+            db,
+            event_id,
+            actor,
+            "event.dispatched",
+            lambda event: {"status": "dispatched", "dispatched_unit": unit},
+            {"unit": unit, **detail},
+        )
+    except NotFound:
+        return None
+
+
+def resolved(db: sqlite_utils.Database, event_id: str, actor: str, note: str, detail: dict) -> dict | None:
+    """A patrol resolved the event: it is closed with the officer's note. None if there is no such event or
+    it is already closed (an operator closed it first)."""
+
+    def decide(event):
+        _refuse_closed(event)
+        return {"status": "closed", "closed_note": note}
+
+    try:
+        return _change(db, event_id, actor, "event.close", decide, {"note": note, **detail})
+    except (NotFound, WorkflowError):
+        return None

@@ -1,26 +1,23 @@
 """Central's web page and JSON API: ``create_app(central)`` builds the Flask application.
 
 One blueprint per part of the page (auth, events, map, devices, stats, admin, alerts), the JSON API under
-``/api/v1/`` with its live stream and device commands, and health/metrics. Routing's blueprint
-(``central.routing.web:blueprint``) is added when it is installed; its endpoints act through the running
-``RoutingService`` handed to ``create_app`` (without one they answer 503 and the page offers no dispatching).
+``/api/v1/`` with its live stream and device commands, dispatching (``dispatch``), and health/metrics.
+Views act through one typed ``Services`` object (``central.web.services``): every change goes through its
+``operations`` (central.operations), which acts through the running ``RoutingService`` handed to
+``create_app`` (without one the dispatch endpoints answer 503 and the page offers no dispatching).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import secrets
-import threading
 from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
 from flask_wtf.csrf import CSRFError
 
-from kuzet.central.auth.ratelimit import LoginLimiter
 from kuzet.central.context import Central
-from kuzet.central.store.media import MediaStore
 from kuzet.central.web import (
     admin,
     alerts,
@@ -28,6 +25,7 @@ from kuzet.central.web import (
     auth,
     device_detail,
     devices,
+    dispatch,
     events,
     health,
     live,
@@ -36,6 +34,7 @@ from kuzet.central.web import (
     stream,
     views,
 )
+from kuzet.central.web.services import KEY, Services
 
 
 def _secret_key(central: Central) -> bytes:
@@ -59,18 +58,12 @@ def _secret_key(central: Central) -> bytes:
     return key
 
 
-def _routing_blueprint():
-    try:
-        module = importlib.import_module("kuzet.central.routing.web")
-    except ModuleNotFoundError as exc:
-        if exc.name != "kuzet.central.routing.web":
-            raise
-        return None
-    return module.blueprint
-
-
-def create_app(central: Central, routing_service=None) -> Flask:
-    """``routing_service``: the running ``RoutingService`` that routing's endpoints and buttons act through."""
+def create_app(
+    central: Central, routing_service=None, *, ingest=None, services: Services | None = None
+) -> Flask:
+    """``routing_service``: the running ``RoutingService`` the dispatch endpoints and buttons act through;
+    ``ingest``: the running ingest, for /healthz and /metrics; or ``services``, built by the caller."""
+    services = services or Services.for_central(central, routing_service, ingest)
     # Central keeps its files in its data folder; naming it also spares Flask from searching for an instance
     # folder beside a namespace package (`kuzet` has no folder of its own).
     app = Flask(__name__, instance_path=str(central.data_dir.resolve()))
@@ -89,10 +82,10 @@ def create_app(central: Central, routing_service=None) -> Flask:
         SSE_HEARTBEAT_S=15.0,
         SSE_RECHECK_S=5.0,  # how often an open live stream re-reads its account (disabled: stream ends)
     )
+    app.extensions[KEY] = services
+    # central.web.auth still reads these two keys; every other view goes through ``services()``.
     app.extensions["kuzet"] = central
-    app.extensions["kuzet.closing"] = threading.Event()  # set on shutdown: live streams end
-    app.extensions["kuzet.media"] = MediaStore(central.db, central.media_dir)
-    app.extensions["kuzet.login_limiter"] = LoginLimiter()
+    app.extensions["kuzet.login_limiter"] = services.login_limiter
     auth.csrf.init_app(app)
     app.before_request(auth.load_user)
     health.init_metrics(app)
@@ -109,16 +102,10 @@ def create_app(central: Central, routing_service=None) -> Flask:
         live,
         stream,
         health,
+        dispatch,
     ):
         app.register_blueprint(module.blueprint)
-    routing = _routing_blueprint()
-    if routing is not None:
-        app.register_blueprint(routing)
-    app.extensions["kuzet.routing"] = routing is not None  # its endpoints exist (and are documented)
-    if routing_service is not None:
-        if routing is None:
-            raise RuntimeError("a routing service was given but central.routing.web is not installed")
-        importlib.import_module("kuzet.central.routing.web").attach(app, routing_service)
+    app.extensions["kuzet.routing"] = True  # the dispatch endpoints exist (and are documented)
     views.install(app)
 
     @app.errorhandler(CSRFError)

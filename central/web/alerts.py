@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify, render_template, request
 
 from kuzet.central import alerts
 from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.services import services
 from kuzet.central.web.views import central
 
 blueprint = Blueprint("alerts", __name__)
@@ -38,10 +39,9 @@ def acknowledge(alert_id: str):
     if not alert_id.isdigit():
         return _error(f"no alert {alert_id}", 404)
     try:
-        row = alerts.acknowledge(central().db(), int(alert_id), current_user().username)
+        row = services().operations.acknowledge_alert(int(alert_id), current_user().username)
     except alerts.AlertError as exc:
         return _error(str(exc), 404)
-    central().hub.publish("alert", row)  # other pages drop it from their counters
     return jsonify(row)
 
 

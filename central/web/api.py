@@ -12,11 +12,12 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request
 from pydantic import ValidationError
 
 from kuzet.central.auth import audit, users
-from kuzet.central.routing import store as routing_store
+from kuzet.central.routing.repository import SqliteRoutingRepository
 from kuzet.central.store import queries, registry, workflow
-from kuzet.central.web import openapi, views
+from kuzet.central.web import openapi
 from kuzet.central.web.auth import current_user, require
-from kuzet.central.web.views import central, close_event
+from kuzet.central.web.services import services
+from kuzet.central.web.views import central
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -98,36 +99,36 @@ def get_event(event_id: str):
 
 
 def _workflow(event_id: str, change):
+    """``change(operations, actor)``: one of the operators' actions, through the one door."""
     try:
-        event = change(central().db(), event_id, current_user().username)
+        event = change(services().operations, current_user().username)
     except workflow.NotFound as exc:
         abort(404, str(exc))
     except workflow.WorkflowError as exc:
         response = jsonify(error=str(exc))
         response.status_code = 409
         return response
-    central().hub.publish("event", {"event_id": event_id})
     return jsonify(event=event)
 
 
 @blueprint.post("/events/<event_id>/ack")
 @require("events.act")
 def acknowledge(event_id: str):
-    return _workflow(event_id, workflow.acknowledge)
+    return _workflow(event_id, lambda door, actor: door.acknowledge_event(event_id, actor))
 
 
 @blueprint.post("/events/<event_id>/assign")
 @require("events.act")
 def assign(event_id: str):
     assignee = str(_json_body().get("assignee", ""))
-    return _workflow(event_id, lambda db, eid, actor: workflow.assign(db, eid, actor, assignee))
+    return _workflow(event_id, lambda door, actor: door.assign_event(event_id, actor, assignee))
 
 
 @blueprint.post("/events/<event_id>/close")
 @require("events.act")
 def close(event_id: str):
     note = str(_json_body().get("note", ""))
-    return _workflow(event_id, lambda db, eid, actor: close_event(db, eid, actor, note))
+    return _workflow(event_id, lambda door, actor: door.close_event(event_id, actor, note))
 
 
 @blueprint.post("/events/<event_id>/hold")
@@ -136,7 +137,7 @@ def hold(event_id: str):
     keep = _json_body().get("hold", True)
     if not isinstance(keep, bool):
         _bad_request("hold is true or false")
-    return _workflow(event_id, lambda db, eid, actor: workflow.set_hold(db, eid, actor, keep))
+    return _workflow(event_id, lambda door, actor: door.hold_event(event_id, actor, keep))
 
 
 # --- devices, units and the map -------------------------------------------------------------------------------
@@ -156,13 +157,10 @@ def register_device():
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
         _bad_request(problems)
-    db = central().db()
     try:
-        created = registry.register(db, registration, current_user().username)
+        device, created = services().operations.register_device(registration, current_user().username)
     except registry.DeviceRevoked as exc:
         abort(409, str(exc))
-    device = queries.get_device(db, registration.device_id)
-    central().hub.publish("device", device)
     return jsonify(device), 201 if created else 200
 
 
@@ -179,11 +177,11 @@ def get_device(device_id: str):
 @require("devices.manage")
 def revoke_device(device_id: str):
     body = request.get_json(silent=True) or {}
-    db = central().db()
-    if not views.revoke_device(db, device_id, current_user().username, str(body.get("reason", ""))):
+    device = services().operations.revoke_device(
+        device_id, current_user().username, str(body.get("reason", ""))
+    )
+    if device is None:
         abort(404, f"no device {device_id}")
-    device = queries.get_device(db, device_id)
-    central().hub.publish("device", device)
     return jsonify(device)
 
 
@@ -191,17 +189,14 @@ def revoke_device(device_id: str):
 @require("devices.manage")
 def reinstate_device(device_id: str):
     """Lift a revocation on purpose, with a reason (audited); re-registering alone never does."""
-    db = central().db()
     try:
-        found = registry.reinstate(
-            db, device_id, current_user().username, str(_json_body().get("reason", ""))
+        device = services().operations.reinstate_device(
+            device_id, current_user().username, str(_json_body().get("reason", ""))
         )
     except ValueError as exc:
         _bad_request(str(exc))
-    if not found:
+    if device is None:
         abort(404, f"no device {device_id}")
-    device = queries.get_device(db, device_id)
-    central().hub.publish("device", device)
     return jsonify(device)
 
 
@@ -214,7 +209,7 @@ def map_data():
         devices=queries.list_devices(db),
         units=queries.list_units(db),
         events=queries.map_events(db) if user.can("events.view") else [],
-        dispatches=routing_store.active(db) if user.can("events.view") else [],
+        dispatches=SqliteRoutingRepository(db).active() if user.can("events.view") else [],
     )
 
 

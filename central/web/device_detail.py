@@ -10,9 +10,10 @@ from flask import Blueprint, abort, jsonify, render_template, request
 from kuzet.central import commands
 from kuzet.central.auth import audit
 from kuzet.central.routing import evidence
-from kuzet.central.routing import store as routing_store
+from kuzet.central.routing.repository import SqliteRoutingRepository
 from kuzet.central.store import queries
 from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.services import services
 from kuzet.central.web.views import central
 
 blueprint = Blueprint("device", __name__)
@@ -41,7 +42,7 @@ def page(device_id: str):
         "device.html",
         device=device,
         unit=unit,
-        dispatches=routing_store.find_dispatches(db, "unit = ?", [device_id], 20)
+        dispatches=SqliteRoutingRepository(db).find_dispatches(unit=device_id, limit=20)
         if unit and user.can("events.view")
         else [],
         has_evidence=bool(
@@ -64,10 +65,9 @@ def send_command(device_id: str):
     if permission is not None and not user.can(permission):
         return _error(f"your role ({user.role}) may not send {name}: needs {permission}", 403)
     try:
-        row = commands.send(central(), device_id, name, args, user.username)
+        row = services().operations.send_command(device_id, name, args, user.username)
     except commands.CommandError as exc:
         return _error(str(exc), exc.status)
-    central().hub.publish("command", row)
     return jsonify(row), 202
 
 

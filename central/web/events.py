@@ -3,12 +3,13 @@ media. Every opening of an event and every view of its snapshot or clip is writt
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 
 from kuzet.central.auth import audit, users
 from kuzet.central.store import queries, workflow
 from kuzet.central.web.auth import current_user, require
-from kuzet.central.web.views import central, close_event
+from kuzet.central.web.services import services
+from kuzet.central.web.views import central
 from kuzet.shared import timeutil
 
 blueprint = Blueprint("events", __name__)
@@ -91,9 +92,9 @@ def timeline_points(timeline: list[dict]) -> list[dict]:
 
 
 def _act(event_id: str, change):
+    """``change(operations, actor)``: one of the operators' actions, through the one door."""
     try:
-        change(central().db(), event_id, current_user().username)
-        central().hub.publish("event", {"event_id": event_id})
+        change(services().operations, current_user().username)
     except workflow.NotFound as exc:
         abort(404, str(exc))
     except workflow.WorkflowError as exc:
@@ -104,28 +105,28 @@ def _act(event_id: str, change):
 @blueprint.post("/events/<event_id>/ack")
 @require("events.act")
 def acknowledge(event_id: str):
-    return _act(event_id, workflow.acknowledge)
+    return _act(event_id, lambda door, actor: door.acknowledge_event(event_id, actor))
 
 
 @blueprint.post("/events/<event_id>/assign")
 @require("events.act")
 def assign(event_id: str):
     assignee = request.form.get("assignee", "")
-    return _act(event_id, lambda db, eid, actor: workflow.assign(db, eid, actor, assignee))
+    return _act(event_id, lambda door, actor: door.assign_event(event_id, actor, assignee))
 
 
 @blueprint.post("/events/<event_id>/close")
 @require("events.act")
 def close(event_id: str):
     note = request.form.get("note", "")
-    return _act(event_id, lambda db, eid, actor: close_event(db, eid, actor, note))
+    return _act(event_id, lambda door, actor: door.close_event(event_id, actor, note))
 
 
 @blueprint.post("/events/<event_id>/hold")
 @require("events.hold")
 def hold(event_id: str):
     keep = request.form.get("hold", "1") == "1"
-    return _act(event_id, lambda db, eid, actor: workflow.set_hold(db, eid, actor, keep))
+    return _act(event_id, lambda door, actor: door.hold_event(event_id, actor, keep))
 
 
 def _is_first_request_of_a_view() -> bool:
@@ -139,7 +140,7 @@ def _is_first_request_of_a_view() -> bool:
 def media(sha256: str):
     db = central().db()
     row = queries.media(db, sha256)
-    path = current_app.extensions["kuzet.media"].path(sha256)
+    path = services().media.path(sha256)
     if row is None or path is None:
         abort(404, "no such media (it may have been removed by retention)")
     if _is_first_request_of_a_view():

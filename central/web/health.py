@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import sqlite3
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from kuzet.central.ingest.metrics import DEAD_LETTER_CAUSES
 from kuzet.central.store import queries
 from kuzet.central.web.auth import require
+from kuzet.central.web.services import KEY, services
 from kuzet.central.web.views import central
 
 blueprint = Blueprint("health", __name__)
@@ -27,7 +28,12 @@ blueprint = Blueprint("health", __name__)
 # Ingest's counters as Prometheus counters: (attribute of Counters, metric name, help).
 _INGEST_COUNTERS = (
     ("received", "kuzet_ingest_received", "Messages taken from MQTT"),
-    ("stored", "kuzet_ingest_stored", "Valid messages stored or handed on (duplicates not counted)"),
+    ("stored", "kuzet_ingest_stored", "Valid messages stored by ingest (duplicates not counted)"),
+    (
+        "handed_on",
+        "kuzet_ingest_handed_on",
+        "Valid messages handed to routing or commands, not stored by ingest",
+    ),
     ("duplicates", "kuzet_ingest_duplicates", "Event messages already stored: nothing changed"),
     ("timeline_only", "kuzet_ingest_timeline_only", "Event messages older than the stored state"),
     ("batches", "kuzet_ingest_batches", "SQLite transactions committed by ingest"),
@@ -42,7 +48,7 @@ class _IngestCollector:
         self._app = app
 
     def collect(self):
-        ingest = self._app.extensions["kuzet"].ingest
+        ingest = self._app.extensions[KEY].ingest
         if ingest is None:
             return
         counters = ingest.counters
@@ -91,7 +97,7 @@ class _DatabaseCollector:
         self._app = app
 
     def collect(self):
-        the_central = self._app.extensions["kuzet"]
+        the_central = self._app.extensions[KEY].central
         db = the_central.db()
         open_events = GaugeMetricFamily("kuzet_events_open", "Events not yet closed", labels=["severity"])
         for severity, count in queries.queue_counters(db)["by_severity"].items():
@@ -145,7 +151,7 @@ def init_metrics(app: Flask) -> None:
     )
     registry.register(_IngestCollector(app))
     registry.register(_DatabaseCollector(app))
-    app.extensions["kuzet.metrics"] = registry
+    app.extensions[KEY].metrics = registry
 
     @app.after_request
     def _count(response):
@@ -163,7 +169,7 @@ def healthz():
     except sqlite3.Error as exc:
         database = str(exc)
         problems.append(f"the database does not answer: {exc}")
-    ingest = the_central.ingest
+    ingest = services().ingest
     if ingest is None:
         ingest_state = None
         problems.append("ingest is not running in this process: nothing from the devices is stored")
@@ -183,4 +189,4 @@ def healthz():
 @blueprint.get("/metrics")
 @require("devices.view")
 def metrics():
-    return Response(generate_latest(current_app.extensions["kuzet.metrics"]), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(services().metrics), mimetype=CONTENT_TYPE_LATEST)

@@ -46,7 +46,7 @@ _TEXT = {"type": "string"}
 
 
 def routing_paths() -> dict:
-    """kuzet.central.routing.web's endpoints, described here so that /api/v1 has one document."""
+    """The dispatch endpoints (kuzet.central.web.dispatch), described here so that /api/v1 has one document."""
     return {
         "/api/v1/units": {"get": _op("Patrol units with position, duty and current dispatch", "map.view")},
         "/api/v1/units/{device}": {

@@ -14,17 +14,24 @@ from waitress.server import create_server
 
 from kuzet.central.context import Central
 from kuzet.central.web import create_app
+from kuzet.central.web.services import KEY, Services
 
 log = logging.getLogger(__name__)
 
 
 class WebServer:
     def __init__(
-        self, central: Central, host: str | None = None, port: int | None = None, routing_service=None
+        self,
+        central: Central,
+        host: str | None = None,
+        port: int | None = None,
+        routing_service=None,
+        ingest=None,
     ):
-        """``routing_service``: the running ``RoutingService``, which routing's API endpoints act through."""
+        """``routing_service``: the running ``RoutingService``, which the dispatch endpoints act through;
+        ``ingest``: the running ingest, for /healthz and /metrics."""
         http = central.config.http
-        self.app = create_app(central, routing_service)
+        self.app = create_app(central, routing_service, ingest=ingest)
         self._server = create_server(
             self.app,
             host=host or http.host,
@@ -47,8 +54,9 @@ class WebServer:
     def stop(self) -> None:
         # End the live streams first (each notices within one keep-alive period), so that no request thread
         # is left writing to a closed server.
-        self.app.extensions["kuzet.closing"].set()
-        hub = self.app.extensions["kuzet"].hub
+        services: Services = self.app.extensions[KEY]
+        services.closing.set()
+        hub = services.central.hub
         deadline = time.monotonic() + self.app.config["SSE_HEARTBEAT_S"] + 1
         while hub.subscribers and time.monotonic() < deadline:
             time.sleep(0.05)

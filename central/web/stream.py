@@ -19,6 +19,7 @@ from kuzet.central.auth import tokens, users
 from kuzet.central.live import Update
 from kuzet.central.store import queries
 from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.services import services
 from kuzet.central.web.views import central
 
 blueprint = Blueprint("stream", __name__)
@@ -72,7 +73,7 @@ def sse(
     the_central = central()
     heartbeat = current_app.config["SSE_HEARTBEAT_S"]
     recheck = current_app.config["SSE_RECHECK_S"]
-    closing = current_app.extensions["kuzet.closing"]
+    closing = services().closing
     account = _account_check()
     channels = channels_for(current_user())
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from kuzet.central.store import registry, workflow
 from kuzet.central.web.auth import current_user, is_api_request
+from kuzet.central.web.services import KEY, services
 from kuzet.shared import timeutil
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ STATUSES = ["new", "acknowledged", "assigned", "dispatched", "closed"]
 
 
 def central():
-    return current_app.extensions["kuzet"]
+    return services().central
 
 
 def error_response(status: int, message: str):
@@ -84,31 +84,8 @@ def install(app: Flask) -> None:
         return response
 
 
-def _routing_service(app: Flask):
-    """The running ``RoutingService`` (``central.routing.web.attach``), or None where central runs without it."""
-    return app.extensions.get("kuzet.routing_service")
-
-
 def routing_running(app: Flask) -> bool:
-    return _routing_service(app) is not None
-
-
-def close_event(db, event_id: str, actor: str, note: str) -> dict:
-    """Close an event with a note; where routing runs, every patrol still on its way there is stood down in
-    the same transaction (the badges are told, with the note as the reason)."""
-    service = _routing_service(current_app)
-    if service is not None:
-        return service.close_event(event_id, actor, note)
-    return workflow.close(db, event_id, actor, note)
-
-
-def revoke_device(db, device_id: str, actor: str, reason: str) -> bool:
-    """Revoke a device; where routing runs, a badge is taken off its dispatches in the same transaction and
-    their events go to the next unit."""
-    service = _routing_service(current_app)
-    if service is not None:
-        return service.revoke(device_id, actor, reason)
-    return registry.revoke(db, device_id, actor, reason)
+    return app.extensions[KEY].operations.routing_running
 
 
 def _open_alerts(user) -> int | None:

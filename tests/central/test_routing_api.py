@@ -7,7 +7,6 @@ import pytest
 from support.patrol import Camera, Centre, inbox_has, point, start_badge, wait_for
 
 from kuzet.central.auth import tokens, users
-from kuzet.central.routing import web as routing_web
 from kuzet.central.web import create_app
 
 PASSWORD = "correct horse battery staple 42"
@@ -28,8 +27,7 @@ def setup(tmp_path, mosquitto):
     db = centre.db()
     users.create_user(db, "aigerim", PASSWORD, "operator")
     users.create_user(db, "tech", PASSWORD, "technician")
-    app = create_app(centre.central)
-    routing_web.attach(app, centre.routing)
+    app = create_app(centre.central, centre.routing)
     client = app.test_client()
     headers = {
         role: {"Authorization": f"Bearer {tokens.create_token(db, name, 'test', actor='test')}"}

@@ -9,7 +9,6 @@ from support.patrol import Centre, inbox_has, point, wait_for
 from support.web import token_for
 
 from kuzet.central.auth import audit, users
-from kuzet.central.store import registry, workflow
 from kuzet.central.web import create_app
 from kuzet.edge.badge.inbox import InboxError
 
@@ -90,16 +89,17 @@ def test_a_badge_revoked_on_a_dispatch_is_stood_down_and_the_event_goes_to_the_n
     assert audit.verify(centre.db()) == (True, None)
 
 
-def test_a_revocation_made_without_routing_is_caught_up_with(centre, camera, badges):
-    """``registry.revoke`` called directly (a script, another process): routing notices within a second."""
+def test_a_revocation_through_the_one_door_stands_the_badge_down(centre, camera, badges):
+    """``Operations.revoke_device`` (what the page, the API and scripts in the process call): the dispatch is
+    cancelled in the same transaction as the revocation."""
     lost = badges("badge-lost", point(100))
     camera.event(point(0))
     [item] = wait_for(inbox_has(lost), what="the dispatch")
 
-    registry.revoke(centre.db(), "badge-lost", actor="tech", reason="left in a taxi")
+    assert centre.operations.revoke_device("badge-lost", actor="tech", reason="left in a taxi")
 
-    wait_for(lambda: centre.dispatches(state="cancelled"), what="the dispatch cancelled by routing")
-    assert _actions(centre, item.dispatch_id)[-1] == ("routing", "dispatch.cancelled")
+    assert centre.dispatches(state="cancelled")
+    assert _actions(centre, item.dispatch_id)[-1] == ("tech", "dispatch.cancelled")
     wait_for(lambda: lost.inbox.get(item.dispatch_id).state == "cancelled", what="the badge told")
     # No other unit on duty: the event waits for one, and the operators are told.
     wait_for(lambda: centre.routing.waiting(), what="the event waiting for a unit")
@@ -152,13 +152,13 @@ def test_closing_an_event_cancels_every_dispatch_still_under_way(centre, api, ca
     )
 
 
-def test_an_event_closed_without_routing_still_stands_its_patrol_down(centre, camera, badges):
+def test_an_event_closed_through_the_one_door_stands_its_patrol_down(centre, camera, badges):
     near = badges("badge-near", point(100))
     event_id = camera.event(point(0))
     [item] = wait_for(inbox_has(near), what="the dispatch")
 
-    workflow.close(centre.db(), event_id, "supervisor", "Handled by the city guard")
+    centre.operations.close_event(event_id, "supervisor", "Handled by the city guard")
 
     wait_for(lambda: near.inbox.get(item.dispatch_id).state == "cancelled", what="the badge told")
-    assert near.inbox.get(item.dispatch_id).reason == "the event was closed: Handled by the city guard"
-    assert _actions(centre, item.dispatch_id)[-1] == ("routing", "dispatch.cancelled")
+    assert near.inbox.get(item.dispatch_id).reason == "event closed by supervisor: Handled by the city guard"
+    assert _actions(centre, item.dispatch_id)[-1] == ("supervisor", "dispatch.cancelled")

@@ -46,6 +46,7 @@ class Centre:
         parts = start_parts(self.central, self._running, web=False)
         self.ingest: IngestService = parts.ingest
         self.routing: RoutingService = parts.routing
+        self.operations = parts.operations  # the one door (central.operations)
 
     def stop(self) -> None:
         self._running.close()

@@ -1,29 +1,39 @@
 """JSON API for units and dispatches: list, recommend, confirm, manual assignment, override/cancel, intercept.
 
-The running ``RoutingService`` is found in ``app.extensions["kuzet.routing_service"]`` (set it with
-``attach(app, service)`` where central starts its parts). Reading needs ``map.view`` or ``events.view``;
-anything that sends or stops a patrol needs ``dispatch``. The acting user is recorded in the audit log.
+Every request acts through the one door (``services().operations``, central.operations): without routing
+running on this central the endpoints answer 503. Reading needs ``map.view`` or ``events.view``; anything that
+sends or stops a patrol needs ``dispatch``. The acting user is recorded in the audit log.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
+from kuzet.central.operations import NotRunning, Operations
 from kuzet.central.routing.service import RoutingError, RoutingService
 from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.services import services
 
 blueprint = Blueprint("routing", __name__)
 
 
-def attach(app: Flask, service: RoutingService) -> None:
-    app.extensions["kuzet.routing_service"] = service
-
-
 def _service() -> RoutingService:
-    service = current_app.extensions.get("kuzet.routing_service")
-    if service is None:
-        raise RoutingError("routing is not running on this central", 503)
-    return service
+    """Routing, for what is read (units, dispatches, recommendations)."""
+    return _door().dispatching()
+
+
+def _door() -> Operations:
+    """The one door, for what changes something; NotRunning (503) first where routing does not run."""
+    door = services().operations
+    door.dispatching()
+    return door
+
+
+@blueprint.errorhandler(NotRunning)
+def _not_running(error: NotRunning):
+    response = jsonify(error=str(error))
+    response.status_code = 503
+    return response
 
 
 def _actor() -> str:
@@ -79,7 +89,7 @@ def edit_unit(device: str):
     ):
         raise RoutingError("'capabilities' must be a list of short names", 400)
     callsign = _text(body, "callsign", limit=40) if "callsign" in body else None
-    return jsonify(_service().edit_unit(device, _actor(), callsign, capabilities))
+    return jsonify(_door().edit_unit(device, _actor(), callsign, capabilities))
 
 
 @blueprint.get("/api/v1/dispatches")
@@ -117,7 +127,7 @@ def recommend():
 @require("dispatch")
 def assign():
     body = _body()
-    dispatch = _service().assign(
+    dispatch = _door().assign_unit(
         _text(body, "event_id", required=True, limit=26),
         _text(body, "unit", required=True, limit=63),
         _actor(),
@@ -129,14 +139,14 @@ def assign():
 @blueprint.post("/api/v1/dispatches/<dispatch_id>/confirm")
 @require("dispatch")
 def confirm(dispatch_id: str):
-    return jsonify(_service().confirm(dispatch_id, _actor()))
+    return jsonify(_door().confirm_dispatch(dispatch_id, _actor()))
 
 
 @blueprint.post("/api/v1/dispatches/<dispatch_id>/cancel")
 @require("dispatch")
 def cancel(dispatch_id: str):
     return jsonify(
-        _service().cancel(dispatch_id, _actor(), _text(_body(), "reason", required=True, limit=200))
+        _door().cancel_dispatch(dispatch_id, _actor(), _text(_body(), "reason", required=True, limit=200))
     )
 
 
@@ -145,7 +155,7 @@ def cancel(dispatch_id: str):
 def reassign(dispatch_id: str):
     body = _body()
     return jsonify(
-        _service().reassign(
+        _door().reassign_dispatch(
             dispatch_id,
             _text(body, "unit", required=True, limit=63),
             _actor(),
@@ -159,7 +169,7 @@ def reassign(dispatch_id: str):
 def intercept():
     body = _body()
     event_id = _text(body, "event_id", limit=26) or None
-    dispatches = _service().intercept(
+    dispatches = _door().intercept(
         _actor(),
         event_id=event_id,
         lat=_number(body, "lat", -90, 90),

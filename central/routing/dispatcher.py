@@ -1,0 +1,577 @@
+"""What routing decides by itself: which events need a patrol, sending and proposing units, a badge's
+answers, deadlines, escalation, standing dispatches down; and carrying out the effects of each lifecycle
+step (``central.routing.lifecycle``).
+
+Every method here runs inside a transaction of the worker (``central.routing.worker``): rows go through
+the repository, the event's status through ``central.store.workflow``, messages to badges and live updates
+into the worker's outbox, which is delivered after the commit. Operator requests are in
+``central.routing.service``, which builds on this class.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from datetime import timedelta
+
+from kuzet.central import alerts, commands
+from kuzet.central.auth import audit
+from kuzet.central.context import Central
+from kuzet.central.routing import lifecycle as lc
+from kuzet.central.routing import planner
+from kuzet.central.routing.evidence import EvidenceLedger
+from kuzet.central.routing.planner import Candidate, Incident
+from kuzet.central.routing.repository import SqliteRoutingRepository
+from kuzet.central.routing.units import Unit, Units
+from kuzet.central.routing.worker import Worker
+from kuzet.central.store import dead_letters, workflow
+from kuzet.central.store.media import MediaStore
+from kuzet.shared import ids, timeutil, topics
+from kuzet.shared.messages import (
+    Availability,
+    Command,
+    Dispatch,
+    DispatchState,
+    Envelope,
+    Event,
+    EvidenceSegment,
+    Location,
+    Status,
+    encode,
+    to_base64,
+)
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "routing"  # the actor for what routing decides by itself
+SERVE_WAITING = None  # queued message: try the events waiting for a unit
+CATCH_UP = "catch-up"  # queued message: stand down dispatches left to revoked units or closed events
+
+
+class Dispatcher:
+    def __init__(self, central: Central):
+        self.central = central
+        self.config = central.config.routing
+        self.repository = SqliteRoutingRepository(central.db)
+        self.media = MediaStore(central.db, central.media_dir)  # snapshots sent with a dispatch
+        self.units = Units(self.repository)
+        self.worker = Worker(central, self._apply, self._expire)
+        self._incidents: dict[str, Incident] = {}  # event_id -> incident being routed
+        self._waiting: dict[str, Incident] = {}  # event_id -> incident with no free unit yet
+        self._seen: OrderedDict[str, None] = OrderedDict()  # event ids already considered
+        self.evidence = EvidenceLedger()
+
+    @property
+    def _out(self):
+        return self.worker.outbox
+
+    def _apply(self, site: str, message: Envelope | str | None) -> None:
+        if message is SERVE_WAITING:
+            self._serve_waiting()
+            return
+        if message == CATCH_UP:
+            self._catch_up()
+            return
+        try:
+            if isinstance(message, Event):
+                self._on_event(site, message)
+            elif isinstance(message, DispatchState):
+                self._on_dispatch_state(site, message)
+            elif isinstance(message, Location):
+                self._unit_changed(self.units.on_location(site, message))
+            elif isinstance(message, Status):
+                self._unit_changed(self.units.on_status(site, message))
+            elif isinstance(message, Availability):
+                self._on_availability(site, message)
+            elif isinstance(message, EvidenceSegment):
+                self._on_evidence(message)
+        except Exception:
+            log.exception("routing: failed on %s from %s", message.type, message.device)
+
+    # --- units ----------------------------------------------------------------------------------------
+
+    def _unit_changed(self, unit: Unit | None) -> None:
+        if unit is None:
+            return
+        self.repository.save_unit(unit)
+        self._out.show("unit", unit.as_dict())
+        if unit.free() and self._waiting:
+            self._serve_waiting()
+
+    def _on_availability(self, site: str, message: Availability) -> None:
+        unit = self.units.on_availability(site, message)
+        self._unit_changed(unit)
+        if unit is not None and not unit.online and unit.current_dispatch:
+            self._alert(
+                "warning",
+                f"{unit.callsign or unit.device_id} went offline during dispatch {unit.current_dispatch}",
+                dispatch_id=unit.current_dispatch,
+                device=unit.device_id,
+            )
+
+    def _candidates(
+        self, incident: Incident, limit: int | None = None, skip_tried: bool = True
+    ) -> list[Candidate]:
+        return planner.candidates(
+            self.config, self.units.all(), self.units.revoked(), incident, limit, skip_tried
+        )
+
+    # --- events ---------------------------------------------------------------------------------------
+
+    def _needs_patrol(self, event_type: str, severity: str) -> bool:
+        return planner.needs_patrol(self.config, event_type, severity)
+
+    def _event_closed(self, event_id: str) -> bool:
+        return self.repository.event_status(event_id)[0] == "closed"
+
+    def _on_event(self, site: str, message: Event) -> None:
+        # The first message of an event routing sees may be its "closed" one: ingest hands over only the
+        # newest state of each event in a batch, and a camera's replayed backlog brings open and closed
+        # together. A camera closing its track does not mean anyone went there, so it is routed all the
+        # same, unless it is too old to send anyone to.
+        if message.event_id in self._seen:
+            return
+        self._seen[message.event_id] = None
+        if len(self._seen) > 100_000:
+            self._seen.popitem(last=False)
+        if not self._needs_patrol(message.event_type, message.severity):
+            return
+        age_s = (timeutil.utc_now() - message.started_at).total_seconds()
+        if age_s > self.config.waiting_max_age_s:
+            log.info("routing: %s started %.0f s ago; too old to send a patrol", message.event_id, age_s)
+            return
+        if self.repository.has_dispatch_for(message.event_id):
+            return  # already routed (central restarted and the edge re-sent the event)
+        if self._event_closed(message.event_id):
+            return  # an operator has already closed it
+        position = message.location
+        if position is None:
+            camera = self.repository.device_position(message.device)
+            if camera is None:
+                self._alert(
+                    "warning",
+                    f"{message.event_type} event from {message.device} has no position: assign a unit by hand",
+                    event_id=message.event_id,
+                )
+                return
+            lat, lon = camera
+        else:
+            lat, lon = position.lat, position.lon
+        incident = Incident(
+            event_id=message.event_id,
+            site=site,
+            event_type=message.event_type,
+            severity=message.severity,
+            lat=lat,
+            lon=lon,
+            description=message.description or message.label,
+            direction_deg=planner.direction(message.attributes.get("direction_deg")),
+            source_device=message.device,
+        )
+        self._incidents[message.event_id] = incident
+        if self.config.rule(message.event_type).mode == "intercept":
+            self._intercept_or_alert(incident, self.config.intercept_radius_m)
+        else:
+            self._route(incident, attempt=1, actor=SYSTEM)
+
+    def _incident(self, event_id: str | None) -> Incident | None:
+        """The event as routing knows it, from memory or (after a restart, or for the API) the events table."""
+        if event_id is None:
+            return None
+        incident = self._incidents.get(event_id)
+        if incident is not None:
+            return incident
+        event = self.repository.event_for_incident(event_id)
+        if event is None:
+            return None
+        lat, lon = event["lat"], event["lon"]
+        if lat is None or lon is None:
+            position = self.repository.device_position(event["device"])
+            if position is None:
+                return None
+            lat, lon = position
+        incident = Incident(
+            event_id=event_id,
+            site=event["site"] or self.central.config.central.site,
+            event_type=event["event_type"],
+            severity=event["severity"],
+            lat=lat,
+            lon=lon,
+            description=event["description"] or event["label"] or "",
+            direction_deg=planner.direction(event["direction_deg"]),
+            source_device=event["device"],
+        )
+        incident.tried.update(self.repository.units_sent_to(event_id))
+        self._incidents[event_id] = incident
+        return incident
+
+    def _forget(self, event_id: str) -> None:
+        self._incidents.pop(event_id, None)
+        self._waiting.pop(event_id, None)
+
+    # --- choosing and sending -------------------------------------------------------------------------
+
+    def _route(self, incident: Incident, attempt: int, actor: str, policy: str | None = None) -> str | None:
+        """Send (or propose, under the confirm policy) the nearest free unit; queue the event if none."""
+        found = [] if attempt > self.config.max_attempts else self._candidates(incident, limit=1)
+        plan = planner.plan(self.config, incident, attempt, found, policy)
+        if plan.action == "give_up":
+            self._waiting.pop(incident.event_id or "", None)
+            self._alert(
+                "critical",
+                f"{attempt - 1} units did not take the {incident.event_type} event: assign a unit by hand",
+                incident,
+            )
+            return None
+        if plan.action == "wait":
+            if incident.event_id not in self._waiting:
+                self._waiting[incident.event_id or ids.new_id()] = incident
+                self._alert(
+                    "warning",
+                    f"no free unit for the {incident.severity} {incident.event_type} event; waiting for one",
+                    incident,
+                )
+            return None
+        self._waiting.pop(incident.event_id or "", None)
+        best = plan.best
+        if plan.action == "propose":
+            return self._propose(incident, best, attempt, actor)
+        return self._send(incident, best.unit, best.travel_m, "nearest", attempt, actor)
+
+    def _serve_waiting(self) -> None:
+        for incident in planner.waiting_order(self._waiting.values()):
+            if not self.units.any_free():
+                return
+            self._route(incident, attempt=len(incident.tried) + 1, actor=SYSTEM)
+
+    def _intercept(self, incident: Incident, radius_m: float, actor: str) -> list[str]:
+        chosen = planner.intercept(self._candidates(incident, skip_tried=False), radius_m)
+        return [
+            self._send(incident, c.unit, c.travel_m, "intercept", 1, actor, radius_m=radius_m) for c in chosen
+        ]
+
+    def _intercept_or_alert(self, incident: Incident, radius_m: float) -> None:
+        if not self._intercept(incident, radius_m, SYSTEM):
+            self._alert("critical", f"no free unit within range to intercept {incident.event_type}", incident)
+
+    def _snapshot(self, event_id: str | None) -> str | None:
+        if event_id is None or self.config.snapshot_max_bytes == 0:
+            return None
+        data = self.media.latest_snapshot(event_id, self.config.snapshot_max_bytes)
+        return None if data is None else to_base64(data)
+
+    def _insert(
+        self, incident: Incident, unit: Unit, distance_m: float, mode: str, state: str, **more
+    ) -> dict:
+        now = timeutil.now_wire()
+        base = dict(
+            dispatch_id=ids.new_id(),
+            event_id=incident.event_id,
+            unit=unit.device_id,
+            mode=mode,
+            state=state,
+            created_at=now,
+            updated_at=now,
+            deadline_at=None,
+            distance_m=round(distance_m, 1),
+            note=None,
+            reason=None,
+            site=unit.site,
+            direction_deg=incident.direction_deg,
+            lat=incident.lat,
+            lon=incident.lon,
+            radius_m=None,
+        )
+        row = {**base, **more}
+        self.repository.insert_dispatch(row)
+        return row
+
+    def _propose(self, incident: Incident, best: Candidate, attempt: int, actor: str) -> str:
+        row = self._insert(
+            incident, best.unit, best.travel_m, "nearest", lc.PROPOSED, attempt=attempt, created_by=actor
+        )
+        timeout = self.config.confirm_timeout_s
+        row["deadline_at"] = timeutil.to_wire(timeutil.utc_now() + timedelta(seconds=timeout))
+        self.repository.update_dispatch(row["dispatch_id"], {"deadline_at": row["deadline_at"]})
+        self.worker.deadlines.set(row["dispatch_id"], timeout)
+        self._log(row, lc.PROPOSED, actor, f"{best.unit.device_id} at {best.travel_m:.0f} m")
+        self._alert(
+            "info",
+            f"confirm {best.unit.callsign or best.unit.device_id} for the {incident.event_type} event "
+            f"({best.travel_m:.0f} m)",
+            incident,
+            dispatch_id=row["dispatch_id"],
+        )
+        return row["dispatch_id"]
+
+    def _send(
+        self,
+        incident: Incident,
+        unit: Unit,
+        distance_m: float,
+        mode: str,
+        attempt: int,
+        actor: str,
+        row: dict | None = None,
+        radius_m: float | None = None,
+    ) -> str:
+        """Carry out SEND: record the dispatch as sent, start its deadline, send it, mark the unit busy."""
+        timeout = self.config.ack_timeout_s
+        if row is None:
+            row = self._insert(
+                incident,
+                unit,
+                distance_m,
+                mode,
+                lc.SENT,
+                attempt=attempt,
+                created_by=actor,
+                radius_m=radius_m,
+            )
+        deadline = timeutil.to_wire(timeutil.utc_now() + timedelta(seconds=timeout))
+        row.update(state=lc.SENT, deadline_at=deadline, updated_at=timeutil.now_wire())
+        self.repository.update_dispatch(
+            row["dispatch_id"], {"state": lc.SENT, "deadline_at": deadline, "updated_at": row["updated_at"]}
+        )
+        message = Dispatch(
+            device=unit.device_id,
+            dispatch_id=row["dispatch_id"],
+            mode=mode,
+            event_id=incident.event_id,
+            event_type=incident.event_type,
+            severity=incident.severity,
+            place={"lat": incident.lat, "lon": incident.lon},
+            description=incident.description,
+            distance_m=round(distance_m, 1),
+            direction_deg=incident.direction_deg,
+            ack_deadline_s=timeout,
+            snapshot=self._snapshot(incident.event_id),
+        )
+        self._out.send(topics.down(unit.site, unit.device_id, "dispatch"), encode(message))
+        self.worker.deadlines.set(row["dispatch_id"], timeout)
+        incident.tried.add(unit.device_id)
+        self._unit_changed(self.units.set_dispatch(unit.device_id, row["dispatch_id"]))
+        self._log(row, lc.SENT, actor, f"{mode} to {unit.device_id}, {distance_m:.0f} m, attempt {attempt}")
+        if incident.event_id and workflow.dispatched(
+            self.central.db(),
+            incident.event_id,
+            actor,
+            unit.device_id,
+            {"dispatch_id": row["dispatch_id"], "mode": mode},
+        ):
+            self._out.show("event", {"event_id": incident.event_id})
+        return row["dispatch_id"]
+
+    # --- lifecycle steps ------------------------------------------------------------------------------
+
+    def _move(
+        self, row: dict, trigger: str, actor: str, detail: str = "", notice: str = "", **fields
+    ) -> lc.Step:
+        """Apply ``trigger`` to the dispatch (``lifecycle.apply``; ``Refused`` if not allowed), record the step
+        and carry out FREE_UNIT and NOTIFY_BADGE (``notice``: what the badge is told, else ``detail``). The
+        caller carries out the effects that need its context (escalate, reroute, close the event, alert)."""
+        step = lc.apply(row["state"], trigger, row["mode"])
+        if not step.changed:
+            return step
+        updated = {**row, **fields, "state": step.state, "updated_at": timeutil.now_wire()}
+        self.repository.update_dispatch(
+            row["dispatch_id"], {"state": step.state, "updated_at": updated["updated_at"], **fields}
+        )
+        self.worker.deadlines.clear(row["dispatch_id"])
+        if lc.FREE_UNIT in step.effects:
+            unit = self.units.get(row["unit"])
+            if unit is not None and unit.current_dispatch == row["dispatch_id"]:
+                self._unit_changed(self.units.set_dispatch(row["unit"], None))
+        self._log(updated, step.state, actor, detail)
+        if lc.NOTIFY_BADGE in step.effects:
+            self._take_back(row, actor, notice or detail)
+        return step
+
+    def _take_back(self, row: dict, actor: str, reason: str) -> None:
+        """Tell the badge a dispatch is no longer its own (``cancel_dispatch``, recorded like any other command).
+        A badge out of coverage finds it in its MQTT session after the dispatch itself, so it never comes
+        back to a task central has given to someone else."""
+        command = Command(
+            device=row["unit"],
+            command_id=ids.new_id(),
+            name="cancel_dispatch",
+            args={"dispatch_id": row["dispatch_id"], "reason": reason[:200]},
+        )
+        site = row["site"] or self.central.config.central.site
+        commands.record(self.central.db(), command, site, actor)
+        self._out.send(topics.down(site, row["unit"], "command"), encode(command))
+
+    def _stand_down(self, row: dict, trigger: str, actor: str, reason: str) -> lc.Step:
+        return self._move(row, trigger, actor, reason, reason=reason)
+
+    def _log(self, row: dict, state: str, actor: str, detail: str = "") -> None:
+        at = timeutil.now_wire()
+        db = self.central.db()
+        self.repository.log_state(row["dispatch_id"], state, at, actor, detail)
+        audit.append(
+            db, actor, f"dispatch.{state}", row["dispatch_id"], {"detail": detail, "unit": row["unit"]}
+        )
+        self._out.show("dispatch", {**row, "state": state, "updated_at": at, "by": actor, "detail": detail})
+
+    def _alert(
+        self,
+        level: str,
+        text: str,
+        incident: Incident | None = None,
+        *,
+        event_id: str | None = None,
+        dispatch_id: str | None = None,
+        device: str | None = None,
+    ) -> None:
+        """Store an alert for the operators (inside the running transaction) and show it live."""
+        if incident is not None and event_id is None:
+            event_id = incident.event_id
+        log.log(logging.WARNING if level != "info" else logging.INFO, "routing alert: %s", text)
+        row = alerts.add(
+            self.central.db(), level, text, event_id=event_id, dispatch_id=dispatch_id, device=device
+        )
+        if incident is not None:
+            row["event_type"] = incident.event_type
+        self._out.show("alert", row)
+
+    # --- answers from the badges ----------------------------------------------------------------------
+
+    def _reject(self, site: str, message: DispatchState, why: str) -> None:
+        """Keep a wrong answer for inspection and tell the operator; it changes nothing."""
+        payload = encode(message)
+        db = self.central.db()
+        topic = topics.up(site, message.device, "dispatch_state")
+        dead_letters.add(db.conn, topic, payload, why, timeutil.now_wire(), keep_bytes=len(payload))
+        audit.append(db, message.device, "dispatch.rejected", message.dispatch_id, {"reason": why})
+        self._alert(
+            "warning", f"{message.device}: {why}", dispatch_id=message.dispatch_id, device=message.device
+        )
+
+    def _on_dispatch_state(self, site: str, message: DispatchState) -> None:
+        row = self.repository.get_dispatch(message.dispatch_id)
+        what = f"{message.state} for dispatch {message.dispatch_id}"
+        if row is None:
+            self._reject(site, message, f"{message.state} for unknown dispatch {message.dispatch_id}")
+            return
+        if row["unit"] != message.device:
+            self._reject(site, message, f"{what}, sent to {row['unit']}")
+            return
+        if not lc.allowed(row["state"], message.state):
+            if row["state"] in lc.ACTIVE:  # an answer going back
+                self._reject(
+                    site, message, f"{message.state} after {row['state']} for dispatch {row['dispatch_id']}"
+                )
+            else:
+                self._reject(site, message, f"{what}, already {row['state']}")
+            return
+        if message.state == lc.DECLINED:
+            step = self._move(row, lc.DECLINED, message.device, message.reason or "", reason=message.reason)
+            if lc.ESCALATE in step.effects:
+                self._escalate(row, f"{message.device} declined: {message.reason}")
+            return
+        note = message.note or row["note"]
+        step = self._move(row, message.state, message.device, message.note or "", note=note)
+        if lc.CLOSE_EVENT in step.effects and row["event_id"]:
+            self._resolved(row, message)
+
+    def _resolved(self, row: dict, message: DispatchState) -> None:
+        """CLOSE_EVENT: one unit has dealt with the event; the others sent to it (an intercept, or a proposal
+        still open) stand down, and the event is closed with the officer's note."""
+        event_id = row["event_id"]
+        self._forget(event_id)
+        others = self.repository.find_dispatches(
+            states=lc.UNDER_WAY, event_id=event_id, not_id=row["dispatch_id"]
+        )
+        for other in others:
+            self._stand_down(other, lc.OTHER_RESOLVED, SYSTEM, f"{message.device} resolved the event")
+        note = message.note or f"resolved by {message.device}"
+        stood_down = [o["unit"] for o in others]
+        detail = {"dispatch_id": row["dispatch_id"], "stood_down": stood_down}
+        if workflow.resolved(self.central.db(), event_id, message.device, note, detail):
+            self._out.show("event", {"event_id": event_id})
+
+    # --- deadlines ------------------------------------------------------------------------------------
+
+    def _expire(self, due: list[str]) -> None:
+        for dispatch_id in due:
+            row = self.repository.get_dispatch(dispatch_id)
+            if row is not None and row["state"] == lc.PROPOSED:
+                self.worker.deadlines.clear(dispatch_id)
+                self._confirmation_overdue(row)
+                continue
+            if row is None or not lc.allowed(row["state"], lc.ACK_DEADLINE):
+                self.worker.deadlines.clear(dispatch_id)
+                continue
+            waited = self.config.ack_timeout_s
+            step = self._move(
+                row,
+                lc.ACK_DEADLINE,
+                SYSTEM,
+                f"no acknowledgement in {waited} s",
+                notice=f"not acknowledged within {waited} s: central took it back",
+            )
+            unit = self.units.get(row["unit"])
+            online = "online" if unit and unit.online else "offline"
+            text = f"{row['unit']} ({online}) did not acknowledge within {waited} s"
+            if lc.ESCALATE in step.effects:
+                self._escalate(row, text)
+            elif lc.ALERT in step.effects:
+                self._alert("warning", text, dispatch_id=dispatch_id, event_id=row["event_id"])
+
+    def _confirmation_overdue(self, row: dict) -> None:
+        """No operator confirmed a proposal in time: alert, and under ``on_confirm_timeout = "send"`` send
+        the unit anyway (or, if it is no longer free, the nearest free one)."""
+        waited = self.config.confirm_timeout_s
+        self.repository.update_dispatch(row["dispatch_id"], {"deadline_at": None})  # alert once
+        incident = self._incident(row["event_id"])
+        if self.config.on_confirm_timeout == "alert" or incident is None:
+            lc.apply(row["state"], lc.CONFIRM_OVERDUE_ALERT)
+            self._alert(
+                "critical",
+                f"nobody confirmed sending {row['unit']} within {waited} s: confirm it or assign a unit",
+                incident,
+                event_id=row["event_id"],
+                dispatch_id=row["dispatch_id"],
+            )
+            return
+        unit = self.units.get(row["unit"])
+        if unit is not None and unit.free() and not self.units.is_revoked(unit.device_id):
+            lc.apply(row["state"], lc.CONFIRM_OVERDUE_SEND)
+            self._log(row, "confirmed", SYSTEM, f"nobody confirmed within {waited} s; sent by policy")
+            self._send(incident, unit, row["distance_m"], "nearest", row["attempt"], SYSTEM, row=row)
+            text = f"nobody confirmed within {waited} s: {row['unit']} was sent"
+        else:
+            why = f"not confirmed within {waited} s; {row['unit']} no longer free"
+            self._move(row, lc.CONFIRM_OVERDUE_BUSY, SYSTEM, why)
+            self._route(incident, attempt=row["attempt"] + 1, actor=SYSTEM, policy="auto")
+            text = f"nobody confirmed within {waited} s and {row['unit']} is no longer free: sent the nearest free unit"
+        self._alert("warning", text, incident, dispatch_id=row["dispatch_id"])
+
+    def _escalate(self, row: dict, why: str) -> None:
+        incident = self._incident(row["event_id"])
+        if incident is None:
+            self._alert("warning", f"{why}; no event to re-route", dispatch_id=row["dispatch_id"])
+            return
+        incident.tried.add(row["unit"])
+        self._alert(
+            "warning", f"{why}; escalating to the next unit", incident, dispatch_id=row["dispatch_id"]
+        )
+        self._route(incident, attempt=row["attempt"] + 1, actor=SYSTEM)
+
+    # --- evidence -------------------------------------------------------------------------------------
+
+    def _on_evidence(self, segment: EvidenceSegment) -> None:
+        problem = self.evidence.record(self.central.db(), segment)
+        if problem:
+            audit.append(
+                self.central.db(),
+                segment.device,
+                "evidence.chain_broken",
+                segment.segment_id,
+                {"problem": problem},
+            )
+            self._alert(
+                "critical",
+                f"evidence from {segment.device}, segment {segment.index}: {problem}",
+                device=segment.device,
+            )

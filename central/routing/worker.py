@@ -1,0 +1,158 @@
+"""Routing's worker thread: a queue of device messages applied in batches, one SQLite transaction per batch,
+messages to badges and live updates sent only after that transaction commits, and the deadline timer.
+
+The worker knows nothing of dispatches: ``apply(site, message)`` and ``expire(due_ids)`` are the
+dispatcher's. Operator requests (web threads) take the same lock through ``transaction()``."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from kuzet.central.auth import audit
+from kuzet.central.context import Central
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX = 1000
+
+
+@dataclass
+class Outbox:
+    """What a transaction sends to badges and shows on the page; delivered once it has committed."""
+
+    messages: list[tuple[str, bytes]] = field(default_factory=list)  # (MQTT topic, payload)
+    live: list[tuple[str, dict]] = field(default_factory=list)  # (live hub channel, data)
+
+    def send(self, topic: str, payload: bytes) -> None:
+        self.messages.append((topic, payload))
+
+    def show(self, channel: str, data: dict) -> None:
+        self.live.append((channel, data))
+
+
+class Deadlines:
+    """dispatch_id -> time.monotonic() deadline (a "sent" dispatch's acknowledgement, a proposal's
+    confirmation)."""
+
+    def __init__(self) -> None:
+        self._at: dict[str, float] = {}
+
+    def set(self, dispatch_id: str, in_s: float) -> None:
+        self._at[dispatch_id] = time.monotonic() + max(0.0, in_s)
+
+    def clear(self, dispatch_id: str) -> None:
+        self._at.pop(dispatch_id, None)
+
+    def due(self) -> list[str]:
+        now = time.monotonic()
+        return [d for d, at in self._at.items() if at <= now]
+
+
+class Worker:
+    def __init__(
+        self,
+        central: Central,
+        apply: Callable[[str, object], None],
+        expire: Callable[[list[str]], None],
+    ):
+        self.central = central
+        self.lock = threading.RLock()
+        self.deadlines = Deadlines()
+        self.outbox = Outbox()
+        self._apply, self._expire = apply, expire
+        self._queue: queue.Queue = queue.Queue()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._depth = 0  # transactions open on the thread holding the lock (nested ones join the outermost)
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="routing", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Apply what was already queued, then stop."""
+        if self._thread is not None and self._thread.is_alive():
+            self.drain(timeout_s=10)
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def submit(self, site: str, message: object) -> None:
+        self._queue.put((site, message))
+
+    def drain(self, timeout_s: float = 10.0) -> bool:
+        """Wait until everything queued so far has been applied; for tests and orderly shutdown."""
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout_s)
+
+    def _next_batch(self) -> list:
+        try:
+            batch = [self._queue.get(timeout=0.1)]
+        except queue.Empty:
+            return []
+        while len(batch) < BATCH_MAX:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            batch = self._next_batch()
+            work = [item for item in batch if not isinstance(item, threading.Event)]
+            try:
+                if work:
+                    with self.transaction():
+                        for site, message in work:
+                            self._apply(site, message)
+                due = self.deadlines.due()
+                if due:
+                    with self.transaction():
+                        self._expire(due)
+            except Exception:  # a bug here must not stop routing for the whole city
+                log.exception("routing: batch failed")
+            for item in batch:
+                if isinstance(item, threading.Event):
+                    item.set()
+
+    @contextmanager
+    def transaction(self) -> Iterator[object]:
+        """One SQLite transaction (nested calls join it); what it sends and shows goes out only once the
+        outermost has committed, and nothing of it if it fails."""
+        with self.lock:
+            outermost = self._depth == 0
+            if outermost:
+                self.outbox = Outbox()
+            self._depth += 1
+            try:
+                db = self.central.db()
+                with audit.transaction(db):
+                    yield db
+            except BaseException:
+                if outermost:
+                    self.outbox = Outbox()
+                raise
+            finally:
+                self._depth -= 1
+            if outermost:
+                self._deliver()
+
+    def _deliver(self) -> None:
+        outbox, self.outbox = self.outbox, Outbox()
+        for topic, payload in outbox.messages:
+            try:
+                self.central.publish(topic, payload)
+            except Exception as exc:  # the deadline will catch a dispatch that never left
+                log.error("routing: cannot publish %s: %s", topic, exc)
+        for channel, data in outbox.live:
+            self.central.hub.publish(channel, data)

@@ -1,0 +1,45 @@
+"""What the web app acts through, handed to ``create_app`` as one typed object instead of string keys looked
+up in each view: ``services()`` returns it inside a request."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from flask import current_app
+from prometheus_client import CollectorRegistry
+
+from kuzet.central.auth.ratelimit import LoginLimiter
+from kuzet.central.context import Central
+from kuzet.central.operations import Operations
+from kuzet.central.store.media import MediaStore
+
+if TYPE_CHECKING:
+    from kuzet.central.ingest.service import IngestService
+
+KEY = "kuzet.services"
+
+
+@dataclass
+class Services:
+    central: Central
+    operations: Operations  # the one door for every change (central.operations)
+    media: MediaStore
+    ingest: IngestService | None = None  # the running ingest, for /healthz and /metrics
+    login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    closing: threading.Event = field(default_factory=threading.Event)  # set on shutdown: live streams end
+    metrics: CollectorRegistry | None = None  # this app's Prometheus registry (central.web.health)
+
+    @classmethod
+    def for_central(cls, central: Central, routing=None, ingest=None) -> Services:
+        return cls(
+            central=central,
+            operations=Operations(central, routing),
+            media=MediaStore(central.db, central.media_dir),
+            ingest=ingest,
+        )
+
+
+def services() -> Services:
+    return current_app.extensions[KEY]

@@ -1,0 +1,201 @@
+"""Routing's parts without a broker: the planner (pure), the repository (a SQLite file in tmp_path), and the
+one door (central.operations) standing dispatches down in the same transaction as closing or revoking.
+Messages to badges are caught by a fake outbound link."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from kuzet.central.config import CentralConfig
+from kuzet.central.context import Central
+from kuzet.central.operations import NotRunning, Operations
+from kuzet.central.routing import planner
+from kuzet.central.routing.config import RoutingSection
+from kuzet.central.routing.geo import offset
+from kuzet.central.routing.planner import Incident
+from kuzet.central.routing.repository import SqliteRoutingRepository
+from kuzet.central.routing.service import RoutingService
+from kuzet.central.routing.units import Unit
+from kuzet.central.store import events, registry, workflow
+from kuzet.shared import ids, timeutil
+from kuzet.shared.messages import Event, Location
+
+HOME = (52.2873, 76.9674)
+SITE = "pavlodar"
+
+
+def unit(device: str, north_m: float, **fields) -> Unit:
+    lat, lon = offset(*HOME, north_m, 0.0)
+    values = dict(
+        device_id=device,
+        site=SITE,
+        lat=lat,
+        lon=lon,
+        duty="available",
+        online=True,
+        position_at=timeutil.now_wire(),
+    )
+    return Unit(**{**values, **fields})
+
+
+def incident(**fields) -> Incident:
+    return Incident(**{"event_id": "e1", "site": SITE, "event_type": "loitering", "severity": "high",
+                       "lat": HOME[0], "lon": HOME[1], **fields})  # fmt: skip
+
+
+# --- planner ---------------------------------------------------------------------------------------------
+
+
+def test_the_nearest_free_fresh_capable_unit_comes_first():
+    config = RoutingSection(rules={"crowd": {"capabilities": ["vehicle"]}})
+    units = [
+        unit("far", 900),
+        unit("near", 100),
+        unit("busy", 10, current_dispatch="d0"),
+        unit("stale", 20, position_at=timeutil.to_wire(timeutil.utc_now() - timedelta(hours=1))),
+        unit("off", 30, online=False),
+        unit("van", 500, capabilities=["vehicle"]),
+    ]
+    found = planner.candidates(config, units, set(), incident())
+    assert [c.unit.device_id for c in found] == ["near", "van", "far"]
+    assert found[0].travel_m == pytest.approx(found[0].straight_m * config.detour_factor)
+    assert [c.unit.device_id for c in planner.candidates(config, units, {"near"}, incident())][0] == "van"
+    crowd = planner.candidates(config, units, set(), incident(event_type="crowd"))
+    assert [c.unit.device_id for c in crowd] == ["van"]
+
+
+def test_tried_units_are_skipped_unless_asked_and_the_source_never_goes():
+    config = RoutingSection()
+    units = [unit("near", 100), unit("far", 900)]
+    tried = incident(tried={"near"}, source_device="far")
+    assert planner.candidates(config, units, set(), tried) == []
+    assert [c.unit.device_id for c in planner.candidates(config, units, set(), tried, skip_tried=False)] == [
+        "near"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("attempt", "found", "policy", "action"),
+    [(4, True, None, "give_up"), (1, False, None, "wait"), (1, True, None, "send"), (2, True, "confirm", "propose")],
+)  # fmt: skip
+def test_the_plan(attempt, found, policy, action):
+    config = RoutingSection(max_attempts=3)
+    candidates = planner.candidates(config, [unit("near", 100)], set(), incident()) if found else []
+    assert planner.plan(config, incident(), attempt, candidates, policy).action == action
+
+
+def test_intercept_takes_every_unit_in_the_radius_and_waiting_is_most_severe_first():
+    found = planner.candidates(
+        RoutingSection(), [unit("a", 100), unit("b", 1400), unit("c", 3000)], set(), incident()
+    )
+    assert [c.unit.device_id for c in planner.intercept(found, 1500)] == ["a", "b"]
+    low, high = incident(severity="medium", since=1.0), incident(severity="critical", since=2.0)
+    assert planner.waiting_order([low, high]) == [high, low]
+    assert planner.needs_patrol(RoutingSection(), "loitering", "high")
+    assert not planner.needs_patrol(RoutingSection(), "loitering", "low")
+
+
+# --- repository ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def central(tmp_path):
+    config = CentralConfig.model_validate({"mqtt": {"url": "mqtt://127.0.0.1:1"}, "central": {"site": SITE}})
+    central = Central(config=config, data_dir=tmp_path / "central")
+    yield central
+    central.close()
+
+
+def test_the_repository_keeps_dispatches_their_log_and_units(central):
+    repository = SqliteRoutingRepository(central.db)
+    row = {"dispatch_id": "d1", "event_id": "e1", "unit": "b1", "mode": "nearest", "state": "sent",
+           "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z", "attempt": 1,
+           "deadline_at": "2026-01-01T00:01:00.000Z"}  # fmt: skip
+    repository.insert_dispatch(row)
+    repository.update_dispatch("d1", {"state": "acknowledged", "not_a_column": 1})
+    repository.log_state("d1", "acknowledged", "2026-01-01T00:00:05.000Z", "b1", "")
+    assert repository.get_dispatch("d1")["state"] == "acknowledged"
+    assert [r["dispatch_id"] for r in repository.find_dispatches(states=("acknowledged",), unit="b1")] == [
+        "d1"
+    ]
+    assert repository.find_dispatches(event_id="e1", not_id="d1") == []
+    assert repository.history("d1") == [
+        {"state": "acknowledged", "at": "2026-01-01T00:00:05.000Z", "by": "b1", "detail": ""}
+    ]
+    assert repository.has_dispatch_for("e1") and repository.units_sent_to("e1") == ["b1"]
+    assert [r["dispatch_id"] for r in repository.active()] == ["d1"]
+    assert repository.deadlines(("sent",)) == []
+    repository.save_unit(unit("b1", 100, capabilities=["medic"]))
+    [loaded] = repository.load_units()
+    assert loaded.device_id == "b1" and loaded.capabilities == ["medic"] and loaded.online is True
+
+
+# --- the one door ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def routed(central):
+    """A routing service whose worker thread is not started: each step is applied here, synchronously."""
+    sent: list[str] = []
+    central.outbound.connect(lambda topic, payload: sent.append(topic))
+    service = RoutingService(central)
+    operations = Operations(central, service)
+
+    def apply(message) -> None:
+        with service.worker.transaction():
+            service._apply(SITE, message)
+
+    apply(Location(device="badge-1", position=dict(zip(("lat", "lon"), offset(*HOME, 100, 0), strict=True)),
+                   fix="gps", duty="available"))  # fmt: skip
+    event = Event(device="cam-1", event_id=ids.new_id(), seq=0, state="open", event_type="loitering",
+                  severity="high", label="person", score=0.9, started_at=timeutil.utc_now(),
+                  location={"lat": HOME[0], "lon": HOME[1]})  # fmt: skip
+    with central.db().conn:
+        events.apply(central.db().conn, [events.Received(event, SITE, timeutil.now_wire())])
+    apply(event)
+    [dispatch] = service.dispatches(event_id=event.event_id)
+    assert dispatch["state"] == "sent" and service.units.get("badge-1").current_dispatch
+    return central, operations, event.event_id, dispatch["dispatch_id"], sent
+
+
+def test_closing_through_the_door_cancels_the_dispatch_in_the_same_transaction(routed):
+    central, operations, event_id, dispatch_id, sent = routed
+    closed = operations.close_event(event_id, "supervisor", "Handled")
+    assert closed["status"] == "closed"
+    row = operations.routing.dispatch(dispatch_id)
+    assert row["state"] == "cancelled" and row["reason"] == "event closed by supervisor: Handled"
+    assert operations.routing.units.get("badge-1").current_dispatch is None
+    assert sent[-1].endswith("/badge-1/down/command")  # the badge is told, after the commit
+    with pytest.raises(workflow.WorkflowError):
+        operations.close_event(event_id, "supervisor", "again")
+
+
+def test_revoking_through_the_door_stands_the_unit_down(routed):
+    central, operations, event_id, dispatch_id, sent = routed
+    registry.register(central.db(), registry.Registration(device_id="badge-1", kind="badge", site=SITE), "t")
+    device = operations.revoke_device("badge-1", "tech", "lost")
+    assert device["revoked_at"]
+    assert operations.routing.dispatch(dispatch_id)["state"] == "cancelled"
+    assert operations.routing.waiting() == [event_id]  # nobody else on duty: the event waits
+    assert operations.revoke_device("nobody", "tech") is None
+
+
+def test_a_closing_made_while_routing_was_not_running_is_caught_up_at_start(routed):
+    central, operations, event_id, dispatch_id, sent = routed
+    workflow.close(central.db(), event_id, "supervisor", "by a script")  # behind the door: only at start
+    assert operations.routing.dispatch(dispatch_id)["state"] == "sent"
+    restarted = RoutingService(central)
+    with restarted.worker.transaction():
+        restarted._catch_up()
+    row = restarted.dispatch(dispatch_id)
+    assert row["state"] == "cancelled" and row["reason"] == "the event was closed: by a script"
+
+
+def test_without_routing_the_door_still_closes_and_dispatching_is_refused(central):
+    operations = Operations(central)
+    with pytest.raises(NotRunning):
+        operations.confirm_dispatch("d1", "operator")
+    with pytest.raises(workflow.NotFound):
+        operations.close_event("nope", "operator", "note")
