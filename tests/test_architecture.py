@@ -1,8 +1,6 @@
 """The architecture, checked statically (ast over the source, no broker, no import of the code under test except
 the subcommand modules): one-way dependencies between the five parts, no old top-level names, short files at
-central and the edge, pyproject's package list, the ``kuzet`` subcommands.
-
-Known violations that other work is removing are listed in KNOWN_VIOLATIONS; every other violation fails."""
+central and the edge, pyproject's package list, the ``kuzet`` subcommands."""
 
 from __future__ import annotations
 
@@ -31,16 +29,6 @@ ALLOWED = {
 
 MAX_LINES = 600  # for every Python file under central/ and edge/
 LONG_FILE_PARTS = ("central", "edge")
-
-# Today's violations, each being removed elsewhere; to be emptied once that work is merged. The keys are the
-# texts the checks below produce (without line numbers, so that they survive edits).
-KNOWN_VIOLATIONS = frozenset(
-    {
-        "central/demo/scenario.py imports kuzet.edge.badge.config",
-        "central/demo/scenario.py imports kuzet.edge.camera.config",
-        "central/routing/service.py has more than 600 lines",
-    }
-)
 
 IMPORT_FUNCTIONS = {"import_module", "__import__"}
 MODULE_STRING = re.compile(rf"kuzet\.(?:{'|'.join(PARTS)})(?:\.\w+)*")
@@ -113,15 +101,10 @@ def part_of(module: str) -> str | None:
 
 
 def check(found: dict[str, list[str]], what: str) -> None:
-    """Fail on every violation (key: its allow-list text; value: where) not in KNOWN_VIOLATIONS."""
-    new = {key: where for key, where in found.items() if key not in KNOWN_VIOLATIONS}
-    if new:
-        lines = [f"  {key}   ({', '.join(where)})" for key, where in sorted(new.items())]
-        known = [f"  {key}" for key in sorted(KNOWN_VIOLATIONS)] or ["  (none)"]
-        pytest.fail(
-            f"{what}:\n" + "\n".join(lines) + "\nKNOWN_VIOLATIONS (allowed for now):\n" + "\n".join(known),
-            pytrace=False,
-        )
+    """Fail naming every violation (key: what is wrong; value: where)."""
+    if found:
+        lines = [f"  {key}   ({', '.join(where)})" for key, where in sorted(found.items())]
+        pytest.fail(f"{what}:\n" + "\n".join(lines), pytrace=False)
 
 
 def test_the_parts_depend_one_way():

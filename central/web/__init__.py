@@ -83,9 +83,6 @@ def create_app(
         SSE_RECHECK_S=5.0,  # how often an open live stream re-reads its account (disabled: stream ends)
     )
     app.extensions[KEY] = services
-    # central.web.auth still reads these two keys; every other view goes through ``services()``.
-    app.extensions["kuzet"] = central
-    app.extensions["kuzet.login_limiter"] = services.login_limiter
     auth.csrf.init_app(app)
     app.before_request(auth.load_user)
     health.init_metrics(app)
@@ -105,7 +102,6 @@ def create_app(
         dispatch,
     ):
         app.register_blueprint(module.blueprint)
-    app.extensions["kuzet.routing"] = True  # the dispatch endpoints exist (and are documented)
     views.install(app)
 
     @app.errorhandler(CSRFError)

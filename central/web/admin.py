@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from kuzet.central.auth import audit, tokens, users
 from kuzet.central.store import queries
 from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.services import services
 from kuzet.central.web.views import central
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
@@ -70,7 +71,7 @@ def unlock_user(username: str):
     except users.AuthError as exc:
         flash(str(exc), "error")
     else:
-        limiter = current_app.extensions["kuzet.login_limiter"]
+        limiter = services().login_limiter
         limiter.unlocked(username, users.last_unlock(central().db(), username))
         flash(f"Account {username} unlocked ({cleared} recent failed log-ins cleared).", "ok")
     return redirect(url_for("admin.user_list"))

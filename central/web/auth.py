@@ -36,6 +36,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from kuzet.central.auth import audit, sessions, tokens, users
 from kuzet.central.auth.ratelimit import LoginLimiter
+from kuzet.central.web.services import services
 
 blueprint = Blueprint("auth", __name__)
 csrf = CSRFProtect()
@@ -85,7 +86,7 @@ def require(permission: str | None):
 
 def load_user() -> None:
     """before_request: find the user, and check CSRF for session requests that change something."""
-    central = current_app.extensions["kuzet"]
+    central = services().central
     g.user, g.via_token = None, False
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
@@ -125,8 +126,8 @@ def _safe_next(target: str | None) -> str:
 
 @blueprint.route("/login", methods=["GET", "POST"])
 def login():
-    central = current_app.extensions["kuzet"]
-    limiter: LoginLimiter = current_app.extensions["kuzet.login_limiter"]
+    central = services().central
+    limiter: LoginLimiter = services().login_limiter
     status = 200
     if request.method == "POST":
         address = _client_address()
@@ -162,7 +163,7 @@ def login():
 @blueprint.post("/logout")
 def logout():
     user = current_user()
-    db = current_app.extensions["kuzet"].db()
+    db = services().central.db()
     sessions.end(db, session.get("sid"))  # ended on central: a copy of the cookie no longer logs in
     if user is not None:
         audit.append(db, user.username, "logout", f"user:{user.username}", {})

@@ -135,7 +135,7 @@ def routing_paths() -> dict:
     }
 
 
-def document(with_routing: bool = False) -> dict:
+def document() -> dict:
     event_filters = [
         (name, "query", "string", f"only events whose {column} is this")
         for name, column in EVENT_FILTERS.items()
@@ -369,6 +369,6 @@ def document(with_routing: bool = False) -> dict:
                 "get": _op("Messages that broke the contract", "dead_letters.view", [_LIMIT])
             },
             "/api/v1/users": {"get": _op("Accounts", "users.read")},
-            **(routing_paths() if with_routing else {}),
+            **routing_paths(),
         },
     }
