@@ -143,15 +143,24 @@ def pyproject() -> dict:
 
 
 def test_pyproject_lists_exactly_the_package_folders():
-    on_disk = {
-        ".".join(["kuzet", *init.parent.relative_to(REPO).parts])
-        for part in PARTS
-        for init in (REPO / part).rglob("__init__.py")
-        if "__pycache__" not in init.parts
-    }
+    """Every folder holding files is listed: code packages (with an __init__.py) and data folders (templates,
+    static files), whose files would otherwise be missing from a wheel."""
+    on_disk, namespace_code = set(), []
+    for part in PARTS:
+        for folder in [REPO / part, *(REPO / part).rglob("*")]:
+            if not folder.is_dir() or "__pycache__" in folder.parts:
+                continue
+            files = [f for f in folder.iterdir() if f.is_file() and f.suffix != ".pyc"]
+            if not files:
+                continue
+            name = ".".join(["kuzet", *folder.relative_to(REPO).parts])
+            on_disk.add(name)
+            if any(f.suffix == ".py" for f in files) and not (folder / "__init__.py").exists():
+                namespace_code.append(name)
+    assert namespace_code == [], f"code folders without an __init__.py: {namespace_code}"
     listed = set(pyproject()["tool"]["setuptools"]["packages"])
     assert listed == on_disk, (
-        f"folders with an __init__.py missing from [tool.setuptools] packages: {sorted(on_disk - listed)}; "
+        f"folders holding files missing from [tool.setuptools] packages: {sorted(on_disk - listed)}; "
         f"listed without such a folder: {sorted(listed - on_disk)}"
     )
 
