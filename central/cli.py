@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 HELP = "run the central aggregator (web page, ingest, routing); manage its users"
+EXTRA = "central"  # what `pip install kuzet[...]` adds for this command
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 HELP = "list, fetch, import, verify and build detector models"
+EXTRA = "edge"  # what `pip install kuzet[...]` adds for this command
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

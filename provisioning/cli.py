@@ -22,6 +22,7 @@ def _central_args(parser: argparse.ArgumentParser) -> None:
 
 
 HELP = "site CA, device identities, SD cards, updates and revocation"
+EXTRA = "provisioning"  # what `pip install kuzet[...]` adds for this command
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,8 +2,8 @@
 the ``kuzet.commands`` group (pyproject.toml); it is imported only when the parser is built, and one that cannot
 be imported (an edge device without Flask, central without OpenCV) is listed as unavailable with the reason.
 
-A subsystem's CLI module provides ``HELP`` (one line), ``add_arguments(parser)`` (argparse only, no heavy
-imports) and ``run(args) -> int``.
+A subsystem's CLI module provides ``HELP`` (one line), ``EXTRA`` (the pyproject extra that installs what its
+``run`` imports), ``add_arguments(parser)`` (argparse only, no heavy imports) and ``run(args) -> int``.
 """
 
 from __future__ import annotations
@@ -36,8 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         sub = commands.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
-        sub.set_defaults(_run=module.run)
+        sub.set_defaults(_run=module.run, _extra=getattr(module, "EXTRA", None))
     return parser
+
+
+def _missing_part(command: str, extra: str | None, exc: ModuleNotFoundError) -> str:
+    install = f"pip install 'kuzet[{extra}]'" if extra else "reinstall Kuzet"
+    return f"'kuzet {command}' needs {exc.name}, which is not installed here: {install}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         return args._run(args) or 0
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        # A subcommand imports its heavy dependencies when it runs: one missing from this installation (central
+        # on an edge-only device) is said plainly. A missing part of Kuzet itself is a bug, with its traceback.
+        if (exc.name or "kuzet").startswith("kuzet"):
+            raise
+        print(_missing_part(args.command, args._extra, exc), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -188,7 +188,7 @@ def test_each_subcommand_module_has_help_add_arguments_and_run(name):
     part, *rest = module.split(".")[1:]
     path = REPO / part / Path(*rest).with_suffix(".py") if rest else REPO / part / "__init__.py"
     assert part in PARTS and path.is_file(), f"`kuzet {name}` names {module}, which is not in the checkout"
-    missing = {"HELP", "add_arguments", "run"} - top_level_names(path)
+    missing = {"HELP", "EXTRA", "add_arguments", "run"} - top_level_names(path)
     assert not missing, f"{module} (`kuzet {name}`) lacks {sorted(missing)}"
     if importlib.util.find_spec(module) is not None:  # importable here (its extra installed): check for real
         loaded = importlib.import_module(module)

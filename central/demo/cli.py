@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 HELP = "run the whole system on this machine with real footage"
+EXTRA = "central,edge"  # what `pip install kuzet[...]` adds for this command
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

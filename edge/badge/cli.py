@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 HELP = "run a smart-badge agent"
+EXTRA = "edge"  # what `pip install kuzet[...]` adds for this command
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

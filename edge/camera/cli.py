@@ -6,6 +6,7 @@ import argparse
 import sys
 
 HELP = "run a street camera agent"
+EXTRA = "edge"  # what `pip install kuzet[...]` adds for this command
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
