@@ -12,6 +12,8 @@ import pytest
 from support.ingest import SITE, event, make_central, new_id, wait_for
 
 from kuzet.central.ingest.service import IngestService
+from kuzet.central.ingest.session import BrokerSession
+from kuzet.central.store import devices
 from kuzet.edge.delivery import PRIORITY_EVENT, DeliverySettings
 from kuzet.edge.runtime import DeviceRuntime
 from kuzet.shared import messages, topics
@@ -119,4 +121,47 @@ def test_a_broker_replaced_after_a_crash_loses_nothing_the_device_delivered(
         producer.stop()
         runtime.stop(drain_s=0)
         ingest.stop()
+        central.close()
+
+
+class FakeLink:
+    client_id = "central-test"
+
+    def __init__(self):
+        self.on_connect = []
+        self.sent: list[tuple[str, messages.Envelope, bool]] = []
+
+    def publish(self, topic, payload, qos=1, retain=False):
+        self.sent.append((topic, messages.decode(topic, payload), retain))
+
+
+def test_central_asks_for_a_resend_only_when_a_broker_it_had_a_session_with_has_none(tmp_path):
+    central = make_central(tmp_path)
+    link = FakeLink()
+    last_commit = [None]
+    session = BrokerSession(central, link, lambda: last_commit[0], margin_s=10).start()
+    try:
+        with central.db().conn as conn:
+            devices.touch(conn, {"cam-1": (SITE, "2026-11-20T18:00:00.000Z"), "cam-2": (SITE, "x")})
+            devices.touch(conn, {"badge-9": (SITE, "2026-11-20T18:00:00.000Z")})
+            conn.execute("UPDATE devices SET revoked_at = 'now' WHERE device_id = 'badge-9'")
+        assert link.on_connect == [session._connects.put]  # paho's thread only hands session_present on
+        assert session.connected(False) is None  # the first session with this broker: nothing was lost
+        assert session.connected(True) is None
+        last_commit[0] = time.time() - 100
+        session._record()
+        since = session.connected(False)  # the broker had a session with central and has none now
+        assert since == pytest.approx(last_commit[0] - 10)
+        assert sorted(topic for topic, _, _ in link.sent) == [
+            topics.down(SITE, "cam-1", "resend"),
+            topics.down(SITE, "cam-2", "resend"),
+        ]
+        assert all(
+            retained and message.since.timestamp() == pytest.approx(since, abs=0.001)
+            for _, message, retained in link.sent
+        )
+        assert session.connected(True) is None and len(link.sent) == 2
+        assert session.lost == 1
+    finally:
+        session.stop()
         central.close()
