@@ -406,6 +406,17 @@ class ClipRequest(Envelope):
     missing: Annotated[list[ChunkIndex], Field(max_length=10_000)] = []
 
 
+class Resend(Envelope):
+    """Central lost messages the broker had acknowledged to devices (the broker crashed, or was replaced, with
+    them queued): send again everything the broker acknowledged at or after ``since`` (central's clock, the last
+    moment it knows it stored what it was sent, minus a margin). Retained, so that a device offline now gets it
+    when it comes back; a device carries out each request (``id``) once."""
+
+    type: Literal["resend"] = "resend"
+    since: UtcTime
+    reason: ShortText
+
+
 Message = (
     Event
     | Snapshot
@@ -421,6 +432,7 @@ Message = (
     | Dispatch
     | Command
     | ClipRequest
+    | Resend
 )
 
 MODEL_FOR_KIND: dict[str, type[Envelope]] = {
@@ -438,6 +450,7 @@ MODEL_FOR_KIND: dict[str, type[Envelope]] = {
     "dispatch": Dispatch,
     "command": Command,
     "clip_request": ClipRequest,
+    "resend": Resend,
 }
 assert set(MODEL_FOR_KIND) == set(topics.UP_KINDS) | set(topics.DOWN_KINDS)
 
@@ -457,6 +470,7 @@ MAX_PAYLOAD_BYTES: dict[str, int] = {
     "dispatch": 1024 * KIB,
     "command": 8 * KIB,
     "clip_request": 64 * KIB,
+    "resend": 2 * KIB,
 }
 # Raw bytes per clip chunk: base64 grows it by 4/3, which keeps a chunk message well under its limit.
 CLIP_CHUNK_BYTES = 256 * KIB

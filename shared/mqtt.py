@@ -82,6 +82,8 @@ class Link:
         self._handlers: list[tuple[str, int, Handler]] = []
         self._matchers: list[Callable[[str], bool]] = []  # one per handler: does a topic match its filter?
         self._persistent = persistent_session
+        # Called on paho's thread after each connection with the broker's ``session_present`` (quick only).
+        self.on_connect: list[Callable[[bool], None]] = []
         self._v5 = settings.protocol == "5"
         self.client = client_class(
             CallbackAPIVersion.VERSION2,
@@ -202,6 +204,8 @@ class Link:
         self.connected.set()
         if not self._handlers:
             self.subscribed.set()
+        for hook in self.on_connect:
+            hook(bool(flags.session_present))
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         refused = [code for code in reason_codes if code.is_failure]

@@ -31,7 +31,7 @@ UP_KINDS = (
     "live",
     "evidence",
 )
-DOWN_KINDS = ("dispatch", "command", "clip_request")
+DOWN_KINDS = ("dispatch", "command", "clip_request", "resend")
 
 
 class TopicError(ValueError):

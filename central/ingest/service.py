@@ -28,6 +28,7 @@ from kuzet.central.context import Central
 from kuzet.central.ingest.clips import ClipAssembler, ClipRejected
 from kuzet.central.ingest.metrics import Counters, Histograms
 from kuzet.central.ingest.mqtt_client import BulkReceiveClient
+from kuzet.central.ingest.session import BrokerSession
 from kuzet.central.store import dead_letters, devices, events
 from kuzet.central.store.media import MediaStore
 from kuzet.shared import messages, topics
@@ -133,6 +134,7 @@ class IngestService:
         self._writer: threading.Thread | None = None
         self._checkpointer: threading.Thread | None = None
         self._link: Link | None = None
+        self.session: BrokerSession | None = None
         self._gc_thresholds: tuple[int, int, int] | None = None  # the collector's, before start()
         self._media: MediaStore | None = None  # opened on the writer thread
         self._clips: ClipAssembler | None = None
@@ -197,6 +199,8 @@ class IngestService:
         # Knowing the broker has the subscription is what makes "started" mean "nothing sent from now on is
         # missed" (/healthz reports it too).
         self.subscribed = self._link.subscribed
+        # A broker that answers "no session" where central had one lost what it held: devices resend it.
+        self.session = BrokerSession(self.central, self._link, lambda: self.last_commit_at).start()
         self._writer = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
         self._writer.start()
         self._checkpointer = threading.Thread(target=self._checkpoint, name="ingest-checkpoint", daemon=True)
@@ -226,6 +230,8 @@ class IngestService:
                 )
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=30)
+        if self.session is not None:
+            self.session.stop()
         if self._gc_thresholds is not None:
             _restore_garbage_collector(self._gc_thresholds)
             self._gc_thresholds = None

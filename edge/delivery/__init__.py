@@ -11,6 +11,7 @@ Shared by the camera and the badge agents::
         spool.promise(tx, clip_id, recording=path, event_id=event_id)  # the event names a clip being recorded
     spool.add(clip_path, clip_id=clip_id, event_id=event_id); publisher.wake()  # or spool.lost(clip_id, reason)
     # on down/clip_request: spool.handle_request(request); publisher.wake()
+    # on down/resend (the broker lost what it acknowledged): publisher.resend(request.id, request.since.timestamp())
 """
 
 from kuzet.edge.delivery.clips import ClipSpool

@@ -1,5 +1,10 @@
 """The durable outbox: every message a device must deliver is written here before it is published, and
-removed only when the broker has acknowledged it (QoS 1 PUBACK).
+moved out of the queue when the broker has acknowledged it (QoS 1 PUBACK).
+
+An acknowledged row is not deleted at once: it is kept in ``delivered`` for a bounded window (a day, and a size
+cap: the oldest go first and are counted, ``delivered_dropped``). A broker that crashes, or is replaced, loses
+what it had acknowledged but not yet handed to central; central then asks for everything delivered since a
+time (``down/resend``), and ``redeliver`` puts those rows back in the queue (central drops repeats by id).
 
 One SQLite file per device (WAL, synchronous=FULL: a power cut must not lose an acknowledged write). A row is
 ``(topic, payload, priority, kind)``; a row may instead carry a ``ref`` and no payload, for bulky things kept
@@ -35,7 +40,25 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox (priority DESC, id);
 CREATE INDEX IF NOT EXISTS outbox_ref ON outbox (ref);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS delivered (
+    id INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    payload BLOB,
+    ref TEXT,
+    kind TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    size INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    delivered_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS delivered_at ON delivered (delivered_at);
+CREATE TABLE IF NOT EXISTS resend_requests (id TEXT PRIMARY KEY, since REAL NOT NULL, rows INTEGER NOT NULL,
+    handled_at REAL NOT NULL);
 """
+_COLUMNS = "topic, payload, ref, kind, priority, size, created_at"
+# Counted when the size cap drops a delivered row before its window ended (it can no longer be resent).
+DELIVERED_DROPPED = "delivered_dropped"
+RESEND_REQUESTS_KEPT = 50  # ids of handled resend requests remembered (a retained request comes back)
 
 # Priorities: higher goes first within a lane. Events before their snapshots before bulky clip chunks.
 PRIORITY_EVENT = 100
@@ -87,6 +110,74 @@ class Outbox:
             return
         with self._lock, self._transaction():
             self._conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in row_ids])
+
+    def mark_delivered(self, row_ids: list[int], at: float | None = None) -> None:
+        """The broker acknowledged these rows: out of the queue, into ``delivered`` (kept for ``redeliver``)."""
+        if not row_ids:
+            return
+        at = time.time() if at is None else at
+        args = [(at, i) for i in row_ids]
+        with self._lock, self._transaction():
+            self._conn.executemany(
+                f"INSERT OR REPLACE INTO delivered (id, {_COLUMNS}, delivered_at)"
+                f" SELECT id, {_COLUMNS}, ? FROM outbox WHERE id = ?",
+                args,
+            )
+            self._conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in row_ids])
+
+    def redeliver(self, request_id: str, since: float) -> int | None:
+        """Queue again every row delivered at or after ``since`` (epoch seconds), once per request: returns how
+        many, or None when ``request_id`` was handled before. The rows go to the end of the queue."""
+        with self._lock, self._transaction():
+            if self._conn.execute("SELECT 1 FROM resend_requests WHERE id = ?", (request_id,)).fetchone():
+                return None
+            cursor = self._conn.execute(
+                f"INSERT INTO outbox ({_COLUMNS}) SELECT {_COLUMNS} FROM delivered"
+                " WHERE delivered_at >= ? ORDER BY delivered_at, id",
+                (since,),
+            )
+            count = cursor.rowcount
+            self._conn.execute("DELETE FROM delivered WHERE delivered_at >= ?", (since,))
+            self._conn.execute(
+                "INSERT INTO resend_requests (id, since, rows, handled_at) VALUES (?, ?, ?, ?)",
+                (request_id, since, count, time.time()),
+            )
+            self._conn.execute(
+                "DELETE FROM resend_requests WHERE id NOT IN"
+                " (SELECT id FROM resend_requests ORDER BY handled_at DESC LIMIT ?)",
+                (RESEND_REQUESTS_KEPT,),
+            )
+        return count
+
+    def prune_delivered(self, keep_s: float, keep_bytes: int, now: float | None = None) -> int:
+        """End the window of delivered rows older than ``keep_s``, then drop the oldest past ``keep_bytes`` of
+        payload; returns how many the size cap dropped (also counted as ``delivered_dropped``)."""
+        now = time.time() if now is None else now
+        with self._lock, self._transaction():
+            self._conn.execute("DELETE FROM delivered WHERE delivered_at < ?", (now - keep_s,))
+            total = self._conn.execute("SELECT COALESCE(SUM(size), 0) FROM delivered").fetchone()[0]
+            if total <= keep_bytes:
+                return 0
+            cut = None
+            for row_id, size in self._conn.execute(
+                "SELECT id, size FROM delivered ORDER BY delivered_at, id"
+            ):
+                total -= size
+                if total <= keep_bytes:
+                    cut = row_id
+                    break
+            cursor = self._conn.execute(
+                "DELETE FROM delivered WHERE (delivered_at, id) <="
+                " (SELECT delivered_at, id FROM delivered WHERE id = ?)",
+                (cut,),
+            )
+            dropped = cursor.rowcount
+            Writes(self._conn).count(DELIVERED_DROPPED, dropped)
+        return dropped
+
+    def delivered_depth(self) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM delivered").fetchone()[0]
 
     def add_table(self, ddl: str) -> None:
         """Create another module's table (``CREATE TABLE IF NOT EXISTS ...``) in this database, so that its rows
@@ -164,8 +255,7 @@ class Writes:
         if payload is None and ref is None:
             raise ValueError("an outbox row needs a payload or a ref")
         cursor = self._conn.execute(
-            "INSERT INTO outbox (topic, payload, ref, kind, priority, size, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (topic, payload, ref, kind, priority, len(payload or b""), time.time()),
         )
         self.row_ids.append(cursor.lastrowid)

@@ -1,6 +1,7 @@
 """The outbox's one door: what a device must deliver is queued here (``enqueue``, or several writes at once
-with ``transaction``), made durable in the outbox, drained over MQTT with QoS 1, and deleted only once the
-broker has acknowledged it.
+with ``transaction``), made durable in the outbox, drained over MQTT with QoS 1, and taken out of the queue
+only once the broker has acknowledged it. What was acknowledged is kept a while longer (``keep_delivered_s``,
+``keep_delivered_bytes``): central asks for it again (``resend``) when the broker lost it before central had it.
 
 Two lanes, so that a long backlog never delays what is happening now:
 
@@ -37,6 +38,11 @@ class DeliverySettings:
     backlog_per_s: float = 20.0  # backlog messages per second
     max_bytes_per_s: float = 2_000_000  # all lanes together: a cellular uplink must stay usable
     resend_after_s: float = 60.0
+    # Acknowledged messages kept for central's resend requests: a day, at most this many payload bytes (the
+    # oldest are dropped first, and counted).
+    keep_delivered_s: float = 24 * 3600.0
+    keep_delivered_bytes: int = 128 * 1024 * 1024
+    prune_every_s: float = 10.0
 
 
 class _TokenBucket:
@@ -76,6 +82,7 @@ class Publisher:
         self.settings = settings or DeliverySettings()
         self.resolvers = dict(resolvers or {})
         self.stats = {"published": 0, "acknowledged": 0, "resent": 0, "unresolvable": 0, "refused": 0}
+        self.stats["redelivered"] = 0  # queued again at central's request (``resend``)
         self._inflight: dict[int, tuple[object, float]] = {}
         # MQTT 5: the broker acknowledged but refused (e.g. "not authorized" by its ACL). Such a row is kept
         # and tried again later, never deleted: a misconfigured ACL must not silently eat events.
@@ -86,6 +93,8 @@ class Publisher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._backlog_upto = outbox.last_id()  # queued before this process started: backlog
+        self._resend_requests: list[tuple[str, float]] = []  # (request id, since epoch s), for the thread
+        self._next_prune = 0.0
         s = self.settings
         self._backlog_bucket = _TokenBucket(s.backlog_per_s, max(1.0, s.backlog_per_s))
         self._bytes_bucket = _TokenBucket(s.max_bytes_per_s, max(s.max_bytes_per_s, 1.0))
@@ -122,6 +131,12 @@ class Publisher:
     def wake(self) -> None:
         self._wake.set()
 
+    def resend(self, request_id: str, since: float) -> None:
+        """Central asked for what was acknowledged since ``since`` (epoch seconds) again: queued on the
+        publisher's thread, once per ``request_id`` (any thread may call this; it returns at once)."""
+        self._resend_requests.append((request_id, since))
+        self._wake.set()
+
     def start(self) -> Publisher:
         self._thread = threading.Thread(target=self._run, name="outbox-publisher", daemon=True)
         self._thread.start()
@@ -148,6 +163,7 @@ class Publisher:
         while not self._stop.is_set():
             try:
                 self._reap()
+                self._housekeeping()
                 if self.link.connected.is_set():
                     self._send(live=True)
                     self._send(live=False)
@@ -159,6 +175,24 @@ class Publisher:
                 self._stop.wait(1.0)
             self._wake.wait(0.02 if self._inflight else 0.25)
             self._wake.clear()
+
+    def _housekeeping(self) -> None:
+        while self._resend_requests:
+            request_id, since = self._resend_requests.pop(0)
+            count = self.outbox.redeliver(request_id, since)
+            if count is not None:
+                log.warning(
+                    "outbox: central asked again for what was delivered since %.3f: %d queued", since, count
+                )
+                self.stats["redelivered"] += count
+                if not self.link.connected.is_set():
+                    self._backlog_upto = max(self._backlog_upto, self.outbox.last_id())
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + self.settings.prune_every_s
+            s = self.settings
+            dropped = self.outbox.prune_delivered(s.keep_delivered_s, s.keep_delivered_bytes)
+            if dropped:
+                log.warning("outbox: %d delivered messages dropped under the size cap", dropped)
 
     def _send(self, live: bool) -> None:
         room = self.settings.max_inflight - len(self._inflight)
@@ -227,7 +261,7 @@ class Publisher:
             elif now - sent_at > self.settings.resend_after_s and self.link.connected.is_set():
                 stale.append(row_id)
         if acked:
-            self.outbox.delete(acked)
+            self.outbox.mark_delivered(acked)
             self.stats["acknowledged"] += len(acked)
         for row_id in acked + stale + held:
             self._inflight.pop(row_id, None)

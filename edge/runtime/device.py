@@ -5,7 +5,8 @@ signed updates (``updates.UpdateCommands``).
 
 A device builds one ``DeviceRuntime``, registers its command handlers and a status provider, then ``start``s
 it; what it sends goes through ``deliver`` / ``transaction`` (durable, QoS 1: the outbox's one door is the
-publisher) or ``send_now`` (live frames, positions: worthless when late, sent only while connected).
+publisher) or ``send_now`` (live frames, positions: worthless when late, sent only while connected). Central's
+``resend`` (the broker lost what it had acknowledged) queues again what the outbox delivered since then.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from kuzet.shared.messages import (
     CommandResult,
     Envelope,
     InvalidMessage,
+    Resend,
     Status,
 )
 from kuzet.shared.mqtt import Link
@@ -170,6 +172,9 @@ class DeviceRuntime:
         elif isinstance(message, ClipRequest):
             if self.spool.handle_request(message):
                 self.publisher.wake()
+        elif isinstance(message, Resend):
+            # The broker lost what it had acknowledged: queue again what was delivered since (once per id).
+            self.publisher.resend(message.id, message.since.timestamp())
         elif type(message) in self.receivers:
             self.receivers[type(message)](message)
         else:

@@ -1,0 +1,167 @@
+"""Issue 17, item 1: the broker is killed with SIGKILL while a device publishes and central is subscribed, and a
+FRESH broker (new persistence folder: whatever it had queued is truly gone) takes its port. Central must notice
+that the broker lost its session and have the device send again what the lost broker had acknowledged: in the
+end every event the device delivered is stored, none twice."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from support.ingest import SITE, event, make_central, new_id, wait_for
+
+from kuzet.central.ingest.service import IngestService
+from kuzet.central.ingest.session import BrokerSession
+from kuzet.central.store import devices
+from kuzet.edge.delivery import PRIORITY_EVENT, DeliverySettings
+from kuzet.edge.runtime import DeviceRuntime
+from kuzet.shared import messages, topics
+from kuzet.shared.config import MqttSection
+from kuzet.shared.messages import Status
+
+DEVICE = "cam-crash"
+RATE = 500  # events a second
+
+
+class Producer:
+    """Events at ``RATE`` a second through the device's durable outbox; remembers every message id."""
+
+    def __init__(self, runtime: DeviceRuntime):
+        self.runtime = runtime
+        self.ids: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        topic = topics.up(SITE, DEVICE, "event")
+        started, sent = time.monotonic(), 0
+        while not self._stop.is_set():
+            due = int((time.monotonic() - started) * RATE)
+            for _ in range(due - sent):
+                message = event(DEVICE, new_id(), 0)
+                self.runtime.publisher.enqueue(
+                    topic, messages.encode(message), kind="event", priority=PRIORITY_EVENT
+                )
+                self.ids.append(message.id)
+            sent = due
+            time.sleep(0.01)
+
+    def start(self) -> Producer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def stored_ids(central) -> list[str]:
+    return [row[0] for row in central.db().execute("SELECT msg_id FROM event_updates").fetchall()]
+
+
+@pytest.mark.slow
+def test_a_broker_replaced_after_a_crash_loses_nothing_the_device_delivered(
+    tmp_path, mosquitto_factory, port
+):
+    broker = mosquitto_factory(port=port)
+    central = make_central(tmp_path, broker_url=broker.url, ingest={"client_id": "central-crash-test"})
+    ingest = IngestService(central).start()
+    runtime = DeviceRuntime(
+        kind="camera",
+        site=SITE,
+        device=DEVICE,
+        mqtt=MqttSection(url=broker.url, keepalive_s=5),
+        storage=tmp_path / "device",
+        spool_dir=tmp_path / "device" / "clips",
+        spool_limits={},
+        status=lambda: Status(device=DEVICE, kind="camera", software_version="0", uptime_s=0),
+        heartbeat_s=lambda: 30.0,
+        delivery=DeliverySettings(max_inflight=200, backlog_per_s=5000, max_bytes_per_s=10_000_000),
+    ).start()
+    producer = Producer(runtime).start()
+    try:
+        wait_for(lambda: len(stored_ids(central)) > RATE, 20, "central storing the device's events")
+        # Central comes back later than the device (its back-off had grown): what the device delivers to the
+        # new broker before central subscribes there is acknowledged and dropped, as are the messages the
+        # killed broker held for central.
+        ingest._link.client.reconnect_delay_set(min_delay=12, max_delay=12)
+        broker.process.kill()
+        broker.process.wait()
+        time.sleep(3)
+        fresh = mosquitto_factory(port=port)  # a new persistence folder: the old queue is gone for good
+        assert fresh.workdir != broker.workdir
+        wait_for(lambda: runtime.connected, 30, "the device connected to the fresh broker")
+        assert not ingest.subscribed.is_set(), "central came back first: the test would prove nothing"
+        wait_for(lambda: ingest.subscribed.is_set(), 30, "central subscribed at the fresh broker")
+        time.sleep(2)
+        producer.stop()
+        state = lambda: (  # noqa: E731
+            f"connected {runtime.connected}, outbox {runtime.outbox.depth()}, in flight "
+            f"{runtime.publisher.inflight}, {runtime.publisher.stats}"
+        )
+        wait_for(
+            lambda: runtime.connected and runtime.outbox.depth() == 0, 60, f"the outbox drained: {state()}"
+        )
+        delivered = set(producer.ids)  # an empty outbox: the broker acknowledged every one of them
+
+        def all_stored():
+            return delivered <= set(stored_ids(central))
+
+        try:
+            wait_for(all_stored, 60, "every delivered event stored")
+        finally:
+            stored = stored_ids(central)
+            missing = delivered - set(stored)
+            assert not missing, f"{len(missing)} of {len(delivered)} delivered events never stored"
+        assert len(stored) == len(set(stored)), "an event message stored twice"
+        assert ingest.session.lost == 1
+        assert runtime.publisher.stats["redelivered"] > 0
+    finally:
+        producer.stop()
+        runtime.stop(drain_s=0)
+        ingest.stop()
+        central.close()
+
+
+class FakeLink:
+    client_id = "central-test"
+
+    def __init__(self):
+        self.on_connect = []
+        self.sent: list[tuple[str, messages.Envelope, bool]] = []
+
+    def publish(self, topic, payload, qos=1, retain=False):
+        self.sent.append((topic, messages.decode(topic, payload), retain))
+
+
+def test_central_asks_for_a_resend_only_when_a_broker_it_had_a_session_with_has_none(tmp_path):
+    central = make_central(tmp_path)
+    link = FakeLink()
+    last_commit = [None]
+    session = BrokerSession(central, link, lambda: last_commit[0], margin_s=10).start()
+    try:
+        with central.db().conn as conn:
+            devices.touch(conn, {"cam-1": (SITE, "2026-11-20T18:00:00.000Z"), "cam-2": (SITE, "x")})
+            devices.touch(conn, {"badge-9": (SITE, "2026-11-20T18:00:00.000Z")})
+            conn.execute("UPDATE devices SET revoked_at = 'now' WHERE device_id = 'badge-9'")
+        assert link.on_connect == [session._connects.put]  # paho's thread only hands session_present on
+        assert session.connected(False) is None  # the first session with this broker: nothing was lost
+        assert session.connected(True) is None
+        last_commit[0] = time.time() - 100
+        session._record()
+        since = session.connected(False)  # the broker had a session with central and has none now
+        assert since == pytest.approx(last_commit[0] - 10)
+        assert sorted(topic for topic, _, _ in link.sent) == [
+            topics.down(SITE, "cam-1", "resend"),
+            topics.down(SITE, "cam-2", "resend"),
+        ]
+        assert all(
+            retained and message.since.timestamp() == pytest.approx(since, abs=0.001)
+            for _, message, retained in link.sent
+        )
+        assert session.connected(True) is None and len(link.sent) == 2
+        assert session.lost == 1
+    finally:
+        session.stop()
+        central.close()
