@@ -24,3 +24,6 @@ class IngestSection(Section):
     clip_stalled_after_s: Annotated[float, Field(gt=0)] = 30
     # How often retention (age and size limits of [storage]) runs.
     retention_interval_s: Annotated[float, Field(gt=0)] = 600
+    # Take messages from devices that were never registered (listed as unregistered, checked against the kind
+    # their heartbeat declares). Off for a site: only registered devices count. The demo and tests turn it on.
+    accept_unregistered: bool = False

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kuzet.central.context import Central
+from kuzet.central.ingest import authority
 from kuzet.central.ingest.clips import ClipAssembler, ClipRejected
 from kuzet.central.ingest.metrics import Counters, Histograms
 from kuzet.central.ingest.mqtt_client import BulkReceiveClient
@@ -326,6 +327,7 @@ class IngestService:
             site = incoming.topic.split("/", 3)[2]
             valid.append(_Valid(incoming, site, message, incoming.received_at))
         valid = self._refuse_revoked(conn, valid, refused)
+        valid = authority.refuse_unauthorised(conn, valid, refused, self.settings.accept_unregistered)
 
         began = time.perf_counter()
         try:

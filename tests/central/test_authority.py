@@ -1,0 +1,159 @@
+"""Who may say what (central.ingest.authority), over a real Mosquitto: only registered devices count, and
+each message kind is taken only from the kinds of device that send it. Refused messages are dead-lettered
+with the reason and counted; they are never stored nor handed to routing."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from datetime import timedelta
+
+import pytest
+from support.ingest import SITE, dead_letter_rows, event, make_central, new_id, up, wait_for
+
+from kuzet.central.ingest import authority
+from kuzet.central.service import start_parts
+from kuzet.central.store import registry
+from kuzet.shared import messages, timeutil
+from kuzet.shared.config import MqttSection
+from kuzet.shared.evidence import chain_hash
+from kuzet.shared.mqtt import Link
+
+
+@pytest.fixture
+def site(tmp_path, mosquitto):
+    """Central as a provisioned site runs it (accept_unregistered off), with cam-1 and badge-1 registered, and
+    an MQTT link to publish as any device."""
+    central = make_central(tmp_path, mosquitto.url, ingest={"accept_unregistered": False})
+    for device, kind in (("cam-1", "camera"), ("badge-1", "badge")):
+        registration = registry.Registration(device_id=device, kind=kind, site=SITE)
+        registry.register(central.db(), registration, actor="tech")
+    with contextlib.ExitStack() as running:
+        parts = start_parts(central, running, web=False)
+        link = Link(MqttSection(url=mosquitto.url), "devices").start()
+        running.callback(link.stop)
+
+        def send(message) -> None:
+            link.publish(up(message.device, message.type), messages.encode(message)).wait_for_publish(5)
+
+        yield central, parts, send
+    central.close()
+
+
+def _letters(central, count: int) -> list[tuple[str, str]]:
+    wait_for(lambda: len(dead_letter_rows(central)) >= count, what=f"{count} dead letters")
+    return [(row["topic"], row["reason"]) for row in dead_letter_rows(central)]
+
+
+def _location(device: str) -> messages.Location:
+    return messages.Location(
+        device=device, position={"lat": 52.2873, "lon": 76.9674}, fix="gps", duty="available"
+    )
+
+
+def _evidence(device: str) -> messages.EvidenceSegment:
+    started = timeutil.utc_now() - timedelta(seconds=60)
+    ended = timeutil.utc_now() - timedelta(seconds=1)
+    sha = hashlib.sha256(b"video").hexdigest()
+    chain = chain_hash(None, sha, 0, timeutil.to_wire(started), timeutil.to_wire(ended))
+    return messages.EvidenceSegment(
+        device=device,
+        segment_id=new_id(),
+        index=0,
+        started_at=started,
+        ended_at=ended,
+        size=5,
+        sha256=sha,
+        chain_sha256=chain,
+        content_type="video/x-msvideo",
+    )
+
+
+def test_a_camera_cannot_become_a_patrol_unit(site):
+    central, parts, send = site
+    send(_location("cam-1"))
+    send(messages.Status(device="cam-1", kind="badge", software_version="1.0", uptime_s=5))
+    send(_evidence("cam-1"))
+    letters = _letters(central, 3)
+    assert letters == [
+        (up("cam-1", "location"), "a camera may not send location (only a badge may)"),
+        (up("cam-1", "status"), "a camera may not send status (only a badge may)"),
+        (up("cam-1", "evidence"), "a camera may not send evidence (only a badge may)"),
+    ]
+    assert parts.ingest.counters.dead_letters_by_cause["unauthorised"] == 3
+    parts.routing.drain()
+    assert parts.routing.units.get("cam-1") is None
+    assert central.db()["units"].count == 0
+    assert central.db()["evidence_segments"].count == 0
+    assert central.db()["devices"].get("cam-1")["kind"] == "camera"  # its heartbeat did not change it
+
+    # A patrol-worthy event waits for a unit: the camera is never sent it.
+    send(event("cam-1", new_id(), 0, severity="critical"))
+    wait_for(lambda: central.db()["events"].count == 1, what="the camera's own event stored")
+    parts.routing.drain()
+    assert central.db()["dispatches"].count == 0
+
+    # The badge's own location makes it a unit.
+    send(_location("badge-1"))
+    wait_for(lambda: parts.routing.units.get("badge-1") is not None, what="the badge a unit")
+
+
+def test_an_unregistered_device_and_a_program_identity_are_refused(site):
+    central, parts, send = site
+    ghost = event("cam-ghost", new_id(), 0)
+    send(ghost)
+    send(event("provision-tool", new_id(), 0, event_type="panic", severity="critical"))
+    letters = _letters(central, 2)
+    assert letters[0] == (up("cam-ghost", "event"), authority.UNREGISTERED)
+    assert letters[1][0] == up("provision-tool", "event")
+    assert "program's identity" in letters[1][1]
+    assert central.db()["events"].count == 0
+    assert central.db()["devices"].count == 2  # neither was listed
+    assert dead_letter_rows(central)[0]["payload"] == messages.encode(ghost)
+
+
+def test_a_badge_snapshot_and_a_camera_panic_are_refused(site):
+    central, parts, send = site
+    camera_event = event("cam-1", new_id(), 0)
+    send(camera_event)
+    wait_for(lambda: central.db()["events"].count == 1, what="the camera's event")
+    jpeg = b"\xff\xd8 not really a jpeg \xff\xd9"
+    send(
+        messages.Snapshot(
+            device="badge-1",
+            event_id=camera_event.event_id,
+            sha256=hashlib.sha256(jpeg).hexdigest(),
+            width=10,
+            height=10,
+            data=messages.to_base64(jpeg),
+        )
+    )
+    send(event("cam-1", new_id(), 0, event_type="panic", severity="critical"))
+    send(event("badge-1", new_id(), 0))  # a badge raises panics, never detections
+    letters = _letters(central, 3)
+    assert letters == [
+        (up("badge-1", "snapshot"), "a badge may not send snapshot (only a camera may)"),
+        (up("cam-1", "event"), "a camera may not send panic event (only a badge may)"),
+        (up("badge-1", "event"), "a badge may not send loitering event (only a camera may)"),
+    ]
+    assert central.db()["media"].count == 0
+    assert central.db()["events"].get(camera_event.event_id)["snapshot_sha256"] is None
+    assert central.db()["events"].count == 1
+
+
+def test_accept_unregistered_takes_new_devices_but_never_a_program_identity(tmp_path, mosquitto):
+    central = make_central(tmp_path, mosquitto.url)  # the tests' default: accept_unregistered on
+    with contextlib.ExitStack() as running:
+        parts = start_parts(central, running, web=False)
+        link = Link(MqttSection(url=mosquitto.url), "devices").start()
+        running.callback(link.stop)
+        for message in (
+            event("cam-new", new_id(), 0),
+            event("provision-tool", new_id(), 0, event_type="panic", severity="critical"),
+        ):
+            link.publish(up(message.device, "event"), messages.encode(message)).wait_for_publish(5)
+        wait_for(lambda: dead_letter_rows(central) and central.db()["events"].count, what="both")
+        assert central.db()["devices"].get("cam-new")["registered_at"] is None  # listed as unregistered
+        assert [row["topic"] for row in dead_letter_rows(central)] == [up("provision-tool", "event")]
+        assert parts.ingest.counters.dead_letters_by_cause["unauthorised"] == 1
+    central.close()
