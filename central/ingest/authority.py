@@ -98,17 +98,40 @@ def known(conn: sqlite3.Connection, device_ids: Iterable[str]) -> dict[str, tupl
     )
 
 
+def _not_its_event(event_id: str, owner: str, message: Envelope) -> str:
+    return f"event {event_id} is {owner}'s: a {message.type} from {message.device} may not change it"
+
+
+def foreign_event(conn: sqlite3.Connection, message: Envelope) -> str | None:
+    """Why a snapshot, clip chunk or clip_lost may not attach to the event it names (another device's), or
+    None. Media attach only to the sender's own events: a badge learns camera events' ids from its
+    dispatches, and one camera could otherwise replace another's evidence."""
+    event_id = getattr(message, "event_id", None)
+    if event_id is None:
+        return None
+    row = conn.execute("SELECT device FROM events WHERE event_id = ?", [event_id]).fetchone()
+    return _not_its_event(event_id, row[0], message) if row and row[0] != message.device else None
+
+
 def refuse_unauthorised(
     conn: sqlite3.Connection, valid: list, refused: list, accept_unregistered: bool
 ) -> list:
-    """Move to ``refused`` (as (incoming, reason, "unauthorised")) the messages their device may not send;
-    returns the rest. ``valid`` holds ingest's decoded messages
+    """Move to ``refused`` (as (incoming, reason, "unauthorised")) the messages their device may not send, and
+    events that re-use another device's event id; returns the rest. ``valid`` holds ingest's decoded messages
     (``.message``, ``.incoming``)."""
     devices = known(conn, {item.message.device for item in valid})
+    owners = _lookup(
+        conn,
+        "SELECT event_id, device FROM events WHERE event_id IN ({})",
+        {item.message.event_id for item in valid if item.message.type == "event"},
+    )
     kept = []
     for item in valid:
         message = item.message
         why = reason(message, devices.get(message.device), accept_unregistered)
+        if why is None and message.type == "event":
+            owner = owners.get(message.event_id, (message.device,))[0]
+            why = _not_its_event(message.event_id, owner, message) if owner != message.device else None
         if why is None:
             kept.append(item)
         else:

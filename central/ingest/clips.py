@@ -154,7 +154,10 @@ class ClipAssembler:
                 [now, now, clip_id],
             )
             if row["event_id"]:
-                db.execute("UPDATE events SET clip_id = ? WHERE event_id = ?", [clip_id, row["event_id"]])
+                db.execute(  # the sender's own event only (ingest refuses the others' before this)
+                    "UPDATE events SET clip_id = ? WHERE event_id = ? AND device = ?",
+                    [clip_id, row["event_id"], row["device"]],
+                )
         log.info("clip %s from %s verified (%d bytes)", clip_id, row["device"], size)
         return "verified"
 

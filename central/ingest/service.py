@@ -436,6 +436,8 @@ class IngestService:
         """A snapshot or clip chunk: files on disk, each in its own transaction after the batch."""
         outcome = _Outcome()
         try:
+            if foreign := authority.foreign_event(conn, item.message):
+                raise _Refused(foreign, "unauthorised")
             if item.message.type == "snapshot":
                 event_id = self._store_snapshot(conn, item.message)
             elif item.message.type == "clip_lost":
@@ -479,7 +481,11 @@ class IngestService:
             height=message.height,
         )
         with conn:
-            return message.event_id if events.set_snapshot(conn, message.event_id, sha256) else None
+            return (
+                message.event_id
+                if events.set_snapshot(conn, message.event_id, sha256, message.device)
+                else None
+            )
 
     def _store_clip_chunk(self, site: str, chunk: messages.ClipChunk) -> str | None:
         """Returns the clip's event once the whole clip has arrived and checked out."""

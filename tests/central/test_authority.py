@@ -157,3 +157,74 @@ def test_accept_unregistered_takes_new_devices_but_never_a_program_identity(tmp_
         assert [row["topic"] for row in dead_letter_rows(central)] == [up("provision-tool", "event")]
         assert parts.ingest.counters.dead_letters_by_cause["unauthorised"] == 1
     central.close()
+
+
+def _clip(device: str, event_id: str, data: bytes, purpose: str = "event") -> messages.ClipChunk:
+    sha = hashlib.sha256(data).hexdigest()
+    return messages.ClipChunk(
+        device=device,
+        clip_id=new_id(),
+        purpose=purpose,
+        event_id=event_id,
+        index=0,
+        count=1,
+        size=len(data),
+        sha256=sha,
+        chunk_sha256=sha,
+        content_type="video/mp4",
+        data=messages.to_base64(data),
+    )
+
+
+def _snapshot(device: str, event_id: str, jpeg: bytes) -> messages.Snapshot:
+    sha = hashlib.sha256(jpeg).hexdigest()
+    return messages.Snapshot(
+        device=device, event_id=event_id, sha256=sha, width=10, height=10, data=messages.to_base64(jpeg)
+    )
+
+
+def test_media_attach_only_to_the_senders_own_event(site):
+    central, parts, send = site
+    registration = registry.Registration(device_id="cam-2", kind="camera", site=SITE)
+    registry.register(central.db(), registration, actor="tech")
+    original = event("cam-1", new_id(), 0)
+    event_id = original.event_id
+    send(original)
+    send(_snapshot("cam-1", event_id, b"\xff\xd8 the real snapshot \xff\xd9"))
+    real_clip = _clip("cam-1", event_id, b"the real clip")
+    send(real_clip)
+    rows = central.db()["events"].rows_where
+    wait_for(
+        lambda: list(
+            rows("event_id = ? AND snapshot_sha256 IS NOT NULL AND clip_id IS NOT NULL", [event_id])
+        ),
+        what="the camera's own snapshot and clip",
+    )
+    before = central.db()["events"].get(event_id)
+
+    # A badge learns the event id from its dispatch; another camera could guess or overhear it.
+    send(_snapshot("badge-1", event_id, b"\xff\xd8 a badge's picture \xff\xd9"))
+    send(_clip("badge-1", event_id, b"a badge's recording", purpose="evidence"))
+    send(_snapshot("cam-2", event_id, b"\xff\xd8 another camera's picture \xff\xd9"))
+    send(_clip("cam-2", event_id, b"another camera's clip"))
+    send(event("cam-2", event_id, 5, label="nothing here"))  # a newer seq of the same event id
+    letters = dict(_letters(central, 5))  # events are refused in their batch, media after it: any order
+    assert sorted(letters) == sorted(
+        [
+            up("badge-1", "snapshot"),
+            up("badge-1", "clip"),
+            up("cam-2", "snapshot"),
+            up("cam-2", "clip"),
+            up("cam-2", "event"),
+        ]
+    )
+    for device, kind in (("badge-1", "clip"), ("cam-2", "snapshot"), ("cam-2", "clip"), ("cam-2", "event")):
+        assert (
+            letters[up(device, kind)]
+            == f"event {event_id} is cam-1's: a {kind} from {device} may not change it"
+        )
+    after = central.db()["events"].get(event_id)
+    assert after == before  # snapshot, clip, device, label: all the camera's
+    media = central.db()["media"].rows_where(order_by="created_at")
+    assert {row["device"] for row in media} == {"cam-1"}
+    assert parts.ingest.counters.dead_letters_by_cause["unauthorised"] == 5
