@@ -276,9 +276,12 @@ TABLES: dict[str, dict] = {
             "device": str,
             "acknowledged_at": str,
             "acknowledged_by": str,
+            "condition": str,  # raised by a device's messages: one open alert per (device, condition)
+            "count": int,  # how often it was raised while open
+            "last_at": str,  # when it was last raised
         },
         pk="id",
-        indexes=[["acknowledged_at"], ["at"]],
+        indexes=[["acknowledged_at"], ["at"], ["device", "condition"]],
     ),
     # Every state change of a dispatch, for the timeline and the audit.
     "dispatch_log": dict(
