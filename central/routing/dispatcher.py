@@ -107,7 +107,7 @@ class Dispatcher:
                 f"{unit.callsign or unit.device_id} went offline during dispatch {unit.current_dispatch}",
                 dispatch_id=unit.current_dispatch,
                 device=unit.device_id,
-                condition="offline on dispatch",
+                condition=f"offline on dispatch {unit.current_dispatch}",
             )
 
     def _candidates(
