@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from kuzet.central.context import Central
 from kuzet.central.ingest import authority
-from kuzet.central.ingest.clips import ClipAssembler, ClipRejected
+from kuzet.central.ingest.clips import ClipAssembler, ClipRejected, spool_limits
 from kuzet.central.ingest.metrics import Counters, Histograms
 from kuzet.central.ingest.mqtt_client import BulkReceiveClient
 from kuzet.central.store import dead_letters, devices, events
@@ -289,7 +289,11 @@ class IngestService:
         # Central.db gives each thread its own connection; media and clips are used on this thread only.
         self._media = MediaStore(self.central.db, self.central.media_dir)
         self._clips = ClipAssembler(
-            self.central.db, self._media, self.central.data_dir / "spool", self._publish
+            self.central.db,
+            self._media,
+            self.central.data_dir / "spool",
+            self._publish,
+            limits=spool_limits(self.central.config),
         )
 
     def _take_batch(self) -> list[_Incoming]:
