@@ -246,6 +246,11 @@ TABLES: dict[str, dict] = {
         pk="segment_id",
         indexes=[["device", "idx"]],
     ),
+    # The newest evidence segment each badge announced (kept when its row goes): a deleted tail shows.
+    "evidence_heads": dict(
+        columns={"device": str, "idx": int, "segment_id": str, "chain_sha256": str, "received_at": str},
+        pk="device",
+    ),
     # Commands sent to devices (down/command) and the result each device sent back (up/command_result).
     "commands": dict(
         columns={
