@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from datetime import timedelta
 
 import pytest
+from support.chain import next_segment
 from support.ingest import SITE, dead_letter_rows, event, make_central, new_id, up, wait_for
 
 from kuzet.central.ingest import authority
 from kuzet.central.service import start_parts
 from kuzet.central.store import registry
-from kuzet.shared import messages, timeutil
+from kuzet.shared import messages
 from kuzet.shared.config import MqttSection
-from kuzet.shared.evidence import chain_hash
 from kuzet.shared.mqtt import Link
 
 
@@ -52,21 +51,7 @@ def _location(device: str) -> messages.Location:
 
 
 def _evidence(device: str) -> messages.EvidenceSegment:
-    started = timeutil.utc_now() - timedelta(seconds=60)
-    ended = timeutil.utc_now() - timedelta(seconds=1)
-    sha = hashlib.sha256(b"video").hexdigest()
-    chain = chain_hash(None, sha, 0, timeutil.to_wire(started), timeutil.to_wire(ended))
-    return messages.EvidenceSegment(
-        device=device,
-        segment_id=new_id(),
-        index=0,
-        started_at=started,
-        ended_at=ended,
-        size=5,
-        sha256=sha,
-        chain_sha256=chain,
-        content_type="video/x-msvideo",
-    )
+    return next_segment(device, None, b"video")
 
 
 def test_a_camera_cannot_become_a_patrol_unit(site):

@@ -6,41 +6,25 @@ sealed more than central holds shows those as not arrived yet."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-from datetime import timedelta
 
+from support.chain import next_segment
 from support.ingest import make_central
 
 from kuzet.central import cli
 from kuzet.central.routing.evidence import EvidenceLedger
-from kuzet.shared import ids, messages, timeutil
-from kuzet.shared.evidence import chain_hash
+from kuzet.shared import messages
 
 DEVICE = "badge-7"
 
 
 def _record_chain(central, count: int) -> list[messages.EvidenceSegment]:
     """``count`` chained segments recorded as routing records them, each with its verified recording."""
-    db, ledger, segments, prev = central.db(), EvidenceLedger(), [], None
-    start = timeutil.utc_now() - timedelta(minutes=count + 1)
+    db, ledger, segments, segment = central.db(), EvidenceLedger(), [], None
     for index in range(count):
         data = f"recording {index}".encode() * 100
-        sha = hashlib.sha256(data).hexdigest()
-        began, ended = start + timedelta(minutes=index), start + timedelta(minutes=index + 1)
-        chain = chain_hash(prev, sha, index, timeutil.to_wire(began), timeutil.to_wire(ended))
-        segment = messages.EvidenceSegment(
-            device=DEVICE,
-            segment_id=ids.new_id(),
-            index=index,
-            started_at=began,
-            ended_at=ended,
-            size=len(data),
-            sha256=sha,
-            prev_chain_sha256=prev,
-            chain_sha256=chain,
-            content_type="video/x-msvideo",
-        )
+        segment = next_segment(DEVICE, segment, data, seconds=60)
+        sha = segment.sha256
         with db.conn:
             assert ledger.record(db, segment) is None
             db["clips"].insert(
@@ -50,7 +34,6 @@ def _record_chain(central, count: int) -> list[messages.EvidenceSegment]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         segments.append(segment)
-        prev = chain
     return segments
 
 
