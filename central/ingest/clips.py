@@ -123,11 +123,12 @@ class ClipAssembler:
             return None
 
         part = self._chunk_file(chunk.clip_id, chunk.index)
-        if not part.exists() and self._spooled(chunk.clip_id) + len(data) > chunk.size:
+        added = 0 if part.exists() else len(data)
+        if added and (row.get("spooled") or 0) + added > chunk.size:
             raise ClipRejected(
                 f"clip {chunk.clip_id}: chunk {chunk.index} would take the chunks past the clip's {chunk.size} bytes"
             )
-        if not part.exists():
+        if added:
             part.parent.mkdir(parents=True, exist_ok=True)
             tmp = part.with_suffix(".tmp")
             tmp.write_bytes(data)
@@ -135,8 +136,9 @@ class ClipAssembler:
         received = self._received(chunk.clip_id)
         with db.atomic():
             db.execute(
-                "UPDATE clips SET received = ?, updated_at = ?, state = 'receiving' WHERE clip_id = ?",
-                [len(received), timeutil.now_wire(), chunk.clip_id],
+                "UPDATE clips SET received = ?, spooled = coalesce(spooled, 0) + ?, updated_at = ?,"
+                " state = 'receiving' WHERE clip_id = ?",
+                [len(received), added, timeutil.now_wire(), chunk.clip_id],
             )
         if len(received) < chunk.count:
             return None
@@ -163,7 +165,8 @@ class ClipAssembler:
             shutil.rmtree(self.spool_dir / clip_id, ignore_errors=True)
             with db.atomic():
                 db.execute(
-                    "UPDATE clips SET state = 'failed', received = 0, updated_at = ? WHERE clip_id = ?",
+                    "UPDATE clips SET state = 'failed', received = 0, spooled = 0, updated_at = ?"
+                    " WHERE clip_id = ?",
                     [now, clip_id],
                 )
             self._ask(site, row["device"], clip_id, [])
@@ -316,10 +319,6 @@ class ClipAssembler:
 
     def _chunk_file(self, clip_id: str, index: int) -> Path:
         return self.spool_dir / clip_id / f"{index:06d}"
-
-    def _spooled(self, clip_id: str) -> int:
-        folder = self.spool_dir / clip_id
-        return sum(p.stat().st_size for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else 0
 
     def _received(self, clip_id: str) -> set[int]:
         folder = self.spool_dir / clip_id

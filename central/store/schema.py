@@ -104,6 +104,7 @@ TABLES: dict[str, dict] = {
             "site": str,  # where to send a clip_request for missing chunks
             "updated_at": str,  # the last chunk received: a clip quiet for long is asked for again
             "lost_reason": str,  # state 'lost': why the device will never send it (its clip_lost message)
+            "spooled": int,  # bytes of its chunks in the spool: never more than ``size``
         },
         pk="clip_id",
         defaults={"received": 0, "bad_chunks": 0, "state": "receiving"},
