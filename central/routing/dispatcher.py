@@ -153,6 +153,8 @@ class Dispatcher:
                     "warning",
                     f"{message.event_type} event from {message.device} has no position: assign a unit by hand",
                     event_id=message.event_id,
+                    device=message.device,
+                    condition="event without position",
                 )
                 return
             lat, lon = camera

@@ -3,7 +3,7 @@ repeating nonsense leaves one open alert with a count, not hundreds for the oper
 
 from __future__ import annotations
 
-from support.ingest import dead_letter_rows, new_id, wait_for
+from support.ingest import dead_letter_rows, event, new_id, wait_for
 from support.patrol import SITE, Centre
 
 from kuzet.central import alerts
@@ -58,6 +58,23 @@ def test_a_device_raises_at_most_its_rate_of_new_alerts(tmp_path, mosquitto):
         [limited] = _open(centre, "badge-noisy")
         assert limited["condition"] == alerts.RATE_LIMITED
         assert limited["count"] == rounds - alerts.DEVICE_ALERTS_PER_MINUTE
+    finally:
+        link.stop()
+        centre.stop()
+
+
+def test_events_without_a_position_leave_one_alert_per_camera(tmp_path, mosquitto):
+    centre = Centre(tmp_path, mosquitto.url)
+    link = Link(MqttSection(url=mosquitto.url), "cam-lost").start()
+    try:
+        for _ in range(30):  # patrol-worthy, and neither the event nor the camera has a position
+            message = event("cam-lost", new_id(), 0)
+            link.publish(topics.up(SITE, "cam-lost", "event"), messages.encode(message)).wait_for_publish(5)
+        wait_for(lambda: centre.db()["events"].count == 30, what="30 events stored")
+        centre.routing.drain()
+        wait_for(lambda: sum(a["count"] for a in _open(centre, "cam-lost")) == 30, what="30 counted")
+        [alert] = _open(centre, "cam-lost")
+        assert alert["condition"] == "event without position" and alert["count"] == 30
     finally:
         link.stop()
         centre.stop()
