@@ -485,11 +485,8 @@ class IngestService:
             height=message.height,
         )
         with conn:
-            return (
-                message.event_id
-                if events.set_snapshot(conn, message.event_id, sha256, message.device)
-                else None
-            )
+            shown = events.set_snapshot(conn, message.event_id, sha256, message.device)
+        return message.event_id if shown else None
 
     def _store_clip_chunk(self, site: str, chunk: messages.ClipChunk) -> str | None:
         """Returns the clip's event once the whole clip has arrived and checked out."""
