@@ -110,8 +110,10 @@ class MediaStore:
             self._db()
             .execute(
                 "select path, size, sha256 from media where event_id = ? and kind = 'snapshot'"
+                # the event's own device's: never a picture another device sent naming the event
+                " and device = coalesce((select device from events where event_id = ?), device)"
                 " order by created_at desc limit 1",
-                [event_id],
+                [event_id, event_id],
             )
             .fetchone()
         )
