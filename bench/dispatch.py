@@ -198,6 +198,7 @@ def run(units: int, rate: float, seconds: float, processes: int, drain_s: float,
         config = CentralConfig.model_validate(
             {
                 "mqtt": {"url": broker.url},
+                "ingest": {"accept_unregistered": True},  # the simulated devices are not registered
                 "routing": {"ack_timeout_s": 600, "max_distance_m": 100_000, "min_severity": "low"},
             }
         )

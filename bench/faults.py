@@ -253,7 +253,11 @@ def run_faults(
     # MosquittoServer keeps the user it was started as, so its persistence survives the restart below.
     broker = MosquittoServer(workdir=workdir / "mosquitto").start()
     config = CentralConfig.model_validate(
-        {"mqtt": {"url": broker.url}, "ingest": {"clip_check_interval_s": 2, "clip_stalled_after_s": 10}}
+        {
+            "mqtt": {"url": broker.url},
+            # The simulated camera is not registered.
+            "ingest": {"clip_check_interval_s": 2, "clip_stalled_after_s": 10, "accept_unregistered": True},
+        }
     )
     central = Central(config=config, data_dir=workdir / "central")
     ingest = IngestService(central).start()

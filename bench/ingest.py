@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_central(url: str, data_dir: Path, args) -> dict:
-    config = CentralConfig.model_validate({"mqtt": {"url": url}})
+    # The simulated cameras are not registered.
+    config = CentralConfig.model_validate({"mqtt": {"url": url}, "ingest": {"accept_unregistered": True}})
     central = Central(config=config, data_dir=data_dir)
     users.create_user(central.db(), *_VIEWER, "operator", actor="bench")
     token = tokens.create_token(central.db(), _VIEWER[0], "bench", actor="bench")

@@ -5,6 +5,8 @@ its toast. Warnings and critical alerts stay open until an operator acknowledges
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import sqlite_utils
 
 from kuzet.central.auth import audit
@@ -21,7 +23,17 @@ _COLUMNS = (
     "device",
     "acknowledged_at",
     "acknowledged_by",
+    "condition",
+    "count",
+    "last_at",
 )
+# What one device's messages may raise: at most this many new alerts a minute; beyond it they are counted in one
+# open "too many alerts" alert of the device (see ``raise_for_device``).
+DEVICE_ALERTS_PER_MINUTE = 10
+RATE_LIMITED = "rate_limited"
+
+
+_OPEN = "acknowledged_at is null and level != 'info'"
 
 
 class AlertError(LookupError):
@@ -42,10 +54,66 @@ def add(
         raise ValueError(f"alert level {level!r} is not one of {LEVELS}")
     at = timeutil.now_wire()
     cursor = db.execute(
-        "insert into alerts (at, level, message, event_id, dispatch_id, device) values (?, ?, ?, ?, ?, ?)",
-        [at, level, message, event_id, dispatch_id, device],
+        "insert into alerts (at, level, message, event_id, dispatch_id, device, count, last_at)"
+        " values (?, ?, ?, ?, ?, ?, 1, ?)",
+        [at, level, message, event_id, dispatch_id, device, at],
     )
     return get(db, cursor.lastrowid)
+
+
+def raise_for_device(
+    db: sqlite_utils.Database,
+    level: str,
+    message: str,
+    device: str,
+    condition: str,
+    *,
+    event_id: str | None = None,
+    dispatch_id: str | None = None,
+) -> dict:
+    """An alert a device's message raised (inside the caller's transaction): one open alert per (device,
+    condition), whose ``count`` and ``last_at`` (and message, the latest) grow with each repeat, and at most
+    ``DEVICE_ALERTS_PER_MINUTE`` new ones a minute per device; the rest are counted in the device's open
+    ``rate_limited`` alert. A device sending nonsense over and over cannot bury the operators' other alerts."""
+    if level not in LEVELS:
+        raise ValueError(f"alert level {level!r} is not one of {LEVELS}")
+    now = timeutil.now_wire()
+    if _bump(db, device, condition, message, now):
+        return _open(db, device, condition)
+    minute_ago = timeutil.to_wire(timeutil.utc_now() - timedelta(minutes=1))
+    recent = db.execute(
+        "select count(*) from alerts where device = ? and condition is not null and at >= ?",
+        [device, minute_ago],
+    ).fetchone()[0]
+    if recent >= DEVICE_ALERTS_PER_MINUTE:
+        condition, level = RATE_LIMITED, "warning"
+        message = (
+            f"{device} raises more than {DEVICE_ALERTS_PER_MINUTE} alerts a minute; the latest: {message}"
+        )
+        if _bump(db, device, condition, message, now):
+            return _open(db, device, condition)
+    row = add(db, level, message, event_id=event_id, dispatch_id=dispatch_id, device=device)
+    db.execute("update alerts set condition = ? where id = ?", [condition, row["id"]])
+    return {**row, "condition": condition}
+
+
+def _bump(db: sqlite_utils.Database, device: str, condition: str, message: str, now: str) -> bool:
+    """Count a repeat into the open alert of (device, condition); False if there is none."""
+    cursor = db.execute(
+        f"update alerts set count = coalesce(count, 1) + 1, last_at = ?, message = ?"
+        f" where device = ? and condition = ? and {_OPEN}",
+        [now, message, device, condition],
+    )
+    return cursor.rowcount > 0
+
+
+def _open(db: sqlite_utils.Database, device: str, condition: str) -> dict:
+    row = db.execute(
+        f"select {', '.join(_COLUMNS)} from alerts where device = ? and condition = ? and {_OPEN}"
+        " order by id desc limit 1",
+        [device, condition],
+    ).fetchone()
+    return dict(zip(_COLUMNS, row, strict=True))
 
 
 def acknowledge(db: sqlite_utils.Database, alert_id: int, actor: str) -> dict:
@@ -66,9 +134,6 @@ def acknowledge(db: sqlite_utils.Database, alert_id: int, actor: str) -> dict:
 def get(db: sqlite_utils.Database, alert_id: int) -> dict | None:
     row = db.execute(f"select {', '.join(_COLUMNS)} from alerts where id = ?", [alert_id]).fetchone()
     return dict(zip(_COLUMNS, row, strict=True)) if row else None
-
-
-_OPEN = "acknowledged_at is null and level != 'info'"
 
 
 def listing(db: sqlite_utils.Database, open_only: bool = True, limit: int = 200) -> list[dict]:

@@ -52,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     evidence.add_argument("device", help="the badge's device name")
     evidence.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    media = actions.add_parser(
+        "verify-media",
+        help="check every media file against its SHA-256 name; alert and exit 1 on any mismatch",
+    )
+    media.add_argument("--json", action="store_true", help="print the whole report as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,4 +101,8 @@ def run(args: argparse.Namespace) -> int:
         from kuzet.central.routing.evidence import verify_command as verify_evidence
 
         return verify_evidence(central, args)
+    if action == "verify-media":
+        from kuzet.central.store.integrity import verify_media_command
+
+        return verify_media_command(central, args)
     raise AssertionError(action)

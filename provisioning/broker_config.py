@@ -39,11 +39,13 @@ from pathlib import Path
 
 from kuzet.provisioning.site import SitePaths, SiteSettings
 from kuzet.shared.messages import MAX_PAYLOAD_BYTES
+from kuzet.shared.topics import RESERVED_NAMES
 
 CENTRAL_IDENTITY = "central"
 TOOL_IDENTITY = "provision-tool"  # the technician's laptop watching for check-ins: read-only
 # Names a device may not take: they would share central's (or a tool's) ACL entries and client id.
-RESERVED_IDENTITIES = frozenset({CENTRAL_IDENTITY, TOOL_IDENTITY, "broker", "admin", "root"})
+RESERVED_IDENTITIES = RESERVED_NAMES
+assert {CENTRAL_IDENTITY, TOOL_IDENTITY} <= RESERVED_IDENTITIES
 
 # The largest legitimate payload (a snapshot or a dispatch carrying one) plus headroom for a future field.
 MESSAGE_SIZE_LIMIT = max(MAX_PAYLOAD_BYTES.values()) + 64 * 1024

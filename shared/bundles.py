@@ -149,6 +149,7 @@ def verify_update(bundle: Path, public_key: Ed25519PublicKey) -> VerifiedBundle:
         if not name.startswith(FILES):
             raise SignatureError(f"unexpected entry {name!r} outside files/")
         files[name[len(FILES) :]] = data
+    _check_names(set(files) | set(manifest.files))
     missing = set(manifest.files) - set(files)
     extra = set(files) - set(manifest.files)
     if missing:
@@ -162,15 +163,28 @@ def verify_update(bundle: Path, public_key: Ed25519PublicKey) -> VerifiedBundle:
 
 
 def safe_member(name: str) -> bool:
-    """Whether a member path stays inside the bundle (not absolute, no ``..``)."""
-    path = PurePosixPath(name)
-    return not path.is_absolute() and ".." not in path.parts
+    """Whether a member path stays inside the folder it is unpacked into: relative, and made of plain names
+    only. Checked on the name as written, never normalised first: ``files//etc/x`` has an empty part, and
+    what follows ``files/`` in it is the absolute ``/etc/x``; ``a/./b`` would duplicate ``a/b``."""
+    if not name or name.startswith("/") or "\\" in name or "\x00" in name:
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))
+
+
+def _check_names(names: set[str]) -> None:
+    """Every file name a bundle would write: safe, and none both a file and a folder of other files."""
+    for name in sorted(names):
+        if not safe_member(name):
+            raise SignatureError(f"{FILES}{name}: path escapes the bundle")
+    folders = {str(parent) for name in names for parent in PurePosixPath(name).parents}
+    for name in sorted(names & folders):
+        raise SignatureError(f"{FILES}{name} is both a file and a folder of other files")
 
 
 def _read_members(tar: tarfile.TarFile) -> dict[str, bytes]:
     entries: dict[str, bytes] = {}
     for member in tar.getmembers():
-        if member.isdir():
+        if member.isdir() and safe_member(member.name.rstrip("/")):
             continue
         if not member.isfile():
             raise SignatureError(f"{member.name}: links and special files are not allowed in a bundle")

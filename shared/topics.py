@@ -32,6 +32,9 @@ UP_KINDS = (
     "evidence",
 )
 DOWN_KINDS = ("dispatch", "command", "clip_request", "resend")
+# Names of programs, not devices: central, the technician's tool. No device may take one (provisioning refuses
+# it, the broker's ACL gives them no up topics), and central refuses anything sent under one.
+RESERVED_NAMES = frozenset({"central", "provision-tool", "broker", "admin", "root"})
 
 
 class TopicError(ValueError):

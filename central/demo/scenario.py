@@ -109,6 +109,8 @@ def write(
                 else {"embedded": False}
             ),
             "storage": {"dir": "central"},
+            # Every demo device is registered below; this lets a visitor's mosquitto_pub under a new id in too.
+            "ingest": {"accept_unregistered": True},
             "routing": {"policy": "auto", "ack_timeout_s": 30},
         },
     )

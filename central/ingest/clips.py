@@ -16,12 +16,13 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from kuzet.central.store.media import MediaStore
 from kuzet.shared import messages, timeutil, topics
-from kuzet.shared.messages import ClipChunk, ClipLost, ClipRequest
+from kuzet.shared.messages import CLIP_CHUNK_BYTES, ClipChunk, ClipLost, ClipRequest
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,27 @@ class ClipRejected(ValueError):
     """A chunk that contradicts its clip (another size, hash or sender): kept by ingest as a dead letter."""
 
 
+MIB = 1024 * 1024
+# Clips still being received hold their declared size in the spool until they complete or are given up.
+_SPOOLING = "state IN ('receiving', 'failed')"
+
+
+@dataclass(frozen=True)
+class SpoolLimits:
+    """How much a clip may claim and the spool may hold (bytes). ``total_bytes`` is a share of ``[storage]
+    max_media_gb``, and retention keeps the media under that limit less what the spool holds."""
+
+    clip_bytes: int = 1024 * MIB
+    device_bytes: int = 2048 * MIB
+    total_bytes: int = 5 * 1024 * MIB
+
+
+def spooled_bytes(db, device: str | None = None) -> int:
+    """The declared sizes of the clips being received (of ``device``, or of all)."""
+    where, params = (f"{_SPOOLING} AND device = ?", [device]) if device else (_SPOOLING, [])
+    return db.execute(f"SELECT coalesce(sum(size), 0) FROM clips WHERE {where}", params).fetchone()[0]
+
+
 class ClipAssembler:
     def __init__(
         self,
@@ -41,6 +63,7 @@ class ClipAssembler:
         spool_dir: Path,
         send: Callable[[str, bytes], None],
         give_up_after_s: float = 24 * 3600,
+        limits: SpoolLimits = SpoolLimits(),
     ):
         # ``db`` may be a database or a callable returning this thread's one (``Central.db``), because
         # chunks arrive on the ingest thread and stalled clips are looked for on a timer thread.
@@ -52,6 +75,7 @@ class ClipAssembler:
         # A clip still incomplete this long after its first chunk is given up (the device dropped it under its
         # disk quota, or was replaced): it is marked "abandoned" and no longer asked for.
         self.give_up_after_s = give_up_after_s
+        self.limits = limits
         self._lock = threading.Lock()
 
     # --- receiving ----------------------------------------------------------------------------------------
@@ -64,11 +88,15 @@ class ClipAssembler:
             return self._handle(site, chunk)
 
     def _handle(self, site: str, chunk: ClipChunk) -> str | None:
-        if chunk.count > chunk.size:
-            raise ClipRejected(f"clip {chunk.clip_id}: {chunk.count} chunks cannot make {chunk.size} bytes")
+        if not chunk.count <= chunk.size <= chunk.count * CLIP_CHUNK_BYTES:
+            raise ClipRejected(
+                f"clip {chunk.clip_id}: {chunk.count} chunks of at most {CLIP_CHUNK_BYTES} bytes cannot make "
+                f"{chunk.size} bytes"
+            )
         db = self._db()
         row = self._row(db, chunk.clip_id)
         if row is None:
+            self._check_room(db, chunk)
             row = self._create(db, site, chunk)
         elif row["state"] in ("verified", "lost"):
             return None  # a late duplicate of a clip already stored, or one the device said it no longer has
@@ -95,7 +123,12 @@ class ClipAssembler:
             return None
 
         part = self._chunk_file(chunk.clip_id, chunk.index)
-        if not part.exists():
+        added = 0 if part.exists() else len(data)
+        if added and (row.get("spooled") or 0) + added > chunk.size:
+            raise ClipRejected(
+                f"clip {chunk.clip_id}: chunk {chunk.index} would take the chunks past the clip's {chunk.size} bytes"
+            )
+        if added:
             part.parent.mkdir(parents=True, exist_ok=True)
             tmp = part.with_suffix(".tmp")
             tmp.write_bytes(data)
@@ -103,8 +136,9 @@ class ClipAssembler:
         received = self._received(chunk.clip_id)
         with db.atomic():
             db.execute(
-                "UPDATE clips SET received = ?, updated_at = ?, state = 'receiving' WHERE clip_id = ?",
-                [len(received), timeutil.now_wire(), chunk.clip_id],
+                "UPDATE clips SET received = ?, spooled = coalesce(spooled, 0) + ?, updated_at = ?,"
+                " state = 'receiving' WHERE clip_id = ?",
+                [len(received), added, timeutil.now_wire(), chunk.clip_id],
             )
         if len(received) < chunk.count:
             return None
@@ -131,7 +165,8 @@ class ClipAssembler:
             shutil.rmtree(self.spool_dir / clip_id, ignore_errors=True)
             with db.atomic():
                 db.execute(
-                    "UPDATE clips SET state = 'failed', received = 0, updated_at = ? WHERE clip_id = ?",
+                    "UPDATE clips SET state = 'failed', received = 0, spooled = 0, updated_at = ?"
+                    " WHERE clip_id = ?",
                     [now, clip_id],
                 )
             self._ask(site, row["device"], clip_id, [])
@@ -154,7 +189,10 @@ class ClipAssembler:
                 [now, now, clip_id],
             )
             if row["event_id"]:
-                db.execute("UPDATE events SET clip_id = ? WHERE event_id = ?", [clip_id, row["event_id"]])
+                db.execute(  # the sender's own event only (ingest refuses the others' before this)
+                    "UPDATE events SET clip_id = ? WHERE event_id = ? AND device = ?",
+                    [clip_id, row["event_id"], row["device"]],
+                )
         log.info("clip %s from %s verified (%d bytes)", clip_id, row["device"], size)
         return "verified"
 
@@ -192,6 +230,19 @@ class ClipAssembler:
                 )
         log.warning("clip %s from %s lost: %s", message.clip_id, message.device, reason)
         return event_id
+
+    def _check_room(self, db, chunk: ClipChunk) -> None:
+        """Refuse a new clip that claims more than a clip may, or than its device's or the whole spool's room."""
+        limits, size = self.limits, chunk.size
+        refusal = None
+        if size > limits.clip_bytes:
+            refusal = f"it claims {size} bytes; a clip may have {limits.clip_bytes}"
+        elif (held := spooled_bytes(db, chunk.device)) + size > limits.device_bytes:
+            refusal = f"{chunk.device} already has {held} bytes being received; a device may have {limits.device_bytes}"
+        elif (held := spooled_bytes(db)) + size > limits.total_bytes:
+            refusal = f"the spool holds {held} bytes; it may hold {limits.total_bytes}"
+        if refusal:
+            raise ClipRejected(f"clip {chunk.clip_id} refused: {refusal}")
 
     # --- asking again ---------------------------------------------------------------------------------------
 
@@ -285,3 +336,12 @@ def _dispatch_event(db, segment_id: str) -> str | None:
         [segment_id],
     ).fetchone()
     return row[0] if row else None
+
+
+def spool_limits(config) -> SpoolLimits:
+    """The limits ``[ingest]`` and ``[storage] max_media_gb`` of central's configuration set."""
+    return SpoolLimits(
+        clip_bytes=int(config.ingest.max_clip_mb * MIB),
+        device_bytes=int(config.ingest.spool_per_device_mb * MIB),
+        total_bytes=int(config.storage.max_media_gb * config.ingest.spool_share * 1024 * MIB),
+    )

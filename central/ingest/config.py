@@ -24,3 +24,11 @@ class IngestSection(Section):
     clip_stalled_after_s: Annotated[float, Field(gt=0)] = 30
     # How often retention (age and size limits of [storage]) runs.
     retention_interval_s: Annotated[float, Field(gt=0)] = 600
+    # Take messages from devices that were never registered (listed as unregistered, checked against the kind
+    # their heartbeat declares). Off for a site: only registered devices count. The demo and tests turn it on.
+    accept_unregistered: bool = False
+    # Clips being received (central/ingest/clips.py): the most one clip may claim, the most one device's clips
+    # may hold at once, and the spool's share of [storage] max_media_gb (retention counts it there too).
+    max_clip_mb: Annotated[float, Field(gt=0)] = 1024
+    spool_per_device_mb: Annotated[float, Field(gt=0)] = 2048
+    spool_share: Annotated[float, Field(gt=0, le=0.5)] = 0.1

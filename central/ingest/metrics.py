@@ -15,6 +15,7 @@ from prometheus_client import Histogram
 DEAD_LETTER_CAUSES = (
     "invalid",  # it breaks the contract (shared.messages.decode refused it)
     "revoked",  # its device is revoked
+    "unauthorised",  # its device is not registered, or its kind of device does not send this kind
     "media",  # a snapshot or clip chunk that does not check out
     "unstorable",  # the database or the media store refused it
     "hook",  # a part that takes it after the commit (routing, commands) failed on it

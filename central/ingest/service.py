@@ -25,7 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kuzet.central.context import Central
-from kuzet.central.ingest.clips import ClipAssembler, ClipRejected
+from kuzet.central.ingest import authority
+from kuzet.central.ingest.clips import ClipAssembler, ClipRejected, spool_limits
 from kuzet.central.ingest.metrics import Counters, Histograms
 from kuzet.central.ingest.mqtt_client import BulkReceiveClient
 from kuzet.central.ingest.session import BrokerSession
@@ -294,7 +295,11 @@ class IngestService:
         # Central.db gives each thread its own connection; media and clips are used on this thread only.
         self._media = MediaStore(self.central.db, self.central.media_dir)
         self._clips = ClipAssembler(
-            self.central.db, self._media, self.central.data_dir / "spool", self._publish
+            self.central.db,
+            self._media,
+            self.central.data_dir / "spool",
+            self._publish,
+            limits=spool_limits(self.central.config),
         )
 
     def _take_batch(self) -> list[_Incoming]:
@@ -332,6 +337,7 @@ class IngestService:
             site = incoming.topic.split("/", 3)[2]
             valid.append(_Valid(incoming, site, message, incoming.received_at))
         valid = self._refuse_revoked(conn, valid, refused)
+        valid = authority.refuse_unauthorised(conn, valid, refused, self.settings.accept_unregistered)
 
         began = time.perf_counter()
         try:
@@ -440,6 +446,8 @@ class IngestService:
         """A snapshot or clip chunk: files on disk, each in its own transaction after the batch."""
         outcome = _Outcome()
         try:
+            if foreign := authority.foreign_event(conn, item.message):
+                raise _Refused(foreign, "unauthorised")
             if item.message.type == "snapshot":
                 event_id = self._store_snapshot(conn, item.message)
             elif item.message.type == "clip_lost":
@@ -483,7 +491,8 @@ class IngestService:
             height=message.height,
         )
         with conn:
-            return message.event_id if events.set_snapshot(conn, message.event_id, sha256) else None
+            shown = events.set_snapshot(conn, message.event_id, sha256, message.device)
+        return message.event_id if shown else None
 
     def _store_clip_chunk(self, site: str, chunk: messages.ClipChunk) -> str | None:
         """Returns the clip's event once the whole clip has arrived and checked out."""

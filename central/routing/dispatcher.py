@@ -107,6 +107,7 @@ class Dispatcher:
                 f"{unit.callsign or unit.device_id} went offline during dispatch {unit.current_dispatch}",
                 dispatch_id=unit.current_dispatch,
                 device=unit.device_id,
+                condition=f"offline on dispatch {unit.current_dispatch}",
             )
 
     def _candidates(
@@ -152,6 +153,8 @@ class Dispatcher:
                     "warning",
                     f"{message.event_type} event from {message.device} has no position: assign a unit by hand",
                     event_id=message.event_id,
+                    device=message.device,
+                    condition="event without position",
                 )
                 return
             lat, lon = camera
@@ -422,14 +425,18 @@ class Dispatcher:
         event_id: str | None = None,
         dispatch_id: str | None = None,
         device: str | None = None,
+        condition: str | None = None,
     ) -> None:
-        """Store an alert for the operators (inside the running transaction) and show it live."""
+        """Store an alert for the operators (inside the running transaction) and show it live. With
+        ``condition``, a device's message raised it: repeats are merged and rate-limited per device."""
         if incident is not None and event_id is None:
             event_id = incident.event_id
         log.log(logging.WARNING if level != "info" else logging.INFO, "routing alert: %s", text)
-        row = alerts.add(
-            self.central.db(), level, text, event_id=event_id, dispatch_id=dispatch_id, device=device
-        )
+        where = {"event_id": event_id, "dispatch_id": dispatch_id}
+        if condition and device:
+            row = alerts.raise_for_device(self.central.db(), level, text, device, condition, **where)
+        else:
+            row = alerts.add(self.central.db(), level, text, device=device, **where)
         if incident is not None:
             row["event_type"] = incident.event_type
         self._out.show("alert", row)
@@ -444,7 +451,11 @@ class Dispatcher:
         dead_letters.add(db.conn, topic, payload, why, timeutil.now_wire(), keep_bytes=len(payload))
         audit.append(db, message.device, "dispatch.rejected", message.dispatch_id, {"reason": why})
         self._alert(
-            "warning", f"{message.device}: {why}", dispatch_id=message.dispatch_id, device=message.device
+            "warning",
+            f"{message.device}: {why}",
+            dispatch_id=message.dispatch_id,
+            device=message.device,
+            condition="dispatch_state refused",
         )
 
     def _on_dispatch_state(self, site: str, message: DispatchState) -> None:
@@ -574,4 +585,5 @@ class Dispatcher:
                 "critical",
                 f"evidence from {segment.device}, segment {segment.index}: {problem}",
                 device=segment.device,
+                condition="evidence chain broken",
             )

@@ -45,6 +45,13 @@ class EvidenceLedger:
             return None  # a re-delivery
         problem = evidence.check_link(segment, previous)
         self._last[segment.device] = segment
+        db.execute(  # the highest index ever announced, whatever happens to the rows later
+            "INSERT INTO evidence_heads (device, idx, segment_id, chain_sha256, received_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(device) DO UPDATE SET idx = excluded.idx,"
+            " segment_id = excluded.segment_id, chain_sha256 = excluded.chain_sha256,"
+            " received_at = excluded.received_at WHERE excluded.idx > evidence_heads.idx",
+            [segment.device, segment.index, segment.segment_id, segment.chain_sha256, timeutil.now_wire()],
+        )
         db["evidence_segments"].upsert(
             {
                 "segment_id": segment.segment_id,
@@ -142,6 +149,7 @@ def verify_device(db: sqlite_utils.Database, media_dir: Path, device: str) -> li
         expired_segments(db, device),
         why_missing=lambda segment: "its recording is missing",
     )
+    findings += _missing_tail(db, device, segments[-1].index if segments else -1)
     return [Problem(f["index"], f["segment_id"], f["what"]) for f in findings]
 
 
@@ -203,6 +211,7 @@ def chain_report(db: sqlite_utils.Database, media_dir: Path, device: str) -> dic
         expired_segments(db, device),
         why_missing=lambda segment: _why_missing(db, segment.segment_id),
     )
+    problems += _missing_tail(db, device, segments[-1].index if segments else -1)
     first = {
         kind: next((p["index"] for p in problems if p["kind"] == kind), None) for kind in ("broken", "gap")
     }
@@ -229,6 +238,27 @@ def chain_report(db: sqlite_utils.Database, media_dir: Path, device: str) -> dic
         "problems": problems,
         "checked_at": timeutil.now_wire(),
     }
+
+
+def _missing_tail(db: sqlite_utils.Database, device: str, last_held: int) -> list[dict]:
+    """Segments after the last one central holds that the badge announced: their records arrived and are gone
+    ("gap": deleted), or its heartbeat says it sealed them and they have not arrived ("missing": on the way,
+    or never sent). Gaps inside the chain show in its links; only the newest end needs this."""
+    head = db.execute("select idx, segment_id from evidence_heads where device = ?", [device]).fetchone()
+    if head is not None and head[0] > last_held:
+        what = (
+            f"segments {last_held + 1}..{head[0]} were received (the newest {head[1]}) "
+            "and are no longer held: the end of the chain was deleted"
+        )
+        return [{"index": last_held + 1, "segment_id": head[1], "kind": "gap", "what": what}]
+    status = db.execute("select status from devices where device_id = ?", [device]).fetchone()
+    sealed = (
+        json.loads(status[0]).get("counters", {}).get("evidence_sealed") if status and status[0] else None
+    )
+    if isinstance(sealed, int) and sealed - 1 > last_held:
+        what = f"the badge reports segments up to {sealed - 1} sealed; {last_held + 1}.. have not arrived"
+        return [{"index": last_held + 1, "segment_id": None, "kind": "missing", "what": what}]
+    return []
 
 
 def _why_missing(db: sqlite_utils.Database, segment_id: str) -> str:

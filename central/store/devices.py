@@ -36,7 +36,7 @@ def revoked_among(conn: sqlite3.Connection, device_ids: Iterable[str]) -> set[st
 def apply_status(conn: sqlite3.Connection, message: Status) -> None:
     """Keep the device's latest heartbeat (the whole message as JSON); a heartbeat means it is online."""
     conn.execute(
-        "UPDATE devices SET kind = ?, status = ?, status_at = ?, software_version = ?, online = 1 "
+        "UPDATE devices SET kind = coalesce(kind, ?), status = ?, status_at = ?, software_version = ?, online = 1 "
         "WHERE device_id = ? AND (status_at IS NULL OR status_at <= ?)",
         (
             message.kind,

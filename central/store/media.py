@@ -109,8 +109,11 @@ class MediaStore:
         row = (
             self._db()
             .execute(
-                "select path, size from media where event_id = ? and kind = 'snapshot' order by created_at desc limit 1",
-                [event_id],
+                "select path, size, sha256 from media where event_id = ? and kind = 'snapshot'"
+                # the event's own device's: never a picture another device sent naming the event
+                " and device = coalesce((select device from events where event_id = ?), device)"
+                " order by created_at desc limit 1",
+                [event_id, event_id],
             )
             .fetchone()
         )
@@ -120,10 +123,14 @@ class MediaStore:
         if not path.is_absolute():
             path = self.root / path
         try:
-            return path.read_bytes()
+            data = path.read_bytes()
         except OSError as exc:
             log.warning("media: snapshot of %s unreadable: %s", event_id, exc)
             return None
+        if hashlib.sha256(data).hexdigest() != row[2]:  # altered on disk: never sent on as evidence
+            log.error("media: snapshot %s of %s does not match its SHA-256; not sent", row[2], event_id)
+            return None
+        return data
 
     def _record(self, sha256, size, kind, content_type, device, event_id, width, height) -> None:
         row = {

@@ -32,6 +32,7 @@ from pathlib import Path
 import sqlite_utils
 
 from kuzet.central.auth import audit
+from kuzet.central.ingest.clips import spooled_bytes
 from kuzet.shared import timeutil
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,8 @@ def apply_retention(
     _expire_loose_dispatches(db, cutoff, report)
     _expire_loose_evidence(db, cutoff, report)
     _expire_loose_media(db, media_root, cutoff, report)
-    _shrink_media(db, media_root, int(max_media_gb * GIB), report)
+    # The clips being received count in the limit too: the media shrinks to leave them their room.
+    _shrink_media(db, media_root, int(max_media_gb * GIB) - spooled_bytes(db), report)
     _expire_alerts(db, cutoff, report)
     _expire_commands(db, cutoff, report)
     with _transaction(db):

@@ -104,6 +104,7 @@ TABLES: dict[str, dict] = {
             "site": str,  # where to send a clip_request for missing chunks
             "updated_at": str,  # the last chunk received: a clip quiet for long is asked for again
             "lost_reason": str,  # state 'lost': why the device will never send it (its clip_lost message)
+            "spooled": int,  # bytes of its chunks in the spool: never more than ``size``
         },
         pk="clip_id",
         defaults={"received": 0, "bad_chunks": 0, "state": "receiving"},
@@ -246,6 +247,11 @@ TABLES: dict[str, dict] = {
         pk="segment_id",
         indexes=[["device", "idx"]],
     ),
+    # The newest evidence segment each badge announced (kept when its row goes): a deleted tail shows.
+    "evidence_heads": dict(
+        columns={"device": str, "idx": int, "segment_id": str, "chain_sha256": str, "received_at": str},
+        pk="device",
+    ),
     # Commands sent to devices (down/command) and the result each device sent back (up/command_result).
     "commands": dict(
         columns={
@@ -276,9 +282,12 @@ TABLES: dict[str, dict] = {
             "device": str,
             "acknowledged_at": str,
             "acknowledged_by": str,
+            "condition": str,  # raised by a device's messages: one open alert per (device, condition)
+            "count": int,  # how often it was raised while open
+            "last_at": str,  # when it was last raised
         },
         pk="id",
-        indexes=[["acknowledged_at"], ["at"]],
+        indexes=[["acknowledged_at"], ["at"], ["device", "condition"]],
     ),
     # Every state change of a dispatch, for the timeline and the audit.
     "dispatch_log": dict(

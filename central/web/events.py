@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 
 from kuzet.central.auth import audit, users
-from kuzet.central.store import queries, workflow
+from kuzet.central.store import integrity, queries, workflow
 from kuzet.central.web.auth import current_user, require
 from kuzet.central.web.services import services
 from kuzet.central.web.views import central
@@ -143,6 +143,10 @@ def media(sha256: str):
     path = services().media.path(sha256)
     if row is None or path is None:
         abort(404, "no such media (it may have been removed by retention)")
+    try:  # evidence is served only as it arrived: its bytes must still hash to its name
+        path = integrity.checked(db, services().media.root, row)
+    except integrity.MediaAltered as exc:
+        abort(409, f"media {sha256} is not served: {exc} (an alert was raised)")
     if _is_first_request_of_a_view():
         target = f"event:{row['event_id']}" if row.get("event_id") else f"media:{sha256}"
         audit.append(

@@ -236,7 +236,8 @@ class BadgeAgent:
             outbox_depth=self.outbox.depth(),
             duty=self.duty,
             source_state=self.camera.error or ("recording" if self.recording else "idle"),
-            counters=self.runtime.counters(),
+            # Segments sealed into the chain so far (its next index): central sees a deleted or lost tail.
+            counters=self.runtime.counters({"evidence_sealed": self.evidence.head()[0]}),
         )
 
     # --- the dispatch inbox ---------------------------------------------------------------------------

@@ -120,6 +120,16 @@ def install_verified(
             version=running,
             refused=True,
         )
+    from kuzet.shared.bundles import safe_member
+
+    for name in sorted(verified.files):  # verify_update checked them too; nothing is written before this
+        if not safe_member(name) or not _inside(install_dir / "versions" / ".staging", name):
+            return InstallResult(
+                False,
+                f"refused: files/{name} would be written outside the update",
+                version=running,
+                refused=True,
+            )
     if not _safe_version(manifest.version):
         return InstallResult(
             False, f"refused: bad version name {manifest.version!r}", version=running, refused=True
@@ -201,6 +211,12 @@ def _same_files(folder: Path, verified: VerifiedBundle) -> bool:
         hashlib.sha256(on_disk[name].read_bytes()).hexdigest() == entry["sha256"]
         for name, entry in verified.manifest.files.items()
     )
+
+
+def _inside(folder: Path, name: str) -> bool:
+    """Whether ``folder / name`` stays inside ``folder`` once resolved (links already on disk included)."""
+    root = Path(os.path.realpath(folder))
+    return Path(os.path.realpath(folder / name)).is_relative_to(root)
 
 
 def _unpack(files: dict[str, bytes], staging: Path) -> None:

@@ -8,7 +8,7 @@ import hashlib
 from datetime import timedelta
 
 import pytest
-from support.ingest import new_id
+from support.chain import next_segment
 from support.patrol import SITE, Camera, Centre, point, wait_for
 from support.web import token_for
 
@@ -16,7 +16,7 @@ from kuzet.central.auth import audit, users
 from kuzet.central.routing.evidence import chain_report, describe, verify_device
 from kuzet.central.store.retention import apply_retention
 from kuzet.central.web import create_app
-from kuzet.shared import evidence, messages, timeutil, topics
+from kuzet.shared import messages, timeutil, topics
 from kuzet.shared.config import MqttSection
 from kuzet.shared.mqtt import Link
 
@@ -46,28 +46,10 @@ class BodyCamera:
 
     def segment(self, recording: bytes, dispatch_id: str | None, skip: int = 0) -> messages.EvidenceSegment:
         """The next segment of the chain (``skip``: as if that many had been recorded and never sent)."""
-        index = (0 if self.previous is None else self.previous.index + 1) + skip
         # One second each, back to back, as a badge records them.
-        started = (
-            self.previous.ended_at if self.previous else NOW.replace(microsecond=0) - timedelta(minutes=5)
-        )
-        ended = started + timedelta(seconds=1)
-        sha256 = hashlib.sha256(recording).hexdigest()
-        previous_chain = self.previous.chain_sha256 if self.previous else None
-        self.previous = messages.EvidenceSegment(
-            device=self.device,
-            segment_id=new_id(),
-            index=index,
-            started_at=started,
-            ended_at=ended,
-            size=len(recording),
-            sha256=sha256,
-            prev_chain_sha256=previous_chain,
-            chain_sha256=evidence.chain_hash(
-                previous_chain, sha256, index, timeutil.to_wire(started), timeutil.to_wire(ended)
-            ),
-            content_type="video/x-matroska",
-            dispatch_id=dispatch_id,
+        start = None if self.previous else NOW.replace(microsecond=0) - timedelta(minutes=5)
+        self.previous = next_segment(
+            self.device, self.previous, recording, started=start, skip=skip, dispatch_id=dispatch_id
         )
         return self.previous
 

@@ -89,6 +89,7 @@ def test_central_command_stops_cleanly_on_sigterm(tmp_path, mosquitto):
     config = tmp_path / "central.toml"
     config.write_text(
         f'[mqtt]\nurl = "{mosquitto.url}"\n\n[http]\nport = {free_port()}\n\n[storage]\ndir = "data"\n'
+        "\n[ingest]\naccept_unregistered = true\n"
     )
     # Central's persistent session (client id central-pavlodar) exists before the process starts.
     IngestService(make_central(tmp_path / "session", mosquitto.url)).start().stop()

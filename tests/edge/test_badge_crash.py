@@ -153,8 +153,9 @@ def test_unreadable_recording_left_by_a_kill_is_reported_interrupted(tmp_path, m
     (evidence_dir / "recording-in-progress.avi").write_bytes(garbage)
     agent = start_badge(tmp_path, mosquitto.url, "badge-32", point(0), centre)
     try:
-        found = wait_for(
-            lambda: (r := report(centre, "badge-32"))["problems"] and r, what="the chain report at central"
+        found = wait_for(  # the heartbeat (segments sealed) may come before the segment's record
+            lambda: (r := report(centre, "badge-32"))["segments"] and r["problems"] and r,
+            what="the chain report at central",
         )
         assert found["segments"] == 1 and found["status"] == "incomplete"
         [problem] = found["problems"]

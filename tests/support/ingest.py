@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def make_central(tmp_path, broker_url: str = "mqtt://127.0.0.1:1", **sections) -> Central:
+    """Devices need not be registered (``[ingest] accept_unregistered``) unless ``ingest`` says otherwise."""
+    sections["ingest"] = {"accept_unregistered": True, **sections.get("ingest", {})}
     config = CentralConfig.model_validate({"mqtt": {"url": broker_url}, **sections})
     return Central(config=config, data_dir=tmp_path / "central")
 

@@ -16,6 +16,10 @@ ROLES = ("operator", "supervisor", "technician", "admin")
 
 
 def make_central(tmp_path, **config) -> Central:
+    config["ingest"] = {
+        "accept_unregistered": True,
+        **config.get("ingest", {}),
+    }  # unless a test says otherwise
     central = Central(config=CentralConfig.model_validate(config), data_dir=tmp_path / "data")
     for role in ROLES:
         users.create_user(central.db(), role, PASSWORD, role, role.capitalize(), actor="test")

@@ -1,0 +1,120 @@
+"""Media files are named by their SHA-256, so a file edited on disk says so: its bytes no longer hash to its
+name. Central checks that before it serves a file (``checked``) and in a sweep over all of them
+(``kuzet central verify-media``), and raises a critical evidence alert for each altered or missing file.
+
+Hashing a clip on every byte-range request of a video player would cost too much; a file that checked out is
+remembered by its inode, size, modification and change times (``st_ctime`` cannot be set back by the
+user, and any write changes it), so a file altered since is hashed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+from kuzet.central import alerts
+
+_verified: dict[str, tuple[int, int, int, int]] = {}  # sha256 -> the stat of the file that checked out
+_lock = threading.Lock()
+_BLOCK = 1 << 20
+
+
+class MediaAltered(Exception):
+    """The file's bytes do not hash to its name (or it is gone): it must not be served as evidence."""
+
+
+def _stat_key(path: Path) -> tuple[int, int, int, int]:
+    st = path.stat()
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def matches(path: Path, sha256: str) -> bool:
+    """Whether ``path`` holds bytes hashing to ``sha256`` (streamed; remembered while the file is unchanged)."""
+    key = _stat_key(path)
+    with _lock:
+        if _verified.get(sha256) == key:
+            return True
+    if file_sha256(path) != sha256:
+        with _lock:
+            _verified.pop(sha256, None)
+        return False
+    with _lock:
+        _verified[sha256] = key
+    return True
+
+
+def alert_altered(db, row: dict, what: str) -> dict:
+    """A critical evidence alert about one media file (merged with earlier ones about the same file)."""
+    text = f"evidence {row['kind']} {row['sha256']} of {row.get('event_id') or row['device']}: {what}"
+    return alerts.raise_for_device(
+        db,
+        "critical",
+        text,
+        row["device"] or "central",
+        f"media altered {row['sha256']}",
+        event_id=row.get("event_id"),
+    )
+
+
+def checked(db, media_root: Path, row: dict) -> Path:
+    """The file of the media ``row``, once its bytes are known to hash to its name; MediaAltered (and an
+    alert) otherwise."""
+    path = Path(media_root) / row["path"]
+    try:
+        ok = matches(path, row["sha256"])
+    except FileNotFoundError:
+        ok, problem = False, "the file is missing"
+    else:
+        problem = "the file was altered on disk: its bytes no longer match its SHA-256"
+    if not ok:
+        with db.conn:
+            alert_altered(db, row, problem)
+        raise MediaAltered(problem)
+    return path
+
+
+def sweep(db, media_root: Path) -> dict:
+    """Check every media file against its name; raise an alert for each that fails. Returns the report."""
+    columns = ("sha256", "kind", "path", "size", "event_id", "device")
+    problems, checked_count = [], 0
+    for values in db.execute(f"SELECT {', '.join(columns)} FROM media ORDER BY created_at").fetchall():
+        row = dict(zip(columns, values, strict=True))
+        checked_count += 1
+        path = Path(media_root) / row["path"]
+        if not path.is_file():
+            problem = "the file is missing"
+        elif file_sha256(path) != row["sha256"]:
+            problem = "the file was altered on disk: its bytes no longer match its SHA-256"
+        else:
+            continue
+        with db.conn:
+            alert_altered(db, row, problem)
+        problems.append({**row, "problem": problem})
+    return {"checked": checked_count, "problems": problems}
+
+
+def verify_media_command(central, args) -> int:
+    """``kuzet central verify-media [--json]``: exit 1 when any file does not match its name."""
+    report = sweep(central.db(), central.media_dir)
+    if getattr(args, "json", False):
+        print(json.dumps(report, indent=1))
+    else:
+        for problem in report["problems"]:
+            event = f" (event {problem['event_id']})" if problem["event_id"] else ""
+            print(
+                f"{problem['kind']} {problem['sha256']}{event}: {problem['problem']}",
+            )
+        print(
+            f"{report['checked']} media files checked, {len(report['problems'])} do not match their SHA-256"
+        )
+    return 1 if report["problems"] else 0
