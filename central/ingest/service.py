@@ -62,6 +62,8 @@ class _Incoming:
     topic: str
     payload: bytes
     arrived: float  # time.time() when paho handed it over
+    mid: int = 0  # the MQTT packet id to acknowledge once stored (0: QoS 0, nothing to acknowledge)
+    connection: int = 0  # BulkReceiveClient.connection it arrived on
 
     @property
     def received_at(self) -> str:
@@ -189,7 +191,16 @@ class IngestService:
     def start(self, wait_s: float | None = 10.0) -> IngestService:
         config = self.central.config
         client_id = self.settings.client_id or f"central-{config.central.site}"
-        self._link = Link(config.mqtt, client_id, persistent_session=True, client_class=BulkReceiveClient)
+        # Manual acknowledgement: a message's PUBACK leaves only after the transaction that stored (or
+        # dead-lettered) it has committed; until then the broker keeps it in central's persistent session and
+        # sends it again if central dies.
+        self._link = Link(
+            config.mqtt,
+            client_id,
+            persistent_session=True,
+            client_class=BulkReceiveClient,
+            manual_ack=True,
+        )
         subscription = topics.all_up()
         if self.settings.share_group:
             subscription = f"$share/{self.settings.share_group}/{subscription}"
@@ -232,9 +243,10 @@ class IngestService:
 
     # --- MQTT thread: enqueue only ------------------------------------------------------------------------
 
-    def _enqueue(self, topic: str, payload: bytes) -> None:
+    def _enqueue(self, topic: str, payload: bytes, message) -> None:
         self.counters.received += 1
-        incoming = _Incoming(topic, payload, time.time())
+        mid = message.mid if message.qos else 0
+        incoming = _Incoming(topic, payload, time.time(), mid, self._link.client.connection)
         # A full queue makes the network thread wait: the broker keeps the rest in our persistent session.
         if self._queue.qsize() >= self.settings.queue_max:
             log.warning("ingest: queue full (%d); holding the MQTT stream", self.settings.queue_max)
@@ -262,6 +274,7 @@ class IngestService:
                     self._process(db.conn, batch)
                 except Exception:  # a bug here must not end ingest; the messages are in the log
                     log.exception("ingest: batch of %d failed outside storage", len(batch))
+                    self._acknowledge(batch)
             elif self._closing.is_set():
                 return
             if self._clips is not None and time.monotonic() >= next_clip_check:
@@ -352,6 +365,16 @@ class IngestService:
         self._announce(conn, outcome)
         arrival = {id(item): index for index, item in enumerate(valid)}
         self._call_hooks(conn, sorted(outcome.hooks, key=lambda item: arrival[id(item)]))
+        self._acknowledge(batch)
+
+    def _acknowledge(self, batch: list[_Incoming]) -> None:
+        """PUBACK the batch's QoS 1 messages: each is committed (stored or dead-lettered) by now."""
+        by_connection: dict[int, list[int]] = defaultdict(list)
+        for incoming in batch:
+            if incoming.mid:
+                by_connection[incoming.connection].append(incoming.mid)
+        for connection, mids in by_connection.items():
+            self._link.client.ack_many(mids, connection)
 
     def _refuse_revoked(self, conn, valid: list[_Valid], refused: list[_Refusal]) -> list[_Valid]:
         """Move the messages of revoked devices to ``refused``; returns the rest. (A stolen device keeps its
