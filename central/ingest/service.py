@@ -12,10 +12,8 @@ hook fails is logged, kept in ``dead_letters`` with the reason, and the next mes
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
-import math
 import queue
 import sqlite3
 import threading
@@ -28,6 +26,7 @@ from kuzet.central.context import Central
 from kuzet.central.ingest.clips import ClipAssembler, ClipRejected
 from kuzet.central.ingest.metrics import Counters, Histograms
 from kuzet.central.ingest.mqtt_client import BulkReceiveClient
+from kuzet.central.ingest.runtime import restore_garbage_collector, tune_garbage_collector, wire_time
 from kuzet.central.store import dead_letters, devices, events
 from kuzet.central.store.media import MediaStore
 from kuzet.shared import messages, topics
@@ -52,9 +51,6 @@ REVOKED = "device revoked"
 STALLED_AFTER_S = 30.0
 # SQLite page cache of the writer's connection.
 WRITER_CACHE_MIB = 64
-# The garbage collector's thresholds while ingest runs (CPython's default is 700, 10, 10): see
-# _tune_garbage_collector.
-GC_THRESHOLDS = (10_000, 50, 100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +63,7 @@ class _Incoming:
 
     @property
     def received_at(self) -> str:
-        return _wire_time(self.arrived)
+        return wire_time(self.arrived)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,12 +176,12 @@ class IngestService:
             "mqtt": {
                 "connected": connected,
                 "subscribed": self.subscribed.is_set(),
-                "since": _wire_time(changed_at) if changed_at else None,
+                "since": wire_time(changed_at) if changed_at else None,
             },
             "queue_depth": depth,
             "queue_max": queue_max,
             "writer_alive": writer_alive,
-            "last_commit": _wire_time(self.last_commit_at) if self.last_commit_at else None,
+            "last_commit": wire_time(self.last_commit_at) if self.last_commit_at else None,
         }
 
     def start(self, wait_s: float | None = 10.0) -> IngestService:
@@ -213,7 +209,7 @@ class IngestService:
         self._checkpointer = threading.Thread(target=self._checkpoint, name="ingest-checkpoint", daemon=True)
         self._checkpointer.start()
         self.central.outbound.connect(self._publish)
-        self._gc_thresholds = _tune_garbage_collector()
+        self._gc_thresholds = tune_garbage_collector()
         self.started_at = time.time()
         self._link.start(wait_s=None)
         if wait_s is not None and not self.subscribed.wait(wait_s):
@@ -238,7 +234,7 @@ class IngestService:
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=30)
         if self._gc_thresholds is not None:
-            _restore_garbage_collector(self._gc_thresholds)
+            restore_garbage_collector(self._gc_thresholds)
             self._gc_thresholds = None
 
     # --- MQTT thread: enqueue only ------------------------------------------------------------------------
@@ -557,45 +553,8 @@ class IngestService:
                     )
 
 
-def _tune_garbage_collector() -> tuple[int, int, int]:
-    """Each message leaves some dozens of container objects behind. With CPython's default thresholds that
-    runs a collection every few dozen messages, and the older generations' collections scan every object of
-    the process (the web app, pydantic's schemas): a quarter of the writer's time at thousands of messages a
-    second. What lives at start-up is set aside (``gc.freeze``, after a collection so that no garbage is kept
-    with it), and collections run less often. Reference counting frees almost everything ingest makes; the
-    collector is only for cycles. Returns the thresholds before, for ``_restore_garbage_collector``."""
-    before = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-    return before
-
-
-def _restore_garbage_collector(thresholds: tuple[int, int, int]) -> None:
-    gc.unfreeze()
-    gc.set_threshold(*thresholds)
-
-
 class _Refused(Exception):
     def __init__(self, reason: str, cause: str = "unstorable"):
         super().__init__(reason)
         self.reason = reason
         self.cause = cause
-
-
-_second: tuple[int, str] = (0, "1970-01-01T00:00:00")  # the last whole second formatted, shared by threads
-
-
-def _wire_time(epoch_s: float) -> str:
-    """``timeutil.to_wire(datetime.fromtimestamp(epoch_s, UTC))``, at a third of its cost: every message's
-    arrival time is formatted, thousands a second."""
-    global _second
-    fraction, whole = math.modf(epoch_s)  # rounded as datetime.fromtimestamp rounds, to the microsecond
-    seconds, micros = int(whole), round(fraction * 1_000_000)
-    if micros == 1_000_000:
-        seconds, micros = seconds + 1, 0
-    cached, text = _second  # one read: another thread may replace the pair meanwhile, never half of it
-    if cached != seconds:
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _second = (seconds, text)
-    return f"{text}.{micros // 1000:03d}Z"
