@@ -14,8 +14,8 @@ hand it back. This client
   paho's own reading, untouched;
 - queues the PUBACKs of a burst as one write, sent once the burst has been read.
 
-Made with ``manual_ack=True`` (as ingest makes it), it acknowledges nothing by itself: ``ack_many(mids,
-connection)`` sends the PUBACKs of a committed batch as one write, from the writer thread. ``connection``
+Made with ``manual_ack=True`` (as ingest makes it), it acknowledges nothing by itself: ``ack_many(received)``
+sends the PUBACKs of a committed batch as one write, from the writer thread. ``connection``
 counts the connections (raised whenever the socket closes); acknowledgements of messages received on an
 earlier connection are not sent, because the broker sends those again on the new one (with the same packet
 ids, which the new copies will acknowledge: an old acknowledgement could otherwise acknowledge a newer message
@@ -29,6 +29,7 @@ the ingest tests run through this client against a real Mosquitto, plain and wit
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import paho.mqtt.client as paho
@@ -92,13 +93,13 @@ class BulkReceiveClient(paho.Client):
             self.connection += 1
             super()._sock_close()
 
-    def ack_many(self, mids: list[int], connection: int) -> int:
-        """Acknowledge the QoS 1 messages ``mids`` received on ``connection`` in one write (manual_ack);
-        returns how many were sent, 0 when that connection is gone (the broker sends them again)."""
-        if not mids:
-            return 0
+    def ack_many(self, received: Iterable[tuple[int, int]]) -> int:
+        """Acknowledge QoS 1 messages, given as (packet id, connection they arrived on), in one write
+        (manual_ack). Those of an earlier connection are skipped: the broker sends them again. Returns how
+        many were sent."""
         with self._ack_lock:
-            if connection != self.connection or self._sock is None:
+            mids = [mid for mid, connection in received if mid and connection == self.connection]
+            if not mids or self._sock is None:
                 return 0
             packet = b"".join(b"\x40\x02" + mid.to_bytes(2, "big") for mid in mids)
             super()._packet_queue(PUBACK, packet, 0, 1)

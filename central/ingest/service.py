@@ -20,13 +20,14 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from kuzet.central.context import Central
+from kuzet.central.ingest.batch import Incoming, Letter, Outcome, Refusal, Valid
 from kuzet.central.ingest.clips import ClipAssembler, ClipRejected
 from kuzet.central.ingest.metrics import Counters, Histograms
 from kuzet.central.ingest.mqtt_client import BulkReceiveClient
 from kuzet.central.ingest.runtime import restore_garbage_collector, tune_garbage_collector, wire_time
+from kuzet.central.ingest.store_health import Outage, StoreDown, store_errors, transient
 from kuzet.central.store import dead_letters, devices, events
 from kuzet.central.store.media import MediaStore
 from kuzet.shared import messages, topics
@@ -53,68 +54,6 @@ STALLED_AFTER_S = 30.0
 WRITER_CACHE_MIB = 64
 
 
-@dataclass(frozen=True, slots=True)
-class _Incoming:
-    topic: str
-    payload: bytes
-    arrived: float  # time.time() when paho handed it over
-    mid: int = 0  # the MQTT packet id to acknowledge once stored (0: QoS 0, nothing to acknowledge)
-    connection: int = 0  # BulkReceiveClient.connection it arrived on
-
-    @property
-    def received_at(self) -> str:
-        return wire_time(self.arrived)
-
-
-@dataclass(frozen=True, slots=True)
-class _Valid:
-    incoming: _Incoming
-    site: str
-    message: Envelope
-    received_at: str
-
-
-_Refusal = tuple[_Incoming, str, str]  # a message refused before storage: it, the reason, the cause
-
-
-@dataclass(frozen=True, slots=True)
-class _Letter:
-    """A dead letter as written: its row id, the topic, the reason, and its cause (metrics.DEAD_LETTER_CAUSES)."""
-
-    id: int
-    topic: str
-    reason: str
-    cause: str
-
-
-@dataclass
-class _Outcome:
-    """What a batch changed, collected inside the transaction and announced after the commit."""
-
-    stored: int = 0
-    handed_on: int = 0
-    duplicates: int = 0
-    timeline_only: int = 0
-    changed_events: set[str] = field(default_factory=set)
-    created_rows: dict[str, dict] = field(default_factory=dict)  # rows of new events, as stored
-    changed_devices: set[str] = field(default_factory=set)
-    dead_letters: list[_Letter] = field(default_factory=list)
-    hooks: list[_Valid] = field(default_factory=list)  # messages to hand to hooks
-
-    def merge(self, other: _Outcome) -> None:
-        self.stored += other.stored
-        self.handed_on += other.handed_on
-        self.duplicates += other.duplicates
-        self.timeline_only += other.timeline_only
-        for event_id in other.changed_events - other.created_rows.keys():
-            self.created_rows.pop(event_id, None)  # changed again since: read it back
-        self.created_rows |= other.created_rows
-        self.changed_events |= other.changed_events
-        self.changed_devices |= other.changed_devices
-        self.dead_letters += other.dead_letters
-        self.hooks += other.hooks
-
-
 class IngestService:
     def __init__(self, central: Central):
         self.central = central
@@ -126,7 +65,7 @@ class IngestService:
         self.subscribed = threading.Event()  # set once the broker has acknowledged the subscription
         self._hooks: dict[str, list[Hook]] = defaultdict(list)
         # SimpleQueue (in C) costs a fraction of queue.Queue per message; its bound is kept by _enqueue.
-        self._queue: queue.SimpleQueue[_Incoming] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
         self._closing = threading.Event()
         self._writer: threading.Thread | None = None
         self._checkpointer: threading.Thread | None = None
@@ -134,6 +73,7 @@ class IngestService:
         self._gc_thresholds: tuple[int, int, int] | None = None  # the collector's, before start()
         self._media: MediaStore | None = None  # opened on the writer thread
         self._clips: ClipAssembler | None = None
+        self.outage = Outage(central, "the database")  # the store failing: messages held, /healthz 503
 
     # --- public -----------------------------------------------------------------------------------------
 
@@ -159,6 +99,8 @@ class IngestService:
         depth, queue_max = self.queue_depth, self.settings.queue_max
         last_progress = self.last_commit_at or self.started_at or now
         problems = []
+        if self.outage.problem:
+            problems.append(self.outage.problem)
         if not connected:
             problems.append(f"not connected to the MQTT broker at {self.central.config.mqtt.url}")
         elif not self.subscribed.is_set():
@@ -242,7 +184,7 @@ class IngestService:
     def _enqueue(self, topic: str, payload: bytes, message) -> None:
         self.counters.received += 1
         mid = message.mid if message.qos else 0
-        incoming = _Incoming(topic, payload, time.time(), mid, self._link.client.connection)
+        incoming = Incoming(topic, payload, time.time(), mid, self._link.client.connection)
         # A full queue makes the network thread wait: the broker keeps the rest in our persistent session.
         if self._queue.qsize() >= self.settings.queue_max:
             log.warning("ingest: queue full (%d); holding the MQTT stream", self.settings.queue_max)
@@ -263,14 +205,19 @@ class IngestService:
         db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_MIB * 1024}")
         self._open_media()
         next_clip_check = time.monotonic() + self.settings.clip_check_interval_s
+        held: list[Incoming] = []  # what the store could not take: tried again before anything new
         while True:
-            batch = self._take_batch()
+            batch = held or self._take_batch()
             if batch:
                 try:
-                    self._process(db.conn, batch)
+                    held = self._process(db.conn, batch)
                 except Exception:  # a bug here must not end ingest; the messages are in the log
                     log.exception("ingest: batch of %d failed outside storage", len(batch))
                     self._acknowledge(batch)
+                    held = []
+                if held and self._closing.wait(self.outage.delay):
+                    log.error("ingest: stopping with %d messages unstored (the broker keeps them)", len(held))
+                    return
             elif self._closing.is_set():
                 return
             if self._clips is not None and time.monotonic() >= next_clip_check:
@@ -300,7 +247,7 @@ class IngestService:
             self.central.db, self._media, self.central.data_dir / "spool", self._publish
         )
 
-    def _take_batch(self) -> list[_Incoming]:
+    def _take_batch(self) -> list[Incoming]:
         try:
             batch = [self._queue.get(timeout=0.5)]
         except queue.Empty:
@@ -317,9 +264,18 @@ class IngestService:
                 break
         return batch
 
-    def _process(self, conn, batch: list[_Incoming]) -> None:
-        valid: list[_Valid] = []
-        refused: list[_Refusal] = []
+    def _process(self, conn, batch: list[Incoming]) -> list[Incoming]:
+        """Store ``batch`` and acknowledge what is stored; returns the messages the store could not take now
+        (``store_health.transient``), unacknowledged, to be tried again."""
+        try:
+            return self._try_process(conn, batch)
+        except StoreDown as down:
+            self.outage.failed(down.__cause__)
+            return batch
+
+    def _try_process(self, conn, batch: list[Incoming]) -> list[Incoming]:
+        valid: list[Valid] = []
+        refused: list[Refusal] = []
         for incoming in batch:
             try:
                 message = messages.decode(incoming.topic, incoming.payload)
@@ -333,16 +289,21 @@ class IngestService:
                 continue
             # decode() checked the topic: kuzet/v1/{site}/...
             site = incoming.topic.split("/", 3)[2]
-            valid.append(_Valid(incoming, site, message, incoming.received_at))
-        valid = self._refuse_revoked(conn, valid, refused)
+            valid.append(Valid(incoming, site, message, incoming.received_at))
+        with store_errors():
+            valid = self._refuse_revoked(conn, valid, refused)
 
         began = time.perf_counter()
+        held: list[Incoming] = []  # what the store could not take now
         try:
-            with conn:
+            with store_errors(), conn:
                 outcome = self._write(conn, valid, refused)
+        except StoreDown:
+            raise
         except Exception as exc:
             log.warning("ingest: batch of %d failed (%s); storing one by one", len(batch), exc)
-            outcome = self._write_one_by_one(conn, valid, refused)
+            outcome, held = self._write_one_by_one(conn, valid, refused)
+            valid = valid[: len(valid) - len(held)]
         self.last_commit_at = time.time()
         self.counters.batches += 1
         self.histograms.commit_seconds.observe(time.perf_counter() - began)
@@ -351,28 +312,36 @@ class IngestService:
 
         for item in valid:
             if item.message.type in _MEDIA_KINDS:
-                outcome.merge(self._store_media(conn, item))
+                try:
+                    outcome.merge(self._store_media(conn, item))
+                except StoreDown as down:
+                    self.outage.failed(down.__cause__)
+                    held.append(item.incoming)
+        if not held:
+            self.outage.recovered()
         self.counters.stored += outcome.stored
         self.counters.handed_on += outcome.handed_on
         for letter in outcome.dead_letters:
             self.counters.dead_lettered(letter.cause)
         self.counters.duplicates += outcome.duplicates
         self.counters.timeline_only += outcome.timeline_only
-        self._announce(conn, outcome)
+        try:
+            self._announce(conn, outcome)
+        except sqlite3.Error as exc:  # reading rows back for the page; what they say is committed
+            log.warning("ingest: could not show a batch live: %s", exc)
         arrival = {id(item): index for index, item in enumerate(valid)}
         self._call_hooks(conn, sorted(outcome.hooks, key=lambda item: arrival[id(item)]))
+        if held:
+            kept = {id(incoming) for incoming in held}
+            batch = [incoming for incoming in batch if id(incoming) not in kept]
         self._acknowledge(batch)
+        return held
 
-    def _acknowledge(self, batch: list[_Incoming]) -> None:
+    def _acknowledge(self, batch: list[Incoming]) -> None:
         """PUBACK the batch's QoS 1 messages: each is committed (stored or dead-lettered) by now."""
-        by_connection: dict[int, list[int]] = defaultdict(list)
-        for incoming in batch:
-            if incoming.mid:
-                by_connection[incoming.connection].append(incoming.mid)
-        for connection, mids in by_connection.items():
-            self._link.client.ack_many(mids, connection)
+        self._link.client.ack_many((incoming.mid, incoming.connection) for incoming in batch)
 
-    def _refuse_revoked(self, conn, valid: list[_Valid], refused: list[_Refusal]) -> list[_Valid]:
+    def _refuse_revoked(self, conn, valid: list[Valid], refused: list[Refusal]) -> list[Valid]:
         """Move the messages of revoked devices to ``refused``; returns the rest. (A stolen device keeps its
         certificate until the broker's CRL is reloaded, and a broker without TLS has no CRL at all.)"""
         revoked = devices.revoked_among(conn, {item.message.device for item in valid})
@@ -386,9 +355,9 @@ class IngestService:
                 kept.append(item)
         return kept
 
-    def _write(self, conn, valid: list[_Valid], refused: list[_Refusal]) -> _Outcome:
+    def _write(self, conn, valid: list[Valid], refused: list[Refusal]) -> Outcome:
         """Everything but media, inside the caller's transaction."""
-        outcome = _Outcome()
+        outcome = Outcome()
         for incoming, reason, cause in refused:
             outcome.dead_letters.append(self._dead_letter(conn, incoming, reason, cause))
 
@@ -431,27 +400,33 @@ class IngestService:
             outcome.hooks.append(item)
         return outcome
 
-    def _write_one_by_one(self, conn, valid: list[_Valid], refused: list[_Refusal]) -> _Outcome:
-        """After a failed batch: each message in its own transaction, so one bad row costs only itself."""
-        outcome = _Outcome()
-        for incoming, reason, cause in refused:
-            with conn:
+    def _write_one_by_one(
+        self, conn, valid: list[Valid], refused: list[Refusal]
+    ) -> tuple[Outcome, list[Incoming]]:
+        """After a failed batch: each message in its own transaction, so one bad row costs only itself. Returns
+        what was written, and the messages held (the store failed at one: it and those after it)."""
+        outcome = Outcome()
+        with store_errors(), conn:  # nothing is committed if this fails: the batch is held whole
+            for incoming, reason, cause in refused:
                 outcome.dead_letters.append(self._dead_letter(conn, incoming, reason, cause))
-        for item in valid:
+        for index, item in enumerate(valid):
             try:
-                with conn:
+                with store_errors(), conn:
                     outcome.merge(self._write(conn, [item], []))
+            except StoreDown as down:
+                self.outage.failed(down.__cause__)
+                return outcome, [later.incoming for later in valid[index:]]
             except Exception as exc:
                 log.exception("ingest: could not store %s", item.incoming.topic)
-                with conn:
+                with store_errors(), conn:
                     outcome.dead_letters.append(
                         self._dead_letter(conn, item.incoming, f"could not store: {exc}", "unstorable")
                     )
-        return outcome
+        return outcome, []
 
-    def _store_media(self, conn, item: _Valid) -> _Outcome:
+    def _store_media(self, conn, item: Valid) -> Outcome:
         """A snapshot or clip chunk: files on disk, each in its own transaction after the batch."""
-        outcome = _Outcome()
+        outcome = Outcome()
         try:
             if item.message.type == "snapshot":
                 event_id = self._store_snapshot(conn, item.message)
@@ -460,17 +435,19 @@ class IngestService:
             else:
                 event_id = self._store_clip_chunk(item.site, item.message)
         except _Refused as exc:
-            with conn:
+            with store_errors(), conn:
                 outcome.dead_letters.append(self._dead_letter(conn, item.incoming, exc.reason, exc.cause))
             return outcome
         except ClipRejected as exc:  # contradicts its clip's earlier chunks: the device's problem, not ours
             self.counters.clip_chunks_rejected += 1
-            with conn:
+            with store_errors(), conn:
                 outcome.dead_letters.append(self._dead_letter(conn, item.incoming, str(exc), "media"))
             return outcome
         except Exception as exc:
+            if transient(exc):  # the store's trouble, not the message's: held and tried again
+                raise StoreDown(str(exc)) from exc
             log.exception("ingest: storing %s failed", item.incoming.topic)
-            with conn:
+            with store_errors(), conn:
                 outcome.dead_letters.append(
                     self._dead_letter(conn, item.incoming, f"could not store: {exc}", "unstorable")
                 )
@@ -511,15 +488,15 @@ class IngestService:
         self.counters.clips_lost += 1
         return self._clips.lost(site, message)
 
-    def _dead_letter(self, conn, incoming: _Incoming, reason: str, cause: str) -> _Letter:
+    def _dead_letter(self, conn, incoming: Incoming, reason: str, cause: str) -> Letter:
         log.warning("ingest: dead-lettered %s: %s", incoming.topic, reason)
         keep = self.central.config.storage.dead_letter_payload_bytes
         letter_id = dead_letters.add(
             conn, incoming.topic, incoming.payload, reason, incoming.received_at, keep
         )
-        return _Letter(letter_id, incoming.topic, reason, cause)
+        return Letter(letter_id, incoming.topic, reason, cause)
 
-    def _announce(self, conn, outcome: _Outcome) -> None:
+    def _announce(self, conn, outcome: Outcome) -> None:
         hub = self.central.hub
         for letter in outcome.dead_letters:
             hub.publish("dead_letter", {"id": letter.id, "topic": letter.topic, "reason": letter.reason})
@@ -532,7 +509,7 @@ class IngestService:
         for row in devices.rows(conn, outcome.changed_devices):
             hub.publish("device", row)
 
-    def _call_hooks(self, conn, items: list[_Valid]) -> None:
+    def _call_hooks(self, conn, items: list[Valid]) -> None:
         for item in items:
             message = item.message
             if message.type == "live":
@@ -544,10 +521,14 @@ class IngestService:
                     log.exception("ingest: %s hook %r failed on %s", message.type, hook, item.incoming.topic)
                     self.counters.hook_errors += 1
                     self.counters.dead_lettered("hook")
-                    with conn:
-                        letter = self._dead_letter(
-                            conn, item.incoming, f"{message.type} hook failed: {exc!r}", "hook"
-                        )
+                    try:
+                        with conn:
+                            letter = self._dead_letter(
+                                conn, item.incoming, f"{message.type} hook failed: {exc!r}", "hook"
+                            )
+                    except sqlite3.Error:  # the message is stored; only the note of the hook's failure is not
+                        log.exception("ingest: could not dead-letter the failed hook's message")
+                        continue
                     self.central.hub.publish(
                         "dead_letter", {"id": letter.id, "topic": letter.topic, "reason": letter.reason}
                     )

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from support.ingest import wait_for
-from support.ingest_faults import CentralProcess, SteadyCamera
+from support.ingest_faults import CentralProcess, SteadyCamera, fill, small_filesystem
 
 pytestmark = pytest.mark.slow
 
@@ -35,3 +35,47 @@ def test_sigkill_of_central_loses_no_acknowledged_event(tmp_path, mosquitto):
             raise AssertionError(f"{len(missing)} of {len(acknowledged)} acknowledged events lost") from None
     finally:
         central.stop()
+
+
+def test_database_disk_full_holds_messages_and_recovers(tmp_path, mosquitto):
+    with small_filesystem(tmp_path / "data", size="8m") as data:
+        central = CentralProcess(tmp_path, mosquitto.url).start()
+        camera = SteadyCamera(mosquitto.url, rate=100).start()
+        ballast = None
+        try:
+            time.sleep(1)
+            ballast = fill(data)
+            during = _health_until(central, lambda status, _: status == 503, timeout_s=30)
+            time.sleep(2)  # events keep coming while the disk is full
+            ballast.unlink()
+            after = _health_until(central, lambda status, _: status == 200, timeout_s=60)
+            camera.stop()
+            acknowledged = set(camera.acknowledged)
+            _all_stored(central, acknowledged)
+            assert during[0] == 503 and "full" in " ".join(during[1]["problems"]), during
+            assert after[0] == 200, after
+            assert not central.query("SELECT count(*) FROM dead_letters")[0][0]
+            critical = central.query("SELECT message FROM alerts WHERE level = 'critical'")
+            assert critical and "full" in critical[0][0], critical
+        finally:
+            central.stop()
+            if ballast is not None:
+                ballast.unlink(missing_ok=True)
+
+
+def _health_until(central, condition, timeout_s: float) -> tuple[int | None, dict]:
+    """Poll /healthz until ``condition(status, body)``; returns that answer (the last one on a time-out)."""
+    deadline = time.monotonic() + timeout_s
+    answer = central.healthz()
+    while not condition(*answer) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        answer = central.healthz()
+    return answer
+
+
+def _all_stored(central, acknowledged: set[str], timeout_s: float = 60) -> None:
+    try:
+        wait_for(lambda: acknowledged <= central.event_ids(), timeout_s=timeout_s, what="acknowledged events")
+    except AssertionError:
+        missing = acknowledged - central.event_ids()
+        raise AssertionError(f"{len(missing)} of {len(acknowledged)} acknowledged events lost") from None
