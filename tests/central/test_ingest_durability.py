@@ -4,11 +4,18 @@ locked by another connection."""
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import time
 
 import pytest
-from support.ingest import wait_for
-from support.ingest_faults import CentralProcess, SteadyCamera, fill, small_filesystem
+from support.ingest import dead_letter_rows, make_central, up, wait_for
+from support.ingest_faults import CentralProcess, SteadyCamera, clip, fill, small_filesystem
+
+from kuzet.central.ingest.service import IngestService
+from kuzet.shared import messages
+from kuzet.shared.config import MqttSection
+from kuzet.shared.mqtt import Link
 
 pytestmark = pytest.mark.slow
 
@@ -79,3 +86,37 @@ def _all_stored(central, acknowledged: set[str], timeout_s: float = 60) -> None:
     except AssertionError:
         missing = acknowledged - central.event_ids()
         raise AssertionError(f"{len(missing)} of {len(acknowledged)} acknowledged events lost") from None
+
+
+def test_clip_chunks_arriving_while_the_database_is_locked_are_stored_not_dead_lettered(tmp_path, mosquitto):
+    central = make_central(tmp_path, mosquitto.url)
+    ingest = IngestService(central).start()
+    device = Link(MqttSection(url=mosquitto.url), "cam-1-test").start()
+    locker = sqlite3.connect(central.db_path, isolation_level=None)
+    try:
+        device.publish(up("cam-1", "status"), b"not even JSON").wait_for_publish(5)  # a true dead letter
+        wait_for(lambda: dead_letter_rows(central), what="the invalid message dead-lettered")
+        clips = [clip(os.urandom(3000 + n)) for n in range(4)]
+        locker.execute("BEGIN IMMEDIATE")  # another writer holds the lock far beyond the 5 s busy timeout
+        for chunks in clips:
+            for chunk in chunks:
+                device.publish(up("cam-1", "clip"), messages.encode(chunk)).wait_for_publish(5)
+        time.sleep(
+            18
+        )  # longer than the writer's tries with the busy timeout, one by one, and a dead letter's
+        locker.execute("ROLLBACK")
+        clip_ids = {chunks[0].clip_id for chunks in clips}
+        verified = f"SELECT clip_id FROM clips WHERE state = 'verified' AND clip_id IN ({','.join('?' * 4)})"
+        wait_for(
+            lambda: len(central.db().execute(verified, list(clip_ids)).fetchall()) == 4,
+            timeout_s=30,
+            what="every clip verified",
+        )
+        assert [row["reason"] for row in dead_letter_rows(central)] == [
+            dead_letter_rows(central)[0]["reason"]
+        ]
+        assert ingest.health()["problems"] == []
+    finally:
+        locker.close()
+        device.stop()
+        ingest.stop()

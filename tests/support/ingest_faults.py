@@ -5,6 +5,7 @@ file systems (tmpfs mounts) that fill up."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shutil
 import signal
@@ -162,3 +163,17 @@ def fill(folder: Path, leave_bytes: int = 0) -> Path:
             except OSError:
                 break
     return ballast
+
+
+def clip(data: bytes, device: str = "cam-1", piece: int = 1000) -> list[messages.ClipChunk]:
+    """``data`` as the chunks a device sends (a clip of no event)."""
+    whole = {"device": device, "clip_id": new_id(), "size": len(data), "content_type": "video/mp4"}
+    whole |= {"sha256": hashlib.sha256(data).hexdigest(), "count": -(-len(data) // piece)}
+    chunks = []
+    for index in range(whole["count"]):
+        part = data[index * piece : (index + 1) * piece]
+        digest = hashlib.sha256(part).hexdigest()
+        chunks.append(
+            messages.ClipChunk(index=index, chunk_sha256=digest, data=messages.to_base64(part), **whole)
+        )
+    return chunks
