@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from kuzet.central.context import Central
+from kuzet.central.ingest import media_retry
 from kuzet.central.ingest.batch import Incoming, Letter, Outcome, Refusal, Valid
 from kuzet.central.ingest.clips import ClipAssembler, ClipRejected
 from kuzet.central.ingest.metrics import Counters, Histograms
@@ -29,7 +30,7 @@ from kuzet.central.ingest.mqtt_client import BulkReceiveClient
 from kuzet.central.ingest.runtime import restore_garbage_collector, tune_garbage_collector, wire_time
 from kuzet.central.ingest.store_health import Outage, StoreDown, store_errors, transient
 from kuzet.central.store import dead_letters, devices, events
-from kuzet.central.store.media import MediaStore
+from kuzet.central.store.media import MediaStore, MediaUnavailable
 from kuzet.shared import messages, topics
 from kuzet.shared.messages import Envelope, InvalidMessage
 from kuzet.shared.mqtt import Link
@@ -74,6 +75,7 @@ class IngestService:
         self._media: MediaStore | None = None  # opened on the writer thread
         self._clips: ClipAssembler | None = None
         self.outage = Outage(central, "the database")  # the store failing: messages held, /healthz 503
+        self.media_outage = Outage(central, "the media folder", held=media_retry.HELD)
 
     # --- public -----------------------------------------------------------------------------------------
 
@@ -99,8 +101,7 @@ class IngestService:
         depth, queue_max = self.queue_depth, self.settings.queue_max
         last_progress = self.last_commit_at or self.started_at or now
         problems = []
-        if self.outage.problem:
-            problems.append(self.outage.problem)
+        problems += [outage.problem for outage in (self.outage, self.media_outage) if outage.problem]
         if not connected:
             problems.append(f"not connected to the MQTT broker at {self.central.config.mqtt.url}")
         elif not self.subscribed.is_set():
@@ -224,8 +225,21 @@ class IngestService:
                 next_clip_check = time.monotonic() + self.settings.clip_check_interval_s
                 try:
                     self._clips.request_missing(stalled_after_s=self.settings.clip_stalled_after_s)
+                    self._retry_media(db.conn)
                 except Exception:
                     log.exception("ingest: asking devices for missing clip chunks failed")
+
+    def _retry_media(self, conn) -> None:
+        """Write the snapshots kept while the media folder refused them; the media outage ends when nothing is
+        kept any more and no clip was refused."""
+        changed, refused = media_retry.retry(conn, lambda message: self._store_snapshot(conn, message))
+        refused = refused or self._clips.media_refused
+        if refused:
+            self.media_outage.failed(MediaUnavailable(refused))
+        elif not media_retry.waiting(conn):
+            self.media_outage.recovered()
+        if changed:
+            self._announce(conn, Outcome(changed_events=changed))
 
     def _checkpoint(self) -> None:
         db = self.central.db()
@@ -437,6 +451,15 @@ class IngestService:
         except _Refused as exc:
             with store_errors(), conn:
                 outcome.dead_letters.append(self._dead_letter(conn, item.incoming, exc.reason, exc.cause))
+            return outcome
+        except MediaUnavailable as exc:  # the media folder's fault: kept (snapshot) or in the spool (clip)
+            self.media_outage.failed(exc)
+            if item.message.type == "snapshot":
+                with store_errors(), conn:
+                    media_retry.keep(
+                        conn, item.incoming.topic, item.incoming.payload, item.received_at, str(exc)
+                    )
+            outcome.stored += 1
             return outcome
         except ClipRejected as exc:  # contradicts its clip's earlier chunks: the device's problem, not ours
             self.counters.clip_chunks_rejected += 1

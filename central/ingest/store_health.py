@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import shutil
 import sqlite3
 import time
 
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
 # OSErrors of the storage itself, not of a message: no space, no quota left, the disk failing, read-only.
+# What happens to the messages while the database cannot be written.
+HELD = "messages from the devices wait, unacknowledged, at the broker and on the devices"
 _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
 
 
@@ -41,9 +44,10 @@ def transient(exc: BaseException) -> bool:
 class Outage:
     """One kind of storage ("the database") that may fail and recover."""
 
-    def __init__(self, central, what: str):
+    def __init__(self, central, what: str, held: str = HELD):
         self.central = central
         self.what = what
+        self.held = held  # what happens to the messages meanwhile
         self.error: str | None = None  # the latest error while failing; None while all is well
         self.since: float | None = None
         self.attempts = 0
@@ -56,7 +60,7 @@ class Outage:
             return None
         return (
             f"{self.what} cannot be written ({self.error}) for {time.time() - self.since:.0f} s, "
-            f"{self.attempts} tries: messages are held at the broker, unacknowledged"
+            f"{self.attempts} tries: {self.held}"
         )
 
     def failed(self, exc: BaseException) -> float:
@@ -88,8 +92,8 @@ class Outage:
         if self._alert_stored:
             return
         text = (
-            f"Central could not write {self.what} ({self.error}); since then messages from the devices wait, "
-            "unacknowledged, at the broker and on the devices. Free space or fix the disk: ingest resumes by itself."
+            f"Central could not write {self.what} ({self.error}); meanwhile {self.held}. "
+            "Free space or fix the disk: ingest resumes by itself."
         )
         db = self.central.db()
         try:
@@ -116,3 +120,41 @@ def store_errors():
         if transient(exc):
             raise StoreDown(str(exc)) from exc
         raise
+
+
+def disks(central) -> list[dict]:
+    """Free space of the disks under the data folder (database, spool) and the media folder, for /healthz and
+    the devices page; ``low`` below ``[storage] min_free_mb``."""
+    least = central.config.storage.min_free_mb * 2**20
+    report = []
+    for name, folder in (("data", central.data_dir), ("media", central.media_dir)):
+        try:
+            usage = shutil.disk_usage(folder)
+        except OSError as exc:
+            report.append({"name": name, "path": str(folder), "error": str(exc), "low": True})
+            continue
+        report.append(
+            {
+                "name": name,
+                "path": str(folder),
+                "free_bytes": usage.free,
+                "total_bytes": usage.total,
+                "low": usage.free < least,
+            }
+        )
+    return report
+
+
+def disk_problems(central, report: list[dict]) -> list[str]:
+    least = central.config.storage.min_free_mb
+    return [
+        f"the {disk['name']} disk ({disk['path']}) has "
+        + (
+            f"{disk['free_bytes'] / 2**20:.1f} MiB free"
+            if "free_bytes" in disk
+            else f"no answer: {disk['error']}"
+        )
+        + f", below [storage] min_free_mb = {least:g}"
+        for disk in report
+        if disk["low"]
+    ]

@@ -4,12 +4,13 @@ locked by another connection."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import time
 
 import pytest
-from support.ingest import dead_letter_rows, make_central, up, wait_for
+from support.ingest import dead_letter_rows, event, make_central, new_id, up, wait_for
 from support.ingest_faults import CentralProcess, SteadyCamera, clip, fill, small_filesystem
 
 from kuzet.central.ingest.service import IngestService
@@ -46,7 +47,7 @@ def test_sigkill_of_central_loses_no_acknowledged_event(tmp_path, mosquitto):
 
 def test_database_disk_full_holds_messages_and_recovers(tmp_path, mosquitto):
     with small_filesystem(tmp_path / "data", size="8m") as data:
-        central = CentralProcess(tmp_path, mosquitto.url).start()
+        central = CentralProcess(tmp_path, mosquitto.url, storage={"min_free_mb": 1}).start()
         camera = SteadyCamera(mosquitto.url, rate=100).start()
         ballast = None
         try:
@@ -120,3 +121,56 @@ def test_clip_chunks_arriving_while_the_database_is_locked_are_stored_not_dead_l
         locker.close()
         device.stop()
         ingest.stop()
+
+
+def test_media_disk_full_keeps_snapshots_and_clips_and_writes_them_when_space_returns(tmp_path, mosquitto):
+    settings = {"clip_check_interval_s": 1, "clip_stalled_after_s": 1}
+    central = CentralProcess(tmp_path, mosquitto.url, ingest=settings, storage={"min_free_mb": 1})
+    with small_filesystem(central.data_dir / "media", size="4m") as media:
+        ballast = fill(media)
+        central.start(healthy=False)
+        device = Link(MqttSection(url=mosquitto.url), "cam-1-test").start()
+        try:
+            event_ids = [new_id() for _ in range(25)]
+            for event_id in event_ids:
+                device.publish(
+                    up("cam-1", "event"), messages.encode(event("cam-1", event_id, 0))
+                ).wait_for_publish(5)
+                device.publish(up("cam-1", "snapshot"), messages.encode(snapshot(event_id))).wait_for_publish(
+                    5
+                )
+            clips = [clip(os.urandom(4000 + n)) for n in range(2)]
+            for chunk in (chunk for chunks in clips for chunk in chunks):
+                device.publish(up("cam-1", "clip"), messages.encode(chunk)).wait_for_publish(5)
+            handled = lambda: central.count("dead_letters") + central.count("media_retry") >= 25  # noqa: E731
+            wait_for(handled, what="the snapshots handled")
+            assert central.count("dead_letters") == 0
+            assert central.count("media_retry") == 25 and central.count("events") == 25
+            full = _health_until(central, lambda status, _: status == 503, timeout_s=10)
+            problems = " ".join(full[1]["problems"])
+            assert "media disk" in problems and "media folder cannot be written" in problems, full
+
+            ballast.unlink()
+            shown = "SELECT count(*) FROM events WHERE snapshot_sha256 IS NOT NULL"
+            wait_for(lambda: central.query(shown)[0][0] == 25, timeout_s=30, what="every snapshot written")
+            verified = "SELECT count(*) FROM clips WHERE state = 'verified'"
+            wait_for(lambda: central.query(verified)[0][0] == 2, timeout_s=30, what="both clips verified")
+            for (sha256,) in central.query("SELECT snapshot_sha256 FROM events"):
+                assert (media / sha256[:2] / sha256).is_file()
+            assert central.query("SELECT count(*) FROM media_retry")[0][0] == 0
+            assert _health_until(central, lambda status, _: status == 200, timeout_s=30)[0] == 200
+        finally:
+            device.stop()
+            central.stop()
+
+
+def snapshot(event_id: str) -> messages.Snapshot:
+    data = b"\xff\xd8\xff\xe0" + os.urandom(3000)
+    return messages.Snapshot(
+        device="cam-1",
+        event_id=event_id,
+        sha256=hashlib.sha256(data).hexdigest(),
+        width=640,
+        height=480,
+        data=messages.to_base64(data),
+    )

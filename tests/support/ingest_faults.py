@@ -29,19 +29,22 @@ from support.ingest import REPO, event, new_id, up, wait_for
 class CentralProcess:
     """``kuzet central run`` on ``tmp_path/data`` in a process of its own; ``kill()`` is SIGKILL."""
 
-    def __init__(self, tmp_path: Path, broker_url: str, ingest: dict | None = None):
+    def __init__(
+        self, tmp_path: Path, broker_url: str, ingest: dict | None = None, storage: dict | None = None
+    ):
         self.http_port = free_port()
         self.data_dir = tmp_path / "data"
         self.config = tmp_path / "central.toml"
         lines = [f'[mqtt]\nurl = "{broker_url}"\n', f"[http]\nport = {self.http_port}\n"]
-        lines.append(f'[storage]\ndir = "{self.data_dir}"\n')
-        if ingest:
-            lines.append("[ingest]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in ingest.items()))
+        storage = {"dir": str(self.data_dir), **(storage or {})}
+        for name, section in (("storage", storage), ("ingest", ingest or {})):
+            lines.append(f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in section.items()))
         self.config.write_text("\n".join(lines))
         self.log = tmp_path / "central.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self, wait_s: float = 60) -> CentralProcess:
+    def start(self, wait_s: float = 60, healthy: bool = True) -> CentralProcess:
+        """Start the process; wait for /healthz to say 200 (``healthy``) or that ingest is subscribed."""
         with self.log.open("a") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "kuzet.shared.cli", "central", "--config", str(self.config), "run"],
@@ -49,8 +52,20 @@ class CentralProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        wait_for(lambda: self.healthz()[0] == 200, timeout_s=wait_s, what="central's /healthz 200")
+        wait_for(lambda: self._ready(healthy), timeout_s=wait_s, what="central's /healthz")
         return self
+
+    def _ready(self, healthy: bool) -> bool:
+        status, body = self.healthz()
+        subscribed = ((body.get("ingest") or {}).get("mqtt") or {}).get("subscribed")
+        return status == 200 or (not healthy and bool(subscribed))
+
+    def count(self, table: str) -> int:
+        """Rows in ``table``; 0 when there is no such table."""
+        try:
+            return self.query(f"SELECT count(*) FROM {table}")[0][0]
+        except sqlite3.OperationalError:
+            return 0
 
     def healthz(self) -> tuple[int | None, dict]:
         try:
