@@ -108,29 +108,23 @@ class SteadyCamera:
         host, port = broker_url.split("//", 1)[1].rsplit(":", 1)
         self.device = device
         self.rate = rate
-        self.acknowledged: set[str] = set()
-        self.sent = 0
-        self._by_mid: dict[int, str] = {}
-        self._lock = threading.Lock()
+        self._sent: list[tuple[str, paho.MQTTMessageInfo]] = []  # appended by the publishing thread only
         self._stop = threading.Event()
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=f"{device}-test", protocol=paho.MQTTv5
         )
         self.client.max_inflight_messages_set(0)
-        self.client.on_publish = self._on_publish
         self.client.connect(host, int(port))
         self.client.loop_start()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    @property
+    def acknowledged(self) -> set[str]:
+        return {event_id for event_id, info in list(self._sent) if info.is_published()}
+
     def start(self) -> SteadyCamera:
         self._thread.start()
         return self
-
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        with self._lock:
-            event_id = self._by_mid.pop(mid, None)
-            if event_id is not None:
-                self.acknowledged.add(event_id)
 
     def _run(self) -> None:
         interval = 1 / self.rate
@@ -138,17 +132,18 @@ class SteadyCamera:
         while not self._stop.is_set():
             event_id = new_id()
             payload = messages.encode(event(self.device, event_id, 0))
-            with self._lock:
-                info = self.client.publish(up(self.device, "event"), payload, qos=1)
-                self._by_mid[info.mid] = event_id
-            self.sent += 1
+            self._sent.append((event_id, self.client.publish(up(self.device, "event"), payload, qos=1)))
             next_at += interval
             time.sleep(max(0.0, next_at - time.monotonic()))
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-        wait_for(lambda: not self._by_mid, timeout_s=30, what="the broker's PUBACK for every event sent")
+        wait_for(
+            lambda: all(info.is_published() for _, info in self._sent),
+            timeout_s=30,
+            what="the broker's PUBACK for every event sent",
+        )
         self.client.disconnect()
         self.client.loop_stop()
 
