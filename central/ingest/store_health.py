@@ -21,6 +21,7 @@ import sqlite3
 import time
 
 from kuzet.central import alerts
+from kuzet.shared import timeutil
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,8 @@ class Outage:
                 row = alerts.add(db, "critical", text)
         except sqlite3.Error:
             if self.attempts == 1:
-                self.central.hub.publish("alert", {"level": "critical", "message": text, "id": None})
+                shown = {"id": None, "at": timeutil.now_wire(), "level": "critical", "message": text}
+                self.central.hub.publish("alert", shown)  # not stored yet: at least the open pages see it
             return
         self._alert_stored = True
         self.central.hub.publish("alert", row)
