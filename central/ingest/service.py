@@ -204,6 +204,9 @@ class IngestService:
         db.execute("PRAGMA wal_autocheckpoint=0")  # this connection only: see CHECKPOINT_INTERVAL_S
         # The indexes ingest writes to stay in memory (SQLite's default cache is 2 MiB).
         db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_MIB * 1024}")
+        # A commit is followed by PUBACKs: it must survive a power cut too, not only a killed process (WAL with
+        # NORMAL syncs only at checkpoints). One fsync per batch.
+        db.execute("PRAGMA synchronous=FULL")
         self._open_media()
         next_clip_check = time.monotonic() + self.settings.clip_check_interval_s
         held: list[Incoming] = []  # what the store could not take: tried again before anything new
