@@ -6,8 +6,13 @@ Paho's network thread only enqueues (topic, payload, arrival time). The writer l
 costs one commit per batch rather than one per message. After each commit it publishes what changed to the
 live hub and calls the hooks other parts registered with ``on(kind, callback)``.
 
-Nothing a device sends can stop ingest: a message that breaks the contract, that cannot be stored, or whose
+Nothing a device sends can stop ingest: a message that breaks the contract, that the database refuses, or whose
 hook fails is logged, kept in ``dead_letters`` with the reason, and the next message is processed.
+
+Nothing a device was told is stored is lost: a message is acknowledged (PUBACK) only after the transaction that
+stored or dead-lettered it has committed. When the store itself fails (``store_health.transient``: disk full,
+I/O error, locked), the messages are held unacknowledged and tried again, never dead-lettered; a snapshot the
+media folder refuses is kept in the database (``media_retry``).
 """
 
 from __future__ import annotations
