@@ -39,6 +39,8 @@ class StorageSection(Section):
     retention_days: Annotated[float, Field(gt=0)] = 30
     max_media_gb: Annotated[float, Field(gt=0)] = 50
     dead_letter_payload_bytes: Annotated[int, Field(ge=256, le=1_048_576)] = 65_536
+    # /healthz answers 503 (and the devices page warns) when the data or media folder's disk has less free.
+    min_free_mb: Annotated[float, Field(ge=0)] = 500
     # The audit log's HMAC key (created 0600 on first start; never in the database). Relative paths are in the
     # data directory, beside the database; a deployment should put it on another volume (an absolute path) so
     # that a copy or theft of the data volume does not carry it.

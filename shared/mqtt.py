@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # A device's session (its subscriptions and queued QoS 1 messages) outlives a drop for this long.
 SESSION_EXPIRY_S = 24 * 3600
+# Unacknowledged messages the broker may send a manual-acknowledgement link (MQTT 5 Receive Maximum).
+MANUAL_ACK_RECEIVE_MAXIMUM = 65_535
 Handler = Callable[[str, bytes], None]
 
 
@@ -68,9 +70,13 @@ class Link:
         will: tuple[str, bytes] | None = None,
         persistent_session: bool = False,
         client_class: type[paho.Client] = paho.Client,
+        manual_ack: bool = False,
     ):
         """``client_class``: paho's Client or a subclass of it (central's ingest receives through one tuned for
-        thousands of messages a second)."""
+        thousands of messages a second). ``manual_ack``: a QoS 1 message is not acknowledged when its handler
+        returns; handlers are called ``handler(topic, payload, message)`` and the owner acknowledges
+        ``message.mid`` itself once the message is safe (central's ingest: after its commit). A message no
+        handler takes, or whose handler raises, is acknowledged at once."""
         self.settings = settings
         self.address = parse_url(settings.url)
         self.client_id = client_id
@@ -85,11 +91,13 @@ class Link:
         # Called on paho's thread after each connection with the broker's ``session_present`` (quick only).
         self.on_connect: list[Callable[[bool], None]] = []
         self._v5 = settings.protocol == "5"
+        self._manual_ack = manual_ack
         self.client = client_class(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=paho.MQTTv5 if self._v5 else paho.MQTTv311,
             clean_session=None if self._v5 else not persistent_session,
+            manual_ack=manual_ack,
         )
         # Bounded in-flight window: paho drops messages past 65,535 unacknowledged (MQTT_ERR_QUEUE_SIZE).
         self.client.max_inflight_messages_set(1000)
@@ -128,6 +136,8 @@ class Link:
         if self._v5:
             properties = Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = SESSION_EXPIRY_S if self._persistent else 0
+            if self._manual_ack:  # messages wait for a commit before their PUBACK: let many be in flight
+                properties.ReceiveMaximum = MANUAL_ACK_RECEIVE_MAXIMUM
         self.client.connect_async(
             self.address.host,
             self.address.port,
@@ -226,12 +236,19 @@ class Link:
 
     def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:
         topic = msg.topic
+        taken = False
         for (topic_filter, _, handler), matches in zip(self._handlers, self._matchers, strict=True):
             if matches(topic):
                 try:
-                    handler(topic, msg.payload)
+                    if self._manual_ack:
+                        handler(topic, msg.payload, msg)
+                        taken = True
+                    else:
+                        handler(topic, msg.payload)
                 except Exception:  # a handler bug must not kill the network thread
                     log.exception("MQTT: handler for %s failed on %s", topic_filter, msg.topic)
+        if self._manual_ack and not taken and msg.qos:
+            client.ack(msg.mid, msg.qos)  # nobody will: the broker would hold it in flight for ever
 
 
 def topic_matcher(topic_filter: str) -> Callable[[str], bool]:

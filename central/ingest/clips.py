@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from kuzet.central.store.media import MediaStore
+from kuzet.central.store.media import MediaStore, MediaUnavailable
 from kuzet.shared import messages, timeutil, topics
 from kuzet.shared.messages import CLIP_CHUNK_BYTES, ClipChunk, ClipLost, ClipRequest
 
@@ -77,6 +77,7 @@ class ClipAssembler:
         self.give_up_after_s = give_up_after_s
         self.limits = limits
         self._lock = threading.Lock()
+        self.media_refused: str | None = None  # set by request_missing
 
     # --- receiving ----------------------------------------------------------------------------------------
 
@@ -174,14 +175,19 @@ class ClipAssembler:
 
         kind = "clip" if row["purpose"] == "event" else "evidence"
         event_id = row["event_id"] or (_dispatch_event(db, clip_id) if kind == "evidence" else None)
-        self.media.adopt(
-            joined,
-            row["sha256"],
-            kind=kind,
-            content_type=row["content_type"],
-            device=row["device"],
-            event_id=event_id,
-        )
+        try:
+            self.media.adopt(
+                joined,
+                row["sha256"],
+                kind=kind,
+                content_type=row["content_type"],
+                device=row["device"],
+                event_id=event_id,
+            )
+        except MediaUnavailable:
+            # The chunks stay in the spool and the clip "receiving": request_missing joins it again.
+            joined.unlink(missing_ok=True)
+            raise
         shutil.rmtree(self.spool_dir / clip_id, ignore_errors=True)
         with db.atomic():
             db.execute(
@@ -247,40 +253,56 @@ class ClipAssembler:
     # --- asking again ---------------------------------------------------------------------------------------
 
     def request_missing(self, stalled_after_s: float = 30) -> int:
-        """Ask devices again for the chunks of clips that have received nothing for ``stalled_after_s``."""
-        cutoff = timeutil.to_wire(timeutil.utc_now() - timedelta(seconds=stalled_after_s))
+        """Ask devices again for the chunks of clips that have received nothing for ``stalled_after_s``, and
+        join again those complete in the spool that the media folder refused. A clip that fails is logged and
+        the round goes on; ``media_refused`` is the media folder's last refusal of the round (None: none)."""
         asked = 0
+        self.media_refused = None
         with self._lock:
-            db = self._db()
-            stalled = list(
-                db.query(
-                    # <=: times are to the millisecond, and 0 s means "whatever has arrived so far".
-                    "SELECT * FROM clips WHERE state IN ('receiving', 'failed') AND updated_at <= ?",
-                    [cutoff],
-                )
-            )
-            give_up = timeutil.to_wire(timeutil.utc_now() - timedelta(seconds=self.give_up_after_s))
-            for row in stalled:
-                if row["created_at"] < give_up:
-                    log.warning("clip %s from %s: still incomplete, given up", row["clip_id"], row["device"])
-                    shutil.rmtree(self.spool_dir / row["clip_id"], ignore_errors=True)
-                    with db.atomic():
-                        db.execute("UPDATE clips SET state = 'abandoned' WHERE clip_id = ?", [row["clip_id"]])
-                    continue
-                have = self._received(row["clip_id"])
-                missing = [i for i in range(row["count"]) if i not in have]
-                if not missing:  # everything arrived but joining was interrupted (a restart)
-                    self._complete(db, row["site"], row)
-                    continue
-                # An empty list asks for every chunk, which is shorter on the wire when nothing has arrived.
-                self._ask(row["site"], row["device"], row["clip_id"], missing if have else [])
-                with db.atomic():
-                    db.execute(
-                        "UPDATE clips SET updated_at = ? WHERE clip_id = ?",
-                        [timeutil.now_wire(), row["clip_id"]],
+            for row in self._stalled(stalled_after_s):
+                try:
+                    asked += self._again(row)
+                except MediaUnavailable as exc:
+                    self.media_refused = str(exc)
+                    log.warning(
+                        "clip %s: the media folder refuses it (%s); joined again later", row["clip_id"], exc
                     )
-                asked += 1
+                except Exception:
+                    log.exception("clip %s: asking again failed; the next round tries again", row["clip_id"])
         return asked
+
+    def _stalled(self, stalled_after_s: float) -> list[dict]:
+        cutoff = timeutil.to_wire(timeutil.utc_now() - timedelta(seconds=stalled_after_s))
+        return list(
+            self._db().query(
+                # <=: times are to the millisecond, and 0 s means "whatever has arrived so far".
+                "SELECT * FROM clips WHERE state IN ('receiving', 'failed') AND updated_at <= ?",
+                [cutoff],
+            )
+        )
+
+    def _again(self, row: dict) -> int:
+        """Give up on, join, or ask again for one stalled clip; returns 1 when a request was sent."""
+        db = self._db()
+        give_up = timeutil.to_wire(timeutil.utc_now() - timedelta(seconds=self.give_up_after_s))
+        if row["created_at"] < give_up:
+            log.warning("clip %s from %s: still incomplete, given up", row["clip_id"], row["device"])
+            shutil.rmtree(self.spool_dir / row["clip_id"], ignore_errors=True)
+            with db.atomic():
+                db.execute("UPDATE clips SET state = 'abandoned' WHERE clip_id = ?", [row["clip_id"]])
+            return 0
+        have = self._received(row["clip_id"])
+        missing = [i for i in range(row["count"]) if i not in have]
+        if not missing:  # everything arrived but joining was interrupted (a restart) or refused (media full)
+            self._complete(db, row["site"], row)
+            return 0
+        # An empty list asks for every chunk, which is shorter on the wire when nothing has arrived.
+        self._ask(row["site"], row["device"], row["clip_id"], missing if have else [])
+        with db.atomic():
+            db.execute(
+                "UPDATE clips SET updated_at = ? WHERE clip_id = ?", [timeutil.now_wire(), row["clip_id"]]
+            )
+        return 1
 
     def _ask(self, site: str, device: str, clip_id: str, missing: list[int]) -> None:
         request = ClipRequest(device=device, clip_id=clip_id, missing=missing[:MAX_MISSING_PER_REQUEST])

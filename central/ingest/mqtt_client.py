@@ -14,7 +14,12 @@ hand it back. This client
   paho's own reading, untouched;
 - queues the PUBACKs of a burst as one write, sent once the burst has been read.
 
-Acknowledgements still follow ``on_message`` (the message is in ingest's queue first), and connecting,
+Made with ``manual_ack=True`` (as ingest makes it), it acknowledges nothing by itself: ``ack_many(received)``
+sends the PUBACKs of a committed batch as one write, from the writer thread. ``connection``
+counts the connections (raised whenever the socket closes); acknowledgements of messages received on an
+earlier connection are not sent, because the broker sends those again on the new one (with the same packet
+ids, which the new copies will acknowledge: an old acknowledgement could otherwise acknowledge a newer message
+that reuses its packet id). Without ``manual_ack``, acknowledgements follow ``on_message``. Connecting,
 subscribing, keep-alives, reconnects and TLS are paho's own. ``on_message`` gets ``Received`` (topic, payload,
 qos, retain, dup, mid), which is what ``shared.mqtt.Link`` uses; per-topic callbacks
 (``message_callback_add``) are refused. The overrides rest on paho 2.2 internals (pinned in pyproject.toml);
@@ -24,6 +29,7 @@ the ingest tests run through this client against a real Mosquitto, plain and wit
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import paho.mqtt.client as paho
@@ -74,8 +80,30 @@ class _BufferedSocket:
 
 
 class BulkReceiveClient(paho.Client):
+    def __init__(self, *args, **kwargs):
+        self.connection = 0  # raised each time the socket closes: which connection a message arrived on
+        self._ack_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
     def _create_socket(self):
         return _BufferedSocket(super()._create_socket())
+
+    def _sock_close(self) -> None:
+        with self._ack_lock:  # whatever ack_many queued before this is dropped with the connection's packets
+            self.connection += 1
+            super()._sock_close()
+
+    def ack_many(self, received: Iterable[tuple[int, int]]) -> int:
+        """Acknowledge QoS 1 messages, given as (packet id, connection they arrived on), in one write
+        (manual_ack). Those of an earlier connection are skipped: the broker sends them again. Returns how
+        many were sent."""
+        with self._ack_lock:
+            mids = [mid for mid, connection in received if mid and connection == self.connection]
+            if not mids or self._sock is None:
+                return 0
+            packet = b"".join(b"\x40\x02" + mid.to_bytes(2, "big") for mid in mids)
+            super()._packet_queue(PUBACK, packet, 0, 1)
+        return len(mids)
 
     def message_callback_add(self, sub, callback) -> None:
         raise NotImplementedError("BulkReceiveClient delivers every message to on_message")
@@ -130,7 +158,7 @@ class BulkReceiveClient(paho.Client):
             self._handle_on_message(
                 Received(topic, data[body:stop], qos, bool(header & 1), bool(header & 8), mid)
             )
-            if qos:
+            if qos and not self._manual_ack:
                 self._send_puback(mid)
             taken += 1
         if taken:

@@ -6,32 +6,37 @@ Paho's network thread only enqueues (topic, payload, arrival time). The writer l
 costs one commit per batch rather than one per message. After each commit it publishes what changed to the
 live hub and calls the hooks other parts registered with ``on(kind, callback)``.
 
-Nothing a device sends can stop ingest: a message that breaks the contract, that cannot be stored, or whose
+Nothing a device sends can stop ingest: a message that breaks the contract, that the database refuses, or whose
 hook fails is logged, kept in ``dead_letters`` with the reason, and the next message is processed.
+
+Nothing a device was told is stored is lost: a message is acknowledged (PUBACK) only after the transaction that
+stored or dead-lettered it has committed. When the store itself fails (``store_health.transient``: disk full,
+I/O error, locked), the messages are held unacknowledged and tried again, never dead-lettered; a snapshot the
+media folder refuses is kept in the database (``media_retry``).
 """
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
-import math
 import queue
 import sqlite3
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from kuzet.central.context import Central
-from kuzet.central.ingest import authority
+from kuzet.central.ingest import authority, media_retry
+from kuzet.central.ingest.batch import Incoming, Letter, Outcome, Refusal, Valid
 from kuzet.central.ingest.clips import ClipAssembler, ClipRejected, spool_limits
 from kuzet.central.ingest.metrics import Counters, Histograms
 from kuzet.central.ingest.mqtt_client import BulkReceiveClient
+from kuzet.central.ingest.runtime import restore_garbage_collector, tune_garbage_collector, wire_time
 from kuzet.central.ingest.session import BrokerSession
+from kuzet.central.ingest.store_health import Outage, StoreDown, store_errors, transient
 from kuzet.central.store import dead_letters, devices, events
-from kuzet.central.store.media import MediaStore
+from kuzet.central.store.media import MediaStore, MediaUnavailable
 from kuzet.shared import messages, topics
 from kuzet.shared.messages import Envelope, InvalidMessage
 from kuzet.shared.mqtt import Link
@@ -54,69 +59,6 @@ REVOKED = "device revoked"
 STALLED_AFTER_S = 30.0
 # SQLite page cache of the writer's connection.
 WRITER_CACHE_MIB = 64
-# The garbage collector's thresholds while ingest runs (CPython's default is 700, 10, 10): see
-# _tune_garbage_collector.
-GC_THRESHOLDS = (10_000, 50, 100)
-
-
-@dataclass(frozen=True, slots=True)
-class _Incoming:
-    topic: str
-    payload: bytes
-    arrived: float  # time.time() when paho handed it over
-
-    @property
-    def received_at(self) -> str:
-        return _wire_time(self.arrived)
-
-
-@dataclass(frozen=True, slots=True)
-class _Valid:
-    incoming: _Incoming
-    site: str
-    message: Envelope
-    received_at: str
-
-
-_Refusal = tuple[_Incoming, str, str]  # a message refused before storage: it, the reason, the cause
-
-
-@dataclass(frozen=True, slots=True)
-class _Letter:
-    """A dead letter as written: its row id, the topic, the reason, and its cause (metrics.DEAD_LETTER_CAUSES)."""
-
-    id: int
-    topic: str
-    reason: str
-    cause: str
-
-
-@dataclass
-class _Outcome:
-    """What a batch changed, collected inside the transaction and announced after the commit."""
-
-    stored: int = 0
-    handed_on: int = 0
-    duplicates: int = 0
-    timeline_only: int = 0
-    changed_events: set[str] = field(default_factory=set)
-    created_rows: dict[str, dict] = field(default_factory=dict)  # rows of new events, as stored
-    changed_devices: set[str] = field(default_factory=set)
-    dead_letters: list[_Letter] = field(default_factory=list)
-    hooks: list[_Valid] = field(default_factory=list)  # messages to hand to hooks
-
-    def merge(self, other: _Outcome) -> None:
-        self.stored += other.stored
-        self.handed_on += other.handed_on
-        self.duplicates += other.duplicates
-        self.timeline_only += other.timeline_only
-        for event_id in other.changed_events - other.created_rows.keys():
-            self.created_rows.pop(event_id, None)  # changed again since: read it back
-        self.created_rows |= other.created_rows
-        self.changed_events |= other.changed_events
-        self.changed_devices |= other.changed_devices
-        self.dead_letters += other.dead_letters
-        self.hooks += other.hooks
 
 
 class IngestService:
@@ -130,7 +72,7 @@ class IngestService:
         self.subscribed = threading.Event()  # set once the broker has acknowledged the subscription
         self._hooks: dict[str, list[Hook]] = defaultdict(list)
         # SimpleQueue (in C) costs a fraction of queue.Queue per message; its bound is kept by _enqueue.
-        self._queue: queue.SimpleQueue[_Incoming] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
         self._closing = threading.Event()
         self._writer: threading.Thread | None = None
         self._checkpointer: threading.Thread | None = None
@@ -139,6 +81,8 @@ class IngestService:
         self._gc_thresholds: tuple[int, int, int] | None = None  # the collector's, before start()
         self._media: MediaStore | None = None  # opened on the writer thread
         self._clips: ClipAssembler | None = None
+        self.outage = Outage(central, "the database")  # the store failing: messages held, /healthz 503
+        self.media_outage = Outage(central, "the media folder", held=media_retry.HELD)
 
     # --- public -----------------------------------------------------------------------------------------
 
@@ -164,6 +108,7 @@ class IngestService:
         depth, queue_max = self.queue_depth, self.settings.queue_max
         last_progress = self.last_commit_at or self.started_at or now
         problems = []
+        problems += [outage.problem for outage in (self.outage, self.media_outage) if outage.problem]
         if not connected:
             problems.append(f"not connected to the MQTT broker at {self.central.config.mqtt.url}")
         elif not self.subscribed.is_set():
@@ -181,18 +126,27 @@ class IngestService:
             "mqtt": {
                 "connected": connected,
                 "subscribed": self.subscribed.is_set(),
-                "since": _wire_time(changed_at) if changed_at else None,
+                "since": wire_time(changed_at) if changed_at else None,
             },
             "queue_depth": depth,
             "queue_max": queue_max,
             "writer_alive": writer_alive,
-            "last_commit": _wire_time(self.last_commit_at) if self.last_commit_at else None,
+            "last_commit": wire_time(self.last_commit_at) if self.last_commit_at else None,
         }
 
     def start(self, wait_s: float | None = 10.0) -> IngestService:
         config = self.central.config
         client_id = self.settings.client_id or f"central-{config.central.site}"
-        self._link = Link(config.mqtt, client_id, persistent_session=True, client_class=BulkReceiveClient)
+        # Manual acknowledgement: a message's PUBACK leaves only after the transaction that stored (or
+        # dead-lettered) it has committed; until then the broker keeps it in central's persistent session and
+        # sends it again if central dies.
+        self._link = Link(
+            config.mqtt,
+            client_id,
+            persistent_session=True,
+            client_class=BulkReceiveClient,
+            manual_ack=True,
+        )
         subscription = topics.all_up()
         if self.settings.share_group:
             subscription = f"$share/{self.settings.share_group}/{subscription}"
@@ -207,7 +161,7 @@ class IngestService:
         self._checkpointer = threading.Thread(target=self._checkpoint, name="ingest-checkpoint", daemon=True)
         self._checkpointer.start()
         self.central.outbound.connect(self._publish)
-        self._gc_thresholds = _tune_garbage_collector()
+        self._gc_thresholds = tune_garbage_collector()
         self.started_at = time.time()
         self._link.start(wait_s=None)
         if wait_s is not None and not self.subscribed.wait(wait_s):
@@ -234,14 +188,15 @@ class IngestService:
         if self.session is not None:
             self.session.stop()
         if self._gc_thresholds is not None:
-            _restore_garbage_collector(self._gc_thresholds)
+            restore_garbage_collector(self._gc_thresholds)
             self._gc_thresholds = None
 
     # --- MQTT thread: enqueue only ------------------------------------------------------------------------
 
-    def _enqueue(self, topic: str, payload: bytes) -> None:
+    def _enqueue(self, topic: str, payload: bytes, message) -> None:
         self.counters.received += 1
-        incoming = _Incoming(topic, payload, time.time())
+        mid = message.mid if message.qos else 0
+        incoming = Incoming(topic, payload, time.time(), mid, self._link.client.connection)
         # A full queue makes the network thread wait: the broker keeps the rest in our persistent session.
         if self._queue.qsize() >= self.settings.queue_max:
             log.warning("ingest: queue full (%d); holding the MQTT stream", self.settings.queue_max)
@@ -260,23 +215,45 @@ class IngestService:
         db.execute("PRAGMA wal_autocheckpoint=0")  # this connection only: see CHECKPOINT_INTERVAL_S
         # The indexes ingest writes to stay in memory (SQLite's default cache is 2 MiB).
         db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_MIB * 1024}")
+        # A commit is followed by PUBACKs: it must survive a power cut too, not only a killed process (WAL with
+        # NORMAL syncs only at checkpoints). One fsync per batch.
+        db.execute("PRAGMA synchronous=FULL")
         self._open_media()
         next_clip_check = time.monotonic() + self.settings.clip_check_interval_s
+        held: list[Incoming] = []  # what the store could not take: tried again before anything new
         while True:
-            batch = self._take_batch()
+            batch = held or self._take_batch()
             if batch:
                 try:
-                    self._process(db.conn, batch)
+                    held = self._process(db.conn, batch)
                 except Exception:  # a bug here must not end ingest; the messages are in the log
                     log.exception("ingest: batch of %d failed outside storage", len(batch))
+                    self._acknowledge(batch)
+                    held = []
+                if held and self._closing.wait(self.outage.delay):
+                    log.error("ingest: stopping with %d messages unstored (the broker keeps them)", len(held))
+                    return
             elif self._closing.is_set():
                 return
             if self._clips is not None and time.monotonic() >= next_clip_check:
                 next_clip_check = time.monotonic() + self.settings.clip_check_interval_s
                 try:
                     self._clips.request_missing(stalled_after_s=self.settings.clip_stalled_after_s)
+                    self._retry_media(db.conn)
                 except Exception:
                     log.exception("ingest: asking devices for missing clip chunks failed")
+
+    def _retry_media(self, conn) -> None:
+        """Write the snapshots kept while the media folder refused them; the media outage ends when nothing is
+        kept any more and no clip was refused."""
+        changed, refused = media_retry.retry(conn, lambda message: self._store_snapshot(conn, message))
+        refused = refused or self._clips.media_refused
+        if refused:
+            self.media_outage.failed(MediaUnavailable(refused))
+        elif not media_retry.waiting(conn):
+            self.media_outage.recovered()
+        if changed:
+            self._announce(conn, Outcome(changed_events=changed))
 
     def _checkpoint(self) -> None:
         db = self.central.db()
@@ -302,7 +279,7 @@ class IngestService:
             limits=spool_limits(self.central.config),
         )
 
-    def _take_batch(self) -> list[_Incoming]:
+    def _take_batch(self) -> list[Incoming]:
         try:
             batch = [self._queue.get(timeout=0.5)]
         except queue.Empty:
@@ -319,9 +296,18 @@ class IngestService:
                 break
         return batch
 
-    def _process(self, conn, batch: list[_Incoming]) -> None:
-        valid: list[_Valid] = []
-        refused: list[_Refusal] = []
+    def _process(self, conn, batch: list[Incoming]) -> list[Incoming]:
+        """Store ``batch`` and acknowledge what is stored; returns the messages the store could not take now
+        (``store_health.transient``), unacknowledged, to be tried again."""
+        try:
+            return self._try_process(conn, batch)
+        except StoreDown as down:
+            self.outage.failed(down.__cause__)
+            return batch
+
+    def _try_process(self, conn, batch: list[Incoming]) -> list[Incoming]:
+        valid: list[Valid] = []
+        refused: list[Refusal] = []
         for incoming in batch:
             try:
                 message = messages.decode(incoming.topic, incoming.payload)
@@ -335,17 +321,22 @@ class IngestService:
                 continue
             # decode() checked the topic: kuzet/v1/{site}/...
             site = incoming.topic.split("/", 3)[2]
-            valid.append(_Valid(incoming, site, message, incoming.received_at))
-        valid = self._refuse_revoked(conn, valid, refused)
-        valid = authority.refuse_unauthorised(conn, valid, refused, self.settings.accept_unregistered)
+            valid.append(Valid(incoming, site, message, incoming.received_at))
+        with store_errors():
+            valid = self._refuse_revoked(conn, valid, refused)
+            valid = authority.refuse_unauthorised(conn, valid, refused, self.settings.accept_unregistered)
 
         began = time.perf_counter()
+        held: list[Incoming] = []  # what the store could not take now
         try:
-            with conn:
+            with store_errors(), conn:
                 outcome = self._write(conn, valid, refused)
+        except StoreDown:
+            raise
         except Exception as exc:
             log.warning("ingest: batch of %d failed (%s); storing one by one", len(batch), exc)
-            outcome = self._write_one_by_one(conn, valid, refused)
+            outcome, held = self._write_one_by_one(conn, valid, refused)
+            valid = valid[: len(valid) - len(held)]
         self.last_commit_at = time.time()
         self.counters.batches += 1
         self.histograms.commit_seconds.observe(time.perf_counter() - began)
@@ -354,18 +345,36 @@ class IngestService:
 
         for item in valid:
             if item.message.type in _MEDIA_KINDS:
-                outcome.merge(self._store_media(conn, item))
+                try:
+                    outcome.merge(self._store_media(conn, item))
+                except StoreDown as down:
+                    self.outage.failed(down.__cause__)
+                    held.append(item.incoming)
+        if not held:
+            self.outage.recovered()
         self.counters.stored += outcome.stored
         self.counters.handed_on += outcome.handed_on
         for letter in outcome.dead_letters:
             self.counters.dead_lettered(letter.cause)
         self.counters.duplicates += outcome.duplicates
         self.counters.timeline_only += outcome.timeline_only
-        self._announce(conn, outcome)
+        try:
+            self._announce(conn, outcome)
+        except sqlite3.Error as exc:  # reading rows back for the page; what they say is committed
+            log.warning("ingest: could not show a batch live: %s", exc)
         arrival = {id(item): index for index, item in enumerate(valid)}
         self._call_hooks(conn, sorted(outcome.hooks, key=lambda item: arrival[id(item)]))
+        if held:
+            kept = {id(incoming) for incoming in held}
+            batch = [incoming for incoming in batch if id(incoming) not in kept]
+        self._acknowledge(batch)
+        return held
 
-    def _refuse_revoked(self, conn, valid: list[_Valid], refused: list[_Refusal]) -> list[_Valid]:
+    def _acknowledge(self, batch: list[Incoming]) -> None:
+        """PUBACK the batch's QoS 1 messages: each is committed (stored or dead-lettered) by now."""
+        self._link.client.ack_many((incoming.mid, incoming.connection) for incoming in batch)
+
+    def _refuse_revoked(self, conn, valid: list[Valid], refused: list[Refusal]) -> list[Valid]:
         """Move the messages of revoked devices to ``refused``; returns the rest. (A stolen device keeps its
         certificate until the broker's CRL is reloaded, and a broker without TLS has no CRL at all.)"""
         revoked = devices.revoked_among(conn, {item.message.device for item in valid})
@@ -379,9 +388,9 @@ class IngestService:
                 kept.append(item)
         return kept
 
-    def _write(self, conn, valid: list[_Valid], refused: list[_Refusal]) -> _Outcome:
+    def _write(self, conn, valid: list[Valid], refused: list[Refusal]) -> Outcome:
         """Everything but media, inside the caller's transaction."""
-        outcome = _Outcome()
+        outcome = Outcome()
         for incoming, reason, cause in refused:
             outcome.dead_letters.append(self._dead_letter(conn, incoming, reason, cause))
 
@@ -424,27 +433,33 @@ class IngestService:
             outcome.hooks.append(item)
         return outcome
 
-    def _write_one_by_one(self, conn, valid: list[_Valid], refused: list[_Refusal]) -> _Outcome:
-        """After a failed batch: each message in its own transaction, so one bad row costs only itself."""
-        outcome = _Outcome()
-        for incoming, reason, cause in refused:
-            with conn:
+    def _write_one_by_one(
+        self, conn, valid: list[Valid], refused: list[Refusal]
+    ) -> tuple[Outcome, list[Incoming]]:
+        """After a failed batch: each message in its own transaction, so one bad row costs only itself. Returns
+        what was written, and the messages held (the store failed at one: it and those after it)."""
+        outcome = Outcome()
+        with store_errors(), conn:  # nothing is committed if this fails: the batch is held whole
+            for incoming, reason, cause in refused:
                 outcome.dead_letters.append(self._dead_letter(conn, incoming, reason, cause))
-        for item in valid:
+        for index, item in enumerate(valid):
             try:
-                with conn:
+                with store_errors(), conn:
                     outcome.merge(self._write(conn, [item], []))
+            except StoreDown as down:
+                self.outage.failed(down.__cause__)
+                return outcome, [later.incoming for later in valid[index:]]
             except Exception as exc:
                 log.exception("ingest: could not store %s", item.incoming.topic)
-                with conn:
+                with store_errors(), conn:
                     outcome.dead_letters.append(
                         self._dead_letter(conn, item.incoming, f"could not store: {exc}", "unstorable")
                     )
-        return outcome
+        return outcome, []
 
-    def _store_media(self, conn, item: _Valid) -> _Outcome:
+    def _store_media(self, conn, item: Valid) -> Outcome:
         """A snapshot or clip chunk: files on disk, each in its own transaction after the batch."""
-        outcome = _Outcome()
+        outcome = Outcome()
         try:
             if foreign := authority.foreign_event(conn, item.message):
                 raise _Refused(foreign, "unauthorised")
@@ -455,17 +470,28 @@ class IngestService:
             else:
                 event_id = self._store_clip_chunk(item.site, item.message)
         except _Refused as exc:
-            with conn:
+            with store_errors(), conn:
                 outcome.dead_letters.append(self._dead_letter(conn, item.incoming, exc.reason, exc.cause))
+            return outcome
+        except MediaUnavailable as exc:  # the media folder's fault: kept (snapshot) or in the spool (clip)
+            self.media_outage.failed(exc)
+            if item.message.type == "snapshot":
+                with store_errors(), conn:
+                    media_retry.keep(
+                        conn, item.incoming.topic, item.incoming.payload, item.received_at, str(exc)
+                    )
+            outcome.stored += 1
             return outcome
         except ClipRejected as exc:  # contradicts its clip's earlier chunks: the device's problem, not ours
             self.counters.clip_chunks_rejected += 1
-            with conn:
+            with store_errors(), conn:
                 outcome.dead_letters.append(self._dead_letter(conn, item.incoming, str(exc), "media"))
             return outcome
         except Exception as exc:
+            if transient(exc):  # the store's trouble, not the message's: held and tried again
+                raise StoreDown(str(exc)) from exc
             log.exception("ingest: storing %s failed", item.incoming.topic)
-            with conn:
+            with store_errors(), conn:
                 outcome.dead_letters.append(
                     self._dead_letter(conn, item.incoming, f"could not store: {exc}", "unstorable")
                 )
@@ -507,15 +533,15 @@ class IngestService:
         self.counters.clips_lost += 1
         return self._clips.lost(site, message)
 
-    def _dead_letter(self, conn, incoming: _Incoming, reason: str, cause: str) -> _Letter:
+    def _dead_letter(self, conn, incoming: Incoming, reason: str, cause: str) -> Letter:
         log.warning("ingest: dead-lettered %s: %s", incoming.topic, reason)
         keep = self.central.config.storage.dead_letter_payload_bytes
         letter_id = dead_letters.add(
             conn, incoming.topic, incoming.payload, reason, incoming.received_at, keep
         )
-        return _Letter(letter_id, incoming.topic, reason, cause)
+        return Letter(letter_id, incoming.topic, reason, cause)
 
-    def _announce(self, conn, outcome: _Outcome) -> None:
+    def _announce(self, conn, outcome: Outcome) -> None:
         hub = self.central.hub
         for letter in outcome.dead_letters:
             hub.publish("dead_letter", {"id": letter.id, "topic": letter.topic, "reason": letter.reason})
@@ -528,7 +554,7 @@ class IngestService:
         for row in devices.rows(conn, outcome.changed_devices):
             hub.publish("device", row)
 
-    def _call_hooks(self, conn, items: list[_Valid]) -> None:
+    def _call_hooks(self, conn, items: list[Valid]) -> None:
         for item in items:
             message = item.message
             if message.type == "live":
@@ -540,32 +566,17 @@ class IngestService:
                     log.exception("ingest: %s hook %r failed on %s", message.type, hook, item.incoming.topic)
                     self.counters.hook_errors += 1
                     self.counters.dead_lettered("hook")
-                    with conn:
-                        letter = self._dead_letter(
-                            conn, item.incoming, f"{message.type} hook failed: {exc!r}", "hook"
-                        )
+                    try:
+                        with conn:
+                            letter = self._dead_letter(
+                                conn, item.incoming, f"{message.type} hook failed: {exc!r}", "hook"
+                            )
+                    except sqlite3.Error:  # the message is stored; only the note of the hook's failure is not
+                        log.exception("ingest: could not dead-letter the failed hook's message")
+                        continue
                     self.central.hub.publish(
                         "dead_letter", {"id": letter.id, "topic": letter.topic, "reason": letter.reason}
                     )
-
-
-def _tune_garbage_collector() -> tuple[int, int, int]:
-    """Each message leaves some dozens of container objects behind. With CPython's default thresholds that
-    runs a collection every few dozen messages, and the older generations' collections scan every object of
-    the process (the web app, pydantic's schemas): a quarter of the writer's time at thousands of messages a
-    second. What lives at start-up is set aside (``gc.freeze``, after a collection so that no garbage is kept
-    with it), and collections run less often. Reference counting frees almost everything ingest makes; the
-    collector is only for cycles. Returns the thresholds before, for ``_restore_garbage_collector``."""
-    before = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-    return before
-
-
-def _restore_garbage_collector(thresholds: tuple[int, int, int]) -> None:
-    gc.unfreeze()
-    gc.set_threshold(*thresholds)
 
 
 class _Refused(Exception):
@@ -573,21 +584,3 @@ class _Refused(Exception):
         super().__init__(reason)
         self.reason = reason
         self.cause = cause
-
-
-_second: tuple[int, str] = (0, "1970-01-01T00:00:00")  # the last whole second formatted, shared by threads
-
-
-def _wire_time(epoch_s: float) -> str:
-    """``timeutil.to_wire(datetime.fromtimestamp(epoch_s, UTC))``, at a third of its cost: every message's
-    arrival time is formatted, thousands a second."""
-    global _second
-    fraction, whole = math.modf(epoch_s)  # rounded as datetime.fromtimestamp rounds, to the microsecond
-    seconds, micros = int(whole), round(fraction * 1_000_000)
-    if micros == 1_000_000:
-        seconds, micros = seconds + 1, 0
-    cached, text = _second  # one read: another thread may replace the pair meanwhile, never half of it
-    if cached != seconds:
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _second = (seconds, text)
-    return f"{text}.{micros // 1000:03d}Z"

@@ -7,6 +7,8 @@ turned into a path: the web page passes user-supplied names straight to ``path()
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -23,6 +25,26 @@ from kuzet.shared import timeutil
 log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A file that cannot be written for these reasons is the media disk's fault, not the file's.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+
+
+class MediaUnavailable(Exception):
+    """The media folder cannot take a file now (full, over quota, failing, read-only). Whatever was to be stored
+    must be kept elsewhere and written again later (``ingest.media_retry`` for snapshots; the spool for clips)."""
+
+
+@contextlib.contextmanager
+def _disk_errors(*leftovers: Path):
+    """Remove ``leftovers`` on any failure; a disk's failure becomes ``MediaUnavailable``."""
+    try:
+        yield
+    except BaseException as exc:
+        for leftover in leftovers:
+            leftover.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+            raise MediaUnavailable(f"media folder {exc.filename or ''}: {exc.strerror}") from exc
+        raise
 
 
 class MediaStore:
@@ -51,16 +73,16 @@ class MediaStore:
         sha256 = hashlib.sha256(data).hexdigest()
         target = self._file(sha256)
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # Write beside the target and rename: a crash never leaves a truncated file under a valid name.
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-            try:
+            with _disk_errors():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                # Write beside the target and rename: a crash never leaves a truncated file under a valid name.
+                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+            with _disk_errors(Path(tmp)):
                 with os.fdopen(fd, "wb") as out:
                     out.write(data)
+                    out.flush()
+                    os.fsync(out.fileno())  # a full disk says so here, not later with the file named
                 os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
         self._record(sha256, len(data), kind, content_type, device, event_id, width, height)
         return sha256
 
@@ -83,13 +105,17 @@ class MediaStore:
         if target.exists():
             src.unlink()
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            with _disk_errors():
+                target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.replace(src, target)
-            except OSError:  # another file system: copy beside the target, then rename
+            except OSError:  # another file system: copy beside the target, then rename (src stays on failure)
                 tmp = target.with_name(f".incoming-{sha256}")
-                shutil.copyfile(src, tmp)
-                os.replace(tmp, target)
+                with _disk_errors(tmp):
+                    shutil.copyfile(src, tmp)
+                    with open(tmp, "rb+") as copied:
+                        os.fsync(copied.fileno())
+                    os.replace(tmp, target)
                 src.unlink()
         self._record(sha256, size, kind, content_type, device, event_id, None, None)
         return sha256

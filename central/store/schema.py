@@ -142,6 +142,19 @@ TABLES: dict[str, dict] = {
         pk="id",
         indexes=[["received_at"]],
     ),
+    # Snapshots acknowledged to their device whose file the media folder could not take (full, failing): kept
+    # whole here and written again by ingest every clip-check round (``central.ingest.media_retry``).
+    "media_retry": dict(
+        columns={
+            "id": int,
+            "topic": str,
+            "payload": bytes,
+            "received_at": str,
+            "error": str,
+            "attempts": int,
+        },
+        pk="id",
+    ),
     "users": dict(
         columns={
             "username": str,

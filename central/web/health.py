@@ -1,7 +1,8 @@
 """``/healthz`` for the load balancer or systemd watchdog, and Prometheus ``/metrics``.
 
-``/healthz`` answers 200 only when central can do its job: the database answers, ingest is connected to the
-broker and subscribed, its writer thread is alive and storing, and its queue is not full. Otherwise 503, with
+``/healthz`` answers 200 only when central can do its job: the database answers and can be written, ingest is
+connected to the broker and subscribed, its writer thread is alive and storing, its queue is not full, the media
+folder takes files, and the data and media disks have ``[storage] min_free_mb`` free. Otherwise 503, with
 the problems named. A process that serves the page without ingest (none started) is not healthy either.
 
 Metrics are of this app only (its own registry, so that several apps in one process — tests — do not clash):
@@ -18,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from kuzet.central.ingest.metrics import DEAD_LETTER_CAUSES
+from kuzet.central.ingest.store_health import disk_problems, disks
 from kuzet.central.store import queries
 from kuzet.central.web.auth import require
 from kuzet.central.web.services import KEY, services
@@ -88,6 +90,10 @@ class _IngestCollector:
         yield GaugeMetricFamily(
             "kuzet_ingest_writer_alive", "1 while the ingest writer thread runs", int(health["writer_alive"])
         )
+        free = GaugeMetricFamily("kuzet_disk_free_bytes", "Free bytes of central's disks", labels=["disk"])
+        for disk in disks(ingest.central):
+            free.add_metric([disk["name"]], disk.get("free_bytes", 0))
+        yield free
 
 
 class _DatabaseCollector:
@@ -169,6 +175,8 @@ def healthz():
     except sqlite3.Error as exc:
         database = str(exc)
         problems.append(f"the database does not answer: {exc}")
+    disk_report = disks(the_central)
+    problems += disk_problems(the_central, disk_report)
     ingest = services().ingest
     if ingest is None:
         ingest_state = None
@@ -181,6 +189,7 @@ def healthz():
         "problems": problems,
         "database": database,
         "ingest": ingest_state,
+        "disks": disk_report,
         "live_streams": the_central.hub.subscribers,
     }
     return jsonify(body), 503 if problems else 200
