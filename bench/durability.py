@@ -71,7 +71,8 @@ def serve_central(data_dir: Path, url: str) -> int:
     from kuzet.central.ingest.service import IngestService
 
     config = CentralConfig.model_validate(
-        {"mqtt": {"url": url}, "ingest": {"client_id": "central-durability"}}
+        # The simulated device is not provisioned: central takes it as the demo does.
+        {"mqtt": {"url": url}, "ingest": {"client_id": "central-durability", "accept_unregistered": True}}
     )
     central = Central(config=config, data_dir=data_dir)
     stop = threading.Event()

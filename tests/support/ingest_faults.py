@@ -37,7 +37,9 @@ class CentralProcess:
         self.config = tmp_path / "central.toml"
         lines = [f'[mqtt]\nurl = "{broker_url}"\n', f"[http]\nport = {self.http_port}\n"]
         storage = {"dir": str(self.data_dir), **(storage or {})}
-        for name, section in (("storage", storage), ("ingest", ingest or {})):
+        # The test's devices are not provisioned: central takes them as a demo does (``accept_unregistered``).
+        ingest = {"accept_unregistered": True, **(ingest or {})}
+        for name, section in (("storage", storage), ("ingest", ingest)):
             lines.append(f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in section.items()))
         self.config.write_text("\n".join(lines))
         self.log = tmp_path / "central.log"
