@@ -109,7 +109,11 @@ def load_user() -> None:
         ):
             g.user = None
             session.clear()
-    if request.method not in ("GET", "HEAD", "OPTIONS"):
+    # CSRF guards what a logged-in browser is made to send; a request with no account behind it gets its 401
+    # (or the log-in page) from require() first. Logging in itself keeps its check (no login CSRF).
+    if request.method not in ("GET", "HEAD", "OPTIONS") and (
+        g.user is not None or request.endpoint == "auth.login"
+    ):
         csrf.protect()
 
 
