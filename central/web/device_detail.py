@@ -16,7 +16,7 @@ from kuzet.central.routing import evidence
 from kuzet.central.routing.repository import SqliteRoutingRepository
 from kuzet.central.store import queries
 from kuzet.central.web.auth import current_user, require
-from kuzet.central.web.params import Body, Int, Integer, Number, Text, body
+from kuzet.central.web.params import Body, Int, Scalar, Text, body
 from kuzet.central.web.services import services
 from kuzet.central.web.views import central
 
@@ -29,7 +29,7 @@ class CommandBody(Body):
     """``name`` is checked against the contract by ``commands.build`` (400, or 409 for routing's own)."""
 
     name: Text(40)
-    args: Annotated[dict[Text(40), str | bool | Integer | Number], Field(max_length=20)] = {}
+    args: Annotated[dict[Text(40), Scalar], Field(max_length=20)] = {}
 
 
 def _device_or_404(device_id: str) -> dict:

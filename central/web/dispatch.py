@@ -15,10 +15,12 @@ from pydantic import ConfigDict, Field, model_validator
 from kuzet.central.operations import NotRunning, Operations
 from kuzet.central.routing.service import RoutingError, RoutingService
 from kuzet.central.web.auth import current_user, require
-from kuzet.central.web.params import Body, Int, Required, Text, body, required_text
+from kuzet.central.web.params import Body, Int, Required, Text, UlidConverter, body, required_text
 from kuzet.central.web.services import services
 
 blueprint = Blueprint("routing", __name__)
+# Before the routes below: the app must know <ulid:...> when they are added.
+blueprint.record_once(lambda state: state.app.url_map.converters.setdefault("ulid", UlidConverter))
 
 
 def _service() -> RoutingService:
@@ -134,7 +136,7 @@ def list_dispatches():
     )
 
 
-@blueprint.get("/api/v1/dispatches/<dispatch_id>")
+@blueprint.get("/api/v1/dispatches/<ulid:dispatch_id>")
 @require("events.view")
 def get_dispatch(dispatch_id: str):
     return jsonify(_service().dispatch(dispatch_id))
@@ -155,19 +157,19 @@ def assign():
     return jsonify(dispatch), 201
 
 
-@blueprint.post("/api/v1/dispatches/<dispatch_id>/confirm")
+@blueprint.post("/api/v1/dispatches/<ulid:dispatch_id>/confirm")
 @require("dispatch")
 def confirm(dispatch_id: str):
     return jsonify(_door().confirm_dispatch(dispatch_id, _actor()))
 
 
-@blueprint.post("/api/v1/dispatches/<dispatch_id>/cancel")
+@blueprint.post("/api/v1/dispatches/<ulid:dispatch_id>/cancel")
 @require("dispatch")
 def cancel(dispatch_id: str):
     return jsonify(_door().cancel_dispatch(dispatch_id, _actor(), body(Cancel).reason))
 
 
-@blueprint.post("/api/v1/dispatches/<dispatch_id>/reassign")
+@blueprint.post("/api/v1/dispatches/<ulid:dispatch_id>/reassign")
 @require("dispatch")
 def reassign(dispatch_id: str):
     sent = body(Reassign)

@@ -7,7 +7,7 @@ from kuzet.central.commands import PERMISSION as COMMAND_PERMISSION
 from kuzet.central.store.queries import EVENT_FILTERS
 from kuzet.central.store.registry import Registration
 from kuzet.central.web import alerts, api, device_detail, dispatch
-from kuzet.central.web.params import Choice, Int, body_schema
+from kuzet.central.web.params import ULID_PATTERN, Choice, Int, body_schema
 
 _OBJ = {"type": "object"}
 _TEXT = {"type": "string"}
@@ -99,7 +99,12 @@ def _created(what: str, schema: dict = _OBJ, status: str = "201") -> dict:
 _EVENT_ID = ("event_id", "path", "string", "the event's ULID")
 _DEVICE_ID = ("device_id", "path", "string", "the device's name")
 _LIMIT = api.LIMIT
-_DISPATCH_ID = ("dispatch_id", "path", "string", "the dispatch's ULID")
+_DISPATCH_ID = (
+    "dispatch_id",
+    "path",
+    {"type": "string", "pattern": f"^{ULID_PATTERN}$"},
+    "the dispatch's ULID",
+)
 _EVENT = {"type": "object", "required": ["event"], "properties": {"event": _OBJ}}
 _SSE = {"200": {"description": "server-sent events", "content": {"text/event-stream": {"schema": _TEXT}}}}
 _ROUTING = ("503",)  # routing is not running on this central
@@ -165,7 +170,7 @@ def routing_paths() -> dict:
                     "required": ["event_id", "units"],
                     "properties": {"event_id": _TEXT, "units": {"type": "array", "items": _OBJ}},
                 },
-                errors=("404", *_ROUTING),
+                errors=("404", "409", *_ROUTING),  # unknown event; a closed one
             )
         },
         "/api/v1/dispatches/{dispatch_id}": {

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 from flask import abort, jsonify, request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from werkzeug.routing import BaseConverter
 
+ULID_PATTERN = "[0-9A-HJKMNP-TV-Z]{26}"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # SQLite's integers: anything larger fails in the store
 
 
@@ -68,6 +70,13 @@ class Choice:
         return schema if self.default is None else {**schema, "default": self.default}
 
 
+class UlidConverter(BaseConverter):
+    """``<ulid:name>`` in a route: a ULID as ``kuzet.shared.ids`` makes them, so that a word beside it
+    (``/dispatches/intercept``) is never taken for one."""
+
+    regex = ULID_PATTERN
+
+
 def required_text(name: str) -> str:
     """A query-string parameter that must be there and not blank."""
     value = request.args.get(name, "").strip()
@@ -107,6 +116,16 @@ def Required(max_length: int) -> type[str]:  # noqa: N802
 
 Number = Annotated[float, Field(ge=INT64_MIN, le=INT64_MAX)]
 Integer = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+
+
+def _within_int64(value):
+    # A whole number outside int64 would otherwise pass as a float, rounded into range.
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{value} is outside {INT64_MIN}..{INT64_MAX}")
+    return value
+
+
+Scalar = Annotated[str | bool | Integer | Number, BeforeValidator(_within_int64)]  # e.g. a command's argument
 
 B = TypeVar("B", bound=BaseModel)
 
