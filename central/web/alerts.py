@@ -7,10 +7,13 @@ from flask import Blueprint, jsonify, render_template, request
 
 from kuzet.central import alerts
 from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.params import Choice, Int
 from kuzet.central.web.services import services
 from kuzet.central.web.views import central
 
 blueprint = Blueprint("alerts", __name__)
+STATE = Choice("state", ("open", "all"), "open", "open (default) or all")
+LIMIT = Int("limit", 200, 1, 1000, "at most this many alerts (default 200, max 1000)")
 
 
 @blueprint.get("/alerts")
@@ -25,10 +28,8 @@ def page():
 @blueprint.get("/api/v1/alerts")
 @require("events.view")
 def listing():
-    state = request.args.get("state", "open")
-    if state not in ("open", "all"):
-        return _error("state is open or all", 400)
-    limit = min(max(request.args.get("limit", 200, type=int), 1), 1000)
+    state = STATE.read()
+    limit = LIMIT.read()
     db = central().db()
     return jsonify(alerts=alerts.listing(db, state == "open", limit), open=alerts.open_count(db))
 
@@ -36,7 +37,7 @@ def listing():
 @blueprint.post("/api/v1/alerts/<alert_id>/ack")
 @require("events.act")
 def acknowledge(alert_id: str):
-    if not alert_id.isdigit():
+    if not alert_id.isdigit() or len(alert_id) > 18:  # beyond any alert's number (and SQLite's integers)
         return _error(f"no alert {alert_id}", 404)
     try:
         row = services().operations.acknowledge_alert(int(alert_id), current_user().username)

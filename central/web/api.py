@@ -14,32 +14,40 @@ from pydantic import ValidationError
 from kuzet.central.auth import audit, users
 from kuzet.central.routing.repository import SqliteRoutingRepository
 from kuzet.central.store import queries, registry, workflow
-from kuzet.central.web import openapi
 from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.params import INT64_MAX, Body, Choice, Int, Required, Text, body, problems, refuse
 from kuzet.central.web.services import services
 from kuzet.central.web.views import central
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
-
-def _bad_request(message: str):
-    response = jsonify(error=message)
-    response.status_code = 400
-    abort(response)
-
-
-def _json_body() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        _bad_request("send a JSON object with Content-Type: application/json")
-    return body
+# What the endpoints read from the query string and their bodies (params.py; openapi.py documents them).
+LIMIT = Int(
+    "limit", 200, 1, queries.MAX_LIMIT, f"at most this many rows (default 200, max {queries.MAX_LIMIT})"
+)
+BEFORE_SEQ = Int("before", 0, 0, INT64_MAX, "sequence number to page back from (0: the newest)")
+PERIOD = Choice("period", tuple(queries.STAT_PERIODS), "hour", "the buckets")
+GROUP_BY = Choice("by", tuple(queries.STAT_GROUPS), "type", "the groups")
 
 
-def _limit(default: int = 200) -> int:
-    try:
-        return int(request.args.get("limit", default))
-    except ValueError:
-        _bad_request("limit must be a whole number")
+class AssignBody(Body):
+    assignee: Required(64)
+
+
+class CloseBody(Body):
+    note: Required(workflow.MAX_NOTE)
+
+
+class HoldBody(Body):
+    hold: bool = True
+
+
+class RevokeBody(Body):
+    reason: Text(2000) = ""
+
+
+class ReinstateBody(Body):
+    reason: Required(2000)
 
 
 def media_urls(media: dict) -> dict:
@@ -56,6 +64,8 @@ def media_urls(media: dict) -> dict:
 
 @blueprint.get("/openapi.json")
 def openapi_document():
+    from kuzet.central.web import openapi  # which describes this module's bodies and parameters
+
     return jsonify(openapi.document())
 
 
@@ -72,7 +82,7 @@ def me():
 @require("events.view")
 def list_events():
     filters = {key: request.args.get(key, "") for key in queries.EVENT_FILTERS}
-    events = queries.list_events(central().db(), filters, _limit(), request.args.get("before", ""))
+    events = queries.list_events(central().db(), filters, LIMIT.read(), request.args.get("before", ""))
     return jsonify(events=events)
 
 
@@ -120,23 +130,21 @@ def acknowledge(event_id: str):
 @blueprint.post("/events/<event_id>/assign")
 @require("events.act")
 def assign(event_id: str):
-    assignee = str(_json_body().get("assignee", ""))
+    assignee = body(AssignBody).assignee
     return _workflow(event_id, lambda door, actor: door.assign_event(event_id, actor, assignee))
 
 
 @blueprint.post("/events/<event_id>/close")
 @require("events.act")
 def close(event_id: str):
-    note = str(_json_body().get("note", ""))
+    note = body(CloseBody).note
     return _workflow(event_id, lambda door, actor: door.close_event(event_id, actor, note))
 
 
 @blueprint.post("/events/<event_id>/hold")
 @require("events.hold")
 def hold(event_id: str):
-    keep = _json_body().get("hold", True)
-    if not isinstance(keep, bool):
-        _bad_request("hold is true or false")
+    keep = body(HoldBody).hold
     return _workflow(event_id, lambda door, actor: door.hold_event(event_id, actor, keep))
 
 
@@ -152,11 +160,13 @@ def list_devices():
 @blueprint.post("/devices")
 @require("devices.manage")
 def register_device():
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        refuse("send a JSON object with Content-Type: application/json")
     try:
-        registration = registry.Registration.model_validate(_json_body())
+        registration = registry.Registration.model_validate(data, strict=True)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-        _bad_request(problems)
+        refuse(problems(exc))
     try:
         device, created = services().operations.register_device(registration, current_user().username)
     except registry.DeviceRevoked as exc:
@@ -176,10 +186,8 @@ def get_device(device_id: str):
 @blueprint.post("/devices/<device_id>/revoke")
 @require("devices.manage")
 def revoke_device(device_id: str):
-    body = request.get_json(silent=True) or {}
-    device = services().operations.revoke_device(
-        device_id, current_user().username, str(body.get("reason", ""))
-    )
+    reason = body(RevokeBody, optional=True).reason
+    device = services().operations.revoke_device(device_id, current_user().username, reason)
     if device is None:
         abort(404, f"no device {device_id}")
     return jsonify(device)
@@ -189,12 +197,11 @@ def revoke_device(device_id: str):
 @require("devices.manage")
 def reinstate_device(device_id: str):
     """Lift a revocation on purpose, with a reason (audited); re-registering alone never does."""
+    reason = body(ReinstateBody).reason
     try:
-        device = services().operations.reinstate_device(
-            device_id, current_user().username, str(_json_body().get("reason", ""))
-        )
-    except ValueError as exc:
-        _bad_request(str(exc))
+        device = services().operations.reinstate_device(device_id, current_user().username, reason)
+    except ValueError as exc:  # not revoked
+        refuse(str(exc), 409)
     if device is None:
         abort(404, f"no device {device_id}")
     return jsonify(device)
@@ -217,11 +224,7 @@ def map_data():
 
 
 def _stats_args() -> dict:
-    period, by = request.args.get("period", "hour"), request.args.get("by", "type")
-    try:
-        return queries.event_counts(central().db(), period, by)
-    except ValueError as exc:
-        _bad_request(str(exc))
+    return queries.event_counts(central().db(), PERIOD.read(), GROUP_BY.read())
 
 
 @blueprint.get("/stats")
@@ -251,17 +254,13 @@ def stats_csv():
 @blueprint.get("/audit")
 @require("audit.read")
 def audit_entries():
-    try:
-        before = int(request.args.get("before", 0) or 0)
-    except ValueError:
-        _bad_request("before is a sequence number")
     entries = audit.entries(
         central().db(),
         target=request.args.get("target"),
         actor=request.args.get("actor"),
         action=request.args.get("action"),
-        before_seq=before,
-        limit=_limit(),
+        before_seq=BEFORE_SEQ.read(),
+        limit=LIMIT.read(),
     )
     return jsonify(entries=entries)
 
@@ -276,7 +275,7 @@ def audit_verify():
 @blueprint.get("/dead-letters")
 @require("dead_letters.view")
 def dead_letters():
-    return jsonify(dead_letters=queries.dead_letters(central().db(), _limit()))
+    return jsonify(dead_letters=queries.dead_letters(central().db(), LIMIT.read()))
 
 
 @blueprint.get("/users")

@@ -11,7 +11,9 @@ Other blueprints (routing's included) protect a view with::
 
 A request without a user gets 401 (API, ``/api/``) or is sent to the log-in page; one without the permission
 gets 403. Requests with ``Authorization: Bearer <token>`` skip CSRF (a token is not sent by browsers on their
-own); session requests that change something need the CSRF token (form field or ``X-CSRFToken`` header).
+own); session requests that change something need the CSRF token (form field or ``X-CSRFToken`` header). A
+change with neither a session nor a token gets its 401 first: there is no session for a forged request to ride
+on (the log-in form alone keeps its CSRF check).
 """
 
 from __future__ import annotations
@@ -109,7 +111,11 @@ def load_user() -> None:
         ):
             g.user = None
             session.clear()
-    if request.method not in ("GET", "HEAD", "OPTIONS"):
+    # CSRF guards what a logged-in browser is made to send; a request with no account behind it gets its 401
+    # (or the log-in page) from require() first. Logging in itself keeps its check (no login CSRF).
+    if request.method not in ("GET", "HEAD", "OPTIONS") and (
+        g.user is not None or request.endpoint == "auth.login"
+    ):
         csrf.protect()
 
 

@@ -5,7 +5,10 @@ the command API (``POST``/``GET /api/v1/devices/<id>/commands``) and the evidenc
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify, render_template, request
+from typing import Annotated
+
+from flask import Blueprint, abort, jsonify, render_template
+from pydantic import Field
 
 from kuzet.central import commands
 from kuzet.central.auth import audit
@@ -13,10 +16,20 @@ from kuzet.central.routing import evidence
 from kuzet.central.routing.repository import SqliteRoutingRepository
 from kuzet.central.store import queries
 from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.params import Body, Int, Scalar, Text, body
 from kuzet.central.web.services import services
 from kuzet.central.web.views import central
 
 blueprint = Blueprint("device", __name__)
+
+COMMANDS_LIMIT = Int("limit", 50, 1, 1000, "at most this many commands (default 50, max 1000)")
+
+
+class CommandBody(Body):
+    """``name`` is checked against the contract by ``commands.build`` (400, or 409 for routing's own)."""
+
+    name: Text(40)
+    args: Annotated[dict[Text(40), Scalar], Field(max_length=20)] = {}
 
 
 def _device_or_404(device_id: str) -> dict:
@@ -56,10 +69,8 @@ def page(device_id: str):
 @blueprint.post("/api/v1/devices/<device_id>/commands")
 @require(None)
 def send_command(device_id: str):
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return _error("send a JSON object {name, args}", 400)
-    name, args = body.get("name"), body.get("args", {})
+    sent = body(CommandBody)
+    name, args = sent.name, sent.args
     permission = commands.PERMISSION.get(name)
     user = current_user()
     if permission is not None and not user.can(permission):
@@ -75,7 +86,7 @@ def send_command(device_id: str):
 @require("devices.view")
 def list_commands(device_id: str):
     _device_or_404(device_id)
-    limit = min(max(request.args.get("limit", 50, type=int), 1), 1000)
+    limit = COMMANDS_LIMIT.read()
     return jsonify(commands=commands.list_for(central().db(), device_id, limit))
 
 

@@ -7,14 +7,20 @@ sends or stops a patrol needs ``dispatch``. The acting user is recorded in the a
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from flask import Blueprint, jsonify, request
+from pydantic import ConfigDict, Field, model_validator
 
 from kuzet.central.operations import NotRunning, Operations
 from kuzet.central.routing.service import RoutingError, RoutingService
 from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.params import Body, Int, Required, Text, UlidConverter, body, required_text
 from kuzet.central.web.services import services
 
 blueprint = Blueprint("routing", __name__)
+# Before the routes below: the app must know <ulid:...> when they are added.
+blueprint.record_once(lambda state: state.app.url_map.converters.setdefault("ulid", UlidConverter))
 
 
 def _service() -> RoutingService:
@@ -40,29 +46,57 @@ def _actor() -> str:
     return current_user().username
 
 
-def _body() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise RoutingError("send a JSON object", 400)
-    return body
+class UnitEdit(Body):
+    callsign: Text(40) | None = None
+    capabilities: (
+        Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]], Field(max_length=50)] | None
+    ) = None
 
 
-def _text(body: dict, key: str, required: bool = False, limit: int = 2000) -> str:
-    value = body.get(key, "")
-    if not isinstance(value, str) or len(value) > limit:
-        raise RoutingError(f"'{key}' must be text of at most {limit} characters", 400)
-    if required and not value.strip():
-        raise RoutingError(f"'{key}' is required", 400)
-    return value.strip()
+class AssignUnit(Body):
+    event_id: Required(26)
+    unit: Required(63)
+    note: Text(2000) = ""
 
 
-def _number(body: dict, key: str, low: float, high: float) -> float | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise RoutingError(f"'{key}' must be a number from {low} to {high}", 400)
-    return float(value)
+class Cancel(Body):
+    reason: Required(200)
+
+
+class Reassign(Body):
+    unit: Required(63)
+    reason: Text(200) = ""
+
+
+class Intercept(Body):
+    """Around an event, or around a place: an event_id or both lat and lon."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["event_id"], "properties": {"event_id": {"pattern": r"\S"}}},
+                {
+                    "required": ["lat", "lon"],
+                    "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
+                },
+            ]
+        }
+    )
+    event_id: Text(26) = ""
+    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180)] | None = None
+    direction_deg: Annotated[float, Field(ge=0, lt=360)] | None = None
+    radius_m: Annotated[float, Field(ge=1, le=50_000)] | None = None
+    description: Text(2000) = ""
+
+    @model_validator(mode="after")
+    def _a_place(self):
+        if not self.event_id.strip() and (self.lat is None or self.lon is None):
+            raise ValueError("intercept needs an event_id or a lat/lon")
+        return self
+
+
+LIMIT = Int("limit", 200, 1, 1000, "at most this many rows (default 200, max 1000)")
 
 
 @blueprint.errorhandler(RoutingError)
@@ -81,21 +115,15 @@ def list_units():
 @blueprint.patch("/api/v1/units/<device>")
 @require("dispatch")
 def edit_unit(device: str):
-    body = _body()
-    capabilities = body.get("capabilities")
-    if capabilities is not None and (
-        not isinstance(capabilities, list)
-        or not all(isinstance(c, str) and 0 < len(c) <= 40 for c in capabilities)
-    ):
-        raise RoutingError("'capabilities' must be a list of short names", 400)
-    callsign = _text(body, "callsign", limit=40) if "callsign" in body else None
-    return jsonify(_door().edit_unit(device, _actor(), callsign, capabilities))
+    edit = body(UnitEdit)
+    callsign = edit.callsign.strip() if edit.callsign is not None else None
+    return jsonify(_door().edit_unit(device, _actor(), callsign, edit.capabilities))
 
 
 @blueprint.get("/api/v1/dispatches")
 @require("events.view")
 def list_dispatches():
-    limit = min(max(request.args.get("limit", 200, type=int), 1), 1000)
+    limit = LIMIT.read()
     service = _service()
     return jsonify(
         dispatches=service.dispatches(
@@ -108,7 +136,7 @@ def list_dispatches():
     )
 
 
-@blueprint.get("/api/v1/dispatches/<dispatch_id>")
+@blueprint.get("/api/v1/dispatches/<ulid:dispatch_id>")
 @require("events.view")
 def get_dispatch(dispatch_id: str):
     return jsonify(_service().dispatch(dispatch_id))
@@ -117,65 +145,48 @@ def get_dispatch(dispatch_id: str):
 @blueprint.get("/api/v1/dispatches/recommend")
 @require("dispatch")
 def recommend():
-    event_id = request.args.get("event_id", "")
-    if not event_id:
-        raise RoutingError("give ?event_id=", 400)
+    event_id = required_text("event_id")
     return jsonify(event_id=event_id, units=_service().recommend(event_id))
 
 
 @blueprint.post("/api/v1/dispatches")
 @require("dispatch")
 def assign():
-    body = _body()
-    dispatch = _door().assign_unit(
-        _text(body, "event_id", required=True, limit=26),
-        _text(body, "unit", required=True, limit=63),
-        _actor(),
-        note=_text(body, "note"),
-    )
+    sent = body(AssignUnit)
+    dispatch = _door().assign_unit(sent.event_id, sent.unit, _actor(), note=sent.note.strip())
     return jsonify(dispatch), 201
 
 
-@blueprint.post("/api/v1/dispatches/<dispatch_id>/confirm")
+@blueprint.post("/api/v1/dispatches/<ulid:dispatch_id>/confirm")
 @require("dispatch")
 def confirm(dispatch_id: str):
     return jsonify(_door().confirm_dispatch(dispatch_id, _actor()))
 
 
-@blueprint.post("/api/v1/dispatches/<dispatch_id>/cancel")
+@blueprint.post("/api/v1/dispatches/<ulid:dispatch_id>/cancel")
 @require("dispatch")
 def cancel(dispatch_id: str):
-    return jsonify(
-        _door().cancel_dispatch(dispatch_id, _actor(), _text(_body(), "reason", required=True, limit=200))
-    )
+    return jsonify(_door().cancel_dispatch(dispatch_id, _actor(), body(Cancel).reason))
 
 
-@blueprint.post("/api/v1/dispatches/<dispatch_id>/reassign")
+@blueprint.post("/api/v1/dispatches/<ulid:dispatch_id>/reassign")
 @require("dispatch")
 def reassign(dispatch_id: str):
-    body = _body()
-    return jsonify(
-        _door().reassign_dispatch(
-            dispatch_id,
-            _text(body, "unit", required=True, limit=63),
-            _actor(),
-            _text(body, "reason", limit=200),
-        )
-    ), 201
+    sent = body(Reassign)
+    return jsonify(_door().reassign_dispatch(dispatch_id, sent.unit, _actor(), sent.reason.strip())), 201
 
 
 @blueprint.post("/api/v1/dispatches/intercept")
 @require("dispatch")
 def intercept():
-    body = _body()
-    event_id = _text(body, "event_id", limit=26) or None
+    sent = body(Intercept)
     dispatches = _door().intercept(
         _actor(),
-        event_id=event_id,
-        lat=_number(body, "lat", -90, 90),
-        lon=_number(body, "lon", -180, 180),
-        direction_deg=_number(body, "direction_deg", 0, 359.999),
-        radius_m=_number(body, "radius_m", 1, 50_000),
-        description=_text(body, "description"),
+        event_id=sent.event_id.strip() or None,
+        lat=sent.lat,
+        lon=sent.lon,
+        direction_deg=sent.direction_deg,
+        radius_m=sent.radius_m,
+        description=sent.description.strip(),
     )
     return jsonify(dispatches=dispatches), 201

@@ -3,7 +3,8 @@
 Each open page holds one subscription to ``central.hub``. An update is passed on only to users allowed to see
 its channel; events are re-read from the database so that every page gets the same full row, whatever the
 publisher put in the update. A stream stays open all shift, so the account behind it is re-read every
-``SSE_RECHECK_S``: a disabled account (or revoked token) loses its stream, a changed role its channels.
+``SSE_RECHECK_S``: a logged-out session, a disabled account (or revoked token) loses its stream, a changed
+role its channels.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterator
 from flask import Blueprint, Response, current_app, g, request, session
 from pydantic_core import to_json
 
-from kuzet.central.auth import tokens, users
+from kuzet.central.auth import sessions, tokens, users
 from kuzet.central.live import Update
 from kuzet.central.store import queries
 from kuzet.central.web.auth import current_user, require
@@ -53,12 +54,19 @@ def _account_check() -> Callable[[object], users.User | None]:
     if g.get("via_token"):
         token = request.headers.get("Authorization", "")[len("Bearer ") :].strip()
         return lambda db: tokens.current_account(db, token)
-    username, version = current_user().username, session.get("version", 0)
+    username, version, sid = current_user().username, session.get("version", 0), session.get("sid")
 
     def session_account(db):
         user = users.get_user(db, username)
-        # A password reset (or disabling) ends the account's sessions; its open streams end with them.
-        return user if user is not None and getattr(user, "session_version", 0) == version else None
+        # A password reset (or disabling) ends the account's sessions, and logging out ends this one (its
+        # row on central is gone): the streams opened with it end with them.
+        if (
+            user is None
+            or getattr(user, "session_version", 0) != version
+            or not sessions.valid(db, sid, username)
+        ):
+            return None
+        return user
 
     return session_account
 
@@ -92,7 +100,10 @@ def sse(
                         checked = now
                         user = account(db)
                         if user is None:
-                            why = "the account was disabled, its password reset or its token revoked"
+                            why = (
+                                "the session was logged out or the account disabled, its password reset "
+                                "or its token revoked"
+                            )
                             yield f"event: end\ndata: {json.dumps({'reason': why})}\n\n"
                             return
                         channels = channels_for(user)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from kuzet.central.web.auth import current_user, is_api_request
@@ -59,9 +59,15 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
-        if error.response is not None:  # abort(response) from auth
+        if error.response is not None:  # abort(response) from auth and params
             return error.response
-        return error_response(error.code or 500, error.description or error.name)
+        response = current_app.make_response(
+            error_response(error.code or 500, error.description or error.name)
+        )
+        for name, value in error.get_headers():  # e.g. 405's Allow (RFC 9110)
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

@@ -124,15 +124,13 @@ def test_re_registering_a_revoked_device_needs_an_explicit_audited_reinstatement
     assert device["revoked_at"] and device["name"] == "Officer 7"  # nothing changed
 
     no_reason = client.post("/api/v1/devices/badge-07/reinstate", json={}, headers=tech)
-    assert no_reason.status_code == 400 and "why" in no_reason.get_json()["error"]
+    assert no_reason.status_code == 400 and "reason" in no_reason.get_json()["error"]
     reinstated = client.post(
         "/api/v1/devices/badge-07/reinstate", json={"reason": "found in the patrol car"}, headers=tech
     )
     assert reinstated.status_code == 200 and reinstated.get_json()["revoked_at"] is None
-    assert (
-        client.post("/api/v1/devices/badge-07/reinstate", json={"reason": "again"}, headers=tech).status_code
-        == 400
-    )
+    again = client.post("/api/v1/devices/badge-07/reinstate", json={"reason": "again"}, headers=tech)
+    assert again.status_code == 409 and "not revoked" in again.get_json()["error"]  # the device's state
     assert (
         client.post("/api/v1/devices/badge-99/reinstate", json={"reason": "x"}, headers=tech).status_code
         == 404
