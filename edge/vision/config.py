@@ -65,7 +65,7 @@ class MotionSection(Section):
 
 class DetectorSection(Section):
     enabled: bool = True
-    model: str = "coco_ssd_mobilenet_v1_quant"  # a name from models/manifest.toml, or a path to a .tflite
+    model: str = "yolox_nano_int8"  # a name from models/manifest.toml, or a path to a .tflite
     labels_path: Path | None = None  # only with a model path: one label a line
     backend: Literal["auto", "litert", "tflite-runtime", "edgetpu"] = "auto"
     threads: Annotated[int, Field(ge=1, le=16)] = 1
