@@ -73,12 +73,12 @@ class DetectorSection(Section):
     labels: list[str] = Field(
         default_factory=lambda: ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
     )
-    # Motion regions are cut at native resolution in windows of this many px (the model's input size is
-    # typical), so a far-away person keeps enough pixels to be found.
-    window: Annotated[int, Field(ge=64, le=1280)] = 300
-    # Nearby regions share a window up to this side (resized down to the model's input: a person keeps at
-    # least window/max_window of their pixels), so one inference covers a group.
-    max_window: Annotated[int, Field(ge=64, le=2048)] = 420
+    # Motion regions are cut at native resolution in windows of this many px (None: the model's input side,
+    # so a window reaches the model unscaled), so a far-away person keeps enough pixels to be found.
+    window: Annotated[int, Field(ge=64, le=1280)] | None = None
+    # Nearby regions share a window up to this side (None: 1.4 x window), resized down to the model's input: a
+    # person keeps at least window/max_window of their pixels, and one inference covers a group.
+    max_window: Annotated[int, Field(ge=64, le=2048)] | None = None
     max_windows: Annotated[int, Field(ge=1, le=32)] = 2  # per frame; the stalest motion windows go first
     # Every this many frames the whole frame, resized, is searched too: catches what motion missed (people
     # standing still since the background learned them). 0 turns it off.
@@ -88,7 +88,9 @@ class DetectorSection(Section):
 
 class TrackerSection(Section):
     high_score: Annotated[float, Field(gt=0, lt=1)] = 0.6  # first association stage: confident detections
-    low_score: Annotated[float, Field(gt=0, lt=1)] = 0.3  # second stage keeps tracks alive through dips
+    # Second stage keeps established tracks alive through dips (ByteTrack's 0.1: YOLOX has no box cap, so weak
+    # detections of occluded people do reach the tracker; the SSD's 10-box post-processing made this moot).
+    low_score: Annotated[float, Field(gt=0, lt=1)] = 0.1
     match_iou: Annotated[float, Field(gt=0, lt=1)] = 0.3  # at least this much overlap with the prediction
     min_hits: Annotated[int, Field(ge=1)] = 2  # detections before a track is reported (confirmed)
     max_age: Annotated[int, Field(ge=1)] = 15  # frames a track survives unseen (occlusions)

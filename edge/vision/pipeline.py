@@ -54,8 +54,9 @@ class VisionPipeline:
         self.motion = MotionDetector(motion)
         self.detector = detector
         self.tracker = Tracker(tracker)
+        side = detector_section.window or int(detector.input_w)
         self.planner = WindowPlanner(
-            detector_section.window, detector_section.max_windows, max_side=detector_section.max_window
+            side, detector_section.max_windows, max_side=detector_section.max_window or round(1.4 * side)
         )
         self.enabled = detector_section.enabled
         self._frames = 0
