@@ -8,6 +8,7 @@ real street footage (not the benchmark's), prepared here with OpenCV so the conv
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -87,9 +88,9 @@ def default_calibration_sources() -> list[Path]:
     )
 
 
-def _run(command: list[str]) -> None:
+def _run(command: list[str], cwd: Path | None = None, env: dict | None = None) -> None:
     log.info("$ %s", " ".join(command))
-    result = subprocess.run(command, check=False)
+    result = subprocess.run(command, check=False, cwd=cwd, env=env)
     if result.returncode != 0:
         raise store.ModelError(f"build step failed (exit {result.returncode}): {' '.join(command)}")
 
@@ -145,6 +146,7 @@ YOLOX_BUILT_NAME = "yolox_nano_int8_built"  # any other build result, its checks
 YOLOX_PACKAGES = ["onnx2tf==1.29.24", "tensorflow==2.19.0", "tf-keras==2.19.0"]
 YOLOX_INPUT = "images"  # the input name in Megvii's ONNX export
 YOLOX_SIZE = 416
+ONNX2TF_SAMPLES = "calibration_image_sample_data_20x128x128x3_float32.npy"
 COCO80 = (
     (
         "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign parking_meter "
@@ -221,13 +223,21 @@ def build_yolox(
             venv.EnvBuilder(with_pip=True).create(env)
         _run([str(python), "-m", "pip", "install", "--quiet", *plan.packages])
         np.save(root / "calibration.npy", calibration.astype(np.float32))  # BGR 0-255, as the model takes it
+        # onnx2tf checks its conversion on 20 sample images it downloads from GitHub unless this file is in its
+        # working folder: street frames of ours instead (0-1 RGB, 128 px), so it works offline.
+        samples = calibration_frames(plan.sources, count=20, size=128).astype(np.float32) / 255.0
+        np.save(root / ONNX2TF_SAMPLES, samples)
         out = root / "out"
+        # onnx2tf runs onnxsim as a program: the venv's bin goes first on PATH.
+        path_env = {**os.environ, "PATH": f"{env / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
         _run(
             [
                 str(env / "bin" / "onnx2tf"),
-                *("-i", str(source), "-o", str(out), "-oiqt", "-qt", "per-channel"),
+                *("-i", str(Path(source).resolve()), "-o", str(out), "-oiqt", "-qt", "per-channel"),
                 *("-cind", YOLOX_INPUT, str(root / "calibration.npy"), "[[[[0,0,0]]]]", "[[[[1,1,1]]]]"),
-            ]
+            ],
+            cwd=root,
+            env=path_env,
         )
         # onnx2tf writes several variants; "integer_quant" is INT8 inside with float32 input and output.
         built = out / f"{source.stem}_integer_quant.tflite"

@@ -79,10 +79,18 @@ class DetectorSection(Section):
     # Nearby regions share a window up to this side (None: 1.4 x window), resized down to the model's input: a
     # person keeps at least window/max_window of their pixels, and one inference covers a group.
     max_window: Annotated[int, Field(ge=64, le=2048)] | None = None
-    max_windows: Annotated[int, Field(ge=1, le=32)] = 2  # per frame; the stalest motion windows go first
-    # Every this many frames the whole frame, resized, is searched too: catches what motion missed (people
-    # standing still since the background learned them). 0 turns it off.
-    full_frame_interval: Annotated[int, Field(ge=0)] = 10
+    max_windows: Annotated[int, Field(ge=1, le=32)] = 1  # per frame; the stalest motion windows go first
+    # A window's area is searched again only after this many frames: small objects are far away, move a few px
+    # a frame, and the tracker carries them in between (1: every frame).
+    window_revisit: Annotated[int, Field(ge=1, le=100)] = 2
+    # Objects shorter than this many px at the whole frame's scale in the model input are too small for the
+    # whole-frame pass (COCO's "small": under 32x32 px, about 50 px tall for a person): only motion and tracks
+    # that small get native-resolution windows. 0: every motion region and track gets a window.
+    small_object_px: Annotated[float, Field(ge=0)] = 50.0
+    # Every this many frames the whole frame, letterboxed or resized, is searched too (1: every frame, the
+    # default since YOLOX: at 416 a 768x576 frame is seen at scale 0.54, enough for everyone but the small, and
+    # it catches what motion missed: people standing still since the background learned them). 0 turns it off.
+    full_frame_interval: Annotated[int, Field(ge=0)] = 1
     nms_iou: Annotated[float, Field(gt=0, le=1)] = 0.5
 
 

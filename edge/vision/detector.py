@@ -301,10 +301,16 @@ class Detector:
             max(1, min(self.input_w, round(w * scale))),
             max(1, min(self.input_h, round(h * scale))),
         )
-        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         canvas = self._canvas
-        canvas[...] = LETTERBOX_FILL
-        canvas[:new_h, :new_w] = cv2.resize(crop, (new_w, new_h), interpolation=interpolation)
+        canvas[new_h:] = LETTERBOX_FILL
+        canvas[:new_h, new_w:] = LETTERBOX_FILL
+        # Area averaging when shrinking (as the INT8 calibration frames were made; bilinear at 0.54 aliases: tried,
+        # precision fell 0.905 -> 0.873 on PETS), bilinear when enlarging; a native window is copied as it is.
+        if (new_w, new_h) == (w, h):
+            canvas[:h, :w] = crop
+        else:
+            interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            canvas[:new_h, :new_w] = cv2.resize(crop, (new_w, new_h), interpolation=interpolation)
         self.interpreter.set_tensor(self._input_index, quantize(canvas, self._input)[np.newaxis])
         self.interpreter.invoke()
         raw = dequantize(self.interpreter.get_tensor(self._output["index"])[0], self._output)
