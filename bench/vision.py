@@ -39,6 +39,8 @@ SSD_SETTINGS = {
     "max_window": 420,
     "max_windows": 2,
     "full_frame_interval": 10,
+    "small_object_px": 0,  # every motion region and track may get a window
+    "window_revisit": 1,
     "score_threshold": 0.5,
 }
 SSD_TRACKER = {"high_score": 0.6, "low_score": 0.3}

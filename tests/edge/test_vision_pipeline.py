@@ -258,3 +258,29 @@ def test_the_bench_drops_hypotheses_on_people_the_annotators_ignored():
     scored, skipped = {1: [(7, person)]}, {1: [ignored]}
     figures = bench.score({0: [on_person, on_ignored]}, (scored, skipped), 1)
     assert figures["precision"] == 1.0 and figures["recall"] == 1.0
+
+
+def test_windows_revisit_an_area_only_after_the_configured_frames():
+    from kuzet.edge.vision.windows import WindowPlanner
+
+    planner = WindowPlanner(416, budget=1, revisit=2)
+    person = (100.0, 100.0, 20.0, 50.0)
+    first = planner.plan([person], 768, 576)
+    assert len(first) == 1 and first[0][2] == 416
+    planner.mark(first)
+    assert planner.plan([person], 768, 576) == []  # searched last frame: the tracker carries it this one
+    assert planner.plan([person], 768, 576) == first  # two frames on: looked at again
+    every = WindowPlanner(416, budget=1)
+    every.mark(every.plan([person], 768, 576))
+    assert every.plan([person], 768, 576)
+
+
+def test_only_objects_too_small_for_the_whole_frame_get_windows(model_home, vtest):
+    """768x576 into 416: scale 0.54, so with small_object_px 50 only regions under ~92 px tall get windows."""
+    pipeline = VisionPipeline.from_config()
+    seen = []
+    original = pipeline.planner.plan
+    pipeline.planner.plan = lambda regions, w, h: seen.append(list(regions)) or original(regions, w, h)
+    for frame in vtest[:40]:
+        pipeline.process(frame)
+    assert any(seen) and all(r[3] * 416 / 768 < 50 for regions in seen for r in regions)
