@@ -94,9 +94,8 @@ def how_to_get(e: ModelEntry) -> str:
     if is_built(e):
         route = e.source.removeprefix("build:").split("(")[0].strip()
         return (
-            f"run '{route}' to build it (no public address serves this exact file; it is converted from "
-            f"{e.extra.get('onnx_source', 'its public source')}) or, with a copy of {e.file} and {e.labels_file}, "
-            f"'kuzet models import PATH --name {e.name}'"
+            f"run '{route}' to build it (it converts {e.extra.get('onnx_source', 'the public ONNX')}) or, with a "
+            f"copy of {e.file} and {e.labels_file}, 'kuzet models import PATH --name {e.name}'"
         )
     if e.archive_member:
         return (
