@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -387,3 +389,20 @@ def test_hooks_see_messages_of_every_kind_in_arrival_order(central, ingest, devi
     wait_for(lambda: len(seen) == len(sent), what="every message at the hooks")
     # One MQTT session keeps a device's messages in order; ingest keeps that order across kinds and batches.
     assert seen == [m.id for m in sent]
+
+
+def test_an_evidence_record_with_integers_beyond_64_bits_is_dead_lettered(central, ingest, device):
+    """Issue 17 item 14: such a record passed validation, then failed in the store and was neither stored nor
+    dead-lettered. Now the contract refuses it and ingest keeps it as a dead letter, naming the field."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    topic, body = re.search(r"Topic: `([^`]*/up/evidence)`\s+```json\n(.*?)\n```", doc, re.S).groups()
+    huge = json.loads(body)
+    huge["index"], huge["size"] = 2**64, 2**64
+    device.publish(topic, json.dumps(huge).encode())
+    send(device, event("cam-1", new_id(), 0))  # the good message after it is stored
+
+    wait_for(lambda: ingest.counters.dead_letters == 1, what="the evidence record dead-lettered")
+    [letter] = dead_letter_rows(central)
+    assert letter["topic"] == topic and "index" in letter["reason"]
+    wait_for(lambda: central.db()["events"].count == 1, what="the good event after it")
+    assert central.db()["evidence_segments"].count == 0
