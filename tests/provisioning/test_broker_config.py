@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import getpass
 import queue
 import ssl
 import threading
@@ -18,28 +17,15 @@ import time
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from support.provision import SITE
 
-from kuzet.central.broker import MosquittoServer, free_port
+from kuzet.central.broker import MosquittoServer
 from kuzet.provisioning import broker_config
 from kuzet.provisioning.bundle import write_folder
 from kuzet.provisioning.device import config_model, provision_device
-from kuzet.provisioning.site import SiteSettings
-from kuzet.provisioning.site_init import init_site, tool_mqtt_section
+from kuzet.provisioning.site_init import tool_mqtt_section
 from kuzet.shared import ids, messages, topics
 from kuzet.shared.config import MqttSection, load
-
-SITE = "pavlodar"
-
-
-@pytest.fixture
-def site(tmp_path, mosquitto_factory):
-    port = free_port()
-    settings = SiteSettings(
-        site=SITE, broker_hosts=["localhost", "127.0.0.1"], broker_port=port, broker_user=getpass.getuser()
-    )
-    paths = init_site(tmp_path / "site", settings, listen="127.0.0.1")
-    broker = mosquitto_factory(config=paths.mosquitto_conf.read_text(), port=port)
-    return paths, settings, broker
 
 
 def _device(tmp_path, site, name: str, kind: str = "camera") -> tuple[str, MqttSection]:

@@ -5,39 +5,23 @@ with the alert that says why, while a good device connects in the same test."""
 
 from __future__ import annotations
 
-import getpass
 import queue
 import ssl
 import threading
 import time
 
 import paho.mqtt.client as paho
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from support.provision import tls_alert
+from support.provision import SITE, tls_alert
 
 from kuzet.central.broker import free_port
 from kuzet.provisioning.bundle import write_folder
 from kuzet.provisioning.device import config_model, provision_device
 from kuzet.provisioning.revoke import revoke_device
-from kuzet.provisioning.site import SiteSettings
 from kuzet.provisioning.site_init import init_site
 from kuzet.shared import messages, topics
 from kuzet.shared.config import MqttSection, load
 from kuzet.shared.mqtt import Link
-
-SITE = "pavlodar"
-
-
-@pytest.fixture
-def site(tmp_path, mosquitto_factory):
-    port = free_port()
-    settings = SiteSettings(
-        site=SITE, broker_hosts=["localhost", "127.0.0.1"], broker_port=port, broker_user=getpass.getuser()
-    )
-    paths = init_site(tmp_path / "site", settings, listen="127.0.0.1")
-    broker = mosquitto_factory(config=paths.mosquitto_conf.read_text(), port=port)
-    return paths, settings, broker
 
 
 def provision(tmp_path, site, name="Torajgyrov 12 north") -> tuple[str, MqttSection]:

@@ -7,6 +7,8 @@ import ssl
 
 from kuzet.shared.config import TlsSection
 
+SITE = "pavlodar"  # the site the provisioning tests make
+
 
 def tls_alert(tls: TlsSection, port: int, host: str = "localhost") -> str | None:
     """The TLS alert the broker answers a client holding ``tls`` with (e.g. ``SSLV3_ALERT_CERTIFICATE_REVOKED``),
