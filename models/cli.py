@@ -1,4 +1,4 @@
-"""``kuzet models``: list, fetch, import, verify, build-person and ensure detector models."""
+"""``kuzet models``: list, fetch, import, verify, build-person, build-yolox and ensure detector models."""
 
 from __future__ import annotations
 
@@ -31,6 +31,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     build.add_argument("--workdir", help="where to build the throw-away venv (default: a temporary folder)")
     build.add_argument("--keep", action="store_true", help="keep the throw-away venv afterwards")
+    yolox = actions.add_parser(
+        "build-yolox",
+        help="convert a YOLOX-nano ONNX to INT8 (float32 I/O) with onnx2tf in a throw-away venv",
+    )
+    yolox.add_argument(
+        "--onnx",
+        help="path or URL of the fp32 ONNX (default: Megvii's YOLOX release 0.1.1rc0 yolox_nano.onnx)",
+    )
+    yolox.add_argument(
+        "--frames", help="video or image folder for the INT8 calibration (default: shared street footage)"
+    )
+    yolox.add_argument("--workdir", help="where to build the throw-away venv (default: a temporary folder)")
+    yolox.add_argument("--keep", action="store_true", help="keep the throw-away venv afterwards")
     ensure = actions.add_parser(
         "ensure", help="make the default detector present and verified (import or fetch)"
     )
@@ -100,6 +113,19 @@ def _build_person(args, store) -> int:
     return 0
 
 
+def _build_yolox(args, store) -> int:
+    from kuzet.models import build
+
+    path, name = build.build_yolox(onnx=args.onnx, frames=args.frames, workdir=args.workdir, keep=args.keep)
+    print(f"built and installed {path} as {name!r} (sha256 {store.sha256_of(path)})")
+    if name != build.YOLOX_NAME:
+        print(
+            f"its bytes differ from the pinned {build.YOLOX_NAME} (other converter versions): a camera uses it "
+            f'with [detector] model = "{name}"'
+        )
+    return 0
+
+
 def _ensure(args, store) -> int:
     path, how = store.ensure(args.name, allow_download=not args.offline)
     print(f"{path}: {how}")
@@ -112,5 +138,6 @@ _ACTIONS = {
     "import": _import,
     "verify": _verify,
     "build-person": _build_person,
+    "build-yolox": _build_yolox,
     "ensure": _ensure,
 }

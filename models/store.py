@@ -85,7 +85,18 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def is_built(e: ModelEntry) -> bool:
+    """A model with no public download of its exact bytes: it is built here (or imported from a copy)."""
+    return e.source.startswith("build:")
+
+
 def how_to_get(e: ModelEntry) -> str:
+    if is_built(e):
+        route = e.source.removeprefix("build:").split("(")[0].strip()
+        return (
+            f"run '{route}' to build it (it converts {e.extra.get('onnx_source', 'the public ONNX')}) or, with a "
+            f"copy of {e.file} and {e.labels_file}, 'kuzet models import PATH --name {e.name}'"
+        )
     if e.archive_member:
         return (
             f"run 'kuzet models fetch {e.name}' (downloads {e.source}) or, on a machine without internet, "
@@ -194,6 +205,11 @@ def _install_from_archive(e: ModelEntry, archive: Path, tmp: Path) -> Path:
 def fetch(name: str | None = None, url: str | None = None, progress: bool = True) -> Path:
     """Download the model's release (tqdm progress bar), verify and install it."""
     e = entry(name)
+    if url is None and is_built(e):
+        raise ModelError(
+            f"model {e.name!r} cannot be downloaded: no public address serves this exact file ({e.file}, sha256 "
+            f"{e.sha256}). {how_to_get(e)}; or 'kuzet models fetch {e.name} --url MIRROR' from a mirror of it"
+        )
     url = url or e.source
     if not url.startswith(("http://", "https://", "file://")):
         raise ModelError(f"model {e.name!r} cannot be downloaded ({e.source}): {how_to_get(e)}")
@@ -208,7 +224,15 @@ def fetch(name: str | None = None, url: str | None = None, progress: bool = True
             ) from None
         if zipfile.is_zipfile(target):
             return _install_from_archive(e, target, Path(tmp))
-        return install(e, target, None)
+        labels_text = None
+        if e.labels_file:  # a plain model file: its labels sit beside it at the mirror
+            labels_url = url.rsplit("/", 1)[0] + "/" + e.labels_file
+            try:
+                _download(labels_url, Path(tmp) / e.labels_file, False)
+                labels_text = (Path(tmp) / e.labels_file).read_text(encoding="utf-8")
+            except OSError:
+                pass  # install says the labels are missing, unless an earlier install left them
+        return install(e, target, labels_text)
 
 
 def _download(url: str, target: Path, progress: bool) -> None:

@@ -65,7 +65,7 @@ class MotionSection(Section):
 
 class DetectorSection(Section):
     enabled: bool = True
-    model: str = "coco_ssd_mobilenet_v1_quant"  # a name from models/manifest.toml, or a path to a .tflite
+    model: str = "yolox_nano_int8"  # a name from models/manifest.toml, or a path to a .tflite
     labels_path: Path | None = None  # only with a model path: one label a line
     backend: Literal["auto", "litert", "tflite-runtime", "edgetpu"] = "auto"
     threads: Annotated[int, Field(ge=1, le=16)] = 1
@@ -73,22 +73,32 @@ class DetectorSection(Section):
     labels: list[str] = Field(
         default_factory=lambda: ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
     )
-    # Motion regions are cut at native resolution in windows of this many px (the model's input size is
-    # typical), so a far-away person keeps enough pixels to be found.
-    window: Annotated[int, Field(ge=64, le=1280)] = 300
-    # Nearby regions share a window up to this side (resized down to the model's input: a person keeps at
-    # least window/max_window of their pixels), so one inference covers a group.
-    max_window: Annotated[int, Field(ge=64, le=2048)] = 420
-    max_windows: Annotated[int, Field(ge=1, le=32)] = 2  # per frame; the stalest motion windows go first
-    # Every this many frames the whole frame, resized, is searched too: catches what motion missed (people
-    # standing still since the background learned them). 0 turns it off.
-    full_frame_interval: Annotated[int, Field(ge=0)] = 10
+    # Motion regions are cut at native resolution in windows of this many px (None: the model's input side,
+    # so a window reaches the model unscaled), so a far-away person keeps enough pixels to be found.
+    window: Annotated[int, Field(ge=64, le=1280)] | None = None
+    # Nearby regions share a window up to this side (None: 1.4 x window), resized down to the model's input: a
+    # person keeps at least window/max_window of their pixels, and one inference covers a group.
+    max_window: Annotated[int, Field(ge=64, le=2048)] | None = None
+    max_windows: Annotated[int, Field(ge=1, le=32)] = 1  # per frame; the stalest motion windows go first
+    # A window's area is searched again only after this many frames: small objects are far away, move a few px
+    # a frame, and the tracker carries them in between (1: every frame).
+    window_revisit: Annotated[int, Field(ge=1, le=100)] = 2
+    # Objects shorter than this many px at the whole frame's scale in the model input are too small for the
+    # whole-frame pass (COCO's "small": under 32x32 px, about 50 px tall for a person): only motion and tracks
+    # that small get native-resolution windows. 0: every motion region and track gets a window.
+    small_object_px: Annotated[float, Field(ge=0)] = 50.0
+    # Every this many frames the whole frame, letterboxed or resized, is searched too (1: every frame, the
+    # default since YOLOX: at 416 a 768x576 frame is seen at scale 0.54, enough for everyone but the small, and
+    # it catches what motion missed: people standing still since the background learned them). 0 turns it off.
+    full_frame_interval: Annotated[int, Field(ge=0)] = 1
     nms_iou: Annotated[float, Field(gt=0, le=1)] = 0.5
 
 
 class TrackerSection(Section):
     high_score: Annotated[float, Field(gt=0, lt=1)] = 0.6  # first association stage: confident detections
-    low_score: Annotated[float, Field(gt=0, lt=1)] = 0.3  # second stage keeps tracks alive through dips
+    # Second stage keeps established tracks alive through dips (ByteTrack's 0.1: YOLOX has no box cap, so weak
+    # detections of occluded people do reach the tracker; the SSD's 10-box post-processing made this moot).
+    low_score: Annotated[float, Field(gt=0, lt=1)] = 0.1
     match_iou: Annotated[float, Field(gt=0, lt=1)] = 0.3  # at least this much overlap with the prediction
     min_hits: Annotated[int, Field(ge=1)] = 2  # detections before a track is reported (confirmed)
     max_age: Annotated[int, Field(ge=1)] = 15  # frames a track survives unseen (occlusions)

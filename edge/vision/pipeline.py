@@ -1,8 +1,9 @@
 """The camera's vision pipeline: motion -> detector windows -> tracker, one frame at a time.
 
-The detector runs at native resolution only where something moves or a track is, within a per-frame window
-budget, plus a whole-frame pass every few frames as a safety net. A far-away person keeps their pixels without
-tiling every frame.
+The whole frame goes through the detector (every frame by default: YOLOX at 416 sees a 768x576 frame at scale
+0.54, which finds everyone but the small). Native-resolution windows are spent where the whole frame is not
+enough: around moving regions and tracks too small at that scale (``small_object_px``), within a per-frame
+budget, stalest first. A far-away person keeps their pixels without tiling every frame.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ def nms(detections: list[Detection], iou: float) -> list[Detection]:
     return kept
 
 
+def _within(box, windows: list[Window]) -> bool:
+    """Wholly inside some window: seen there at native resolution, uncut."""
+    x, y, w, h = box
+    return any(wx <= x and wy <= y and x + w <= wx + ww and y + h <= wy + wh for wx, wy, ww, wh in windows)
+
+
 def _inside(box, windows: list[Window]) -> bool:
     cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
     return any(x <= cx < x + w and y <= cy < y + h for x, y, w, h in windows)
@@ -54,8 +61,12 @@ class VisionPipeline:
         self.motion = MotionDetector(motion)
         self.detector = detector
         self.tracker = Tracker(tracker)
+        side = detector_section.window or int(detector.input_w)
         self.planner = WindowPlanner(
-            detector_section.window, detector_section.max_windows, max_side=detector_section.max_window
+            side,
+            detector_section.max_windows,
+            max_side=detector_section.max_window or round(1.4 * side),
+            revisit=detector_section.window_revisit,
         )
         self.enabled = detector_section.enabled
         self._frames = 0
@@ -86,6 +97,11 @@ class VisionPipeline:
         motion = self.motion(image) if self.motion_section.enabled else None
         regions = list(motion.regions) if motion else []
         regions += [t.box for t in self.tracker.tracks if t.confirmed]
+        # The whole frame reaches the model at this scale; what stands taller than small_object_px there is
+        # seen by the whole-frame pass, so windows at native resolution are spent only on the small.
+        scale = min(self.detector.input_h / height, self.detector.input_w / width)
+        if self.detector_section.small_object_px > 0:
+            regions = [r for r in regions if r[3] * scale < self.detector_section.small_object_px]
 
         started = time.perf_counter()
         detections: list[Detection] = []
@@ -93,16 +109,27 @@ class VisionPipeline:
         for window in windows:
             detections += self.detector.detect(image, window, self._min_score)
         self.planner.mark(windows)
-        full = motion is None or self._full_frame_due()
+        # Motion that gave up (most of the frame changed: the camera moved, a cut, lights) cannot say where to
+        # look, so the whole frame is searched that frame: one inference, and tracks are not starved.
+        full = motion is None or self._full_frame_due() or motion.share > self.motion_section.max_share
         if full:
-            # The coarse whole-frame view only fills in where no window looked: its boxes are rougher, and a
-            # small far person it cannot see is no reason to count that person's track as missed.
+            # Inside a window the native-resolution view decides: a coarse box wholly inside one is dropped (the
+            # window saw that object better, or saw there is none); one crossing a window's edge was cut there,
+            # so it stays and NMS keeps the better of the two.
             coarse = self.detector.detect(image, None, self._min_score)
-            detections += [d for d in coarse if not _inside(d.box, windows)]
+            detections += [d for d in coarse if not _within(d.box, windows)]
         detections = nms(detections, self.detector_section.nms_iou)
         detector_ms = (time.perf_counter() - started) * 1000 if (full or windows) else 0.0
 
-        searched = None if motion is None else (lambda box: _inside(box, windows))
+        # Where a track counts as looked for: in a window, or anywhere the whole-frame pass can see it (not too
+        # small at its scale). A small track outside this frame's window is not missed, only unsearched.
+        # (small_object_px 0, windows for everything: only windows count, as before YOLOX.)
+        small = self.detector_section.small_object_px / scale
+
+        def searched(box) -> bool:
+            return _inside(box, windows) or (full and small > 0 and box[3] >= small)
+
+        searched = None if motion is None else searched
         # A new track must move: a parked van or a poster the model takes for a person never moves, while a
         # person standing still keeps the track they got when they walked in.
         may_start = None

@@ -61,8 +61,11 @@ def square_window(box: Box, side: int, margin: float, frame_w: int, frame_h: int
 
 
 class WindowPlanner:
-    def __init__(self, side: int, budget: int, margin: float = 24.0, max_side: int | None = None):
+    def __init__(
+        self, side: int, budget: int, margin: float = 24.0, max_side: int | None = None, revisit: int = 1
+    ):
         self.side = side
+        self.revisit = revisit  # frames before a searched area is searched again
         self.max_side = max(side, max_side or side)
         self.budget = budget
         self.margin = margin
@@ -79,15 +82,17 @@ class WindowPlanner:
         regions = [r for r in regions if r[2] > 0 and r[3] > 0]
         clusters = cluster(regions, self.max_side, self.margin)
         windows = [square_window(c, self.side, self.margin, frame_w, frame_h) for c in clusters]
+        if self.revisit > 1:  # most of the window searched within the last revisit frames: not yet again
+            windows = [w for w in windows if self._staleness(w, np.median) >= self.revisit]
         if len(windows) > self.budget:
             windows.sort(key=self._staleness, reverse=True)
             windows = windows[: self.budget]
         return windows
 
-    def _staleness(self, window: Window) -> int:
+    def _staleness(self, window: Window, of=np.min) -> int:
         x, y, w, h = window
         cells = self._last_searched[y // CELL : -(-(y + h) // CELL), x // CELL : -(-(x + w) // CELL)]
-        return int(self._frame - cells.min())
+        return int(self._frame - of(cells))
 
     def mark(self, windows: list[Window]) -> None:
         for x, y, w, h in windows:

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from support.bench import load as load_bench
 
+from kuzet.edge.camera.config import load as load_camera_config
 from kuzet.edge.vision.config import DetectorSection, MotionSection, SourceSection, TrackerSection
-from kuzet.edge.vision.detector import Detector, DetectorError
+from kuzet.edge.vision.detector import Detector, DetectorError, decode_yolox, dequantize, quantize, yolox_grid
 from kuzet.edge.vision.motion import MotionDetector
 from kuzet.edge.vision.pipeline import VisionPipeline
 from kuzet.edge.vision.sources import open_source
@@ -18,6 +19,7 @@ from kuzet.edge.vision.types import Frame
 from kuzet.models import store
 
 bench = load_bench("vision")
+SSD = "coco_ssd_mobilenet_v1_quant"
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,8 @@ def model_home(tmp_path_factory, shared_dir):
     home = tmp_path_factory.mktemp("kuzet-home")
     patch = pytest.MonkeyPatch()
     patch.setenv("KUZET_HOME", str(home))
-    store.import_model(shared_dir / "models/coco_ssd_mobilenet_v1_quant/detect.tflite")
+    store.import_model(shared_dir / "models/coco_ssd_mobilenet_v1_quant/detect.tflite", SSD)
+    store.import_model(shared_dir / "models/yolox_nano/yolox_nano_int8.tflite", "yolox_nano_int8")
     yield home
     patch.undo()
 
@@ -55,12 +58,23 @@ def gt(shared_dir):
     return bench.load_mot(shared_dir / "data/pets09-s2l1/gt.txt")
 
 
+@pytest.fixture(scope="module")
+def ssd(model_home):
+    return Detector(DetectorSection(model=SSD, threads=1))
+
+
+def test_the_default_detector_is_yolox(detector):
+    assert detector.model.name == "yolox_nano_int8" and detector.decoder == "yolox"
+    assert (detector.input_w, detector.input_h) == (416, 416)
+
+
 def test_detector_finds_the_people_and_the_bus(detector, footage):
     image = cv2.imread(str(footage / "street/bus.jpg"))
-    found = detector.detect(image)
-    people = [d for d in found if d.label == "person"]
+    found = detector.detect(image, min_score=0.3)
+    people = [d for d in found if d.label == "person" and d.score >= 0.5]
     assert len(people) >= 3
-    assert any(d.label == "bus" and d.box[2] > image.shape[1] / 2 for d in found)
+    # INT8 costs the big bus confidence (0.43 here; the fp32 ONNX gives 0.91): it is found above 0.3.
+    assert any(d.label == "bus" and d.box[2] > image.shape[1] * 0.8 for d in found)
     assert all(d.box[0] >= 0 and d.box[0] + d.box[2] <= image.shape[1] + 1 for d in found)
     # A window maps back to frame pixels: the leftmost person, found inside a crop around them.
     left = min(people, key=lambda d: d.box[0])
@@ -69,6 +83,76 @@ def test_detector_finds_the_people_and_the_bus(detector, footage):
     again = [d for d in detector.detect(image, window) if d.label == "person"]
     assert any(abs(d.box[0] - left.box[0]) < 25 and abs(d.box[1] - left.box[1]) < 25 for d in again)
     assert detector.model.sha256 == store.entry().sha256
+
+
+def test_the_ssd_still_finds_the_people_and_the_bus(ssd, footage):
+    image = cv2.imread(str(footage / "street/bus.jpg"))
+    found = ssd.detect(image)
+    assert ssd.decoder == "ssd_postprocess"
+    assert len([d for d in found if d.label == "person"]) >= 3
+    assert any(d.label == "bus" and d.box[2] > image.shape[1] / 2 for d in found)
+
+
+def test_yolox_finds_pets_people_near_the_ground_truth(detector, vtest, gt):
+    found = truth_total = false = detections = 0
+    scored, ignored = gt
+    for frame in vtest[::20]:
+        truth = [b for _, b in scored.get(frame.index + 1, [])]
+        anyone = np.array(truth + ignored.get(frame.index + 1, [])).reshape(-1, 4)
+        people = np.array([d.box for d in detector.detect(frame.image) if d.label == "person"]).reshape(-1, 4)
+        overlap = bench.iou_matrix(np.array(truth).reshape(-1, 4), people)
+        found += int((overlap.max(axis=1, initial=0) >= 0.5).sum())
+        truth_total += len(truth)
+        false += int((bench.iou_matrix(people, anyone).max(axis=1, initial=0) < 0.5).sum())
+        detections += len(people)
+    # The whole frame at 0.54 scale, one inference, score 0.5: measured recall 0.77, precision 0.73 on these
+    # 6 frames (boxes within IoU 0.5 of the annotated ones); the pipeline's native windows do better.
+    assert found / truth_total >= 0.7
+    assert 1 - false / detections >= 0.65
+
+
+def test_a_camera_configured_for_the_ssd_keeps_working(model_home, tmp_path, footage):
+    path = tmp_path / "camera.toml"
+    path.write_text(f'[device]\nid = "cam-ssd"\n[detector]\nmodel = "{SSD}"\n')
+    config = load_camera_config(path)
+    pipeline = VisionPipeline.from_config(config.motion, config.detector, config.tracker)
+    assert pipeline.model_info == (SSD, store.entry(SSD).sha256)
+    found = pipeline.detector.detect(cv2.imread(str(footage / "street/bus.jpg")))
+    assert len([d for d in found if d.label == "person"]) >= 3
+
+
+def test_yolox_decoding_by_hand():
+    """One cell per stride, decoded exactly as the model's layout says; per-class NMS; only kept classes."""
+    grid, stride = yolox_grid(416, 416, 3549)
+    raw = np.zeros((3549, 85), np.float32)
+    raw[:, 2:4] = -5.0  # tiny boxes everywhere, objectness 0
+    cell = 52 * 10 + 20  # stride 8, row 10, col 20
+    raw[cell, :5] = [0.5, 0.5, np.log(4.0), np.log(8.0), 0.9]
+    raw[cell, 5] = 0.8  # person
+    twin = cell + 1  # the same person one cell right: suppressed by NMS
+    raw[twin, :5] = [-0.5, 0.5, np.log(4.0), np.log(8.0), 0.8]
+    raw[twin, 5] = 0.8
+    big = 52 * 52 + 26 * 26 + 13 * 6 + 6  # stride 32, row 6, col 6
+    raw[big, :5] = [0.0, 0.0, np.log(5.0), np.log(3.0), 0.95]
+    raw[big, 5 + 5] = 0.9  # bus
+    raw[big, 5 + 26] = 0.99  # handbag: not kept, must not hide the bus
+    boxes, scores, classes = decode_yolox(raw, grid, stride, np.array([0, 5]), 0.3, 0.45)
+    order = np.argsort(classes)
+    boxes, scores, classes = boxes[order], scores[order], classes[order]
+    assert classes.tolist() == [0, 5]
+    np.testing.assert_allclose(scores, [0.72, 0.855], rtol=1e-5)
+    np.testing.assert_allclose(boxes[0], [(20.5 * 8) - 16, (10.5 * 8) - 32, 32, 64], rtol=1e-5)
+    np.testing.assert_allclose(boxes[1], [6 * 32 - 80, 6 * 32 - 48, 160, 96], rtol=1e-5)
+    assert decode_yolox(raw, grid, stride, np.array([0, 5]), 0.9, 0.45)[0].shape == (0, 4)
+
+
+def test_quantized_input_and_output_tensors():
+    detail = {"dtype": np.int8, "quantization": (1.0, -114)}
+    q = quantize(np.array([0.0, 114.0, 255.0, 300.0], np.float32), detail)
+    assert q.dtype == np.int8 and q.tolist() == [-114, 0, 127, 127]
+    detail = {"dtype": np.uint8, "quantization": (0.5, 10)}
+    assert dequantize(np.array([10, 12], np.uint8), detail).tolist() == [0.0, 1.0]
+    assert quantize(np.ones(2, np.float64), {"dtype": np.float32}).dtype == np.float32
 
 
 def test_edgetpu_asked_for_but_absent_is_a_clear_error(model_home):
@@ -127,7 +211,7 @@ def test_leaves_move_but_never_become_people(model_home, footage):
 
 def test_pipeline_tracks_pets_people(model_home, vtest, gt):
     pipeline = VisionPipeline.from_config()
-    assert pipeline.model_info == ("coco_ssd_mobilenet_v1_quant", store.entry().sha256)
+    assert pipeline.model_info == ("yolox_nano_int8", store.entry().sha256)
     result = {}
     for frame in vtest:
         out = pipeline.process(frame)
@@ -174,3 +258,29 @@ def test_the_bench_drops_hypotheses_on_people_the_annotators_ignored():
     scored, skipped = {1: [(7, person)]}, {1: [ignored]}
     figures = bench.score({0: [on_person, on_ignored]}, (scored, skipped), 1)
     assert figures["precision"] == 1.0 and figures["recall"] == 1.0
+
+
+def test_windows_revisit_an_area_only_after_the_configured_frames():
+    from kuzet.edge.vision.windows import WindowPlanner
+
+    planner = WindowPlanner(416, budget=1, revisit=2)
+    person = (100.0, 100.0, 20.0, 50.0)
+    first = planner.plan([person], 768, 576)
+    assert len(first) == 1 and first[0][2] == 416
+    planner.mark(first)
+    assert planner.plan([person], 768, 576) == []  # searched last frame: the tracker carries it this one
+    assert planner.plan([person], 768, 576) == first  # two frames on: looked at again
+    every = WindowPlanner(416, budget=1)
+    every.mark(every.plan([person], 768, 576))
+    assert every.plan([person], 768, 576)
+
+
+def test_only_objects_too_small_for_the_whole_frame_get_windows(model_home, vtest):
+    """768x576 into 416: scale 0.54, so with small_object_px 50 only regions under ~92 px tall get windows."""
+    pipeline = VisionPipeline.from_config()
+    seen = []
+    original = pipeline.planner.plan
+    pipeline.planner.plan = lambda regions, w, h: seen.append(list(regions)) or original(regions, w, h)
+    for frame in vtest[:40]:
+        pipeline.process(frame)
+    assert any(seen) and all(r[3] * 416 / 768 < 50 for regions in seen for r in regions)

@@ -11,7 +11,8 @@ import pytest
 from kuzet.models import build, convert_person, store
 from kuzet.shared.cli import main as kuzet
 
-DEFAULT = "coco_ssd_mobilenet_v1_quant"
+DEFAULT = "yolox_nano_int8"
+SSD = "coco_ssd_mobilenet_v1_quant"
 
 
 @pytest.fixture
@@ -26,6 +27,11 @@ def shared_model(shared_dir):
 
 
 @pytest.fixture
+def shared_yolox(shared_dir):
+    return shared_dir / "models/yolox_nano"
+
+
+@pytest.fixture
 def no_shared_copy(monkeypatch, tmp_path):
     """As on a machine without the team's shared folder."""
     monkeypatch.setattr(store, "shared_candidates", lambda: [tmp_path / "no-shared-here"])
@@ -35,18 +41,28 @@ def test_manifest_describes_the_default_detector():
     default, entries = store.load_manifest()
     assert default == DEFAULT
     e = entries[DEFAULT]
-    assert e.sha256 == "e4b118e5e4531945de2e659742c7c590f7536f8d0ed26d135abcfe83b4779d13"
-    assert (e.input_size, e.quantization, e.licence) == ((300, 300), "uint8", "Apache-2.0")
-    assert e.source.startswith("https://storage.googleapis.com/")
+    assert e.sha256 == "35360b56bfdc509b19413369782fa6f5eecc7843bba3ee5d7d9ee5c84c3af0d4"
+    assert (e.input_size, e.outputs, e.licence) == ((416, 416), "yolox", "Apache-2.0")
+    assert e.quantization == "int8 internals, float32 I/O" and e.labels_file == "labels.txt"
+    assert e.local_copy == "models/yolox_nano"
+    assert e.extra["onnx_source"].startswith("https://github.com/Megvii-BaseDetection/YOLOX/releases/")
+    ssd = entries[SSD]
+    assert ssd.sha256 == "e4b118e5e4531945de2e659742c7c590f7536f8d0ed26d135abcfe83b4779d13"
+    assert (ssd.input_size, ssd.quantization, ssd.outputs) == ((300, 300), "uint8", "ssd_postprocess")
+    assert ssd.source.startswith("https://storage.googleapis.com/")
     assert entries["person_ssdlite_int8"].quantization == "int8"
 
 
-def test_import_verifies_and_labels_line_up(home, shared_model):
-    path = store.import_model(shared_model / "detect.tflite")
-    assert path == home / "models" / DEFAULT / "detect.tflite"
-    assert store.resolve() == path
-    labels = store.labels()
+def test_import_verifies_and_labels_line_up(home, shared_model, shared_yolox):
+    path = store.import_model(shared_model / "detect.tflite", SSD)
+    assert path == home / "models" / SSD / "detect.tflite"
+    assert store.resolve(SSD) == path
+    labels = store.labels(SSD)
     assert labels[0] == "person" and labels[2] == "car" and labels[5] == "bus"
+    path = store.import_model(shared_yolox)
+    assert path == home / "models" / DEFAULT / "yolox_nano_int8.tflite" and store.resolve() == path
+    labels = store.labels()
+    assert len(labels) == 80 and labels[0] == "person" and labels[2] == "car" and labels[5] == "bus"
 
 
 def test_a_wrong_file_is_refused_with_a_clear_message(home, shared_model, tmp_path):
@@ -56,23 +72,25 @@ def test_a_wrong_file_is_refused_with_a_clear_message(home, shared_model, tmp_pa
     tampered.write_bytes(bytes(data))
     shutil.copy(shared_model / "labelmap.txt", tmp_path / "labelmap.txt")
     with pytest.raises(store.ModelError, match="does not match the manifest"):
-        store.import_model(tampered)
-    assert not (home / "models" / DEFAULT / "detect.tflite").exists()
+        store.import_model(tampered, SSD)
+    assert not (home / "models" / SSD / "detect.tflite").exists()
 
 
 def test_corruption_after_install_is_detected(home, shared_model, capsys):
-    path = store.import_model(shared_model)
+    path = store.import_model(shared_model, SSD)
     with open(path, "r+b") as f:
         f.seek(500)
         f.write(b"\0\0\0\0")
     with pytest.raises(store.ModelError, match="fails its checksum"):
-        store.resolve()
+        store.resolve(SSD)
     assert kuzet(["models", "verify"]) == 1
     assert "FAILED" in capsys.readouterr().err
 
 
 def test_missing_model_says_how_to_get_it(home):
     with pytest.raises(store.ModelError, match="kuzet models fetch coco_ssd_mobilenet_v1_quant"):
+        store.resolve(SSD)
+    with pytest.raises(store.ModelError, match="kuzet models build-yolox"):
         store.resolve(DEFAULT)
     with pytest.raises(store.ModelError, match="unknown model 'nope'"):
         store.resolve("nope")
@@ -83,9 +101,9 @@ def test_fetch_downloads_the_release_archive_and_verifies(home, shared_model, tm
     with zipfile.ZipFile(archive, "w") as z:
         z.write(shared_model / "detect.tflite", "detect.tflite")
         z.write(shared_model / "labelmap.txt", "labelmap.txt")
-    path = store.fetch(DEFAULT, url=archive.as_uri(), progress=False)
-    assert store.sha256_of(path) == store.entry().sha256
-    assert store.labels()[0] == "person"
+    path = store.fetch(SSD, url=archive.as_uri(), progress=False)
+    assert store.sha256_of(path) == store.entry(SSD).sha256
+    assert store.labels(SSD)[0] == "person"
 
     bad = tmp_path / "bad.zip"
     with zipfile.ZipFile(bad, "w") as z:
@@ -93,13 +111,14 @@ def test_fetch_downloads_the_release_archive_and_verifies(home, shared_model, tm
         z.write(shared_model / "labelmap.txt", "labelmap.txt")
     shutil.rmtree(home)
     with pytest.raises(store.ModelError, match="does not match"):
-        store.fetch(DEFAULT, url=bad.as_uri(), progress=False)
+        store.fetch(SSD, url=bad.as_uri(), progress=False)
 
 
 def test_ensure_imports_from_the_shared_copy_then_is_a_no_op(home, shared_dir, monkeypatch, capsys):
     monkeypatch.setenv("KUZET_SHARED", str(shared_dir))
     assert kuzet(["models", "ensure", "--offline"]) == 0
-    assert "imported from" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "imported from" in out and "yolox_nano/yolox_nano_int8.tflite" in out
     assert kuzet(["models", "ensure", "--offline"]) == 0
     assert "present" in capsys.readouterr().out
     assert kuzet(["models", "list"]) == 0
@@ -110,7 +129,7 @@ def test_ensure_without_any_copy_fails_with_instructions(home, no_shared_copy, c
     assert kuzet(["models", "ensure", "--offline"]) == 1
     err = capsys.readouterr().err
     assert "is not installed" in err
-    assert "kuzet models import PATH --name coco_ssd_mobilenet_v1_quant" in err
+    assert "kuzet models build-yolox" in err and "kuzet models import PATH --name yolox_nano_int8" in err
 
 
 def test_cli_import_of_a_bad_path(home, tmp_path, capsys):
@@ -159,3 +178,35 @@ def test_calibration_frames_come_from_real_footage(footage):
     assert frames.std() > 20  # real pictures, not blank
     with pytest.raises(store.ModelError, match="no calibration frames"):
         build.calibration_frames([footage / "street/bus.jpg.missing"])
+
+
+def test_fetch_of_the_yolox_model_names_the_build_route(home, no_shared_copy, shared_yolox, tmp_path, capsys):
+    assert kuzet(["models", "fetch"]) == 1
+    err = capsys.readouterr().err
+    assert "no public address serves this exact file" in err and "kuzet models build-yolox" in err
+    # A mirror the operator names is fine: the manifest's checksum still decides.
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    shutil.copy(shared_yolox / "yolox_nano_int8.tflite", mirror)
+    shutil.copy(shared_yolox / "labels.txt", mirror)
+    path = store.fetch(url=(mirror / "yolox_nano_int8.tflite").as_uri(), progress=False)
+    assert store.verify() == path and store.labels()[0] == "person"
+
+
+def test_build_yolox_plan_and_arguments(home, footage, tmp_path, capsys, monkeypatch):
+    plan = build.yolox_plan(onnx=None, frames=str(footage / "street/bikes.mp4"))
+    assert plan.onnx == store.entry(DEFAULT).extra["onnx_source"]
+    assert any("onnx2tf" in p for p in plan.packages) and any(
+        p.startswith("tensorflow") for p in plan.packages
+    )
+    frames = build.calibration_frames(plan.sources, count=8, size=416, letterbox=True, rgb=False)
+    assert frames.shape == (8, 416, 416, 3)
+    assert (frames[:, -20:, :, :] == 114).all()  # bikes.mp4 is 640x272: the letterbox fills the bottom
+    local = tmp_path / "yolox_nano.onnx"
+    local.write_bytes(b"not really onnx")
+    assert build.yolox_plan(onnx=str(local), frames=None).onnx == str(local)
+    # Missing files are refused before any venv is made.
+    assert kuzet(["models", "build-yolox", "--onnx", str(tmp_path / "missing.onnx")]) == 1
+    assert "no such ONNX file" in capsys.readouterr().err
+    assert kuzet(["models", "build-yolox", "--frames", str(tmp_path / "none.mp4")]) == 1
+    assert "no calibration frames" in capsys.readouterr().err
