@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from kuzet.edge.events.lifecycle import Policy
 from kuzet.shared.config import KeyProblem, Section
 from kuzet.shared.messages import EventType, Severity
 
@@ -33,6 +34,18 @@ DEFAULT_SEVERITY: dict[str, str] = {
     "running": "medium",
 }
 CAMERA_EVENT_TYPES = tuple(DEFAULT_SEVERITY)
+# The incident lifecycle's defaults by type (see lifecycle.py): a deployer's choice for a street camera at 5-25
+# fps. (min_duration_s, grace_s, cooldown_s, reid_s, reid_distance in box heights)
+LIFECYCLE_DEFAULTS: dict[str, tuple[float, float, float, float, float]] = {
+    "zone_enter": (1.0, 3.0, 0.0, 3.0, 1.5),
+    "zone_exit": (0.0, 0.0, 10.0, 3.0, 1.5),
+    "loitering": (0.0, 5.0, 60.0, 5.0, 1.5),
+    "line_crossing": (0.0, 0.0, 10.0, 3.0, 1.5),
+    "crowd": (3.0, 5.0, 30.0, 0.0, 0.0),
+    "no_stopping": (0.0, 5.0, 30.0, 5.0, 1.0),
+    "object_left": (0.0, 5.0, 60.0, 5.0, 1.0),
+    "running": (1.0, 2.0, 10.0, 2.0, 1.5),
+}
 
 
 class ZoneSection(Section):
@@ -94,7 +107,20 @@ class RuleSection(Section):
     dwell_s: Annotated[float, Field(gt=0)] = 30.0  # loitering
     direction: Literal["any", "left_to_right", "right_to_left"] = "any"  # line_crossing
     max_count: Annotated[int, Field(ge=0)] = 5  # crowd: more than this many
-    min_duration_s: Annotated[float, Field(ge=0)] = 1.0  # crowd, running: how long before it counts
+    # The incident lifecycle (lifecycle.py); unset: LIFECYCLE_DEFAULTS for the rule's type.
+    min_duration_s: Annotated[float, Field(ge=0)] | None = (
+        None  # the condition holds this long before an event
+    )
+    grace_s: Annotated[float, Field(ge=0)] | None = None  # gone this long before the event closes
+    cooldown_s: Annotated[float, Field(ge=0)] | None = None  # after a close, no new event for this long
+    cooldown_scope: Literal["subject", "zone"] = "subject"  # the same person (or zone), or anyone in the zone
+    reid_s: Annotated[float, Field(ge=0)] | None = None  # a track born this soon after one ended ...
+    reid_distance: Annotated[float, Field(ge=0)] | None = (
+        None  # ... this near (box heights) is the same person
+    )
+    hysteresis: Annotated[int, Field(ge=0)] = (
+        1  # crowd: opens above max_count, stays while above max_count - this
+    )
     stopped_s: Annotated[float, Field(gt=0)] = 10.0  # no_stopping
     stationary_s: Annotated[float, Field(gt=0)] = 10.0  # object_left
     owner_window_s: Annotated[float, Field(gt=0)] = 10.0  # object_left: a person there this recently
@@ -108,6 +134,22 @@ class RuleSection(Section):
     @property
     def resolved_severity(self) -> str:
         return self.severity or DEFAULT_SEVERITY[self.type]
+
+    def policy(self, lifecycle: bool = True) -> Policy:
+        """The lifecycle's settings for this rule; ``lifecycle=False``: raw conditions are events (for
+        comparison), keeping only min_duration_s."""
+        d = LIFECYCLE_DEFAULTS[self.type]
+        min_duration = d[0] if self.min_duration_s is None else self.min_duration_s
+        if not lifecycle:
+            return Policy(min_duration_s=min_duration)
+        return Policy(
+            min_duration_s=min_duration,
+            grace_s=d[1] if self.grace_s is None else self.grace_s,
+            cooldown_s=d[2] if self.cooldown_s is None else self.cooldown_s,
+            cooldown_scope=self.cooldown_scope,
+            reid_s=d[3] if self.reid_s is None else self.reid_s,
+            reid_distance=d[4] if self.reid_distance is None else self.reid_distance,
+        )
 
     @property
     def resolved_labels(self) -> tuple[str, ...]:

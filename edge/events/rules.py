@@ -52,6 +52,9 @@ class Rule:
         self.line = line
         self.labels = set(section.resolved_labels)
         self.polygon = [tuple(p) for p in zone.polygon] if zone else None
+        # Set by the engine from the lifecycle: how long a subject may be unseen and keep its state.
+        self.gap_s = DWELL_GAP_S
+        self.hysteresis = section.hysteresis
 
     def step(self, ts: float, tracks: list[Track]) -> dict[str, Condition]:
         raise NotImplementedError
@@ -117,7 +120,7 @@ class Loitering(Rule):
             if not self.matches(t):
                 continue
             if self.in_zone(t):
-                if ts - self.last_inside.get(t.track_id, -math.inf) > DWELL_GAP_S:
+                if ts - self.last_inside.get(t.track_id, -math.inf) > self.gap_s:
                     self.entered[t.track_id] = ts
                 self.last_inside[t.track_id] = ts
                 dwell = ts - self.entered[t.track_id]
@@ -125,9 +128,10 @@ class Loitering(Rule):
                     active[str(t.track_id)] = condition(
                         t, f"{t.label} loitering in {self.zone.name}", dwell_s=round(dwell, 1)
                     )
-        alive = {t.track_id for t in tracks}
-        _forget(self.entered, alive)
-        _forget(self.last_inside, alive)
+        # A person unseen for a moment (lost, or re-identified under a new track) keeps their dwell time.
+        for track_id in [k for k, seen in self.last_inside.items() if ts - seen > self.gap_s]:
+            del self.last_inside[track_id]
+            self.entered.pop(track_id, None)
         return active
 
 
@@ -164,18 +168,18 @@ class LineCrossing(Rule):
 
 
 class Crowd(Rule):
+    """More than max_count in the zone; once so, it stays a crowd while more than max_count - hysteresis are
+    there (a count wobbling around the threshold is one crowd)."""
+
     def __init__(self, *args):
         super().__init__(*args)
-        self.since: float | None = None
+        self.crowded = False
 
     def step(self, ts, tracks):
         present = [t for t in tracks if self.matches(t) and self.in_zone(t)]
-        if len(present) <= self.section.max_count:
-            self.since = None
-            return {}
-        if self.since is None:
-            self.since = ts
-        if ts - self.since < self.section.min_duration_s:
+        threshold = self.section.max_count - (self.hysteresis if self.crowded else 0)
+        self.crowded = len(present) > threshold
+        if not self.crowded:
             return {}
         xs = [t.box[0] for t in present] + [t.box[0] + t.box[2] for t in present]
         ys = [t.box[1] for t in present] + [t.box[1] + t.box[3] for t in present]
@@ -234,8 +238,7 @@ class Running(Rule):
                 self.fast_since.setdefault(t.track_id, ts)
             elif heights_per_s < 0.8 * threshold:  # hysteresis: a stride's jitter does not end the event
                 self.fast_since.pop(t.track_id, None)
-            since = self.fast_since.get(t.track_id)
-            if since is not None and ts - since >= self.section.min_duration_s:
+            if t.track_id in self.fast_since:  # how long it must last: the lifecycle's min_duration_s
                 active[str(t.track_id)] = condition(
                     t, f"{t.label} running{self.where}", speed_heights_per_s=round(heights_per_s, 2)
                 )
