@@ -97,7 +97,7 @@ class EventEngine:
                 changes += self._disarm(name, frame, now)
                 continue
             reid = self.reids[name]
-            conds = rule.step(frame.ts, reid.step(frame.ts, result.tracks))
+            conds = rule.step(frame.ts, reid.step(frame.ts, result.tracks, self._frame_size))
             for key, cond in conds.items():
                 ids = sorted({tid for identity in cond.track_ids for tid in reid.tracker_ids(identity)})
                 self.latest[(name, key)] = replace(cond, track_ids=ids)

@@ -13,7 +13,8 @@ wobbling around its threshold, a track that switches id. The lifecycle turns it 
 - re-identification (``reid_s``, ``reid_distance``): a new track that starts within ``reid_s`` of a track of the
   same label ending, where that track would have walked to by then (within ``reid_distance`` of its box
   heights), is the same person: it inherits the ended track's identity, so its dwell time, crossings and open
-  event carry on instead of starting again.
+  event carry on instead of starting again. Tracks that ended or start at the frame's edge are people leaving
+  or entering the view, never re-found ones.
 
 The machine is the table ``TRANSITIONS`` below; ``Lifecycle.step`` only classifies what a frame means for a key
 (a signal) and looks the next phase and action up.
@@ -31,6 +32,8 @@ IDLE, PENDING, OPEN, FADING, COOLING = "idle", "pending", "open", "fading", "coo
 # Signals: SEEN (the condition holds this frame), HELD (it has held for min_duration_s), MISSING (absent, still
 # within the grace), EXPIRED (absent past the grace, or a cool-down over).
 SEEN, HELD, MISSING, EXPIRED = "seen", "held", "missing", "expired"
+EDGE_PX = 8  # a box this near the frame's edge is entering or leaving the view
+PREDICT_S = 1.0  # a lost track's velocity is trusted this far ahead, no further
 
 # (phase, signal) -> (next phase, action for the engine: "open", "update", "close" or None)
 TRANSITIONS: dict[tuple[str, str], tuple[str, str | None]] = {
@@ -100,7 +103,7 @@ class Lifecycle:
             signal = self._signal(state, ts, seen)
             before = state.phase
             state.phase, step_action = TRANSITIONS[(before, signal)]
-            if state.phase == PENDING and before == IDLE:
+            if before == IDLE and state.phase != IDLE:
                 state.first_seen = ts
             if step_action == "close":
                 state.closed_at = ts
@@ -141,39 +144,55 @@ class Reidentifier:
         self.last_ts: dict[int, float] = {}
         self.ended: dict[int, tuple[float, Track]] = {}  # identity -> (when last seen, its last track)
 
-    def step(self, ts: float, tracks: list[Track]) -> list[Track]:
+    def step(self, ts: float, tracks: list[Track], frame_size: tuple[int, int] | None = None) -> list[Track]:
         p = self.policy
         out = []
         now_alive: dict[int, Track] = {}
+        self.frame_size = frame_size
         for t in tracks:
             identity = self.alias.get(t.track_id)
+            if identity is None and p.reid_s > 0 and not self._at_edge(t):
+                identity = self._inherit(ts, t)
             if identity is None:
-                identity = self._inherit(ts, t) if p.reid_s > 0 else None
-                identity = t.track_id if identity is None else identity
+                identity = t.track_id
+            if t.track_id not in self.alias:
                 self.alias[t.track_id] = identity
                 self.members.setdefault(identity, set()).add(t.track_id)
             now_alive[identity] = t
             out.append(t if identity == t.track_id else replace(t, track_id=identity))
         for identity, t in self.alive.items():
-            if identity not in now_alive:
+            if identity not in now_alive and not self._at_edge(t):
                 self.ended[identity] = (self.last_ts.get(identity, ts), t)
         for identity in now_alive:
             self.last_ts[identity] = ts
             self.ended.pop(identity, None)
         self.alive = now_alive
-        for identity in [i for i, (seen, _) in self.ended.items() if ts - seen > p.reid_s]:
-            del self.ended[identity]
+        gone = [i for i in self.members if i not in now_alive and i not in self.ended]
+        gone += [i for i, (seen, _) in self.ended.items() if ts - seen > p.reid_s]
+        for identity in gone:
+            self.ended.pop(identity, None)
             self.last_ts.pop(identity, None)
             for tid in self.members.pop(identity, ()):
                 self.alias.pop(tid, None)
         return out
+
+    def _at_edge(self, track: Track) -> bool:
+        if self.frame_size is None:
+            return False
+        x, y, w, h = track.box
+        return (
+            x < EDGE_PX
+            or y < EDGE_PX
+            or x + w > self.frame_size[0] - EDGE_PX
+            or y + h > self.frame_size[1] - EDGE_PX
+        )
 
     def _inherit(self, ts: float, track: Track) -> int | None:
         best, best_d = None, math.inf
         for identity, (seen, old) in self.ended.items():
             if old.label != track.label or ts - seen > self.policy.reid_s:
                 continue
-            dt = ts - seen
+            dt = min(ts - seen, PREDICT_S)
             predicted = (old.foot[0] + old.velocity[0] * dt, old.foot[1] + old.velocity[1] * dt)
             height = max(old.box[3], track.box[3], 1.0)
             d = (
