@@ -8,6 +8,7 @@ persons); the engine keeps one open event per incident with a stable ``event_id`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -36,6 +37,7 @@ class OpenEvent:
     last_sent_ts: float
     sent: Condition  # as in the last message: what "changed" is measured against
     changed: bool = False
+    keys: set[str] = field(default_factory=set)  # the rule's keys (persons) this event reports
 
 
 @dataclass
@@ -104,33 +106,58 @@ class EventEngine:
             lifecycle = self.lifecycles[name]
             for key, action in lifecycle.step(frame.ts, set(conds)):
                 full_key = (name, key)
+                cond = self.latest.get(full_key)
                 if action == "open":
-                    began = now - timedelta(seconds=frame.ts - lifecycle.opened_at(key))
-                    changes.append(self._open(full_key, rule, self.latest[full_key], frame, began))
-                elif action == "update" and key in conds:
-                    change = self._update(self.open[full_key], self.latest[full_key], frame, now)
+                    host = self._same_spot(name, cond, lifecycle.policy.reid_distance)
+                    if host is not None:  # the same incident under another track: it joins that event
+                        host.keys.add(key)
+                        self.open[full_key] = host
+                        action = "update"
+                    else:
+                        began = now - timedelta(seconds=frame.ts - lifecycle.opened_at(key))
+                        changes.append(self._open(full_key, rule, cond, frame, began))
+                if action == "update" and key in conds:
+                    change = self._update(self.open[full_key], cond, frame, now)
                     if change is not None:
                         changes.append(change)
                 elif action == "close" and full_key in self.open:
-                    ended = now - timedelta(seconds=frame.ts - lifecycle.ended_at(key))
-                    changes.append(self._close(self.open.pop(full_key), frame, now, ended))
+                    event = self.open.pop(full_key)
+                    event.keys.discard(key)
+                    if not event.keys:
+                        ended = now - timedelta(seconds=frame.ts - lifecycle.ended_at(key))
+                        changes.append(self._close(event, frame, now, ended))
             for key in [k for k in self.latest if k[0] == name and k[1] not in lifecycle.keys]:
                 del self.latest[key]
         return changes
 
+    def _same_spot(self, name: str, cond: Condition, reach: float) -> OpenEvent | None:
+        """An open event of this rule whose subject stands where ``cond``'s does (within ``reach`` box heights):
+        a tracker that swapped ids between people standing together, or a second track on one person."""
+        if reach <= 0:
+            return None
+        x, y, w, h = cond.box
+        for (rule_name, _), event in self.open.items():
+            ex, ey, ew, eh = event.condition.box
+            d = math.hypot(x + w / 2 - ex - ew / 2, y + h - ey - eh)
+            if rule_name == name and d <= reach * max(h, eh, 1.0):
+                return event
+        return None
+
     def _disarm(self, name: str, frame: Frame, now: datetime) -> list[EventChange]:
         """A rule outside its schedule: its open events close now and its lifecycle starts afresh."""
         self.lifecycles[name] = Lifecycle(self.lifecycles[name].policy)
-        closing = [k for k in self.open if k[0] == name]
-        return [self._close(self.open.pop(k), frame, now, now) for k in closing]
+        closing = {id(e): e for k, e in self.open.items() if k[0] == name}
+        self.open = {k: e for k, e in self.open.items() if k[0] != name}
+        return [self._close(event, frame, now, now) for event in closing.values()]
 
     def close_all(self, frame: Frame) -> list[EventChange]:
         """Close every open event (shutdown, detection switched off, a new configuration)."""
         now = self.clock()
-        closing, self.open = list(self.open.values()), {}
+        closing = {id(e): e for e in self.open.values()}
+        self.open = {}
         for name, lifecycle in self.lifecycles.items():
             self.lifecycles[name] = Lifecycle(lifecycle.policy)
-        return [self._close(event, frame, now, now) for event in closing]
+        return [self._close(event, frame, now, now) for event in closing.values()]
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
@@ -147,6 +174,7 @@ class EventEngine:
             track_ids=list(cond.track_ids),
             last_sent_ts=frame.ts,
             sent=cond,
+            keys={key[1]},
         )
         self.open[key] = event
         return self._change(event, "open", frame, now, improved=True)

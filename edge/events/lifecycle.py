@@ -3,7 +3,7 @@
 A rule says, frame by frame, which conditions hold. Raw, that flickers: a person lost for a few frames, a count
 wobbling around its threshold, a track that switches id. The lifecycle turns it into incidents:
 
-- ``min_duration_s``: a condition must hold (gaps shorter than ``grace_s`` bridged) this long before its event
+- ``min_duration_s``: a condition must hold (gaps up to ``PENDING_GAP_S`` bridged) this long before its event
   is raised; one that goes before then raises nothing.
 - ``grace_s``: an open event whose condition went away stays open this long; if the condition comes back it
   carries on as the same event, otherwise it closes, ended when the condition was last seen.
@@ -33,6 +33,7 @@ IDLE, PENDING, OPEN, FADING, COOLING = "idle", "pending", "open", "fading", "coo
 # within the grace), EXPIRED (absent past the grace, or a cool-down over).
 SEEN, HELD, MISSING, EXPIRED = "seen", "held", "missing", "expired"
 EDGE_PX = 8  # a box this near the frame's edge is entering or leaving the view
+PENDING_GAP_S = 0.5  # before it is raised, a condition must hold without a longer gap
 PREDICT_S = 1.0  # a lost track's velocity is trusted this far ahead, no further
 
 # (phase, signal) -> (next phase, action for the engine: "open", "update", "close" or None)
@@ -41,7 +42,7 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str | None]] = {
     (IDLE, HELD): (OPEN, "open"),  # min_duration_s 0
     (PENDING, SEEN): (PENDING, None),
     (PENDING, HELD): (OPEN, "open"),
-    (PENDING, MISSING): (PENDING, None),  # a gap inside the grace: still counting
+    (PENDING, MISSING): (PENDING, None),  # a short gap: still counting
     (PENDING, EXPIRED): (IDLE, None),  # went before it lasted: nothing raised
     (OPEN, SEEN): (OPEN, "update"),
     (OPEN, HELD): (OPEN, "update"),
@@ -119,7 +120,8 @@ class Lifecycle:
         if state.phase == COOLING:
             return EXPIRED if ts - state.closed_at >= p.cooldown_s else (SEEN if seen else MISSING)
         if not seen:
-            return EXPIRED if ts - state.last_seen > p.grace_s else MISSING
+            grace = min(p.grace_s, PENDING_GAP_S) if state.phase == PENDING else p.grace_s
+            return EXPIRED if ts - state.last_seen > grace else MISSING
         if state.phase in (IDLE, PENDING):
             start = ts if state.phase == IDLE else state.first_seen
             zone_cool = p.cooldown_scope == "zone" and ts - self.zone_closed_at < p.cooldown_s

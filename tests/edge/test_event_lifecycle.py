@@ -117,3 +117,15 @@ def test_zone_wide_cooldown_holds_back_anyone():
         [[person(1, 300, 300)]] * 20 + [[]] * 20 + [[person(2, 400, 400)]] * 20 + [[]] * 20,
     )
     assert len(opened(events)) == 1
+
+
+def test_people_together_are_one_incident_people_apart_are_two():
+    rule = RuleSection(name="enter", type="zone_enter", zone="square")
+    engine, clock = make(rule)
+    pair = [[person(1, 300, 300), person(2, 340, 300)]] * 30 + GONE  # side by side onto the square
+    events = run(engine, clock, pair)
+    assert len(opened(events)) == 1 and events[-1].track_ids == [1, 2]
+    assert [e.state for e in events].count("closed") == 1
+    engine, clock = make(rule)
+    apart = [[person(1, 250, 250), person(2, 450, 450)]] * 30 + GONE
+    assert len(opened(run(engine, clock, apart))) == 2

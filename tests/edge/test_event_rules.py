@@ -163,7 +163,7 @@ def test_rules_refer_to_defined_zones_and_lines():
 
 def test_close_all_closes_every_open_event():
     engine, clock = make(RuleSection(name="enter", type="zone_enter", zone="square", min_duration_s=0))
-    run(engine, clock, [[person(1, 300, 300), person(2, 350, 300)]])
+    run(engine, clock, [[person(1, 300, 300), person(2, 480, 480)]])
     closed = engine.close_all(Frame(IMAGE, 1, 0.1))
     assert sorted(c.event.state for c in closed) == ["closed", "closed"]
     assert engine.open == {}
@@ -178,7 +178,7 @@ def test_events_left_open_by_a_killed_agent_are_closed_on_restart(tmp_path):
     events = run(
         engine,
         clock,
-        [[person(1, 300, 300)], [person(1, 300, 300), person(2, 250, 300)], [person(2, 250, 300)]],
+        [[person(1, 300, 300)], [person(1, 300, 300), person(2, 250, 480)], [person(2, 250, 480)]],
     )
     for event in events:
         with outbox.transaction() as tx:  # as the agent queues each event message
