@@ -179,15 +179,12 @@ class Reidentifier:
         return out
 
     def _at_edge(self, track: Track) -> bool:
+        """Within half its width (at least EDGE_PX) of the frame's edge: entering or leaving the view."""
         if self.frame_size is None:
             return False
         x, y, w, h = track.box
-        return (
-            x < EDGE_PX
-            or y < EDGE_PX
-            or x + w > self.frame_size[0] - EDGE_PX
-            or y + h > self.frame_size[1] - EDGE_PX
-        )
+        m = max(EDGE_PX, w / 2)
+        return x < m or y < m or x + w > self.frame_size[0] - m or y + h > self.frame_size[1] - m
 
     def _inherit(self, ts: float, track: Track) -> int | None:
         best, best_d = None, math.inf
