@@ -191,7 +191,7 @@ class Crowd(Rule):
                 score=max(t.score for t in present),
                 box=(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)),
                 attributes={"count": len(present), "max_count": self.section.max_count},
-                description=f"{len(present)} {label}s in {self.zone.name} (more than {self.section.max_count})",
+                description=f"{len(present)} {label}s in {self.zone.name} (a crowd once more than {self.section.max_count})",
             )
         }
 
