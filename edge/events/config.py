@@ -67,6 +67,37 @@ class LineSection(Section):
         return value
 
 
+class GroundSection(Section):
+    """Where the frame's pixels are on the ground: four or more points of the frame (``image``, pixels) and
+    their positions on the ground (``world``, metres in any fixed frame, e.g. paced out or from a site plan).
+    With it, speeds are in km/h and distances in metres."""
+
+    image: Annotated[PointList, Field(min_length=4)]
+    world: Annotated[PointList, Field(min_length=4)]
+    max_error_m: Annotated[float, Field(gt=0)] = 0.5  # a point this far off its own position: a typo
+
+    @model_validator(mode="after")
+    def _fits(self) -> GroundSection:
+        if len(self.image) != len(self.world):
+            raise KeyProblem(("world",), f"{len(self.world)} world points for {len(self.image)} image points")
+        try:
+            fit = self.plane()
+        except ValueError as exc:
+            raise KeyProblem(("image",), str(exc)) from None
+        if fit.error_m > self.max_error_m:
+            raise KeyProblem(
+                ("world",),
+                f"the points do not lie on one plane: one is {fit.error_m:.2f} m off (more than "
+                f"max_error_m {self.max_error_m}); check their order and values",
+            )
+        return self
+
+    def plane(self):
+        from kuzet.edge.events.geometry import Ground
+
+        return Ground(self.image, self.world)
+
+
 class ScheduleSection(Section):
     """When a rule is armed, in local time. ``start`` after ``end`` spans midnight (22:00-06:00)."""
 
@@ -125,6 +156,7 @@ class RuleSection(Section):
     stationary_s: Annotated[float, Field(gt=0)] = 10.0  # object_left
     owner_window_s: Annotated[float, Field(gt=0)] = 10.0  # object_left: a person there this recently
     min_speed: Annotated[float, Field(gt=0)] = 1.8  # running: box heights per second
+    min_speed_kmh: Annotated[float, Field(gt=0)] | None = None  # running, with [ground]: km/h instead
     linger_s: Annotated[float, Field(gt=0)] = 3.0  # momentary events (exit, crossing) stay open this long
 
     @property

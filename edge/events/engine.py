@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from kuzet.edge.events import rules as rule_types
-from kuzet.edge.events.config import LineSection, RuleSection, ZoneSection, check_references
+from kuzet.edge.events.config import GroundSection, LineSection, RuleSection, ZoneSection, check_references
 from kuzet.edge.events.lifecycle import Lifecycle, Reidentifier
 from kuzet.edge.events.rules import DWELL_GAP_S, Condition, Rule
 from kuzet.edge.vision.types import Frame, FrameResult
@@ -62,16 +62,24 @@ class EventEngine:
         update_interval_s: float = 2.0,
         clock: Callable[[], datetime] = timeutil.utc_now,
         lifecycle: bool = True,
+        ground: GroundSection | None = None,
     ):
         """``lifecycle=False`` makes every raw condition an event (no grace, cool-down, re-identification or
-        crowd hysteresis): the behaviour the lifecycle is measured against."""
+        crowd hysteresis): the behaviour the lifecycle is measured against. ``ground``: the camera's ground
+        plane, for rules in metres and km/h."""
         check_references(zones, lines, rules)
         by_zone = {z.name: z for z in zones}
         by_line = {line.name: line for line in lines}
         self.rules = [rule_types.build(r, by_zone, by_line) for r in rules]
         self.lifecycles: dict[str, Lifecycle] = {}
         self.reids: dict[str, Reidentifier] = {}
+        plane = ground.plane() if ground is not None else None
         for rule in self.rules:
+            if rule.section.min_speed_kmh is not None and plane is None:
+                raise ValueError(
+                    f"rule {rule.section.name!r}: min_speed_kmh needs the camera's [ground] points"
+                )
+            rule.ground = plane
             policy = rule.section.policy(lifecycle)
             rule.gap_s = max(DWELL_GAP_S, policy.grace_s)
             if not lifecycle:

@@ -55,6 +55,7 @@ class Rule:
         # Set by the engine from the lifecycle: how long a subject may be unseen and keep its state.
         self.gap_s = DWELL_GAP_S
         self.hysteresis = section.hysteresis
+        self.ground: geometry.Ground | None = None  # set by the engine when the camera has a [ground]
 
     def step(self, ts: float, tracks: list[Track]) -> dict[str, Condition]:
         raise NotImplementedError
@@ -228,19 +229,23 @@ class Running(Rule):
 
     def step(self, ts, tracks):
         active = {}
-        threshold = self.section.min_speed
+        kmh = self.section.min_speed_kmh if self.ground is not None else None
+        threshold = kmh or self.section.min_speed
         for t in tracks:
             if not (self.matches(t) and self.in_zone(t)):
                 self.fast_since.pop(t.track_id, None)
                 continue
-            heights_per_s = speed(t) / max(t.box[3], 1.0)
-            if heights_per_s >= threshold:
+            if kmh:
+                fast, unit = self.ground.speed_kmh(t.foot, t.velocity), "speed_kmh"
+            else:
+                fast, unit = speed(t) / max(t.box[3], 1.0), "speed_heights_per_s"
+            if fast >= threshold:
                 self.fast_since.setdefault(t.track_id, ts)
-            elif heights_per_s < 0.8 * threshold:  # hysteresis: a stride's jitter does not end the event
+            elif fast < 0.8 * threshold:  # hysteresis: a stride's jitter does not end the event
                 self.fast_since.pop(t.track_id, None)
             if t.track_id in self.fast_since:  # how long it must last: the lifecycle's min_duration_s
                 active[str(t.track_id)] = condition(
-                    t, f"{t.label} running{self.where}", speed_heights_per_s=round(heights_per_s, 2)
+                    t, f"{t.label} running{self.where}", **{unit: round(fast, 2)}
                 )
         _forget(self.fast_since, {t.track_id for t in tracks})
         return active
