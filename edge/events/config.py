@@ -32,8 +32,11 @@ DEFAULT_SEVERITY: dict[str, str] = {
     "no_stopping": "low",
     "object_left": "high",
     "running": "medium",
+    "chase": "high",
 }
-CAMERA_EVENT_TYPES = tuple(DEFAULT_SEVERITY)
+# A rule type reported on the wire as another event type (a chase is running, with attributes.chase).
+WIRE_TYPE = {"chase": "running"}
+CAMERA_EVENT_TYPES = tuple(t for t in DEFAULT_SEVERITY if t not in WIRE_TYPE)
 # The incident lifecycle's defaults by type (see lifecycle.py): a deployer's choice for a street camera at 5-25
 # fps. (min_duration_s, grace_s, cooldown_s, reid_s, reid_distance in box heights)
 LIFECYCLE_DEFAULTS: dict[str, tuple[float, float, float, float, float]] = {
@@ -45,6 +48,7 @@ LIFECYCLE_DEFAULTS: dict[str, tuple[float, float, float, float, float]] = {
     "no_stopping": (0.0, 5.0, 30.0, 5.0, 1.0),
     "object_left": (0.0, 5.0, 60.0, 5.0, 1.0),
     "running": (1.0, 2.0, 10.0, 2.0, 1.5),
+    "chase": (1.0, 3.0, 30.0, 2.0, 1.5),
 }
 
 
@@ -128,6 +132,7 @@ class RuleSection(Section):
         "no_stopping",
         "object_left",
         "running",
+        "chase",
     ]
     zone: str | None = None  # zone rules; running / object_left may be limited to a zone
     line: str | None = None  # line_crossing
@@ -159,9 +164,16 @@ class RuleSection(Section):
     min_speed_kmh: Annotated[float, Field(gt=0)] | None = None  # running, with [ground]: km/h instead
     linger_s: Annotated[float, Field(gt=0)] = 3.0  # momentary events (exit, crossing) stay open this long
 
+    chase_gap_s: Annotated[float, Field(gt=0)] = (
+        4.0  # chase: the follower is where the leader was this recently
+    )
+    chase_angle_deg: Annotated[float, Field(gt=0, le=90)] = (
+        30.0  # chase: their headings differ by at most this
+    )
+
     @property
     def event_type(self) -> EventType:
-        return self.type
+        return WIRE_TYPE.get(self.type, self.type)
 
     @property
     def resolved_severity(self) -> str:

@@ -300,6 +300,62 @@ class ObjectLeft(Rule):
         return active
 
 
+class Chase(Rule):
+    """A person running after another: both faster than ``min_speed`` (``min_speed_kmh`` with a [ground]),
+    heading the same way within ``chase_angle_deg``, the follower behind the leader and on the leader's path,
+    where the leader was at most ``chase_gap_s`` ago. Reported as a ``running`` event with ``chase``."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.paths: dict[int, deque[tuple[float, tuple[float, float]]]] = {}
+
+    def _fast(self, t: Track) -> bool:
+        if self.section.min_speed_kmh and self.ground is not None:
+            return self.ground.speed_kmh(t.foot, t.velocity) >= self.section.min_speed_kmh
+        return speed(t) / max(t.box[3], 1.0) >= self.section.min_speed
+
+    def step(self, ts, tracks):
+        for t in tracks:
+            path = self.paths.setdefault(t.track_id, deque())
+            path.append((ts, t.foot))
+            while ts - path[0][0] > self.section.chase_gap_s:
+                path.popleft()
+        _forget(self.paths, {t.track_id for t in tracks})
+        runners = [t for t in tracks if self.matches(t) and self.in_zone(t) and self._fast(t)]
+        same_way = math.cos(math.radians(self.section.chase_angle_deg))
+        active = {}
+        for lead in runners:
+            for follow in runners:
+                ahead = (lead.foot[0] - follow.foot[0], lead.foot[1] - follow.foot[1])
+                if (
+                    follow is lead
+                    or _cos(lead.velocity, follow.velocity) < same_way
+                    or _cos(ahead, follow.velocity) < same_way  # the leader is in front, not beside
+                    or not any(  # where the leader was a moment ago (not where they are now)
+                        ts - seen >= 0.3 and geometry.distance(follow.foot, foot) <= follow.box[3]
+                        for seen, foot in self.paths[lead.track_id]
+                    )
+                ):
+                    continue
+                x0, y0 = min(lead.box[0], follow.box[0]), min(lead.box[1], follow.box[1])
+                x1 = max(lead.box[0] + lead.box[2], follow.box[0] + follow.box[2])
+                y1 = max(lead.box[1] + lead.box[3], follow.box[1] + follow.box[3])
+                active[f"{lead.track_id}>{follow.track_id}"] = Condition(
+                    [lead.track_id, follow.track_id],
+                    lead.label,
+                    min(lead.score, follow.score),
+                    (x0, y0, x1 - x0, y1 - y0),
+                    {"chase": True, "leader": lead.track_id, "follower": follow.track_id},
+                    f"{follow.label} running after {lead.label}{self.where}",
+                )
+        return active
+
+
+def _cos(a: tuple[float, float], b: tuple[float, float]) -> float:
+    na, nb = math.hypot(*a), math.hypot(*b)
+    return (a[0] * b[0] + a[1] * b[1]) / (na * nb) if na and nb else -1.0
+
+
 RULES: dict[str, type[Rule]] = {
     "zone_enter": ZoneEnter,
     "zone_exit": ZoneExit,
@@ -309,6 +365,7 @@ RULES: dict[str, type[Rule]] = {
     "no_stopping": NoStopping,
     "running": Running,
     "object_left": ObjectLeft,
+    "chase": Chase,
 }
 
 

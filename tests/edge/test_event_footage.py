@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 from support.bench import load as load_bench
+from support.events import Clock
 
+from kuzet.edge.events.config import RuleSection, ZoneSection
+from kuzet.edge.events.engine import EventEngine
 from kuzet.models import store
 
 bench = load_bench("events")
@@ -53,3 +56,46 @@ def test_a_loiterer_lost_by_the_tracker_is_one_event(pets):
     assert len(loitering) < len(raw)
     people = [frozenset(i.track_ids) for i in raw]
     assert len(people) > len(set(people))  # the same track raised more than one raw event
+
+
+CHASE = RuleSection(name="chase", type="chase", min_duration_s=0.5)
+VIEW = ZoneSection(name="view", polygon=[(0, 0), (768, 0), (768, 576), (0, 576)])
+
+
+def chases(results) -> list:
+    engine = EventEngine("cam-1", [VIEW], [], [CHASE], clock=Clock())
+    return [c.event for r in results for c in engine.process(r) if c.event.state == "open"]
+
+
+def fast_forward(gt: Path, tmp_path: Path, factor: int) -> Path:
+    """PETS09's ground truth with every ``factor``-th frame kept: the same people on the same paths, ``factor``
+    times faster, so walkers one behind another become runners one after another."""
+    out = tmp_path / f"gt_x{factor}.txt"
+    lines = [line.split(",", 1) for line in gt.read_text().splitlines() if line.strip()]
+    out.write_text(
+        "\n".join(f"{int(f) // factor + 1},{rest}" for f, rest in lines if (int(f) - 1) % factor == 0)
+    )
+    return out
+
+
+def test_chase_fires_on_people_hurrying_one_after_another_and_not_on_walkers(pets, shared_dir, tmp_path):
+    ours, truth, fps = pets
+    assert chases(truth) == []  # the real people walk: no one is running
+    assert chases(ours) == []  # nor through the pipeline, whatever its tracks do
+    video = shared_dir / "data/pets09-s2l1/vtest.avi"
+    _, w, h = bench.video_info(video)
+    quick = fast_forward(shared_dir / "data/pets09-s2l1/gt.txt", tmp_path, 3)
+    events = chases(bench.truth_results(quick, fps, (w, h), 795 // 3))
+    # gt person 17 comes in from the east 1.7 s behind person 16 and follows their path across the square
+    assert (16, 17) in {(e.attributes["leader"], e.attributes["follower"]) for e in events}
+    assert len(events) <= 5  # not every pair of people hurrying about
+    for e in events:
+        assert e.event_type == "running" and e.attributes["chase"] is True
+        assert e.attributes["leader"] != e.attributes["follower"]
+
+
+def test_leaves_in_the_wind_raise_no_chase_or_running(pets, shared_dir):
+    tree = bench.pipeline_results(shared_dir / "data/motion/tree.avi")
+    running = RuleSection(name="run", type="running")
+    engine = EventEngine("cam-1", [VIEW], [], [CHASE, running], clock=Clock())
+    assert [c for r in tree for c in engine.process(r)] == []
