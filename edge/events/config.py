@@ -33,9 +33,10 @@ DEFAULT_SEVERITY: dict[str, str] = {
     "object_left": "high",
     "running": "medium",
     "chase": "high",
+    "repeated_stops": "medium",
 }
 # A rule type reported on the wire as another event type (a chase is running, with attributes.chase).
-WIRE_TYPE = {"chase": "running"}
+WIRE_TYPE = {"chase": "running", "repeated_stops": "loitering"}
 CAMERA_EVENT_TYPES = tuple(t for t in DEFAULT_SEVERITY if t not in WIRE_TYPE)
 # The incident lifecycle's defaults by type (see lifecycle.py): a deployer's choice for a street camera at 5-25
 # fps. (min_duration_s, grace_s, cooldown_s, reid_s, reid_distance in box heights)
@@ -49,6 +50,7 @@ LIFECYCLE_DEFAULTS: dict[str, tuple[float, float, float, float, float]] = {
     "object_left": (0.0, 5.0, 60.0, 5.0, 1.0),
     "running": (1.0, 2.0, 10.0, 2.0, 1.5),
     "chase": (1.0, 3.0, 30.0, 2.0, 1.5),
+    "repeated_stops": (0.0, 5.0, 300.0, 5.0, 1.5),
 }
 
 
@@ -133,6 +135,7 @@ class RuleSection(Section):
         "object_left",
         "running",
         "chase",
+        "repeated_stops",
     ]
     zone: str | None = None  # zone rules; running / object_left may be limited to a zone
     line: str | None = None  # line_crossing
@@ -171,6 +174,14 @@ class RuleSection(Section):
         30.0  # chase: their headings differ by at most this
     )
 
+    stops: Annotated[int, Field(ge=2)] = 3  # repeated_stops: this many brief stops ...
+    stop_min_s: Annotated[float, Field(gt=0)] = 1.5  # ... each standing at least this long ...
+    stop_max_s: Annotated[float, Field(gt=0)] = 30.0  # ... and at most this (longer is loitering) ...
+    stop_spacing: Annotated[float, Field(gt=0)] = (
+        0.4  # ... each this many box heights (~0.7 m) from the others ...
+    )
+    stops_window_s: Annotated[float, Field(gt=0)] = 300.0  # ... within this long
+
     @property
     def event_type(self) -> EventType:
         return WIRE_TYPE.get(self.type, self.type)
@@ -207,7 +218,10 @@ class RuleSection(Section):
 
     @model_validator(mode="after")
     def _has_what_it_needs(self) -> RuleSection:
-        if self.type in ("zone_enter", "zone_exit", "loitering", "crowd", "no_stopping") and not self.zone:
+        if (
+            self.type in ("zone_enter", "zone_exit", "loitering", "crowd", "no_stopping", "repeated_stops")
+            and not self.zone
+        ):
             raise KeyProblem(("zone",), f"a {self.type} rule needs a zone: the name of one of the [[zones]]")
         if self.type == "line_crossing" and not self.line:
             raise KeyProblem(("line",), "a line_crossing rule needs a line: the name of one of the [[lines]]")

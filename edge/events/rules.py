@@ -351,6 +351,46 @@ class Chase(Rule):
         return active
 
 
+class RepeatedStops(Rule):
+    """One person stopping briefly again and again at different spots of a zone (casing cars or doors): at least
+    ``stops`` stops of ``stop_min_s``..``stop_max_s``, each ``stop_spacing`` box heights from the others, within
+    ``stops_window_s``. Reported as a ``loitering`` event with ``attributes.stops``."""
+
+    STOPPED = 0.25  # box heights per second: standing (a walker covers about 0.8)
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.still_since: dict[int, tuple[float, tuple[float, float]]] = {}
+        self.stops: dict[int, deque[tuple[float, tuple[float, float]]]] = {}
+
+    def step(self, ts, tracks):
+        sec = self.section
+        active = {}
+        for t in tracks:
+            if not (self.matches(t) and self.in_zone(t)):
+                self.still_since.pop(t.track_id, None)
+                continue
+            stops = self.stops.setdefault(t.track_id, deque())
+            if speed(t) / max(t.box[3], 1.0) < self.STOPPED:
+                self.still_since.setdefault(t.track_id, (ts, t.foot))
+            else:
+                began = self.still_since.pop(t.track_id, None)
+                if began is not None and sec.stop_min_s <= ts - began[0] <= sec.stop_max_s:
+                    spacing = sec.stop_spacing * t.box[3]
+                    if all(geometry.distance(began[1], spot) >= spacing for _, spot in stops):
+                        stops.append((ts, began[1]))
+            while stops and ts - stops[0][0] > sec.stops_window_s:
+                stops.popleft()
+            if len(stops) >= sec.stops:
+                active[str(t.track_id)] = condition(
+                    t, f"{t.label} stopped {len(stops)} times{self.where}", stops=len(stops)
+                )
+        alive = {t.track_id for t in tracks}
+        _forget(self.still_since, alive)
+        _forget(self.stops, alive)
+        return active
+
+
 def _cos(a: tuple[float, float], b: tuple[float, float]) -> float:
     na, nb = math.hypot(*a), math.hypot(*b)
     return (a[0] * b[0] + a[1] * b[1]) / (na * nb) if na and nb else -1.0
@@ -366,6 +406,7 @@ RULES: dict[str, type[Rule]] = {
     "running": Running,
     "object_left": ObjectLeft,
     "chase": Chase,
+    "repeated_stops": RepeatedStops,
 }
 
 
