@@ -87,7 +87,7 @@ class Lifecycle:
 
     def step(self, ts: float, present: set[str]) -> list[tuple[str, str]]:
         actions = []
-        for key in present | set(self.keys):
+        for key in sorted(present | set(self.keys)):  # a fixed order: the same events on every run
             state = self.keys.setdefault(key, KeyState())
             action = self._advance(state, ts, key in present)
             if action == "close":
