@@ -17,30 +17,40 @@ from kuzet.shared import config
 
 SITE = "pavlodar"
 
-# The paved square of the PETS 2009 view (768x576), where people cross, meet and stop to talk.
+# The PETS 2009 view (768x576), as a deployer draws it on a snapshot: the lawn in the foreground (keep off),
+# the middle of the path junction in front of the sign (where a group blocks the way), the paved square.
+LAWN = [[0, 252], [170, 266], [330, 302], [425, 360], [560, 420], [768, 502], [768, 576], [0, 576]]
+JUNCTION = [[300, 215], [600, 200], [700, 300], [640, 400], [440, 380], [300, 300]]
 SQUARE = [[0, 205], [768, 190], [768, 470], [440, 380], [0, 265]]
+# Thresholds in seconds, chosen for what an inspector watching hundreds of cameras should be shown: a group
+# that stays, someone on the lawn, someone running, someone hanging about for minutes; not every passer-by.
 CAMERAS = [
-    # id, name, lat, lon, rules
+    # id, name, lat, lon, zones, rules
     (
         "cam-0001",
         "Central square, Satpayev St mast",
         52.28745,
         76.96705,
+        {"junction": JUNCTION, "lawn": LAWN},
         [
             {
-                "name": "crowd-on-square",
+                "name": "gathering-at-junction",
                 "type": "crowd",
-                "zone": "square",
-                "max_count": 3,
-                "min_duration_s": 1.5,
-                "severity": "high",
+                "zone": "junction",
+                "max_count": 3,  # 4 or more people ...
+                "min_duration_s": 5.0,  # ... for 5 s; it ends below 3 people for 5 s
+                "hysteresis": 1,
+                "grace_s": 5.0,
+                "cooldown_s": 60.0,
+                "severity": "medium",
             },
             {
-                "name": "loitering-on-square",
-                "type": "loitering",
-                "zone": "square",
-                "dwell_s": 10.0,
-                "severity": "medium",
+                "name": "on-the-lawn",
+                "type": "zone_enter",
+                "zone": "lawn",
+                "min_duration_s": 2.0,
+                "cooldown_s": 60.0,
+                "severity": "low",
             },
         ],
     ),
@@ -49,15 +59,22 @@ CAMERAS = [
         "Irtysh embankment, Lermontov St",
         52.29330,
         76.95420,
+        {"square": SQUARE},
         [
             {
-                "name": "loitering-on-square",
+                "name": "loitering-on-embankment",
                 "type": "loitering",
                 "zone": "square",
-                "dwell_s": 15.0,
+                "dwell_s": 120.0,  # two minutes in one place of a walkway
                 "severity": "medium",
             },
-            {"name": "running-on-square", "type": "running", "zone": "square", "severity": "medium"},
+            {
+                "name": "running-on-embankment",
+                "type": "running",
+                "zone": "square",
+                "min_duration_s": 1.5,
+                "severity": "medium",
+            },
         ],
     ),
 ]
@@ -115,7 +132,7 @@ def write(
         },
     )
     cameras = []
-    for device_id, name, lat, lon, rules in CAMERAS:
+    for device_id, name, lat, lon, zones, rules in CAMERAS:
         cameras.append(
             _write(
                 root / f"{device_id}.toml",
@@ -124,7 +141,7 @@ def write(
                     "device": {"id": device_id, "site": SITE, "name": name, "lat": lat, "lon": lon},
                     "mqtt": {"url": broker_url, "protocol": mqtt_protocol},
                     "source": {"kind": "file", "path": str(footage), "loop": True, "realtime": True},
-                    "zones": [{"name": "square", "polygon": SQUARE}],
+                    "zones": [{"name": zone, "polygon": polygon} for zone, polygon in zones.items()],
                     "rules": rules,
                     "evidence": {
                         "clip_min_severity": "low",
@@ -177,7 +194,7 @@ def write(
         )
     registrations = [
         Registration(device_id=device_id, kind="camera", name=name, site=SITE, lat=lat, lon=lon)
-        for device_id, name, lat, lon, _ in CAMERAS
+        for device_id, name, lat, lon, _, _ in CAMERAS
     ] + [
         Registration(device_id=device_id, kind="badge", name=name, site=SITE) for device_id, name, _ in BADGES
     ]

@@ -108,6 +108,7 @@ class CameraAgent:
             config.rules,
             location=location,
             update_interval_s=config.events.update_interval_s,
+            ground=config.ground,
         )
         self.recorder = None
         if config.evidence.clips:

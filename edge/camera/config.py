@@ -36,7 +36,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from kuzet.edge.events.config import LineSection, RuleSection, ZoneSection, check_references
+from kuzet.edge.events.config import GroundSection, LineSection, RuleSection, ZoneSection, check_references
 from kuzet.edge.updates.config import UpdatesSection
 from kuzet.edge.vision.config import DetectorSection, MotionSection, SourceSection, TrackerSection
 from kuzet.shared import config
@@ -103,6 +103,7 @@ class CameraConfig(Section):
     zones: list[ZoneSection] = []
     lines: list[LineSection] = []
     rules: list[RuleSection] = []
+    ground: GroundSection | None = None  # image points with their positions in metres: km/h and metres
     events: EventsSection = EventsSection()
     evidence: EvidenceSection = EvidenceSection()
     outbox: OutboxSection = OutboxSection()
@@ -116,6 +117,11 @@ class CameraConfig(Section):
         check_references(self.zones, self.lines, self.rules)
         detected = set(self.detector.labels)
         for index, rule in enumerate(self.rules):
+            if rule.min_speed_kmh is not None and self.ground is None:
+                raise KeyProblem(
+                    ("rules", index, "min_speed_kmh"),
+                    "km/h needs the camera's [ground]: 4 or more image points with their positions in metres",
+                )
             if not detected & set(rule.resolved_labels):
                 # e.g. object_left watches backpacks and suitcases, which the default detector list leaves out
                 raise KeyProblem(

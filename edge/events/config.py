@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from kuzet.edge.events.lifecycle import Policy
 from kuzet.shared.config import KeyProblem, Section
 from kuzet.shared.messages import EventType, Severity
 
@@ -31,8 +32,26 @@ DEFAULT_SEVERITY: dict[str, str] = {
     "no_stopping": "low",
     "object_left": "high",
     "running": "medium",
+    "chase": "high",
+    "repeated_stops": "medium",
 }
-CAMERA_EVENT_TYPES = tuple(DEFAULT_SEVERITY)
+# A rule type reported on the wire as another event type (a chase is running, with attributes.chase).
+WIRE_TYPE = {"chase": "running", "repeated_stops": "loitering"}
+CAMERA_EVENT_TYPES = tuple(t for t in DEFAULT_SEVERITY if t not in WIRE_TYPE)
+# The incident lifecycle's defaults by type (see lifecycle.py): a deployer's choice for a street camera at 5-25
+# fps. (min_duration_s, grace_s, cooldown_s, reid_s, reid_distance in box heights)
+LIFECYCLE_DEFAULTS: dict[str, tuple[float, float, float, float, float]] = {
+    "zone_enter": (1.0, 3.0, 0.0, 3.0, 1.5),
+    "zone_exit": (0.0, 0.0, 10.0, 3.0, 1.5),
+    "loitering": (0.0, 5.0, 60.0, 5.0, 1.5),
+    "line_crossing": (0.0, 0.0, 10.0, 3.0, 1.5),
+    "crowd": (3.0, 5.0, 30.0, 0.0, 0.0),
+    "no_stopping": (0.0, 5.0, 30.0, 5.0, 1.0),
+    "object_left": (0.0, 5.0, 60.0, 5.0, 1.0),
+    "running": (1.0, 2.0, 10.0, 2.0, 1.5),
+    "chase": (1.0, 3.0, 30.0, 2.0, 1.5),
+    "repeated_stops": (0.0, 5.0, 300.0, 5.0, 1.5),
+}
 
 
 class ZoneSection(Section):
@@ -52,6 +71,37 @@ class LineSection(Section):
         if value[0] == value[1]:
             raise ValueError("a line needs two different points")
         return value
+
+
+class GroundSection(Section):
+    """Where the frame's pixels are on the ground: four or more points of the frame (``image``, pixels) and
+    their positions on the ground (``world``, metres in any fixed frame, e.g. paced out or from a site plan).
+    With it, speeds are in km/h and distances in metres."""
+
+    image: Annotated[PointList, Field(min_length=4)]
+    world: Annotated[PointList, Field(min_length=4)]
+    max_error_m: Annotated[float, Field(gt=0)] = 0.5  # a point this far off its own position: a typo
+
+    @model_validator(mode="after")
+    def _fits(self) -> GroundSection:
+        if len(self.image) != len(self.world):
+            raise KeyProblem(("world",), f"{len(self.world)} world points for {len(self.image)} image points")
+        try:
+            fit = self.plane()
+        except ValueError as exc:
+            raise KeyProblem(("image",), str(exc)) from None
+        if fit.error_m > self.max_error_m:
+            raise KeyProblem(
+                ("world",),
+                f"the points do not lie on one plane: one is {fit.error_m:.2f} m off (more than "
+                f"max_error_m {self.max_error_m}); check their order and values",
+            )
+        return self
+
+    def plane(self):
+        from kuzet.edge.events.geometry import Ground
+
+        return Ground(self.image, self.world)
 
 
 class ScheduleSection(Section):
@@ -84,6 +134,8 @@ class RuleSection(Section):
         "no_stopping",
         "object_left",
         "running",
+        "chase",
+        "repeated_stops",
     ]
     zone: str | None = None  # zone rules; running / object_left may be limited to a zone
     line: str | None = None  # line_crossing
@@ -94,20 +146,65 @@ class RuleSection(Section):
     dwell_s: Annotated[float, Field(gt=0)] = 30.0  # loitering
     direction: Literal["any", "left_to_right", "right_to_left"] = "any"  # line_crossing
     max_count: Annotated[int, Field(ge=0)] = 5  # crowd: more than this many
-    min_duration_s: Annotated[float, Field(ge=0)] = 1.0  # crowd, running: how long before it counts
+    # The incident lifecycle (lifecycle.py); unset: LIFECYCLE_DEFAULTS for the rule's type.
+    min_duration_s: Annotated[float, Field(ge=0)] | None = (
+        None  # the condition holds this long before an event
+    )
+    grace_s: Annotated[float, Field(ge=0)] | None = None  # gone this long before the event closes
+    cooldown_s: Annotated[float, Field(ge=0)] | None = None  # after a close, no new event for this long
+    cooldown_scope: Literal["subject", "zone"] = "subject"  # the same person (or zone), or anyone in the zone
+    reid_s: Annotated[float, Field(ge=0)] | None = None  # a track born this soon after one ended ...
+    reid_distance: Annotated[float, Field(ge=0)] | None = (
+        None  # ... this near (box heights) is the same person
+    )
+    hysteresis: Annotated[int, Field(ge=0)] = (
+        1  # crowd: opens above max_count, stays while above max_count - this
+    )
     stopped_s: Annotated[float, Field(gt=0)] = 10.0  # no_stopping
     stationary_s: Annotated[float, Field(gt=0)] = 10.0  # object_left
     owner_window_s: Annotated[float, Field(gt=0)] = 10.0  # object_left: a person there this recently
     min_speed: Annotated[float, Field(gt=0)] = 1.8  # running: box heights per second
+    min_speed_kmh: Annotated[float, Field(gt=0)] | None = None  # running, with [ground]: km/h instead
     linger_s: Annotated[float, Field(gt=0)] = 3.0  # momentary events (exit, crossing) stay open this long
+
+    chase_gap_s: Annotated[float, Field(gt=0)] = (
+        4.0  # chase: the follower is where the leader was this recently
+    )
+    chase_angle_deg: Annotated[float, Field(gt=0, le=90)] = (
+        30.0  # chase: their headings differ by at most this
+    )
+
+    stops: Annotated[int, Field(ge=2)] = 3  # repeated_stops: this many brief stops ...
+    stop_min_s: Annotated[float, Field(gt=0)] = 1.5  # ... each standing at least this long ...
+    stop_max_s: Annotated[float, Field(gt=0)] = 30.0  # ... and at most this (longer is loitering) ...
+    stop_spacing: Annotated[float, Field(gt=0)] = (
+        0.4  # ... each this many box heights (~0.7 m) from the others ...
+    )
+    stops_window_s: Annotated[float, Field(gt=0)] = 300.0  # ... within this long
 
     @property
     def event_type(self) -> EventType:
-        return self.type
+        return WIRE_TYPE.get(self.type, self.type)
 
     @property
     def resolved_severity(self) -> str:
         return self.severity or DEFAULT_SEVERITY[self.type]
+
+    def policy(self, lifecycle: bool = True) -> Policy:
+        """The lifecycle's settings for this rule; ``lifecycle=False``: raw conditions are events (for
+        comparison), keeping only min_duration_s."""
+        d = LIFECYCLE_DEFAULTS[self.type]
+        min_duration = d[0] if self.min_duration_s is None else self.min_duration_s
+        if not lifecycle:
+            return Policy(min_duration_s=min_duration)
+        return Policy(
+            min_duration_s=min_duration,
+            grace_s=d[1] if self.grace_s is None else self.grace_s,
+            cooldown_s=d[2] if self.cooldown_s is None else self.cooldown_s,
+            cooldown_scope=self.cooldown_scope,
+            reid_s=d[3] if self.reid_s is None else self.reid_s,
+            reid_distance=d[4] if self.reid_distance is None else self.reid_distance,
+        )
 
     @property
     def resolved_labels(self) -> tuple[str, ...]:
@@ -121,7 +218,10 @@ class RuleSection(Section):
 
     @model_validator(mode="after")
     def _has_what_it_needs(self) -> RuleSection:
-        if self.type in ("zone_enter", "zone_exit", "loitering", "crowd", "no_stopping") and not self.zone:
+        if (
+            self.type in ("zone_enter", "zone_exit", "loitering", "crowd", "no_stopping", "repeated_stops")
+            and not self.zone
+        ):
             raise KeyProblem(("zone",), f"a {self.type} rule needs a zone: the name of one of the [[zones]]")
         if self.type == "line_crossing" and not self.line:
             raise KeyProblem(("line",), "a line_crossing rule needs a line: the name of one of the [[lines]]")

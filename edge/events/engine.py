@@ -1,19 +1,22 @@
 """Turns each frame's tracks into event messages: opened once, updated at a bounded rate, closed once.
 
-The rules say which conditions hold in this frame; the engine keeps one open event per condition key with a
-stable ``event_id`` and a rising ``seq``. An update goes out only when something an operator would see changed
+The rules say which conditions hold in this frame; the incident lifecycle (lifecycle.py) decides when a
+condition becomes an event and when the event ends (minimum duration, grace for a flicker, cool-down, re-found
+persons); the engine keeps one open event per incident with a stable ``event_id`` and a rising ``seq``. An update goes out only when something an operator would see changed
 (other tracks, a better score, the box moved) and no sooner than ``update_interval_s`` after the last one.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from kuzet.edge.events import rules as rule_types
-from kuzet.edge.events.config import LineSection, RuleSection, ZoneSection, check_references
-from kuzet.edge.events.rules import Condition, Rule
+from kuzet.edge.events.config import GroundSection, LineSection, RuleSection, ZoneSection, check_references
+from kuzet.edge.events.lifecycle import Lifecycle, Reidentifier
+from kuzet.edge.events.rules import DWELL_GAP_S, Condition, Rule
 from kuzet.edge.vision.types import Frame, FrameResult
 from kuzet.shared import ids, timeutil
 from kuzet.shared.messages import Box, Event, GeoPoint
@@ -34,6 +37,7 @@ class OpenEvent:
     last_sent_ts: float
     sent: Condition  # as in the last message: what "changed" is measured against
     changed: bool = False
+    keys: set[str] = field(default_factory=set)  # the rule's keys (persons) this event reports
 
 
 @dataclass
@@ -57,11 +61,32 @@ class EventEngine:
         location: GeoPoint | None = None,
         update_interval_s: float = 2.0,
         clock: Callable[[], datetime] = timeutil.utc_now,
+        lifecycle: bool = True,
+        ground: GroundSection | None = None,
     ):
+        """``lifecycle=False`` makes every raw condition an event (no grace, cool-down, re-identification or
+        crowd hysteresis): the behaviour the lifecycle is measured against. ``ground``: the camera's ground
+        plane, for rules in metres and km/h."""
         check_references(zones, lines, rules)
         by_zone = {z.name: z for z in zones}
         by_line = {line.name: line for line in lines}
         self.rules = [rule_types.build(r, by_zone, by_line) for r in rules]
+        self.lifecycles: dict[str, Lifecycle] = {}
+        self.reids: dict[str, Reidentifier] = {}
+        plane = ground.plane() if ground is not None else None
+        for rule in self.rules:
+            if rule.section.min_speed_kmh is not None and plane is None:
+                raise ValueError(
+                    f"rule {rule.section.name!r}: min_speed_kmh needs the camera's [ground] points"
+                )
+            rule.ground = plane
+            policy = rule.section.policy(lifecycle)
+            rule.gap_s = max(DWELL_GAP_S, policy.grace_s)
+            if not lifecycle:
+                rule.hysteresis = 0
+            self.lifecycles[rule.section.name] = Lifecycle(policy)
+            self.reids[rule.section.name] = Reidentifier(policy)
+        self.latest: dict[tuple[str, str], Condition] = {}  # each live key's last condition
         self.device = device
         self.location = location
         self.update_interval_s = update_interval_s
@@ -75,45 +100,89 @@ class EventEngine:
         self._frame_size = (width, height)
         now = self.clock()
         changes: list[EventChange] = []
-        seen: set[tuple[str, str]] = set()
         for rule in self.rules:
+            name = rule.section.name
             schedule = rule.section.schedule
             if schedule is not None and not schedule.active(now):
-                continue  # unarmed: its open events close below
-            for key, cond in rule.step(frame.ts, result.tracks).items():
-                full_key = (rule.section.name, key)
-                seen.add(full_key)
-                current = self.open.get(full_key)
-                if current is None:
-                    changes.append(self._open(full_key, rule, cond, frame, now))
-                else:
-                    change = self._update(current, cond, frame, now)
+                changes += self._disarm(name, frame, now)
+                continue
+            reid = self.reids[name]
+            conds = rule.step(frame.ts, reid.step(frame.ts, result.tracks, self._frame_size))
+            for key, cond in conds.items():
+                ids = sorted({tid for identity in cond.track_ids for tid in reid.tracker_ids(identity)})
+                self.latest[(name, key)] = replace(cond, track_ids=ids)
+            lifecycle = self.lifecycles[name]
+            for key, action in lifecycle.step(frame.ts, set(conds)):
+                full_key = (name, key)
+                cond = self.latest.get(full_key)
+                if action == "open":
+                    host = self._same_spot(name, cond, lifecycle.policy.reid_distance)
+                    if host is not None:  # the same incident under another track: it joins that event
+                        host.keys.add(key)
+                        self.open[full_key] = host
+                        action = "update"
+                    else:
+                        began = now - timedelta(seconds=frame.ts - lifecycle.opened_at(key))
+                        changes.append(self._open(full_key, rule, cond, frame, began))
+                if action == "update" and key in conds:
+                    change = self._update(self.open[full_key], cond, frame, now)
                     if change is not None:
                         changes.append(change)
-        for full_key in [k for k in self.open if k not in seen]:
-            changes.append(self._close(self.open.pop(full_key), frame, now))
+                elif action == "close" and full_key in self.open:
+                    event = self.open.pop(full_key)
+                    event.keys.discard(key)
+                    if not event.keys:
+                        ended = now - timedelta(seconds=frame.ts - lifecycle.ended_at(key))
+                        changes.append(self._close(event, frame, now, ended))
+            for key in [k for k in self.latest if k[0] == name and k[1] not in lifecycle.keys]:
+                del self.latest[key]
         return changes
+
+    def _same_spot(self, name: str, cond: Condition, reach: float) -> OpenEvent | None:
+        """An open event of this rule whose subject stands where ``cond``'s does (within ``reach`` box heights):
+        a tracker that swapped ids between people standing together, or a second track on one person."""
+        if reach <= 0:
+            return None
+        x, y, w, h = cond.box
+        for (rule_name, _), event in self.open.items():
+            ex, ey, ew, eh = event.condition.box
+            d = math.hypot(x + w / 2 - ex - ew / 2, y + h - ey - eh)
+            if rule_name == name and d <= reach * max(h, eh, 1.0):
+                return event
+        return None
+
+    def _disarm(self, name: str, frame: Frame, now: datetime) -> list[EventChange]:
+        """A rule outside its schedule: its open events close now and its lifecycle starts afresh."""
+        self.lifecycles[name] = Lifecycle(self.lifecycles[name].policy)
+        closing = {id(e): e for k, e in self.open.items() if k[0] == name}
+        self.open = {k: e for k, e in self.open.items() if k[0] != name}
+        return [self._close(event, frame, now, now) for event in closing.values()]
 
     def close_all(self, frame: Frame) -> list[EventChange]:
         """Close every open event (shutdown, detection switched off, a new configuration)."""
         now = self.clock()
-        closing, self.open = list(self.open.values()), {}
-        return [self._close(event, frame, now) for event in closing]
+        closing = {id(e): e for e in self.open.values()}
+        self.open = {}
+        for name, lifecycle in self.lifecycles.items():
+            self.lifecycles[name] = Lifecycle(lifecycle.policy)
+        return [self._close(event, frame, now, now) for event in closing.values()]
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
-    def _open(self, key, rule: Rule, cond: Condition, frame: Frame, now: datetime) -> EventChange:
+    def _open(self, key, rule: Rule, cond: Condition, frame: Frame, began: datetime) -> EventChange:
+        now = self.clock()
         event = OpenEvent(
             event_id=ids.new_id(),
             rule=rule,
             zone=rule.zone.name if rule.zone else (rule.line.name if rule.line else None),
-            started_at=now,
+            started_at=min(began, now),
             seq=0,
             condition=cond,
             best_score=cond.score,
             track_ids=list(cond.track_ids),
             last_sent_ts=frame.ts,
             sent=cond,
+            keys={key[1]},
         )
         self.open[key] = event
         return self._change(event, "open", frame, now, improved=True)
@@ -142,12 +211,12 @@ class EventEngine:
         event.sent = cond
         return self._change(event, "update", frame, now, improved=improved)
 
-    def _close(self, event: OpenEvent, frame: Frame, now: datetime) -> EventChange:
+    def _close(self, event: OpenEvent, frame: Frame, now: datetime, ended: datetime) -> EventChange:
         event.seq += 1
-        return self._change(event, "closed", frame, now)
+        return self._change(event, "closed", frame, now, ended=ended)
 
     def _change(
-        self, event: OpenEvent, state: str, frame: Frame, now: datetime, improved=False
+        self, event: OpenEvent, state: str, frame: Frame, now: datetime, improved=False, ended=None
     ) -> EventChange:
         cond = event.condition
         section = event.rule.section
@@ -161,7 +230,7 @@ class EventEngine:
             label=cond.label,
             score=round(min(1.0, max(0.0, event.best_score)), 4),
             started_at=event.started_at,
-            ended_at=max(now, event.started_at) if state == "closed" else None,
+            ended_at=max(ended or now, event.started_at) if state == "closed" else None,
             zone=event.zone,
             track_ids=sorted(event.track_ids),
             box=_clamp(cond.box, self._frame_size),

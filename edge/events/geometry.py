@@ -39,3 +39,40 @@ def crossing(previous: Point, current: Point, a: Point, b: Point) -> int:
 
 def distance(p: Point, q: Point) -> float:
     return ((p[0] - q[0]) ** 2 + (p[1] - q[1]) ** 2) ** 0.5
+
+
+class Ground:
+    """The ground plane: a homography from frame pixels to metres on the ground, fitted (direct linear
+    transform, least squares) to four or more image points whose positions on the ground are known."""
+
+    def __init__(self, image: list[Point], world: list[Point]):
+        import numpy as np
+
+        rows = []
+        for (x, y), (u, v) in zip(image, world, strict=True):
+            rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y, -u])
+            rows.append([0, 0, 0, x, y, 1, -v * x, -v * y, -v])
+        _, singular, vt = np.linalg.svd(np.array(rows, float))
+        if len(singular) < 8 or singular[7] < 1e-9 * singular[0]:
+            raise ValueError("the ground points do not fix a plane: use 4 or more, no 3 of them on one line")
+        self.h = vt[-1].reshape(3, 3) / vt[-1][-1]
+        self.error_m = max(distance(self.to_ground(p), q) for p, q in zip(image, world, strict=True))
+
+    def to_ground(self, point: Point) -> Point:
+        x, y = point
+        h = self.h
+        w = h[2, 0] * x + h[2, 1] * y + h[2, 2]
+        if w <= 0:
+            raise ValueError(f"{point} is above the horizon of the ground plane")
+        return ((h[0, 0] * x + h[0, 1] * y + h[0, 2]) / w, (h[1, 0] * x + h[1, 1] * y + h[1, 2]) / w)
+
+    def distance_m(self, p: Point, q: Point) -> float:
+        return distance(self.to_ground(p), self.to_ground(q))
+
+    def speed_kmh(self, foot: Point, velocity: tuple[float, float]) -> float:
+        """The ground speed of a point on the ground (a foot) moving at ``velocity`` pixels per second."""
+        ahead = (foot[0] + velocity[0] * 0.5, foot[1] + velocity[1] * 0.5)
+        try:
+            return self.distance_m(foot, ahead) / 0.5 * 3.6
+        except ValueError:
+            return 0.0

@@ -52,6 +52,10 @@ class Rule:
         self.line = line
         self.labels = set(section.resolved_labels)
         self.polygon = [tuple(p) for p in zone.polygon] if zone else None
+        # Set by the engine from the lifecycle: how long a subject may be unseen and keep its state.
+        self.gap_s = DWELL_GAP_S
+        self.hysteresis = section.hysteresis
+        self.ground: geometry.Ground | None = None  # set by the engine when the camera has a [ground]
 
     def step(self, ts: float, tracks: list[Track]) -> dict[str, Condition]:
         raise NotImplementedError
@@ -117,7 +121,7 @@ class Loitering(Rule):
             if not self.matches(t):
                 continue
             if self.in_zone(t):
-                if ts - self.last_inside.get(t.track_id, -math.inf) > DWELL_GAP_S:
+                if ts - self.last_inside.get(t.track_id, -math.inf) > self.gap_s:
                     self.entered[t.track_id] = ts
                 self.last_inside[t.track_id] = ts
                 dwell = ts - self.entered[t.track_id]
@@ -125,9 +129,10 @@ class Loitering(Rule):
                     active[str(t.track_id)] = condition(
                         t, f"{t.label} loitering in {self.zone.name}", dwell_s=round(dwell, 1)
                     )
-        alive = {t.track_id for t in tracks}
-        _forget(self.entered, alive)
-        _forget(self.last_inside, alive)
+        # A person unseen for a moment (lost, or re-identified under a new track) keeps their dwell time.
+        for track_id in [k for k, seen in self.last_inside.items() if ts - seen > self.gap_s]:
+            del self.last_inside[track_id]
+            self.entered.pop(track_id, None)
         return active
 
 
@@ -164,18 +169,18 @@ class LineCrossing(Rule):
 
 
 class Crowd(Rule):
+    """More than max_count in the zone; once so, it stays a crowd while more than max_count - hysteresis are
+    there (a count wobbling around the threshold is one crowd)."""
+
     def __init__(self, *args):
         super().__init__(*args)
-        self.since: float | None = None
+        self.crowded = False
 
     def step(self, ts, tracks):
         present = [t for t in tracks if self.matches(t) and self.in_zone(t)]
-        if len(present) <= self.section.max_count:
-            self.since = None
-            return {}
-        if self.since is None:
-            self.since = ts
-        if ts - self.since < self.section.min_duration_s:
+        threshold = self.section.max_count - (self.hysteresis if self.crowded else 0)
+        self.crowded = len(present) > threshold
+        if not self.crowded:
             return {}
         xs = [t.box[0] for t in present] + [t.box[0] + t.box[2] for t in present]
         ys = [t.box[1] for t in present] + [t.box[1] + t.box[3] for t in present]
@@ -187,7 +192,7 @@ class Crowd(Rule):
                 score=max(t.score for t in present),
                 box=(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)),
                 attributes={"count": len(present), "max_count": self.section.max_count},
-                description=f"{len(present)} {label}s in {self.zone.name} (more than {self.section.max_count})",
+                description=f"{len(present)} {label}s in {self.zone.name} (a crowd once more than {self.section.max_count})",
             )
         }
 
@@ -224,20 +229,23 @@ class Running(Rule):
 
     def step(self, ts, tracks):
         active = {}
-        threshold = self.section.min_speed
+        kmh = self.section.min_speed_kmh if self.ground is not None else None
+        threshold = kmh or self.section.min_speed
         for t in tracks:
             if not (self.matches(t) and self.in_zone(t)):
                 self.fast_since.pop(t.track_id, None)
                 continue
-            heights_per_s = speed(t) / max(t.box[3], 1.0)
-            if heights_per_s >= threshold:
+            if kmh:
+                fast, unit = self.ground.speed_kmh(t.foot, t.velocity), "speed_kmh"
+            else:
+                fast, unit = speed(t) / max(t.box[3], 1.0), "speed_heights_per_s"
+            if fast >= threshold:
                 self.fast_since.setdefault(t.track_id, ts)
-            elif heights_per_s < 0.8 * threshold:  # hysteresis: a stride's jitter does not end the event
+            elif fast < 0.8 * threshold:  # hysteresis: a stride's jitter does not end the event
                 self.fast_since.pop(t.track_id, None)
-            since = self.fast_since.get(t.track_id)
-            if since is not None and ts - since >= self.section.min_duration_s:
+            if t.track_id in self.fast_since:  # how long it must last: the lifecycle's min_duration_s
                 active[str(t.track_id)] = condition(
-                    t, f"{t.label} running{self.where}", speed_heights_per_s=round(heights_per_s, 2)
+                    t, f"{t.label} running{self.where}", **{unit: round(fast, 2)}
                 )
         _forget(self.fast_since, {t.track_id for t in tracks})
         return active
@@ -292,6 +300,102 @@ class ObjectLeft(Rule):
         return active
 
 
+class Chase(Rule):
+    """A person running after another: both faster than ``min_speed`` (``min_speed_kmh`` with a [ground]),
+    heading the same way within ``chase_angle_deg``, the follower behind the leader and on the leader's path,
+    where the leader was at most ``chase_gap_s`` ago. Reported as a ``running`` event with ``chase``."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.paths: dict[int, deque[tuple[float, tuple[float, float]]]] = {}
+
+    def _fast(self, t: Track) -> bool:
+        if self.section.min_speed_kmh and self.ground is not None:
+            return self.ground.speed_kmh(t.foot, t.velocity) >= self.section.min_speed_kmh
+        return speed(t) / max(t.box[3], 1.0) >= self.section.min_speed
+
+    def step(self, ts, tracks):
+        for t in tracks:
+            path = self.paths.setdefault(t.track_id, deque())
+            path.append((ts, t.foot))
+            while ts - path[0][0] > self.section.chase_gap_s:
+                path.popleft()
+        _forget(self.paths, {t.track_id for t in tracks})
+        runners = [t for t in tracks if self.matches(t) and self.in_zone(t) and self._fast(t)]
+        same_way = math.cos(math.radians(self.section.chase_angle_deg))
+        active = {}
+        for lead in runners:
+            for follow in runners:
+                ahead = (lead.foot[0] - follow.foot[0], lead.foot[1] - follow.foot[1])
+                if (
+                    follow is lead
+                    or _cos(lead.velocity, follow.velocity) < same_way
+                    or _cos(ahead, follow.velocity) < same_way  # the leader is in front, not beside
+                    or not any(  # where the leader was a moment ago (not where they are now)
+                        ts - seen >= 0.3 and geometry.distance(follow.foot, foot) <= follow.box[3]
+                        for seen, foot in self.paths[lead.track_id]
+                    )
+                ):
+                    continue
+                x0, y0 = min(lead.box[0], follow.box[0]), min(lead.box[1], follow.box[1])
+                x1 = max(lead.box[0] + lead.box[2], follow.box[0] + follow.box[2])
+                y1 = max(lead.box[1] + lead.box[3], follow.box[1] + follow.box[3])
+                active[f"{lead.track_id}>{follow.track_id}"] = Condition(
+                    [lead.track_id, follow.track_id],
+                    lead.label,
+                    min(lead.score, follow.score),
+                    (x0, y0, x1 - x0, y1 - y0),
+                    {"chase": True, "leader": lead.track_id, "follower": follow.track_id},
+                    f"{follow.label} running after {lead.label}{self.where}",
+                )
+        return active
+
+
+class RepeatedStops(Rule):
+    """One person stopping briefly again and again at different spots of a zone (casing cars or doors): at least
+    ``stops`` stops of ``stop_min_s``..``stop_max_s``, each ``stop_spacing`` box heights from the others, within
+    ``stops_window_s``. Reported as a ``loitering`` event with ``attributes.stops``."""
+
+    STOPPED = 0.25  # box heights per second: standing (a walker covers about 0.8)
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.still_since: dict[int, tuple[float, tuple[float, float]]] = {}
+        self.stops: dict[int, deque[tuple[float, tuple[float, float]]]] = {}
+
+    def step(self, ts, tracks):
+        sec = self.section
+        active = {}
+        for t in tracks:
+            if not (self.matches(t) and self.in_zone(t)):
+                self.still_since.pop(t.track_id, None)
+                continue
+            stops = self.stops.setdefault(t.track_id, deque())
+            if speed(t) / max(t.box[3], 1.0) < self.STOPPED:
+                self.still_since.setdefault(t.track_id, (ts, t.foot))
+            else:
+                began = self.still_since.pop(t.track_id, None)
+                if began is not None and sec.stop_min_s <= ts - began[0] <= sec.stop_max_s:
+                    spacing = sec.stop_spacing * t.box[3]
+                    if all(geometry.distance(began[1], spot) >= spacing for _, spot in stops):
+                        stops.append((ts, began[1]))
+            while stops and ts - stops[0][0] > sec.stops_window_s:
+                stops.popleft()
+            if len(stops) >= sec.stops:
+                active[str(t.track_id)] = condition(
+                    t, f"{t.label} stopped {len(stops)} times{self.where}", stops=len(stops)
+                )
+        alive = {t.track_id for t in tracks}
+        _forget(self.still_since, alive)
+        _forget(self.stops, alive)
+        return active
+
+
+def _cos(a: tuple[float, float], b: tuple[float, float]) -> float:
+    na, nb = math.hypot(*a), math.hypot(*b)
+    return (a[0] * b[0] + a[1] * b[1]) / (na * nb) if na and nb else -1.0
+
+
 RULES: dict[str, type[Rule]] = {
     "zone_enter": ZoneEnter,
     "zone_exit": ZoneExit,
@@ -301,6 +405,8 @@ RULES: dict[str, type[Rule]] = {
     "no_stopping": NoStopping,
     "running": Running,
     "object_left": ObjectLeft,
+    "chase": Chase,
+    "repeated_stops": RepeatedStops,
 }
 
 
