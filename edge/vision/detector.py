@@ -258,9 +258,12 @@ class Detector:
     ) -> list[Detection]:
         """Detections of the kept labels in ``window`` of ``image`` (BGR), boxes in ``image`` pixels.
 
-        ``min_score`` defaults to the configured threshold; the tracker asks for lower ones to bridge dips.
+        ``min_score`` defaults to each label's configured threshold; the tracker asks for lower ones to bridge dips.
         """
-        min_score = self.section.score_threshold if min_score is None else min_score
+        if min_score is None:  # each label at its own threshold (label_thresholds)
+            lowest = min([self.section.score_threshold, *self.section.label_thresholds.values()])
+            found = self.detect(image, window, lowest)
+            return [d for d in found if d.score >= self.section.threshold(d.label)]
         frame_h, frame_w = image.shape[:2]
         x0, y0, w, h = window if window is not None else (0, 0, frame_w, frame_h)
         crop = image[y0 : y0 + h, x0 : x0 + w]

@@ -85,6 +85,16 @@ def test_detector_finds_the_people_and_the_bus(detector, footage):
     assert detector.model.sha256 == store.entry().sha256
 
 
+def test_the_default_config_finds_the_bus_at_its_vehicle_threshold(detector, footage):
+    # label_thresholds: vehicles at 0.3 by default (INT8 lost confidence on large objects), persons at 0.5.
+    assert detector.section.threshold("bus") == 0.3 and detector.section.threshold("person") == 0.5
+    image = cv2.imread(str(footage / "street/bus.jpg"))
+    found = detector.detect(image)
+    assert any(d.label == "bus" and d.box[2] > image.shape[1] * 0.8 for d in found)
+    assert all(d.score >= 0.5 for d in found if d.label == "person")
+    assert all(d.score >= 0.3 for d in found)
+
+
 def test_the_ssd_still_finds_the_people_and_the_bus(ssd, footage):
     image = cv2.imread(str(footage / "street/bus.jpg"))
     found = ssd.detect(image)
