@@ -100,7 +100,7 @@ def vehicle_figures(
         "detections": hyp_n,
         "min_score": min_score
         if min_score is not None
-        else {"default": detector.section.score_threshold, **detector.section.label_thresholds},
+        else {"default": detector.section.score_threshold, **detector.label_thresholds},
     }
 
 

@@ -70,14 +70,10 @@ class DetectorSection(Section):
     backend: Literal["auto", "litert", "tflite-runtime", "edgetpu"] = "auto"
     threads: Annotated[int, Field(ge=1, le=16)] = 1
     score_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
-    # Labels whose threshold differs from score_threshold. The default INT8 YOLOX file lost confidence on large
-    # objects in quantization (calibrated on street frames where few things fill the view): the bus in bus.jpg
-    # scores 0.43 where the fp32 ONNX gives 0.91, a truck 0.36 with a good box, while persons keep their scores
-    # (0.87 against 0.85). Vehicles are the large objects of a street camera, so they get 0.3; the tracker starts
-    # their tracks lower by the same amount (see TrackerSection.high_score). {} gives every label score_threshold.
-    label_thresholds: dict[str, Annotated[float, Field(gt=0, lt=1)]] = Field(
-        default_factory=lambda: {"car": 0.3, "bus": 0.3, "truck": 0.3}
-    )
+    # Labels whose threshold differs from score_threshold, e.g. {car = 0.3, bus = 0.3}. None: the model's own, from
+    # models/manifest.toml (the INT8 YOLOX lost confidence on large objects in quantization, so its vehicles are
+    # at 0.3 there; see that entry). {}: every label at score_threshold.
+    label_thresholds: dict[str, Annotated[float, Field(gt=0, lt=1)]] | None = None
     labels: list[str] = Field(
         default_factory=lambda: ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
     )
@@ -100,14 +96,6 @@ class DetectorSection(Section):
     # it catches what motion missed: people standing still since the background learned them). 0 turns it off.
     full_frame_interval: Annotated[int, Field(ge=0)] = 1
     nms_iou: Annotated[float, Field(gt=0, le=1)] = 0.5
-
-    def threshold(self, label: str) -> float:
-        """The score a detection of ``label`` needs to be reported."""
-        return self.label_thresholds.get(label, self.score_threshold)
-
-    def threshold_offsets(self) -> dict[str, float]:
-        """How much lower (positive) each label's threshold sits than score_threshold, for the tracker."""
-        return {label: self.score_threshold - t for label, t in self.label_thresholds.items()}
 
 
 class TrackerSection(Section):

@@ -60,7 +60,7 @@ class VisionPipeline:
         self.detector_section = detector_section
         self.motion = MotionDetector(motion)
         self.detector = detector
-        self.tracker = Tracker(tracker, detector_section.threshold_offsets())
+        self.tracker = Tracker(tracker, detector.threshold_offsets())
         side = detector_section.window or int(detector.input_w)
         self.planner = WindowPlanner(
             side,
@@ -71,7 +71,7 @@ class VisionPipeline:
         self.enabled = detector_section.enabled
         self._frames = 0
         self._min_score = min(
-            [detector_section.score_threshold, tracker.low_score, *detector_section.label_thresholds.values()]
+            [detector_section.score_threshold, tracker.low_score, *detector.label_thresholds.values()]
         )
 
     @classmethod
@@ -142,7 +142,7 @@ class VisionPipeline:
         tracks = self.tracker.update(
             detections, frame.ts, searched, may_start, signatures, frame_size=(width, height)
         )
-        shown = [d for d in detections if d.score >= self.detector_section.threshold(d.label)]
+        shown = [d for d in detections if d.score >= self.detector.threshold(d.label)]
         return FrameResult(frame, tracks, shown, motion.share if motion else 0.0, detector_ms)
 
     def _full_frame_due(self) -> bool:

@@ -86,13 +86,25 @@ def test_detector_finds_the_people_and_the_bus(detector, footage):
 
 
 def test_the_default_config_finds_the_bus_at_its_vehicle_threshold(detector, footage):
-    # label_thresholds: vehicles at 0.3 by default (INT8 lost confidence on large objects), persons at 0.5.
-    assert detector.section.threshold("bus") == 0.3 and detector.section.threshold("person") == 0.5
+    # The manifest's label_thresholds: vehicles at 0.3 (INT8 lost confidence on large objects), persons at 0.5.
+    assert detector.threshold("bus") == 0.3 and detector.threshold("person") == 0.5
+    assert detector.threshold_offsets()["truck"] == pytest.approx(0.2)
     image = cv2.imread(str(footage / "street/bus.jpg"))
     found = detector.detect(image)
     assert any(d.label == "bus" and d.box[2] > image.shape[1] * 0.8 for d in found)
     assert all(d.score >= 0.5 for d in found if d.label == "person")
     assert all(d.score >= 0.3 for d in found)
+
+
+def test_a_camera_may_set_its_own_label_thresholds(model_home, footage):
+    image = cv2.imread(str(footage / "street/bus.jpg"))
+    plain = Detector(DetectorSection(threads=1, label_thresholds={}))
+    assert plain.threshold("bus") == 0.5
+    assert all(d.score >= 0.5 for d in plain.detect(image))
+
+
+def test_the_ssd_keeps_one_threshold_for_every_label(ssd):
+    assert ssd.label_thresholds == {} and ssd.threshold("bus") == ssd.section.score_threshold
 
 
 def test_the_ssd_still_finds_the_people_and_the_bus(ssd, footage):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kuzet.edge.vision.config import DetectorSection, TrackerSection
+from kuzet.edge.vision.config import TrackerSection
 from kuzet.edge.vision.tracker import Tracker
 from kuzet.edge.vision.types import Detection
 
@@ -157,8 +157,7 @@ def test_colours_keep_ids_apart_in_a_group_where_overlap_alone_would_swap_them()
 def test_a_label_the_model_scores_low_starts_tracks_lower_by_its_threshold_offset():
     # The INT8 YOLOX scores a bus 0.43 (fp32: 0.91): with the vehicles' detector threshold 0.2 below the default,
     # a bus at 0.45 starts a track, a person at 0.45 (below high_score 0.6) still does not.
-    offsets = DetectorSection().threshold_offsets()
-    assert offsets == {"car": pytest.approx(0.2), "bus": pytest.approx(0.2), "truck": pytest.approx(0.2)}
+    offsets = {"car": 0.2, "bus": 0.2, "truck": 0.2}
     tracker = Tracker(TrackerSection(min_hits=2), offsets)
     frames = [
         [walker(50, 100, 6, 0, k, "bus", 0.45), walker(400, 300, -4, 1, k, "person", 0.45)] for k in range(5)
