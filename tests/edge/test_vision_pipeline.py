@@ -15,7 +15,7 @@ from kuzet.edge.vision.detector import Detector, DetectorError, decode_yolox, de
 from kuzet.edge.vision.motion import MotionDetector
 from kuzet.edge.vision.pipeline import VisionPipeline
 from kuzet.edge.vision.sources import open_source
-from kuzet.edge.vision.types import Frame
+from kuzet.edge.vision.types import Detection, Frame
 from kuzet.models import store
 
 bench = load_bench("vision")
@@ -306,3 +306,21 @@ def test_only_objects_too_small_for_the_whole_frame_get_windows(model_home, vtes
     for frame in vtest[:40]:
         pipeline.process(frame)
     assert any(seen) and all(r[3] * 416 / 768 < 50 for regions in seen for r in regions)
+
+
+def test_the_whole_frame_is_weak_evidence_for_objects_tracked_as_small(model_home, vtest):
+    """A small tracked person is followed in native windows; the coarse view of them only bridges (second stage)."""
+    pipeline = VisionPipeline.from_config()
+    for frame in vtest[:30]:
+        pipeline.process(frame)
+    small = pipeline.detector_section.small_object_px * 768 / 416
+    tracked = [t for t in pipeline.tracker.tracks if t.confirmed and t.box[3] < small]
+    assert tracked
+    box = tracked[0].box
+    high = pipeline.tracker.section.high_score
+    on_it = Detection(box, 0.9, "person")
+    elsewhere = Detection((700.0, 400.0, box[2], box[3]), 0.9, "person")
+    big = Detection((box[0], box[1], box[2] * 2, small + 10), 0.9, "person")
+    weak = pipeline._weak_if_small_tracked([on_it, elsewhere, big], small)
+    assert weak[0].score < high and weak[0].box == box
+    assert weak[1].score == 0.9 and weak[2].score == 0.9  # may start a track / big: the whole frame sees it
