@@ -71,6 +71,7 @@ class VisionPipeline:
         )
         self.enabled = detector_section.enabled
         self._frames = 0
+        self._original: dict[int, Detection] = {}  # this frame's weakened detection -> the detector's own
         self._min_score = min(
             [detector_section.score_threshold, tracker.low_score, *detector.label_thresholds.values()]
         )
@@ -122,7 +123,10 @@ class VisionPipeline:
             coarse = self.detector.detect(image, None, self._min_score)
             coarse = [d for d in coarse if not _within(d.box, windows)]
             if motion is not None and self.detector_section.small_object_px > 0:
-                coarse = self._weak_if_small_tracked(coarse, self.detector_section.small_object_px / scale)
+                weakened = self._weak_if_small_tracked(coarse, self.detector_section.small_object_px / scale)
+                # What the frame reports keeps the detector's own scores; only the tracker sees them weakened.
+                self._original = {id(w): d for w, d in zip(weakened, coarse, strict=True) if w is not d}
+                coarse = weakened
             detections += coarse
         detections = nms(detections, self.detector_section.nms_iou)
         detector_ms = (time.perf_counter() - started) * 1000 if (full or windows) else 0.0
@@ -146,7 +150,9 @@ class VisionPipeline:
         tracks = self.tracker.update(
             detections, frame.ts, searched, may_start, signatures, frame_size=(width, height)
         )
-        shown = [d for d in detections if d.score >= self.detector.threshold(d.label)]
+        shown = [self._original.get(id(d), d) for d in detections]
+        shown = [d for d in shown if d.score >= self.detector.threshold(d.label)]
+        self._original = {}
         return FrameResult(frame, tracks, shown, motion.share if motion else 0.0, detector_ms)
 
     def _weak_if_small_tracked(self, coarse: list[Detection], small: float) -> list[Detection]:
