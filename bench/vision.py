@@ -98,7 +98,9 @@ def vehicle_figures(
         "class_recall": round(found_class / max(truth_n, 1), 3),
         "precision": round(true_hyp / max(hyp_n, 1), 3),
         "detections": hyp_n,
-        "min_score": min_score if min_score is not None else detector.section.score_threshold,
+        "min_score": min_score
+        if min_score is not None
+        else {"default": detector.section.score_threshold, **detector.label_thresholds},
     }
 
 

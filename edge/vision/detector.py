@@ -43,6 +43,9 @@ class ModelInfo:
     path: Path
     labels: list[str]
     outputs: str = ""  # "ssd_postprocess" | "yolox"; "" to infer from the model's output tensors
+    label_thresholds: dict[str, float] | None = (
+        None  # the manifest's, for labels the model scores unlike others
+    )
 
 
 DECODERS = ("ssd_postprocess", "yolox")
@@ -89,7 +92,10 @@ def resolve_model(section: DetectorSection) -> ModelInfo:
     except store.ModelError as exc:
         raise DetectorError(str(exc)) from None
     entry = store.entry(section.model)
-    return ModelInfo(section.model, store.sha256_of(path), path, store.labels(section.model), entry.outputs)
+    thresholds = {str(k): float(v) for k, v in entry.extra.get("label_thresholds", {}).items()}
+    return ModelInfo(
+        section.model, store.sha256_of(path), path, store.labels(section.model), entry.outputs, thresholds
+    )
 
 
 def yolox_grid(input_h: int, input_w: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -205,6 +211,9 @@ class Detector:
             self._outputs = self._postprocess_outputs()
         else:
             self._yolox_setup()
+        # Per-label thresholds: the configured ones, else the model's (manifest), else none.
+        chosen = section.label_thresholds
+        self.label_thresholds = dict(self.model.label_thresholds or {}) if chosen is None else dict(chosen)
         self._keep = {i for i, label in enumerate(self.model.labels) if label in set(section.labels)}
         self._keep_ids = np.array(sorted(i for i in self._keep if i < self._num_classes()), np.int64)
         log.info(
@@ -217,6 +226,14 @@ class Detector:
             self.input_h,
             np.dtype(self._input_dtype).name,
         )
+
+    def threshold(self, label: str) -> float:
+        """The score a detection of ``label`` needs to be reported."""
+        return self.label_thresholds.get(label, self.section.score_threshold)
+
+    def threshold_offsets(self) -> dict[str, float]:
+        """How much lower (positive) each label's threshold sits than score_threshold, for the tracker."""
+        return {label: self.section.score_threshold - t for label, t in self.label_thresholds.items()}
 
     def _infer_decoder(self) -> str:
         details = self.interpreter.get_output_details()
@@ -258,9 +275,12 @@ class Detector:
     ) -> list[Detection]:
         """Detections of the kept labels in ``window`` of ``image`` (BGR), boxes in ``image`` pixels.
 
-        ``min_score`` defaults to the configured threshold; the tracker asks for lower ones to bridge dips.
+        ``min_score`` defaults to each label's configured threshold; the tracker asks for lower ones to bridge dips.
         """
-        min_score = self.section.score_threshold if min_score is None else min_score
+        if min_score is None:  # each label at its own threshold (label_thresholds)
+            lowest = min([self.section.score_threshold, *self.label_thresholds.values()])
+            found = self.detect(image, window, lowest)
+            return [d for d in found if d.score >= self.threshold(d.label)]
         frame_h, frame_w = image.shape[:2]
         x0, y0, w, h = window if window is not None else (0, 0, frame_w, frame_h)
         crop = image[y0 : y0 + h, x0 : x0 + w]

@@ -9,6 +9,7 @@ budget, stalest first. A far-away person keeps their pixels without tiling every
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -60,7 +61,7 @@ class VisionPipeline:
         self.detector_section = detector_section
         self.motion = MotionDetector(motion)
         self.detector = detector
-        self.tracker = Tracker(tracker)
+        self.tracker = Tracker(tracker, detector.threshold_offsets())
         side = detector_section.window or int(detector.input_w)
         self.planner = WindowPlanner(
             side,
@@ -70,7 +71,10 @@ class VisionPipeline:
         )
         self.enabled = detector_section.enabled
         self._frames = 0
-        self._min_score = min(detector_section.score_threshold, tracker.low_score)
+        self._original: dict[int, Detection] = {}  # this frame's weakened detection -> the detector's own
+        self._min_score = min(
+            [detector_section.score_threshold, tracker.low_score, *detector.label_thresholds.values()]
+        )
 
     @classmethod
     def from_config(
@@ -117,7 +121,13 @@ class VisionPipeline:
             # window saw that object better, or saw there is none); one crossing a window's edge was cut there,
             # so it stays and NMS keeps the better of the two.
             coarse = self.detector.detect(image, None, self._min_score)
-            detections += [d for d in coarse if not _within(d.box, windows)]
+            coarse = [d for d in coarse if not _within(d.box, windows)]
+            if motion is not None and self.detector_section.small_object_px > 0:
+                weakened = self._weak_if_small_tracked(coarse, self.detector_section.small_object_px / scale)
+                # What the frame reports keeps the detector's own scores; only the tracker sees them weakened.
+                self._original = {id(w): d for w, d in zip(weakened, coarse, strict=True) if w is not d}
+                coarse = weakened
+            detections += coarse
         detections = nms(detections, self.detector_section.nms_iou)
         detector_ms = (time.perf_counter() - started) * 1000 if (full or windows) else 0.0
 
@@ -140,8 +150,28 @@ class VisionPipeline:
         tracks = self.tracker.update(
             detections, frame.ts, searched, may_start, signatures, frame_size=(width, height)
         )
-        shown = [d for d in detections if d.score >= self.detector_section.score_threshold]
+        shown = [self._original.get(id(d), d) for d in detections]
+        shown = [d for d in shown if d.score >= self.detector.threshold(d.label)]
+        self._original = {}
         return FrameResult(frame, tracks, shown, motion.share if motion else 0.0, detector_ms)
+
+    def _weak_if_small_tracked(self, coarse: list[Detection], small: float) -> list[Detection]:
+        """Coarse detections of objects already tracked as small count as weak evidence (below high_score: the
+        tracker's second stage, for tracks the confident detections left unmatched). A small object is followed
+        in its native-resolution windows, visited every other frame; at the whole frame's scale a small person
+        in a group is missed or boxed over a neighbour more often (on PETS the boxes agree in size, 1% against
+        0.4% height error, but found 0.935 against 0.950), and as confident evidence on the frames between
+        visits it pulled ids back and forth: the id switches fell on frames alternating between the two views.
+        Dropping them instead lets small tracks drift between visits (tried: recall 0.894, IDF1 0.667)."""
+        tracked = [t.box for t in self.tracker.tracks if t.confirmed and t.box[3] < small]
+        if not tracked or not coarse:
+            return coarse
+        overlap = iou_matrix(np.array([d.box for d in coarse]), np.array(tracked))
+        weak = self.tracker.section.high_score - 1e-3
+        return [
+            d if d.box[3] >= small or not (o > 0).any() else replace(d, score=min(d.score, weak))
+            for d, o in zip(coarse, overlap, strict=True)
+        ]
 
     def _full_frame_due(self) -> bool:
         interval = self.detector_section.full_frame_interval

@@ -144,8 +144,11 @@ class _Clock:
 
 
 class Tracker:
-    def __init__(self, section: TrackerSection):
+    def __init__(self, section: TrackerSection, offsets: dict[str, float] | None = None):
+        """``offsets``: per label, how much lower its detector threshold sits (a model that scores that label
+        low, see DetectorSection.label_thresholds): its confident stage starts lower by as much."""
         self.section = section
+        self._offsets = offsets or {}
         self._tracks: list[_KalmanTrack] = []
         self._next_id = 1
         self._clock = _Clock()
@@ -170,8 +173,8 @@ class Tracker:
         for kt in self._tracks:
             kt.predict()
         cfg = self.section
-        high = [d for d in detections if d.score >= cfg.high_score]
-        low = [d for d in detections if cfg.low_score <= d.score < cfg.high_score]
+        high = [d for d in detections if d.score >= cfg.high_score - self._offsets.get(d.label, 0.0)]
+        low = [d for d in detections if d.score >= cfg.low_score and not any(d is h for h in high)]
 
         pending = list(range(len(self._tracks)))
         self._signatures = {id(d): sig for d, sig in zip(detections, signatures or [], strict=False)}

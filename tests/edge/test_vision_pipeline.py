@@ -15,7 +15,7 @@ from kuzet.edge.vision.detector import Detector, DetectorError, decode_yolox, de
 from kuzet.edge.vision.motion import MotionDetector
 from kuzet.edge.vision.pipeline import VisionPipeline
 from kuzet.edge.vision.sources import open_source
-from kuzet.edge.vision.types import Frame
+from kuzet.edge.vision.types import Detection, Frame
 from kuzet.models import store
 
 bench = load_bench("vision")
@@ -83,6 +83,28 @@ def test_detector_finds_the_people_and_the_bus(detector, footage):
     again = [d for d in detector.detect(image, window) if d.label == "person"]
     assert any(abs(d.box[0] - left.box[0]) < 25 and abs(d.box[1] - left.box[1]) < 25 for d in again)
     assert detector.model.sha256 == store.entry().sha256
+
+
+def test_the_default_config_finds_the_bus_at_its_vehicle_threshold(detector, footage):
+    # The manifest's label_thresholds: vehicles at 0.3 (INT8 lost confidence on large objects), persons at 0.5.
+    assert detector.threshold("bus") == 0.3 and detector.threshold("person") == 0.5
+    assert detector.threshold_offsets()["truck"] == pytest.approx(0.2)
+    image = cv2.imread(str(footage / "street/bus.jpg"))
+    found = detector.detect(image)
+    assert any(d.label == "bus" and d.box[2] > image.shape[1] * 0.8 for d in found)
+    assert all(d.score >= 0.5 for d in found if d.label == "person")
+    assert all(d.score >= 0.3 for d in found)
+
+
+def test_a_camera_may_set_its_own_label_thresholds(model_home, footage):
+    image = cv2.imread(str(footage / "street/bus.jpg"))
+    plain = Detector(DetectorSection(threads=1, label_thresholds={}))
+    assert plain.threshold("bus") == 0.5
+    assert all(d.score >= 0.5 for d in plain.detect(image))
+
+
+def test_the_ssd_keeps_one_threshold_for_every_label(ssd):
+    assert ssd.label_thresholds == {} and ssd.threshold("bus") == ssd.section.score_threshold
 
 
 def test_the_ssd_still_finds_the_people_and_the_bus(ssd, footage):
@@ -284,3 +306,23 @@ def test_only_objects_too_small_for_the_whole_frame_get_windows(model_home, vtes
     for frame in vtest[:40]:
         pipeline.process(frame)
     assert any(seen) and all(r[3] * 416 / 768 < 50 for regions in seen for r in regions)
+
+
+def test_the_whole_frame_is_weak_evidence_for_objects_tracked_as_small(model_home, vtest):
+    """A small tracked person is followed in native windows; the coarse view of them only bridges (second stage)."""
+    pipeline = VisionPipeline.from_config()
+    weak_score = pipeline.tracker.section.high_score - 1e-3
+    for frame in vtest[:30]:
+        result = pipeline.process(frame)
+        assert all(d.score != weak_score for d in result.detections)  # reported with the detector's own score
+    small = pipeline.detector_section.small_object_px * 768 / 416
+    tracked = [t for t in pipeline.tracker.tracks if t.confirmed and t.box[3] < small]
+    assert tracked
+    box = tracked[0].box
+    high = pipeline.tracker.section.high_score
+    on_it = Detection(box, 0.9, "person")
+    elsewhere = Detection((700.0, 400.0, box[2], box[3]), 0.9, "person")
+    big = Detection((box[0], box[1], box[2] * 2, small + 10), 0.9, "person")
+    weak = pipeline._weak_if_small_tracked([on_it, elsewhere, big], small)
+    assert weak[0].score < high and weak[0].box == box
+    assert weak[1].score == 0.9 and weak[2].score == 0.9  # may start a track / big: the whole frame sees it

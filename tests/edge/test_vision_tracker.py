@@ -152,3 +152,17 @@ def test_colours_keep_ids_apart_in_a_group_where_overlap_alone_would_swap_them()
 
     assert scenario(12.0)  # red's id went with red
     assert not scenario(0.0)  # overlap alone swaps them: the test is a real group case
+
+
+def test_a_label_the_model_scores_low_starts_tracks_lower_by_its_threshold_offset():
+    # The INT8 YOLOX scores a bus 0.43 (fp32: 0.91): with the vehicles' detector threshold 0.2 below the default,
+    # a bus at 0.45 starts a track, a person at 0.45 (below high_score 0.6) still does not.
+    offsets = {"car": 0.2, "bus": 0.2, "truck": 0.2}
+    tracker = Tracker(TrackerSection(min_hits=2), offsets)
+    frames = [
+        [walker(50, 100, 6, 0, k, "bus", 0.45), walker(400, 300, -4, 1, k, "person", 0.45)] for k in range(5)
+    ]
+    results = run(tracker, frames)
+    assert {t.label for r in results for t in r} == {"bus"}
+    assert len({t.track_id for r in results for t in r}) == 1
+    assert run(Tracker(TrackerSection(min_hits=2)), frames) == [[]] * 5  # without offsets: neither
