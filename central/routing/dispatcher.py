@@ -102,13 +102,9 @@ class Dispatcher:
         unit = self.units.on_availability(site, message)
         self._unit_changed(unit)
         if unit is not None and not unit.online and unit.current_dispatch:
-            self._alert(
-                "warning",
-                f"{unit.callsign or unit.device_id} went offline during dispatch {unit.current_dispatch}",
-                dispatch_id=unit.current_dispatch,
-                device=unit.device_id,
-                condition=f"offline on dispatch {unit.current_dispatch}",
-            )
+            text = f"{unit.callsign or unit.device_id} went offline during dispatch {unit.current_dispatch}"
+            condition = f"offline on dispatch {unit.current_dispatch}"
+            self._device_warning(unit.device_id, condition, text, dispatch_id=unit.current_dispatch)
 
     def _candidates(
         self, incident: Incident, limit: int | None = None, skip_tried: bool = True
@@ -149,12 +145,11 @@ class Dispatcher:
         if position is None:
             camera = self.repository.device_position(message.device)
             if camera is None:
-                self._alert(
-                    "warning",
-                    f"{message.event_type} event from {message.device} has no position: assign a unit by hand",
-                    event_id=message.event_id,
-                    device=message.device,
-                    condition="event without position",
+                text = (
+                    f"{message.event_type} event from {message.device} has no position: assign a unit by hand"
+                )
+                self._device_warning(
+                    message.device, "event without position", text, event_id=message.event_id
                 )
                 return
             lat, lon = camera
@@ -416,6 +411,10 @@ class Dispatcher:
         )
         self._out.show("dispatch", {**row, "state": state, "updated_at": at, "by": actor, "detail": detail})
 
+    def _device_warning(self, device: str, condition: str, text: str, **refs) -> None:
+        """A warning a device's message raised: merged with its repeats and rate-limited per device."""
+        self._alert("warning", text, device=device, condition=condition, **refs)
+
     def _alert(
         self,
         level: str,
@@ -450,13 +449,8 @@ class Dispatcher:
         topic = topics.up(site, message.device, "dispatch_state")
         dead_letters.add(db.conn, topic, payload, why, timeutil.now_wire(), keep_bytes=len(payload))
         audit.append(db, message.device, "dispatch.rejected", message.dispatch_id, {"reason": why})
-        self._alert(
-            "warning",
-            f"{message.device}: {why}",
-            dispatch_id=message.dispatch_id,
-            device=message.device,
-            condition="dispatch_state refused",
-        )
+        text = f"{message.device}: {why}"
+        self._device_warning(message.device, "dispatch_state refused", text, dispatch_id=message.dispatch_id)
 
     def _on_dispatch_state(self, site: str, message: DispatchState) -> None:
         row = self.repository.get_dispatch(message.dispatch_id)

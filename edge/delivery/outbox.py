@@ -26,31 +26,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+# A message as queued; a delivered row keeps the same columns (it can be queued again as it was).
+_MESSAGE_COLUMNS = """
     topic TEXT NOT NULL,
     payload BLOB,
     ref TEXT,
     kind TEXT NOT NULL,
     priority INTEGER NOT NULL DEFAULT 0,
     size INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL
-);
+    created_at REAL NOT NULL"""
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,{_MESSAGE_COLUMNS});
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox (priority DESC, id);
 CREATE INDEX IF NOT EXISTS outbox_ref ON outbox (ref);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS delivered (
-    id INTEGER PRIMARY KEY,
-    topic TEXT NOT NULL,
-    payload BLOB,
-    ref TEXT,
-    kind TEXT NOT NULL,
-    priority INTEGER NOT NULL DEFAULT 0,
-    size INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    delivered_at REAL NOT NULL
-);
+CREATE TABLE IF NOT EXISTS delivered (id INTEGER PRIMARY KEY,{_MESSAGE_COLUMNS},
+    delivered_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS delivered_at ON delivered (delivered_at);
 CREATE TABLE IF NOT EXISTS resend_requests (id TEXT PRIMARY KEY, since REAL NOT NULL, rows INTEGER NOT NULL,
     handled_at REAL NOT NULL);
