@@ -43,7 +43,7 @@ CAMERA_EVENT_TYPES = tuple(t for t in DEFAULT_SEVERITY if t not in WIRE_TYPE)
 LIFECYCLE_DEFAULTS: dict[str, tuple[float, float, float, float, float]] = {
     "zone_enter": (1.0, 3.0, 0.0, 3.0, 1.5),
     "zone_exit": (0.0, 0.0, 10.0, 3.0, 1.5),
-    "loitering": (0.0, 5.0, 60.0, 5.0, 1.5),
+    "loitering": (2.0, 5.0, 60.0, 5.0, 1.5),
     "line_crossing": (0.0, 0.0, 10.0, 3.0, 1.5),
     "crowd": (3.0, 5.0, 30.0, 0.0, 0.0),
     "no_stopping": (0.0, 5.0, 30.0, 5.0, 1.0),
