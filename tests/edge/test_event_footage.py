@@ -87,7 +87,8 @@ def test_chase_fires_on_people_hurrying_one_after_another_and_not_on_walkers(pet
     quick = fast_forward(shared_dir / "data/pets09-s2l1/gt.txt", tmp_path, 3)
     events = chases(bench.truth_results(quick, fps, (w, h), 795 // 3))
     # gt person 17 comes in from the east 1.7 s behind person 16 and follows their path across the square
-    assert (16, 17) in {(e.attributes["leader"], e.attributes["follower"]) for e in events}
+    [chase] = [e for e in events if (e.attributes["leader"], e.attributes["follower"]) == (16, 17)]
+    assert chase.attributes["heading_deg"] == 180  # both going west, to the frame's left: where to intercept
     assert len(events) <= 5  # not every pair of people hurrying about
     for e in events:
         assert e.event_type == "running" and e.attributes["chase"] is True
