@@ -20,6 +20,7 @@ from kuzet.edge.events.config import RuleSection, ZoneSection
 from kuzet.edge.events.engine import EventEngine
 from kuzet.edge.vision.config import DetectorSection
 from kuzet.edge.vision.pipeline import VisionPipeline
+from kuzet.edge.vision.static import StaticForeground
 from kuzet.edge.vision.types import Frame
 from kuzet.models import store
 
@@ -116,7 +117,9 @@ def litter_clip(shared_dir: Path, first: int, last: int, person: int, dropped: i
 
 def empty_square(shared_dir: Path) -> np.ndarray:
     """PETS09-S2L1 with no one in it: the median of frames spread over the footage (people move on)."""
-    images = read(shared_dir / "data/pets09-s2l1/vtest.avi")[::20]
+    images = [
+        image for k, image in enumerate(stream(shared_dir / "data/pets09-s2l1/vtest.avi")) if k % 20 == 0
+    ]
     return np.median(np.stack(images), axis=0).astype(np.uint8)
 
 
@@ -185,6 +188,30 @@ def test_a_person_who_falls_and_lies_still_is_raised(models, shared_dir):
     # the real footage, where they walk on: nothing
     walking = read(shared_dir / "data/pets09-s2l1/vtest.avi", 586, 726)
     assert opened(events(walking, [DOWN]), "down") == []
+
+
+def test_the_static_model_tells_what_came_from_what_went(shared_dir):
+    """On the empty square (real pixels, no detector): a packet put down is reported once it stayed, growing
+    in how long it stayed; one that was there from the start and is picked up is a ghost, "removed"."""
+    empty = empty_square(shared_dir)
+    with_packet = empty.copy()
+    with_packet[400:414, 300:328] = taxi_sign(shared_dir, (28, 14))
+
+    def regions(images, fps=10.0):
+        model = StaticForeground()
+        return [model.feed(Frame(image, k, k / fps)) for k, image in enumerate(images)]
+
+    came = regions([empty] * 20 + [with_packet] * 100)  # put down at 2 s, 10 s there
+    assert came[20] == [] and came[25] == []  # not before it has stayed a moment
+    assert came[60][0].static_s < came[-1][0].static_s
+    [packet] = came[-1]
+    assert packet.removed is False and 6 <= packet.static_s <= 10
+    assert iou(packet.box, (300, 400, 28, 14)) >= 0.3  # where it lies (its parts unlike the ground)
+    went = regions([with_packet] * 20 + [empty] * 100)  # picked up at 2 s
+    assert [r.removed for r in went[-1]] == [True]
+    # a still scene has nothing, and a change of light over the whole frame is not an object
+    brighter = cv2.convertScaleAbs(empty, alpha=1.0, beta=40)
+    assert regions([empty] * 20 + [brighter] * 100)[-1] == []
 
 
 def test_leaves_in_the_wind_and_the_crowd_raise_no_litter_fall_or_chase(models, shared_dir):
