@@ -3,10 +3,11 @@
 The static-foreground model (``kuzet.edge.vision.static``) reports regions of the frame that changed and then
 kept still; it knows nothing of classes, so a bottle, a bag or a packet too small for the detector is seen as
 well as a suitcase. This rule keeps the regions that no live track explains (a person standing, a parked car
-are tracks), lie in its zone, are at least ``min_area_px`` (``min_area_m2`` with a [ground]) and no larger than
-the person who left them, and that appeared near a person's feet (within ``REACH``), in the
-``owner_window_s`` before. Once the region has stayed ``stationary_s`` it is an event naming that person's
-track, with a snapshot of the person at the spot (the frame kept from when the object was first seen).
+are tracks), lie in its zone, are at least ``min_area_px`` (``min_area_m2`` with a [ground]) and smaller than
+half the box of the person who left them, that are not ghosts of something gone, and that appeared near a
+person's feet (within ``REACH``) in the ``owner_window_s`` before they came. Once the region has stayed
+``stationary_s`` it is an event naming that person's track, with a snapshot of the person at the spot (one of
+the frames kept at 1 a second for the last few seconds).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from kuzet.edge.vision.types import Frame, FrameResult
 KEEP_FRAMES_S = 6.0  # frames kept for the owner's snapshot: the object is seen within seconds of its drop
 KEEP_EVERY_S = 1.0
 REACH = 0.6  # box heights from a person's feet (about a metre): where they drop or throw something
-SAME_OBJECT_IOU = 0.3
+SAME_OBJECT_IOU = 0.3  # a region overlapping a known object this much is that object, seen again
 # The static model sees an object a moment after it came (the short-term background takes it in first): the
 # owner may have been at the spot this long after the arrival it reckons.
-ARRIVAL_SLACK_S = 3.0  # a region overlapping a known object this much is that object, seen again
+ARRIVAL_SLACK_S = 3.0
 
 
 @dataclass
@@ -33,9 +34,8 @@ class Candidate:
     box: Box
     owner: tuple[float, int, Box] | None  # (when, track id, box) of the person who passed there last
     frame: Frame | None  # a frame with the owner at the spot, for the snapshot
-    removed: (
-        bool  # a ghost when first seen (something went away): someone walking in front later changes nothing
-    )
+    # a ghost when first seen (something went away): someone walking in front of it later changes nothing
+    removed: bool
     samples: int = 0  # frames it was seen in ...
     covered: int = 0  # ... and of those, under a track's or detection's box
 
