@@ -37,13 +37,8 @@ DEFAULT_SEVERITY: dict[str, str] = {
     "littering": "medium",
     "person_down": "high",
 }
-# A rule type reported on the wire as another event type (a chase is running, with attributes.chase).
-WIRE_TYPE = {
-    "chase": "running",
-    "repeated_stops": "loitering",
-    "littering": "object_left",
-    "person_down": "loitering",  # until the wire has its own type: attributes.person_down says which
-}
+# A rule type reported on the wire as another event type (littering is the object_left event, with its owner).
+WIRE_TYPE = {"littering": "object_left"}
 CAMERA_EVENT_TYPES = tuple(t for t in DEFAULT_SEVERITY if t not in WIRE_TYPE)
 # The incident lifecycle's defaults by type (see lifecycle.py): a deployer's choice for a street camera at 5-25
 # fps. (min_duration_s, grace_s, cooldown_s, reid_s, reid_distance in box heights)

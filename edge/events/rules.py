@@ -324,7 +324,7 @@ class ObjectLeft(Rule):
 class Chase(Rule):
     """A person running after another: both faster than ``min_speed`` (``min_speed_kmh`` with a [ground]),
     heading the same way within ``chase_angle_deg``, the follower behind the leader and on the leader's path,
-    where the leader was at most ``chase_gap_s`` ago. Reported as a ``running`` event with ``chase``."""
+    where the leader was at most ``chase_gap_s`` ago. Reported as a ``chase`` event."""
 
     def __init__(self, *args):
         super().__init__(*args)
@@ -380,7 +380,7 @@ class Chase(Rule):
 class RepeatedStops(Rule):
     """One person stopping briefly again and again at different spots of a zone (casing cars or doors): at least
     ``stops`` stops of ``stop_min_s``..``stop_max_s``, each ``stop_spacing`` box heights from the others, within
-    ``stops_window_s``. Reported as a ``loitering`` event with ``attributes.stops``."""
+    ``stops_window_s``. Reported as a ``repeated_stops`` event with ``attributes.stops``."""
 
     STOPPED = 0.25  # box heights per second: standing (a walker covers about 0.8)
 
@@ -420,7 +420,7 @@ class RepeatedStops(Rule):
 class PersonDown(Rule):
     """A person whose box turned from upright (taller than ``UPRIGHT`` times its width) to lying (wider than
     ``LYING`` times its height) within ``FALL_WINDOW_S``, and who has lain still since for ``down_s``: a fall,
-    someone collapsed or drunk. Reported as a ``loitering`` event with ``attributes.person_down``."""
+    someone collapsed or drunk. Reported as a ``person_down`` event."""
 
     UPRIGHT = 1.5
     LYING = 1.2
@@ -453,7 +453,7 @@ class PersonDown(Rule):
             since = self.down_since.get(t.track_id)
             if since is not None and ts - since >= self.section.down_s:
                 active[str(t.track_id)] = condition(
-                    t, f"{t.label} down{self.where}", person_down=True, down_s=round(ts - since, 1)
+                    t, f"{t.label} down{self.where}", down_s=round(ts - since, 1)
                 )
         # A fall often loses the track for a few frames (the box changes shape at once): what was seen of a
         # person is kept while they may still come back (the lifecycle's grace) or could still have fallen.

@@ -91,7 +91,7 @@ def test_chase_fires_on_people_hurrying_one_after_another_and_not_on_walkers(pet
     assert chase.attributes["heading_deg"] == 180  # both going west, to the frame's left: where to intercept
     assert len(events) <= 5  # not every pair of people hurrying about
     for e in events:
-        assert e.event_type == "running" and e.attributes["chase"] is True
+        assert e.event_type == "chase" and e.attributes["chase"] is True
         assert e.attributes["leader"] != e.attributes["follower"]
 
 
@@ -114,7 +114,7 @@ def test_repeated_brief_stops_single_out_the_one_person_who_keeps_stopping(pets)
         return [c.event for r in results for c in engine.process(r) if c.event.state == "open"]
 
     [event] = raised(truth)
-    assert event.track_ids == [11] and event.attributes["stops"] == 3 and event.event_type == "loitering"
+    assert event.track_ids == [11] and event.attributes["stops"] == 3 and event.event_type == "repeated_stops"
     assert raised(ours) == []  # through the pipeline: no false one (the tracker's velocity misses this one)
     long_stay = RuleSection(name="stops", type="repeated_stops", zone="view", stop_max_s=2.0)
     engine = EventEngine("cam-1", [VIEW], [], [long_stay], clock=Clock())

@@ -181,7 +181,7 @@ def test_a_person_who_falls_and_lies_still_is_raised(models, shared_dir):
     changes = events(images, [DOWN])
     [change] = opened(changes, "down")
     event = change.event
-    assert event.event_type == "loitering" and event.attributes["person_down"] is True
+    assert event.event_type == "person_down"
     assert event.severity == "high"
     assert iou(as_tuple(event.box), lying) >= 0.5
     assert change.frame.index >= 40 + DOWN.down_s * FPS  # not before they lay still down_s
