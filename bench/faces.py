@@ -33,9 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kuzet.edge.faces.detector import FaceDetector  # noqa: E402
-from kuzet.edge.faces.embedder import FaceEmbedder  # noqa: E402
-from kuzet.edge.faces.matching import false_matches_per_10000  # noqa: E402
+from kuzet.models.faces.detector import FaceDetector  # noqa: E402
+from kuzet.models.faces.embedder import FaceEmbedder  # noqa: E402
+from kuzet.models.faces.matching import false_matches_per_10000  # noqa: E402
 
 DEFAULT_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "pairs"
 WIDTHS = (48, 32, 24)

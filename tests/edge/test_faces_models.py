@@ -9,15 +9,15 @@ import pytest
 from support.bench import load
 
 from kuzet.edge.faces.config import FacesSection
-from kuzet.edge.faces.matching import best_match, false_matches_per_10000
+from kuzet.models.faces.matching import best_match, false_matches_per_10000
 
 pytest.importorskip("dlib", reason="the 'faces' extra is not installed")
 
 
 @pytest.fixture(scope="module")
 def models():
-    from kuzet.edge.faces.detector import FaceDetector
-    from kuzet.edge.faces.embedder import FaceEmbedder
+    from kuzet.models.faces.detector import FaceDetector
+    from kuzet.models.faces.embedder import FaceEmbedder
 
     return FaceDetector(), FaceEmbedder()
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from kuzet.edge.faces.detector import Face
-from kuzet.edge.faces.models import dlib_landmarks_path, dlib_resnet_path
+from kuzet.models.faces.detector import Face
+from kuzet.models.faces.files import dlib_landmarks_path, dlib_resnet_path
 
 EMBEDDING_SIZE = 128
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from kuzet.edge.faces.models import blazeface_path
+from kuzet.models.faces.files import blazeface_path
 
 INPUT_SIZE = 128
 STRIDES = (8, 16, 16, 16)  # two anchors per cell at stride 8, six at stride 16 (MediaPipe's SSD options)
