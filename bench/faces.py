@@ -11,6 +11,9 @@ photo at full resolution (ordered pairs: each photo is once the probe, once the 
 is not found counts as a miss. Prints one JSON object: per condition the true-match rate at false-match rates 1%
 and 0.1% (and the thresholds), the true- and false-match rates at the default threshold, the embedding time per
 face at one thread, and the expected false possible matches per 10,000 faces for watchlists of 100 and 1,000.
+``camera``: the camera's vision loop (detector at one thread) on carphone_pristine.mp4 (a face close up) and
+PETS09-S2L1 (a street: faces too small to embed), with faces off and on (default CPU share, a 1,000-entry
+watchlist), each in a fresh process: frames per second, detector ms, face work, peak RSS.
 With few impostor pairs (262, or 524 ordered) the 0.1% point is below the resolution of the data: its threshold
 is the smallest impostor distance (no false match observed), said as ``fmr_resolution``. The false possible
 matches per 10,000 faces use the street conditions' impostor pairs together: a normal fitted to their distances
@@ -23,7 +26,9 @@ import argparse
 import csv
 import json
 import math
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -198,6 +203,69 @@ def run(pairs_dir: Path, default_threshold: float) -> dict:
     }
 
 
+def camera_run(video: Path, faces_on: bool, max_frames: int) -> dict:
+    """The camera's vision loop on a video as fast as it goes (detector at one thread, faces at their default CPU
+    share), with a 1,000-entry watchlist of random embeddings: frames per second, the detector's mean ms, the
+    face work done, and this process's peak RSS. Run in a fresh process per configuration (``--camera``)."""
+    from kuzet.edge.faces.config import FacesSection
+    from kuzet.edge.faces.watch import FaceWatch
+    from kuzet.edge.faces.watchlist import Watchlist
+    from kuzet.edge.vision.config import DetectorSection, MotionSection, TrackerSection
+    from kuzet.edge.vision.pipeline import VisionPipeline
+    from kuzet.edge.vision.types import Frame
+    from kuzet.shared import ids, timeutil
+
+    pipeline = VisionPipeline.from_config(MotionSection(), DetectorSection(), TrackerSection())
+    watch = None
+    if faces_on:
+        watch = FaceWatch(FacesSection(enabled=True))
+        rng = np.random.default_rng(1)
+        random = rng.normal(size=(1000, 128)).astype(np.float32)
+        random /= np.linalg.norm(random, axis=1, keepdims=True) * 2  # dlib embeddings lie near radius 0.5
+        entry_ids = tuple(ids.new_id() for _ in range(1000))
+        watch.set_watchlist(Watchlist("bench", entry_ids, random, timeutil.utc_now().replace(year=2100)))
+    capture = cv2.VideoCapture(str(video))
+    fps_file = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    frames, detector_ms = 0, 0.0
+    start = time.perf_counter()
+    while frames < max_frames:
+        ok, image = capture.read()
+        if not ok:
+            break
+        result = pipeline.process(Frame(image, frames, frames / fps_file))
+        detector_ms += result.detector_ms
+        if watch is not None:
+            watch.process(result)
+        frames += 1
+    wall = time.perf_counter() - start
+    out = {
+        "video": video.name,
+        "faces": faces_on,
+        "frames": frames,
+        "fps": round(frames / wall, 1),
+        "detector_ms_mean": round(detector_ms / frames, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    if watch is not None:
+        out.update(
+            watch.counters, faces_cpu_s=round(watch.budget.spent_s, 2), budget_refusals=watch.budget.refused
+        )
+    return out
+
+
+def camera_figures(videos: list[Path], max_frames: int) -> list[dict]:
+    """``camera_run`` for each video with faces off and on, each in its own process (its own peak RSS)."""
+    out = []
+    for video in videos:
+        for faces_on in (False, True):
+            command = [sys.executable, __file__, "--camera", str(video), "--frames", str(max_frames)]
+            if faces_on:
+                command.append("--faces-on")
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            out.append(json.loads(done.stdout))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -207,13 +275,26 @@ def main() -> None:
         "--threshold", type=float, default=None, help="default: the camera's default threshold"
     )
     parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument("--camera", type=Path, help="internal: one camera run on this video, printed as JSON")
+    parser.add_argument("--faces-on", action="store_true", help="internal, with --camera")
+    parser.add_argument("--frames", type=int, default=300, help="frames per camera run")
     args = parser.parse_args()
+    if args.camera is not None:
+        print(json.dumps(camera_run(args.camera, args.faces_on, args.frames)))
+        return
     if not (args.pairs / "master.csv").is_file():
         sys.exit(f"no {args.pairs / 'master.csv'}: pass --pairs")
     from kuzet.edge.faces.config import FacesSection
 
     threshold = args.threshold if args.threshold is not None else FacesSection().match_threshold
     result = run(args.pairs, threshold)
+    data = args.pairs.parents[1]
+    videos = [
+        v
+        for v in (data / "faces" / "carphone_pristine.mp4", data / "pets09-s2l1" / "vtest.avi")
+        if v.is_file()
+    ]
+    result["camera"] = camera_figures(videos, args.frames)
     print(json.dumps(result, indent=None if args.json else 2))
 
 

@@ -18,6 +18,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFError
 
 from kuzet.central.context import Central
+from kuzet.central.watchlist import web as watchlist
 from kuzet.central.web import (
     admin,
     alerts,
@@ -102,6 +103,8 @@ def create_app(
         dispatch,
     ):
         app.register_blueprint(module.blueprint)
+    app.register_blueprint(watchlist.blueprint)
+    app.register_blueprint(watchlist.api)
     views.install(app)
 
     @app.errorhandler(CSRFError)

@@ -19,6 +19,7 @@ WHY = {
     "403": "the account's role lacks the permission",
     "404": "no such resource",
     "409": "the resource's state does not allow it (the reason is in `error`)",
+    "422": "the content cannot be used (the reason is in `error`: e.g. a photo without one clear face)",
     "413": "the body is larger than 1 MiB",
     "503": "the part of central it needs is not running (the reason is in `error`)",
 }
@@ -217,6 +218,12 @@ def routing_paths() -> dict:
             )
         },
     }
+
+
+def _watchlist_paths() -> dict:
+    from kuzet.central.watchlist.openapi_paths import watchlist_paths  # it builds on the helpers above
+
+    return watchlist_paths()
 
 
 def document() -> dict:
@@ -452,5 +459,6 @@ def document() -> dict:
             },
             "/api/v1/users": {"get": _op("Accounts", "users.read", ok=_list("users"))},
             **routing_paths(),
+            **_watchlist_paths(),
         },
     }
