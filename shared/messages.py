@@ -302,6 +302,8 @@ class Status(Envelope):
     source_state: ShortText | None = None
     detection_enabled: bool | None = None
     duty: DutyStatus | None = None
+    # A camera with face matching on: "current", or "none" when it holds no current watchlist (docs/faces.md).
+    watchlist: Literal["current", "none"] | None = None
     counters: Annotated[dict[Annotated[str, Field(max_length=40)], Count], Field(max_length=40)] = {}
 
 

@@ -29,6 +29,10 @@ class EntryError(ValueError):
     """Input that cannot be saved; ``str()`` says which field and why, for the supervisor."""
 
 
+class ExpiryRefused(EntryError):
+    """A well-formed expiry date the watchlist's rules do not allow (past, or beyond MAX_DAYS)."""
+
+
 @dataclass(frozen=True)
 class EntryInput:
     category: str
@@ -57,9 +61,9 @@ def parse_input(form: dict, today: datetime | None = None) -> EntryInput:
         raise EntryError(_("The expiry date must be a date (YYYY-MM-DD).")) from None
     local_today = (today or timeutil.utc_now()).astimezone(SITE_TIME_ZONE).date()
     if day < local_today:
-        raise EntryError(_("The expiry date is in the past."))
+        raise ExpiryRefused(_("The expiry date is in the past."))
     if day > local_today + timedelta(days=MAX_DAYS):
-        raise EntryError(
+        raise ExpiryRefused(
             _("An entry may be listed for at most %(days)d days; renew it later.", days=MAX_DAYS)
         )
     end_of_day = datetime.combine(day, time(23, 59, 59), SITE_TIME_ZONE)

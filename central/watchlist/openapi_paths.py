@@ -11,10 +11,10 @@ ENTRY_BODY = {
     "required": ["category", "name", "case_number", "authority", "reason", "expires_on"],
     "properties": {
         "category": {"enum": ["missing", "wanted"]},
-        "name": {"type": "string", "maxLength": 200},
-        "case_number": {"type": "string", "maxLength": 100},
-        "authority": {"type": "string", "maxLength": 200},
-        "reason": {"type": "string", "maxLength": 1000},
+        "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
+        "case_number": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S"},
+        "authority": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
+        "reason": {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": "\\S"},
         "expires_on": {
             "type": "string",
             "format": "date",
@@ -27,11 +27,11 @@ _PHOTO = {"type": "string", "format": "binary"}
 
 def watchlist_paths() -> dict:
     add_photo = _op(
-        "Enrol a photo (the request body, JPEG or PNG): one clear face, or refused with the reason (422)",
+        "Enrol a photo (the request body, JPEG or PNG): one clear face, or refused with the reason (409)",
         PERMISSION,
         [_ENTRY_ID],
         responses=_created("the photo enrolled", {"type": "object", "properties": {"id": _TEXT}}),
-        errors=("400", "413", "422"),
+        errors=("400", "409", "413"),
     )
     add_photo["requestBody"] = {
         "required": True,
@@ -44,11 +44,17 @@ def watchlist_paths() -> dict:
                 PERMISSION,
                 ok=_list("entries", false_alarms={"type": "object"}),
             ),
-            "post": _op("Create an entry", PERMISSION, body=ENTRY_BODY, responses=_created("the entry's id")),
+            "post": _op(
+                "Create an entry",
+                PERMISSION,
+                body=ENTRY_BODY,
+                responses=_created("the entry's id"),
+                errors=("409",),
+            ),
         },
         "/api/v1/watchlist/{entry_id}": {
             "get": _op("One entry (the view is audited)", PERMISSION, [_ENTRY_ID]),
-            "put": _op("Change an entry", PERMISSION, [_ENTRY_ID], ENTRY_BODY),
+            "put": _op("Change an entry", PERMISSION, [_ENTRY_ID], ENTRY_BODY, errors=("409",)),
             "delete": _op(
                 "Remove an entry: off the list and the cameras, its photos deleted",
                 PERMISSION,

@@ -67,6 +67,11 @@ def false_alarms(entry_count: int) -> dict:
     }
 
 
+def _refusal(exc: entries.EntryError):
+    """400 for malformed input; 409 for a well-formed expiry date the watchlist's rules do not allow."""
+    return error_response(409 if isinstance(exc, entries.ExpiryRefused) else 400, str(exc))
+
+
 def _body() -> dict:
     body = request.get_json(silent=True)
     if body is None:
@@ -181,7 +186,7 @@ def api_create():
     try:
         entry_id = entries.create(central().db(), _actor(), entries.parse_input(_body()))
     except entries.EntryError as exc:
-        return error_response(400, str(exc))
+        return _refusal(exc)
     return jsonify(id=entry_id), 201
 
 
@@ -200,7 +205,7 @@ def api_edit(entry_id: str):
     try:
         entries.update(central().db(), _actor(), entry_id, entries.parse_input(_body()))
     except entries.EntryError as exc:
-        return error_response(400, str(exc))
+        return _refusal(exc)
     except LookupError as exc:
         return error_response(404, str(exc))
     return jsonify(id=entry_id)
@@ -215,7 +220,7 @@ def api_add_photo(entry_id: str):
         face = enroller().enrol(data)
         photo_id = entries.add_photo(central().db(), _actor(), entry_id, data, face)
     except (PhotoRefused, entries.EntryError) as exc:
-        return error_response(422, str(exc))
+        return error_response(409, str(exc))  # a well-formed photo or request the watchlist cannot take
     except LookupError as exc:
         return error_response(404, str(exc))
     return jsonify(id=photo_id, face_width=round(face.box[2])), 201

@@ -19,7 +19,6 @@ WHY = {
     "403": "the account's role lacks the permission",
     "404": "no such resource",
     "409": "the resource's state does not allow it (the reason is in `error`)",
-    "422": "the content cannot be used (the reason is in `error`: e.g. a photo without one clear face)",
     "413": "the body is larger than 1 MiB",
     "503": "the part of central it needs is not running (the reason is in `error`)",
 }

@@ -45,15 +45,6 @@ BETTER_SNAPSHOT = 0.05  # a frame this much more confident than the snapshot sen
 RESTART_SECTIONS = ("device", "mqtt", "storage", "outbox", "updates")
 
 
-def _face_watch(config: CameraConfig):
-    """The face watchlist's watcher when [faces] is on (its models load here), else None."""
-    if not config.faces.enabled:
-        return None
-    from kuzet.edge.faces.watch import FaceWatch
-
-    return FaceWatch(config.faces)
-
-
 class CameraAgent:
     def __init__(self, config: CameraConfig, config_path: Path | None = None):
         self.config_path = Path(config_path) if config_path else None
@@ -105,8 +96,23 @@ class CameraAgent:
         self.snapshot_of: dict[str, tuple[str, float]] = {}  # open event -> (sha256, score) of its snapshot
 
         self.pipeline = VisionPipeline.from_config(config.motion, config.detector, config.tracker)
-        self.faces = _face_watch(config)
+        self.faces = self.watchlist = None
+        self._start_faces(config)
         self._build_events(config)
+
+    def _start_faces(self, config: CameraConfig) -> None:
+        """The face watch and its watchlist keeper when [faces] is on (models load, the sealed list is read)."""
+        self.faces = self.watchlist = self.updates.watchlist_keeper = None
+        if not config.faces.enabled:
+            return
+        from kuzet.edge.faces.keeper import keeper_for
+        from kuzet.edge.faces.watch import FaceWatch
+
+        tls = config.mqtt.tls
+        device_key = config.faces.key_file or (tls.key if tls is not None else None)
+        self.faces = FaceWatch(config.faces)
+        self.watchlist = keeper_for(self.storage, device_key, self.device, self.faces)
+        self.updates.watchlist_keeper = self.watchlist
 
     def _build_events(self, config: CameraConfig) -> None:
         location = None
@@ -415,10 +421,7 @@ class CameraAgent:
                 pipeline.enabled = self.pipeline.enabled
                 self.pipeline = pipeline
             if new.faces != old.faces:
-                watchlist = self.faces.watchlist if self.faces is not None else None
-                self.faces = _face_watch(new)
-                if self.faces is not None:
-                    self.faces.set_watchlist(watchlist)
+                self._start_faces(new)
             if self.last_result is not None:
                 self._emit(self.engine.close_all(self.last_result.frame))
             if self.recorder is not None:
@@ -490,6 +493,7 @@ class CameraAgent:
             model=ModelInfo(name=name, sha256=sha256),
             source_state=self.source.state if self.source is not None else "starting",
             detection_enabled=self.pipeline.enabled,
+            watchlist=self.watchlist.state() if self.watchlist is not None else None,
             counters=self.runtime.counters(counters),
             **figures,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from kuzet.models.faces.matching import DEFAULT_MATCH_THRESHOLD, DEFAULT_MIN_FACE_PX
@@ -23,3 +25,5 @@ class FacesSection(Section):
     max_embeddings_per_track: int = Field(3, ge=1, le=20)
     # A new face must score this much better (quality 0-1) than the last one embedded to be embedded again.
     better_by: float = Field(0.15, ge=0.0, le=1.0)
+    # The device's private key the watchlist's encryption key is derived from; unset: [mqtt.tls] key.
+    key_file: Path | None = None

@@ -152,18 +152,19 @@ class FaceWatch:
             state.embedded_score = candidate.quality.score
             self.counters["faces_embedded"] += 1
             watchlist = self.watchlist
-            match = best_match(
-                embedding, list(watchlist.entry_ids), watchlist.embeddings, self.section.match_threshold
-            )
+            threshold = watchlist.threshold or self.section.match_threshold  # the site's, from the bundle
+            match = best_match(embedding, list(watchlist.entry_ids), watchlist.embeddings, threshold)
             del embedding  # compared: a face that matches nobody is not kept
             if match is None:
                 continue
             state.matched = True
             self.counters["watchlist_matches"] += 1
-            matches.append(self._report(tid, candidate, match.entry_id, match.distance))
+            matches.append(self._report(tid, candidate, match.entry_id, match.distance, threshold))
         return matches
 
-    def _report(self, track_id: int, candidate: Candidate, entry_id: str, distance: float) -> FaceMatch:
+    def _report(
+        self, track_id: int, candidate: Candidate, entry_id: str, distance: float, threshold: float
+    ) -> FaceMatch:
         fx, fy, fw, fh = candidate.face.box
         ox, oy = candidate.origin
         region = candidate.region
@@ -176,7 +177,7 @@ class FaceWatch:
             track_id,
             entry_id,
             distance,
-            self.section.match_threshold,
+            threshold,
             face_box,
             candidate.track_box,
             face_image,

@@ -17,6 +17,7 @@ class Watchlist:
     entry_ids: tuple[str, ...]  # entry_ids[i] names row i of embeddings (an entry may have several rows)
     embeddings: np.ndarray  # [N, 128] float32
     expires_at: datetime  # UTC: after this the camera wipes it and matches nothing
+    threshold: float | None = None  # the site's, when the bundle sets it (else [faces] match_threshold)
 
     def __post_init__(self):
         if self.embeddings.shape != (len(self.entry_ids), EMBEDDING_SIZE):

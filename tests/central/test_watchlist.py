@@ -115,23 +115,23 @@ def test_a_photo_without_one_clear_face_is_refused_with_the_reason(app, central,
         content_type="image/jpeg",
         headers=_csrf(supervisor),
     )
-    assert response.status_code == 422 and reason in response.get_json()["error"]
+    assert response.status_code == 409 and reason in response.get_json()["error"]
     assert entries.current_embeddings(central.db())[0] == []  # nothing enrolled
 
 
 def test_bad_entry_input_is_refused_and_nothing_is_saved(app, central):
     supervisor = logged_in(app, "supervisor")
-    for change, complaint in (
-        ({"category": "suspect"}, "Category"),
-        ({"case_number": ""}, "case_number"),
-        ({"expires_on": "2020-01-01"}, "past"),
-        ({"expires_on": "2099-01-01"}, "at most"),
-        ({"expires_on": "tomorrow"}, "YYYY-MM-DD"),
+    for change, status, complaint in (
+        ({"category": "suspect"}, 400, "Category"),
+        ({"case_number": ""}, 400, "case_number"),
+        ({"expires_on": "tomorrow"}, 400, "YYYY-MM-DD"),
+        ({"expires_on": "2020-01-01"}, 409, "past"),  # well-formed, but not allowed
+        ({"expires_on": "2099-01-01"}, 409, "at most"),
     ):
         response = supervisor.post(
             "/api/v1/watchlist", json={**_json_entry(), **change}, headers=_csrf(supervisor)
         )
-        assert response.status_code == 400 and complaint in response.get_json()["error"]
+        assert response.status_code == status and complaint in response.get_json()["error"]
     assert supervisor.get("/api/v1/watchlist").get_json()["entries"] == []
 
 
@@ -198,3 +198,31 @@ def _shrunk(path, scale) -> bytes:
 
 def _blurred(path) -> bytes:
     return _encoded(cv2.GaussianBlur(cv2.imread(str(path)), (0, 0), 12))
+
+
+def test_the_cameras_bundle_holds_ids_and_embeddings_only(app, central, footage, tmp_path):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from kuzet.central.watchlist.bundle import VALIDITY, watchlist_data, write_bundle
+    from kuzet.shared import bundles
+
+    supervisor = logged_in(app, "supervisor")
+    response = supervisor.post("/api/v1/watchlist", json=_json_entry(), headers=_csrf(supervisor))
+    entry_id = response.get_json()["id"]
+    supervisor.post(
+        f"/api/v1/watchlist/{entry_id}/photos",
+        data=(footage / "faces" / "pairs" / "img2.jpg").read_bytes(),
+        content_type="image/jpeg",
+        headers=_csrf(supervisor),
+    )
+    data = watchlist_data(central.db())
+    assert data.entry_ids == (entry_id,) and data.embeddings.shape == (1, 128)
+    assert data.expires_at <= timeutil.utc_now() + VALIDITY  # a camera not reached again stops matching
+
+    key = Ed25519PrivateKey.generate()
+    write_bundle(data, key, tmp_path / "w.tar")
+    verified = bundles.verify_update(tmp_path / "w.tar", key.public_key())
+    assert verified.manifest.kind == "watchlist"
+    content = (tmp_path / "w.tar").read_bytes()
+    for private in (b"Test Person", b"KZ-1", b"Pavlodar police"):
+        assert private not in content
