@@ -34,6 +34,16 @@ DDL = [
         added_at TEXT NOT NULL,
         added_by TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS watchlist_photos_entry ON watchlist_photos (entry_id)",
+    # A person's decision on a possible match (a watchlist_match event); no row: still a possible match.
+    """CREATE TABLE IF NOT EXISTS watchlist_reviews (
+        event_id TEXT PRIMARY KEY,
+        entry_id TEXT NOT NULL,
+        device TEXT NOT NULL,
+        decision TEXT NOT NULL CHECK (decision IN ('confirmed', 'rejected')),
+        note TEXT NOT NULL,
+        decided_by TEXT NOT NULL,
+        decided_at TEXT NOT NULL,
+        dispatch TEXT)""",
 ]
 
 

@@ -18,6 +18,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFError
 
 from kuzet.central.context import Central
+from kuzet.central.watchlist import review_web as watchlist_review
 from kuzet.central.watchlist import web as watchlist
 from kuzet.central.web import (
     admin,
@@ -105,6 +106,7 @@ def create_app(
         app.register_blueprint(module.blueprint)
     app.register_blueprint(watchlist.blueprint)
     app.register_blueprint(watchlist.api)
+    app.register_blueprint(watchlist_review.blueprint)
     views.install(app)
 
     @app.errorhandler(CSRFError)
