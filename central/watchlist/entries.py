@@ -48,12 +48,22 @@ def parse_input(form: dict, today: datetime | None = None) -> EntryInput:
     values = {name: str(form.get(name) or "").strip() for name in FIELDS}
     if values["category"] not in CATEGORIES:
         raise EntryError(_("Category must be 'missing' or 'wanted'."))
+    labels = {
+        "name": _("Name"),
+        "case_number": _("Case number"),
+        "authority": _("Authority"),
+        "reason": _("Reason"),
+    }
     for name, limit in LIMITS.items():
         if not values[name]:
-            raise EntryError(_("The field '%(field)s' is required.", field=name))
+            raise EntryError(_("The field '%(field)s' is required.", field=labels[name]))
         if len(values[name]) > limit:
             raise EntryError(
-                _("The field '%(field)s' is longer than %(limit)d characters.", field=name, limit=limit)
+                _(
+                    "The field '%(field)s' is longer than %(limit)d characters.",
+                    field=labels[name],
+                    limit=limit,
+                )
             )
     try:
         day = datetime.strptime(values["expires_on"], "%Y-%m-%d").date()

@@ -84,7 +84,8 @@ def decide(db: sqlite_utils.Database, actor: str, event_id: str, decision: str, 
     with audit.transaction(db):
         match = get(db, event_id)
         if match["decision"]:
-            raise ReviewError(_("This match was already %(decision)s.", decision=match["decision"]))
+            decided = _("confirmed") if match["decision"] == "confirmed" else _("rejected")
+            raise ReviewError(_("This match was already %(decision)s.", decision=decided))
         db.execute(
             "INSERT INTO watchlist_reviews (event_id, entry_id, device, decision, note, decided_by, decided_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
