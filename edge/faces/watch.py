@@ -87,7 +87,8 @@ class FaceWatch:
         alive = {t.track_id for t in result.tracks}
         for gone in [tid for tid in self._tracks if tid not in alive]:
             del self._tracks[gone]  # its candidate face goes with it
-        if self.watchlist is None or not self.watchlist.current():
+        watchlist = self.watchlist  # one reading: a new bundle may replace it from the command thread
+        if watchlist is None or not watchlist.current():
             self._tracks.clear()  # no current watchlist: faces are not even looked for
             return []
         rgb = None
@@ -99,7 +100,7 @@ class FaceWatch:
             if rgb is None:
                 rgb = cv2.cvtColor(result.frame.image, cv2.COLOR_BGR2RGB)
             self._look(track, rgb, result.frame)
-        return self._embed_best()
+        return self._embed_best(watchlist)
 
     def _wanted(self, track: Track) -> bool:
         if track.label != PERSON or not track.confirmed or track.time_since_update != 0:
@@ -134,7 +135,7 @@ class FaceWatch:
         if state.candidate is None or quality.score > state.candidate.quality.score:
             state.candidate = Candidate(region.copy(), (x0, y0), face, quality, frame, track.box)
 
-    def _embed_best(self) -> list[FaceMatch]:
+    def _embed_best(self, watchlist: Watchlist) -> list[FaceMatch]:
         due = [
             (tid, s)
             for tid, s in self._tracks.items()
@@ -151,7 +152,6 @@ class FaceWatch:
             state.embeddings += 1
             state.embedded_score = candidate.quality.score
             self.counters["faces_embedded"] += 1
-            watchlist = self.watchlist
             threshold = watchlist.threshold or self.section.match_threshold  # the site's, from the bundle
             match = best_match(embedding, list(watchlist.entry_ids), watchlist.embeddings, threshold)
             del embedding  # compared: a face that matches nobody is not kept
