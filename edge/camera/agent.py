@@ -481,6 +481,8 @@ class CameraAgent:
             {f"source_{k}": v for k, v in self.source.counters.items()} if self.source is not None else {}
         )
         counters["frame_errors"] = self._frame_errors
+        if self.faces is not None:
+            counters.update(self.faces.counters)  # faces seen, embedded, matched: never what they were
         return Status(
             device=self.device,
             kind="camera",
