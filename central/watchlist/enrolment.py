@@ -23,6 +23,10 @@ class PhotoRefused(ValueError):
     """The photo cannot be enrolled; ``str()`` says why, for the supervisor."""
 
 
+class FacesUnavailable(RuntimeError):
+    """Central cannot run the face models (not installed); ``str()`` says what to install."""
+
+
 @dataclass(frozen=True)
 class EnrolledFace:
     embedding: np.ndarray  # float32 [128]
@@ -50,16 +54,27 @@ class Enroller:
         return self._detector, self._embedder
 
     def enrol(self, data: bytes) -> EnrolledFace:
-        import cv2
+        try:
+            import cv2
 
-        from kuzet.models.faces.quality import ENROLMENT_SCALE, frontality, sharpness
+            from kuzet.models.faces.files import FaceModelError
+            from kuzet.models.faces.quality import ENROLMENT_SCALE, frontality, sharpness
+        except ImportError:
+            raise FacesUnavailable(
+                _("Face enrolment needs the 'faces' extra installed on central.")
+            ) from None
 
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
         if image is None:
             raise PhotoRefused(_("The file is not a JPEG or PNG photo."))
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         with self._lock:
-            detector, embedder = self._models()
+            try:
+                detector, embedder = self._models()
+            except (ImportError, FaceModelError) as exc:
+                raise FacesUnavailable(
+                    _("The face models cannot be loaded on central: %(why)s", why=str(exc))
+                ) from None
             faces = [f for f in detector.detect(rgb) if f.score >= CLEAR_SCORE]
             if not faces:
                 raise PhotoRefused(_("No clear face was found in the photo."))

@@ -31,7 +31,7 @@ def watchlist_paths() -> dict:
         PERMISSION,
         [_ENTRY_ID],
         responses=_created("the photo enrolled", {"type": "object", "properties": {"id": _TEXT}}),
-        errors=("400", "409", "413"),
+        errors=("400", "409", "413", "503"),  # 503: the face models are not installed on central
     )
     add_photo["requestBody"] = {
         "required": True,

@@ -19,7 +19,7 @@ from flask import (
 )
 
 from kuzet.central.watchlist import entries
-from kuzet.central.watchlist.enrolment import Enroller, PhotoRefused
+from kuzet.central.watchlist.enrolment import Enroller, FacesUnavailable, PhotoRefused
 from kuzet.central.watchlist.i18n_stub import _, install
 from kuzet.central.web.auth import current_user, require
 from kuzet.central.web.views import central, error_response
@@ -142,6 +142,8 @@ def add_photo(entry_id: str):
         flash(_("Photo enrolled."), "ok")
     except (PhotoRefused, entries.EntryError) as exc:
         flash(_("Photo refused: %(reason)s", reason=str(exc)), "error")
+    except FacesUnavailable as exc:
+        return error_response(503, str(exc))
     except LookupError as exc:
         return error_response(404, str(exc))
     return redirect(url_for("watchlist.entry_page", entry_id=entry_id))
@@ -221,6 +223,8 @@ def api_add_photo(entry_id: str):
         photo_id = entries.add_photo(central().db(), _actor(), entry_id, data, face)
     except (PhotoRefused, entries.EntryError) as exc:
         return error_response(409, str(exc))  # a well-formed photo or request the watchlist cannot take
+    except FacesUnavailable as exc:
+        return error_response(503, str(exc))
     except LookupError as exc:
         return error_response(404, str(exc))
     return jsonify(id=photo_id, face_width=round(face.box[2])), 201

