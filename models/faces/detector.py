@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from kuzet.models.faces.files import blazeface_path
+from kuzet.models.faces.files import INSTALL_HINT, FaceModelError, blazeface_path
 
 INPUT_SIZE = 128
 STRIDES = (8, 16, 16, 16)  # two anchors per cell at stride 8, six at stride 16 (MediaPipe's SSD options)
@@ -73,7 +73,10 @@ class FaceDetector:
     """BlazeFace on one image at a time; ``threads`` is LiteRT's thread count."""
 
     def __init__(self, min_score: float = 0.6, threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise FaceModelError(f"face detection needs ai-edge-litert: {INSTALL_HINT}") from None
 
         self.min_score = min_score
         self._interpreter = Interpreter(model_path=str(blazeface_path()), num_threads=threads)

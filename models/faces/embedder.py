@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from kuzet.models.faces.detector import Face
-from kuzet.models.faces.files import dlib_landmarks_path, dlib_resnet_path
+from kuzet.models.faces.files import INSTALL_HINT, FaceModelError, dlib_landmarks_path, dlib_resnet_path
 
 EMBEDDING_SIZE = 128
 
@@ -36,7 +36,10 @@ class FaceEmbedder:
     """One dlib model pair, loaded once; ``embed`` is single-threaded and takes about 100 ms on x86."""
 
     def __init__(self):
-        import dlib
+        try:
+            import dlib
+        except ImportError:
+            raise FaceModelError(f"the face embedding needs dlib: {INSTALL_HINT}") from None
 
         self._dlib = dlib
         self._landmarks = dlib.shape_predictor(str(dlib_landmarks_path()))
