@@ -18,6 +18,8 @@ from flask import Flask
 from flask_wtf.csrf import CSRFError
 
 from kuzet.central.context import Central
+from kuzet.central.watchlist import review_web as watchlist_review
+from kuzet.central.watchlist import web as watchlist
 from kuzet.central.web import (
     admin,
     alerts,
@@ -102,6 +104,9 @@ def create_app(
         dispatch,
     ):
         app.register_blueprint(module.blueprint)
+    app.register_blueprint(watchlist.blueprint)
+    app.register_blueprint(watchlist.api)
+    app.register_blueprint(watchlist_review.blueprint)
     views.install(app)
 
     @app.errorhandler(CSRFError)

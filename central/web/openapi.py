@@ -219,6 +219,12 @@ def routing_paths() -> dict:
     }
 
 
+def _watchlist_paths() -> dict:
+    from kuzet.central.watchlist.openapi_paths import watchlist_paths  # it builds on the helpers above
+
+    return watchlist_paths()
+
+
 def document() -> dict:
     event_filters = [
         (name, "query", "string", f"only events whose {column} is this")
@@ -452,5 +458,6 @@ def document() -> dict:
             },
             "/api/v1/users": {"get": _op("Accounts", "users.read", ok=_list("users"))},
             **routing_paths(),
+            **_watchlist_paths(),
         },
     }

@@ -37,6 +37,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from kuzet.edge.events.config import GroundSection, LineSection, RuleSection, ZoneSection, check_references
+from kuzet.edge.faces.config import FacesSection
 from kuzet.edge.updates.config import UpdatesSection
 from kuzet.edge.vision.config import DetectorSection, MotionSection, SourceSection, TrackerSection
 from kuzet.shared import config
@@ -111,6 +112,7 @@ class CameraConfig(Section):
     live: LiveSection = LiveSection()
     updates: UpdatesSection = UpdatesSection()
     storage: StorageSection = StorageSection()
+    faces: FacesSection = FacesSection()  # the face watchlist (docs/faces.md): off by default
 
     @model_validator(mode="after")
     def _rules_refer_to_real_zones(self) -> CameraConfig:

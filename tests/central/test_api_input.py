@@ -78,6 +78,12 @@ LIMITS = ["limit=-1", "limit=0", "limit=1001", "limit=x", "limit=1e3", "limit=99
 # real ids; routes taking neither are listed with nothing (they get the generic checks below).
 ROUTES: dict[tuple[str, str], tuple[list[str], list]] = {
     ("GET", "/api/v1/openapi.json"): ([], []),
+    ("GET", "/api/v1/watchlist"): ([], []),
+    ("POST", "/api/v1/watchlist"): ([], NOT_AN_OBJECT),
+    ("GET", "/api/v1/watchlist/{entry_id}"): ([], []),
+    ("PUT", "/api/v1/watchlist/{entry_id}"): ([], []),
+    ("DELETE", "/api/v1/watchlist/{entry_id}"): ([], []),
+    ("POST", "/api/v1/watchlist/{entry_id}/photos"): ([], []),
     ("GET", "/api/v1/me"): ([], []),
     ("GET", "/api/v1/events"): (LIMITS, []),
     ("GET", "/api/v1/events/counters"): ([], []),
@@ -247,7 +253,7 @@ def test_every_api_route_is_listed_here(setup):
         if rule.rule.startswith("/api/v1/")
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
-    names = {"event": "event_id", "dispatch": "dispatch_id"}
+    names = {"event": "event_id", "dispatch": "dispatch_id", "entry_id": "entry_id"}
     listed = set()
     for method, path in ROUTES:
         path = re.sub(r"\{(\w+)\}", lambda m: "{" + names[m.group(1)] + "}", path)
