@@ -12,6 +12,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from kuzet.central.store.migrate import migrate_sqlite
+
 TABLES: dict[str, dict] = {
     # One row per event, the latest state the edge sent (highest seq) plus the operators' workflow.
     "events": dict(
@@ -339,4 +341,5 @@ def open_database(path: str | Path, *, any_thread_may_close: bool = False) -> sq
     db.execute(
         "CREATE INDEX IF NOT EXISTS idx_devices_revoked ON devices(device_id) WHERE revoked_at IS NOT NULL"
     )
+    migrate_sqlite(db.conn)  # the versioned changes after the tables above (central/store/migrations/sqlite)
     return db

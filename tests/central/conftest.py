@@ -69,3 +69,26 @@ def badges(tmp_path, mosquitto, centre):
     yield start
     for agent in started:
         agent.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A throw-away PostgreSQL cluster for the whole session (support.postgres); skipped, saying why, where
+    the server binaries are not installed (.ci/run installs them)."""
+    from support.postgres import PostgresCluster, find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL's initdb/pg_ctl are not installed (apt-get install postgresql)")
+    cluster = PostgresCluster(bin_dir).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster, request):
+    """A fresh, empty database on the session's cluster, for this test alone."""
+    import re
+
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[-50:] + f"_{id(request) % 100000}"
+    return postgres_cluster.create_database(name)
