@@ -66,15 +66,18 @@ def apply(conn, batch: Sequence[Received]) -> Applied:
     )
     plan = plan_batch(batch, stored_ids, stored_seq)
     result = plan.result
+    # Rows are written in key order: two workers with overlapping batches then take their row locks in the
+    # same order and wait for each other instead of deadlocking.
+    new_ids = result.new_event_ids
     with conn.cursor() as cursor:
-        cursor.executemany(_INSERT_TIMELINE, plan.timeline)
-        new_ids = result.new_event_ids
+        cursor.executemany(_INSERT_TIMELINE, sorted(plan.timeline))
         won: set[str] = set()
         if new_ids:
-            received = [plan.event_rows[e][_RECEIVED_AT] for e in new_ids]
-            won = {row[0] for row in cursor.execute(_CLAIM, [new_ids, received]).fetchall()}
-            cursor.executemany(_INSERT_EVENT, [plan.event_rows[e] for e in new_ids if e in won])
-        updates = [_update_args(row) for e, row in plan.event_rows.items() if e not in won]
+            claims = sorted(new_ids)
+            received = [plan.event_rows[e][_RECEIVED_AT] for e in claims]
+            won = {row[0] for row in cursor.execute(_CLAIM, [claims, received]).fetchall()}
+            cursor.executemany(_INSERT_EVENT, [plan.event_rows[e] for e in claims if e in won])
+        updates = [_update_args(plan.event_rows[e]) for e in sorted(plan.event_rows) if e not in won]
         cursor.executemany(_UPDATE_EVENT, updates)
     result.new_event_ids = [e for e in new_ids if e in won]  # another worker's new event is an update here
     for event_id in result.new_event_ids:
