@@ -270,7 +270,7 @@ class IngestService:
 
     def _open_media(self) -> None:
         # Central.db gives each thread its own connection; media and clips are used on this thread only.
-        self._media = MediaStore(self.central.db, self.central.media_dir)
+        self._media = MediaStore.for_central(self.central)
         self._clips = ClipAssembler(
             self.central.db,
             self._media,

