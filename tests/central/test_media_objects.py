@@ -183,3 +183,38 @@ def test_retention_deletes_expired_objects_from_the_bucket(s3_central, seaweedfs
 
     assert report.events == 1 and report.media == 1
     assert not media.objects.exists(gone) and media.objects.exists(kept)
+
+
+def test_badge_evidence_chains_verify_against_recordings_in_the_bucket(s3_central):
+    """A badge's body-camera recordings kept in the bucket verify as its chain; one edited there is found."""
+    from support.chain import next_segment
+
+    from kuzet.central.routing import evidence
+    from kuzet.central.routing.evidence import EvidenceLedger
+
+    central, device = s3_central, "badge-s3"
+    media, db, ledger, segment = MediaStore.for_central(s3_central), central.db(), EvidenceLedger(), None
+    recordings = []
+    for index in range(3):
+        data = f"recording {index} of {device}".encode() * 200
+        segment = next_segment(device, segment, data, seconds=60)
+        with db.conn:
+            assert ledger.record(db, segment) is None
+            db["clips"].insert(
+                {
+                    "clip_id": segment.segment_id,
+                    "device": device,
+                    "sha256": segment.sha256,
+                    "state": "verified",
+                }
+            )
+        media.put(data, kind="evidence", content_type="video/mp4", device=device)
+        recordings.append(segment)
+    report = evidence.chain_report(db, media.objects, device)
+    assert report["status"] == "verified" and report["last_index"] == 2
+
+    # The middle recording is replaced in the bucket behind central's back.
+    sha = recordings[1].sha256
+    media.objects.client.put_object(Bucket=media.objects.bucket, Key=key(sha), Body=b"edited")
+    problems = evidence.verify_device(db, media.objects, device)
+    assert [(p.index, "edited" in p.what) for p in problems] == [(1, True)]
