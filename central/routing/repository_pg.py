@@ -5,8 +5,9 @@ connection, with what the dialects spell differently spelled here.
   psycopg's ``%s`` once per statement and cached.
 - Saving a unit is an upsert on its primary key (SQLite's ``insert or replace``).
 - Nearest units: with PostGIS, a KNN walk of the GiST index on ``units.position`` (migration 0002), so the
-  database reads only the nearest rows however many units a region has; without it, great-circle distance in
-  plain SQL. ``nearest_method`` says which (the health page shows it).
+  database reads only the nearest rows however many units a region has (once the table's statistics exist:
+  autovacuum's ANALYZE; before it the planner may scan); without it, great-circle distance in plain SQL.
+  ``nearest_method`` says which (``kuzet central store status`` shows it).
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ _SAVE_UNIT = (
     + ", ".join(f"{c} = excluded.{c}" for c in UNIT_COLUMNS if c != "device_id")
 )
 # PostGIS: the index orders by distance (``<->``); ST_Distance on the sphere matches routing's haversine.
+_POINT = "ST_SetSRID(ST_MakePoint(?, ?), 4326)::geography"
 _NEAREST_KNN = (
-    "select device_id, ST_Distance(position, p.point, false) from units, "
-    "(select ST_SetSRID(ST_MakePoint(?, ?), 4326)::geography as point) p "
-    f"where {_AVAILABLE} and position is not null order by position <-> p.point limit ?"
+    f"select device_id, ST_Distance(position, {_POINT}, false) from units "
+    f"where {_AVAILABLE} and position is not null order by position <-> {_POINT} limit ?"
 )
 _HAVERSINE = (
     f"2 * {EARTH_RADIUS_M} * asin(least(1.0, sqrt(power(sin(radians(lat - ?) / 2), 2) "
@@ -59,7 +60,7 @@ class PostgresRoutingRepository(SqliteRoutingRepository):
 
     def nearest_units(self, lat: float, lon: float, limit: int = 10) -> list[tuple[str, float]]:
         if self.nearest_method == NEAREST_KNN:
-            rows = self._query(_NEAREST_KNN, [lon, lat, limit])
+            rows = self._query(_NEAREST_KNN, [lon, lat, lon, lat, limit])
         else:
             rows = self._query(_NEAREST_SQL, [lat, lat, lon, limit])
         return [(row[0], float(row[1])) for row in rows]
