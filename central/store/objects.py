@@ -137,14 +137,20 @@ class S3Objects:
         self.client = client
         self.bucket = bucket
         self.part_bytes = max(part_bytes, 5 * MIB)  # S3's smallest part but the last
+        self._bucket_ready = False
 
     def ensure_bucket(self) -> None:
+        """Create the bucket if it is not there. Called before the first write, not at start: central starts
+        (and keeps what it receives for later) while the object store is down."""
+        if self._bucket_ready:
+            return
         from botocore.exceptions import ClientError
 
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError:
             self.client.create_bucket(Bucket=self.bucket)
+        self._bucket_ready = True
 
     def exists(self, sha256: str) -> bool:
         return self.size(sha256) is not None
@@ -162,6 +168,7 @@ class S3Objects:
     def put_bytes(self, sha256: str, data: bytes, content_type: str) -> None:
         if hashlib.sha256(data).hexdigest() != sha256:
             raise ObjectMismatch(f"the bytes do not hash to {sha256}")
+        self.ensure_bucket()
         if not self.exists(sha256):
             self.client.put_object(Bucket=self.bucket, Key=key(sha256), Body=data, ContentType=content_type)
 
@@ -169,6 +176,7 @@ class S3Objects:
         """Upload ``src`` part by part (one part in memory at a time); ``src`` is removed once the object is
         complete, and stays if anything fails."""
         src = Path(src)
+        self.ensure_bucket()
         if not self.exists(sha256):
             if src.stat().st_size <= self.part_bytes:
                 self.put_bytes(sha256, src.read_bytes(), content_type)
@@ -252,9 +260,7 @@ def open_objects(section, media_dir: Path, data_dir: Path) -> ObjectStore:
     if not credentials.is_absolute():
         credentials = Path(data_dir) / credentials
     client = s3_client(section.s3_endpoint, section.s3_region, *read_credentials(credentials))
-    store = S3Objects(client, section.s3_bucket, part_bytes=section.multipart_chunk_mb * MIB)
-    store.ensure_bucket()
-    return store
+    return S3Objects(client, section.s3_bucket, part_bytes=section.multipart_chunk_mb * MIB)
 
 
 def _span(size: int, start: int, end: int | None) -> tuple[int, int]:

@@ -53,6 +53,9 @@ class SeaweedS3:
             "-s3",
             f"-s3.port={self.s3_port}",
             f"-s3.port.grpc={free_port()}",
+            # Its Iceberg and Lance listeners have fixed default ports: a second server would collide.
+            f"-s3.port.iceberg={free_port()}",
+            f"-s3.port.lance={free_port()}",
         ]
         self._log = open(self.root / "weed.log", "wb")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.root)
@@ -99,7 +102,7 @@ class SeaweedS3:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
-                self._process.wait(timeout=15)
+                self._process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
