@@ -42,6 +42,7 @@ class ObjectRead:
 class ObjectStore(Protocol):
     kind: str
 
+    def describe(self) -> dict: ...
     def exists(self, sha256: str) -> bool: ...
     def size(self, sha256: str) -> int | None: ...
     def put_bytes(self, sha256: str, data: bytes, content_type: str) -> None: ...
@@ -65,6 +66,9 @@ class LocalObjects:
 
     def file(self, sha256: str) -> Path:
         return self.root / key(sha256)
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "folder": str(self.root)}
 
     def exists(self, sha256: str) -> bool:
         return self.file(sha256).is_file()
@@ -138,6 +142,9 @@ class S3Objects:
         self.bucket = bucket
         self.part_bytes = max(part_bytes, 5 * MIB)  # S3's smallest part but the last
         self._bucket_ready = False
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "endpoint": self.client.meta.endpoint_url, "bucket": self.bucket}
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it is not there. Called before the first write, not at start: central starts

@@ -89,6 +89,8 @@ def test_a_cameras_clip_and_snapshot_land_in_the_bucket_and_play_on_the_page(
             lambda: central.db().execute("SELECT snapshot_sha256 FROM events").fetchone()[0],
             what="the event's snapshot",
         )
+        media = ingest.health()["storage"]["media"]  # /healthz says where the media goes
+        assert media == {"kind": "s3", "endpoint": seaweedfs.endpoint, "bucket": "kuzet-media"}
     finally:
         ingest.stop()
 
