@@ -10,7 +10,6 @@ edited record or recording is a break, as before.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import sqlite_utils
 
 from kuzet.central.auth import audit
 from kuzet.central.store.media import MediaStore
-from kuzet.central.store.objects import ObjectStore, key
+from kuzet.central.store.objects import ObjectStore, as_object_store, stored_sha256
 from kuzet.shared import evidence, timeutil
 from kuzet.shared.evidence import Problem
 from kuzet.shared.messages import EvidenceSegment
@@ -294,26 +293,10 @@ def _segments(db: sqlite_utils.Database, device: str) -> list[EvidenceSegment]:
 
 
 def _hasher(media: Path | ObjectStore) -> Callable[[str], str | None]:
-    """The SHA-256 of the bytes stored under a name, read from the media folder or the object store; None
-    when nothing is stored under it."""
-    if isinstance(media, (str, Path)):
-
-        def from_folder(sha256: str) -> str | None:
-            path = Path(media) / key(sha256)
-            return evidence.file_sha256(path) if path.exists() else None
-
-        return from_folder
-
-    def from_objects(sha256: str) -> str | None:
-        found = media.read(sha256)
-        if found is None:
-            return None
-        digest = hashlib.sha256()
-        for chunk in found.chunks:
-            digest.update(chunk)
-        return digest.hexdigest()
-
-    return from_objects
+    """The SHA-256 of the bytes stored under a name, in the media folder or the object store; None when
+    nothing is stored under it."""
+    objects = as_object_store(media)
+    return lambda sha256: stored_sha256(objects, sha256)
 
 
 def _files(db: sqlite_utils.Database, segments: list[EvidenceSegment]) -> dict[str, str]:

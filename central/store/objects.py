@@ -51,6 +51,23 @@ class ObjectStore(Protocol):
     def delete(self, sha256: str) -> None: ...
 
 
+def stored_sha256(objects: ObjectStore, sha256: str) -> str | None:
+    """The SHA-256 of the bytes stored under the name ``sha256`` (streamed), None when nothing is: the check
+    that evidence is as it arrived."""
+    found = objects.read(sha256)
+    if found is None:
+        return None
+    digest = hashlib.sha256()
+    for chunk in found.chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def as_object_store(media: Path | ObjectStore) -> ObjectStore:
+    """``media`` as an object store: a folder path becomes the folder's store."""
+    return LocalObjects(Path(media)) if isinstance(media, (str, Path)) else media
+
+
 def key(sha256: str) -> str:
     return f"{sha256[:2]}/{sha256}"
 

@@ -218,3 +218,34 @@ def test_badge_evidence_chains_verify_against_recordings_in_the_bucket(s3_centra
     media.objects.client.put_object(Bucket=media.objects.bucket, Key=key(sha), Body=b"edited")
     problems = evidence.verify_device(db, media.objects, device)
     assert [(p.index, "edited" in p.what) for p in problems] == [(1, True)]
+
+
+def test_verify_media_sweeps_the_bucket(s3_central):
+    """``kuzet central verify-media`` checks the objects in the bucket, not an empty media folder."""
+    import argparse
+
+    from kuzet.central.store import integrity
+
+    central = s3_central
+    media = MediaStore.for_central(central)
+    event = insert_event(central)
+    intact = media.put(
+        os.urandom(3000),
+        kind="snapshot",
+        content_type="image/jpeg",
+        device="cam-01",
+        event_id=event["event_id"],
+    )
+    edited = media.put(
+        os.urandom(3000),
+        kind="snapshot",
+        content_type="image/jpeg",
+        device="cam-01",
+        event_id=event["event_id"],
+    )
+    media.objects.client.put_object(Bucket=media.objects.bucket, Key=key(edited), Body=b"edited")
+
+    assert integrity.verify_media_command(central, argparse.Namespace(json=True)) == 1
+    report = integrity.sweep(central.db(), media.objects)
+    assert report["checked"] == 2 and [p["sha256"] for p in report["problems"]] == [edited]
+    assert intact not in {p["sha256"] for p in report["problems"]}
