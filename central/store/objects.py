@@ -246,13 +246,6 @@ class S3Objects:
     def delete(self, sha256: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key(sha256))
 
-    def presigned_url(self, sha256: str, expires_s: int = 60) -> str:
-        """A short-lived address a player may fetch the object from directly (where the bucket is reachable
-        from the operators' rooms)."""
-        return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key(sha256)}, ExpiresIn=expires_s
-        )
-
 
 def s3_client(endpoint: str, region: str, access_key: str, secret_key: str):
     import boto3

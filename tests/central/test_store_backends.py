@@ -303,3 +303,25 @@ def test_postgresql_workers_racing_on_the_same_messages_store_each_once(postgres
     finally:
         store.close()
     assert sum(len(r.new_event_ids) for r in results) == 500  # each new event announced by one worker only
+
+
+def test_a_sqlite_database_from_before_migrations_is_brought_up_to_date(tmp_path):
+    """A site's database made by a version without ``schema_migrations`` gets the numbered migrations on
+    its next start, with its rows untouched."""
+    import sqlite3
+
+    from kuzet.central.store.schema import open_database
+
+    path = tmp_path / "kuzet.db"
+    open_database(path).close()
+    with sqlite3.connect(path) as old:  # as the previous version left it
+        old.execute("DROP TABLE schema_migrations")
+        old.execute("DROP INDEX idx_units_duty_online")
+        old.execute("INSERT INTO units (device_id, duty) VALUES ('badge-1', 'available')")
+    db = open_database(path)
+    versions = [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()]
+    indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()}
+    assert versions == [m.version for m in migrate.available("sqlite")]
+    assert "idx_units_duty_online" in indexes
+    assert db.execute("SELECT device_id FROM units").fetchall() == [("badge-1",)]
+    db.close()
