@@ -105,6 +105,9 @@ EventType = Literal[
     "no_stopping",  # a vehicle stopped in a no-stopping zone
     "object_left",  # a stationary object appeared where a person just was (litter, a stash)
     "running",  # faster than a walking pace
+    "chase",  # a person running and another running after them the same way (a snatched bag)
+    "person_down",  # a person who was upright now lies still (a fall, a drunk person)
+    "repeated_stops",  # one person stopping again and again at different spots (a "stash" courier)
     "panic",  # an officer pressed the badge's panic button
     "manual",  # raised by an operator or inspector
 ]

@@ -7,7 +7,10 @@ lists/objects as text.
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -321,10 +324,30 @@ def open_database(path: str | Path, *, any_thread_may_close: bool = False) -> sq
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite_utils.Database(sqlite3.connect(str(path), check_same_thread=not any_thread_may_close))
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA busy_timeout=5000")
+    # Central's threads and a command run beside it (`create-token`) may open a fresh database at the same
+    # moment: switching it to WAL and creating its tables from several connections at once fails with
+    # "database is locked" (SQLite's busy handler does not cover those), so one opener at a time does it.
+    with _schema_lock(path):
+        db.execute("PRAGMA journal_mode=WAL")
+        _ensure_schema(db)
+    db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA foreign_keys=ON")
+    return db
+
+
+@contextmanager
+def _schema_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock beside the database, across processes and threads (each call opens its own file)."""
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _ensure_schema(db: sqlite_utils.Database) -> None:
     for name, spec in TABLES.items():
         table = db.table(name)
         if not table.exists():
@@ -342,4 +365,3 @@ def open_database(path: str | Path, *, any_thread_may_close: bool = False) -> sq
         "CREATE INDEX IF NOT EXISTS idx_devices_revoked ON devices(device_id) WHERE revoked_at IS NOT NULL"
     )
     migrate_sqlite(db.conn)  # the versioned changes after the tables above (central/store/migrations/sqlite)
-    return db

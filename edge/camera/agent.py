@@ -247,7 +247,10 @@ class CameraAgent:
     def _snapshot(self, event: Event, change: EventChange) -> Snapshot:
         captions = [(box, f"{label} {event.score:.2f}") for box, label in change.boxes]
         data, width, height = snapshot(
-            change.frame.image, captions, timeutil.utc_now(), self.config.evidence.snapshot_quality
+            (change.snapshot or change.frame).image,
+            captions,
+            timeutil.utc_now(),
+            self.config.evidence.snapshot_quality,
         )
         return Snapshot(
             device=self.device,

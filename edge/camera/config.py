@@ -117,11 +117,13 @@ class CameraConfig(Section):
         check_references(self.zones, self.lines, self.rules)
         detected = set(self.detector.labels)
         for index, rule in enumerate(self.rules):
-            if rule.min_speed_kmh is not None and self.ground is None:
-                raise KeyProblem(
-                    ("rules", index, "min_speed_kmh"),
-                    "km/h needs the camera's [ground]: 4 or more image points with their positions in metres",
-                )
+            for key, unit in (("min_speed_kmh", "km/h"), ("min_area_m2", "m^2")):
+                if getattr(rule, key) is not None and self.ground is None:
+                    raise KeyProblem(
+                        ("rules", index, key),
+                        f"{unit} needs the camera's [ground]: 4 or more image points with their positions in "
+                        "metres",
+                    )
             if not detected & set(rule.resolved_labels):
                 # e.g. object_left watches backpacks and suitcases, which the default detector list leaves out
                 raise KeyProblem(

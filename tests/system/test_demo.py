@@ -232,7 +232,10 @@ def test_mosquitto_pub_as_the_protocol_page_says_reaches_the_running_demo(demo_e
         time.sleep(3)
         assert demo.process.poll() is None, "\n".join(demo.lines[-30:])
         assert api_get(port, token, f"/events/{sent['event_id']}")[0] == 200
-        assert not [line for line in demo.lines if "stopped unexpectedly" in line or "Traceback" in line]
+        troubles = [
+            i for i, line in enumerate(demo.lines) if "stopped unexpectedly" in line or "Traceback" in line
+        ]
+        assert not troubles, "\n".join(demo.lines[troubles[0] - 5 : troubles[0] + 40])
     finally:
         code = demo.stop()
     assert code == 0, "\n".join(demo.lines[-30:])  # Ctrl-C stops everything cleanly
