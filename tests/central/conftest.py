@@ -3,6 +3,8 @@ the patrol pieces (street camera, badges) for the modules that define a ``centre
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from support import ingest, web
 
@@ -85,13 +87,13 @@ def postgres_cluster():
     cluster.stop()
 
 
-@pytest.fixture
-def postgres_url(postgres_cluster, request):
-    """A fresh, empty database on the session's cluster, for this test alone."""
-    import re
+_databases = itertools.count(1)
 
-    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[-50:] + f"_{id(request) % 100000}"
-    return postgres_cluster.create_database(name)
+
+@pytest.fixture
+def postgres_url(postgres_cluster):
+    """A fresh, empty database on the session's cluster, for this test alone."""
+    return postgres_cluster.create_database(f"test_{next(_databases)}")
 
 
 @pytest.fixture(scope="session")
