@@ -12,6 +12,7 @@ is aborted when it does not match the name.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -228,7 +229,10 @@ class S3Objects:
                 Bucket=self.bucket, Key=name, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
         except BaseException:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
+            # The first failure is the one to report; an upload the store cannot abort now is never completed,
+            # so it names nothing (a bucket lifecycle rule clears such leftovers).
+            with contextlib.suppress(Exception):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
             raise
 
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> ObjectRead | None:
