@@ -40,7 +40,16 @@ class PostgresStore:
     def __init__(self, url: str, *, pool_min: int = 1, pool_max: int = 10, partitions_ahead_months: int = 3):
         self.url = url
         self.partitions_ahead_months = partitions_ahead_months
-        self.pool = ConnectionPool(url, min_size=pool_min, max_size=pool_max, open=False, name="kuzet-store")
+        # Each connection is checked as it is handed out: one broken by a server restart or failover is
+        # replaced, rather than failing the caller's next transaction.
+        self.pool = ConnectionPool(
+            url,
+            min_size=pool_min,
+            max_size=pool_max,
+            open=False,
+            name="kuzet-store",
+            check=ConnectionPool.check_connection,
+        )
         self.nearest_method = NEAREST_SQL
 
     def open(self, now: datetime | None = None) -> PostgresStore:

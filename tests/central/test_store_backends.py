@@ -325,3 +325,19 @@ def test_a_sqlite_database_from_before_migrations_is_brought_up_to_date(tmp_path
     assert "idx_units_duty_online" in indexes
     assert db.execute("SELECT device_id FROM units").fetchall() == [("badge-1",)]
     db.close()
+
+
+def test_postgresql_store_carries_on_after_the_server_restarts(postgres_cluster, postgres_url, tmp_path):
+    """The pool's connections die with the server; the next transaction gets a fresh one, not an error."""
+    store = open_store(StoreSection(url=postgres_url, pool_min=2, pool_max=2), tmp_path)
+    try:
+        before, after = new_id(), new_id()
+        with store.transaction() as conn:
+            store.events.apply(conn, [received(event("cam-1", before, 0))])
+        postgres_cluster.restart()
+        with store.transaction() as conn:
+            store.events.apply(conn, [received(event("cam-1", after, 0))])
+        with store.transaction() as conn:
+            assert {r["event_id"] for r in store.events.rows(conn, [before, after])} == {before, after}
+    finally:
+        store.close()

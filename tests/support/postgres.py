@@ -62,10 +62,18 @@ class PostgresCluster:
     def start(self) -> PostgresCluster:
         # The "C" locale: ISO-8601 text sorts as time, which the monthly partitions rely on.
         self._run("initdb", "-D", str(self.data), "-U", "kuzet", "--auth=trust", "--locale=C", "-E", "UTF8")
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} -c fsync=off"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
+        self._start_server()
         self.create_database("kuzet")
         return self
+
+    def restart(self) -> None:
+        """Stop the server at once (as a crash would) and start it again on the same port."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self._start_server()
+
+    def _start_server(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
 
     def create_database(self, name: str) -> str:
         import psycopg
