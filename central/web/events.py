@@ -151,13 +151,15 @@ def media(sha256: str):
             path = integrity.checked(db, store.root, row)
         except integrity.MediaAltered as exc:
             abort(409, f"media {sha256} is not served: {exc} (an alert was raised)")
+    else:  # in the object store: found there (404, 503) before the view is audited
+        size = media_proxy.stored_size(store, sha256)
     if _is_first_request_of_a_view():
         target = f"event:{row['event_id']}" if row.get("event_id") else f"media:{sha256}"
         audit.append(
             db, current_user().username, "media.view", target, {"sha256": sha256, "kind": row["kind"]}
         )
     if not local:  # in an object store: streamed through here (central.web.media_proxy)
-        response = media_proxy.stream(store, db, row, request.headers.get("Range", ""))
+        response = media_proxy.stream(store, db, row, size, request.headers.get("Range", ""))
         response.headers["Cache-Control"] = "private, no-store"
         return response
     response = send_file(path, mimetype=row["content_type"], conditional=True, etag=sha256)

@@ -15,6 +15,7 @@ import re
 from flask import Response, abort, stream_with_context
 
 from kuzet.central.store import integrity
+from kuzet.central.store.media import MediaUnavailable
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -36,14 +37,25 @@ def parse_range(header: str, size: int) -> tuple[int, int | None] | None:
     return start, int(last) if last else None
 
 
-def stream(media, db, row: dict, range_header: str) -> Response:
-    sha256 = row["sha256"]
-    size = media.size(sha256)
+def stored_size(media, sha256: str) -> int:
+    """The object's size; 404 when the bucket no longer has it, 503 while the object store cannot answer."""
+    try:
+        size = media.size(sha256)
+    except MediaUnavailable as exc:
+        abort(503, f"the media store cannot be reached now, try again shortly ({exc})")
     if size is None:
         abort(404, "no such media (it may have been removed by retention)")
+    return size
+
+
+def stream(media, db, row: dict, size: int, range_header: str) -> Response:
+    sha256 = row["sha256"]
     wanted = parse_range(range_header, size)
     start, end = wanted if wanted is not None else (0, None)
-    found = media.read(sha256, start, end)
+    try:
+        found = media.read(sha256, start, end)
+    except MediaUnavailable as exc:
+        abort(503, f"the media store cannot be reached now, try again shortly ({exc})")
     if found is None:
         abort(404, "no such media (it may have been removed by retention)")
     chunks = found.chunks if wanted is not None else _checked(found.chunks, db, row)

@@ -249,3 +249,29 @@ def test_verify_media_sweeps_the_bucket(s3_central):
     report = integrity.sweep(central.db(), media.objects)
     assert report["checked"] == 2 and [p["sha256"] for p in report["problems"]] == [edited]
     assert intact not in {p["sha256"] for p in report["problems"]}
+
+
+def test_the_page_answers_503_while_the_bucket_is_unreachable_and_audits_no_view(tmp_path, s3_media):
+    from kuzet.central.broker import free_port
+    from kuzet.central.web import create_app
+
+    central = make_central(tmp_path, media=s3_media)
+    event = insert_event(central)
+    sha = MediaStore.for_central(central).put(
+        b"\xff\xd8 a snapshot",
+        kind="snapshot",
+        content_type="image/jpeg",
+        device="cam-01",
+        event_id=event["event_id"],
+    )
+    gone = make_central(
+        tmp_path / "later", media=s3_media | {"s3_endpoint": f"http://127.0.0.1:{free_port()}"}
+    )
+    gone.db()["media"].insert(dict(central.db()["media"].get(sha)))  # the same row, its bucket unreachable
+    client = create_app(gone).test_client()
+    login(client, "operator")
+    response = client.get(f"/media/{sha}")
+    assert response.status_code == 503 and b"cannot be reached" in response.data
+    assert audit.entries(gone.db(), action="media.view") == []
+    central.close()
+    gone.close()
