@@ -12,7 +12,7 @@ connection. Reported: messages/s and the per-batch commit time (p50, p99).
 Nearest units: ``--units`` available units scattered over 40 km, ``--queries`` nearest-5 queries at random
 points: SQLite (all rows read, distances in numpy), PostgreSQL plain SQL distance, PostgreSQL with PostGIS
 KNN. Clips: ``--clips`` clips of ``--clip-mb`` MiB put into the media folder and into SeaweedFS (multipart,
-8 MiB parts). The PostgreSQL cluster and SeaweedFS are throw-away ones on free ports (tests/support).
+8 MiB parts), then read back as the page's proxy streams them, with the most Python memory held at once. The PostgreSQL cluster and SeaweedFS are throw-away ones on free ports (tests/support).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,18 +188,27 @@ def _clips(tmp: Path, args) -> dict:
         s3.ensure_bucket()
         report = {}
         for name, store in (("local_folder", LocalObjects(tmp / "media")), ("s3_seaweedfs", s3)):
-            elapsed = 0.0
+            elapsed, peaks = 0.0, []
             for _ in range(args.clips):
                 data = os.urandom(args.clip_mb * MIB)
+                sha = hashlib.sha256(data).hexdigest()
                 path = tmp / "clip.mp4"
                 path.write_bytes(data)
+                del data
+                tracemalloc.start()
                 t0 = time.perf_counter()
-                store.put_file(hashlib.sha256(data).hexdigest(), path, "video/mp4")
+                store.put_file(sha, path, "video/mp4")
                 elapsed += time.perf_counter() - t0
+                for _chunk in store.read(sha).chunks:  # as the page's proxy streams it
+                    pass
+                peaks.append(tracemalloc.get_traced_memory()[1])
+                tracemalloc.stop()
             report[name] = {
                 "clips": args.clips,
                 "clip_mb": args.clip_mb,
                 "mb_per_s": round(args.clips * args.clip_mb / elapsed, 1),
+                # Most Python memory held at once while uploading and streaming a clip back.
+                "peak_python_mb": round(max(peaks) / MIB, 1),
             }
         return report
     finally:
