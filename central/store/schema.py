@@ -15,6 +15,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from kuzet.central.store.migrate import migrate_sqlite
+
 TABLES: dict[str, dict] = {
     # One row per event, the latest state the edge sent (highest seq) plus the operators' workflow.
     "events": dict(
@@ -362,3 +364,4 @@ def _ensure_schema(db: sqlite_utils.Database) -> None:
     db.execute(
         "CREATE INDEX IF NOT EXISTS idx_devices_revoked ON devices(device_id) WHERE revoked_at IS NOT NULL"
     )
+    migrate_sqlite(db.conn)  # the versioned changes after the tables above (central/store/migrations/sqlite)
