@@ -32,6 +32,7 @@ from kuzet.central.web import (
     mapview,
     stats,
     stream,
+    tiles,
     views,
 )
 from kuzet.central.web.services import KEY, Services
@@ -100,6 +101,7 @@ def create_app(
         stream,
         health,
         dispatch,
+        tiles,
     ):
         app.register_blueprint(module.blueprint)
     views.install(app)
