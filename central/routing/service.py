@@ -16,7 +16,7 @@ from datetime import timedelta
 from kuzet.central.auth import audit
 from kuzet.central.context import Central
 from kuzet.central.operations import ROUTED_KINDS
-from kuzet.central.routing import geo
+from kuzet.central.routing import board, geo
 from kuzet.central.routing import lifecycle as lc
 from kuzet.central.routing.dispatcher import CATCH_UP, SERVE_WAITING, SYSTEM, Dispatcher
 from kuzet.central.routing.planner import Incident
@@ -157,6 +157,22 @@ class RoutingService(Dispatcher):
                 incident.description = f"{incident.description}\n{note}".strip()
             attempt = len(incident.tried) + 1
             dispatch_id = self._send(incident, unit, distance, "manual", attempt, actor)
+        return self.dispatch(dispatch_id)
+
+    def send_nearest(self, event_id: str, actor: str) -> dict:
+        """The operator sends the nearest free unit now: the click is the confirmation. A proposal still open
+        for the event is superseded; the dispatch escalates like routing's own if nobody acknowledges."""
+        with self.worker.transaction():
+            incident = self._require_incident(event_id)
+            found = self._candidates(incident, limit=1, skip_tried=False)
+            if not found:
+                raise RoutingError("no free unit with a recent position is within reach")
+            for row in self.repository.find_dispatches(states=(lc.PROPOSED,), event_id=event_id):
+                self._move(row, lc.SUPERSEDE, actor, "superseded: the operator sent the nearest unit")
+            self._waiting.pop(event_id, None)
+            best = found[0]
+            attempt = len(incident.tried) + 1
+            dispatch_id = self._send(incident, best.unit, best.travel_m, "nearest", attempt, actor)
         return self.dispatch(dispatch_id)
 
     def _require_assignable(self, device: str) -> Unit:
@@ -318,6 +334,29 @@ class RoutingService(Dispatcher):
             for row in rows:
                 row["log"] = self.repository.history(row["dispatch_id"])
         return rows
+
+    def unit_board(self, event_id: str | None = None) -> dict:
+        """Every unit with its status and current incident (``central.routing.board``), and with
+        ``event_id``: each unit's distance to it and the nearest free unit."""
+        with self.worker.lock:
+            selected = self._require_incident(event_id) if event_id else None
+            held = {d["unit"]: d for d in self.repository.find_dispatches(states=lc.ACTIVE, limit=10_000)}
+            events = {}
+            for dispatch in held.values():
+                if dispatch["event_id"] and dispatch["event_id"] not in events:
+                    events[dispatch["event_id"]] = (
+                        self.repository.event_for_incident(dispatch["event_id"]) or {}
+                    )
+            rows = board.rows(
+                self.units.all(), self.units.revoked(), held, events, selected, self.config.detour_factor
+            )
+            nearest = self._candidates(selected, limit=1, skip_tried=False) if selected else []
+        return {
+            "event_id": event_id,
+            "units": rows,
+            "nearest": nearest[0].unit.device_id if nearest else None,
+            "waiting": list(self._waiting),
+        }
 
     def waiting(self) -> list[str]:
         with self.worker.lock:

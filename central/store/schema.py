@@ -211,6 +211,7 @@ TABLES: dict[str, dict] = {
             "online": int,
             "current_dispatch": str,
             "site": str,  # the site in the badge's topics, to address its dispatches
+            "status_since": str,  # when its online, duty or dispatch last changed (the unit board)
         },
         pk="device_id",
         defaults={"duty": "off_duty", "online": 0, "capabilities": "[]"},

@@ -28,11 +28,13 @@ from kuzet.central.web import (
     dispatch,
     events,
     health,
+    i18n_stub,
     live,
     mapview,
     stats,
     stream,
     tiles,
+    units,
     views,
 )
 from kuzet.central.web.services import KEY, Services
@@ -102,9 +104,11 @@ def create_app(
         health,
         dispatch,
         tiles,
+        units,
     ):
         app.register_blueprint(module.blueprint)
     views.install(app)
+    i18n_stub.install(app)
 
     @app.errorhandler(CSRFError)
     def csrf_error(error):

@@ -59,6 +59,10 @@ class AssignUnit(Body):
     note: Text(2000) = ""
 
 
+class SendNearest(Body):
+    event_id: Required(26)
+
+
 class Cancel(Body):
     reason: Required(200)
 
@@ -112,6 +116,14 @@ def list_units():
     return jsonify(units=[u.as_dict() for u in _service().units.all()])
 
 
+@blueprint.get("/api/v1/units/board")
+@require("events.view")
+def unit_board():
+    """The unit board's rows; with ``event_id``, each unit's distance to that event and the nearest free one."""
+    event_id = (request.args.get("event_id") or "").strip() or None
+    return jsonify(_service().unit_board(event_id))
+
+
 @blueprint.patch("/api/v1/units/<device>")
 @require("dispatch")
 def edit_unit(device: str):
@@ -154,6 +166,13 @@ def recommend():
 def assign():
     sent = body(AssignUnit)
     dispatch = _door().assign_unit(sent.event_id, sent.unit, _actor(), note=sent.note.strip())
+    return jsonify(dispatch), 201
+
+
+@blueprint.post("/api/v1/dispatches/nearest")
+@require("dispatch")
+def send_nearest():
+    dispatch = _door().send_nearest(body(SendNearest).event_id, _actor())
     return jsonify(dispatch), 201
 
 

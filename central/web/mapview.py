@@ -8,6 +8,7 @@ from flask import Blueprint, render_template
 
 from kuzet.central.web.auth import require
 from kuzet.central.web.tiles import page_settings
+from kuzet.central.web.units import dispatch_words
 from kuzet.central.web.views import central
 
 blueprint = Blueprint("map", __name__)
@@ -17,4 +18,6 @@ blueprint = Blueprint("map", __name__)
 @require("map.view")
 def page():
     map_config = central().config.map
-    return render_template("map.html", map_config=map_config, tiles=page_settings(map_config))
+    return render_template(
+        "map.html", map_config=map_config, tiles=page_settings(map_config), map_words=dispatch_words()
+    )

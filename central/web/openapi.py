@@ -122,6 +122,31 @@ def routing_paths() -> dict:
                 errors=_ROUTING,
             )
         },
+        "/api/v1/units/board": {
+            "get": _op(
+                "The unit board: each unit's status, since when, its incident and distance to the selected event",
+                "events.view",
+                [
+                    (
+                        "event_id",
+                        "query",
+                        "string",
+                        "the selected event: distances to it and the nearest free unit",
+                    )
+                ],
+                ok={
+                    "type": "object",
+                    "required": ["units", "nearest", "waiting"],
+                    "properties": {
+                        "event_id": {"type": ["string", "null"]},
+                        "units": {"type": "array", "items": _OBJ},
+                        "nearest": {"type": ["string", "null"]},
+                        "waiting": {"type": "array", "items": _TEXT},
+                    },
+                },
+                errors=("404", "409", *_ROUTING),  # unknown event; a closed one
+            )
+        },
         "/api/v1/units/{device}": {
             "patch": _op(
                 "Change a unit's callsign or capabilities",
@@ -205,6 +230,15 @@ def routing_paths() -> dict:
                 body_schema(dispatch.Reassign),
                 responses=_created("the new dispatch", dispatch_body),
                 errors=("409", *_ROUTING),
+            )
+        },
+        "/api/v1/dispatches/nearest": {
+            "post": _op(
+                "Send the nearest free unit to an event now",
+                "dispatch",
+                body=body_schema(dispatch.SendNearest),
+                responses=_created("the new dispatch", dispatch_body),
+                errors=("404", "409", *_ROUTING),  # unknown event; closed, or no free unit
             )
         },
         "/api/v1/dispatches/intercept": {

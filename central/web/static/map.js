@@ -3,6 +3,8 @@
 "use strict";
 (() => {
   const element = document.getElementById("map");
+  const words = JSON.parse(document.getElementById("map-words").textContent);
+  const canDispatch = element.dataset.canDispatch === "1";
   const map = KuzetMap.create(element, parseFloat(element.dataset.lat), parseFloat(element.dataset.lon), parseInt(element.dataset.zoom, 10));
   const layers = {
     devices: L.layerGroup().addTo(map), units: L.layerGroup().addTo(map), events: L.layerGroup().addTo(map),
@@ -99,9 +101,34 @@
       return;
     }
     const icon = L.divIcon({ className: "", html: `<div class="mk mk-event" style="width:14px;height:14px;background:${KuzetMap.severityColour(e.severity)}"></div>`, iconSize: [14, 14], iconAnchor: [7, 7] });
-    place("events", e.event_id, e.lat, e.lon, icon,
-      `<b><a href="/events/${encodeURIComponent(e.event_id)}">${Kuzet.esc(Kuzet.typeName(e.event_type))}</a></b> · ${Kuzet.esc(e.severity)}<br>${Kuzet.esc(e.label)} · ${Kuzet.esc(e.device)}<br>${Kuzet.time(e.received_at)}`);
+    place("events", e.event_id, e.lat, e.lon, icon, eventPopup(e));
   }
+
+  // An event's popup: what and where, its snapshot (loaded when the popup opens), and the dispatch buttons.
+  function eventPopup(e) {
+    const id = encodeURIComponent(e.event_id);
+    const snapshot = e.snapshot_sha256 ? `<img class="popup-snapshot" src="/media/${encodeURIComponent(e.snapshot_sha256)}" alt="">` : "";
+    const send = canDispatch && e.status !== "dispatched"
+      ? `<div class="popup-actions"><button class="small primary map-send-nearest" data-id="${Kuzet.esc(e.event_id)}">${Kuzet.esc(words.send_nearest)}</button>` +
+        ` <a href="/units?event=${id}">${Kuzet.esc(words.choose_unit)}</a></div>`
+      : "";
+    return `<div class="event-popup" data-event="${Kuzet.esc(e.event_id)}"><b><a href="/events/${id}">${Kuzet.esc(Kuzet.typeName(e.event_type))}</a></b> · ${Kuzet.esc(e.severity)}` +
+      `<br>${Kuzet.esc(e.label)} · ${Kuzet.esc(e.device)}<br>${Kuzet.time(e.received_at)}${snapshot}${send}</div>`;
+  }
+
+  element.addEventListener("click", async (click) => {
+    const button = click.target.closest("button.map-send-nearest");
+    if (!button) return;
+    button.disabled = true;
+    try {
+      const d = await Kuzet.api("POST", "/api/v1/dispatches/nearest", { event_id: button.dataset.id });
+      Kuzet.toast(words.sent.replace("%(unit)s", d.unit), "", null);
+      map.closePopup();
+    } catch (err) {
+      Kuzet.toast(words.failed, err.message, "high");
+      button.disabled = false;
+    }
+  });
 
   async function load() {
     const data = await Kuzet.api("GET", "/api/v1/map");

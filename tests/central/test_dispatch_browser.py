@@ -1,0 +1,162 @@
+"""Dispatching as an operator does it, in a real headless Chromium against central running for real
+(Mosquitto, ingest, routing, waitress) with real badge agents: from the unit board, from the map, a diversion
+and an intercept with its confirmation. Screenshots go to /tmp/kuzet-screenshots."""
+
+from __future__ import annotations
+
+import pytest
+from support.browser import SCREENSHOTS, chromium, click, log_in, wait_until
+from support.patrol import Camera, inbox_has, point, start_badge, wait_for
+from support.web import LiveCentral
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def browser():
+    driver = chromium()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def scene(tmp_path, mosquitto):
+    """Central under the confirm policy (nothing goes out by itself), a camera and three badges around it."""
+    live = LiveCentral(tmp_path, mosquitto.url, routing={"policy": "confirm", "ack_timeout_s": 60})
+    camera = Camera(mosquitto.url)
+    agents = {}
+    for name, at in (("badge-near", point(150)), ("badge-mid", point(0, 600)), ("badge-far", point(-1200))):
+        agents[name] = start_badge(tmp_path, mosquitto.url, name, at)
+        wait_for(
+            lambda n=name: (u := live.routing.units.get(n)) and u.lat is not None, what=f"{name} on the air"
+        )
+    yield live, camera, agents
+    for agent in agents.values():
+        agent.stop()
+    camera.stop()
+    live.stop()
+
+
+def board_status(driver, device: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, f"#unit-{device} .unit-status").text
+
+
+def test_operator_sends_the_nearest_unit_from_the_unit_board(scene, browser):
+    from selenium.webdriver.common.by import By
+
+    live, camera, agents = scene
+    event_id = camera.event(point(0), severity="high")
+    wait_for(lambda: live.routing.dispatches(state="proposed"), what="routing's proposal")
+    log_in(browser, live.web.url, "operator")
+    browser.get(f"{live.web.url}/units?event={event_id}")
+    wait_until(
+        browser,
+        lambda d: d.find_element(By.ID, "board-body").get_attribute("data-loaded") == "1",
+        "the board",
+    )
+    wait_until(
+        browser,
+        lambda d: "nearest" in d.find_element(By.ID, "unit-badge-near").text.lower(),
+        "the nearest unit marked",
+    )
+    rows = browser.find_elements(By.CSS_SELECTOR, "#board-body tr")
+    assert [r.get_attribute("data-unit") for r in rows] == ["badge-near", "badge-mid", "badge-far"]
+    assert board_status(browser, "badge-near") == "Available"
+    assert browser.find_element(By.CSS_SELECTOR, "#unit-badge-near td.distance").text == "195 m"
+    browser.save_screenshot(str(SCREENSHOTS / "units-01-board.png"))
+
+    click(browser, "#send-nearest", "the send-nearest button")
+    wait_until(
+        browser, lambda d: board_status(d, "badge-near") == "Sent, not yet acknowledged", "the unit sent"
+    )
+    [item] = wait_for(inbox_has(agents["badge-near"]), what="the dispatch at the badge")
+    assert item.dispatch.event_id == event_id
+    agents["badge-near"].acknowledge()
+    wait_until(
+        browser, lambda d: board_status(d, "badge-near") == "Acknowledged", "the acknowledgement, live"
+    )
+    since = browser.find_element(By.CSS_SELECTOR, "#unit-badge-near td.since")
+    assert since.text.startswith("0:0")
+    assert event_id in browser.find_element(By.CSS_SELECTOR, "#unit-badge-near").get_attribute("innerHTML")
+
+    # A chosen unit, in one click on its row.
+    second = camera.event(point(0, 550), severity="medium", event_type="crowd")
+    browser.get(f"{live.web.url}/units?event={second}")
+    click(browser, "#unit-badge-far button.send", "badge-far's send button")
+    wait_until(
+        browser, lambda d: board_status(d, "badge-far") == "Sent, not yet acknowledged", "badge-far sent"
+    )
+    assert [d["unit"] for d in live.routing.dispatches(state="sent", event_id=second)] == ["badge-far"]
+    browser.save_screenshot(str(SCREENSHOTS / "units-02-sent.png"))
+
+
+def test_operator_sends_the_nearest_unit_from_the_queue_in_one_click(scene, browser):
+    from selenium.webdriver.common.by import By
+
+    live, camera, agents = scene
+    event_id = camera.event(point(0, 500), severity="high")
+    log_in(browser, live.web.url, "operator")
+    wait_until(browser, lambda d: d.find_elements(By.ID, f"ev-{event_id}"), "the event in the queue")
+    click(browser, f"#ev-{event_id} button.send-nearest", "the queue's send-nearest button")
+    [item] = wait_for(inbox_has(agents["badge-mid"]), what="the dispatch at the nearest badge")
+    assert item.dispatch.event_id == event_id
+    wait_until(
+        browser,
+        lambda d: "badge-mid" in d.find_element(By.ID, f"ev-{event_id}").text,
+        "the patrol in the row",
+    )
+    assert not browser.find_elements(By.CSS_SELECTOR, f"#ev-{event_id} button.send-nearest")  # dispatched now
+    browser.save_screenshot(str(SCREENSHOTS / "units-03-queue.png"))
+
+
+def test_operator_dispatches_from_the_maps_popup_which_shows_the_snapshot(scene, browser):
+    from selenium.webdriver.common.by import By
+    from support.web import Camera as SnapshotCamera
+    from support.web import jpeg
+
+    live, camera, agents = scene
+    event_id = camera.event(point(-1100), severity="critical", event_type="running")
+    snapshots = SnapshotCamera(live.central.config.mqtt.url, device=camera.device)  # one that sends snapshots
+    snapshots.snapshot(event_id, jpeg(), 320, 240)
+    snapshots.stop()
+    wait_for(
+        lambda: (
+            live.central.db()
+            .execute("select snapshot_sha256 from events where event_id = ?", [event_id])
+            .fetchone()[0]
+        ),
+        what="the snapshot stored",
+    )
+    log_in(browser, live.web.url, "operator")
+    browser.get(live.web.url + "/map")
+    wait_until(browser, lambda d: d.find_element(By.ID, "map").get_attribute("data-loaded") == "1", "the map")
+    markers = browser.find_elements(By.CSS_SELECTOR, ".mk-event")
+    assert len(markers) == 1
+    markers[0].click()
+    popup = wait_until(
+        browser,
+        lambda d: d.find_element(By.CSS_SELECTOR, f'.event-popup[data-event="{event_id}"]'),
+        "the popup",
+    )
+    wait_until(
+        browser,
+        lambda d: (
+            d.execute_script(
+                "const i = document.querySelector('.popup-snapshot'); return i && i.complete && i.naturalWidth"
+            )
+            == 320
+        ),
+        "the snapshot in the popup",
+    )
+    browser.save_screenshot(str(SCREENSHOTS / "units-04-map-popup.png"))
+    popup.find_element(By.CSS_SELECTOR, "button.map-send-nearest").click()
+    [item] = wait_for(inbox_has(agents["badge-far"]), what="the dispatch at the nearest badge")
+    assert item.dispatch.event_id == event_id and item.dispatch.mode == "nearest"
+    wait_until(
+        browser,
+        lambda d: d.find_elements(By.CSS_SELECTOR, "path.dispatch-line"),
+        "the dispatch line on the map",
+    )
+    browser.save_screenshot(str(SCREENSHOTS / "units-05-map-sent.png"))
