@@ -16,7 +16,7 @@ from datetime import timedelta
 from kuzet.central.auth import audit
 from kuzet.central.context import Central
 from kuzet.central.operations import ROUTED_KINDS
-from kuzet.central.routing import board, geo
+from kuzet.central.routing import board, geo, planner
 from kuzet.central.routing import lifecycle as lc
 from kuzet.central.routing.dispatcher import CATCH_UP, SERVE_WAITING, SYSTEM, Dispatcher
 from kuzet.central.routing.planner import Incident
@@ -175,7 +175,66 @@ class RoutingService(Dispatcher):
             dispatch_id = self._send(incident, best.unit, best.travel_m, "nearest", attempt, actor)
         return self.dispatch(dispatch_id)
 
-    def _require_assignable(self, device: str) -> Unit:
+    def divert(self, device: str, event_id: str, actor: str, reason: str = "") -> dict:
+        """Take a busy unit off its dispatch and send it to a more urgent event (lifecycle DIVERT). The event
+        it leaves waits again for the next free unit (REQUEUE); the badge is told its old dispatch is no longer
+        its own, and the operators are alerted. The new dispatch is returned."""
+        with self.worker.transaction():
+            incident = self._require_incident(event_id)
+            unit = self._require_on_air(device)
+            if unit.current_dispatch is None:
+                raise RoutingError(f"unit {device} is not on a dispatch: send it instead")
+            row = self._require_dispatch(unit.current_dispatch)
+            why = f"dispatch {row['dispatch_id']} is {row['state']}: only a unit under way can be diverted"
+            self._require_step(row, lc.DIVERT, why)
+            if row["event_id"] == event_id:
+                raise RoutingError(f"unit {device} is already on this event")
+            left = self._incident(row["event_id"])
+            if left is None:
+                raise RoutingError(
+                    f"unit {device} is intercepting at a place, not on an event: cancel that first"
+                )
+            if not planner.outranks(incident.severity, left.severity):
+                raise RoutingError(
+                    f"the {incident.severity} event is not more urgent than the {left.severity} event "
+                    f"{device} is on: only a more urgent event may take a busy unit"
+                )
+            why = reason or f"diverted to the {incident.severity} {incident.event_type} event {event_id}"
+            step = self._move(row, lc.DIVERT, actor, why, reason=why[:200])
+            for proposal in self.repository.find_dispatches(states=(lc.PROPOSED,), event_id=event_id):
+                self._move(proposal, lc.SUPERSEDE, actor, f"superseded: {device} was diverted here")
+            self._waiting.pop(event_id, None)
+            distance = geo.travel_m(incident.lat, incident.lon, unit.lat, unit.lon, self.config.detour_factor)
+            dispatch_id = self._send(incident, unit, distance, "manual", len(incident.tried) + 1, actor)
+            if lc.REQUEUE in step.effects:
+                self._requeue(row, left, actor)
+            if lc.ALERT in step.effects:
+                name = unit.callsign or device
+                self._alert(
+                    "warning",
+                    f"{name} was diverted from the {left.severity} {left.event_type} event to the "
+                    f"{incident.severity} {incident.event_type} event; the {left.event_type} event waits "
+                    "for the next free unit",
+                    left,
+                    dispatch_id=row["dispatch_id"],
+                )
+        return self.dispatch(dispatch_id)
+
+    def _requeue(self, row: dict, incident: Incident, actor: str) -> None:
+        """REQUEUE: the event a unit was diverted from waits for the next free unit, in its place by severity
+        and age; one is sent at once if free. The diverted unit is not ruled out: it did not refuse."""
+        event_id = row["event_id"]
+        if self.repository.find_dispatches(states=lc.UNDER_WAY, event_id=event_id, limit=1):
+            return  # other units are still on it (an intercept)
+        incident.tried.discard(row["unit"])
+        detail = {"dispatch_id": row["dispatch_id"], "unit": row["unit"], "why": "diverted"}
+        if workflow.returned_to_waiting(self.central.db(), event_id, actor, detail):
+            self._out.show("event", {"event_id": event_id})
+        self._waiting[event_id] = incident
+        self._seen[event_id] = None
+        self._serve_waiting()
+
+    def _require_on_air(self, device: str) -> Unit:
         unit = self.units.get(device)
         if unit is None:
             raise RoutingError(f"unit {device} is unknown", 404)
@@ -183,10 +242,14 @@ class RoutingService(Dispatcher):
             raise RoutingError(f"unit {device} is revoked: it cannot be sent")
         if not unit.online:
             raise RoutingError(f"unit {device} is offline")
-        if unit.current_dispatch is not None:
-            raise RoutingError(f"unit {device} is on dispatch {unit.current_dispatch}: cancel it first")
         if not unit.has_position():
             raise RoutingError(f"unit {device} has never reported a position")
+        return unit
+
+    def _require_assignable(self, device: str) -> Unit:
+        unit = self._require_on_air(device)
+        if unit.current_dispatch is not None:
+            raise RoutingError(f"unit {device} is on dispatch {unit.current_dispatch}: cancel it first")
         return unit
 
     def cancel(self, dispatch_id: str, actor: str, reason: str) -> dict:

@@ -63,6 +63,11 @@ class SendNearest(Body):
     event_id: Required(26)
 
 
+class Divert(Body):
+    event_id: Required(26)
+    reason: Text(200) = ""
+
+
 class Cancel(Body):
     reason: Required(200)
 
@@ -116,7 +121,7 @@ def list_units():
     return jsonify(units=[u.as_dict() for u in _service().units.all()])
 
 
-@blueprint.get("/api/v1/units/board")
+@blueprint.get("/api/v1/unit-board")
 @require("events.view")
 def unit_board():
     """The unit board's rows; with ``event_id``, each unit's distance to that event and the nearest free one."""
@@ -130,6 +135,15 @@ def edit_unit(device: str):
     edit = body(UnitEdit)
     callsign = edit.callsign.strip() if edit.callsign is not None else None
     return jsonify(_door().edit_unit(device, _actor(), callsign, edit.capabilities))
+
+
+@blueprint.post("/api/v1/units/<device>/divert")
+@require("dispatch")
+def divert(device: str):
+    """Send a busy unit to a more urgent event; the event it leaves waits for the next free unit."""
+    sent = body(Divert)
+    dispatch = _door().divert_unit(device, sent.event_id.strip(), _actor(), sent.reason.strip())
+    return jsonify(dispatch), 201
 
 
 @blueprint.get("/api/v1/dispatches")

@@ -122,7 +122,7 @@ def routing_paths() -> dict:
                 errors=_ROUTING,
             )
         },
-        "/api/v1/units/board": {
+        "/api/v1/unit-board": {
             "get": _op(
                 "The unit board: each unit's status, since when, its incident and distance to the selected event",
                 "events.view",
@@ -154,6 +154,16 @@ def routing_paths() -> dict:
                 [("device", "path", "string", "the badge's device name")],
                 body_schema(dispatch.UnitEdit),
                 errors=_ROUTING,
+            )
+        },
+        "/api/v1/units/{device}/divert": {
+            "post": _op(
+                "Divert a busy unit to a more urgent event; the event it leaves waits for the next free unit",
+                "dispatch",
+                [("device", "path", "string", "the badge's device name")],
+                body_schema(dispatch.Divert),
+                responses=_created("the new dispatch", dispatch_body),
+                errors=("409", *_ROUTING),  # not busy, not more urgent, offline, revoked
             )
         },
         "/api/v1/dispatches": {

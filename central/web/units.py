@@ -1,7 +1,7 @@
 """The unit board (``/units``): every patrol with its status in words, how long it has been in it (a live
 timer), its current incident and its distance to the incident the operator selects; from here an operator
 sends the nearest unit or a chosen one, or diverts a busy unit to a more urgent incident. The rows come from
-``/api/v1/units/board`` (central.web.dispatch); every change goes through the one door."""
+``/api/v1/unit-board`` (central.web.dispatch); every change goes through the one door."""
 
 from __future__ import annotations
 

@@ -37,10 +37,22 @@ def scene(tmp_path, mosquitto):
     live.stop()
 
 
-def board_status(driver, device: str) -> str:
-    from selenium.webdriver.common.by import By
+def stored(live, event_id: str) -> str:
+    wait_for(
+        lambda: live.central.db()["events"].count_where("event_id = ?", [event_id]), what="the event stored"
+    )
+    return event_id
 
-    return driver.find_element(By.CSS_SELECTOR, f"#unit-{device} .unit-status").text
+
+def text(driver, css: str) -> str:
+    """The element's text, read in one step: the live board may redraw between a find and a read."""
+    return driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent : ''", css
+    )
+
+
+def board_status(driver, device: str) -> str:
+    return text(driver, f"#unit-{device} .unit-status")
 
 
 def test_operator_sends_the_nearest_unit_from_the_unit_board(scene, browser):
@@ -58,13 +70,15 @@ def test_operator_sends_the_nearest_unit_from_the_unit_board(scene, browser):
     )
     wait_until(
         browser,
-        lambda d: "nearest" in d.find_element(By.ID, "unit-badge-near").text.lower(),
+        lambda d: "nearest" in text(d, "#unit-badge-near").lower(),
         "the nearest unit marked",
     )
-    rows = browser.find_elements(By.CSS_SELECTOR, "#board-body tr")
-    assert [r.get_attribute("data-unit") for r in rows] == ["badge-near", "badge-mid", "badge-far"]
+    order = browser.execute_script(
+        "return [...document.querySelectorAll('#board-body tr')].map(r => r.dataset.unit)"
+    )
+    assert order == ["badge-near", "badge-mid", "badge-far"]
     assert board_status(browser, "badge-near") == "Available"
-    assert browser.find_element(By.CSS_SELECTOR, "#unit-badge-near td.distance").text == "195 m"
+    assert text(browser, "#unit-badge-near td.distance") == "195 m"
     browser.save_screenshot(str(SCREENSHOTS / "units-01-board.png"))
 
     click(browser, "#send-nearest", "the send-nearest button")
@@ -77,9 +91,8 @@ def test_operator_sends_the_nearest_unit_from_the_unit_board(scene, browser):
     wait_until(
         browser, lambda d: board_status(d, "badge-near") == "Acknowledged", "the acknowledgement, live"
     )
-    since = browser.find_element(By.CSS_SELECTOR, "#unit-badge-near td.since")
-    assert since.text.startswith("0:0")
-    assert event_id in browser.find_element(By.CSS_SELECTOR, "#unit-badge-near").get_attribute("innerHTML")
+    assert text(browser, "#unit-badge-near td.since").startswith("0:0")  # a fresh status, timed live
+    assert event_id in browser.execute_script("return document.querySelector('#unit-badge-near').innerHTML")
 
     # A chosen unit, in one click on its row.
     second = camera.event(point(0, 550), severity="medium", event_type="crowd")
@@ -104,7 +117,7 @@ def test_operator_sends_the_nearest_unit_from_the_queue_in_one_click(scene, brow
     assert item.dispatch.event_id == event_id
     wait_until(
         browser,
-        lambda d: "badge-mid" in d.find_element(By.ID, f"ev-{event_id}").text,
+        lambda d: "badge-mid" in text(d, f"#ev-{event_id}"),
         "the patrol in the row",
     )
     assert not browser.find_elements(By.CSS_SELECTOR, f"#ev-{event_id} button.send-nearest")  # dispatched now
@@ -160,3 +173,58 @@ def test_operator_dispatches_from_the_maps_popup_which_shows_the_snapshot(scene,
         "the dispatch line on the map",
     )
     browser.save_screenshot(str(SCREENSHOTS / "units-05-map-sent.png"))
+
+
+def test_operator_diverts_a_busy_unit_to_a_more_urgent_incident_after_confirming(scene, browser):
+    from selenium.webdriver.common.by import By
+
+    live, camera, agents = scene
+    crowd = stored(live, camera.event(point(100), event_type="crowd", severity="medium"))
+    live.parts.operations.assign_unit(crowd, "badge-near", "operator")
+    wait_for(inbox_has(agents["badge-near"]), what="the crowd dispatch at badge-near")
+    agents["badge-near"].acknowledge()
+    wait_for(
+        lambda: live.routing.dispatches(state="acknowledged", event_id=crowd), what="badge-near on the crowd"
+    )
+    # Every other unit is busy too, so the panic has nobody but a diverted unit.
+    for name in ("badge-mid", "badge-far"):
+        other = stored(live, camera.event(point(-5000), event_type="loitering", severity="high"))
+        live.parts.operations.assign_unit(other, name, "operator")
+    panic = stored(live, camera.event(point(180), event_type="panic", severity="critical"))
+
+    log_in(browser, live.web.url, "operator")
+    browser.get(f"{live.web.url}/units?event={panic}")
+    wait_until(
+        browser,
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#unit-badge-near button.divert"),
+        "the divert button",
+    )
+    # Every unit is on a less urgent event than the panic: each may be diverted.
+    assert len(browser.find_elements(By.CSS_SELECTOR, "button.divert")) == 3
+    assert browser.find_element(By.ID, "send-nearest").get_attribute("disabled")  # nobody is free
+    browser.find_element(By.CSS_SELECTOR, "#unit-badge-near button.divert").click()
+    question = browser.switch_to.alert
+    assert (
+        "badge-near" in question.text
+        and "medium Crowd" in question.text
+        and "critical PANIC" in question.text
+    )
+    question.dismiss()  # changed its mind: nothing happens
+    assert live.routing.dispatches(state="acknowledged", event_id=crowd)
+    browser.find_element(By.CSS_SELECTOR, "#unit-badge-near button.divert").click()
+    browser.switch_to.alert.accept()
+
+    wait_until(
+        browser, lambda d: board_status(d, "badge-near") == "Sent, not yet acknowledged", "badge-near sent on"
+    )
+    wait_until(
+        browser,
+        lambda d: "PANIC" in text(d, "#unit-badge-near"),
+        "the panic as its incident",
+    )
+    states = {(d["mode"], d["state"]) for d in live.routing.dispatches(event_id=crowd)}
+    assert states == {("nearest", "cancelled"), ("manual", "diverted")}  # routing's proposal, superseded
+    assert crowd in live.routing.waiting()
+    wait_for(inbox_has(agents["badge-near"]), what="the badge's inbox")
+    assert {i.state for i in agents["badge-near"].inbox.items()} >= {"cancelled"}
+    browser.save_screenshot(str(SCREENSHOTS / "units-06-diverted.png"))

@@ -131,7 +131,7 @@ def test_the_board_shows_distances_and_send_nearest_dispatches_in_one_request(se
     event_id = camera.event(point(0))
     [proposal] = wait_for(lambda: centre.dispatches(state="proposed"), what="a proposal")
 
-    answer = client.get(f"/api/v1/units/board?event_id={event_id}", headers=headers).json
+    answer = client.get(f"/api/v1/unit-board?event_id={event_id}", headers=headers).json
     assert answer["nearest"] == "badge-near"
     assert [(u["device_id"], u["status"]) for u in answer["units"]] == [
         ("badge-near", "available"),
@@ -150,14 +150,14 @@ def test_the_board_shows_distances_and_send_nearest_dispatches_in_one_request(se
     wait_for(inbox_has(agents["badge-near"], response.json["dispatch_id"]), what="the dispatch at the badge")
     assert centre.dispatches(dispatch_id=proposal["dispatch_id"])[0]["state"] == "cancelled"  # superseded
 
-    answer = client.get(f"/api/v1/units/board?event_id={event_id}", headers=headers).json
+    answer = client.get(f"/api/v1/unit-board?event_id={event_id}", headers=headers).json
     near = next(u for u in answer["units"] if u["device_id"] == "badge-near")
     assert near["dispatch"]["event_id"] == event_id and near["dispatch"]["event_type"] == "loitering"
     assert answer["nearest"] == "badge-far"  # badge-near is busy now
     assert [u["device_id"] for u in answer["units"]] == ["badge-far", "badge-near"]  # who can go first
 
     def status_of(device):
-        units = client.get("/api/v1/units/board", headers=headers).json["units"]
+        units = client.get("/api/v1/unit-board", headers=headers).json["units"]
         return next(u["status"] for u in units if u["device_id"] == device)
 
     agents["badge-near"].acknowledge()
@@ -167,4 +167,4 @@ def test_the_board_shows_distances_and_send_nearest_dispatches_in_one_request(se
     assert client.post("/api/v1/dispatches/nearest", json={}, headers=headers).status_code == 400
     missing = client.post("/api/v1/dispatches/nearest", json={"event_id": "01" + "0" * 24}, headers=headers)
     assert missing.status_code == 404 and "unknown" in missing.json["error"]
-    assert client.get("/api/v1/units/board?event_id=nope", headers=headers).status_code == 404
+    assert client.get("/api/v1/unit-board?event_id=nope", headers=headers).status_code == 404

@@ -1,6 +1,6 @@
 /* The unit board: every patrol's status (in words), a live timer of how long it has been in it, its incident,
    and its distance to the selected incident; send the nearest unit or a chosen one in one click. Rows come
-   from /api/v1/units/board and are fetched again whenever a unit, dispatch or event changes. */
+   from /api/v1/unit-board and are fetched again whenever a unit, dispatch or event changes. */
 "use strict";
 (() => {
   const words = JSON.parse(document.getElementById("unit-words").textContent);
@@ -40,6 +40,9 @@
     if (u.status === "available") {
       return `<button class="small send" data-unit="${Kuzet.esc(u.device_id)}">${Kuzet.esc(words.send)}</button>`;
     }
+    if (u.may_divert) {  // busy with a less urgent incident than the selected one
+      return `<button class="small danger divert" data-unit="${Kuzet.esc(u.device_id)}">${Kuzet.esc(words.divert)}</button>`;
+    }
     return "";
   }
 
@@ -66,7 +69,7 @@
   async function loadBoard() {
     const query = select.value ? "?event_id=" + encodeURIComponent(select.value) : "";
     try {
-      board = await Kuzet.api("GET", "/api/v1/units/board" + query);
+      board = await Kuzet.api("GET", "/api/v1/unit-board" + query);
       note.textContent = select.value && !board.nearest ? words.no_free : "";
     } catch (err) {
       note.textContent = err.message;
@@ -109,7 +112,29 @@
   body.addEventListener("click", (e) => {
     const button = e.target.closest("button.send");
     if (button) send("/api/v1/dispatches", { event_id: select.value, unit: button.dataset.unit }, button);
+    const divert = e.target.closest("button.divert");
+    if (divert) confirmDivert(divert);
   });
+
+  async function confirmDivert(button) {
+    const unit = board.units.find((u) => u.device_id === button.dataset.unit);
+    const target = incidents.get(select.value);
+    if (!unit || !target) return;
+    const question = fill(words.divert_confirm, {
+      unit: unit.callsign || unit.device_id,
+      old: `${unit.dispatch.severity} ${Kuzet.typeName(unit.dispatch.event_type)}`,
+      new: `${target.severity} ${Kuzet.typeName(target.event_type)}`,
+    });
+    if (!window.confirm(question)) return;
+    button.disabled = true;
+    try {
+      await Kuzet.api("POST", `/api/v1/units/${encodeURIComponent(unit.device_id)}/divert`, { event_id: select.value, reason: words.divert_reason });
+      Kuzet.toast(fill(words.diverted, { unit: unit.callsign || unit.device_id }), "", "high");
+    } catch (err) {
+      Kuzet.toast(words.failed, err.message, "high");
+    }
+    await loadBoard();
+  }
 
   let pending = null;
   const refresh = () => { clearTimeout(pending); pending = setTimeout(loadBoard, 250); };
