@@ -287,12 +287,7 @@ class RoutingService(Dispatcher):
     ) -> list[dict]:
         """Send every free unit within the radius, with the snapshot and the direction of travel."""
         with self.worker.transaction():
-            if event_id is not None:
-                incident = self._require_incident(event_id)
-            elif lat is not None and lon is not None:
-                incident = Incident(None, self.central.config.central.site, event_type, severity, lat, lon)
-            else:
-                raise RoutingError("intercept needs an event_id or a lat/lon", 400)
+            incident = self._intercept_incident(event_id, lat, lon, event_type, severity)
             if direction_deg is not None:
                 incident.direction_deg = float(direction_deg) % 360
             if description:
@@ -301,6 +296,35 @@ class RoutingService(Dispatcher):
             if not sent:
                 raise RoutingError("no free unit within the radius")
         return [self.dispatch(d) for d in sent]
+
+    def intercept_preview(
+        self,
+        *,
+        event_id: str | None = None,
+        lat: float | None = None,
+        lon: float | None = None,
+        radius_m: float | None = None,
+    ) -> dict:
+        """Which units an intercept would send now (the free units within the radius): what the operator is
+        asked to confirm before ``intercept``. Changes nothing."""
+        with self.worker.lock:
+            incident = self._intercept_incident(event_id, lat, lon, "manual", "high")
+            radius = radius_m or self.config.intercept_radius_m
+            chosen = planner.intercept(self._candidates(incident, skip_tried=False), radius)
+        units = [
+            {"device_id": c.unit.device_id, "callsign": c.unit.callsign, "straight_m": round(c.straight_m, 1)}
+            for c in chosen
+        ]
+        return {"count": len(units), "radius_m": radius, "units": units}
+
+    def _intercept_incident(
+        self, event_id: str | None, lat: float | None, lon: float | None, event_type: str, severity: str
+    ) -> Incident:
+        if event_id is not None:
+            return self._require_incident(event_id)
+        if lat is not None and lon is not None:
+            return Incident(None, self.central.config.central.site, event_type, severity, lat, lon)
+        raise RoutingError("intercept needs an event_id or a lat/lon", 400)
 
     def edit_unit(
         self, device: str, actor: str, callsign: str | None, capabilities: list[str] | None

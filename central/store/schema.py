@@ -125,6 +125,9 @@ TABLES: dict[str, dict] = {
             "registered_at": str,
             "revoked_at": str,
             "software_version": str,
+            "heading_deg": float,  # a camera's view on the map (registry.Registration)
+            "fov_deg": float,
+            "view_m": float,
         },
         pk="device_id",
         defaults={"online": 0},

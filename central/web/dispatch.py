@@ -209,6 +209,17 @@ def reassign(dispatch_id: str):
     return jsonify(_door().reassign_dispatch(dispatch_id, sent.unit, _actor(), sent.reason.strip())), 201
 
 
+@blueprint.post("/api/v1/dispatches/intercept/preview")
+@require("dispatch")
+def intercept_preview():
+    """How many units (and which) the same intercept would send now: the page asks to confirm that number."""
+    sent = body(Intercept)
+    preview = _service().intercept_preview(
+        event_id=sent.event_id.strip() or None, lat=sent.lat, lon=sent.lon, radius_m=sent.radius_m
+    )
+    return jsonify(preview)
+
+
 @blueprint.post("/api/v1/dispatches/intercept")
 @require("dispatch")
 def intercept():

@@ -251,6 +251,23 @@ def routing_paths() -> dict:
                 errors=("404", "409", *_ROUTING),  # unknown event; closed, or no free unit
             )
         },
+        "/api/v1/dispatches/intercept/preview": {
+            "post": _op(
+                "How many units (and which) an intercept would send now; changes nothing",
+                "dispatch",
+                body=body_schema(dispatch.Intercept),
+                ok={
+                    "type": "object",
+                    "required": ["count", "radius_m", "units"],
+                    "properties": {
+                        "count": {"type": "integer"},
+                        "radius_m": {"type": "number"},
+                        "units": {"type": "array", "items": _OBJ},
+                    },
+                },
+                errors=("404", "409", *_ROUTING),  # unknown event; a closed one
+            )
+        },
         "/api/v1/dispatches/intercept": {
             "post": _op(
                 "Send the units around a place (or an event) to intercept",

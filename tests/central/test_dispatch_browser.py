@@ -4,8 +4,10 @@ and an intercept with its confirmation. Screenshots go to /tmp/kuzet-screenshots
 
 from __future__ import annotations
 
+import time
+
 import pytest
-from support.browser import SCREENSHOTS, chromium, click, log_in, wait_until
+from support.browser import SCREENSHOTS, chromium, click, confirmation, log_in, wait_until
 from support.patrol import Camera, inbox_has, point, start_badge, wait_for
 from support.web import LiveCentral
 
@@ -203,7 +205,7 @@ def test_operator_diverts_a_busy_unit_to_a_more_urgent_incident_after_confirming
     assert len(browser.find_elements(By.CSS_SELECTOR, "button.divert")) == 3
     assert browser.find_element(By.ID, "send-nearest").get_attribute("disabled")  # nobody is free
     browser.find_element(By.CSS_SELECTOR, "#unit-badge-near button.divert").click()
-    question = browser.switch_to.alert
+    question = confirmation(browser)
     assert (
         "badge-near" in question.text
         and "medium Crowd" in question.text
@@ -212,7 +214,7 @@ def test_operator_diverts_a_busy_unit_to_a_more_urgent_incident_after_confirming
     question.dismiss()  # changed its mind: nothing happens
     assert live.routing.dispatches(state="acknowledged", event_id=crowd)
     browser.find_element(By.CSS_SELECTOR, "#unit-badge-near button.divert").click()
-    browser.switch_to.alert.accept()
+    confirmation(browser).accept()
 
     wait_until(
         browser, lambda d: board_status(d, "badge-near") == "Sent, not yet acknowledged", "badge-near sent on"
@@ -228,3 +230,103 @@ def test_operator_diverts_a_busy_unit_to_a_more_urgent_incident_after_confirming
     wait_for(inbox_has(agents["badge-near"]), what="the badge's inbox")
     assert {i.state for i in agents["badge-near"].inbox.items()} >= {"cancelled"}
     browser.save_screenshot(str(SCREENSHOTS / "units-06-diverted.png"))
+
+
+def test_intercept_asks_to_confirm_how_many_units_it_sends(scene, browser):
+    from selenium.webdriver.common.by import By
+
+    live, camera, agents = scene
+    event_id = stored(live, camera.event(point(0), event_type="running", severity="high"))
+    log_in(browser, live.web.url, "operator")
+    browser.get(f"{live.web.url}/events/{event_id}")
+    radius = wait_until(browser, lambda d: d.find_element(By.ID, "intercept-radius"), "the intercept form")
+    radius.clear()
+    radius.send_keys("700")  # badge-near (150 m) and badge-mid (600 m), not badge-far (1.2 km)
+    browser.find_element(By.ID, "intercept").click()
+    question = confirmation(browser)
+    assert "700 m: 2 (badge-near, badge-mid)" in question.text
+    question.dismiss()
+    intercepts = lambda: [d for d in live.routing.dispatches(event_id=event_id) if d["mode"] == "intercept"]  # noqa: E731
+    assert not intercepts()  # nothing sent without the confirmation
+
+    browser.find_element(By.ID, "intercept").click()
+    confirmation(browser).accept()
+    wait_for(lambda: len(intercepts()) == 2, what="two intercept dispatches")
+    assert sorted(d["unit"] for d in intercepts()) == ["badge-mid", "badge-near"]
+    wait_for(inbox_has(agents["badge-mid"]), what="the intercept at badge-mid")
+    assert not agents["badge-far"].inbox.items()
+    browser.save_screenshot(str(SCREENSHOTS / "units-07-intercept.png"))
+
+
+def test_the_map_shows_camera_views_patrol_colours_clustered_events_and_labels_apart(scene, browser):
+    from selenium.webdriver.common.by import By
+
+    from kuzet.central.store import registry
+
+    live, camera, agents = scene
+    db = live.central.db()
+    for n in range(4):  # four cameras on one mast: their labels would sit on top of one another
+        where = point(600, 5 * n)
+        registration = registry.Registration(
+            device_id=f"cam-mast-{n}",
+            kind="camera",
+            name=f"Mast camera {n}",
+            site="pavlodar",
+            lat=where[0],
+            lon=where[1],
+            heading_deg=90.0 * n,
+            fov_deg=60.0,
+            view_m=120.0,
+        )
+        registry.register(db, registration, actor="test")
+    crowd = [
+        stored(live, camera.event(point(-400 + 3 * i, 3 * i), event_type="crowd", severity="low"))
+        for i in range(12)
+    ]
+    sent = stored(live, camera.event(point(50), severity="critical", event_type="running"))
+    live.parts.operations.send_nearest(sent, "operator")
+
+    log_in(browser, live.web.url, "operator")
+    browser.get(live.web.url + "/map")
+    wait_until(browser, lambda d: d.find_element(By.ID, "map").get_attribute("data-loaded") == "1", "the map")
+    wait_until(
+        browser,
+        lambda d: d.find_element(By.ID, "map").get_attribute("data-decluttered") == "1",
+        "labels laid out",
+    )
+
+    assert len(browser.find_elements(By.CSS_SELECTOR, "path.camera-view")) == 4
+    # The twelve crowded events are one cluster saying 12; the critical one far from them stands alone.
+    clusters = browser.find_elements(By.CSS_SELECTOR, ".event-cluster")
+    assert [c.text for c in clusters] == ["12"] and "sev-low" in clusters[0].get_attribute("class")
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".mk-event")) == 1
+    assert len(crowd) == 12
+    # Patrols by status: the one sent is amber ("sent"), the others available.
+    wait_until(
+        browser,
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".leaflet-marker-icon .mk-unit.st-sent"),
+        "the sent patrol's colour",
+    )
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".leaflet-marker-icon .mk-unit.st-available")) == 2
+    # No two visible labels overlap, and the crowded ones were thinned out rather than stacked.
+    overlapping = browser.execute_script(
+        """const boxes = [...document.querySelectorAll('.leaflet-tooltip.map-label:not(.label-hidden)')]
+             .map(e => e.getBoundingClientRect());
+           let n = 0;
+           for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+             const a = boxes[i], b = boxes[j];
+             if (a.left < b.right && a.right > b.left && a.top < b.bottom && a.bottom > b.top) n++;
+           }
+           return n;"""
+    )
+    assert overlapping == 0
+    assert browser.find_elements(By.CSS_SELECTOR, ".leaflet-tooltip.map-label.label-hidden")
+    browser.save_screenshot(str(SCREENSHOTS / "units-08-map.png"))
+    # Zoomed in, the cluster opens into its events.
+    for _ in range(4):  # each click zooms to the cluster's events until they stand apart
+        if len(browser.find_elements(By.CSS_SELECTOR, ".mk-event")) > 1:
+            break
+        click(browser, ".event-cluster", "the cluster")
+        time.sleep(1)  # the zoom animation
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".mk-event")) > 1
+    browser.save_screenshot(str(SCREENSHOTS / "units-09-map-zoomed.png"))

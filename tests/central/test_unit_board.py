@@ -168,3 +168,31 @@ def test_the_board_shows_distances_and_send_nearest_dispatches_in_one_request(se
     missing = client.post("/api/v1/dispatches/nearest", json={"event_id": "01" + "0" * 24}, headers=headers)
     assert missing.status_code == 404 and "unknown" in missing.json["error"]
     assert client.get("/api/v1/unit-board?event_id=nope", headers=headers).status_code == 404
+
+
+def test_intercept_preview_counts_the_units_the_intercept_then_sends_and_changes_nothing(setup):
+    centre, camera, agents, client, headers = setup
+    event_id = camera.event(point(0))
+    wait_for(lambda: centre.dispatches(state="proposed"), what="routing's proposal")
+    before = len(centre.dispatches())
+
+    def preview(**where):
+        return client.post("/api/v1/dispatches/intercept/preview", json=where, headers=headers)
+
+    near = preview(event_id=event_id, radius_m=500).json
+    assert (near["count"], [u["device_id"] for u in near["units"]]) == (1, ["badge-near"])
+    both = preview(event_id=event_id, radius_m=1000).json
+    assert both["count"] == 2 and both["radius_m"] == 1000
+    by_place = preview(lat=point(0)[0], lon=point(0)[1], radius_m=1000).json
+    assert by_place["count"] == 2
+    assert len(centre.dispatches()) == before  # asking sends nobody
+
+    assert preview(radius_m=1000).status_code == 400  # no place
+    assert preview(event_id="01" + "0" * 24).status_code == 404
+
+    sent = client.post(
+        "/api/v1/dispatches/intercept", json={"event_id": event_id, "radius_m": 1000}, headers=headers
+    )
+    assert sent.status_code == 201
+    assert sorted(d["unit"] for d in sent.json["dispatches"]) == sorted(u["device_id"] for u in both["units"])
+    assert preview(event_id=event_id, radius_m=1000).json["count"] == 0  # all of them are busy now

@@ -60,3 +60,11 @@ def click(driver, css: str, what: str) -> None:
     from selenium.webdriver.common.by import By
 
     wait_until(driver, lambda d: d.find_element(By.CSS_SELECTOR, css).click() or True, what)
+
+
+def confirmation(driver, timeout_s: float = 20.0):
+    """The page's confirm() dialog, once it is open."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(expected_conditions.alert_is_present())
