@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 KEY = "kuzet.tiles"
 MAX_AGE_S = 7 * 24 * 3600  # tiles change only when a technician replaces the file
+MISSING_MAX_AGE_S = 3600
 
 blueprint = Blueprint("tiles", __name__)
 
@@ -84,10 +85,14 @@ def tile(z: int, x: int, y: int):
     if source is None:
         abort(404, "this site has no map tiles configured")
     data = source.get(z, x, y)
-    if data is None:
-        abort(404, f"no tile {z}/{x}/{y}")
-    response = Response(data, mimetype=source.info.content_type)
     # Tiles are seen only by logged-in users: cached by their browser, never by a shared proxy.
+    if data is None:
+        # Panning past the tile set's edge asks for many of these: a short answer, remembered for an hour.
+        response = Response(f"no tile {z}/{x}/{y}\n", status=404, mimetype="text/plain")
+        response.cache_control.private = True
+        response.cache_control.max_age = MISSING_MAX_AGE_S
+        return response
+    response = Response(data, mimetype=source.info.content_type)
     response.cache_control.private = True
     response.cache_control.max_age = MAX_AGE_S
     response.set_etag(hashlib.sha256(data).hexdigest()[:32])

@@ -85,7 +85,11 @@ def test_central_serves_tiles_with_type_caching_and_404(kind, tmp_path, tiles):
     etag = response.headers["ETag"]
     again = client.get(f"/map/tiles/{z}/{x}/{y}", headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.data == b""
-    assert client.get(f"/map/tiles/{z}/{x + 100}/{y}").status_code == 404
+    missing = client.get(f"/map/tiles/{z}/{x + 100}/{y}")
+    assert missing.status_code == 404 and missing.content_type.startswith("text/plain")
+    assert (
+        "max-age=3600" in missing.headers["Cache-Control"]
+    )  # the map's edge is not asked for again and again
     assert client.get("/map/tiles/3/99/0").status_code == 404
     page = client.get("/map").get_data(as_text=True)
     assert 'data-tile-url="/map/tiles/{z}/{x}/{y}"' in page and 'data-tile-max-zoom="15"' in page
