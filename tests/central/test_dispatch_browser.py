@@ -132,7 +132,9 @@ def test_operator_dispatches_from_the_maps_popup_which_shows_the_snapshot(scene,
     from support.web import jpeg
 
     live, camera, agents = scene
-    event_id = camera.event(point(-1100), severity="critical", event_type="running")
+    event_id = camera.event(
+        point(-900), severity="critical", event_type="running"
+    )  # 300 m from badge-far: apart on the map
     snapshots = SnapshotCamera(live.central.config.mqtt.url, device=camera.device)  # one that sends snapshots
     snapshots.snapshot(event_id, jpeg(), 320, 240)
     snapshots.stop()
