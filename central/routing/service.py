@@ -206,26 +206,26 @@ class RoutingService(Dispatcher):
             self._waiting.pop(event_id, None)
             distance = geo.travel_m(incident.lat, incident.lon, unit.lat, unit.lon, self.config.detour_factor)
             dispatch_id = self._send(incident, unit, distance, "manual", len(incident.tried) + 1, actor)
-            if lc.REQUEUE in step.effects:
-                self._requeue(row, left, actor)
+            requeued = lc.REQUEUE in step.effects and self._requeue(row, left, actor)
             if lc.ALERT in step.effects:
                 name = unit.callsign or device
+                after = "waits for the next free unit" if requeued else "keeps its other units"
                 self._alert(
                     "warning",
                     f"{name} was diverted from the {left.severity} {left.event_type} event to the "
-                    f"{incident.severity} {incident.event_type} event; the {left.event_type} event waits "
-                    "for the next free unit",
+                    f"{incident.severity} {incident.event_type} event; the {left.event_type} event {after}",
                     left,
                     dispatch_id=row["dispatch_id"],
                 )
         return self.dispatch(dispatch_id)
 
-    def _requeue(self, row: dict, incident: Incident, actor: str) -> None:
+    def _requeue(self, row: dict, incident: Incident, actor: str) -> bool:
         """REQUEUE: the event a unit was diverted from waits for the next free unit, in its place by severity
-        and age; one is sent at once if free. The diverted unit is not ruled out: it did not refuse."""
+        and age; one is sent at once if free. The diverted unit is not ruled out: it did not refuse. False
+        where other units are still on the event (an intercept): it does not wait then."""
         event_id = row["event_id"]
         if self.repository.find_dispatches(states=lc.UNDER_WAY, event_id=event_id, limit=1):
-            return  # other units are still on it (an intercept)
+            return False
         incident.tried.discard(row["unit"])
         detail = {"dispatch_id": row["dispatch_id"], "unit": row["unit"], "why": "diverted"}
         if workflow.returned_to_waiting(self.central.db(), event_id, actor, detail):
@@ -233,6 +233,7 @@ class RoutingService(Dispatcher):
         self._waiting[event_id] = incident
         self._seen[event_id] = None
         self._serve_waiting()
+        return True
 
     def _require_on_air(self, device: str) -> Unit:
         unit = self.units.get(device)

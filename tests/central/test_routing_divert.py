@@ -95,3 +95,25 @@ def test_a_busy_unit_is_diverted_and_the_event_it_leaves_goes_to_the_next_free_u
     assert second.dispatch.event_id == crowd
     assert crowd not in centre.routing.waiting()
     assert centre.db()["events"].get(crowd)["dispatched_unit"] == "badge-bravo"
+
+
+def test_a_unit_taken_from_an_intercept_leaves_the_event_to_the_others(setup):
+    centre, camera, badge, client, headers = setup
+    alpha, bravo = badge("badge-alpha", point(100)), badge("badge-bravo", point(-100))
+    crowd = camera.event(point(0), event_type="crowd", severity="low")  # below routing's min severity
+    wait_for(lambda: centre.db()["events"].count_where("event_id = ?", [crowd]), what="the crowd stored")
+    sent = client.post(
+        "/api/v1/dispatches/intercept", json={"event_id": crowd, "radius_m": 500}, headers=headers
+    )
+    assert sent.status_code == 201 and len(sent.json["dispatches"]) == 2
+    wait_for(inbox_has(alpha), what="the intercept at badge-alpha")
+    panic = camera.event(point(150), event_type="panic", severity="critical")
+    wait_for(lambda: panic in centre.routing.waiting(), what="the panic waiting")
+
+    response = client.post("/api/v1/units/badge-alpha/divert", json={"event_id": panic}, headers=headers)
+    assert response.status_code == 201
+    assert crowd not in centre.routing.waiting()  # badge-bravo is still on it
+    assert centre.db()["events"].get(crowd)["status"] == "dispatched"
+    assert any("the crowd event keeps its other units" in text for text in centre.alert_texts())
+    assert [d["unit"] for d in centre.dispatches(event_id=crowd, state="sent")] == ["badge-bravo"]
+    assert bravo.inbox.items()
