@@ -296,6 +296,12 @@ class RoutingService(Dispatcher):
             sent = self._intercept(incident, radius_m or self.config.intercept_radius_m, actor)
             if not sent:
                 raise RoutingError("no free unit within the radius")
+            # A proposal still open for the event is moot: the operator has sent everyone in range.
+            proposals = (
+                self.repository.find_dispatches(states=(lc.PROPOSED,), event_id=event_id) if event_id else []
+            )
+            for proposal in proposals:
+                self._move(proposal, lc.SUPERSEDE, actor, "superseded by an intercept")
         return [self.dispatch(d) for d in sent]
 
     def intercept_preview(

@@ -173,7 +173,7 @@ def test_the_board_shows_distances_and_send_nearest_dispatches_in_one_request(se
 def test_intercept_preview_counts_the_units_the_intercept_then_sends_and_changes_nothing(setup):
     centre, camera, agents, client, headers = setup
     event_id = camera.event(point(0))
-    wait_for(lambda: centre.dispatches(state="proposed"), what="routing's proposal")
+    [proposal] = wait_for(lambda: centre.dispatches(state="proposed"), what="routing's proposal")
     before = len(centre.dispatches())
 
     def preview(**where):
@@ -196,3 +196,4 @@ def test_intercept_preview_counts_the_units_the_intercept_then_sends_and_changes
     assert sent.status_code == 201
     assert sorted(d["unit"] for d in sent.json["dispatches"]) == sorted(u["device_id"] for u in both["units"])
     assert preview(event_id=event_id, radius_m=1000).json["count"] == 0  # all of them are busy now
+    assert centre.dispatches(dispatch_id=proposal["dispatch_id"])[0]["state"] == "cancelled"  # superseded
