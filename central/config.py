@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from kuzet.central.ingest.config import IngestSection
 from kuzet.central.routing.config import RoutingSection
@@ -77,12 +77,21 @@ class MediaSection(Section):
 
 
 class MapSection(Section):
-    # Tiles are optional: an operations centre may be offline. Empty = no tiles, markers on a plain grid.
+    # Tiles are optional. ``tiles``: a local tile set central serves itself (an XYZ folder, an .mbtiles or a
+    # .pmtiles file; relative paths are in the data directory; docs/map.md says how to make one), for a centre
+    # without internet. ``tile_url``: a tile server's URL template instead. Neither: markers on a plain grid.
+    tiles: Path | None = None
     tile_url: str = ""
     tile_attribution: str = ""
     center_lat: float = 52.2873  # Pavlodar
     center_lon: float = 76.9674
     zoom: Annotated[int, Field(ge=1, le=19)] = 14
+
+    @model_validator(mode="after")
+    def _one_tile_source(self):
+        if self.tiles is not None and self.tile_url:
+            raise ValueError("give either tiles (local files) or tile_url (a tile server), not both")
+        return self
 
 
 class CentralConfig(Section):

@@ -54,6 +54,7 @@ UNIT_COLUMNS = (
     "position_at",
     "current_dispatch",
     "capabilities",
+    "status_since",
 )
 _SAVE_UNIT = (
     f"insert or replace into units ({', '.join(UNIT_COLUMNS)}) values ({', '.join('?' * len(UNIT_COLUMNS))})"
@@ -199,6 +200,7 @@ class SqliteRoutingRepository:
                 position_at=row[7],
                 current_dispatch=row[8],
                 capabilities=json.loads(row[9] or "[]"),
+                status_since=row[10],
             )
             for row in self._query(f"select {', '.join(UNIT_COLUMNS)} from units")
         ]

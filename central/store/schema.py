@@ -130,6 +130,9 @@ TABLES: dict[str, dict] = {
             "registered_at": str,
             "revoked_at": str,
             "software_version": str,
+            "heading_deg": float,  # a camera's view on the map (registry.Registration)
+            "fov_deg": float,
+            "view_m": float,
         },
         pk="device_id",
         defaults={"online": 0},
@@ -216,6 +219,7 @@ TABLES: dict[str, dict] = {
             "online": int,
             "current_dispatch": str,
             "site": str,  # the site in the badge's topics, to address its dispatches
+            "status_since": str,  # when its online, duty or dispatch last changed (the unit board)
         },
         pk="device_id",
         defaults={"duty": "off_duty", "online": 0, "capabilities": "[]"},

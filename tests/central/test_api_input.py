@@ -162,6 +162,17 @@ ROUTES: dict[tuple[str, str], tuple[list[str], list]] = {
             {"capabilities": [""]},
         ],
     ),
+    ("GET", "/api/v1/unit-board"): ([], []),
+    ("POST", "/api/v1/units/badge-01/divert"): (
+        [],
+        [
+            *NOT_AN_OBJECT,
+            {},
+            {"event_id": " "},
+            {"event_id": 5},
+            {"event_id": "{event}", "reason": "x" * 201},
+        ],
+    ),
     ("GET", "/api/v1/dispatches"): (LIMITS, []),
     ("POST", "/api/v1/dispatches"): (
         [],
@@ -172,6 +183,14 @@ ROUTES: dict[tuple[str, str], tuple[list[str], list]] = {
             {"event_id": "{event}", "unit": 3},
             {"event_id": " ", "unit": "b"},
         ],
+    ),
+    ("POST", "/api/v1/dispatches/nearest"): (
+        [],
+        [*NOT_AN_OBJECT, {}, {"event_id": "\t"}, {"event_id": ["x"]}],
+    ),
+    ("POST", "/api/v1/dispatches/intercept/preview"): (
+        [],
+        [*NOT_AN_OBJECT, {}, {"lat": 52.3}, {"lat": 52.3, "lon": 76.9, "radius_m": 0}],
     ),
     ("GET", "/api/v1/dispatches/recommend"): (["", "event_id=", "event_id=%20"], []),
     ("GET", "/api/v1/dispatches/{dispatch}"): ([], []),
