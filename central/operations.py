@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from kuzet.central import alerts, commands
 from kuzet.central.context import Central
 from kuzet.central.store import queries, registry, workflow
+from kuzet.central.watchlist import matches
 
 if TYPE_CHECKING:
     from kuzet.central.routing.service import RoutingService
@@ -146,6 +147,9 @@ class Operations:
     # --- from the devices -------------------------------------------------------------------------------
 
     def on_device_message(self, message: Envelope, site: str) -> None:
-        """Ingest's hook for what routing takes (called after ingest's commit): queued for routing."""
+        """Ingest's hook (called after ingest's commit): a watchlist match is audited as it arrives; what
+        routing takes is queued for routing."""
+        if getattr(message, "event_type", None) == "watchlist_match":
+            matches.record_arrival(self.central.db(), message, site)
         if self.routing is not None:
             self.routing.handle(message, site)

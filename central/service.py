@@ -72,8 +72,9 @@ def start_parts(
     operations = Operations(central, routing)
     if routing is not None:
         running.callback(routing.stop)
-        for kind in ROUTED_KINDS:
-            ingest.on(kind, operations.on_device_message)
+    # Always hooked, routing or not: operations audits every arriving watchlist match.
+    for kind in ROUTED_KINDS:
+        ingest.on(kind, operations.on_device_message)
     commands.listen(central, ingest)
     ingest.start()
     running.callback(ingest.stop)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from kuzet.shared.config import Section
 from kuzet.shared.messages import EventType, Severity
@@ -60,6 +60,18 @@ class RoutingSection(Section):
     # After a restart, events younger than this that never got a patrol wait for a unit again.
     waiting_max_age_s: Annotated[int, Field(gt=0)] = 3600
     rules: dict[EventType, RuleSection] = {}
+
+    @field_validator("event_types")
+    @classmethod
+    def _no_unconfirmed_matches(cls, event_types: list[str]) -> list[str]:
+        # A watchlist match is a suggestion a person confirms (docs/faces.md); routing sends patrols for it
+        # only after that confirmation (central/watchlist/dispatching.py), never on its own.
+        if "watchlist_match" in event_types:
+            raise ValueError(
+                "watchlist_match cannot be in [routing] event_types: a possible match is dispatched only "
+                "after a person confirms it on /watchlist/matches"
+            )
+        return event_types
 
     def rule(self, event_type: str) -> RuleSection:
         return self.rules.get(event_type, RuleSection())

@@ -97,6 +97,25 @@ def decide(db: sqlite_utils.Database, actor: str, event_id: str, decision: str, 
     return get(db, event_id)
 
 
+def record_arrival(db: sqlite_utils.Database, event, site: str) -> None:
+    """Audit a ``watchlist_match`` event state as it arrives from a camera (ingest's hook, through
+    central.operations): who matched whom, when, how close, before any person has looked at it."""
+    audit.append(
+        db,
+        event.device,
+        "watchlist.match_received",
+        f"event:{event.event_id}",
+        {
+            "site": site,
+            "state": event.state,
+            "seq": event.seq,
+            "entry_id": event.attributes["entry_id"],
+            "distance": event.attributes["distance"],
+            "threshold": event.attributes["threshold"],
+        },
+    )
+
+
 def record_dispatch(db: sqlite_utils.Database, event_id: str, outcome: str) -> None:
     db.execute("UPDATE watchlist_reviews SET dispatch = ? WHERE event_id = ?", [outcome[:500], event_id])
     db.conn.commit()
