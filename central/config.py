@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from kuzet.central.ingest.config import IngestSection
 from kuzet.central.routing.config import RoutingSection
+from kuzet.central.watchlist.config import WatchlistSection
 from kuzet.shared import config
 from kuzet.shared.config import MqttSection, Name, Section
 
@@ -105,6 +106,7 @@ class CentralConfig(Section):
     media: MediaSection = MediaSection()
     map: MapSection = MapSection()
     routing: RoutingSection = RoutingSection()
+    watchlist: WatchlistSection = WatchlistSection()
 
 
 def load(path: str | Path | None) -> CentralConfig:

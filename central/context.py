@@ -23,7 +23,7 @@ from kuzet.central.config import CentralConfig
 from kuzet.central.live import LiveHub
 from kuzet.central.store.schema import open_database
 
-Publish = Callable[[str, bytes], None]
+Publish = Callable[..., None]  # (topic, payload, retain=False)
 
 
 class Outbound:
@@ -36,11 +36,11 @@ class Outbound:
     def connect(self, publish: Publish) -> None:
         self._publish = publish
 
-    def publish(self, topic: str, payload: bytes):
+    def publish(self, topic: str, payload: bytes, retain: bool = False):
         publish = self._publish
         if publish is None:
             raise RuntimeError(f"central has no MQTT connection to publish {topic}")
-        return publish(topic, payload)
+        return publish(topic, payload, retain=retain)
 
 
 @dataclass
@@ -58,9 +58,9 @@ class Central:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         open_database(self.db_path).close()  # create the schema once, up front
 
-    def publish(self, topic: str, payload: bytes):
-        """Send to a device at QoS 1 (``Outbound.publish``)."""
-        return self.outbound.publish(topic, payload)
+    def publish(self, topic: str, payload: bytes, retain: bool = False):
+        """Send to a device at QoS 1 (``Outbound.publish``); ``retain``: kept by the broker for it."""
+        return self.outbound.publish(topic, payload, retain=retain)
 
     @property
     def db_path(self) -> Path:

@@ -17,6 +17,7 @@ from kuzet.central.ingest.service import IngestService
 from kuzet.central.operations import ROUTED_KINDS, Operations
 from kuzet.central.store.media import MediaStore
 from kuzet.central.store.retention import apply_retention
+from kuzet.central.watchlist import push as watchlist_push
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,11 @@ def start_parts(
 
     retention = Every(config.ingest.retention_interval_s, lambda: _retention(central), "retention")
     running.callback(retention.stop)
+
+    pusher = watchlist_push.pusher_for(central)  # after ingest: it publishes through ingest's link
+    if pusher is not None:
+        pushing = Every(config.watchlist.check_s, pusher.run_once, "watchlist-push")
+        running.callback(pushing.stop)
 
     server = _web(central, routing, ingest, web_host, web_port) if web else None
     if server is not None:

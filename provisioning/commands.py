@@ -65,6 +65,7 @@ def site_init(args: argparse.Namespace) -> int:
     print(f"  CA certificate:     {paths.ca_cert}  (keep {paths.ca_key} and {paths.signing_key} offline)")
     print(f"  broker config:      {paths.mosquitto_conf}  (mosquitto -c {paths.mosquitto_conf})")
     print(f"  central's MQTT:     {paths.central_dir / 'mqtt.toml'}")
+    print(f"  central's watchlist key: {paths.central_dir / 'watchlist.toml'}")
     print(f"  update public key:  {paths.signing_public_key}")
     return 0
 

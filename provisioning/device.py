@@ -43,6 +43,8 @@ DEVICE_DEFAULTS: dict[str, dict] = {
     "camera": {
         "storage": {"dir": f"{service.STATE_DIR}/camera"},
         "updates": {"public_key": "update.pub", "install_dir": f"{service.STATE_DIR}/camera/updates"},
+        # the only key a face watchlist from central may be signed with (docs/faces.md)
+        "faces": {"watchlist_key": "watchlist.pub"},
     },
 }
 
@@ -149,6 +151,8 @@ def provision_device(
     bundle.add("device.crt", cert_pem(cert))
     bundle.add("device.key", key_pem(key), secret=True)
     bundle.add("update.pub", paths.signing_public_key.read_bytes())
+    if kind == "camera" and paths.watchlist_public_key.exists():  # a site made before it has none
+        bundle.add("watchlist.pub", paths.watchlist_public_key.read_bytes())
     bundle.add(service.unit_name(kind), service.unit_text(kind).encode())
     bundle.add(
         "device.json",

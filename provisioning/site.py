@@ -68,6 +68,16 @@ class SitePaths:
     def signing_public_key(self) -> Path:
         return self.root / "signing" / "update.pub"
 
+    # The watchlist signing key (Ed25519): central holds the private half and signs the face watchlist with it
+    # alone; the public half goes into every camera's bundle as the only key a watchlist may be signed with.
+    @property
+    def watchlist_key(self) -> Path:
+        return self.central_dir / "watchlist.key"
+
+    @property
+    def watchlist_public_key(self) -> Path:
+        return self.root / "signing" / "watchlist.pub"
+
     # What the broker reads.
     @property
     def broker_dir(self) -> Path:

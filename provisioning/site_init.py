@@ -1,6 +1,7 @@
 """``kuzet provision site-init``: everything a new site needs, in one folder.
 
-Creates the CA, the Ed25519 update-signing key, the broker's server certificate, Mosquitto's configuration
+Creates the CA, the Ed25519 update-signing key, the Ed25519 watchlist key central signs the cameras' face
+watchlist with (its own, so that central can sign nothing else a device installs), the broker's server certificate, Mosquitto's configuration
 (mutual TLS, ACL, CRL), central's client certificate with a ready ``[mqtt]`` section for its config, and the
 read-only certificate ``kuzet provision verify --mqtt`` connects with.
 """
@@ -33,6 +34,7 @@ def init_site(root: Path, settings: SiteSettings, listen: str = "") -> SitePaths
     paths.signing_key.parent.chmod(0o700)
     ca = CertificateAuthority.create(paths.ca_key, paths.ca_cert, paths.registry, settings.site)
     signing.create_keypair(paths.signing_key, paths.signing_public_key)
+    signing.create_keypair(paths.watchlist_key, paths.watchlist_public_key)
 
     key, cert = ca.issue("broker", "broker", server_names=settings.broker_hosts, client=False)
     write_private(paths.broker_key, key_pem(key))
@@ -47,6 +49,10 @@ def init_site(root: Path, settings: SiteSettings, listen: str = "") -> SitePaths
     (paths.central_dir / "mqtt.toml").write_text(
         "# Central's [mqtt] section: paste into central's config (paths are absolute).\n"
         + tomli_w.dumps({"mqtt": central_mqtt_section(paths, settings)})
+    )
+    (paths.central_dir / "watchlist.toml").write_text(
+        "# Central's [watchlist] section: paste into central's config (the path is absolute).\n"
+        + tomli_w.dumps({"watchlist": {"signing_key": str(paths.watchlist_key)}})
     )
     key, cert = ca.issue(broker_config.TOOL_IDENTITY, "tool")
     write_private(paths.tool_dir / "tool.key", key_pem(key))

@@ -14,6 +14,7 @@ It is in the ``edge`` and ``provisioning`` extras, the two installations that us
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import tarfile
 from dataclasses import dataclass
@@ -121,7 +122,6 @@ class VerifiedBundle:
 
 def verify_update(bundle: Path, public_key: Ed25519PublicKey) -> VerifiedBundle:
     """Open a bundle, check its signature, then every file against the manifest. Raises SignatureError."""
-    invalid_signature, _, _ = _crypto()
     bundle = Path(bundle)
     try:
         if bundle.stat().st_size > MAX_BUNDLE_BYTES:
@@ -132,6 +132,23 @@ def verify_update(bundle: Path, public_key: Ed25519PublicKey) -> VerifiedBundle:
         raise SignatureError(f"not a readable update bundle: {exc}") from None
     except FileNotFoundError:
         raise SignatureError(f"{bundle}: no such file") from None
+    return _verify_entries(entries, public_key)
+
+
+def verify_update_bytes(data: bytes, public_key: Ed25519PublicKey) -> VerifiedBundle:
+    """``verify_update`` of a bundle held in memory (the camera's watchlist: never written to disk unsealed)."""
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise SignatureError(f"bundle is larger than {MAX_BUNDLE_BYTES // 2**20} MiB")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            entries = _read_members(tar)
+    except (tarfile.TarError, EOFError) as exc:
+        raise SignatureError(f"not a readable update bundle: {exc}") from None
+    return _verify_entries(entries, public_key)
+
+
+def _verify_entries(entries: dict[str, bytes], public_key: Ed25519PublicKey) -> VerifiedBundle:
+    invalid_signature, _, _ = _crypto()
     if MANIFEST not in entries:
         raise SignatureError("no manifest.json: this is not a Kuzet update bundle")
     if SIGNATURE not in entries:

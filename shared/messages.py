@@ -449,6 +449,19 @@ class Resend(Envelope):
     reason: ShortText
 
 
+class WatchlistPush(Envelope):
+    """The site's face watchlist for one camera (docs/faces.md), retained on that camera's own
+    ``down/watchlist`` topic so that only it (the broker's ACL) gets it, now or when it comes back.
+
+    ``bundle``: a signed ``watchlist`` update bundle (shared/bundles.py, signed with the site's *watchlist* key,
+    never the update key), base64. ``None`` is a wipe: the camera deletes its sealed copy at once (the device
+    was revoked, or the watchlist is empty or lapsed); ``reason`` says why."""
+
+    type: Literal["watchlist"] = "watchlist"
+    bundle: Annotated[str, AfterValidator(_valid_base64)] | None = None
+    reason: ShortText = ""
+
+
 Message = (
     Event
     | Snapshot
@@ -465,6 +478,7 @@ Message = (
     | Command
     | ClipRequest
     | Resend
+    | WatchlistPush
 )
 
 MODEL_FOR_KIND: dict[str, type[Envelope]] = {
@@ -483,6 +497,7 @@ MODEL_FOR_KIND: dict[str, type[Envelope]] = {
     "command": Command,
     "clip_request": ClipRequest,
     "resend": Resend,
+    "watchlist": WatchlistPush,
 }
 assert set(MODEL_FOR_KIND) == set(topics.UP_KINDS) | set(topics.DOWN_KINDS)
 
@@ -503,6 +518,9 @@ MAX_PAYLOAD_BYTES: dict[str, int] = {
     "command": 8 * KIB,
     "clip_request": 64 * KIB,
     "resend": 2 * KIB,
+    # A watchlist bundle, base64: about 1,000 embeddings (docs/faces.md); the broker's limit is set from this
+    # table's largest, so a larger one would raise it for every topic.
+    "watchlist": 1024 * KIB,
 }
 # Raw bytes per clip chunk: base64 grows it by 4/3, which keeps a chunk message well under its limit.
 CLIP_CHUNK_BYTES = 256 * KIB

@@ -31,7 +31,7 @@ UP_KINDS = (
     "live",
     "evidence",
 )
-DOWN_KINDS = ("dispatch", "command", "clip_request", "resend")
+DOWN_KINDS = ("dispatch", "command", "clip_request", "resend", "watchlist")
 # Names of programs, not devices: central, the technician's tool. No device may take one (provisioning refuses
 # it, the broker's ACL gives them no up topics), and central refuses anything sent under one.
 RESERVED_NAMES = frozenset({"central", "provision-tool", "broker", "admin", "root"})

@@ -205,9 +205,9 @@ class IngestService:
                 time.sleep(0.01)
         self._queue.put(incoming)
 
-    def _publish(self, topic: str, payload: bytes) -> None:
+    def _publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
         assert self._link is not None
-        self._link.publish(topic, payload)
+        self._link.publish(topic, payload, retain=retain)
 
     # --- writer thread ----------------------------------------------------------------------------------
 

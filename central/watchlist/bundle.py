@@ -2,8 +2,9 @@
 current entries only (no names, photos or case details), the site's threshold, and a short validity so that a
 camera cut off from central (revoked, stolen) stops matching within ``validity``.
 
-Signed with the site's update key (Ed25519), the key the cameras check every update with; the bundle layout is
-shared/bundles.py's, so a camera installs it through ``install_update`` like any other update.
+Signed with the site's watchlist key (Ed25519, made by ``kuzet provision site-init`` for central alone): the
+cameras accept a ``watchlist`` bundle signed with it and nothing else, and never a model or configuration
+signed with it. The bundle layout is shared/bundles.py's; central/watchlist/push.py sends it to each camera.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ def watchlist_data(
     return wire.WatchlistData(version, expires, threshold, tuple(entry_ids), embeddings)
 
 
-def write_bundle(data: wire.WatchlistData, private_key, out: Path) -> bundles.Manifest:
-    """Sign ``data`` into a bundle at ``out`` with the site's Ed25519 update key (a cryptography private key)."""
+def bundle_bytes(data: wire.WatchlistData, private_key) -> bytes:
+    """``data`` signed into a bundle with the site's Ed25519 watchlist key (a cryptography private key)."""
     body = wire.encode(data)
     manifest = bundles.Manifest(
         kind="watchlist",
@@ -46,8 +47,8 @@ def write_bundle(data: wire.WatchlistData, private_key, out: Path) -> bundles.Ma
         description=f"watchlist: {len(set(data.entry_ids))} entries",
     )
     manifest_bytes = manifest.to_bytes()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(out, "w") as tar:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name, content in (
             (bundles.MANIFEST, manifest_bytes),
             (bundles.SIGNATURE, private_key.sign(manifest_bytes)),
@@ -57,4 +58,10 @@ def write_bundle(data: wire.WatchlistData, private_key, out: Path) -> bundles.Ma
             info.size = len(content)
             info.mode = 0o600
             tar.addfile(info, io.BytesIO(content))
-    return manifest
+    return buffer.getvalue()
+
+
+def write_bundle(data: wire.WatchlistData, private_key, out: Path) -> None:
+    """``bundle_bytes`` written to ``out`` (for a look at what a camera gets; central sends it itself)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(bundle_bytes(data, private_key))

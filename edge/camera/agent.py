@@ -32,7 +32,16 @@ from kuzet.edge.vision.sources import open_source
 from kuzet.edge.vision.types import Frame, FrameResult
 from kuzet.shared import __version__, ids, messages, timeutil
 from kuzet.shared.config import ConfigError
-from kuzet.shared.messages import SEVERITY_RANK, Command, Event, GeoPoint, ModelInfo, Snapshot, Status
+from kuzet.shared.messages import (
+    SEVERITY_RANK,
+    Command,
+    Event,
+    GeoPoint,
+    ModelInfo,
+    Snapshot,
+    Status,
+    WatchlistPush,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +90,7 @@ class CameraAgent:
         self.outbox, self.spool = self.runtime.outbox, self.runtime.spool
         self.link, self.publisher = self.runtime.link, self.runtime.publisher
         self.runtime.housekeeping.append(self.spool.enforce_quota)
+        self.runtime.receivers[WatchlistPush] = self._on_watchlist
         self.journal = OpenEventJournal(self.outbox)
         self.meter = health.PipelineMeter()
         self.live = LiveStream(config.live, self.device, lambda frame: self.runtime.send_now("live", frame))
@@ -102,7 +112,7 @@ class CameraAgent:
 
     def _start_faces(self, config: CameraConfig) -> None:
         """The face watch and its watchlist keeper when [faces] is on (models load, the sealed list is read)."""
-        self.faces = self.watchlist = self.updates.watchlist_keeper = None
+        self.faces = self.watchlist = None
         if not config.faces.enabled:
             return
         from kuzet.edge.faces.keeper import keeper_for
@@ -111,8 +121,20 @@ class CameraAgent:
         tls = config.mqtt.tls
         device_key = config.faces.key_file or (tls.key if tls is not None else None)
         self.faces = FaceWatch(config.faces)
-        self.watchlist = keeper_for(self.storage, device_key, self.device, self.faces)
-        self.updates.watchlist_keeper = self.watchlist
+        self.watchlist = keeper_for(
+            self.storage, device_key, self.device, self.faces, config.faces.watchlist_key
+        )
+
+    def _on_watchlist(self, message: WatchlistPush) -> None:
+        """The site's watchlist, or a wipe, from central (on paho's thread: a verification and a small write)."""
+        from kuzet.edge.faces.keeper import SEALED
+
+        if self.watchlist is not None:
+            self.watchlist.receive(message)
+        elif message.bundle is None:  # faces off now: a copy sealed while it was on goes all the same
+            (self.storage / SEALED).unlink(missing_ok=True)
+        else:
+            log.warning("a watchlist came from central, but face matching is off here ([faces] enabled)")
 
     def _build_events(self, config: CameraConfig) -> None:
         location = None

@@ -25,5 +25,9 @@ class FacesSection(Section):
     max_embeddings_per_track: int = Field(3, ge=1, le=20)
     # A new face must score this much better (quality 0-1) than the last one embedded to be embedded again.
     better_by: float = Field(0.15, ge=0.0, le=1.0)
+    # The site's watchlist public key (watchlist.pub in the device's provisioning bundle): the only key a
+    # watchlist may be signed with, and never one a model or configuration update is accepted with. Unset: the
+    # camera takes no watchlist and says so.
+    watchlist_key: Path | None = None
     # The device's private key the watchlist's encryption key is derived from; unset: [mqtt.tls] key.
     key_file: Path | None = None

@@ -139,7 +139,7 @@ def test_the_repository_keeps_dispatches_their_log_and_units(central):
 def routed(central):
     """A routing service whose worker thread is not started: each step is applied here, synchronously."""
     sent: list[str] = []
-    central.outbound.connect(lambda topic, payload: sent.append(topic))
+    central.outbound.connect(lambda topic, payload, retain=False: sent.append(topic))
     service = RoutingService(central)
     operations = Operations(central, service)
 

@@ -1,5 +1,5 @@
-"""The face watchlist end to end over a real Mosquitto: central enrols a person and signs the site's watchlist;
-the camera installs it through ``install_update`` and replays real video of that person (carphone_pristine.mp4,
+"""The face watchlist end to end over a real Mosquitto: central enrols a person and sends the site's watchlist,
+signed with its watchlist key, to the camera (central/watchlist/push.py), which replays real video of that person (carphone_pristine.mp4,
 enrolled from frame 119, played from frames 0-99 only); central ingests the possible match; nothing is
 dispatched until a supervisor confirms it; then the nearest patrol, not the far one, is sent to check."""
 
@@ -17,9 +17,9 @@ from support.patrol import Centre, inbox_has, point, wait_for
 
 from kuzet.central.store import registry
 from kuzet.central.watchlist import entries, matches
-from kuzet.central.watchlist.bundle import watchlist_data, write_bundle
 from kuzet.central.watchlist.dispatching import dispatch_confirmed
 from kuzet.central.watchlist.enrolment import EnrolledFace, Enroller, PhotoRefused
+from kuzet.central.watchlist.push import WatchlistPusher
 from kuzet.edge.camera.agent import CameraAgent
 from kuzet.edge.camera.config import load
 from kuzet.models import store
@@ -54,14 +54,11 @@ heartbeat_s = 1
 [storage]
 dir = "{state}"
 
-[updates]
-public_key = "{public}"
-install_dir = "{updates}"
-
 [faces]
 enabled = true
 cpu_share = 1.0
 key_file = "{device_key}"
+watchlist_key = "{public}"
 """
 
 
@@ -127,14 +124,12 @@ def test_a_camera_replaying_an_enrolled_person_raises_a_match_that_a_person_conf
     entry_id = enrol_from_frame(db, carphone(shared_dir, frames))
 
     site_key = Ed25519PrivateKey.generate()
-    (tmp_path / "update.pub").write_bytes(
+    (tmp_path / "watchlist.pub").write_bytes(
         site_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
     (tmp_path / "device.key").write_bytes(pem_private(Ed25519PrivateKey.generate()))
-    bundle = tmp_path / "watchlist.tar"
-    write_bundle(watchlist_data(db), site_key, bundle)
 
     near, far = badges("badge-near", point(150)), badges("badge-far", point(1200))
     at = point(0)
@@ -151,8 +146,7 @@ def test_a_camera_replaying_an_enrolled_person_raises_a_match_that_a_person_conf
             url=mosquitto.url,
             frames=frames,
             state=tmp_path / "cam",
-            public=tmp_path / "update.pub",
-            updates=tmp_path / "updates",
+            public=tmp_path / "watchlist.pub",
             device_key=tmp_path / "device.key",
         )
     )
@@ -163,7 +157,8 @@ def test_a_camera_replaying_an_enrolled_person_raises_a_match_that_a_person_conf
         wait_for(lambda: agent.runtime.connected, what="the camera online")
         # without a watchlist the camera looks for no face at all, and says so
         wait_for(lambda: agent.status().watchlist == "none", what="status: no watchlist")
-        centre.operations.send_command("cam-1", "install_update", {"path": str(bundle)}, "supervisor")
+        pusher = WatchlistPusher(centre.central, site_key)  # what [watchlist] signing_key starts in central
+        wait_for(pusher.run_once, what="central sending the watchlist to the camera with faces on")
         wait_for(lambda: agent.status().watchlist == "current", what="the watchlist installed")
 
         [match] = wait_for(

@@ -90,6 +90,7 @@ def test_device_is_provisioned_labelled_and_registered_with_central(tmp_path, si
         "device.key",
         "kuzet-camera.service",
         "update.pub",
+        "watchlist.pub",  # the only key a face watchlist from central may be signed with
     ]
     assert (out / "device.key").stat().st_mode & 0o077 == 0
     from kuzet.edge.camera.config import load as load_camera
