@@ -209,15 +209,22 @@ class Event(Envelope):
 # sent as a second ``snapshot`` of the event beside the scene (``snapshot_sha256``). ``track_ids`` holds the one
 # track, ``box`` the face in the frame.
 WATCHLIST_MATCH = {"entry_id": str, "distance": float, "threshold": float, "face_sha256": str}
+# Where the camera has a ground calibration in map coordinates: the person's compass bearing of travel, 0-360.
+WATCHLIST_MATCH_OPTIONAL = {"direction_deg": float}
 
 
 def _check_watchlist_match(event: Event) -> None:
     attributes = event.attributes
-    if set(attributes) != set(WATCHLIST_MATCH):
-        raise ValueError(f"a watchlist_match event's attributes are exactly {', '.join(WATCHLIST_MATCH)}")
-    for name, kind in WATCHLIST_MATCH.items():
-        if not isinstance(attributes[name], kind):
+    if not set(WATCHLIST_MATCH) <= set(attributes) <= set(WATCHLIST_MATCH) | set(WATCHLIST_MATCH_OPTIONAL):
+        raise ValueError(
+            f"a watchlist_match event's attributes are exactly {', '.join(WATCHLIST_MATCH)}"
+            f" (and optionally {', '.join(WATCHLIST_MATCH_OPTIONAL)})"
+        )
+    for name, kind in (WATCHLIST_MATCH | WATCHLIST_MATCH_OPTIONAL).items():
+        if name in attributes and not isinstance(attributes[name], kind):
             raise ValueError(f"watchlist_match attribute '{name}' must be a {kind.__name__}")
+    if not 0.0 <= attributes.get("direction_deg", 0.0) < 360.0:
+        raise ValueError("watchlist_match 'direction_deg' must be a compass bearing, 0-360")
     if not ids.is_id(attributes["entry_id"]):
         raise ValueError("watchlist_match attribute 'entry_id' is not an id")
     if not 0.0 <= attributes["distance"] <= attributes["threshold"] <= 2.0:

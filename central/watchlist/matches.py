@@ -32,6 +32,7 @@ def _match(row: dict) -> dict:
         distance=attributes.get("distance"),
         threshold=attributes.get("threshold"),
         face_sha256=attributes.get("face_sha256"),
+        direction_deg=attributes.get("direction_deg"),  # None: the camera cannot tell compass bearings
         state=row.get("decision") or "possible",
     )
     return row

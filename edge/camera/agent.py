@@ -215,7 +215,7 @@ class CameraAgent:
             self._emit(changes)
             if self.faces is not None:
                 for match in self.faces.process(result):
-                    self._queue_match(match)
+                    self._queue_match(match, result.tracks)
             if self.recorder is not None:
                 self.recorder.feed(frame)
         self.live.offer(frame)
@@ -279,16 +279,18 @@ class CameraAgent:
                 self.spool.promise(tx, started.clip_id, recording=started.path, event_id=started.event_id)
                 tx.count(CLIPS_CREATED)
 
-    def _queue_match(self, match) -> None:
+    def _queue_match(self, match, tracks) -> None:
         """A watchlist match: its event (opened and closed), the scene and the face crop, in one transaction."""
-        from kuzet.edge.faces.report import match_messages
+        from kuzet.edge.faces.report import direction_deg, match_messages
 
+        ground = self.config.ground.plane() if self.config.ground is not None else None
         events, snaps = match_messages(
             self.device,
             match,
             timeutil.utc_now(),
             self.engine.location,
             self.config.evidence.snapshot_quality,
+            direction_deg(match, tracks, ground),
         )
         with self.runtime.transaction() as tx:
             for snap in snaps:

@@ -84,6 +84,9 @@ class GroundSection(Section):
 
     image: Annotated[PointList, Field(min_length=4)]
     world: Annotated[PointList, Field(min_length=4)]
+    # "m": ``world`` in metres in any fixed frame; "latlon": ``world`` as [lat, lon] map coordinates, which also
+    # gives compass bearings (a wanted person's direction of travel, docs/faces.md).
+    world_units: Literal["m", "latlon"] = "m"
     max_error_m: Annotated[float, Field(gt=0)] = 0.5  # a point this far off its own position: a typo
 
     @model_validator(mode="after")
@@ -103,8 +106,10 @@ class GroundSection(Section):
         return self
 
     def plane(self):
-        from kuzet.edge.events.geometry import Ground
+        from kuzet.edge.events.geometry import Ground, east_north_m
 
+        if self.world_units == "latlon":
+            return Ground(self.image, east_north_m(self.world), compass=True)
         return Ground(self.image, self.world)
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
+from kuzet.shared.geo import EARTH_RADIUS_M
+
 Point = tuple[float, float]
+# Slower than this on the ground, a direction of travel is the tracker's jitter, not news.
+MIN_BEARING_SPEED_MPS = 0.3
 
 
 def inside(point: Point, polygon: list[Point]) -> bool:
@@ -45,8 +51,10 @@ class Ground:
     """The ground plane: a homography from frame pixels to metres on the ground, fitted (direct linear
     transform, least squares) to four or more image points whose positions on the ground are known."""
 
-    def __init__(self, image: list[Point], world: list[Point]):
+    def __init__(self, image: list[Point], world: list[Point], compass: bool = False):
         import numpy as np
+
+        self.compass = compass  # world is metres (east, north): bearings are compass bearings
 
         rows = []
         for (x, y), (u, v) in zip(image, world, strict=True):
@@ -76,3 +84,28 @@ class Ground:
             return self.distance_m(foot, ahead) / 0.5 * 3.6
         except ValueError:
             return 0.0
+
+    def bearing_deg(self, foot: Point, velocity: tuple[float, float]) -> float | None:
+        """The compass bearing (0 north, 90 east) of a foot moving at ``velocity`` pixels per second; None
+        without map coordinates, standing still, or above the horizon."""
+        if not self.compass:
+            return None
+        try:
+            a = self.to_ground(foot)
+            b = self.to_ground((foot[0] + velocity[0], foot[1] + velocity[1]))
+        except ValueError:
+            return None
+        east, north = b[0] - a[0], b[1] - a[1]
+        if math.hypot(east, north) < MIN_BEARING_SPEED_MPS:
+            return None
+        return math.degrees(math.atan2(east, north)) % 360.0
+
+
+def east_north_m(points: list[Point]) -> list[Point]:
+    """[lat, lon] points as metres east and north of the first (equirectangular: exact enough across a
+    camera's view)."""
+    lat0, lon0 = points[0]
+    scale = math.pi / 180 * EARTH_RADIUS_M
+    return [
+        ((lon - lon0) * scale * math.cos(math.radians(lat0)), (lat - lat0) * scale) for lat, lon in points
+    ]

@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
+from kuzet.edge.events.geometry import Ground
 from kuzet.edge.evidence.snapshot import encode_jpeg, snapshot
 from kuzet.edge.faces.watch import FaceMatch
+from kuzet.edge.vision.types import Track
 from kuzet.shared import ids, messages
 from kuzet.shared.messages import Box, Event, GeoPoint, Snapshot
 
@@ -26,10 +28,26 @@ def _snapshot(device: str, event_id: str, data: bytes, width: int, height: int) 
     )
 
 
+def direction_deg(match: FaceMatch, tracks: list[Track], ground: Ground | None) -> float | None:
+    """The matched person's compass bearing of travel, from the track's ground positions (its foot now and
+    where its velocity takes it in a second); None without a ground calibration in map coordinates."""
+    track = next((t for t in tracks if t.track_id == match.track_id), None)
+    if ground is None or track is None:
+        return None
+    bearing = ground.bearing_deg(track.foot, track.velocity)
+    return round(bearing, 1) % 360.0 if bearing is not None else None
+
+
 def match_messages(
-    device: str, match: FaceMatch, now: datetime, location: GeoPoint | None, quality: int
+    device: str,
+    match: FaceMatch,
+    now: datetime,
+    location: GeoPoint | None,
+    quality: int,
+    direction: float | None = None,
 ) -> tuple[list[Event], list[Snapshot]]:
-    """([open event, closed event], [scene snapshot, face snapshot]) for one match."""
+    """([open event, closed event], [scene snapshot, face snapshot]) for one match; ``direction``: the
+    compass bearing of travel, where known."""
     event_id = ids.new_id()
     image = match.frame.image
     scene, width, height = snapshot(image, [(match.track_box, LABEL), (match.face_box, "")], now, quality)
@@ -57,7 +75,8 @@ def match_messages(
             "distance": round(match.distance, 4),
             "threshold": match.threshold,
             "face_sha256": face_snap.sha256,
-        },
+        }
+        | ({"direction_deg": direction} if direction is not None else {}),
     )
     closed = opened.model_copy(update={"id": ids.new_id(), "seq": 1, "state": "closed", "ended_at": now})
     return [opened, closed], [scene_snap, face_snap]

@@ -1,14 +1,17 @@
-"""A watchlist match on the wire: what the camera builds passes the contract, and a malformed one is refused."""
+"""A watchlist match on the wire: what the camera builds passes the contract, and a malformed one is refused;
+with a ground calibration in map coordinates it carries the person's compass bearing of travel."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from support.events import person
 
-from kuzet.edge.faces.report import match_messages
+from kuzet.edge.events.config import GroundSection
+from kuzet.edge.faces.report import direction_deg, match_messages
 from kuzet.edge.faces.watch import FaceMatch
 from kuzet.edge.vision.types import Frame
-from kuzet.shared import ids, messages, timeutil, topics
+from kuzet.shared import geo, ids, messages, timeutil, topics
 
 
 def a_match(distance=0.4, threshold=0.58) -> FaceMatch:
@@ -56,3 +59,48 @@ def test_a_malformed_match_is_refused_with_the_reason(change, complaint):
     payload = messages.json.dumps(raw).encode()
     with pytest.raises(messages.InvalidMessage, match=complaint):
         messages.decode(topics.up("pavlodar", "cam-1", "event"), payload)
+
+
+def ground_in_map_coordinates() -> GroundSection:
+    """A 10 m square in front of the camera, the top of the frame to the north, given as [lat, lon]."""
+    lat, lon = 52.2873, 76.9674
+    north, north_east, east = (
+        geo.offset(lat, lon, 10, 0),
+        geo.offset(lat, lon, 10, 10),
+        geo.offset(lat, lon, 0, 10),
+    )
+    return GroundSection(
+        image=[(0, 0), (100, 0), (100, 100), (0, 100)],
+        world=[north, north_east, east, (lat, lon)],
+        world_units="latlon",
+    )
+
+
+@pytest.mark.parametrize(
+    "velocity, bearing",
+    [((0.0, -20.0), 0.0), ((20.0, 0.0), 90.0), ((-20.0, 20.0), 225.0), ((0.0, 0.0), None)],
+)
+def test_the_direction_of_travel_is_a_compass_bearing_on_a_map_calibrated_ground(velocity, bearing):
+    tracks = [person(7, 50, 50, vx=velocity[0], vy=velocity[1])]
+    found = direction_deg(a_match(), tracks, ground_in_map_coordinates().plane())
+    assert found == pytest.approx(bearing, abs=0.5) if bearing is not None else found is None
+    events, _ = match_messages("cam-1", a_match(), timeutil.utc_now(), None, 85, found)
+    assert on_wire(events[0], "event").attributes.get("direction_deg") == found
+
+
+def test_without_map_coordinates_the_direction_is_unknown():
+    tracks = [person(7, 50, 50, vy=-20.0)]
+    metres = GroundSection(
+        image=[(0, 0), (100, 0), (100, 100), (0, 100)], world=[(0, 10), (10, 10), (10, 0), (0, 0)]
+    )
+    assert direction_deg(a_match(), tracks, metres.plane()) is None
+    assert direction_deg(a_match(), tracks, None) is None
+    assert direction_deg(a_match(), [], ground_in_map_coordinates().plane()) is None  # the track has ended
+
+
+def test_a_direction_outside_the_compass_is_refused():
+    events, _ = match_messages("cam-1", a_match(), timeutil.utc_now(), None, 85, 12.0)
+    raw = events[0].model_dump(mode="json")
+    raw["attributes"]["direction_deg"] = 400.0
+    with pytest.raises(messages.InvalidMessage, match="compass bearing"):
+        messages.decode(topics.up("pavlodar", "cam-1", "event"), messages.json.dumps(raw).encode())
