@@ -79,6 +79,13 @@ def _fingerprint(data) -> str:
     return digest.hexdigest()
 
 
+def _due(last_expiry: str, data, now: datetime) -> bool:
+    """Whether the same watchlist must be sent again: what the camera holds lapses within
+    ``REISSUE_BEFORE`` and a new bundle would last longer (not when an entry's own expiry bounds both)."""
+    held_until = timeutil.from_wire(last_expiry)
+    return held_until - now < REISSUE_BEFORE and data.expires_at > held_until
+
+
 class WatchlistPusher:
     """``run_once`` is one round; central's service runs it every ``[watchlist] check_s``."""
 
@@ -101,9 +108,7 @@ class WatchlistPusher:
         done = []
         for device, site in targets.items():
             last_fingerprint, last_expiry = sent.get(device, (None, None))
-            if last_fingerprint == fingerprint and (
-                fingerprint == WIPED or timeutil.from_wire(last_expiry) - now > REISSUE_BEFORE
-            ):
+            if last_fingerprint == fingerprint and (fingerprint == WIPED or not _due(last_expiry, data, now)):
                 continue
             if fingerprint == WIPED:
                 self._wipe(db, device, site, "the watchlist is empty or lapsed")

@@ -156,3 +156,43 @@ def test_only_the_watchlist_key_signs_a_watchlist_and_it_signs_nothing_else(site
     refused = agent.watchlist.install(by_update_key.read_bytes())
     assert not refused.ok and "signature" in refused.message
     assert agent.faces.watchlist is None
+
+
+def test_the_bundle_is_sent_again_before_it_lapses_and_wiped_when_the_entries_expire(tmp_path):
+    """The schedule alone, on central's clock (no broker: what central would publish is recorded)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from kuzet.central.watchlist.push import WatchlistPusher
+    from kuzet.shared import messages
+
+    central = make_central(tmp_path)
+    sent = []
+    central.outbound.connect(lambda topic, payload, retain=False: sent.append((topic, payload, retain)))
+    db = central.db()
+    registry.register(db, registry.Registration(device_id="cam-1", kind="camera", site=SITE), "test")
+    registry.register(db, registry.Registration(device_id="cam-2", kind="camera", site=SITE), "test")
+    status = messages.Status(
+        device="cam-1", kind="camera", software_version="test", uptime_s=1, watchlist="none"
+    )
+    db.execute("UPDATE devices SET status = ? WHERE device_id = 'cam-1'", [messages.encode(status).decode()])
+    db.conn.commit()  # cam-2 reports no watchlist: its faces are off, and it is never sent one
+    enrol(db, "Person Four", 4)  # expires in 3 days
+    pusher, now = WatchlistPusher(central, Ed25519PrivateKey.generate()), timeutil.utc_now()
+
+    def pushed(at) -> list:
+        sent.clear()
+        pusher.run_once(at)
+        return [
+            (topic.split("/")[-3], messages.decode(topic, payload).bundle is not None, retain)
+            for topic, payload, retain in sent
+        ]
+
+    assert pushed(now) == [("cam-1", True, True)]
+    assert pushed(now + timedelta(hours=1)) == []  # nothing changed, not due
+    assert pushed(now + timedelta(hours=13)) == [("cam-1", True, True)]  # due: it would lapse within 12 h
+    # within a day of the entry's expiry the bundle lapses with it: not sent again and again meanwhile
+    assert pushed(now + timedelta(days=2, hours=12)) == [("cam-1", True, True)]
+    assert pushed(now + timedelta(days=2, hours=13)) == []
+    assert pushed(now + timedelta(days=5)) == [("cam-1", False, True)]  # every entry expired: a wipe
+    assert pushed(now + timedelta(days=5, hours=1)) == []
+    central.close()
