@@ -110,6 +110,8 @@ class WatchlistPusher:
             last_fingerprint, last_expiry = sent.get(device, (None, None))
             if last_fingerprint == fingerprint and (fingerprint == WIPED or not _due(last_expiry, data, now)):
                 continue
+            if fingerprint == WIPED and last_fingerprint is None:
+                continue  # never sent one: nothing to wipe
             if fingerprint == WIPED:
                 self._wipe(db, device, site, "the watchlist is empty or lapsed")
             else:
