@@ -6,6 +6,7 @@ a watchlist signed with central's watchlist key alone, and never through ``insta
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from datetime import timedelta
 
@@ -22,9 +23,13 @@ from kuzet.edge.camera.agent import CameraAgent
 from kuzet.edge.camera.config import load as load_camera
 from kuzet.models import store
 from kuzet.provisioning import signing
+from kuzet.provisioning.bundle import write_folder
+from kuzet.provisioning.device import provision_device
 from kuzet.provisioning.site import SitePaths, load_settings
 from kuzet.provisioning.site_init import central_mqtt_section
-from kuzet.shared import timeutil
+from kuzet.shared import timeutil, topics
+from kuzet.shared.config import MqttSection
+from kuzet.shared.mqtt import Link
 
 pytest.importorskip("dlib", reason="the 'faces' extra is not installed")
 pytestmark = pytest.mark.slow
@@ -104,8 +109,26 @@ def audited(db, action: str, device: str) -> int:
     ).fetchone()[0]
 
 
+class eavesdropper:
+    """A second device of the site, with its own certificate, subscribing to the camera's watchlist topic."""
+
+    def __init__(self, paths, camera: str):
+        folder = write_folder(
+            provision_device(paths, load_settings(paths.root), "camera", "other")[1], paths.root / "other"
+        )
+        section = MqttSection(
+            url=central_mqtt_section(paths, load_settings(paths.root))["url"],
+            tls={"ca": folder / "ca.crt", "cert": folder / "device.crt", "key": folder / "device.key"},
+        )
+        self.received: list = []
+        self.link = Link(section, json.loads((folder / "device.json").read_text())["device_id"]).start()
+        self.link.subscribe(
+            topics.device_down(SITE, camera), lambda topic, payload: self.received.append(topic)
+        )
+
+
 def test_central_pushes_changes_and_wipes_without_anyone(site):
-    central, agent, device, _ = site
+    central, agent, device, paths = site
     db = central.db()
     sealed = agent.storage / "watchlist.sealed"
     wait_for(lambda: agent.status().watchlist == "none", what="the camera saying it has no watchlist")
@@ -116,8 +139,12 @@ def test_central_pushes_changes_and_wipes_without_anyone(site):
     assert sealed.exists() and first.encode() not in sealed.read_bytes()
     assert audited(db, "watchlist.pushed", device.device_id) >= 1
 
+    overheard = eavesdropper(paths, device.device_id)  # another device of the site, after the camera's topic
     entries.remove(db, "supervisor", first, "found")
     wait_for(lambda: held(agent) == (second,), timeout_s=30, what="the next bundle without the removed entry")
+    assert overheard.link.connected.is_set()  # it is in: the broker refuses it the topic, not the connection
+    assert overheard.received == []  # the broker's ACL: neither the retained bundle nor the new one
+    overheard.link.stop()
 
     entries.remove(db, "supervisor", second, "closed")  # nothing left to look for: a wipe
     wait_for(lambda: not sealed.exists(), timeout_s=30, what="the sealed copy deleted")
