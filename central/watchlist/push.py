@@ -24,9 +24,11 @@ from pathlib import Path
 
 import sqlite_utils
 
+from kuzet.central import alerts
 from kuzet.central.auth import audit
 from kuzet.central.context import Central
 from kuzet.central.watchlist import bundle, schema
+from kuzet.central.watchlist.i18n_stub import _
 from kuzet.shared import messages, timeutil, topics
 from kuzet.shared.messages import WatchlistPush
 
@@ -36,7 +38,8 @@ ACTOR = "central"
 WIPED = "wiped"  # the fingerprint recorded for a camera sent a wipe
 # Sent again when what a camera holds lapses within this: twice a day for the 24-hour bundle.
 REISSUE_BEFORE = bundle.VALIDITY / 2
-TABLE = "watchlist_pushes"
+TABLE = "watchlist_pushes"  # central/watchlist/schema.py
+TOO_LARGE = "watchlist_too_large"  # the alert's condition
 
 
 class WatchlistKeyError(RuntimeError):
@@ -54,13 +57,6 @@ def load_signing_key(path: Path):
     if not isinstance(key, Ed25519PrivateKey):
         raise WatchlistKeyError(f"the watchlist signing key {path} is not an Ed25519 key")
     return key
-
-
-def _ensure_table(db: sqlite_utils.Database) -> None:
-    db.execute(
-        f"CREATE TABLE IF NOT EXISTS {TABLE} (device_id TEXT PRIMARY KEY, site TEXT NOT NULL,"
-        " fingerprint TEXT NOT NULL, version TEXT, expires_at TEXT, pushed_at TEXT NOT NULL)"
-    )
 
 
 def _faces_cameras(db: sqlite_utils.Database) -> dict[str, str]:
@@ -97,7 +93,6 @@ class WatchlistPusher:
         now = now or timeutil.utc_now()
         db = self.central.db()
         schema.ensure(db)
-        _ensure_table(db)
         sent = {
             row[0]: row[1:] for row in db.execute(f"SELECT device_id, fingerprint, expires_at FROM {TABLE}")
         }
@@ -117,7 +112,8 @@ class WatchlistPusher:
             else:
                 if "bundle" not in payload_of:
                     payload_of["bundle"] = bundle.bundle_bytes(data, self.private_key)
-                self._push(db, device, site, data, fingerprint, payload_of["bundle"])
+                if not self._push(db, device, site, data, fingerprint, payload_of["bundle"]):
+                    continue
             done.append(device)
         # Cameras sent a watchlist that should no longer hold one: revoked, faces off, gone from the registry.
         for device, site in db.execute(
@@ -130,19 +126,22 @@ class WatchlistPusher:
                 done.append(device)
         return done
 
-    def _push(self, db, device: str, site: str, data, fingerprint: str, signed: bytes) -> None:
+    def _push(self, db, device: str, site: str, data, fingerprint: str, signed: bytes) -> bool:
         message = WatchlistPush(device=device, bundle=base64.b64encode(signed).decode("ascii"))
         payload = messages.encode(message)
         limit = messages.MAX_PAYLOAD_BYTES["watchlist"]
         if len(payload) > limit:
-            # Too many embeddings for one message: the cameras keep what they have until it lapses.
-            log.error(
-                "the watchlist (%d rows) is %d bytes, over %d: not sent",
-                len(data.entry_ids),
-                len(payload),
-                limit,
+            # Too many embeddings for one message: the cameras keep what they hold until it lapses, and the
+            # operators are told (one open alert per camera, counted on every try).
+            message = _(
+                "The watchlist (%(rows)d photos) is too large to send to this camera; it keeps the one it holds "
+                "until that lapses. Remove entries or photos.",
+                rows=len(data.entry_ids),
             )
-            return
+            row = alerts.raise_for_device(db, "warning", message, device, TOO_LARGE)
+            db.conn.commit()
+            self.central.hub.publish("alert", row)
+            return False
         self.central.publish(topics.down(site, device, "watchlist"), payload, retain=True)
         self._record(db, device, site, fingerprint, data.version, timeutil.to_wire(data.expires_at))
         audit.append(
@@ -152,6 +151,7 @@ class WatchlistPusher:
             f"device:{device}",
             {"version": data.version, "entries": len(set(data.entry_ids)), "rows": len(data.entry_ids)},
         )
+        return True
 
     def _wipe(self, db, device: str, site: str, reason: str) -> None:
         payload = messages.encode(WatchlistPush(device=device, bundle=None, reason=reason))

@@ -44,6 +44,14 @@ DDL = [
         decided_by TEXT NOT NULL,
         decided_at TEXT NOT NULL,
         dispatch TEXT)""",
+    # What central last sent each camera (central/watchlist/push.py): the watchlist's fingerprint, or 'wiped'.
+    """CREATE TABLE IF NOT EXISTS watchlist_pushes (
+        device_id TEXT PRIMARY KEY,
+        site TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        version TEXT,
+        expires_at TEXT,
+        pushed_at TEXT NOT NULL)""",
 ]
 
 

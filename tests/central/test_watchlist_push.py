@@ -185,11 +185,8 @@ def test_only_the_watchlist_key_signs_a_watchlist_and_it_signs_nothing_else(site
     assert agent.faces.watchlist is None
 
 
-def test_the_bundle_is_sent_again_before_it_lapses_and_wiped_when_the_entries_expire(tmp_path):
-    """The schedule alone, on central's clock (no broker: what central would publish is recorded)."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from kuzet.central.watchlist.push import WatchlistPusher
+def without_broker(tmp_path):
+    """Central with a faces camera (cam-1) and one with faces off (cam-2), and what it would publish."""
     from kuzet.shared import messages
 
     central = make_central(tmp_path)
@@ -202,8 +199,19 @@ def test_the_bundle_is_sent_again_before_it_lapses_and_wiped_when_the_entries_ex
         device="cam-1", kind="camera", software_version="test", uptime_s=1, watchlist="none"
     )
     db.execute("UPDATE devices SET status = ? WHERE device_id = 'cam-1'", [messages.encode(status).decode()])
-    db.conn.commit()  # cam-2 reports no watchlist: its faces are off, and it is never sent one
-    enrol(db, "Person Four", 4)  # expires in 3 days
+    db.conn.commit()
+    return central, sent
+
+
+def test_the_bundle_is_sent_again_before_it_lapses_and_wiped_when_the_entries_expire(tmp_path):
+    """The schedule alone, on central's clock (no broker: what central would publish is recorded)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from kuzet.central.watchlist.push import WatchlistPusher
+    from kuzet.shared import messages
+
+    central, sent = without_broker(tmp_path)
+    enrol(central.db(), "Person Four", 4)  # expires in 3 days
     pusher, now = WatchlistPusher(central, Ed25519PrivateKey.generate()), timeutil.utc_now()
 
     def pushed(at) -> list:
@@ -214,7 +222,7 @@ def test_the_bundle_is_sent_again_before_it_lapses_and_wiped_when_the_entries_ex
             for topic, payload, retain in sent
         ]
 
-    assert pushed(now) == [("cam-1", True, True)]
+    assert pushed(now) == [("cam-1", True, True)]  # cam-2 reports no watchlist: faces off, never sent one
     assert pushed(now + timedelta(hours=1)) == []  # nothing changed, not due
     assert pushed(now + timedelta(hours=13)) == [("cam-1", True, True)]  # due: it would lapse within 12 h
     # within a day of the entry's expiry the bundle lapses with it: not sent again and again meanwhile
@@ -222,4 +230,21 @@ def test_the_bundle_is_sent_again_before_it_lapses_and_wiped_when_the_entries_ex
     assert pushed(now + timedelta(days=2, hours=13)) == []
     assert pushed(now + timedelta(days=5)) == [("cam-1", False, True)]  # every entry expired: a wipe
     assert pushed(now + timedelta(days=5, hours=1)) == []
+    central.close()
+
+
+def test_a_watchlist_too_large_for_a_message_is_not_sent_and_the_operators_are_told(tmp_path, monkeypatch):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from kuzet.central import alerts
+    from kuzet.central.watchlist.push import WatchlistPusher
+    from kuzet.shared import messages
+
+    central, sent = without_broker(tmp_path)
+    enrol(central.db(), "Person Five", 5)
+    monkeypatch.setitem(messages.MAX_PAYLOAD_BYTES, "watchlist", 1024)
+    pusher = WatchlistPusher(central, Ed25519PrivateKey.generate())
+    assert pusher.run_once() == [] and pusher.run_once() == [] and sent == []
+    [alert] = alerts.listing(central.db())
+    assert alert["device"] == "cam-1" and "too large" in alert["message"] and alert["count"] == 2
     central.close()
