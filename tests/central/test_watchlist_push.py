@@ -103,6 +103,12 @@ def held(agent) -> tuple[str, ...]:
     return tuple(sorted(set(watchlist.entry_ids))) if watchlist is not None else ()
 
 
+def reported(db, device: str) -> str | None:
+    """What the camera's last heartbeat at central says of its watchlist."""
+    row = db.execute("SELECT json_extract(status, '$.watchlist') FROM devices WHERE device_id = ?", [device])
+    return row.fetchone()[0]
+
+
 def audited(db, action: str, device: str) -> int:
     return db.execute(
         "SELECT COUNT(*) FROM audit WHERE action = ? AND target = ?", [action, f"device:{device}"]
@@ -136,6 +142,7 @@ def test_central_pushes_changes_and_wipes_without_anyone(site):
     first, second = enrol(db, "Person One", 1), enrol(db, "Person Two", 2)
     wait_for(lambda: agent.status().watchlist == "current", timeout_s=30, what="the watchlist pushed")
     wait_for(lambda: held(agent) == tuple(sorted((first, second))), what="both entries on the camera")
+    wait_for(lambda: reported(db, device.device_id) == "current", what="central told so by the heartbeat")
     assert sealed.exists() and first.encode() not in sealed.read_bytes()
     assert audited(db, "watchlist.pushed", device.device_id) >= 1
 
@@ -149,6 +156,7 @@ def test_central_pushes_changes_and_wipes_without_anyone(site):
     entries.remove(db, "supervisor", second, "closed")  # nothing left to look for: a wipe
     wait_for(lambda: not sealed.exists(), timeout_s=30, what="the sealed copy deleted")
     assert agent.status().watchlist == "none"
+    wait_for(lambda: reported(db, device.device_id) == "none", what="central told the camera holds none")
     assert audited(db, "watchlist.wiped", device.device_id) == 1
 
 
