@@ -95,8 +95,8 @@ class WatchlistKeeper:
         return "none"
 
     def wipe(self) -> None:
+        self.watch.set_watchlist(None)  # out of use first, then off the disk
         self.vault.wipe()
-        self.watch.set_watchlist(None)
 
 
 def keeper_for(

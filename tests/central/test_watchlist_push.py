@@ -127,36 +127,49 @@ class eavesdropper:
             tls={"ca": folder / "ca.crt", "cert": folder / "device.crt", "key": folder / "device.key"},
         )
         self.received: list = []
-        self.link = Link(section, json.loads((folder / "device.json").read_text())["device_id"]).start()
+        self.link = Link(section, json.loads((folder / "device.json").read_text())["device_id"])
         self.link.subscribe(
             topics.device_down(SITE, camera), lambda topic, payload: self.received.append(topic)
         )
+        self.link.start()
+        wait_for(self.link.connected.is_set, timeout_s=60, what="the other device connected")
 
 
 def test_central_pushes_changes_and_wipes_without_anyone(site):
     central, agent, device, paths = site
     db = central.db()
     sealed = agent.storage / "watchlist.sealed"
-    wait_for(lambda: agent.status().watchlist == "none", what="the camera saying it has no watchlist")
+    wait_for(lambda: agent.status().watchlist == "none", timeout_s=60, what="the camera: no watchlist")
 
     first, second = enrol(db, "Person One", 1), enrol(db, "Person Two", 2)
-    wait_for(lambda: agent.status().watchlist == "current", timeout_s=30, what="the watchlist pushed")
-    wait_for(lambda: held(agent) == tuple(sorted((first, second))), what="both entries on the camera")
-    wait_for(lambda: reported(db, device.device_id) == "current", what="central told so by the heartbeat")
+    wait_for(lambda: agent.status().watchlist == "current", timeout_s=60, what="the watchlist pushed")
+    wait_for(
+        lambda: held(agent) == tuple(sorted((first, second))), timeout_s=60, what="both entries on the camera"
+    )
+    wait_for(
+        lambda: reported(db, device.device_id) == "current",
+        timeout_s=60,
+        what="central told so by the heartbeat",
+    )
     assert sealed.exists() and first.encode() not in sealed.read_bytes()
-    assert audited(db, "watchlist.pushed", device.device_id) >= 1
+    wait_for(lambda: audited(db, "watchlist.pushed", device.device_id), what="the push audited")
 
     overheard = eavesdropper(paths, device.device_id)  # another device of the site, after the camera's topic
     entries.remove(db, "supervisor", first, "found")
-    wait_for(lambda: held(agent) == (second,), timeout_s=30, what="the next bundle without the removed entry")
-    assert overheard.link.connected.is_set()  # it is in: the broker refuses it the topic, not the connection
+    wait_for(lambda: held(agent) == (second,), timeout_s=60, what="the next bundle without the removed entry")
+    assert overheard.link.connected.is_set()  # still in: the broker refuses it the topic, not the connection
     assert overheard.received == []  # the broker's ACL: neither the retained bundle nor the new one
     overheard.link.stop()
 
     entries.remove(db, "supervisor", second, "closed")  # nothing left to look for: a wipe
-    wait_for(lambda: not sealed.exists(), timeout_s=30, what="the sealed copy deleted")
+    wait_for(lambda: not sealed.exists(), timeout_s=60, what="the sealed copy deleted")
     assert agent.status().watchlist == "none"
-    wait_for(lambda: reported(db, device.device_id) == "none", what="central told the camera holds none")
+    wait_for(
+        lambda: reported(db, device.device_id) == "none",
+        timeout_s=60,
+        what="central told the camera holds none",
+    )
+    wait_for(lambda: audited(db, "watchlist.wiped", device.device_id), what="the wipe audited")
     assert audited(db, "watchlist.wiped", device.device_id) == 1
 
 
@@ -165,11 +178,11 @@ def test_a_revoked_camera_is_wiped_at_once(site):
     db = central.db()
     sealed = agent.storage / "watchlist.sealed"
     enrol(db, "Person Three", 3)
-    wait_for(lambda: agent.status().watchlist == "current", timeout_s=30, what="the watchlist pushed")
+    wait_for(lambda: agent.status().watchlist == "current", timeout_s=60, what="the watchlist pushed")
     assert sealed.exists()
 
     registry.revoke(db, device.device_id, "admin", "stolen")
-    wait_for(lambda: not sealed.exists(), timeout_s=30, what="the revoked camera's sealed copy deleted")
+    wait_for(lambda: not sealed.exists(), timeout_s=60, what="the revoked camera's sealed copy deleted")
     assert agent.faces.watchlist is None and agent.status().watchlist == "none"
 
 
