@@ -85,7 +85,7 @@ def test_a_broker_replaced_after_a_crash_loses_nothing_the_device_delivered(
         # Central comes back later than the device (its back-off had grown): what the device delivers to the
         # new broker before central subscribes there is acknowledged and dropped, as are the messages the
         # killed broker held for central.
-        ingest._link.client.reconnect_delay_set(min_delay=12, max_delay=12)
+        ingest._links.links[0].client.reconnect_delay_set(min_delay=12, max_delay=12)
         broker.process.kill()
         broker.process.wait()
         time.sleep(3)
@@ -115,7 +115,7 @@ def test_a_broker_replaced_after_a_crash_loses_nothing_the_device_delivered(
             missing = delivered - set(stored)
             assert not missing, f"{len(missing)} of {len(delivered)} delivered events never stored"
         assert len(stored) == len(set(stored)), "an event message stored twice"
-        assert ingest.session.lost == 1
+        assert ingest.sessions[0].lost == 1
         assert runtime.publisher.stats["redelivered"] > 0
     finally:
         producer.stop()
@@ -126,6 +126,7 @@ def test_a_broker_replaced_after_a_crash_loses_nothing_the_device_delivered(
 
 class FakeLink:
     client_id = "central-test"
+    url = "mqtt://127.0.0.1:1883"
 
     def __init__(self):
         self.on_connect = []
