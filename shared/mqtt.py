@@ -93,6 +93,13 @@ class Link:
         self._persistent = persistent_session
         # Called on paho's thread after each connection with the broker's ``session_present`` (quick only).
         self.on_connect: list[Callable[[bool], None]] = []
+        # Called on paho's thread once connected to another broker after losing one, with the URL left and the
+        # time.time() it was lost: what it acknowledged shortly before may never reach central (quick only).
+        self.on_failover: list[Callable[[str, float], None]] = []
+        self.lost_at: float | None = (
+            None  # time.time() the connection last dropped without a clean DISCONNECT
+        )
+        self._failed_over_from: tuple[str, float] | None = None
         self._v5 = settings.protocol == "5"
         self._manual_ack = manual_ack
         self.client = client_class(
@@ -252,6 +259,8 @@ class Link:
         before = self.choice.index
         url = self.choice.connecting()
         if self.choice.index != before:
+            if self.lost_at is not None:  # it had been connected there: it may have lost what it accepted
+                self._failed_over_from = (self.choice.urls[before], self.lost_at)
             log.warning(
                 "MQTT: %s unreachable for %.0f s; trying %s",
                 self.choice.urls[before],
@@ -282,6 +291,10 @@ class Link:
             self.subscribed.set()
         for hook in self.on_connect:
             hook(bool(flags.session_present))
+        moved, self._failed_over_from = self._failed_over_from, None
+        if moved is not None:
+            for hook in self.on_failover:
+                hook(*moved)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         refused = [code for code in reason_codes if code.is_failure]
@@ -299,6 +312,7 @@ class Link:
         self.subscribed.clear()
         self.choice.lost()
         if reason_code.value != 0:
+            self.lost_at = self.changed_at
             log.warning("MQTT: lost %s (%s); reconnecting", self.url, reason_code)
 
     def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:

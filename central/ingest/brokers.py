@@ -21,6 +21,7 @@ from kuzet.central.ingest.runtime import wire_time
 from kuzet.shared.config import MqttSection
 from kuzet.shared.mqtt import Link
 
+RECONNECT_MAX_S = 5
 # handler(topic, payload, message, broker): broker is the index in [mqtt] brokers it arrived from
 Handler = Callable[[str, bytes, object, int], None]
 
@@ -39,6 +40,11 @@ class BrokerLinks:
             )
             for url in settings.brokers
         ]
+        if len(self.links) > 1:
+            # A restarted primary must have central's subscription back before devices return to it
+            # ([mqtt] return_to_primary_s): retry it often rather than after paho's backoff of up to 30 s.
+            for link in self.links:
+                link.client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_S)
         self.subscribed = AllSet([link.subscribed for link in self.links])
         # time.time() of the last commit of a message from each broker (BrokerSession's ``stored_at``)
         self.last_commit: list[float | None] = [None] * len(self.links)
@@ -72,9 +78,12 @@ class BrokerLinks:
             link.stop()
 
     def publish(self, topic: str, payload: bytes) -> None:
-        """To a device (``kuzet/v1/<site>/<device>/down/...``) through the broker it was last heard on."""
+        """To a device (``kuzet/v1/<site>/<device>/down/...``) through the broker it was last heard on, or
+        through every broker when that is not known or central is not connected to it now."""
         parts = topic.split("/", 4)
         broker = self._last_heard.get(parts[3]) if len(parts) > 3 else None
+        if broker is not None and not self.links[broker].connected.is_set():
+            broker = None
         for index, link in enumerate(self.links):
             if broker is None or broker == index:
                 link.publish(topic, payload)
