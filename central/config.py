@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from kuzet.central.ingest.config import IngestSection
 from kuzet.central.routing.config import RoutingSection
 from kuzet.shared import config
-from kuzet.shared.config import MqttSection, Name, Section
+from kuzet.shared.config import KeyProblem, MqttSection, Name, Section
 
 
 class CentralSection(Section):
@@ -65,6 +65,19 @@ class CentralConfig(Section):
     ingest: IngestSection = IngestSection()
     map: MapSection = MapSection()
     routing: RoutingSection = RoutingSection()
+
+    @model_validator(mode="after")
+    def _shared_subscriptions_need_mqtt_5(self) -> CentralConfig:
+        # MQTT 5 defines shared subscriptions, and its CONNACK says whether the broker has them. Under 3.1.1 a
+        # broker without them (NATS's MQTT listener, docs/brokers.md) accepts "$share/..." and delivers
+        # nothing to it: ingest would store nothing and say nothing.
+        if self.ingest.share_group and self.mqtt.protocol != "5":
+            raise KeyProblem(
+                ("ingest", "share_group"),
+                'shared subscriptions need [mqtt] protocol = "5" and a broker that has them (Mosquitto, EMQX, '
+                "HiveMQ, VerneMQ; not NATS's MQTT listener): remove share_group or change the protocol",
+            )
+        return self
 
 
 def load(path: str | Path | None) -> CentralConfig:

@@ -273,8 +273,17 @@ class Link:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.error("MQTT: %s refused the connection: %s", self.url, reason_code)
+            log.error("MQTT: %s refused the connection: %s%s", self.url, reason_code, _hint(reason_code))
             return
+        if self._v5 and getattr(properties, "SharedSubscriptionAvailable", 1) == 0:
+            for topic_filter, _, _ in self._handlers:
+                if topic_filter.startswith("$share/"):
+                    log.error(
+                        "MQTT: %s has no shared subscriptions; %s will receive nothing: use a broker that has "
+                        "them or do without [ingest] share_group",
+                        self.url,
+                        topic_filter,
+                    )
         sock = client.socket()
         if sock is not None and hasattr(sock, "setsockopt"):
             # Neither paho nor Mosquitto disables Nagle: without this, latency at a steady rate is 10-25 ms.
@@ -330,6 +339,16 @@ class Link:
                     log.exception("MQTT: handler for %s failed on %s", topic_filter, msg.topic)
         if self._manual_ack and not taken and msg.qos:
             client.ack(msg.mid, msg.qos)  # nobody will: the broker would hold it in flight for ever
+
+
+def _hint(reason_code) -> str:
+    """What a technician can do about a refused connection, where Kuzet knows."""
+    if reason_code.value == 0x84 or str(reason_code) == "Unsupported protocol version":
+        return (
+            " (the broker does not speak this MQTT version; NATS's MQTT listener, for one, has only 3.1.1: set"
+            ' [mqtt] protocol = "3.1.1")'
+        )
+    return ""
 
 
 def topic_matcher(topic_filter: str) -> Callable[[str], bool]:

@@ -38,8 +38,11 @@ class Centre:
     """Central over a real broker, started as ``kuzet central run`` starts it (``start_parts``: ingest,
     routing, device commands, retention), without its web page."""
 
-    def __init__(self, tmp_path: Path, url: str | list[str], **routing):
-        self.central = make_central(tmp_path, url, routing=routing)
+    def __init__(self, tmp_path: Path, url: str | list[str], protocol: str = "5", **routing):
+        brokers = [url] if isinstance(url, str) else url
+        self.central = make_central(
+            tmp_path, mqtt={"brokers": brokers, "protocol": protocol}, routing=routing
+        )
         self.live = self.central.hub.subscribe()  # everything published for the page, in order
         self.published: list = []
         self._running = contextlib.ExitStack()
@@ -165,9 +168,9 @@ def badge_process(tmp_path: Path, url: str, device: str, at: tuple[float, float]
 class Camera:
     """A street camera raising events over MQTT, as an edge agent would."""
 
-    def __init__(self, url: str, device: str = "cam-1"):
+    def __init__(self, url: str, device: str = "cam-1", protocol: str = "5"):
         self.device = device
-        self.link = Link(MqttSection(url=url), f"{device}-test").start()
+        self.link = Link(MqttSection(url=url, protocol=protocol), f"{device}-test").start()
 
     def event(
         self, at: tuple[float, float] | None, event_type: str = "loitering", severity: str = "high", **fields
