@@ -301,6 +301,7 @@ class Link:
         for hook in self.on_connect:
             hook(bool(flags.session_present))
         moved, self._failed_over_from = self._failed_over_from, None
+        self.lost_at = None  # a later move needs a later loss
         if moved is not None:
             for hook in self.on_failover:
                 hook(*moved)

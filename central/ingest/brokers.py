@@ -49,6 +49,7 @@ class BrokerLinks:
         # time.time() of the last commit of a message from each broker (BrokerSession's ``stored_at``)
         self.last_commit: list[float | None] = [None] * len(self.links)
         self._last_heard: dict[str, int] = {}  # device id -> broker index; written on paho's threads
+        self.stale_retained = 0  # retained messages dropped: from a broker their device had left
 
     def subscribe(self, topic_filter: str, handler: Handler) -> None:
         for index, link in enumerate(self.links):
@@ -60,8 +61,16 @@ class BrokerLinks:
 
         def received(topic: str, payload: bytes, message) -> None:
             parts = topic.split("/", 4)  # kuzet/v1/<site>/<device>/up/...
-            if len(parts) > 3:
-                self._last_heard[parts[3]] = index
+            device = parts[3] if len(parts) > 3 else ""
+            if not message.retain:
+                self._last_heard[device] = index
+            elif self._last_heard.get(device, index) != index:
+                # A retained message (a device's availability) is the broker's memory, sent again on every
+                # subscribe: from a broker the device has since left for another, it is stale.
+                if message.qos:
+                    self.links[index].client.ack_many([(message.mid, self.connection(index))])
+                self.stale_retained += 1
+                return
             handler(topic, payload, message, index)
 
         return received
