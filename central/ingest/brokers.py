@@ -111,27 +111,28 @@ class BrokerLinks:
             self.last_commit[broker] = now
             self.links[broker].client.ack_many(received)
 
-    def health(self) -> tuple[list[str], dict]:
-        """Problems for /healthz (one per broker that is down or has not taken the subscription), and the
-        state of each link."""
-        problems, brokers = [], []
-        for link in self.links:
-            connected, subscribed = link.connected.is_set(), link.subscribed.is_set()
-            if not connected:
-                problems.append(f"not connected to the MQTT broker at {link.url}")
-            elif not subscribed:
-                problems.append(f"connected to {link.url}, but it has not acknowledged the subscription")
-            since = wire_time(link.changed_at) if link.changed_at else None
-            brokers.append(
-                {"url": link.url, "connected": connected, "subscribed": subscribed, "since": since}
-            )
-        state = {
-            "connected": all(b["connected"] for b in brokers),
-            "subscribed": self.subscribed.is_set(),
-            "since": max((b["since"] for b in brokers if b["since"]), default=None),
-            "brokers": brokers,
-        }
-        return problems, state
+
+def broker_health(links: list[Link], settings: MqttSection) -> tuple[list[str], dict]:
+    """Problems for /healthz (one per broker that is down or has not taken the subscription) and the state of
+    each of ``links``; before ingest has started (no links), every broker of ``settings`` is down."""
+    problems, brokers = [], []
+    for index, url in enumerate(settings.brokers):
+        link = links[index] if links else None
+        connected = link is not None and link.connected.is_set()
+        subscribed = link is not None and link.subscribed.is_set()
+        if not connected:
+            problems.append(f"not connected to the MQTT broker at {url}")
+        elif not subscribed:
+            problems.append(f"connected to {url}, but it has not acknowledged the subscription")
+        since = wire_time(link.changed_at) if link is not None and link.changed_at else None
+        brokers.append({"url": url, "connected": connected, "subscribed": subscribed, "since": since})
+    state = {
+        "connected": all(b["connected"] for b in brokers),
+        "subscribed": all(b["subscribed"] for b in brokers),
+        "since": max((b["since"] for b in brokers if b["since"]), default=None),
+        "brokers": brokers,
+    }
+    return problems, state
 
 
 class AllSet:

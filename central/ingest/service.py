@@ -29,7 +29,7 @@ from collections.abc import Callable
 from kuzet.central.context import Central
 from kuzet.central.ingest import authority, media_retry
 from kuzet.central.ingest.batch import Incoming, Letter, Outcome, Refusal, Valid
-from kuzet.central.ingest.brokers import BrokerLinks
+from kuzet.central.ingest.brokers import BrokerLinks, broker_health
 from kuzet.central.ingest.clips import ClipAssembler, ClipRejected, spool_limits
 from kuzet.central.ingest.metrics import Counters, Histograms
 from kuzet.central.ingest.runtime import restore_garbage_collector, tune_garbage_collector, wire_time
@@ -100,7 +100,9 @@ class IngestService:
     def health(self) -> dict:
         """Whether ingest can do its job, for /healthz: ``problems`` is empty when it can."""
         now = time.time()
-        mqtt_problems, mqtt = self._links.health() if self._links else (["ingest has not started"], {})
+        mqtt_problems, mqtt = broker_health(
+            self._links.links if self._links else [], self.central.config.mqtt
+        )
         writer_alive = self._writer is not None and self._writer.is_alive()
         depth, queue_max = self.queue_depth, self.settings.queue_max
         last_progress = self.last_commit_at or self.started_at or now
