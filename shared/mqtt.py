@@ -96,9 +96,8 @@ class Link:
         # Called on paho's thread once connected to another broker after losing one, with the URL left and the
         # time.time() it was lost: what it acknowledged shortly before may never reach central (quick only).
         self.on_failover: list[Callable[[str, float], None]] = []
-        self.lost_at: float | None = (
-            None  # time.time() the connection last dropped without a clean DISCONNECT
-        )
+        # time.time() the connection last dropped without a clean DISCONNECT (None again once connected)
+        self.lost_at: float | None = None
         self._failed_over_from: tuple[str, float] | None = None
         self._v5 = settings.protocol == "5"
         self._manual_ack = manual_ack
