@@ -33,6 +33,10 @@ def listener(url: str) -> tuple[Link, queue.Queue]:
     return link.start(), heard
 
 
+def stored(central, event_id: str) -> int:
+    return central.db()["events"].count_where("event_id = ?", [event_id])
+
+
 def test_stored_from_both_and_sent_through_the_broker_last_heard_on(tmp_path, brokers):
     primary, standby = brokers
     central = make_central(tmp_path, [primary.url, standby.url])
@@ -41,13 +45,12 @@ def test_stored_from_both_and_sent_through_the_broker_last_heard_on(tmp_path, br
     on_standby, heard_on_standby = listener(standby.url)
     devices = [Link(MqttSection(url=b.url), f"{DEVICE}-{n}").start() for n, b in enumerate(brokers)]
     try:
-        ids = []
-        for link in devices:  # on the primary, then on the standby
+        for link in devices:  # on the primary, then (once stored) on the standby: heard last there
             message = event(DEVICE, new_id(), 0)
             link.publish(up(DEVICE, "event"), messages.encode(message)).wait_for_publish(5)
-            ids.append(message.event_id)
-        stored = lambda: [central.db()["events"].count_where("event_id = ?", [i]) for i in ids]  # noqa: E731
-        wait_for(lambda: stored() == [1, 1], 10, "both stored")
+            wait_for(
+                lambda m=message: stored(central, m.event_id), 10, f"the event sent to {link.url} stored"
+            )
 
         # Last heard on the standby: a command goes there only.
         central.publish(topics.down(SITE, DEVICE, "command"), b"{}")
