@@ -14,7 +14,9 @@ precision, recall, duplicates (share of reference events reported as more than o
 events_per_camera_hour; ``without_lifecycle`` is the same pipeline run with every raw condition an event (no
 grace, cool-down, re-identification or crowd hysteresis), scored against the same reference.
 Without --gt it reports events and events per camera-hour only. Frame k of the video is frame k+1 of the MOT
-file.
+file. The rules run on the camera's frames as it would (littering needs the pictures); where a rule uses the
+static-foreground model, ``static_foreground`` says what that model cost in CPU per sample and per frame. Every
+rule in the file is listed, those that raised nothing too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import tomllib
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -37,6 +40,7 @@ from kuzet.edge.events.engine import EventEngine  # noqa: E402
 from kuzet.edge.vision.config import DetectorSection, MotionSection, SourceSection, TrackerSection  # noqa: E402
 from kuzet.edge.vision.pipeline import VisionPipeline  # noqa: E402
 from kuzet.edge.vision.sources import open_source  # noqa: E402
+from kuzet.edge.vision.static import StaticForeground  # noqa: E402
 from kuzet.edge.vision.tracker import iou_matrix  # noqa: E402
 from kuzet.edge.vision.types import Frame, FrameResult, Track  # noqa: E402
 
@@ -73,21 +77,49 @@ def video_info(video: Path) -> tuple[float, int, int]:
 
 
 def pipeline_results(video: Path, max_frames: int | None = None) -> list[FrameResult]:
-    """The camera pipeline's results, frame by frame; images dropped (the rules need only the frame size)."""
+    """The camera pipeline's results, frame by frame; images dropped (the track rules need only the frame
+    size)."""
+    return camera_run(video, None, max_frames)[0]
+
+
+def camera_run(video: Path, rules_file, max_frames: int | None = None):
+    """The camera as it runs: the pipeline, and the rules fed each frame with its image (littering needs the
+    pictures), with and without the lifecycle. Returns the results (images dropped), the incidents of each
+    engine ({True: with the lifecycle, False: without}) and what the static-foreground model cost."""
     detector_section = DetectorSection(threads=1)
     pipeline = VisionPipeline.from_config(MotionSection(), detector_section, TrackerSection())
     source = open_source(SourceSection(kind="file", uri=str(video)))
+    recorders = {lc: Recorder(rules_file, lc) for lc in (True, False)} if rules_file else {}
+    # Timed on its own (the engines' models do the same work): CPU per sample and per frame.
+    static = StaticForeground() if any(r.engine.static for r in recorders.values()) else None
+    static_s, samples, last = 0.0, 0, None
     out: list[FrameResult] = []
     blank = None
     for frame in source:
         if max_frames is not None and len(out) >= max_frames:
             break
         result = pipeline.process(frame)
+        for recorder in recorders.values():
+            recorder.feed(result)
+        if static is not None:
+            started = time.process_time()
+            regions = static.feed(frame)
+            static_s += time.process_time() - started
+            samples += regions is not last
+            last = regions
         if blank is None:
             blank = np.zeros_like(frame.image)
         out.append(FrameResult(Frame(blank, frame.index, frame.ts), result.tracks, [], 0.0, 0.0))
     source.close()
-    return out
+    found = {lc: recorder.finish() for lc, recorder in recorders.items()}
+    cost = None
+    if static is not None and out:
+        cost = {
+            "samples": samples,
+            "cpu_ms_per_sample": round(1000 * static_s / max(samples, 1), 2),
+            "cpu_ms_per_frame": round(1000 * static_s / len(out), 2),
+        }
+    return out, found, cost
 
 
 def truth_results(gt: Path, fps: float, size: tuple[int, int], frames: int) -> list[FrameResult]:
@@ -114,27 +146,41 @@ def truth_results(gt: Path, fps: float, size: tuple[int, int], frames: int) -> l
     return out
 
 
-def incidents(results: list[FrameResult], rules_file, lifecycle: bool = True) -> list[Incident]:
-    zones, lines, rules = rules_file
-    now = [EPOCH]
-    engine = EventEngine("bench", zones, lines, rules, clock=lambda: now[0], lifecycle=lifecycle)
-    found: dict[str, Incident] = {}
+class Recorder:
+    """An engine fed frame by frame, collecting its events as incidents (time in seconds into the video)."""
 
-    def take(changes):
+    def __init__(self, rules_file, lifecycle: bool = True):
+        zones, lines, rules = rules_file
+        self.now = EPOCH
+        self.engine = EventEngine("bench", zones, lines, rules, clock=lambda: self.now, lifecycle=lifecycle)
+        self.found: dict[str, Incident] = {}
+        self.last: Frame | None = None
+
+    def feed(self, result: FrameResult) -> None:
+        self.now = EPOCH + timedelta(seconds=result.frame.ts)
+        self.last = result.frame
+        self._take(self.engine.process(result))
+
+    def finish(self) -> list[Incident]:
+        if self.last is not None:
+            self._take(self.engine.close_all(self.last))
+        return list(self.found.values())
+
+    def _take(self, changes) -> None:
         for change in changes:
             e = change.event
             rule = e.attributes["rule"]
             start = (e.started_at - EPOCH).total_seconds()
-            item = found.setdefault(e.event_id, Incident(rule, e.zone, start, start))
+            item = self.found.setdefault(e.event_id, Incident(rule, e.zone, start, start))
             item.track_ids |= set(e.track_ids)
-            item.end = ((e.ended_at or now[0]) - EPOCH).total_seconds()
+            item.end = ((e.ended_at or self.now) - EPOCH).total_seconds()
 
+
+def incidents(results: list[FrameResult], rules_file, lifecycle: bool = True) -> list[Incident]:
+    recorder = Recorder(rules_file, lifecycle)
     for result in results:
-        now[0] = EPOCH + timedelta(seconds=result.frame.ts)
-        take(engine.process(result))
-    if results:
-        take(engine.close_all(results[-1].frame))
-    return list(found.values())
+        recorder.feed(result)
+    return recorder.finish()
 
 
 def same_people(pipeline: list[FrameResult], truth: list[FrameResult]) -> set[tuple[int, int]]:
@@ -163,8 +209,11 @@ def _matches(e: Incident, r: Incident, pairs, slack: float) -> bool:
     )
 
 
-def score(events: list[Incident], reference: list[Incident], pairs, slack: float, hours: float) -> dict:
-    by_rule = sorted({e.rule for e in events} | {r.rule for r in reference})
+def score(
+    events: list[Incident], reference: list[Incident], pairs, slack: float, hours: float, names=()
+) -> dict:
+    """Per rule (every rule in ``names``, and any that raised or has reference events) and overall."""
+    by_rule = sorted(set(names) | {e.rule for e in events} | {r.rule for r in reference})
     report = {}
     for rule in [*by_rule, None]:
         ours = [e for e in events if rule is None or e.rule == rule]
@@ -192,9 +241,9 @@ def score(events: list[Incident], reference: list[Incident], pairs, slack: float
     return report
 
 
-def rate_only(events: list[Incident], hours: float) -> dict:
+def rate_only(events: list[Incident], hours: float, names=()) -> dict:
     report = {}
-    for rule in [*sorted({e.rule for e in events}), None]:
+    for rule in [*sorted(set(names) | {e.rule for e in events}), None]:
         ours = [e for e in events if rule is None or e.rule == rule]
         report[rule or "overall"] = {
             "events": len(ours),
@@ -215,18 +264,24 @@ def main(argv: list[str] | None = None) -> int:
 
     rules_file = load_rules(args.rules)
     fps, w, h = video_info(args.video)
-    ours = pipeline_results(args.video, args.frames)
+    ours, found, static_cost = camera_run(args.video, rules_file, args.frames)
     hours = len(ours) / fps / 3600
-    with_lc, without_lc = incidents(ours, rules_file), incidents(ours, rules_file, lifecycle=False)
+    with_lc, without_lc = found[True], found[False]
+    names = [rule.name for rule in rules_file[2]]
     report = {"video": args.video.name, "frames": len(ours), "fps": fps, "rules": args.rules.name}
+    if static_cost is not None:
+        report["static_foreground"] = static_cost
     if args.gt is None:
-        report |= {"events": rate_only(with_lc, hours), "without_lifecycle": rate_only(without_lc, hours)}
+        report |= {
+            "events": rate_only(with_lc, hours, names),
+            "without_lifecycle": rate_only(without_lc, hours, names),
+        }
     else:
         truth = truth_results(args.gt, fps, (w, h), len(ours))
         reference = incidents(truth, rules_file)
         pairs = same_people(ours, truth)
-        report["events"] = score(with_lc, reference, pairs, args.slack, hours)
-        report["without_lifecycle"] = score(without_lc, reference, pairs, args.slack, hours)
+        report["events"] = score(with_lc, reference, pairs, args.slack, hours, names)
+        report["without_lifecycle"] = score(without_lc, reference, pairs, args.slack, hours, names)
         report["reference_without_lifecycle"] = rate_only(
             incidents(truth, rules_file, lifecycle=False), hours
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "run the central aggregator (web page, ingest, routing); manage its users"
 EXTRA = "central"  # what `pip install kuzet[...]` adds for this command
@@ -57,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="check every media file against its SHA-256 name; alert and exit 1 on any mismatch",
     )
     media.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    from kuzet.central.store.commands import add_arguments as add_store_arguments
+
+    add_store_arguments(actions)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,11 +69,24 @@ def run(args: argparse.Namespace) -> int:
 
     config = central_config.load(args.config)
     data_dir = args.data_dir or config.storage.dir
+    action = args.action or "run"
+    if action == "store":
+        from kuzet.central.store.commands import store_command
+
+        return store_command(config, data_dir, args)
+    if config.store.url:
+        # Only the store layer, routing's repository and `kuzet central store` run on PostgreSQL so far
+        # (docs/scale.md): refuse rather than quietly keep the data in SQLite.
+        print(
+            "[store] url is set, but ingest, the web page and accounts do not run on PostgreSQL yet; "
+            "only `kuzet central store ...` uses it. Leave [store] url empty to run central on SQLite.",
+            file=sys.stderr,
+        )
+        return 2
     central = Central(config=config, data_dir=data_dir)
     from kuzet.central.auth import audit
 
     audit.use_key_file(central.db_path, central.data_dir / config.storage.audit_key_file)
-    action = args.action or "run"
     if action == "run":
         from kuzet.central.service import serve
 

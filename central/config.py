@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from kuzet.central.ingest.config import IngestSection
 from kuzet.central.routing.config import RoutingSection
@@ -47,13 +47,51 @@ class StorageSection(Section):
     audit_key_file: Path = Path("audit.key")
 
 
+class StoreSection(Section):
+    # Empty: the embedded SQLite database in the data directory (the demo, a small site). A region sets
+    # "postgresql://user@host:5432/kuzet" (central/store/postgres.py); the same repositories run on either.
+    url: str = ""
+    pool_min: Annotated[int, Field(ge=1, le=100)] = 1
+    pool_max: Annotated[int, Field(ge=1, le=500)] = 10
+    # Monthly partitions of ``events`` are created this many months ahead, so no insert waits on DDL.
+    partitions_ahead_months: Annotated[int, Field(ge=1, le=24)] = 3
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql_or_empty(cls, url: str) -> str:
+        if url and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be empty (the embedded SQLite database) or a postgresql:// URL")
+        return url
+
+
+class MediaSection(Section):
+    # Empty: media files in the data directory's media folder. A region sets an S3 endpoint and bucket
+    # (central/store/objects.py): SeaweedFS, MinIO, Ceph RGW or AWS S3.
+    s3_endpoint: str = ""
+    s3_bucket: str = "kuzet-media"
+    s3_region: str = "us-east-1"
+    # A file with two lines, the access key id and the secret key (never in central.toml itself).
+    s3_credentials_file: Path = Path("s3.credentials")
+    # Clips go up in parts of this size: central never holds more than one part of a clip in memory.
+    multipart_chunk_mb: Annotated[int, Field(ge=5, le=512)] = 8
+
+
 class MapSection(Section):
-    # Tiles are optional: an operations centre may be offline. Empty = no tiles, markers on a plain grid.
+    # Tiles are optional. ``tiles``: a local tile set central serves itself (an XYZ folder, an .mbtiles or a
+    # .pmtiles file; relative paths are in the data directory; docs/map.md says how to make one), for a centre
+    # without internet. ``tile_url``: a tile server's URL template instead. Neither: markers on a plain grid.
+    tiles: Path | None = None
     tile_url: str = ""
     tile_attribution: str = ""
     center_lat: float = 52.2873  # Pavlodar
     center_lon: float = 76.9674
     zoom: Annotated[int, Field(ge=1, le=19)] = 14
+
+    @model_validator(mode="after")
+    def _one_tile_source(self):
+        if self.tiles is not None and self.tile_url:
+            raise ValueError("give either tiles (local files) or tile_url (a tile server), not both")
+        return self
 
 
 class CentralConfig(Section):
@@ -63,6 +101,8 @@ class CentralConfig(Section):
     broker: BrokerSection = BrokerSection()
     storage: StorageSection = StorageSection()
     ingest: IngestSection = IngestSection()
+    store: StoreSection = StoreSection()
+    media: MediaSection = MediaSection()
     map: MapSection = MapSection()
     routing: RoutingSection = RoutingSection()
 

@@ -123,6 +123,12 @@ class Operations:
     def assign_unit(self, event_id: str, device: str, actor: str, note: str = "") -> dict:
         return self.dispatching().assign(event_id, device, actor, note=note)
 
+    def send_nearest(self, event_id: str, actor: str) -> dict:
+        return self.dispatching().send_nearest(event_id, actor)
+
+    def divert_unit(self, device: str, event_id: str, actor: str, reason: str = "") -> dict:
+        return self.dispatching().divert(device, event_id, actor, reason)
+
     def cancel_dispatch(self, dispatch_id: str, actor: str, reason: str) -> dict:
         return self.dispatching().cancel(dispatch_id, actor, reason)
 

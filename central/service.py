@@ -15,6 +15,7 @@ from kuzet.central.broker import EmbeddedBroker
 from kuzet.central.context import Central
 from kuzet.central.ingest.service import IngestService
 from kuzet.central.operations import ROUTED_KINDS, Operations
+from kuzet.central.store.media import MediaStore
 from kuzet.central.store.retention import apply_retention
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def _retention(central: Central) -> None:
     storage = central.config.storage
     apply_retention(
         central.db(),
-        central.media_dir,
+        MediaStore.for_central(central).objects,  # the media folder or the S3 bucket
         retention_days=storage.retention_days,
         max_media_gb=storage.max_media_gb,
     )

@@ -27,7 +27,7 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 FILES = "files/"
 FORMAT = 1
-UpdateKind = Literal["model", "config"]
+UpdateKind = Literal["model", "config", "watchlist"]  # watchlist: see shared/watchlist.py
 # A bundle is a model (a few MB) or a config; anything far larger is refused before it fills a small disk.
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 

@@ -105,8 +105,12 @@ EventType = Literal[
     "no_stopping",  # a vehicle stopped in a no-stopping zone
     "object_left",  # a stationary object appeared where a person just was (litter, a stash)
     "running",  # faster than a walking pace
+    "chase",  # a person running and another running after them the same way (a snatched bag)
+    "person_down",  # a person who was upright now lies still (a fall, a drunk person)
+    "repeated_stops",  # one person stopping again and again at different spots (a "stash" courier)
     "panic",  # an officer pressed the badge's panic button
     "manual",  # raised by an operator or inspector
+    "watchlist_match",  # a face on a camera within the site's threshold of a watchlist entry (WATCHLIST_MATCH)
 ]
 Severity = Literal["info", "low", "medium", "high", "critical"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -195,7 +199,33 @@ class Event(Envelope):
             raise ValueError("ended_at is before started_at")
         if self.state == "closed" and self.ended_at is None:
             raise ValueError("a closed event needs ended_at")
+        if self.event_type == "watchlist_match":
+            _check_watchlist_match(self)
         return self
+
+
+# A ``watchlist_match`` event's attributes, exactly these (docs/faces.md): the entry matched (its id only: the
+# camera knows no names), the embedding distance and the threshold it was under, and the sha256 of the face crop,
+# sent as a second ``snapshot`` of the event beside the scene (``snapshot_sha256``). ``track_ids`` holds the one
+# track, ``box`` the face in the frame.
+WATCHLIST_MATCH = {"entry_id": str, "distance": float, "threshold": float, "face_sha256": str}
+
+
+def _check_watchlist_match(event: Event) -> None:
+    attributes = event.attributes
+    if set(attributes) != set(WATCHLIST_MATCH):
+        raise ValueError(f"a watchlist_match event's attributes are exactly {', '.join(WATCHLIST_MATCH)}")
+    for name, kind in WATCHLIST_MATCH.items():
+        if not isinstance(attributes[name], kind):
+            raise ValueError(f"watchlist_match attribute '{name}' must be a {kind.__name__}")
+    if not ids.is_id(attributes["entry_id"]):
+        raise ValueError("watchlist_match attribute 'entry_id' is not an id")
+    if not 0.0 <= attributes["distance"] <= attributes["threshold"] <= 2.0:
+        raise ValueError("watchlist_match 'distance' must be within 'threshold', both 0-2")
+    if len(attributes["face_sha256"]) != 64 or set(attributes["face_sha256"]) - set("0123456789abcdef"):
+        raise ValueError("watchlist_match attribute 'face_sha256' is not a sha256 hex digest")
+    if len(event.track_ids) != 1 or event.box is None:
+        raise ValueError("a watchlist_match event names its one track and the face's box")
 
 
 class Snapshot(Envelope):
@@ -275,6 +305,8 @@ class Status(Envelope):
     source_state: ShortText | None = None
     detection_enabled: bool | None = None
     duty: DutyStatus | None = None
+    # A camera with face matching on: "current", or "none" when it holds no current watchlist (docs/faces.md).
+    watchlist: Literal["current", "none"] | None = None
     counters: Annotated[dict[Annotated[str, Field(max_length=40)], Count], Field(max_length=40)] = {}
 
 

@@ -32,6 +32,8 @@ PERMISSIONS: dict[str, str] = {
     "users.read": "see the list of accounts",
     "users.manage": "create, disable and re-enable accounts",
     "users.unlock": "lift an account's log-in lock-out (after failed log-ins)",
+    "watchlist.manage": "enrol, edit, remove and view watchlist entries (missing and wanted persons)",
+    "watchlist.review": "see possible watchlist matches side by side and confirm or reject them",
 }
 
 _OPERATOR = {
@@ -46,7 +48,16 @@ _OPERATOR = {
 ROLES: dict[str, frozenset[str]] = {
     "operator": frozenset(_OPERATOR),
     "supervisor": frozenset(
-        _OPERATOR | {"events.hold", "audit.read", "users.read", "users.unlock", "dead_letters.view"}
+        _OPERATOR
+        | {
+            "events.hold",
+            "audit.read",
+            "users.read",
+            "users.unlock",
+            "dead_letters.view",
+            "watchlist.manage",
+            "watchlist.review",
+        }
     ),
     # Technicians keep the cameras running; they do not look at what the cameras saw.
     "technician": frozenset({"devices.view", "devices.manage", "map.view", "dead_letters.view"}),

@@ -78,6 +78,12 @@ CAMERAS = [
         ],
     ),
 ]
+# Where each camera looks, for its field of view on the map (degrees from north, width, useful range in m).
+CAMERA_VIEWS = {
+    "cam-0001": {"heading_deg": 200.0, "fov_deg": 70.0, "view_m": 120.0},
+    "cam-0002": {"heading_deg": 320.0, "fov_deg": 60.0, "view_m": 150.0},
+}
+
 # Patrol routes (lat, lon): foot patrols around the square and along the embankment.
 BADGES = [
     (
@@ -193,7 +199,15 @@ def write(
             )
         )
     registrations = [
-        Registration(device_id=device_id, kind="camera", name=name, site=SITE, lat=lat, lon=lon)
+        Registration(
+            device_id=device_id,
+            kind="camera",
+            name=name,
+            site=SITE,
+            lat=lat,
+            lon=lon,
+            **CAMERA_VIEWS[device_id],
+        )
         for device_id, name, lat, lon, _, _ in CAMERAS
     ] + [
         Registration(device_id=device_id, kind="badge", name=name, site=SITE) for device_id, name, _ in BADGES

@@ -34,7 +34,7 @@ from kuzet.central.ingest.clips import ClipAssembler, ClipRejected, spool_limits
 from kuzet.central.ingest.metrics import Counters, Histograms
 from kuzet.central.ingest.runtime import restore_garbage_collector, tune_garbage_collector, wire_time
 from kuzet.central.ingest.session import BrokerSession
-from kuzet.central.ingest.store_health import Outage, StoreDown, store_errors, transient
+from kuzet.central.ingest.store_health import Outage, StoreDown, storage_description, store_errors, transient
 from kuzet.central.store import dead_letters, devices, events
 from kuzet.central.store.media import MediaStore, MediaUnavailable
 from kuzet.shared import messages, topics
@@ -124,6 +124,7 @@ class IngestService:
             "queue_max": queue_max,
             "writer_alive": writer_alive,
             "last_commit": wire_time(self.last_commit_at) if self.last_commit_at else None,
+            "storage": storage_description(getattr(self, "_media", None)),
         }
 
     def start(self, wait_s: float | None = 10.0) -> IngestService:
@@ -261,7 +262,7 @@ class IngestService:
 
     def _open_media(self) -> None:
         # Central.db gives each thread its own connection; media and clips are used on this thread only.
-        self._media = MediaStore(self.central.db, self.central.media_dir)
+        self._media = MediaStore.for_central(self.central)
         self._clips = ClipAssembler(
             self.central.db,
             self._media,

@@ -160,3 +160,15 @@ def disk_problems(central, report: list[dict]) -> list[str]:
         for disk in report
         if disk["low"]
     ]
+
+
+def storage_description(media) -> dict:
+    """What central keeps its data in, for /healthz: the database engine, how routing finds the nearest units,
+    and where media bytes go (``media``: ingest's ``MediaStore``, None before it has opened)."""
+    from kuzet.central.store.sqlite import NEAREST_IN_MEMORY, SqliteStore
+
+    return {
+        "database": SqliteStore.backend,  # central runs on SQLite until its parts use [store] url (docs/scale.md)
+        "nearest_units": NEAREST_IN_MEMORY,
+        "media": media.objects.describe() if media is not None else None,
+    }

@@ -53,7 +53,7 @@ class Dispatcher:
         self.central = central
         self.config = central.config.routing
         self.repository = SqliteRoutingRepository(central.db)
-        self.media = MediaStore(central.db, central.media_dir)  # snapshots sent with a dispatch
+        self.media = MediaStore.for_central(central)  # snapshots sent with a dispatch
         self.units = Units(self.repository)
         self.worker = Worker(central, self._apply, self._expire)
         self._incidents: dict[str, Incident] = {}  # event_id -> incident being routed

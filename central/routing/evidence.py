@@ -19,6 +19,8 @@ from pathlib import Path
 import sqlite_utils
 
 from kuzet.central.auth import audit
+from kuzet.central.store.media import MediaStore
+from kuzet.central.store.objects import ObjectStore, as_object_store, stored_sha256
 from kuzet.shared import evidence, timeutil
 from kuzet.shared.evidence import Problem
 from kuzet.shared.messages import EvidenceSegment
@@ -138,16 +140,17 @@ def _link(segment, previous, expired: dict[int, Expired]) -> tuple[str | None, t
     return evidence.check_link(segment, previous), None
 
 
-def verify_device(db: sqlite_utils.Database, media_dir: Path, device: str) -> list[Problem]:
+def verify_device(db: sqlite_utils.Database, media_dir: Path | ObjectStore, device: str) -> list[Problem]:
     """Check a badge's whole chain and each recording central received against its recorded hash.
     A segment whose recording has not fully arrived yet is reported as missing; segments retention removed
     (and audited) are not."""
     segments = _segments(db, device)
     findings, _ = _check_chain(
         segments,
-        _files(db, media_dir, segments),
+        _files(db, segments),
         expired_segments(db, device),
         why_missing=lambda segment: "its recording is missing",
+        hash_of=_hasher(media_dir),
     )
     findings += _missing_tail(db, device, segments[-1].index if segments else -1)
     return [Problem(f["index"], f["segment_id"], f["what"]) for f in findings]
@@ -155,9 +158,10 @@ def verify_device(db: sqlite_utils.Database, media_dir: Path, device: str) -> li
 
 def _check_chain(
     segments: list[EvidenceSegment],
-    files: dict[str, Path],
+    files: dict[str, str],
     expired: dict[int, Expired],
     why_missing: Callable[[EvidenceSegment], str],
+    hash_of: Callable[[str], str | None],
 ) -> tuple[list[dict], list[dict]]:
     """(findings, runs of segments retention removed): each link of the chain in order, and each recording
     central holds against its recorded hash. A finding's ``kind`` is "broken", "gap" or "missing"."""
@@ -173,10 +177,11 @@ def _check_chain(
             # After segments retention removed, only the segment's own record can be at fault.
             kind = "gap" if span is None and segment.index != expected else "broken"
             findings.append(_finding(segment, kind, what))
-        path = files.get(segment.segment_id)
-        if path is None or not path.exists():
+        stored = files.get(segment.segment_id)
+        digest = hash_of(stored) if stored is not None else None
+        if digest is None:
             findings.append(_finding(segment, "missing", why_missing(segment)))
-        elif evidence.file_sha256(path) != segment.sha256:
+        elif digest != segment.sha256:
             findings.append(_finding(segment, "broken", "its recording was edited (SHA-256 differs)"))
         previous = segment
     return findings, spans
@@ -198,18 +203,19 @@ def _segment(device: str, row) -> EvidenceSegment:
     )
 
 
-def chain_report(db: sqlite_utils.Database, media_dir: Path, device: str) -> dict:
+def chain_report(db: sqlite_utils.Database, media_dir: Path | ObjectStore, device: str) -> dict:
     """The whole chain of a badge checked, for people: ``status`` is "verified", "broken" (a record or
     recording was altered, ``broken_at`` the first index), "gap" (segments missing, ``gap_at``),
     "incomplete" (recordings not received yet) or "empty"; ``problems`` lists each finding, ``expired``
     each run of segments (``first``, ``last``) retention removed, which is no problem."""
     segments = _segments(db, device)
-    files = _files(db, media_dir, segments)
+    files = _files(db, segments)
     problems, spans = _check_chain(
         segments,
         files,
         expired_segments(db, device),
         why_missing=lambda segment: _why_missing(db, segment.segment_id),
+        hash_of=_hasher(media_dir),
     )
     problems += _missing_tail(db, device, segments[-1].index if segments else -1)
     first = {
@@ -286,15 +292,23 @@ def _segments(db: sqlite_utils.Database, device: str) -> list[EvidenceSegment]:
     return [_segment(device, row) for row in rows]
 
 
-def _files(db: sqlite_utils.Database, media_dir: Path, segments: list[EvidenceSegment]) -> dict[str, Path]:
-    """segment_id -> the recording central holds for it (fully received and checked on arrival)."""
+def _hasher(media: Path | ObjectStore) -> Callable[[str], str | None]:
+    """The SHA-256 of the bytes stored under a name, in the media folder or the object store; None when
+    nothing is stored under it."""
+    objects = as_object_store(media)
+    return lambda sha256: stored_sha256(objects, sha256)
+
+
+def _files(db: sqlite_utils.Database, segments: list[EvidenceSegment]) -> dict[str, str]:
+    """segment_id -> the SHA-256 of the recording central holds for it (fully received and checked on
+    arrival)."""
     files = {}
     for segment in segments:
         clip = db.execute(
             "select sha256 from clips where clip_id = ? and state = 'verified'", [segment.segment_id]
         ).fetchone()
         if clip is not None:
-            files[segment.segment_id] = Path(media_dir) / clip[0][:2] / clip[0]
+            files[segment.segment_id] = clip[0]
     return files
 
 
@@ -306,7 +320,7 @@ def verify_command(central, args) -> int:
     from kuzet.central.auth import audit
 
     db = central.db()
-    report = chain_report(db, central.media_dir, args.device)
+    report = chain_report(db, MediaStore.for_central(central).objects, args.device)
     audit.append(
         db, f"cli:{getpass.getuser()}", "evidence.verify", f"device:{args.device}", audit_detail(report)
     )

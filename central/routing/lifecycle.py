@@ -7,8 +7,9 @@ States::
         --> on_scene --> resolved            (a badge's answers only move forward; a repeat is a no-op)
     sent --ack_deadline--> timed_out         any active state --declined--> declined
     proposed or active --cancel / supersede / revoke / event_closed / other_resolved--> cancelled
+    active --divert--> diverted   (an operator sends the busy unit to a more urgent event instead)
 
-``resolved``, ``declined``, ``cancelled`` and ``timed_out`` are final. Effects are names the caller carries
+``resolved``, ``declined``, ``cancelled``, ``timed_out`` and ``diverted`` are final. Effects are names the caller carries
 out, in the order given (``central.routing.dispatcher`` does, inside its transaction).
 """
 
@@ -27,10 +28,11 @@ RESOLVED = "resolved"
 DECLINED = "declined"
 CANCELLED = "cancelled"
 TIMED_OUT = "timed_out"
+DIVERTED = "diverted"
 
 ACTIVE = (SENT, ACKNOWLEDGED, EN_ROUTE, ON_SCENE)  # the unit is busy with it
 UNDER_WAY = (PROPOSED, *ACTIVE)  # still to be stood down when its event is closed or its unit revoked
-FINAL = (RESOLVED, DECLINED, CANCELLED, TIMED_OUT)
+FINAL = (RESOLVED, DECLINED, CANCELLED, TIMED_OUT, DIVERTED)
 STATES = (*UNDER_WAY, *FINAL)
 PROGRESS = (SENT, ACKNOWLEDGED, EN_ROUTE, ON_SCENE, RESOLVED)  # the order a badge's answers follow
 
@@ -46,6 +48,7 @@ REVOKE = "revoke"  # the unit's device was revoked
 EVENT_CLOSED = "event_closed"  # an operator closed the event
 OTHER_RESOLVED = "other_resolved"  # another unit resolved the same event
 ACK_DEADLINE = "ack_deadline"  # the badge did not acknowledge in time
+DIVERT = "divert"  # an operator takes the busy unit off this dispatch for a more urgent event
 BADGE_ANSWERS = (ACKNOWLEDGED, EN_ROUTE, ON_SCENE, RESOLVED, DECLINED)  # a badge's answer is its trigger
 TRIGGERS = (
     CONFIRM,
@@ -58,6 +61,7 @@ TRIGGERS = (
     EVENT_CLOSED,
     OTHER_RESOLVED,
     ACK_DEADLINE,
+    DIVERT,
     *BADGE_ANSWERS,
 )
 
@@ -71,6 +75,7 @@ REROUTE = "reroute"  # the event goes to the next unit as its rule says, unless 
 ROUTE_NEXT = "route_next"  # send the nearest free unit now, without asking for confirmation
 CLOSE_EVENT = "close_event"  # stand the event's other dispatches down and close the event
 ALERT = "alert"  # tell the operators
+REQUEUE = "requeue"  # the event waits again for the next free unit (sent one at once if one is free)
 CLEAR_DEADLINE = "clear_deadline"  # alert once: the proposal keeps waiting for a confirmation
 ESCALATING_MODES = ("nearest",)  # an intercept or a manual assignment is not escalated: operators decide
 
@@ -114,6 +119,9 @@ def _table() -> dict[tuple[str, str], Step]:
         table[(state, OTHER_RESOLVED)] = _STAND_DOWN_ACTIVE
         table[(state, REVOKE)] = Step(CANCELLED, (FREE_UNIT, NOTIFY_BADGE, ALERT, REROUTE))
         table[(state, DECLINED)] = Step(DECLINED, (FREE_UNIT, ESCALATE))
+        # No FREE_UNIT: the unit goes straight to its new dispatch (the caller sends it), so no event waiting
+        # for a unit can take it in between.
+        table[(state, DIVERT)] = Step(DIVERTED, (NOTIFY_BADGE, REQUEUE, ALERT))
         for answer in PROGRESS[PROGRESS.index(state) :]:  # a badge's answers only move forward
             if answer not in BADGE_ANSWERS:
                 continue  # "sent" is central's word, never a badge's
@@ -162,4 +170,6 @@ def _why(state: str, trigger: str) -> str:
         return f"the dispatch is {state}, not awaiting confirmation"
     if trigger == ACK_DEADLINE:
         return f"the dispatch is {state}, not waiting for an acknowledgement"
+    if trigger == DIVERT:
+        return f"the dispatch is {state}: only a unit under way can be diverted"
     return f"the dispatch is already {state}"

@@ -143,3 +143,8 @@ def intercept(found: list[Candidate], radius_m: float) -> list[Candidate]:
 def waiting_order(incidents) -> list[Incident]:
     """Events waiting for a unit: most severe first, then oldest."""
     return sorted(incidents, key=lambda i: (-SEVERITY_RANK[i.severity], i.since))
+
+
+def outranks(severity: str, other: str) -> bool:
+    """An incident of ``severity`` is more urgent than one of ``other``: a unit may be diverted to it."""
+    return SEVERITY_RANK[severity] > SEVERITY_RANK[other]

@@ -1,7 +1,8 @@
 """Routing's storage: every SQL statement on ``dispatches``, ``dispatch_log`` and ``units`` (and routing's
 reads of events and devices) behind one class, so that the rest of routing calls methods and never
-holds SQL. ``SqliteRoutingRepository`` is the implementation; another database (PostgreSQL) would be a second
-class with the same methods (``RoutingRepository``).
+holds SQL. ``SqliteRoutingRepository`` runs them on SQLite; ``PostgresRoutingRepository``
+(``repository_pg.py``) runs the same statements on PostgreSQL, changing only what the two dialects spell
+differently (placeholders, upsert, nearest units).
 
 Plain SQL, not sqlite-utils' table helpers: these run for every dispatch state change, where per-call table
 introspection would cost more than the write. Methods run on the calling thread's connection (``db`` is
@@ -13,8 +14,10 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+import numpy as np
 import sqlite_utils
 
+from kuzet.central.routing.geo import haversine_many_m
 from kuzet.central.routing.lifecycle import UNDER_WAY
 from kuzet.central.routing.units import Unit
 
@@ -51,10 +54,13 @@ UNIT_COLUMNS = (
     "position_at",
     "current_dispatch",
     "capabilities",
+    "status_since",
 )
 _SAVE_UNIT = (
     f"insert or replace into units ({', '.join(UNIT_COLUMNS)}) values ({', '.join('?' * len(UNIT_COLUMNS))})"
 )
+# ``Unit.is_free`` in SQL: online, on duty as available, holding no dispatch.
+_AVAILABLE = "online = 1 and duty = 'available' and current_dispatch is null"
 _INCIDENT_COLUMNS = ("site", "event_type", "severity", "lat", "lon", "description", "label", "device")
 
 
@@ -81,23 +87,30 @@ class SqliteRoutingRepository:
         # ``db``: a Database, or ``Central.db`` (this thread's connection).
         self._db = db if callable(db) else (lambda: db)
 
+    # What the PostgreSQL repository spells differently.
+    _save_unit_sql = _SAVE_UNIT
+
+    def _run(self, sql: str, args: Iterable = ()):
+        """Every statement goes through here: a cursor with ``fetchone``/``fetchall``."""
+        return self._db().execute(sql, list(args))
+
     def _query(self, sql: str, args: Iterable = ()) -> list[tuple]:
-        return self._db().execute(sql, list(args)).fetchall()
+        return self._run(sql, args).fetchall()
 
     # --- dispatches -----------------------------------------------------------------------------------
 
     def insert_dispatch(self, row: dict) -> None:
-        self._db().execute(_INSERT, [row.get(c) for c in DISPATCH_COLUMNS])
+        self._run(_INSERT, [row.get(c) for c in DISPATCH_COLUMNS])
 
     def update_dispatch(self, dispatch_id: str, fields: dict) -> None:
         names = [name for name in fields if name in DISPATCH_COLUMNS]
-        self._db().execute(
+        self._run(
             f"update dispatches set {', '.join(f'{n} = ?' for n in names)} where dispatch_id = ?",
             [fields[n] for n in names] + [dispatch_id],
         )
 
     def get_dispatch(self, dispatch_id: str) -> dict | None:
-        row = self._db().execute(f"{_SELECT} where dispatch_id = ?", [dispatch_id]).fetchone()
+        row = self._run(f"{_SELECT} where dispatch_id = ?", [dispatch_id]).fetchone()
         return dict(zip(DISPATCH_COLUMNS, row, strict=True)) if row else None
 
     def find_dispatches(
@@ -155,7 +168,7 @@ class SqliteRoutingRepository:
     # --- dispatch_log ---------------------------------------------------------------------------------
 
     def log_state(self, dispatch_id: str, state: str, at: str, by: str, detail: str) -> None:
-        self._db().execute(
+        self._run(
             "insert into dispatch_log (dispatch_id, state, at, by, detail) values (?, ?, ?, ?, ?)",
             [dispatch_id, state, at, by, detail],
         )
@@ -172,7 +185,7 @@ class SqliteRoutingRepository:
         row = unit.as_dict()
         row["online"] = int(unit.online)
         row["capabilities"] = json.dumps(unit.capabilities)
-        self._db().execute(_SAVE_UNIT, [row[c] for c in UNIT_COLUMNS])
+        self._run(self._save_unit_sql, [row[c] for c in UNIT_COLUMNS])
 
     def load_units(self) -> list[Unit]:
         return [
@@ -187,6 +200,7 @@ class SqliteRoutingRepository:
                 position_at=row[7],
                 current_dispatch=row[8],
                 capabilities=json.loads(row[9] or "[]"),
+                status_since=row[10],
             )
             for row in self._query(f"select {', '.join(UNIT_COLUMNS)} from units")
         ]
@@ -202,30 +216,22 @@ class SqliteRoutingRepository:
         return bool(self._query(sql, [device]))
 
     def device_position(self, device: str) -> tuple[float, float] | None:
-        row = self._db().execute("select lat, lon from devices where device_id = ?", [device]).fetchone()
+        row = self._run("select lat, lon from devices where device_id = ?", [device]).fetchone()
         if row is None or row[0] is None or row[1] is None:
             return None
         return row[0], row[1]
 
     def event_status(self, event_id: str) -> tuple[str | None, str | None]:
         """(status, closed_note) of an event; (None, None) if there is none."""
-        row = (
-            self._db()
-            .execute("select status, closed_note from events where event_id = ?", [event_id])
-            .fetchone()
-        )
+        row = self._run("select status, closed_note from events where event_id = ?", [event_id]).fetchone()
         return (row[0], row[1]) if row else (None, None)
 
     def event_for_incident(self, event_id: str) -> dict | None:
         """The columns of an event routing builds an incident from, with its ``direction_deg`` attribute."""
-        row = (
-            self._db()
-            .execute(
-                f"select {', '.join(_INCIDENT_COLUMNS)}, attributes from events where event_id = ?",
-                [event_id],
-            )
-            .fetchone()
-        )
+        row = self._run(
+            f"select {', '.join(_INCIDENT_COLUMNS)}, attributes from events where event_id = ?",
+            [event_id],
+        ).fetchone()
         if row is None:
             return None
         event = dict(zip(_INCIDENT_COLUMNS, row[:-1], strict=True))
@@ -239,3 +245,19 @@ class SqliteRoutingRepository:
             "and event_id not in (select event_id from dispatches where event_id is not null)",
             [since],
         )
+
+    # --- nearest units --------------------------------------------------------------------------------
+
+    def nearest_units(self, lat: float, lon: float, limit: int = 10) -> list[tuple[str, float]]:
+        """(device_id, metres) of the ``limit`` available units nearest to a point, nearest first: the
+        database's own answer, for a region with more units than routing keeps in memory comfortably."""
+        rows = self._query(
+            f"select device_id, lat, lon from units where {_AVAILABLE} and lat is not null and lon is not null"
+        )
+        if not rows:
+            return []
+        lats = np.array([r[1] for r in rows], dtype=float)
+        lons = np.array([r[2] for r in rows], dtype=float)
+        metres = haversine_many_m(lat, lon, lats, lons)
+        order = np.argsort(metres, kind="stable")[:limit]
+        return [(rows[i][0], float(metres[i])) for i in order]

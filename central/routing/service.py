@@ -16,7 +16,7 @@ from datetime import timedelta
 from kuzet.central.auth import audit
 from kuzet.central.context import Central
 from kuzet.central.operations import ROUTED_KINDS
-from kuzet.central.routing import geo
+from kuzet.central.routing import board, geo, planner
 from kuzet.central.routing import lifecycle as lc
 from kuzet.central.routing.dispatcher import CATCH_UP, SERVE_WAITING, SYSTEM, Dispatcher
 from kuzet.central.routing.planner import Incident
@@ -159,7 +159,83 @@ class RoutingService(Dispatcher):
             dispatch_id = self._send(incident, unit, distance, "manual", attempt, actor)
         return self.dispatch(dispatch_id)
 
-    def _require_assignable(self, device: str) -> Unit:
+    def send_nearest(self, event_id: str, actor: str) -> dict:
+        """The operator sends the nearest free unit now: the click is the confirmation. A proposal still open
+        for the event is superseded; the dispatch escalates like routing's own if nobody acknowledges."""
+        with self.worker.transaction():
+            incident = self._require_incident(event_id)
+            found = self._candidates(incident, limit=1, skip_tried=False)
+            if not found:
+                raise RoutingError("no free unit with a recent position is within reach")
+            for row in self.repository.find_dispatches(states=(lc.PROPOSED,), event_id=event_id):
+                self._move(row, lc.SUPERSEDE, actor, "superseded: the operator sent the nearest unit")
+            self._waiting.pop(event_id, None)
+            best = found[0]
+            attempt = len(incident.tried) + 1
+            dispatch_id = self._send(incident, best.unit, best.travel_m, "nearest", attempt, actor)
+        return self.dispatch(dispatch_id)
+
+    def divert(self, device: str, event_id: str, actor: str, reason: str = "") -> dict:
+        """Take a busy unit off its dispatch and send it to a more urgent event (lifecycle DIVERT). The event
+        it leaves waits again for the next free unit (REQUEUE); the badge is told its old dispatch is no longer
+        its own, and the operators are alerted. The new dispatch is returned."""
+        with self.worker.transaction():
+            incident = self._require_incident(event_id)
+            unit = self._require_on_air(device)
+            if unit.current_dispatch is None:
+                raise RoutingError(f"unit {device} is not on a dispatch: send it instead")
+            row = self._require_dispatch(unit.current_dispatch)
+            why = f"dispatch {row['dispatch_id']} is {row['state']}: only a unit under way can be diverted"
+            self._require_step(row, lc.DIVERT, why)
+            if row["event_id"] == event_id:
+                raise RoutingError(f"unit {device} is already on this event")
+            left = self._incident(row["event_id"])
+            if left is None:
+                raise RoutingError(
+                    f"unit {device} is intercepting at a place, not on an event: cancel that first"
+                )
+            if not planner.outranks(incident.severity, left.severity):
+                raise RoutingError(
+                    f"the {incident.severity} event is not more urgent than the {left.severity} event "
+                    f"{device} is on: only a more urgent event may take a busy unit"
+                )
+            why = reason or f"diverted to the {incident.severity} {incident.event_type} event {event_id}"
+            step = self._move(row, lc.DIVERT, actor, why, reason=why[:200])
+            for proposal in self.repository.find_dispatches(states=(lc.PROPOSED,), event_id=event_id):
+                self._move(proposal, lc.SUPERSEDE, actor, f"superseded: {device} was diverted here")
+            self._waiting.pop(event_id, None)
+            distance = geo.travel_m(incident.lat, incident.lon, unit.lat, unit.lon, self.config.detour_factor)
+            dispatch_id = self._send(incident, unit, distance, "manual", len(incident.tried) + 1, actor)
+            requeued = lc.REQUEUE in step.effects and self._requeue(row, left, actor)
+            if lc.ALERT in step.effects:
+                name = unit.callsign or device
+                after = "waits for the next free unit" if requeued else "keeps its other units"
+                self._alert(
+                    "warning",
+                    f"{name} was diverted from the {left.severity} {left.event_type} event to the "
+                    f"{incident.severity} {incident.event_type} event; the {left.event_type} event {after}",
+                    left,
+                    dispatch_id=row["dispatch_id"],
+                )
+        return self.dispatch(dispatch_id)
+
+    def _requeue(self, row: dict, incident: Incident, actor: str) -> bool:
+        """REQUEUE: the event a unit was diverted from waits for the next free unit, in its place by severity
+        and age; one is sent at once if free. The diverted unit is not ruled out: it did not refuse. False
+        where other units are still on the event (an intercept): it does not wait then."""
+        event_id = row["event_id"]
+        if self.repository.find_dispatches(states=lc.UNDER_WAY, event_id=event_id, limit=1):
+            return False
+        incident.tried.discard(row["unit"])
+        detail = {"dispatch_id": row["dispatch_id"], "unit": row["unit"], "why": "diverted"}
+        if workflow.returned_to_waiting(self.central.db(), event_id, actor, detail):
+            self._out.show("event", {"event_id": event_id})
+        self._waiting[event_id] = incident
+        self._seen[event_id] = None
+        self._serve_waiting()
+        return True
+
+    def _require_on_air(self, device: str) -> Unit:
         unit = self.units.get(device)
         if unit is None:
             raise RoutingError(f"unit {device} is unknown", 404)
@@ -167,10 +243,14 @@ class RoutingService(Dispatcher):
             raise RoutingError(f"unit {device} is revoked: it cannot be sent")
         if not unit.online:
             raise RoutingError(f"unit {device} is offline")
-        if unit.current_dispatch is not None:
-            raise RoutingError(f"unit {device} is on dispatch {unit.current_dispatch}: cancel it first")
         if not unit.has_position():
             raise RoutingError(f"unit {device} has never reported a position")
+        return unit
+
+    def _require_assignable(self, device: str) -> Unit:
+        unit = self._require_on_air(device)
+        if unit.current_dispatch is not None:
+            raise RoutingError(f"unit {device} is on dispatch {unit.current_dispatch}: cancel it first")
         return unit
 
     def cancel(self, dispatch_id: str, actor: str, reason: str) -> dict:
@@ -208,12 +288,7 @@ class RoutingService(Dispatcher):
     ) -> list[dict]:
         """Send every free unit within the radius, with the snapshot and the direction of travel."""
         with self.worker.transaction():
-            if event_id is not None:
-                incident = self._require_incident(event_id)
-            elif lat is not None and lon is not None:
-                incident = Incident(None, self.central.config.central.site, event_type, severity, lat, lon)
-            else:
-                raise RoutingError("intercept needs an event_id or a lat/lon", 400)
+            incident = self._intercept_incident(event_id, lat, lon, event_type, severity)
             if direction_deg is not None:
                 incident.direction_deg = float(direction_deg) % 360
             if description:
@@ -221,7 +296,42 @@ class RoutingService(Dispatcher):
             sent = self._intercept(incident, radius_m or self.config.intercept_radius_m, actor)
             if not sent:
                 raise RoutingError("no free unit within the radius")
+            # A proposal still open for the event is moot: the operator has sent everyone in range.
+            proposals = (
+                self.repository.find_dispatches(states=(lc.PROPOSED,), event_id=event_id) if event_id else []
+            )
+            for proposal in proposals:
+                self._move(proposal, lc.SUPERSEDE, actor, "superseded by an intercept")
         return [self.dispatch(d) for d in sent]
+
+    def intercept_preview(
+        self,
+        *,
+        event_id: str | None = None,
+        lat: float | None = None,
+        lon: float | None = None,
+        radius_m: float | None = None,
+    ) -> dict:
+        """Which units an intercept would send now (the free units within the radius): what the operator is
+        asked to confirm before ``intercept``. Changes nothing."""
+        with self.worker.lock:
+            incident = self._intercept_incident(event_id, lat, lon, "manual", "high")
+            radius = radius_m or self.config.intercept_radius_m
+            chosen = planner.intercept(self._candidates(incident, skip_tried=False), radius)
+        units = [
+            {"device_id": c.unit.device_id, "callsign": c.unit.callsign, "straight_m": round(c.straight_m, 1)}
+            for c in chosen
+        ]
+        return {"count": len(units), "radius_m": radius, "units": units}
+
+    def _intercept_incident(
+        self, event_id: str | None, lat: float | None, lon: float | None, event_type: str, severity: str
+    ) -> Incident:
+        if event_id is not None:
+            return self._require_incident(event_id)
+        if lat is not None and lon is not None:
+            return Incident(None, self.central.config.central.site, event_type, severity, lat, lon)
+        raise RoutingError("intercept needs an event_id or a lat/lon", 400)
 
     def edit_unit(
         self, device: str, actor: str, callsign: str | None, capabilities: list[str] | None
@@ -318,6 +428,29 @@ class RoutingService(Dispatcher):
             for row in rows:
                 row["log"] = self.repository.history(row["dispatch_id"])
         return rows
+
+    def unit_board(self, event_id: str | None = None) -> dict:
+        """Every unit with its status and current incident (``central.routing.board``), and with
+        ``event_id``: each unit's distance to it and the nearest free unit."""
+        with self.worker.lock:
+            selected = self._require_incident(event_id) if event_id else None
+            held = {d["unit"]: d for d in self.repository.find_dispatches(states=lc.ACTIVE, limit=10_000)}
+            events = {}
+            for dispatch in held.values():
+                if dispatch["event_id"] and dispatch["event_id"] not in events:
+                    events[dispatch["event_id"]] = (
+                        self.repository.event_for_incident(dispatch["event_id"]) or {}
+                    )
+            rows = board.rows(
+                self.units.all(), self.units.revoked(), held, events, selected, self.config.detour_factor
+            )
+            nearest = self._candidates(selected, limit=1, skip_tried=False) if selected else []
+        return {
+            "event_id": event_id,
+            "units": rows,
+            "nearest": nearest[0].unit.device_id if nearest else None,
+            "waiting": list(self._waiting),
+        }
 
     def waiting(self) -> list[str]:
         with self.worker.lock:

@@ -28,6 +28,10 @@ class Unit:
     position_at: str | None = None
     current_dispatch: str | None = None
     capabilities: list[str] = field(default_factory=list)
+    status_since: str | None = None  # when online, duty or the dispatch held last changed: the unit board
+
+    def status_key(self) -> tuple:
+        return (self.online, self.duty, self.current_dispatch)
 
     def as_dict(self) -> dict:
         # By hand: dataclasses.asdict deep-copies, and this runs on every unit change.
@@ -42,6 +46,13 @@ class Unit:
     def free(self) -> bool:
         """Online, on duty as available and not holding a dispatch."""
         return self.online and self.duty == "available" and self.current_dispatch is None
+
+
+def _since(unit: Unit, before: tuple) -> Unit:
+    """A copy of ``unit``, its ``status_since`` moved on if its status changed (or was never known)."""
+    if unit.status_key() != before or unit.status_since is None:
+        unit.status_since = timeutil.now_wire()
+    return unit.copy()
 
 
 class Units:
@@ -64,29 +75,32 @@ class Units:
     def on_location(self, site: str, message: Location) -> Unit:
         with self._lock:
             unit = self._get_or_add(site, message.device)
+            before = unit.status_key()
             unit.lat, unit.lon = message.position.lat, message.position.lon
             unit.duty = message.duty
             unit.online = True
             unit.position_at = timeutil.to_wire(message.ts)
-            return unit.copy()
+            return _since(unit, before)
 
     def on_status(self, site: str, message: Status) -> Unit | None:
         if message.kind != "badge":
             return None
         with self._lock:
             unit = self._get_or_add(site, message.device)
+            before = unit.status_key()
             if message.duty is not None:
                 unit.duty = message.duty
             unit.online = True
-            return unit.copy()
+            return _since(unit, before)
 
     def on_availability(self, site: str, message: Availability) -> Unit | None:
         with self._lock:
             unit = self._units.get(message.device)
             if unit is None:
                 return None  # a camera, or a badge that never reported a position
+            before = unit.status_key()
             unit.online = message.state == "online"
-            return unit.copy()
+            return _since(unit, before)
 
     # --- changes made by routing and operators --------------------------------------------------------
 
@@ -95,9 +109,10 @@ class Units:
             unit = self._units.get(device)
             if unit is None:
                 return None
+            before = unit.status_key()
             for name, value in fields.items():
                 setattr(unit, name, value)
-            return unit.copy()
+            return _since(unit, before)
 
     def set_offline(self, device: str) -> Unit | None:
         """A revoked badge: whatever it last said, it is not on the air for routing."""

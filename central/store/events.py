@@ -48,12 +48,12 @@ EDGE_COLUMNS = (
     "updated_at",
 )
 # Media references arrive in their own messages too: an update without them must not erase them.
-_KEEP_IF_NULL = {"snapshot_sha256", "clip_id"}
-_KEEP_ALWAYS = {"event_id", "received_at"}
+KEEP_IF_NULL = {"snapshot_sha256", "clip_id"}
+KEEP_ALWAYS = {"event_id", "received_at"}
 
 
 def _update_clause(column: str) -> str:
-    if column in _KEEP_IF_NULL:
+    if column in KEEP_IF_NULL:
         return f"{column} = coalesce(excluded.{column}, events.{column})"
     return f"{column} = excluded.{column}"
 
@@ -61,13 +61,13 @@ def _update_clause(column: str) -> str:
 _UPSERT = (
     f"INSERT INTO events ({', '.join(EDGE_COLUMNS)}) VALUES ({', '.join('?' * len(EDGE_COLUMNS))}) "
     "ON CONFLICT(event_id) DO UPDATE SET "
-    + ", ".join(_update_clause(c) for c in EDGE_COLUMNS if c not in _KEEP_ALWAYS)
+    + ", ".join(_update_clause(c) for c in EDGE_COLUMNS if c not in KEEP_ALWAYS)
     + " WHERE excluded.seq > events.seq"
 )
-_TIMELINE_COLUMNS = ("msg_id", "event_id", "seq", "state", "ts", "received_at", "box", "score", "track_ids")
+TIMELINE_COLUMNS = ("msg_id", "event_id", "seq", "state", "ts", "received_at", "box", "score", "track_ids")
 _INSERT_TIMELINE = (
-    f"INSERT OR IGNORE INTO event_updates ({', '.join(_TIMELINE_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_TIMELINE_COLUMNS))})"
+    f"INSERT OR IGNORE INTO event_updates ({', '.join(TIMELINE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(TIMELINE_COLUMNS))})"
 )
 # Below SQLite's limit on bound parameters, whatever the build.
 _IN_CHUNK = 500
@@ -96,7 +96,6 @@ class Applied:
 
 def apply(conn: sqlite3.Connection, batch: Sequence[Received]) -> Applied:
     """Store a batch of event messages (in arrival order) inside the caller's transaction."""
-    result = Applied()
     stored_ids = _existing(
         conn, "SELECT msg_id FROM event_updates WHERE msg_id IN ({})", {r.message.id for r in batch}
     )
@@ -107,6 +106,29 @@ def apply(conn: sqlite3.Connection, batch: Sequence[Received]) -> Applied:
             {r.message.event_id for r in batch},
         )
     )
+    plan = plan_batch(batch, stored_ids, stored_seq)
+    conn.executemany(_INSERT_TIMELINE, plan.timeline)
+    conn.executemany(_UPSERT, plan.event_rows.values())
+    for event_id in plan.result.new_event_ids:
+        plan.result.created_rows[event_id] = created_row(conn, plan.event_rows[event_id])
+    return plan.result
+
+
+@dataclass
+class Plan:
+    """What a batch changes, worked out from what is stored; each backend writes it its own way."""
+
+    result: Applied
+    timeline: list[tuple]  # ``TIMELINE_COLUMNS`` rows, each message once
+    event_rows: dict[str, tuple]  # event id -> its newest ``EDGE_COLUMNS`` row, newer than the stored one
+
+
+def plan_batch(batch: Sequence[Received], stored_ids: set[str], stored_seq: dict[str, int]) -> Plan:
+    """Sort a batch (in arrival order) against the stored message ids and each event's stored ``seq``: a
+    message seen before is a duplicate; an older one joins the timeline only; the newest of each event
+    becomes its state."""
+    result = Applied()
+    stored_seq = dict(stored_seq)
     timeline: list[tuple] = []
     latest: dict[str, tuple[Received, str | None, str]] = {}  # event id -> (message, box, track ids)
     seen: set[str] = set()
@@ -126,13 +148,9 @@ def apply(conn: sqlite3.Connection, batch: Sequence[Received]) -> Applied:
             result.new_event_ids.append(message.event_id)
         stored_seq[message.event_id] = message.seq
         latest[message.event_id] = (item, box, track_ids)
-    conn.executemany(_INSERT_TIMELINE, timeline)
-    event_rows = {event_id: _event_row(*encoded) for event_id, encoded in latest.items()}
-    conn.executemany(_UPSERT, event_rows.values())
     result.changed = [item for item, _, _ in latest.values()]
-    for event_id in result.new_event_ids:
-        result.created_rows[event_id] = created_row(conn, event_rows[event_id])
-    return result
+    event_rows = {event_id: _event_row(*encoded) for event_id, encoded in latest.items()}
+    return Plan(result, timeline, event_rows)
 
 
 def created_row(conn: sqlite3.Connection, inserted: tuple) -> dict:

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from kuzet.central import alerts
+from kuzet.central.store.objects import ObjectStore, as_object_store, stored_sha256
 
 _verified: dict[str, tuple[int, int, int, int]] = {}  # sha256 -> the stat of the file that checked out
 _lock = threading.Lock()
@@ -83,17 +84,19 @@ def checked(db, media_root: Path, row: dict) -> Path:
     return path
 
 
-def sweep(db, media_root: Path) -> dict:
-    """Check every media file against its name; raise an alert for each that fails. Returns the report."""
+def sweep(db, media_root: Path | ObjectStore) -> dict:
+    """Check every media file (in the media folder or the object store) against its name; raise an alert for
+    each that fails. Returns the report."""
+    objects = as_object_store(media_root)
     columns = ("sha256", "kind", "path", "size", "event_id", "device")
     problems, checked_count = [], 0
     for values in db.execute(f"SELECT {', '.join(columns)} FROM media ORDER BY created_at").fetchall():
         row = dict(zip(columns, values, strict=True))
         checked_count += 1
-        path = Path(media_root) / row["path"]
-        if not path.is_file():
+        found = stored_sha256(objects, row["sha256"])
+        if found is None:
             problem = "the file is missing"
-        elif file_sha256(path) != row["sha256"]:
+        elif found != row["sha256"]:
             problem = "the file was altered on disk: its bytes no longer match its SHA-256"
         else:
             continue
@@ -105,7 +108,9 @@ def sweep(db, media_root: Path) -> dict:
 
 def verify_media_command(central, args) -> int:
     """``kuzet central verify-media [--json]``: exit 1 when any file does not match its name."""
-    report = sweep(central.db(), central.media_dir)
+    from kuzet.central.store.media import MediaStore
+
+    report = sweep(central.db(), MediaStore.for_central(central).objects)
     if getattr(args, "json", False):
         print(json.dumps(report, indent=1))
     else:

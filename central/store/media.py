@@ -1,8 +1,9 @@
 """Media files (snapshots, clips, badge evidence) addressed by their SHA-256.
 
-A file lives at ``<root>/<sha256[:2]>/<sha256>`` and has one row in the ``media`` table. The same bytes sent
-twice are stored once, so a retried upload never duplicates anything. A name that is not a SHA-256 is never
-turned into a path: the web page passes user-supplied names straight to ``path()``.
+A file has one row in the ``media`` table and its bytes in an object store (``central.store.objects``): the
+media folder, ``<root>/<sha256[:2]>/<sha256>``, by default, or an S3 bucket (``[media] s3_endpoint``). The same
+bytes sent twice are stored once, so a retried upload never duplicates anything. A name that is not a SHA-256
+is never turned into a path or key: the web page passes user-supplied names straight to ``path()``/``read()``.
 """
 
 from __future__ import annotations
@@ -11,15 +12,19 @@ import contextlib
 import errno
 import hashlib
 import logging
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import sqlite_utils
 
+from kuzet.central.store.objects import (
+    LocalObjects,
+    ObjectMismatch,
+    ObjectRead,
+    ObjectStore,
+    open_objects,
+)
 from kuzet.shared import timeutil
 
 log = logging.getLogger(__name__)
@@ -35,28 +40,47 @@ class MediaUnavailable(Exception):
 
 
 @contextlib.contextmanager
-def _disk_errors(*leftovers: Path):
-    """Remove ``leftovers`` on any failure; a disk's failure becomes ``MediaUnavailable``."""
+def _store_errors():
+    """A disk's failure (full, failing, read-only) or an object store's (unreachable, refusing) becomes
+    ``MediaUnavailable``: what was to be stored is kept and written again later."""
     try:
         yield
-    except BaseException as exc:
-        for leftover in leftovers:
-            leftover.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+    except OSError as exc:
+        if exc.errno in _DISK_ERRNOS:
             raise MediaUnavailable(f"media folder {exc.filename or ''}: {exc.strerror}") from exc
+        raise
+    except ObjectMismatch:
+        raise
+    except Exception as exc:
+        if _is_object_store_error(exc):
+            raise MediaUnavailable(f"object store: {exc}") from exc
         raise
 
 
+def _is_object_store_error(exc: Exception) -> bool:
+    module = type(exc).__module__ or ""
+    return module.startswith(("botocore", "boto3", "urllib3"))
+
+
 class MediaStore:
-    def __init__(self, db: sqlite_utils.Database | Callable[[], sqlite_utils.Database], root: Path):
+    def __init__(
+        self,
+        db: sqlite_utils.Database | Callable[[], sqlite_utils.Database],
+        root: Path,
+        objects: ObjectStore | None = None,
+    ):
         # SQLite connections cannot cross threads: pass ``Central.db`` (a callable giving each thread its own
         # connection) when ingest and web request threads share one store; a Database is fine in one thread.
+        # ``objects``: where the bytes go (``central.store.objects``); the media folder ``root`` by default.
         self._db = db if callable(db) else (lambda: db)
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.objects = objects if objects is not None else LocalObjects(self.root)
 
-    def _file(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / sha256
+    @classmethod
+    def for_central(cls, central) -> MediaStore:
+        """The media store ``[media]`` selects for this central: its media folder or an S3 bucket."""
+        objects = open_objects(central.config.media, central.media_dir, central.data_dir)
+        return cls(central.db, central.media_dir, objects)
 
     def put(
         self,
@@ -71,18 +95,8 @@ class MediaStore:
     ) -> str:
         """Store ``data`` (idempotent) and return its SHA-256."""
         sha256 = hashlib.sha256(data).hexdigest()
-        target = self._file(sha256)
-        if not target.exists():
-            with _disk_errors():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                # Write beside the target and rename: a crash never leaves a truncated file under a valid name.
-                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-            with _disk_errors(Path(tmp)):
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-                    out.flush()
-                    os.fsync(out.fileno())  # a full disk says so here, not later with the file named
-                os.replace(tmp, target)
+        with _store_errors():
+            self.objects.put_bytes(sha256, data, content_type)
         self._record(sha256, len(data), kind, content_type, device, event_id, width, height)
         return sha256
 
@@ -101,32 +115,39 @@ class MediaStore:
             raise ValueError(f"{sha256!r} is not a SHA-256 hex digest")
         src = Path(src)
         size = src.stat().st_size
-        target = self._file(sha256)
-        if target.exists():
-            src.unlink()
-        else:
-            with _disk_errors():
-                target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.replace(src, target)
-            except OSError:  # another file system: copy beside the target, then rename (src stays on failure)
-                tmp = target.with_name(f".incoming-{sha256}")
-                with _disk_errors(tmp):
-                    shutil.copyfile(src, tmp)
-                    with open(tmp, "rb+") as copied:
-                        os.fsync(copied.fileno())
-                    os.replace(tmp, target)
-                src.unlink()
+        with _store_errors():
+            self.objects.put_file(sha256, src, content_type)
         self._record(sha256, size, kind, content_type, device, event_id, None, None)
         return sha256
 
-    def path(self, sha256: str) -> Path | None:
-        """The file holding ``sha256``, or None when it is unknown, gone, or not a SHA-256 at all."""
+    def size(self, sha256: str) -> int | None:
+        """The size of a stored object; None when it is unknown or gone."""
+        if not isinstance(sha256, str) or not _SHA256.match(sha256):
+            return None
+        with _store_errors():
+            return self.objects.size(sha256)
+
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> ObjectRead | None:
+        """Bytes ``start``..``end`` of a stored object, streamed; None when it is unknown or gone."""
         if not isinstance(sha256, str) or not _SHA256.match(sha256):
             return None
         if not self._db()["media"].count_where("sha256 = ?", [sha256]):
             return None
-        target = self._file(sha256)
+        with _store_errors():
+            return self.objects.read(sha256, start, end)
+
+    def path(self, sha256: str) -> Path | None:
+        """The file holding ``sha256``, or None when it is unknown, gone, not a SHA-256 at all, or kept in an
+        object store rather than the media folder (``read`` serves both)."""
+        if (
+            not isinstance(sha256, str)
+            or not _SHA256.match(sha256)
+            or not isinstance(self.objects, LocalObjects)
+        ):
+            return None
+        if not self._db()["media"].count_where("sha256 = ?", [sha256]):
+            return None
+        target = self.objects.file(sha256)
         return target if target.is_file() else None
 
     def latest_snapshot(self, event_id: str, max_bytes: int) -> bytes | None:
@@ -145,13 +166,14 @@ class MediaStore:
         )
         if row is None or (row[1] or 0) > max_bytes:
             return None
-        path = Path(row[0])
-        if not path.is_absolute():
-            path = self.root / path
         try:
-            data = path.read_bytes()
-        except OSError as exc:
+            found = self.read(row[2])
+            data = b"".join(found.chunks) if found is not None else None
+        except (OSError, MediaUnavailable) as exc:
             log.warning("media: snapshot of %s unreadable: %s", event_id, exc)
+            return None
+        if data is None:
+            log.warning("media: snapshot %s of %s is gone from the store", row[2], event_id)
             return None
         if hashlib.sha256(data).hexdigest() != row[2]:  # altered on disk: never sent on as evidence
             log.error("media: snapshot %s of %s does not match its SHA-256; not sent", row[2], event_id)

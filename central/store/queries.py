@@ -206,7 +206,8 @@ def list_units(db: sqlite_utils.Database) -> list[dict]:
 def map_events(db: sqlite_utils.Database, limit: int = 200) -> list[dict]:
     """Open events that have a position, for the map."""
     rows = db.query(
-        "SELECT event_id, device, event_type, severity, status, label, zone, lat, lon, received_at FROM events"
+        "SELECT event_id, device, event_type, severity, status, label, zone, lat, lon, received_at,"
+        " dispatched_unit, snapshot_sha256 FROM events"
         " WHERE status != 'closed' AND lat IS NOT NULL ORDER BY received_at DESC LIMIT ?",
         [limit],
     )

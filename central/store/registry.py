@@ -28,6 +28,10 @@ class Registration(Section):
     site: Name
     lat: Annotated[float, Field(ge=-90, le=90)] | None = None
     lon: Annotated[float, Field(ge=-180, le=180)] | None = None
+    # A camera's view, for the map: where it looks (degrees from north), how wide, and how far it sees usefully.
+    heading_deg: Annotated[float, Field(ge=0, lt=360)] | None = None
+    fov_deg: Annotated[float, Field(gt=0, le=360)] | None = None
+    view_m: Annotated[float, Field(gt=0, le=5000)] | None = None
 
 
 class DeviceRevoked(ValueError):
@@ -56,11 +60,12 @@ def register(db: sqlite_utils.Database, registration: Registration, actor: str) 
         if existing is not None and existing[0]:
             raise DeviceRevoked(registration.device_id, existing[0])
         db.execute(
-            "INSERT INTO devices (device_id, kind, name, site, lat, lon, registered_at, online)"
-            " VALUES (:device_id, :kind, :name, :site, :lat, :lon, :now, 0)"
+            "INSERT INTO devices (device_id, kind, name, site, lat, lon, heading_deg, fov_deg, view_m,"
+            " registered_at, online)"
+            " VALUES (:device_id, :kind, :name, :site, :lat, :lon, :heading_deg, :fov_deg, :view_m, :now, 0)"
             " ON CONFLICT(device_id) DO UPDATE SET kind = excluded.kind, name = excluded.name,"
-            " site = excluded.site, lat = excluded.lat, lon = excluded.lon,"
-            " registered_at = excluded.registered_at",
+            " site = excluded.site, lat = excluded.lat, lon = excluded.lon, heading_deg = excluded.heading_deg,"
+            " fov_deg = excluded.fov_deg, view_m = excluded.view_m, registered_at = excluded.registered_at",
             {**record, "now": now},
         )
         audit.append(

@@ -33,6 +33,7 @@ import sqlite_utils
 
 from kuzet.central.auth import audit
 from kuzet.central.ingest.clips import spooled_bytes
+from kuzet.central.store.objects import ObjectStore
 from kuzet.shared import timeutil
 
 log = logging.getLogger(__name__)
@@ -86,17 +87,18 @@ class RetentionReport:
 
 def apply_retention(
     db: sqlite_utils.Database,
-    media_root: Path,
+    media_root: Path | ObjectStore,
     *,
     retention_days: float,
     max_media_gb: float,
     now: datetime | None = None,
 ) -> RetentionReport:
-    """Delete what the limits no longer allow; returns what was removed."""
+    """Delete what the limits no longer allow; returns what was removed. ``media_root``: the media folder, or
+    the object store the media is kept in (``central.store.objects``)."""
     now = now or timeutil.utc_now()
     cutoff = timeutil.to_wire(now - timedelta(days=retention_days))
     report = RetentionReport()
-    media_root = Path(media_root)
+    media_root = media_root if hasattr(media_root, "delete") else Path(media_root)
     link_evidence(db)
     _expire_events(db, media_root, cutoff, report)
     _expire_loose_dispatches(db, cutoff, report)
@@ -373,12 +375,15 @@ def _delete_media_rows(db, media: list[tuple], report: RetentionReport) -> list[
     return [row[1] for row in media]
 
 
-def _unlink(media_root: Path, files: list[str]) -> None:
+def _unlink(media_root: Path | ObjectStore, files: list[str]) -> None:
     for relative in files:
         try:
-            (media_root / relative).unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("retention: could not remove %s: %s", media_root / relative, exc)
+            if isinstance(media_root, Path):
+                (media_root / relative).unlink(missing_ok=True)
+            else:  # an object store: the file's name is its SHA-256, its key
+                media_root.delete(Path(relative).name)
+        except Exception as exc:  # an orphan left behind is harmless; the rows are already gone
+            log.warning("retention: could not remove %s: %s", relative, exc)
 
 
 def _audit(db, action: str, target: str, detail: dict) -> None:

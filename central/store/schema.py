@@ -15,6 +15,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from kuzet.central.store.migrate import migrate_sqlite
+
 TABLES: dict[str, dict] = {
     # One row per event, the latest state the edge sent (highest seq) plus the operators' workflow.
     "events": dict(
@@ -128,6 +130,9 @@ TABLES: dict[str, dict] = {
             "registered_at": str,
             "revoked_at": str,
             "software_version": str,
+            "heading_deg": float,  # a camera's view on the map (registry.Registration)
+            "fov_deg": float,
+            "view_m": float,
         },
         pk="device_id",
         defaults={"online": 0},
@@ -214,6 +219,7 @@ TABLES: dict[str, dict] = {
             "online": int,
             "current_dispatch": str,
             "site": str,  # the site in the badge's topics, to address its dispatches
+            "status_since": str,  # when its online, duty or dispatch last changed (the unit board)
         },
         pk="device_id",
         defaults={"duty": "off_duty", "online": 0, "capabilities": "[]"},
@@ -362,3 +368,4 @@ def _ensure_schema(db: sqlite_utils.Database) -> None:
     db.execute(
         "CREATE INDEX IF NOT EXISTS idx_devices_revoked ON devices(device_id) WHERE revoked_at IS NOT NULL"
     )
+    migrate_sqlite(db.conn)  # the versioned changes after the tables above (central/store/migrations/sqlite)

@@ -115,6 +115,20 @@ def dispatched(db: sqlite_utils.Database, event_id: str, actor: str, unit: str, 
         return None
 
 
+def returned_to_waiting(db: sqlite_utils.Database, event_id: str, actor: str, detail: dict) -> dict | None:
+    """Routing took the event's patrol away (diverted to a more urgent event): it is no longer dispatched and
+    waits for a unit again. None if there is no such event or it is closed."""
+
+    def decide(event):
+        _refuse_closed(event)
+        return {"status": "assigned" if event["assigned_to"] else "acknowledged", "dispatched_unit": None}
+
+    try:
+        return _change(db, event_id, actor, "event.returned_to_waiting", decide, detail)
+    except (NotFound, WorkflowError):
+        return None
+
+
 def resolved(db: sqlite_utils.Database, event_id: str, actor: str, note: str, detail: dict) -> dict | None:
     """A patrol resolved the event: it is closed with the officer's note. None if there is no such event or
     it is already closed (an operator closed it first)."""

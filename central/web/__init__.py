@@ -18,6 +18,8 @@ from flask import Flask
 from flask_wtf.csrf import CSRFError
 
 from kuzet.central.context import Central
+from kuzet.central.watchlist import review_web as watchlist_review
+from kuzet.central.watchlist import web as watchlist
 from kuzet.central.web import (
     admin,
     alerts,
@@ -28,10 +30,13 @@ from kuzet.central.web import (
     dispatch,
     events,
     health,
+    i18n_stub,
     live,
     mapview,
     stats,
     stream,
+    tiles,
+    units,
     views,
 )
 from kuzet.central.web.services import KEY, Services
@@ -100,9 +105,15 @@ def create_app(
         stream,
         health,
         dispatch,
+        tiles,
+        units,
     ):
         app.register_blueprint(module.blueprint)
+    app.register_blueprint(watchlist.blueprint)
+    app.register_blueprint(watchlist.api)
+    app.register_blueprint(watchlist_review.blueprint)
     views.install(app)
+    i18n_stub.install(app)
 
     @app.errorhandler(CSRFError)
     def csrf_error(error):

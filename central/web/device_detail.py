@@ -96,7 +96,7 @@ def verify_evidence(device_id: str):
     """Check the badge's whole evidence chain and every recording central holds (audited)."""
     _device_or_404(device_id)
     db = central().db()
-    report = evidence.chain_report(db, central().media_dir, device_id)
+    report = evidence.chain_report(db, services().media.objects, device_id)  # folder or bucket
     report["summary"] = evidence.describe(report)
     audit.append(
         db,

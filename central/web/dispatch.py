@@ -59,6 +59,15 @@ class AssignUnit(Body):
     note: Text(2000) = ""
 
 
+class SendNearest(Body):
+    event_id: Required(26)
+
+
+class Divert(Body):
+    event_id: Required(26)
+    reason: Text(200) = ""
+
+
 class Cancel(Body):
     reason: Required(200)
 
@@ -112,12 +121,29 @@ def list_units():
     return jsonify(units=[u.as_dict() for u in _service().units.all()])
 
 
+@blueprint.get("/api/v1/unit-board")
+@require("events.view")
+def unit_board():
+    """The unit board's rows; with ``event_id``, each unit's distance to that event and the nearest free one."""
+    event_id = (request.args.get("event_id") or "").strip() or None
+    return jsonify(_service().unit_board(event_id))
+
+
 @blueprint.patch("/api/v1/units/<device>")
 @require("dispatch")
 def edit_unit(device: str):
     edit = body(UnitEdit)
     callsign = edit.callsign.strip() if edit.callsign is not None else None
     return jsonify(_door().edit_unit(device, _actor(), callsign, edit.capabilities))
+
+
+@blueprint.post("/api/v1/units/<device>/divert")
+@require("dispatch")
+def divert(device: str):
+    """Send a busy unit to a more urgent event; the event it leaves waits for the next free unit."""
+    sent = body(Divert)
+    dispatch = _door().divert_unit(device, sent.event_id.strip(), _actor(), sent.reason.strip())
+    return jsonify(dispatch), 201
 
 
 @blueprint.get("/api/v1/dispatches")
@@ -157,6 +183,13 @@ def assign():
     return jsonify(dispatch), 201
 
 
+@blueprint.post("/api/v1/dispatches/nearest")
+@require("dispatch")
+def send_nearest():
+    dispatch = _door().send_nearest(body(SendNearest).event_id, _actor())
+    return jsonify(dispatch), 201
+
+
 @blueprint.post("/api/v1/dispatches/<ulid:dispatch_id>/confirm")
 @require("dispatch")
 def confirm(dispatch_id: str):
@@ -174,6 +207,17 @@ def cancel(dispatch_id: str):
 def reassign(dispatch_id: str):
     sent = body(Reassign)
     return jsonify(_door().reassign_dispatch(dispatch_id, sent.unit, _actor(), sent.reason.strip())), 201
+
+
+@blueprint.post("/api/v1/dispatches/intercept/preview")
+@require("dispatch")
+def intercept_preview():
+    """How many units (and which) the same intercept would send now: the page asks to confirm that number."""
+    sent = body(Intercept)
+    preview = _service().intercept_preview(
+        event_id=sent.event_id.strip() or None, lat=sent.lat, lon=sent.lon, radius_m=sent.radius_m
+    )
+    return jsonify(preview)
 
 
 @blueprint.post("/api/v1/dispatches/intercept")

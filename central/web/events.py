@@ -7,6 +7,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 
 from kuzet.central.auth import audit, users
 from kuzet.central.store import integrity, queries, workflow
+from kuzet.central.web import media_proxy
 from kuzet.central.web.auth import current_user, require
 from kuzet.central.web.services import services
 from kuzet.central.web.views import central
@@ -140,18 +141,27 @@ def _is_first_request_of_a_view() -> bool:
 def media(sha256: str):
     db = central().db()
     row = queries.media(db, sha256)
-    path = services().media.path(sha256)
-    if row is None or path is None:
+    store = services().media
+    local = store.objects.kind == "local"
+    path = store.path(sha256) if local else None
+    if row is None or (local and path is None):
         abort(404, "no such media (it may have been removed by retention)")
-    try:  # evidence is served only as it arrived: its bytes must still hash to its name
-        path = integrity.checked(db, services().media.root, row)
-    except integrity.MediaAltered as exc:
-        abort(409, f"media {sha256} is not served: {exc} (an alert was raised)")
+    if local:
+        try:  # evidence is served only as it arrived: its bytes must still hash to its name
+            path = integrity.checked(db, store.root, row)
+        except integrity.MediaAltered as exc:
+            abort(409, f"media {sha256} is not served: {exc} (an alert was raised)")
+    else:  # in the object store: found there (404, 503) before the view is audited
+        size = media_proxy.stored_size(store, sha256)
     if _is_first_request_of_a_view():
         target = f"event:{row['event_id']}" if row.get("event_id") else f"media:{sha256}"
         audit.append(
             db, current_user().username, "media.view", target, {"sha256": sha256, "kind": row["kind"]}
         )
+    if not local:  # in an object store: streamed through here (central.web.media_proxy)
+        response = media_proxy.stream(store, db, row, size, request.headers.get("Range", ""))
+        response.headers["Cache-Control"] = "private, no-store"
+        return response
     response = send_file(path, mimetype=row["content_type"], conditional=True, etag=sha256)
     response.headers["Cache-Control"] = "private, no-store"  # evidence stays off shared workstations' disks
     return response

@@ -122,6 +122,31 @@ def routing_paths() -> dict:
                 errors=_ROUTING,
             )
         },
+        "/api/v1/unit-board": {
+            "get": _op(
+                "The unit board: each unit's status, since when, its incident and distance to the selected event",
+                "events.view",
+                [
+                    (
+                        "event_id",
+                        "query",
+                        "string",
+                        "the selected event: distances to it and the nearest free unit",
+                    )
+                ],
+                ok={
+                    "type": "object",
+                    "required": ["units", "nearest", "waiting"],
+                    "properties": {
+                        "event_id": {"type": ["string", "null"]},
+                        "units": {"type": "array", "items": _OBJ},
+                        "nearest": {"type": ["string", "null"]},
+                        "waiting": {"type": "array", "items": _TEXT},
+                    },
+                },
+                errors=("404", "409", *_ROUTING),  # unknown event; a closed one
+            )
+        },
         "/api/v1/units/{device}": {
             "patch": _op(
                 "Change a unit's callsign or capabilities",
@@ -129,6 +154,16 @@ def routing_paths() -> dict:
                 [("device", "path", "string", "the badge's device name")],
                 body_schema(dispatch.UnitEdit),
                 errors=_ROUTING,
+            )
+        },
+        "/api/v1/units/{device}/divert": {
+            "post": _op(
+                "Divert a busy unit to a more urgent event; the event it leaves waits for the next free unit",
+                "dispatch",
+                [("device", "path", "string", "the badge's device name")],
+                body_schema(dispatch.Divert),
+                responses=_created("the new dispatch", dispatch_body),
+                errors=("409", *_ROUTING),  # not busy, not more urgent, offline, revoked
             )
         },
         "/api/v1/dispatches": {
@@ -207,6 +242,32 @@ def routing_paths() -> dict:
                 errors=("409", *_ROUTING),
             )
         },
+        "/api/v1/dispatches/nearest": {
+            "post": _op(
+                "Send the nearest free unit to an event now",
+                "dispatch",
+                body=body_schema(dispatch.SendNearest),
+                responses=_created("the new dispatch", dispatch_body),
+                errors=("404", "409", *_ROUTING),  # unknown event; closed, or no free unit
+            )
+        },
+        "/api/v1/dispatches/intercept/preview": {
+            "post": _op(
+                "How many units (and which) an intercept would send now; changes nothing",
+                "dispatch",
+                body=body_schema(dispatch.Intercept),
+                ok={
+                    "type": "object",
+                    "required": ["count", "radius_m", "units"],
+                    "properties": {
+                        "count": {"type": "integer"},
+                        "radius_m": {"type": "number"},
+                        "units": {"type": "array", "items": _OBJ},
+                    },
+                },
+                errors=("404", "409", *_ROUTING),  # unknown event; a closed one
+            )
+        },
         "/api/v1/dispatches/intercept": {
             "post": _op(
                 "Send the units around a place (or an event) to intercept",
@@ -217,6 +278,12 @@ def routing_paths() -> dict:
             )
         },
     }
+
+
+def _watchlist_paths() -> dict:
+    from kuzet.central.watchlist.openapi_paths import watchlist_paths  # it builds on the helpers above
+
+    return watchlist_paths()
 
 
 def document() -> dict:
@@ -452,5 +519,6 @@ def document() -> dict:
             },
             "/api/v1/users": {"get": _op("Accounts", "users.read", ok=_list("users"))},
             **routing_paths(),
+            **_watchlist_paths(),
         },
     }

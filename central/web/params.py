@@ -109,7 +109,9 @@ def Required(max_length: int) -> type[str]:  # noqa: N802
     """Text that must be there with something besides spaces (stripped), at most ``max_length`` long."""
     return Annotated[
         str,
-        Field(min_length=1, max_length=max_length, json_schema_extra={"pattern": r"\S"}),
+        # A character str.strip() keeps: JSON Schema's \s (ECMAScript) lacks \x1c-\x1f and \x85, which Python
+        # strips, so "\x85" would pass the document's pattern and be refused here as blank.
+        Field(min_length=1, max_length=max_length, json_schema_extra={"pattern": r"[^\s\x1c-\x1f\x85]"}),
         AfterValidator(_not_blank),
     ]
 

@@ -36,7 +36,7 @@ class Services:
         return cls(
             central=central,
             operations=Operations(central, routing),
-            media=MediaStore(central.db, central.media_dir),
+            media=MediaStore.for_central(central),
             ingest=ingest,
         )
 

@@ -37,6 +37,7 @@ from kuzet.shared.messages import SEVERITY_RANK, Command, Event, GeoPoint, Model
 log = logging.getLogger(__name__)
 
 EVENTS_CREATED = "events_created"  # the counter reliability tests compare with central's store
+WATCHLIST_MATCHES = "watchlist_matches"
 CLIPS_CREATED = "clips_created"  # counted when a clip starts (its event names it), not when it is finished
 BETTER_SNAPSHOT = 0.05  # a frame this much more confident than the snapshot sent earns a new snapshot
 # Sections a running agent cannot swap (identity, broker, state, update key): a reload reports them as
@@ -95,7 +96,23 @@ class CameraAgent:
         self.snapshot_of: dict[str, tuple[str, float]] = {}  # open event -> (sha256, score) of its snapshot
 
         self.pipeline = VisionPipeline.from_config(config.motion, config.detector, config.tracker)
+        self.faces = self.watchlist = None
+        self._start_faces(config)
         self._build_events(config)
+
+    def _start_faces(self, config: CameraConfig) -> None:
+        """The face watch and its watchlist keeper when [faces] is on (models load, the sealed list is read)."""
+        self.faces = self.watchlist = self.updates.watchlist_keeper = None
+        if not config.faces.enabled:
+            return
+        from kuzet.edge.faces.keeper import keeper_for
+        from kuzet.edge.faces.watch import FaceWatch
+
+        tls = config.mqtt.tls
+        device_key = config.faces.key_file or (tls.key if tls is not None else None)
+        self.faces = FaceWatch(config.faces)
+        self.watchlist = keeper_for(self.storage, device_key, self.device, self.faces)
+        self.updates.watchlist_keeper = self.watchlist
 
     def _build_events(self, config: CameraConfig) -> None:
         location = None
@@ -174,6 +191,9 @@ class CameraAgent:
             self.last_result = result
             changes = self.engine.process(result)
             self._emit(changes)
+            if self.faces is not None:
+                for match in self.faces.process(result):
+                    self._queue_match(match)
             if self.recorder is not None:
                 self.recorder.feed(frame)
         self.live.offer(frame)
@@ -185,6 +205,8 @@ class CameraAgent:
                 self._emit(self.engine.close_all(self.last_result.frame))
             if self.recorder is not None:
                 self.recorder.close()
+            if self.faces is not None:
+                self.faces.forget()
         # A file that ended: give the outbox a while to deliver; what is left stays on disk for next time.
         self.runtime.drain(30.0)
         self.runtime.stop(drain_s=2.0)
@@ -235,6 +257,24 @@ class CameraAgent:
                 self.spool.promise(tx, started.clip_id, recording=started.path, event_id=started.event_id)
                 tx.count(CLIPS_CREATED)
 
+    def _queue_match(self, match) -> None:
+        """A watchlist match: its event (opened and closed), the scene and the face crop, in one transaction."""
+        from kuzet.edge.faces.report import match_messages
+
+        events, snaps = match_messages(
+            self.device,
+            match,
+            timeutil.utc_now(),
+            self.engine.location,
+            self.config.evidence.snapshot_quality,
+        )
+        with self.runtime.transaction() as tx:
+            for snap in snaps:
+                self.runtime.put(tx, "snapshot", snap, PRIORITY_SNAPSHOT)
+            for event in events:
+                self.runtime.put(tx, "event", event, PRIORITY_EVENT)
+            tx.count(WATCHLIST_MATCHES)
+
     def _attach_clip(self, event: Event, frame: Frame) -> Recording | None:
         if self.recorder is None:
             return None
@@ -247,7 +287,10 @@ class CameraAgent:
     def _snapshot(self, event: Event, change: EventChange) -> Snapshot:
         captions = [(box, f"{label} {event.score:.2f}") for box, label in change.boxes]
         data, width, height = snapshot(
-            change.frame.image, captions, timeutil.utc_now(), self.config.evidence.snapshot_quality
+            (change.snapshot or change.frame).image,
+            captions,
+            timeutil.utc_now(),
+            self.config.evidence.snapshot_quality,
         )
         return Snapshot(
             device=self.device,
@@ -342,6 +385,8 @@ class CameraAgent:
     def _detection(self, on: bool) -> Reply:
         with self._lock:
             self.pipeline.enabled = on
+            if not on and self.faces is not None:
+                self.faces.forget()
             if not on and self.last_result is not None:
                 self._emit(self.engine.close_all(self.last_result.frame))
         return True, f"detection {'on' if on else 'off'}", {"detection_enabled": on}
@@ -378,6 +423,8 @@ class CameraAgent:
             if pipeline is not None:
                 pipeline.enabled = self.pipeline.enabled
                 self.pipeline = pipeline
+            if new.faces != old.faces:
+                self._start_faces(new)
             if self.last_result is not None:
                 self._emit(self.engine.close_all(self.last_result.frame))
             if self.recorder is not None:
@@ -437,6 +484,8 @@ class CameraAgent:
             {f"source_{k}": v for k, v in self.source.counters.items()} if self.source is not None else {}
         )
         counters["frame_errors"] = self._frame_errors
+        if self.faces is not None:
+            counters.update(self.faces.counters)  # faces seen, embedded, matched: never what they were
         return Status(
             device=self.device,
             kind="camera",
@@ -449,6 +498,7 @@ class CameraAgent:
             model=ModelInfo(name=name, sha256=sha256),
             source_state=self.source.state if self.source is not None else "starting",
             detection_enabled=self.pipeline.enabled,
+            watchlist=self.watchlist.state() if self.watchlist is not None else None,
             counters=self.runtime.counters(counters),
             **figures,
         )

@@ -37,6 +37,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from kuzet.edge.events.config import GroundSection, LineSection, RuleSection, ZoneSection, check_references
+from kuzet.edge.faces.config import FacesSection
 from kuzet.edge.updates.config import UpdatesSection
 from kuzet.edge.vision.config import DetectorSection, MotionSection, SourceSection, TrackerSection
 from kuzet.shared import config
@@ -111,17 +112,20 @@ class CameraConfig(Section):
     live: LiveSection = LiveSection()
     updates: UpdatesSection = UpdatesSection()
     storage: StorageSection = StorageSection()
+    faces: FacesSection = FacesSection()  # the face watchlist (docs/faces.md): off by default
 
     @model_validator(mode="after")
     def _rules_refer_to_real_zones(self) -> CameraConfig:
         check_references(self.zones, self.lines, self.rules)
         detected = set(self.detector.labels)
         for index, rule in enumerate(self.rules):
-            if rule.min_speed_kmh is not None and self.ground is None:
-                raise KeyProblem(
-                    ("rules", index, "min_speed_kmh"),
-                    "km/h needs the camera's [ground]: 4 or more image points with their positions in metres",
-                )
+            for key, unit in (("min_speed_kmh", "km/h"), ("min_area_m2", "m^2")):
+                if getattr(rule, key) is not None and self.ground is None:
+                    raise KeyProblem(
+                        ("rules", index, key),
+                        f"{unit} needs the camera's [ground]: 4 or more image points with their positions in "
+                        "metres",
+                    )
             if not detected & set(rule.resolved_labels):
                 # e.g. object_left watches backpacks and suitcases, which the default detector list leaves out
                 raise KeyProblem(

@@ -19,6 +19,7 @@ import numpy as np
 
 from kuzet.edge.camera.config import CameraConfig
 from kuzet.edge.updates.device import Candidate, DeviceUpdates, UpdateError, names
+from kuzet.edge.updates.installer import InstallResult
 
 LABELS_FILE = "labels.txt"
 
@@ -29,6 +30,19 @@ class CameraUpdates(DeviceUpdates):
     config_class = CameraConfig
     config_file = "camera.toml"
     fixed_sections = ("device", "mqtt", "storage", "outbox", "updates")
+    held_kinds = ("watchlist",)
+    # The face watchlist's keeper (the agent sets it when [faces] is on): verified bundle -> InstallResult.
+    watchlist_keeper = None
+
+    def hold(self, verified) -> InstallResult:
+        if self.watchlist_keeper is None:
+            return InstallResult(
+                False,
+                "refused: face matching is off on this camera ([faces] enabled)",
+                kind="watchlist",
+                refused=True,
+            )
+        return self.watchlist_keeper(verified)
 
     def apply(self, kind: str, config: CameraConfig, folder: Path) -> CameraConfig:
         if kind == "model":

@@ -34,16 +34,18 @@ DEFAULT_SEVERITY: dict[str, str] = {
     "running": "medium",
     "chase": "high",
     "repeated_stops": "medium",
+    "littering": "medium",
+    "person_down": "high",
 }
-# A rule type reported on the wire as another event type (a chase is running, with attributes.chase).
-WIRE_TYPE = {"chase": "running", "repeated_stops": "loitering"}
+# A rule type reported on the wire as another event type (littering is the object_left event, with its owner).
+WIRE_TYPE = {"littering": "object_left"}
 CAMERA_EVENT_TYPES = tuple(t for t in DEFAULT_SEVERITY if t not in WIRE_TYPE)
 # The incident lifecycle's defaults by type (see lifecycle.py): a deployer's choice for a street camera at 5-25
 # fps. (min_duration_s, grace_s, cooldown_s, reid_s, reid_distance in box heights)
 LIFECYCLE_DEFAULTS: dict[str, tuple[float, float, float, float, float]] = {
     "zone_enter": (1.0, 3.0, 0.0, 3.0, 1.5),
     "zone_exit": (0.0, 0.0, 10.0, 3.0, 1.5),
-    "loitering": (0.0, 5.0, 60.0, 5.0, 1.5),
+    "loitering": (2.0, 5.0, 60.0, 5.0, 1.5),
     "line_crossing": (0.0, 0.0, 10.0, 3.0, 1.5),
     "crowd": (3.0, 5.0, 30.0, 0.0, 0.0),
     "no_stopping": (0.0, 5.0, 30.0, 5.0, 1.0),
@@ -51,6 +53,8 @@ LIFECYCLE_DEFAULTS: dict[str, tuple[float, float, float, float, float]] = {
     "running": (1.0, 2.0, 10.0, 2.0, 1.5),
     "chase": (1.0, 3.0, 30.0, 2.0, 1.5),
     "repeated_stops": (0.0, 5.0, 300.0, 5.0, 1.5),
+    "littering": (0.0, 5.0, 300.0, 0.0, 1.0),
+    "person_down": (0.0, 5.0, 60.0, 5.0, 1.5),
 }
 
 
@@ -136,6 +140,8 @@ class RuleSection(Section):
         "running",
         "chase",
         "repeated_stops",
+        "littering",
+        "person_down",
     ]
     zone: str | None = None  # zone rules; running / object_left may be limited to a zone
     line: str | None = None  # line_crossing
@@ -161,8 +167,13 @@ class RuleSection(Section):
         1  # crowd: opens above max_count, stays while above max_count - this
     )
     stopped_s: Annotated[float, Field(gt=0)] = 10.0  # no_stopping
-    stationary_s: Annotated[float, Field(gt=0)] = 10.0  # object_left
-    owner_window_s: Annotated[float, Field(gt=0)] = 10.0  # object_left: a person there this recently
+    stationary_s: Annotated[float, Field(gt=0)] = 10.0  # object_left, littering: staying put this long
+    owner_window_s: Annotated[float, Field(gt=0)] = (
+        10.0  # object_left, littering: a person there this recently
+    )
+    min_area_px: Annotated[float, Field(gt=0)] = 150.0  # littering: an object at least this big (native px)
+    min_area_m2: Annotated[float, Field(gt=0)] | None = None  # littering, with [ground]: m^2 instead
+    down_s: Annotated[float, Field(gt=0)] = 10.0  # person_down: lying still this long
     min_speed: Annotated[float, Field(gt=0)] = 1.8  # running: box heights per second
     min_speed_kmh: Annotated[float, Field(gt=0)] | None = None  # running, with [ground]: km/h instead
     linger_s: Annotated[float, Field(gt=0)] = 3.0  # momentary events (exit, crossing) stay open this long

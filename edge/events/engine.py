@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from kuzet.edge.events import rules as rule_types
+from kuzet.edge.events import catalog
 from kuzet.edge.events.config import GroundSection, LineSection, RuleSection, ZoneSection, check_references
 from kuzet.edge.events.lifecycle import Lifecycle, Reidentifier
 from kuzet.edge.events.rules import DWELL_GAP_S, Condition, Rule
+from kuzet.edge.vision.static import StaticForeground
 from kuzet.edge.vision.types import Frame, FrameResult
 from kuzet.shared import ids, timeutil
 from kuzet.shared.messages import Box, Event, GeoPoint
@@ -48,6 +49,7 @@ class EventChange:
     frame: Frame
     improved: bool = False  # this frame has the event's best score so far
     boxes: list[tuple[tuple[float, float, float, float], str]] = field(default_factory=list)
+    snapshot: Frame | None = None  # the frame to show, when an earlier one shows the incident better
 
 
 class EventEngine:
@@ -70,15 +72,17 @@ class EventEngine:
         check_references(zones, lines, rules)
         by_zone = {z.name: z for z in zones}
         by_line = {line.name: line for line in lines}
-        self.rules = [rule_types.build(r, by_zone, by_line) for r in rules]
+        self.rules = [catalog.build(r, by_zone, by_line) for r in rules]
+        # The static-foreground model, one for the camera, when a rule needs it (littering): a few samples a
+        # second on a small grey copy, whatever the frame rate (edge/vision/static.py).
+        self.static = StaticForeground() if any(r.needs_static for r in self.rules) else None
         self.lifecycles: dict[str, Lifecycle] = {}
         self.reids: dict[str, Reidentifier] = {}
         plane = ground.plane() if ground is not None else None
         for rule in self.rules:
-            if rule.section.min_speed_kmh is not None and plane is None:
-                raise ValueError(
-                    f"rule {rule.section.name!r}: min_speed_kmh needs the camera's [ground] points"
-                )
+            for key in ("min_speed_kmh", "min_area_m2"):
+                if getattr(rule.section, key) is not None and plane is None:
+                    raise ValueError(f"rule {rule.section.name!r}: {key} needs the camera's [ground] points")
             rule.ground = plane
             policy = rule.section.policy(lifecycle)
             rule.gap_s = max(DWELL_GAP_S, policy.grace_s)
@@ -100,6 +104,7 @@ class EventEngine:
         self._frame_size = (width, height)
         now = self.clock()
         changes: list[EventChange] = []
+        regions = self.static.feed(frame) if self.static is not None else []
         for rule in self.rules:
             name = rule.section.name
             schedule = rule.section.schedule
@@ -107,6 +112,8 @@ class EventEngine:
                 changes += self._disarm(name, frame, now)
                 continue
             reid = self.reids[name]
+            if rule.needs_static:
+                rule.observe(result, regions)
             conds = rule.step(frame.ts, reid.step(frame.ts, result.tracks, self._frame_size))
             for key, cond in conds.items():
                 ids = sorted({tid for identity in cond.track_ids for tid in reid.tracker_ids(identity)})
@@ -239,6 +246,9 @@ class EventEngine:
             description=cond.description or None,
             attributes={"rule": section.name, **cond.attributes},
         )
+        if state == "open" and cond.evidence is not None:  # who left the object, where they left it
+            shown, boxes = cond.evidence
+            return EventChange(message, frame, improved=improved, boxes=boxes, snapshot=shown)
         return EventChange(message, frame, improved=improved, boxes=[(cond.box, cond.label)])
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from kuzet.edge.events import geometry
 from kuzet.edge.events.config import LineSection, RuleSection, ZoneSection
-from kuzet.edge.vision.types import Track
+from kuzet.edge.vision.types import Frame, Track
 
 Box = tuple[float, float, float, float]
 
@@ -33,6 +33,9 @@ class Condition:
     box: Box
     attributes: dict[str, str | int | float | bool] = field(default_factory=dict)
     description: str = ""
+    # A frame that shows the incident better than the one it is raised on, with its boxes (the person who left
+    # an object, seen where they left it): the event's snapshot is taken from it.
+    evidence: tuple[Frame, list[tuple[Box, str]]] | None = None
 
 
 def speed(track: Track) -> float:
@@ -44,6 +47,8 @@ def condition(track: Track, description: str, **attributes) -> Condition:
 
 
 class Rule:
+    needs_static = False  # True: the engine feeds ``observe`` the frames and the static-foreground regions
+
     def __init__(
         self, section: RuleSection, zone: ZoneSection | None = None, line: LineSection | None = None
     ):
@@ -65,6 +70,22 @@ class Rule:
 
     def in_zone(self, track: Track) -> bool:
         return self.polygon is None or geometry.inside(track.foot, self.polygon)
+
+    def heading(self, track: Track) -> int:
+        """Which way it is going, for an intercept: degrees counter-clockwise from the frame's right (90: up the
+        frame, away from a camera looking down a street); with a [ground], in the ground plan's axes (0: +x,
+        90: +y of the world points). In steps of 45 degrees: enough to send someone ahead, and a stride's wobble
+        is not news."""
+        vx, vy = track.velocity
+        angle = math.atan2(-vy, vx)
+        if self.ground is not None:
+            try:
+                a = self.ground.to_ground(track.foot)
+                b = self.ground.to_ground((track.foot[0] + vx * 0.5, track.foot[1] + vy * 0.5))
+                angle = math.atan2(b[1] - a[1], b[0] - a[0])
+            except ValueError:
+                pass
+        return round(math.degrees(angle) / 45) * 45 % 360
 
     @property
     def where(self) -> str:
@@ -245,7 +266,7 @@ class Running(Rule):
                 self.fast_since.pop(t.track_id, None)
             if t.track_id in self.fast_since:  # how long it must last: the lifecycle's min_duration_s
                 active[str(t.track_id)] = condition(
-                    t, f"{t.label} running{self.where}", **{unit: round(fast, 2)}
+                    t, f"{t.label} running{self.where}", heading_deg=self.heading(t), **{unit: round(fast, 2)}
                 )
         _forget(self.fast_since, {t.track_id for t in tracks})
         return active
@@ -303,7 +324,7 @@ class ObjectLeft(Rule):
 class Chase(Rule):
     """A person running after another: both faster than ``min_speed`` (``min_speed_kmh`` with a [ground]),
     heading the same way within ``chase_angle_deg``, the follower behind the leader and on the leader's path,
-    where the leader was at most ``chase_gap_s`` ago. Reported as a ``running`` event with ``chase``."""
+    where the leader was at most ``chase_gap_s`` ago. Reported as a ``chase`` event."""
 
     def __init__(self, *args):
         super().__init__(*args)
@@ -345,7 +366,12 @@ class Chase(Rule):
                     lead.label,
                     min(lead.score, follow.score),
                     (x0, y0, x1 - x0, y1 - y0),
-                    {"chase": True, "leader": lead.track_id, "follower": follow.track_id},
+                    {
+                        "chase": True,
+                        "leader": lead.track_id,
+                        "follower": follow.track_id,
+                        "heading_deg": self.heading(lead),
+                    },
                     f"{follow.label} running after {lead.label}{self.where}",
                 )
         return active
@@ -354,7 +380,7 @@ class Chase(Rule):
 class RepeatedStops(Rule):
     """One person stopping briefly again and again at different spots of a zone (casing cars or doors): at least
     ``stops`` stops of ``stop_min_s``..``stop_max_s``, each ``stop_spacing`` box heights from the others, within
-    ``stops_window_s``. Reported as a ``loitering`` event with ``attributes.stops``."""
+    ``stops_window_s``. Reported as a ``repeated_stops`` event with ``attributes.stops``."""
 
     STOPPED = 0.25  # box heights per second: standing (a walker covers about 0.8)
 
@@ -391,31 +417,59 @@ class RepeatedStops(Rule):
         return active
 
 
+class PersonDown(Rule):
+    """A person whose box turned from upright (taller than ``UPRIGHT`` times its width) to lying (wider than
+    ``LYING`` times its height) within ``FALL_WINDOW_S``, and who has lain still since for ``down_s``: a fall,
+    someone collapsed or drunk. Reported as a ``person_down`` event."""
+
+    UPRIGHT = 1.5
+    LYING = 1.2
+    FALL_WINDOW_S = 5.0  # upright this recently before lying: a fall, not something that always looked flat
+    STILL = 0.25  # its own box widths per second: breathing, the box's jitter
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.upright_at: dict[int, float] = {}
+        self.down_since: dict[int, float] = {}
+        self.last_seen: dict[int, float] = {}
+
+    def step(self, ts, tracks):
+        active = {}
+        for t in tracks:
+            if not (self.matches(t) and self.in_zone(t)):
+                self.down_since.pop(t.track_id, None)
+                continue
+            x, y, w, h = t.box
+            if h > self.UPRIGHT * w:
+                self.upright_at[t.track_id] = ts
+                self.down_since.pop(t.track_id, None)
+                continue
+            lying = w > self.LYING * h and speed(t) / max(w, 1.0) < self.STILL
+            fell = ts - self.upright_at.get(t.track_id, -math.inf) <= self.FALL_WINDOW_S
+            if not lying:
+                self.down_since.pop(t.track_id, None)
+            elif t.track_id not in self.down_since and fell:
+                self.down_since[t.track_id] = ts
+            since = self.down_since.get(t.track_id)
+            if since is not None and ts - since >= self.section.down_s:
+                active[str(t.track_id)] = condition(
+                    t, f"{t.label} down{self.where}", down_s=round(ts - since, 1)
+                )
+        # A fall often loses the track for a few frames (the box changes shape at once): what was seen of a
+        # person is kept while they may still come back (the lifecycle's grace) or could still have fallen.
+        for t in tracks:
+            self.last_seen[t.track_id] = ts
+        for track_id in [k for k, seen in self.last_seen.items() if ts - seen > self.gap_s]:
+            del self.last_seen[track_id]
+            self.down_since.pop(track_id, None)
+        for track_id in [k for k, up in self.upright_at.items() if ts - up > self.FALL_WINDOW_S]:
+            del self.upright_at[track_id]
+        return active
+
+
 def _cos(a: tuple[float, float], b: tuple[float, float]) -> float:
     na, nb = math.hypot(*a), math.hypot(*b)
     return (a[0] * b[0] + a[1] * b[1]) / (na * nb) if na and nb else -1.0
-
-
-RULES: dict[str, type[Rule]] = {
-    "zone_enter": ZoneEnter,
-    "zone_exit": ZoneExit,
-    "loitering": Loitering,
-    "line_crossing": LineCrossing,
-    "crowd": Crowd,
-    "no_stopping": NoStopping,
-    "running": Running,
-    "object_left": ObjectLeft,
-    "chase": Chase,
-    "repeated_stops": RepeatedStops,
-}
-
-
-def build(section: RuleSection, zones: dict[str, ZoneSection], lines: dict[str, LineSection]) -> Rule:
-    return RULES[section.type](
-        section,
-        zones.get(section.zone) if section.zone else None,
-        lines.get(section.line) if section.line else None,
-    )
 
 
 def _forget(state: dict, alive: set[int]) -> None:

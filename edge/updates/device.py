@@ -55,6 +55,7 @@ class DeviceUpdates:
     config_class: type[Section]
     config_file: str  # what a config update holds, e.g. "camera.toml"
     fixed_sections: tuple[str, ...] = ("device", "mqtt", "storage", "updates")
+    held_kinds: tuple[str, ...] = ()  # verified here, then handed to ``hold`` instead of the installer
 
     def __init__(self, settings: UpdatesSection, config_path: Path | None):
         self.settings = settings
@@ -127,6 +128,10 @@ class DeviceUpdates:
         where = self.config_path or "<config>"
         return config_files.parse(config.model_dump() | overlay, self.config_class, where)
 
+    def hold(self, verified) -> InstallResult:
+        """A verified bundle of one of ``held_kinds``; a device with such kinds overrides this."""
+        raise NotImplementedError
+
     def try_out(self, kind: str, candidate: Candidate) -> None:
         """A last check of a new version of ``kind`` (raises if it must not run); nothing by default."""
 
@@ -166,6 +171,10 @@ class DeviceUpdates:
             if downloaded:
                 bundle.unlink(missing_ok=True)
         kind = verified.manifest.kind
+        if (
+            kind in self.held_kinds
+        ):  # kept by the device itself, never unpacked to disk (the camera's watchlist)
+            return self.hold(verified), None
         if kind not in self.kinds:
             message = (
                 f"refused: a {kind!r} bundle; a {self.device_kind} takes {' or '.join(self.kinds)} updates"

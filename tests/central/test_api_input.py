@@ -78,6 +78,12 @@ LIMITS = ["limit=-1", "limit=0", "limit=1001", "limit=x", "limit=1e3", "limit=99
 # real ids; routes taking neither are listed with nothing (they get the generic checks below).
 ROUTES: dict[tuple[str, str], tuple[list[str], list]] = {
     ("GET", "/api/v1/openapi.json"): ([], []),
+    ("GET", "/api/v1/watchlist"): ([], []),
+    ("POST", "/api/v1/watchlist"): ([], NOT_AN_OBJECT),
+    ("GET", "/api/v1/watchlist/{entry_id}"): ([], []),
+    ("PUT", "/api/v1/watchlist/{entry_id}"): ([], []),
+    ("DELETE", "/api/v1/watchlist/{entry_id}"): ([], []),
+    ("POST", "/api/v1/watchlist/{entry_id}/photos"): ([], []),
     ("GET", "/api/v1/me"): ([], []),
     ("GET", "/api/v1/events"): (LIMITS, []),
     ("GET", "/api/v1/events/counters"): ([], []),
@@ -156,6 +162,17 @@ ROUTES: dict[tuple[str, str], tuple[list[str], list]] = {
             {"capabilities": [""]},
         ],
     ),
+    ("GET", "/api/v1/unit-board"): ([], []),
+    ("POST", "/api/v1/units/badge-01/divert"): (
+        [],
+        [
+            *NOT_AN_OBJECT,
+            {},
+            {"event_id": " "},
+            {"event_id": 5},
+            {"event_id": "{event}", "reason": "x" * 201},
+        ],
+    ),
     ("GET", "/api/v1/dispatches"): (LIMITS, []),
     ("POST", "/api/v1/dispatches"): (
         [],
@@ -166,6 +183,14 @@ ROUTES: dict[tuple[str, str], tuple[list[str], list]] = {
             {"event_id": "{event}", "unit": 3},
             {"event_id": " ", "unit": "b"},
         ],
+    ),
+    ("POST", "/api/v1/dispatches/nearest"): (
+        [],
+        [*NOT_AN_OBJECT, {}, {"event_id": "\t"}, {"event_id": ["x"]}],
+    ),
+    ("POST", "/api/v1/dispatches/intercept/preview"): (
+        [],
+        [*NOT_AN_OBJECT, {}, {"lat": 52.3}, {"lat": 52.3, "lon": 76.9, "radius_m": 0}],
     ),
     ("GET", "/api/v1/dispatches/recommend"): (["", "event_id=", "event_id=%20"], []),
     ("GET", "/api/v1/dispatches/{dispatch}"): ([], []),
@@ -247,7 +272,7 @@ def test_every_api_route_is_listed_here(setup):
         if rule.rule.startswith("/api/v1/")
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
-    names = {"event": "event_id", "dispatch": "dispatch_id"}
+    names = {"event": "event_id", "dispatch": "dispatch_id", "entry_id": "entry_id"}
     listed = set()
     for method, path in ROUTES:
         path = re.sub(r"\{(\w+)\}", lambda m: "{" + names[m.group(1)] + "}", path)

@@ -17,6 +17,7 @@ from kuzet.central.routing.lifecycle import (
     ESCALATE,
     FREE_UNIT,
     NOTIFY_BADGE,
+    REQUEUE,
     REROUTE,
     ROUTE_NEXT,
     SEND,
@@ -61,6 +62,8 @@ for _state in ("sent", "acknowledged", "en_route", "on_scene"):
     EXPECTED[(_state, "other_resolved")] = STAND_DOWN_ACTIVE
     EXPECTED[(_state, "revoke")] = REVOKED_ACTIVE
     EXPECTED[(_state, "declined")] = ("declined", (FREE_UNIT, ESCALATE))
+    # The unit is not freed: it goes straight to the more urgent event; the event it leaves waits again.
+    EXPECTED[(_state, "divert")] = ("diverted", (NOTIFY_BADGE, REQUEUE, ALERT))
 
 STATES = (
     "proposed",
@@ -72,6 +75,7 @@ STATES = (
     "declined",
     "cancelled",
     "timed_out",
+    "diverted",
 )
 TRIGGERS = (
     "confirm",
@@ -84,6 +88,7 @@ TRIGGERS = (
     "event_closed",
     "other_resolved",
     "ack_deadline",
+    "divert",
     "acknowledged",
     "en_route",
     "on_scene",
@@ -163,3 +168,24 @@ def test_every_final_state_is_final():
     for state in lc.FINAL:
         moves = [t for t in TRIGGERS if lc.allowed(state, t) and lc.apply(state, t).changed]
         assert moves == [], state
+
+
+@pytest.mark.parametrize("state", ["sent", "acknowledged", "en_route", "on_scene"])
+@pytest.mark.parametrize("mode", ["nearest", "manual", "intercept"])
+def test_a_diverted_unit_is_told_keeps_busy_and_its_event_waits_again(state, mode):
+    step = lc.apply(state, "divert", mode=mode)
+    assert step.state == "diverted" and step.changed
+    assert FREE_UNIT not in step.effects  # no waiting event may take the unit before it is sent on
+    assert step.effects == (NOTIFY_BADGE, REQUEUE, ALERT)
+
+
+@pytest.mark.parametrize("state", ["proposed", "resolved", "declined", "cancelled", "timed_out", "diverted"])
+def test_only_a_unit_under_way_can_be_diverted(state):
+    with pytest.raises(lc.Refused, match="only a unit under way can be diverted"):
+        lc.apply(state, "divert")
+
+
+@pytest.mark.parametrize("answer", ["acknowledged", "en_route", "on_scene", "resolved", "declined"])
+def test_a_diverted_dispatch_hears_no_answer(answer):
+    with pytest.raises(lc.Refused, match="already diverted"):
+        lc.apply("diverted", answer)

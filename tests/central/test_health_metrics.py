@@ -128,6 +128,11 @@ def test_healthz_names_what_stops_central_doing_its_job(running, mosquitto):
     assert timeutil.from_wire(ingest["mqtt"]["since"]) <= timeutil.utc_now()
     assert ingest["writer_alive"] and ingest["queue_depth"] == 0
     assert ingest["queue_max"] == running.central.config.ingest.queue_max
+    assert ingest["storage"] == {
+        "database": "sqlite",
+        "nearest_units": "in-process-distance",
+        "media": {"kind": "local", "folder": str(running.central.media_dir)},
+    }
 
     mosquitto.stop()  # the broker goes away: nothing from the devices can arrive
     status, body = wait_for(lambda: (r := _get(url))[0] == 503 and r, what="/healthz turning 503")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.browser import confirmation
 from support.web import PASSWORD, Camera, LiveCentral, h264_clip, jpeg
 
 from kuzet.central.auth import audit
@@ -292,7 +293,11 @@ def test_other_pages_render_for_a_supervisor(live, camera, browser):
         browser, lambda d: d.find_element(By.ID, "map").get_attribute("data-loaded") == "1", "the map data"
     )
     wait_until(
-        browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".mk")) >= 3, "camera, unit and event markers"
+        browser,
+        lambda d: (
+            len(d.find_elements(By.CSS_SELECTOR, ".mk, .event-cluster")) >= 3
+        ),  # events together: a cluster
+        "camera, unit and event markers",
     )
     assert "no-tiles" in browser.find_element(By.ID, "map").get_attribute("class")
     assert browser.find_elements(By.CSS_SELECTOR, ".leaflet-control-scale-line")
@@ -399,6 +404,7 @@ def test_operator_dispatches_reassigns_and_intercepts_from_the_event_page_and_ma
         browser.find_element(By.ID, "intercept-direction").send_keys("90")
         browser.find_element(By.ID, "intercept-description").send_keys("man in a red jacket, running east")
         browser.find_element(By.ID, "intercept").click()
+        confirmation(browser).accept()  # "Units to send within 1000 m: 2 (...). Send them all?"
         intercepts = {
             name: wait_for(
                 lambda name=name: [i for i in badges[name].inbox.items() if i.dispatch.mode == "intercept"],

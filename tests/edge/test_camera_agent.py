@@ -295,7 +295,7 @@ def test_the_documented_example_configuration_loads():
     config = load(Path(__file__).resolve().parents[2] / "docs" / "camera.example.toml")
     assert config.device.id == "cam-pvl-014" and config.mqtt.tls.ca.name == "ca.pem"
     assert {r.type for r in config.rules} == {
-        "crowd", "loitering", "no_stopping", "line_crossing", "object_left", "running"
+        "crowd", "loitering", "no_stopping", "line_crossing", "object_left", "running", "littering", "person_down"
     }  # fmt: skip
 
 

@@ -58,11 +58,16 @@ def test_four_points_place_every_person_on_the_ground(pets_ground):
         GroundSection(image=[(0, 0), (1, 1), (2, 2), (3, 3)], world=[(0, 0), (1, 1), (2, 2), (3, 3)])
 
 
-def test_km_h_needs_the_ground():
-    with pytest.raises(ValueError, match="ground"):
-        CameraConfig.model_validate(
-            {"device": {"id": "cam-1"}, "rules": [{"name": "run", "type": "running", "min_speed_kmh": 12}]}
-        )
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"name": "run", "type": "running", "min_speed_kmh": 12},
+        {"name": "litter", "type": "littering", "min_area_m2": 0.05},
+    ],
+)
+def test_metric_thresholds_need_the_ground(rule):
+    with pytest.raises(ValueError, match=r"needs the camera's \[ground\]"):
+        CameraConfig.model_validate({"device": {"id": "cam-1"}, "rules": [rule]})
 
 
 def test_walkers_are_not_running_in_km_h_and_a_sprint_is(pets_ground, shared_dir):

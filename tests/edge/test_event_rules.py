@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from kuzet.edge.events import geometry
 from kuzet.edge.events.config import RuleSection, ScheduleSection
 from kuzet.edge.events.engine import EventEngine
 from kuzet.edge.events.journal import OpenEventJournal
-from kuzet.edge.vision.types import Frame
+from kuzet.edge.vision.types import Frame, Track
 from kuzet.shared import messages, topics
 
 
@@ -140,6 +141,39 @@ def test_object_left_behind_by_a_person():
     # a bag that nobody brought (already there, no person near) is not an alarm
     engine, clock = make(rule)
     assert run(engine, clock, [[bag]] * 60) == []
+
+
+def lying(track_id, x, y, *, vx=0.0, h=40.0) -> Track:
+    """A person's box on its side: as wide as a standing box is tall."""
+    t = person(track_id, x, y, vx=vx, h=h)
+    return replace(t, box=(x - h * 1.25, y - h, h * 2.5, h))
+
+
+def test_person_down_after_a_fall_and_only_then():
+    rule = RuleSection(name="down", type="person_down", zone="square", down_s=3)
+    up = walk(1, (250, 350), (300, 350), 2)
+    engine, clock = make(rule)
+    events = run(engine, clock, [[t] for t in up] + [[lying(1, 300, 350)]] * 40)
+    [opened] = [e for e in events if e.state == "open"]
+    assert (opened.event_type, opened.severity, opened.track_ids) == ("person_down", "high", [1])
+    assert opened.attributes["down_s"] >= 3
+    # a fall that loses the track for a few frames is the same fall
+    engine, clock = make(rule)
+    lost = [[t] for t in up] + [[]] * 5 + [[lying(1, 300, 350)]] * 40
+    assert [e.state for e in run(engine, clock, lost) if e.state == "open"] == ["open"]
+    # lying down for less than down_s, then up again: nothing
+    engine, clock = make(rule)
+    assert (
+        run(engine, clock, [[t] for t in up] + [[lying(1, 300, 350)]] * 20 + [[person(1, 300, 350)]] * 40)
+        == []
+    )
+    # still moving once on the ground (crawling, a box that only looks flat while bending): nothing
+    engine, clock = make(rule)
+    crawling = [[lying(1, 300 + i * 3, 350, vx=30)] for i in range(40)]
+    assert run(engine, clock, [[t] for t in up] + crawling) == []
+    # never seen upright (a flat thing taken for a person, someone lying since before the camera saw them)
+    engine, clock = make(rule)
+    assert run(engine, clock, [[lying(1, 300, 350)]] * 60) == []
 
 
 def test_schedule_arms_a_rule_only_in_its_window():

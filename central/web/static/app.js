@@ -82,7 +82,7 @@ const Kuzet = (() => {
 
   const typeNames = {
     zone_enter: "Zone entry", zone_exit: "Zone exit", loitering: "Loitering", line_crossing: "Line crossing",
-    crowd: "Crowd", no_stopping: "No stopping", object_left: "Object left", running: "Running", panic: "PANIC", manual: "Manual",
+    crowd: "Crowd", no_stopping: "No stopping", object_left: "Object left", running: "Running", chase: "Chase", person_down: "Person down", repeated_stops: "Repeated stops", panic: "PANIC", manual: "Manual",
   };
   const typeName = (t) => typeNames[t] || t;
 

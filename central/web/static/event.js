@@ -128,6 +128,12 @@
       const button = document.getElementById("intercept");
       button.disabled = true;
       try {
+        // Ask first, with the number of units it will send (the template gives the words).
+        const preview = await Kuzet.api("POST", "/api/v1/dispatches/intercept/preview", body);
+        const fill = (text) => text.replace("%(radius)s", Math.round(preview.radius_m)).replace("%(num)s", preview.count)
+          .replace("%(units)s", preview.units.map((u) => u.callsign || u.device_id).join(", "));
+        if (!preview.count) { Kuzet.toast(fill(intercept.dataset.none), "", "high"); button.disabled = false; return; }
+        if (!window.confirm(fill(intercept.dataset.confirm))) { button.disabled = false; return; }
         const { dispatches } = await Kuzet.api("POST", "/api/v1/dispatches/intercept", body);
         Kuzet.toast("Intercept sent", `${dispatches.length} unit${dispatches.length === 1 ? "" : "s"} within ${Math.round(body.radius_m)} m`);
         reloadDispatches();

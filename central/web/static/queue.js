@@ -4,6 +4,7 @@
   const body = document.getElementById("queue-body");
   const form = document.getElementById("filters");
   const canAct = document.body.dataset.canAct === "1";
+  const canDispatch = body.dataset.canDispatch === "1";
   const rows = new Map();  // event_id -> event
   let loaded = false;
 
@@ -23,7 +24,11 @@
   }
 
   function rowHtml(e) {
-    const ack = canAct && e.status === "new" ? `<button class="small ack" data-id="${Kuzet.esc(e.event_id)}">Acknowledge</button>` : "";
+    let ack = canAct && e.status === "new" ? `<button class="small ack" data-id="${Kuzet.esc(e.event_id)}">Acknowledge</button>` : "";
+    if (canDispatch && !["closed", "dispatched"].includes(e.status)) {  // dispatch in one click, or choose on the unit board
+      ack += ` <button class="small send-nearest" data-id="${Kuzet.esc(e.event_id)}">${Kuzet.esc(body.dataset.sendNearest)}</button>` +
+        ` <button class="small choose-unit" data-id="${Kuzet.esc(e.event_id)}">${Kuzet.esc(body.dataset.chooseUnit)}</button>`;
+    }
     return `<td><span class="sev sev-${Kuzet.esc(e.severity)}">${Kuzet.esc(e.severity)}</span></td>
       <td class="mono" title="${Kuzet.esc(e.started_at)}">${Kuzet.time(e.started_at)}</td>
       <td>${Kuzet.esc(Kuzet.typeName(e.event_type))}</td>
@@ -91,6 +96,18 @@
       catch (err) { Kuzet.toast("Could not acknowledge", err.message); button.disabled = false; }
       return;
     }
+    const send = e.target.closest("button.send-nearest");
+    if (send) {
+      e.stopPropagation();
+      send.disabled = true;
+      try {
+        const d = await Kuzet.api("POST", "/api/v1/dispatches/nearest", { event_id: send.dataset.id });
+        Kuzet.toast(body.dataset.sent.replace("%(unit)s", d.unit), "", null);
+      } catch (err) { Kuzet.toast(body.dataset.sendFailed, err.message, "high"); send.disabled = false; }
+      return;
+    }
+    const choose = e.target.closest("button.choose-unit");
+    if (choose) { window.location = "/units?event=" + encodeURIComponent(choose.dataset.id); return; }
     const tr = e.target.closest("tr");
     if (tr) window.location = "/events/" + tr.dataset.id;
   });

@@ -1,0 +1,52 @@
+"""The watchlist's tables (the merger may move them into central/store/schema.py with the rest).
+
+Entries are never deleted while their matches may still be reviewed: removing one marks it removed, drops its
+photos and embeddings, and takes it off the cameras' bundle."""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+DDL = [
+    """CREATE TABLE IF NOT EXISTS watchlist_entries (
+        id TEXT PRIMARY KEY,
+        category TEXT NOT NULL CHECK (category IN ('missing', 'wanted')),
+        name TEXT NOT NULL,
+        case_number TEXT NOT NULL,
+        authority TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        updated_by TEXT NOT NULL,
+        removed_at TEXT,
+        removed_by TEXT)""",
+    """CREATE TABLE IF NOT EXISTS watchlist_photos (
+        id TEXT PRIMARY KEY,
+        entry_id TEXT NOT NULL REFERENCES watchlist_entries(id),
+        jpeg BLOB NOT NULL,
+        sha256 TEXT NOT NULL,
+        embedding BLOB NOT NULL,
+        face_box TEXT NOT NULL,
+        sharpness REAL NOT NULL,
+        frontal REAL NOT NULL,
+        added_at TEXT NOT NULL,
+        added_by TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS watchlist_photos_entry ON watchlist_photos (entry_id)",
+    # A person's decision on a possible match (a watchlist_match event); no row: still a possible match.
+    """CREATE TABLE IF NOT EXISTS watchlist_reviews (
+        event_id TEXT PRIMARY KEY,
+        entry_id TEXT NOT NULL,
+        device TEXT NOT NULL,
+        decision TEXT NOT NULL CHECK (decision IN ('confirmed', 'rejected')),
+        note TEXT NOT NULL,
+        decided_by TEXT NOT NULL,
+        decided_at TEXT NOT NULL,
+        dispatch TEXT)""",
+]
+
+
+def ensure(db: sqlite_utils.Database) -> None:
+    for statement in DDL:
+        db.execute(statement)

@@ -1,0 +1,334 @@
+"""Dispatching as an operator does it, in a real headless Chromium against central running for real
+(Mosquitto, ingest, routing, waitress) with real badge agents: from the unit board, from the map, a diversion
+and an intercept with its confirmation. Screenshots go to /tmp/kuzet-screenshots."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from support.browser import SCREENSHOTS, chromium, click, confirmation, log_in, wait_until
+from support.patrol import Camera, inbox_has, point, start_badge, wait_for
+from support.web import LiveCentral
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def browser():
+    driver = chromium()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def scene(tmp_path, mosquitto):
+    """Central under the confirm policy (nothing goes out by itself), a camera and three badges around it."""
+    live = LiveCentral(tmp_path, mosquitto.url, routing={"policy": "confirm", "ack_timeout_s": 60})
+    camera = Camera(mosquitto.url)
+    agents = {}
+    for name, at in (("badge-near", point(150)), ("badge-mid", point(0, 600)), ("badge-far", point(-1200))):
+        agents[name] = start_badge(tmp_path, mosquitto.url, name, at)
+        wait_for(
+            lambda n=name: (u := live.routing.units.get(n)) and u.lat is not None, what=f"{name} on the air"
+        )
+    yield live, camera, agents
+    for agent in agents.values():
+        agent.stop()
+    camera.stop()
+    live.stop()
+
+
+def stored(live, event_id: str) -> str:
+    wait_for(
+        lambda: live.central.db()["events"].count_where("event_id = ?", [event_id]), what="the event stored"
+    )
+    return event_id
+
+
+def text(driver, css: str) -> str:
+    """The element's text, read in one step: the live board may redraw between a find and a read."""
+    return driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent : ''", css
+    )
+
+
+def board_status(driver, device: str) -> str:
+    return text(driver, f"#unit-{device} .unit-status")
+
+
+def test_operator_sends_the_nearest_unit_from_the_unit_board(scene, browser):
+    from selenium.webdriver.common.by import By
+
+    live, camera, agents = scene
+    event_id = camera.event(point(0), severity="high")
+    wait_for(lambda: live.routing.dispatches(state="proposed"), what="routing's proposal")
+    log_in(browser, live.web.url, "operator")
+    browser.get(f"{live.web.url}/units?event={event_id}")
+    wait_until(
+        browser,
+        lambda d: d.find_element(By.ID, "board-body").get_attribute("data-loaded") == "1",
+        "the board",
+    )
+    wait_until(
+        browser,
+        lambda d: "nearest" in text(d, "#unit-badge-near").lower(),
+        "the nearest unit marked",
+    )
+    order = browser.execute_script(
+        "return [...document.querySelectorAll('#board-body tr')].map(r => r.dataset.unit)"
+    )
+    assert order == ["badge-near", "badge-mid", "badge-far"]
+    assert board_status(browser, "badge-near") == "Available"
+    assert text(browser, "#unit-badge-near td.distance") == "195 m"
+    browser.save_screenshot(str(SCREENSHOTS / "units-01-board.png"))
+
+    click(browser, "#send-nearest", "the send-nearest button")
+    wait_until(
+        browser, lambda d: board_status(d, "badge-near") == "Sent, not yet acknowledged", "the unit sent"
+    )
+    [item] = wait_for(inbox_has(agents["badge-near"]), what="the dispatch at the badge")
+    assert item.dispatch.event_id == event_id
+    agents["badge-near"].acknowledge()
+    wait_until(
+        browser, lambda d: board_status(d, "badge-near") == "Acknowledged", "the acknowledgement, live"
+    )
+    assert text(browser, "#unit-badge-near td.since").startswith("0:0")  # a fresh status, timed live
+    assert event_id in browser.execute_script("return document.querySelector('#unit-badge-near').innerHTML")
+
+    # A chosen unit, in one click on its row.
+    second = camera.event(point(0, 550), severity="medium", event_type="crowd")
+    browser.get(f"{live.web.url}/units?event={second}")
+    click(browser, "#unit-badge-far button.send", "badge-far's send button")
+    wait_until(
+        browser, lambda d: board_status(d, "badge-far") == "Sent, not yet acknowledged", "badge-far sent"
+    )
+    assert [d["unit"] for d in live.routing.dispatches(state="sent", event_id=second)] == ["badge-far"]
+    browser.save_screenshot(str(SCREENSHOTS / "units-02-sent.png"))
+
+
+def test_operator_sends_the_nearest_unit_from_the_queue_in_one_click(scene, browser):
+    from selenium.webdriver.common.by import By
+
+    live, camera, agents = scene
+    event_id = camera.event(point(0, 500), severity="high")
+    log_in(browser, live.web.url, "operator")
+    wait_until(browser, lambda d: d.find_elements(By.ID, f"ev-{event_id}"), "the event in the queue")
+    click(browser, f"#ev-{event_id} button.send-nearest", "the queue's send-nearest button")
+    [item] = wait_for(inbox_has(agents["badge-mid"]), what="the dispatch at the nearest badge")
+    assert item.dispatch.event_id == event_id
+    wait_until(
+        browser,
+        lambda d: "badge-mid" in text(d, f"#ev-{event_id}"),
+        "the patrol in the row",
+    )
+    assert not browser.find_elements(By.CSS_SELECTOR, f"#ev-{event_id} button.send-nearest")  # dispatched now
+    browser.save_screenshot(str(SCREENSHOTS / "units-03-queue.png"))
+
+
+def test_operator_dispatches_from_the_maps_popup_which_shows_the_snapshot(scene, browser):
+    from selenium.webdriver.common.by import By
+    from support.web import Camera as SnapshotCamera
+    from support.web import jpeg
+
+    live, camera, agents = scene
+    event_id = camera.event(
+        point(-900), severity="critical", event_type="running"
+    )  # 300 m from badge-far: apart on the map
+    snapshots = SnapshotCamera(live.central.config.mqtt.url, device=camera.device)  # one that sends snapshots
+    snapshots.snapshot(event_id, jpeg(), 320, 240)
+    snapshots.stop()
+    wait_for(
+        lambda: (
+            live.central.db()
+            .execute("select snapshot_sha256 from events where event_id = ?", [event_id])
+            .fetchone()[0]
+        ),
+        what="the snapshot stored",
+    )
+    log_in(browser, live.web.url, "operator")
+    browser.get(live.web.url + "/map")
+    wait_until(browser, lambda d: d.find_element(By.ID, "map").get_attribute("data-loaded") == "1", "the map")
+    markers = browser.find_elements(By.CSS_SELECTOR, ".mk-event")
+    assert len(markers) == 1
+    markers[0].click()
+    popup = wait_until(
+        browser,
+        lambda d: d.find_element(By.CSS_SELECTOR, f'.event-popup[data-event="{event_id}"]'),
+        "the popup",
+    )
+    wait_until(
+        browser,
+        lambda d: (
+            d.execute_script(
+                "const i = document.querySelector('.popup-snapshot'); return i && i.complete && i.naturalWidth"
+            )
+            == 320
+        ),
+        "the snapshot in the popup",
+    )
+    browser.save_screenshot(str(SCREENSHOTS / "units-04-map-popup.png"))
+    popup.find_element(By.CSS_SELECTOR, "button.map-send-nearest").click()
+    [item] = wait_for(inbox_has(agents["badge-far"]), what="the dispatch at the nearest badge")
+    assert item.dispatch.event_id == event_id and item.dispatch.mode == "nearest"
+    wait_until(
+        browser,
+        lambda d: d.find_elements(By.CSS_SELECTOR, "path.dispatch-line"),
+        "the dispatch line on the map",
+    )
+    browser.save_screenshot(str(SCREENSHOTS / "units-05-map-sent.png"))
+
+
+def test_operator_diverts_a_busy_unit_to_a_more_urgent_incident_after_confirming(scene, browser):
+    from selenium.webdriver.common.by import By
+
+    live, camera, agents = scene
+    crowd = stored(live, camera.event(point(100), event_type="crowd", severity="medium"))
+    live.parts.operations.assign_unit(crowd, "badge-near", "operator")
+    wait_for(inbox_has(agents["badge-near"]), what="the crowd dispatch at badge-near")
+    agents["badge-near"].acknowledge()
+    wait_for(
+        lambda: live.routing.dispatches(state="acknowledged", event_id=crowd), what="badge-near on the crowd"
+    )
+    # Every other unit is busy too, so the panic has nobody but a diverted unit.
+    for name in ("badge-mid", "badge-far"):
+        other = stored(live, camera.event(point(-5000), event_type="loitering", severity="high"))
+        live.parts.operations.assign_unit(other, name, "operator")
+    panic = stored(live, camera.event(point(180), event_type="panic", severity="critical"))
+
+    log_in(browser, live.web.url, "operator")
+    browser.get(f"{live.web.url}/units?event={panic}")
+    wait_until(
+        browser,
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#unit-badge-near button.divert"),
+        "the divert button",
+    )
+    # Every unit is on a less urgent event than the panic: each may be diverted.
+    assert len(browser.find_elements(By.CSS_SELECTOR, "button.divert")) == 3
+    assert browser.find_element(By.ID, "send-nearest").get_attribute("disabled")  # nobody is free
+    browser.find_element(By.CSS_SELECTOR, "#unit-badge-near button.divert").click()
+    question = confirmation(browser)
+    assert (
+        "badge-near" in question.text
+        and "medium Crowd" in question.text
+        and "critical PANIC" in question.text
+    )
+    question.dismiss()  # changed its mind: nothing happens
+    assert live.routing.dispatches(state="acknowledged", event_id=crowd)
+    browser.find_element(By.CSS_SELECTOR, "#unit-badge-near button.divert").click()
+    confirmation(browser).accept()
+
+    wait_until(
+        browser, lambda d: board_status(d, "badge-near") == "Sent, not yet acknowledged", "badge-near sent on"
+    )
+    wait_until(
+        browser,
+        lambda d: "PANIC" in text(d, "#unit-badge-near"),
+        "the panic as its incident",
+    )
+    states = {(d["mode"], d["state"]) for d in live.routing.dispatches(event_id=crowd)}
+    assert states == {("nearest", "cancelled"), ("manual", "diverted")}  # routing's proposal, superseded
+    assert crowd in live.routing.waiting()
+    wait_for(inbox_has(agents["badge-near"]), what="the badge's inbox")
+    assert {i.state for i in agents["badge-near"].inbox.items()} >= {"cancelled"}
+    browser.save_screenshot(str(SCREENSHOTS / "units-06-diverted.png"))
+
+
+def test_intercept_asks_to_confirm_how_many_units_it_sends(scene, browser):
+    from selenium.webdriver.common.by import By
+
+    live, camera, agents = scene
+    event_id = stored(live, camera.event(point(0), event_type="running", severity="high"))
+    log_in(browser, live.web.url, "operator")
+    browser.get(f"{live.web.url}/events/{event_id}")
+    radius = wait_until(browser, lambda d: d.find_element(By.ID, "intercept-radius"), "the intercept form")
+    radius.clear()
+    radius.send_keys("700")  # badge-near (150 m) and badge-mid (600 m), not badge-far (1.2 km)
+    browser.find_element(By.ID, "intercept").click()
+    question = confirmation(browser)
+    assert "700 m: 2 (badge-near, badge-mid)" in question.text
+    question.dismiss()
+    intercepts = lambda: [d for d in live.routing.dispatches(event_id=event_id) if d["mode"] == "intercept"]  # noqa: E731
+    assert not intercepts()  # nothing sent without the confirmation
+
+    browser.find_element(By.ID, "intercept").click()
+    confirmation(browser).accept()
+    wait_for(lambda: len(intercepts()) == 2, what="two intercept dispatches")
+    assert sorted(d["unit"] for d in intercepts()) == ["badge-mid", "badge-near"]
+    wait_for(inbox_has(agents["badge-mid"]), what="the intercept at badge-mid")
+    assert not agents["badge-far"].inbox.items()
+    browser.save_screenshot(str(SCREENSHOTS / "units-07-intercept.png"))
+
+
+def test_the_map_shows_camera_views_patrol_colours_clustered_events_and_labels_apart(scene, browser):
+    from selenium.webdriver.common.by import By
+
+    from kuzet.central.store import registry
+
+    live, camera, agents = scene
+    db = live.central.db()
+    for n in range(4):  # four cameras on one mast: their labels would sit on top of one another
+        where = point(600, 5 * n)
+        registration = registry.Registration(
+            device_id=f"cam-mast-{n}",
+            kind="camera",
+            name=f"Mast camera {n}",
+            site="pavlodar",
+            lat=where[0],
+            lon=where[1],
+            heading_deg=90.0 * n,
+            fov_deg=60.0,
+            view_m=120.0,
+        )
+        registry.register(db, registration, actor="test")
+    crowd = [
+        stored(live, camera.event(point(-400 + 3 * i, 3 * i), event_type="crowd", severity="low"))
+        for i in range(12)
+    ]
+    sent = stored(live, camera.event(point(50), severity="critical", event_type="running"))
+    live.parts.operations.send_nearest(sent, "operator")
+
+    log_in(browser, live.web.url, "operator")
+    browser.get(live.web.url + "/map")
+    wait_until(browser, lambda d: d.find_element(By.ID, "map").get_attribute("data-loaded") == "1", "the map")
+    wait_until(
+        browser,
+        lambda d: d.find_element(By.ID, "map").get_attribute("data-decluttered") == "1",
+        "labels laid out",
+    )
+
+    assert len(browser.find_elements(By.CSS_SELECTOR, "path.camera-view")) == 4
+    # The twelve crowded events are one cluster saying 12; the critical one far from them stands alone.
+    clusters = browser.find_elements(By.CSS_SELECTOR, ".event-cluster")
+    assert [c.text for c in clusters] == ["12"] and "sev-low" in clusters[0].get_attribute("class")
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".mk-event")) == 1
+    assert len(crowd) == 12
+    # Patrols by status: the one sent is amber ("sent"), the others available.
+    wait_until(
+        browser,
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".leaflet-marker-icon .mk-unit.st-sent"),
+        "the sent patrol's colour",
+    )
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".leaflet-marker-icon .mk-unit.st-available")) == 2
+    # No two visible labels overlap, and the crowded ones were thinned out rather than stacked.
+    overlapping = browser.execute_script(
+        """const boxes = [...document.querySelectorAll('.leaflet-tooltip.map-label:not(.label-hidden)')]
+             .map(e => e.getBoundingClientRect());
+           let n = 0;
+           for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+             const a = boxes[i], b = boxes[j];
+             if (a.left < b.right && a.right > b.left && a.top < b.bottom && a.bottom > b.top) n++;
+           }
+           return n;"""
+    )
+    assert overlapping == 0
+    assert browser.find_elements(By.CSS_SELECTOR, ".leaflet-tooltip.map-label.label-hidden")
+    browser.save_screenshot(str(SCREENSHOTS / "units-08-map.png"))
+    # Zoomed in, the cluster opens into its events.
+    for _ in range(4):  # each click zooms to the cluster's events until they stand apart
+        if len(browser.find_elements(By.CSS_SELECTOR, ".mk-event")) > 1:
+            break
+        click(browser, ".event-cluster", "the cluster")
+        time.sleep(1)  # the zoom animation
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".mk-event")) > 1
+    browser.save_screenshot(str(SCREENSHOTS / "units-09-map-zoomed.png"))
