@@ -11,7 +11,7 @@ from kuzet.central.ingest.config import IngestSection
 from kuzet.central.routing.config import RoutingSection
 from kuzet.central.watchlist.config import WatchlistSection
 from kuzet.shared import config
-from kuzet.shared.config import MqttSection, Name, Section
+from kuzet.shared.config import KeyProblem, MqttSection, Name, Section
 
 
 class CentralSection(Section):
@@ -107,6 +107,19 @@ class CentralConfig(Section):
     map: MapSection = MapSection()
     routing: RoutingSection = RoutingSection()
     watchlist: WatchlistSection = WatchlistSection()
+
+    @model_validator(mode="after")
+    def _shared_subscriptions_need_mqtt_5(self) -> CentralConfig:
+        # MQTT 5 defines shared subscriptions, and its CONNACK says whether the broker has them. Under 3.1.1 a
+        # broker without them (NATS's MQTT listener, docs/brokers.md) accepts "$share/..." and delivers
+        # nothing to it: ingest would store nothing and say nothing.
+        if self.ingest.share_group and self.mqtt.protocol != "5":
+            raise KeyProblem(
+                ("ingest", "share_group"),
+                'shared subscriptions need [mqtt] protocol = "5" and a broker that has them (Mosquitto, EMQX, '
+                "HiveMQ, VerneMQ; not NATS's MQTT listener): remove share_group or change the protocol",
+            )
+        return self
 
 
 def load(path: str | Path | None) -> CentralConfig:

@@ -39,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="a name or IP devices use to reach the broker (repeat for several; the first goes in device configs)",
     )
+    init.add_argument(
+        "--standby-broker-host",
+        action="append",
+        help="a standby broker's name, tried after the primary (repeat for several, in order; docs/brokers.md)",
+    )
     init.add_argument("--port", type=int, default=8883, help="the broker's TLS port (default 8883)")
     init.add_argument("--listen", default="", help="address the broker listens on (default: all)")
     init.add_argument(

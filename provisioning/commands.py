@@ -52,6 +52,7 @@ def site_init(args: argparse.Namespace) -> int:
             "site": args.site,
             "broker_hosts": args.broker_host,
             "broker_port": args.port,
+            "standby_broker_hosts": args.standby_broker_host or [],
             "broker_user": args.broker_user,
             "central_url": args.central,
             "broker_install_dir": args.broker_dir,

@@ -18,7 +18,7 @@ from kuzet.provisioning.broker_config import RESERVED_IDENTITIES
 from kuzet.provisioning.bundle import Bundle
 from kuzet.provisioning.ca import CertificateAuthority, cert_pem, key_pem
 from kuzet.provisioning.site import SitePaths, SiteSettings
-from kuzet.provisioning.site_init import broker_url
+from kuzet.provisioning.site_init import broker_url, broker_urls
 from kuzet.shared import config, timeutil
 from kuzet.shared.config import DeviceSection, MqttSection, Section
 from kuzet.shared.topics import check_name
@@ -98,7 +98,7 @@ def device_config(record: DeviceRecord, settings: SiteSettings, with_defaults: b
     return {
         "device": device,
         "mqtt": {
-            "url": broker_url(settings),
+            "brokers": broker_urls(settings),
             "protocol": "5",
             "tls": {"ca": "ca.crt", "cert": "device.crt", "key": "device.key"},
         },

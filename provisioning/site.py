@@ -24,6 +24,9 @@ class SiteSettings(Section):
     # Names and addresses devices use to reach the broker; the first is written into device configs.
     broker_hosts: Annotated[list[str], Field(min_length=1)]
     broker_port: Annotated[int, Field(ge=1, le=65535)] = 8883
+    # The standby brokers' names, in the order devices try them after the primary (docs/brokers.md). Each runs
+    # the same broker/ folder: one certificate names the primary and every standby.
+    standby_broker_hosts: list[str] = []
     # The account Mosquitto drops to when started as root: it must be able to read the broker's files.
     broker_user: str = "mosquitto"
     central_url: str = ""

@@ -36,7 +36,8 @@ def init_site(root: Path, settings: SiteSettings, listen: str = "") -> SitePaths
     signing.create_keypair(paths.signing_key, paths.signing_public_key)
     signing.create_keypair(paths.watchlist_key, paths.watchlist_public_key)
 
-    key, cert = ca.issue("broker", "broker", server_names=settings.broker_hosts, client=False)
+    server_names = settings.broker_hosts + settings.standby_broker_hosts
+    key, cert = ca.issue("broker", "broker", server_names=server_names, client=False)
     write_private(paths.broker_key, key_pem(key))
     paths.broker_cert.write_bytes(cert_pem(cert))
     shutil.copyfile(paths.ca_cert, paths.broker_ca)
@@ -63,12 +64,19 @@ def init_site(root: Path, settings: SiteSettings, listen: str = "") -> SitePaths
 
 
 def broker_url(settings: SiteSettings) -> str:
+    """The primary broker."""
     return f"mqtts://{settings.broker_hosts[0]}:{settings.broker_port}"
+
+
+def broker_urls(settings: SiteSettings) -> list[str]:
+    """``[mqtt] brokers`` for every config the site writes: the primary, then the standbys."""
+    standbys = [f"mqtts://{host}:{settings.broker_port}" for host in settings.standby_broker_hosts]
+    return [broker_url(settings), *standbys]
 
 
 def central_mqtt_section(paths: SitePaths, settings: SiteSettings) -> dict:
     return {
-        "url": broker_url(settings),
+        "brokers": broker_urls(settings),
         "tls": {
             "ca": str(paths.central_dir / "ca.crt"),
             "cert": str(paths.central_dir / "central.crt"),
@@ -85,7 +93,7 @@ def tool_mqtt_section(paths: SitePaths, settings: SiteSettings) -> dict:
             "it was made by an older site-init: use 'kuzet provision verify' through central instead of --mqtt"
         )
     return {
-        "url": broker_url(settings),
+        "brokers": broker_urls(settings),
         "tls": {
             "ca": str(paths.ca_cert),
             "cert": str(paths.tool_dir / "tool.crt"),

@@ -10,8 +10,9 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
+from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kuzet.shared.topics import NAME_PATTERN
 
@@ -51,13 +52,58 @@ class TlsSection(Section):
     key: Path | None = None
 
 
+DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+
+
 class MqttSection(Section):
-    url: str = "mqtt://127.0.0.1:1883"
+    """Where the MQTT brokers are. ``brokers`` is an ordered list (primary first, then standbys); the older
+    single ``url`` is still accepted and means a list of one. After loading, ``brokers`` always holds the
+    list and ``url`` its first entry, the primary."""
+
+    brokers: Annotated[list[str], Field(min_length=1, max_length=8)] | None = None
+    url: str | None = None
     username: str | None = None
     password: str | None = None
     tls: TlsSection | None = None
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     protocol: Literal["3.1.1", "5"] = "5"
+    # Failover (shared/failover.py): a broker that is not reachable for this long after the link lost it (or
+    # after the link first tried it) is left for the next in ``brokers``.
+    failover_after_s: Annotated[float, Field(gt=0, le=600)] = 10
+    # While on a standby, how often the primary is tried; once it accepts connections the link goes back to
+    # it. 0: stay on the standby until it fails in its turn.
+    return_to_primary_s: Annotated[float, Field(ge=0, le=86_400)] = 60
+
+    @model_validator(mode="after")
+    def _one_list(self) -> MqttSection:
+        if self.brokers is not None and self.url not in (None, self.brokers[0]):
+            raise KeyProblem(("url",), "give either 'brokers' (a list) or 'url' (one broker), not both")
+        brokers = self.brokers or [self.url or DEFAULT_BROKER]
+        for index, url in enumerate(brokers):
+            problem = broker_url_problem(url)
+            if problem:
+                raise KeyProblem(("brokers", index) if self.brokers else ("url",), problem)
+        if len({url.startswith(("mqtts:", "ssl:")) for url in brokers}) > 1:
+            raise KeyProblem(("brokers",), "mix of TLS (mqtts://) and plain (mqtt://) brokers: use one kind")
+        if len(set(brokers)) != len(brokers):
+            raise KeyProblem(("brokers",), "the same broker is listed twice")
+        object.__setattr__(self, "brokers", brokers)
+        object.__setattr__(self, "url", brokers[0])
+        return self
+
+
+def broker_url_problem(url: str) -> str | None:
+    """What is wrong with a broker URL, or None."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        return f"broker URL {url!r}: scheme must be mqtt:// or mqtts://"
+    if not parsed.hostname:
+        return f"broker URL {url!r} has no host"
+    try:
+        parsed.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        return f"broker URL {url!r} has a bad port"
+    return None
 
 
 T = TypeVar("T", bound=BaseModel)

@@ -1,8 +1,11 @@
-"""One way to talk MQTT, for every Kuzet process: broker by URL, TLS, reconnect with backoff, last will.
+"""One way to talk MQTT, for every Kuzet process: brokers by URL, TLS, reconnect with backoff, last will,
+failover between a primary and standby brokers.
 
 ``mqtt://host:1883`` is plain TCP, ``mqtts://host:8883`` is TLS (client certificate from the config for
 mutual TLS). Paho reconnects by itself with a backoff of 1 s doubling to 30 s; subscriptions are renewed on
-every connect, so a broker restart is survived without help.
+every connect, so a broker restart is survived without help. With several brokers in ``[mqtt] brokers`` the
+link moves between them as ``shared/failover.py`` decides (the backoff is capped so that a standby is tried
+in time), and goes back to the primary with a clean disconnect (no last will is published).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from kuzet.shared.config import MqttSection
+from kuzet.shared.config import MqttSection, broker_url_problem
+from kuzet.shared.failover import BrokerChoice
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +48,9 @@ class BrokerAddress:
 
 
 def parse_url(url: str) -> BrokerAddress:
+    if problem := broker_url_problem(url):
+        raise MqttError(problem)
     parsed = urlparse(url)
-    if parsed.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise MqttError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
-    if not parsed.hostname:
-        raise MqttError(f"broker URL {url!r} has no host")
     tls = parsed.scheme in ("mqtts", "ssl")
     return BrokerAddress(parsed.hostname, parsed.port or (8883 if tls else 1883), tls)
 
@@ -78,7 +80,8 @@ class Link:
         ``message.mid`` itself once the message is safe (central's ingest: after its commit). A message no
         handler takes, or whose handler raises, is acknowledged at once."""
         self.settings = settings
-        self.address = parse_url(settings.url)
+        self.addresses = [parse_url(url) for url in settings.brokers]
+        self.choice = BrokerChoice(settings.brokers, settings.failover_after_s, settings.return_to_primary_s)
         self.client_id = client_id
         self.connected = threading.Event()
         self.subscribed = threading.Event()
@@ -90,6 +93,12 @@ class Link:
         self._persistent = persistent_session
         # Called on paho's thread after each connection with the broker's ``session_present`` (quick only).
         self.on_connect: list[Callable[[bool], None]] = []
+        # Called on paho's thread once connected to another broker after losing one, with the URL left and the
+        # time.time() it was lost: what it acknowledged shortly before may never reach central (quick only).
+        self.on_failover: list[Callable[[str, float], None]] = []
+        # time.time() the connection last dropped without a clean DISCONNECT (None again once connected)
+        self.lost_at: float | None = None
+        self._failed_over_from: tuple[str, float] | None = None
         self._v5 = settings.protocol == "5"
         self._manual_ack = manual_ack
         self.client = client_class(
@@ -102,10 +111,18 @@ class Link:
         # Bounded in-flight window: paho drops messages past 65,535 unacknowledged (MQTT_ERR_QUEUE_SIZE).
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # With a standby to go to, attempts must come often enough to notice failover_after_s has passed.
+        several = len(self.addresses) > 1
+        self.client.reconnect_delay_set(
+            min_delay=1, max_delay=max(1.0, min(30.0, settings.failover_after_s / 2)) if several else 30
+        )
+        self.client.on_pre_connect = self._choose_broker
+        self._lifecycle = threading.Lock()  # start, stop and the move back to the primary, one at a time
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
         if settings.username:
             self.client.username_pw_set(settings.username, settings.password)
-        if self.address.tls:
+        if self.addresses[0].tls:  # all or none (MqttSection checks)
             self._configure_tls()
         if will is not None:
             self.client.will_set(will[0], will[1], qos=1, retain=True)
@@ -130,8 +147,32 @@ class Link:
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
+    @property
+    def url(self) -> str:
+        """The broker in use, or being tried."""
+        return self.choice.url
+
+    @property
+    def address(self) -> BrokerAddress:
+        return self.addresses[self.choice.index]
+
     def start(self, wait_s: float | None = 10.0) -> Link:
         """Connect in the background; wait up to ``wait_s`` for the first connection (None: do not wait)."""
+        with self._lifecycle:
+            self._connect_in_background()
+        if self.choice.return_to_primary_s > 0 and len(self.addresses) > 1:
+            self._watcher = threading.Thread(target=self._watch_primary, name="mqtt-primary", daemon=True)
+            self._watcher.start()
+        if wait_s is not None and not self.subscribed.wait(wait_s):
+            log.warning(
+                "MQTT: not %s %s after %.0f s; retrying in the background",
+                "subscribed at" if self.connected.is_set() else "connected to",
+                self.url,
+                wait_s,
+            )
+        return self
+
+    def _connect_in_background(self) -> None:
         properties = None
         if self._v5:
             properties = Properties(PacketTypes.CONNECT)
@@ -146,17 +187,32 @@ class Link:
             properties=properties,
         )
         self.client.loop_start()
-        if wait_s is not None and not self.subscribed.wait(wait_s):
-            log.warning(
-                "MQTT: not %s %s after %.0f s; retrying in the background",
-                "subscribed at" if self.connected.is_set() else "connected to",
-                self.settings.url,
-                wait_s,
-            )
-        return self
+
+    def _watch_primary(self) -> None:
+        """On a standby: check now and then whether the primary accepts connections, and go back to it."""
+        while not self._stopping.wait(min(1.0, self.choice.return_to_primary_s)):
+            if not (self.connected.is_set() and self.choice.primary_check_due()):
+                continue
+            primary = self.addresses[0]
+            try:  # a TCP handshake only: cheap for the broker, and enough to know it is up again
+                socket.create_connection((primary.host, primary.port), timeout=2).close()
+            except OSError:
+                continue
+            with self._lifecycle:
+                if self._stopping.is_set():
+                    return
+                log.info("MQTT: the primary %s is back; leaving %s for it", self.choice.urls[0], self.url)
+                # A clean DISCONNECT: the standby publishes no last will ("offline") for us.
+                self.client.disconnect()
+                self.client.loop_stop()
+                self.choice.back_to_primary()
+                self._connect_in_background()
 
     def stop(self, final: tuple[str, bytes] | None = None) -> None:
         """Publish ``final`` (e.g. a retained 'offline') if connected, then disconnect cleanly."""
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
         if final is not None and self.connected.is_set():
             info = self.client.publish(final[0], final[1], qos=1, retain=True)
             try:
@@ -197,10 +253,36 @@ class Link:
 
     # --- paho callbacks ---------------------------------------------------------------------------------
 
+    def _choose_broker(self, client, userdata) -> None:
+        """Before each connection attempt (paho's thread): point the client at the broker to try."""
+        before = self.choice.index
+        url = self.choice.connecting()
+        if self.choice.index != before:
+            if self.lost_at is not None:  # it had been connected there: it may have lost what it accepted
+                self._failed_over_from = (self.choice.urls[before], self.lost_at)
+            log.warning(
+                "MQTT: %s unreachable for %.0f s; trying %s",
+                self.choice.urls[before],
+                self.choice.failover_after_s,
+                url,
+            )
+        address = self.addresses[self.choice.index]
+        # paho 2.2 (pinned) reads these right after this callback; its public setters refuse while connecting.
+        client._host, client._port = address.host, address.port
+
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.error("MQTT: %s refused the connection: %s", self.settings.url, reason_code)
+            log.error("MQTT: %s refused the connection: %s%s", self.url, reason_code, _hint(reason_code))
             return
+        if self._v5 and getattr(properties, "SharedSubscriptionAvailable", 1) == 0:
+            for topic_filter, _, _ in self._handlers:
+                if topic_filter.startswith("$share/"):
+                    log.error(
+                        "MQTT: %s has no shared subscriptions; %s will receive nothing: use a broker that has "
+                        "them or do without [ingest] share_group",
+                        self.url,
+                        topic_filter,
+                    )
         sock = client.socket()
         if sock is not None and hasattr(sock, "setsockopt"):
             # Neither paho nor Mosquitto disables Nagle: without this, latency at a steady rate is 10-25 ms.
@@ -209,18 +291,24 @@ class Link:
             self._unacknowledged.clear()
         for topic_filter, qos, _ in self._handlers:
             self._send_subscribe(client, topic_filter, qos)
-        log.info("MQTT: connected to %s as %s", self.settings.url, self.client_id)
+        log.info("MQTT: connected to %s as %s", self.url, self.client_id)
+        self.choice.connected()
         self.changed_at = time.time()
         self.connected.set()
         if not self._handlers:
             self.subscribed.set()
         for hook in self.on_connect:
             hook(bool(flags.session_present))
+        moved, self._failed_over_from = self._failed_over_from, None
+        self.lost_at = None  # a later move needs a later loss
+        if moved is not None:
+            for hook in self.on_failover:
+                hook(*moved)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         refused = [code for code in reason_codes if code.is_failure]
         if refused:  # stays unsubscribed: whoever waits on ``subscribed`` sees it never came
-            log.error("MQTT: %s refused a subscription of %s: %s", self.settings.url, self.client_id, refused)
+            log.error("MQTT: %s refused a subscription of %s: %s", self.url, self.client_id, refused)
             return
         with self._subscribe_lock:
             self._unacknowledged.discard(mid)
@@ -231,8 +319,10 @@ class Link:
         self.changed_at = time.time()
         self.connected.clear()
         self.subscribed.clear()
+        self.choice.lost()
         if reason_code.value != 0:
-            log.warning("MQTT: lost %s (%s); reconnecting", self.settings.url, reason_code)
+            self.lost_at = self.changed_at
+            log.warning("MQTT: lost %s (%s); reconnecting", self.url, reason_code)
 
     def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:
         topic = msg.topic
@@ -249,6 +339,16 @@ class Link:
                     log.exception("MQTT: handler for %s failed on %s", topic_filter, msg.topic)
         if self._manual_ack and not taken and msg.qos:
             client.ack(msg.mid, msg.qos)  # nobody will: the broker would hold it in flight for ever
+
+
+def _hint(reason_code) -> str:
+    """What a technician can do about a refused connection, where Kuzet knows."""
+    if reason_code.value == 0x84 or str(reason_code) == "Unsupported protocol version":
+        return (
+            " (the broker does not speak this MQTT version; NATS's MQTT listener, for one, has only 3.1.1: set"
+            ' [mqtt] protocol = "3.1.1")'
+        )
+    return ""
 
 
 def topic_matcher(topic_filter: str) -> Callable[[str], bool]:

@@ -24,7 +24,7 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != RE
 
 # A test needs Mosquitto when one of these is among its fixtures, directly or through other fixtures. A test
 # that starts one by other means (a subprocess, a bench script) carries ``pytest.mark.broker`` itself.
-BROKER_FIXTURES = frozenset({"mosquitto", "mosquitto_factory"})
+BROKER_FIXTURES = frozenset({"mosquitto", "mosquitto_factory", "nats"})
 
 
 def pytest_collection_modifyitems(items):
@@ -73,6 +73,19 @@ def mosquitto_factory(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def nats(tmp_path):
+    """A fresh NATS server with its MQTT listener and JetStream, on free ports (``support.nats``): the second
+    broker implementation. Skipped where ``nats-server`` is not installed (.ci/run installs it)."""
+    from support.nats import NatsServer, installed
+
+    if not installed():
+        pytest.skip("nats-server is not installed (apt-get install nats-server)")
+    server = NatsServer(tmp_path / "nats").start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ class Incoming:
     arrived: float  # time.time() when paho handed it over
     mid: int = 0  # the MQTT packet id to acknowledge once stored (0: QoS 0, nothing to acknowledge)
     connection: int = 0  # BulkReceiveClient.connection it arrived on
+    broker: int = 0  # the index in [mqtt] brokers of the broker it arrived from
 
     @property
     def received_at(self) -> str:

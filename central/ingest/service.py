@@ -1,5 +1,5 @@
-"""The ingest service: one MQTT session that receives everything devices send, and one writer thread that
-validates and stores it in batches.
+"""The ingest service: an MQTT session on each broker (``brokers.BrokerLinks``) that receives everything devices
+send, and one writer thread that validates and stores it in batches.
 
 Paho's network thread only enqueues (topic, payload, arrival time). The writer lets a batch gather for
 ``[ingest] batch_window_ms`` (up to ``batch_max`` messages) and writes it in one SQLite transaction, so a burst
@@ -29,9 +29,9 @@ from collections.abc import Callable
 from kuzet.central.context import Central
 from kuzet.central.ingest import authority, media_retry
 from kuzet.central.ingest.batch import Incoming, Letter, Outcome, Refusal, Valid
+from kuzet.central.ingest.brokers import BrokerLinks, broker_health
 from kuzet.central.ingest.clips import ClipAssembler, ClipRejected, spool_limits
 from kuzet.central.ingest.metrics import Counters, Histograms
-from kuzet.central.ingest.mqtt_client import BulkReceiveClient
 from kuzet.central.ingest.runtime import restore_garbage_collector, tune_garbage_collector, wire_time
 from kuzet.central.ingest.session import BrokerSession
 from kuzet.central.ingest.store_health import Outage, StoreDown, storage_description, store_errors, transient
@@ -39,7 +39,6 @@ from kuzet.central.store import dead_letters, devices, events
 from kuzet.central.store.media import MediaStore, MediaUnavailable
 from kuzet.shared import messages, topics
 from kuzet.shared.messages import Envelope, InvalidMessage
-from kuzet.shared.mqtt import Link
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +75,8 @@ class IngestService:
         self._closing = threading.Event()
         self._writer: threading.Thread | None = None
         self._checkpointer: threading.Thread | None = None
-        self._link: Link | None = None
-        self.session: BrokerSession | None = None
+        self._links: BrokerLinks | None = None
+        self.sessions: list[BrokerSession] = []  # one per broker
         self._gc_thresholds: tuple[int, int, int] | None = None  # the collector's, before start()
         self._media: MediaStore | None = None  # opened on the writer thread
         self._clips: ClipAssembler | None = None
@@ -101,18 +100,15 @@ class IngestService:
     def health(self) -> dict:
         """Whether ingest can do its job, for /healthz: ``problems`` is empty when it can."""
         now = time.time()
-        link = self._link
-        connected = link is not None and link.connected.is_set()
-        changed_at = link.changed_at if link is not None else None
+        mqtt_problems, mqtt = broker_health(
+            self._links.links if self._links else [], self.central.config.mqtt
+        )
         writer_alive = self._writer is not None and self._writer.is_alive()
         depth, queue_max = self.queue_depth, self.settings.queue_max
         last_progress = self.last_commit_at or self.started_at or now
         problems = []
         problems += [outage.problem for outage in (self.outage, self.media_outage) if outage.problem]
-        if not connected:
-            problems.append(f"not connected to the MQTT broker at {self.central.config.mqtt.url}")
-        elif not self.subscribed.is_set():
-            problems.append("connected, but the broker has not acknowledged the subscription")
+        problems += mqtt_problems
         if not writer_alive:
             problems.append("the ingest writer thread is not running: nothing is being stored")
         elif depth and now - last_progress > STALLED_AFTER_S:
@@ -123,11 +119,7 @@ class IngestService:
             )
         return {
             "problems": problems,
-            "mqtt": {
-                "connected": connected,
-                "subscribed": self.subscribed.is_set(),
-                "since": wire_time(changed_at) if changed_at else None,
-            },
+            "mqtt": mqtt,
             "queue_depth": depth,
             "queue_max": queue_max,
             "writer_alive": writer_alive,
@@ -141,22 +133,21 @@ class IngestService:
         # Manual acknowledgement: a message's PUBACK leaves only after the transaction that stored (or
         # dead-lettered) it has committed; until then the broker keeps it in central's persistent session and
         # sends it again if central dies.
-        self._link = Link(
-            config.mqtt,
-            client_id,
-            persistent_session=True,
-            client_class=BulkReceiveClient,
-            manual_ack=True,
-        )
+        self._links = links = BrokerLinks(config.mqtt, client_id)
         subscription = topics.all_up()
         if self.settings.share_group:
             subscription = f"$share/{self.settings.share_group}/{subscription}"
-        self._link.subscribe(subscription, self._enqueue, qos=1)
-        # Knowing the broker has the subscription is what makes "started" mean "nothing sent from now on is
+        links.subscribe(subscription, self._enqueue)
+        # Knowing every broker has the subscription is what makes "started" mean "nothing sent from now on is
         # missed" (/healthz reports it too).
-        self.subscribed = self._link.subscribed
+        self.subscribed = links.subscribed
         # A broker that answers "no session" where central had one lost what it held: devices resend it.
-        self.session = BrokerSession(self.central, self._link, lambda: self.last_commit_at).start()
+        self.sessions = [
+            BrokerSession(
+                self.central, link, lambda i=i: links.last_commit[i], links.publish_everywhere
+            ).start()
+            for i, link in enumerate(links.links)
+        ]
         self._writer = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
         self._writer.start()
         self._checkpointer = threading.Thread(target=self._checkpoint, name="ingest-checkpoint", daemon=True)
@@ -164,19 +155,19 @@ class IngestService:
         self.central.outbound.connect(self._publish)
         self._gc_thresholds = tune_garbage_collector()
         self.started_at = time.time()
-        self._link.start(wait_s=None)
+        links.start()
         if wait_s is not None and not self.subscribed.wait(wait_s):
             log.warning(
                 "ingest: not subscribed at %s after %.0f s; retrying in the background",
-                config.mqtt.url,
+                ", ".join(config.mqtt.brokers),
                 wait_s,
             )
         return self
 
     def stop(self) -> None:
         """Disconnect, store what is already queued, then stop the writer."""
-        if self._link is not None:
-            self._link.stop()
+        if self._links is not None:
+            self._links.stop()
         self._closing.set()
         if self._writer is not None:
             self._writer.join(timeout=30)
@@ -186,18 +177,18 @@ class IngestService:
                 )
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=30)
-        if self.session is not None:
-            self.session.stop()
+        for session in self.sessions:
+            session.stop()
         if self._gc_thresholds is not None:
             restore_garbage_collector(self._gc_thresholds)
             self._gc_thresholds = None
 
     # --- MQTT thread: enqueue only ------------------------------------------------------------------------
 
-    def _enqueue(self, topic: str, payload: bytes, message) -> None:
+    def _enqueue(self, topic: str, payload: bytes, message, broker: int) -> None:
         self.counters.received += 1
         mid = message.mid if message.qos else 0
-        incoming = Incoming(topic, payload, time.time(), mid, self._link.client.connection)
+        incoming = Incoming(topic, payload, time.time(), mid, self._links.connection(broker), broker)
         # A full queue makes the network thread wait: the broker keeps the rest in our persistent session.
         if self._queue.qsize() >= self.settings.queue_max:
             log.warning("ingest: queue full (%d); holding the MQTT stream", self.settings.queue_max)
@@ -206,8 +197,11 @@ class IngestService:
         self._queue.put(incoming)
 
     def _publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        assert self._link is not None
-        self._link.publish(topic, payload, retain=retain)
+        assert self._links is not None
+        if retain:  # kept for a device that is away: on every broker, wherever it comes back (a watchlist)
+            self._links.publish_everywhere(topic, payload, retain=True)
+        else:
+            self._links.publish(topic, payload)
 
     # --- writer thread ----------------------------------------------------------------------------------
 
@@ -373,7 +367,7 @@ class IngestService:
 
     def _acknowledge(self, batch: list[Incoming]) -> None:
         """PUBACK the batch's QoS 1 messages: each is committed (stored or dead-lettered) by now."""
-        self._link.client.ack_many((incoming.mid, incoming.connection) for incoming in batch)
+        self._links.acknowledge(batch)
 
     def _refuse_revoked(self, conn, valid: list[Valid], refused: list[Refusal]) -> list[Valid]:
         """Move the messages of revoked devices to ``refused``; returns the rest. (A stolen device keeps its

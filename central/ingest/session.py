@@ -52,22 +52,26 @@ CREATE TABLE IF NOT EXISTS broker_sessions (
 
 
 class BrokerSession:
-    """``start`` it with ingest's ``Link`` (it hooks the connection) and a function giving the time of ingest's
-    last commit (``IngestService.last_commit_at``)."""
+    """``start`` it with one of ingest's links (it hooks the connection) and a function giving the time of
+    ingest's last commit of a message from that link's broker."""
 
     def __init__(
         self,
         central: Central,
         link: Link,
         last_commit: Callable[[], float | None],
+        announce: Callable[[str, bytes, bool], None] | None = None,
         *,
         margin_s: float = MARGIN_S,
         record_every_s: float = RECORD_EVERY_S,
     ):
         self.central = central
         self.link = link
-        self.broker = central.config.mqtt.url
+        self.broker = link.url
         self.last_commit = last_commit
+        # How a resend request goes out: on every broker (retained), so that a device that has moved to
+        # another broker since gets it too; by default through this link only.
+        self.announce = announce or (lambda topic, payload, retain: link.publish(topic, payload, 1, retain))
         self.margin_s = margin_s
         self.record_every_s = record_every_s
         self.lost = 0  # lost sessions noticed since start
@@ -153,9 +157,7 @@ class BrokerSession:
         when = datetime.fromtimestamp(since, UTC)
         for site, device in targets:
             request = Resend(device=device, since=when, reason=reason)
-            self.link.publish(
-                topics.down(site, device, "resend"), messages.encode(request), qos=1, retain=True
-            )
+            self.announce(topics.down(site, device, "resend"), messages.encode(request), True)
             self.requests += 1
         # Only now: had the requests not gone out, the next connection would still find the session lost.
         with self.central.db().conn as conn:

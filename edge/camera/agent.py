@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from kuzet.edge.camera import health
 from kuzet.edge.camera.config import CameraConfig
@@ -287,7 +289,7 @@ class CameraAgent:
         events, snaps = match_messages(
             self.device,
             match,
-            timeutil.utc_now(),
+            self._stamp_now(),
             self.engine.location,
             self.config.evidence.snapshot_quality,
             direction_deg(match, tracks, ground),
@@ -308,12 +310,16 @@ class CameraAgent:
         self.clip_of[event.event_id] = recording.clip_id
         return recording
 
+    def _stamp_now(self) -> datetime:
+        """Now, in the zone snapshots are stamped in (messages still carry it as UTC)."""
+        return timeutil.utc_now().astimezone(ZoneInfo(self.config.evidence.stamp_timezone))
+
     def _snapshot(self, event: Event, change: EventChange) -> Snapshot:
         captions = [(box, f"{label} {event.score:.2f}") for box, label in change.boxes]
         data, width, height = snapshot(
             (change.snapshot or change.frame).image,
             captions,
-            timeutil.utc_now(),
+            self._stamp_now(),
             self.config.evidence.snapshot_quality,
         )
         return Snapshot(

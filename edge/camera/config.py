@@ -33,8 +33,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from kuzet.edge.events.config import GroundSection, LineSection, RuleSection, ZoneSection, check_references
 from kuzet.edge.faces.config import FacesSection
@@ -63,6 +64,18 @@ class EvidenceSection(Section):
     # auto: H.264 in fragmented MP4 (the Pi's hardware encoder, else libx264), else VP8 WebM, else Motion-JPEG
     # AVI; a codec named here that does not work on the board falls back the same way (see docs/camera.md).
     clip_codec: Literal["auto", "h264", "vp8", "mjpg"] = "auto"
+    # The time drawn on snapshots is the site's local time (with its offset), as inspectors read it; messages
+    # keep UTC. Kazakhstan is on UTC+5 everywhere since 2024 (Asia/Almaty).
+    stamp_timezone: str = "Asia/Almaty"
+
+    @field_validator("stamp_timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {name!r} (an IANA name such as 'Asia/Almaty')") from exc
+        return name
 
 
 class OutboxSection(Section):

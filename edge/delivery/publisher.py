@@ -182,7 +182,7 @@ class Publisher:
             count = self.outbox.redeliver(request_id, since)
             if count is not None:
                 log.warning(
-                    "outbox: central asked again for what was delivered since %.3f: %d queued", since, count
+                    "outbox: %s: what was delivered since %.3f queued again: %d", request_id, since, count
                 )
                 self.stats["redelivered"] += count
                 if not self.link.connected.is_set():

@@ -7,8 +7,6 @@ from datetime import datetime
 import cv2
 import numpy as np
 
-from kuzet.shared import timeutil
-
 # Stays well under the snapshot message's 1 MiB limit once base64-encoded.
 MAX_SNAPSHOT_BYTES = 600 * 1024
 BOX_COLOUR = (0, 0, 255)  # red in BGR: what operators expect an alarm box to be
@@ -27,7 +25,7 @@ def draw(
             origin = (p1[0], max(12, p1[1] - 4))
             cv2.putText(out, caption, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, BOX_COLOUR, 1, cv2.LINE_AA)
     if when is not None:
-        stamp = timeutil.to_wire(when)
+        stamp = visible_stamp(when)
         cv2.putText(
             out, stamp, (8, out.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA
         )
@@ -35,6 +33,16 @@ def draw(
             out, stamp, (8, out.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA
         )
     return out
+
+
+def visible_stamp(when: datetime) -> str:
+    """The time drawn on a snapshot, in ``when``'s own time zone (the site's: what the inspector who shows it
+    in a protocol reads), with its offset so that nobody has to guess: ``2026-12-05 12:47:19 UTC+05:00``."""
+    if when.tzinfo is None:
+        raise ValueError("naive datetime: give the snapshot's time with its time zone")
+    offset = when.strftime("%z")  # +0500
+    zone = "UTC" if offset in ("+0000", "") else f"UTC{offset[:3]}:{offset[3:]}"
+    return f"{when:%Y-%m-%d %H:%M:%S} {zone}"
 
 
 def encode_jpeg(

@@ -22,6 +22,7 @@ from kuzet.edge.delivery import ClipSpool, DeliverySettings, Outbox, Publisher
 from kuzet.edge.delivery.outbox import PRIORITY_RESULT, Writes
 from kuzet.edge.runtime.commands import CommandRegistry, RejectedLog
 from kuzet.shared import messages, topics
+from kuzet.shared.ids import new_id
 from kuzet.shared.messages import (
     Availability,
     ClipRequest,
@@ -37,6 +38,10 @@ from kuzet.shared.mqtt import Link
 log = logging.getLogger(__name__)
 
 MAX_COUNTERS = 40  # what a Status message carries
+# After a failover, what the lost broker acknowledged this long before the loss was noticed is sent again:
+# it may have died (or been cut off) before passing it on to central. Plus 1.5 keep-alives, the longest it
+# takes to notice a broker that went silent. Central stores each message id once.
+FAILOVER_RESEND_MARGIN_S = 10.0
 TICK_S = 0.2
 
 
@@ -80,6 +85,7 @@ class DeviceRuntime:
             count=self.outbox.add,
             rejected=RejectedLog(self.storage / "rejected.jsonl"),
         )
+        self.link.on_failover.append(self._failed_over)
         self.receivers: dict[type, Callable[[Envelope], None]] = {}  # other messages from central, by type
         self.status = status
         self.heartbeat_s = heartbeat_s
@@ -179,6 +185,19 @@ class DeviceRuntime:
             self.receivers[type(message)](message)
         else:
             log.info("ignored a %s message: a %s does not take them", message.type, self.kind)
+
+    def _failed_over(self, left: str, lost_at: float) -> None:
+        """On paho's thread: connected to another broker after losing ``left``; queue again (on the publisher's
+        thread) what ``left`` acknowledged shortly before it was lost."""
+        since = lost_at - FAILOVER_RESEND_MARGIN_S - 1.5 * self.link.settings.keepalive_s
+        log.warning(
+            "%s: moved from %s to %s; sending again what %s took since then",
+            self.device,
+            left,
+            self.link.url,
+            left,
+        )
+        self.publisher.resend(f"failover-{new_id()}", since)
 
     # --- availability and heartbeat -------------------------------------------------------------------------
 

@@ -331,7 +331,9 @@ def test_intercept_sends_every_free_unit_in_radius_with_snapshot_and_direction(
         for item in near:
             assert item.dispatch.mode == "intercept" and item.dispatch.direction_deg == 90.0
             assert from_base64(item.dispatch.snapshot) == jpeg
-        assert (tmp_path / "badge-a" / "snapshots" / f"{near[0].dispatch_id}.jpg").read_bytes() == jpeg
+        saved = tmp_path / "badge-a" / "snapshots" / f"{near[0].dispatch_id}.jpg"
+        # the badge writes the file after the dispatch is in its inbox: wait for it, as an officer would
+        wait_for(lambda: saved.is_file() and saved.read_bytes() == jpeg, what="the badge's saved snapshot")
         assert agents[2].inbox.items() == []
         assert {r["unit"] for r in centre.dispatches(mode="intercept")} == {"badge-a", "badge-b"}
     finally:

@@ -123,7 +123,7 @@ class eavesdropper:
             provision_device(paths, load_settings(paths.root), "camera", "other")[1], paths.root / "other"
         )
         section = MqttSection(
-            url=central_mqtt_section(paths, load_settings(paths.root))["url"],
+            url=central_mqtt_section(paths, load_settings(paths.root))["brokers"][0],
             tls={"ca": folder / "ca.crt", "cert": folder / "device.crt", "key": folder / "device.key"},
         )
         self.received: list = []

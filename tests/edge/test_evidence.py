@@ -257,3 +257,25 @@ def test_a_file_that_is_no_video_is_not_recovered(tmp_path):
     partial.write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 100)
     assert finalise_partial(partial) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_the_snapshot_stamp_is_the_sites_local_time_with_its_offset():
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from kuzet.edge.evidence.snapshot import visible_stamp
+
+    moment = datetime(2026, 12, 5, 7, 47, 19, 412000, tzinfo=UTC)
+    assert visible_stamp(moment.astimezone(ZoneInfo("Asia/Almaty"))) == "2026-12-05 12:47:19 UTC+05:00"
+    assert visible_stamp(moment) == "2026-12-05 07:47:19 UTC"
+    with pytest.raises(ValueError, match="time zone"):
+        visible_stamp(moment.replace(tzinfo=None))
+
+
+def test_a_camera_stamps_in_asia_almaty_unless_configured_and_refuses_an_unknown_zone():
+    from kuzet.edge.camera.config import EvidenceSection
+
+    assert EvidenceSection().stamp_timezone == "Asia/Almaty"
+    assert EvidenceSection(stamp_timezone="Europe/Moscow").stamp_timezone == "Europe/Moscow"
+    with pytest.raises(ValueError, match="unknown time zone 'Asia/Pavlodar'"):
+        EvidenceSection(stamp_timezone="Asia/Pavlodar")

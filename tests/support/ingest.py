@@ -14,10 +14,12 @@ SITE = "pavlodar"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def make_central(tmp_path, broker_url: str = "mqtt://127.0.0.1:1", **sections) -> Central:
-    """Devices need not be registered (``[ingest] accept_unregistered``) unless ``ingest`` says otherwise."""
+def make_central(tmp_path, broker_url: str | list[str] = "mqtt://127.0.0.1:1", **sections) -> Central:
+    """Devices need not be registered (``[ingest] accept_unregistered``) unless ``ingest`` says otherwise.
+    ``broker_url``: one broker, or the list of ``[mqtt] brokers``."""
     sections["ingest"] = {"accept_unregistered": True, **sections.get("ingest", {})}
-    config = CentralConfig.model_validate({"mqtt": {"url": broker_url}, **sections})
+    brokers = [broker_url] if isinstance(broker_url, str) else broker_url
+    config = CentralConfig.model_validate({"mqtt": {"brokers": brokers}, **sections})
     return Central(config=config, data_dir=tmp_path / "central")
 
 

@@ -38,8 +38,11 @@ class Centre:
     """Central over a real broker, started as ``kuzet central run`` starts it (``start_parts``: ingest,
     routing, device commands, retention), without its web page."""
 
-    def __init__(self, tmp_path: Path, url: str, **routing):
-        self.central = make_central(tmp_path, url, routing=routing)
+    def __init__(self, tmp_path: Path, url: str | list[str], protocol: str = "5", **routing):
+        brokers = [url] if isinstance(url, str) else url
+        self.central = make_central(
+            tmp_path, mqtt={"brokers": brokers, "protocol": protocol}, routing=routing
+        )
         self.live = self.central.hub.subscribe()  # everything published for the page, in order
         self.published: list = []
         self._running = contextlib.ExitStack()
@@ -82,13 +85,16 @@ class Centre:
         return [(r["actor"], r["action"]) for r in rows]
 
 
-def badge_config(tmp_path: Path, url: str, device: str, at: tuple[float, float], **sections) -> BadgeConfig:
-    """A badge standing at ``at`` (a two-point route a metre long), evidence off unless asked for."""
+def badge_config(
+    tmp_path: Path, url: str | list[str], device: str, at: tuple[float, float], **sections
+) -> BadgeConfig:
+    """A badge standing at ``at`` (a two-point route a metre long), evidence off unless asked for. ``url``: one
+    broker, or the list of ``[mqtt] brokers``."""
     route = tmp_path / f"{device}-route.csv"
     route.write_text(f"lat,lon\n{at[0]},{at[1]}\n{at[0] + 0.00001},{at[1]}\n")
     data = {
         "device": {"id": device, "site": SITE, "name": device.upper()},
-        "mqtt": {"url": url, "keepalive_s": 5},
+        "mqtt": {"brokers": [url] if isinstance(url, str) else url, "keepalive_s": 5},
         "badge": {"initial_duty": "available", "status_interval_s": 30},
         "gps": {
             "source": "route",
@@ -105,7 +111,12 @@ def badge_config(tmp_path: Path, url: str, device: str, at: tuple[float, float],
 
 
 def start_badge(
-    tmp_path: Path, url: str, device: str, at: tuple[float, float], centre: Centre | None = None, **sections
+    tmp_path: Path,
+    url: str | list[str],
+    device: str,
+    at: tuple[float, float],
+    centre: Centre | None = None,
+    **sections,
 ) -> BadgeAgent:
     agent = BadgeAgent(badge_config(tmp_path, url, device, at, **sections)).start()
     if centre is not None:
@@ -157,9 +168,9 @@ def badge_process(tmp_path: Path, url: str, device: str, at: tuple[float, float]
 class Camera:
     """A street camera raising events over MQTT, as an edge agent would."""
 
-    def __init__(self, url: str, device: str = "cam-1"):
+    def __init__(self, url: str, device: str = "cam-1", protocol: str = "5"):
         self.device = device
-        self.link = Link(MqttSection(url=url), f"{device}-test").start()
+        self.link = Link(MqttSection(url=url, protocol=protocol), f"{device}-test").start()
 
     def event(
         self, at: tuple[float, float] | None, event_type: str = "loitering", severity: str = "high", **fields

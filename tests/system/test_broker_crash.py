@@ -5,16 +5,16 @@ end every event the device delivered is stored, none twice."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
-from support.ingest import SITE, event, make_central, new_id, wait_for
+from support.ingest import SITE, make_central, wait_for
+from support.producer import Producer, stored_ids
 
 from kuzet.central.ingest.service import IngestService
 from kuzet.central.ingest.session import BrokerSession
 from kuzet.central.store import devices
-from kuzet.edge.delivery import PRIORITY_EVENT, DeliverySettings
+from kuzet.edge.delivery import DeliverySettings
 from kuzet.edge.runtime import DeviceRuntime
 from kuzet.shared import messages, topics
 from kuzet.shared.config import MqttSection
@@ -22,42 +22,6 @@ from kuzet.shared.messages import Status
 
 DEVICE = "cam-crash"
 RATE = 500  # events a second
-
-
-class Producer:
-    """Events at ``RATE`` a second through the device's durable outbox; remembers every message id."""
-
-    def __init__(self, runtime: DeviceRuntime):
-        self.runtime = runtime
-        self.ids: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        topic = topics.up(SITE, DEVICE, "event")
-        started, sent = time.monotonic(), 0
-        while not self._stop.is_set():
-            due = int((time.monotonic() - started) * RATE)
-            for _ in range(due - sent):
-                message = event(DEVICE, new_id(), 0)
-                self.runtime.publisher.enqueue(
-                    topic, messages.encode(message), kind="event", priority=PRIORITY_EVENT
-                )
-                self.ids.append(message.id)
-            sent = due
-            time.sleep(0.01)
-
-    def start(self) -> Producer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
-def stored_ids(central) -> list[str]:
-    return [row[0] for row in central.db().execute("SELECT msg_id FROM event_updates").fetchall()]
 
 
 @pytest.mark.slow
@@ -79,13 +43,13 @@ def test_a_broker_replaced_after_a_crash_loses_nothing_the_device_delivered(
         heartbeat_s=lambda: 30.0,
         delivery=DeliverySettings(max_inflight=200, backlog_per_s=5000, max_bytes_per_s=10_000_000),
     ).start()
-    producer = Producer(runtime).start()
+    producer = Producer(runtime, RATE).start()
     try:
         wait_for(lambda: len(stored_ids(central)) > RATE, 20, "central storing the device's events")
         # Central comes back later than the device (its back-off had grown): what the device delivers to the
         # new broker before central subscribes there is acknowledged and dropped, as are the messages the
         # killed broker held for central.
-        ingest._link.client.reconnect_delay_set(min_delay=12, max_delay=12)
+        ingest._links.links[0].client.reconnect_delay_set(min_delay=12, max_delay=12)
         broker.process.kill()
         broker.process.wait()
         time.sleep(3)
@@ -115,7 +79,7 @@ def test_a_broker_replaced_after_a_crash_loses_nothing_the_device_delivered(
             missing = delivered - set(stored)
             assert not missing, f"{len(missing)} of {len(delivered)} delivered events never stored"
         assert len(stored) == len(set(stored)), "an event message stored twice"
-        assert ingest.session.lost == 1
+        assert ingest.sessions[0].lost == 1
         assert runtime.publisher.stats["redelivered"] > 0
     finally:
         producer.stop()
@@ -126,6 +90,7 @@ def test_a_broker_replaced_after_a_crash_loses_nothing_the_device_delivered(
 
 class FakeLink:
     client_id = "central-test"
+    url = "mqtt://127.0.0.1:1883"
 
     def __init__(self):
         self.on_connect = []

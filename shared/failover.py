@@ -1,0 +1,95 @@
+"""Which broker of an ordered list (primary first, then standbys) a link connects to next.
+
+A site's brokers do not share state: a device is connected to one of them at a time and its durable outbox
+resends whatever that broker had not acknowledged, so moving between them loses nothing. The rules, for the
+``Link`` that calls ``connecting`` before each attempt and ``connected`` / ``lost`` from its callbacks:
+
+- the broker in use keeps being tried (paho's backoff) until ``failover_after_s`` have passed since the link
+  lost it, or since it was first tried; then the next broker in the list is tried, for as long again, and so
+  round (after the last comes the primary);
+- while connected to a standby, the primary is checked every ``return_to_primary_s`` (0: never); once it
+  accepts connections the link goes back to it (``Link`` does the clean disconnect).
+
+No I/O here: the clock is passed in so that the rules are tested without brokers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class BrokerChoice:
+    def __init__(
+        self,
+        urls: list[str],
+        failover_after_s: float,
+        return_to_primary_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if not urls:
+            raise ValueError("at least one broker URL is needed")
+        self.urls = list(urls)
+        self.failover_after_s = failover_after_s
+        self.return_to_primary_s = return_to_primary_s
+        self.clock = clock
+        self.index = 0  # the broker in use (or being tried)
+        self.moves = 0  # how many times the link moved to another broker
+        self._trying_since: float | None = None  # None while connected, or before the first attempt
+        self._primary_check_at: float | None = None  # when to check the primary next (on a standby only)
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return self.urls[self.index]
+
+    @property
+    def on_standby(self) -> bool:
+        return self.index != 0
+
+    def connecting(self) -> str:
+        """Before a connection attempt: the URL to try (moving on when the current one had its time)."""
+        with self._lock:
+            now = self.clock()
+            if self._trying_since is None:
+                self._trying_since = now
+            elif len(self.urls) > 1 and now - self._trying_since >= self.failover_after_s:
+                self._move((self.index + 1) % len(self.urls), now)
+            return self.url
+
+    def connected(self) -> None:
+        with self._lock:
+            self._trying_since = None
+            if self.on_standby and self.return_to_primary_s > 0:
+                self._primary_check_at = self.clock() + self.return_to_primary_s
+            else:
+                self._primary_check_at = None
+
+    def lost(self) -> None:
+        """The connection dropped: the current broker now has ``failover_after_s`` to come back."""
+        with self._lock:
+            if self._trying_since is None:
+                self._trying_since = self.clock()
+            self._primary_check_at = None
+
+    def primary_check_due(self) -> bool:
+        """Connected to a standby and it is time to see whether the primary is back (then call again later:
+        each ``True`` schedules the next check)."""
+        with self._lock:
+            now = self.clock()
+            if self._primary_check_at is None or now < self._primary_check_at:
+                return False
+            self._primary_check_at = now + self.return_to_primary_s
+            return True
+
+    def back_to_primary(self) -> None:
+        """The primary accepts connections again: the next attempt goes there."""
+        with self._lock:
+            self._move(0, self.clock())
+
+    def _move(self, index: int, now: float) -> None:
+        self.index = index
+        self.moves += 1
+        self._trying_since = now
+        self._primary_check_at = None

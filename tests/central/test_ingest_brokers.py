@@ -1,0 +1,110 @@
+"""Central's ingest on a primary and a standby broker at once (central/ingest/brokers.py): it stores what comes
+from either, sends to a device through the broker it last heard the device on, and is not misled by the
+retained availability a device left behind on a broker it has moved away from."""
+
+from __future__ import annotations
+
+import queue
+
+import pytest
+from support.ingest import SITE, event, make_central, new_id, up, wait_for
+
+from kuzet.central.ingest.service import IngestService
+from kuzet.shared import messages, topics
+from kuzet.shared.config import MqttSection
+from kuzet.shared.messages import Availability, Status
+from kuzet.shared.mqtt import Link
+
+DEVICE = "badge-7"
+
+
+@pytest.fixture
+def brokers(mosquitto_factory):
+    return mosquitto_factory(), mosquitto_factory()
+
+
+def listener(url: str) -> tuple[Link, queue.Queue]:
+    """Whatever central sends any device, as heard on one broker: (device, kind)."""
+    heard: queue.Queue = queue.Queue()
+    link = Link(MqttSection(url=url), f"listener-{new_id().lower()}")
+    link.subscribe(
+        f"kuzet/v1/{SITE}/+/down/#", lambda topic, payload: heard.put(tuple(topic.split("/")[3::2]))
+    )
+    return link.start(), heard
+
+
+def stored(central, event_id: str) -> int:
+    return central.db()["events"].count_where("event_id = ?", [event_id])
+
+
+def test_stored_from_both_and_sent_through_the_broker_last_heard_on(tmp_path, brokers):
+    primary, standby = brokers
+    central = make_central(tmp_path, [primary.url, standby.url])
+    ingest = IngestService(central).start()
+    on_primary, heard_on_primary = listener(primary.url)
+    on_standby, heard_on_standby = listener(standby.url)
+    devices = [Link(MqttSection(url=b.url), f"{DEVICE}-{n}").start() for n, b in enumerate(brokers)]
+    try:
+        for link in devices:  # on the primary, then (once stored) on the standby: heard last there
+            message = event(DEVICE, new_id(), 0)
+            link.publish(up(DEVICE, "event"), messages.encode(message)).wait_for_publish(5)
+            wait_for(
+                lambda m=message: stored(central, m.event_id), 10, f"the event sent to {link.url} stored"
+            )
+
+        # Last heard on the standby: a command goes there only.
+        central.publish(topics.down(SITE, DEVICE, "command"), b"{}")
+        assert heard_on_standby.get(timeout=5) == (DEVICE, "command")
+        with pytest.raises(queue.Empty):
+            heard_on_primary.get(timeout=1)
+
+        # Never heard: through every broker.
+        central.publish(topics.down(SITE, "badge-unknown", "command"), b"{}")
+        assert (
+            heard_on_primary.get(timeout=5) == heard_on_standby.get(timeout=5) == ("badge-unknown", "command")
+        )
+        health = ingest.health()
+        assert health["problems"] == [] and [b["connected"] for b in health["mqtt"]["brokers"]] == [
+            True,
+            True,
+        ]
+    finally:
+        for link in (*devices, on_primary, on_standby):
+            link.stop()
+        ingest.stop()
+        central.close()
+
+
+def test_a_retained_availability_left_on_a_broker_the_device_moved_from_is_ignored(tmp_path, brokers):
+    primary, standby = brokers
+    # The device was on the standby and went back to the primary cleanly: its retained "online" stays there.
+    left_behind = Link(MqttSection(url=standby.url), f"{DEVICE}-old").start()
+    availability = messages.encode(Availability(device=DEVICE, state="online"))
+    left_behind.publish(up(DEVICE, "availability"), availability, retain=True).wait_for_publish(5)
+    left_behind.stop()
+
+    central = make_central(tmp_path, [primary.url, standby.url])
+    ingest = IngestService(central).start()
+    device = Link(MqttSection(url=primary.url), DEVICE).start()
+    on_primary, heard_on_primary = listener(primary.url)
+    on_standby, heard_on_standby = listener(standby.url)
+    try:
+        status = Status(device=DEVICE, kind="badge", software_version="1", uptime_s=5)
+        device.publish(up(DEVICE, "status"), messages.encode(status)).wait_for_publish(5)
+        wait_for(lambda: ingest._links._last_heard.get(DEVICE) == 0, 10, "the device heard on the primary")
+
+        # Central's link to the standby reconnects and subscribes again: the broker sends the retained message
+        # again, which must not make central think the device is on the standby.
+        standby.stop()
+        standby.start()
+        wait_for(lambda: ingest.subscribed.is_set(), 20, "central subscribed on the standby again")
+        wait_for(lambda: ingest._links.stale_retained >= 1, 10, "the stale retained availability dropped")
+        central.publish(topics.down(SITE, DEVICE, "command"), b"{}")
+        assert heard_on_primary.get(timeout=5) == (DEVICE, "command")
+        with pytest.raises(queue.Empty):
+            heard_on_standby.get(timeout=1)
+    finally:
+        for link in (device, on_primary, on_standby):
+            link.stop()
+        ingest.stop()
+        central.close()

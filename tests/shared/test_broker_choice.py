@@ -1,0 +1,114 @@
+"""The failover rules (shared/failover.py) on a fake clock, and the [mqtt] brokers list as a technician writes it."""
+
+from __future__ import annotations
+
+import pytest
+
+from kuzet.shared.config import ConfigError, MqttSection, Section, parse
+from kuzet.shared.failover import BrokerChoice
+
+PRIMARY, STANDBY = "mqtts://a:8883", "mqtts://b:8883"
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_lost_broker_is_retried_until_failover_after_s_then_the_next_and_round_again():
+    clock = Clock()
+    choice = BrokerChoice([PRIMARY, STANDBY], failover_after_s=10, return_to_primary_s=0, clock=clock)
+    assert choice.connecting() == PRIMARY
+    choice.connected()
+    choice.lost()
+    clock.now += 9
+    assert choice.connecting() == PRIMARY  # a restart of the primary is waited for
+    clock.now += 1
+    assert choice.connecting() == STANDBY and choice.moves == 1
+    clock.now += 9
+    assert choice.connecting() == STANDBY  # the standby gets its own failover_after_s
+    clock.now += 1
+    assert choice.connecting() == PRIMARY  # after the last comes the first
+    assert choice.moves == 2
+
+
+def test_a_broker_never_reached_at_start_is_left_after_failover_after_s():
+    clock = Clock()
+    choice = BrokerChoice([PRIMARY, STANDBY], failover_after_s=3, return_to_primary_s=0, clock=clock)
+    assert choice.connecting() == PRIMARY
+    clock.now += 3
+    assert choice.connecting() == STANDBY
+
+
+def test_one_broker_is_never_left():
+    clock = Clock()
+    choice = BrokerChoice([PRIMARY], failover_after_s=1, return_to_primary_s=5, clock=clock)
+    choice.connecting()
+    clock.now += 100
+    assert choice.connecting() == PRIMARY and choice.moves == 0
+    choice.connected()
+    clock.now += 100
+    assert not choice.primary_check_due()
+
+
+def test_on_a_standby_the_primary_is_checked_every_return_to_primary_s():
+    clock = Clock()
+    choice = BrokerChoice([PRIMARY, STANDBY], failover_after_s=1, return_to_primary_s=30, clock=clock)
+    choice.connecting()
+    clock.now += 1
+    assert choice.connecting() == STANDBY
+    choice.connected()
+    clock.now += 29
+    assert not choice.primary_check_due()
+    clock.now += 1
+    assert choice.primary_check_due()
+    assert not choice.primary_check_due()  # the next check is 30 s later
+    clock.now += 30
+    assert choice.primary_check_due()
+    choice.back_to_primary()
+    assert choice.connecting() == PRIMARY and not choice.on_standby
+    choice.connected()
+    clock.now += 1000
+    assert not choice.primary_check_due()  # on the primary: nothing to check
+
+
+def test_return_to_primary_zero_stays_on_the_standby():
+    clock = Clock()
+    choice = BrokerChoice([PRIMARY, STANDBY], failover_after_s=1, return_to_primary_s=0, clock=clock)
+    choice.connecting()
+    clock.now += 1
+    choice.connecting()
+    choice.connected()
+    clock.now += 10_000
+    assert not choice.primary_check_due() and choice.url == STANDBY
+
+
+class Device(Section):
+    mqtt: MqttSection = MqttSection()
+
+
+def test_the_single_url_is_a_list_of_one_and_brokers_keeps_its_order():
+    assert parse({"mqtt": {"url": PRIMARY, "tls": {"ca": "ca.crt"}}}, Device).mqtt.brokers == [PRIMARY]
+    both = parse({"mqtt": {"brokers": [PRIMARY, STANDBY], "tls": {"ca": "ca.crt"}}}, Device).mqtt
+    assert both.brokers == [PRIMARY, STANDBY] and both.url == PRIMARY
+    assert MqttSection().brokers == ["mqtt://127.0.0.1:1883"]
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "says"),
+    [
+        ({"brokers": [PRIMARY, "mqtt://b:1883"]}, "mqtt.brokers: mix of TLS (mqtts://) and plain"),
+        ({"brokers": [PRIMARY, "http://b"]}, "mqtt.brokers.1: broker URL 'http://b': scheme must be"),
+        ({"brokers": [PRIMARY, PRIMARY]}, "mqtt.brokers: the same broker is listed twice"),
+        ({"brokers": []}, "mqtt.brokers: List should have at least 1 item"),
+        ({"url": "mqtt://a", "brokers": ["mqtt://b"]}, "mqtt.url: give either 'brokers' (a list) or 'url'"),
+        ({"url": "mqtt://a:port"}, "mqtt.url: broker URL 'mqtt://a:port' has a bad port"),
+    ],
+)
+def test_a_bad_broker_list_is_refused_naming_the_key(mqtt, says):
+    with pytest.raises(ConfigError) as refused:
+        parse({"mqtt": mqtt}, Device, "camera.toml")
+    assert says in str(refused.value)

@@ -1,0 +1,65 @@
+"""A throw-away NATS server with its MQTT listener (and JetStream, which that listener needs for sessions, QoS 1
+and retained messages), on free ports in a folder of its own: the second broker implementation Kuzet is
+tested against. Never the machine's own NATS (4222). Debian's package is ``nats-server`` (/usr/sbin)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from kuzet.central.broker import BrokerError, free_port, wait_for_port
+
+BINARY = shutil.which("nats-server") or "/usr/sbin/nats-server"
+# Kuzet's largest message (a snapshot or a dispatch carrying one, messages.MAX_PAYLOAD_BYTES) is over NATS's
+# default max_payload of 1 MB.
+MAX_PAYLOAD = "4MB"
+
+
+def installed() -> bool:
+    return Path(BINARY).exists()
+
+
+class NatsServer:
+    def __init__(self, workdir: Path):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port, self.mqtt_port = free_port(), free_port()
+        self.config_path = self.workdir / "nats.conf"
+        self.log_path = self.workdir / "nats.log"
+        self.config_path.write_text(
+            f"listen: 127.0.0.1:{self.port}\n"
+            f'server_name: "kuzet-test-{self.port}"\n'
+            f"max_payload: {MAX_PAYLOAD}\n"
+            f'jetstream {{ store_dir: "{self.workdir / "jetstream"}", max_memory_store: 64MB, '
+            "max_file_store: 1GB }\n"
+            f"mqtt {{ listen: 127.0.0.1:{self.mqtt_port} }}\n"
+        )
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.mqtt_port}"
+
+    def start(self, timeout_s: float = 15.0) -> NatsServer:
+        log_file = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [BINARY, "-c", str(self.config_path)], stdout=log_file, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_for_port("127.0.0.1", self.mqtt_port, timeout_s)
+        except BrokerError:
+            self.stop()
+            raise BrokerError(
+                f"nats-server did not start; its log:\n{self.log_path.read_text()[-2000:]}"
+            ) from None
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
