@@ -74,6 +74,18 @@ class PostgresStore:
         with self.pool.connection() as conn:
             yield conn
 
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection in autocommit: each statement its own transaction unless the caller opens one
+        (``conn.transaction()``, as ``audit.transaction`` does), as SQLite's ``connection()``. A refused
+        log-in's failure row is then kept although the call raises."""
+        with self.pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                conn.autocommit = False
+
     def routing_repository(self, conn: psycopg.Connection) -> PostgresRoutingRepository:
         return PostgresRoutingRepository(lambda: conn, nearest_method=self.nearest_method)
 
