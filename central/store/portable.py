@@ -38,6 +38,15 @@ def execute(db, sql: str, params: list | tuple | dict = ()):
     return db.execute(_postgres_style(sql, isinstance(params, dict)), params)
 
 
+def executemany(db, sql: str, params_seq) -> None:
+    """One statement over many parameter rows (psycopg pipelines them)."""
+    if is_sqlite(db):
+        (db.conn if isinstance(db, sqlite_utils.Database) else db).executemany(sql, params_seq)
+        return
+    with db.cursor() as cursor:
+        cursor.executemany(_postgres_style(sql, False), params_seq)
+
+
 def rows(db, sql: str, params: list | tuple | dict = ()) -> list[dict]:
     """Every row of a query as a dict by column name."""
     cursor = execute(db, sql, params)
