@@ -10,6 +10,7 @@ instead (``routing/repository_pg.py``, ``auth/audit_rows.py``)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import sqlite3
@@ -36,6 +37,21 @@ def execute(db, sql: str, params: list | tuple | dict = ()):
     if isinstance(db, sqlite3.Connection):
         return db.execute(sql, params)
     return db.execute(_postgres_style(sql, isinstance(params, dict)), params)
+
+
+@contextlib.contextmanager
+def transaction(db):
+    """One transaction (committed on leaving, rolled back on an exception) on either store's connection; on
+    PostgreSQL inside a caller's transaction it is a savepoint."""
+    if isinstance(db, sqlite_utils.Database):
+        with db.conn:
+            yield
+    elif isinstance(db, sqlite3.Connection):
+        with db:
+            yield
+    else:
+        with db.transaction():
+            yield
 
 
 def executemany(db, sql: str, params_seq) -> None:
