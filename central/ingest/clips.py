@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from kuzet.central.store import portable
 from kuzet.central.store.media import MediaStore, MediaUnavailable
 from kuzet.shared import messages, timeutil, topics
 from kuzet.shared.messages import CLIP_CHUNK_BYTES, ClipChunk, ClipLost, ClipRequest
@@ -52,7 +53,8 @@ class SpoolLimits:
 def spooled_bytes(db, device: str | None = None) -> int:
     """The declared sizes of the clips being received (of ``device``, or of all)."""
     where, params = (f"{_SPOOLING} AND device = ?", [device]) if device else (_SPOOLING, [])
-    return db.execute(f"SELECT coalesce(sum(size), 0) FROM clips WHERE {where}", params).fetchone()[0]
+    sql = f"SELECT CAST(coalesce(sum(size), 0) AS BIGINT) FROM clips WHERE {where}"
+    return portable.execute(db, sql, params).fetchone()[0]
 
 
 class ClipAssembler:
