@@ -41,10 +41,11 @@ def execute(db, sql: str, params: list | tuple | dict = ()):
 
 @contextlib.contextmanager
 def transaction(db):
-    """One transaction (committed on leaving, rolled back on an exception) on either store's connection; on
-    PostgreSQL inside a caller's transaction it is a savepoint."""
+    """One transaction (committed on leaving, rolled back on an exception) on either store's connection; inside
+    a caller's transaction it is a savepoint (sqlite-utils' ``atomic``, psycopg's ``transaction``). A bare
+    sqlite3 connection commits as its own context manager does."""
     if isinstance(db, sqlite_utils.Database):
-        with db.conn:
+        with db.atomic():
             yield
     elif isinstance(db, sqlite3.Connection):
         with db:
