@@ -116,3 +116,23 @@ def test_a_kept_snapshot_waits_while_refused_and_goes_once_stored(store):
         assert portable.row(db, "SELECT attempts FROM media_retry")["attempts"] == 1
         assert media_retry.retry(db, lambda message: message.event_id) == ({snapshot.event_id}, None)
         assert media_retry.waiting(db) == 0
+
+
+def test_the_media_sweep_names_a_missing_or_altered_file_and_raises_an_alert(store, tmp_path):
+    from kuzet.central.store import integrity
+
+    with store.connection() as db:
+        media = MediaStore(db, tmp_path / "media")
+        kept = media.put(b"kept", kind="snapshot", content_type="image/jpeg", device="cam-1")
+        gone = media.put(b"gone", kind="snapshot", content_type="image/jpeg", device="cam-2")
+        altered = media.put(b"altered", kind="snapshot", content_type="image/jpeg", device="cam-3")
+        media.objects.file(gone).unlink()
+        media.objects.file(altered).write_bytes(b"edited")
+        report = integrity.sweep(db, media.objects)
+        assert report["checked"] == 3
+        assert {p["sha256"]: p["problem"].split(":")[0] for p in report["problems"]} == {
+            gone: "the file is missing",
+            altered: "the file was altered on disk",
+        }
+        assert kept not in {p["sha256"] for p in report["problems"]}
+        assert alerts.open_count(db) == 2
