@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import sqlite_utils
-
 from kuzet.central.auth import audit
+from kuzet.central.store import portable
 from kuzet.shared import timeutil
 
 LEVELS = ("info", "warning", "critical")
@@ -41,7 +40,7 @@ class AlertError(LookupError):
 
 
 def add(
-    db: sqlite_utils.Database,
+    db,
     level: str,
     message: str,
     *,
@@ -53,16 +52,17 @@ def add(
     if level not in LEVELS:
         raise ValueError(f"alert level {level!r} is not one of {LEVELS}")
     at = timeutil.now_wire()
-    cursor = db.execute(
+    cursor = portable.execute(
+        db,
         "insert into alerts (at, level, message, event_id, dispatch_id, device, count, last_at)"
-        " values (?, ?, ?, ?, ?, ?, 1, ?)",
+        " values (?, ?, ?, ?, ?, ?, 1, ?) returning id",
         [at, level, message, event_id, dispatch_id, device, at],
     )
-    return get(db, cursor.lastrowid)
+    return get(db, cursor.fetchone()[0])
 
 
 def raise_for_device(
-    db: sqlite_utils.Database,
+    db,
     level: str,
     message: str,
     device: str,
@@ -81,7 +81,8 @@ def raise_for_device(
     if _bump(db, device, condition, message, now):
         return _open(db, device, condition)
     minute_ago = timeutil.to_wire(timeutil.utc_now() - timedelta(minutes=1))
-    recent = db.execute(
+    recent = portable.execute(
+        db,
         "select count(*) from alerts where device = ? and condition is not null and at >= ?",
         [device, minute_ago],
     ).fetchone()[0]
@@ -93,13 +94,14 @@ def raise_for_device(
         if _bump(db, device, condition, message, now):
             return _open(db, device, condition)
     row = add(db, level, message, event_id=event_id, dispatch_id=dispatch_id, device=device)
-    db.execute("update alerts set condition = ? where id = ?", [condition, row["id"]])
+    portable.execute(db, "update alerts set condition = ? where id = ?", [condition, row["id"]])
     return {**row, "condition": condition}
 
 
-def _bump(db: sqlite_utils.Database, device: str, condition: str, message: str, now: str) -> bool:
+def _bump(db, device: str, condition: str, message: str, now: str) -> bool:
     """Count a repeat into the open alert of (device, condition); False if there is none."""
-    cursor = db.execute(
+    cursor = portable.execute(
+        db,
         f"update alerts set count = coalesce(count, 1) + 1, last_at = ?, message = ?"
         f" where device = ? and condition = ? and {_OPEN}",
         [now, message, device, condition],
@@ -107,8 +109,9 @@ def _bump(db: sqlite_utils.Database, device: str, condition: str, message: str, 
     return cursor.rowcount > 0
 
 
-def _open(db: sqlite_utils.Database, device: str, condition: str) -> dict:
-    row = db.execute(
+def _open(db, device: str, condition: str) -> dict:
+    row = portable.execute(
+        db,
         f"select {', '.join(_COLUMNS)} from alerts where device = ? and condition = ? and {_OPEN}"
         " order by id desc limit 1",
         [device, condition],
@@ -116,14 +119,15 @@ def _open(db: sqlite_utils.Database, device: str, condition: str) -> dict:
     return dict(zip(_COLUMNS, row, strict=True))
 
 
-def acknowledge(db: sqlite_utils.Database, alert_id: int, actor: str) -> dict:
+def acknowledge(db, alert_id: int, actor: str) -> dict:
     """Mark the alert seen and dealt with by ``actor``; acknowledging twice keeps the first."""
     with audit.transaction(db):
         row = get(db, alert_id)
         if row is None:
             raise AlertError(f"no alert {alert_id}")
         if row["acknowledged_at"] is None:
-            db.execute(
+            portable.execute(
+                db,
                 "update alerts set acknowledged_at = ?, acknowledged_by = ? where id = ?",
                 [timeutil.now_wire(), actor, alert_id],
             )
@@ -131,17 +135,21 @@ def acknowledge(db: sqlite_utils.Database, alert_id: int, actor: str) -> dict:
     return get(db, alert_id)
 
 
-def get(db: sqlite_utils.Database, alert_id: int) -> dict | None:
-    row = db.execute(f"select {', '.join(_COLUMNS)} from alerts where id = ?", [alert_id]).fetchone()
+def get(db, alert_id: int) -> dict | None:
+    row = portable.execute(
+        db, f"select {', '.join(_COLUMNS)} from alerts where id = ?", [alert_id]
+    ).fetchone()
     return dict(zip(_COLUMNS, row, strict=True)) if row else None
 
 
-def listing(db: sqlite_utils.Database, open_only: bool = True, limit: int = 200) -> list[dict]:
+def listing(db, open_only: bool = True, limit: int = 200) -> list[dict]:
     """Newest first; ``open_only``: warnings and critical alerts not acknowledged yet."""
     where = f"where {_OPEN}" if open_only else ""
-    rows = db.execute(f"select {', '.join(_COLUMNS)} from alerts {where} order by id desc limit ?", [limit])
+    rows = portable.execute(
+        db, f"select {', '.join(_COLUMNS)} from alerts {where} order by id desc limit ?", [limit]
+    )
     return [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
 
 
-def open_count(db: sqlite_utils.Database) -> int:
-    return db.execute(f"select count(*) from alerts where {_OPEN}").fetchone()[0]
+def open_count(db) -> int:
+    return portable.execute(db, f"select count(*) from alerts where {_OPEN}").fetchone()[0]

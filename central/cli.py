@@ -75,10 +75,10 @@ def run(args: argparse.Namespace) -> int:
 
         return store_command(config, data_dir, args)
     if config.store.url:
-        # Only the store layer, routing's repository and `kuzet central store` run on PostgreSQL so far
-        # (docs/scale.md): refuse rather than quietly keep the data in SQLite.
+        # Most modules run on PostgreSQL, but Central.db() and ingest's writer, routing and the web views do
+        # not yet (docs/scale.md): refuse rather than quietly keep the data in SQLite.
         print(
-            "[store] url is set, but ingest, the web page and accounts do not run on PostgreSQL yet; "
+            "[store] url is set, but central's ingest, routing and web page do not run on PostgreSQL yet; "
             "only `kuzet central store ...` uses it. Leave [store] url empty to run central on SQLite.",
             file=sys.stderr,
         )

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import logging
 
-import sqlite_utils
 from pydantic import ValidationError
 
 from kuzet.central.auth import audit
 from kuzet.central.context import Central
-from kuzet.central.store import dead_letters
+from kuzet.central.store import dead_letters, portable
 from kuzet.shared import ids, timeutil, topics
 from kuzet.shared.messages import Command, CommandResult, encode
 
@@ -77,7 +76,9 @@ def build(device: str, name: object, args: object) -> Command:
 def send(central: Central, device_id: str, name: object, args: object, actor: str) -> dict:
     """Record, audit and publish a command to a registered device; returns its row."""
     db = central.db()
-    row = db.execute("select site, revoked_at from devices where device_id = ?", [device_id]).fetchone()
+    row = portable.execute(
+        db, "select site, revoked_at from devices where device_id = ?", [device_id]
+    ).fetchone()
     if row is None:
         raise CommandError(f"no device {device_id}", 404)
     site, revoked_at = row
@@ -91,7 +92,9 @@ def send(central: Central, device_id: str, name: object, args: object, actor: st
         central.publish(topics.down(site, device_id, "command"), encode(command))
     except Exception as exc:
         with audit.transaction(db):
-            db.execute("update commands set state = 'unsent' where command_id = ?", [command.command_id])
+            portable.execute(
+                db, "update commands set state = 'unsent' where command_id = ?", [command.command_id]
+            )
             audit.append(
                 db,
                 "central",
@@ -103,9 +106,10 @@ def send(central: Central, device_id: str, name: object, args: object, actor: st
     return get(db, command.command_id)
 
 
-def record(db: sqlite_utils.Database, command: Command, site: str, actor: str) -> None:
+def record(db, command: Command, site: str, actor: str) -> None:
     """Store and audit a command about to be published (inside the caller's transaction)."""
-    db.execute(
+    portable.execute(
+        db,
         "insert into commands (command_id, device, site, name, args, created_at, created_by, state)"
         " values (?, ?, ?, ?, ?, ?, ?, 'sent')",
         [
@@ -127,7 +131,7 @@ def record(db: sqlite_utils.Database, command: Command, site: str, actor: str) -
     )
 
 
-def record_result(db: sqlite_utils.Database, result: CommandResult) -> dict:
+def record_result(db, result: CommandResult) -> dict:
     """Store a device's answer against its command; raises CommandError when it answers no command of
     that device (or answers twice)."""
     with audit.transaction(db):
@@ -141,7 +145,8 @@ def record_result(db: sqlite_utils.Database, result: CommandResult) -> dict:
                 return row  # a QoS 1 re-delivery
             raise CommandError(f"second, different result for command {result.command_id}")
         state = "ok" if result.ok else "failed"
-        db.execute(
+        portable.execute(
+            db,
             "update commands set state = ?, result_at = ?, result_message = ?, result_data = ?"
             " where command_id = ?",
             [state, timeutil.now_wire(), result.message, json.dumps(result.data), result.command_id],
@@ -161,14 +166,17 @@ def record_result(db: sqlite_utils.Database, result: CommandResult) -> dict:
     return get(db, result.command_id)
 
 
-def get(db: sqlite_utils.Database, command_id: str) -> dict | None:
-    found = db.execute(f"select {', '.join(_COLUMNS)} from commands where command_id = ?", [command_id])
+def get(db, command_id: str) -> dict | None:
+    found = portable.execute(
+        db, f"select {', '.join(_COLUMNS)} from commands where command_id = ?", [command_id]
+    )
     row = found.fetchone()
     return _shape(row) if row else None
 
 
-def list_for(db: sqlite_utils.Database, device_id: str, limit: int = 50) -> list[dict]:
-    rows = db.execute(
+def list_for(db, device_id: str, limit: int = 50) -> list[dict]:
+    rows = portable.execute(
+        db,
         f"select {', '.join(_COLUMNS)} from commands where device = ? order by created_at desc, command_id desc"
         " limit ?",
         [device_id, limit],

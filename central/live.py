@@ -1,13 +1,20 @@
 """In-process fan-out of live updates (new events, device status, unit positions, dispatch changes) from
 ingest and routing to the page's server-sent-event streams. Slow clients lose their oldest updates, never
-block the publisher."""
+block the publisher.
+
+With several central processes a relay (``relay_to``; ``central.store.live_bus`` on PostgreSQL) also carries
+each update to the other processes, which ``deliver`` it to their own pages only, so nothing echoes back."""
 
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,11 @@ class LiveHub:
         self._subscriptions: set[Subscription] = set()
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
+        self._relays: list[Callable[[str, dict], None]] = []
+
+    def relay_to(self, relay: Callable[[str, dict], None]) -> None:
+        """Also hand every update published here to ``relay`` (which must not block)."""
+        self._relays.append(relay)
 
     def subscribe(self) -> Subscription:
         subscription = Subscription(self, self._maxsize)
@@ -57,6 +69,16 @@ class LiveHub:
             self._subscriptions.discard(subscription)
 
     def publish(self, channel: str, data: dict) -> None:
+        """An update made in this process: to this process's pages and through every relay."""
+        self.deliver(channel, data)
+        for relay in self._relays:
+            try:
+                relay(channel, data)
+            except Exception:  # the other processes miss one update; this process's pages have it
+                log.exception("live: relaying a %s update failed", channel)
+
+    def deliver(self, channel: str, data: dict) -> None:
+        """An update to this process's pages only (one another process relayed here)."""
         update = Update(next(self._seq), channel, data)
         with self._lock:
             subscriptions = list(self._subscriptions)

@@ -27,22 +27,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import sqlite_utils
-
+from kuzet.central.auth.audit_rows import postgres_identity, rows_for
 from kuzet.shared import timeutil
 
 GENESIS = "0" * 64
-# Ordinary SQL cannot change or remove an entry. Someone with the database file can drop these; the hash
-# chain is what then tells.
-_APPEND_ONLY = [
-    f"CREATE TRIGGER IF NOT EXISTS audit_no_{verb.lower()} BEFORE {verb} ON audit"
-    " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
-    for verb in ("UPDATE", "DELETE")
-]
-
 
 KEY_FILE_NAME = "audit.key"  # beside the database unless configured (``[storage] audit_key_file``)
-_key_files: dict[str, Path] = {}  # database file -> its audit key file, when configured
+_key_files: dict[str, Path] = {}  # database (its file, or a PostgreSQL identity) -> its audit key file
 _keys: dict[str, AuditKey] = {}  # key file -> the key, once read
 _keys_lock = threading.Lock()
 
@@ -60,24 +51,33 @@ class AuditKey:
         return hmac.new(self.secret, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def use_key_file(db_path: str | Path, key_path: str | Path) -> None:
-    """Say where the audit key of the database at ``db_path`` lives (central's ``[storage] audit_key_file``)."""
-    _key_files[str(Path(db_path).resolve())] = Path(key_path)
+def use_key_file(database: str | Path, key_path: str | Path) -> None:
+    """Say where the audit key of a database lives (central's ``[storage] audit_key_file``): ``database`` is
+    the SQLite file, or a ``postgresql://`` URL (there the key file must be configured: it never lives on the
+    database server)."""
+    text = str(database)
+    if text.startswith(("postgresql://", "postgres://")):
+        from psycopg.conninfo import conninfo_to_dict
+
+        info = conninfo_to_dict(text)
+        name = postgres_identity(info.get("host"), info.get("port"), info.get("dbname"))
+    else:
+        name = str(Path(database).resolve())
+    _key_files[name] = Path(key_path)
 
 
-def _db_file(db: sqlite_utils.Database) -> str | None:
-    for _, name, path in db.execute("PRAGMA database_list").fetchall():
-        if name == "main":
-            return str(Path(path).resolve()) if path else None
-    return None
-
-
-def key_path(db: sqlite_utils.Database) -> Path | None:
-    """Where this database's audit key lives (None for a database in memory)."""
-    db_file = _db_file(db)
-    if db_file is None:
+def key_path(db) -> Path | None:
+    """Where this database's audit key lives (None for a database in memory, or on PostgreSQL when no key
+    file was configured)."""
+    rows = rows_for(db)
+    identity = rows.identity()
+    if identity is None:
         return None
-    return _key_files.get(db_file) or Path(db_file).parent / KEY_FILE_NAME
+    configured = _key_files.get(identity)
+    if configured is not None:
+        return configured
+    folder = rows.default_key_dir()
+    return folder / KEY_FILE_NAME if folder is not None else None
 
 
 def _read_key(path: Path) -> AuditKey:
@@ -88,7 +88,7 @@ def _read_key(path: Path) -> AuditKey:
     return AuditKey(secret, int(data["first_seq"]))
 
 
-def load_key(db: sqlite_utils.Database) -> AuditKey | None:
+def load_key(db) -> AuditKey | None:
     """The audit key if its file exists (None if not: nothing is created)."""
     path = key_path(db)
     if path is None:
@@ -105,7 +105,7 @@ def load_key(db: sqlite_utils.Database) -> AuditKey | None:
         return key
 
 
-def ensure_key(db: sqlite_utils.Database, next_seq: int | None = None) -> AuditKey | None:
+def ensure_key(db, next_seq: int | None = None) -> AuditKey | None:
     """The audit key, created (0600, exclusively) if there is none yet; entries from ``next_seq`` on (by
     default the next one to be written) are signed with it."""
     key = load_key(db)
@@ -113,8 +113,7 @@ def ensure_key(db: sqlite_utils.Database, next_seq: int | None = None) -> AuditK
     if key is not None or path is None:
         return key
     if next_seq is None:
-        last = db.execute("SELECT max(seq) FROM audit").fetchone()[0]
-        next_seq = (last or 0) + 1
+        next_seq = rows_for(db).last_seq() + 1
     path.parent.mkdir(parents=True, exist_ok=True)
     body = json.dumps({"key": secrets.token_hex(32), "first_seq": next_seq}).encode()
     try:
@@ -126,12 +125,6 @@ def ensure_key(db: sqlite_utils.Database, next_seq: int | None = None) -> AuditK
         out.flush()
         os.fsync(out.fileno())
     return load_key(db)
-
-
-def _ensure_mac_column(db: sqlite_utils.Database) -> None:
-    columns = {row[1] for row in db.execute("PRAGMA table_info(audit)").fetchall()}
-    if "mac" not in columns:
-        db.execute("ALTER TABLE audit ADD COLUMN mac TEXT")
 
 
 def canonical(value) -> str:
@@ -146,49 +139,27 @@ def row_hash(prev_hash: str, seq: int, ts: str, actor: str, action: str, target:
 
 
 @contextmanager
-def transaction(db: sqlite_utils.Database) -> Iterator[None]:
-    """A write transaction that takes the write lock up front, so two writers cannot chain onto the same
+def transaction(db) -> Iterator[None]:
+    """A write transaction that takes the log's write lock up front, so two writers cannot chain onto the same
     row. Nested use joins the outer transaction."""
-    conn = db.conn
-    if conn.in_transaction:
+    with rows_for(db).appending():
         yield
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
-def append(db: sqlite_utils.Database, actor: str, action: str, target: str, detail: dict) -> int:
-    """Add one entry to the chain; returns its sequence number."""
-    with transaction(db):
-        for statement in _APPEND_ONLY:
-            db.execute(statement)
-        _ensure_mac_column(db)
-        last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
-        key = ensure_key(db, seq)
+def append(db, actor: str, action: str, target: str, detail: dict) -> int:
+    """Add one entry to the chain; returns its sequence number. ``db``: a sqlite-utils database or a psycopg
+    connection (``audit_rows``)."""
+    rows = rows_for(db)
+    with rows.appending():
+        rows.prepare()
+        head = rows.head()
+        seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
+        key = ensure_key(rows, seq)
         ts = timeutil.now_wire()
         detail_text = canonical(detail)
         digest = row_hash(prev_hash, seq, ts, actor, action, target, detail_text)
-        db.execute(
-            "INSERT INTO audit (seq, ts, actor, action, target, detail, prev_hash, hash, mac)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                seq,
-                ts,
-                actor,
-                action,
-                target,
-                detail_text,
-                prev_hash,
-                digest,
-                key.mac(digest) if key else None,
-            ],
-        )
+        mac = key.mac(digest) if key else None
+        rows.insert([seq, ts, actor, action, target, detail_text, prev_hash, digest, mac])
     return seq
 
 
@@ -214,27 +185,20 @@ class Report:
         return self.first_bad is None and not self.key_missing and self.checkpoint is None
 
 
-def _rows(db: sqlite_utils.Database):
-    _ensure_mac_column(db)
-    return db.execute(
-        "SELECT seq, ts, actor, action, target, detail, prev_hash, hash, mac FROM audit ORDER BY seq"
-    )
-
-
 def _mac_ok(key: AuditKey | None, seq: int, digest: str, mac: str | None) -> bool:
     if key is None or seq < key.first_seq:
         return True
     return mac is not None and hmac.compare_digest(key.mac(digest), mac)
 
 
-def check(db: sqlite_utils.Database, checkpoint: dict | None = None) -> Report:
+def check(db, checkpoint: dict | None = None) -> Report:
     """Walk the chain from the start, checking each entry's hash, its link, and its MAC with the audit key;
     with ``checkpoint`` (see ``make_checkpoint``) also that the log still holds what the checkpoint saw."""
     report = Report()
     key = load_key(db)
     expected_prev, expected_seq = GENESIS, 1
     hashes: dict[int, str] = {}
-    for seq, ts, actor, action, target, detail, prev_hash, digest, mac in _rows(db):
+    for seq, ts, actor, action, target, detail, prev_hash, digest, mac in rows_for(db).all():
         report.count += 1
         if report.chain_break is None:
             if seq != expected_seq or prev_hash != expected_prev:
@@ -273,7 +237,7 @@ def check(db: sqlite_utils.Database, checkpoint: dict | None = None) -> Report:
     return report
 
 
-def verify(db: sqlite_utils.Database) -> tuple[bool, int | None]:
+def verify(db) -> tuple[bool, int | None]:
     """Walk the chain from the start; returns (True, None) or (False, the first sequence number that fails):
     the first that does not chain, else the first whose MAC is wrong."""
     report = check(db)
@@ -290,15 +254,15 @@ def _checkpoint_body(checkpoint: dict) -> str:
     return canonical({k: v for k, v in checkpoint.items() if k != "mac"})
 
 
-def make_checkpoint(db: sqlite_utils.Database) -> dict:
+def make_checkpoint(db) -> dict:
     """The log's head, count and the time under an HMAC with the audit key; kept elsewhere (another machine,
     paper), it lets ``check`` tell that entries up to the head were neither removed nor changed."""
     key = ensure_key(db)
     if key is None:
         raise ValueError("a database in memory has no audit key")
-    last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    head_seq, head_hash = (last[0], last[1]) if last else (0, GENESIS)
-    count = db.execute("SELECT count(*) FROM audit WHERE seq <= ?", [head_seq]).fetchone()[0]
+    rows = rows_for(db)
+    head_seq, head_hash = rows.head() or (0, GENESIS)
+    count = rows.count_upto(head_seq)
     checkpoint = {
         "kind": "kuzet-audit-checkpoint",
         "head_seq": head_seq,
@@ -335,19 +299,14 @@ def _check_checkpoint(key: AuditKey | None, checkpoint: dict, hashes: dict[int, 
     return None
 
 
-def intact(db: sqlite_utils.Database, seqs: set[int]) -> bool:
+def intact(db, seqs: set[int]) -> bool:
     """Whether these entries are as they were written: each one's hash matches its content and it chains to
     the entries on either side. For relying on a few entries of a long log without walking all of it
     (``verify`` does that)."""
-    _ensure_mac_column(db)
-    key = load_key(db)
+    rows = rows_for(db)
+    key = load_key(rows)
     for seq in seqs:
-        rows = db.execute(
-            "SELECT seq, ts, actor, action, target, detail, prev_hash, hash, mac FROM audit"
-            " WHERE seq BETWEEN ? AND ?",
-            [seq - 1, seq + 1],
-        )
-        around = {row[0]: row for row in rows}
+        around = {row[0]: row for row in rows.between(seq - 1, seq + 1)}
         if seq not in around:
             return False
         _, ts, actor, action, target, detail, prev_hash, digest, mac = around[seq]
@@ -364,7 +323,7 @@ def intact(db: sqlite_utils.Database, seqs: set[int]) -> bool:
 
 
 def entries(
-    db: sqlite_utils.Database,
+    db,
     *,
     target: str | None = None,
     actor: str | None = None,
@@ -381,13 +340,10 @@ def entries(
     if before_seq:
         where.append("seq < ?")
         params.append(before_seq)
-    sql = "SELECT seq, ts, actor, action, target, detail, hash FROM audit"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY seq DESC LIMIT ?"
-    params.append(limit)
     rows = []
-    for seq, ts, row_actor, row_action, row_target, detail, digest in db.execute(sql, params):
+    for seq, ts, row_actor, row_action, row_target, detail, digest in rows_for(db).select(
+        where, params, limit
+    ):
         rows.append(
             {
                 "seq": seq,

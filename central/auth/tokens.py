@@ -10,9 +10,8 @@ import hashlib
 import secrets
 import sys
 
-import sqlite_utils
-
 from kuzet.central.auth import audit, users
+from kuzet.central.store import portable
 from kuzet.shared import timeutil
 
 PREFIX = "kzt_"
@@ -22,7 +21,7 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_token(db: sqlite_utils.Database, username: str, name: str, actor: str) -> str:
+def create_token(db, username: str, name: str, actor: str) -> str:
     """Create a token for an active account; returns the token text (the only time it exists in clear)."""
     if users.get_user(db, username) is None:
         raise users.AuthError(f"no active account {username!r}")
@@ -31,7 +30,8 @@ def create_token(db: sqlite_utils.Database, username: str, name: str, actor: str
     token = PREFIX + secrets.token_urlsafe(32)
     digest = _digest(token)
     with audit.transaction(db):
-        db.execute(
+        portable.execute(
+            db,
             "INSERT INTO api_tokens (token_hash, username, name, created_at) VALUES (?, ?, ?, ?)",
             [digest, username, name, timeutil.now_wire()],
         )
@@ -39,48 +39,54 @@ def create_token(db: sqlite_utils.Database, username: str, name: str, actor: str
     return token
 
 
-def authenticate(db: sqlite_utils.Database, token: str) -> users.User | None:
+def authenticate(db, token: str) -> users.User | None:
     """The account a bearer token acts as, or None if the token is unknown, revoked or its account disabled."""
     if not token.startswith(PREFIX):
         return None
     digest = _digest(token)
-    rows = list(db.query("SELECT username, revoked FROM api_tokens WHERE token_hash = ?", [digest]))
+    rows = portable.rows(db, "SELECT username, revoked FROM api_tokens WHERE token_hash = ?", [digest])
     if not rows or rows[0]["revoked"]:
         return None
     user = users.get_user(db, rows[0]["username"])
     if user is not None:
         with audit.transaction(db):
-            db.execute(
-                "UPDATE api_tokens SET last_used_at = ? WHERE token_hash = ?", [timeutil.now_wire(), digest]
+            portable.execute(
+                db,
+                "UPDATE api_tokens SET last_used_at = ? WHERE token_hash = ?",
+                [timeutil.now_wire(), digest],
             )
     return user
 
 
-def current_account(db: sqlite_utils.Database, token: str) -> users.User | None:
+def current_account(db, token: str) -> users.User | None:
     """Like ``authenticate`` without recording a use: for re-checking a request that stays open (a live
     stream) that its token has not been revoked nor its account disabled since it began."""
     if not token.startswith(PREFIX):
         return None
-    rows = list(db.query("SELECT username, revoked FROM api_tokens WHERE token_hash = ?", [_digest(token)]))
+    rows = portable.rows(
+        db, "SELECT username, revoked FROM api_tokens WHERE token_hash = ?", [_digest(token)]
+    )
     if not rows or rows[0]["revoked"]:
         return None
     return users.get_user(db, rows[0]["username"])
 
 
-def list_tokens(db: sqlite_utils.Database) -> list[dict]:
-    rows = db.query(
+def list_tokens(db) -> list[dict]:
+    rows = portable.rows(
+        db,
         "SELECT substr(token_hash, 1, 12) AS id, username, name, created_at, last_used_at, revoked"
-        " FROM api_tokens ORDER BY created_at DESC"
+        " FROM api_tokens ORDER BY created_at DESC",
     )
     return list(rows)
 
 
-def revoke(db: sqlite_utils.Database, token_id: str, actor: str) -> bool:
+def revoke(db, token_id: str, actor: str) -> bool:
     """Revoke by the short id shown in lists (the first 12 hex digits of the hash)."""
     if len(token_id) < 12:
         return False
     with audit.transaction(db):
-        cursor = db.execute(
+        cursor = portable.execute(
+            db,
             "UPDATE api_tokens SET revoked = 1 WHERE substr(token_hash, 1, 12) = ? AND revoked = 0",
             [token_id],
         )

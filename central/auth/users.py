@@ -11,10 +11,10 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
-import sqlite_utils
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from kuzet.central.auth import audit, sessions
+from kuzet.central.store import portable
 from kuzet.shared import timeutil
 
 PERMISSIONS: dict[str, str] = {
@@ -111,7 +111,7 @@ def check_password_strength(password: str) -> None:
 
 
 def create_user(
-    db: sqlite_utils.Database,
+    db,
     username: str,
     password: str,
     role: str,
@@ -156,30 +156,32 @@ def create_user(
     return _user(get_row(db, username)), existing is None
 
 
-def _end_sessions(db: sqlite_utils.Database, username: str) -> None:
+def _end_sessions(db, username: str) -> None:
     """Every page logged in as this account is logged out at its next request."""
-    db.execute(
-        "UPDATE users SET session_version = coalesce(session_version, 0) + 1 WHERE username = ?", [username]
+    portable.execute(
+        db,
+        "UPDATE users SET session_version = coalesce(session_version, 0) + 1 WHERE username = ?",
+        [username],
     )
     sessions.end_all(db, username)
 
 
-def _write(db: sqlite_utils.Database, template: str, record: dict) -> None:
+def _write(db, template: str, record: dict) -> None:
     # Plain SQL: sqlite-utils' insert/update commit on their own, which would end our transaction early.
     sql = template.format(
         columns=", ".join(record),
         marks=", ".join(f":{name}" for name in record),
         assignments=", ".join(f"{name} = :{name}" for name in record),
     )
-    db.execute(sql, record)
+    portable.execute(db, sql, record)
 
 
-def get_row(db: sqlite_utils.Database, username: str) -> dict | None:
-    rows = list(db.query("SELECT * FROM users WHERE username = ?", [username]))
+def get_row(db, username: str) -> dict | None:
+    rows = portable.rows(db, "SELECT * FROM users WHERE username = ?", [username])
     return rows[0] if rows else None
 
 
-def get_user(db: sqlite_utils.Database, username: str) -> User | None:
+def get_user(db, username: str) -> User | None:
     """The active (not disabled) account of that name, or None."""
     row = get_row(db, username)
     if row is None or row["disabled"]:
@@ -187,16 +189,17 @@ def get_user(db: sqlite_utils.Database, username: str) -> User | None:
     return _user(row)
 
 
-def list_users(db: sqlite_utils.Database) -> list[dict]:
+def list_users(db) -> list[dict]:
     return list(
-        db.query(
+        portable.rows(
+            db,
             "SELECT username, role, display_name, created_at, disabled, failed_logins, locked_until"
-            " FROM users ORDER BY username"
+            " FROM users ORDER BY username",
         )
     )
 
 
-def set_disabled(db: sqlite_utils.Database, username: str, disabled: bool, actor: str) -> None:
+def set_disabled(db, username: str, disabled: bool, actor: str) -> None:
     with audit.transaction(db):
         if get_row(db, username) is None:
             raise AuthError(f"no account {username!r}")
@@ -209,30 +212,21 @@ def set_disabled(db: sqlite_utils.Database, username: str, disabled: bool, actor
         audit.append(db, actor, "user.disable" if disabled else "user.enable", f"user:{username}", {})
 
 
-# Failed log-ins, one row each, for the lock-out below. Kept in the database (not in the web process's memory)
-# so that ``kuzet central unlock-user`` and the supervisors' Unlock button clear the same state.
-_FAILURES_SCHEMA = "CREATE TABLE IF NOT EXISTS login_failures (username TEXT NOT NULL, source TEXT NOT NULL, at TEXT NOT NULL)"
-_FAILURES_INDEX = "CREATE INDEX IF NOT EXISTS idx_login_failures_user ON login_failures (username, at)"
-
-
-def _ensure_failures(db: sqlite_utils.Database) -> None:
-    db.execute(_FAILURES_SCHEMA)
-    db.execute(_FAILURES_INDEX)
-
-
-def _recent_failures(db: sqlite_utils.Database, username: str, since: str) -> dict[str, int]:
+# Failed log-ins (``login_failures``, one row each) are kept in the database for the lock-out below, not in the
+# web process's memory, so that ``kuzet central unlock-user`` and the supervisors' Unlock button clear the
+# same state.
+def _recent_failures(db, username: str, since: str) -> dict[str, int]:
     """Failures per source address for this account since ``since``."""
-    _ensure_failures(db)
-    rows = db.execute(
+    rows = portable.execute(
+        db,
         "SELECT source, count(*) FROM login_failures WHERE username = ? AND at > ? GROUP BY source",
         [username, since],
     )
     return {source: count for source, count in rows}
 
 
-def _clear_failures(db: sqlite_utils.Database, username: str) -> int:
-    _ensure_failures(db)
-    return db.execute("DELETE FROM login_failures WHERE username = ?", [username]).rowcount
+def _clear_failures(db, username: str) -> int:
+    return portable.execute(db, "DELETE FROM login_failures WHERE username = ?", [username]).rowcount
 
 
 def _locked_out(failures: dict[str, int], source: str) -> bool:
@@ -245,7 +239,7 @@ def _locked_out(failures: dict[str, int], source: str) -> bool:
     return sum(failures.values()) >= ACCOUNT_FAILURES_GUARD and failures.get(source, 0) > 0
 
 
-def authenticate(db: sqlite_utils.Database, username: str, password: str, source: str = "") -> User:
+def authenticate(db, username: str, password: str, source: str = "") -> User:
     """Check a log-in. Every attempt is audited. After MAX_FAILED_LOGINS wrong passwords from one source
     address within LOCKOUT, that address is locked out of that account for the rest of LOCKOUT (even with the
     right password); other addresses are not, so a guesser cannot lock a shift out of its accounts. Once an
@@ -272,14 +266,17 @@ def authenticate(db: sqlite_utils.Database, username: str, password: str, source
         failures[source] = from_source
         locked = _locked_out(failures, source)
         with audit.transaction(db):
-            _ensure_failures(db)
-            db.execute("DELETE FROM login_failures WHERE at <= ?", [timeutil.to_wire(now - LOCKOUT)])
-            db.execute(
+            portable.execute(
+                db, "DELETE FROM login_failures WHERE at <= ?", [timeutil.to_wire(now - LOCKOUT)]
+            )
+            portable.execute(
+                db,
                 "INSERT INTO login_failures (username, source, at) VALUES (?, ?, ?)",
                 [username, source, timeutil.to_wire(now)],
             )
             # locked_until now says "some address is locked out of this account until": for the accounts page.
-            db.execute(
+            portable.execute(
+                db,
                 "UPDATE users SET failed_logins = ?, locked_until = coalesce(?, locked_until) WHERE username = ?",
                 [failed, timeutil.to_wire(now + LOCKOUT) if locked else None, username],
             )
@@ -295,33 +292,36 @@ def authenticate(db: sqlite_utils.Database, username: str, password: str, source
         audit.append(db, username, "login.failed", f"user:{username}", {"source": source, "why": "disabled"})
         raise AuthError("this account is disabled")
     with audit.transaction(db):
-        _ensure_failures(db)
         # This address's failures are forgiven; other addresses' (a guesser's) still count against them.
-        db.execute("DELETE FROM login_failures WHERE username = ? AND source = ?", [username, source])
+        portable.execute(
+            db, "DELETE FROM login_failures WHERE username = ? AND source = ?", [username, source]
+        )
         if not any(count for other, count in failures.items() if other != source):
-            db.execute(
-                "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE username = ?", [username]
+            portable.execute(
+                db, "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE username = ?", [username]
             )
         audit.append(db, username, "login", f"user:{username}", {"source": source})
     return _user(row)
 
 
-def unlock(db: sqlite_utils.Database, username: str, actor: str) -> int:
+def unlock(db, username: str, actor: str) -> int:
     """Lift every lock-out on the account (all addresses); audited. Returns how many failures were cleared."""
     with audit.transaction(db):
         if get_row(db, username) is None:
             raise AuthError(f"no account {username!r}")
         cleared = _clear_failures(db, username)
-        db.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE username = ?", [username])
+        portable.execute(
+            db, "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE username = ?", [username]
+        )
         audit.append(db, actor, "user.unlock", f"user:{username}", {"failures_cleared": cleared})
     return cleared
 
 
-def last_unlock(db: sqlite_utils.Database, username: str) -> int:
+def last_unlock(db, username: str) -> int:
     """The audit sequence number of the account's latest unlock (0 if never): lets the web process notice an
     unlock made by the command line and drop what it counted in memory."""
-    row = db.execute(
-        "SELECT max(seq) FROM audit WHERE target = ? AND action = 'user.unlock'", [f"user:{username}"]
+    row = portable.execute(
+        db, "SELECT max(seq) FROM audit WHERE target = ? AND action = 'user.unlock'", [f"user:{username}"]
     ).fetchone()
     return row[0] or 0
 

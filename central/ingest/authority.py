@@ -17,9 +17,9 @@ rather than devices (``central``, ``provision-tool``...) are refused always.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 
+from kuzet.central.store import portable
 from kuzet.shared import topics
 from kuzet.shared.messages import Envelope
 
@@ -80,18 +80,18 @@ def reason(
     return None
 
 
-def _lookup(conn: sqlite3.Connection, sql: str, keys: Iterable[str]) -> dict[str, tuple]:
+def _lookup(conn, sql: str, keys: Iterable[str]) -> dict[str, tuple]:
     """{first column: the rest} of ``sql`` (``... IN ({})``) over ``keys``, 500 at a time."""
     wanted = list(dict.fromkeys(keys))
     found: dict[str, tuple] = {}
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
-        cursor = conn.execute(sql.format(", ".join("?" * len(chunk))), chunk)
+        cursor = portable.execute(conn, sql.format(", ".join("?" * len(chunk))), chunk)
         found.update((row[0], tuple(row[1:])) for row in cursor)
     return found
 
 
-def known(conn: sqlite3.Connection, device_ids: Iterable[str]) -> dict[str, tuple]:
+def known(conn, device_ids: Iterable[str]) -> dict[str, tuple]:
     """(kind, registered_at) of each of these devices central has a row for."""
     return _lookup(
         conn, "SELECT device_id, kind, registered_at FROM devices WHERE device_id IN ({})", device_ids
@@ -102,20 +102,18 @@ def _not_its_event(event_id: str, owner: str, message: Envelope) -> str:
     return f"event {event_id} is {owner}'s: a {message.type} from {message.device} may not change it"
 
 
-def foreign_event(conn: sqlite3.Connection, message: Envelope) -> str | None:
+def foreign_event(conn, message: Envelope) -> str | None:
     """Why a snapshot, clip chunk or clip_lost may not attach to the event it names (another device's), or
     None. Media attach only to the sender's own events: a badge learns camera events' ids from its
     dispatches, and one camera could otherwise replace another's evidence."""
     event_id = getattr(message, "event_id", None)
     if event_id is None:
         return None
-    row = conn.execute("SELECT device FROM events WHERE event_id = ?", [event_id]).fetchone()
+    row = portable.execute(conn, "SELECT device FROM events WHERE event_id = ?", [event_id]).fetchone()
     return _not_its_event(event_id, row[0], message) if row and row[0] != message.device else None
 
 
-def refuse_unauthorised(
-    conn: sqlite3.Connection, valid: list, refused: list, accept_unregistered: bool
-) -> list:
+def refuse_unauthorised(conn, valid: list, refused: list, accept_unregistered: bool) -> list:
     """Move to ``refused`` (as (incoming, reason, "unauthorised")) the messages their device may not send, and
     events that re-use another device's event id; returns the rest. ``valid`` holds ingest's decoded messages
     (``.message``, ``.incoming``)."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from kuzet.central.store import portable
 from kuzet.central.store.media import MediaStore, MediaUnavailable
 from kuzet.shared import messages, timeutil, topics
 from kuzet.shared.messages import CLIP_CHUNK_BYTES, ClipChunk, ClipLost, ClipRequest
@@ -52,7 +53,8 @@ class SpoolLimits:
 def spooled_bytes(db, device: str | None = None) -> int:
     """The declared sizes of the clips being received (of ``device``, or of all)."""
     where, params = (f"{_SPOOLING} AND device = ?", [device]) if device else (_SPOOLING, [])
-    return db.execute(f"SELECT coalesce(sum(size), 0) FROM clips WHERE {where}", params).fetchone()[0]
+    sql = f"SELECT CAST(coalesce(sum(size), 0) AS BIGINT) FROM clips WHERE {where}"
+    return portable.execute(db, sql, params).fetchone()[0]
 
 
 class ClipAssembler:
@@ -115,8 +117,9 @@ class ClipAssembler:
         data = messages.from_base64(chunk.data)
         if hashlib.sha256(data).hexdigest() != chunk.chunk_sha256:
             log.warning("clip %s: chunk %d has a bad hash; asking again", chunk.clip_id, chunk.index)
-            with db.atomic():
-                db.execute(
+            with portable.transaction(db):
+                portable.execute(
+                    db,
                     "UPDATE clips SET bad_chunks = bad_chunks + 1, updated_at = ? WHERE clip_id = ?",
                     [timeutil.now_wire(), chunk.clip_id],
                 )
@@ -135,8 +138,9 @@ class ClipAssembler:
             tmp.write_bytes(data)
             tmp.replace(part)
         received = self._received(chunk.clip_id)
-        with db.atomic():
-            db.execute(
+        with portable.transaction(db):
+            portable.execute(
+                db,
                 "UPDATE clips SET received = ?, spooled = coalesce(spooled, 0) + ?, updated_at = ?,"
                 " state = 'receiving' WHERE clip_id = ?",
                 [len(received), added, timeutil.now_wire(), chunk.clip_id],
@@ -164,8 +168,9 @@ class ClipAssembler:
             )
             joined.unlink()
             shutil.rmtree(self.spool_dir / clip_id, ignore_errors=True)
-            with db.atomic():
-                db.execute(
+            with portable.transaction(db):
+                portable.execute(
+                    db,
                     "UPDATE clips SET state = 'failed', received = 0, spooled = 0, updated_at = ?"
                     " WHERE clip_id = ?",
                     [now, clip_id],
@@ -189,13 +194,15 @@ class ClipAssembler:
             joined.unlink(missing_ok=True)
             raise
         shutil.rmtree(self.spool_dir / clip_id, ignore_errors=True)
-        with db.atomic():
-            db.execute(
+        with portable.transaction(db):
+            portable.execute(
+                db,
                 "UPDATE clips SET state = 'verified', completed_at = ?, updated_at = ? WHERE clip_id = ?",
                 [now, now, clip_id],
             )
             if row["event_id"]:
-                db.execute(  # the sender's own event only (ingest refuses the others' before this)
+                portable.execute(
+                    db,  # the sender's own event only (ingest refuses the others' before this)
                     "UPDATE events SET clip_id = ? WHERE event_id = ? AND device = ?",
                     [clip_id, row["event_id"], row["device"]],
                 )
@@ -219,8 +226,9 @@ class ClipAssembler:
             known = row or {}
             event_id = known.get("event_id") or message.event_id
             shutil.rmtree(self.spool_dir / message.clip_id, ignore_errors=True)
-            with db.atomic():
-                db["clips"].upsert(
+            with portable.transaction(db):
+                _upsert_clip(
+                    db,
                     {
                         "clip_id": message.clip_id,
                         "device": message.device,
@@ -232,7 +240,6 @@ class ClipAssembler:
                         "created_at": known.get("created_at") or now,
                         "updated_at": now,
                     },
-                    pk="clip_id",
                 )
         log.warning("clip %s from %s lost: %s", message.clip_id, message.device, reason)
         return event_id
@@ -274,7 +281,8 @@ class ClipAssembler:
     def _stalled(self, stalled_after_s: float) -> list[dict]:
         cutoff = timeutil.to_wire(timeutil.utc_now() - timedelta(seconds=stalled_after_s))
         return list(
-            self._db().query(
+            portable.rows(
+                self._db(),
                 # <=: times are to the millisecond, and 0 s means "whatever has arrived so far".
                 "SELECT * FROM clips WHERE state IN ('receiving', 'failed') AND updated_at <= ?",
                 [cutoff],
@@ -288,8 +296,10 @@ class ClipAssembler:
         if row["created_at"] < give_up:
             log.warning("clip %s from %s: still incomplete, given up", row["clip_id"], row["device"])
             shutil.rmtree(self.spool_dir / row["clip_id"], ignore_errors=True)
-            with db.atomic():
-                db.execute("UPDATE clips SET state = 'abandoned' WHERE clip_id = ?", [row["clip_id"]])
+            with portable.transaction(db):
+                portable.execute(
+                    db, "UPDATE clips SET state = 'abandoned' WHERE clip_id = ?", [row["clip_id"]]
+                )
             return 0
         have = self._received(row["clip_id"])
         missing = [i for i in range(row["count"]) if i not in have]
@@ -298,9 +308,9 @@ class ClipAssembler:
             return 0
         # An empty list asks for every chunk, which is shorter on the wire when nothing has arrived.
         self._ask(row["site"], row["device"], row["clip_id"], missing if have else [])
-        with db.atomic():
-            db.execute(
-                "UPDATE clips SET updated_at = ? WHERE clip_id = ?", [timeutil.now_wire(), row["clip_id"]]
+        with portable.transaction(db):
+            portable.execute(
+                db, "UPDATE clips SET updated_at = ? WHERE clip_id = ?", [timeutil.now_wire(), row["clip_id"]]
             )
         return 1
 
@@ -314,7 +324,7 @@ class ClipAssembler:
     # --- bookkeeping ----------------------------------------------------------------------------------------
 
     def _row(self, db, clip_id: str) -> dict | None:
-        rows = list(db.query("SELECT * FROM clips WHERE clip_id = ?", [clip_id]))
+        rows = portable.rows(db, "SELECT * FROM clips WHERE clip_id = ?", [clip_id])
         return rows[0] if rows else None
 
     def _create(self, db, site: str, chunk: ClipChunk) -> dict:
@@ -335,8 +345,13 @@ class ClipAssembler:
             "updated_at": now,
             "bad_chunks": 0,
         }
-        with db.atomic():
-            db["clips"].insert(row, ignore=True)
+        with portable.transaction(db):
+            columns = ", ".join(row)
+            portable.execute(
+                db,
+                f"INSERT INTO clips ({columns}) VALUES ({', '.join('?' * len(row))}) ON CONFLICT DO NOTHING",
+                list(row.values()),
+            )
         return row
 
     def _chunk_file(self, clip_id: str, index: int) -> Path:
@@ -352,7 +367,8 @@ class ClipAssembler:
 def _dispatch_event(db, segment_id: str) -> str | None:
     """A body-camera recording (clip id = its evidence segment's id) arrives without an event: it belongs to the
     event of the dispatch it was recorded on, if that is known yet (retention links the others later)."""
-    row = db.execute(
+    row = portable.execute(
+        db,
         "SELECT d.event_id FROM evidence_segments s JOIN dispatches d ON d.dispatch_id = s.dispatch_id"
         " WHERE s.segment_id = ?",
         [segment_id],
@@ -366,4 +382,16 @@ def spool_limits(config) -> SpoolLimits:
         clip_bytes=int(config.ingest.max_clip_mb * MIB),
         device_bytes=int(config.ingest.spool_per_device_mb * MIB),
         total_bytes=int(config.storage.max_media_gb * config.ingest.spool_share * 1024 * MIB),
+    )
+
+
+def _upsert_clip(db, row: dict) -> None:
+    """The clip's row with these columns set (created if new; its other columns kept if not)."""
+    columns = ", ".join(row)
+    updates = ", ".join(f"{column} = excluded.{column}" for column in row if column != "clip_id")
+    portable.execute(
+        db,
+        f"INSERT INTO clips ({columns}) VALUES ({', '.join('?' * len(row))})"
+        f" ON CONFLICT(clip_id) DO UPDATE SET {updates}",
+        list(row.values()),
     )

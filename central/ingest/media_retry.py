@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from kuzet.central.store import portable
 from kuzet.central.store.media import MediaUnavailable
 from kuzet.shared import messages
 
@@ -27,14 +28,15 @@ HELD = (
 
 def keep(conn, topic: str, payload: bytes, received_at: str, error: str) -> None:
     """Inside the caller's transaction."""
-    conn.execute(
+    portable.execute(
+        conn,
         "INSERT INTO media_retry (topic, payload, received_at, error, attempts) VALUES (?, ?, ?, ?, 0)",
         (topic, payload, received_at, error),
     )
 
 
 def waiting(conn) -> int:
-    return conn.execute("SELECT count(*) FROM media_retry").fetchone()[0]
+    return portable.execute(conn, "SELECT count(*) FROM media_retry").fetchone()[0]
 
 
 def retry(conn, store: Callable[[messages.Snapshot], str | None]) -> tuple[set[str], str | None]:
@@ -42,14 +44,17 @@ def retry(conn, store: Callable[[messages.Snapshot], str | None]) -> tuple[set[s
     returns the events that now show their snapshot, and the last refusal (None when none)."""
     changed: set[str] = set()
     refusal = None
-    rows = conn.execute("SELECT id, topic, payload FROM media_retry ORDER BY id LIMIT ?", (ROUND,)).fetchall()
+    rows = portable.execute(
+        conn, "SELECT id, topic, payload FROM media_retry ORDER BY id LIMIT ?", (ROUND,)
+    ).fetchall()
     for row_id, topic, payload in rows:
         try:
             event_id = store(messages.decode(topic, payload))
         except MediaUnavailable as exc:
             refusal = str(exc)
-            with conn:
-                conn.execute(
+            with portable.transaction(conn):
+                portable.execute(
+                    conn,
                     "UPDATE media_retry SET attempts = attempts + 1, error = ? WHERE id = ?",
                     (refusal, row_id),
                 )
@@ -57,8 +62,8 @@ def retry(conn, store: Callable[[messages.Snapshot], str | None]) -> tuple[set[s
         except Exception:  # one that cannot be written for another reason stays; the others go on
             log.exception("ingest: kept snapshot %d could not be written", row_id)
             continue
-        with conn:
-            conn.execute("DELETE FROM media_retry WHERE id = ?", (row_id,))
+        with portable.transaction(conn):
+            portable.execute(conn, "DELETE FROM media_retry WHERE id = ?", (row_id,))
         if event_id is not None:
             changed.add(event_id)
     if rows and refusal is None:

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from kuzet.central.context import Central
+from kuzet.central.store import portable
 from kuzet.shared import messages, topics
 from kuzet.shared.messages import Resend
 from kuzet.shared.mqtt import Link
@@ -37,18 +38,6 @@ RECORD_EVERY_S = 1.0
 # Subtracted from ``stored_at``: the record's own delay, a batch waiting to commit, and clocks that differ
 # between central and the devices (NTP keeps them within a second; a repeat costs only a duplicate).
 MARGIN_S = 10.0
-
-_TABLE = """
-CREATE TABLE IF NOT EXISTS broker_sessions (
-    broker TEXT NOT NULL,
-    client_id TEXT NOT NULL,
-    established_at REAL NOT NULL,
-    stored_at REAL,
-    lost INTEGER NOT NULL DEFAULT 0,
-    lost_at REAL,
-    PRIMARY KEY (broker, client_id)
-)
-"""
 
 
 class BrokerSession:
@@ -83,7 +72,6 @@ class BrokerSession:
         link.on_connect.append(self._connects.put)  # on paho's thread: session_present, handed on
 
     def start(self) -> BrokerSession:
-        self.central.db().conn.executescript(_TABLE)
         self._thread.start()
         return self
 
@@ -114,25 +102,30 @@ class BrokerSession:
         stored = self.last_commit()
         if stored is None or stored == self._recorded:
             return
-        with self.central.db().conn as conn:
-            conn.execute(
-                "UPDATE broker_sessions SET stored_at = MAX(COALESCE(stored_at, 0), ?)"
-                " WHERE broker = ? AND client_id = ?",
-                (stored, self.broker, self.link.client_id),
+        db = self.central.db()
+        with portable.transaction(db):
+            portable.execute(
+                db,
+                "UPDATE broker_sessions SET stored_at = CASE WHEN COALESCE(stored_at, 0) > ? THEN stored_at"
+                " ELSE ? END WHERE broker = ? AND client_id = ?",
+                (stored, stored, self.broker, self.link.client_id),
             )
         self._recorded = stored
 
     def connected(self, session_present: bool) -> float | None:
         """The broker answered a connection; returns the ``since`` of the resend requests sent, if any."""
         key = (self.broker, self.link.client_id)
-        with self.central.db().conn as conn:
-            row = conn.execute(
+        conn = self.central.db()
+        with portable.transaction(conn):
+            row = portable.execute(
+                conn,
                 "SELECT established_at, stored_at FROM broker_sessions WHERE broker = ? AND client_id = ?",
                 key,
             ).fetchone()
             now = time.time()
             if row is None:
-                conn.execute(
+                portable.execute(
+                    conn,
                     "INSERT INTO broker_sessions (broker, client_id, established_at) VALUES (?, ?, ?)",
                     (*key, now),
                 )
@@ -141,8 +134,8 @@ class BrokerSession:
                 return None
             established_at, stored_at = row
             since = (stored_at or established_at) - self.margin_s
-            targets = conn.execute(
-                "SELECT site, device_id FROM devices WHERE revoked_at IS NULL AND site IS NOT NULL"
+            targets = portable.execute(
+                conn, "SELECT site, device_id FROM devices WHERE revoked_at IS NULL AND site IS NOT NULL"
             ).fetchall()
         self.lost += 1
         log.error(
@@ -160,8 +153,9 @@ class BrokerSession:
             self.announce(topics.down(site, device, "resend"), messages.encode(request), True)
             self.requests += 1
         # Only now: had the requests not gone out, the next connection would still find the session lost.
-        with self.central.db().conn as conn:
-            conn.execute(
+        with portable.transaction(conn):
+            portable.execute(
+                conn,
                 "UPDATE broker_sessions SET established_at = ?, lost = lost + 1, lost_at = ?"
                 " WHERE broker = ? AND client_id = ?",
                 (now, now, *key),

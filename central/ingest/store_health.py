@@ -18,6 +18,7 @@ import errno
 import logging
 import shutil
 import sqlite3
+import sys
 import time
 
 from kuzet.central import alerts
@@ -33,13 +34,31 @@ HELD = "messages from the devices wait, unacknowledged, at the broker and on the
 _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
 
 
+# PostgreSQL's SQLSTATE classes of the server's or the connection's trouble, never the row's: connection
+# exception, transaction rollback (deadlock, serialization), insufficient resources (disk full, out of memory),
+# operator intervention (shutdown, restart), system error. Data and integrity errors (22, 23) are the message's.
+_POSTGRES_TRANSIENT = frozenset({"08", "40", "53", "57", "58"})
+
+
 def transient(exc: BaseException) -> bool:
     """Whether ``exc`` is the store's trouble (try again later) rather than the message's (dead-letter it).
     Every ``sqlite3.OperationalError`` is: full, I/O error, locked, busy, cannot open; none says anything
-    about the message being written."""
+    about the message being written. On PostgreSQL: the SQLSTATE classes above, or a connection that failed
+    without one."""
     if isinstance(exc, sqlite3.OperationalError):
         return True
+    if _postgres_transient(exc):
+        return True
     return isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS
+
+
+def _postgres_transient(exc: BaseException) -> bool:
+    psycopg = sys.modules.get("psycopg")  # loaded only where [store] url is PostgreSQL's
+    if psycopg is None or not isinstance(exc, psycopg.Error):
+        return False
+    if exc.sqlstate:
+        return exc.sqlstate[:2] in _POSTGRES_TRANSIENT
+    return isinstance(exc, psycopg.OperationalError)
 
 
 class Outage:

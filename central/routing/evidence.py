@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import sqlite_utils
-
 from kuzet.central.auth import audit
+from kuzet.central.store import portable
 from kuzet.central.store.media import MediaStore
 from kuzet.central.store.objects import ObjectStore, as_object_store, stored_sha256
 from kuzet.shared import evidence, timeutil
@@ -28,17 +27,28 @@ from kuzet.shared.messages import EvidenceSegment
 _COLUMNS = (
     "segment_id, idx, started_at, ended_at, size, sha256, prev_chain_sha256, chain_sha256, content_type"
 )
+_SEGMENT_COLUMNS = (
+    "segment_id, device, idx, started_at, ended_at, size, sha256, prev_chain_sha256, chain_sha256,"
+    " content_type, dispatch_id, received_at, chain_ok, problem"
+)
+# A re-delivered segment replaces its row (sqlite-utils' upsert before); both engines spell it the same.
+_UPSERT_SEGMENT = (
+    f"INSERT INTO evidence_segments ({_SEGMENT_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+    " ON CONFLICT(segment_id) DO UPDATE SET "
+    + ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in _SEGMENT_COLUMNS.split(",")[1:])
+)
 
 
 class EvidenceLedger:
     def __init__(self) -> None:
         self._last: dict[str, EvidenceSegment] = {}  # badge -> its latest segment
 
-    def record(self, db: sqlite_utils.Database, segment: EvidenceSegment) -> str | None:
+    def record(self, db, segment: EvidenceSegment) -> str | None:
         """Store the segment's record; return what is wrong with its link to the chain, or None."""
         previous = self._last.get(segment.device)
         if previous is None:
-            row = db.execute(
+            row = portable.execute(
+                db,
                 f"select {_COLUMNS} from evidence_segments where device = ? order by idx desc limit 1",
                 [segment.device],
             ).fetchone()
@@ -47,32 +57,31 @@ class EvidenceLedger:
             return None  # a re-delivery
         problem = evidence.check_link(segment, previous)
         self._last[segment.device] = segment
-        db.execute(  # the highest index ever announced, whatever happens to the rows later
+        portable.execute(
+            db,  # the highest index ever announced, whatever happens to the rows later
             "INSERT INTO evidence_heads (device, idx, segment_id, chain_sha256, received_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT(device) DO UPDATE SET idx = excluded.idx,"
             " segment_id = excluded.segment_id, chain_sha256 = excluded.chain_sha256,"
             " received_at = excluded.received_at WHERE excluded.idx > evidence_heads.idx",
             [segment.device, segment.index, segment.segment_id, segment.chain_sha256, timeutil.now_wire()],
         )
-        db["evidence_segments"].upsert(
-            {
-                "segment_id": segment.segment_id,
-                "device": segment.device,
-                "idx": segment.index,
-                "started_at": timeutil.to_wire(segment.started_at),
-                "ended_at": timeutil.to_wire(segment.ended_at),
-                "size": segment.size,
-                "sha256": segment.sha256,
-                "prev_chain_sha256": segment.prev_chain_sha256,
-                "chain_sha256": segment.chain_sha256,
-                "content_type": segment.content_type,
-                "dispatch_id": segment.dispatch_id,
-                "received_at": timeutil.now_wire(),
-                "chain_ok": int(problem is None),
-                "problem": problem,
-            },
-            pk="segment_id",
-        )
+        row = {
+            "segment_id": segment.segment_id,
+            "device": segment.device,
+            "idx": segment.index,
+            "started_at": timeutil.to_wire(segment.started_at),
+            "ended_at": timeutil.to_wire(segment.ended_at),
+            "size": segment.size,
+            "sha256": segment.sha256,
+            "prev_chain_sha256": segment.prev_chain_sha256,
+            "chain_sha256": segment.chain_sha256,
+            "content_type": segment.content_type,
+            "dispatch_id": segment.dispatch_id,
+            "received_at": timeutil.now_wire(),
+            "chain_ok": int(problem is None),
+            "problem": problem,
+        }
+        portable.execute(db, _UPSERT_SEGMENT, list(row.values()))
         return problem
 
 
@@ -93,11 +102,12 @@ class Expired:
     ended_at: datetime
 
 
-def expired_segments(db: sqlite_utils.Database, device: str) -> dict[int, Expired]:
+def expired_segments(db, device: str) -> dict[int, Expired]:
     """index -> the badge's segments retention removed, from audit entries that are intact."""
     found: dict[int, Expired] = {}
     seqs: dict[int, int] = {}  # index -> the audit entry it came from
-    rows = db.execute(
+    rows = portable.execute(
+        db,
         f"select seq, detail from audit where actor = 'system' and action in ({', '.join('?' * len(RETENTION_ACTIONS))})",
         RETENTION_ACTIONS,
     )
@@ -140,7 +150,7 @@ def _link(segment, previous, expired: dict[int, Expired]) -> tuple[str | None, t
     return evidence.check_link(segment, previous), None
 
 
-def verify_device(db: sqlite_utils.Database, media_dir: Path | ObjectStore, device: str) -> list[Problem]:
+def verify_device(db, media_dir: Path | ObjectStore, device: str) -> list[Problem]:
     """Check a badge's whole chain and each recording central received against its recorded hash.
     A segment whose recording has not fully arrived yet is reported as missing; segments retention removed
     (and audited) are not."""
@@ -203,7 +213,7 @@ def _segment(device: str, row) -> EvidenceSegment:
     )
 
 
-def chain_report(db: sqlite_utils.Database, media_dir: Path | ObjectStore, device: str) -> dict:
+def chain_report(db, media_dir: Path | ObjectStore, device: str) -> dict:
     """The whole chain of a badge checked, for people: ``status`` is "verified", "broken" (a record or
     recording was altered, ``broken_at`` the first index), "gap" (segments missing, ``gap_at``),
     "incomplete" (recordings not received yet) or "empty"; ``problems`` lists each finding, ``expired``
@@ -246,18 +256,20 @@ def chain_report(db: sqlite_utils.Database, media_dir: Path | ObjectStore, devic
     }
 
 
-def _missing_tail(db: sqlite_utils.Database, device: str, last_held: int) -> list[dict]:
+def _missing_tail(db, device: str, last_held: int) -> list[dict]:
     """Segments after the last one central holds that the badge announced: their records arrived and are gone
     ("gap": deleted), or its heartbeat says it sealed them and they have not arrived ("missing": on the way,
     or never sent). Gaps inside the chain show in its links; only the newest end needs this."""
-    head = db.execute("select idx, segment_id from evidence_heads where device = ?", [device]).fetchone()
+    head = portable.execute(
+        db, "select idx, segment_id from evidence_heads where device = ?", [device]
+    ).fetchone()
     if head is not None and head[0] > last_held:
         what = (
             f"segments {last_held + 1}..{head[0]} were received (the newest {head[1]}) "
             "and are no longer held: the end of the chain was deleted"
         )
         return [{"index": last_held + 1, "segment_id": head[1], "kind": "gap", "what": what}]
-    status = db.execute("select status from devices where device_id = ?", [device]).fetchone()
+    status = portable.execute(db, "select status from devices where device_id = ?", [device]).fetchone()
     sealed = (
         json.loads(status[0]).get("counters", {}).get("evidence_sealed") if status and status[0] else None
     )
@@ -267,8 +279,8 @@ def _missing_tail(db: sqlite_utils.Database, device: str, last_held: int) -> lis
     return []
 
 
-def _why_missing(db: sqlite_utils.Database, segment_id: str) -> str:
-    found = list(db.query("select * from clips where clip_id = ?", [segment_id]))
+def _why_missing(db, segment_id: str) -> str:
+    found = portable.rows(db, "select * from clips where clip_id = ?", [segment_id])
     if not found:
         return "its recording has not been received"
     clip = found[0]
@@ -287,8 +299,10 @@ def _finding(segment: EvidenceSegment, kind: str, what: str) -> dict:
     return {"index": segment.index, "segment_id": segment.segment_id, "kind": kind, "what": what}
 
 
-def _segments(db: sqlite_utils.Database, device: str) -> list[EvidenceSegment]:
-    rows = db.execute(f"select {_COLUMNS} from evidence_segments where device = ? order by idx", [device])
+def _segments(db, device: str) -> list[EvidenceSegment]:
+    rows = portable.execute(
+        db, f"select {_COLUMNS} from evidence_segments where device = ? order by idx", [device]
+    )
     return [_segment(device, row) for row in rows]
 
 
@@ -299,13 +313,13 @@ def _hasher(media: Path | ObjectStore) -> Callable[[str], str | None]:
     return lambda sha256: stored_sha256(objects, sha256)
 
 
-def _files(db: sqlite_utils.Database, segments: list[EvidenceSegment]) -> dict[str, str]:
+def _files(db, segments: list[EvidenceSegment]) -> dict[str, str]:
     """segment_id -> the SHA-256 of the recording central holds for it (fully received and checked on
     arrival)."""
     files = {}
     for segment in segments:
-        clip = db.execute(
-            "select sha256 from clips where clip_id = ? and state = 'verified'", [segment.segment_id]
+        clip = portable.execute(
+            db, "select sha256 from clips where clip_id = ? and state = 'verified'", [segment.segment_id]
         ).fetchone()
         if clip is not None:
             files[segment.segment_id] = clip[0]

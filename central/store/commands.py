@@ -7,8 +7,12 @@ import argparse
 import json
 import sys
 from datetime import timedelta
+from pathlib import Path
 
+from kuzet.central.auth import audit
+from kuzet.central.store import retention
 from kuzet.central.store.backend import open_store
+from kuzet.central.store.objects import open_objects
 from kuzet.shared import timeutil
 
 
@@ -25,6 +29,10 @@ def add_arguments(actions) -> None:
 
 def store_command(config, data_dir, args: argparse.Namespace) -> int:
     store = open_store(config.store, data_dir)  # opening migrates and creates the coming partitions
+    # Retention audits what it removes: with central's audit key, which never lives on the database server.
+    audit.use_key_file(
+        config.store.url or Path(data_dir) / "kuzet.db", Path(data_dir) / config.storage.audit_key_file
+    )
     try:
         report = store.describe()
         if args.store_action == "retention":
@@ -34,8 +42,18 @@ def store_command(config, data_dir, args: argparse.Namespace) -> int:
                 )
                 return 2
             cutoff = timeutil.to_wire(timeutil.utc_now() - timedelta(days=config.storage.retention_days))
-            dropped = store.drop_expired_partitions(cutoff)
-            report = {"cutoff": cutoff, "dropped": [d.__dict__ for d in dropped]}
+            objects = open_objects(config.media, Path(data_dir) / "media", Path(data_dir))
+            dropped, removed = retention.run_on_postgresql(
+                store,
+                objects,
+                retention_days=config.storage.retention_days,
+                max_media_gb=config.storage.max_media_gb,
+            )
+            report = {
+                "cutoff": cutoff,
+                "dropped": [d.__dict__ for d in dropped],
+                "removed": removed.as_dict(),
+            }
         print(json.dumps(report, indent=2))
         return 0
     finally:

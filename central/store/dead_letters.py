@@ -3,15 +3,16 @@ with the reason, so that a misbehaving device can be diagnosed without losing wh
 
 from __future__ import annotations
 
-import sqlite3
+from kuzet.central.store import portable
 
 
-def add(
-    conn: sqlite3.Connection, topic: str, payload: bytes, reason: str, received_at: str, keep_bytes: int
-) -> int:
-    """Keep the first ``keep_bytes`` of a refused message; returns its id."""
-    cursor = conn.execute(
-        "INSERT INTO dead_letters (topic, payload, payload_size, reason, received_at) VALUES (?, ?, ?, ?, ?)",
+def add(conn, topic: str, payload: bytes, reason: str, received_at: str, keep_bytes: int) -> int:
+    """Keep the first ``keep_bytes`` of a refused message; returns its id. ``conn``: either store's connection
+    (``portable``)."""
+    cursor = portable.execute(
+        conn,
+        "INSERT INTO dead_letters (topic, payload, payload_size, reason, received_at) VALUES (?, ?, ?, ?, ?)"
+        " RETURNING id",
         (topic, bytes(payload[:keep_bytes]), len(payload), reason, received_at),
     )
-    return int(cursor.lastrowid)
+    return int(cursor.fetchone()[0])

@@ -4,38 +4,43 @@ is what marks it unregistered on the page."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 
+from kuzet.central.store import portable
 from kuzet.shared import messages, timeutil
 from kuzet.shared.messages import Availability, Status
 
 _IN_CHUNK = 500
 
 
-def touch(conn: sqlite3.Connection, seen: dict[str, tuple[str, str]]) -> list[str]:
+def touch(conn, seen: dict[str, tuple[str, str]]) -> list[str]:
     """Record that each device in ``seen`` (device -> (site, received_at)) was heard from.
 
     Returns the devices that were not known before (created now, unregistered)."""
     known = {row[0] for row in _select(conn, "SELECT device_id FROM devices WHERE device_id IN ({})", seen)}
-    conn.executemany(
+    portable.executemany(
+        conn,
         "INSERT INTO devices (device_id, site, last_seen, online) VALUES (?, ?, ?, 0) "
-        "ON CONFLICT(device_id) DO UPDATE SET last_seen = max(coalesce(devices.last_seen, ''), excluded.last_seen)",
+        "ON CONFLICT(device_id) DO UPDATE SET last_seen = CASE WHEN excluded.last_seen > coalesce(devices.last_seen, '')"
+        " THEN excluded.last_seen ELSE devices.last_seen END",
         [(device, site, received_at) for device, (site, received_at) in seen.items()],
     )
     return [device for device in seen if device not in known]
 
 
-def revoked_among(conn: sqlite3.Connection, device_ids: Iterable[str]) -> set[str]:
+def revoked_among(conn, device_ids: Iterable[str]) -> set[str]:
     """Which of these devices are revoked (their messages are refused). Revoked devices are few: reading
     them all (a partial index holds just them) costs less than looking each device of a batch up."""
-    revoked = {row[0] for row in conn.execute("SELECT device_id FROM devices WHERE revoked_at IS NOT NULL")}
+    revoked = {
+        row[0] for row in portable.execute(conn, "SELECT device_id FROM devices WHERE revoked_at IS NOT NULL")
+    }
     return revoked.intersection(device_ids) if revoked else set()
 
 
-def apply_status(conn: sqlite3.Connection, message: Status) -> None:
+def apply_status(conn, message: Status) -> None:
     """Keep the device's latest heartbeat (the whole message as JSON); a heartbeat means it is online."""
-    conn.execute(
+    portable.execute(
+        conn,
         "UPDATE devices SET kind = coalesce(kind, ?), status = ?, status_at = ?, software_version = ?, online = 1 "
         "WHERE device_id = ? AND (status_at IS NULL OR status_at <= ?)",
         (
@@ -47,32 +52,34 @@ def apply_status(conn: sqlite3.Connection, message: Status) -> None:
             timeutil.to_wire(message.ts),
         ),
     )
-    conn.execute("UPDATE devices SET online = 1 WHERE device_id = ?", (message.device,))
+    portable.execute(conn, "UPDATE devices SET online = 1 WHERE device_id = ?", (message.device,))
 
 
-def apply_availability(conn: sqlite3.Connection, message: Availability) -> None:
+def apply_availability(conn, message: Availability) -> None:
     # Applied in arrival order, not by timestamp: a last will carries the time the device connected.
-    conn.execute(
-        "UPDATE devices SET online = ? WHERE device_id = ?", (int(message.state == "online"), message.device)
+    portable.execute(
+        conn,
+        "UPDATE devices SET online = ? WHERE device_id = ?",
+        (int(message.state == "online"), message.device),
     )
 
 
-def rows(conn: sqlite3.Connection, device_ids: Iterable[str]) -> list[dict]:
+def rows(conn, device_ids: Iterable[str]) -> list[dict]:
     cursor_rows = []
     for names, row in _select_named(conn, "SELECT * FROM devices WHERE device_id IN ({})", device_ids):
         cursor_rows.append(dict(zip(names, row, strict=True)))
     return cursor_rows
 
 
-def _select(conn: sqlite3.Connection, sql: str, keys: Iterable[str]) -> list[tuple]:
+def _select(conn, sql: str, keys: Iterable[str]) -> list[tuple]:
     return [row for _, row in _select_named(conn, sql, keys)]
 
 
-def _select_named(conn: sqlite3.Connection, sql: str, keys: Iterable[str]):
+def _select_named(conn, sql: str, keys: Iterable[str]):
     wanted = list(dict.fromkeys(keys))
     for start in range(0, len(wanted), _IN_CHUNK):
         chunk = wanted[start : start + _IN_CHUNK]
-        cursor = conn.execute(sql.format(", ".join("?" * len(chunk))), chunk)
+        cursor = portable.execute(conn, sql.format(", ".join("?" * len(chunk))), chunk)
         names = [d[0] for d in cursor.description]
         for row in cursor:
             yield names, row

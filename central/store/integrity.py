@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from kuzet.central import alerts
+from kuzet.central.store import portable
 from kuzet.central.store.objects import ObjectStore, as_object_store, stored_sha256
 
 _verified: dict[str, tuple[int, int, int, int]] = {}  # sha256 -> the stat of the file that checked out
@@ -78,7 +79,7 @@ def checked(db, media_root: Path, row: dict) -> Path:
     else:
         problem = "the file was altered on disk: its bytes no longer match its SHA-256"
     if not ok:
-        with db.conn:
+        with portable.transaction(db):
             alert_altered(db, row, problem)
         raise MediaAltered(problem)
     return path
@@ -90,7 +91,8 @@ def sweep(db, media_root: Path | ObjectStore) -> dict:
     objects = as_object_store(media_root)
     columns = ("sha256", "kind", "path", "size", "event_id", "device")
     problems, checked_count = [], 0
-    for values in db.execute(f"SELECT {', '.join(columns)} FROM media ORDER BY created_at").fetchall():
+    sql = f"SELECT {', '.join(columns)} FROM media ORDER BY created_at"
+    for values in portable.execute(db, sql).fetchall():
         row = dict(zip(columns, values, strict=True))
         checked_count += 1
         found = stored_sha256(objects, row["sha256"])
@@ -100,7 +102,7 @@ def sweep(db, media_root: Path | ObjectStore) -> dict:
             problem = "the file was altered on disk: its bytes no longer match its SHA-256"
         else:
             continue
-        with db.conn:
+        with portable.transaction(db):
             alert_altered(db, row, problem)
         problems.append({**row, "problem": problem})
     return {"checked": checked_count, "problems": problems}

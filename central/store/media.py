@@ -18,6 +18,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from kuzet.central.store import portable
 from kuzet.central.store.objects import (
     LocalObjects,
     ObjectMismatch,
@@ -131,7 +132,7 @@ class MediaStore:
         """Bytes ``start``..``end`` of a stored object, streamed; None when it is unknown or gone."""
         if not isinstance(sha256, str) or not _SHA256.match(sha256):
             return None
-        if not self._db()["media"].count_where("sha256 = ?", [sha256]):
+        if not self._known(sha256):
             return None
         with _store_errors():
             return self.objects.read(sha256, start, end)
@@ -145,7 +146,7 @@ class MediaStore:
             or not isinstance(self.objects, LocalObjects)
         ):
             return None
-        if not self._db()["media"].count_where("sha256 = ?", [sha256]):
+        if not self._known(sha256):
             return None
         target = self.objects.file(sha256)
         return target if target.is_file() else None
@@ -153,17 +154,14 @@ class MediaStore:
     def latest_snapshot(self, event_id: str, max_bytes: int) -> bytes | None:
         """The bytes of the event's newest snapshot, or None if it has none, it is bigger than ``max_bytes``
         or its file cannot be read (logged)."""
-        row = (
-            self._db()
-            .execute(
-                "select path, size, sha256 from media where event_id = ? and kind = 'snapshot'"
-                # the event's own device's: never a picture another device sent naming the event
-                " and device = coalesce((select device from events where event_id = ?), device)"
-                " order by created_at desc limit 1",
-                [event_id, event_id],
-            )
-            .fetchone()
-        )
+        row = portable.execute(
+            self._db(),
+            "select path, size, sha256 from media where event_id = ? and kind = 'snapshot'"
+            # the event's own device's: never a picture another device sent naming the event
+            " and device = coalesce((select device from events where event_id = ?), device)"
+            " order by created_at desc limit 1",
+            [event_id, event_id],
+        ).fetchone()
         if row is None or (row[1] or 0) > max_bytes:
             return None
         try:
@@ -180,6 +178,12 @@ class MediaStore:
             return None
         return data
 
+    def _known(self, sha256: str) -> bool:
+        return (
+            portable.execute(self._db(), "SELECT 1 FROM media WHERE sha256 = ?", [sha256]).fetchone()
+            is not None
+        )
+
     def _record(self, sha256, size, kind, content_type, device, event_id, width, height) -> None:
         row = {
             "sha256": sha256,
@@ -194,4 +198,10 @@ class MediaStore:
             "height": height,
         }
         # The first writer's row stands: a repeat of the same bytes changes nothing.
-        self._db()["media"].insert(row, ignore=True)
+        db = self._db()
+        with portable.transaction(db):
+            portable.execute(
+                db,
+                f"INSERT INTO media ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) ON CONFLICT DO NOTHING",
+                list(row.values()),
+            )

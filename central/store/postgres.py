@@ -6,7 +6,9 @@ Partitions: ``events_YYYY_MM`` covers the received_at strings from ``'YYYY-MM'``
 ``ahead`` more, so inserts never wait on DDL. ``drop_expired_partitions`` drops a month once all of it is older
 than the cutoff: in one transaction it detaches the month, puts its held events back (they land in
 ``events_default``, as no month covers them any more), deletes the timeline and id claims of the others and
-drops the table. An evidence hold is never lost, and no row-by-row DELETE runs over a month of events.
+drops the table, with an audit entry. An evidence hold is never lost, and no row-by-row DELETE runs over a
+month of events; the media, dispatches and evidence those events leave then expire through
+``retention.run_on_postgresql`` as belonging to no remaining event.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from kuzet.central.auth import audit
 from kuzet.central.routing.repository_pg import NEAREST_KNN, NEAREST_SQL, PostgresRoutingRepository
 from kuzet.central.store import events_pg, migrate
 
@@ -73,6 +76,18 @@ class PostgresStore:
         """A pooled connection inside one transaction: committed on leaving, rolled back on an exception."""
         with self.pool.connection() as conn:
             yield conn
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection in autocommit: each statement its own transaction unless the caller opens one
+        (``conn.transaction()``, as ``audit.transaction`` does), as SQLite's ``connection()``. A refused
+        log-in's failure row is then kept although the call raises."""
+        with self.pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                conn.autocommit = False
 
     def routing_repository(self, conn: psycopg.Connection) -> PostgresRoutingRepository:
         return PostgresRoutingRepository(lambda: conn, nearest_method=self.nearest_method)
@@ -136,9 +151,14 @@ class PostgresStore:
                 gone = f"SELECT event_id FROM {name} WHERE hold IS DISTINCT FROM 1"
                 conn.execute(f"DELETE FROM event_updates WHERE event_id IN ({gone})")
                 conn.execute(f"DELETE FROM event_keys WHERE event_id IN ({gone})")
+                conn.execute(f"DELETE FROM clips WHERE event_id IN ({gone})")  # their files: as loose media
                 total = conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
                 conn.execute(f"DROP TABLE {name}")
-            dropped.append(DroppedMonth(name, total - held, held))
+                month = DroppedMonth(name, total - held, held)
+                audit.append(
+                    conn, "system", "retention.drop_partition", "events", {"reason": "age", **month.__dict__}
+                )
+            dropped.append(month)
         return dropped
 
 

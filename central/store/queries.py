@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import sqlite_utils
-
+from kuzet.central.store import portable
 from kuzet.shared import timeutil
 
 EVENT_FILTERS = {
@@ -43,9 +42,7 @@ def _event(row: dict) -> dict:
     return row
 
 
-def list_events(
-    db: sqlite_utils.Database, filters: dict | None = None, limit: int = 200, before: str = ""
-) -> list[dict]:
+def list_events(db, filters: dict | None = None, limit: int = 200, before: str = "") -> list[dict]:
     """Newest first. ``filters`` keys are those of EVENT_FILTERS (empty values ignored); ``before`` is a
     received_at to page back from. Status "open" means anything not closed."""
     where, params = [], []
@@ -67,39 +64,41 @@ def list_events(
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY received_at DESC, event_id DESC LIMIT ?"
     params.append(max(1, min(int(limit), MAX_LIMIT)))
-    return [_event(row) for row in db.query(sql, params)]
+    return [_event(row) for row in portable.rows(db, sql, params)]
 
 
-def get_event(db: sqlite_utils.Database, event_id: str) -> dict | None:
-    rows = list(db.query("SELECT * FROM events WHERE event_id = ?", [event_id]))
+def get_event(db, event_id: str) -> dict | None:
+    rows = list(portable.rows(db, "SELECT * FROM events WHERE event_id = ?", [event_id]))
     return _event(rows[0]) if rows else None
 
 
-def event_timeline(db: sqlite_utils.Database, event_id: str) -> list[dict]:
+def event_timeline(db, event_id: str) -> list[dict]:
     """Every state the edge sent for the event, in order: the track's boxes and scores over time."""
-    rows = db.query("SELECT * FROM event_updates WHERE event_id = ? ORDER BY seq, ts", [event_id])
+    rows = portable.rows(db, "SELECT * FROM event_updates WHERE event_id = ? ORDER BY seq, ts", [event_id])
     return [_parse(row) for row in rows]
 
 
-def media(db: sqlite_utils.Database, sha256: str) -> dict | None:
-    rows = list(db.query("SELECT * FROM media WHERE sha256 = ?", [sha256]))
+def media(db, sha256: str) -> dict | None:
+    rows = list(portable.rows(db, "SELECT * FROM media WHERE sha256 = ?", [sha256]))
     return rows[0] if rows else None
 
 
-def clip(db: sqlite_utils.Database, clip_id: str) -> dict | None:
-    rows = list(db.query("SELECT * FROM clips WHERE clip_id = ?", [clip_id]))
+def clip(db, clip_id: str) -> dict | None:
+    rows = list(portable.rows(db, "SELECT * FROM clips WHERE clip_id = ?", [clip_id]))
     return rows[0] if rows else None
 
 
-def event_media(db: sqlite_utils.Database, event: dict) -> dict:
+def event_media(db, event: dict) -> dict:
     """The event's snapshot and clip as far as they have arrived: {"snapshot": media row or None,
     "clip": clips row or None, "clip_media": media row once the clip is complete and verified}."""
     snapshot = media(db, event["snapshot_sha256"]) if event.get("snapshot_sha256") else None
     clip_row = clip(db, event["clip_id"]) if event.get("clip_id") else None
     if clip_row is None:
         found = list(
-            db.query(
-                "SELECT * FROM clips WHERE event_id = ? ORDER BY created_at DESC LIMIT 1", [event["event_id"]]
+            portable.rows(
+                db,
+                "SELECT * FROM clips WHERE event_id = ? ORDER BY created_at DESC LIMIT 1",
+                [event["event_id"]],
             )
         )
         clip_row = found[0] if found else None
@@ -107,12 +106,15 @@ def event_media(db: sqlite_utils.Database, event: dict) -> dict:
     return {"snapshot": snapshot, "clip": clip_row, "clip_media": clip_media}
 
 
-def dispatch_history(db: sqlite_utils.Database, event_id: str) -> list[dict]:
+def dispatch_history(db, event_id: str) -> list[dict]:
     """The event's dispatches, oldest first, each with its state changes under "log"."""
-    dispatches = list(db.query("SELECT * FROM dispatches WHERE event_id = ? ORDER BY created_at", [event_id]))
+    dispatches = list(
+        portable.rows(db, "SELECT * FROM dispatches WHERE event_id = ? ORDER BY created_at", [event_id])
+    )
     for dispatch in dispatches:
         dispatch["log"] = list(
-            db.query(
+            portable.rows(
+                db,
                 "SELECT state, at, by, detail FROM dispatch_log WHERE dispatch_id = ? ORDER BY id",
                 [dispatch["dispatch_id"]],
             )
@@ -120,9 +122,10 @@ def dispatch_history(db: sqlite_utils.Database, event_id: str) -> list[dict]:
     return dispatches
 
 
-def viewers(db: sqlite_utils.Database, event_id: str) -> list[dict]:
+def viewers(db, event_id: str) -> list[dict]:
     """Who opened the event or its evidence, and when (from the audit log), newest first."""
-    rows = db.query(
+    rows = portable.rows(
+        db,
         "SELECT ts, actor, action FROM audit WHERE target = ? AND action IN ('event.view', 'media.view')"
         " ORDER BY seq DESC LIMIT 200",
         [f"event:{event_id}"],
@@ -130,23 +133,27 @@ def viewers(db: sqlite_utils.Database, event_id: str) -> list[dict]:
     return list(rows)
 
 
-def distinct_values(db: sqlite_utils.Database) -> dict[str, list[str]]:
+def distinct_values(db) -> dict[str, list[str]]:
     """What the queue's filter menus offer."""
     values = {}
     for key, column in (("device", "device"), ("zone", "zone"), ("type", "event_type")):
-        rows = db.execute(f"SELECT DISTINCT {column} FROM events WHERE {column} IS NOT NULL ORDER BY 1")
+        rows = portable.execute(
+            db, f"SELECT DISTINCT {column} FROM events WHERE {column} IS NOT NULL ORDER BY 1"
+        )
         values[key] = [row[0] for row in rows]
     return values
 
 
-def queue_counters(db: sqlite_utils.Database) -> dict:
+def queue_counters(db) -> dict:
     """The live counters above the queue: open events by status and by severity."""
     by_status = dict(
-        db.execute("SELECT status, count(*) FROM events WHERE status != 'closed' GROUP BY status").fetchall()
+        portable.execute(
+            db, "SELECT status, count(*) FROM events WHERE status != 'closed' GROUP BY status"
+        ).fetchall()
     )
     by_severity = dict(
-        db.execute(
-            "SELECT severity, count(*) FROM events WHERE status != 'closed' GROUP BY severity"
+        portable.execute(
+            db, "SELECT severity, count(*) FROM events WHERE status != 'closed' GROUP BY severity"
         ).fetchall()
     )
     return {"by_status": by_status, "by_severity": by_severity, "open": sum(by_status.values())}
@@ -189,23 +196,24 @@ def _device(row: dict, now) -> dict:
     return row
 
 
-def list_devices(db: sqlite_utils.Database) -> list[dict]:
+def list_devices(db) -> list[dict]:
     now = timeutil.utc_now()
-    return [_device(row, now) for row in db.query("SELECT * FROM devices ORDER BY kind, device_id")]
+    return [_device(row, now) for row in portable.rows(db, "SELECT * FROM devices ORDER BY kind, device_id")]
 
 
-def get_device(db: sqlite_utils.Database, device_id: str) -> dict | None:
-    rows = list(db.query("SELECT * FROM devices WHERE device_id = ?", [device_id]))
+def get_device(db, device_id: str) -> dict | None:
+    rows = list(portable.rows(db, "SELECT * FROM devices WHERE device_id = ?", [device_id]))
     return _device(rows[0], timeutil.utc_now()) if rows else None
 
 
-def list_units(db: sqlite_utils.Database) -> list[dict]:
-    return [_parse(row) for row in db.query("SELECT * FROM units ORDER BY callsign, device_id")]
+def list_units(db) -> list[dict]:
+    return [_parse(row) for row in portable.rows(db, "SELECT * FROM units ORDER BY callsign, device_id")]
 
 
-def map_events(db: sqlite_utils.Database, limit: int = 200) -> list[dict]:
+def map_events(db, limit: int = 200) -> list[dict]:
     """Open events that have a position, for the map."""
-    rows = db.query(
+    rows = portable.rows(
+        db,
         "SELECT event_id, device, event_type, severity, status, label, zone, lat, lon, received_at,"
         " dispatched_unit, snapshot_sha256 FROM events"
         " WHERE status != 'closed' AND lat IS NOT NULL ORDER BY received_at DESC LIMIT ?",
@@ -214,8 +222,9 @@ def map_events(db: sqlite_utils.Database, limit: int = 200) -> list[dict]:
     return list(rows)
 
 
-def dead_letters(db: sqlite_utils.Database, limit: int = 200) -> list[dict]:
-    rows = db.query(
+def dead_letters(db, limit: int = 200) -> list[dict]:
+    rows = portable.rows(
+        db,
         "SELECT id, topic, payload, payload_size, reason, received_at FROM dead_letters ORDER BY id DESC LIMIT ?",
         [limit],
     )
@@ -238,9 +247,7 @@ STAT_GROUPS = {
 STAT_PERIODS = {"hour": (13, timedelta(hours=1), 24), "day": (10, timedelta(days=1), 14)}
 
 
-def event_counts(
-    db: sqlite_utils.Database, period: str = "hour", by: str = "type", buckets: int | None = None
-) -> dict:
+def event_counts(db, period: str = "hour", by: str = "type", buckets: int | None = None) -> dict:
     """Events per hour (last 24) or per day (last 14) split by type, camera, zone or severity.
 
     Returns {"buckets": [bucket labels oldest first], "groups": [names, busiest first],
@@ -251,7 +258,8 @@ def event_counts(
     buckets = buckets or default_buckets
     now = timeutil.utc_now()
     labels = [timeutil.to_wire(now - step * i)[:width] for i in range(buckets - 1, -1, -1)]
-    rows = db.execute(
+    rows = portable.execute(
+        db,
         f"SELECT substr(started_at, 1, {width}) AS bucket, {STAT_GROUPS[by]} AS grp, count(*) FROM events"
         " WHERE substr(started_at, 1, ?) >= ? GROUP BY bucket, grp",
         [width, labels[0]],

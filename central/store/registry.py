@@ -11,10 +11,10 @@ import getpass
 import sys
 from typing import Annotated, Literal
 
-import sqlite_utils
 from pydantic import Field
 
 from kuzet.central.auth import audit
+from kuzet.central.store import portable
 from kuzet.shared import timeutil
 from kuzet.shared.config import Name, Section
 
@@ -47,19 +47,20 @@ class DeviceRevoked(ValueError):
         self.revoked_at = revoked_at
 
 
-def register(db: sqlite_utils.Database, registration: Registration, actor: str) -> bool:
+def register(db, registration: Registration, actor: str) -> bool:
     """Register the device, or re-register it (a re-flash: new name or place). True if new.
 
     Raises DeviceRevoked for a revoked device: re-registering never quietly un-revokes one."""
     now = timeutil.now_wire()
     record = registration.model_dump()
     with audit.transaction(db):
-        existing = db.execute(
-            "SELECT revoked_at FROM devices WHERE device_id = ?", [registration.device_id]
+        existing = portable.execute(
+            db, "SELECT revoked_at FROM devices WHERE device_id = ?", [registration.device_id]
         ).fetchone()
         if existing is not None and existing[0]:
             raise DeviceRevoked(registration.device_id, existing[0])
-        db.execute(
+        portable.execute(
+            db,
             "INSERT INTO devices (device_id, kind, name, site, lat, lon, heading_deg, fov_deg, view_m,"
             " registered_at, online)"
             " VALUES (:device_id, :kind, :name, :site, :lat, :lon, :heading_deg, :fov_deg, :view_m, :now, 0)"
@@ -78,11 +79,12 @@ def register(db: sqlite_utils.Database, registration: Registration, actor: str) 
     return existing is None
 
 
-def revoke(db: sqlite_utils.Database, device_id: str, actor: str, reason: str = "") -> bool:
+def revoke(db, device_id: str, actor: str, reason: str = "") -> bool:
     """Mark the device revoked: ingest then dead-letters what it sends and routing no longer sends it.
     False if there is no such device."""
     with audit.transaction(db):
-        cursor = db.execute(
+        cursor = portable.execute(
+            db,
             "UPDATE devices SET revoked_at = ?, online = 0 WHERE device_id = ?",
             [timeutil.now_wire(), device_id],
         )
@@ -91,7 +93,7 @@ def revoke(db: sqlite_utils.Database, device_id: str, actor: str, reason: str = 
     return bool(cursor.rowcount)
 
 
-def reinstate(db: sqlite_utils.Database, device_id: str, actor: str, reason: str) -> bool:
+def reinstate(db, device_id: str, actor: str, reason: str) -> bool:
     """Lift a revocation, on purpose: ``reason`` is required and goes into the audit log with the time the
     device had been revoked. False if there is no such device; ValueError if it is not revoked or no reason
     is given. (A device whose certificate was revoked also needs a new certificate to connect again.)"""
@@ -99,12 +101,14 @@ def reinstate(db: sqlite_utils.Database, device_id: str, actor: str, reason: str
     if not reason:
         raise ValueError("say why the device is reinstated (it goes into the audit log)")
     with audit.transaction(db):
-        row = db.execute("SELECT revoked_at FROM devices WHERE device_id = ?", [device_id]).fetchone()
+        row = portable.execute(
+            db, "SELECT revoked_at FROM devices WHERE device_id = ?", [device_id]
+        ).fetchone()
         if row is None:
             return False
         if not row[0]:
             raise ValueError(f"device {device_id} is not revoked")
-        db.execute("UPDATE devices SET revoked_at = NULL WHERE device_id = ?", [device_id])
+        portable.execute(db, "UPDATE devices SET revoked_at = NULL WHERE device_id = ?", [device_id])
         audit.append(
             db, actor, "device.reinstate", f"device:{device_id}", {"reason": reason, "revoked_at": row[0]}
         )

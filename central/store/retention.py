@@ -13,6 +13,10 @@ the cutoff, so an open alert is never removed while it is younger than the reten
 was sent and answered before the cutoff. An alert or command about a held event (directly, or through a
 dispatch to it, e.g. the ``cancel_dispatch`` a badge was sent) stays with the event.
 
+The same rules run on either store (``portable``); on PostgreSQL ``PostgresStore.drop_expired_partitions``
+first drops the expired months of events wholesale (``run_on_postgresql``), and what those events left
+behind (media, dispatches, evidence) then expires here as belonging to no remaining event.
+
 Work is done in small transactions so that ingest, which shares the database, is never held up for long.
 Files are unlinked only after the rows that name them are gone: a crash in between leaves an orphan file
 (harmless, found again by nobody), never a row that points at nothing. Every deletion is written to the audit
@@ -24,15 +28,13 @@ for.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import sqlite_utils
-
 from kuzet.central.auth import audit
 from kuzet.central.ingest.clips import spooled_bytes
+from kuzet.central.store import portable
 from kuzet.central.store.objects import ObjectStore
 from kuzet.shared import timeutil
 
@@ -49,7 +51,9 @@ _NEWEST = (
 )
 # Every file that stays whatever its age or the size limit: each one a held event refers to, however it refers
 # to it, and the recording of each badge's newest segment (which stays, so its recording can still be checked).
-_PROTECTED = f"""
+# Never a NULL in it (a clip still arriving has no SHA-256 yet): ``x NOT IN`` a list holding NULL is never
+# true, so one such clip of a held event would keep every file from expiring.
+_PROTECTED = f"""SELECT sha256 FROM (
     SELECT m.sha256 FROM media m JOIN events e ON m.event_id = e.event_id WHERE e.hold = 1
     UNION SELECT e.snapshot_sha256 FROM events e WHERE e.hold = 1 AND e.snapshot_sha256 IS NOT NULL
     UNION SELECT c.sha256 FROM clips c JOIN events e ON c.event_id = e.event_id WHERE e.hold = 1
@@ -57,6 +61,7 @@ _PROTECTED = f"""
     UNION SELECT s.sha256 FROM evidence_segments s JOIN dispatches d ON d.dispatch_id = s.dispatch_id
         JOIN events e ON e.event_id = d.event_id WHERE e.hold = 1
     UNION SELECT sha256 FROM evidence_segments WHERE {_NEWEST}
+) protected WHERE sha256 IS NOT NULL
 """
 # The dispatches that still have their event (the others are expired as loose dispatches).
 _DISPATCHES_WITH_EVENT = "SELECT dispatch_id FROM dispatches WHERE event_id IN (SELECT event_id FROM events)"
@@ -86,7 +91,7 @@ class RetentionReport:
 
 
 def apply_retention(
-    db: sqlite_utils.Database,
+    db,
     media_root: Path | ObjectStore,
     *,
     retention_days: float,
@@ -108,24 +113,41 @@ def apply_retention(
     _shrink_media(db, media_root, int(max_media_gb * GIB) - spooled_bytes(db), report)
     _expire_alerts(db, cutoff, report)
     _expire_commands(db, cutoff, report)
-    with _transaction(db):
-        report.dead_letters += db.execute("DELETE FROM dead_letters WHERE received_at < ?", [cutoff]).rowcount
+    with audit.transaction(db):
+        report.dead_letters += portable.execute(
+            db, "DELETE FROM dead_letters WHERE received_at < ?", [cutoff]
+        ).rowcount
     if report:
         log.info("retention: removed %s", report.as_dict())
     return report
 
 
+def run_on_postgresql(
+    store, media_root: Path | ObjectStore, *, retention_days: float, max_media_gb: float, now=None
+) -> tuple[list, RetentionReport]:
+    """PostgreSQL's retention: the expired months of events dropped whole (``drop_expired_partitions``), then
+    the same rules as SQLite's for the rest. Returns the months dropped and what the rules removed."""
+    now = now or timeutil.utc_now()
+    dropped = store.drop_expired_partitions(timeutil.to_wire(now - timedelta(days=retention_days)))
+    with store.connection() as db:
+        report = apply_retention(
+            db, media_root, retention_days=retention_days, max_media_gb=max_media_gb, now=now
+        )
+    return dropped, report
+
+
 def link_evidence(db) -> int:
     """Give every body-camera recording made on a dispatch the event of that dispatch (recordings arrive
     without one). Returns how many were linked."""
-    with _transaction(db):
-        return db.execute(
+    with audit.transaction(db):
+        return portable.execute(
+            db,
             "UPDATE media SET event_id = ("
             "  SELECT d.event_id FROM evidence_segments s JOIN dispatches d ON d.dispatch_id = s.dispatch_id"
             "  WHERE s.sha256 = media.sha256 AND d.event_id IS NOT NULL ORDER BY s.received_at LIMIT 1)"
             " WHERE event_id IS NULL AND kind = 'evidence' AND sha256 IN ("
             "  SELECT s.sha256 FROM evidence_segments s JOIN dispatches d ON d.dispatch_id = s.dispatch_id"
-            "  WHERE d.event_id IS NOT NULL)"
+            "  WHERE d.event_id IS NOT NULL)",
         ).rowcount
 
 
@@ -134,10 +156,11 @@ def _expire_events(db, media_root: Path, cutoff: str, report: RetentionReport) -
     dispatches and the evidence recorded on them."""
     while True:
         files: list[str] = []
-        with _transaction(db):
+        with audit.transaction(db):
             event_ids = [
                 row[0]
-                for row in db.execute(
+                for row in portable.execute(
+                    db,
                     # received_at <= updated_at: the first test narrows the search by its index.
                     "SELECT event_id FROM events WHERE received_at < ? AND hold = 0"
                     " AND coalesce(updated_at, received_at) < ? ORDER BY received_at LIMIT ?",
@@ -148,7 +171,8 @@ def _expire_events(db, media_root: Path, cutoff: str, report: RetentionReport) -
                 return
             marks = ", ".join("?" * len(event_ids))
             dispatches = f"SELECT dispatch_id FROM dispatches WHERE event_id IN ({marks})"
-            media = db.execute(
+            media = portable.execute(
+                db,
                 f"SELECT sha256, path, size FROM media WHERE sha256 IN ("
                 f" SELECT sha256 FROM media WHERE event_id IN ({marks})"
                 f" UNION SELECT snapshot_sha256 FROM events WHERE event_id IN ({marks})"
@@ -160,13 +184,15 @@ def _expire_events(db, media_root: Path, cutoff: str, report: RetentionReport) -
                 f"   AND event_id NOT IN ({marks}))",
                 event_ids * 5,
             ).fetchall()
-            report.event_updates += db.execute(
-                f"DELETE FROM event_updates WHERE event_id IN ({marks})", event_ids
+            report.event_updates += portable.execute(
+                db, f"DELETE FROM event_updates WHERE event_id IN ({marks})", event_ids
             ).rowcount
-            db.execute(f"DELETE FROM clips WHERE event_id IN ({marks})", event_ids)
+            portable.execute(db, f"DELETE FROM clips WHERE event_id IN ({marks})", event_ids)
             expired_dispatches = _delete_dispatches(db, dispatches, event_ids, report)
             files += _delete_media_rows(db, media, report)
-            report.events += db.execute(f"DELETE FROM events WHERE event_id IN ({marks})", event_ids).rowcount
+            report.events += portable.execute(
+                db, f"DELETE FROM events WHERE event_id IN ({marks})", event_ids
+            ).rowcount
             _audit(
                 db,
                 "retention.delete_events",
@@ -179,10 +205,11 @@ def _expire_events(db, media_root: Path, cutoff: str, report: RetentionReport) -
 def _expire_loose_dispatches(db, cutoff: str, report: RetentionReport) -> None:
     """Dispatches older than the cutoff with no event (an intercept sent to a place), or whose event is gone."""
     while True:
-        with _transaction(db):
+        with audit.transaction(db):
             ids = [
                 row[0]
-                for row in db.execute(
+                for row in portable.execute(
+                    db,
                     f"SELECT dispatch_id FROM dispatches WHERE coalesce(updated_at, created_at) < ?"
                     f" AND dispatch_id NOT IN ({_DISPATCHES_WITH_EVENT}) LIMIT ?",
                     [cutoff, CHUNK],
@@ -202,13 +229,15 @@ def _delete_dispatches(db, dispatches_sql: str, params: list, report: RetentionR
     recorded_on = f"dispatch_id IN ({dispatches_sql})"
     segments = _segments_where(db, f"{recorded_on} AND NOT {_NEWEST}", params)
     report.evidence_segments += _delete_segments(db, segments)
-    db.execute(f"UPDATE evidence_segments SET dispatch_id = NULL WHERE {recorded_on} AND {_NEWEST}", params)
-    report.dispatch_log += db.execute(
-        f"DELETE FROM dispatch_log WHERE dispatch_id IN ({dispatches_sql})", params
+    portable.execute(
+        db, f"UPDATE evidence_segments SET dispatch_id = NULL WHERE {recorded_on} AND {_NEWEST}", params
+    )
+    report.dispatch_log += portable.execute(
+        db, f"DELETE FROM dispatch_log WHERE dispatch_id IN ({dispatches_sql})", params
     ).rowcount
-    ids = [row[0] for row in db.execute(dispatches_sql, params)]
-    report.dispatches += db.execute(
-        f"DELETE FROM dispatches WHERE dispatch_id IN ({dispatches_sql})", params
+    ids = [row[0] for row in portable.execute(db, dispatches_sql, params)]
+    report.dispatches += portable.execute(
+        db, f"DELETE FROM dispatches WHERE dispatch_id IN ({dispatches_sql})", params
     ).rowcount
     return {"dispatch_ids": ids, "evidence_segments": segments}
 
@@ -217,7 +246,7 @@ def _expire_loose_evidence(db, cutoff: str, report: RetentionReport) -> None:
     """Evidence segments older than the cutoff that belong to no remaining dispatch (recorded off duty, or
     their dispatch has gone). Each badge's newest segment stays: it is what the next one is chained to."""
     while True:
-        with _transaction(db):
+        with audit.transaction(db):
             segments = _segments_where(
                 db,
                 f"received_at < ? AND (dispatch_id IS NULL OR dispatch_id NOT IN (SELECT dispatch_id FROM dispatches))"
@@ -252,7 +281,7 @@ _SEGMENT_RECORD = (
 
 def _segments_where(db, where: str, params: list) -> list[dict]:
     columns = ", ".join("idx" if name == "index" else name for name in _SEGMENT_RECORD)
-    rows = db.execute(f"SELECT {columns} FROM evidence_segments WHERE {where}", params).fetchall()
+    rows = portable.execute(db, f"SELECT {columns} FROM evidence_segments WHERE {where}", params).fetchall()
     return [dict(zip(_SEGMENT_RECORD, row, strict=True)) for row in rows]
 
 
@@ -262,19 +291,21 @@ def _delete_segments(db, segments: list[dict]) -> int:
     if not ids:
         return 0
     marks = ", ".join("?" * len(ids))
-    db.execute(f"DELETE FROM clips WHERE clip_id IN ({marks})", ids)
-    return db.execute(f"DELETE FROM evidence_segments WHERE segment_id IN ({marks})", ids).rowcount
+    portable.execute(db, f"DELETE FROM clips WHERE clip_id IN ({marks})", ids)
+    return portable.execute(db, f"DELETE FROM evidence_segments WHERE segment_id IN ({marks})", ids).rowcount
 
 
 def _expire_loose_media(db, media_root: Path, cutoff: str, report: RetentionReport) -> None:
     """Old media that belongs to no remaining event (badge recordings off duty, files of events already gone)."""
     while True:
-        with _transaction(db):
-            media = db.execute(
+        with audit.transaction(db):
+            media = portable.execute(
+                db,
                 "SELECT sha256, path, size FROM media WHERE created_at < ?"
                 " AND (event_id IS NULL OR event_id NOT IN (SELECT event_id FROM events))"
                 " AND sha256 NOT IN (SELECT snapshot_sha256 FROM events WHERE snapshot_sha256 IS NOT NULL)"
-                " AND sha256 NOT IN (SELECT c.sha256 FROM clips c JOIN events e ON c.event_id = e.event_id)"
+                " AND sha256 NOT IN (SELECT c.sha256 FROM clips c JOIN events e ON c.event_id = e.event_id"
+                "   WHERE c.sha256 IS NOT NULL)"
                 f" AND sha256 NOT IN ({_PROTECTED}) ORDER BY created_at LIMIT ?",
                 [cutoff, CHUNK],
             ).fetchall()
@@ -288,11 +319,12 @@ def _expire_loose_media(db, media_root: Path, cutoff: str, report: RetentionRepo
 def _shrink_media(db, media_root: Path, limit_bytes: int, report: RetentionReport) -> None:
     """Oldest media first until the total is under the limit; held media is never touched."""
     while True:
-        total = db.execute("SELECT coalesce(sum(size), 0) FROM media").fetchone()[0]
+        total = portable.execute(db, "SELECT CAST(coalesce(sum(size), 0) AS BIGINT) FROM media").fetchone()[0]
         if total <= limit_bytes:
             return
-        with _transaction(db):
-            candidates = db.execute(
+        with audit.transaction(db):
+            candidates = portable.execute(
+                db,
                 f"SELECT sha256, path, size FROM media WHERE sha256 NOT IN ({_PROTECTED})"
                 " ORDER BY created_at LIMIT ?",
                 [CHUNK],
@@ -338,11 +370,18 @@ def _expire_commands(db, cutoff: str, report: RetentionReport) -> None:
         "commands",
         "command_id",
         "created_at < ? AND coalesce(result_at, created_at) < ?"
-        f" AND coalesce(json_extract(args, '$.event_id'), '') NOT IN ({_HELD_EVENTS})"
-        f" AND coalesce(json_extract(args, '$.dispatch_id'), '') NOT IN ({_HELD_DISPATCHES})",
+        f" AND coalesce({_json_text(db, 'args', 'event_id')}, '') NOT IN ({_HELD_EVENTS})"
+        f" AND coalesce({_json_text(db, 'args', 'dispatch_id')}, '') NOT IN ({_HELD_DISPATCHES})",
         [cutoff, cutoff],
         "retention.delete_commands",
     )
+
+
+def _json_text(db, column: str, key: str) -> str:
+    """A text member of a JSON text column, as each engine spells it."""
+    if portable.is_sqlite(db):
+        return f"json_extract({column}, '$.{key}')"
+    return f"({column}::jsonb ->> '{key}')"
 
 
 def _expire_rows(db, table: str, key: str, where: str, params: list, action: str) -> int:
@@ -350,14 +389,17 @@ def _expire_rows(db, table: str, key: str, where: str, params: list, action: str
     it removed; returns how many went."""
     removed = 0
     while True:
-        with _transaction(db):
+        with audit.transaction(db):
             keys = [
-                row[0] for row in db.execute(f"SELECT {key} FROM {table} WHERE {where} LIMIT {CHUNK}", params)
+                row[0]
+                for row in portable.execute(
+                    db, f"SELECT {key} FROM {table} WHERE {where} LIMIT {CHUNK}", params
+                )
             ]
             if not keys:
                 return removed
             marks = ", ".join("?" * len(keys))
-            removed += db.execute(f"DELETE FROM {table} WHERE {key} IN ({marks})", keys).rowcount
+            removed += portable.execute(db, f"DELETE FROM {table} WHERE {key} IN ({marks})", keys).rowcount
             _audit(db, action, table, {"reason": "age", key: keys})
 
 
@@ -367,9 +409,9 @@ def _delete_media_rows(db, media: list[tuple], report: RetentionReport) -> list[
         return []
     shas = [row[0] for row in media]
     marks = ", ".join("?" * len(shas))
-    db.execute(f"UPDATE events SET snapshot_sha256 = NULL WHERE snapshot_sha256 IN ({marks})", shas)
-    db.execute(f"UPDATE clips SET state = 'expired' WHERE sha256 IN ({marks})", shas)
-    db.execute(f"DELETE FROM media WHERE sha256 IN ({marks})", shas)
+    portable.execute(db, f"UPDATE events SET snapshot_sha256 = NULL WHERE snapshot_sha256 IN ({marks})", shas)
+    portable.execute(db, f"UPDATE clips SET state = 'expired' WHERE sha256 IN ({marks})", shas)
+    portable.execute(db, f"DELETE FROM media WHERE sha256 IN ({marks})", shas)
     report.media += len(media)
     report.media_bytes += sum(row[2] or 0 for row in media)
     return [row[1] for row in media]
@@ -388,16 +430,3 @@ def _unlink(media_root: Path | ObjectStore, files: list[str]) -> None:
 
 def _audit(db, action: str, target: str, detail: dict) -> None:
     audit.append(db, "system", action, target, detail)
-
-
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT on the database's connection (the audit log joins it when nested)."""
-
-    def __init__(self, db: sqlite_utils.Database):
-        self.conn: sqlite3.Connection = db.conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

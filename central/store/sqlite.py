@@ -63,6 +63,12 @@ class SqliteStore:
             raise
         conn.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[sqlite_utils.Database]:
+        """This thread's database, each statement its own transaction unless the caller opens one (as
+        ``Central.db()``): for modules that take either store's connection (``portable``, ``audit``)."""
+        yield self._db()
+
     def routing_repository(self, conn) -> SqliteRoutingRepository:
         return SqliteRoutingRepository(lambda: conn)
 

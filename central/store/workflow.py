@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import sqlite_utils
-
 from kuzet.central.auth import audit
-from kuzet.central.store import queries
+from kuzet.central.store import portable, queries
 from kuzet.shared import timeutil
 
 MAX_NOTE = 2000
@@ -25,7 +23,7 @@ class NotFound(LookupError):
 
 
 def _change(
-    db: sqlite_utils.Database,
+    db,
     event_id: str,
     actor: str,
     action: str,
@@ -40,7 +38,9 @@ def _change(
             raise NotFound(f"no event {event_id}")
         changes = {**decide(event), "updated_at": timeutil.now_wire()}
         assignments = ", ".join(f"{column} = ?" for column in changes)
-        db.execute(f"UPDATE events SET {assignments} WHERE event_id = ?", [*changes.values(), event_id])
+        portable.execute(
+            db, f"UPDATE events SET {assignments} WHERE event_id = ?", [*changes.values(), event_id]
+        )
         audit.append(db, actor, action, f"event:{event_id}", {"from": event["status"], **detail})
     return queries.get_event(db, event_id)
 
@@ -50,7 +50,7 @@ def _refuse_closed(event: dict) -> None:
         raise WorkflowError("the event is closed")
 
 
-def acknowledge(db: sqlite_utils.Database, event_id: str, actor: str) -> dict:
+def acknowledge(db, event_id: str, actor: str) -> dict:
     def decide(event):
         if event["status"] != "new":
             raise WorkflowError(f"the event is already {event['status']}")
@@ -59,12 +59,12 @@ def acknowledge(db: sqlite_utils.Database, event_id: str, actor: str) -> dict:
     return _change(db, event_id, actor, "event.acknowledge", decide, {})
 
 
-def assign(db: sqlite_utils.Database, event_id: str, actor: str, assignee: str) -> dict:
+def assign(db, event_id: str, actor: str, assignee: str) -> dict:
     """Make a person (an operator, a supervisor) responsible for following the event up."""
     assignee = assignee.strip()
     if not assignee:
         raise WorkflowError("say whom to assign the event to")
-    if not list(db.query("SELECT 1 FROM users WHERE username = ? AND disabled = 0", [assignee])):
+    if not list(portable.rows(db, "SELECT 1 FROM users WHERE username = ? AND disabled = 0", [assignee])):
         raise WorkflowError(f"no active account {assignee!r}")
 
     def decide(event):
@@ -76,7 +76,7 @@ def assign(db: sqlite_utils.Database, event_id: str, actor: str, assignee: str) 
     return _change(db, event_id, actor, "event.assign", decide, {"to": assignee})
 
 
-def close(db: sqlite_utils.Database, event_id: str, actor: str, note: str) -> dict:
+def close(db, event_id: str, actor: str, note: str) -> dict:
     note = note.strip()
     if not note:
         raise WorkflowError("closing an event needs a note saying what was done")
@@ -90,7 +90,7 @@ def close(db: sqlite_utils.Database, event_id: str, actor: str, note: str) -> di
     return _change(db, event_id, actor, "event.close", decide, {"note": note})
 
 
-def set_hold(db: sqlite_utils.Database, event_id: str, actor: str, hold: bool) -> dict:
+def set_hold(db, event_id: str, actor: str, hold: bool) -> dict:
     """Keep (or release) the event's snapshot and clip past the retention period, e.g. for a court case."""
     return _change(
         db, event_id, actor, "event.hold" if hold else "event.release", lambda event: {"hold": int(hold)}, {}
@@ -100,7 +100,7 @@ def set_hold(db: sqlite_utils.Database, event_id: str, actor: str, hold: bool) -
 # --- what routing decides (called inside routing's transaction, which these join) --------------------------
 
 
-def dispatched(db: sqlite_utils.Database, event_id: str, actor: str, unit: str, detail: dict) -> dict | None:
+def dispatched(db, event_id: str, actor: str, unit: str, detail: dict) -> dict | None:
     """Routing sent ``unit`` to the event; None if there is no such event (an intercept sent to a place)."""
     try:
         return _change(
@@ -115,7 +115,7 @@ def dispatched(db: sqlite_utils.Database, event_id: str, actor: str, unit: str, 
         return None
 
 
-def returned_to_waiting(db: sqlite_utils.Database, event_id: str, actor: str, detail: dict) -> dict | None:
+def returned_to_waiting(db, event_id: str, actor: str, detail: dict) -> dict | None:
     """Routing took the event's patrol away (diverted to a more urgent event): it is no longer dispatched and
     waits for a unit again. None if there is no such event or it is closed."""
 
@@ -129,7 +129,7 @@ def returned_to_waiting(db: sqlite_utils.Database, event_id: str, actor: str, de
         return None
 
 
-def resolved(db: sqlite_utils.Database, event_id: str, actor: str, note: str, detail: dict) -> dict | None:
+def resolved(db, event_id: str, actor: str, note: str, detail: dict) -> dict | None:
     """A patrol resolved the event: it is closed with the officer's note. None if there is no such event or
     it is already closed (an operator closed it first)."""
 

@@ -373,3 +373,24 @@ def test_postgresql_store_carries_on_after_the_server_restarts(postgres_cluster,
             assert {r["event_id"] for r in store.events.rows(conn, [before, after])} == {before, after}
     finally:
         store.close()
+
+
+def test_postgresql_has_every_column_that_sqlite_has(postgres_url, tmp_path):
+    """The two schemas drift when a column is added to schema.py without a PostgreSQL migration (units'
+    status_since and devices' view did): central's code would then fail on PostgreSQL only."""
+    sqlite = open_store(StoreSection(), tmp_path)
+    postgres = open_store(StoreSection(url=postgres_url), tmp_path)
+    with sqlite.transaction() as conn:
+        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        wanted = {
+            (table, row[1])
+            for table in tables
+            if not table.startswith("sqlite_")
+            for row in conn.execute(f"PRAGMA table_info({table})")
+        }
+    with postgres.transaction() as conn:
+        sql = "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'"
+        present = {(table, column) for table, column in conn.execute(sql)}
+    sqlite.close()
+    postgres.close()
+    assert wanted - present == set()

@@ -7,6 +7,7 @@ import json
 
 import tomli_w
 
+from kuzet.central.store import migrate
 from kuzet.shared.cli import main
 
 
@@ -19,7 +20,7 @@ def _config(tmp_path, url: str = "") -> str:
 def test_status_of_the_embedded_sqlite_store(tmp_path, capsys):
     assert main(["central", "--config", _config(tmp_path), "store", "status"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert (report["backend"], report["schema_version"]) == ("sqlite", 2)
+    assert (report["backend"], report["schema_version"]) == ("sqlite", len(migrate.available("sqlite")))
     assert (tmp_path / "data" / "kuzet.db").is_file()
 
 

@@ -1,0 +1,93 @@
+"""Device commands and badge evidence records on both stores (SQLite, PostgreSQL): a command is recorded and
+audited, its one answer kept and a different second answer refused; evidence segments chain, a re-delivery
+changes nothing, and a gap in the chain is named."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from support.ingest import new_id
+
+from kuzet.central import commands
+from kuzet.central.auth import audit
+from kuzet.central.config import StoreSection
+from kuzet.central.routing import evidence
+from kuzet.central.store import portable
+from kuzet.central.store.backend import open_store
+from kuzet.shared import messages, timeutil
+from kuzet.shared.evidence import chain_hash
+
+START = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        store = open_store(StoreSection(), tmp_path)
+    else:
+        url = request.getfixturevalue("postgres_url")
+        audit.use_key_file(url, tmp_path / "audit.key")
+        store = open_store(StoreSection(url=url), tmp_path)
+    with store.connection() as conn:
+        yield conn
+    store.close()
+
+
+def test_a_command_is_recorded_and_answered_once(db):
+    command = commands.build("cam-1", "snapshot", {})
+    with audit.transaction(db):
+        commands.record(db, command, "pavlodar", actor="anna")
+    answer = command.answer("cam-1", True, "готово")
+    assert commands.record_result(db, answer)["state"] == "ok"
+    assert commands.record_result(db, answer)["state"] == "ok"  # a QoS 1 re-delivery
+    with pytest.raises(commands.CommandError, match="second, different result"):
+        commands.record_result(db, command.answer("cam-1", False, "ошибка"))
+    with pytest.raises(commands.CommandError, match="sent to cam-1"):
+        commands.record_result(db, command.answer("cam-2", True, "готово"))
+    assert [c["command_id"] for c in commands.list_for(db, "cam-1")] == [command.command_id]
+    assert [e["action"] for e in audit.entries(db, target="device:cam-1")] == [
+        "device.command_result",
+        "device.command",
+    ]
+
+
+def _segments(n: int) -> list[messages.EvidenceSegment]:
+    chain, made = None, []
+    for index in range(n):
+        started, ended = START + timedelta(minutes=index), START + timedelta(minutes=index + 1)
+        sha256 = hashlib.sha256(f"segment {index}".encode()).hexdigest()
+        link = chain_hash(chain, sha256, index, timeutil.to_wire(started), timeutil.to_wire(ended))
+        made.append(
+            messages.EvidenceSegment(
+                device="badge-1",
+                segment_id=new_id(),
+                index=index,
+                started_at=started,
+                ended_at=ended,
+                size=1000,
+                sha256=sha256,
+                prev_chain_sha256=chain,
+                chain_sha256=link,
+                content_type="video/mp4",
+            )
+        )
+        chain = link
+    return made
+
+
+def test_evidence_segments_chain_and_a_gap_is_named(db):
+    first, second, third = _segments(3)
+    ledger = evidence.EvidenceLedger()
+    with portable.transaction(db):
+        assert ledger.record(db, first) is None
+        assert ledger.record(db, first) is None  # a re-delivery
+        assert ledger.record(db, third) is not None  # the second never came: the link is broken
+    rows = portable.rows(db, "SELECT segment_id, chain_ok FROM evidence_segments ORDER BY idx")
+    assert [(r["segment_id"], r["chain_ok"]) for r in rows] == [(first.segment_id, 1), (third.segment_id, 0)]
+    head = portable.row(db, "SELECT idx, segment_id FROM evidence_heads WHERE device = 'badge-1'")
+    assert (head["idx"], head["segment_id"]) == (2, third.segment_id)
+    # A fresh ledger (central restarted) reads the latest segment back from the store.
+    with portable.transaction(db):
+        assert evidence.EvidenceLedger().record(db, second) is not None  # older than the latest stored

@@ -1,0 +1,84 @@
+"""The operators' side of events, the page's reads and the devices' write side on both stores (SQLite,
+PostgreSQL): an event stored by ingest's repository is acknowledged, assigned, held and closed, each change
+audited in its transaction; the queue, the counters, the statistics and the device list read the same rows."""
+
+from __future__ import annotations
+
+import pytest
+from support.ingest import SITE, event, new_id
+
+from kuzet.central.auth import audit, users
+from kuzet.central.config import StoreSection
+from kuzet.central.store import devices, portable, queries, workflow
+from kuzet.central.store.backend import open_store
+from kuzet.central.store.events import Received
+from kuzet.shared import messages, timeutil
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        opened = open_store(StoreSection(), tmp_path)
+    else:
+        url = request.getfixturevalue("postgres_url")
+        audit.use_key_file(url, tmp_path / "audit.key")
+        opened = open_store(StoreSection(url=url), tmp_path)
+    yield opened
+    opened.close()
+
+
+def _stored_event(store, device="cam-1") -> str:
+    event_id = new_id()
+    now = timeutil.now_wire()
+    with store.transaction() as conn:
+        store.events.apply(conn, [Received(event(device, event_id, 1), SITE, now)])
+    return event_id
+
+
+def test_an_event_goes_through_the_operators_hands_audited(store):
+    event_id = _stored_event(store)
+    with store.connection() as db:
+        users.create_user(db, "anna", "correct horse battery", "operator")
+        assert queries.queue_counters(db)["by_status"] == {"new": 1}
+        assert workflow.acknowledge(db, event_id, "anna")["status"] == "acknowledged"
+        with pytest.raises(workflow.WorkflowError, match="already acknowledged"):
+            workflow.acknowledge(db, event_id, "boris")
+        with pytest.raises(workflow.WorkflowError, match="no active account"):
+            workflow.assign(db, event_id, "anna", "nobody")
+        assert workflow.assign(db, event_id, "anna", "anna")["assigned_to"] == "anna"
+        assert workflow.set_hold(db, event_id, "anna", True)["hold"] is True
+        closed = workflow.close(db, event_id, "anna", "Патруль на месте, всё спокойно")
+        assert (closed["status"], closed["closed_note"]) == ("closed", "Патруль на месте, всё спокойно")
+        assert [e["event_id"] for e in queries.list_events(db, {"status": "closed"})] == [event_id]
+        assert queries.list_events(db, {"status": "open"}) == []
+        actions = [e["action"] for e in audit.entries(db, target=f"event:{event_id}")]
+        assert audit.verify(db) == (True, None)
+    assert actions == ["event.close", "event.hold", "event.assign", "event.acknowledge"]
+
+
+def test_the_queue_statistics_and_timeline_read_the_stored_rows(store):
+    first, second = _stored_event(store, "cam-1"), _stored_event(store, "cam-2")
+    with store.connection() as db:
+        listed = queries.list_events(db, {"device": "cam-2"})
+        assert [e["event_id"] for e in listed] == [second]
+        assert queries.distinct_values(db)["device"] == ["cam-1", "cam-2"]
+        counts = queries.event_counts(db, "hour", "camera")
+        assert counts["total"] == 2 and sorted(counts["groups"]) == ["cam-1", "cam-2"]
+        assert [row["seq"] for row in queries.event_timeline(db, first)] == [1]
+        assert queries.event_media(db, queries.get_event(db, first))["snapshot"] is None
+
+
+def test_devices_are_created_unregistered_kept_latest_and_marked_online(store):
+    early, late = "2026-11-21T10:00:00.000Z", "2026-11-21T10:05:00.000Z"
+    with store.transaction() as conn:
+        assert devices.touch(conn, {"cam-1": (SITE, late)}) == ["cam-1"]
+    with store.transaction() as conn:
+        assert devices.touch(conn, {"cam-1": (SITE, early), "cam-2": (SITE, early)}) == ["cam-2"]
+        status = messages.Status(device="cam-1", kind="camera", software_version="1.4.0", uptime_s=60.0)
+        devices.apply_status(conn, status)
+        devices.apply_availability(conn, messages.Availability(device="cam-2", state="offline"))
+    with store.connection() as db:
+        rows = {row["device_id"]: row for row in portable.rows(db, "SELECT * FROM devices")}
+    assert rows["cam-1"]["last_seen"] == late  # an older message never moves it back
+    assert (rows["cam-1"]["online"], rows["cam-1"]["software_version"]) == (1, "1.4.0")
+    assert (rows["cam-2"]["online"], rows["cam-2"]["registered_at"]) == (0, None)
