@@ -62,32 +62,6 @@ def test_migrations_bring_a_new_database_to_the_newest_version_once(store):
     reopened.close()
 
 
-def test_postgresql_tables_have_every_column_sqlite_has(postgres_url, tmp_path):
-    """SQLite's tables come from ``schema.TABLES``; PostgreSQL's from its migrations. A column added to one
-    and not the other breaks the PostgreSQL side only when a query reaches it: caught here instead."""
-    from kuzet.central.store.schema import TABLES
-
-    store = open_store(StoreSection(url=postgres_url), tmp_path)
-    try:
-        with store.transaction() as conn:
-            rows = conn.execute(
-                "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'"
-            ).fetchall()
-    finally:
-        store.close()
-    columns: dict[str, set[str]] = {}
-    for table, column in rows:
-        columns.setdefault(table, set()).add(column)
-    missing = {
-        f"{name}.{column}"
-        for name, spec in TABLES.items()
-        if name in columns
-        for column in spec["columns"]
-        if column not in columns[name]
-    }
-    assert not missing, f"add a PostgreSQL migration for: {sorted(missing)}"
-
-
 def test_a_batch_with_repeats_and_late_states_is_stored_once(store):
     event_id = new_id()
     first, third = event("cam-1", event_id, 1), event("cam-1", event_id, 3, "update", label="third")
