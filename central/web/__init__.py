@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
 from kuzet.central.context import Central
@@ -28,6 +29,7 @@ from kuzet.central.web import (
     dispatch,
     events,
     health,
+    i18n,
     live,
     mapview,
     stats,
@@ -102,10 +104,13 @@ def create_app(
         dispatch,
     ):
         app.register_blueprint(module.blueprint)
+    i18n.install(app)
     views.install(app)
 
     @app.errorhandler(CSRFError)
     def csrf_error(error):
-        return views.error_response(400, f"the form or request has no valid CSRF token ({error.description})")
+        return views.error_response(
+            400, _("The form or request has no valid CSRF token (%(why)s).", why=error.description)
+        )
 
     return app

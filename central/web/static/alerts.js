@@ -7,13 +7,13 @@
 
   function cells(a) {
     const about = [
-      a.event_id ? `<a href="/events/${encodeURIComponent(a.event_id)}">event</a>` : "",
+      a.event_id ? `<a href="/events/${encodeURIComponent(a.event_id)}">${T("event")}</a>` : "",
       a.device ? `<a href="/devices/${encodeURIComponent(a.device)}">${Kuzet.esc(a.device)}</a>` : "",
     ].join(" ");
     const ack = a.acknowledged_at
       ? `${Kuzet.esc(a.acknowledged_by)} <span class="muted mono">${Kuzet.time(a.acknowledged_at)}</span>`
-      : canAct ? `<button class="small primary ack-alert" data-id="${a.id}">Acknowledge</button>` : "—";
-    return `<td><span class="level level-${Kuzet.esc(a.level)}">${Kuzet.esc(a.level)}</span></td>
+      : canAct ? `<button class="small primary ack-alert" data-id="${a.id}">${T("Acknowledge")}</button>` : "—";
+    return `<td><span class="level level-${Kuzet.esc(a.level)}">${Kuzet.esc(Kuzet.word("severity", a.level))}</span></td>
       <td class="mono">${Kuzet.time(a.at)}</td><td>${Kuzet.esc(a.message)}</td><td>${about}</td><td class="ack-cell">${ack}</td>`;
   }
 
@@ -33,7 +33,7 @@
     if (!button) return;
     button.disabled = true;
     try { show(await Kuzet.api("POST", `/api/v1/alerts/${button.dataset.id}/ack`)); Kuzet.refreshAlertCount(); }
-    catch (err) { Kuzet.toast("Could not acknowledge", err.message, "high"); button.disabled = false; }
+    catch (err) { Kuzet.toast(T("Could not acknowledge"), err.message, "high"); button.disabled = false; }
   });
   Kuzet.on("alert", (a) => { if (a.id) show(a); });
 })();

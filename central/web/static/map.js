@@ -9,13 +9,13 @@
     dispatches: L.layerGroup().addTo(map),
   };
   const markers = { devices: new Map(), units: new Map(), events: new Map() };
-  L.control.layers(null, { Cameras: layers.devices, Patrols: layers.units, "Open events": layers.events, Dispatches: layers.dispatches }).addTo(map);
+  L.control.layers(null, { [T("Cameras")]: layers.devices, [T("Patrols")]: layers.units, [T("Open events")]: layers.events, [T("Dispatches")]: layers.dispatches }).addTo(map);
   const legend = L.control({ position: "bottomright" });
   legend.onAdd = () => {
     const div = L.DomUtil.create("div", "map-legend");
-    div.innerHTML = '<i style="background:var(--accent);border-radius:2px"></i>camera<br><i style="background:var(--ok)"></i>patrol available<br>' +
-      '<i style="background:#a371f7"></i>patrol busy / en route<br><i style="background:var(--sev-critical)"></i>open event<br>' +
-      '<i style="background:#c8a6ff;border-radius:0;height:3px"></i>dispatch (dashed: awaiting confirmation)';
+    div.innerHTML = `<i style="background:var(--accent);border-radius:2px"></i>${T("camera")}<br><i style="background:var(--ok)"></i>${T("patrol available")}<br>` +
+      `<i style="background:#a371f7"></i>${T("patrol busy / en route")}<br><i style="background:var(--sev-critical)"></i>${T("open event")}<br>` +
+      `<i style="background:#c8a6ff;border-radius:0;height:3px"></i>${T("dispatch (dashed: awaiting confirmation)")}`;
     return div;
   };
   legend.addTo(map);
@@ -39,13 +39,13 @@
     if (d.kind === "badge") return;  // badges are shown as units
     const state = d.revoked_at ? "revoked" : d.online ? "online" : "offline";
     place("devices", d.device_id, d.lat, d.lon, KuzetMap.dot("mk-camera" + (d.online ? "" : " offline"), 14),
-      `<b><a href="/devices/${encodeURIComponent(d.device_id)}">${Kuzet.esc(d.name || d.device_id)}</a></b><br>${state} · last seen ${Kuzet.ago(d.last_seen)}`, d.name || d.device_id);
+      `<b><a href="/devices/${encodeURIComponent(d.device_id)}">${Kuzet.esc(d.name || d.device_id)}</a></b><br>${Kuzet.esc(Kuzet.word("device", state))} · ${T("last seen %(when)s", { when: Kuzet.ago(d.last_seen) })}`, d.name || d.device_id);
   }
 
   function unit(u) {
     const cls = u.duty === "off_duty" || !u.online ? " off" : u.duty === "available" && !u.current_dispatch ? "" : " busy";
     place("units", u.device_id, u.lat, u.lon, KuzetMap.dot("mk-unit" + cls, 16),
-      `<b><a href="/devices/${encodeURIComponent(u.device_id)}">${Kuzet.esc(u.callsign || u.device_id)}</a></b><br>${Kuzet.esc(u.duty)}${u.current_dispatch ? " · on a dispatch" : ""}<br>position ${Kuzet.ago(u.position_at)}`,
+      `<b><a href="/devices/${encodeURIComponent(u.device_id)}">${Kuzet.esc(u.callsign || u.device_id)}</a></b><br>${Kuzet.esc(Kuzet.word("duty", u.duty))}${u.current_dispatch ? " · " + T("on a dispatch") : ""}<br>${T("position %(when)s", { when: Kuzet.ago(u.position_at) })}`,
       u.callsign || u.device_id);
     for (const line of lines.values()) if (line.unit === u.device_id) drawLine(line);
   }
@@ -74,8 +74,8 @@
       if (!line) { line = { unit: d.unit }; lines.set(d.dispatch_id, line); }
       Object.assign(line, { lat: d.lat, lon: d.lon, state: d.state });
       drawLine(line);
-      if (line.path) line.path.bindPopup(`<b>${Kuzet.esc(d.unit)}</b> · ${Kuzet.esc(d.mode)} · ${Kuzet.esc(d.state)}` +
-        (d.event_id ? `<br><a href="/events/${encodeURIComponent(d.event_id)}">the event</a>` : ""));
+      if (line.path) line.path.bindPopup(`<b>${Kuzet.esc(d.unit)}</b> · ${Kuzet.esc(d.mode)} · ${Kuzet.esc(Kuzet.word("dispatch", d.state))}` +
+        (d.event_id ? `<br><a href="/events/${encodeURIComponent(d.event_id)}">${T("the event")}</a>` : ""));
     }
     if (d.mode !== "intercept" || !d.radius_m) return;
     const key = d.event_id || `${d.lat},${d.lon}`;
@@ -100,7 +100,7 @@
     }
     const icon = L.divIcon({ className: "", html: `<div class="mk mk-event" style="width:14px;height:14px;background:${KuzetMap.severityColour(e.severity)}"></div>`, iconSize: [14, 14], iconAnchor: [7, 7] });
     place("events", e.event_id, e.lat, e.lon, icon,
-      `<b><a href="/events/${encodeURIComponent(e.event_id)}">${Kuzet.esc(Kuzet.typeName(e.event_type))}</a></b> · ${Kuzet.esc(e.severity)}<br>${Kuzet.esc(e.label)} · ${Kuzet.esc(e.device)}<br>${Kuzet.time(e.received_at)}`);
+      `<b><a href="/events/${encodeURIComponent(e.event_id)}">${Kuzet.esc(Kuzet.typeName(e.event_type))}</a></b> · ${Kuzet.esc(Kuzet.word("severity", e.severity))}<br>${Kuzet.esc(e.label)} · ${Kuzet.esc(e.device)}<br>${Kuzet.time(e.received_at)}`);
   }
 
   async function load() {

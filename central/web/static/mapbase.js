@@ -8,7 +8,7 @@ const KuzetMap = {
       L.tileLayer(tileUrl, { attribution: element.dataset.tileAttribution || "", maxZoom: 19 }).addTo(map);
     } else {
       element.classList.add("no-tiles");
-      map.attributionControl.setPrefix("no map tiles configured");
+      map.attributionControl.setPrefix(T("no map tiles configured"));
     }
     L.control.scale({ metric: true, imperial: false }).addTo(map);
     return map;
