@@ -24,6 +24,7 @@ PERMISSIONS: dict[str, object] = {
     "events.act": _("acknowledge, assign and close events"),
     "events.media": _("view event snapshots and clips"),
     "events.hold": _("put an event's evidence on hold (exempt from retention)"),
+    "evidence.export": _("export an incident's evidence package (clip, snapshot, facts, history)"),
     "dispatch": _("dispatch patrol units to events"),
     "map.view": _("see the map of cameras and units"),
     "devices.view": _("see device health"),
@@ -40,6 +41,7 @@ _OPERATOR = {
     "events.view",
     "events.act",
     "events.media",
+    "evidence.export",  # officers draw up protocols and must be able to show the video
     "dispatch",
     "map.view",
     "devices.view",

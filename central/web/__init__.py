@@ -28,6 +28,7 @@ from kuzet.central.web import (
     devices,
     dispatch,
     events,
+    evidence,
     health,
     i18n,
     live,
@@ -102,6 +103,7 @@ def create_app(
         stream,
         health,
         dispatch,
+        evidence,
     ):
         app.register_blueprint(module.blueprint)
     i18n.install(app)

@@ -1,10 +1,13 @@
 """The page in Russian and Kazakh in a real headless Chromium, against central running for real (Mosquitto,
-ingest, waitress): words, state labels and script-made rows in the reader's language, times in the site's zone.
+ingest, waitress): words, state labels and script-made rows in the reader's language, times in the site's zone,
+and the evidence package downloaded from the event page.
 Screenshots go to /tmp/kuzet-ops-screenshots/ for people to look at."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -78,7 +81,7 @@ def text_of(driver, css: str) -> str:
     return driver.find_element(By.CSS_SELECTOR, css).text
 
 
-def test_operator_works_in_russian_then_kazakh(live, mosquitto, browser):
+def test_operator_works_in_russian_then_kazakh(live, mosquitto, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
     camera = Camera(mosquitto.url)
@@ -120,6 +123,25 @@ def test_operator_works_in_russian_then_kazakh(live, mosquitto, browser):
         assert text_of(browser, "#event-status") == "Принято"
         assert "сведения" in browser.find_element(By.TAG_NAME, "main").text.lower()
         browser.save_screenshot(str(SCREENSHOTS / "ru-event.png"))
+
+        # The evidence package in one click: a zip whose manifest matches its files.
+        button = browser.find_element(By.ID, "export-evidence")
+        assert button.text.endswith("Выгрузить пакет доказательств")
+        downloads = tmp_path / "downloads"
+        downloads.mkdir()
+        browser.execute_cdp_cmd(
+            "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+        )
+        button.click()
+        package = downloads / f"kuzet-evidence-{event_id}.zip"
+        wait_until(
+            browser, lambda d: package.exists() and zipfile.is_zipfile(package), "the downloaded package"
+        )
+        with zipfile.ZipFile(package) as archive:
+            for line in archive.read("MANIFEST.sha256").decode().splitlines():
+                digest, name = line.split("  ", 1)
+                assert hashlib.sha256(archive.read(name)).hexdigest() == digest
+            assert "snapshot.jpg" in archive.namelist()
 
         # Kazakh from the header: the page, the scripts' words and the choice kept with the account.
         browser.find_element(By.ID, "lang-kk").click()
