@@ -35,6 +35,12 @@ class SiteSection(Section):
     language: Literal["ru", "kk", "en"] = "ru"
 
 
+class TriageSection(Section):
+    # Events of one camera, zone and type that start within this many seconds of the one before are one
+    # incident on the triage board (re-fires of the same rule fold into a count).
+    window_s: Annotated[float, Field(gt=0, le=86_400)] = 600
+
+
 class HttpSection(Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
@@ -76,6 +82,7 @@ class MapSection(Section):
 class CentralConfig(Section):
     central: CentralSection = CentralSection()
     site: SiteSection = SiteSection()
+    triage: TriageSection = TriageSection()
     http: HttpSection = HttpSection()
     mqtt: MqttSection = MqttSection()
     broker: BrokerSection = BrokerSection()

@@ -31,6 +31,7 @@ from kuzet.central.web import (
     evidence,
     health,
     i18n,
+    incidents,
     live,
     mapview,
     stats,
@@ -104,6 +105,7 @@ def create_app(
         health,
         dispatch,
         evidence,
+        incidents,
     ):
         app.register_blueprint(module.blueprint)
     i18n.install(app)

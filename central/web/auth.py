@@ -77,12 +77,12 @@ def require(permission: str | None):
         def wrapper(*args, **kwargs):
             user = current_user()
             if user is None:
-                _refuse(401, _("Log in first (or send Authorization: Bearer <token>)."))
+                _refuse(401, _("log in first (or send Authorization: Bearer <token>)"))
             if permission is not None and not user.can(permission):
                 _refuse(
                     403,
                     _(
-                        "Your role (%(role)s) may not do this: it needs %(permission)s.",
+                        "your role (%(role)s) may not do this: needs %(permission)s",
                         role=user.role,
                         permission=permission,
                     ),
@@ -103,7 +103,7 @@ def load_user() -> None:
         g.via_token = True
         g.user = tokens.authenticate(central.db(), header[len("Bearer ") :].strip())
         if g.user is None:
-            _refuse(401, _("The API token is unknown, revoked, or its account is disabled."))
+            _refuse(401, _("the API token is unknown, revoked, or its account is disabled"))
         return
     username = session.get("user")
     if username:

@@ -41,7 +41,7 @@ def _is_words(text: str) -> bool:
     text = re.sub(r"[\s·]+", " ", text).strip(" ·")
     if text in NOT_WORDS:
         return False
-    for name in ("KUZET", "Kuzet", "sha256"):
+    for name in ("KUZET", "Kuzet", "sha256", "Enter", "Esc"):  # and the names printed on keyboard keys
         text = text.replace(name, "")
     return bool(WORD.search(text))
 
