@@ -125,7 +125,9 @@ const Kuzet = (() => {
     on("alert", (a) => {
       refreshAlertCount();
       if (a.acknowledged_at) return;  // someone dealt with it
-      toast(a.level === "info" ? T("Routing") : T("Routing alert"), a.message, a.level === "info" ? null : "high", a.event_id ? "/events/" + a.event_id : "/alerts");
+      // Only critical alerts interrupt; the rest wait, counted in the header and folded on the alerts page.
+      if (a.level !== "critical") return;
+      toast(T("Routing alert"), a.message, "critical", a.event_id ? "/events/" + a.event_id : "/alerts");
     });
   });
 

@@ -99,7 +99,8 @@
     const known = rows.has(event.event_id);
     render(event, !known);
     refreshCounters();
-    if (!known && loaded && event.status === "new" && matches(event)) {
+    // Only critical and high events interrupt with a toast; the others arrive quietly in the list.
+    if (!known && loaded && event.status === "new" && matches(event) && ["critical", "high"].includes(event.severity)) {
       Kuzet.toast(`${Kuzet.typeName(event.event_type)} · ${event.label}`, `${event.device}${event.zone ? " · " + event.zone : ""} · ${Kuzet.word("severity", event.severity)}`, event.severity, "/events/" + event.event_id);
     }
   });
