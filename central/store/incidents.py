@@ -63,8 +63,9 @@ def open_incidents(
     most urgent first; ``filters``: severity, type, device, zone, status (an incident's own status)."""
     filters = {key: value for key, value in (filters or {}).items() if value}
     where, params = [], []
-    if not include_closed:
-        where.append("e.status != 'closed'")
+    if not include_closed:  # the open statuses by name: the (status, received_at) index answers, not a scan
+        where.append(f"e.status IN ({', '.join('?' * (len(STATUS_ORDER) - 1))})")
+        params.extend(status for status in STATUS_ORDER if status != "closed")
     if since:
         where.append("e.started_at >= ?")
         params.append(since)
