@@ -168,7 +168,12 @@ def login():
             status = 401
         else:
             limiter.succeeded(address, username)
+            language = session.get("language")  # chosen on the log-in page: kept for the account
             session.clear()  # a fresh session: no fixation
+            if language in preferences.LANGUAGES:
+                session["language"] = language
+                if preferences.get(central.db(), user.username).language is None:
+                    preferences.update(central.db(), user.username, language=language)
             session.permanent = True
             session["user"] = user.username
             session["version"] = user.session_version

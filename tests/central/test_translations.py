@@ -185,7 +185,7 @@ def test_language_choice_is_remembered_with_the_account(app):
 
 
 def test_log_in_page_switches_language_before_log_in(app):
-    app, _central = app
+    app, central = app
     client = app.test_client()
     page = _page(client, "/login")
     assert "Имя пользователя" in page
@@ -193,6 +193,9 @@ def test_log_in_page_switches_language_before_log_in(app):
     assert "Username" in _page(client, "/login")
     wrong = login(client, "operator", "not the password at all")
     assert "wrong username or password" in wrong.get_data(as_text=True)
+    login(client, "operator")  # the language chosen before logging in becomes the account's
+    assert '<html lang="en">' in _page(client, "/")
+    assert preferences.get(central.db(), "operator").language == "en"
 
 
 def test_csv_has_headers_and_names_in_the_readers_language(app):
