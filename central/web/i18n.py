@@ -53,6 +53,11 @@ DISPATCH_STATES = {
     "cancelled": lazy_gettext("Cancelled"),
     "timed_out": lazy_gettext("Timed out"),
 }
+DISPATCH_MODES = {
+    "nearest": lazy_gettext("nearest unit"),
+    "intercept": lazy_gettext("intercept"),
+    "manual": lazy_gettext("chosen by an operator"),
+}
 DUTY_STATES = {
     "available": lazy_gettext("Available"),
     "en_route": lazy_gettext("En route"),
@@ -99,6 +104,7 @@ LABELS = {
     "status": EVENT_STATUSES,
     "severity": SEVERITIES,
     "dispatch": DISPATCH_STATES,
+    "mode": DISPATCH_MODES,
     "duty": DUTY_STATES,
     "type": EVENT_TYPES,
     "role": ROLES,

@@ -74,7 +74,7 @@
       if (!line) { line = { unit: d.unit }; lines.set(d.dispatch_id, line); }
       Object.assign(line, { lat: d.lat, lon: d.lon, state: d.state });
       drawLine(line);
-      if (line.path) line.path.bindPopup(`<b>${Kuzet.esc(d.unit)}</b> · ${Kuzet.esc(d.mode)} · ${Kuzet.esc(Kuzet.word("dispatch", d.state))}` +
+      if (line.path) line.path.bindPopup(`<b>${Kuzet.esc(d.unit)}</b> · ${Kuzet.esc(Kuzet.word("mode", d.mode))} · ${Kuzet.esc(Kuzet.word("dispatch", d.state))}` +
         (d.event_id ? `<br><a href="/events/${encodeURIComponent(d.event_id)}">${T("the event")}</a>` : ""));
     }
     if (d.mode !== "intercept" || !d.radius_m) return;
