@@ -152,7 +152,7 @@ def test_operator_works_in_russian_then_kazakh(live, mosquitto, browser, tmp_pat
         assert "мәліметтер" in browser.find_element(By.TAG_NAME, "main").text.lower()
         browser.save_screenshot(str(SCREENSHOTS / "kk-event.png"))
         assert preferences.get(live.central.db(), "operator").language == "kk"
-        browser.find_element(By.CSS_SELECTOR, "nav.main a").click()
+        browser.find_element(By.CSS_SELECTOR, "nav.main a[href='/']").click()  # Events
         wait_until(
             browser,
             lambda d: d.find_element(By.ID, "queue-body").get_attribute("data-loaded") == "1",
