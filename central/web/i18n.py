@@ -33,7 +33,6 @@ EVENT_STATUSES = {
     "assigned": lazy_gettext("Assigned"),
     "dispatched": lazy_gettext("Dispatched"),
     "closed": lazy_gettext("Closed"),
-    "open": lazy_gettext("Open"),
 }
 SEVERITIES = {
     "critical": lazy_gettext("Critical"),
@@ -175,9 +174,9 @@ SCRIPT_CALL = re.compile(r'\bT\(\s*"((?:[^"\\\n]|\\.)*)"')
 
 def extract_script(fileobj, keywords, comment_tags, options):
     """A Babel extraction method (babel.cfg) for the page's scripts: every T("...")."""
-    for number, line in enumerate(fileobj.read().decode("utf-8").splitlines(), start=1):
+    for line_number, line in enumerate(fileobj.read().decode("utf-8").splitlines(), start=1):
         for match in SCRIPT_CALL.finditer(line):
-            yield number, None, json.loads(f'"{match.group(1)}"'), []
+            yield line_number, None, json.loads(f'"{match.group(1)}"'), []
 
 
 @functools.cache
@@ -209,7 +208,6 @@ def install(app: Flask) -> None:
         default_translation_directories=str(HERE / "translations"),
     )
     app.jinja_env.filters["short_time"] = short_time
-    app.jinja_env.filters["full_time"] = full_time
     app.jinja_env.filters["number"] = number
     app.jinja_env.globals.update(
         languages=LANGUAGES,
