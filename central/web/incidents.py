@@ -52,9 +52,9 @@ class PreferencesBody(Body):
 def _time(name: str) -> str | None:
     """A time from the query string: ISO-8601 with its offset, or without one in the site's time zone (what a
     datetime-local input sends)."""
-    value = request.args.get(name, "").strip()
-    if not value:
+    if name not in request.args:
         return None
+    value = request.args[name].strip()
     try:
         when = datetime.fromisoformat(value)
     except ValueError:

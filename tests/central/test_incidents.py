@@ -149,3 +149,4 @@ def test_interruption_switches_are_kept_with_the_account(central, client):
 def test_a_bad_time_range_is_refused_with_the_reason(client):
     response = client.get("/api/v1/incidents?since=yesterday")
     assert response.status_code == 400 and "since" in response.get_json()["error"]
+    assert client.get("/api/v1/incidents?until=").status_code == 400  # empty is no time either
