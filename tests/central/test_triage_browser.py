@@ -163,3 +163,47 @@ def test_triage_board_in_russian_and_kazakh(live, mosquitto, browser):
     finally:
         street.stop()
         avenue.stop()
+
+
+def test_d_on_the_board_dispatches_the_nearest_free_patrol(tmp_path, mosquitto, browser):
+    """An incident routing does not send anyone to by itself (a zone entry): the operator moves to it with the
+    keyboard and presses d; the nearest free badge gets the dispatch."""
+    from selenium.webdriver.common.by import By
+    from support.patrol import Camera as StreetCamera
+    from support.patrol import inbox_has, point, start_badge, wait_for
+
+    live = LiveCentral(tmp_path, mosquitto.url, site={"language": "kk"})
+    badges = {
+        name: start_badge(tmp_path, mosquitto.url, name, at)
+        for name, at in (("badge-near", point(120)), ("badge-far", point(-900)))
+    }
+    camera = StreetCamera(mosquitto.url)
+    try:
+        wait_for(
+            lambda: all((u := live.routing.units.get(n)) and u.free() for n in badges), what="the units free"
+        )
+        event_id = camera.event(point(0), event_type="zone_enter", severity="high")
+        browser.get(live.web.url + "/login")
+        browser.find_element(By.ID, "username").send_keys("operator")
+        browser.find_element(By.ID, "password").send_keys(PASSWORD)
+        browser.find_element(By.ID, "login").click()
+        wait_until(
+            browser, lambda d: d.find_elements(By.CSS_SELECTOR, "header .whoami"), "the page after log-in"
+        )
+        browser.get(live.web.url + "/incidents")
+        wait_until(browser, lambda d: len(rows(d)) == 1, "the incident")
+        assert "Аймаққа кіру" in rows(browser)[0].text
+        assert not list(live.central.db()["dispatches"].rows)  # nobody sent yet
+        page = browser.find_element(By.TAG_NAME, "body")
+        page.send_keys("j")
+        page.send_keys("d")
+        [dispatch] = wait_for(lambda: list(live.central.db()["dispatches"].rows), what="the dispatch")
+        assert (dispatch["event_id"], dispatch["unit"]) == (event_id, "badge-near")
+        wait_for(inbox_has(badges["badge-near"], dispatch["dispatch_id"]), what="the dispatch at the badge")
+        wait_until(browser, lambda d: "Жасақ жіберілді" in rows(d)[0].text, "the incident dispatched")
+        browser.save_screenshot(str(SCREENSHOTS / "kk-triage-dispatched.png"))
+    finally:
+        camera.stop()
+        for badge in badges.values():
+            badge.stop()
+        live.stop()
