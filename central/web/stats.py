@@ -22,13 +22,20 @@ def page():
         abort(400, _("'by' is one of %(choices)s.", choices=", ".join(queries.STAT_GROUPS)))
     db = central().db()
     panels = []
-    names = {"type": i18n.EVENT_TYPES, "severity": i18n.SEVERITIES}.get(by, {})
+    names = {
+        **{"type": i18n.EVENT_TYPES, "severity": i18n.SEVERITIES}.get(by, {}),
+        charts.OTHER: _("other"),  # the groups beyond the chart's colours, summed
+        "(none)": _("(no zone)"),
+    }
     for period, title in (
         ("hour", _("Events per hour, last 24 hours")),
         ("day", _("Events per day, last 14 days")),
     ):
         counts = queries.event_counts(db, period, by, zone=i18n.site_zone())
-        series = charts.top_groups(counts["counts"], counts["groups"])
+        series = {
+            i18n.label(names, group): values
+            for group, values in charts.top_groups(counts["counts"], counts["groups"]).items()
+        }
         panels.append(
             {
                 "period": period,
@@ -36,8 +43,7 @@ def page():
                 "total": counts["total"],
                 "chart": charts.stacked_bars(counts["buckets"], series, title),
                 "legend": [
-                    (i18n.label(names, group), charts.colour(i), sum(values))
-                    for i, (group, values) in enumerate(series.items())
+                    (group, charts.colour(i), sum(values)) for i, (group, values) in enumerate(series.items())
                 ],
             }
         )

@@ -207,6 +207,8 @@ def test_csv_has_headers_and_names_in_the_readers_language(app):
     header, *rows = text.lstrip("\ufeff").splitlines()
     assert header == "Час (Asia/Almaty),Тип,События"
     assert any(row.split(",")[1:] == ["Скопление людей", "1"] for row in rows)
+    page = _page(client, "/stats?by=type")  # the chart and its legend name the types in words too
+    assert "Скопление людей (1)" in page and "Скопление людей: 1</title>" in page
 
 
 def test_a_kazakh_site_defaults_to_russian_and_almaty_time():
