@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support.ingest import wait_for
 from support.web import PASSWORD, Camera, LiveCentral, jpeg
 
 from kuzet.central.store import registry
@@ -89,6 +90,16 @@ def test_triage_board_in_russian_and_kazakh(live, mosquitto, browser):
         street.snapshot(refires[-1], jpeg(), 320, 240)
         critical = ids.new_id()
         avenue.event(critical, event_type="crowd", severity="critical", zone="square")
+        # All at central before the page opens: a late update would redraw the rows under the assertions.
+        wait_for(
+            lambda: (
+                live.central.db()
+                .execute("SELECT count(*) FROM events WHERE snapshot_sha256 IS NOT NULL OR device = 'cam-02'")
+                .fetchone()[0]
+                == 2
+            ),
+            what="the events and the snapshot at central",
+        )
 
         browser.get(live.web.url + "/login")
         browser.find_element(By.ID, "username").send_keys("operator")
@@ -111,9 +122,12 @@ def test_triage_board_in_russian_and_kazakh(live, mosquitto, browser):
             and "×3" in second.text
             and "ул. Торайгырова / Ленина" in second.text
         )
-        timer = second.find_element(By.CSS_SELECTOR, ".waiting")
-        start = timer.text
-        wait_until(browser, lambda d: timer.text != start, "the waiting timer ticking")
+        start = second.find_element(By.CSS_SELECTOR, ".waiting").text
+        wait_until(
+            browser,
+            lambda d: rows(d)[1].find_element(By.CSS_SELECTOR, ".waiting").text != start,
+            "the waiting timer ticking",
+        )
         body = browser.find_element(By.ID, "board-body")
         assert body.get_attribute("data-interrupts") is None  # what was there before the page: no alarm
 

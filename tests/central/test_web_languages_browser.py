@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from support.patrol import wait_for
 from support.web import PASSWORD, Camera, LiveCentral, jpeg
 
 from kuzet.central.auth import preferences
@@ -89,6 +90,17 @@ def test_operator_works_in_russian_then_kazakh(live, mosquitto, browser, tmp_pat
         event_id = ids.new_id()
         camera.event(event_id, event_type="loitering", severity="critical", zone="platform", label="person")
         camera.snapshot(event_id, jpeg(), 320, 240)
+        # Stored before the page opens: a late update would redraw the row under the assertions below.
+        wait_for(
+            lambda: (
+                live.central.db()
+                .execute(
+                    "SELECT 1 FROM events WHERE event_id = ? AND snapshot_sha256 IS NOT NULL", [event_id]
+                )
+                .fetchone()
+            ),
+            what="the event and its snapshot at central",
+        )
 
         browser.get(live.web.url + "/login")
         assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "ru"
