@@ -7,7 +7,8 @@ Rows come back as plain dicts ready for JSON: JSON text columns parsed, flags as
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, timedelta
+from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
@@ -239,22 +240,29 @@ STAT_PERIODS = {"hour": (13, timedelta(hours=1), 24), "day": (10, timedelta(days
 
 
 def event_counts(
-    db: sqlite_utils.Database, period: str = "hour", by: str = "type", buckets: int | None = None
+    db: sqlite_utils.Database,
+    period: str = "hour",
+    by: str = "type",
+    buckets: int | None = None,
+    zone: ZoneInfo | None = None,
 ) -> dict:
-    """Events per hour (last 24) or per day (last 14) split by type, camera, zone or severity.
+    """Events per hour (last 24) or per day (last 14) split by type, camera, zone or severity, the hours and
+    days being those of the site's time ``zone`` (UTC without one).
 
     Returns {"buckets": [bucket labels oldest first], "groups": [names, busiest first],
-    "counts": {group: [count per bucket]}, "total": n}; buckets with no events are present with zeros."""
+    "counts": {group: [count per bucket]}, "total": n}; buckets with no events are present with zeros.
+    The zone's offset now is used for every bucket: exact for zones without daylight saving (Kazakhstan)."""
     if period not in STAT_PERIODS or by not in STAT_GROUPS:
         raise ValueError(f"period is one of {list(STAT_PERIODS)} and by one of {list(STAT_GROUPS)}")
     width, step, default_buckets = STAT_PERIODS[period]
     buckets = buckets or default_buckets
-    now = timeutil.utc_now()
-    labels = [timeutil.to_wire(now - step * i)[:width] for i in range(buckets - 1, -1, -1)]
+    now = timeutil.utc_now().astimezone(zone or UTC)
+    offset_minutes = int(now.utcoffset().total_seconds() // 60)
+    labels = [(now - step * i).strftime("%Y-%m-%dT%H")[:width] for i in range(buckets - 1, -1, -1)]
     rows = db.execute(
-        f"SELECT substr(started_at, 1, {width}) AS bucket, {STAT_GROUPS[by]} AS grp, count(*) FROM events"
-        " WHERE substr(started_at, 1, ?) >= ? GROUP BY bucket, grp",
-        [width, labels[0]],
+        f"SELECT substr(strftime('%Y-%m-%dT%H', started_at, '{offset_minutes:+d} minutes'), 1, {width}) AS bucket,"
+        f" {STAT_GROUPS[by]} AS grp, count(*) FROM events WHERE started_at >= ? GROUP BY bucket, grp",
+        [timeutil.to_wire(now - step * buckets)],
     ).fetchall()
     counts: dict[str, list[int]] = {}
     index = {label: i for i, label in enumerate(labels)}

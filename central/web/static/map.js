@@ -169,7 +169,7 @@
       ? `<div class="popup-actions"><button class="small primary map-send-nearest" data-id="${Kuzet.esc(e.event_id)}">${Kuzet.esc(words.send_nearest)}</button>` +
         ` <a href="/units?event=${id}">${Kuzet.esc(words.choose_unit)}</a></div>`
       : "";
-    return `<div class="event-popup" data-event="${Kuzet.esc(e.event_id)}"><b><a href="/events/${id}">${Kuzet.esc(Kuzet.typeName(e.event_type))}</a></b> · ${Kuzet.esc(e.severity)}` +
+    return `<div class="event-popup" data-event="${Kuzet.esc(e.event_id)}"><b><a href="/events/${id}">${Kuzet.esc(Kuzet.typeName(e.event_type))}</a></b> · ${Kuzet.esc(Kuzet.word("severity", e.severity))}` +
       `<br>${Kuzet.esc(e.label)} · ${Kuzet.esc(e.device)}<br>${Kuzet.time(e.received_at)}${snapshot}${send}</div>`;
   }
 
