@@ -73,6 +73,10 @@ EVENT_TYPES = {
     "no_stopping": lazy_gettext("No stopping"),
     "object_left": lazy_gettext("Object left"),
     "running": lazy_gettext("Running"),
+    "chase": lazy_gettext("Chase"),
+    "person_down": lazy_gettext("Person down"),
+    "repeated_stops": lazy_gettext("Repeated stops"),
+    "watchlist_match": lazy_gettext("Watchlist match"),
     "panic": lazy_gettext("PANIC"),
     "manual": lazy_gettext("Manual"),
 }

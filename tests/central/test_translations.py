@@ -32,7 +32,12 @@ def catalogue(language: str):
         return read_po(file, locale=language)
 
 
-@pytest.mark.parametrize("template", sorted((WEB / "templates").glob("*.html")), ids=lambda p: p.name)
+TEMPLATES = sorted((WEB / "templates").glob("*.html")) + sorted(
+    (REPO / "central" / "watchlist" / "templates").glob("*.html")
+)
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
 def test_every_word_of_a_template_is_wrapped(template):
     assert unwrapped_in_template(template.read_text(encoding="utf-8")) == []
 
