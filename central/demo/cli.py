@@ -71,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from kuzet.central.auth.users import create_user
     from kuzet.central.broker import BrokerError, free_port, wait_for_port
     from kuzet.central.demo import footage, scenario, summary
     from kuzet.central.demo.supervisor import Supervisor
@@ -113,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     )
     db_path = root / "central" / "kuzet.db"
     database = open_database(db_path)
-    create_user(database, *scenario.OPERATOR, role="supervisor", display_name="Demo operator", actor="demo")
+    scenario.create_accounts(database)
     for registration in world.registrations:  # what `kuzet provision device` does through central's API
         registry.register(database, registration, actor="demo")
     database.close()
@@ -140,13 +139,12 @@ def run(args: argparse.Namespace) -> int:
         for path in world.badges:
             group.start(path.stem, [*kuzet, "badge", "--config", str(path), "--simulate-officer"], env)
         if not args.json:
-            user, password = scenario.OPERATOR
             log.info(
-                "Kuzet demo is up: open http://127.0.0.1:%d and log in as %s / %s (demo only). "
+                "Kuzet demo is up: open http://127.0.0.1:%d and log in as %s, password %s (demo only). "
                 "Broker: %s. State: %s. Ctrl-C stops everything.",
                 args.port,
-                user,
-                password,
+                ", ".join(f"{username} ({role})" for username, role, _name in scenario.ACCOUNTS),
+                scenario.DEMO_PASSWORD,
                 broker_url,
                 root,
             )

@@ -97,7 +97,21 @@ BADGES = [
         [(52.2915, 76.9520), (52.2950, 76.9560), (52.2925, 76.9610), (52.2895, 76.9570), (52.2915, 76.9520)],
     ),
 ]
-OPERATOR = ("operator", "kuzet-demo")
+DEMO_PASSWORD = "kuzet-demo"  # the demo's accounts only; printed when the demo starts and in the README
+# One account per role the README names, each with its own role, so that the demo shows every role's page.
+ACCOUNTS = (
+    ("operator", "operator", "Demo operator"),
+    ("supervisor", "supervisor", "Demo supervisor"),
+    ("technician", "technician", "Demo technician"),
+)
+
+
+def create_accounts(database) -> None:
+    """The demo's accounts in central's database (reset if they exist)."""
+    from kuzet.central.auth.users import create_user
+
+    for username, role, display_name in ACCOUNTS:
+        create_user(database, username, DEMO_PASSWORD, role=role, display_name=display_name, actor="demo")
 
 
 @dataclass(frozen=True)

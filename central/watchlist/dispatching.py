@@ -4,9 +4,11 @@ Nothing here runs for a match nobody has confirmed."""
 
 from __future__ import annotations
 
+from flask_babel import gettext as _
+from flask_babel import ngettext
+
 from kuzet.central.operations import NotRunning, Operations
 from kuzet.central.routing.service import RoutingError
-from kuzet.central.watchlist.i18n_stub import _, ngettext
 
 
 def direction_text(bearing: float | None) -> str:

@@ -8,8 +8,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-
-from kuzet.central.watchlist.i18n_stub import _
+from flask_babel import gettext as _
 
 MIN_FACE_PX = 80  # an enrolled face this wide or wider: the reference must be better than what cameras see
 MIN_SHARPNESS = 0.35

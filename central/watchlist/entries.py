@@ -8,14 +8,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import sqlite_utils
+from flask_babel import gettext as _
 
 from kuzet.central.auth import audit
 from kuzet.central.watchlist import schema
 from kuzet.central.watchlist.enrolment import EnrolledFace
-from kuzet.central.watchlist.i18n_stub import SITE_TIME_ZONE, _
 from kuzet.shared import ids, timeutil
 
 CATEGORIES = ("missing", "wanted")
@@ -43,8 +44,9 @@ class EntryInput:
     expires_at: str  # UTC wire time: the end of the chosen day in the site's time zone
 
 
-def parse_input(form: dict, today: datetime | None = None) -> EntryInput:
-    """The entry's fields from a form or JSON body, or EntryError naming what is wrong."""
+def parse_input(form: dict, zone: ZoneInfo, today: datetime | None = None) -> EntryInput:
+    """The entry's fields from a form or JSON body, or EntryError naming what is wrong. ``zone`` is the site's
+    (``[site] timezone``): the expiry date is a local day, ending at 23:59:59 there."""
     values = {name: str(form.get(name) or "").strip() for name in FIELDS}
     if values["category"] not in CATEGORIES:
         raise EntryError(_("Category must be 'missing' or 'wanted'."))
@@ -69,14 +71,14 @@ def parse_input(form: dict, today: datetime | None = None) -> EntryInput:
         day = datetime.strptime(values["expires_on"], "%Y-%m-%d").date()
     except ValueError:
         raise EntryError(_("The expiry date must be a date (YYYY-MM-DD).")) from None
-    local_today = (today or timeutil.utc_now()).astimezone(SITE_TIME_ZONE).date()
+    local_today = (today or timeutil.utc_now()).astimezone(zone).date()
     if day < local_today:
         raise ExpiryRefused(_("The expiry date is in the past."))
     if day > local_today + timedelta(days=MAX_DAYS):
         raise ExpiryRefused(
             _("An entry may be listed for at most %(days)d days; renew it later.", days=MAX_DAYS)
         )
-    end_of_day = datetime.combine(day, time(23, 59, 59), SITE_TIME_ZONE)
+    end_of_day = datetime.combine(day, time(23, 59, 59), zone)
     return EntryInput(
         values["category"],
         values["name"],

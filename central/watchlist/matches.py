@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 
 import sqlite_utils
+from flask_babel import gettext as _
 
 from kuzet.central.auth import audit
 from kuzet.central.watchlist import schema
-from kuzet.central.watchlist.i18n_stub import _
 from kuzet.shared import timeutil
 
 DECISIONS = ("confirmed", "rejected")

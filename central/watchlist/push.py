@@ -23,12 +23,12 @@ from datetime import datetime
 from pathlib import Path
 
 import sqlite_utils
+from flask_babel import gettext as _  # outside a request: the English text, as other alerts
 
 from kuzet.central import alerts
 from kuzet.central.auth import audit
 from kuzet.central.context import Central
 from kuzet.central.watchlist import bundle, schema
-from kuzet.central.watchlist.i18n_stub import _
 from kuzet.shared import messages, timeutil, topics
 from kuzet.shared.messages import WatchlistPush
 

@@ -5,10 +5,11 @@ and the decision with a note. The faces and scenes are event media: served by /m
 from __future__ import annotations
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from kuzet.central.watchlist import entries, matches
 from kuzet.central.watchlist.dispatching import dispatch_confirmed
-from kuzet.central.watchlist.i18n_stub import _, install
+from kuzet.central.watchlist.localtime import install
 from kuzet.central.web.auth import current_user, require
 from kuzet.central.web.services import services
 from kuzet.central.web.views import central, error_response

@@ -17,11 +17,13 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 
 from kuzet.central.watchlist import entries
 from kuzet.central.watchlist.enrolment import Enroller, FacesUnavailable, PhotoRefused
-from kuzet.central.watchlist.i18n_stub import _, install
+from kuzet.central.watchlist.localtime import install
 from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.i18n import site_zone
 from kuzet.central.web.views import central, error_response
 from kuzet.models.faces.matching import MEASURED_FALSE_MATCH_RATE, false_matches_per_10000
 
@@ -100,7 +102,7 @@ def page():
 @require(PERMISSION)
 def create():
     try:
-        entry_id = entries.create(central().db(), _actor(), entries.parse_input(request.form))
+        entry_id = entries.create(central().db(), _actor(), entries.parse_input(request.form, site_zone()))
     except entries.EntryError as exc:
         flash(str(exc), "error")
         return redirect(url_for("watchlist.page"))
@@ -122,7 +124,7 @@ def entry_page(entry_id: str):
 @require(PERMISSION)
 def edit(entry_id: str):
     try:
-        entries.update(central().db(), _actor(), entry_id, entries.parse_input(request.form))
+        entries.update(central().db(), _actor(), entry_id, entries.parse_input(request.form, site_zone()))
         flash(_("Entry saved."), "ok")
     except entries.EntryError as exc:
         flash(str(exc), "error")
@@ -186,7 +188,7 @@ def api_list():
 @require(PERMISSION)
 def api_create():
     try:
-        entry_id = entries.create(central().db(), _actor(), entries.parse_input(_body()))
+        entry_id = entries.create(central().db(), _actor(), entries.parse_input(_body(), site_zone()))
     except entries.EntryError as exc:
         return _refusal(exc)
     return jsonify(id=entry_id), 201
@@ -205,7 +207,7 @@ def api_entry(entry_id: str):
 @require(PERMISSION)
 def api_edit(entry_id: str):
     try:
-        entries.update(central().db(), _actor(), entry_id, entries.parse_input(_body()))
+        entries.update(central().db(), _actor(), entry_id, entries.parse_input(_body(), site_zone()))
     except entries.EntryError as exc:
         return _refusal(exc)
     except LookupError as exc:

@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
 from kuzet.central.context import Central
@@ -29,8 +30,10 @@ from kuzet.central.web import (
     devices,
     dispatch,
     events,
+    evidence,
     health,
-    i18n_stub,
+    i18n,
+    incidents,
     live,
     mapview,
     stats,
@@ -107,16 +110,20 @@ def create_app(
         dispatch,
         tiles,
         units,
+        evidence,
+        incidents,
     ):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(watchlist.blueprint)
     app.register_blueprint(watchlist.api)
     app.register_blueprint(watchlist_review.blueprint)
+    i18n.install(app)
     views.install(app)
-    i18n_stub.install(app)
 
     @app.errorhandler(CSRFError)
     def csrf_error(error):
-        return views.error_response(400, f"the form or request has no valid CSRF token ({error.description})")
+        return views.error_response(
+            400, _("The form or request has no valid CSRF token (%(why)s).", why=error.description)
+        )
 
     return app

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from kuzet.central.auth import audit, tokens, users
 from kuzet.central.store import queries
+from kuzet.central.web import i18n
 from kuzet.central.web.auth import current_user, require
 from kuzet.central.web.services import services
 from kuzet.central.web.views import central
@@ -44,7 +47,10 @@ def create_user():
     except users.AuthError as exc:
         flash(str(exc), "error")
     else:
-        flash(f"Account {user.username} {'created' if created else 'reset'} ({user.role}).", "ok")
+        message = (
+            _("Account %(name)s created (%(role)s).") if created else _("Account %(name)s reset (%(role)s).")
+        )
+        flash(message % {"name": user.username, "role": i18n.label(i18n.ROLES, user.role)}, "ok")
     return redirect(url_for("admin.user_list"))
 
 
@@ -53,7 +59,7 @@ def create_user():
 def disable_user(username: str):
     disable = request.form.get("disable", "1") == "1"
     if username == current_user().username and disable:
-        flash("You cannot disable your own account.", "error")
+        flash(_("You cannot disable your own account."), "error")
         return redirect(url_for("admin.user_list"))
     try:
         users.set_disabled(central().db(), username, disable, current_user().username)
@@ -73,7 +79,15 @@ def unlock_user(username: str):
     else:
         limiter = services().login_limiter
         limiter.unlocked(username, users.last_unlock(central().db(), username))
-        flash(f"Account {username} unlocked ({cleared} recent failed log-ins cleared).", "ok")
+        flash(
+            ngettext(
+                "Account %(name)s unlocked (%(num)s recent failed log-in cleared).",
+                "Account %(name)s unlocked (%(num)s recent failed log-ins cleared).",
+                cleared,
+                name=username,
+            ),
+            "ok",
+        )
     return redirect(url_for("admin.user_list"))
 
 
@@ -103,7 +117,7 @@ def create_token():
 @require("users.manage")
 def revoke_token(token_id: str):
     if not tokens.revoke(central().db(), token_id, current_user().username):
-        flash("No such active token.", "error")
+        flash(_("No such active token."), "error")
     return redirect(url_for("admin.user_list"))
 
 

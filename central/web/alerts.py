@@ -1,5 +1,9 @@
 """Alerts for the operators, kept until someone acknowledges them: the list page, its API, and the
-acknowledgement (audited). The header counts the ones nobody has acknowledged yet."""
+acknowledgement (audited). The header counts the ones nobody has acknowledged yet.
+
+The page folds alerts of one condition (the same level and device condition, or the same words) into one row
+with a count and one button for all of them: 79 "no free unit" alerts are one line, not 79. The API lists
+every alert as stored."""
 
 from __future__ import annotations
 
@@ -20,9 +24,32 @@ LIMIT = Int("limit", 200, 1, 1000, "at most this many alerts (default 200, max 1
 @require("events.view")
 def page():
     show_all = request.args.get("state") == "all"
-    return render_template(
-        "alerts.html", alerts=alerts.listing(central().db(), open_only=not show_all), show_all=show_all
-    )
+    rows = alerts.listing(central().db(), open_only=not show_all)
+    return render_template("alerts.html", alerts=fold(rows), show_all=show_all)
+
+
+def fold(rows: list[dict]) -> list[dict]:
+    """Rows of one condition (newest first in, newest first out) as one: the newest row, with ``ids`` (every
+    alert folded into it), ``count`` (repeats included), ``first_at`` and up to five ``event_ids``."""
+    folded: dict[tuple, dict] = {}
+    for row in rows:
+        key = (row["level"], row.get("condition") or row["message"], bool(row.get("acknowledged_at")))
+        into = folded.get(key)
+        if into is None:
+            folded[key] = {
+                **row,
+                "ids": [row["id"]],
+                "count": row.get("count") or 1,
+                "first_at": row["at"],
+                "event_ids": [row["event_id"]] if row.get("event_id") else [],
+            }
+            continue
+        into["ids"].append(row["id"])
+        into["count"] += row.get("count") or 1
+        into["first_at"] = min(into["first_at"], row["at"])
+        if row.get("event_id") and row["event_id"] not in into["event_ids"] and len(into["event_ids"]) < 5:
+            into["event_ids"].append(row["event_id"])
+    return list(folded.values())
 
 
 @blueprint.get("/api/v1/alerts")

@@ -9,11 +9,13 @@ import csv
 import io
 
 from flask import Blueprint, Response, abort, jsonify, request
+from flask_babel import gettext as _
 from pydantic import ValidationError
 
 from kuzet.central.auth import audit, users
 from kuzet.central.routing.repository import SqliteRoutingRepository
 from kuzet.central.store import queries, registry, workflow
+from kuzet.central.web import i18n
 from kuzet.central.web.auth import current_user, require
 from kuzet.central.web.params import INT64_MAX, Body, Choice, Int, Required, Text, body, problems, refuse
 from kuzet.central.web.services import services
@@ -98,7 +100,7 @@ def get_event(event_id: str):
     db = central().db()
     event = queries.get_event(db, event_id)
     if event is None:
-        abort(404, f"no event {event_id}")
+        abort(404, _("No event %(id)s.", id=event_id))
     audit.append(db, current_user().username, "event.view", f"event:{event_id}", {"via": "api"})
     return jsonify(
         event=event,
@@ -179,7 +181,7 @@ def register_device():
 def get_device(device_id: str):
     device = queries.get_device(central().db(), device_id)
     if device is None:
-        abort(404, f"no device {device_id}")
+        abort(404, _("No device %(id)s.", id=device_id))
     return jsonify(device)
 
 
@@ -189,7 +191,7 @@ def revoke_device(device_id: str):
     reason = body(RevokeBody, optional=True).reason
     device = services().operations.revoke_device(device_id, current_user().username, reason)
     if device is None:
-        abort(404, f"no device {device_id}")
+        abort(404, _("No device %(id)s.", id=device_id))
     return jsonify(device)
 
 
@@ -203,7 +205,7 @@ def reinstate_device(device_id: str):
     except ValueError as exc:  # not revoked
         refuse(str(exc), 409)
     if device is None:
-        abort(404, f"no device {device_id}")
+        abort(404, _("No device %(id)s.", id=device_id))
     return jsonify(device)
 
 
@@ -224,7 +226,8 @@ def map_data():
 
 
 def _stats_args() -> dict:
-    return queries.event_counts(central().db(), PERIOD.read(), GROUP_BY.read())
+    counts = queries.event_counts(central().db(), PERIOD.read(), GROUP_BY.read(), zone=i18n.site_zone())
+    return {**counts, "timezone": central().config.site.timezone}
 
 
 @blueprint.get("/stats")
@@ -236,13 +239,20 @@ def stats():
 @blueprint.get("/stats.csv")
 @require("stats.view")
 def stats_csv():
+    """For people (a spreadsheet): headers and names in the reader's language, buckets in the site's zone,
+    with a byte-order mark so that spreadsheet programs read the Cyrillic right."""
     counts = _stats_args()
     out = io.StringIO()
+    out.write("\ufeff")
     writer = csv.writer(out)
-    writer.writerow([counts["period"], counts["by"], "events"])
+    period = {"hour": _("Hour (%(zone)s)"), "day": _("Day (%(zone)s)")}[counts["period"]]
+    writer.writerow(
+        [period % {"zone": counts["timezone"]}, i18n.label(i18n.STAT_GROUPS, counts["by"]), _("Events")]
+    )
+    names = {"type": i18n.EVENT_TYPES, "severity": i18n.SEVERITIES}.get(counts["by"], {})
     for group in counts["groups"]:
         for bucket, count in zip(counts["buckets"], counts["counts"][group], strict=True):
-            writer.writerow([bucket, group, count])
+            writer.writerow([bucket, i18n.label(names, group), count])
     filename = f"kuzet-events-per-{counts['period']}-by-{counts['by']}.csv"
     return Response(
         out.getvalue(),

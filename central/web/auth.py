@@ -34,9 +34,10 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFProtect
 
-from kuzet.central.auth import audit, sessions, tokens, users
+from kuzet.central.auth import audit, preferences, sessions, tokens, users
 from kuzet.central.auth.ratelimit import LoginLimiter
 from kuzet.central.web.services import services
 
@@ -76,9 +77,16 @@ def require(permission: str | None):
         def wrapper(*args, **kwargs):
             user = current_user()
             if user is None:
-                _refuse(401, "log in first (or send Authorization: Bearer <token>)")
+                _refuse(401, _("log in first (or send Authorization: Bearer <token>)"))
             if permission is not None and not user.can(permission):
-                _refuse(403, f"your role ({user.role}) may not do this: needs {permission}")
+                _refuse(
+                    403,
+                    _(
+                        "your role (%(role)s) may not do this: needs %(permission)s",
+                        role=user.role,
+                        permission=permission,
+                    ),
+                )
             return view(*args, **kwargs)
 
         return wrapper
@@ -95,7 +103,7 @@ def load_user() -> None:
         g.via_token = True
         g.user = tokens.authenticate(central.db(), header[len("Bearer ") :].strip())
         if g.user is None:
-            _refuse(401, "the API token is unknown, revoked, or its account is disabled")
+            _refuse(401, _("the API token is unknown, revoked, or its account is disabled"))
         return
     username = session.get("user")
     if username:
@@ -114,7 +122,7 @@ def load_user() -> None:
     # CSRF guards what a logged-in browser is made to send; a request with no account behind it gets its 401
     # (or the log-in page) from require() first. Logging in itself keeps its check (no login CSRF).
     if request.method not in ("GET", "HEAD", "OPTIONS") and (
-        g.user is not None or request.endpoint == "auth.login"
+        g.user is not None or request.endpoint in ("auth.login", "auth.choose_language")
     ):
         csrf.protect()
 
@@ -143,7 +151,10 @@ def login():
             limiter.unlocked(username, users.last_unlock(central.db(), username))
             wait = limiter.retry_after(address, username)
         if wait:
-            flash(f"Too many failed log-ins from this computer; try again in {wait} s.", "error")
+            flash(
+                _("Too many failed log-ins from this computer; try again in %(seconds)s s.", seconds=wait),
+                "error",
+            )
             response = current_app.make_response((render_template("login.html"), 429))
             response.headers["Retry-After"] = str(wait)
             return response
@@ -157,7 +168,12 @@ def login():
             status = 401
         else:
             limiter.succeeded(address, username)
+            language = session.get("language")  # chosen on the log-in page: kept for the account
             session.clear()  # a fresh session: no fixation
+            if language in preferences.LANGUAGES:
+                session["language"] = language
+                if preferences.get(central.db(), user.username).language is None:
+                    preferences.update(central.db(), user.username, language=language)
             session.permanent = True
             session["user"] = user.username
             session["version"] = user.session_version
@@ -175,3 +191,17 @@ def logout():
         audit.append(db, user.username, "logout", f"user:{user.username}", {})
     session.clear()
     return redirect(url_for("auth.login"))
+
+
+@blueprint.post("/language")
+def choose_language():
+    """The header's (and the log-in page's) language switcher: remembered with the account, else for the
+    session of a visitor not yet logged in."""
+    language = request.form.get("language", "")
+    if language not in preferences.LANGUAGES:
+        abort(400, _("Unknown language %(language)r.", language=language))
+    session["language"] = language
+    user = current_user()
+    if user is not None:
+        preferences.update(services().central.db(), user.username, language=language)
+    return redirect(_safe_next(request.form.get("next")))

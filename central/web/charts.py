@@ -74,7 +74,7 @@ def _tick_step(peak: int) -> int:
 
 
 def _tick(label: str) -> str:
-    # "2026-11-21T13" -> "13h", "2026-11-21" -> "21.11"
+    # "2026-11-21T13" -> "13:00", "2026-11-21" -> "21.11": read the same in every language
     if "T" in label:
-        return label.split("T")[1] + "h"
+        return label.split("T")[1] + ":00"
     return f"{label[8:10]}.{label[5:7]}"

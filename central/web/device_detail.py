@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from flask import Blueprint, abort, jsonify, render_template
+from flask_babel import gettext as _
 from pydantic import Field
 
 from kuzet.central import commands
@@ -35,7 +36,7 @@ class CommandBody(Body):
 def _device_or_404(device_id: str) -> dict:
     device = queries.get_device(central().db(), device_id)
     if device is None:
-        abort(404, f"no device {device_id}")
+        abort(404, _("No device %(id)s.", id=device_id))
     return device
 
 

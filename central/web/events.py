@@ -4,6 +4,7 @@ media. Every opening of an event and every view of its snapshot or clip is writt
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
+from flask_babel import gettext as _
 
 from kuzet.central.auth import audit, users
 from kuzet.central.store import integrity, queries, workflow
@@ -39,7 +40,7 @@ def detail(event_id: str):
     db = central().db()
     event = queries.get_event(db, event_id)
     if event is None:
-        abort(404, f"no event {event_id}")
+        abort(404, _("No event %(id)s.", id=event_id))
     audit.append(db, current_user().username, "event.view", f"event:{event_id}", {})
     camera = queries.get_device(db, event["device"])
     timeline = queries.event_timeline(db, event_id)
@@ -99,7 +100,7 @@ def _act(event_id: str, change):
     except workflow.NotFound as exc:
         abort(404, str(exc))
     except workflow.WorkflowError as exc:
-        flash(str(exc), "error")
+        flash(_("Refused: %(why)s", why=exc), "error")
     return redirect(url_for("events.detail", event_id=event_id))
 
 
@@ -145,12 +146,12 @@ def media(sha256: str):
     local = store.objects.kind == "local"
     path = store.path(sha256) if local else None
     if row is None or (local and path is None):
-        abort(404, "no such media (it may have been removed by retention)")
+        abort(404, _("No such media (it may have been removed by retention)."))
     if local:
         try:  # evidence is served only as it arrived: its bytes must still hash to its name
             path = integrity.checked(db, store.root, row)
         except integrity.MediaAltered as exc:
-            abort(409, f"media {sha256} is not served: {exc} (an alert was raised)")
+            abort(409, _("Media %(sha)s is not served: %(why)s (an alert was raised).", sha=sha256, why=exc))
     else:  # in the object store: found there (404, 503) before the view is audited
         size = media_proxy.stored_size(store, sha256)
     if _is_first_request_of_a_view():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, abort
+from flask_babel import gettext as _
 
 from kuzet.central.auth import audit
 from kuzet.central.store import queries
@@ -23,7 +24,7 @@ blueprint = Blueprint("live", __name__)
 def watch(device_id: str):
     the_central = central()
     if queries.get_device(the_central.db(), device_id) is None:
-        abort(404, f"no device {device_id}")
+        abort(404, _("No device %(id)s.", id=device_id))
     viewer = current_user().username
     target = f"device:{device_id}"
     audit.append(the_central.db(), viewer, "live.watch", target, {})

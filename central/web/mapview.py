@@ -5,9 +5,9 @@ with markers and a scale, so an offline centre still has a map."""
 from __future__ import annotations
 
 from flask import Blueprint, render_template
+from flask_babel import gettext as _
 
 from kuzet.central.web.auth import require
-from kuzet.central.web.i18n_stub import _
 from kuzet.central.web.tiles import page_settings
 from kuzet.central.web.units import dispatch_words, status_words
 from kuzet.central.web.views import central

@@ -13,6 +13,7 @@ import hashlib
 import re
 
 from flask import Response, abort, stream_with_context
+from flask_babel import gettext as _
 
 from kuzet.central.store import integrity
 from kuzet.central.store.media import MediaUnavailable
@@ -42,9 +43,9 @@ def stored_size(media, sha256: str) -> int:
     try:
         size = media.size(sha256)
     except MediaUnavailable as exc:
-        abort(503, f"the media store cannot be reached now, try again shortly ({exc})")
+        abort(503, _("The media store cannot be reached now, try again shortly (%(why)s).", why=exc))
     if size is None:
-        abort(404, "no such media (it may have been removed by retention)")
+        abort(404, _("No such media (it may have been removed by retention)."))
     return size
 
 
@@ -55,9 +56,9 @@ def stream(media, db, row: dict, size: int, range_header: str) -> Response:
     try:
         found = media.read(sha256, start, end)
     except MediaUnavailable as exc:
-        abort(503, f"the media store cannot be reached now, try again shortly ({exc})")
+        abort(503, _("The media store cannot be reached now, try again shortly (%(why)s).", why=exc))
     if found is None:
-        abort(404, "no such media (it may have been removed by retention)")
+        abort(404, _("No such media (it may have been removed by retention)."))
     chunks = found.chunks if wanted is not None else _checked(found.chunks, db, row)
     response = Response(stream_with_context(chunks), status=206 if wanted is not None else 200)
     response.mimetype = row["content_type"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from kuzet.central.commands import PERMISSION as COMMAND_PERMISSION
 from kuzet.central.store.queries import EVENT_FILTERS
 from kuzet.central.store.registry import Registration
-from kuzet.central.web import alerts, api, device_detail, dispatch
+from kuzet.central.web import alerts, api, device_detail, dispatch, incidents
 from kuzet.central.web.params import ULID_PATTERN, Choice, Int, body_schema
 
 _OBJ = {"type": "object"}
@@ -107,6 +107,11 @@ _DISPATCH_ID = (
 )
 _EVENT = {"type": "object", "required": ["event"], "properties": {"event": _OBJ}}
 _SSE = {"200": {"description": "server-sent events", "content": {"text/event-stream": {"schema": _TEXT}}}}
+_BULK = {
+    "type": "object",
+    "required": ["done", "skipped"],
+    "properties": {"done": {"type": "array"}, "skipped": {"type": "array"}},
+}
 _ROUTING = ("503",)  # routing is not running on this central
 
 
@@ -439,6 +444,43 @@ def document() -> dict:
                     "events.media",
                     [_DEVICE_ID],
                     responses=dict(_SSE),
+                )
+            },
+            "/api/v1/incidents": {
+                "get": _op(
+                    "Incidents (events of one camera, zone and type within [triage] window_s), most severe and "
+                    "longest waiting first; a time range searches closed ones too",
+                    "events.view",
+                    [
+                        *(
+                            (name, "query", "string", f"only incidents whose {name} is this")
+                            for name in ("status", "severity", "type", "device", "zone")
+                        ),
+                        (
+                            "since",
+                            "query",
+                            {"type": "string", "format": "date-time"},
+                            "started at or after (ISO-8601; no offset: the site's zone)",
+                        ),
+                        ("until", "query", {"type": "string", "format": "date-time"}, "started at or before"),
+                    ],
+                    ok=_list("incidents", total={"type": "integer"}, window_s={"type": "number"}),
+                )
+            },
+            "/api/v1/incidents/ack": {
+                "post": _op(
+                    "Acknowledge these events (each on its own; those that cannot be are listed under skipped)",
+                    "events.act",
+                    body=body_schema(incidents.BulkBody),
+                    ok=_BULK,
+                )
+            },
+            "/api/v1/incidents/close": {
+                "post": _op(
+                    "Close these events with one note (each on its own, patrols stood down with it)",
+                    "events.act",
+                    body=body_schema(incidents.BulkCloseBody),
+                    ok=_BULK,
                 )
             },
             "/api/v1/alerts": {

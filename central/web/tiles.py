@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, request, url_for
+from flask_babel import gettext as _
 
 from kuzet.central.tiles import TileInfo, TileSourceError, open_tiles
 from kuzet.central.web.auth import require
@@ -74,7 +75,9 @@ def page_settings(map_config) -> dict:
         "min_zoom": 0,
         "max_zoom": 19,
         "attribution": map_config.tile_attribution,
-        "problem": tiles.problem,
+        "problem": _("Map tiles cannot be read (%(why)s): a plain grid is shown.", why=tiles.problem)
+        if tiles.problem
+        else "",
     }
 
 
@@ -83,7 +86,7 @@ def page_settings(map_config) -> dict:
 def tile(z: int, x: int, y: int):
     source = site_tiles().source
     if source is None:
-        abort(404, "this site has no map tiles configured")
+        abort(404, _("This site has no map tiles configured."))
     data = source.get(z, x, y)
     # Tiles are seen only by logged-in users: cached by their browser, never by a shared proxy.
     if data is None:

@@ -6,11 +6,11 @@ sends the nearest unit or a chosen one, or diverts a busy unit to a more urgent 
 from __future__ import annotations
 
 from flask import Blueprint, render_template, request
+from flask_babel import gettext as _
 
 from kuzet.central.routing import board
 from kuzet.central.routing import lifecycle as lc
 from kuzet.central.web.auth import require
-from kuzet.central.web.i18n_stub import _
 
 blueprint = Blueprint("units", __name__)
 

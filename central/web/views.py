@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, current_app, jsonify, render_template, request
+from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
 from kuzet.central.web.auth import current_user, is_api_request
 from kuzet.central.web.services import KEY, services
-from kuzet.shared import timeutil
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +30,6 @@ def error_response(status: int, message: str):
     return render_template("error.html", status=status, message=message), status
 
 
-def _short_time(value: str | None) -> str:
-    """'2026-11-21T13:05:09.123Z' -> '21 Nov 13:05:09' (UTC, as every time on the page)."""
-    if not value:
-        return "—"
-    try:
-        return timeutil.from_wire(value).strftime("%d %b %H:%M:%S")
-    except ValueError:
-        return value
-
-
 def install(app: Flask) -> None:
     @app.context_processor
     def _globals():
@@ -54,8 +44,6 @@ def install(app: Flask) -> None:
             "routing_enabled": routing_running(app),
             "open_alerts": _open_alerts(user),
         }
-
-    app.jinja_env.filters["short_time"] = _short_time
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
@@ -73,7 +61,7 @@ def install(app: Flask) -> None:
     def _unexpected(error: Exception):
         # A bug must not show a stack trace to the operator, nor end the server; the log has the details.
         log.exception("web: %s %s failed", request.method, request.path)
-        return error_response(500, "something went wrong on central; the error has been logged")
+        return error_response(500, _("Something went wrong on central; the error has been logged."))
 
     @app.after_request
     def _headers(response):

@@ -138,6 +138,15 @@ ROUTES: dict[tuple[str, str], tuple[list[str], list]] = {
     ),
     ("GET", "/api/v1/devices/cam-01/evidence"): ([], []),
     ("GET", "/api/v1/devices/cam-01/live"): ([], []),
+    ("GET", "/api/v1/incidents"): (["since=yesterday", "until=12:00"], []),
+    ("POST", "/api/v1/incidents/ack"): (
+        [],
+        [*NOT_AN_OBJECT, {}, {"event_ids": []}, {"event_ids": ["not-a-ulid"]}, {"event_ids": "01"}],
+    ),
+    ("POST", "/api/v1/incidents/close"): (
+        [],
+        [*NOT_AN_OBJECT, {"event_ids": [DISPATCH]}, {"event_ids": [DISPATCH], "note": " "}],
+    ),
     ("GET", "/api/v1/alerts"): ([*LIMITS, "state=closed"], []),
     ("POST", "/api/v1/alerts/99999999999999999999999/ack"): ([], []),
     ("GET", "/api/v1/map"): ([], []),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from support.patrol import Centre, inbox_has, point, wait_for
 
+from kuzet.central.config import CentralConfig
 from kuzet.central.store import registry
 from kuzet.central.watchlist import entries, matches
 from kuzet.central.watchlist.dispatching import dispatch_confirmed
@@ -106,7 +108,8 @@ def enrol_from_frame(db, image) -> str:
             "authority": "Pavlodar police",
             "reason": "end-to-end test",
             "expires_on": (timeutil.utc_now() + timedelta(days=3)).strftime("%Y-%m-%d"),
-        }
+        },
+        ZoneInfo(CentralConfig().site.timezone),
     )
     entry_id = entries.create(db, "supervisor", entry)
     entries.add_photo(db, "supervisor", entry_id, png, enrolled)

@@ -184,11 +184,11 @@ def test_operator_sees_a_new_event_live_opens_it_and_plays_its_clip(live, camera
     # Acknowledge, then close with a note, on the page.
     browser.find_element(By.ID, "ack").click()
     wait_until(
-        browser, lambda d: d.find_element(By.ID, "event-status").text == "acknowledged", "acknowledged"
+        browser, lambda d: d.find_element(By.ID, "event-status").text == "Acknowledged", "acknowledged"
     )
     browser.find_element(By.ID, "note").send_keys("Patrol 12 spoke to the person; left the platform.")
     browser.find_element(By.ID, "close").click()
-    wait_until(browser, lambda d: d.find_element(By.ID, "event-status").text == "closed", "closed")
+    wait_until(browser, lambda d: d.find_element(By.ID, "event-status").text == "Closed", "closed")
 
     # The queue shows open events by default; the closed one is back under "all".
     from selenium.webdriver.support.ui import Select
@@ -377,7 +377,7 @@ def test_operator_dispatches_reassigns_and_intercepts_from_the_event_page_and_ma
         badges["badge-near"].acknowledge()
         wait_until(browser, lambda d: dispatch_state(first)(d) == "acknowledged", "the acknowledgement, live")
         assert browser.execute_script("return window.kuzetSamePage === true")
-        assert browser.find_element(By.ID, "event-status").text == "dispatched"
+        assert browser.find_element(By.ID, "event-status").text == "Dispatched"  # the state in words
         assert browser.find_element(By.ID, "event-unit").text == "badge-near"
         browser.save_screenshot(str(SCREENSHOTS / "09-dispatch-acknowledged-live.png"))
 

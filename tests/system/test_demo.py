@@ -168,7 +168,7 @@ def test_mosquitto_pub_as_the_protocol_page_says_reaches_the_running_demo(demo_e
                 "--config",
                 str(root / "central.toml"),
                 "create-token",
-                "operator",
+                "supervisor",  # the demo's supervisor reads events and the dead letters
                 "--name",
                 "test",
             ],

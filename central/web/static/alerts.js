@@ -1,39 +1,27 @@
-/* The alerts list: new alerts arrive live at the top; an operator acknowledges each (audited at central). */
+/* The alerts list: folded by condition on central (one row, a count, one button for all of them), redrawn from
+   the page itself when an alert arrives; an operator acknowledges a row's alerts (each audited at central). */
 "use strict";
 (() => {
-  const body = document.getElementById("alerts-body");
-  const showAll = document.getElementById("alerts-table").dataset.showAll === "1";
-  const canAct = document.body.dataset.canAct === "1";
-
-  function cells(a) {
-    const about = [
-      a.event_id ? `<a href="/events/${encodeURIComponent(a.event_id)}">event</a>` : "",
-      a.device ? `<a href="/devices/${encodeURIComponent(a.device)}">${Kuzet.esc(a.device)}</a>` : "",
-    ].join(" ");
-    const ack = a.acknowledged_at
-      ? `${Kuzet.esc(a.acknowledged_by)} <span class="muted mono">${Kuzet.time(a.acknowledged_at)}</span>`
-      : canAct ? `<button class="small primary ack-alert" data-id="${a.id}">Acknowledge</button>` : "—";
-    return `<td><span class="level level-${Kuzet.esc(a.level)}">${Kuzet.esc(a.level)}</span></td>
-      <td class="mono">${Kuzet.time(a.at)}</td><td>${Kuzet.esc(a.message)}</td><td>${about}</td><td class="ack-cell">${ack}</td>`;
-  }
-
-  function show(a) {
-    let tr = document.getElementById("alert-" + a.id);
-    if (a.acknowledged_at && !showAll) { if (tr) tr.remove(); }
-    else {
-      if (!tr) { tr = document.createElement("tr"); tr.id = "alert-" + a.id; body.prepend(tr); }
-      tr.className = `alert-row alert-${a.level}${a.acknowledged_at ? " done" : ""}`;
-      tr.innerHTML = cells(a);
+  let pending = null;
+  async function redraw() {
+    const response = await fetch(location.pathname + location.search, { credentials: "same-origin" });
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    for (const id of ["alerts-body", "alerts-empty"]) {
+      const fresh = page.getElementById(id);
+      if (fresh) document.getElementById(id).replaceWith(fresh);
     }
-    document.getElementById("alerts-empty").hidden = body.children.length > 0;
   }
+  function redrawSoon() { clearTimeout(pending); pending = setTimeout(redraw, 200); }
 
-  body.addEventListener("click", async (e) => {
+  document.addEventListener("click", async (e) => {
     const button = e.target.closest("button.ack-alert");
     if (!button) return;
     button.disabled = true;
-    try { show(await Kuzet.api("POST", `/api/v1/alerts/${button.dataset.id}/ack`)); Kuzet.refreshAlertCount(); }
-    catch (err) { Kuzet.toast("Could not acknowledge", err.message, "high"); button.disabled = false; }
+    try {
+      for (const id of button.dataset.ids.split(",")) await Kuzet.api("POST", `/api/v1/alerts/${id}/ack`);
+      Kuzet.refreshAlertCount();
+    } catch (err) { Kuzet.toast(T("Could not acknowledge"), err.message, "high"); }
+    redraw();
   });
-  Kuzet.on("alert", (a) => { if (a.id) show(a); });
+  Kuzet.on("alert", redrawSoon);
 })();

@@ -1,6 +1,18 @@
 /* Shared by every page: the API helper (with the CSRF header), the live stream, toasts and formatting. */
 "use strict";
+// The page's words in the reader's language and the site's time zone, written by base.html (central.web.i18n).
+const I18N = JSON.parse(document.getElementById("i18n")?.textContent || "{}");
+
+// T(msgid, {name: value}): the translated text with %(name)s filled in; each msgid is in the catalogues.
+function T(msgid, values) {
+  let text = (I18N.words || {})[msgid] || msgid;
+  for (const [name, value] of Object.entries(values || {})) text = text.split(`%(${name})s`).join(String(value));
+  return text;
+}
+
 const Kuzet = (() => {
+  const locale = I18N.locale || "ru-RU";
+  const timeZone = I18N.timeZone || "Asia/Almaty";
   const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
   const handlers = {};
   let source = null;
@@ -22,7 +34,7 @@ const Kuzet = (() => {
     const indicator = document.getElementById("live");
     if (!indicator) return;
     indicator.classList.toggle("on", on);
-    indicator.querySelector(".label").textContent = on ? "live" : "reconnecting…";
+    indicator.querySelector(".label").textContent = on ? T("live") : T("reconnecting…");
   }
 
   function connect() {
@@ -34,7 +46,7 @@ const Kuzet = (() => {
     source.addEventListener("end", () => {
       source.close();
       const indicator = document.getElementById("live");
-      if (indicator) { indicator.classList.remove("on"); indicator.querySelector(".label").textContent = "signed out"; }
+      if (indicator) { indicator.classList.remove("on"); indicator.querySelector(".label").textContent = T("signed out"); }
       window.location = "/login";
     });
     for (const channel of ["event", "device", "unit", "dispatch", "dead_letter", "alert", "command"]) {
@@ -51,22 +63,31 @@ const Kuzet = (() => {
     return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   }
 
+  // Times in the site's zone and the reader's language: the time of day for today, with the date otherwise.
+  const dayFormat = new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" });
+  const clockFormat = new Intl.DateTimeFormat(locale, { timeZone, hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+  const dateFormat = new Intl.DateTimeFormat(locale, { timeZone, day: "numeric", month: "short" });
   function time(iso) {
     if (!iso) return "—";
     const d = new Date(iso);
-    const today = new Date().toISOString().slice(0, 10) === iso.slice(0, 10);
-    const hms = iso.slice(11, 19);
-    return today ? hms : `${d.getUTCDate()} ${d.toLocaleString("en", { month: "short", timeZone: "UTC" })} ${hms}`;
+    if (Number.isNaN(d.getTime())) return String(iso);
+    const today = dayFormat.format(new Date()) === dayFormat.format(d);
+    return today ? clockFormat.format(d) : `${dateFormat.format(d)} ${clockFormat.format(d)}`;
   }
 
+  const relative = new Intl.RelativeTimeFormat(locale, { numeric: "always", style: "short" });
   function ago(iso) {
-    if (!iso) return "never";
+    if (!iso) return T("never");
     const s = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
-    if (s < 60) return `${Math.round(s)} s ago`;
-    if (s < 3600) return `${Math.round(s / 60)} min ago`;
-    if (s < 86400) return `${Math.round(s / 3600)} h ago`;
-    return `${Math.round(s / 86400)} d ago`;
+    if (s < 60) return relative.format(-Math.round(s), "second");
+    if (s < 3600) return relative.format(-Math.round(s / 60), "minute");
+    if (s < 86400) return relative.format(-Math.round(s / 3600), "hour");
+    return relative.format(-Math.round(s / 86400), "day");
   }
+
+  // A state or kind in words: word("status", "en_route") -> «В пути».
+  function word(kind, value) { return ((I18N.labels || {})[kind] || {})[value] || value; }
+  const number = (value, digits = 0) => new Intl.NumberFormat(locale, { maximumFractionDigits: digits, minimumFractionDigits: digits }).format(value);
 
   function toast(title, subtitle, severity, href) {
     const box = document.getElementById("toasts");
@@ -80,11 +101,7 @@ const Kuzet = (() => {
     setTimeout(() => { el.style.opacity = "0"; setTimeout(() => el.remove(), 500); }, 8000);
   }
 
-  const typeNames = {
-    zone_enter: "Zone entry", zone_exit: "Zone exit", loitering: "Loitering", line_crossing: "Line crossing",
-    crowd: "Crowd", no_stopping: "No stopping", object_left: "Object left", running: "Running", chase: "Chase", person_down: "Person down", repeated_stops: "Repeated stops", panic: "PANIC", manual: "Manual",
-  };
-  const typeName = (t) => typeNames[t] || t;
+  const typeName = (t) => word("type", t);
 
   // What each device's problems were when last seen, so that only a change is called out.
   const deviceProblems = new Map();
@@ -101,14 +118,16 @@ const Kuzet = (() => {
       const before = deviceProblems.get(d.device_id);
       deviceProblems.set(d.device_id, problems);
       if (before !== undefined && problems && problems !== before) {
-        toast(`${d.name || d.device_id}: ${problems}`, "device needs attention", "high", "/devices");
+        toast(`${d.name || d.device_id}: ${problems}`, T("device needs attention"), "high", "/devices");
       }
     });
-    on("dead_letter", (l) => toast("Message refused", `${l.topic}: ${l.reason}`, "low", "/admin/dead-letters"));
+    on("dead_letter", (l) => toast(T("Message refused"), `${l.topic}: ${l.reason}`, "low", "/admin/dead-letters"));
     on("alert", (a) => {
       refreshAlertCount();
       if (a.acknowledged_at) return;  // someone dealt with it
-      toast(a.level === "info" ? "Routing" : "Routing alert", a.message, a.level === "info" ? null : "high", a.event_id ? "/events/" + a.event_id : "/alerts");
+      // Only critical alerts interrupt; the rest wait, counted in the header and folded on the alerts page.
+      if (a.level !== "critical") return;
+      toast(T("Routing alert"), a.message, "critical", a.event_id ? "/events/" + a.event_id : "/alerts");
     });
   });
 
@@ -122,9 +141,8 @@ const Kuzet = (() => {
       const { open } = await api("GET", "/api/v1/alerts?limit=1");
       counter.querySelector(".n").textContent = open;
       counter.classList.toggle("has", open > 0);
-      counter.lastChild.textContent = open === 1 ? " alert" : " alerts";
     }, 200);
   }
 
-  return { api, on, esc, time, ago, toast, typeName, csrf, noteDevices, refreshAlertCount };
+  return { api, on, esc, time, ago, word, number, toast, typeName, csrf, noteDevices, refreshAlertCount, locale, timeZone };
 })();

@@ -9,10 +9,10 @@
   const commands = new Map();
 
   function result(c) {
-    if (c.state === "sent") return '<span class="muted">waiting for the device…</span>';
-    if (c.state === "unsent") return '<span class="problem">central could not send it</span>';
+    if (c.state === "sent") return `<span class="muted">${T("waiting for the device…")}</span>`;
+    if (c.state === "unsent") return `<span class="problem">${T("central could not send it")}</span>`;
     const data = c.result_data && Object.keys(c.result_data).length ? ` <span class="muted mono">${Kuzet.esc(JSON.stringify(c.result_data))}</span>` : "";
-    return `<span class="pill ${c.state === "ok" ? "online" : "offline"}">${c.state === "ok" ? "done" : "failed"}</span> ${Kuzet.esc(c.result_message || "")}${data}`;
+    return `<span class="pill ${c.state === "ok" ? "online" : "offline"}">${c.state === "ok" ? T("done") : T("failed")}</span> ${Kuzet.esc(c.result_message || "")}${data}`;
   }
 
   function showCommand(c) {
@@ -46,9 +46,9 @@
       e.preventDefault();
       let args;
       try { args = JSON.parse(document.getElementById("command-args").value || "{}"); }
-      catch (err) { Kuzet.toast("Arguments are not JSON", err.message, "high"); return; }
+      catch (err) { Kuzet.toast(T("Arguments are not JSON"), err.message, "high"); return; }
       try { await send(document.getElementById("command-name").value, args); }
-      catch (err) { Kuzet.toast("Command refused", err.message, "high"); }
+      catch (err) { Kuzet.toast(T("Command refused"), err.message, "high"); }
     });
   }
 
@@ -78,13 +78,13 @@
       frames += 1;
       frame.dataset.frames = frames;
       frame.dataset.streaming = "1";
-      info.textContent = `● live · frame ${f.seq} · ${f.width}×${f.height} · ${Kuzet.time(f.ts)}`;
+      info.textContent = `● ${T("live")} · ${T("frame %(seq)s", { seq: f.seq })} · ${f.width}×${f.height} · ${Kuzet.time(f.ts)}`;
       clearTimeout(quietTimer);
       // The device stops by itself after the time asked for; no frame for a while means it has.
-      quietTimer = setTimeout(() => idle(`stream ended · ${frames} frames`), 5000);
+      quietTimer = setTimeout(() => idle(T("stream ended · frames: %(n)s", { n: frames })), 5000);
     });
-    viewer.addEventListener("end", () => idle("your session ended"));
-    quietTimer = setTimeout(() => idle("no frames arrived: is the device online?"), (seconds + 10) * 1000);
+    viewer.addEventListener("end", () => idle(T("your session ended")));
+    quietTimer = setTimeout(() => idle(T("no frames arrived: is the device online?")), (seconds + 10) * 1000);
   }
 
   if (startButton) {
@@ -97,16 +97,16 @@
       try {
         startCommand = await send("live_start", { fps, duration_s: seconds });
         stopButton.disabled = false;
-        info.textContent = "starting…";
+        info.textContent = T("starting…");
       } catch (err) {
         idle("");
-        Kuzet.toast("Cannot start the live view", err.message, "high");
+        Kuzet.toast(T("Cannot start the live view"), err.message, "high");
       }
     });
     stopButton.addEventListener("click", async () => {
       stopButton.disabled = true;
-      try { await send("live_stop", {}); } catch (err) { Kuzet.toast("Cannot stop the live view", err.message, "high"); }
-      idle(`stopped · ${frames} frames`);
+      try { await send("live_stop", {}); } catch (err) { Kuzet.toast(T("Cannot stop the live view"), err.message, "high"); }
+      idle(T("stopped · frames: %(n)s", { n: frames }));
     });
     // Leaving the page stops the device's stream rather than letting it run to its end for nobody.
     window.addEventListener("pagehide", () => {
@@ -123,14 +123,14 @@
     if (c.device !== deviceId) return;
     showCommand(c);
     if (startCommand && c.command_id === startCommand.command_id && c.state === "failed") {
-      idle("the device refused: " + (c.result_message || ""));
+      idle(T("the device refused: %(why)s", { why: c.result_message || "" }));
     }
   });
 
   // --- evidence chain ----------------------------------------------------------------------------------
   const evidenceStatus = document.getElementById("evidence-status");
   async function verify() {
-    evidenceStatus.textContent = "Checking the chain…";
+    evidenceStatus.textContent = T("Checking the chain…");
     evidenceStatus.className = "evidence-status muted";
     try {
       const report = await Kuzet.api("GET", `${base}/evidence`);
@@ -138,9 +138,9 @@
       evidenceStatus.className = `evidence-status chain-${report.status}`;
       evidenceStatus.dataset.status = report.status;
       document.getElementById("evidence-problems").innerHTML = report.problems.slice(0, 20).map((p) =>
-        `<li><span class="level level-${p.kind === "missing" ? "warning" : "critical"}">${Kuzet.esc(p.kind)}</span> segment ${p.index}: ${Kuzet.esc(p.what)}</li>`).join("");
+        `<li><span class="level level-${p.kind === "missing" ? "warning" : "critical"}">${Kuzet.esc(p.kind)}</span> ${T("segment %(n)s", { n: p.index })}: ${Kuzet.esc(p.what)}</li>`).join("");
     } catch (err) {
-      evidenceStatus.textContent = "Cannot check: " + err.message;
+      evidenceStatus.textContent = T("Cannot check: %(why)s", { why: err.message });
     }
   }
   if (evidenceStatus) {

@@ -4,7 +4,7 @@
   const body = document.getElementById("devices-body");
   const alerts = document.getElementById("alerts");
   const canManage = document.body.dataset.canManageDevices === "1";
-  const num = (v, digits, unit) => (v == null ? "—" : `${Number(v).toFixed(digits)}${unit}`);
+  const num = (v, digits, unit) => (v == null ? "—" : `${Kuzet.number(Number(v), digits)}${unit}`);
 
   function row(d) {
     const s = d.status || {};
@@ -13,14 +13,14 @@
     const model = s.model ? `${Kuzet.esc(s.model.name)} <span class="muted mono">${Kuzet.esc(s.model.sha256.slice(0, 8))}</span>` : "—";
     return `<tr id="dev-${Kuzet.esc(d.device_id)}">
       <td><a href="/devices/${encodeURIComponent(d.device_id)}"><b>${Kuzet.esc(d.name || d.device_id)}</b></a><br><span class="muted mono">${Kuzet.esc(d.device_id)}</span></td>
-      <td>${Kuzet.esc(d.kind || "")}</td>
-      <td><span class="pill ${state}">${state}</span>${d.problems.filter((p) => p !== "offline" && p !== "revoked").map((p) => `<div class="problem">⚠ ${Kuzet.esc(p)}</div>`).join("")}</td>
+      <td>${Kuzet.esc(d.kind ? Kuzet.word("kind", d.kind) : "")}</td>
+      <td><span class="pill ${state}">${Kuzet.esc(Kuzet.word("device", state))}</span>${d.problems.filter((p) => p !== "offline" && p !== "revoked").map((p) => `<div class="problem">⚠ ${Kuzet.esc(p)}</div>`).join("")}</td>
       <td title="${Kuzet.esc(d.last_seen || "")}">${Kuzet.ago(d.last_seen)}</td>
-      <td>${fps}</td><td>${num(s.detector_ms, 1, " ms")}</td><td>${s.outbox_depth ?? "—"}</td>
-      <td>${num(s.disk_free_mb != null ? s.disk_free_mb / 1024 : null, 1, " GB")}</td><td>${num(s.cpu_temp_c, 0, " °C")}</td>
+      <td>${fps}</td><td>${num(s.detector_ms, 1, " " + T("ms"))}</td><td>${s.outbox_depth ?? "—"}</td>
+      <td>${num(s.disk_free_mb != null ? s.disk_free_mb / 1024 : null, 1, " " + T("GB"))}</td><td>${num(s.cpu_temp_c, 0, " °C")}</td>
       <td>${s.battery_pct != null ? num(s.battery_pct, 0, "%") : "—"}</td>
       <td>${model}</td><td class="mono">${Kuzet.esc(s.software_version || d.software_version || "—")}</td>
-      ${canManage ? `<td>${d.revoked_at ? "" : `<button class="small danger revoke" data-id="${Kuzet.esc(d.device_id)}">Revoke</button>`}</td>` : ""}</tr>`;
+      ${canManage ? `<td>${d.revoked_at ? "" : `<button class="small danger revoke" data-id="${Kuzet.esc(d.device_id)}">${T("Revoke")}</button>`}</td>` : ""}</tr>`;
   }
 
   async function load() {
@@ -39,10 +39,10 @@
   body.addEventListener("click", async (e) => {
     const button = e.target.closest("button.revoke");
     if (!button) return;
-    const reason = prompt(`Revoke ${button.dataset.id}? It will be shown as revoked and refused. Why?`);
+    const reason = prompt(T("Revoke %(device)s? It will be shown as revoked and refused. Why?", { device: button.dataset.id }));
     if (!reason) return;
     try { await Kuzet.api("POST", `/api/v1/devices/${encodeURIComponent(button.dataset.id)}/revoke`, { reason }); load(); }
-    catch (err) { Kuzet.toast("Cannot revoke", err.message, "high"); }
+    catch (err) { Kuzet.toast(T("Cannot revoke"), err.message, "high"); }
   });
 
   let pending = null;

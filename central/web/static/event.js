@@ -18,7 +18,7 @@
   // --- the event's own state -------------------------------------------------------------------------------
   function showEvent(e) {
     const status = document.getElementById("event-status");
-    status.textContent = e.status;
+    status.textContent = Kuzet.word("status", e.status);
     status.className = "status status-" + e.status;
     page.dataset.status = e.status;
     document.getElementById("event-assigned").textContent = e.assigned_to || "—";
@@ -40,19 +40,19 @@
   function buttons(d) {
     if (!canDispatch) return "";
     const open = d.state === "proposed" || ACTIVE.includes(d.state);
-    return (d.state === "proposed" ? `<button class="small primary confirm-dispatch" data-id="${d.dispatch_id}">Confirm</button> ` : "") +
-      (open ? `<button class="small reassign-dispatch" data-id="${d.dispatch_id}">Reassign</button> ` : "") +
-      (open ? `<button class="small danger cancel-dispatch" data-id="${d.dispatch_id}">Cancel</button>` : "");
+    return (d.state === "proposed" ? `<button class="small primary confirm-dispatch" data-id="${d.dispatch_id}">${T("Confirm")}</button> ` : "") +
+      (open ? `<button class="small reassign-dispatch" data-id="${d.dispatch_id}">${T("Reassign")}</button> ` : "") +
+      (open ? `<button class="small danger cancel-dispatch" data-id="${d.dispatch_id}">${T("Cancel")}</button>` : "");
   }
 
   function dispatchHtml(d) {
-    const km = d.distance_m ? ` · ${(d.distance_m / 1000).toFixed(2)} km` : "";
-    const radius = d.radius_m ? ` · within ${Math.round(d.radius_m)} m` : "";
-    const heading = d.direction_deg != null ? ` · heading ${Math.round(d.direction_deg)}°` : "";
-    const log = (d.log || []).map((l) => `<li>${Kuzet.time(l.at)} — ${Kuzet.esc(l.state)}${l.by ? ` (${Kuzet.esc(l.by)})` : ""}${l.detail ? ": " + Kuzet.esc(l.detail) : ""}</li>`).join("");
-    return `<strong><a href="/devices/${encodeURIComponent(d.unit)}">${Kuzet.esc(d.unit)}</a></strong> · ${Kuzet.esc(d.mode)} ·
-      <span class="status dispatch-state">${Kuzet.esc(d.state)}</span>${km}${radius}${heading}
-      <span class="muted">by ${Kuzet.esc(d.created_by || "routing")} at ${Kuzet.time(d.created_at)}</span> ${buttons(d)}
+    const km = d.distance_m ? ` · ${T("%(km)s km", { km: Kuzet.number(d.distance_m / 1000, 2) })}` : "";
+    const radius = d.radius_m ? ` · ${T("within %(m)s m", { m: Kuzet.number(d.radius_m) })}` : "";
+    const heading = d.direction_deg != null ? ` · ${T("heading %(deg)s°", { deg: Math.round(d.direction_deg) })}` : "";
+    const log = (d.log || []).map((l) => `<li>${Kuzet.time(l.at)} — ${Kuzet.esc(Kuzet.word("dispatch", l.state))}${l.by ? ` (${Kuzet.esc(l.by)})` : ""}${l.detail ? ": " + Kuzet.esc(l.detail) : ""}</li>`).join("");
+    return `<strong><a href="/devices/${encodeURIComponent(d.unit)}">${Kuzet.esc(d.unit)}</a></strong> · ${Kuzet.esc(Kuzet.word("mode", d.mode))} ·
+      <span class="status dispatch-state">${Kuzet.esc(Kuzet.word("dispatch", d.state))}</span>${km}${radius}${heading}
+      <span class="muted">${T("by %(who)s at %(when)s", { who: Kuzet.esc(d.created_by || T("routing")), when: Kuzet.time(d.created_at) })}</span> ${buttons(d)}
       <div class="reassign-slot"></div>
       ${log ? `<ul class="plain muted dispatch-log">${log}</ul>` : ""}`;
   }
@@ -83,7 +83,7 @@
       try {
         const { dispatches } = await Kuzet.api("GET", `/api/v1/dispatches?event_id=${encodeURIComponent(eventId)}&log=1`);
         showDispatches(dispatches);
-      } catch (err) { Kuzet.toast("Cannot refresh the dispatches", err.message, "high"); }
+      } catch (err) { Kuzet.toast(T("Cannot refresh the dispatches"), err.message, "high"); }
     }, 150);
   }
   Kuzet.on("dispatch", (d) => { if (d.event_id === eventId) reloadDispatches(); });
@@ -92,7 +92,7 @@
   // --- the operator's dispatch controls --------------------------------------------------------------------
   async function act(method, path, body, what) {
     try { await Kuzet.api(method, path, body); reloadDispatches(); return true; }
-    catch (err) { Kuzet.toast(what || "Dispatch refused", err.message, "high"); return false; }
+    catch (err) { Kuzet.toast(what || T("Dispatch refused"), err.message, "high"); return false; }
   }
 
   async function freeUnits() {
@@ -108,10 +108,10 @@
       try {
         const units = await freeUnits();
         candidates.innerHTML = units.length ? units.map((u) => `<li class="row"><b>${Kuzet.esc(u.callsign || u.device_id)}</b>
-          <span class="muted">${(u.travel_m / 1000).toFixed(2)} km · ${Kuzet.esc(u.duty)}</span><span class="spacer"></span>
-          <button class="small primary send-unit" data-unit="${Kuzet.esc(u.device_id)}">Send</button></li>`).join("")
-          : '<li class="muted">No patrol is available near this event.</li>';
-      } catch (err) { Kuzet.toast("Cannot recommend", err.message, "high"); }
+          <span class="muted">${T("%(km)s km", { km: Kuzet.number(u.travel_m / 1000, 2) })} · ${Kuzet.esc(Kuzet.word("duty", u.duty))}</span><span class="spacer"></span>
+          <button class="small primary send-unit" data-unit="${Kuzet.esc(u.device_id)}">${T("Send")}</button></li>`).join("")
+          : `<li class="muted">${T("No patrol is available near this event.")}</li>`;
+      } catch (err) { Kuzet.toast(T("Cannot recommend"), err.message, "high"); }
       recommend.disabled = false;
     });
   }
@@ -135,9 +135,9 @@
         if (!preview.count) { Kuzet.toast(fill(intercept.dataset.none), "", "high"); button.disabled = false; return; }
         if (!window.confirm(fill(intercept.dataset.confirm))) { button.disabled = false; return; }
         const { dispatches } = await Kuzet.api("POST", "/api/v1/dispatches/intercept", body);
-        Kuzet.toast("Intercept sent", `${dispatches.length} unit${dispatches.length === 1 ? "" : "s"} within ${Math.round(body.radius_m)} m`);
+        Kuzet.toast(T("Intercept sent"), T("Units sent: %(n)s, within %(m)s m", { n: dispatches.length, m: Kuzet.number(body.radius_m) }));
         reloadDispatches();
-      } catch (err) { Kuzet.toast("Intercept refused", err.message, "high"); }
+      } catch (err) { Kuzet.toast(T("Intercept refused"), err.message, "high"); }
       button.disabled = false;
     });
   }
@@ -146,12 +146,12 @@
     const slot = li.querySelector(".reassign-slot");
     if (slot.firstChild) { slot.innerHTML = ""; return; }
     let units;
-    try { units = await freeUnits(); } catch (err) { Kuzet.toast("Cannot list units", err.message, "high"); return; }
-    if (!units.length) { Kuzet.toast("Cannot reassign", "No other patrol is free.", "high"); return; }
+    try { units = await freeUnits(); } catch (err) { Kuzet.toast(T("Cannot list units"), err.message, "high"); return; }
+    if (!units.length) { Kuzet.toast(T("Cannot reassign"), T("No other patrol is free."), "high"); return; }
     slot.innerHTML = `<form class="reassign-form row" data-id="${Kuzet.esc(dispatchId)}">
-      <select class="reassign-unit">${units.map((u) => `<option value="${Kuzet.esc(u.device_id)}">${Kuzet.esc(u.callsign || u.device_id)} · ${(u.travel_m / 1000).toFixed(2)} km</option>`).join("")}</select>
-      <input class="reassign-reason" maxlength="200" placeholder="why (told to the first unit)">
-      <button class="small primary">Reassign</button></form>`;
+      <select class="reassign-unit">${units.map((u) => `<option value="${Kuzet.esc(u.device_id)}">${Kuzet.esc(u.callsign || u.device_id)} · ${T("%(km)s km", { km: Kuzet.number(u.travel_m / 1000, 2) })}</option>`).join("")}</select>
+      <input class="reassign-reason" maxlength="200" placeholder="${T("why (told to the first unit)")}">
+      <button class="small primary">${T("Reassign")}</button></form>`;
   }
 
   document.addEventListener("submit", async (e) => {
@@ -161,7 +161,7 @@
     const unit = form.querySelector(".reassign-unit").value;
     const reason = form.querySelector(".reassign-reason").value.trim();
     form.querySelector("button").disabled = true;
-    if (!(await act("POST", `/api/v1/dispatches/${form.dataset.id}/reassign`, { unit, reason }, "Reassignment refused"))) {
+    if (!(await act("POST", `/api/v1/dispatches/${form.dataset.id}/reassign`, { unit, reason }, T("Reassignment refused")))) {
       form.querySelector("button").disabled = false;
     }
   });
@@ -175,7 +175,7 @@
     if (reassign) openReassign(reassign.closest("li"), reassign.dataset.id);
     const cancel = e.target.closest(".cancel-dispatch");
     if (cancel) {
-      const reason = prompt("Why cancel this dispatch?");
+      const reason = prompt(T("Why cancel this dispatch?"));
       if (reason) act("POST", `/api/v1/dispatches/${cancel.dataset.id}/cancel`, { reason });
     }
   });

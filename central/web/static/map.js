@@ -69,7 +69,7 @@
     if (d.kind === "badge") return;  // badges are shown as units
     const state = d.revoked_at ? words.status.revoked : d.online ? words.online : words.status.offline;
     place("devices", d.device_id, d.lat, d.lon, KuzetMap.dot("mk-camera" + (d.online ? "" : " offline"), 14),
-      `<b><a href="/devices/${encodeURIComponent(d.device_id)}">${Kuzet.esc(d.name || d.device_id)}</a></b><br>${Kuzet.esc(state)} · ${Kuzet.esc(Kuzet.ago(d.last_seen))}`,
+      `<b><a href="/devices/${encodeURIComponent(d.device_id)}">${Kuzet.esc(d.name || d.device_id)}</a></b><br>${Kuzet.esc(state)} · ${Kuzet.esc(T("last seen %(when)s", { when: Kuzet.ago(d.last_seen) }))}`,
       d.name || d.device_id, { pane: "cameras" });
     if (d.lat == null || d.heading_deg == null) return;
     const points = KuzetMap.sector(d.lat, d.lon, d.heading_deg, d.fov_deg || 60, d.view_m || 100);
@@ -93,7 +93,7 @@
     const status = unitStatus(u);
     place("units", u.device_id, u.lat, u.lon, KuzetMap.dot(`mk-unit st-${status}`, 16),
       `<b><a href="/devices/${encodeURIComponent(u.device_id)}">${Kuzet.esc(u.callsign || u.device_id)}</a></b><br>${Kuzet.esc(words.status[status] || status)}` +
-      `<br><a href="/units">${Kuzet.esc(words.unit_board)}</a>`,
+      `<br>${Kuzet.esc(T("position %(when)s", { when: Kuzet.ago(u.position_at) }))}<br><a href="/units">${Kuzet.esc(words.unit_board)}</a>`,
       u.callsign || u.device_id, { pane: "units" });
     for (const line of lines.values()) if (line.unit === u.device_id) drawLine(line);
     declutterSoon();
@@ -123,7 +123,7 @@
       if (!line) { line = { unit: d.unit }; lines.set(d.dispatch_id, line); }
       Object.assign(line, { lat: d.lat, lon: d.lon, state: d.state });
       drawLine(line);
-      if (line.path) line.path.bindPopup(`<b>${Kuzet.esc(d.unit)}</b> · ${Kuzet.esc(words.status[d.state] || d.state)}` +
+      if (line.path) line.path.bindPopup(`<b>${Kuzet.esc(d.unit)}</b> · ${Kuzet.esc(Kuzet.word("mode", d.mode))} · ${Kuzet.esc(words.status[d.state] || d.state)}` +
         (d.event_id ? `<br><a href="/events/${encodeURIComponent(d.event_id)}">${Kuzet.esc(words.the_event)}</a>` : ""));
     }
     const holder = unitsById.get(d.unit);
@@ -169,7 +169,7 @@
       ? `<div class="popup-actions"><button class="small primary map-send-nearest" data-id="${Kuzet.esc(e.event_id)}">${Kuzet.esc(words.send_nearest)}</button>` +
         ` <a href="/units?event=${id}">${Kuzet.esc(words.choose_unit)}</a></div>`
       : "";
-    return `<div class="event-popup" data-event="${Kuzet.esc(e.event_id)}"><b><a href="/events/${id}">${Kuzet.esc(Kuzet.typeName(e.event_type))}</a></b> · ${Kuzet.esc(e.severity)}` +
+    return `<div class="event-popup" data-event="${Kuzet.esc(e.event_id)}"><b><a href="/events/${id}">${Kuzet.esc(Kuzet.typeName(e.event_type))}</a></b> · ${Kuzet.esc(Kuzet.word("severity", e.severity))}` +
       `<br>${Kuzet.esc(e.label)} · ${Kuzet.esc(e.device)}<br>${Kuzet.time(e.received_at)}${snapshot}${send}</div>`;
   }
 

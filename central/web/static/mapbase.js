@@ -15,7 +15,7 @@ const KuzetMap = {
       }).addTo(map);
     } else {
       element.classList.add("no-tiles");
-      map.attributionControl.setPrefix(Kuzet.esc(element.dataset.tileProblem || element.dataset.noTiles || "no map tiles configured"));
+      map.attributionControl.setPrefix(Kuzet.esc(element.dataset.tileProblem || element.dataset.noTiles || T("no map tiles configured")));
     }
     L.control.scale({ metric: true, imperial: false }).addTo(map);
     return map;

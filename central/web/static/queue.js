@@ -24,19 +24,19 @@
   }
 
   function rowHtml(e) {
-    let ack = canAct && e.status === "new" ? `<button class="small ack" data-id="${Kuzet.esc(e.event_id)}">Acknowledge</button>` : "";
+    let ack = canAct && e.status === "new" ? `<button class="small ack" data-id="${Kuzet.esc(e.event_id)}">${T("Acknowledge")}</button>` : "";
     if (canDispatch && !["closed", "dispatched"].includes(e.status)) {  // dispatch in one click, or choose on the unit board
       ack += ` <button class="small send-nearest" data-id="${Kuzet.esc(e.event_id)}">${Kuzet.esc(body.dataset.sendNearest)}</button>` +
         ` <button class="small choose-unit" data-id="${Kuzet.esc(e.event_id)}">${Kuzet.esc(body.dataset.chooseUnit)}</button>`;
     }
-    return `<td><span class="sev sev-${Kuzet.esc(e.severity)}">${Kuzet.esc(e.severity)}</span></td>
+    return `<td><span class="sev sev-${Kuzet.esc(e.severity)}">${Kuzet.esc(Kuzet.word("severity", e.severity))}</span></td>
       <td class="mono" title="${Kuzet.esc(e.started_at)}">${Kuzet.time(e.started_at)}</td>
       <td>${Kuzet.esc(Kuzet.typeName(e.event_type))}</td>
       <td>${Kuzet.esc(e.label)}${e.score != null ? ` <span class="muted">${Math.round(e.score * 100)}%</span>` : ""}</td>
       <td>${Kuzet.esc(e.device)}</td>
       <td>${Kuzet.esc(e.zone || "—")}</td>
-      <td><span class="status status-${Kuzet.esc(e.status)}">${Kuzet.esc(e.status)}</span>${e.hold ? ' <span title="evidence on hold">🔒</span>' : ""}</td>
-      <td>${Kuzet.esc(e.assigned_to || "")}${e.dispatched_unit ? ` <span class="muted" title="patrol unit sent">🚓 ${Kuzet.esc(e.dispatched_unit)}</span>` : ""}</td>
+      <td><span class="status status-${Kuzet.esc(e.status)}">${Kuzet.esc(Kuzet.word("status", e.status))}</span>${e.hold ? ` <span title="${T("evidence on hold")}">🔒</span>` : ""}</td>
+      <td>${Kuzet.esc(e.assigned_to || "")}${e.dispatched_unit ? ` <span class="muted" title="${T("patrol unit sent")}">🚓 ${Kuzet.esc(e.dispatched_unit)}</span>` : ""}</td>
       <td>${ack}</td>`;
   }
 
@@ -93,7 +93,7 @@
       e.stopPropagation();
       button.disabled = true;
       try { render((await Kuzet.api("POST", `/api/v1/events/${button.dataset.id}/ack`)).event, false); }
-      catch (err) { Kuzet.toast("Could not acknowledge", err.message); button.disabled = false; }
+      catch (err) { Kuzet.toast(T("Could not acknowledge"), err.message); button.disabled = false; }
       return;
     }
     const send = e.target.closest("button.send-nearest");
@@ -116,8 +116,9 @@
     const known = rows.has(event.event_id);
     render(event, !known);
     refreshCounters();
-    if (!known && loaded && event.status === "new" && matches(event)) {
-      Kuzet.toast(`${Kuzet.typeName(event.event_type)} · ${event.label}`, `${event.device}${event.zone ? " · " + event.zone : ""} · ${event.severity}`, event.severity, "/events/" + event.event_id);
+    // Only critical and high events interrupt with a toast; the others arrive quietly in the list.
+    if (!known && loaded && event.status === "new" && matches(event) && ["critical", "high"].includes(event.severity)) {
+      Kuzet.toast(`${Kuzet.typeName(event.event_type)} · ${event.label}`, `${event.device}${event.zone ? " · " + event.zone : ""} · ${Kuzet.word("severity", event.severity)}`, event.severity, "/events/" + event.event_id);
     }
   });
   Kuzet.on("open", () => { if (loaded) { load(); refreshCounters(); } });  // catch up after a reconnect

@@ -31,7 +31,7 @@
   function incidentCell(d) {
     if (!d) return words.none;
     const what = `${Kuzet.esc(Kuzet.typeName(d.event_type || d.mode))}${d.label ? " · " + Kuzet.esc(d.label) : ""}`;
-    const sev = d.severity ? `<span class="sev sev-${Kuzet.esc(d.severity)}">${Kuzet.esc(d.severity)}</span> ` : "";
+    const sev = d.severity ? `<span class="sev sev-${Kuzet.esc(d.severity)}">${Kuzet.esc(Kuzet.word("severity", d.severity))}</span> ` : "";
     return d.event_id ? `${sev}<a href="/events/${encodeURIComponent(d.event_id)}">${what}</a>` : `${sev}${what}`;
   }
 
@@ -86,7 +86,7 @@
     const keep = select.value || select.dataset.selected;
     select.length = 1;
     for (const e of open) {
-      const option = new Option(`${e.severity} · ${Kuzet.typeName(e.event_type)} · ${e.label || ""} · ${e.device} · ${Kuzet.time(e.received_at)}`, e.event_id);
+      const option = new Option(`${Kuzet.word("severity", e.severity)} · ${Kuzet.typeName(e.event_type)} · ${e.label || ""} · ${e.device} · ${Kuzet.time(e.received_at)}`, e.event_id);
       select.add(option);
     }
     select.value = incidents.has(keep) ? keep : "";
@@ -122,8 +122,8 @@
     if (!unit || !target) return;
     const question = fill(words.divert_confirm, {
       unit: unit.callsign || unit.device_id,
-      old: `${unit.dispatch.severity} ${Kuzet.typeName(unit.dispatch.event_type)}`,
-      new: `${target.severity} ${Kuzet.typeName(target.event_type)}`,
+      old: `${Kuzet.word("severity", unit.dispatch.severity)} ${Kuzet.typeName(unit.dispatch.event_type)}`,
+      new: `${Kuzet.word("severity", target.severity)} ${Kuzet.typeName(target.event_type)}`,
     });
     if (!window.confirm(question)) return;
     button.disabled = true;

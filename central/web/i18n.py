@@ -1,0 +1,221 @@
+"""Languages and time on the page: Flask-Babel with the catalogues in ``translations/`` (Russian, Kazakh,
+English), the account's language (its preference, else the site's default), and every time shown in the
+site's time zone (``[site] timezone``). The API keeps ISO-8601 with its offset; only what people read is local.
+
+Scripts get their words from the page: ``script_messages()`` is every ``T("...")`` in ``static/*.js``, translated
+into the reader's language, written into base.html as a JSON block that app.js reads.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from babel import dates, numbers
+from flask import Flask, g, session
+from flask_babel import Babel, get_locale, gettext, lazy_gettext
+
+from kuzet.central.auth import preferences
+from kuzet.central.web.services import services
+from kuzet.shared import timeutil
+
+HERE = Path(__file__).resolve().parent
+LANGUAGES = {"ru": "Русский", "kk": "Қазақша", "en": "English"}  # each language names itself
+
+# Words for the states the page shows, one place for templates, scripts and CSV.
+EVENT_STATUSES = {
+    "new": lazy_gettext("New"),
+    "acknowledged": lazy_gettext("Acknowledged"),
+    "assigned": lazy_gettext("Assigned"),
+    "dispatched": lazy_gettext("Dispatched"),
+    "closed": lazy_gettext("Closed"),
+}
+SEVERITIES = {
+    "critical": lazy_gettext("Critical"),
+    "high": lazy_gettext("High"),
+    "medium": lazy_gettext("Medium"),
+    "low": lazy_gettext("Low"),
+    "info": lazy_gettext("Info"),
+}
+DISPATCH_STATES = {
+    "proposed": lazy_gettext("Proposed"),
+    "sent": lazy_gettext("Sent"),
+    "acknowledged": lazy_gettext("Acknowledged"),
+    "en_route": lazy_gettext("En route"),
+    "on_scene": lazy_gettext("On scene"),
+    "resolved": lazy_gettext("Resolved"),
+    "declined": lazy_gettext("Declined"),
+    "cancelled": lazy_gettext("Cancelled"),
+    "timed_out": lazy_gettext("Timed out"),
+}
+DISPATCH_MODES = {
+    "nearest": lazy_gettext("nearest unit"),
+    "intercept": lazy_gettext("intercept"),
+    "manual": lazy_gettext("chosen by an operator"),
+}
+DUTY_STATES = {
+    "available": lazy_gettext("Available"),
+    "en_route": lazy_gettext("En route"),
+    "on_scene": lazy_gettext("On scene"),
+    "busy": lazy_gettext("Busy"),
+    "off_duty": lazy_gettext("Off duty"),
+}
+EVENT_TYPES = {
+    "zone_enter": lazy_gettext("Zone entry"),
+    "zone_exit": lazy_gettext("Zone exit"),
+    "loitering": lazy_gettext("Loitering"),
+    "line_crossing": lazy_gettext("Line crossing"),
+    "crowd": lazy_gettext("Crowd"),
+    "no_stopping": lazy_gettext("No stopping"),
+    "object_left": lazy_gettext("Object left"),
+    "running": lazy_gettext("Running"),
+    "chase": lazy_gettext("Chase"),
+    "person_down": lazy_gettext("Person down"),
+    "repeated_stops": lazy_gettext("Repeated stops"),
+    "watchlist_match": lazy_gettext("Watchlist match"),
+    "panic": lazy_gettext("PANIC"),
+    "manual": lazy_gettext("Manual"),
+}
+ROLES = {
+    "operator": lazy_gettext("operator"),
+    "supervisor": lazy_gettext("supervisor"),
+    "technician": lazy_gettext("technician"),
+    "admin": lazy_gettext("administrator"),
+}
+STAT_GROUPS = {
+    "type": lazy_gettext("Type"),
+    "camera": lazy_gettext("Camera"),
+    "zone": lazy_gettext("Zone"),
+    "severity": lazy_gettext("Severity"),
+}
+EDGE_STATES = {
+    "open": lazy_gettext("opened"),
+    "update": lazy_gettext("update"),
+    "closed": lazy_gettext("closed"),
+}
+DEVICE_KINDS = {"camera": lazy_gettext("camera"), "badge": lazy_gettext("badge")}
+DEVICE_STATES = {
+    "online": lazy_gettext("online"),
+    "offline": lazy_gettext("offline"),
+    "revoked": lazy_gettext("revoked"),
+}
+LABELS = {
+    "status": EVENT_STATUSES,
+    "severity": SEVERITIES,
+    "dispatch": DISPATCH_STATES,
+    "mode": DISPATCH_MODES,
+    "duty": DUTY_STATES,
+    "type": EVENT_TYPES,
+    "role": ROLES,
+    "device": DEVICE_STATES,
+    "kind": DEVICE_KINDS,
+    "edge": EDGE_STATES,
+}
+
+
+def label(table: dict, value: str | None) -> str:
+    """The word for a state (``label(EVENT_STATUSES, 'new')``); an unknown value is shown as it is."""
+    if value is None:
+        return "—"
+    word = table.get(value)
+    return str(word) if word is not None else value
+
+
+def site_zone() -> ZoneInfo:
+    return ZoneInfo(services().central.config.site.timezone)
+
+
+def language() -> str:
+    """The reader's language: the account's choice, else the one chosen on the log-in page, else the site's."""
+    if "language" not in g:
+        user = g.get("user")
+        chosen = None
+        if user is not None:
+            chosen = preferences.get(services().central.db(), user.username).language
+        chosen = chosen or session.get("language")
+        g.language = chosen if chosen in LANGUAGES else services().central.config.site.language
+    return g.language
+
+
+def local(value: str | datetime | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    when = timeutil.from_wire(value) if isinstance(value, str) else value
+    return when.astimezone(site_zone())
+
+
+def short_time(value: str | None) -> str:
+    """'2026-11-21T08:05:09.123Z' -> '21 нояб. 13:05:09' (site time zone, reader's language)."""
+    try:
+        when = local(value)
+    except ValueError:
+        return str(value)
+    if when is None:
+        return "—"
+    return dates.format_datetime(when, "d MMM HH:mm:ss", locale=str(get_locale()))
+
+
+def full_time(value: str | None) -> str:
+    """With the year and the zone's offset: for exports and facts that go into a protocol."""
+    when = local(value)
+    if when is None:
+        return ""
+    return dates.format_datetime(when, "d MMMM y HH:mm:ss xxx", locale=str(get_locale()))
+
+
+def number(value, digits: int = 0) -> str:
+    return numbers.format_decimal(round(value, digits), locale=str(get_locale()))
+
+
+# A script's words are T("...") calls with one double-quoted literal (inside template literals too, where
+# Babel's own JavaScript extractor does not look); tests/central/test_translations.py refuses any other T( form.
+SCRIPT_CALL = re.compile(r'\bT\(\s*"((?:[^"\\\n]|\\.)*)"')
+
+
+def extract_script(fileobj, keywords, comment_tags, options):
+    """A Babel extraction method (babel.cfg) for the page's scripts: every T("...")."""
+    for line_number, line in enumerate(fileobj.read().decode("utf-8").splitlines(), start=1):
+        for match in SCRIPT_CALL.finditer(line):
+            yield line_number, None, json.loads(f'"{match.group(1)}"'), []
+
+
+@functools.cache
+def script_msgids() -> tuple[str, ...]:
+    """Every ``T("...")`` in the page's scripts, in the order found."""
+    found: dict[str, None] = {}
+    for path in sorted((HERE / "static").glob("*.js")):
+        with path.open("rb") as file:
+            for _line, _function, message, _comments in extract_script(file, (), (), {}):
+                found[message] = None
+    return tuple(found)
+
+
+def script_messages() -> dict:
+    """The scripts' dictionary in the reader's language, with the site's zone and the reader's locale."""
+    return {
+        "locale": {"kk": "kk-KZ", "ru": "ru-RU", "en": "en-GB"}[language()],
+        "timeZone": services().central.config.site.timezone,
+        "words": {msgid: gettext(msgid) for msgid in script_msgids()},
+        "labels": {name: {key: str(word) for key, word in table.items()} for name, table in LABELS.items()},
+    }
+
+
+def install(app: Flask) -> None:
+    Babel(
+        app,
+        locale_selector=language,
+        timezone_selector=lambda: services().central.config.site.timezone,
+        default_translation_directories=str(HERE / "translations"),
+    )
+    app.jinja_env.filters["short_time"] = short_time
+    app.jinja_env.filters["number"] = number
+    app.jinja_env.globals.update(
+        languages=LANGUAGES,
+        current_language=language,
+        script_messages=script_messages,
+        word=lambda kind, value: label(LABELS[kind], value),  # {{ word('status', event.status) }}
+    )
