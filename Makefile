@@ -36,7 +36,7 @@ translations: setup
 	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext --no-location --sort-output --omit-header \
 		-o central/web/translations/messages.pot .
 	$(VENV)/bin/pybabel update -i central/web/translations/messages.pot -d central/web/translations \
-		--no-location --width 110
+		--no-fuzzy-matching --width 110
 	$(VENV)/bin/pybabel compile -d central/web/translations
 
 clean:

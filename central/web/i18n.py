@@ -93,6 +93,14 @@ EDGE_STATES = {
     "update": lazy_gettext("update"),
     "closed": lazy_gettext("closed"),
 }
+CLIP_STATES = {
+    "receiving": lazy_gettext("receiving"),
+    "verified": lazy_gettext("verified"),
+    "failed": lazy_gettext("failed its check"),
+    "abandoned": lazy_gettext("abandoned"),
+    "lost": lazy_gettext("lost"),
+    "expired": lazy_gettext("removed by retention"),
+}
 DEVICE_KINDS = {"camera": lazy_gettext("camera"), "badge": lazy_gettext("badge")}
 DEVICE_STATES = {
     "online": lazy_gettext("online"),
@@ -110,6 +118,7 @@ LABELS = {
     "device": DEVICE_STATES,
     "kind": DEVICE_KINDS,
     "edge": EDGE_STATES,
+    "clip": CLIP_STATES,
 }
 
 
@@ -153,6 +162,12 @@ def short_time(value: str | None) -> str:
     if when is None:
         return "—"
     return dates.format_datetime(when, "d MMM HH:mm:ss", locale=str(get_locale()))
+
+
+def clock(value: str | datetime | None) -> str:
+    """The time of day alone, in the site's zone: '13:05:09'."""
+    when = local(value)
+    return "—" if when is None else dates.format_time(when, "HH:mm:ss", locale=str(get_locale()))
 
 
 def full_time(value: str | None) -> str:
