@@ -302,6 +302,13 @@ TABLES: dict[str, dict] = {
         pk="id",
         indexes=[["acknowledged_at"], ["at"], ["device", "condition"]],
     ),
+    # The operators' shift log: notes and hand-overs, each also in the audit log.
+    "shift_log": dict(
+        columns={"id": int, "at": str, "author": str, "kind": str, "text": str},
+        pk="id",
+        not_null={"at", "author", "kind", "text"},
+        indexes=[["at"]],
+    ),
     # Every state change of a dispatch, for the timeline and the audit.
     "dispatch_log": dict(
         columns={"id": int, "dispatch_id": str, "state": str, "at": str, "by": str, "detail": str},

@@ -34,6 +34,7 @@ from kuzet.central.web import (
     incidents,
     live,
     mapview,
+    shift,
     stats,
     stream,
     views,
@@ -106,6 +107,7 @@ def create_app(
         dispatch,
         evidence,
         incidents,
+        shift,
     ):
         app.register_blueprint(module.blueprint)
     i18n.install(app)

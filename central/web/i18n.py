@@ -101,6 +101,14 @@ CLIP_STATES = {
     "lost": lazy_gettext("lost"),
     "expired": lazy_gettext("removed by retention"),
 }
+SHIFT_ENTRY_KINDS = {"note": lazy_gettext("Note"), "handover": lazy_gettext("Hand-over")}
+# What an operator did to an incident (the audit log's actions), for "my incidents".
+WORK_DONE = {
+    "event.acknowledge": lazy_gettext("acknowledged"),
+    "event.assign": lazy_gettext("assigned"),
+    "event.dispatched": lazy_gettext("sent a patrol"),
+    "event.close": lazy_gettext("closed"),
+}
 DEVICE_KINDS = {"camera": lazy_gettext("camera"), "badge": lazy_gettext("badge")}
 DEVICE_STATES = {
     "online": lazy_gettext("online"),
@@ -119,6 +127,8 @@ LABELS = {
     "kind": DEVICE_KINDS,
     "edge": EDGE_STATES,
     "clip": CLIP_STATES,
+    "shift_entry": SHIFT_ENTRY_KINDS,
+    "work": WORK_DONE,
 }
 
 
@@ -168,6 +178,13 @@ def clock(value: str | datetime | None) -> str:
     """The time of day alone, in the site's zone: '13:05:09'."""
     when = local(value)
     return "—" if when is None else dates.format_time(when, "HH:mm:ss", locale=str(get_locale()))
+
+
+def shift_span(shift) -> str:
+    """A shift as people name it: '5 дек. 08:00–20:00' (its local start's day)."""
+    locale = str(get_locale())
+    start = dates.format_datetime(shift.start, "d MMM HH:mm", locale=locale)
+    return f"{start}–{dates.format_time(shift.end, 'HH:mm', locale=locale)}"
 
 
 def full_time(value: str | None) -> str:
@@ -224,6 +241,7 @@ def install(app: Flask) -> None:
     )
     app.jinja_env.filters["short_time"] = short_time
     app.jinja_env.filters["number"] = number
+    app.jinja_env.filters["shift_span"] = shift_span
     app.jinja_env.globals.update(
         languages=LANGUAGES,
         current_language=language,
