@@ -298,6 +298,8 @@ TABLES: dict[str, dict] = {
             "condition": str,  # raised by a device's messages: one open alert per (device, condition)
             "count": int,  # how often it was raised while open
             "last_at": str,  # when it was last raised
+            "message_key": str,  # the words as a key of central.alerts.MESSAGES (message: the English)
+            "message_params": str,  # JSON: the words' parameters
         },
         pk="id",
         indexes=[["acknowledged_at"], ["at"], ["device", "condition"]],

@@ -19,6 +19,7 @@ from babel import dates, numbers
 from flask import Flask, g, session
 from flask_babel import Babel, get_locale, gettext, lazy_gettext
 
+from kuzet.central import alerts
 from kuzet.central.auth import preferences
 from kuzet.central.web.services import services
 from kuzet.shared import timeutil
@@ -140,6 +141,36 @@ def label(table: dict, value: str | None) -> str:
     return str(word) if word is not None else value
 
 
+# An alert's parameters with these names are states or kinds, shown in words.
+ALERT_PARAMETER_WORDS = {
+    "event_type": EVENT_TYPES,
+    "severity": SEVERITIES,
+    "state": DISPATCH_STATES,
+    "current": DISPATCH_STATES,
+    "online": DEVICE_STATES,
+}
+
+
+def alert_text(row: dict) -> str:
+    """An alert's words in the reader's language (its stored English for an alert without a known key)."""
+    key = row.get("message_key")
+    if key not in alerts.MESSAGES:
+        return row.get("message") or ""
+    return _alert_words(key, row.get("message_params") or {})
+
+
+def _alert_words(key: str, params: dict) -> str:
+    shown = {}
+    for name, value in params.items():
+        if isinstance(value, dict) and value.get("key") in alerts.MESSAGES:
+            shown[name] = _alert_words(value["key"], value.get("params") or {})
+        elif isinstance(value, str) and name in ALERT_PARAMETER_WORDS:
+            shown[name] = label(ALERT_PARAMETER_WORDS[name], value)
+        else:
+            shown[name] = value
+    return gettext(alerts.MESSAGES[key], **shown)
+
+
 def site_zone() -> ZoneInfo:
     return ZoneInfo(services().central.config.site.timezone)
 
@@ -247,4 +278,5 @@ def install(app: Flask) -> None:
         current_language=language,
         script_messages=script_messages,
         word=lambda kind, value: label(LABELS[kind], value),  # {{ word('status', event.status) }}
+        alert_text=alert_text,
     )

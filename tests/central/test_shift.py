@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from support.web import csrf_token, insert_event, login, make_central
+from support.shift import respond
+from support.web import csrf_token, login, make_central
 
 from kuzet.central.auth import audit
 from kuzet.central.config import CentralConfig
 from kuzet.central.store import response_times, shift_log, shifts
 from kuzet.central.web import create_app
-from kuzet.shared import ids, timeutil
+from kuzet.shared import timeutil
 
 ALMATY = ZoneInfo("Asia/Almaty")
 
@@ -37,59 +38,16 @@ def test_shift_starts_that_are_not_times_of_day_are_refused(starts):
         CentralConfig.model_validate({"site": {"shifts": starts}})
 
 
-def _at(base: datetime, seconds: float) -> str:
-    return timeutil.to_wire(base + timedelta(seconds=seconds))
-
-
-def _audit_at(db, ts: str, actor: str, action: str, target: str) -> None:
-    """A real audit entry (chained, signed) written as if at ``ts``."""
-    real = timeutil.now_wire
-    timeutil.now_wire = lambda: ts
-    try:
-        audit.append(db, actor, action, target, {})
-    finally:
-        timeutil.now_wire = real
-
-
-def _respond(central, base, ack_s, sent_s, unit_ack_s, on_scene_s, close_s, unit="p-1", actor="operator"):
-    """An event received at ``base``, answered as the seconds say (None: never), through real rows."""
-    db = central.db()
-    event = insert_event(central, received_at=_at(base, 0), started_at=_at(base, -5))
-    target = f"event:{event['event_id']}"
-    if ack_s is not None:
-        _audit_at(db, _at(base, ack_s), actor, "event.acknowledge", target)
-    if close_s is not None:
-        _audit_at(db, _at(base, close_s), actor, "event.close", target)
-    if sent_s is not None:
-        dispatch_id = ids.new_id()
-        db["dispatches"].insert(
-            {
-                "dispatch_id": dispatch_id,
-                "event_id": event["event_id"],
-                "unit": unit,
-                "state": "resolved",
-                "created_at": _at(base, sent_s),
-            }
-        )
-        for state, seconds in (("sent", sent_s), ("acknowledged", unit_ack_s), ("on_scene", on_scene_s)):
-            if seconds is not None:
-                db["dispatch_log"].insert(
-                    {"dispatch_id": dispatch_id, "state": state, "at": _at(base, seconds)}
-                )
-    db.conn.commit()
-    return event
-
-
 def test_response_times_per_shift_and_per_unit(tmp_path):
     central = make_central(tmp_path)
     now = timeutil.utc_now()
     running = shifts.shift_of(now, ["08:00", "20:00"], ALMATY)
     base = running.start.astimezone(UTC) + timedelta(minutes=1)
-    _respond(central, base, ack_s=30, sent_s=60, unit_ack_s=90, on_scene_s=600, close_s=1200, unit="p-1")
-    _respond(central, base, ack_s=90, sent_s=120, unit_ack_s=None, on_scene_s=None, close_s=None, unit="p-2")
-    _respond(central, base, ack_s=None, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=None)
+    respond(central, base, ack_s=30, sent_s=60, unit_ack_s=90, on_scene_s=600, close_s=1200, unit="p-1")
+    respond(central, base, ack_s=90, sent_s=120, unit_ack_s=None, on_scene_s=None, close_s=None, unit="p-2")
+    respond(central, base, ack_s=None, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=None)
     earlier = base - timedelta(hours=12)  # the shift before: must not mix in
-    _respond(central, earlier, ack_s=5, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=None)
+    respond(central, earlier, ack_s=5, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=None)
 
     recent = shifts.recent(now, ["08:00", "20:00"], ALMATY, 2)
     (this, summary), (before, summary_before) = response_times.per_shift(
@@ -126,8 +84,8 @@ def test_shift_page_in_russian_keeps_a_refused_entry_and_lists_my_incidents(tmp_
     central = make_central(tmp_path, site={"language": "ru"})
     running = shifts.shift_of(timeutil.utc_now(), ["08:00", "20:00"], ALMATY)
     base = running.start.astimezone(UTC) + timedelta(seconds=10)
-    mine = _respond(central, base, ack_s=1, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=2)
-    _respond(
+    mine = respond(central, base, ack_s=1, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=2)
+    respond(
         central, base, ack_s=1, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=None, actor="admin"
     )
     app = create_app(central)
@@ -159,7 +117,7 @@ def test_shift_page_in_russian_keeps_a_refused_entry_and_lists_my_incidents(tmp_
 def test_response_times_csv_in_russian_names_the_zone(tmp_path):
     central = make_central(tmp_path, site={"language": "ru"})
     running = shifts.shift_of(timeutil.utc_now(), ["08:00", "20:00"], ALMATY)
-    _respond(
+    respond(
         central,
         running.start.astimezone(UTC) + timedelta(seconds=10),
         ack_s=45,
