@@ -78,7 +78,7 @@ def _response_times() -> dict:
     recent = shifts.recent(timeutil.utc_now(), config.shifts, i18n.site_zone(), RESPONSE_SHIFTS)
     db = central().db()
     return {
-        "by_shift": response_times.per_shift(db, recent, config.shifts, i18n.site_zone()),
+        "by_shift": response_times.per_shift(db, recent),
         "by_unit": response_times.per_unit(db, recent[-1].start_wire, recent[0].end_wire),
         "since_shift": recent[-1],
     }

@@ -50,9 +50,7 @@ def test_response_times_per_shift_and_per_unit(tmp_path):
     respond(central, earlier, ack_s=5, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=None)
 
     recent = shifts.recent(now, ["08:00", "20:00"], ALMATY, 2)
-    (this, summary), (before, summary_before) = response_times.per_shift(
-        central.db(), recent, ["08:00", "20:00"], ALMATY
-    )
+    (this, summary), (before, summary_before) = response_times.per_shift(central.db(), recent)
     assert this == running and summary["count"] == 3
     assert summary["to_acknowledge"] == {"n": 2, "median": 60.0, "p90": pytest.approx(84.0)}
     assert summary["to_dispatch"]["n"] == 2 and summary["to_dispatch"]["median"] == 90.0
