@@ -54,6 +54,8 @@ def layout(timeline: list[dict]) -> dict | None:
         }
         for n in range(TICKS if span else 1)
     ]
+    # A short track gives ticks of the same second: each time is labelled once.
+    ticks = [tick for n, tick in enumerate(ticks) if n == 0 or tick["time"] != ticks[n - 1]["time"]]
     scored = [p for p in points if p["score"] is not None]
     return {
         "points": points,

@@ -99,5 +99,7 @@ def test_snapshot_clip_and_track_arrive_on_the_open_event_page(live, mosquitto, 
         assert browser.find_element(By.ID, "event-edge-state").text == "закрыто (обновление 2)"
         time.sleep(0.3)  # let the video's first frame paint for the screenshot
         browser.save_screenshot(str(SCREENSHOTS / "ru-event-live-evidence.png"))
+        browser.execute_script("document.getElementById('track-timeline').scrollIntoView()")
+        browser.save_screenshot(str(SCREENSHOTS / "ru-event-track-timeline.png"))
     finally:
         camera.stop()
