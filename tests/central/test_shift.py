@@ -137,3 +137,14 @@ def test_response_times_csv_in_russian_names_the_zone(tmp_path):
             assert rows[0][0] == "Начало смены (Asia/Almaty)"
             assert rows[1][2:5] == ["45", "45", "1"]
     assert client.get("/stats/response-times.csv?by=hour").status_code == 400
+
+
+def test_shift_page_and_response_times_in_kazakh(tmp_path):
+    central = make_central(tmp_path, site={"language": "kk"})
+    client = create_app(central).test_client()
+    login(client, "operator")
+    page = client.get("/shift").get_data(as_text=True)
+    assert "Ауысым журналы" in page and "Осы ауысымдағы менің оқиғаларым" in page
+    assert "Ауысымды тапсыру" in page
+    stats = client.get("/stats").get_data(as_text=True)
+    assert "Ауысымдар бойынша әрекет ету уақыты" in stats and "Қабылдауға дейін" in stats
