@@ -16,15 +16,6 @@ from kuzet.shared import timeutil
 blueprint = Blueprint("shift", __name__)
 
 
-def _errors() -> dict:
-    """The shift log's refusals in the reader's words (ShiftLogError's own text is English, for logs)."""
-    return {
-        "kind": _("Choose a note or a hand-over."),
-        "empty": _("Write something first: the entry is empty."),
-        "long": _("The entry is too long: at most %(n)s characters.", n=shift_log.MAX_TEXT),
-    }
-
-
 @blueprint.get("/shift")
 @require("events.view")
 def page():
