@@ -1,10 +1,16 @@
 """Alerts for the operators: no patrol free, a dispatch escalated or not confirmed, a unit gone offline on a
 dispatch, broken evidence. Each is stored, so an alert raised while nobody looked at the page is not lost with
 its toast. Warnings and critical alerts stay open until an operator acknowledges them (audited); "info" ones
-(a proposal to confirm) are notices, kept in the history but never waiting for anyone."""
+(a proposal to confirm) are notices, kept in the history but never waiting for anyone.
+
+An alert's words are stored as a message key and its parameters (``say("no_free_unit", ...)``), so that each
+reader sees them in their own language (central/web/i18n.py ``alert_text``); ``message`` keeps the English, for
+the API and the logs."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from kuzet.central.auth import audit
@@ -25,6 +31,8 @@ _COLUMNS = (
     "condition",
     "count",
     "last_at",
+    "message_key",
+    "message_params",
 )
 # What one device's messages may raise: at most this many new alerts a minute; beyond it they are counted in one
 # open "too many alerts" alert of the device (see ``raise_for_device``).
@@ -35,6 +43,78 @@ RATE_LIMITED = "rate_limited"
 _OPEN = "acknowledged_at is null and level != 'info'"
 
 
+def N_(text: str) -> str:
+    """Marks words for the translators (one of pybabel's default keywords); they are translated when shown."""
+    return text
+
+
+# Every alert's words, in English, by key. Parameters named event_type, severity, state, current and online
+# are shown as words in the reader's language; a parameter may itself be a message ({"key", "params"}).
+MESSAGES = {
+    "unit_offline_on_dispatch": N_("%(unit)s went offline during dispatch %(dispatch)s"),
+    "event_without_position": N_(
+        "%(event_type)s event from %(device)s has no position: assign a unit by hand"
+    ),
+    "nobody_took_event": N_("%(count)s units did not take the %(event_type)s event: assign a unit by hand"),
+    "no_free_unit": N_("no free unit for the %(severity)s %(event_type)s event; waiting for one"),
+    "no_unit_to_intercept": N_("no free unit within range to intercept %(event_type)s"),
+    "confirm_unit": N_("confirm %(unit)s for the %(event_type)s event (%(metres)s m)"),
+    "answer_refused": N_("%(device)s: %(why)s"),
+    "answer_unknown_dispatch": N_("%(state)s for unknown dispatch %(dispatch)s"),
+    "answer_other_unit": N_("%(state)s for dispatch %(dispatch)s, sent to %(unit)s"),
+    "answer_going_back": N_("%(state)s after %(current)s for dispatch %(dispatch)s"),
+    "answer_too_late": N_("%(state)s for dispatch %(dispatch)s, already %(current)s"),
+    "unit_declined": N_("%(device)s declined: %(reason)s"),
+    "not_acknowledged": N_("%(unit)s (%(online)s) did not acknowledge within %(seconds)s s"),
+    "nobody_confirmed": N_(
+        "nobody confirmed sending %(unit)s within %(seconds)s s: confirm it or assign a unit"
+    ),
+    "sent_by_policy": N_("nobody confirmed within %(seconds)s s: %(unit)s was sent"),
+    "confirmed_unit_busy": N_(
+        "nobody confirmed within %(seconds)s s and %(unit)s is no longer free: sent the nearest free unit"
+    ),
+    "no_event_to_reroute": N_("%(why)s; no event to re-route"),
+    "escalating": N_("%(why)s; escalating to the next unit"),
+    "evidence_chain_broken": N_("evidence from %(device)s, segment %(index)s: %(problem)s"),
+    "revoked_on_dispatch": N_("%(why)s, while on dispatch %(dispatch)s: the event goes to the next unit"),
+    "no_position_to_reroute": N_("no position to send another unit to: assign one by hand"),
+    "taken_off_event": N_("%(unit)s was taken off the event: assign another unit by hand"),
+    "too_many_alerts": N_("%(device)s raises more than %(limit)s alerts a minute; the latest: %(latest)s"),
+    "store_failing": N_(
+        "Central could not write %(what)s (%(error)s); meanwhile %(held)s. "
+        "Free space or fix the disk: ingest resumes by itself."
+    ),
+    "media_altered": N_("evidence %(kind)s %(sha256)s of %(owner)s: %(problem)s"),
+}
+
+
+@dataclass(frozen=True)
+class Text:
+    """An alert's words: a key of ``MESSAGES`` and its parameters (numbers, strings or other Texts)."""
+
+    key: str
+    params: dict = field(default_factory=dict)
+
+    @property
+    def english(self) -> str:
+        return MESSAGES[self.key] % {
+            name: value.english if isinstance(value, Text) else value for name, value in self.params.items()
+        }
+
+    def stored(self) -> dict:
+        return {
+            name: {"key": value.key, "params": value.stored()} if isinstance(value, Text) else value
+            for name, value in self.params.items()
+        }
+
+
+def say(key: str, **params) -> Text:
+    """The alert text ``key`` with ``params``; a KeyError at once for an unknown key or a missing parameter."""
+    text = Text(key, params)
+    text.english  # noqa: B018 -- formats once, so that a wrong call fails where it is made
+    return text
+
+
 class AlertError(LookupError):
     pass
 
@@ -42,29 +122,37 @@ class AlertError(LookupError):
 def add(
     db,
     level: str,
-    message: str,
+    message: Text | str,
     *,
     event_id: str | None = None,
     dispatch_id: str | None = None,
     device: str | None = None,
 ) -> dict:
-    """Store an alert (inside the caller's transaction, if any); returns its row."""
+    """Store an alert (inside the caller's transaction, if any); returns its row. A plain string is stored
+    as it is (shown in every language alike)."""
     if level not in LEVELS:
         raise ValueError(f"alert level {level!r} is not one of {LEVELS}")
     at = timeutil.now_wire()
+    english, key, params = _columns(message)
     cursor = portable.execute(
         db,
-        "insert into alerts (at, level, message, event_id, dispatch_id, device, count, last_at)"
-        " values (?, ?, ?, ?, ?, ?, 1, ?) returning id",
-        [at, level, message, event_id, dispatch_id, device, at],
+        "insert into alerts (at, level, message, event_id, dispatch_id, device, count, last_at,"
+        " message_key, message_params) values (?, ?, ?, ?, ?, ?, 1, ?, ?, ?) returning id",
+        [at, level, english, event_id, dispatch_id, device, at, key, params],
     )
     return get(db, cursor.fetchone()[0])
+
+
+def _columns(message: Text | str) -> tuple[str, str | None, str | None]:
+    if isinstance(message, Text):
+        return message.english, message.key, json.dumps(message.stored(), ensure_ascii=False)
+    return message, None, None
 
 
 def raise_for_device(
     db,
     level: str,
-    message: str,
+    message: Text | str,
     device: str,
     condition: str,
     *,
@@ -88,9 +176,7 @@ def raise_for_device(
     ).fetchone()[0]
     if recent >= DEVICE_ALERTS_PER_MINUTE:
         condition, level = RATE_LIMITED, "warning"
-        message = (
-            f"{device} raises more than {DEVICE_ALERTS_PER_MINUTE} alerts a minute; the latest: {message}"
-        )
+        message = say("too_many_alerts", device=device, limit=DEVICE_ALERTS_PER_MINUTE, latest=message)
         if _bump(db, device, condition, message, now):
             return _open(db, device, condition)
     row = add(db, level, message, event_id=event_id, dispatch_id=dispatch_id, device=device)
@@ -98,13 +184,14 @@ def raise_for_device(
     return {**row, "condition": condition}
 
 
-def _bump(db, device: str, condition: str, message: str, now: str) -> bool:
+def _bump(db, device: str, condition: str, message: Text | str, now: str) -> bool:
     """Count a repeat into the open alert of (device, condition); False if there is none."""
+    english, key, params = _columns(message)
     cursor = portable.execute(
         db,
-        f"update alerts set count = coalesce(count, 1) + 1, last_at = ?, message = ?"
-        f" where device = ? and condition = ? and {_OPEN}",
-        [now, message, device, condition],
+        "update alerts set count = coalesce(count, 1) + 1, last_at = ?, message = ?, message_key = ?,"
+        f" message_params = ? where device = ? and condition = ? and {_OPEN}",
+        [now, english, key, params, device, condition],
     )
     return cursor.rowcount > 0
 
@@ -116,7 +203,13 @@ def _open(db, device: str, condition: str) -> dict:
         " order by id desc limit 1",
         [device, condition],
     ).fetchone()
-    return dict(zip(_COLUMNS, row, strict=True))
+    return _row(row)
+
+
+def _row(values) -> dict:
+    row = dict(zip(_COLUMNS, values, strict=True))
+    row["message_params"] = json.loads(row["message_params"]) if row["message_params"] else {}
+    return row
 
 
 def acknowledge(db, alert_id: int, actor: str) -> dict:
@@ -139,7 +232,7 @@ def get(db, alert_id: int) -> dict | None:
     row = portable.execute(
         db, f"select {', '.join(_COLUMNS)} from alerts where id = ?", [alert_id]
     ).fetchone()
-    return dict(zip(_COLUMNS, row, strict=True)) if row else None
+    return _row(row) if row else None
 
 
 def listing(db, open_only: bool = True, limit: int = 200) -> list[dict]:
@@ -148,7 +241,7 @@ def listing(db, open_only: bool = True, limit: int = 200) -> list[dict]:
     rows = portable.execute(
         db, f"select {', '.join(_COLUMNS)} from alerts {where} order by id desc limit ?", [limit]
     )
-    return [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
+    return [_row(row) for row in rows]
 
 
 def open_count(db) -> int:

@@ -28,12 +28,35 @@ def _known_time_zone(name: str) -> str:
     return name
 
 
+def _shift_starts(starts: list[str]) -> list[str]:
+    """Shift starts as local "HH:MM" times of day, each once, in order."""
+    for start in starts:
+        hours, _, minutes = start.partition(":")
+        if not (
+            len(start) == 5
+            and hours.isdigit()
+            and minutes.isdigit()
+            and int(hours) < 24
+            and int(minutes) < 60
+        ):
+            raise ValueError(f'a shift start is a local time of day such as "08:00", not {start!r}')
+    if len(set(starts)) != len(starts):
+        raise ValueError(f"shift starts must differ: {starts}")
+    return sorted(starts)
+
+
 class SiteSection(Section):
     # The time zone every time on the page, in CSV and in statistics is shown in; the API keeps ISO-8601 with
     # its offset. Kazakhstan is on UTC+5 (Asia/Almaty) since March 2024.
     timezone: Annotated[str, AfterValidator(_known_time_zone)] = "Asia/Almaty"
     # The page's language for accounts that have not chosen one (ru, kk or en).
     language: Literal["ru", "kk", "en"] = "ru"
+    # When the operators' shifts begin, in the site's local time: each shift runs to the next start. The shift
+    # log, "my incidents" and the response times per shift follow these boundaries.
+    shifts: Annotated[list[str], Field(min_length=1, max_length=24), AfterValidator(_shift_starts)] = [
+        "08:00",
+        "20:00",
+    ]
 
 
 class TriageSection(Section):

@@ -111,17 +111,21 @@ class Outage:
     def _alert(self) -> None:
         if self._alert_stored:
             return
-        text = (
-            f"Central could not write {self.what} ({self.error}); meanwhile {self.held}. "
-            "Free space or fix the disk: ingest resumes by itself."
-        )
+        text = alerts.say("store_failing", what=self.what, error=str(self.error), held=self.held)
         db = self.central.db()
         try:
             with db.conn:
                 row = alerts.add(db, "critical", text)
         except sqlite3.Error:
             if self.attempts == 1:
-                shown = {"id": None, "at": timeutil.now_wire(), "level": "critical", "message": text}
+                shown = {
+                    "id": None,
+                    "at": timeutil.now_wire(),
+                    "level": "critical",
+                    "message": text.english,
+                    "message_key": text.key,
+                    "message_params": text.stored(),
+                }
                 self.central.hub.publish("alert", shown)  # not stored yet: at least the open pages see it
             return
         self._alert_stored = True

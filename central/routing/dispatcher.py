@@ -15,6 +15,7 @@ from collections import OrderedDict
 from datetime import timedelta
 
 from kuzet.central import alerts, commands
+from kuzet.central.alerts import say
 from kuzet.central.auth import audit
 from kuzet.central.context import Central
 from kuzet.central.routing import lifecycle as lc
@@ -102,7 +103,11 @@ class Dispatcher:
         unit = self.units.on_availability(site, message)
         self._unit_changed(unit)
         if unit is not None and not unit.online and unit.current_dispatch:
-            text = f"{unit.callsign or unit.device_id} went offline during dispatch {unit.current_dispatch}"
+            text = say(
+                "unit_offline_on_dispatch",
+                unit=unit.callsign or unit.device_id,
+                dispatch=unit.current_dispatch,
+            )
             condition = f"offline on dispatch {unit.current_dispatch}"
             self._device_warning(unit.device_id, condition, text, dispatch_id=unit.current_dispatch)
 
@@ -145,9 +150,7 @@ class Dispatcher:
         if position is None:
             camera = self.repository.device_position(message.device)
             if camera is None:
-                text = (
-                    f"{message.event_type} event from {message.device} has no position: assign a unit by hand"
-                )
+                text = say("event_without_position", event_type=message.event_type, device=message.device)
                 self._device_warning(
                     message.device, "event without position", text, event_id=message.event_id
                 )
@@ -217,7 +220,7 @@ class Dispatcher:
             self._waiting.pop(incident.event_id or "", None)
             self._alert(
                 "critical",
-                f"{attempt - 1} units did not take the {incident.event_type} event: assign a unit by hand",
+                say("nobody_took_event", count=attempt - 1, event_type=incident.event_type),
                 incident,
             )
             return None
@@ -226,7 +229,7 @@ class Dispatcher:
                 self._waiting[incident.event_id or ids.new_id()] = incident
                 self._alert(
                     "warning",
-                    f"no free unit for the {incident.severity} {incident.event_type} event; waiting for one",
+                    say("no_free_unit", severity=incident.severity, event_type=incident.event_type),
                     incident,
                 )
             return None
@@ -250,7 +253,7 @@ class Dispatcher:
 
     def _intercept_or_alert(self, incident: Incident, radius_m: float) -> None:
         if not self._intercept(incident, radius_m, SYSTEM):
-            self._alert("critical", f"no free unit within range to intercept {incident.event_type}", incident)
+            self._alert("critical", say("no_unit_to_intercept", event_type=incident.event_type), incident)
 
     def _snapshot(self, event_id: str | None) -> str | None:
         if event_id is None or self.config.snapshot_max_bytes == 0:
@@ -295,8 +298,12 @@ class Dispatcher:
         self._log(row, lc.PROPOSED, actor, f"{best.unit.device_id} at {best.travel_m:.0f} m")
         self._alert(
             "info",
-            f"confirm {best.unit.callsign or best.unit.device_id} for the {incident.event_type} event "
-            f"({best.travel_m:.0f} m)",
+            say(
+                "confirm_unit",
+                unit=best.unit.callsign or best.unit.device_id,
+                event_type=incident.event_type,
+                metres=round(best.travel_m),
+            ),
             incident,
             dispatch_id=row["dispatch_id"],
         )
@@ -411,14 +418,14 @@ class Dispatcher:
         )
         self._out.show("dispatch", {**row, "state": state, "updated_at": at, "by": actor, "detail": detail})
 
-    def _device_warning(self, device: str, condition: str, text: str, **refs) -> None:
+    def _device_warning(self, device: str, condition: str, text: alerts.Text, **refs) -> None:
         """A warning a device's message raised: merged with its repeats and rate-limited per device."""
         self._alert("warning", text, device=device, condition=condition, **refs)
 
     def _alert(
         self,
         level: str,
-        text: str,
+        text: alerts.Text,
         incident: Incident | None = None,
         *,
         event_id: str | None = None,
@@ -430,7 +437,7 @@ class Dispatcher:
         ``condition``, a device's message raised it: repeats are merged and rate-limited per device."""
         if incident is not None and event_id is None:
             event_id = incident.event_id
-        log.log(logging.WARNING if level != "info" else logging.INFO, "routing alert: %s", text)
+        log.log(logging.WARNING if level != "info" else logging.INFO, "routing alert: %s", text.english)
         where = {"event_id": event_id, "dispatch_id": dispatch_id}
         if condition and device:
             row = alerts.raise_for_device(self.central.db(), level, text, device, condition, **where)
@@ -442,37 +449,35 @@ class Dispatcher:
 
     # --- answers from the badges ----------------------------------------------------------------------
 
-    def _reject(self, site: str, message: DispatchState, why: str) -> None:
+    def _reject(self, site: str, message: DispatchState, reason: alerts.Text) -> None:
         """Keep a wrong answer for inspection and tell the operator; it changes nothing."""
-        payload = encode(message)
+        why, payload = reason.english, encode(message)
         db = self.central.db()
         topic = topics.up(site, message.device, "dispatch_state")
         dead_letters.add(db.conn, topic, payload, why, timeutil.now_wire(), keep_bytes=len(payload))
         audit.append(db, message.device, "dispatch.rejected", message.dispatch_id, {"reason": why})
-        text = f"{message.device}: {why}"
+        text = say("answer_refused", device=message.device, why=reason)
         self._device_warning(message.device, "dispatch_state refused", text, dispatch_id=message.dispatch_id)
 
     def _on_dispatch_state(self, site: str, message: DispatchState) -> None:
         row = self.repository.get_dispatch(message.dispatch_id)
-        what = f"{message.state} for dispatch {message.dispatch_id}"
+        what = {"state": message.state, "dispatch": message.dispatch_id}
         if row is None:
-            self._reject(site, message, f"{message.state} for unknown dispatch {message.dispatch_id}")
+            self._reject(site, message, say("answer_unknown_dispatch", **what))
             return
         if row["unit"] != message.device:
-            self._reject(site, message, f"{what}, sent to {row['unit']}")
+            self._reject(site, message, say("answer_other_unit", **what, unit=row["unit"]))
             return
         if not lc.allowed(row["state"], message.state):
             if row["state"] in lc.ACTIVE:  # an answer going back
-                self._reject(
-                    site, message, f"{message.state} after {row['state']} for dispatch {row['dispatch_id']}"
-                )
+                self._reject(site, message, say("answer_going_back", **what, current=row["state"]))
             else:
-                self._reject(site, message, f"{what}, already {row['state']}")
+                self._reject(site, message, say("answer_too_late", **what, current=row["state"]))
             return
         if message.state == lc.DECLINED:
             step = self._move(row, lc.DECLINED, message.device, message.reason or "", reason=message.reason)
             if lc.ESCALATE in step.effects:
-                self._escalate(row, f"{message.device} declined: {message.reason}")
+                self._escalate(row, say("unit_declined", device=message.device, reason=message.reason or "—"))
             return
         note = message.note or row["note"]
         step = self._move(row, message.state, message.device, message.note or "", note=note)
@@ -517,7 +522,7 @@ class Dispatcher:
             )
             unit = self.units.get(row["unit"])
             online = "online" if unit and unit.online else "offline"
-            text = f"{row['unit']} ({online}) did not acknowledge within {waited} s"
+            text = say("not_acknowledged", unit=row["unit"], online=online, seconds=waited)
             if lc.ESCALATE in step.effects:
                 self._escalate(row, text)
             elif lc.ALERT in step.effects:
@@ -533,7 +538,7 @@ class Dispatcher:
             lc.apply(row["state"], lc.CONFIRM_OVERDUE_ALERT)
             self._alert(
                 "critical",
-                f"nobody confirmed sending {row['unit']} within {waited} s: confirm it or assign a unit",
+                say("nobody_confirmed", unit=row["unit"], seconds=waited),
                 incident,
                 event_id=row["event_id"],
                 dispatch_id=row["dispatch_id"],
@@ -544,23 +549,21 @@ class Dispatcher:
             lc.apply(row["state"], lc.CONFIRM_OVERDUE_SEND)
             self._log(row, "confirmed", SYSTEM, f"nobody confirmed within {waited} s; sent by policy")
             self._send(incident, unit, row["distance_m"], "nearest", row["attempt"], SYSTEM, row=row)
-            text = f"nobody confirmed within {waited} s: {row['unit']} was sent"
+            text = say("sent_by_policy", unit=row["unit"], seconds=waited)
         else:
             why = f"not confirmed within {waited} s; {row['unit']} no longer free"
             self._move(row, lc.CONFIRM_OVERDUE_BUSY, SYSTEM, why)
             self._route(incident, attempt=row["attempt"] + 1, actor=SYSTEM, policy="auto")
-            text = f"nobody confirmed within {waited} s and {row['unit']} is no longer free: sent the nearest free unit"
+            text = say("confirmed_unit_busy", unit=row["unit"], seconds=waited)
         self._alert("warning", text, incident, dispatch_id=row["dispatch_id"])
 
-    def _escalate(self, row: dict, why: str) -> None:
+    def _escalate(self, row: dict, why: alerts.Text) -> None:
         incident = self._incident(row["event_id"])
         if incident is None:
-            self._alert("warning", f"{why}; no event to re-route", dispatch_id=row["dispatch_id"])
+            self._alert("warning", say("no_event_to_reroute", why=why), dispatch_id=row["dispatch_id"])
             return
         incident.tried.add(row["unit"])
-        self._alert(
-            "warning", f"{why}; escalating to the next unit", incident, dispatch_id=row["dispatch_id"]
-        )
+        self._alert("warning", say("escalating", why=why), incident, dispatch_id=row["dispatch_id"])
         self._route(incident, attempt=row["attempt"] + 1, actor=SYSTEM)
 
     # --- evidence -------------------------------------------------------------------------------------
@@ -577,7 +580,7 @@ class Dispatcher:
             )
             self._alert(
                 "critical",
-                f"evidence from {segment.device}, segment {segment.index}: {problem}",
+                say("evidence_chain_broken", device=segment.device, index=segment.index, problem=problem),
                 device=segment.device,
                 condition="evidence chain broken",
             )

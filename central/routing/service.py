@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from kuzet.central.alerts import say
 from kuzet.central.auth import audit
 from kuzet.central.context import Central
 from kuzet.central.operations import ROUTED_KINDS
@@ -364,7 +365,7 @@ class RoutingService(Dispatcher):
             if lc.ALERT in step.effects:
                 self._alert(
                     "warning",
-                    f"{why}, while on dispatch {row['dispatch_id']}: the event goes to the next unit",
+                    say("revoked_on_dispatch", why=why, dispatch=row["dispatch_id"]),
                     event_id=row["event_id"],
                     dispatch_id=row["dispatch_id"],
                     device=device,
@@ -384,17 +385,13 @@ class RoutingService(Dispatcher):
             return
         incident = self._incident(event_id)
         if incident is None:
-            self._alert(
-                "warning", "no position to send another unit to: assign one by hand", event_id=event_id
-            )
+            self._alert("warning", say("no_position_to_reroute"), event_id=event_id)
             return
         incident.tried.add(row["unit"])
         if row["mode"] == "intercept":
             self._intercept_or_alert(incident, row["radius_m"] or self.config.intercept_radius_m)
         elif not self._needs_patrol(incident.event_type, incident.severity):
-            self._alert(
-                "warning", f"{row['unit']} was taken off the event: assign another unit by hand", incident
-            )
+            self._alert("warning", say("taken_off_event", unit=row["unit"]), incident)
         else:
             self._route(incident, attempt=row["attempt"] + 1, actor=SYSTEM)
 

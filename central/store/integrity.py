@@ -57,7 +57,13 @@ def matches(path: Path, sha256: str) -> bool:
 
 def alert_altered(db, row: dict, what: str) -> dict:
     """A critical evidence alert about one media file (merged with earlier ones about the same file)."""
-    text = f"evidence {row['kind']} {row['sha256']} of {row.get('event_id') or row['device']}: {what}"
+    text = alerts.say(
+        "media_altered",
+        kind=row["kind"],
+        sha256=row["sha256"],
+        owner=row.get("event_id") or row["device"],
+        problem=what,
+    )
     return alerts.raise_for_device(
         db,
         "critical",

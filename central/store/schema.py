@@ -307,9 +307,18 @@ TABLES: dict[str, dict] = {
             "condition": str,  # raised by a device's messages: one open alert per (device, condition)
             "count": int,  # how often it was raised while open
             "last_at": str,  # when it was last raised
+            "message_key": str,  # the words as a key of central.alerts.MESSAGES (message: the English)
+            "message_params": str,  # JSON: the words' parameters
         },
         pk="id",
         indexes=[["acknowledged_at"], ["at"], ["device", "condition"]],
+    ),
+    # The operators' shift log: notes and hand-overs, each also in the audit log.
+    "shift_log": dict(
+        columns={"id": int, "at": str, "author": str, "kind": str, "text": str},
+        pk="id",
+        not_null={"at", "author", "kind", "text"},
+        indexes=[["at"]],
     ),
     # Every state change of a dispatch, for the timeline and the audit.
     "dispatch_log": dict(

@@ -36,6 +36,7 @@ from kuzet.central.web import (
     incidents,
     live,
     mapview,
+    shift,
     stats,
     stream,
     tiles,
@@ -112,6 +113,7 @@ def create_app(
         units,
         evidence,
         incidents,
+        shift,
     ):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(watchlist.blueprint)

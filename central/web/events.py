@@ -3,16 +3,27 @@ media. Every opening of an event and every view of its snapshot or clip is writt
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
+import hashlib
+
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from flask_babel import gettext as _
 
 from kuzet.central.auth import audit, users
 from kuzet.central.store import integrity, queries, workflow
 from kuzet.central.web import media_proxy
+from kuzet.central.web import timeline as track_timeline
 from kuzet.central.web.auth import current_user, require
 from kuzet.central.web.services import services
 from kuzet.central.web.views import central
-from kuzet.shared import timeutil
 
 blueprint = Blueprint("events", __name__)
 
@@ -42,22 +53,53 @@ def detail(event_id: str):
     if event is None:
         abort(404, _("No event %(id)s.", id=event_id))
     audit.append(db, current_user().username, "event.view", f"event:{event_id}", {})
-    camera = queries.get_device(db, event["device"])
-    timeline = queries.event_timeline(db, event_id)
     return render_template(
         "event.html",
         event=event,
-        camera=camera,
-        media=queries.event_media(db, event),
-        timeline=timeline,
-        timeline_points=timeline_points(timeline),
+        camera=queries.get_device(db, event["device"]),
+        **_evidence(db, event),
         dispatches=queries.dispatch_history(db, event_id),
         viewers=queries.viewers(db, event_id),
         assignees=[u for u in users.list_users(db) if not u["disabled"]],
         map_config=central().config.map,
         routing_config=central().config.routing,
-        lost_clip=lost_clip,
     )
+
+
+@blueprint.get("/events/<event_id>/evidence-panels")
+@require("events.view")
+def evidence_panels(event_id: str):
+    """The clip, snapshot and timeline panels alone, for the open page to redraw when evidence arrives (not
+    audited: opening the page was; each media file's view is, when the browser fetches it)."""
+    db = central().db()
+    event = queries.get_event(db, event_id)
+    if event is None:
+        abort(404, _("No event %(id)s.", id=event_id))
+    context = _evidence(db, event)
+    return render_template("_event_evidence.html", **context)
+
+
+def _evidence(db, event: dict) -> dict:
+    """What the evidence panels show, with a signature that changes whenever what they show changes."""
+    media = queries.event_media(db, event)
+    timeline = queries.event_timeline(db, event["event_id"])
+    clip = media["clip"] or {}
+    # One signature per panel: the page replaces only a panel whose signature changed (a clip being watched
+    # is not reset by a track update).
+    parts = {
+        "clip": (clip.get("state"), clip.get("received"), (media["clip_media"] or {}).get("sha256")),
+        "snapshot": ((media["snapshot"] or {}).get("sha256"),),
+        "track": (len(timeline), timeline[-1]["seq"] if timeline else None),
+    }
+    signatures = {name: hashlib.sha256(repr(part).encode()).hexdigest()[:12] for name, part in parts.items()}
+    return {
+        "media": media,
+        "timeline": timeline,
+        "track": track_timeline.layout(timeline),
+        "lost_clip": lost_clip,
+        "site_timezone": central().config.site.timezone,
+        "signatures": signatures,
+    }
 
 
 # Why a camera will never send a clip (``clips.lost_reason``: "<reason>[: <detail>]", from its clip_lost).
@@ -73,24 +115,6 @@ def lost_clip(lost_reason: str | None) -> dict:
     """What to tell the operator about a lost clip: {"summary": ..., "detail": the camera's own words}."""
     reason, _, detail = (lost_reason or "").partition(": ")
     return {"summary": _LOST_CLIP.get(reason, reason or "no reason given"), "detail": detail}
-
-
-def timeline_points(timeline: list[dict]) -> list[dict]:
-    """Each update placed between the first (0) and the last (1) in time, for the timeline strip."""
-    times = [timeutil.from_wire(u["ts"]).timestamp() for u in timeline if u.get("ts")]
-    if not times:
-        return []
-    first, span = min(times), (max(times) - min(times)) or 1.0
-    return [
-        {
-            "x": (timeutil.from_wire(u["ts"]).timestamp() - first) / span,
-            "state": u["state"],
-            "ts": u["ts"],
-            "score": u["score"],
-        }
-        for u in timeline
-        if u.get("ts")
-    ]
 
 
 def _act(event_id: str, change):

@@ -19,6 +19,7 @@ from babel import dates, numbers
 from flask import Flask, g, session
 from flask_babel import Babel, get_locale, gettext, lazy_gettext
 
+from kuzet.central import alerts
 from kuzet.central.auth import preferences
 from kuzet.central.web.services import services
 from kuzet.shared import timeutil
@@ -97,6 +98,22 @@ EDGE_STATES = {
     "update": lazy_gettext("update"),
     "closed": lazy_gettext("closed"),
 }
+CLIP_STATES = {
+    "receiving": lazy_gettext("receiving"),
+    "verified": lazy_gettext("verified"),
+    "failed": lazy_gettext("failed its check"),
+    "abandoned": lazy_gettext("abandoned"),
+    "lost": lazy_gettext("lost"),
+    "expired": lazy_gettext("removed by retention"),
+}
+SHIFT_ENTRY_KINDS = {"note": lazy_gettext("Note"), "handover": lazy_gettext("Hand-over")}
+# What an operator did to an incident (the audit log's actions), for "my incidents".
+WORK_DONE = {
+    "event.acknowledge": lazy_gettext("acknowledged"),
+    "event.assign": lazy_gettext("assigned"),
+    "event.dispatched": lazy_gettext("sent a patrol"),
+    "event.close": lazy_gettext("closed"),
+}
 DEVICE_KINDS = {"camera": lazy_gettext("camera"), "badge": lazy_gettext("badge")}
 DEVICE_STATES = {
     "online": lazy_gettext("online"),
@@ -114,6 +131,9 @@ LABELS = {
     "device": DEVICE_STATES,
     "kind": DEVICE_KINDS,
     "edge": EDGE_STATES,
+    "clip": CLIP_STATES,
+    "shift_entry": SHIFT_ENTRY_KINDS,
+    "work": WORK_DONE,
 }
 
 
@@ -123,6 +143,36 @@ def label(table: dict, value: str | None) -> str:
         return "—"
     word = table.get(value)
     return str(word) if word is not None else value
+
+
+# An alert's parameters with these names are states or kinds, shown in words.
+ALERT_PARAMETER_WORDS = {
+    "event_type": EVENT_TYPES,
+    "severity": SEVERITIES,
+    "state": DISPATCH_STATES,
+    "current": DISPATCH_STATES,
+    "online": DEVICE_STATES,
+}
+
+
+def alert_text(row: dict) -> str:
+    """An alert's words in the reader's language (its stored English for an alert without a known key)."""
+    key = row.get("message_key")
+    if key not in alerts.MESSAGES:
+        return row.get("message") or ""
+    return _alert_words(key, row.get("message_params") or {})
+
+
+def _alert_words(key: str, params: dict) -> str:
+    shown = {}
+    for name, value in params.items():
+        if isinstance(value, dict) and value.get("key") in alerts.MESSAGES:
+            shown[name] = _alert_words(value["key"], value.get("params") or {})
+        elif isinstance(value, str) and name in ALERT_PARAMETER_WORDS:
+            shown[name] = label(ALERT_PARAMETER_WORDS[name], value)
+        else:
+            shown[name] = value
+    return gettext(alerts.MESSAGES[key], **shown)
 
 
 def site_zone() -> ZoneInfo:
@@ -157,6 +207,19 @@ def short_time(value: str | None) -> str:
     if when is None:
         return "—"
     return dates.format_datetime(when, "d MMM HH:mm:ss", locale=str(get_locale()))
+
+
+def clock(value: str | datetime | None) -> str:
+    """The time of day alone, in the site's zone: '13:05:09'."""
+    when = local(value)
+    return "—" if when is None else dates.format_time(when, "HH:mm:ss", locale=str(get_locale()))
+
+
+def shift_span(shift) -> str:
+    """A shift as people name it: '5 дек. 08:00–20:00' (its local start's day)."""
+    locale = str(get_locale())
+    start = dates.format_datetime(shift.start, "d MMM HH:mm", locale=locale)
+    return f"{start}–{dates.format_time(shift.end, 'HH:mm', locale=locale)}"
 
 
 def full_time(value: str | None) -> str:
@@ -213,9 +276,11 @@ def install(app: Flask) -> None:
     )
     app.jinja_env.filters["short_time"] = short_time
     app.jinja_env.filters["number"] = number
+    app.jinja_env.filters["shift_span"] = shift_span
     app.jinja_env.globals.update(
         languages=LANGUAGES,
         current_language=language,
         script_messages=script_messages,
         word=lambda kind, value: label(LABELS[kind], value),  # {{ word('status', event.status) }}
+        alert_text=alert_text,
     )

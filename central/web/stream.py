@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable, Iterator
 
 from flask import Blueprint, Response, current_app, g, request, session
+from flask_babel import force_locale, get_locale
 from pydantic_core import to_json
 
 from kuzet.central.auth import sessions, tokens, users
 from kuzet.central.live import Update
 from kuzet.central.store import queries
+from kuzet.central.web import i18n
 from kuzet.central.web.auth import current_user, require
 from kuzet.central.web.services import services
 from kuzet.central.web.views import central
@@ -39,13 +41,25 @@ ON_REQUEST_ONLY = {"live"}  # a channel too heavy for every open page: a viewer 
 MAX_UPDATES_PER_WRITE = 500
 
 
-def _shape(db, channel: str, data: dict) -> dict | None:
+def _in_words(app, locale: str) -> Callable[[dict], dict]:
+    """An alert with its words in the stream's reader's language ("text"), made outside the request."""
+
+    def shape(alert: dict) -> dict:
+        with app.app_context(), force_locale(locale):
+            return {**alert, "text": i18n.alert_text(alert)}
+
+    return shape
+
+
+def _shape(db, channel: str, data: dict, alert_in_words: Callable[[dict], dict]) -> dict | None:
     if channel == "event" and data.get("event_id"):
         # Ingest publishes the stored row as the page shows it (events.rows); others publish the event's id
         # alone, and the row is read here.
         return data if "status" in data else queries.get_event(db, data["event_id"])
     if channel == "device" and data.get("device_id"):
         return queries.get_device(db, data["device_id"]) or data
+    if channel == "alert":
+        return alert_in_words(data)
     return data
 
 
@@ -84,6 +98,7 @@ def sse(
     closing = services().closing
     account = _account_check()
     channels = channels_for(current_user())
+    alert_in_words = _in_words(current_app._get_current_object(), str(get_locale()))
 
     def generate() -> Iterator[str]:
         why = "the viewer left"
@@ -121,7 +136,7 @@ def sse(
                     for update in batch:
                         if update.channel not in channels or not accept(update):
                             continue
-                        data = _shape(db, update.channel, update.data)
+                        data = _shape(db, update.channel, update.data, alert_in_words)
                         if data is None:
                             continue
                         payload = to_json(data, fallback=str).decode()  # json.dumps, at three times the speed

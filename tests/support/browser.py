@@ -1,5 +1,5 @@
-"""Debian's headless Chromium for the page tests: start one, wait for what the page shows, log in. (The same
-steps as tests/central/test_web_browser.py's fixture, for the map and unit-board tests.)"""
+"""Debian's headless Chromium for the page's browser tests: start one, wait for what a live page shows, log in,
+click what it may redraw, answer its confirmations. Screenshots go to artifacts/screenshots (kept by CI)."""
 
 from __future__ import annotations
 
@@ -10,28 +10,34 @@ import pytest
 
 from support.web import PASSWORD
 
-SCREENSHOTS = Path("/tmp/kuzet-screenshots")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 
-def chromium():
-    """A headless Chromium driver, or a skip where Debian's chromium and chromium-driver are missing."""
-    binary, driver_binary = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (binary and driver_binary):
+def chromium(width: int = 1440, height: int = 900):
+    """A headless Chromium driver; skips the test where Debian's chromium and chromium-driver are missing."""
+    binary, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (binary and driver_path):
         pytest.skip("Debian's chromium and chromium-driver are not installed")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,900"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        f"--window-size={width},{height}",
+    ):
         options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(driver_binary), options=options)
-    driver.implicitly_wait(0)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.implicitly_wait(0)
     return driver
 
 
 def wait_until(driver, condition, what: str, timeout_s: float = 20.0):
+    """``condition(driver)``'s first truthy answer; a screenshot and a clear failure if it never comes."""
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -45,12 +51,12 @@ def wait_until(driver, condition, what: str, timeout_s: float = 20.0):
         raise AssertionError(f"the page never showed {what}") from None
 
 
-def log_in(driver, url: str, username: str) -> None:
+def log_in(driver, url: str, username: str, password: str = PASSWORD) -> None:
     from selenium.webdriver.common.by import By
 
     driver.get(url + "/login")
     driver.find_element(By.ID, "username").send_keys(username)
-    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "login").click()
     wait_until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "header .whoami"), "the page after log-in")
 

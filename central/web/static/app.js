@@ -127,7 +127,7 @@ const Kuzet = (() => {
       if (a.acknowledged_at) return;  // someone dealt with it
       // Only critical alerts interrupt; the rest wait, counted in the header and folded on the alerts page.
       if (a.level !== "critical") return;
-      toast(T("Routing alert"), a.message, "critical", a.event_id ? "/events/" + a.event_id : "/alerts");
+      toast(T("Routing alert"), a.text || a.message, "critical", a.event_id ? "/events/" + a.event_id : "/alerts");
     });
   });
 

@@ -22,6 +22,8 @@
     status.className = "status status-" + e.status;
     page.dataset.status = e.status;
     document.getElementById("event-assigned").textContent = e.assigned_to || "—";
+    if (e.edge_state) document.getElementById("event-edge-state").textContent = `${Kuzet.word("edge", e.edge_state)} (${T("update %(seq)s", { seq: e.seq })})`;
+    if (e.score != null) document.getElementById("event-score").textContent = `${Math.round(e.score * 100)}%`;
     const unit = document.getElementById("event-unit");
     unit.innerHTML = e.dispatched_unit ? `<a href="/devices/${encodeURIComponent(e.dispatched_unit)}">${Kuzet.esc(e.dispatched_unit)}</a>` : "—";
     const ack = document.getElementById("ack-form");
@@ -32,7 +34,32 @@
       if (element) element.hidden = closed;
     }
   }
-  Kuzet.on("event", (e) => { if (e.event_id === eventId) showEvent(e); });
+  Kuzet.on("event", (e) => { if (e.event_id === eventId) { showEvent(e); reloadEvidence(); } });
+
+  // --- clip, snapshot and track timeline: redrawn by central when they arrive ----------------------------
+  // Each panel carries a signature of what it shows; only a panel whose signature changed is replaced, so a
+  // clip being watched is not reset by a later track update.
+  const evidence = document.getElementById("evidence-panels");
+  let evidencePending = null;
+  function reloadEvidence() {
+    clearTimeout(evidencePending);
+    evidencePending = setTimeout(async () => {
+      let html;
+      try {
+        const response = await fetch(`/events/${encodeURIComponent(eventId)}/evidence-panels`, { credentials: "same-origin" });
+        if (!response.ok) throw new Error(response.statusText);
+        html = await response.text();
+      } catch (err) { Kuzet.toast(T("Cannot refresh the evidence"), err.message, "high"); return; }
+      const fresh = document.createElement("div");
+      fresh.innerHTML = html;
+      for (const panel of fresh.querySelectorAll("[data-panel]")) {
+        const current = evidence.querySelector(`[data-panel="${panel.dataset.panel}"]`);
+        if (current && current.dataset.signature !== panel.dataset.signature) current.replaceWith(panel);
+      }
+      evidence.dataset.version = String(Number(evidence.dataset.version || 0) + 1);
+    }, 150);
+  }
+  Kuzet.on("open", reloadEvidence);  // catch up after a reconnect (and on what arrived while the page loaded)
 
   // --- dispatch history -------------------------------------------------------------------------------------
   const list = document.getElementById("dispatch-list");

@@ -1,0 +1,98 @@
+"""Alerts keep their words as a message key and parameters, and each reader sees them in their own language:
+on the alerts page, and on the live stream that pops the toast. The API and the logs keep the English."""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+import pytest
+from support.web import login, make_central, token_for
+
+from kuzet.central import alerts
+from kuzet.central.auth import preferences
+from kuzet.central.web import create_app
+
+NO_FREE_UNIT = alerts.say("no_free_unit", severity="high", event_type="loitering")
+ESCALATED = alerts.say(
+    "escalating", why=alerts.say("not_acknowledged", unit="badge-1", online="online", seconds=30)
+)
+
+
+def test_an_alert_keeps_its_key_its_parameters_and_its_english(tmp_path):
+    db = make_central(tmp_path).db()
+    row = alerts.add(db, "warning", ESCALATED, event_id="ev-1")
+    assert row["message"] == "badge-1 (online) did not acknowledge within 30 s; escalating to the next unit"
+    assert row["message_key"] == "escalating"
+    assert row["message_params"] == {
+        "why": {"key": "not_acknowledged", "params": {"unit": "badge-1", "online": "online", "seconds": 30}}
+    }
+    # Repeats of a device's condition keep the latest words, key and parameters alike.
+    alerts.raise_for_device(db, "warning", alerts.say("no_position_to_reroute"), "cam-1", "c")
+    repeat = alerts.raise_for_device(db, "warning", NO_FREE_UNIT, "cam-1", "c")
+    assert (repeat["count"], repeat["message_key"]) == (2, "no_free_unit")
+
+
+def test_a_wrong_key_or_a_missing_parameter_fails_where_the_alert_is_raised():
+    with pytest.raises(KeyError):
+        alerts.say("no_such_alert")
+    with pytest.raises(KeyError):
+        alerts.say("no_free_unit", severity="high")
+
+
+def test_alerts_page_shows_the_words_in_the_readers_language(tmp_path):
+    central = make_central(tmp_path, site={"language": "ru"})
+    db = central.db()
+    alerts.add(db, "warning", NO_FREE_UNIT)
+    alerts.add(db, "critical", ESCALATED)
+    alerts.add(db, "warning", "an alert stored before keys: shown as it is")
+    preferences.update(db, "supervisor", language="kk")
+    client = create_app(central).test_client()
+
+    login(client, "operator")
+    page = client.get("/alerts").get_data(as_text=True)
+    assert "нет свободного наряда для события «Праздное нахождение» (важность: Высокая); ожидание" in page
+    assert "badge-1 (в сети) не подтвердил за 30 с; передаётся следующему наряду" in page
+    assert "an alert stored before keys: shown as it is" in page
+    listed = client.get("/api/v1/alerts").get_json()["alerts"]
+    assert {a["message"] for a in listed} >= {NO_FREE_UNIT.english, ESCALATED.english}  # the API: English
+
+    client = create_app(central).test_client()
+    login(client, "supervisor")
+    page = client.get("/alerts").get_data(as_text=True)
+    assert "«Ұзақ аялдау» оқиғасына бос жасақ жоқ (маңыздылығы: Жоғары); күтуде" in page
+
+
+@pytest.fixture
+def central_options():
+    return {"accounts": True, "site": {"language": "ru"}}
+
+
+def test_the_live_stream_carries_the_alert_in_the_readers_words(central, web_server):
+    host, port = web_server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request(
+        "GET", "/api/v1/stream", headers={"Authorization": f"Bearer {token_for(central, 'operator')}"}
+    )
+    response = connection.getresponse()
+    assert response.readline().startswith(b"retry:")
+    try:
+        central.hub.publish("alert", alerts.add(central.db(), "critical", NO_FREE_UNIT))
+        fields: dict[str, str] = {}
+        while True:  # the messages up to the alert's (keep-alives skipped)
+            line = response.readline().decode().rstrip("\n")
+            if line == "" and fields.get("event") == "alert":
+                break
+            if line == "":
+                fields = {}
+            elif not line.startswith(":"):
+                key, _, value = line.partition(": ")
+                fields[key] = value
+        alert = json.loads(fields["data"])
+        assert (
+            alert["text"]
+            == "нет свободного наряда для события «Праздное нахождение» (важность: Высокая); ожидание"
+        )
+        assert alert["message"] == NO_FREE_UNIT.english
+    finally:
+        connection.close()
