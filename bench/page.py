@@ -7,7 +7,7 @@ central process (ingest, routing and the web page, SQLite) whose store already h
 
 Central runs alone in this process, as ``kuzet central run`` composes it; the rest runs in child processes:
 
-- the cameras: each its own MQTT client id, raising events at ``--rate-per-hour`` each (60: what reaches
+- the cameras: each its own MQTT client id (250 to a process), raising events at ``--rate-per-hour`` each (60: what reaches
   central after the edge's incident lifecycle), Poisson arrivals, three times as often for a tenth of the run
   (a burst); each event is opened with a small snapshot and closed by the edge 10-30 s later;
 - ``--browsers`` real headless Chromium pages (Debian's chromium through selenium, as the browser tests) that
@@ -36,6 +36,7 @@ import json
 import logging
 import multiprocessing
 import os
+import queue
 import random
 import resource
 import shutil
@@ -64,6 +65,7 @@ ZONES = ("gate", "platform", "square")
 # Mostly quiet events; critical and high ones sort to the top of the board, where a live update is seen.
 SEVERITIES = (("low", 45), ("medium", 35), ("high", 15), ("critical", 5))
 BURST = (0.4, 0.5, 3.0)  # from, to (shares of the run), rate multiplier
+CAMERAS_PER_PROCESS = 250
 RELOAD_AFTER_S = 0.3  # the board's script reloads this long after the last event (incidents.js, reloadSoon)
 _EVENT_HEADER = b"\nevent: event\n"
 
@@ -132,16 +134,21 @@ def run(url: str, data_dir: Path, args) -> dict:
             child.start()
         if not _wait(lambda: central.hub.subscribers >= args.pages, 120):
             raise SystemExit(f"only {central.hub.subscribers} of {args.pages} pages opened their live stream")
-        cameras = spawn.Process(target=_cameras, args=(url, args, results))
-        cameras.start()
-        collected = _collect(results, 1, timeout_s=args.minutes * 60 + 300)
-        published_at: dict[str, float] = collected["cameras"]["published_at"]
+        # paho waits on its sockets with select(), which takes no descriptor above 1023: a few hundred
+        # cameras per process.
+        groups = range(0, args.cameras, CAMERAS_PER_PROCESS)
+        cameras = [spawn.Process(target=_cameras, args=(url, args, first, results)) for first in groups]
+        for child in cameras:
+            child.start()
+        collected = _collect(results, len(cameras), cameras, timeout_s=args.minutes * 60 + 300)
+        camera_side = _merge([collected.pop(("cameras", first)) for first in groups])
+        published_at: dict[str, float] = camera_side["published_at"]
         stored = _wait_for_store(central, published_at)
         stop.set()
-        collected |= _collect(results, 2, timeout_s=120)
-        for child in [*children, cameras]:
+        collected |= _collect(results, 2, children, timeout_s=120)
+        for child in [*children, *cameras]:
             child.join(timeout=30)
-    http_pages, browsers, camera_side = collected["http"], collected["browsers"], collected["cameras"]
+    http_pages, browsers = collected["http"], collected["browsers"]
     live = [
         seen_ms - published_at[event_id] * 1000
         for event_id, seen_ms, loaded_ms in browsers["seen"]
@@ -160,7 +167,11 @@ def run(url: str, data_dir: Path, args) -> dict:
         "stream_clients_ok": http_pages["streams_ok"] + browsers["pages_ok"],
         "errors": http_pages["errors"] + browsers["errors"] + camera_side["errors"],
         # Context for the figures above: how many samples, and what the board and the load looked like.
-        "samples": {"first_paint": len(browsers["paints"]), "live_update": len(live)},
+        "samples": {
+            "first_paint": len(browsers["paints"]),
+            "live_update": len(live),
+            "api_incidents": len(http_pages["api_ms"]),
+        },
         "messages_published": camera_side["messages"],
         "stream_events_per_page": http_pages["events_per_page"],
     }
@@ -227,15 +238,17 @@ def _schedule(args) -> list[tuple[float, int]]:
         arrivals.append((at, rng.randrange(args.cameras)))
 
 
-def _cameras(url: str, args, results) -> None:
+def _cameras(url: str, args, first: int, results) -> None:
+    """Cameras ``first`` up to ``first + CAMERAS_PER_PROCESS``: their share of the one schedule."""
     from kuzet.shared.config import MqttSection
     from kuzet.shared.mqtt import Link
 
     logging.basicConfig(level=logging.ERROR)
-    rng = random.Random(args.seed + 2)
+    mine = range(first, min(args.cameras, first + CAMERAS_PER_PROCESS))
+    rng = random.Random(args.seed + 2 + first)
     snapshot = _jpeg()
     sha256 = hashlib.sha256(snapshot).hexdigest()
-    links = [Link(MqttSection(url=url), f"bench-{_camera(n)}").start(wait_s=30) for n in range(args.cameras)]
+    links = {n: Link(MqttSection(url=url), f"bench-{_camera(n)}").start(wait_s=30) for n in mine}
     published_at: dict[str, float] = {}
     closing: list[tuple[float, int, messages.Event]] = []  # (when, camera, the open event) to close later
     errors = 0
@@ -251,6 +264,8 @@ def _cameras(url: str, args, results) -> None:
 
     begin = time.monotonic()
     for offset, camera in _schedule(args):
+        if camera not in links:
+            continue
         while closing and closing[0][0] <= offset:
             due, cam, opened = closing.pop(0)
             _sleep_until(begin + due)
@@ -292,9 +307,11 @@ def _cameras(url: str, args, results) -> None:
             info.wait_for_publish(30)
         except Exception:
             errors += 1
-    for link in links:
+    for link in links.values():
         link.stop()
-    results.put(("cameras", {"published_at": published_at, "messages": len(pending), "errors": errors}))
+    results.put(
+        (("cameras", first), {"published_at": published_at, "messages": len(pending), "errors": errors})
+    )
 
 
 def _sleep_until(moment: float) -> None:
@@ -336,10 +353,12 @@ def _http_pages(base: str, token: str, count: int, stop, results) -> None:
 
 
 def _http_page(base: str, token: str, stop, outcome: dict, lock: threading.Lock) -> None:
+    """One page: its live stream held open (reopened 3 s after it fails, as EventSource does), the board read
+    when the stream opens and 300 ms after the last event. A refused or dropped stream is an error."""
     host, port = base.removeprefix("http://").split(":")
     headers = {"Authorization": f"Bearer {token}"}
     api = http.client.HTTPConnection(host, int(port), timeout=30)
-    timings, errors, events, stream_ok = [], 0, 0, False
+    timings, errors, events, open_at_end = [], 0, 0, False
 
     def read_board() -> None:
         nonlocal errors
@@ -348,51 +367,69 @@ def _http_page(base: str, token: str, stop, outcome: dict, lock: threading.Lock)
             api.request("GET", "/api/v1/incidents", headers=headers)
             response = api.getresponse()
             body = response.read()
-            if response.status != 200 or b'"incidents"' not in body:
-                errors += 1
-                return
         except (OSError, http.client.HTTPException):
             errors += 1
             api.close()  # reconnects on the next request
             return
+        if response.status != 200 or b'"incidents"' not in body:
+            errors += 1
+            return
         timings.append((time.perf_counter() - start) * 1000)
 
-    try:
-        stream = socket.create_connection((host, int(port)), timeout=10)
-        stream.sendall(
-            f"GET /api/v1/stream HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
-        )
-        head = stream.recv(1 << 16)
-        stream_ok = head.startswith(b"HTTP/1.1 200")
-        read_board()  # the board's first load
-        reload_at, tail = None, head[-(len(_EVENT_HEADER) - 1) :]
-        while stream_ok and not stop.is_set():
-            wait = 0.5 if reload_at is None else max(0.001, reload_at - time.monotonic())
-            stream.settimeout(wait)
-            try:
-                data = stream.recv(1 << 16)
-            except TimeoutError:
-                if reload_at is not None and time.monotonic() >= reload_at:
-                    reload_at = None
-                    read_board()
-                continue
-            if not data:
-                stream_ok = False  # central closed the stream before the run ended
-                break
-            chunk = tail + data
-            arrived = chunk.count(_EVENT_HEADER)
-            tail = chunk[-(len(_EVENT_HEADER) - 1) :]
-            if arrived:
-                events += arrived
-                reload_at = time.monotonic() + RELOAD_AFTER_S  # every event puts the reload off again
+    while not stop.is_set():
+        stream = None
+        try:
+            stream = socket.create_connection((host, int(port)), timeout=10)
+            stream.sendall(
+                f"GET /api/v1/stream HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+            )
+            head = stream.recv(1 << 16)
+        except OSError:
+            head = b""
+        if not head.startswith(b"HTTP/1.1 200"):
+            errors += 1
+            if stream is not None:
+                stream.close()
+            stop.wait(3)
+            continue
+        read_board()  # the board reads itself when its stream opens
+        sent, open_at_end = _follow(stream, head, stop, read_board)
+        events += sent
         stream.close()
-    except OSError:
-        stream_ok = False
+        if not open_at_end:
+            errors += 1  # central dropped the stream before the run ended
+            stop.wait(3)
     with lock:
         outcome["api_ms"].extend(timings)
-        outcome["errors"] += errors + (0 if stream_ok else 1)
-        outcome["streams_ok"] += int(stream_ok)
+        outcome["errors"] += errors
+        outcome["streams_ok"] += int(open_at_end)
         outcome["events_per_page"].append(events)
+
+
+def _follow(stream: socket.socket, head: bytes, stop, read_board) -> tuple[int, bool]:
+    """Count the events a stream sends until the run ends, reading the board 300 ms after the last one (each
+    event puts the read off again, as the board's script does); (events, whether it was still open)."""
+    events, reload_at, tail = 0, None, head[-(len(_EVENT_HEADER) - 1) :]
+    while not stop.is_set():
+        stream.settimeout(0.5 if reload_at is None else max(0.001, reload_at - time.monotonic()))
+        try:
+            data = stream.recv(1 << 16)
+        except TimeoutError:
+            if reload_at is not None and time.monotonic() >= reload_at:
+                reload_at = None
+                read_board()
+            continue
+        except OSError:
+            return events, False
+        if not data:
+            return events, False
+        chunk = tail + data
+        arrived = chunk.count(_EVENT_HEADER)
+        tail = chunk[-(len(_EVENT_HEADER) - 1) :]  # a header cut in two by the read, never a whole one
+        if arrived:
+            events += arrived
+            reload_at = time.monotonic() + RELOAD_AFTER_S
+    return events, True
 
 
 # --- the pages: real Chromium --------------------------------------------------------------------------------
@@ -490,13 +527,30 @@ def _clock_offset_ms(driver) -> float:
 # --- measuring -----------------------------------------------------------------------------------------------
 
 
-def _collect(results, count: int, timeout_s: float) -> dict:
+def _collect(results, count: int, processes, timeout_s: float) -> dict:
+    """``count`` results from ``processes``; stops the bench at once when one of them has died without its."""
     collected = {}
     deadline = time.monotonic() + timeout_s
     while len(collected) < count:
-        name, value = results.get(timeout=max(1.0, deadline - time.monotonic()))
+        try:
+            name, value = results.get(timeout=1.0)
+        except queue.Empty:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"timed out: {len(collected)} of {count} results") from None
+            dead = [p.name for p in processes if p.exitcode not in (None, 0)]
+            if dead:
+                raise SystemExit(f"{', '.join(dead)} failed (see its traceback above)") from None
+            continue
         collected[name] = value
     return collected
+
+
+def _merge(parts: list[dict]) -> dict:
+    return {
+        "published_at": {key: value for part in parts for key, value in part["published_at"].items()},
+        "messages": sum(part["messages"] for part in parts),
+        "errors": sum(part["errors"] for part in parts),
+    }
 
 
 def _wait_for_store(central: Central, published_at: dict[str, float], timeout_s: float = 60) -> int:
