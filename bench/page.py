@@ -126,18 +126,24 @@ def run(url: str, data_dir: Path, args) -> dict:
         if not parts.ingest.subscribed.is_set():
             raise SystemExit("central's ingest could not subscribe")
         base = parts.web.url
+        processes: list = []  # every child, stopped before central is, however the run ends
+        running.callback(_stop_children, stop, processes)
         children = [
             spawn.Process(target=_http_pages, args=(base, token, args.pages - args.browsers, stop, results)),
             spawn.Process(target=_browser_pages, args=(base, args.browsers, args.dwell, stop, results)),
         ]
+        processes.extend(children)
         for child in children:
             child.start()
-        if not _wait(lambda: central.hub.subscribers >= args.pages, 120):
-            raise SystemExit(f"only {central.hub.subscribers} of {args.pages} pages opened their live stream")
+        # The cameras start once every page is open, or after two minutes with those that are (the report says
+        # how many were).
+        _wait(lambda: central.hub.subscribers >= args.pages, 120)
+        streams_at_start = central.hub.subscribers
         # paho waits on its sockets with select(), which takes no descriptor above 1023: a few hundred
         # cameras per process.
         groups = range(0, args.cameras, CAMERAS_PER_PROCESS)
         cameras = [spawn.Process(target=_cameras, args=(url, args, first, results)) for first in groups]
+        processes.extend(cameras)
         for child in cameras:
             child.start()
         collected = _collect(results, len(cameras), cameras, timeout_s=args.minutes * 60 + 300)
@@ -146,8 +152,6 @@ def run(url: str, data_dir: Path, args) -> dict:
         stored = _wait_for_store(central, published_at)
         stop.set()
         collected |= _collect(results, 2, children, timeout_s=120)
-        for child in [*children, *cameras]:
-            child.join(timeout=30)
     http_pages, browsers = collected["http"], collected["browsers"]
     live = [
         seen_ms - published_at[event_id] * 1000
@@ -172,6 +176,7 @@ def run(url: str, data_dir: Path, args) -> dict:
             "live_update": len(live),
             "api_incidents": len(http_pages["api_ms"]),
         },
+        "streams_at_start": streams_at_start,
         "messages_published": camera_side["messages"],
         "stream_events_per_page": http_pages["events_per_page"],
     }
@@ -478,9 +483,9 @@ def _browser_page(base: str, dwell_s: float, stop, outcome: dict, lock: threadin
     options.binary_location = shutil.which("chromium")
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,900"):
         options.add_argument(argument)
-    paints, seen, errors = [], [], 0
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    paints, seen, errors, driver = [], [], 0, None
     try:
+        driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
         driver.get(base + "/login")
         driver.find_element(By.ID, "username").send_keys(OPERATOR[0])
         driver.find_element(By.ID, "password").send_keys(OPERATOR[1])
@@ -508,7 +513,8 @@ def _browser_page(base: str, dwell_s: float, stop, outcome: dict, lock: threadin
     except Exception:
         errors += 1
     finally:
-        driver.quit()
+        if driver is not None:
+            driver.quit()
     with lock:
         outcome["paints"].extend(paints)
         outcome["seen"].extend(seen)
@@ -543,6 +549,16 @@ def _collect(results, count: int, processes, timeout_s: float) -> dict:
             continue
         collected[name] = value
     return collected
+
+
+def _stop_children(stop, processes) -> None:
+    """Tell every child to finish (the browsers quit Chromium), then end those that do not in time."""
+    stop.set()
+    for child in processes:
+        child.join(timeout=30)
+        if child.is_alive():
+            child.terminate()
+            child.join(timeout=5)
 
 
 def _merge(parts: list[dict]) -> dict:
