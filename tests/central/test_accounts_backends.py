@@ -76,6 +76,28 @@ def test_a_token_acts_as_its_account_until_revoked(db):
     assert _actions(db)[-2:] == ["token.create", "token.revoke"]
 
 
+def test_a_tokens_use_is_written_down_at_most_once_a_minute(db):
+    """Every request with a token used to write: 50 open pages queued on the database's one writer."""
+    from kuzet.central.store import portable
+
+    users.create_user(db, "page", PASSWORD, "operator")
+    token = tokens.create_token(db, "page", "a wall screen", actor="cli:root")
+
+    def last_used() -> str | None:
+        return portable.rows(db, "SELECT last_used_at FROM api_tokens")[0]["last_used_at"]
+
+    tokens.authenticate(db, token)
+    first = last_used()
+    assert first
+    for _ in range(5):
+        assert tokens.authenticate(db, token).username == "page"
+    assert last_used() == first  # within the minute: read, not written
+    with portable.transaction(db):
+        portable.execute(db, "UPDATE api_tokens SET last_used_at = ?", ["2026-01-01T00:00:00.000Z"])
+    tokens.authenticate(db, token)
+    assert last_used() > "2026-01-01T00:00:00.000Z"  # a minute later: written again
+
+
 def test_a_dead_letter_keeps_its_first_bytes_and_whole_size(db):
     first = dead_letters.add(db, "kuzet/x/y", b"\x00\xffbroken", "not JSON", "2026-11-21T10:00:00.000Z", 4)
     second = dead_letters.add(db, "kuzet/x/y", b"again", "not JSON", "2026-11-21T10:00:01.000Z", 64)

@@ -79,8 +79,14 @@
     body.dataset.loaded = "1";
   }
 
-  let pending = null;
-  function reloadSoon() { clearTimeout(pending); pending = setTimeout(load, 300); }
+  // One redraw within a second of an update, whatever keeps arriving: a wait reset by every update (as before)
+  // never ended under a city's steady stream of events, and the board stood still (bench/page.py).
+  let pending = null, lastLoad = 0;
+  function reloadSoon() {
+    if (pending) return;  // the redraw already coming shows this update too
+    const wait = Math.max(300, 1000 - (Date.now() - lastLoad));
+    pending = setTimeout(() => { pending = null; lastLoad = Date.now(); load(); }, wait);
+  }
 
   // --- interruptions: critical and high only ------------------------------------------------------------------
   const prefSound = document.getElementById("pref-sound");
