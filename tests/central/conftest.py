@@ -122,3 +122,15 @@ def s3_media(seaweedfs, tmp_path):
         "s3_credentials_file": str(credentials),
         "multipart_chunk_mb": 5,
     }
+
+
+@pytest.fixture
+def browser():
+    """Debian's headless Chromium (skips where it is not installed); screenshots go to support.browser's
+    SCREENSHOTS."""
+    from support.browser import SCREENSHOTS, chromium
+
+    driver = chromium()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()

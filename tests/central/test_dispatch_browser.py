@@ -1,24 +1,17 @@
 """Dispatching as an operator does it, in a real headless Chromium against central running for real
 (Mosquitto, ingest, routing, waitress) with real badge agents: from the unit board, from the map, a diversion
-and an intercept with its confirmation. Screenshots go to /tmp/kuzet-screenshots."""
+and an intercept with its confirmation. Screenshots go to artifacts/screenshots."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
-from support.browser import SCREENSHOTS, chromium, click, confirmation, log_in, wait_until
+from support.browser import SCREENSHOTS, click, confirmation, log_in, wait_until
 from support.patrol import Camera, inbox_has, point, start_badge, wait_for
 from support.web import LiveCentral
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def browser():
-    driver = chromium()
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture

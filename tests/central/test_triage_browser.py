@@ -1,14 +1,12 @@
 """The triage board in a real headless Chromium, in Russian then Kazakh, against central running for real
 (Mosquitto, ingest, waitress): re-fires folded into one incident, the critical one first, a ticking waiting
 timer, the keyboard and its help, bulk acknowledge, and interruptions for critical incidents only.
-Screenshots go to /tmp/kuzet-ops-screenshots/."""
+Screenshots go to artifacts/screenshots/."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
+from support.browser import SCREENSHOTS, wait_until
 from support.ingest import wait_for
 from support.web import PASSWORD, Camera, LiveCentral, jpeg
 
@@ -16,26 +14,6 @@ from kuzet.central.store import registry
 from kuzet.shared import ids
 
 pytestmark = pytest.mark.browser
-
-SCREENSHOTS = Path("/tmp/kuzet-ops-screenshots")
-
-
-@pytest.fixture
-def browser():
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and chromedriver):
-        pytest.skip("Debian's chromium and chromium-driver are not installed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,900"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture
@@ -54,22 +32,6 @@ def live(tmp_path, mosquitto):
         )
     yield running
     running.stop()
-
-
-def wait_until(driver, condition, what: str, timeout_s: float = 20.0):
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    try:
-        return WebDriverWait(
-            driver,
-            timeout_s,
-            poll_frequency=0.1,
-            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
-        ).until(condition)
-    except Exception:
-        driver.save_screenshot(str(SCREENSHOTS / f"failed-triage-{what.replace(' ', '-')}.png"))
-        raise AssertionError(f"the page never showed {what}") from None
 
 
 def rows(driver):

@@ -5,45 +5,16 @@ plays. Screenshots are kept in artifacts/screenshots/ for people to look at."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from pathlib import Path
 
 import pytest
-from support.browser import confirmation
-from support.web import PASSWORD, Camera, LiveCentral, h264_clip, jpeg
+from support.browser import SCREENSHOTS, click, confirmation, log_in, wait_until
+from support.web import Camera, LiveCentral, h264_clip, jpeg
 
 from kuzet.central.auth import audit
 from kuzet.shared import ids, messages, timeutil
 
 pytestmark = pytest.mark.browser
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-
-
-@pytest.fixture
-def browser():
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and chromedriver):
-        pytest.skip("Debian's chromium and chromium-driver are not installed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=1440,900",
-        "--autoplay-policy=no-user-gesture-required",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-    driver.implicitly_wait(0)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture
@@ -65,38 +36,6 @@ def camera(mosquitto, live):
     device = Camera(mosquitto.url)
     yield device
     device.stop()
-
-
-def wait_until(driver, condition, what: str, timeout_s: float = 20.0):
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    ignored = (NoSuchElementException, StaleElementReferenceException)  # the page may be reloading
-    try:
-        return WebDriverWait(driver, timeout_s, poll_frequency=0.1, ignored_exceptions=ignored).until(
-            condition
-        )
-    except Exception:
-        driver.save_screenshot(str(SCREENSHOTS / f"failed-{what.replace(' ', '-')}.png"))
-        raise AssertionError(f"the page never showed {what}") from None
-
-
-def click(driver, css: str, what: str) -> None:
-    """Click what the live page may redraw at any moment (a dispatch's buttons): again if it went stale."""
-    from selenium.webdriver.common.by import By
-
-    wait_until(driver, lambda d: d.find_element(By.CSS_SELECTOR, css).click() or True, what)
-
-
-def log_in(driver, url: str, username: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    driver.get(url + "/login")
-    driver.find_element(By.ID, "username").send_keys(username)
-    driver.find_element(By.ID, "password").send_keys(PASSWORD)
-    driver.save_screenshot(str(SCREENSHOTS / "01-login.png"))
-    driver.find_element(By.ID, "login").click()
-    wait_until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "header .whoami"), "the page after log-in")
 
 
 def test_operator_sees_a_new_event_live_opens_it_and_plays_its_clip(live, camera, browser, tmp_path):

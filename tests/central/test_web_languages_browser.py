@@ -1,16 +1,15 @@
 """The page in Russian and Kazakh in a real headless Chromium, against central running for real (Mosquitto,
 ingest, waitress): words, state labels and script-made rows in the reader's language, times in the site's zone,
 and the evidence package downloaded from the event page.
-Screenshots go to /tmp/kuzet-ops-screenshots/ for people to look at."""
+Screenshots go to artifacts/screenshots/ for people to look at."""
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 import zipfile
-from pathlib import Path
 
 import pytest
+from support.browser import SCREENSHOTS, wait_until
 from support.patrol import wait_for
 from support.web import PASSWORD, Camera, LiveCentral, jpeg
 
@@ -19,26 +18,6 @@ from kuzet.central.store import registry
 from kuzet.shared import ids
 
 pytestmark = pytest.mark.browser
-
-SCREENSHOTS = Path("/tmp/kuzet-ops-screenshots")
-
-
-@pytest.fixture
-def browser():
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and chromedriver):
-        pytest.skip("Debian's chromium and chromium-driver are not installed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,900"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture
@@ -58,22 +37,6 @@ def live(tmp_path, mosquitto):
     )
     yield running
     running.stop()
-
-
-def wait_until(driver, condition, what: str, timeout_s: float = 20.0):
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    try:
-        return WebDriverWait(
-            driver,
-            timeout_s,
-            poll_frequency=0.1,
-            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
-        ).until(condition)
-    except Exception:
-        driver.save_screenshot(str(SCREENSHOTS / f"failed-{what.replace(' ', '-')}.png"))
-        raise AssertionError(f"the page never showed {what}") from None
 
 
 def text_of(driver, css: str) -> str:

@@ -28,6 +28,7 @@ def chromium(width: int = 1440, height: int = 900):
         "--no-sandbox",
         "--disable-dev-shm-usage",
         f"--window-size={width},{height}",
+        "--autoplay-policy=no-user-gesture-required",  # the clip tests press play from a script
     ):
         options.add_argument(argument)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
