@@ -20,6 +20,7 @@ from kuzet.shared import messages
 
 class RecordingLink:
     client_id = "central-test"
+    url = "mqtt://b:1883"  # the broker this link is to: the session keys its record on it
 
     def __init__(self):
         self.on_connect = []
