@@ -79,6 +79,18 @@ MESSAGES = {
     "revoked_on_dispatch": N_("%(why)s, while on dispatch %(dispatch)s: the event goes to the next unit"),
     "no_position_to_reroute": N_("no position to send another unit to: assign one by hand"),
     "taken_off_event": N_("%(unit)s was taken off the event: assign another unit by hand"),
+    "watchlist_too_large": N_(
+        "The watchlist (%(rows)d photos) is too large to send to this camera; it keeps the one it holds "
+        "until that lapses. Remove entries or photos."
+    ),
+    "diverted_requeued": N_(
+        "%(unit)s was diverted from the %(left_severity)s %(left_type)s event to the %(severity)s %(event_type)s "
+        "event; the %(left_type)s event waits for the next free unit"
+    ),
+    "diverted_others_stay": N_(
+        "%(unit)s was diverted from the %(left_severity)s %(left_type)s event to the %(severity)s %(event_type)s "
+        "event; the %(left_type)s event keeps its other units"
+    ),
     "too_many_alerts": N_("%(device)s raises more than %(limit)s alerts a minute; the latest: %(latest)s"),
     "store_failing": N_(
         "Central could not write %(what)s (%(error)s); meanwhile %(held)s. "

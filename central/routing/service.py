@@ -209,12 +209,16 @@ class RoutingService(Dispatcher):
             dispatch_id = self._send(incident, unit, distance, "manual", len(incident.tried) + 1, actor)
             requeued = lc.REQUEUE in step.effects and self._requeue(row, left, actor)
             if lc.ALERT in step.effects:
-                name = unit.callsign or device
-                after = "waits for the next free unit" if requeued else "keeps its other units"
                 self._alert(
                     "warning",
-                    f"{name} was diverted from the {left.severity} {left.event_type} event to the "
-                    f"{incident.severity} {incident.event_type} event; the {left.event_type} event {after}",
+                    say(
+                        "diverted_requeued" if requeued else "diverted_others_stay",
+                        unit=unit.callsign or device,
+                        left_severity=left.severity,
+                        left_type=left.event_type,
+                        severity=incident.severity,
+                        event_type=incident.event_type,
+                    ),
                     left,
                     dispatch_id=row["dispatch_id"],
                 )

@@ -23,7 +23,6 @@ from datetime import datetime
 from pathlib import Path
 
 import sqlite_utils
-from flask_babel import gettext as _  # outside a request: the English text, as other alerts
 
 from kuzet.central import alerts
 from kuzet.central.auth import audit
@@ -133,11 +132,7 @@ class WatchlistPusher:
         if len(payload) > limit:
             # Too many embeddings for one message: the cameras keep what they hold until it lapses, and the
             # operators are told (one open alert per camera, counted on every try).
-            message = _(
-                "The watchlist (%(rows)d photos) is too large to send to this camera; it keeps the one it holds "
-                "until that lapses. Remove entries or photos.",
-                rows=len(data.entry_ids),
-            )
+            message = alerts.say("watchlist_too_large", rows=len(data.entry_ids))
             row = alerts.raise_for_device(db, "warning", message, device, TOO_LARGE)
             db.conn.commit()
             self.central.hub.publish("alert", row)
