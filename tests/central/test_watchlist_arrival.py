@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from support.patrol import Centre, inbox_has, point, wait_for
@@ -76,7 +77,7 @@ def wanted(db) -> str:
         "reason": "test",
         "expires_on": (timeutil.utc_now() + timedelta(days=3)).strftime("%Y-%m-%d"),
     }
-    return entries.create(db, "supervisor", entries.parse_input(form))
+    return entries.create(db, "supervisor", entries.parse_input(form, ZoneInfo("Asia/Almaty")))
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import contextlib
 import json
 import threading
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -45,7 +46,8 @@ def enrol(db, name: str, seed: int) -> str:
             "authority": "Pavlodar police",
             "reason": "push test",
             "expires_on": (timeutil.utc_now() + timedelta(days=3)).strftime("%Y-%m-%d"),
-        }
+        },
+        ZoneInfo("Asia/Almaty"),
     )
     entry_id = entries.create(db, "supervisor", entry)
     vector = np.random.default_rng(seed).normal(size=128).astype(np.float32)
