@@ -204,7 +204,7 @@ def test_operator_diverts_a_busy_unit_to_a_more_urgent_incident_after_confirming
     assert (
         "badge-near" in question.text
         and "Medium Crowd" in question.text
-        and "critical PANIC" in question.text
+        and "Critical PANIC" in question.text
     )
     question.dismiss()  # changed its mind: nothing happens
     assert live.routing.dispatches(state="acknowledged", event_id=crowd)
