@@ -5,6 +5,7 @@ folder, stopped and deleted afterwards. Without an S3 identity configuration it 
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,11 +23,26 @@ def find_weed() -> Path | None:
     return Path(found) if found else None
 
 
+def distinct_free_ports(count: int) -> list[int]:
+    """``count`` different free ports: all bound at once, so that none is handed out twice (one at a time, the
+    kernel gave the filer the same port for HTTP and gRPC once, and SeaweedFS died on start)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 class SeaweedS3:
     def __init__(self, weed: Path):
         self.weed = weed
         self.root = Path(tempfile.mkdtemp(prefix="kuzet-s3-"))
-        self.s3_port = free_port()
+        self.s3_port = free_port()  # kept across restarts: central keeps its endpoint
         self._process: subprocess.Popen | None = None
 
     @property
@@ -34,7 +50,19 @@ class SeaweedS3:
         return f"http://127.0.0.1:{self.s3_port}"
 
     def start(self, timeout_s: float = 60.0) -> SeaweedS3:
-        ports = {name: free_port() for name in ("master", "volume", "filer")}
+        names = (
+            "master",
+            "master_grpc",
+            "volume",
+            "volume_grpc",
+            "filer",
+            "filer_grpc",
+            "s3_grpc",
+            "iceberg",
+            "lance",
+        )
+        free = [port for port in distinct_free_ports(len(names) + 1) if port != self.s3_port][: len(names)]
+        ports = dict(zip(names, free, strict=True))
         # Every gRPC port given: the default (port + 10000) may be taken or out of range.
         args = [
             str(self.weed),
@@ -43,19 +71,19 @@ class SeaweedS3:
             "-ip.bind=127.0.0.1",
             f"-dir={self.root}",
             f"-master.port={ports['master']}",
-            f"-master.port.grpc={free_port()}",
+            f"-master.port.grpc={ports['master_grpc']}",
             "-master.volumeSizeLimitMB=64",
             f"-volume.port={ports['volume']}",
-            f"-volume.port.grpc={free_port()}",
+            f"-volume.port.grpc={ports['volume_grpc']}",
             "-volume.max=200",  # each bucket is a collection that grows several volumes of its own
             f"-filer.port={ports['filer']}",
-            f"-filer.port.grpc={free_port()}",
+            f"-filer.port.grpc={ports['filer_grpc']}",
             "-s3",
             f"-s3.port={self.s3_port}",
-            f"-s3.port.grpc={free_port()}",
+            f"-s3.port.grpc={ports['s3_grpc']}",
             # Its Iceberg and Lance listeners have fixed default ports: a second server would collide.
-            f"-s3.port.iceberg={free_port()}",
-            f"-s3.port.lance={free_port()}",
+            f"-s3.port.iceberg={ports['iceberg']}",
+            f"-s3.port.lance={ports['lance']}",
         ]
         self._log = open(self.root / "weed.log", "wb")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.root)
