@@ -9,10 +9,6 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from kuzet.central.auth import audit
-from kuzet.central.store import retention
-from kuzet.central.store.backend import open_store
-from kuzet.central.store.objects import open_objects
 from kuzet.shared import timeutil
 
 
@@ -28,6 +24,12 @@ def add_arguments(actions) -> None:
 
 
 def store_command(config, data_dir, args: argparse.Namespace) -> int:
+    # Imported here: `kuzet --help` builds this parser on a camera too, which has no central dependencies.
+    from kuzet.central.auth import audit
+    from kuzet.central.store import retention
+    from kuzet.central.store.backend import open_store
+    from kuzet.central.store.objects import open_objects
+
     store = open_store(config.store, data_dir)  # opening migrates and creates the coming partitions
     # Retention audits what it removes: with central's audit key, which never lives on the database server.
     audit.use_key_file(
