@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
-from pathlib import Path
 
 import cv2
 import pytest
+from support.browser import SCREENSHOTS, log_in, wait_until
 from support.web import Camera, jpeg
 
 from kuzet.central.store import registry
@@ -18,28 +18,9 @@ from kuzet.shared import ids, timeutil
 
 pytestmark = pytest.mark.browser
 pytest.importorskip("dlib", reason="the 'faces' extra is not installed")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 
-def _web_browser():
-    """tests/central/test_web_browser.py, for its Chromium fixture and helpers (test files are not importable
-    by name in importlib mode)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "web_browser_helpers", Path(__file__).with_name("test_web_browser.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_helpers = _web_browser()
-browser = pytest.fixture(_helpers.browser.__wrapped__)
-log_in, wait_until = _helpers.log_in, _helpers.wait_until
-
-
-def test_a_supervisor_enrols_then_reviews_a_possible_match(live, mosquitto, browser, footage, tmp_path):  # noqa: F811
+def test_a_supervisor_enrols_then_reviews_a_possible_match(live, mosquitto, browser, footage, tmp_path):
     from selenium.webdriver.common.by import By
 
     url = live.web.url
