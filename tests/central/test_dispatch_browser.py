@@ -131,20 +131,23 @@ def test_operator_dispatches_from_the_maps_popup_which_shows_the_snapshot(scene,
     snapshots = SnapshotCamera(live.central.config.mqtt.url, device=camera.device)  # one that sends snapshots
     snapshots.snapshot(event_id, jpeg(), 320, 240)
     snapshots.stop()
-    wait_for(
-        lambda: (
+
+    def snapshot_stored():  # the event itself may not be stored yet either
+        row = (
             live.central.db()
             .execute("select snapshot_sha256 from events where event_id = ?", [event_id])
-            .fetchone()[0]
-        ),
-        what="the snapshot stored",
-    )
+            .fetchone()
+        )
+        return row and row[0]
+
+    wait_for(snapshot_stored, what="the snapshot stored")
     log_in(browser, live.web.url, "operator")
     browser.get(live.web.url + "/map")
     wait_until(browser, lambda d: d.find_element(By.ID, "map").get_attribute("data-loaded") == "1", "the map")
-    markers = browser.find_elements(By.CSS_SELECTOR, ".mk-event")
-    assert len(markers) == 1
-    markers[0].click()
+    # the markers are drawn after the data arrives and redrawn by live updates: wait for the one, click it again
+    # if a redraw replaced it
+    wait_until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".mk-event")) == 1, "one event marker")
+    click(browser, ".mk-event", "the event marker")
     popup = wait_until(
         browser,
         lambda d: d.find_element(By.CSS_SELECTOR, f'.event-popup[data-event="{event_id}"]'),
