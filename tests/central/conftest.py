@@ -134,3 +134,28 @@ def browser():
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """Central's store on each engine: the embedded SQLite file, then a throw-away PostgreSQL cluster (whose
+    audit entries are keyed with a key beside the test, as central keeps it apart from the database)."""
+    from kuzet.central.auth import audit
+    from kuzet.central.config import StoreSection
+    from kuzet.central.store.backend import open_store
+
+    if request.param == "sqlite":
+        opened = open_store(StoreSection(), tmp_path)
+    else:
+        url = request.getfixturevalue("postgres_url")
+        audit.use_key_file(url, tmp_path / "audit.key")
+        opened = open_store(StoreSection(url=url), tmp_path)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def db(store):
+    """A connection to ``store``, on each engine."""
+    with store.connection() as conn:
+        yield conn

@@ -6,24 +6,9 @@ from __future__ import annotations
 import pytest
 
 from kuzet.central.auth import audit, sessions, tokens, users
-from kuzet.central.config import StoreSection
 from kuzet.central.store import dead_letters, portable
-from kuzet.central.store.backend import open_store
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        store = open_store(StoreSection(), tmp_path)
-    else:
-        url = request.getfixturevalue("postgres_url")
-        audit.use_key_file(url, tmp_path / "audit.key")
-        store = open_store(StoreSection(url=url), tmp_path)
-    with store.connection() as conn:
-        yield conn
-    store.close()
 
 
 def _actions(db) -> list[str]:

@@ -9,10 +9,8 @@ import os
 
 import pytest
 
-from kuzet.central.config import StoreSection
 from kuzet.central.ingest.clips import ClipAssembler
 from kuzet.central.store import portable
-from kuzet.central.store.backend import open_store
 from kuzet.central.store.media import MediaStore
 from kuzet.shared import ids, messages
 from kuzet.shared.messages import ClipChunk
@@ -45,15 +43,6 @@ def requests(sent) -> list[messages.ClipRequest]:
 
 def lost_message(clip_id) -> messages.ClipLost:
     return messages.ClipLost(device="cam-1", clip_id=clip_id, reason="quota", detail="why")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    url = "" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    store = open_store(StoreSection(url=url), tmp_path)
-    with store.connection() as conn:
-        yield conn
-    store.close()
 
 
 @pytest.fixture

@@ -12,27 +12,12 @@ from support.ingest import new_id
 
 from kuzet.central import commands
 from kuzet.central.auth import audit
-from kuzet.central.config import StoreSection
 from kuzet.central.routing import evidence
 from kuzet.central.store import portable
-from kuzet.central.store.backend import open_store
 from kuzet.shared import messages, timeutil
 from kuzet.shared.evidence import chain_hash
 
 START = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        store = open_store(StoreSection(), tmp_path)
-    else:
-        url = request.getfixturevalue("postgres_url")
-        audit.use_key_file(url, tmp_path / "audit.key")
-        store = open_store(StoreSection(url=url), tmp_path)
-    with store.connection() as conn:
-        yield conn
-    store.close()
 
 
 def test_a_command_is_recorded_and_answered_once(db):

@@ -11,25 +11,11 @@ from support.ingest import SITE, event, new_id
 
 from kuzet.central import alerts
 from kuzet.central.auth import audit
-from kuzet.central.config import StoreSection
 from kuzet.central.ingest import authority, media_retry
 from kuzet.central.store import portable, registry
-from kuzet.central.store.backend import open_store
 from kuzet.central.store.events import Received
 from kuzet.central.store.media import MediaStore, MediaUnavailable
 from kuzet.shared import messages, timeutil
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        opened = open_store(StoreSection(), tmp_path)
-    else:
-        url = request.getfixturevalue("postgres_url")
-        audit.use_key_file(url, tmp_path / "audit.key")
-        opened = open_store(StoreSection(url=url), tmp_path)
-    yield opened
-    opened.close()
 
 
 def _camera(device="cam-1", name="Вход") -> registry.Registration:

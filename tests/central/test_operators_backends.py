@@ -8,23 +8,9 @@ import pytest
 from support.ingest import SITE, event, new_id
 
 from kuzet.central.auth import audit, users
-from kuzet.central.config import StoreSection
 from kuzet.central.store import devices, portable, queries, workflow
-from kuzet.central.store.backend import open_store
 from kuzet.central.store.events import Received
 from kuzet.shared import messages, timeutil
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        opened = open_store(StoreSection(), tmp_path)
-    else:
-        url = request.getfixturevalue("postgres_url")
-        audit.use_key_file(url, tmp_path / "audit.key")
-        opened = open_store(StoreSection(url=url), tmp_path)
-    yield opened
-    opened.close()
 
 
 def _stored_event(store, device="cam-1") -> str:
