@@ -41,6 +41,32 @@ def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
     raise BrokerError(f"nothing is listening on {host}:{port} after {timeout_s:.0f} s")
 
 
+def start_server(
+    command: list[str], log_path: Path, port: int, name: str, timeout_s: float
+) -> subprocess.Popen:
+    """A broker process writing its output to ``log_path``, once it takes connections on ``port``; if it never
+    does, it is stopped and the error carries its log's tail."""
+    with log_path.open("ab") as log_file:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port("127.0.0.1", port, timeout_s)
+    except BrokerError:
+        stop_server(process)
+        raise BrokerError(f"{name} did not start; its log:\n{log_path.read_text()[-2000:]}") from None
+    return process
+
+
+def stop_server(process: subprocess.Popen | None) -> None:
+    """Terminate, then kill after 10 s."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class MosquittoServer:
     """A ``mosquitto`` child process on a port of its own with a configuration we write.
 
@@ -85,27 +111,13 @@ class MosquittoServer:
         )
 
     def start(self, timeout_s: float = 10.0) -> MosquittoServer:
-        log_file = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [self.binary, "-c", str(self.config_path)], stdout=log_file, stderr=subprocess.STDOUT
+        self.process = start_server(
+            [self.binary, "-c", str(self.config_path)], self.log_path, self.port, "mosquitto", timeout_s
         )
-        try:
-            wait_for_port("127.0.0.1", self.port, timeout_s)
-        except BrokerError:
-            self.stop()
-            raise BrokerError(
-                f"mosquitto did not start; its log:\n{self.log_path.read_text()[-2000:]}"
-            ) from None
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_server(self.process)
         self.process = None
 
     def __enter__(self) -> MosquittoServer:

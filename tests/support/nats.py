@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from kuzet.central.broker import BrokerError, free_port, wait_for_port
+from kuzet.central.broker import free_port, start_server, stop_server
 
 BINARY = shutil.which("nats-server") or "/usr/sbin/nats-server"
 # Kuzet's largest message (a snapshot or a dispatch carrying one, messages.MAX_PAYLOAD_BYTES) is over NATS's
@@ -42,24 +42,10 @@ class NatsServer:
         return f"mqtt://127.0.0.1:{self.mqtt_port}"
 
     def start(self, timeout_s: float = 15.0) -> NatsServer:
-        log_file = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [BINARY, "-c", str(self.config_path)], stdout=log_file, stderr=subprocess.STDOUT
+        self.process = start_server(
+            [BINARY, "-c", str(self.config_path)], self.log_path, self.mqtt_port, "nats-server", timeout_s
         )
-        try:
-            wait_for_port("127.0.0.1", self.mqtt_port, timeout_s)
-        except BrokerError:
-            self.stop()
-            raise BrokerError(
-                f"nats-server did not start; its log:\n{self.log_path.read_text()[-2000:]}"
-            ) from None
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_server(self.process)
