@@ -48,8 +48,8 @@ def N_(text: str) -> str:
     return text
 
 
-# Every alert's words, in English, by key. Parameters named event_type, severity, state, current and online
-# are shown as words in the reader's language; a parameter may itself be a message ({"key", "params"}).
+# Every alert's words, in English, by key. A parameter is a state or kind (``WORDS``), shown as a word in the
+# reader's language, or verbatim (``VERBATIM``), or itself a message ({"key", "params"}: ``NESTED``).
 MESSAGES = {
     "unit_offline_on_dispatch": N_("%(unit)s went offline during dispatch %(dispatch)s"),
     "event_without_position": N_(
@@ -97,7 +97,41 @@ MESSAGES = {
         "Free space or fix the disk: ingest resumes by itself."
     ),
     "media_altered": N_("evidence %(kind)s %(sha256)s of %(owner)s: %(problem)s"),
+    # Parts of other alerts' words (parameters that are a Text).
+    "device_revoked": N_("%(device)s was revoked"),
+    "device_revoked_because": N_("%(device)s was revoked: %(reason)s"),
+    "the_database": N_("the database"),
+    "the_media_folder": N_("the media folder"),
+    "held_at_broker": N_("messages from the devices wait, unacknowledged, at the broker and on the devices"),
+    "held_media": N_(
+        "snapshots are kept in the database and clips in the spool, and written when it takes them again; "
+        "events are stored as usual"
+    ),
+    "media_missing": N_("the file is missing"),
+    "media_bytes_altered": N_("the file was altered on disk: its bytes no longer match its SHA-256"),
+    "object_altered": N_("the object was altered in the object store: its bytes no longer match its SHA-256"),
 }
+# Parameters that carry a state or a kind, by the table of words that names them (central/web/i18n.py LABELS):
+# the reader sees «Высокая», not "high".
+WORDS = {
+    "event_type": "type",
+    "left_type": "type",
+    "severity": "severity",
+    "left_severity": "severity",
+    "state": "dispatch",
+    "current": "dispatch",
+    "online": "device",
+    "kind": "media",
+}
+# Parameters shown as they are: names and ids, numbers, and what a person or the system wrote in its own words
+# (an officer's reason, the operating system's error).
+VERBATIM = frozenset(
+    {"unit", "device", "dispatch", "count", "seconds", "metres", "index", "sha256", "owner", "rows"}
+    | {"limit", "reason", "error"}
+)
+# Parameters that are another alert's words (a Text), whose own parameters follow the same rules; "problem" may
+# also be a badge's evidence check in English (shared/evidence.py speaks no language of its own).
+NESTED = frozenset({"why", "latest", "what", "held", "problem"})
 
 
 @dataclass(frozen=True)
@@ -124,6 +158,9 @@ def say(key: str, **params) -> Text:
     """The alert text ``key`` with ``params``; a KeyError at once for an unknown key or a missing parameter."""
     text = Text(key, params)
     text.english  # noqa: B018 -- formats once, so that a wrong call fails where it is made
+    for name, value in params.items():
+        if name in WORDS and not isinstance(value, str):
+            raise TypeError(f"alert {key!r}: {name} is a {WORDS[name]} key, not {value!r}")
     return text
 
 

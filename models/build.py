@@ -147,18 +147,16 @@ YOLOX_PACKAGES = ["onnx2tf==1.29.24", "tensorflow==2.19.0", "tf-keras==2.19.0"]
 YOLOX_INPUT = "images"  # the input name in Megvii's ONNX export
 YOLOX_SIZE = 416
 ONNX2TF_SAMPLES = "calibration_image_sample_data_20x128x128x3_float32.npy"
-COCO80 = (
-    (
-        "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign parking_meter "
-        "bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie suitcase frisbee "
-        "skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard tennis_racket bottle "
-        "wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot hot_dog pizza donut cake "
-        "chair couch potted_plant bed dining_table toilet tv laptop mouse remote keyboard cell_phone microwave oven "
-        "toaster sink refrigerator book clock vase scissors teddy_bear hair_drier toothbrush"
-    )
-    .replace("_", " ")
-    .split(" ")
+# The 80 class names in model order; a name of two words is written with _ here ("traffic light" is one class).
+_COCO80_NAMES = (
+    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign parking_meter "
+    "bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie suitcase frisbee "
+    "skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard tennis_racket bottle "
+    "wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot hot_dog pizza donut cake "
+    "chair couch potted_plant bed dining_table toilet tv laptop mouse remote keyboard cell_phone microwave oven "
+    "toaster sink refrigerator book clock vase scissors teddy_bear hair_drier toothbrush"
 )
+COCO80 = tuple(name.replace("_", " ") for name in _COCO80_NAMES.split(" "))
 
 
 @dataclass(frozen=True)

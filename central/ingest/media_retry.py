@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from kuzet.central import alerts
 from kuzet.central.store import portable
 from kuzet.central.store.media import MediaUnavailable
 from kuzet.shared import messages
@@ -20,10 +21,7 @@ log = logging.getLogger(__name__)
 
 ROUND = 200  # snapshots tried per round
 # What happens to media meanwhile, for /healthz and the operators' alert.
-HELD = (
-    "snapshots are kept in the database and clips in the spool, and written when it takes them again; "
-    "events are stored as usual"
-)
+HELD = alerts.say("held_media")
 
 
 def keep(conn, topic: str, payload: bytes, received_at: str, error: str) -> None:

@@ -26,6 +26,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
+from kuzet.central import alerts
 from kuzet.central.context import Central
 from kuzet.central.ingest import authority, media_retry
 from kuzet.central.ingest.batch import Incoming, Letter, Outcome, Refusal, Valid
@@ -80,8 +81,10 @@ class IngestService:
         self._gc_thresholds: tuple[int, int, int] | None = None  # the collector's, before start()
         self._media: MediaStore | None = None  # opened on the writer thread
         self._clips: ClipAssembler | None = None
-        self.outage = Outage(central, "the database")  # the store failing: messages held, /healthz 503
-        self.media_outage = Outage(central, "the media folder", held=media_retry.HELD)
+        self.outage = Outage(
+            central, alerts.say("the_database")
+        )  # the store failing: messages held, /healthz 503
+        self.media_outage = Outage(central, alerts.say("the_media_folder"), held=media_retry.HELD)
 
     # --- public -----------------------------------------------------------------------------------------
 

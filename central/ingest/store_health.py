@@ -30,7 +30,7 @@ RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
 # OSErrors of the storage itself, not of a message: no space, no quota left, the disk failing, read-only.
 # What happens to the messages while the database cannot be written.
-HELD = "messages from the devices wait, unacknowledged, at the broker and on the devices"
+HELD = alerts.say("held_at_broker")
 _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
 
 
@@ -64,10 +64,11 @@ def _postgres_transient(exc: BaseException) -> bool:
 class Outage:
     """One kind of storage ("the database") that may fail and recover."""
 
-    def __init__(self, central, what: str, held: str = HELD):
+    def __init__(self, central, what: alerts.Text, held: alerts.Text = HELD):
         self.central = central
-        self.what = what
-        self.held = held  # what happens to the messages meanwhile
+        self._what, self._held = what, held  # the alert's words; the English for logs and /healthz
+        self.what = what.english
+        self.held = held.english  # what happens to the messages meanwhile
         self.error: str | None = None  # the latest error while failing; None while all is well
         self.since: float | None = None
         self.attempts = 0
@@ -111,7 +112,7 @@ class Outage:
     def _alert(self) -> None:
         if self._alert_stored:
             return
-        text = alerts.say("store_failing", what=self.what, error=str(self.error), held=self.held)
+        text = alerts.say("store_failing", what=self._what, error=str(self.error), held=self._held)
         db = self.central.db()
         try:
             with db.conn:

@@ -360,7 +360,12 @@ class RoutingService(Dispatcher):
         return True
 
     def _withdraw_revoked(self, device: str, actor: str, reason: str) -> None:
-        why = f"{device} was revoked" + (f": {reason}" if reason else "")
+        revoked = (
+            say("device_revoked_because", device=device, reason=reason)
+            if reason
+            else say("device_revoked", device=device)
+        )
+        why = revoked.english
         unit = self.units.set_offline(device)  # it may no longer connect; the page should not show it free
         if unit is not None:
             self._unit_changed(unit)
@@ -369,7 +374,7 @@ class RoutingService(Dispatcher):
             if lc.ALERT in step.effects:
                 self._alert(
                     "warning",
-                    say("revoked_on_dispatch", why=why, dispatch=row["dispatch_id"]),
+                    say("revoked_on_dispatch", why=revoked, dispatch=row["dispatch_id"]),
                     event_id=row["event_id"],
                     dispatch_id=row["dispatch_id"],
                     device=device,

@@ -55,7 +55,11 @@ def matches(path: Path, sha256: str) -> bool:
     return True
 
 
-def alert_altered(db, row: dict, what: str) -> dict:
+MISSING = alerts.say("media_missing")
+ALTERED = alerts.say("media_bytes_altered")
+
+
+def alert_altered(db, row: dict, what: alerts.Text) -> dict:
     """A critical evidence alert about one media file (merged with earlier ones about the same file)."""
     text = alerts.say(
         "media_altered",
@@ -81,13 +85,13 @@ def checked(db, media_root: Path, row: dict) -> Path:
     try:
         ok = matches(path, row["sha256"])
     except FileNotFoundError:
-        ok, problem = False, "the file is missing"
+        ok, problem = False, MISSING
     else:
-        problem = "the file was altered on disk: its bytes no longer match its SHA-256"
+        problem = ALTERED
     if not ok:
         with portable.transaction(db):
             alert_altered(db, row, problem)
-        raise MediaAltered(problem)
+        raise MediaAltered(problem.english)
     return path
 
 
@@ -103,14 +107,14 @@ def sweep(db, media_root: Path | ObjectStore) -> dict:
         checked_count += 1
         found = stored_sha256(objects, row["sha256"])
         if found is None:
-            problem = "the file is missing"
+            problem = MISSING
         elif found != row["sha256"]:
-            problem = "the file was altered on disk: its bytes no longer match its SHA-256"
+            problem = ALTERED
         else:
             continue
         with portable.transaction(db):
             alert_altered(db, row, problem)
-        problems.append({**row, "problem": problem})
+        problems.append({**row, "problem": problem.english})
     return {"checked": checked_count, "problems": problems}
 
 

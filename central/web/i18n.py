@@ -21,6 +21,7 @@ from flask_babel import Babel, get_locale, gettext, lazy_gettext
 
 from kuzet.central import alerts
 from kuzet.central.auth import preferences
+from kuzet.central.web.objects import OBJECTS
 from kuzet.central.web.services import services
 from kuzet.shared import timeutil
 
@@ -115,6 +116,7 @@ WORK_DONE = {
     "event.close": lazy_gettext("closed"),
 }
 DEVICE_KINDS = {"camera": lazy_gettext("camera"), "badge": lazy_gettext("badge")}
+MEDIA_KINDS = {"clip": lazy_gettext("clip"), "snapshot": lazy_gettext("snapshot")}
 DEVICE_STATES = {
     "online": lazy_gettext("online"),
     "offline": lazy_gettext("offline"),
@@ -134,6 +136,8 @@ LABELS = {
     "clip": CLIP_STATES,
     "shift_entry": SHIFT_ENTRY_KINDS,
     "work": WORK_DONE,
+    "object": OBJECTS,
+    "media": MEDIA_KINDS,
 }
 
 
@@ -143,16 +147,6 @@ def label(table: dict, value: str | None) -> str:
         return "—"
     word = table.get(value)
     return str(word) if word is not None else value
-
-
-# An alert's parameters with these names are states or kinds, shown in words.
-ALERT_PARAMETER_WORDS = {
-    "event_type": EVENT_TYPES,
-    "severity": SEVERITIES,
-    "state": DISPATCH_STATES,
-    "current": DISPATCH_STATES,
-    "online": DEVICE_STATES,
-}
 
 
 def alert_text(row: dict) -> str:
@@ -168,8 +162,8 @@ def _alert_words(key: str, params: dict) -> str:
     for name, value in params.items():
         if isinstance(value, dict) and value.get("key") in alerts.MESSAGES:
             shown[name] = _alert_words(value["key"], value.get("params") or {})
-        elif isinstance(value, str) and name in ALERT_PARAMETER_WORDS:
-            shown[name] = label(ALERT_PARAMETER_WORDS[name], value)
+        elif isinstance(value, str) and name in alerts.WORDS:
+            shown[name] = label(LABELS[alerts.WORDS[name]], value)
         else:
             shown[name] = value
     return gettext(alerts.MESSAGES[key], **shown)

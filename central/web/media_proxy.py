@@ -15,6 +15,7 @@ import re
 from flask import Response, abort, stream_with_context
 from flask_babel import gettext as _
 
+from kuzet.central import alerts
 from kuzet.central.store import integrity
 from kuzet.central.store.media import MediaUnavailable
 
@@ -79,6 +80,4 @@ def _checked(chunks, db, row: dict):
         yield chunk
     if digest.hexdigest() != row["sha256"]:
         with db.conn:
-            integrity.alert_altered(
-                db, row, "the object was altered in the object store: its bytes no longer match its SHA-256"
-            )
+            integrity.alert_altered(db, row, alerts.say("object_altered"))

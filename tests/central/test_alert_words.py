@@ -3,15 +3,17 @@ on the alerts page, and on the live stream that pops the toast. The API and the 
 
 from __future__ import annotations
 
+import html
 import http.client
 import json
+import re
 
 import pytest
 from support.web import login, make_central, token_for
 
 from kuzet.central import alerts
 from kuzet.central.auth import preferences
-from kuzet.central.web import create_app
+from kuzet.central.web import create_app, i18n
 
 NO_FREE_UNIT = alerts.say("no_free_unit", severity="high", event_type="loitering")
 ESCALATED = alerts.say(
@@ -96,3 +98,57 @@ def test_the_live_stream_carries_the_alert_in_the_readers_words(central, web_ser
         assert alert["message"] == NO_FREE_UNIT.english
     finally:
         connection.close()
+
+
+def test_every_parameter_of_every_alert_is_a_word_a_verbatim_value_or_other_words():
+    # A new parameter carrying a state ("left_type") would otherwise reach a Russian reader as "crowd".
+    unclassified = {
+        (key, name)
+        for key, text in alerts.MESSAGES.items()
+        for name in re.findall(r"%\((\w+)\)", text)
+        if name not in alerts.WORDS and name not in alerts.VERBATIM and name not in alerts.NESTED
+    }
+    assert unclassified == set()
+    assert set(alerts.WORDS.values()) <= set(i18n.LABELS)
+    with pytest.raises(TypeError, match="severity is a severity key"):
+        alerts.say("no_free_unit", severity=3, event_type="crowd")
+
+
+def test_states_kinds_and_central_own_words_inside_an_alert_are_in_the_readers_language(tmp_path):
+    central = make_central(tmp_path, site={"language": "ru"})
+    db = central.db()
+    diverted = alerts.say(
+        "diverted_requeued",
+        unit="badge-1",
+        left_severity="medium",
+        left_type="crowd",
+        severity="critical",
+        event_type="panic",
+    )
+    alerts.add(db, "warning", diverted)
+    revoked = alerts.say("device_revoked_because", device="badge-2", reason="украден")
+    alerts.add(db, "warning", alerts.say("revoked_on_dispatch", why=revoked, dispatch="d-1"))
+    altered = alerts.say(
+        "media_altered", kind="clip", sha256="ab" * 32, owner="ev-1", problem=alerts.say("media_missing")
+    )
+    alerts.add(db, "critical", altered)
+    failing = alerts.say(
+        "store_failing", what=alerts.say("the_database"), error="disk full", held=alerts.say("held_at_broker")
+    )
+    alerts.add(db, "critical", failing)
+    client = create_app(central).test_client()
+    login(client, "operator")
+    page = html.unescape(client.get("/alerts").get_data(as_text=True))
+    assert (
+        "badge-1 переброшен с события «Скопление людей» (Средняя) на событие «ТРЕВОГА» (Критическая); "
+        "событие «Скопление людей» ждёт следующий свободный наряд" in page
+    )
+    assert "badge-2 отозван: украден во время направления d-1" in page
+    assert f"доказательство видеоклип {'ab' * 32} (ev-1): файл отсутствует" in page
+    assert "не смог записать в базу данных (disk full); пока что сообщения устройств ждут" in page
+    shown = page.split("<main", 1)[1].split('<script type="application/json"', 1)[0]
+    for english in ("crowd", "medium", "was revoked", "clip ", "the file is missing", "the database"):
+        assert english not in shown
+    assert diverted.english.startswith(
+        "badge-1 was diverted from the medium crowd event"
+    )  # the API's English

@@ -166,8 +166,11 @@ def test_russian_by_default_with_times_in_the_site_zone(app):
     # 08:05 UTC is 13:05 in Pavlodar (Asia/Almaty, UTC+5), in Russian month names.
     assert "21 нояб. 13:05:09" in detail
     assert "Праздное нахождение" in detail and "Новое" in detail
+    # What the detector saw is a word too, on the page and in the scripts' dictionary (rows, popups, toasts).
+    assert "Праздное нахождение — человек</h1>" in detail and "— person" not in detail
     words = _script_words(detail)
     assert words["labels"]["dispatch"]["en_route"] == "В пути" and words["timeZone"] == "Asia/Almaty"
+    assert words["labels"]["object"]["car"] == "легковой автомобиль"
     assert words["words"]["Reassign"] == "Переназначить"
 
 
@@ -224,3 +227,12 @@ def test_a_kazakh_site_defaults_to_russian_and_almaty_time():
 def test_an_unknown_site_time_zone_is_refused():
     with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
         CentralConfig.model_validate({"site": {"timezone": "Mars/Olympus"}})
+
+
+def test_every_class_the_detector_names_has_a_word():
+    from kuzet.central.web.objects import OBJECTS
+    from kuzet.models.build import COCO80
+
+    # The YOLOX build writes these names into labels.txt, one a class ("traffic light" is one, not two).
+    assert len(COCO80) == 80 and COCO80[9] == "traffic light"
+    assert [name for name in COCO80 if name not in OBJECTS] == []

@@ -10,8 +10,8 @@ from html.parser import HTMLParser
 
 WORD = re.compile(r"[^\W\d_]{2,}")
 READ_ATTRIBUTES = {"title", "placeholder", "alt", "aria-label"}
-# Written as they are in every language: the brand, hash and id prefixes, audit action names.
-NOT_WORDS = {"KUZET", "Kuzet", "sha256", "event:…, user:…, device:…", "media.view"}
+# Written as they are in every language: the brands, hash and id prefixes, audit action names.
+NOT_WORDS = {"KUZET", "Kuzet", "Leaflet", "sha256", "event:…, user:…, device:…", "media.view"}
 # Functions whose string arguments people read (toasts, dialogs, the live view's status line, the map).
 SHOWN_BY = {"toast", "prompt", "confirm", "alert", "idle", "setPrefix", "bindTooltip", "bindPopup"}
 SHOWN_THROUGH = {"textContent", "innerHTML", "innerText", "title", "placeholder"}

@@ -102,6 +102,8 @@ const Kuzet = (() => {
   }
 
   const typeName = (t) => word("type", t);
+  // What the camera saw («человек», not "person"); a label central has no word for is shown as it came.
+  const objectName = (label) => word("object", label || "");
 
   // What each device's problems were when last seen, so that only a change is called out.
   const deviceProblems = new Map();
@@ -144,5 +146,5 @@ const Kuzet = (() => {
     }, 200);
   }
 
-  return { api, on, esc, time, ago, word, number, toast, typeName, csrf, noteDevices, refreshAlertCount, locale, timeZone };
+  return { api, on, esc, time, ago, word, number, toast, typeName, objectName, csrf, noteDevices, refreshAlertCount, locale, timeZone };
 })();

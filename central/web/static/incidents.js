@@ -35,7 +35,7 @@
       <td><span class="sev sev-${Kuzet.esc(i.severity)}">${Kuzet.esc(Kuzet.word("severity", i.severity))}</span></td>
       <td>${thumb}</td>
       <td><a href="/events/${encodeURIComponent(i.latest_event_id)}"><b>${Kuzet.esc(Kuzet.word("type", i.event_type))}</b></a>
-        <span class="count" title="${Kuzet.esc(T("events in this incident"))}">×${i.count}</span><br><span class="muted">${Kuzet.esc(i.label || "")}</span></td>
+        <span class="count" title="${Kuzet.esc(T("events in this incident"))}">×${i.count}</span><br><span class="muted">${Kuzet.esc(Kuzet.objectName(i.label))}</span></td>
       <td>${Kuzet.esc(i.camera_name || i.device)}<br><span class="muted">${Kuzet.esc(i.zone || "")}</span></td>
       <td class="mono">${times}</td>
       <td class="mono waiting" data-since="${Kuzet.esc(i.waiting_since || "")}">${waited(i.waiting_since)}</td>

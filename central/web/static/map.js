@@ -33,7 +33,7 @@
   overlays[words.layer_patrols] = layers.units;
   overlays[words.layer_events] = layers.events;
   overlays[words.layer_dispatches] = layers.dispatches;
-  L.control.layers(null, overlays).addTo(map);
+  KuzetMap.layers(overlays, map);
 
   const UNIT_LEGEND = ["available", "sent", "en_route", "on_scene", "busy", "offline"];
   const legend = L.control({ position: "bottomright" });
@@ -170,7 +170,7 @@
         ` <a href="/units?event=${id}">${Kuzet.esc(words.choose_unit)}</a></div>`
       : "";
     return `<div class="event-popup" data-event="${Kuzet.esc(e.event_id)}"><b><a href="/events/${id}">${Kuzet.esc(Kuzet.typeName(e.event_type))}</a></b> · ${Kuzet.esc(Kuzet.word("severity", e.severity))}` +
-      `<br>${Kuzet.esc(e.label)} · ${Kuzet.esc(e.device)}<br>${Kuzet.time(e.received_at)}${snapshot}${send}</div>`;
+      `<br>${Kuzet.esc(Kuzet.objectName(e.label))} · ${Kuzet.esc(e.device)}<br>${Kuzet.time(e.received_at)}${snapshot}${send}</div>`;
   }
 
   element.addEventListener("click", async (click) => {

@@ -4,7 +4,10 @@
 "use strict";
 const KuzetMap = {
   create(element, lat, lon, zoom) {
-    const map = L.map(element, { zoomControl: true, attributionControl: true, maxZoom: 19 }).setView([lat, lon], zoom);
+    const map = L.map(element, { zoomControl: false, attributionControl: true, maxZoom: 19 }).setView([lat, lon], zoom);
+    // Leaflet's own words are English: its buttons' titles, its brand link's title, its scale's units.
+    L.control.zoom({ zoomInTitle: T("Zoom in"), zoomOutTitle: T("Zoom out") }).addTo(map);
+    map.attributionControl.setPrefix("Leaflet");
     const tileUrl = element.dataset.tileUrl;
     if (tileUrl) {
       const ds = element.dataset;
@@ -17,8 +20,23 @@ const KuzetMap = {
       element.classList.add("no-tiles");
       map.attributionControl.setPrefix(Kuzet.esc(element.dataset.tileProblem || element.dataset.noTiles || T("no map tiles configured")));
     }
-    L.control.scale({ metric: true, imperial: false }).addTo(map);
+    new KuzetMap.Scale({ metric: true, imperial: false }).addTo(map);
     return map;
+  },
+  // Leaflet 1.9's metric scale with the units in the reader's language ("500 м", "1 км").
+  Scale: L.Control.Scale.extend({
+    _updateMetric(maxMeters) {
+      const metres = this._getRoundNum(maxMeters);
+      const text = metres < 1000 ? T("%(n)s m", { n: metres }) : T("%(n)s km", { n: Kuzet.number(metres / 1000) });
+      this._updateScale(this._mScale, text, metres / maxMeters);
+    },
+  }),
+  // The layers control's button, titled in English by Leaflet.
+  layers(overlays, map) {
+    const control = L.control.layers(null, overlays).addTo(map);
+    const toggle = control.getContainer().querySelector(".leaflet-control-layers-toggle");
+    if (toggle) toggle.title = T("Layers");
+    return control;
   },
   dot(className, size) {
     return L.divIcon({ className: "", html: `<div class="mk ${className}" style="width:${size}px;height:${size}px"></div>`, iconSize: [size, size], iconAnchor: [size / 2, size / 2] });

@@ -32,7 +32,7 @@
     return `<td><span class="sev sev-${Kuzet.esc(e.severity)}">${Kuzet.esc(Kuzet.word("severity", e.severity))}</span></td>
       <td class="mono" title="${Kuzet.esc(e.started_at)}">${Kuzet.time(e.started_at)}</td>
       <td>${Kuzet.esc(Kuzet.typeName(e.event_type))}</td>
-      <td>${Kuzet.esc(e.label)}${e.score != null ? ` <span class="muted">${Math.round(e.score * 100)}%</span>` : ""}</td>
+      <td>${Kuzet.esc(Kuzet.objectName(e.label))}${e.score != null ? ` <span class="muted">${Math.round(e.score * 100)}%</span>` : ""}</td>
       <td>${Kuzet.esc(e.device)}</td>
       <td>${Kuzet.esc(e.zone || "—")}</td>
       <td><span class="status status-${Kuzet.esc(e.status)}">${Kuzet.esc(Kuzet.word("status", e.status))}</span>${e.hold ? ` <span title="${T("evidence on hold")}">🔒</span>` : ""}</td>
@@ -118,7 +118,7 @@
     refreshCounters();
     // Only critical and high events interrupt with a toast; the others arrive quietly in the list.
     if (!known && loaded && event.status === "new" && matches(event) && ["critical", "high"].includes(event.severity)) {
-      Kuzet.toast(`${Kuzet.typeName(event.event_type)} · ${event.label}`, `${event.device}${event.zone ? " · " + event.zone : ""} · ${Kuzet.word("severity", event.severity)}`, event.severity, "/events/" + event.event_id);
+      Kuzet.toast(`${Kuzet.typeName(event.event_type)} · ${Kuzet.objectName(event.label)}`, `${event.device}${event.zone ? " · " + event.zone : ""} · ${Kuzet.word("severity", event.severity)}`, event.severity, "/events/" + event.event_id);
     }
   });
   Kuzet.on("open", () => { if (loaded) { load(); refreshCounters(); } });  // catch up after a reconnect

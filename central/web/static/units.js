@@ -30,7 +30,7 @@
 
   function incidentCell(d) {
     if (!d) return words.none;
-    const what = `${Kuzet.esc(Kuzet.typeName(d.event_type || d.mode))}${d.label ? " · " + Kuzet.esc(d.label) : ""}`;
+    const what = `${Kuzet.esc(Kuzet.typeName(d.event_type || d.mode))}${d.label ? " · " + Kuzet.esc(Kuzet.objectName(d.label)) : ""}`;
     const sev = d.severity ? `<span class="sev sev-${Kuzet.esc(d.severity)}">${Kuzet.esc(Kuzet.word("severity", d.severity))}</span> ` : "";
     return d.event_id ? `${sev}<a href="/events/${encodeURIComponent(d.event_id)}">${what}</a>` : `${sev}${what}`;
   }
@@ -86,7 +86,7 @@
     const keep = select.value || select.dataset.selected;
     select.length = 1;
     for (const e of open) {
-      const option = new Option(`${Kuzet.word("severity", e.severity)} · ${Kuzet.typeName(e.event_type)} · ${e.label || ""} · ${e.device} · ${Kuzet.time(e.received_at)}`, e.event_id);
+      const option = new Option(`${Kuzet.word("severity", e.severity)} · ${Kuzet.typeName(e.event_type)} · ${Kuzet.objectName(e.label)} · ${e.device} · ${Kuzet.time(e.received_at)}`, e.event_id);
       select.add(option);
     }
     select.value = incidents.has(keep) ? keep : "";
