@@ -17,7 +17,9 @@ from kuzet.shared.config import KeyProblem, MqttSection, Name, Section
 
 class CentralSection(Section):
     site: Name = "pavlodar"
-    name: str = "Kuzet operations centre"
+    name: str | None = (
+        None  # the centre's name in its header; None: "Kuzet operations centre" in each language
+    )
 
 
 def _known_time_zone(name: str) -> str:

@@ -17,6 +17,7 @@ from flask_babel import gettext as _
 from kuzet.central.auth import audit
 from kuzet.central.watchlist import schema
 from kuzet.central.watchlist.enrolment import EnrolledFace
+from kuzet.central.web import i18n
 from kuzet.shared import ids, timeutil
 
 CATEGORIES = ("missing", "wanted")
@@ -68,9 +69,10 @@ def parse_input(form: dict, zone: ZoneInfo, today: datetime | None = None) -> En
                 )
             )
     try:
-        day = datetime.strptime(values["expires_on"], "%Y-%m-%d").date()
+        day = i18n.parse_typed(values["expires_on"]).date()
     except ValueError:
-        raise EntryError(_("The expiry date must be a date (YYYY-MM-DD).")) from None
+        example = i18n.typed_day(datetime(2026, 12, 31))
+        raise EntryError(_("The expiry date must be a date such as %(example)s.", example=example)) from None
     local_today = (today or timeutil.utc_now()).astimezone(zone).date()
     if day < local_today:
         raise ExpiryRefused(_("The expiry date is in the past."))

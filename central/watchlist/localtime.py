@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from kuzet.central.web.i18n import site_zone
+from kuzet.central.web.i18n import site_zone, typed_day
 from kuzet.shared import timeutil
 
 
@@ -17,8 +17,8 @@ def site_time(value: str | datetime | None) -> str:
 
 
 def site_date(value: str) -> str:
-    """A wire time (UTC) as the site's local date, YYYY-MM-DD (as a date input takes it)."""
-    return timeutil.from_wire(value).astimezone(site_zone()).strftime("%Y-%m-%d")
+    """A wire time (UTC) as the site's local date, as the reader types one (31.12.2026; i18n.typed_day)."""
+    return typed_day(timeutil.from_wire(value).astimezone(site_zone()))
 
 
 def install(state) -> None:

@@ -224,6 +224,41 @@ def full_time(value: str | None) -> str:
     return dates.format_datetime(when, "d MMMM y HH:mm:ss xxx", locale=str(get_locale()))
 
 
+# Dates people type go in a plain text field in their own language's order: Chromium draws <input type=date>
+# in the browser's language, not the page's (mm/dd/yyyy for a Russian operator on an English browser).
+DAY_ENTRY = {"ru": "%d.%m.%Y", "kk": "%d.%m.%Y", "en": "%d/%m/%Y"}
+# What a typed day may look like whatever the reader's language: day first, and ISO for links and API clients.
+_DAY_FORMATS = ("%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y")
+
+
+def parse_typed(value: str, with_time: bool = False) -> datetime:
+    """A date typed by a person ('05.12.2026', '05/12/2026' or '2026-12-05'), with a time after it if
+    ``with_time`` allows one ('05.12.2026 13:05'; midnight without), as a naive datetime; ValueError otherwise."""
+    value = " ".join(value.split())
+    if with_time:
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    day_and_time = [f"{day} %H:%M" for day in _DAY_FORMATS] if with_time else []
+    for pattern in (*_DAY_FORMATS, *day_and_time):
+        try:
+            return datetime.strptime(value, pattern)
+        except ValueError:
+            continue
+    raise ValueError(f"not a date: {value!r}")
+
+
+def typed_day(value: datetime) -> str:
+    """A day as the reader types it (the value a date field starts with)."""
+    return value.strftime(DAY_ENTRY[language()])
+
+
+def day_hint(with_time: bool = False) -> str:
+    """How to type a date (and time), in the reader's words: 'дд.мм.гггг чч:мм'."""
+    return gettext("dd.mm.yyyy hh:mm") if with_time else gettext("dd.mm.yyyy")
+
+
 def number(value, digits: int = 0) -> str:
     return numbers.format_decimal(round(value, digits), locale=str(get_locale()))
 
@@ -277,4 +312,5 @@ def install(app: Flask) -> None:
         script_messages=script_messages,
         word=lambda kind, value: label(LABELS[kind], value),  # {{ word('status', event.status) }}
         alert_text=alert_text,
+        day_hint=day_hint,
     )

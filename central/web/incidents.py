@@ -50,15 +50,16 @@ class PreferencesBody(Body):
 
 
 def _time(name: str) -> str | None:
-    """A time from the query string: ISO-8601 with its offset, or without one in the site's time zone (what a
-    datetime-local input sends)."""
+    """A time from the query string: ISO-8601 with its offset, or a local time in the site's time zone as the
+    board's filter takes it from a person ('05.12.2026 13:05', i18n.parse_typed)."""
     if name not in request.args:
         return None
     value = request.args[name].strip()
     try:
-        when = datetime.fromisoformat(value)
+        when = i18n.parse_typed(value, with_time=True)
     except ValueError:
-        refuse(f"{name}: not an ISO-8601 time ({value!r})")
+        example = i18n.typed_day(datetime(2026, 12, 31)) + " 08:00"
+        refuse(_("%(value)s is not a date and time such as %(example)s", value=repr(value), example=example))
     if when.tzinfo is None:
         when = when.replace(tzinfo=i18n.site_zone())
     return timeutil.to_wire(when)

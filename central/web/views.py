@@ -37,7 +37,7 @@ def install(app: Flask) -> None:
         return {
             "user": user,
             "can": (lambda permission: user is not None and user.can(permission)),
-            "site_name": central().config.central.name,
+            "site_name": central().config.central.name or _("Kuzet operations centre"),
             "severities": SEVERITIES,
             "statuses": STATUSES,
             # Dispatch buttons only where routing is running: its endpoints answer 503 otherwise.

@@ -1,9 +1,11 @@
 """Dispatching as an operator does it, in a real headless Chromium against central running for real
 (Mosquitto, ingest, routing, waitress) with real badge agents: from the unit board, from the map, a diversion
-and an intercept with its confirmation. Screenshots go to artifacts/screenshots."""
+and an intercept with its confirmation, each in English, Russian and Kazakh (what the operator reads asserted in
+that language). Screenshots go to artifacts/screenshots (``ru-``/``kk-`` before the name of the translated runs)."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -13,11 +15,73 @@ from support.web import LiveCentral
 
 pytestmark = pytest.mark.browser
 
+# What the operator reads, by language: written out here, not taken from the catalogues under test.
+SAYS = {
+    "en": {
+        "available": "Available",
+        "sent": "Sent, not yet acknowledged",
+        "acknowledged": "Acknowledged",
+        "nearest": "nearest",
+        "metres": "195 m",
+        "old": "Medium Crowd",
+        "new": "Critical PANIC",
+        "panic": "PANIC",
+        "intercept": "700 m: 2 (badge-near, badge-mid)",
+        "running": "Running",
+        "person": "person",
+        "scale": r"\d+ k?m",
+        "zoom_in": "Zoom in",
+    },
+    "ru": {
+        "available": "Свободен",
+        "sent": "Направлен, ещё не подтвердил",
+        "acknowledged": "Принято",
+        "nearest": "ближайший",
+        "metres": "195 м",
+        "old": "Средняя Скопление людей",
+        "new": "Критическая ТРЕВОГА",
+        "panic": "ТРЕВОГА",
+        "intercept": "Нарядов в радиусе 700 м: 2 (badge-near, badge-mid)",
+        "running": "Бег",
+        "person": "человек",
+        "scale": r"\d+ к?м",
+        "zoom_in": "Приблизить",
+    },
+    "kk": {
+        "available": "Бос",
+        "sent": "Жіберілді, әлі растамады",
+        "acknowledged": "Қабылданды",
+        "nearest": "ең жақын",
+        "metres": "195 м",
+        "old": "Орташа Адамдар тобы",
+        "new": "Өте жоғары ДАБЫЛ",
+        "panic": "ДАБЫЛ",
+        "intercept": "700 м радиустағы жасақтар: 2 (badge-near, badge-mid)",
+        "running": "Жүгіру",
+        "person": "адам",
+        "scale": r"\d+ к?м",
+        "zoom_in": "Жақындату",
+    },
+}
+LANGUAGES = pytest.mark.parametrize("scene", list(SAYS), indirect=True)
+
+
+def shot(driver, scene, name: str) -> None:
+    language = scene[0].central.config.site.language
+    driver.save_screenshot(str(SCREENSHOTS / (name if language == "en" else f"{language}-{name}")))
+
 
 @pytest.fixture
-def scene(tmp_path, mosquitto):
-    """Central under the confirm policy (nothing goes out by itself), a camera and three badges around it."""
-    live = LiveCentral(tmp_path, mosquitto.url, routing={"policy": "confirm", "ack_timeout_s": 60})
+def scene(request, tmp_path, mosquitto):
+    """Central under the confirm policy (nothing goes out by itself), a camera and three badges around it; its
+    page in the test's language (``request.param``: en, ru or kk; English unless parametrized)."""
+    language = getattr(request, "param", "en")
+    live = LiveCentral(
+        tmp_path,
+        mosquitto.url,
+        routing={"policy": "confirm", "ack_timeout_s": 60},
+        site={"language": language},
+    )
     camera = Camera(mosquitto.url)
     agents = {}
     for name, at in (("badge-near", point(150)), ("badge-mid", point(0, 600)), ("badge-far", point(-1200))):
@@ -50,10 +114,12 @@ def board_status(driver, device: str) -> str:
     return text(driver, f"#unit-{device} .unit-status")
 
 
+@LANGUAGES
 def test_operator_sends_the_nearest_unit_from_the_unit_board(scene, browser):
     from selenium.webdriver.common.by import By
 
     live, camera, agents = scene
+    says = SAYS[live.central.config.site.language]
     event_id = camera.event(point(0), severity="high")
     wait_for(lambda: live.routing.dispatches(state="proposed"), what="routing's proposal")
     log_in(browser, live.web.url, "operator")
@@ -65,26 +131,24 @@ def test_operator_sends_the_nearest_unit_from_the_unit_board(scene, browser):
     )
     wait_until(
         browser,
-        lambda d: "nearest" in text(d, "#unit-badge-near").lower(),
+        lambda d: says["nearest"] in text(d, "#unit-badge-near").lower(),
         "the nearest unit marked",
     )
     order = browser.execute_script(
         "return [...document.querySelectorAll('#board-body tr')].map(r => r.dataset.unit)"
     )
     assert order == ["badge-near", "badge-mid", "badge-far"]
-    assert board_status(browser, "badge-near") == "Available"
-    assert text(browser, "#unit-badge-near td.distance") == "195 m"
-    browser.save_screenshot(str(SCREENSHOTS / "units-01-board.png"))
+    assert board_status(browser, "badge-near") == says["available"]
+    assert text(browser, "#unit-badge-near td.distance") == says["metres"]
+    shot(browser, scene, "units-01-board.png")
 
     click(browser, "#send-nearest", "the send-nearest button")
-    wait_until(
-        browser, lambda d: board_status(d, "badge-near") == "Sent, not yet acknowledged", "the unit sent"
-    )
+    wait_until(browser, lambda d: board_status(d, "badge-near") == says["sent"], "the unit sent")
     [item] = wait_for(inbox_has(agents["badge-near"]), what="the dispatch at the badge")
     assert item.dispatch.event_id == event_id
     agents["badge-near"].acknowledge()
     wait_until(
-        browser, lambda d: board_status(d, "badge-near") == "Acknowledged", "the acknowledgement, live"
+        browser, lambda d: board_status(d, "badge-near") == says["acknowledged"], "the acknowledgement, live"
     )
     assert text(browser, "#unit-badge-near td.since").startswith("0:0")  # a fresh status, timed live
     assert event_id in browser.execute_script("return document.querySelector('#unit-badge-near').innerHTML")
@@ -93,11 +157,9 @@ def test_operator_sends_the_nearest_unit_from_the_unit_board(scene, browser):
     second = camera.event(point(0, 550), severity="medium", event_type="crowd")
     browser.get(f"{live.web.url}/units?event={second}")
     click(browser, "#unit-badge-far button.send", "badge-far's send button")
-    wait_until(
-        browser, lambda d: board_status(d, "badge-far") == "Sent, not yet acknowledged", "badge-far sent"
-    )
+    wait_until(browser, lambda d: board_status(d, "badge-far") == says["sent"], "badge-far sent")
     assert [d["unit"] for d in live.routing.dispatches(state="sent", event_id=second)] == ["badge-far"]
-    browser.save_screenshot(str(SCREENSHOTS / "units-02-sent.png"))
+    shot(browser, scene, "units-02-sent.png")
 
 
 def test_operator_sends_the_nearest_unit_from_the_queue_in_one_click(scene, browser):
@@ -119,12 +181,14 @@ def test_operator_sends_the_nearest_unit_from_the_queue_in_one_click(scene, brow
     browser.save_screenshot(str(SCREENSHOTS / "units-03-queue.png"))
 
 
+@LANGUAGES
 def test_operator_dispatches_from_the_maps_popup_which_shows_the_snapshot(scene, browser):
     from selenium.webdriver.common.by import By
     from support.web import Camera as SnapshotCamera
     from support.web import jpeg
 
     live, camera, agents = scene
+    says = SAYS[live.central.config.site.language]
     event_id = camera.event(
         point(-900), severity="critical", event_type="running"
     )  # 300 m from badge-far: apart on the map
@@ -163,7 +227,14 @@ def test_operator_dispatches_from_the_maps_popup_which_shows_the_snapshot(scene,
         ),
         "the snapshot in the popup",
     )
-    browser.save_screenshot(str(SCREENSHOTS / "units-04-map-popup.png"))
+    # The event, what the camera saw, Leaflet's own buttons and scale: in the reader's language.
+    assert says["running"] in popup.text and says["person"] in popup.text
+    assert (
+        browser.find_element(By.CSS_SELECTOR, ".leaflet-control-zoom-in").get_attribute("title")
+        == says["zoom_in"]
+    )
+    assert re.fullmatch(says["scale"], text(browser, ".leaflet-control-scale-line"))
+    shot(browser, scene, "units-04-map-popup.png")
     popup.find_element(By.CSS_SELECTOR, "button.map-send-nearest").click()
     [item] = wait_for(inbox_has(agents["badge-far"]), what="the dispatch at the nearest badge")
     assert item.dispatch.event_id == event_id and item.dispatch.mode == "nearest"
@@ -172,13 +243,15 @@ def test_operator_dispatches_from_the_maps_popup_which_shows_the_snapshot(scene,
         lambda d: d.find_elements(By.CSS_SELECTOR, "path.dispatch-line"),
         "the dispatch line on the map",
     )
-    browser.save_screenshot(str(SCREENSHOTS / "units-05-map-sent.png"))
+    shot(browser, scene, "units-05-map-sent.png")
 
 
+@LANGUAGES
 def test_operator_diverts_a_busy_unit_to_a_more_urgent_incident_after_confirming(scene, browser):
     from selenium.webdriver.common.by import By
 
     live, camera, agents = scene
+    says = SAYS[live.central.config.site.language]
     crowd = stored(live, camera.event(point(100), event_type="crowd", severity="medium"))
     live.parts.operations.assign_unit(crowd, "badge-near", "operator")
     wait_for(inbox_has(agents["badge-near"]), what="the crowd dispatch at badge-near")
@@ -204,22 +277,16 @@ def test_operator_diverts_a_busy_unit_to_a_more_urgent_incident_after_confirming
     assert browser.find_element(By.ID, "send-nearest").get_attribute("disabled")  # nobody is free
     browser.find_element(By.CSS_SELECTOR, "#unit-badge-near button.divert").click()
     question = confirmation(browser)
-    assert (
-        "badge-near" in question.text
-        and "Medium Crowd" in question.text
-        and "Critical PANIC" in question.text
-    )
+    assert "badge-near" in question.text and says["old"] in question.text and says["new"] in question.text
     question.dismiss()  # changed its mind: nothing happens
     assert live.routing.dispatches(state="acknowledged", event_id=crowd)
     browser.find_element(By.CSS_SELECTOR, "#unit-badge-near button.divert").click()
     confirmation(browser).accept()
 
-    wait_until(
-        browser, lambda d: board_status(d, "badge-near") == "Sent, not yet acknowledged", "badge-near sent on"
-    )
+    wait_until(browser, lambda d: board_status(d, "badge-near") == says["sent"], "badge-near sent on")
     wait_until(
         browser,
-        lambda d: "PANIC" in text(d, "#unit-badge-near"),
+        lambda d: says["panic"] in text(d, "#unit-badge-near"),
         "the panic as its incident",
     )
     states = {(d["mode"], d["state"]) for d in live.routing.dispatches(event_id=crowd)}
@@ -227,13 +294,15 @@ def test_operator_diverts_a_busy_unit_to_a_more_urgent_incident_after_confirming
     assert crowd in live.routing.waiting()
     wait_for(inbox_has(agents["badge-near"]), what="the badge's inbox")
     assert {i.state for i in agents["badge-near"].inbox.items()} >= {"cancelled"}
-    browser.save_screenshot(str(SCREENSHOTS / "units-06-diverted.png"))
+    shot(browser, scene, "units-06-diverted.png")
 
 
+@LANGUAGES
 def test_intercept_asks_to_confirm_how_many_units_it_sends(scene, browser):
     from selenium.webdriver.common.by import By
 
     live, camera, agents = scene
+    says = SAYS[live.central.config.site.language]
     event_id = stored(live, camera.event(point(0), event_type="running", severity="high"))
     log_in(browser, live.web.url, "operator")
     browser.get(f"{live.web.url}/events/{event_id}")
@@ -242,7 +311,7 @@ def test_intercept_asks_to_confirm_how_many_units_it_sends(scene, browser):
     radius.send_keys("700")  # badge-near (150 m) and badge-mid (600 m), not badge-far (1.2 km)
     browser.find_element(By.ID, "intercept").click()
     question = confirmation(browser)
-    assert "700 m: 2 (badge-near, badge-mid)" in question.text
+    assert says["intercept"] in question.text
     question.dismiss()
     intercepts = lambda: [d for d in live.routing.dispatches(event_id=event_id) if d["mode"] == "intercept"]  # noqa: E731
     assert not intercepts()  # nothing sent without the confirmation
@@ -253,7 +322,7 @@ def test_intercept_asks_to_confirm_how_many_units_it_sends(scene, browser):
     assert sorted(d["unit"] for d in intercepts()) == ["badge-mid", "badge-near"]
     wait_for(inbox_has(agents["badge-mid"]), what="the intercept at badge-mid")
     assert not agents["badge-far"].inbox.items()
-    browser.save_screenshot(str(SCREENSHOTS / "units-07-intercept.png"))
+    shot(browser, scene, "units-07-intercept.png")
 
 
 def test_the_map_shows_camera_views_patrol_colours_clustered_events_and_labels_apart(scene, browser):

@@ -162,6 +162,7 @@ def test_russian_by_default_with_times_in_the_site_zone(app):
     login(client, "operator")
     queue = _page(client, "/")
     assert '<html lang="ru">' in queue and ">События<" in queue and "Выйти" in queue
+    assert "Оперативный центр Kuzet" in queue  # the centre's name, where the site has not given its own
     detail = _page(client, f"/events/{event['event_id']}")
     # 08:05 UTC is 13:05 in Pavlodar (Asia/Almaty, UTC+5), in Russian month names.
     assert "21 нояб. 13:05:09" in detail
@@ -217,6 +218,30 @@ def test_csv_has_headers_and_names_in_the_readers_language(app):
     assert any(row.split(",")[1:] == ["Скопление людей", "1"] for row in rows)
     page = _page(client, "/stats?by=type")  # the chart and its legend name the types in words too
     assert "Скопление людей (1)" in page and "Скопление людей: 1</title>" in page
+
+
+def test_dates_are_typed_in_the_readers_order_not_the_browsers(app):
+    app, central = app
+    old = insert_event(central, event_type="crowd", started_at="2026-11-21T08:05:09.123Z")
+    client = app.test_client()
+    login(client, "operator")
+    board = _page(client, "/incidents")
+    assert 'placeholder="дд.мм.гггг чч:мм"' in board
+    templates = [path.read_text(encoding="utf-8") for path in TEMPLATES]
+    assert not [t for t in templates if 'type="date"' in t or "datetime-local" in t]
+
+    def listed(**query):
+        response = client.get("/api/v1/incidents", query_string=query)
+        assert response.status_code == 200, response.get_json()
+        return [i["latest_event_id"] for i in response.get_json()["incidents"]]
+
+    # 08:05 UTC is 13:05 at the site: a range typed in local time finds it on either side of 13:05.
+    assert listed(since="21.11.2026 13:00", until="21.11.2026 13:10") == [old["event_id"]]
+    assert listed(since="21/11/2026 13:06") == [] and listed(until=" 21.11.2026  13:04 ") == []
+    assert listed(since="2026-11-21T13:00") == [old["event_id"]]  # ISO from links and API clients, as before
+    refused = client.get("/api/v1/incidents", query_string={"since": "11/21/2026 1:05 PM"})
+    assert refused.status_code == 400
+    assert "не дата и время вида 31.12.2026 08:00" in refused.get_json()["error"]
 
 
 def test_a_kazakh_site_defaults_to_russian_and_almaty_time():

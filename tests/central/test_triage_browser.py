@@ -136,6 +136,17 @@ def test_triage_board_in_russian_and_kazakh(live, mosquitto, browser):
         assert "Адамдар тобы" in browser.find_element(By.ID, "board-body").text
         assert "Дыбыс" in browser.find_element(By.TAG_NAME, "main").text
         browser.save_screenshot(str(SCREENSHOTS / "kk-triage.png"))
+        # A time range typed as a Kazakh reader writes it, whatever the browser's own language (a datetime-local
+        # field would follow the browser: mm/dd/yyyy in this English Chromium).
+        until = browser.find_element(By.NAME, "until")
+        assert (
+            until.get_attribute("type") == "text" and until.get_attribute("placeholder") == "кк.аа.жжжж сс:мм"
+        )
+        until.send_keys("01.01.2026 00:00" + Keys.TAB)
+        wait_until(browser, lambda d: len(rows(d)) == 0, "no incident before 2026")
+        until.clear()
+        until.send_keys("31.12.2099 23:59" + Keys.TAB)
+        wait_until(browser, lambda d: len(rows(d)) == 4, "the incidents again, up to 2099")
     finally:
         street.stop()
         avenue.stop()

@@ -124,7 +124,7 @@ def test_bad_entry_input_is_refused_and_nothing_is_saved(app, central):
     for change, status, complaint in (
         ({"category": "suspect"}, 400, "Category"),
         ({"case_number": ""}, 400, "'Case number' is required"),
-        ({"expires_on": "tomorrow"}, 400, "YYYY-MM-DD"),
+        ({"expires_on": "tomorrow"}, 400, "such as 31/12/2026"),
         ({"expires_on": "2020-01-01"}, 409, "past"),  # well-formed, but not allowed
         ({"expires_on": "2099-01-01"}, 409, "at most"),
     ):

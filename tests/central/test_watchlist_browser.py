@@ -32,7 +32,7 @@ def test_a_supervisor_enrols_then_reviews_a_possible_match(live, mosquitto, brow
     form.find_element(By.NAME, "case_number").send_keys("KZ-2026-0042")
     form.find_element(By.NAME, "authority").send_keys("ДП Павлодарской области")
     form.find_element(By.NAME, "reason").send_keys("missing since 3 December")
-    expires = (timeutil.utc_now() + timedelta(days=30)).strftime("%m%d%Y")
+    expires = (timeutil.utc_now() + timedelta(days=30)).strftime("%d.%m.%Y")  # as people write it, day first
     form.find_element(By.NAME, "expires_on").send_keys(expires)
     form.find_element(By.CSS_SELECTOR, "button.primary").click()
     wait_until(

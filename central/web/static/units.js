@@ -17,7 +17,7 @@
 
   function distance(m) {
     if (m == null) return words.none;
-    return m < 1000 ? fill(words.m, { n: Math.round(m) }) : fill(words.km, { n: (m / 1000).toFixed(1) });
+    return m < 1000 ? fill(words.m, { n: Math.round(m) }) : fill(words.km, { n: Kuzet.number(m / 1000, 1) });
   }
 
   function duration(iso) {
