@@ -92,6 +92,16 @@ def run(args: argparse.Namespace) -> int:
 
         audit.ensure_key(central.db())  # created on first start, before anything is audited
         return serve(central)
+    from kuzet.central import speech
+
+    # What these print is read by a person at the centre: in the shell's or the site's language.
+    with speech.speaking(speech.chosen(config.site.language)):
+        return _person_action(central, action, args)
+
+
+def _person_action(central, action: str, args: argparse.Namespace) -> int:
+    from kuzet.central.auth import audit
+
     if action == "create-user":
         from kuzet.central.auth.users import create_user_command
 

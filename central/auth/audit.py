@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flask_babel import gettext
+
 from kuzet.central.auth.audit_rows import postgres_identity, rows_for
 from kuzet.shared import timeutil
 
@@ -367,28 +369,57 @@ def verify_command(central, args) -> int:
         try:
             checkpoint = json.loads(Path(checkpoint_file).read_text())
         except (OSError, ValueError) as exc:
-            print(f"verify-audit: cannot read the checkpoint {checkpoint_file}: {exc}", file=sys.stderr)
+            print(
+                gettext(
+                    "verify-audit: cannot read the checkpoint %(file)s: %(error)s",
+                    file=checkpoint_file,
+                    error=exc,
+                ),
+                file=sys.stderr,
+            )
             return 2
     report = check(db, checkpoint)
     if report.ok:
         keyed = report.count - report.unkeyed
         print(
-            f"audit log intact: {report.count} entries, hash chain verified from the first to the last;"
-            f" {keyed} MACs verified with the audit key"
+            gettext(
+                "audit log intact: %(count)s entries, hash chain verified from the first to the last;"
+                " %(keyed)s MACs verified with the audit key",
+                count=report.count,
+                keyed=keyed,
+            )
         )
         if report.unkeyed:
             print(
-                f"note: {report.unkeyed} entries were written before the audit key existed"
-                " (their hash chain is checked; they carry no MAC)"
+                gettext(
+                    "note: %(count)s entries were written before the audit key existed"
+                    " (their hash chain is checked; they carry no MAC)",
+                    count=report.unkeyed,
+                )
             )
         if checkpoint is not None:
-            print(f"checkpoint of {checkpoint['ts']} matches: entries 1-{checkpoint['head_seq']} unchanged")
+            print(
+                gettext(
+                    "checkpoint of %(when)s matches: entries 1-%(head)s unchanged",
+                    when=checkpoint["ts"],
+                    head=checkpoint["head_seq"],
+                )
+            )
         return 0
     first = report.first_bad
-    where = f" from entry {first} on" if first is not None else ""
+    untrusted = (
+        gettext("entries from entry %(first)s on cannot be trusted", first=first)
+        if first is not None
+        else gettext("entries cannot be trusted")
+    )
     print(
-        f"AUDIT LOG TAMPERED: {'; '.join(report.problems)}. {report.count} entries; entries{where} cannot be"
-        " trusted. Preserve the database file and the audit key for investigation.",
+        gettext(
+            "AUDIT LOG TAMPERED: %(problems)s. %(count)s entries; %(untrusted)s. Preserve the database file and"
+            " the audit key for investigation.",
+            problems="; ".join(report.problems),
+            count=report.count,
+            untrusted=untrusted,
+        ),
         file=sys.stderr,
     )
     return 1
@@ -401,7 +432,13 @@ def checkpoint_command(central, args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(checkpoint, indent=2) + "\n")
     print(
-        f"audit checkpoint written to {out}: {checkpoint['count']} entries, head {checkpoint['head_seq']}"
-        f" {checkpoint['head_hash'][:16]}...; keep it away from central (another machine, off-site)"
+        gettext(
+            "audit checkpoint written to %(file)s: %(count)s entries, head %(head)s %(hash)s...; keep it away"
+            " from central (another machine, off-site)",
+            file=out,
+            count=checkpoint["count"],
+            head=checkpoint["head_seq"],
+            hash=checkpoint["head_hash"][:16],
+        )
     )
     return 0

@@ -11,6 +11,7 @@ import secrets
 import sys
 from datetime import timedelta
 
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _
 
 from kuzet.central.auth import audit, users
@@ -114,7 +115,11 @@ def create_token_command(central, args) -> int:
         return 2
     print(token)
     print(
-        f"(API token for {args.username}, '{args.name}': store it now, it is not shown again)",
+        gettext(
+            "(API token for %(name)s, '%(what)s': store it now, it is not shown again)",
+            name=args.username,
+            what=args.name,
+        ),
         file=sys.stderr,
     )
     return 0

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -356,8 +357,16 @@ def create_user_command(central, args) -> int:
     except AuthError as exc:
         print(f"create-user: {exc}", file=sys.stderr)
         return 2
-    verb = "created" if created else "reset (password, role and name; unlocked)"
-    print(f"account {user.username} {verb}: role {user.role}")
+    if created:
+        print(gettext("account %(name)s created: role %(role)s", name=user.username, role=user.role))
+    else:
+        print(
+            gettext(
+                "account %(name)s reset (password, role and name; unlocked): role %(role)s",
+                name=user.username,
+                role=user.role,
+            )
+        )
     return 0
 
 
@@ -368,5 +377,11 @@ def unlock_user_command(central, args) -> int:
     except AuthError as exc:
         print(f"unlock-user: {exc}", file=sys.stderr)
         return 2
-    print(f"account {args.username} unlocked ({cleared} recent failed log-ins cleared)")
+    print(
+        gettext(
+            "account %(name)s unlocked (%(count)s recent failed log-ins cleared)",
+            name=args.username,
+            count=cleared,
+        )
+    )
     return 0

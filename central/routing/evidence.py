@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from flask_babel import gettext
+
 from kuzet.central.auth import audit
 from kuzet.central.store import portable
 from kuzet.central.store.media import MediaStore
@@ -343,26 +345,59 @@ def verify_command(central, args) -> int:
     else:
         print(describe(report))
         for problem in report["problems"]:
-            print(
-                f"  segment {problem['index']} ({problem['segment_id']}): {problem['kind']}: {problem['what']}"
-            )
+            print("  " + gettext("segment %(index)s (%(segment_id)s): %(kind)s: %(what)s", **problem))
     return 0 if report["status"] == "verified" else 1
 
 
 def describe(report: dict) -> str:
-    """One line an operator or a court clerk can read."""
+    """One line an operator or a court clerk can read, in the reader's language (the device page, the CLI)."""
     device, n = report["device"], report["segments"]
-    span = f"segments {report['first_index']}-{report['last_index']}" if n else ""
+    span = (
+        gettext("segments %(first)s-%(last)s", first=report["first_index"], last=report["last_index"])
+        if n
+        else ""
+    )
     missing = sum(1 for p in report["problems"] if p["kind"] == "missing")
     expired = ", ".join(f"{s['first']}..{s['last']}" for s in report.get("expired", []))
-    verified = f"verified (segments {expired} expired by retention)" if expired else "verified"
-    return {
-        "empty": f"{device}: no evidence segments received",
-        "verified": f"{device}: chain {verified}, {n} {span}, every recording matches its hash",
-        "broken": f"{device}: chain BROKEN at segment {report['broken_at']} ({span})",
-        "gap": f"{device}: GAP in the chain at segment {report['gap_at']} ({span})",
-        "incomplete": f"{device}: chain intact ({span}); {missing} recording(s) not received yet",
-    }[report["status"]]
+    status = report["status"]
+    if status == "empty":
+        return gettext("%(device)s: no evidence segments received", device=device)
+    if status == "verified" and expired:
+        return gettext(
+            "%(device)s: chain verified (segments %(expired)s expired by retention), %(n)s %(span)s, every"
+            " recording matches its hash",
+            device=device,
+            expired=expired,
+            n=n,
+            span=span,
+        )
+    if status == "verified":
+        return gettext(
+            "%(device)s: chain verified, %(n)s %(span)s, every recording matches its hash",
+            device=device,
+            n=n,
+            span=span,
+        )
+    if status == "broken":
+        return gettext(
+            "%(device)s: chain BROKEN at segment %(at)s (%(span)s)",
+            device=device,
+            at=report["broken_at"],
+            span=span,
+        )
+    if status == "gap":
+        return gettext(
+            "%(device)s: GAP in the chain at segment %(at)s (%(span)s)",
+            device=device,
+            at=report["gap_at"],
+            span=span,
+        )
+    return gettext(
+        "%(device)s: chain intact (%(span)s); %(missing)s recording(s) not received yet",
+        device=device,
+        span=span,
+        missing=missing,
+    )
 
 
 def audit_detail(report: dict) -> dict:

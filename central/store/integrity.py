@@ -14,6 +14,8 @@ import json
 import threading
 from pathlib import Path
 
+from flask_babel import gettext
+
 from kuzet.central import alerts
 from kuzet.central.store import portable
 from kuzet.central.store.objects import ObjectStore, as_object_store, stored_sha256
@@ -127,11 +129,16 @@ def verify_media_command(central, args) -> int:
         print(json.dumps(report, indent=1))
     else:
         for problem in report["problems"]:
-            event = f" (event {problem['event_id']})" if problem["event_id"] else ""
-            print(
-                f"{problem['kind']} {problem['sha256']}{event}: {problem['problem']}",
-            )
+            words = {**problem, "kind": gettext(problem["kind"]), "problem": gettext(problem["problem"])}
+            if problem["event_id"]:
+                print(gettext("%(kind)s %(sha256)s (event %(event_id)s): %(problem)s", **words))
+            else:
+                print(gettext("%(kind)s %(sha256)s: %(problem)s", **words))
         print(
-            f"{report['checked']} media files checked, {len(report['problems'])} do not match their SHA-256"
+            gettext(
+                "%(checked)s media files checked, %(bad)s do not match their SHA-256",
+                checked=report["checked"],
+                bad=len(report["problems"]),
+            )
         )
     return 1 if report["problems"] else 0

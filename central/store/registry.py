@@ -11,6 +11,7 @@ import getpass
 import sys
 from typing import Annotated, Literal
 
+from flask_babel import gettext
 from pydantic import Field
 
 from kuzet.central.auth import audit
@@ -123,7 +124,12 @@ def reinstate_command(central, args) -> int:
         print(f"reinstate-device: {exc}", file=sys.stderr)
         return 2
     if not found:
-        print(f"reinstate-device: no device {args.device}", file=sys.stderr)
+        print(gettext("reinstate-device: no device %(device)s", device=args.device), file=sys.stderr)
         return 1
-    print(f"device {args.device} reinstated; it can be registered again (and needs a valid certificate)")
+    print(
+        gettext(
+            "device %(device)s reinstated; it can be registered again (and needs a valid certificate)",
+            device=args.device,
+        )
+    )
     return 0

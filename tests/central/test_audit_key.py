@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import stat
 import subprocess
@@ -21,6 +22,10 @@ KUZET = str(Path(sys.executable).with_name("kuzet"))
 def _cli(central, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [KUZET, "central", "--data-dir", str(central.data_dir), *args],
+        env={
+            **os.environ,
+            "LANG": "en_US.UTF-8",
+        },  # an English-speaking administrator (the site speaks Russian)
         capture_output=True,
         text=True,
         timeout=60,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 
 import pytest
 
@@ -113,6 +114,10 @@ def test_the_commands_through_the_kuzet_cli(tmp_path):
         return subprocess.run(
             [sys.executable, "-m", "kuzet.shared.cli", "central", "--data-dir", str(tmp_path), *args],
             input=stdin,
+            env={
+                **os.environ,
+                "LANG": "en_US.UTF-8",
+            },  # an English-speaking administrator (the site speaks Russian)
             capture_output=True,
             text=True,
             timeout=60,

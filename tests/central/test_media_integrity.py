@@ -26,7 +26,7 @@ def _flip_a_byte(central, sha256: str, at: int) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_altered_snapshot_and_clip_are_refused_alerted_and_named(central, capsys):
+def test_altered_snapshot_and_clip_are_refused_alerted_and_named(central, capsys, monkeypatch):
     event = insert_event(central)
     snapshot = insert_media(
         central, b"\xff\xd8" + os.urandom(3000) + b"\xff\xd9", "snapshot", "image/jpeg", event["event_id"]
@@ -58,6 +58,7 @@ def test_altered_snapshot_and_clip_are_refused_alerted_and_named(central, capsys
     assert all(a["event_id"] == event["event_id"] for a in open_alerts)
 
     args = argparse.Namespace(config=None, data_dir=str(central.data_dir), action="verify-media", json=False)
+    monkeypatch.setenv("LANG", "en_US.UTF-8")  # an English-speaking administrator (the site speaks Russian)
     assert cli.run(args) == 1
     out = capsys.readouterr().out
     assert f"snapshot {snapshot}" in out and f"clip {clip}" in out and intact not in out

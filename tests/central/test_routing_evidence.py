@@ -5,6 +5,7 @@ Mosquitto; then someone edits a recording and removes a record, and both are nam
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -52,6 +53,10 @@ def cli(centre, *args) -> subprocess.CompletedProcess:
             *args,
         ],
         cwd=REPO,
+        env={
+            **os.environ,
+            "LANG": "en_US.UTF-8",
+        },  # an English-speaking administrator (the site speaks Russian)
         capture_output=True,
         text=True,
         timeout=60,
@@ -70,7 +75,7 @@ def test_chain_status_through_the_api_and_the_command(recorded):
     assert report["status"] in ("verified", "incomplete"), report
     assert report["segments"] >= 4 and report["first_index"] == 0 and report["broken_at"] is None
     assert all(p["kind"] == "missing" and p["index"] >= 4 for p in report["problems"])
-    assert "badge-7: chain" in report["summary"]
+    assert "badge-7: цепочка" in report["summary"]  # what the device page shows, in the site's Russian
 
     # A recording in central's store is edited...
     [sha] = db.execute("select sha256 from evidence_segments where device = 'badge-7' and idx = 1").fetchone()
@@ -80,7 +85,7 @@ def test_chain_status_through_the_api_and_the_command(recorded):
     stored.write_bytes(bytes(data))
     report = client.get(url, headers=headers).get_json()
     assert report["status"] == "broken" and report["broken_at"] == 1
-    assert "BROKEN at segment 1" in report["summary"]
+    assert "НАРУШЕНА на сегменте 1" in report["summary"]
 
     run = cli(centre, "verify-evidence", "badge-7")
     assert run.returncode == 1, run.stderr
