@@ -110,6 +110,14 @@ MESSAGES = {
     "media_missing": N_("the file is missing"),
     "media_bytes_altered": N_("the file was altered on disk: its bytes no longer match its SHA-256"),
     "object_altered": N_("the object was altered in the object store: its bytes no longer match its SHA-256"),
+    # What is wrong with a device (central/store/queries.py device_health): the devices' pages and toasts.
+    "device_revoked_state": N_("revoked"),
+    "device_offline": N_("offline"),
+    "device_hot": N_("hot: %(celsius)s °C"),
+    "device_disk_full": N_("disk nearly full: %(free_mb)s MB free"),
+    "device_outbox_backlog": N_("outbox backlog: %(count)s messages"),
+    "device_battery_low": N_("battery low: %(percent)s%%"),
+    "device_source": N_("video source: %(source_state)s"),
 }
 # Parameters that carry a state or a kind, by the table of words that names them (central/web/i18n.py LABELS):
 # the reader sees «Высокая», not "high".
@@ -127,7 +135,7 @@ WORDS = {
 # (an officer's reason, the operating system's error).
 VERBATIM = frozenset(
     {"unit", "device", "dispatch", "count", "seconds", "metres", "index", "sha256", "owner", "rows"}
-    | {"limit", "reason", "error"}
+    | {"limit", "reason", "error", "celsius", "free_mb", "percent", "source_state"}
 )
 # Parameters that are another alert's words (a Text), whose own parameters follow the same rules; "problem" may
 # also be a badge's evidence check in English (shared/evidence.py speaks no language of its own).

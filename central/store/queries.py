@@ -10,6 +10,7 @@ import json
 from datetime import UTC, timedelta
 from zoneinfo import ZoneInfo
 
+from kuzet.central import alerts
 from kuzet.central.store import portable
 from kuzet.shared import timeutil
 
@@ -163,24 +164,25 @@ def queue_counters(db) -> dict:
 # --- devices and units --------------------------------------------------------------------------------------
 
 
-def device_health(device: dict, now=None) -> list[str]:
-    """What is wrong with a device, in words an operator understands; empty when healthy."""
+def device_health(device: dict, now=None) -> list[alerts.Text]:
+    """What is wrong with a device, in words an operator understands (each in its reader's language where
+    shown: central/web/i18n.py); empty when healthy."""
     problems = []
     if device.get("revoked_at"):
-        return ["revoked"]
+        return [alerts.say("device_revoked_state")]
     if not device["online"]:
-        problems.append("offline")
+        problems.append(alerts.say("device_offline"))
     status = device.get("status") or {}
     if status.get("cpu_temp_c") is not None and status["cpu_temp_c"] >= 80:
-        problems.append(f"hot: {status['cpu_temp_c']:.0f} °C")
+        problems.append(alerts.say("device_hot", celsius=f"{status['cpu_temp_c']:.0f}"))
     if status.get("disk_free_mb") is not None and status["disk_free_mb"] < 500:
-        problems.append(f"disk nearly full: {status['disk_free_mb']:.0f} MB free")
+        problems.append(alerts.say("device_disk_full", free_mb=f"{status['disk_free_mb']:.0f}"))
     if status.get("outbox_depth") is not None and status["outbox_depth"] >= 100:
-        problems.append(f"outbox backlog: {status['outbox_depth']} messages")
+        problems.append(alerts.say("device_outbox_backlog", count=status["outbox_depth"]))
     if status.get("battery_pct") is not None and status["battery_pct"] < 15:
-        problems.append(f"battery low: {status['battery_pct']:.0f}%")
+        problems.append(alerts.say("device_battery_low", percent=f"{status['battery_pct']:.0f}"))
     if status.get("source_state") not in (None, "ok", "running", "streaming", "idle", "recording"):
-        problems.append(f"video source: {status['source_state']}")
+        problems.append(alerts.say("device_source", source_state=status["source_state"]))
     return problems
 
 
@@ -193,7 +195,9 @@ def _device(row: dict, now) -> dict:
         row["status"] = {}
     stale = not row.get("last_seen") or timeutil.from_wire(row["last_seen"]) < now - STALE_AFTER
     row["online"] = bool(row.get("online")) and not stale and not row.get("revoked_at")
-    row["problems"] = device_health(row)
+    found = device_health(row)
+    row["problems"] = [problem.english for problem in found]  # the API's English, as before
+    row["problem_keys"] = [{"key": problem.key, "params": problem.stored()} for problem in found]
     return row
 
 

@@ -156,7 +156,8 @@ def hold(event_id: str):
 @blueprint.get("/devices")
 @require("devices.view")
 def list_devices():
-    return jsonify(devices=queries.list_devices(central().db()))
+    devices = queries.list_devices(central().db())
+    return jsonify(devices=[{**d, "problem_words": i18n.problem_words(d)} for d in devices])
 
 
 @blueprint.post("/devices")

@@ -117,6 +117,11 @@ WORK_DONE = {
 }
 DEVICE_KINDS = {"camera": lazy_gettext("camera"), "badge": lazy_gettext("badge")}
 MEDIA_KINDS = {"clip": lazy_gettext("clip"), "snapshot": lazy_gettext("snapshot")}
+ALERT_LEVELS = {
+    "info": lazy_gettext("Notice"),
+    "warning": lazy_gettext("Warning"),
+    "critical": lazy_gettext("Critical"),
+}
 DEVICE_STATES = {
     "online": lazy_gettext("online"),
     "offline": lazy_gettext("offline"),
@@ -138,6 +143,7 @@ LABELS = {
     "work": WORK_DONE,
     "object": OBJECTS,
     "media": MEDIA_KINDS,
+    "level": ALERT_LEVELS,
 }
 
 
@@ -167,6 +173,11 @@ def _alert_words(key: str, params: dict) -> str:
         else:
             shown[name] = value
     return gettext(alerts.MESSAGES[key], **shown)
+
+
+def problem_words(device: dict) -> list[str]:
+    """What is wrong with a device (queries.device_health), in the reader's language."""
+    return [_alert_words(p["key"], p["params"]) for p in device.get("problem_keys", [])]
 
 
 def site_zone() -> ZoneInfo:
@@ -313,4 +324,5 @@ def install(app: Flask) -> None:
         word=lambda kind, value: label(LABELS[kind], value),  # {{ word('status', event.status) }}
         alert_text=alert_text,
         day_hint=day_hint,
+        problem_words=problem_words,
     )

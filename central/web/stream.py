@@ -41,25 +41,29 @@ ON_REQUEST_ONLY = {"live"}  # a channel too heavy for every open page: a viewer 
 MAX_UPDATES_PER_WRITE = 500
 
 
-def _in_words(app, locale: str) -> Callable[[dict], dict]:
-    """An alert with its words in the stream's reader's language ("text"), made outside the request."""
+def _in_words(app, locale: str) -> Callable[[str, dict], dict]:
+    """An alert ("text") or a device ("problem_words") with its words in the stream's reader's language, made
+    outside the request."""
 
-    def shape(alert: dict) -> dict:
+    def shape(channel: str, row: dict) -> dict:
         with app.app_context(), force_locale(locale):
-            return {**alert, "text": i18n.alert_text(alert)}
+            if channel == "alert":
+                return {**row, "text": i18n.alert_text(row)}
+            return {**row, "problem_words": i18n.problem_words(row)}
 
     return shape
 
 
-def _shape(db, channel: str, data: dict, alert_in_words: Callable[[dict], dict]) -> dict | None:
+def _shape(db, channel: str, data: dict, in_words: Callable[[str, dict], dict]) -> dict | None:
     if channel == "event" and data.get("event_id"):
         # Ingest publishes the stored row as the page shows it (events.rows); others publish the event's id
         # alone, and the row is read here.
         return data if "status" in data else queries.get_event(db, data["event_id"])
     if channel == "device" and data.get("device_id"):
-        return queries.get_device(db, data["device_id"]) or data
+        row = queries.get_device(db, data["device_id"])
+        return in_words(channel, row) if row else data
     if channel == "alert":
-        return alert_in_words(data)
+        return in_words(channel, data)
     return data
 
 
@@ -98,7 +102,7 @@ def sse(
     closing = services().closing
     account = _account_check()
     channels = channels_for(current_user())
-    alert_in_words = _in_words(current_app._get_current_object(), str(get_locale()))
+    in_words = _in_words(current_app._get_current_object(), str(get_locale()))
 
     def generate() -> Iterator[str]:
         why = "the viewer left"
@@ -136,7 +140,7 @@ def sse(
                     for update in batch:
                         if update.channel not in channels or not accept(update):
                             continue
-                        data = _shape(db, update.channel, update.data, alert_in_words)
+                        data = _shape(db, update.channel, update.data, in_words)
                         if data is None:
                             continue
                         payload = to_json(data, fallback=str).decode()  # json.dumps, at three times the speed

@@ -56,6 +56,7 @@ def test_alerts_page_shows_the_words_in_the_readers_language(tmp_path):
     assert "нет свободного наряда для события «Праздное нахождение» (важность: Высокая); ожидание" in page
     assert "badge-1 (в сети) не подтвердил за 30 с; передаётся следующему наряду" in page
     assert "an alert stored before keys: shown as it is" in page
+    assert '<span class="level level-warning">Предупреждение</span>' in page  # the level too, not "warning"
     listed = client.get("/api/v1/alerts").get_json()["alerts"]
     assert {a["message"] for a in listed} >= {NO_FREE_UNIT.english, ESCALATED.english}  # the API: English
 

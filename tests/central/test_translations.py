@@ -20,6 +20,7 @@ from support.web import csrf_token, insert_event, login, make_central
 from kuzet.central.auth import preferences
 from kuzet.central.config import CentralConfig
 from kuzet.central.web import create_app
+from kuzet.shared import timeutil
 
 REPO = Path(__file__).resolve().parents[2]
 WEB = REPO / "central" / "web"
@@ -242,6 +243,26 @@ def test_dates_are_typed_in_the_readers_order_not_the_browsers(app):
     refused = client.get("/api/v1/incidents", query_string={"since": "11/21/2026 1:05 PM"})
     assert refused.status_code == 400
     assert "не дата и время вида 31.12.2026 08:00" in refused.get_json()["error"]
+
+
+def test_a_devices_problems_and_kind_are_in_the_readers_words_and_the_api_keeps_its_english(app):
+    app, central = app
+    central.db()["devices"].insert(
+        {
+            "device_id": "cam-03",
+            "kind": "camera",
+            "online": 1,
+            "last_seen": timeutil.now_wire(),
+            "status": json.dumps({"cpu_temp_c": 86.0, "battery_pct": 9.0}),
+        }
+    )
+    client = app.test_client()
+    login(client, "technician")
+    page = _page(client, "/devices/cam-03")
+    assert "⚠ перегрев: 86 °C" in page and "⚠ батарея разряжена: 9%" in page and "камера ·" in page
+    [device] = client.get("/api/v1/devices").get_json()["devices"]
+    assert device["problems"] == ["hot: 86 °C", "battery low: 9%"]  # for scripts, as before
+    assert device["problem_words"] == ["перегрев: 86 °C", "батарея разряжена: 9%"]  # what devices.js shows
 
 
 def test_a_kazakh_site_defaults_to_russian_and_almaty_time():

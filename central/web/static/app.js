@@ -108,7 +108,7 @@ const Kuzet = (() => {
   // What each device's problems were when last seen, so that only a change is called out.
   const deviceProblems = new Map();
   function noteDevices(devices) {
-    for (const d of devices) if (!deviceProblems.has(d.device_id)) deviceProblems.set(d.device_id, (d.problems || []).join(", "));
+    for (const d of devices) if (!deviceProblems.has(d.device_id)) deviceProblems.set(d.device_id, (d.problem_words || d.problems || []).join(", "));
   }
 
   // Every page keeps the live indicator honest and shows routing's alerts (no patrol free, escalations).
@@ -116,7 +116,7 @@ const Kuzet = (() => {
     if (!document.getElementById("live")) return;
     // A device that goes offline or reports a new problem is called out on whatever page is open.
     on("device", (d) => {
-      const problems = (d.problems || []).join(", ");
+      const problems = (d.problem_words || d.problems || []).join(", ");  // in the reader's words, from the stream
       const before = deviceProblems.get(d.device_id);
       deviceProblems.set(d.device_id, problems);
       if (before !== undefined && problems && problems !== before) {

@@ -5,6 +5,10 @@
   const alerts = document.getElementById("alerts");
   const canManage = document.body.dataset.canManageDevices === "1";
   const num = (v, digits, unit) => (v == null ? "—" : `${Kuzet.number(Number(v), digits)}${unit}`);
+  // A device's problems in the reader's words (the API's English where a row has none); offline and revoked
+  // are its state's pill already.
+  const problemWords = (d) => d.problem_words || d.problems;
+  const SHOWN_AS_STATE = new Set(["device_offline", "device_revoked_state"]);
 
   function row(d) {
     const s = d.status || {};
@@ -14,7 +18,7 @@
     return `<tr id="dev-${Kuzet.esc(d.device_id)}">
       <td><a href="/devices/${encodeURIComponent(d.device_id)}"><b>${Kuzet.esc(d.name || d.device_id)}</b></a><br><span class="muted mono">${Kuzet.esc(d.device_id)}</span></td>
       <td>${Kuzet.esc(d.kind ? Kuzet.word("kind", d.kind) : "")}</td>
-      <td><span class="pill ${state}">${Kuzet.esc(Kuzet.word("device", state))}</span>${d.problems.filter((p) => p !== "offline" && p !== "revoked").map((p) => `<div class="problem">⚠ ${Kuzet.esc(p)}</div>`).join("")}</td>
+      <td><span class="pill ${state}">${Kuzet.esc(Kuzet.word("device", state))}</span>${problemWords(d).filter((p, i) => !SHOWN_AS_STATE.has(d.problem_keys[i].key)).map((p) => `<div class="problem">⚠ ${Kuzet.esc(p)}</div>`).join("")}</td>
       <td title="${Kuzet.esc(d.last_seen || "")}">${Kuzet.ago(d.last_seen)}</td>
       <td>${fps}</td><td>${num(s.detector_ms, 1, " " + T("ms"))}</td><td>${s.outbox_depth ?? "—"}</td>
       <td>${num(s.disk_free_mb != null ? s.disk_free_mb / 1024 : null, 1, " " + T("GB"))}</td><td>${num(s.cpu_temp_c, 0, " °C")}</td>
@@ -30,7 +34,7 @@
     document.getElementById("devices-empty").hidden = devices.length > 0;
     const troubled = devices.filter((d) => d.problems.length && !d.revoked_at);
     alerts.hidden = troubled.length === 0;
-    alerts.querySelector("ul").innerHTML = troubled.map((d) => `<li><b>${Kuzet.esc(d.name || d.device_id)}</b>: ${d.problems.map(Kuzet.esc).join(", ")}</li>`).join("");
+    alerts.querySelector("ul").innerHTML = troubled.map((d) => `<li><b>${Kuzet.esc(d.name || d.device_id)}</b>: ${problemWords(d).map(Kuzet.esc).join(", ")}</li>`).join("");
     document.getElementById("n-online").textContent = devices.filter((d) => d.online).length;
     document.getElementById("n-total").textContent = devices.filter((d) => !d.revoked_at).length;
     body.dataset.loaded = "1";
