@@ -58,6 +58,10 @@ const Kuzet = (() => {
   }
 
   function on(channel, fn) { (handlers[channel] = handlers[channel] || []).push(fn); connect(); }
+  // Leaving the page closes its stream at once: a stream left to the browser lingers for a minute after the page
+  // has gone, and a browser opens only six connections to central, so the sixth page in a row would wait.
+  window.addEventListener("pagehide", () => { if (source) { source.close(); source = null; } });
+  window.addEventListener("pageshow", (e) => { if (e.persisted && Object.keys(handlers).length) connect(); });  // back from the cache
 
   function esc(value) {
     return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
