@@ -45,6 +45,16 @@ def text_of(driver, css: str) -> str:
     return driver.find_element(By.CSS_SELECTOR, css).text
 
 
+def check_package(browser, package) -> None:
+    """The downloaded zip, once complete: every file matches its line in the manifest."""
+    wait_until(browser, lambda d: package.exists() and zipfile.is_zipfile(package), "the downloaded package")
+    with zipfile.ZipFile(package) as archive:
+        for line in archive.read("MANIFEST.sha256").decode().splitlines():
+            digest, name = line.split("  ", 1)
+            assert hashlib.sha256(archive.read(name)).hexdigest() == digest
+        assert "snapshot.jpg" in archive.namelist()
+
+
 def test_operator_works_in_russian_then_kazakh(live, mosquitto, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
@@ -109,14 +119,7 @@ def test_operator_works_in_russian_then_kazakh(live, mosquitto, browser, tmp_pat
         )
         button.click()
         package = downloads / f"kuzet-evidence-{event_id}.zip"
-        wait_until(
-            browser, lambda d: package.exists() and zipfile.is_zipfile(package), "the downloaded package"
-        )
-        with zipfile.ZipFile(package) as archive:
-            for line in archive.read("MANIFEST.sha256").decode().splitlines():
-                digest, name = line.split("  ", 1)
-                assert hashlib.sha256(archive.read(name)).hexdigest() == digest
-            assert "snapshot.jpg" in archive.namelist()
+        check_package(browser, package)
 
         # Kazakh from the header: the page, the scripts' words and the choice kept with the account.
         browser.find_element(By.ID, "lang-kk").click()
@@ -126,6 +129,12 @@ def test_operator_works_in_russian_then_kazakh(live, mosquitto, browser, tmp_pat
         assert text_of(browser, "#event-status") == "Қабылданды"
         assert "мәліметтер" in browser.find_element(By.TAG_NAME, "main").text.lower()
         browser.save_screenshot(str(SCREENSHOTS / "kk-event.png"))
+        # The evidence package from the Kazakh page too.
+        package.unlink()
+        button = browser.find_element(By.ID, "export-evidence")
+        assert button.text.endswith("Дәлелдемелер пакетін жүктеп алу")
+        button.click()
+        check_package(browser, package)
         assert preferences.get(live.central.db(), "operator").language == "kk"
         browser.find_element(By.CSS_SELECTOR, "nav.main a[href='/']").click()  # Events
         wait_until(
