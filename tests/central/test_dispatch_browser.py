@@ -31,6 +31,7 @@ SAYS = {
         "person": "person",
         "scale": r"\d+ k?m",
         "zoom_in": "Zoom in",
+        "routing": "routing",
     },
     "ru": {
         "available": "Свободен",
@@ -46,6 +47,7 @@ SAYS = {
         "person": "человек",
         "scale": r"\d+ к?м",
         "zoom_in": "Приблизить",
+        "routing": "маршрутизация",
     },
     "kk": {
         "available": "Бос",
@@ -61,6 +63,7 @@ SAYS = {
         "person": "адам",
         "scale": r"\d+ к?м",
         "zoom_in": "Жақындату",
+        "routing": "бағыттау",
     },
 }
 LANGUAGES = pytest.mark.parametrize("scene", list(SAYS), indirect=True)
@@ -307,6 +310,9 @@ def test_intercept_asks_to_confirm_how_many_units_it_sends(scene, browser):
     log_in(browser, live.web.url, "operator")
     browser.get(f"{live.web.url}/events/{event_id}")
     radius = wait_until(browser, lambda d: d.find_element(By.ID, "intercept-radius"), "the intercept form")
+    # Routing's own proposal names its author in words, not by its actor name "routing".
+    wait_until(browser, lambda d: says["routing"] in text(d, "#dispatch-list"), "routing's proposal")
+    assert says["routing"] == "routing" or "routing" not in text(browser, "#dispatch-list")
     radius.clear()
     radius.send_keys("700")  # badge-near (150 m) and badge-mid (600 m), not badge-far (1.2 km)
     browser.find_element(By.ID, "intercept").click()
