@@ -59,7 +59,16 @@ def _time(name: str) -> str | None:
         when = i18n.parse_typed(value, with_time=True)
     except ValueError:
         example = i18n.typed_day(datetime(2026, 12, 31)) + " 08:00"
-        refuse(_("%(value)s is not a date and time such as %(example)s", value=repr(value), example=example))
+        field = _("From") if name == "since" else _("To")  # as the board labels the field
+        refuse(
+            _(
+                "%(field)s (%(name)s): %(value)s is not a date and time such as %(example)s",
+                field=field,
+                name=name,
+                value=repr(value),
+                example=example,
+            )
+        )
     if when.tzinfo is None:
         when = when.replace(tzinfo=i18n.site_zone())
     return timeutil.to_wire(when)

@@ -242,7 +242,10 @@ def test_dates_are_typed_in_the_readers_order_not_the_browsers(app):
     assert listed(since="2026-11-21T13:00") == [old["event_id"]]  # ISO from links and API clients, as before
     refused = client.get("/api/v1/incidents", query_string={"since": "11/21/2026 1:05 PM"})
     assert refused.status_code == 400
-    assert "не дата и время вида 31.12.2026 08:00" in refused.get_json()["error"]
+    assert (
+        refused.get_json()["error"]
+        == "С (since): '11/21/2026 1:05 PM' — не дата и время вида 31.12.2026 08:00"
+    )
 
 
 def test_a_devices_problems_and_kind_are_in_the_readers_words_and_the_api_keeps_its_english(app):
