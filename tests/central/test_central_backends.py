@@ -1,12 +1,20 @@
-"""Central itself on either store (``[store] url``): ingest's writer through a real Mosquitto stores, repeats
-and refuses the same way on SQLite and on the throw-away PostgreSQL cluster."""
+"""Central itself on either store (``[store] url``), on SQLite and on the throw-away PostgreSQL cluster:
+ingest's writer through a real Mosquitto stores, repeats and refuses alike; the whole loop (camera event,
+routing, badge, API, audit) runs alike."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import urllib.request
+
 import pytest
+from support import web
 from support.ingest import event, make_central, new_id, up, wait_for
+from support.patrol import Camera, inbox_has, point, start_badge
 
 from kuzet.central.ingest.service import IngestService
+from kuzet.central.service import start_parts
 from kuzet.central.store import portable
 from kuzet.shared import messages
 from kuzet.shared.config import MqttSection
@@ -66,3 +74,61 @@ def test_ingest_stores_repeats_and_refuses_alike_on_either_store(central, device
         assert storage["nearest_units"] == central.store.nearest_method
     finally:
         ingest.stop()
+
+
+def _api(server, token: str, path: str):
+    request = urllib.request.Request(f"{server.url}{path}", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_camera_event_routed_to_badge_acknowledged_in_api_and_audited(tmp_path, mosquitto, store_url):
+    """The loop the product exists for, as ``kuzet central run`` runs it (``start_parts``), on either store:
+    a camera's event through a real Mosquitto is stored, routed to the nearest badge, acknowledged by it,
+    shown by the API and audited, with the audit chain intact."""
+    central = web.make_central(
+        tmp_path, mqtt={"url": mosquitto.url}, store={"url": store_url}, routing={"ack_timeout_s": 30}
+    )
+    token = web.token_for(central, "supervisor")
+    running = contextlib.ExitStack()
+    parts = start_parts(central, running, web_host="127.0.0.1", web_port=0)
+    camera = badge = None
+    try:
+        engine = "postgresql" if store_url else "sqlite"
+        assert central.store.backend == parts.ingest.health()["storage"]["database"] == engine
+        badge = start_badge(tmp_path, mosquitto.url, "badge-near", point(150))
+        wait_for(
+            lambda: (unit := parts.routing.units.get("badge-near")) and unit.online and unit.lat is not None,
+            what="the badge known to routing",
+        )
+        camera = Camera(mosquitto.url)
+        event_id = camera.event(point(0))
+
+        [item] = wait_for(inbox_has(badge), what="the dispatch at the badge")
+        assert item.dispatch.event_id == event_id
+        badge.acknowledge()
+
+        def acknowledged():
+            found = _api(parts.web, token, f"/api/v1/dispatches?event_id={event_id}&log=1")["dispatches"]
+            return found if found and found[0]["state"] == "acknowledged" else None
+
+        [dispatch] = wait_for(acknowledged, what="the acknowledgement shown by the API")
+        assert dispatch["unit"] == "badge-near" and dispatch["mode"] == "nearest"
+        assert [entry["state"] for entry in dispatch["log"]] == ["sent", "acknowledged"]
+        shown = _api(parts.web, token, f"/api/v1/events/{event_id}")
+        assert shown["event"]["status"] == "dispatched" and shown["event"]["dispatched_unit"] == "badge-near"
+        assert [d["dispatch_id"] for d in shown["dispatches"]] == [dispatch["dispatch_id"]]
+
+        audited = _api(parts.web, token, f"/api/v1/audit?target={dispatch['dispatch_id']}")["entries"]
+        assert [(e["actor"], e["action"]) for e in reversed(audited)] == [
+            ("routing", "dispatch.sent"),
+            ("badge-near", "dispatch.acknowledged"),
+        ]
+        on_event = _api(parts.web, token, f"/api/v1/audit?target=event:{event_id}")["entries"]
+        assert ("routing", "event.dispatched") in [(e["actor"], e["action"]) for e in on_event]
+        assert _api(parts.web, token, "/api/v1/audit/verify") == {"ok": True, "first_bad_seq": None}
+    finally:
+        for device in (camera, badge):
+            if device is not None:
+                device.stop()
+        running.close()
