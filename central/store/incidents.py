@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import sqlite_utils
-
+from kuzet.central.store import portable
 from kuzet.shared import timeutil
 
 # The least advanced status among an incident's events is the incident's: one new re-fire needs an answer.
@@ -51,7 +50,7 @@ def _seconds_between(earlier: str, later: str) -> float:
 
 
 def open_incidents(
-    db: sqlite_utils.Database,
+    db,
     window_s: float,
     *,
     filters: dict[str, str] | None = None,
@@ -79,7 +78,8 @@ def open_incidents(
     if "zone" in filters:
         where.append("coalesce(e.zone, '') = ?")
         params.append(filters["zone"])
-    rows = db.query(
+    rows = portable.rows(
+        db,
         "SELECT e.event_id, e.device, e.zone, e.event_type, e.severity, e.severity_rank, e.status, e.started_at,"
         " e.snapshot_sha256, e.label, coalesce(e.lat, d.lat) AS lat, coalesce(e.lon, d.lon) AS lon,"
         " d.name AS camera_name FROM events e LEFT JOIN devices d ON d.device_id = e.device"

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import re
 import sqlite3
+import sys
 
 import sqlite_utils
 
@@ -22,6 +23,21 @@ _NAMED = re.compile(r":([A-Za-z_]\w*)")
 
 def is_sqlite(db) -> bool:
     return isinstance(db, sqlite_utils.Database | sqlite3.Connection)
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database's own error (SQLite's, or psycopg's where it is loaded: a site on SQLite
+    needs no PostgreSQL driver)."""
+    psycopg = sys.modules.get("psycopg")
+    return isinstance(exc, sqlite3.Error) or (psycopg is not None and isinstance(exc, psycopg.Error))
+
+
+def json_member(db, column: str, key: str) -> str:
+    """The SQL for member ``key`` of the JSON text in ``column``, as text (NULL where absent or JSON null): for
+    a comparison with a string or an ``IS NULL`` test."""
+    if is_sqlite(db):
+        return f"json_extract({column}, '$.{key}')"
+    return f"(CAST({column} AS jsonb) ->> '{key}')"  # CAST, not ``::``: a ``:name`` is a placeholder here
 
 
 @functools.lru_cache(maxsize=512)

@@ -11,6 +11,8 @@ from datetime import UTC, timedelta
 from zoneinfo import ZoneInfo
 
 from kuzet.central import alerts
+from kuzet.central.routing.repository import SqliteRoutingRepository
+from kuzet.central.routing.repository_pg import NEAREST_SQL, PostgresRoutingRepository
 from kuzet.central.store import portable
 from kuzet.shared import timeutil
 
@@ -225,6 +227,44 @@ def map_events(db, limit: int = 200) -> list[dict]:
         [limit],
     )
     return list(rows)
+
+
+def routing_reads(db) -> SqliteRoutingRepository:
+    """Routing's repository on ``db``'s engine, for what the page reads of the dispatches (the map's, a unit's);
+    nearest units are never asked for here."""
+    if portable.is_sqlite(db):
+        return SqliteRoutingRepository(db)
+    return PostgresRoutingRepository(lambda: db, nearest_method=NEAREST_SQL)
+
+
+def has_evidence(db, device_id: str) -> bool:
+    """Whether the badge has sent any evidence segment (its page then offers the chain check)."""
+    found = portable.execute(db, "SELECT 1 FROM evidence_segments WHERE device = ? LIMIT 1", [device_id])
+    return found.fetchone() is not None
+
+
+def ping(db) -> None:
+    """A read that raises the database's error when it does not answer (/healthz)."""
+    portable.execute(db, "SELECT 1 FROM events LIMIT 1").fetchall()
+
+
+def gauges(db) -> dict:
+    """What /metrics counts in the database besides events and devices: dispatches by state, those that are a
+    later attempt for their event, unacknowledged alerts by level, dead letters, audit entries."""
+
+    def count(sql: str) -> int:
+        return portable.execute(db, sql).fetchone()[0]
+
+    def by(sql: str) -> dict[str, int]:
+        return dict(portable.execute(db, sql).fetchall())
+
+    return {
+        "dispatches": by("SELECT state, count(*) FROM dispatches GROUP BY state"),
+        "escalations": count("SELECT count(*) FROM dispatches WHERE attempt > 1"),
+        "alerts_open": by("SELECT level, count(*) FROM alerts WHERE acknowledged_at IS NULL GROUP BY level"),
+        "dead_letters": count("SELECT count(*) FROM dead_letters"),
+        "audit_entries": count("SELECT count(*) FROM audit"),
+    }
 
 
 def dead_letters(db, limit: int = 200) -> list[dict]:

@@ -9,9 +9,7 @@ import bisect
 import statistics
 from collections.abc import Callable, Iterable
 
-import sqlite_utils
-
-from kuzet.central.store import shifts
+from kuzet.central.store import portable, shifts
 
 # Each measure: the column holding the moment it was reached.
 MEASURES = {
@@ -33,7 +31,7 @@ SELECT e.event_id, e.received_at,
     {_FIRST_DISPATCH_STATE.format(state="on_scene")} AS arrived_at,
     coalesce((SELECT min(ts) FROM audit WHERE target = 'event:' || e.event_id AND action = 'event.close'),
              {_FIRST_DISPATCH_STATE.format(state="resolved")}) AS resolved_at
-FROM events e WHERE e.received_at >= ? AND e.received_at < ?)
+FROM events e WHERE e.received_at >= ? AND e.received_at < ?) AS per_event
 """
 
 _PER_DISPATCH = """
@@ -45,14 +43,23 @@ SELECT d.unit, e.received_at,
     min(CASE WHEN l.state = 'resolved' THEN l.at END) AS resolved_at
 FROM dispatches d JOIN events e ON e.event_id = d.event_id JOIN dispatch_log l ON l.dispatch_id = d.dispatch_id
 WHERE e.received_at >= ? AND e.received_at < ?
-GROUP BY d.dispatch_id
-HAVING dispatched_at IS NOT NULL)
+GROUP BY d.dispatch_id, d.unit, e.received_at
+HAVING min(CASE WHEN l.state = 'sent' THEN l.at END) IS NOT NULL) AS per_dispatch
 """
-# Each measure in seconds, computed by SQLite (parsing the times in Python cost more than the queries).
-_SECONDS = ", ".join(
-    f"max(0, round((julianday({column}) - julianday(received_at)) * 86400, 3)) AS {measure}"
-    for measure, column in MEASURES.items()
-)
+
+
+def _seconds(db) -> str:
+    """Each measure in seconds from arrival, to the millisecond, never negative, NULL where not reached:
+    computed by the database (parsing the times in Python cost more than the queries)."""
+    if portable.is_sqlite(db):
+        between = "max(0, round((julianday({column}) - julianday(received_at)) * 86400, 3))"
+    else:  # PostgreSQL's greatest() skips a NULL: the CASE keeps "not reached" NULL
+        between = (
+            "CASE WHEN {column} IS NOT NULL THEN CAST(greatest(0, round(CAST(extract(epoch FROM"
+            " CAST({column} AS timestamptz) - CAST(received_at AS timestamptz)) AS numeric), 3))"
+            " AS double precision) END"
+        )
+    return ", ".join(f"{between.format(column=column)} AS {measure}" for measure, column in MEASURES.items())
 
 
 def summarise(rows: Iterable[dict], group_of: Callable[[dict], str]) -> dict[str, dict]:
@@ -79,10 +86,12 @@ def _figures(values: list[float]) -> dict | None:
     return {"n": len(values), "median": statistics.median(values), "p90": p90}
 
 
-def per_shift(db: sqlite_utils.Database, recent: list[shifts.Shift]) -> list:
+def per_shift(db, recent: list[shifts.Shift]) -> list:
     """[(shift, summary or None)] for each of ``recent`` (consecutive shifts, newest first), by the shift each
     event arrived in."""
-    rows = db.query(_PER_EVENT.format(seconds=_SECONDS), [recent[-1].start_wire, recent[0].end_wire])
+    rows = portable.rows(
+        db, _PER_EVENT.format(seconds=_seconds(db)), [recent[-1].start_wire, recent[0].end_wire]
+    )
     oldest_first = recent[::-1]
     starts_at = [shift.start_wire for shift in oldest_first]  # wire times sort as text
 
@@ -93,9 +102,9 @@ def per_shift(db: sqlite_utils.Database, recent: list[shifts.Shift]) -> list:
     return [(shift, by_key.get(shift.key)) for shift in recent]
 
 
-def per_unit(db: sqlite_utils.Database, since: str, until: str) -> dict[str, dict]:
+def per_unit(db, since: str, until: str) -> dict[str, dict]:
     """{unit: summary} over the dispatches sent for events that arrived in [since, until), busiest first."""
     summary = summarise(
-        db.query(_PER_DISPATCH.format(seconds=_SECONDS), [since, until]), lambda row: row["unit"]
+        portable.rows(db, _PER_DISPATCH.format(seconds=_seconds(db)), [since, until]), lambda row: row["unit"]
     )
     return dict(sorted(summary.items(), key=lambda item: (-item[1]["count"], item[0])))

@@ -3,9 +3,8 @@ edited or removed; each is written to the audit log in the same transaction."""
 
 from __future__ import annotations
 
-import sqlite_utils
-
 from kuzet.central.auth import audit
+from kuzet.central.store import portable
 from kuzet.shared import timeutil
 
 KINDS = ("note", "handover")
@@ -16,7 +15,7 @@ class ShiftLogError(ValueError):
     pass
 
 
-def add(db: sqlite_utils.Database, author: str, kind: str, text: str) -> dict:
+def add(db, author: str, kind: str, text: str) -> dict:
     """Store an entry by ``author``; ShiftLogError (nothing stored) for an unknown kind or an empty or
     over-long text."""
     text = (text or "").strip()
@@ -28,20 +27,21 @@ def add(db: sqlite_utils.Database, author: str, kind: str, text: str) -> dict:
         raise ShiftLogError(f"the entry is {len(text)} characters long; at most {MAX_TEXT}")
     with audit.transaction(db):
         at = timeutil.now_wire()
-        entry_id = db.execute(
-            "INSERT INTO shift_log (at, author, kind, text) VALUES (?, ?, ?, ?)", [at, author, kind, text]
-        ).lastrowid
+        entry_id = portable.row(
+            db,
+            "INSERT INTO shift_log (at, author, kind, text) VALUES (?, ?, ?, ?) RETURNING id",
+            [at, author, kind, text],
+        )["id"]
         audit.append(db, author, f"shift.{kind}", f"shift_log:{entry_id}", {"text": text})
     return {"id": entry_id, "at": at, "author": author, "kind": kind, "text": text}
 
 
-def entries(db: sqlite_utils.Database, since: str, until: str) -> list[dict]:
+def entries(db, since: str, until: str) -> list[dict]:
     """Entries written in [since, until) (UTC wire times), newest first."""
-    return list(
-        db.query(
-            "SELECT id, at, author, kind, text FROM shift_log WHERE at >= ? AND at < ? ORDER BY id DESC",
-            [since, until],
-        )
+    return portable.rows(
+        db,
+        "SELECT id, at, author, kind, text FROM shift_log WHERE at >= ? AND at < ? ORDER BY id DESC",
+        [since, until],
     )
 
 
@@ -49,10 +49,11 @@ def entries(db: sqlite_utils.Database, since: str, until: str) -> list[dict]:
 _WORK = ("event.acknowledge", "event.assign", "event.dispatched", "event.close")
 
 
-def my_incidents(db: sqlite_utils.Database, actor: str, since: str, until: str) -> list[dict]:
+def my_incidents(db, actor: str, since: str, until: str) -> list[dict]:
     """The events ``actor`` acknowledged, assigned, dispatched (or acted on a dispatch of) or closed in
     [since, until), most recent work first: each event's row with "actions": [{"action", "ts"}] oldest first."""
-    rows = db.query(
+    rows = portable.rows(
+        db,
         f"""SELECT a.ts, a.action, coalesce(d.event_id, substr(a.target, 7)) AS event_id
         FROM audit a LEFT JOIN dispatches d ON a.action LIKE 'dispatch.%' AND d.dispatch_id = a.target
         WHERE a.actor = ? AND a.ts >= ? AND a.ts < ?
@@ -69,7 +70,8 @@ def my_incidents(db: sqlite_utils.Database, actor: str, since: str, until: str) 
     marks = ", ".join("?" * len(actions))
     events = {
         row["event_id"]: row
-        for row in db.query(
+        for row in portable.rows(
+            db,
             "SELECT event_id, device, event_type, severity, status, zone, received_at, dispatched_unit"
             f" FROM events WHERE event_id IN ({marks})",
             list(actions),

@@ -14,8 +14,6 @@ import tarfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import sqlite_utils
-
 from kuzet.central.watchlist import entries
 from kuzet.models.faces.matching import DEFAULT_MATCH_THRESHOLD
 from kuzet.shared import bundles, timeutil
@@ -25,7 +23,7 @@ VALIDITY = timedelta(hours=24)  # re-issued daily (and on every change); a camer
 
 
 def watchlist_data(
-    db: sqlite_utils.Database, threshold: float = DEFAULT_MATCH_THRESHOLD, now: datetime | None = None
+    db, threshold: float = DEFAULT_MATCH_THRESHOLD, now: datetime | None = None
 ) -> wire.WatchlistData:
     now = now or timeutil.utc_now()
     entry_ids, embeddings, earliest = entries.current_embeddings(db, timeutil.to_wire(now))

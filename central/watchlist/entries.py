@@ -11,10 +11,10 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import sqlite_utils
 from flask_babel import gettext as _
 
 from kuzet.central.auth import audit
+from kuzet.central.store import portable
 from kuzet.central.watchlist import schema
 from kuzet.central.watchlist.enrolment import EnrolledFace
 from kuzet.central.web import i18n
@@ -95,19 +95,21 @@ def _insert(db, table: str, record: dict) -> None:
     # Plain SQL: sqlite-utils' insert/update commit on their own, which would end the audited transaction early.
     columns = ", ".join(record)
     marks = ", ".join(f":{name}" for name in record)
-    db.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", record)
+    portable.execute(db, f"INSERT INTO {table} ({columns}) VALUES ({marks})", record)
 
 
 def _update(db, entry_id: str, record: dict) -> None:
     assignments = ", ".join(f"{name} = :{name}" for name in record)
-    db.execute(f"UPDATE watchlist_entries SET {assignments} WHERE id = :id", {**record, "id": entry_id})
+    portable.execute(
+        db, f"UPDATE watchlist_entries SET {assignments} WHERE id = :id", {**record, "id": entry_id}
+    )
 
 
 def _audit(db, actor: str, action: str, entry_id: str, **detail) -> None:
     audit.append(db, actor, f"watchlist.{action}", f"watchlist/{entry_id}", detail)
 
 
-def create(db: sqlite_utils.Database, actor: str, entry: EntryInput) -> str:
+def create(db, actor: str, entry: EntryInput) -> str:
     schema.ensure(db)
     entry_id, now = ids.new_id(), timeutil.now_wire()
     with audit.transaction(db):
@@ -128,13 +130,13 @@ def create(db: sqlite_utils.Database, actor: str, entry: EntryInput) -> str:
 
 
 def _row(db, entry_id: str) -> dict:
-    rows = list(db.query("SELECT * FROM watchlist_entries WHERE id = ? AND removed_at IS NULL", [entry_id]))
-    if not rows:
+    row = portable.row(db, "SELECT * FROM watchlist_entries WHERE id = ? AND removed_at IS NULL", [entry_id])
+    if row is None:
         raise LookupError(_("No such watchlist entry."))
-    return rows[0]
+    return row
 
 
-def update(db: sqlite_utils.Database, actor: str, entry_id: str, entry: EntryInput) -> None:
+def update(db, actor: str, entry_id: str, entry: EntryInput) -> None:
     schema.ensure(db)
     with audit.transaction(db):
         before = _row(db, entry_id)
@@ -143,24 +145,24 @@ def update(db: sqlite_utils.Database, actor: str, entry_id: str, entry: EntryInp
         _audit(db, actor, "edit", entry_id, changed=changed, case_number=entry.case_number)
 
 
-def remove(db: sqlite_utils.Database, actor: str, entry_id: str, note: str) -> None:
+def remove(db, actor: str, entry_id: str, note: str) -> None:
     """Off the list and off the cameras: its photos and embeddings are deleted, the row stays for the record."""
     schema.ensure(db)
     with audit.transaction(db):
         row = _row(db, entry_id)
-        db.execute("DELETE FROM watchlist_photos WHERE entry_id = ?", [entry_id])
+        portable.execute(db, "DELETE FROM watchlist_photos WHERE entry_id = ?", [entry_id])
         _update(db, entry_id, {"removed_at": timeutil.now_wire(), "removed_by": actor})
         _audit(db, actor, "remove", entry_id, case_number=row["case_number"], note=note[:500])
 
 
-def add_photo(db: sqlite_utils.Database, actor: str, entry_id: str, jpeg: bytes, face: EnrolledFace) -> str:
+def add_photo(db, actor: str, entry_id: str, jpeg: bytes, face: EnrolledFace) -> str:
     schema.ensure(db)
     photo_id = ids.new_id()
     with audit.transaction(db):
         row = _row(db, entry_id)
-        count = db.execute("SELECT COUNT(*) FROM watchlist_photos WHERE entry_id = ?", [entry_id]).fetchone()[
-            0
-        ]
+        count = portable.execute(
+            db, "SELECT COUNT(*) FROM watchlist_photos WHERE entry_id = ?", [entry_id]
+        ).fetchone()[0]
         if count >= MAX_PHOTOS:
             raise EntryError(_("An entry holds at most %(n)d photos.", n=MAX_PHOTOS))
         _insert(
@@ -184,57 +186,55 @@ def add_photo(db: sqlite_utils.Database, actor: str, entry_id: str, jpeg: bytes,
     return photo_id
 
 
-def listing(db: sqlite_utils.Database, actor: str) -> list[dict]:
+def listing(db, actor: str) -> list[dict]:
     """Every current entry (not removed), newest first, with its photo count; the view is audited."""
     schema.ensure(db)
-    rows = list(
-        db.query(
-            "SELECT e.id, e.category, e.name, e.case_number, e.authority, e.expires_at, e.updated_at,"
-            " (SELECT COUNT(*) FROM watchlist_photos p WHERE p.entry_id = e.id) AS photos"
-            " FROM watchlist_entries e WHERE e.removed_at IS NULL ORDER BY e.created_at DESC"
-        )
+    rows = portable.rows(
+        db,
+        "SELECT e.id, e.category, e.name, e.case_number, e.authority, e.expires_at, e.updated_at,"
+        " (SELECT COUNT(*) FROM watchlist_photos p WHERE p.entry_id = e.id) AS photos"
+        " FROM watchlist_entries e WHERE e.removed_at IS NULL ORDER BY e.created_at DESC",
     )
     audit.append(db, actor, "watchlist.view_list", "watchlist", {"entries": len(rows)})
     return rows
 
 
-def view(db: sqlite_utils.Database, actor: str, entry_id: str) -> dict:
+def view(db, actor: str, entry_id: str) -> dict:
     """One entry with its photos' ids (not their bytes); the view is audited."""
     schema.ensure(db)
     row = _row(db, entry_id)
     row["photo_ids"] = [
         r["id"]
-        for r in db.query("SELECT id FROM watchlist_photos WHERE entry_id = ? ORDER BY added_at", [entry_id])
+        for r in portable.rows(
+            db, "SELECT id FROM watchlist_photos WHERE entry_id = ? ORDER BY added_at", [entry_id]
+        )
     ]
     _audit(db, actor, "view", entry_id, case_number=row["case_number"])
     return row
 
 
-def photo(db: sqlite_utils.Database, actor: str, entry_id: str, photo_id: str) -> bytes:
+def photo(db, actor: str, entry_id: str, photo_id: str) -> bytes:
     """An enrolled photo's bytes; the view is audited."""
     schema.ensure(db)
-    rows = list(
-        db.query("SELECT jpeg FROM watchlist_photos WHERE id = ? AND entry_id = ?", [photo_id, entry_id])
+    row = portable.row(
+        db, "SELECT jpeg FROM watchlist_photos WHERE id = ? AND entry_id = ?", [photo_id, entry_id]
     )
-    if not rows:
+    if row is None:
         raise LookupError(_("No such photo."))
     _audit(db, actor, "view_photo", entry_id, photo_id=photo_id)
-    return rows[0]["jpeg"]
+    return row["jpeg"]
 
 
-def current_embeddings(
-    db: sqlite_utils.Database, now: str | None = None
-) -> tuple[list[str], np.ndarray, str | None]:
+def current_embeddings(db, now: str | None = None) -> tuple[list[str], np.ndarray, str | None]:
     """(entry id per row, embeddings [N, 128], the earliest expiry) of every current entry: what the cameras'
     bundle holds. No names, no photos."""
     schema.ensure(db)
     now = now or timeutil.now_wire()
-    rows = list(
-        db.query(
-            "SELECT e.id, e.expires_at, p.embedding FROM watchlist_photos p JOIN watchlist_entries e"
-            " ON e.id = p.entry_id WHERE e.removed_at IS NULL AND e.expires_at > ? ORDER BY e.id, p.id",
-            [now],
-        )
+    rows = portable.rows(
+        db,
+        "SELECT e.id, e.expires_at, p.embedding FROM watchlist_photos p JOIN watchlist_entries e"
+        " ON e.id = p.entry_id WHERE e.removed_at IS NULL AND e.expires_at > ? ORDER BY e.id, p.id",
+        [now],
     )
     if not rows:
         return [], np.zeros((0, 128), np.float32), None
@@ -242,9 +242,9 @@ def current_embeddings(
     return [r["id"] for r in rows], embeddings, min(r["expires_at"] for r in rows)
 
 
-def current_count(db: sqlite_utils.Database) -> int:
+def current_count(db) -> int:
     schema.ensure(db)
     now = timeutil.now_wire()
-    return db.execute(
-        "SELECT COUNT(*) FROM watchlist_entries WHERE removed_at IS NULL AND expires_at > ?", [now]
+    return portable.execute(
+        db, "SELECT COUNT(*) FROM watchlist_entries WHERE removed_at IS NULL AND expires_at > ?", [now]
     ).fetchone()[0]

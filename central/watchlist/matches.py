@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 
-import sqlite_utils
 from flask_babel import gettext as _
 
 from kuzet.central.auth import audit
+from kuzet.central.store import portable
 from kuzet.central.watchlist import schema
 from kuzet.shared import timeutil
 
@@ -38,44 +38,50 @@ def _match(row: dict) -> dict:
     return row
 
 
-_SELECT = (
-    "SELECT ev.event_id, ev.device, ev.started_at, ev.lat, ev.lon, ev.snapshot_sha256, ev.attributes,"
-    " r.decision, r.note, r.decided_by, r.decided_at, r.dispatch,"
-    " en.name, en.category, en.case_number"
-    " FROM events ev LEFT JOIN watchlist_reviews r ON r.event_id = ev.event_id"
-    " LEFT JOIN watchlist_entries en ON en.id = json_extract(ev.attributes, '$.entry_id')"
-    " WHERE ev.event_type = 'watchlist_match'"
-)
+def _select(db) -> str:
+    """The matches with their decision and entry; the entry's id is in the event's JSON attributes."""
+    return (
+        "SELECT ev.event_id, ev.device, ev.started_at, ev.lat, ev.lon, ev.snapshot_sha256, ev.attributes,"
+        " r.decision, r.note, r.decided_by, r.decided_at, r.dispatch,"
+        " en.name, en.category, en.case_number"
+        " FROM events ev LEFT JOIN watchlist_reviews r ON r.event_id = ev.event_id"
+        f" LEFT JOIN watchlist_entries en ON en.id = {portable.json_member(db, 'ev.attributes', 'entry_id')}"
+        " WHERE ev.event_type = 'watchlist_match'"
+    )
 
 
-def listing(db: sqlite_utils.Database, actor: str, limit: int = 200) -> list[dict]:
+def listing(db, actor: str, limit: int = 200) -> list[dict]:
     """Newest first; the view is audited."""
     schema.ensure(db)
-    rows = [_match(r) for r in db.query(f"{_SELECT} ORDER BY ev.started_at DESC LIMIT ?", [limit])]
+    rows = [
+        _match(r) for r in portable.rows(db, f"{_select(db)} ORDER BY ev.started_at DESC LIMIT ?", [limit])
+    ]
     audit.append(db, actor, "watchlist.view_matches", "watchlist/matches", {"shown": len(rows)})
     return rows
 
 
-def get(db: sqlite_utils.Database, event_id: str) -> dict:
+def get(db, event_id: str) -> dict:
     schema.ensure(db)
-    rows = [_match(r) for r in db.query(f"{_SELECT} AND ev.event_id = ?", [event_id])]
+    rows = [_match(r) for r in portable.rows(db, f"{_select(db)} AND ev.event_id = ?", [event_id])]
     if not rows:
         raise LookupError(_("No such possible match."))
     return rows[0]
 
 
-def view(db: sqlite_utils.Database, actor: str, event_id: str) -> dict:
+def view(db, actor: str, event_id: str) -> dict:
     """One match with the entry's first photo id, for the side-by-side page; the view is audited."""
     match = get(db, event_id)
-    photo = db.execute(
-        "SELECT id FROM watchlist_photos WHERE entry_id = ? ORDER BY added_at LIMIT 1", [match["entry_id"]]
+    photo = portable.execute(
+        db,
+        "SELECT id FROM watchlist_photos WHERE entry_id = ? ORDER BY added_at LIMIT 1",
+        [match["entry_id"]],
     ).fetchone()
     match["photo_id"] = photo[0] if photo else None
     audit.append(db, actor, "watchlist.view_match", f"event:{event_id}", {"entry_id": match["entry_id"]})
     return match
 
 
-def decide(db: sqlite_utils.Database, actor: str, event_id: str, decision: str, note: str) -> dict:
+def decide(db, actor: str, event_id: str, decision: str, note: str) -> dict:
     """Record a person's decision (once); returns the match as decided. Dispatching is the caller's next step."""
     if decision not in DECISIONS:
         raise ReviewError(_("The decision must be 'confirmed' or 'rejected'."))
@@ -87,7 +93,8 @@ def decide(db: sqlite_utils.Database, actor: str, event_id: str, decision: str, 
         if match["decision"]:
             decided = _("confirmed") if match["decision"] == "confirmed" else _("rejected")
             raise ReviewError(_("This match was already %(decision)s.", decision=decided))
-        db.execute(
+        portable.execute(
+            db,
             "INSERT INTO watchlist_reviews (event_id, entry_id, device, decision, note, decided_by, decided_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             [event_id, match["entry_id"], match["device"], decision, note[:1000], actor, timeutil.now_wire()],
@@ -98,7 +105,7 @@ def decide(db: sqlite_utils.Database, actor: str, event_id: str, decision: str, 
     return get(db, event_id)
 
 
-def record_arrival(db: sqlite_utils.Database, event, site: str) -> None:
+def record_arrival(db, event, site: str) -> None:
     """Audit a ``watchlist_match`` event state as it arrives from a camera (ingest's hook, through
     central.operations): who matched whom, when, how close, before any person has looked at it."""
     audit.append(
@@ -117,25 +124,25 @@ def record_arrival(db: sqlite_utils.Database, event, site: str) -> None:
     )
 
 
-def record_dispatch(db: sqlite_utils.Database, event_id: str, outcome: str) -> None:
-    db.execute("UPDATE watchlist_reviews SET dispatch = ? WHERE event_id = ?", [outcome[:500], event_id])
-    db.conn.commit()
+def record_dispatch(db, event_id: str, outcome: str) -> None:
+    with portable.transaction(db):
+        portable.execute(
+            db, "UPDATE watchlist_reviews SET dispatch = ? WHERE event_id = ?", [outcome[:500], event_id]
+        )
 
 
-def rejections(db: sqlite_utils.Database) -> dict[str, list[dict]]:
+def rejections(db) -> dict[str, list[dict]]:
     """Rejected matches counted per camera and per entry, most first."""
     schema.ensure(db)
-    per_camera = list(
-        db.query(
-            "SELECT device, COUNT(*) AS rejected FROM watchlist_reviews WHERE decision = 'rejected'"
-            " GROUP BY device ORDER BY rejected DESC"
-        )
+    per_camera = portable.rows(
+        db,
+        "SELECT device, COUNT(*) AS rejected FROM watchlist_reviews WHERE decision = 'rejected'"
+        " GROUP BY device ORDER BY rejected DESC, device",
     )
-    per_entry = list(
-        db.query(
-            "SELECT r.entry_id, en.name, en.case_number, COUNT(*) AS rejected FROM watchlist_reviews r"
-            " LEFT JOIN watchlist_entries en ON en.id = r.entry_id WHERE r.decision = 'rejected'"
-            " GROUP BY r.entry_id ORDER BY rejected DESC"
-        )
+    per_entry = portable.rows(
+        db,
+        "SELECT r.entry_id, en.name, en.case_number, COUNT(*) AS rejected FROM watchlist_reviews r"
+        " LEFT JOIN watchlist_entries en ON en.id = r.entry_id WHERE r.decision = 'rejected'"
+        " GROUP BY r.entry_id, en.name, en.case_number ORDER BY rejected DESC, r.entry_id",
     )
     return {"per_camera": per_camera, "per_entry": per_entry}

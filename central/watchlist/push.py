@@ -22,11 +22,10 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-import sqlite_utils
-
 from kuzet.central import alerts
 from kuzet.central.auth import audit
 from kuzet.central.context import Central
+from kuzet.central.store import portable
 from kuzet.central.watchlist import bundle, schema
 from kuzet.shared import messages, timeutil, topics
 from kuzet.shared.messages import WatchlistPush
@@ -58,11 +57,12 @@ def load_signing_key(path: Path):
     return key
 
 
-def _faces_cameras(db: sqlite_utils.Database) -> dict[str, str]:
+def _faces_cameras(db) -> dict[str, str]:
     """{device: site} of every camera not revoked whose status says it matches faces (any ``watchlist``)."""
-    rows = db.execute(
+    rows = portable.execute(
+        db,
         "SELECT device_id, site FROM devices WHERE revoked_at IS NULL AND site IS NOT NULL"
-        " AND json_extract(status, '$.watchlist') IS NOT NULL"
+        f" AND {portable.json_member(db, 'status', 'watchlist')} IS NOT NULL",
     ).fetchall()
     return dict(rows)
 
@@ -93,7 +93,8 @@ class WatchlistPusher:
         db = self.central.db()
         schema.ensure(db)
         sent = {
-            row[0]: row[1:] for row in db.execute(f"SELECT device_id, fingerprint, expires_at FROM {TABLE}")
+            row[0]: row[1:]
+            for row in portable.execute(db, f"SELECT device_id, fingerprint, expires_at FROM {TABLE}")
         }
         targets = _faces_cameras(db)
         data = bundle.watchlist_data(db, now=now)
@@ -115,8 +116,8 @@ class WatchlistPusher:
                     continue
             done.append(device)
         # Cameras sent a watchlist that should no longer hold one: revoked, faces off, gone from the registry.
-        for device, site in db.execute(
-            f"SELECT device_id, site FROM {TABLE} WHERE fingerprint != ?", [WIPED]
+        for device, site in portable.execute(
+            db, f"SELECT device_id, site FROM {TABLE} WHERE fingerprint != ?", [WIPED]
         ).fetchall():
             if device not in targets:
                 self._wipe(
@@ -133,8 +134,8 @@ class WatchlistPusher:
             # Too many embeddings for one message: the cameras keep what they hold until it lapses, and the
             # operators are told (one open alert per camera, counted on every try).
             message = alerts.say("watchlist_too_large", rows=len(data.entry_ids))
-            row = alerts.raise_for_device(db, "warning", message, device, TOO_LARGE)
-            db.conn.commit()
+            with portable.transaction(db):
+                row = alerts.raise_for_device(db, "warning", message, device, TOO_LARGE)
             self.central.hub.publish("alert", row)
             return False
         self.central.publish(topics.down(site, device, "watchlist"), payload, retain=True)
@@ -155,14 +156,15 @@ class WatchlistPusher:
         audit.append(db, ACTOR, "watchlist.wiped", f"device:{device}", {"reason": reason})
 
     def _record(self, db, device: str, site: str, fingerprint: str, version, expires_at) -> None:
-        db.execute(
-            f"INSERT INTO {TABLE} (device_id, site, fingerprint, version, expires_at, pushed_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET site = excluded.site,"
-            " fingerprint = excluded.fingerprint, version = excluded.version,"
-            " expires_at = excluded.expires_at, pushed_at = excluded.pushed_at",
-            [device, site, fingerprint, version, expires_at, timeutil.now_wire()],
-        )
-        db.conn.commit()
+        with portable.transaction(db):
+            portable.execute(
+                db,
+                f"INSERT INTO {TABLE} (device_id, site, fingerprint, version, expires_at, pushed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET site = excluded.site,"
+                " fingerprint = excluded.fingerprint, version = excluded.version,"
+                " expires_at = excluded.expires_at, pushed_at = excluded.pushed_at",
+                [device, site, fingerprint, version, expires_at, timeutil.now_wire()],
+            )
 
 
 def pusher_for(central: Central) -> WatchlistPusher | None:

@@ -1,11 +1,12 @@
-"""The watchlist's tables (the merger may move them into central/store/schema.py with the rest).
+"""The watchlist's tables on SQLite, made on first use (the merger may move them into central/store/schema.py
+with the rest); PostgreSQL has them from migration 0009 (central/store/migrations/postgresql/).
 
 Entries are never deleted while their matches may still be reviewed: removing one marks it removed, drops its
 photos and embeddings, and takes it off the cameras' bundle."""
 
 from __future__ import annotations
 
-import sqlite_utils
+from kuzet.central.store import portable
 
 DDL = [
     """CREATE TABLE IF NOT EXISTS watchlist_entries (
@@ -55,6 +56,8 @@ DDL = [
 ]
 
 
-def ensure(db: sqlite_utils.Database) -> None:
+def ensure(db) -> None:
+    if not portable.is_sqlite(db):
+        return  # migration 0009
     for statement in DDL:
-        db.execute(statement)
+        portable.execute(db, statement)

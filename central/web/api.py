@@ -13,7 +13,6 @@ from flask_babel import gettext as _
 from pydantic import ValidationError
 
 from kuzet.central.auth import audit, users
-from kuzet.central.routing.repository import SqliteRoutingRepository
 from kuzet.central.store import queries, registry, workflow
 from kuzet.central.web import i18n
 from kuzet.central.web.auth import current_user, require
@@ -219,7 +218,7 @@ def map_data():
         devices=queries.list_devices(db),
         units=queries.list_units(db),
         events=queries.map_events(db) if user.can("events.view") else [],
-        dispatches=SqliteRoutingRepository(db).active() if user.can("events.view") else [],
+        dispatches=queries.routing_reads(db).active() if user.can("events.view") else [],
     )
 
 

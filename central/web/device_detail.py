@@ -14,7 +14,6 @@ from pydantic import Field
 from kuzet.central import commands
 from kuzet.central.auth import audit
 from kuzet.central.routing import evidence
-from kuzet.central.routing.repository import SqliteRoutingRepository
 from kuzet.central.store import queries
 from kuzet.central.web.auth import current_user, require
 from kuzet.central.web.params import Body, Int, Scalar, Text, body
@@ -56,12 +55,10 @@ def page(device_id: str):
         "device.html",
         device=device,
         unit=unit,
-        dispatches=SqliteRoutingRepository(db).find_dispatches(unit=device_id, limit=20)
+        dispatches=queries.routing_reads(db).find_dispatches(unit=device_id, limit=20)
         if unit and user.can("events.view")
         else [],
-        has_evidence=bool(
-            db.execute("select 1 from evidence_segments where device = ? limit 1", [device_id]).fetchone()
-        ),
+        has_evidence=queries.has_evidence(db, device_id),
         command_names=[name for name, permission in commands.PERMISSION.items() if user.can(permission)],
         commands=commands.list_for(db, device_id),
     )

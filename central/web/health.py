@@ -12,15 +12,13 @@ scrape time; and gauges read from the database (open events, devices, dispatches
 
 from __future__ import annotations
 
-import sqlite3
-
 from flask import Blueprint, Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from kuzet.central.ingest.metrics import DEAD_LETTER_CAUSES
 from kuzet.central.ingest.store_health import disk_problems, disks
-from kuzet.central.store import queries
+from kuzet.central.store import portable, queries
 from kuzet.central.web.auth import require
 from kuzet.central.web.services import KEY, services
 from kuzet.central.web.views import central
@@ -120,30 +118,27 @@ class _DatabaseCollector:
         for (kind, state), count in sorted(tally.items()):
             devices.add_metric([kind, state], count)
         yield devices
+        counted = queries.gauges(db)
         dispatches = GaugeMetricFamily("kuzet_dispatches", "Dispatches by state", labels=["state"])
-        for state, count in db.execute("SELECT state, count(*) FROM dispatches GROUP BY state"):
+        for state, count in counted["dispatches"].items():
             dispatches.add_metric([state], count)
         yield dispatches
         yield GaugeMetricFamily(
             "kuzet_dispatch_escalations",
             "Dispatches that are a later attempt for their event (the unit before declined or did not answer)",
-            value=db.execute("SELECT count(*) FROM dispatches WHERE attempt > 1").fetchone()[0],
+            value=counted["escalations"],
         )
         alerts = GaugeMetricFamily("kuzet_alerts_open", "Alerts not yet acknowledged", labels=["level"])
-        for level, count in db.execute(
-            "SELECT level, count(*) FROM alerts WHERE acknowledged_at IS NULL GROUP BY level"
-        ):
+        for level, count in counted["alerts_open"].items():
             alerts.add_metric([level], count)
         yield alerts
         yield GaugeMetricFamily(
             "kuzet_dead_letters",
             "Messages kept because they broke the contract",
-            value=db.execute("SELECT count(*) FROM dead_letters").fetchone()[0],
+            value=counted["dead_letters"],
         )
         yield GaugeMetricFamily(
-            "kuzet_audit_entries",
-            "Entries in the audit log",
-            value=db.execute("SELECT count(*) FROM audit").fetchone()[0],
+            "kuzet_audit_entries", "Entries in the audit log", value=counted["audit_entries"]
         )
         yield GaugeMetricFamily(
             "kuzet_live_streams", "Open live page streams", value=the_central.hub.subscribers
@@ -170,9 +165,11 @@ def healthz():
     the_central = central()
     problems: list[str] = []
     try:
-        the_central.db().execute("SELECT 1 FROM events LIMIT 1").fetchall()
+        queries.ping(the_central.db())
         database = "ok"
-    except sqlite3.Error as exc:
+    except Exception as exc:
+        if not portable.is_database_error(exc):
+            raise
         database = str(exc)
         problems.append(f"the database does not answer: {exc}")
     disk_report = disks(the_central)

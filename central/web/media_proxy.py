@@ -16,7 +16,7 @@ from flask import Response, abort, stream_with_context
 from flask_babel import gettext as _
 
 from kuzet.central import alerts
-from kuzet.central.store import integrity
+from kuzet.central.store import integrity, portable
 from kuzet.central.store.media import MediaUnavailable
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -79,5 +79,5 @@ def _checked(chunks, db, row: dict):
         digest.update(chunk)
         yield chunk
     if digest.hexdigest() != row["sha256"]:
-        with db.conn:
+        with portable.transaction(db):
             integrity.alert_altered(db, row, alerts.say("object_altered"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from support.web import csrf_token, insert_event, login, make_central
+from support.web import csrf_token, login, make_central, store_event
 
 from kuzet.central.auth import preferences
 from kuzet.central.store import incidents, registry
@@ -21,21 +21,32 @@ def at(minutes: float) -> str:
     return timeutil.to_wire(BASE + timedelta(minutes=minutes))
 
 
-@pytest.fixture
-def central(tmp_path):
-    central = make_central(tmp_path, triage={"window_s": 600})
+def register_camera(db) -> None:
     registry.register(
-        central.db(),
+        db,
         registry.Registration(
             device_id="cam-01", kind="camera", name="ул. Торайгырова / Ленина", site="pavlodar"
         ),
         actor="test",
     )
+
+
+@pytest.fixture
+def central(tmp_path):
+    central = make_central(tmp_path, triage={"window_s": 600})
+    register_camera(central.db())
     yield central
     central.close()
 
 
-def event(central, minutes: float, **fields) -> dict:
+@pytest.fixture
+def camera_db(db):
+    """``db`` (each store) with the camera registered: the board's folding runs the same on both."""
+    register_camera(db)
+    return db
+
+
+def event(db, minutes: float, **fields) -> dict:
     fields = {
         "device": "cam-01",
         "zone": "platform",
@@ -44,17 +55,17 @@ def event(central, minutes: float, **fields) -> dict:
         **fields,
     }
     fields["severity_rank"] = {"critical": 5, "high": 4, "medium": 3, "low": 2, "info": 1}[fields["severity"]]
-    return insert_event(central, started_at=at(minutes), received_at=at(minutes), **fields)
+    return store_event(db, started_at=at(minutes), received_at=at(minutes), **fields)
 
 
-def test_refires_within_the_window_are_one_incident(central):
-    first = event(central, 0, snapshot_sha256="a" * 64)
-    event(central, 4, snapshot_sha256="b" * 64)
-    last = event(central, 13, severity="high")  # 9 min after the one before: still within 10
-    later = event(central, 30)  # 17 min later: a new incident
-    event(central, 5, zone="gate")  # another zone
-    event(central, 6, event_type="crowd")  # another type
-    found = incidents.open_incidents(central.db(), 600)
+def test_refires_within_the_window_are_one_incident(camera_db):
+    first = event(camera_db, 0, snapshot_sha256="a" * 64)
+    event(camera_db, 4, snapshot_sha256="b" * 64)
+    last = event(camera_db, 13, severity="high")  # 9 min after the one before: still within 10
+    later = event(camera_db, 30)  # 17 min later: a new incident
+    event(camera_db, 5, zone="gate")  # another zone
+    event(camera_db, 6, event_type="crowd")  # another type
+    found = incidents.open_incidents(camera_db, 600)
     assert sorted(i.count for i in found) == [1, 1, 1, 3]
     folded = next(i for i in found if i.count == 3)
     assert folded.incident_id == first["event_id"] and folded.latest_event_id == last["event_id"]
@@ -65,25 +76,25 @@ def test_refires_within_the_window_are_one_incident(central):
     assert later["event_id"] not in folded.event_ids
 
 
-def test_ordered_by_severity_then_longest_waiting(central):
-    event(central, 10, device="cam-02", severity="medium")
-    event(central, 0, device="cam-03", severity="medium")
-    event(central, 20, device="cam-04", severity="critical")
-    acknowledged = event(central, -10, device="cam-05", severity="medium", status="acknowledged")
-    order = [i.device for i in incidents.open_incidents(central.db(), 600)]
+def test_ordered_by_severity_then_longest_waiting(camera_db):
+    event(camera_db, 10, device="cam-02", severity="medium")
+    event(camera_db, 0, device="cam-03", severity="medium")
+    event(camera_db, 20, device="cam-04", severity="critical")
+    acknowledged = event(camera_db, -10, device="cam-05", severity="medium", status="acknowledged")
+    order = [i.device for i in incidents.open_incidents(camera_db, 600)]
     # Critical first; among the medium ones the longest waiting first, and an answered one after those waiting.
     assert order == ["cam-04", "cam-03", "cam-02", "cam-05"]
     assert (
-        next(i for i in incidents.open_incidents(central.db(), 600) if i.device == "cam-05").waiting_since
+        next(i for i in incidents.open_incidents(camera_db, 600) if i.device == "cam-05").waiting_since
         is None
     )
     assert acknowledged["status"] == "acknowledged"
 
 
-def test_filters_and_a_time_range_that_finds_closed_ones(central):
-    event(central, 0, severity="high")
-    event(central, 60, severity="low", status="closed")
-    db = central.db()
+def test_filters_and_a_time_range_that_finds_closed_ones(camera_db):
+    db = camera_db
+    event(db, 0, severity="high")
+    event(db, 60, severity="low", status="closed")
     assert [i.severity for i in incidents.open_incidents(db, 600, filters={"severity": "high"})] == ["high"]
     assert incidents.open_incidents(db, 600, filters={"zone": "nowhere"}) == []
     found = incidents.open_incidents(db, 600, since=at(30), until=at(90), include_closed=True)
@@ -102,8 +113,8 @@ def _csrf(client) -> dict:
 
 
 def test_api_lists_incidents_and_acknowledges_them_in_bulk(central, client):
-    ids = [event(central, m)["event_id"] for m in (0, 3, 6)]
-    other = event(central, 0, device="cam-02", severity="critical")["event_id"]
+    ids = [event(central.db(), m)["event_id"] for m in (0, 3, 6)]
+    other = event(central.db(), 0, device="cam-02", severity="critical")["event_id"]
     listed = client.get("/api/v1/incidents").get_json()
     assert listed["total"] == 2 and listed["window_s"] == 600
     assert [i["count"] for i in listed["incidents"]] == [1, 3]  # the critical one first
@@ -116,7 +127,7 @@ def test_api_lists_incidents_and_acknowledges_them_in_bulk(central, client):
 
 
 def test_bulk_close_needs_a_note_and_closes_every_event(central, client):
-    ids = [event(central, m)["event_id"] for m in (0, 2)]
+    ids = [event(central.db(), m)["event_id"] for m in (0, 2)]
     refused = client.post(
         "/api/v1/incidents/close", json={"event_ids": ids, "note": " "}, headers=_csrf(client)
     )

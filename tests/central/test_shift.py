@@ -14,7 +14,7 @@ from support.web import csrf_token, login, make_central
 
 from kuzet.central.auth import audit
 from kuzet.central.config import CentralConfig
-from kuzet.central.store import response_times, shift_log, shifts
+from kuzet.central.store import portable, response_times, shift_log, shifts
 from kuzet.central.web import create_app
 from kuzet.shared import timeutil
 
@@ -38,19 +38,20 @@ def test_shift_starts_that_are_not_times_of_day_are_refused(starts):
         CentralConfig.model_validate({"site": {"shifts": starts}})
 
 
-def test_response_times_per_shift_and_per_unit(tmp_path):
-    central = make_central(tmp_path)
+def test_response_times_per_shift_and_per_unit(db):
     now = timeutil.utc_now()
     running = shifts.shift_of(now, ["08:00", "20:00"], ALMATY)
     base = running.start.astimezone(UTC) + timedelta(minutes=1)
-    respond(central, base, ack_s=30, sent_s=60, unit_ack_s=90, on_scene_s=600, close_s=1200, unit="p-1")
-    respond(central, base, ack_s=90, sent_s=120, unit_ack_s=None, on_scene_s=None, close_s=None, unit="p-2")
-    respond(central, base, ack_s=None, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=None)
+    first = respond(db, base, ack_s=30, sent_s=60, unit_ack_s=90, on_scene_s=600, close_s=1200, unit="p-1")
+    second = respond(
+        db, base, ack_s=90, sent_s=120, unit_ack_s=None, on_scene_s=None, close_s=None, unit="p-2"
+    )
+    respond(db, base, ack_s=None, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=None)
     earlier = base - timedelta(hours=12)  # the shift before: must not mix in
-    respond(central, earlier, ack_s=5, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=None)
+    respond(db, earlier, ack_s=5, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=None)
 
     recent = shifts.recent(now, ["08:00", "20:00"], ALMATY, 2)
-    (this, summary), (before, summary_before) = response_times.per_shift(central.db(), recent)
+    (this, summary), (before, summary_before) = response_times.per_shift(db, recent)
     assert this == running and summary["count"] == 3
     assert summary["to_acknowledge"] == {"n": 2, "median": 60.0, "p90": pytest.approx(84.0)}
     assert summary["to_dispatch"]["n"] == 2 and summary["to_dispatch"]["median"] == 90.0
@@ -58,33 +59,48 @@ def test_response_times_per_shift_and_per_unit(tmp_path):
     assert summary["to_resolution"]["median"] == 1200.0
     assert summary_before["count"] == 1 and summary_before["to_dispatch"] is None
 
-    units = response_times.per_unit(central.db(), recent[-1].start_wire, recent[0].end_wire)
+    units = response_times.per_unit(db, recent[-1].start_wire, recent[0].end_wire)
     assert set(units) == {"p-1", "p-2"}
     assert units["p-1"]["to_acknowledge"]["median"] == 90.0  # the unit's own acknowledgement
     assert units["p-2"]["to_arrival"] is None and units["p-2"]["count"] == 1
 
+    mine = shift_log.my_incidents(db, "operator", running.start_wire, running.end_wire)
+    assert [(e["event_id"], [a["action"] for a in e["actions"]]) for e in mine] == [
+        (first["event_id"], ["event.acknowledge", "event.close"]),  # the latest work first
+        (second["event_id"], ["event.acknowledge"]),
+    ]
 
-def test_shift_log_refuses_what_it_cannot_keep_and_audits_what_it_keeps(tmp_path):
-    central = make_central(tmp_path)
-    db = central.db()
+
+def test_shift_log_refuses_what_it_cannot_keep_and_audits_what_it_keeps(db):
     for kind, text, why in (("memo", "x", "kind"), ("note", "   ", "empty"), ("note", "x" * 4001, "4000")):
         with pytest.raises(shift_log.ShiftLogError, match=why):
             shift_log.add(db, "operator", kind, text)
-    assert db["shift_log"].count == 0
+    assert portable.rows(db, "SELECT * FROM shift_log") == []
     entry = shift_log.add(db, "operator", "handover", "  Camera 7 offline since 19:40; p-2 at the depot.  ")
     assert entry["text"] == "Camera 7 offline since 19:40; p-2 at the depot."
     [logged] = audit.entries(db, target=f"shift_log:{entry['id']}")
     assert (logged["actor"], logged["action"]) == ("operator", "shift.handover")
     assert audit.verify(db)[0]
+    second = shift_log.add(db, "operator", "note", "p-1 back on patrol")
+    assert second["id"] > entry["id"]
+    listed = shift_log.entries(db, entry["at"], timeutil.to_wire(timeutil.utc_now() + timedelta(minutes=1)))
+    assert [(e["id"], e["kind"]) for e in listed] == [(second["id"], "note"), (entry["id"], "handover")]
 
 
 def test_shift_page_in_russian_keeps_a_refused_entry_and_lists_my_incidents(tmp_path):
     central = make_central(tmp_path, site={"language": "ru"})
     running = shifts.shift_of(timeutil.utc_now(), ["08:00", "20:00"], ALMATY)
     base = running.start.astimezone(UTC) + timedelta(seconds=10)
-    mine = respond(central, base, ack_s=1, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=2)
+    mine = respond(central.db(), base, ack_s=1, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=2)
     respond(
-        central, base, ack_s=1, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=None, actor="admin"
+        central.db(),
+        base,
+        ack_s=1,
+        sent_s=None,
+        unit_ack_s=None,
+        on_scene_s=None,
+        close_s=None,
+        actor="admin",
     )
     app = create_app(central)
     client = app.test_client()
@@ -116,7 +132,7 @@ def test_response_times_csv_in_russian_names_the_zone(tmp_path):
     central = make_central(tmp_path, site={"language": "ru"})
     running = shifts.shift_of(timeutil.utc_now(), ["08:00", "20:00"], ALMATY)
     respond(
-        central,
+        central.db(),
         running.start.astimezone(UTC) + timedelta(seconds=10),
         ack_s=45,
         sent_s=75,

@@ -34,7 +34,9 @@ def test_operator_writes_a_hand_over_and_sees_their_incidents(central, web_serve
     from selenium.webdriver.common.by import By
 
     running = shifts.shift_of(timeutil.utc_now(), ["08:00", "20:00"], ZoneInfo("Asia/Almaty"))
-    event = respond(central, running.start.astimezone(UTC) + timedelta(seconds=20), 15, None, None, None, 300)
+    event = respond(
+        central.db(), running.start.astimezone(UTC) + timedelta(seconds=20), 15, None, None, None, 300
+    )
     log_in(browser, web_server.url, "operator", PASSWORD)
     browser.find_element(By.LINK_TEXT, "Смена").click()
     wait_until(browser, lambda d: d.find_element(By.ID, "shift-log"), "the shift page")
@@ -62,8 +64,8 @@ def test_supervisor_reads_response_times_per_shift_and_per_unit(central, web_ser
 
     running = shifts.shift_of(timeutil.utc_now(), ["08:00", "20:00"], ZoneInfo("Asia/Almaty"))
     base = running.start.astimezone(UTC) + timedelta(seconds=30)
-    respond(central, base, 40, 70, 85, 430, 1500, unit="badge-1")
-    respond(central, base, 80, 130, 140, 610, None, unit="badge-2")
+    respond(central.db(), base, 40, 70, 85, 430, 1500, unit="badge-1")
+    respond(central.db(), base, 80, 130, 140, 610, None, unit="badge-2")
     log_in(browser, web_server.url, "supervisor", PASSWORD)
     browser.get(web_server.url + "/stats")
     table = wait_until(browser, lambda d: d.find_element(By.ID, "response-by-shift"), "the response times")

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from kuzet.central.auth import audit
 from kuzet.shared import ids, timeutil
-from support.web import insert_event
+from support.web import insert_row, store_event
 
 
 def _at(base: datetime, seconds: float) -> str:
@@ -24,10 +24,10 @@ def _audit_at(db, ts: str, actor: str, action: str, target: str) -> None:
         timeutil.now_wire = real
 
 
-def respond(central, base, ack_s, sent_s, unit_ack_s, on_scene_s, close_s, unit="p-1", actor="operator"):
-    """An event received at ``base``, answered as the seconds say (None: never), through real rows."""
-    db = central.db()
-    event = insert_event(central, received_at=_at(base, 0), started_at=_at(base, -5))
+def respond(db, base, ack_s, sent_s, unit_ack_s, on_scene_s, close_s, unit="p-1", actor="operator"):
+    """An event received at ``base``, answered as the seconds say (None: never), through real rows on either
+    store's connection ``db``."""
+    event = store_event(db, received_at=_at(base, 0), started_at=_at(base, -5))
     target = f"event:{event['event_id']}"
     if ack_s is not None:
         _audit_at(db, _at(base, ack_s), actor, "event.acknowledge", target)
@@ -35,19 +35,20 @@ def respond(central, base, ack_s, sent_s, unit_ack_s, on_scene_s, close_s, unit=
         _audit_at(db, _at(base, close_s), actor, "event.close", target)
     if sent_s is not None:
         dispatch_id = ids.new_id()
-        db["dispatches"].insert(
+        insert_row(
+            db,
+            "dispatches",
             {
                 "dispatch_id": dispatch_id,
                 "event_id": event["event_id"],
                 "unit": unit,
                 "state": "resolved",
                 "created_at": _at(base, sent_s),
-            }
+            },
         )
         for state, seconds in (("sent", sent_s), ("acknowledged", unit_ack_s), ("on_scene", on_scene_s)):
             if seconds is not None:
-                db["dispatch_log"].insert(
-                    {"dispatch_id": dispatch_id, "state": state, "at": _at(base, seconds)}
+                insert_row(
+                    db, "dispatch_log", {"dispatch_id": dispatch_id, "state": state, "at": _at(base, seconds)}
                 )
-    db.conn.commit()
     return event

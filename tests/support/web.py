@@ -9,6 +9,7 @@ import re
 from kuzet.central.auth import tokens, users
 from kuzet.central.config import CentralConfig
 from kuzet.central.context import Central
+from kuzet.central.store import portable
 from kuzet.shared import ids, timeutil
 
 PASSWORD = "correct horse battery"
@@ -32,7 +33,21 @@ def token_for(central: Central, username: str) -> str:
     return tokens.create_token(central.db(), username, "tests", actor="test")
 
 
+def insert_row(db, table: str, row: dict) -> None:
+    """One row as written, on either store's connection (committed)."""
+    columns = ", ".join(row)
+    with portable.transaction(db):
+        portable.execute(
+            db, f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+        )
+
+
 def insert_event(central: Central, **fields) -> dict:
+    return store_event(central.db(), **fields)
+
+
+def store_event(db, **fields) -> dict:
+    """An event row as ingest stores it, on either store's connection; ``fields`` override the defaults."""
     now = timeutil.now_wire()
     row = {
         "event_id": ids.new_id(),
@@ -56,7 +71,7 @@ def insert_event(central: Central, **fields) -> dict:
         "status": "new",
     }
     row.update(fields)
-    central.db()["events"].insert(row)
+    insert_row(db, "events", row)
     return row
 
 
