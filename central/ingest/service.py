@@ -70,6 +70,7 @@ class IngestService:
         self.started_at: float | None = None
         self.subscribed = threading.Event()  # set once the broker has acknowledged the subscription
         self._hooks: dict[str, list[Hook]] = defaultdict(list)
+        self._in_transaction: list[Callable[[object, list[Valid]], None]] = []
         # SimpleQueue (in C) costs a fraction of queue.Queue per message; its bound is kept by _enqueue.
         self._queue: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
         self._closing = threading.Event()
@@ -92,6 +93,11 @@ class IngestService:
         if kind not in topics.UP_KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(topics.UP_KINDS)}")
         self._hooks[kind].append(callback)
+
+    def on_stored(self, callback: Callable[[object, list[Valid]], None]) -> None:
+        """Call ``callback(conn, items)`` inside each batch's transaction with the messages whose hooks will
+        run: for a part in another process, which must get them exactly when they commit (central.inbox)."""
+        self._in_transaction.append(callback)
 
     @property
     def queue_depth(self) -> int:
@@ -426,6 +432,8 @@ class IngestService:
             else:  # location, dispatch_state, evidence, command_result, live: ingest stores none of them
                 outcome.handed_on += 1
             outcome.hooks.append(item)
+        for callback in self._in_transaction:
+            callback(conn, outcome.hooks)
         return outcome
 
     def _write_one_by_one(
