@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--metrics-port", type=int, help="where an ingest or routing worker serves /healthz and /metrics"
     )
+    run.add_argument(
+        "--http-port", type=int, help="where this process serves the page (overrides [http] port)"
+    )
 
     user = actions.add_parser("create-user", help="create an operator account, or reset its password")
     user.add_argument("username")
@@ -97,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if getattr(args, "metrics_port", None) is not None:
         config.worker.metrics_port = args.metrics_port
+    if getattr(args, "http_port", None) is not None:
+        config.http.port = args.http_port
     if config.store.url:
         # Most modules run on PostgreSQL, but Central.db() and ingest's writer, routing and the web views do
         # not yet (docs/scale.md): refuse rather than quietly keep the data in SQLite.
