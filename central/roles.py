@@ -3,9 +3,11 @@
 - ``all``: one process runs everything, as on a small site (SQLite or PostgreSQL).
 - ``ingest``: MQTT in, stored (each worker its own client id, all in one ``$share/`` group); what routing
   takes is kept for it in the same transaction (``central.inbox``).
-- ``web``: the page and API; stateless, any number behind a load balancer.
+- ``web``: the page and API; stateless, any number behind a load balancer. Dispatch requests go to the
+  routing leader through the store (``central.remote_routing``).
 - ``routing``: one leader per site, elected through PostgreSQL (``store.leadership``); standbys wait. The
-  leader runs routing, reads the inbox, and runs the site's single jobs (retention, the watchlist push).
+  leader runs routing, reads the inbox, serves the web workers' requests and runs the site's single jobs
+  (retention, the watchlist push).
 
 Every role of a split central relays its live updates through PostgreSQL (``store.live_bus``), so a web
 worker's pages see what any process stored or decided. Roles other than ``all`` need a store that several
@@ -21,6 +23,7 @@ import threading
 from kuzet.central.context import Central
 from kuzet.central.inbox import InboxReader
 from kuzet.central.ingest.brokers import BrokerLinks
+from kuzet.central.remote_routing import RequestServer
 from kuzet.central.store.leadership import Leadership
 
 log = logging.getLogger(__name__)
@@ -82,6 +85,7 @@ class RoutingLeader:
         )
         self.routing = None  # the running RoutingService while leading
         self.inbox: InboxReader | None = None
+        self.requests: RequestServer | None = None
         self.elections = 0
         self._running: contextlib.ExitStack | None = None
         self._lock = threading.Lock()
@@ -109,6 +113,8 @@ class RoutingLeader:
                 self.central, routing.handle, routing.drain, self.central.config.worker.inbox_poll_s
             ).start()
             running.callback(self.inbox.stop)  # first: what it handed over is applied by routing.stop
+            self.requests = RequestServer(self.central, routing).start()
+            running.callback(self.requests.stop)
             self._start_jobs(running)
             self.routing, self._running = routing, running
             self.elections += 1

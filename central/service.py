@@ -18,6 +18,7 @@ from kuzet.central.broker import EmbeddedBroker
 from kuzet.central.context import Central
 from kuzet.central.ingest.service import IngestService
 from kuzet.central.operations import ROUTED_KINDS, Operations
+from kuzet.central.remote_routing import RemoteRouting
 from kuzet.central.roles import PARTS, PublishLink, RoutingLeader, client_id
 from kuzet.central.store.live_bus import PostgresLiveBus
 from kuzet.central.store.media import MediaStore
@@ -69,7 +70,8 @@ class Parts:
     process's role does not run the part."""
 
     ingest: IngestService | None
-    routing: object | None  # central.routing.service.RoutingService, when routing runs here (role all)
+    # The running RoutingService (role all), or the leader's through the store (RemoteRouting, role web)
+    routing: object | None
     web: object | None  # central.web.server.WebServer, when the page is installed and this role serves it
     operations: Operations  # the one door for every change (central.operations)
     worker: WorkerState | None = None  # this process's role, health and metrics
@@ -106,9 +108,14 @@ def start_parts(
     if role != "all":  # each worker its own MQTT session, kept across its restarts
         config.ingest.client_id = client_id(central, role, instance)
     ingest = IngestService(central) if "ingest" in parts else None
-    routing = _routing(central) if role == "all" else None
+    if role == "all":
+        routing = _routing(central)
+    elif "web" in parts:  # the leader's, through the store
+        routing = RemoteRouting(central)
+    else:
+        routing = None
     operations = Operations(central, routing)
-    if routing is not None:
+    if role == "all" and routing is not None:
         running.callback(routing.stop)
     if ingest is not None:
         worker.ingest = ingest

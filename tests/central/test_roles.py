@@ -18,7 +18,10 @@ from support.roles import WorkerProcess
 
 from kuzet.central.broker import free_port
 from kuzet.central.cli import ROLES
+from kuzet.central.operations import NotRunning
+from kuzet.central.remote_routing import RemoteRouting, RequestServer
 from kuzet.central.roles import PARTS
+from kuzet.central.routing.service import RoutingError, RoutingService
 from kuzet.central.service import serve, start_parts
 from kuzet.shared import messages
 from kuzet.shared.config import MqttSection
@@ -169,6 +172,7 @@ def test_the_routing_standby_takes_over_and_the_open_dispatch_still_escalates(
         "a": WorkerProcess(config, data_dir, "routing", "a", postgres_url),
     }
     badges = []
+    running = contextlib.ExitStack()
     try:
         wait_for(workers["a"].leading, 60, "routing worker a leading")
         workers["b"] = WorkerProcess(config, data_dir, "routing", "b", postgres_url)
@@ -200,8 +204,44 @@ def test_the_routing_standby_takes_over_and_the_open_dispatch_still_escalates(
         assert states == ["sent", "timed_out"]
         [row] = db["dispatches"].rows_where("unit = ?", ["badge-second"])
         assert row["attempt"] == 2 and row["site"] == SITE
+
+        # An operator on a web worker (this process) acts through the new leader.
+        web = start_parts(watcher, running, role="web", web=False, bus_url=postgres_url)
+        board = web.operations.routing.unit_board()
+        assert {unit["device_id"] for unit in board["units"]} == {"badge-near", "badge-second"}
+        cancelled = web.operations.cancel_dispatch(row["dispatch_id"], "op-1", "the caller rang back")
+        assert cancelled["state"] == "cancelled" and cancelled["log"][-1]["by"] == "op-1"
+        wait_for(lambda: second.inbox.get(row["dispatch_id"]).state == "cancelled", 30, "badge-second told")
+        with pytest.raises(RoutingError, match="already cancelled") as refused:
+            web.operations.cancel_dispatch(row["dispatch_id"], "op-1", "again")
+        assert refused.value.status == 409
+        assert db["routing_requests"].count == 0  # each answered request is gone
     finally:
+        running.close()
         for badge in badges:
             badge.stop()
         for worker in workers.values():
             worker.stop()
+
+
+def test_a_web_worker_without_a_routing_leader_says_so_and_leaves_no_request(tmp_path):
+    central = make_central(tmp_path)
+    remote = RemoteRouting(central, timeout_s=0.3)
+    with pytest.raises(NotRunning, match="did not take the request"):
+        remote.cancel("01J00000000000000000000000", "op-1", "no leader")
+    assert central.db()["routing_requests"].count == 0  # a later leader will not carry it out
+
+
+def test_the_leader_answers_requests_with_routing_s_own_refusals(tmp_path):
+    central = make_central(tmp_path)
+    with contextlib.ExitStack() as running:
+        routing = RoutingService(central).start()
+        running.callback(routing.stop)
+        server = RequestServer(central, routing).start()
+        running.callback(server.stop)
+        remote = RemoteRouting(central)
+        with pytest.raises(RoutingError, match="does not exist") as missing:
+            remote.dispatch("01J00000000000000000000000")
+        assert missing.value.status == 404
+        assert remote.waiting() == [] and remote.units.all() == []
+        assert server.served == 3

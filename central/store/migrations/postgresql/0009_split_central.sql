@@ -8,3 +8,15 @@ CREATE TABLE IF NOT EXISTS routing_inbox (
     payload bytea NOT NULL,
     received_at text NOT NULL
 );
+
+-- A web worker's dispatch requests to the routing leader (central/remote_routing.py), as SQLite's 0005.
+CREATE TABLE IF NOT EXISTS routing_requests (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    site text NOT NULL,
+    method text NOT NULL,
+    arguments text NOT NULL,
+    created_at text NOT NULL,
+    taken_at text,
+    status integer,
+    answer text
+);
