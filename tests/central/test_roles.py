@@ -1,8 +1,8 @@
 """Central split over processes (``kuzet central run --role``): which parts each role starts, two ingest
 workers in one ``$share/`` group with one killed mid-stream, the routing standby taking over from a killed
 leader with a dispatch's deadline still running, and what one process stores reaching another's live
-stream. Real Mosquitto and a throw-away PostgreSQL (the live bus and the leader election); the store is the
-shared SQLite file until central runs on PostgreSQL (docs/scale.md)."""
+stream. Real Mosquitto and a throw-away PostgreSQL (the live bus and the leader election); the workers'
+store is that PostgreSQL, or one SQLite file they share on one host."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from kuzet.central.remote_routing import RemoteRouting, RequestServer
 from kuzet.central.roles import PARTS
 from kuzet.central.routing.service import RoutingError, RoutingService
 from kuzet.central.service import serve, start_parts
+from kuzet.central.store import portable
 from kuzet.shared import messages
 from kuzet.shared.config import MqttSection
 from kuzet.shared.mqtt import Link
@@ -32,6 +33,20 @@ SPLIT = {
     "ingest": {"share_group": "ingest", "batch_window_ms": 20},
     "worker": {"leader_poll_s": 0.2, "inbox_poll_s": 0.1},
 }
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request) -> str:
+    """The store the workers share: one SQLite file (one host), or PostgreSQL."""
+    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else ""
+
+
+def rows(central, sql: str, params=()) -> list[dict]:
+    return portable.rows(central.db(), sql, params)
+
+
+def count(central, table: str) -> int:
+    return rows(central, f"SELECT count(*) AS n FROM {table}")[0]["n"]
 
 
 def split_central(tmp_path, url, **sections):
@@ -99,12 +114,12 @@ def test_each_role_starts_its_own_parts(tmp_path, mosquitto, postgres_url):
 
 
 def test_two_ingest_workers_share_the_stream_and_a_killed_one_loses_nothing(
-    tmp_path, mosquitto, postgres_url
+    tmp_path, mosquitto, postgres_url, store_url
 ):
     """Events published at QoS 1 while one of two ingest workers is SIGKILLed and started again (as systemd
     does): each stored once, and each kept once for routing. Meanwhile a web worker (this process) sees them
     live, stored by the other processes."""
-    watcher = split_central(tmp_path, mosquitto.url)
+    watcher = split_central(tmp_path, mosquitto.url, store={"url": store_url})
     data_dir, config = watcher.data_dir, watcher.config.model_copy(deep=True)
     workers = [WorkerProcess(config, data_dir, "ingest", name, postgres_url) for name in ("1", "2")]
     running = contextlib.ExitStack()
@@ -127,12 +142,10 @@ def test_two_ingest_workers_share_the_stream_and_a_killed_one_loses_nothing(
             if index % 50 == 0:
                 time.sleep(0.05)
         workers[0] = WorkerProcess(config, data_dir, "ingest", "1", postgres_url)  # systemd's restart
-        db = watcher.db()
-        wait_for(lambda: db["events"].count == len(sent), 90, "every event stored")
-        assert {row["event_id"] for row in db["events"].rows} == set(sent)
+        wait_for(lambda: count(watcher, "events") == len(sent), 90, "every event stored")
+        assert {row["event_id"] for row in rows(watcher, "SELECT event_id FROM events")} == set(sent)
         # Kept for routing once each: a message redelivered after the kill is a duplicate, not kept again.
-        topics = [row["topic"] for row in db["routing_inbox"].rows]
-        assert len(topics) == len(sent)
+        assert count(watcher, "routing_inbox") == len(sent)
         wait_for(lambda: (workers[0].health() or {}).get("status") == "ok", 60, "ingest 1 back")
         stored = [_counter(w.metrics(), "kuzet_ingest_stored_total") for w in workers]
         print(f"stored by the restarted worker 1 and by worker 2: {stored}")
@@ -161,11 +174,11 @@ def camera(mosquitto):
 
 
 def test_the_routing_standby_takes_over_and_the_open_dispatch_still_escalates(
-    tmp_path, mosquitto, postgres_url, camera
+    tmp_path, mosquitto, postgres_url, store_url, camera
 ):
     """Ingest, a routing leader and a standby, each a process: a dispatch is sent, the leader is killed
     before the badge's acknowledgement deadline, and the standby, now leading, escalates it on time."""
-    watcher = split_central(tmp_path, mosquitto.url, routing={"ack_timeout_s": 8})
+    watcher = split_central(tmp_path, mosquitto.url, routing={"ack_timeout_s": 8}, store={"url": store_url})
     data_dir, config = watcher.data_dir, watcher.config
     workers = {
         "ingest": WorkerProcess(config, data_dir, "ingest", "1", postgres_url),
@@ -183,11 +196,9 @@ def test_the_routing_standby_takes_over_and_the_open_dispatch_still_escalates(
         near = start_badge(tmp_path, mosquitto.url, "badge-near", point(100))
         second = start_badge(tmp_path, mosquitto.url, "badge-second", point(600))
         badges += [near, second]
-        db = watcher.db()
 
         def units_ready():
-            rows = list(db["units"].rows_where("online = 1 AND lat IS NOT NULL"))
-            return len(rows) == 2
+            return len(rows(watcher, "SELECT device_id FROM units WHERE online = 1 AND lat IS NOT NULL")) == 2
 
         wait_for(units_ready, 60, "both units known to routing with a position")
         camera.event(point(0))
@@ -200,9 +211,11 @@ def test_the_routing_standby_takes_over_and_the_open_dispatch_still_escalates(
         # badge-near never answers: the deadline set by the dead leader escalates on the new one.
         [escalated] = wait_for(inbox_has(second), 60, "the dispatch escalated to badge-second")
         assert escalated.dispatch.event_id == first.dispatch.event_id
-        states = [r["state"] for r in db["dispatch_log"].rows_where("dispatch_id = ?", [first.dispatch_id])]
-        assert states == ["sent", "timed_out"]
-        [row] = db["dispatches"].rows_where("unit = ?", ["badge-second"])
+        log = rows(
+            watcher, "SELECT state FROM dispatch_log WHERE dispatch_id = ? ORDER BY id", [first.dispatch_id]
+        )
+        assert [r["state"] for r in log] == ["sent", "timed_out"]
+        [row] = rows(watcher, "SELECT * FROM dispatches WHERE unit = ?", ["badge-second"])
         assert row["attempt"] == 2 and row["site"] == SITE
 
         # An operator on a web worker (this process) acts through the new leader.
@@ -215,7 +228,7 @@ def test_the_routing_standby_takes_over_and_the_open_dispatch_still_escalates(
         with pytest.raises(RoutingError, match="already cancelled") as refused:
             web.operations.cancel_dispatch(row["dispatch_id"], "op-1", "again")
         assert refused.value.status == 409
-        assert db["routing_requests"].count == 0  # each answered request is gone
+        assert count(watcher, "routing_requests") == 0  # each answered request is gone
     finally:
         running.close()
         for badge in badges:
