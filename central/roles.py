@@ -105,8 +105,7 @@ class RoutingLeader:
     def _elected(self) -> None:
         from kuzet.central.routing.service import RoutingService
 
-        with self._lock:
-            running = contextlib.ExitStack()
+        with self._lock, contextlib.ExitStack() as running:  # stopped again if any part fails to start
             routing = RoutingService(self.central).start()
             running.callback(routing.stop)
             self.inbox = InboxReader(
@@ -116,7 +115,7 @@ class RoutingLeader:
             self.requests = RequestServer(self.central, routing).start()
             running.callback(self.requests.stop)
             self._start_jobs(running)
-            self.routing, self._running = routing, running
+            self.routing, self._running = routing, running.pop_all()
             self.elections += 1
         log.info("routing: leading site %r", self.central.config.central.site)
 

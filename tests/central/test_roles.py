@@ -20,7 +20,7 @@ from kuzet.central.broker import free_port
 from kuzet.central.cli import ROLES
 from kuzet.central.operations import NotRunning
 from kuzet.central.remote_routing import RemoteRouting, RequestServer
-from kuzet.central.roles import PARTS
+from kuzet.central.roles import PARTS, RoutingLeader
 from kuzet.central.routing.service import RoutingError, RoutingService
 from kuzet.central.service import serve, start_parts
 from kuzet.central.store import portable
@@ -258,3 +258,26 @@ def test_the_leader_answers_requests_with_routing_s_own_refusals(tmp_path):
         assert missing.value.status == 404
         assert remote.waiting() == [] and remote.units.all() == []
         assert server.served == 3
+
+
+def test_a_process_that_cannot_start_routing_steps_down_for_another(tmp_path, postgres_url):
+    central = make_central(tmp_path)
+    attempts = []
+
+    def failing(jobs):
+        attempts.append(1)
+        raise RuntimeError("the media bucket is unreachable")
+
+    broken = RoutingLeader(central, postgres_url, failing, poll_s=0.1).start()
+    try:
+        wait_for(lambda: len(attempts) >= 2, 30, "the broken leader trying again")
+        assert broken.routing is None  # nothing left half started
+        healthy = RoutingLeader(make_central(tmp_path / "other"), postgres_url, lambda jobs: None, poll_s=0.1)
+        healthy.start()
+        try:
+            wait_for(lambda: healthy.routing is not None, 30, "the healthy process leading")
+        finally:
+            healthy.stop()
+        assert healthy.routing is None  # stopping stops routing
+    finally:
+        broken.stop()
