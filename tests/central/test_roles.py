@@ -6,6 +6,7 @@ store is that PostgreSQL, or one SQLite file they share on one host."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import time
@@ -16,6 +17,7 @@ from support.ingest import SITE, event, make_central, new_id, up, wait_for
 from support.patrol import Camera, inbox_has, point, start_badge
 from support.roles import WorkerProcess
 
+from kuzet.central import cli
 from kuzet.central.broker import free_port
 from kuzet.central.cli import ROLES
 from kuzet.central.operations import NotRunning
@@ -281,3 +283,12 @@ def test_a_process_that_cannot_start_routing_steps_down_for_another(tmp_path, po
         assert healthy.routing is None  # stopping stops routing
     finally:
         broken.stop()
+
+
+def test_the_command_line_refuses_a_split_role_without_postgresql(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["--data-dir", str(tmp_path), "run", "--role", "routing", "--instance", "a"])
+    assert cli.run(args) == 2
+    assert "set [store] url" in capsys.readouterr().err
+    assert not (tmp_path / "kuzet.db").exists()  # refused before anything was opened
