@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import subprocess
+import sys
 import time
 import urllib.request
 
 import pytest
-from support.ingest import SITE, event, make_central, new_id, up, wait_for
+import tomli_w
+from support.ingest import REPO, SITE, event, make_central, new_id, up, wait_for
 from support.patrol import Camera, inbox_has, point, start_badge
 from support.roles import WorkerProcess
 
@@ -292,3 +295,50 @@ def test_the_command_line_refuses_a_split_role_without_postgresql(tmp_path, caps
     assert cli.run(args) == 2
     assert "set [store] url" in capsys.readouterr().err
     assert not (tmp_path / "kuzet.db").exists()  # refused before anything was opened
+
+
+def test_the_command_line_runs_an_ingest_worker_on_postgresql(tmp_path, mosquitto, postgres_url):
+    """``kuzet central --config central.toml run --role ingest --instance 1 --metrics-port P``, as the systemd
+    unit runs it: healthy, in its own MQTT session, storing into PostgreSQL; SIGTERM stops it cleanly."""
+    metrics_port = free_port()
+    config = {
+        "mqtt": {"brokers": [mosquitto.url], "protocol": "5"},
+        "ingest": {"share_group": "ingest", "accept_unregistered": True},
+        "store": {"url": postgres_url},
+        "storage": {"dir": str(tmp_path / "data")},
+    }
+    path = tmp_path / "central.toml"
+    path.write_text(tomli_w.dumps(config))
+    command = [sys.executable, "-m", "kuzet.shared.cli", "central", "--config", str(path), "run"]
+    command += ["--role", "ingest", "--instance", "1", "--metrics-port", str(metrics_port)]
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    device = None
+    try:
+        healthz = f"http://127.0.0.1:{metrics_port}/healthz"
+        wait_for(lambda: _status(healthz) == 200, 60, "the worker healthy")
+        assert json.loads(_get(healthz)[1])["ingest"]["mqtt"]  # connected and subscribed
+        device = Link(MqttSection(url=mosquitto.url, protocol="5"), "cam-1-test").start()
+        event_id = new_id()
+        device.publish(up("cam-1", "event"), messages.encode(event("cam-1", event_id, 0))).wait_for_publish(5)
+        central = make_central(tmp_path, mosquitto.url, store={"url": postgres_url})
+        wait_for(lambda: rows(central, "SELECT event_id FROM events"), 30, "the event in PostgreSQL")
+        assert rows(central, "SELECT event_id FROM events") == [{"event_id": event_id}]
+        assert count(central, "routing_inbox") == 1  # kept for the routing leader
+        central.close()
+    finally:
+        if device is not None:
+            device.stop()
+        worker.terminate()
+        status = worker.wait(timeout=60)
+        log.close()
+    assert status == 0, (tmp_path / "worker.log").read_text()
+    assert "central-pavlodar-ingest-1" in (tmp_path / "worker.log").read_text()
+
+
+def _status(url: str) -> int | None:
+    """The HTTP status, or None while nothing answers."""
+    try:
+        return _get(url)[0]
+    except OSError:
+        return None
