@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import timedelta
 
 import pytest
 import tomli_w
@@ -29,7 +30,7 @@ from kuzet.central.roles import PARTS, RoutingLeader
 from kuzet.central.routing.service import RoutingError, RoutingService
 from kuzet.central.service import serve, start_parts
 from kuzet.central.store import portable
-from kuzet.shared import messages
+from kuzet.shared import messages, timeutil
 from kuzet.shared.config import MqttSection
 from kuzet.shared.mqtt import Link
 
@@ -99,6 +100,16 @@ def test_each_role_starts_its_own_parts(tmp_path, mosquitto, postgres_url):
         assert 'kuzet_worker_info{instance="7",role="ingest"} 1.0' in text
         assert "kuzet_ingest_lag_seconds 0.0" in text and "kuzet_ingest_queue_depth" in text
         assert "kuzet_routing_leader" not in text
+        # What it kept for routing and nobody took for minutes: no routing leader anywhere.
+        long_ago = timeutil.to_wire(timeutil.utc_now() - timedelta(minutes=2))
+        with portable.transaction(central.db()):
+            portable.execute(
+                central.db(),
+                "INSERT INTO routing_inbox (site, topic, payload, received_at) VALUES (?, ?, ?, ?)",
+                [SITE, up("badge-1", "location"), b"{}", long_ago],
+            )
+        status, body = _get(f"{ingest.worker_http.url}/healthz")
+        assert status == 503 and "is a routing worker leading?" in json.loads(body)["problems"][0]
 
     central = split_central(tmp_path, mosquitto.url, worker={"metrics_port": free_port()})
     with contextlib.ExitStack() as running:
