@@ -74,6 +74,7 @@ class IngestService:
         self.started_at: float | None = None
         self.subscribed = threading.Event()  # set once the broker has acknowledged the subscription
         self._hooks: dict[str, list[Hook]] = defaultdict(list)
+        self._in_transaction: list[Callable[[object, list[Valid]], None]] = []
         # SimpleQueue (in C) costs a fraction of queue.Queue per message; its bound is kept by _enqueue.
         self._queue: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
         self._closing = threading.Event()
@@ -98,6 +99,11 @@ class IngestService:
         if kind not in topics.UP_KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(topics.UP_KINDS)}")
         self._hooks[kind].append(callback)
+
+    def on_stored(self, callback: Callable[[object, list[Valid]], None]) -> None:
+        """Call ``callback(conn, items)`` inside each batch's transaction with the messages whose hooks will
+        run: for a part in another process, which must get them exactly when they commit (central.inbox)."""
+        self._in_transaction.append(callback)
 
     @property
     def queue_depth(self) -> int:
@@ -419,6 +425,8 @@ class IngestService:
             else:  # location, dispatch_state, evidence, command_result, live: ingest stores none of them
                 outcome.handed_on += 1
             outcome.hooks.append(item)
+        for callback in self._in_transaction:
+            callback(conn, outcome.hooks)
         return outcome
 
     def _write_one_by_one(
@@ -536,7 +544,7 @@ class IngestService:
         hub = self.central.hub
         for letter in outcome.dead_letters:
             hub.publish("dead_letter", {"id": letter.id, "topic": letter.topic, "reason": letter.reason})
-        if hub.subscribers == 0:
+        if not hub.watched:
             return  # nobody is watching: skip reading the rows back
         for row in self._events.rows(conn, outcome.changed_events - outcome.created_rows.keys()):
             hub.publish("event", row)
