@@ -4,6 +4,7 @@ device commands, retention, and the web page serving a live stream to a subscrib
 stored and the publish-to-commit latency.
 
     python bench/ingest.py --devices 50 --rate 5000 --seconds 20 --json
+    python bench/ingest.py --store-url postgresql://kuzet@127.0.0.1:5432/bench --json   # central on PostgreSQL
 
 Central's process is alone with its own threads, as in production: the devices run in one child process and
 the page reading the live stream (server-sent events, over HTTP with an operator's token) in another.
@@ -43,6 +44,7 @@ from kuzet.central.config import CentralConfig  # noqa: E402
 from kuzet.central.context import Central  # noqa: E402
 from kuzet.central.ingest.mqtt_client import BulkReceiveClient  # noqa: E402
 from kuzet.central.service import start_parts  # noqa: E402
+from kuzet.central.store import portable  # noqa: E402
 from kuzet.shared import ids, messages, timeutil, topics  # noqa: E402
 from kuzet.shared.config import MqttSection  # noqa: E402
 from kuzet.shared.mqtt import Link, parse_url  # noqa: E402
@@ -62,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument(
         "--patrol-share", type=float, default=0.01, help="share of events routing sends a patrol to"
+    )
+    parser.add_argument(
+        "--store-url", default="", help="central's [store] url (empty: the embedded SQLite file in a tmp dir)"
     )
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     parser.add_argument("--no-baseline", action="store_true", help="skip the receive-only baseline run")
@@ -90,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_central(url: str, data_dir: Path, args) -> dict:
     # The simulated cameras are not registered.
-    config = CentralConfig.model_validate({"mqtt": {"url": url}, "ingest": {"accept_unregistered": True}})
+    config = CentralConfig.model_validate(
+        {"mqtt": {"url": url}, "ingest": {"accept_unregistered": True}, "store": {"url": args.store_url}}
+    )
     central = Central(config=config, data_dir=data_dir)
     users.create_user(central.db(), *_VIEWER, "operator", actor="bench")
     token = tokens.create_token(central.db(), _VIEWER[0], "bench", actor="bench")
@@ -124,7 +131,7 @@ def run_central(url: str, data_dir: Path, args) -> dict:
         finally:
             sampling.set()
             page_events = page.close()
-    in_store = central.db()["events"].count
+    in_store = _count(central, "events")
     diagnostics = {
         "max_queue_depth": max(depths, default=0),
         "publisher_lag_s": lag,
@@ -132,11 +139,16 @@ def run_central(url: str, data_dir: Path, args) -> dict:
         "central_cpu_s": round(central_cpu_s, 2),
         "thread_cpu_s": threads_cpu_s,
         "page_events": page_events,
-        "alerts": central.db()["alerts"].count,
+        "alerts": _count(central, "alerts"),
+        "store": central.store.backend,
     }
     if stored != in_store:
         diagnostics["note"] = f"{stored} committed by hook count, {in_store} rows in the store"
     return _figures(sent, in_store, first_sent, last_commit, latencies) | diagnostics
+
+
+def _count(central: Central, table: str) -> int:
+    return portable.execute(central.db(), f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
 def run_receive_only(url: str, args) -> dict:

@@ -228,3 +228,17 @@ def _healthz(port: int) -> dict | None:
         return json.loads(answer.read())
     except OSError:  # not listening yet
         return None
+
+
+def test_an_operators_preferences_on_either_store(db):
+    """Every page and the live stream read the reader's language from here (``web/i18n``)."""
+    from kuzet.central.auth import preferences
+
+    assert preferences.get(db, "aigerim") == preferences.Preferences()
+    preferences.update(db, "aigerim", language="kk")
+    changed = preferences.update(db, "aigerim", sound=False)
+    assert changed == preferences.Preferences(language="kk", sound=False, notifications=True)
+    assert preferences.get(db, "aigerim") == changed and preferences.get(db, "boris").language is None
+    with pytest.raises(ValueError, match="unknown language"):
+        preferences.update(db, "aigerim", language="xx")
+    assert preferences.get(db, "aigerim").language == "kk"  # the refused change kept nothing
