@@ -7,13 +7,29 @@ import sys
 
 HELP = "run the central aggregator (web page, ingest, routing); manage its users"
 EXTRA = "central"  # what `pip install kuzet[...]` adds for this command
+ROLES = ("all", "ingest", "web", "routing")  # central.roles.PARTS; here so that --help imports nothing
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", help="central's TOML configuration (defaults work for a trial)")
     parser.add_argument("--data-dir", help="where the database and media live (overrides [storage] dir)")
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
-    actions.add_parser("run", help="run central: ingest, routing and the web page (the default)")
+    run = actions.add_parser("run", help="run central: ingest, routing and the web page (the default)")
+    run.add_argument(
+        "--role",
+        choices=ROLES,
+        default="all",
+        help="which part this process runs (docs/scale.md); all but 'all' need [store] url (PostgreSQL)",
+    )
+    run.add_argument(
+        "--instance", default="", help="this worker's name among its role's: names its MQTT session"
+    )
+    run.add_argument(
+        "--metrics-port", type=int, help="where an ingest or routing worker serves /healthz and /metrics"
+    )
+    run.add_argument(
+        "--http-port", type=int, help="where this process serves the page (overrides [http] port)"
+    )
 
     user = actions.add_parser("create-user", help="create an operator account, or reset its password")
     user.add_argument("username")
@@ -74,6 +90,18 @@ def run(args: argparse.Namespace) -> int:
         from kuzet.central.store.commands import store_command
 
         return store_command(config, data_dir, args)
+    role = getattr(args, "role", "all")
+    if action == "run" and role != "all" and not config.store.url:
+        print(
+            f"--role {role} runs one part of central beside others, which share the store and the live "
+            "updates through PostgreSQL: set [store] url, or run --role all on SQLite.",
+            file=sys.stderr,
+        )
+        return 2
+    if getattr(args, "metrics_port", None) is not None:
+        config.worker.metrics_port = args.metrics_port
+    if getattr(args, "http_port", None) is not None:
+        config.http.port = args.http_port
     if config.store.url:
         # Most modules run on PostgreSQL, but Central.db() and ingest's writer, routing and the web views do
         # not yet (docs/scale.md): refuse rather than quietly keep the data in SQLite.
@@ -91,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         from kuzet.central.service import serve
 
         audit.ensure_key(central.db())  # created on first start, before anything is audited
-        return serve(central)
+        return serve(central, role=role, instance=getattr(args, "instance", ""), bus_url=config.store.url)
     if action == "create-user":
         from kuzet.central.auth.users import create_user_command
 

@@ -213,7 +213,7 @@ def _reject(central: Central, message: CommandResult, site: str, why: str) -> No
     topic = topics.up(site, message.device, "command_result")
     with audit.transaction(db):
         letter_id = dead_letters.add(
-            db.conn,
+            db,
             topic,
             encode(message),
             why,

@@ -141,6 +141,17 @@ class MapSection(Section):
         return self
 
 
+class WorkerSection(Section):
+    # Where an ingest or routing worker (``kuzet central run --role ingest|routing``) answers /healthz and
+    # /metrics; a web worker answers them on [http]. 0: not at all. ``--metrics-port`` overrides it per worker.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9464
+    # How often a routing standby tries for the leadership (PostgreSQL advisory lock), and how often the
+    # leader reads what the ingest workers stored for it (central/inbox.py).
+    leader_poll_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    inbox_poll_s: Annotated[float, Field(gt=0, le=10)] = 0.2
+
+
 class CentralConfig(Section):
     central: CentralSection = CentralSection()
     site: SiteSection = SiteSection()
@@ -155,6 +166,7 @@ class CentralConfig(Section):
     map: MapSection = MapSection()
     routing: RoutingSection = RoutingSection()
     watchlist: WatchlistSection = WatchlistSection()
+    worker: WorkerSection = WorkerSection()
 
     @model_validator(mode="after")
     def _shared_subscriptions_need_mqtt_5(self) -> CentralConfig:

@@ -4,24 +4,23 @@ Everything here exists before the parts start and nothing is set on ``Central`` 
 MQTT is an ``Outbound`` made with it, which ingest connects to its MQTT link when that link is up; health
 and metrics get ingest handed to them (``central.web.services``), not through this object.
 
-SQLite connections cannot cross threads, so ``db()`` hands each thread (ingest writer, each web request
-thread, routing timers) a connection of its own to the same WAL database. ``close()`` closes them all once the
-parts have stopped: a process that starts central more than once (tests, the demo) must not keep every old
-connection's file descriptors open.
+The store is ``[store]``'s (``central.store.backend.open_store``): the embedded SQLite file in the data
+directory, or PostgreSQL. ``db()`` hands each thread (ingest writer, each web request thread, routing timers) a
+connection of its own: SQLite's cannot cross threads, and on PostgreSQL a thread keeps one in autocommit, so
+a statement outside ``portable.transaction`` commits alone on either engine. ``close()`` closes them all
+once the parts have stopped: a process that starts central more than once (tests, the demo) must not keep
+every old connection open.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import sqlite_utils
-
 from kuzet.central.config import CentralConfig
 from kuzet.central.live import LiveHub
-from kuzet.central.store.schema import open_database
+from kuzet.central.store.backend import open_store
 
 Publish = Callable[..., None]  # (topic, payload, retain=False)
 
@@ -49,14 +48,19 @@ class Central:
     data_dir: Path
     hub: LiveHub = field(default_factory=LiveHub)
     outbound: Outbound = field(default_factory=Outbound)
-    _local: threading.local = field(default_factory=threading.local, repr=False)
-    _opened: list[sqlite_utils.Database] = field(default_factory=list, repr=False)
-    _opened_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # SqliteStore or PostgresStore (central.store.sqlite, central.store.postgres), opened with the schema
+    # brought to the newest version.
+    store: object = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        open_database(self.db_path).close()  # create the schema once, up front
+        self.store = open_store(self.config.store, self.data_dir)
+        if self.store.backend != "sqlite":
+            from kuzet.central.auth import audit
+
+            # The key never lives on the database server: in the data directory, as SQLite's beside its file.
+            audit.use_key_file(self.config.store.url, self.data_dir / self.config.storage.audit_key_file)
 
     def publish(self, topic: str, payload: bytes, retain: bool = False):
         """Send to a device at QoS 1 (``Outbound.publish``); ``retain``: kept by the broker for it."""
@@ -64,25 +68,18 @@ class Central:
 
     @property
     def db_path(self) -> Path:
+        """The embedded store's file (used only when ``[store] url`` is empty)."""
         return self.data_dir / "kuzet.db"
 
     @property
     def media_dir(self) -> Path:
         return self.data_dir / "media"
 
-    def db(self) -> sqlite_utils.Database:
-        database = getattr(self._local, "db", None)
-        if database is None:
-            database = open_database(self.db_path, any_thread_may_close=True)
-            self._local.db = database
-            with self._opened_lock:
-                self._opened.append(database)
-        return database
+    def db(self):
+        """This thread's connection to the store: a sqlite-utils database, or a psycopg connection in
+        autocommit (write SQL both run through ``central.store.portable``)."""
+        return self.store.db()
 
     def close(self) -> None:
         """Close every thread's connection (call it after the parts using them have stopped)."""
-        with self._opened_lock:
-            opened, self._opened = self._opened, []
-        for database in opened:
-            database.close()
-        self._local = threading.local()
+        self.store.close()

@@ -95,6 +95,13 @@ class LiveHub:
                         pass
 
     @property
+    def watched(self) -> bool:
+        """Whether an update published here reaches anyone: a page of this process or, through a relay,
+        another process's."""
+        with self._lock:
+            return bool(self._subscriptions or self._relays)
+
+    @property
     def subscribers(self) -> int:
         with self._lock:
             return len(self._subscriptions)

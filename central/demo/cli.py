@@ -155,7 +155,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         group.stop()
     crashed = [child.name for child in group.crashed()]
-    result = summary.count(db_path)
+    database = open_database(db_path)
+    try:
+        result = summary.count(database)
+    finally:
+        database.close()
     result["errors"] = result.pop("dead_letters") + len(crashed)
     for name in crashed:
         print(

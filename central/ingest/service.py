@@ -2,7 +2,7 @@
 send, and one writer thread that validates and stores it in batches.
 
 Paho's network thread only enqueues (topic, payload, arrival time). The writer lets a batch gather for
-``[ingest] batch_window_ms`` (up to ``batch_max`` messages) and writes it in one SQLite transaction, so a burst
+``[ingest] batch_window_ms`` (up to ``batch_max`` messages) and writes it in one transaction, so a burst
 costs one commit per batch rather than one per message. After each commit it publishes what changed to the
 live hub and calls the hooks other parts registered with ``on(kind, callback)``.
 
@@ -11,7 +11,7 @@ hook fails is logged, kept in ``dead_letters`` with the reason, and the next mes
 
 Nothing a device was told is stored is lost: a message is acknowledged (PUBACK) only after the transaction that
 stored or dead-lettered it has committed. When the store itself fails (``store_health.transient``: disk full,
-I/O error, locked), the messages are held unacknowledged and tried again, never dead-lettered; a snapshot the
+I/O error, locked, the server gone), the messages are held unacknowledged and tried again, never dead-lettered; a snapshot the
 media folder refuses is kept in the database (``media_retry``).
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections import defaultdict
@@ -34,8 +33,17 @@ from kuzet.central.ingest.clips import ClipAssembler, ClipRejected, spool_limits
 from kuzet.central.ingest.metrics import Counters, Histograms
 from kuzet.central.ingest.runtime import restore_garbage_collector, tune_garbage_collector, wire_time
 from kuzet.central.ingest.session import BrokerSession
-from kuzet.central.ingest.store_health import Outage, StoreDown, storage_description, store_errors, transient
-from kuzet.central.store import dead_letters, devices, events
+from kuzet.central.ingest.sqlite_writer import Checkpointer, writer_connection
+from kuzet.central.ingest.store_health import (
+    Outage,
+    StoreDown,
+    database_errors,
+    storage_description,
+    store_errors,
+    transient,
+)
+from kuzet.central.store import dead_letters, devices, portable
+from kuzet.central.store.events import Received
 from kuzet.central.store.media import MediaStore, MediaUnavailable
 from kuzet.shared import messages, topics
 from kuzet.shared.messages import Envelope, InvalidMessage
@@ -46,35 +54,31 @@ Hook = Callable[[Envelope, str], None]  # (decoded message, site)
 
 # Kinds whose rows are written inside the batch transaction; the media kinds write files and go after it.
 _MEDIA_KINDS = ("snapshot", "clip", "clip_lost")
-# SQLite's automatic checkpoint (copying the WAL back into the database) runs in whichever thread commits; on the
-# writer it cost about a third of its throughput. A thread of its own does it instead, PASSIVE so that it never
-# blocks the writer.
-CHECKPOINT_INTERVAL_S = 1.0
 
 
 # The reason a revoked device's messages are dead-lettered with.
 REVOKED = "device revoked"
 # /healthz calls ingest stalled when messages wait and nothing was committed for this long.
 STALLED_AFTER_S = 30.0
-# SQLite page cache of the writer's connection.
-WRITER_CACHE_MIB = 64
 
 
 class IngestService:
     def __init__(self, central: Central):
         self.central = central
         self.settings = central.config.ingest
+        self._events = central.store.events  # the events repository of the store's engine
         self.counters = Counters()
         self.histograms = Histograms()
         self.last_commit_at: float | None = None  # time.time() of the latest commit (for latency measurement)
         self.started_at: float | None = None
         self.subscribed = threading.Event()  # set once the broker has acknowledged the subscription
         self._hooks: dict[str, list[Hook]] = defaultdict(list)
+        self._in_transaction: list[Callable[[object, list[Valid]], None]] = []
         # SimpleQueue (in C) costs a fraction of queue.Queue per message; its bound is kept by _enqueue.
         self._queue: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
         self._closing = threading.Event()
         self._writer: threading.Thread | None = None
-        self._checkpointer: threading.Thread | None = None
+        self._checkpointer: Checkpointer | None = None  # SQLite's WAL checkpoints (sqlite_writer)
         self._links: BrokerLinks | None = None
         self.sessions: list[BrokerSession] = []  # one per broker
         self._gc_thresholds: tuple[int, int, int] | None = None  # the collector's, before start()
@@ -92,6 +96,11 @@ class IngestService:
         if kind not in topics.UP_KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(topics.UP_KINDS)}")
         self._hooks[kind].append(callback)
+
+    def on_stored(self, callback: Callable[[object, list[Valid]], None]) -> None:
+        """Call ``callback(conn, items)`` inside each batch's transaction with the messages whose hooks will
+        run: for a part in another process, which must get them exactly when they commit (central.inbox)."""
+        self._in_transaction.append(callback)
 
     @property
     def queue_depth(self) -> int:
@@ -124,7 +133,7 @@ class IngestService:
             "queue_max": queue_max,
             "writer_alive": writer_alive,
             "last_commit": wire_time(self.last_commit_at) if self.last_commit_at else None,
-            "storage": storage_description(getattr(self, "_media", None)),
+            "storage": storage_description(self.central.store, getattr(self, "_media", None)),
         }
 
     def start(self, wait_s: float | None = 10.0) -> IngestService:
@@ -150,8 +159,8 @@ class IngestService:
         ]
         self._writer = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
         self._writer.start()
-        self._checkpointer = threading.Thread(target=self._checkpoint, name="ingest-checkpoint", daemon=True)
-        self._checkpointer.start()
+        if self.central.store.backend == "sqlite":
+            self._checkpointer = Checkpointer(self.central.db, self._closing).start(self._writer)
         self.central.outbound.connect(self._publish)
         self._gc_thresholds = tune_garbage_collector()
         self.started_at = time.time()
@@ -206,21 +215,18 @@ class IngestService:
     # --- writer thread ----------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        db = self.central.db()
-        db.execute("PRAGMA wal_autocheckpoint=0")  # this connection only: see CHECKPOINT_INTERVAL_S
-        # The indexes ingest writes to stay in memory (SQLite's default cache is 2 MiB).
-        db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_MIB * 1024}")
-        # A commit is followed by PUBACKs: it must survive a power cut too, not only a killed process (WAL with
-        # NORMAL syncs only at checkpoints). One fsync per batch.
-        db.execute("PRAGMA synchronous=FULL")
+        tuned = writer_connection(self.central.db())
+        sqlite = self.central.store.backend == "sqlite"
         self._open_media()
         next_clip_check = time.monotonic() + self.settings.clip_check_interval_s
         held: list[Incoming] = []  # what the store could not take: tried again before anything new
         while True:
+            # PostgreSQL: the thread's connection, a new one once a server restart broke the last.
+            conn = tuned if sqlite else self.central.db()
             batch = held or self._take_batch()
             if batch:
                 try:
-                    held = self._process(db.conn, batch)
+                    held = self._process(conn, batch)
                 except Exception:  # a bug here must not end ingest; the messages are in the log
                     log.exception("ingest: batch of %d failed outside storage", len(batch))
                     self._acknowledge(batch)
@@ -234,7 +240,7 @@ class IngestService:
                 next_clip_check = time.monotonic() + self.settings.clip_check_interval_s
                 try:
                     self._clips.request_missing(stalled_after_s=self.settings.clip_stalled_after_s)
-                    self._retry_media(db.conn)
+                    self._retry_media(conn)
                 except Exception:
                     log.exception("ingest: asking devices for missing clip chunks failed")
 
@@ -249,19 +255,6 @@ class IngestService:
             self.media_outage.recovered()
         if changed:
             self._announce(conn, Outcome(changed_events=changed))
-
-    def _checkpoint(self) -> None:
-        db = self.central.db()
-        while True:
-            closing = self._closing.wait(CHECKPOINT_INTERVAL_S)
-            if closing and self._writer is not None:
-                self._writer.join()  # one last round after the writer's last commit
-            try:
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error as exc:  # e.g. the disk is full: ingest carries on, the WAL grows meanwhile
-                log.warning("ingest: WAL checkpoint failed: %s", exc)
-            if closing:
-                return
 
     def _open_media(self) -> None:
         # Central.db gives each thread its own connection; media and clips are used on this thread only.
@@ -324,7 +317,7 @@ class IngestService:
         began = time.perf_counter()
         held: list[Incoming] = []  # what the store could not take now
         try:
-            with store_errors(), conn:
+            with store_errors(), portable.transaction(conn):
                 outcome = self._write(conn, valid, refused)
         except StoreDown:
             raise
@@ -355,7 +348,7 @@ class IngestService:
         self.counters.timeline_only += outcome.timeline_only
         try:
             self._announce(conn, outcome)
-        except sqlite3.Error as exc:  # reading rows back for the page; what they say is committed
+        except database_errors() as exc:  # reading rows back for the page; what they say is committed
             log.warning("ingest: could not show a batch live: %s", exc)
         arrival = {id(item): index for index, item in enumerate(valid)}
         self._call_hooks(conn, sorted(outcome.hooks, key=lambda item: arrival[id(item)]))
@@ -397,12 +390,12 @@ class IngestService:
             outcome.changed_devices.add(device)
 
         event_batch = [
-            events.Received(item.message, item.site, item.received_at)
+            Received(item.message, item.site, item.received_at)
             for item in valid
             if item.message.type == "event"
         ]
         if event_batch:
-            applied = events.apply(conn, event_batch)
+            applied = self._events.apply(conn, event_batch)
             outcome.duplicates += applied.duplicates
             outcome.timeline_only += applied.timeline_only
             outcome.stored += len(event_batch) - applied.duplicates
@@ -426,6 +419,8 @@ class IngestService:
             else:  # location, dispatch_state, evidence, command_result, live: ingest stores none of them
                 outcome.handed_on += 1
             outcome.hooks.append(item)
+        for callback in self._in_transaction:
+            callback(conn, outcome.hooks)
         return outcome
 
     def _write_one_by_one(
@@ -434,19 +429,22 @@ class IngestService:
         """After a failed batch: each message in its own transaction, so one bad row costs only itself. Returns
         what was written, and the messages held (the store failed at one: it and those after it)."""
         outcome = Outcome()
-        with store_errors(), conn:  # nothing is committed if this fails: the batch is held whole
+        with (
+            store_errors(),
+            portable.transaction(conn),
+        ):  # nothing is committed if this fails: the batch is held whole
             for incoming, reason, cause in refused:
                 outcome.dead_letters.append(self._dead_letter(conn, incoming, reason, cause))
         for index, item in enumerate(valid):
             try:
-                with store_errors(), conn:
+                with store_errors(), portable.transaction(conn):
                     outcome.merge(self._write(conn, [item], []))
             except StoreDown as down:
                 self.outage.failed(down.__cause__)
                 return outcome, [later.incoming for later in valid[index:]]
             except Exception as exc:
                 log.exception("ingest: could not store %s", item.incoming.topic)
-                with store_errors(), conn:
+                with store_errors(), portable.transaction(conn):
                     outcome.dead_letters.append(
                         self._dead_letter(conn, item.incoming, f"could not store: {exc}", "unstorable")
                     )
@@ -465,13 +463,13 @@ class IngestService:
             else:
                 event_id = self._store_clip_chunk(item.site, item.message)
         except _Refused as exc:
-            with store_errors(), conn:
+            with store_errors(), portable.transaction(conn):
                 outcome.dead_letters.append(self._dead_letter(conn, item.incoming, exc.reason, exc.cause))
             return outcome
         except MediaUnavailable as exc:  # the media folder's fault: kept (snapshot) or in the spool (clip)
             self.media_outage.failed(exc)
             if item.message.type == "snapshot":
-                with store_errors(), conn:
+                with store_errors(), portable.transaction(conn):
                     media_retry.keep(
                         conn, item.incoming.topic, item.incoming.payload, item.received_at, str(exc)
                     )
@@ -479,14 +477,14 @@ class IngestService:
             return outcome
         except ClipRejected as exc:  # contradicts its clip's earlier chunks: the device's problem, not ours
             self.counters.clip_chunks_rejected += 1
-            with store_errors(), conn:
+            with store_errors(), portable.transaction(conn):
                 outcome.dead_letters.append(self._dead_letter(conn, item.incoming, str(exc), "media"))
             return outcome
         except Exception as exc:
             if transient(exc):  # the store's trouble, not the message's: held and tried again
                 raise StoreDown(str(exc)) from exc
             log.exception("ingest: storing %s failed", item.incoming.topic)
-            with store_errors(), conn:
+            with store_errors(), portable.transaction(conn):
                 outcome.dead_letters.append(
                     self._dead_letter(conn, item.incoming, f"could not store: {exc}", "unstorable")
                 )
@@ -511,8 +509,8 @@ class IngestService:
             width=message.width,
             height=message.height,
         )
-        with conn:
-            shown = events.set_snapshot(conn, message.event_id, sha256, message.device)
+        with portable.transaction(conn):
+            shown = self._events.set_snapshot(conn, message.event_id, sha256, message.device)
         return message.event_id if shown else None
 
     def _store_clip_chunk(self, site: str, chunk: messages.ClipChunk) -> str | None:
@@ -540,9 +538,9 @@ class IngestService:
         hub = self.central.hub
         for letter in outcome.dead_letters:
             hub.publish("dead_letter", {"id": letter.id, "topic": letter.topic, "reason": letter.reason})
-        if hub.subscribers == 0:
+        if not hub.watched:
             return  # nobody is watching: skip reading the rows back
-        for row in events.rows(conn, outcome.changed_events - outcome.created_rows.keys()):
+        for row in self._events.rows(conn, outcome.changed_events - outcome.created_rows.keys()):
             hub.publish("event", row)
         for row in outcome.created_rows.values():
             hub.publish("event", row)
@@ -562,11 +560,13 @@ class IngestService:
                     self.counters.hook_errors += 1
                     self.counters.dead_lettered("hook")
                     try:
-                        with conn:
+                        with portable.transaction(conn):
                             letter = self._dead_letter(
                                 conn, item.incoming, f"{message.type} hook failed: {exc!r}", "hook"
                             )
-                    except sqlite3.Error:  # the message is stored; only the note of the hook's failure is not
+                    except (
+                        database_errors()
+                    ):  # the message is stored; only the note of the hook's failure is not
                         log.exception("ingest: could not dead-letter the failed hook's message")
                         continue
                     self.central.hub.publish(

@@ -22,6 +22,7 @@ import sys
 import time
 
 from kuzet.central import alerts
+from kuzet.central.store import portable
 from kuzet.shared import timeutil
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,12 @@ def transient(exc: BaseException) -> bool:
     if _postgres_transient(exc):
         return True
     return isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS
+
+
+def database_errors() -> tuple[type[BaseException], ...]:
+    """The errors either engine's driver raises (psycopg's only where it is loaded), for ``except``."""
+    psycopg = sys.modules.get("psycopg")
+    return (sqlite3.Error,) if psycopg is None else (sqlite3.Error, psycopg.Error)
 
 
 def _postgres_transient(exc: BaseException) -> bool:
@@ -112,11 +119,11 @@ class Outage:
         if self._alert_stored:
             return
         text = alerts.say("store_failing", what=self.what, error=str(self.error), held=self.held)
-        db = self.central.db()
         try:
-            with db.conn:
+            db = self.central.db()
+            with portable.transaction(db):
                 row = alerts.add(db, "critical", text)
-        except sqlite3.Error:
+        except database_errors():
             if self.attempts == 1:
                 shown = {
                     "id": None,
@@ -185,13 +192,12 @@ def disk_problems(central, report: list[dict]) -> list[str]:
     ]
 
 
-def storage_description(media) -> dict:
-    """What central keeps its data in, for /healthz: the database engine, how routing finds the nearest units,
-    and where media bytes go (``media``: ingest's ``MediaStore``, None before it has opened)."""
-    from kuzet.central.store.sqlite import NEAREST_IN_MEMORY, SqliteStore
-
+def storage_description(store, media) -> dict:
+    """What central keeps its data in, for /healthz: the database engine ("sqlite" or "postgresql"), how
+    routing finds the nearest units, and where media bytes go (``store``: ``Central.store``; ``media``:
+    ingest's ``MediaStore``, None before it has opened)."""
     return {
-        "database": SqliteStore.backend,  # central runs on SQLite until its parts use [store] url (docs/scale.md)
-        "nearest_units": NEAREST_IN_MEMORY,
+        "database": store.backend,
+        "nearest_units": store.nearest_method,
         "media": media.objects.describe() if media is not None else None,
     }

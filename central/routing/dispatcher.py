@@ -22,10 +22,9 @@ from kuzet.central.routing import lifecycle as lc
 from kuzet.central.routing import planner
 from kuzet.central.routing.evidence import EvidenceLedger
 from kuzet.central.routing.planner import Candidate, Incident
-from kuzet.central.routing.repository import SqliteRoutingRepository
 from kuzet.central.routing.units import Unit, Units
 from kuzet.central.routing.worker import Worker
-from kuzet.central.store import dead_letters, workflow
+from kuzet.central.store import dead_letters, portable, workflow
 from kuzet.central.store.media import MediaStore
 from kuzet.shared import ids, timeutil, topics
 from kuzet.shared.messages import (
@@ -53,7 +52,7 @@ class Dispatcher:
     def __init__(self, central: Central):
         self.central = central
         self.config = central.config.routing
-        self.repository = SqliteRoutingRepository(central.db)
+        self.repository = central.store.routing_repository()  # on each calling thread's connection
         self.media = MediaStore.for_central(central)  # snapshots sent with a dispatch
         self.units = Units(self.repository)
         self.worker = Worker(central, self._apply, self._expire)
@@ -74,20 +73,26 @@ class Dispatcher:
             self._catch_up()
             return
         try:
-            if isinstance(message, Event):
-                self._on_event(site, message)
-            elif isinstance(message, DispatchState):
-                self._on_dispatch_state(site, message)
-            elif isinstance(message, Location):
-                self._unit_changed(self.units.on_location(site, message))
-            elif isinstance(message, Status):
-                self._unit_changed(self.units.on_status(site, message))
-            elif isinstance(message, Availability):
-                self._on_availability(site, message)
-            elif isinstance(message, EvidenceSegment):
-                self._on_evidence(message)
+            # A savepoint per message: one that fails undoes only its own writes (on PostgreSQL a failed
+            # statement would otherwise abort the whole batch's transaction).
+            with portable.transaction(self.central.db()):
+                self._apply_one(site, message)
         except Exception:
             log.exception("routing: failed on %s from %s", message.type, message.device)
+
+    def _apply_one(self, site: str, message: Envelope) -> None:
+        if isinstance(message, Event):
+            self._on_event(site, message)
+        elif isinstance(message, DispatchState):
+            self._on_dispatch_state(site, message)
+        elif isinstance(message, Location):
+            self._unit_changed(self.units.on_location(site, message))
+        elif isinstance(message, Status):
+            self._unit_changed(self.units.on_status(site, message))
+        elif isinstance(message, Availability):
+            self._on_availability(site, message)
+        elif isinstance(message, EvidenceSegment):
+            self._on_evidence(message)
 
     # --- units ----------------------------------------------------------------------------------------
 
@@ -454,7 +459,7 @@ class Dispatcher:
         why, payload = reason.english, encode(message)
         db = self.central.db()
         topic = topics.up(site, message.device, "dispatch_state")
-        dead_letters.add(db.conn, topic, payload, why, timeutil.now_wire(), keep_bytes=len(payload))
+        dead_letters.add(db, topic, payload, why, timeutil.now_wire(), keep_bytes=len(payload))
         audit.append(db, message.device, "dispatch.rejected", message.dispatch_id, {"reason": why})
         text = say("answer_refused", device=message.device, why=reason)
         self._device_warning(message.device, "dispatch_state refused", text, dispatch_id=message.dispatch_id)

@@ -13,7 +13,7 @@ from kuzet.shared import timeutil
 from kuzet.shared.messages import Availability, Location, Status
 
 if TYPE_CHECKING:
-    from kuzet.central.routing.repository import SqliteRoutingRepository
+    from kuzet.central.routing.repository import RoutingRepository
 
 
 @dataclass
@@ -56,7 +56,7 @@ def _since(unit: Unit, before: tuple) -> Unit:
 
 
 class Units:
-    def __init__(self, repository: SqliteRoutingRepository):
+    def __init__(self, repository: RoutingRepository):
         # Revocations are read from the registry (through the repository) at every decision, on whichever
         # thread (routing's worker, a web request) makes it.
         self._repository = repository

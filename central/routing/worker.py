@@ -1,4 +1,4 @@
-"""Routing's worker thread: a queue of device messages applied in batches, one SQLite transaction per batch,
+"""Routing's worker thread: a queue of device messages applied in batches, one transaction per batch,
 messages to badges and live updates sent only after that transaction commits, and the deadline timer.
 
 The worker knows nothing of dispatches: ``apply(site, message)`` and ``expire(due_ids)`` are the
@@ -127,8 +127,8 @@ class Worker:
 
     @contextmanager
     def transaction(self) -> Iterator[object]:
-        """One SQLite transaction (nested calls join it); what it sends and shows goes out only once the
-        outermost has committed, and nothing of it if it fails."""
+        """One transaction on the thread's connection (nested calls join it); what it sends and shows goes out
+        only once the outermost has committed, and nothing of it if it fails."""
         with self.lock:
             outermost = self._depth == 0
             if outermost:

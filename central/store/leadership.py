@@ -70,7 +70,12 @@ class Leadership:
                     self.leading.set()
                     self.elected_at = time.monotonic()
                     log.info("leadership: this process leads now")
-                    self.on_elected()
+                    try:
+                        self.on_elected()
+                    except Exception:  # it could not take up the work: another process may
+                        log.exception("leadership: starting to lead failed; stepping down")
+                        self._step_down()
+                        conn.execute("SELECT pg_advisory_unlock(%s)", [self.key])
             else:
                 conn.execute("SELECT 1")  # still connected, so the lock is still ours
             self._stop.wait(self.poll_s)

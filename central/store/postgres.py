@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,6 +55,8 @@ class PostgresStore:
             check=ConnectionPool.check_connection,
         )
         self.nearest_method = NEAREST_SQL
+        self._threads: dict[threading.Thread, psycopg.Connection] = {}  # db(): each thread's own
+        self._threads_lock = threading.Lock()
 
     def open(self, now: datetime | None = None) -> PostgresStore:
         """Open the pool, bring the schema to the newest version and create the coming months' partitions."""
@@ -69,7 +72,32 @@ class PostgresStore:
         return self
 
     def close(self) -> None:
+        with self._threads_lock:
+            held, self._threads = list(self._threads.values()), {}
+        for conn in held:
+            conn.close()
         self.pool.close()
+
+    def db(self) -> psycopg.Connection:
+        """This thread's own connection in autocommit (``Central.db()``), kept for the thread: each statement
+        its own transaction unless the caller opens one (``portable.transaction``, ``audit.transaction``), as
+        SQLite's ``db()``. Outside the pool, which keeps its connections for short loans: a thread holds this
+        one for its life. One broken by a server restart or failover is replaced on the next call; those of
+        threads that have ended are closed when another thread opens one."""
+        thread = threading.current_thread()
+        conn = self._threads.get(thread)
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        fresh = psycopg.connect(self.url, autocommit=True)
+        with self._threads_lock:
+            ended = [t for t in self._threads if not t.is_alive()]
+            gone = [self._threads.pop(t) for t in ended]
+            if conn is not None:
+                gone.append(conn)
+            self._threads[thread] = fresh
+        for old in gone:
+            old.close()
+        return fresh
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
@@ -89,8 +117,10 @@ class PostgresStore:
             finally:
                 conn.autocommit = False
 
-    def routing_repository(self, conn: psycopg.Connection) -> PostgresRoutingRepository:
-        return PostgresRoutingRepository(lambda: conn, nearest_method=self.nearest_method)
+    def routing_repository(self, conn: psycopg.Connection | None = None) -> PostgresRoutingRepository:
+        """Routing's statements on ``conn``, or on each calling thread's own connection (``db()``)."""
+        connection = self.db if conn is None else lambda: conn
+        return PostgresRoutingRepository(connection, nearest_method=self.nearest_method)
 
     def describe(self) -> dict:
         """For the health page: which engine, schema version, and how nearest units are found."""

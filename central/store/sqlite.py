@@ -42,7 +42,8 @@ class SqliteStore:
             database.close()
         self._local = threading.local()
 
-    def _db(self) -> sqlite_utils.Database:
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection (SQLite's cannot cross threads), kept until ``close()``: ``Central.db()``."""
         database = getattr(self._local, "db", None)
         if database is None:
             database = self._local.db = open_database(self.path, any_thread_may_close=True)
@@ -54,7 +55,7 @@ class SqliteStore:
     def transaction(self) -> Iterator:
         """This thread's connection inside one write transaction: committed on leaving, rolled back on an
         exception."""
-        conn = self._db().conn
+        conn = self.db().conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -67,13 +68,14 @@ class SqliteStore:
     def connection(self) -> Iterator[sqlite_utils.Database]:
         """This thread's database, each statement its own transaction unless the caller opens one (as
         ``Central.db()``): for modules that take either store's connection (``portable``, ``audit``)."""
-        yield self._db()
+        yield self.db()
 
-    def routing_repository(self, conn) -> SqliteRoutingRepository:
-        return SqliteRoutingRepository(lambda: conn)
+    def routing_repository(self, conn=None) -> SqliteRoutingRepository:
+        """Routing's statements on ``conn``, or on each calling thread's own connection (``db()``)."""
+        return SqliteRoutingRepository(self.db if conn is None else lambda: conn)
 
     def describe(self) -> dict:
-        conn = self._db().conn
+        conn = self.db().conn
         version = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
         return {
             "backend": self.backend,

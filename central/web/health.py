@@ -13,6 +13,8 @@ scrape time; and gauges read from the database (open events, devices, dispatches
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
@@ -24,6 +26,10 @@ from kuzet.central.store import queries
 from kuzet.central.web.auth import require
 from kuzet.central.web.services import KEY, services
 from kuzet.central.web.views import central
+from kuzet.central.worker_http import WorkerCollector
+
+if TYPE_CHECKING:
+    from kuzet.central.ingest.service import IngestService
 
 blueprint = Blueprint("health", __name__)
 
@@ -43,14 +49,15 @@ _INGEST_COUNTERS = (
 )
 
 
-class _IngestCollector:
-    """Ingest's counters, histograms and queue, read from the running service whenever Prometheus scrapes."""
+class IngestCollector:
+    """Ingest's counters, histograms and queue, read from the running service whenever Prometheus scrapes
+    (``ingest()`` gives it: a web app's, or an ingest worker's own, ``central.worker_http``)."""
 
-    def __init__(self, app: Flask):
-        self._app = app
+    def __init__(self, ingest: Callable[[], IngestService | None]):
+        self._ingest = ingest
 
     def collect(self):
-        ingest = self._app.extensions[KEY].ingest
+        ingest = self._ingest()
         if ingest is None:
             return
         counters = ingest.counters
@@ -155,8 +162,10 @@ def init_metrics(app: Flask) -> None:
     requests = Counter(
         "kuzet_http_requests", "HTTP requests answered", ["endpoint", "method", "status"], registry=registry
     )
-    registry.register(_IngestCollector(app))
+    registry.register(IngestCollector(lambda: app.extensions[KEY].ingest))
     registry.register(_DatabaseCollector(app))
+    if (worker := app.extensions[KEY].worker) is not None:
+        registry.register(WorkerCollector(worker))
     app.extensions[KEY].metrics = registry
 
     @app.after_request
@@ -177,10 +186,11 @@ def healthz():
         problems.append(f"the database does not answer: {exc}")
     disk_report = disks(the_central)
     problems += disk_problems(the_central, disk_report)
-    ingest = services().ingest
+    ingest, worker = services().ingest, services().worker
     if ingest is None:
         ingest_state = None
-        problems.append("ingest is not running in this process: nothing from the devices is stored")
+        if worker is None or worker.role != "web":  # a web worker's ingest runs in other processes
+            problems.append("ingest is not running in this process: nothing from the devices is stored")
     else:
         ingest_state = ingest.health()
         problems += ingest_state.pop("problems")
@@ -191,6 +201,7 @@ def healthz():
         "ingest": ingest_state,
         "disks": disk_report,
         "live_streams": the_central.hub.subscribers,
+        "role": worker.role if worker else "all",
     }
     return jsonify(body), 503 if problems else 200
 

@@ -27,11 +27,13 @@ class WebServer:
         port: int | None = None,
         routing_service=None,
         ingest=None,
+        worker=None,
     ):
         """``routing_service``: the running ``RoutingService``, which the dispatch endpoints act through;
-        ``ingest``: the running ingest, for /healthz and /metrics."""
+        ``ingest``: the running ingest, and ``worker`` this process's role, for /healthz and /metrics."""
         http = central.config.http
-        self.app = create_app(central, routing_service, ingest=ingest)
+        services = Services.for_central(central, routing_service, ingest, worker)
+        self.app = create_app(central, services=services)
         self._server = create_server(
             self.app,
             host=host or http.host,

@@ -17,6 +17,7 @@ from kuzet.central.store.media import MediaStore
 
 if TYPE_CHECKING:
     from kuzet.central.ingest.service import IngestService
+    from kuzet.central.worker_http import WorkerState
 
 KEY = "kuzet.services"
 
@@ -30,14 +31,16 @@ class Services:
     login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
     closing: threading.Event = field(default_factory=threading.Event)  # set on shutdown: live streams end
     metrics: CollectorRegistry | None = None  # this app's Prometheus registry (central.web.health)
+    worker: WorkerState | None = None  # this process's role, for /healthz and /metrics (central.roles)
 
     @classmethod
-    def for_central(cls, central: Central, routing=None, ingest=None) -> Services:
+    def for_central(cls, central: Central, routing=None, ingest=None, worker=None) -> Services:
         return cls(
             central=central,
             operations=Operations(central, routing),
             media=MediaStore.for_central(central),
             ingest=ingest,
+            worker=worker,
         )
 
 

@@ -52,7 +52,7 @@ def test_migrations_bring_a_new_database_to_the_newest_version_once(store):
     store.close()
     if store.backend == "sqlite":
         reopened = type(store)(store.path).open()
-        assert migrate.migrate_sqlite(reopened._db().conn) == []
+        assert migrate.migrate_sqlite(reopened.db().conn) == []
     else:
         reopened = type(store)(store.url).open()
         with reopened.pool.connection() as conn:

@@ -1,0 +1,110 @@
+"""Routing's way in when ingest runs in other processes (``kuzet central run --role ingest|routing``).
+
+In one process routing takes device messages from ingest's hooks after each commit. Across processes, each
+ingest worker keeps what routing takes in ``routing_inbox``, in the same transaction that stores the batch
+(``keep``): nothing is acknowledged to the broker that routing will not get, and a worker killed before its
+commit leaves nothing behind (the broker sends the batch again). The routing leader reads the rows oldest
+first, hands them to routing and deletes them once routing has applied them (``InboxReader``). A leader
+killed in between leaves its rows for the next one: routing may see a message twice, as after a broker's
+redelivery, never not at all. Ids are not in commit order across workers on PostgreSQL, so there is no
+cursor: what is applied is deleted, and a row committed late with a lower id is read at the next round."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from kuzet.central.context import Central
+from kuzet.central.operations import ROUTED_KINDS
+from kuzet.central.store import portable
+from kuzet.shared import messages, timeutil
+from kuzet.shared.messages import Envelope, InvalidMessage
+
+log = logging.getLogger(__name__)
+
+BATCH = 500  # rows read per round
+
+
+def keep(conn, items: list) -> None:
+    """Ingest's ``on_stored`` callback (inside its batch transaction): keep the messages routing takes
+    (``items``: ingest's ``Valid`` records)."""
+    rows = [
+        (item.site, item.incoming.topic, item.incoming.payload, item.received_at)
+        for item in items
+        if item.message.type in ROUTED_KINDS
+    ]
+    if rows:
+        portable.executemany(
+            conn, "INSERT INTO routing_inbox (site, topic, payload, received_at) VALUES (?, ?, ?, ?)", rows
+        )
+
+
+def waiting(db) -> tuple[int, float]:
+    """(rows waiting for routing, seconds the oldest has waited) for /metrics and /healthz."""
+    found = portable.row(db, "SELECT count(*) AS n, min(received_at) AS oldest FROM routing_inbox")
+    if not found or not found["n"]:
+        return 0, 0.0
+    age = (timeutil.utc_now() - timeutil.from_wire(found["oldest"])).total_seconds()
+    return int(found["n"]), max(age, 0.0)
+
+
+class InboxReader:
+    """On the routing leader: every ``poll_s`` hands what ingest kept to ``handle(message, site)``, waits for
+    ``drain()`` (routing applied it all) and deletes it."""
+
+    def __init__(
+        self,
+        central: Central,
+        handle: Callable[[Envelope, str], None],
+        drain: Callable[[], bool],
+        poll_s: float,
+    ):
+        self.central, self._handle, self._drain, self.poll_s = central, handle, drain, poll_s
+        self.applied = 0  # rows handed to routing and deleted since this leader started
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="routing-inbox", daemon=True)
+
+    def start(self) -> InboxReader:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.run_once() == BATCH:
+                    continue  # more are waiting: no pause
+            except Exception:  # the store's trouble: the rows stay, tried again next round
+                log.exception("routing inbox: reading failed; trying again in %.1f s", self.poll_s)
+            self._stop.wait(self.poll_s)
+
+    def run_once(self) -> int:
+        """One round; returns how many rows it took."""
+        db = self.central.db()
+        rows = portable.rows(
+            db, "SELECT id, site, topic, payload FROM routing_inbox ORDER BY id LIMIT ?", [BATCH]
+        )
+        for row in rows:
+            try:
+                message = messages.decode(row["topic"], bytes(row["payload"]))
+            except InvalidMessage as exc:  # ingest decoded it; only a changed contract gets here
+                log.error("routing inbox: %s no longer decodes (%s); dropped", row["topic"], exc.reason)
+                continue
+            self._handle(message, row["site"])
+        if not rows:
+            return 0
+        began = time.monotonic()
+        while not self._drain():  # applied before deleted: a leader killed meanwhile leaves them
+            if self._stop.is_set():
+                return 0
+            log.warning("routing inbox: routing still applying after %.0f s", time.monotonic() - began)
+        ids = [row["id"] for row in rows]
+        with portable.transaction(db):
+            portable.execute(db, f"DELETE FROM routing_inbox WHERE id IN ({', '.join('?' * len(ids))})", ids)
+        self.applied += len(ids)
+        return len(rows)

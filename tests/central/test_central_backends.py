@@ -1,0 +1,134 @@
+"""Central itself on either store (``[store] url``), on SQLite and on the throw-away PostgreSQL cluster:
+ingest's writer through a real Mosquitto stores, repeats and refuses alike; the whole loop (camera event,
+routing, badge, API, audit) runs alike."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import urllib.request
+
+import pytest
+from support import web
+from support.ingest import event, make_central, new_id, up, wait_for
+from support.patrol import Camera, inbox_has, point, start_badge
+
+from kuzet.central.ingest.service import IngestService
+from kuzet.central.service import start_parts
+from kuzet.central.store import portable
+from kuzet.shared import messages
+from kuzet.shared.config import MqttSection
+from kuzet.shared.mqtt import Link
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request) -> str:
+    """``[store] url``: empty (the embedded SQLite file), then a fresh database on the throw-away cluster."""
+    return "" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def central(tmp_path, mosquitto, store_url):
+    made = make_central(tmp_path, mosquitto.url, store={"url": store_url})
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def device(mosquitto):
+    link = Link(MqttSection(url=mosquitto.url), "cam-backends").start()
+    yield link
+    link.stop()
+
+
+def rows(central, sql: str, *params) -> list[dict]:
+    return portable.rows(central.db(), sql, list(params))
+
+
+def send(link: Link, message) -> None:
+    link.publish(up(message.device, message.type), messages.encode(message)).wait_for_publish(5)
+
+
+def test_ingest_stores_repeats_and_refuses_alike_on_either_store(central, device, store_url):
+    assert central.store.backend == ("postgresql" if store_url else "sqlite")
+    ingest = IngestService(central).start()
+    try:
+        event_id = new_id()
+        opened = event("cam-1", event_id, 0, "open")
+        send(device, opened)
+        send(device, opened)  # redelivered: changes nothing
+        send(device, event("cam-1", event_id, 2, "update", zone="gate"))
+        send(device, event("cam-1", event_id, 1, "update", zone="yard"))  # late: timeline only
+        device.publish(up("cam-1", "event"), b"{not json").wait_for_publish(5)
+        wait_for(lambda: rows(central, "SELECT id FROM dead_letters"), what="the bad message dead-lettered")
+        wait_for(
+            lambda: len(rows(central, "SELECT msg_id FROM event_updates")) == 3, what="three timeline rows"
+        )
+        [row] = rows(central, "SELECT * FROM events")
+        assert (row["event_id"], row["seq"], row["zone"], row["status"]) == (event_id, 2, "gate", "new")
+        [letter] = rows(central, "SELECT topic, reason FROM dead_letters")
+        assert letter["topic"] == up("cam-1", "event") and "JSON" in letter["reason"]
+        assert ingest.counters.duplicates == 1 and ingest.counters.timeline_only == 1
+        storage = ingest.health()["storage"]
+        assert storage["database"] == central.store.backend
+        assert storage["nearest_units"] == central.store.nearest_method
+    finally:
+        ingest.stop()
+
+
+def _api(server, token: str, path: str):
+    request = urllib.request.Request(f"{server.url}{path}", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_camera_event_routed_to_badge_acknowledged_in_api_and_audited(tmp_path, mosquitto, store_url):
+    """The loop the product exists for, as ``kuzet central run`` runs it (``start_parts``), on either store:
+    a camera's event through a real Mosquitto is stored, routed to the nearest badge, acknowledged by it,
+    shown by the API and audited, with the audit chain intact."""
+    central = web.make_central(
+        tmp_path, mqtt={"url": mosquitto.url}, store={"url": store_url}, routing={"ack_timeout_s": 30}
+    )
+    token = web.token_for(central, "supervisor")
+    running = contextlib.ExitStack()
+    parts = start_parts(central, running, web_host="127.0.0.1", web_port=0)
+    camera = badge = None
+    try:
+        engine = "postgresql" if store_url else "sqlite"
+        assert central.store.backend == parts.ingest.health()["storage"]["database"] == engine
+        badge = start_badge(tmp_path, mosquitto.url, "badge-near", point(150))
+        wait_for(
+            lambda: (unit := parts.routing.units.get("badge-near")) and unit.online and unit.lat is not None,
+            what="the badge known to routing",
+        )
+        camera = Camera(mosquitto.url)
+        event_id = camera.event(point(0))
+
+        [item] = wait_for(inbox_has(badge), what="the dispatch at the badge")
+        assert item.dispatch.event_id == event_id
+        badge.acknowledge()
+
+        def acknowledged():
+            found = _api(parts.web, token, f"/api/v1/dispatches?event_id={event_id}&log=1")["dispatches"]
+            return found if found and found[0]["state"] == "acknowledged" else None
+
+        [dispatch] = wait_for(acknowledged, what="the acknowledgement shown by the API")
+        assert dispatch["unit"] == "badge-near" and dispatch["mode"] == "nearest"
+        assert [entry["state"] for entry in dispatch["log"]] == ["sent", "acknowledged"]
+        shown = _api(parts.web, token, f"/api/v1/events/{event_id}")
+        assert shown["event"]["status"] == "dispatched" and shown["event"]["dispatched_unit"] == "badge-near"
+        assert [d["dispatch_id"] for d in shown["dispatches"]] == [dispatch["dispatch_id"]]
+
+        audited = _api(parts.web, token, f"/api/v1/audit?target={dispatch['dispatch_id']}")["entries"]
+        assert [(e["actor"], e["action"]) for e in reversed(audited)] == [
+            ("routing", "dispatch.sent"),
+            ("badge-near", "dispatch.acknowledged"),
+        ]
+        on_event = _api(parts.web, token, f"/api/v1/audit?target=event:{event_id}")["entries"]
+        assert ("routing", "event.dispatched") in [(e["actor"], e["action"]) for e in on_event]
+        assert _api(parts.web, token, "/api/v1/audit/verify") == {"ok": True, "first_bad_seq": None}
+    finally:
+        for device in (camera, badge):
+            if device is not None:
+                device.stop()
+        running.close()
