@@ -45,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,12 +54,12 @@ sys.path.insert(0, str(ROOT / "tests"))  # support.seaweedfs: the throw-away S3 
 
 from support.seaweedfs import SeaweedS3, find_weed  # noqa: E402
 
+from bench import scale_central  # noqa: E402
 from bench.scale_devices import Plan, Report, run_process  # noqa: E402
 from kuzet.central.broker import MosquittoServer, free_port  # noqa: E402
 from kuzet.central.config import CentralConfig  # noqa: E402
 from kuzet.central.context import Central  # noqa: E402
-from kuzet.central.service import start_parts  # noqa: E402
-from kuzet.central.store import registry  # noqa: E402
+from kuzet.central.store import portable, registry  # noqa: E402
 from kuzet.central.store.media import MediaStore  # noqa: E402
 from kuzet.provisioning import broker_config, site_init  # noqa: E402
 from kuzet.provisioning.ca import CertificateAuthority, cert_pem, key_pem, write_private  # noqa: E402
@@ -85,6 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--return-to-primary-s", type=float, default=60.0, help="[mqtt] return_to_primary_s")
     parser.add_argument("--devices-per-process", type=int, default=2000)
     parser.add_argument("--media", choices=("s3", "folder"), default="s3")
+    parser.add_argument(
+        "--topology",
+        choices=("region", "single"),
+        default="region",
+        help="region: central split over processes on PostgreSQL; single: one process on SQLite",
+    )
+    parser.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after the region, the same run into one central process on SQLite",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     args = parser.parse_args(argv)
@@ -96,7 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     raise_open_files()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="kuzet-scale-") as tmp:
-        result = run(args, Path(tmp))
+        if args.topology == "region":
+            result = run(args, Path(tmp) / "region", "region")
+            if args.baseline:
+                result["baseline"] = run(args, Path(tmp) / "single", "single")
+        else:
+            result = run(args, Path(tmp) / "single", "single")
     result["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     print(json.dumps(result))
     return 0 if result["lost"] == 0 and result["duplicates"] == 0 else 1
@@ -191,12 +209,12 @@ def register(central: Central, devices: list[tuple[str, str, float, float]]) -> 
 # --- the run --------------------------------------------------------------------------------------------------
 
 
-def run(args, root: Path) -> dict:
-    figures: dict = {"topology": "one central process (SQLite), two brokers, " + args.media}
+def run(args, root: Path, topology: str) -> dict:
     devices = device_list(args)
     began = time.monotonic()
     paths, settings = make_site(root, devices)
-    figures["setup_certificates_s"] = round(time.monotonic() - began, 1)
+    worker_certs = scale_central.add_worker_identities(paths, SITE) if topology == "region" else None
+    figures: dict = {"setup_certificates_s": round(time.monotonic() - began, 1)}
     with contextlib.ExitStack() as running:
         primary, standby = brokers(root, paths, settings)
         running.callback(standby.stop)
@@ -212,32 +230,80 @@ def run(args, root: Path) -> dict:
         data_dir.mkdir()
         (data_dir / "s3.credentials").write_text("\n".join(S3_KEYS) + "\n")
         urls = [mqtts(primary), mqtts(standby)]
-        central = Central(config=central_config(args, paths, settings, urls, s3), data_dir=data_dir)
+        config = central_config(args, paths, settings, urls, s3)
+        if topology == "region":
+            central_side = scale_central.Region(config, data_dir, worker_certs, running)
+        else:
+            central_side = scale_central.SingleProcess(config, data_dir)
+        central = central_side.central
+        figures["topology"] = f"{central_side.name}, {central.store.backend}, two brokers, {args.media}"
         figures["setup_register_s"] = register(central, devices)
-        parts = start_parts(central, running, web_host="127.0.0.1", web_port=0)
-        if not parts.ingest.subscribed.is_set():
-            raise SystemExit("central's ingest could not subscribe")
-        committed: dict[str, float] = {}
-        parts.ingest.on(
-            "event", lambda message, site: committed.setdefault(message.id, parts.ingest.last_commit_at)
-        )
-        reports, faults, connected = simulate(args, root, devices, paths, primary, urls)
+        central_side.start(running)
+        watcher = StoredWatcher(central).start()
+        running.callback(watcher.stop)
+        reports, faults, connected = simulate(args, devices, paths, primary, urls, central_side)
         sent = {msg_id: at for report in reports for msg_id, at in report.sent.items()}
         log.info("devices done: %d event messages sent; waiting for the store", len(sent))
-        _wait_stored(central, sent, timeout_s=120)
-        if parts.routing is not None:
-            parts.routing.drain(timeout_s=30)
+        watcher.wait_for(sent, timeout_s=120)
+        central_side.settle()
         figures |= {"devices": connected, "devices_configured": len(devices)}
-        figures |= account(central, reports, sent, committed, faults)
-        figures["ingest"] = parts.ingest.counters.as_dict()
+        figures |= account(central, reports, sent, watcher.seen, faults)
+        figures["per_worker"] = central_side.workers(faults["end"] - faults["start"])
     return figures
 
 
+class StoredWatcher:
+    """When each event message first shows in the store, whichever process stored it: the rows received in
+    the last ``WINDOW_S`` read every ``EVERY_S`` (so a stored time is late by up to that, and the query's)."""
+
+    EVERY_S = 0.1
+    WINDOW_S = 30.0
+
+    def __init__(self, central: Central):
+        self.central = central
+        self.seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stored-watcher", daemon=True)
+
+    def start(self) -> StoredWatcher:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        from kuzet.shared import timeutil
+
+        while not self._stop.wait(self.EVERY_S):
+            since = timeutil.to_wire(timeutil.utc_now() - timedelta(seconds=self.WINDOW_S))
+            rows = portable.rows(
+                self.central.db(), "SELECT msg_id FROM event_updates WHERE received_at >= ?", [since]
+            )
+            now = time.time()
+            for row in rows:
+                self.seen.setdefault(row["msg_id"], now)
+
+    def wait_for(self, sent: dict[str, float], timeout_s: float) -> None:
+        """Until every message sent is in the store, nothing more came for 30 s, or ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        last, changed = -1, time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - changed < 30:
+            count = portable.row(self.central.db(), "SELECT count(*) AS n FROM event_updates")["n"]
+            if count >= len(sent):
+                return
+            if count != last:
+                last, changed = count, time.monotonic()
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 def simulate(
-    args, root: Path, devices, paths: SitePaths, primary: MosquittoServer, urls: list[str]
+    args, devices, paths: SitePaths, primary: MosquittoServer, urls: list[str], central_side
 ) -> tuple[list[Report], dict, int]:
-    """The devices in spawned processes; the primary's outage from a third into the run. Returns the
-    processes' reports, the fault's times and how many devices were connected when the load started."""
+    """The devices in spawned processes; the primary's outage from a third into the run, and the central
+    side's own faults. Returns the processes' reports, the faults' times and how many devices were connected
+    when the load started."""
     spawn = multiprocessing.get_context("spawn")
     ready, results, go = spawn.Queue(), spawn.Queue(), spawn.Event()
     seconds = args.minutes * 60
@@ -248,7 +314,7 @@ def simulate(
             site=SITE,
             brokers=urls,
             ca=str(paths.ca_cert),
-            cert_dir=str(root / "certs"),
+            cert_dir=str(paths.root.parent / "certs"),
             devices=devices[first : first + step],
             seconds=seconds,
             events_per_camera_hour=args.events_per_camera_hour,
@@ -266,10 +332,13 @@ def simulate(
         log.info("%d of %d devices connected; the load starts", connected, len(devices))
         go.set()
         faults: dict = {"start": time.time()}
-        fault = threading.Thread(target=_broker_outage, args=(args, primary, faults, seconds), daemon=True)
-        fault.start()
+        outage = threading.Thread(target=_broker_outage, args=(args, primary, faults, seconds), daemon=True)
+        outage.start()
+        threads = [outage, *central_side.faults(seconds, faults)]
         reports = [_get(results, processes, timeout_s=seconds + 900) for _ in processes]
-        fault.join()
+        faults["end"] = time.time()
+        for thread in threads:
+            thread.join()
     finally:
         for process in processes:
             process.join(timeout=30)
@@ -304,33 +373,16 @@ def _get(channel, processes, timeout_s: float):
                 ) from None
 
 
-def _wait_stored(central: Central, sent: dict[str, float], timeout_s: float) -> None:
-    """Until central has every message sent, or nothing more arrived for 30 s, or ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    last, changed = -1, time.monotonic()
-    while time.monotonic() < deadline and time.monotonic() - changed < 30:
-        count = central.db().execute("SELECT count(*) FROM event_updates").fetchone()[0]
-        if count >= len(sent):
-            return
-        if count != last:
-            last, changed = count, time.monotonic()
-        time.sleep(0.5)
-
-
 # --- accounting -----------------------------------------------------------------------------------------------
 
 
 def account(
-    central: Central, reports: list[Report], sent: dict[str, float], committed: dict, faults: dict
+    central: Central, reports: list[Report], sent: dict[str, float], seen: dict[str, float], faults: dict
 ) -> dict:
-    db = central.db()
-    rows = [row[0] for row in db.execute("SELECT msg_id FROM event_updates").fetchall()]
+    rows = [row["msg_id"] for row in portable.rows(central.db(), "SELECT msg_id FROM event_updates")]
     stored = set(rows) & set(sent)
-    window = failover_window(reports, faults)
-    store_ms = [(committed[m] - sent[m]) * 1000 for m in stored if m in committed]
-    store_out = [
-        (committed[m] - sent[m]) * 1000 for m in stored if m in committed and not _in(window, sent[m])
-    ]
+    windows = failover_windows(reports, faults)
+    timed = [((seen[m] - sent[m]) * 1000, sent[m]) for m in stored if m in seen]
     opened = {event_id: at for report in reports for event_id, at in report.opened.items()}
     dispatched = [
         ((got - opened[event_id]) * 1000, opened[event_id])
@@ -343,7 +395,9 @@ def account(
     for report in reports:
         for kind, n in report.counts.items():
             counts[kind] = counts.get(kind, 0) + n
-    moved = broker_failover(reports, faults)
+    calm_store = [ms for ms, at in timed if not _within(windows, at)]
+    calm_dispatch = [ms for ms, at in dispatched if not _within(windows, at)]
+    leader = faults.get("leader_back", 0) - faults["leader_killed"] if "leader_killed" in faults else None
     return {
         "sent": len(sent),
         "stored": len(stored),
@@ -351,55 +405,70 @@ def account(
         "duplicates": len(rows) - len(set(rows)),
         "clips": len(clips),
         "clips_verified": verify_clips(central, clips),
-        "p99_store_ms": percentile(store_out, 99),
-        "p50_store_ms": percentile(store_out, 50),
-        "p99_store_all_ms": percentile(store_ms, 99),
-        "p99_dispatch_ms": percentile([ms for ms, at in dispatched if not _in(window, at)], 99),
-        "p50_dispatch_ms": percentile([ms for ms, at in dispatched if not _in(window, at)], 50),
+        "p99_store_ms": percentile(calm_store, 99),
+        "p50_store_ms": percentile(calm_store, 50),
+        "p99_store_all_ms": percentile([ms for ms, _ in timed], 99),
+        "store_samples": [len(calm_store), len(timed)],
+        "p99_dispatch_ms": percentile(calm_dispatch, 99),
+        "p50_dispatch_ms": percentile(calm_dispatch, 50),
         "p99_dispatch_all_ms": percentile([ms for ms, _ in dispatched], 99),
-        "dispatches_received": len(dispatched),
-        "leader_failover_s": None,
-        **moved,
-        "failover_window_s": None if window is None else [round(t - faults["start"], 1) for t in window],
+        "dispatch_samples": [len(calm_dispatch), len(dispatched)],
+        "leader_failover_s": None if leader is None else round(leader, 2),
+        **broker_failover(reports, faults),
+        "failover_windows_s": {
+            name: [round(t - faults["start"], 1) for t in window] for name, window in windows.items()
+        },
         "messages_sent": counts,
         "device_errors": sum(r.errors for r in reports),
         "unacked_at_end": sum(r.unacked_at_end for r in reports),
     }
 
 
-def failover_window(reports: list[Report], faults: dict) -> tuple[float, float] | None:
-    """From stopping the primary until the last device is connected to it again."""
+def failover_windows(reports: list[Report], faults: dict) -> dict[str, tuple[float, float]]:
+    """Each fault's window: the broker's from stopping the primary until the last device is connected to it
+    again; an ingest worker's from its SIGKILL until 10 s after its restart; the leader's until 10 s after
+    the standby leads."""
+    windows = {}
     stopped = faults.get("broker_stopped")
-    if stopped is None:
-        return None
-    back = [
-        at
-        for report in reports
-        for log_ in report.connected.values()
-        for at, broker in log_
-        if at > stopped and broker == 0
-    ]
-    return stopped, max(back, default=time.time())
+    if stopped is not None:
+        back = [
+            at
+            for report in reports
+            for connections in report.connected.values()
+            for at, broker in connections
+            if at > stopped and broker == 0
+        ]
+        windows["broker"] = (stopped, max(back, default=faults["end"]))
+    for fault in ("ingest", "leader"):
+        if f"{fault}_killed" in faults:
+            windows[fault] = (faults[f"{fault}_killed"], faults.get(f"{fault}_back", faults["end"]) + 10)
+    return windows
 
 
 def broker_failover(reports: list[Report], faults: dict) -> dict:
+    """From stopping the primary until every device that moved is on the standby (and the median device);
+    a device whose next attempt came after the primary was back reconnected there without moving."""
     stopped = faults.get("broker_stopped")
     if stopped is None:
         return {"broker_failover_s": None}
-    moves = []
-    stayed = 0
+    moves, reconnected, stayed = [], [], 0
     for report in reports:
-        for log_ in report.connected.values():
-            standby = [at for at, broker in log_ if at > stopped and broker == 1]
+        for connections in report.connected.values():
+            after = [(at, broker) for at, broker in connections if at > stopped]
+            if after:
+                reconnected.append(after[0][0] - stopped)
+            standby = [at for at, broker in after if broker == 1]
             if standby:
                 moves.append(standby[0] - stopped)
             else:
                 stayed += 1
     moves.sort()
     return {
-        "broker_failover_s": round(moves[-1], 2) if moves and not stayed else None,
+        "broker_failover_s": round(moves[-1], 2) if moves else None,
         "broker_failover_p50_s": round(moves[len(moves) // 2], 2) if moves else None,
-        "devices_not_moved": stayed,
+        "devices_moved": len(moves),
+        "devices_back_on_primary_unmoved": stayed,
+        "all_reconnected_s": round(max(reconnected), 2) if reconnected else None,
     }
 
 
@@ -410,8 +479,8 @@ def verify_clips(central: Central, clips: dict[str, str]) -> int:
     media = MediaStore.for_central(central)
     verified = 0
     for clip_id, sha256 in clips.items():
-        row = central.db().execute("SELECT sha256, state FROM clips WHERE clip_id = ?", (clip_id,)).fetchone()
-        if row is None or row[0] != sha256:
+        row = portable.row(central.db(), "SELECT sha256 FROM clips WHERE clip_id = ?", [clip_id])
+        if row is None or row["sha256"] != sha256:
             continue
         read = media.read(sha256)
         if read is None:
@@ -423,8 +492,8 @@ def verify_clips(central: Central, clips: dict[str, str]) -> int:
     return verified
 
 
-def _in(window: tuple[float, float] | None, at: float) -> bool:
-    return window is not None and window[0] <= at <= window[1]
+def _within(windows: dict[str, tuple[float, float]], at: float) -> bool:
+    return any(start <= at <= end for start, end in windows.values())
 
 
 def percentile(samples: list[float], p: float) -> float | None:
