@@ -418,6 +418,8 @@ def account(
         "failover_windows_s": {
             name: [round(t - faults["start"], 1) for t in window] for name, window in windows.items()
         },
+        # When the lost ones were published (seconds into the run): which fault they fell in.
+        "lost_published_at_s": sorted(round(sent[m] - faults["start"], 1) for m in set(sent) - stored)[:20],
         "messages_sent": counts,
         "device_errors": sum(r.errors for r in reports),
         "unacked_at_end": sum(r.unacked_at_end for r in reports),
