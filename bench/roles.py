@@ -1,6 +1,7 @@
 """Central split over processes (``kuzet central run --role``): what one ingest worker stores per second and
-what a second adds, how long the routing standby takes to lead after the leader's SIGKILL, and how long a
-web worker's request to the routing leader takes through the store.
+what a second adds, how fast the routing leader applies what ingest kept for it, how long the routing
+standby takes to lead after the leader's SIGKILL, and how long a web worker's request to the routing leader
+takes through the store.
 
     python bench/roles.py --workers 1,2 --rate 4000 --seconds 15 --json
 
@@ -33,6 +34,7 @@ from kuzet.central.config import CentralConfig  # noqa: E402
 from kuzet.central.context import Central  # noqa: E402
 from kuzet.central.remote_routing import RemoteRouting  # noqa: E402
 from kuzet.central.store import portable  # noqa: E402
+from kuzet.shared import messages, timeutil, topics  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=4000, help="events per second, all devices together")
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--requests", type=int, default=200, help="web worker requests to the leader")
+    parser.add_argument("--inbox", type=int, default=20000, help="messages put in the leader's inbox at once")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     args = parser.parse_args(argv)
     args.patrol_share = 0.0
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = PostgresCluster(find_bin_dir()).start()
     try:
         with tempfile.TemporaryDirectory(prefix="kuzet-bench-roles-") as tmp:
-            for count in [int(n) for n in args.workers.split(",")]:
+            for count in [int(n) for n in args.workers.split(",") if n]:
                 url = cluster.create_database(f"ingest_{count}")
                 result[f"ingest_{count}_workers"] = _ingest(Path(tmp) / f"ingest{count}", url, count, args)
                 _say(args, result)
@@ -121,6 +124,7 @@ def _routing(folder: Path, url: str, args) -> dict:
                 began = time.perf_counter()
                 remote.waiting()
                 took.append(time.perf_counter() - began)
+            inbox = _inbox(central, args.inbox)
             leader.kill()
             killed = time.monotonic()
             _until(standby.leading, 60, every_s=0.01)
@@ -131,12 +135,42 @@ def _routing(folder: Path, url: str, args) -> dict:
                     worker.stop()
             central.close()
     took.sort()
-    return {
+    return inbox | {
         "leader_failover_s": round(failover_s, 2),
         "leader_poll_s": config.worker.leader_poll_s,
         "request_p50_ms": round(statistics.median(took) * 1000, 1),
         "request_p99_ms": round(took[int(len(took) * 0.99) - 1] * 1000, 1),
     }
+
+
+def _inbox(central: Central, count: int) -> dict:
+    """``count`` badge statuses and positions (100 badges), as ingest workers keep them, put into the inbox
+    at once: how fast the leader applies them."""
+    now = timeutil.utc_now()
+    rows = []
+    for index in range(count):
+        device = f"bench-badge-{index % 100}"
+        if index % 4:
+            message = messages.Location(
+                device=device,
+                ts=now,
+                position={"lat": 52.28 + index % 100 / 1000, "lon": 76.96},
+                fix="gps",
+                duty="available",
+            )
+        else:
+            message = messages.Status(device=device, ts=now, kind="badge", software_version="1", uptime_s=1)
+        topic = topics.up(ingest_bench.SITE, device, message.type)
+        rows.append((ingest_bench.SITE, topic, messages.encode(message), timeutil.to_wire(now)))
+    db = central.db()
+    with portable.transaction(db):
+        portable.executemany(
+            db, "INSERT INTO routing_inbox (site, topic, payload, received_at) VALUES (?, ?, ?, ?)", rows
+        )
+    began = time.monotonic()
+    _until(lambda: portable.row(db, "SELECT count(*) AS n FROM routing_inbox")["n"] == 0, 300, every_s=0.05)
+    seconds = time.monotonic() - began
+    return {"inbox_messages": count, "inbox_applied_per_s": round(count / seconds)}
 
 
 def _count(central: Central) -> int:

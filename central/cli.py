@@ -102,16 +102,13 @@ def run(args: argparse.Namespace) -> int:
         config.worker.metrics_port = args.metrics_port
     if getattr(args, "http_port", None) is not None:
         config.http.port = args.http_port
-    if config.store.url:
-        # Most modules run on PostgreSQL, but Central.db() and ingest's writer, routing and the web views do
-        # not yet (docs/scale.md): refuse rather than quietly keep the data in SQLite.
-        print(
-            "[store] url is set, but central's ingest, routing and web page do not run on PostgreSQL yet; "
-            "only `kuzet central store ...` uses it. Leave [store] url empty to run central on SQLite.",
-            file=sys.stderr,
-        )
-        return 2
-    central = Central(config=config, data_dir=data_dir)
+    from kuzet.central.store.backend import StoreUnavailable
+
+    try:
+        central = Central(config=config, data_dir=data_dir)
+    except StoreUnavailable as exc:
+        print(f"kuzet central: {exc}", file=sys.stderr)
+        return 1
     from kuzet.central.auth import audit
 
     audit.use_key_file(central.db_path, central.data_dir / config.storage.audit_key_file)

@@ -50,6 +50,14 @@ def waiting(db) -> tuple[int, float]:
     return int(found["n"]), max(age, 0.0)
 
 
+def oldest_age_s(db) -> float:
+    """Seconds the oldest row has waited (by id, through the primary key: cheap however many wait)."""
+    found = portable.row(db, "SELECT received_at FROM routing_inbox ORDER BY id LIMIT 1")
+    if not found:
+        return 0.0
+    return max((timeutil.utc_now() - timeutil.from_wire(found["received_at"])).total_seconds(), 0.0)
+
+
 class InboxReader:
     """On the routing leader: every ``poll_s`` hands what ingest kept to ``handle(message, site)``, waits for
     ``drain()`` (routing applied it all) and deletes it."""

@@ -22,7 +22,7 @@ from kuzet.central.remote_routing import RemoteRouting
 from kuzet.central.roles import PARTS, PublishLink, RoutingLeader, client_id
 from kuzet.central.store.live_bus import PostgresLiveBus
 from kuzet.central.store.media import MediaStore
-from kuzet.central.store.retention import apply_retention
+from kuzet.central.store.retention import apply_retention, run_on_postgresql
 from kuzet.central.watchlist import push as watchlist_push
 from kuzet.central.worker_http import WorkerCollector, WorkerHttp, WorkerState
 
@@ -195,12 +195,14 @@ class Every:
 
 def _retention(central: Central) -> None:
     storage = central.config.storage
-    apply_retention(
-        central.db(),
-        MediaStore.for_central(central).objects,  # the media folder or the S3 bucket
-        retention_days=storage.retention_days,
-        max_media_gb=storage.max_media_gb,
-    )
+    limits = {"retention_days": storage.retention_days, "max_media_gb": storage.max_media_gb}
+    objects = MediaStore.for_central(central).objects  # the media folder or the S3 bucket
+    if central.store.backend == "sqlite":
+        apply_retention(central.db(), objects, **limits)
+        return
+    # PostgreSQL: expired months dropped whole, and the coming months' partitions made before they are due.
+    run_on_postgresql(central.store, objects, **limits)
+    central.store.ensure_partitions()
 
 
 def _routing(central: Central):

@@ -24,6 +24,9 @@ from kuzet.central import inbox
 
 log = logging.getLogger(__name__)
 
+# An ingest worker is unhealthy when what it kept for routing has waited this long (no leader takes it).
+INBOX_STALE_S = 60.0
+
 
 @dataclass
 class WorkerState:
@@ -56,6 +59,17 @@ class WorkerState:
             state = self.ingest.health()
             problems += state.pop("problems")
             body["ingest"] = state
+        if self.role == "ingest":  # what it kept for routing is taken: a leader runs somewhere
+            try:
+                waited = inbox.oldest_age_s(self.central.db())
+            except Exception as exc:
+                problems.append(f"the store does not answer: {exc}")
+            else:
+                if waited > INBOX_STALE_S:
+                    problems.append(
+                        f"routing has not taken what ingest kept for it for {waited:.0f} s: "
+                        "is a routing worker leading?"
+                    )
         if self.leader is not None and self.leader.leading:
             try:
                 body["inbox_waiting"], body["inbox_lag_s"] = inbox.waiting(self.central.db())

@@ -215,18 +215,19 @@ class IngestService:
     # --- writer thread ----------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        tuned = writer_connection(self.central.db())
-        sqlite = self.central.store.backend == "sqlite"
+        if self.central.store.backend == "sqlite":
+            tuned = writer_connection(self.central.db())
+            connect = lambda: tuned  # noqa: E731
+        else:  # the thread's connection: a new one once a server restart or failover broke the last
+            connect = self.central.db
         self._open_media()
         next_clip_check = time.monotonic() + self.settings.clip_check_interval_s
         held: list[Incoming] = []  # what the store could not take: tried again before anything new
         while True:
-            # PostgreSQL: the thread's connection, a new one once a server restart broke the last.
-            conn = tuned if sqlite else self.central.db()
             batch = held or self._take_batch()
             if batch:
                 try:
-                    held = self._process(conn, batch)
+                    held = self._process(connect, batch)
                 except Exception:  # a bug here must not end ingest; the messages are in the log
                     log.exception("ingest: batch of %d failed outside storage", len(batch))
                     self._acknowledge(batch)
@@ -240,7 +241,7 @@ class IngestService:
                 next_clip_check = time.monotonic() + self.settings.clip_check_interval_s
                 try:
                     self._clips.request_missing(stalled_after_s=self.settings.clip_stalled_after_s)
-                    self._retry_media(conn)
+                    self._retry_media(connect())
                 except Exception:
                     log.exception("ingest: asking devices for missing clip chunks failed")
 
@@ -284,10 +285,12 @@ class IngestService:
                 break
         return batch
 
-    def _process(self, conn, batch: list[Incoming]) -> list[Incoming]:
-        """Store ``batch`` and acknowledge what is stored; returns the messages the store could not take now
-        (``store_health.transient``), unacknowledged, to be tried again."""
+    def _process(self, connect: Callable, batch: list[Incoming]) -> list[Incoming]:
+        """Store ``batch`` on ``connect()`` and acknowledge what is stored; returns the messages the store
+        could not take now (``store_health.transient``), unacknowledged, to be tried again."""
         try:
+            with store_errors():
+                conn = connect()  # PostgreSQL: connecting fails while the server is away
             return self._try_process(conn, batch)
         except StoreDown as down:
             self.outage.failed(down.__cause__)

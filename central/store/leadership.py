@@ -20,6 +20,20 @@ import psycopg
 log = logging.getLogger(__name__)
 
 
+# A killed process's connection is closed by its kernel and the lock freed at once; a leader's host that
+# dies or is cut off closes nothing. The server probes an idle session (its keepalives, set per session) and
+# ends it, freeing the lock, after about 5 + 3 x 2 = 11 s; the leader's side gives up a statement the server
+# does not acknowledge within 10 s and steps down, so two leaders overlap for about a second at most.
+_SERVER_KEEPALIVES = {"tcp_keepalives_idle": 5, "tcp_keepalives_interval": 2, "tcp_keepalives_count": 3}
+_DEAD_PEER = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,  # ms
+}
+
+
 def lock_key(role: str, site: str) -> int:
     """A stable signed 64-bit advisory lock key for (role, site)."""
     digest = hashlib.sha256(f"kuzet-leader:{role}:{site}".encode()).digest()
@@ -56,7 +70,9 @@ class Leadership:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=5, **_DEAD_PEER) as conn:
+                    for setting, value in _SERVER_KEEPALIVES.items():
+                        conn.execute(f"SET {setting} = {value}")
                     self._campaign(conn)
             except psycopg.Error as exc:
                 log.warning("leadership: the store is unreachable (%s)", exc)

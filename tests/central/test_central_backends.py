@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import subprocess
+import sys
+import urllib.error
 import urllib.request
 
+import psycopg
 import pytest
+import tomli_w
 from support import web
-from support.ingest import event, make_central, new_id, up, wait_for
+from support.ingest import REPO, event, make_central, new_id, up, wait_for
 from support.patrol import Camera, inbox_has, point, start_badge
 
+from kuzet.central.broker import free_port
 from kuzet.central.ingest.service import IngestService
 from kuzet.central.service import start_parts
 from kuzet.central.store import portable
@@ -76,6 +83,36 @@ def test_ingest_stores_repeats_and_refuses_alike_on_either_store(central, device
         ingest.stop()
 
 
+def test_ingest_holds_messages_through_a_postgresql_restart(
+    tmp_path, mosquitto, postgres_url, postgres_cluster
+):
+    """The server restarting under a running writer breaks its connection: the batch is held and stored on a
+    new connection once the server is back, never dead-lettered."""
+    central = make_central(tmp_path, mosquitto.url, store={"url": postgres_url})
+    ingest = IngestService(central).start()
+    link = Link(MqttSection(url=mosquitto.url), "cam-restart").start()
+    try:
+        before, after = new_id(), new_id()
+        send(link, event("cam-1", before, 0))
+        wait_for(lambda: rows(central, "SELECT 1 FROM events WHERE event_id = ?", before), what="first event")
+        postgres_cluster.restart()
+        send(link, event("cam-1", after, 0))
+
+        def stored_after():
+            try:  # the test's own connection breaks too; the next call makes a new one
+                return rows(central, "SELECT 1 FROM events WHERE event_id = ?", after)
+            except psycopg.OperationalError:
+                return None
+
+        wait_for(stored_after, timeout_s=30, what="the event sent across the restart")
+        assert rows(central, "SELECT id FROM dead_letters") == []
+        assert ingest.health()["problems"] == []  # the outage is over
+    finally:
+        link.stop()
+        ingest.stop()
+        central.close()
+
+
 def _api(server, token: str, path: str):
     request = urllib.request.Request(f"{server.url}{path}", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -132,3 +169,62 @@ def test_camera_event_routed_to_badge_acknowledged_in_api_and_audited(tmp_path, 
             if device is not None:
                 device.stop()
         running.close()
+
+
+def test_central_command_runs_and_stores_on_postgresql(tmp_path, mosquitto, postgres_url):
+    """``kuzet central run`` with ``[store] url``, as a process: it starts, stores a camera's event in
+    PostgreSQL (and nothing in a SQLite file), says so on /healthz, and stops cleanly on SIGTERM."""
+    port = free_port()
+    config = tmp_path / "central.toml"
+    config.write_text(
+        tomli_w.dumps(
+            {
+                "mqtt": {"url": mosquitto.url},
+                "http": {"port": port},
+                "storage": {"dir": str(tmp_path / "data")},
+                "ingest": {"accept_unregistered": True},
+                "store": {"url": postgres_url},
+            }
+        )
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kuzet.shared.cli", "central", "--config", str(config), "run"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        health = wait_for(lambda: _healthz(port), timeout_s=60, what="central's /healthz")
+        assert health["ingest"]["storage"]["database"] == "postgresql", health
+        event_id = new_id()
+        camera = Link(MqttSection(url=mosquitto.url), "cam-9-test").start()
+        try:
+            send(camera, event("cam-9", event_id, 0))
+        finally:
+            camera.stop()
+
+        def stored():
+            with psycopg.connect(postgres_url) as conn:
+                return conn.execute("SELECT device FROM events WHERE event_id = %s", [event_id]).fetchall()
+
+        assert wait_for(stored, what="the event stored in PostgreSQL") == [("cam-9",)]
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output
+    assert "central is stopping" in output
+    assert not (tmp_path / "data" / "kuzet.db").exists()
+
+
+def _healthz(port: int) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as answer:  # 503: running, but something is wrong; the body says what
+        return json.loads(answer.read())
+    except OSError:  # not listening yet
+        return None

@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import subprocess
+import sys
 import time
 import urllib.request
+from datetime import timedelta
 
 import pytest
-from support.ingest import SITE, event, make_central, new_id, up, wait_for
+import tomli_w
+from support.ingest import REPO, SITE, event, make_central, new_id, up, wait_for
 from support.patrol import Camera, inbox_has, point, start_badge
 from support.roles import WorkerProcess
 
@@ -26,7 +30,7 @@ from kuzet.central.roles import PARTS, RoutingLeader
 from kuzet.central.routing.service import RoutingError, RoutingService
 from kuzet.central.service import serve, start_parts
 from kuzet.central.store import portable
-from kuzet.shared import messages
+from kuzet.shared import messages, timeutil
 from kuzet.shared.config import MqttSection
 from kuzet.shared.mqtt import Link
 
@@ -96,6 +100,16 @@ def test_each_role_starts_its_own_parts(tmp_path, mosquitto, postgres_url):
         assert 'kuzet_worker_info{instance="7",role="ingest"} 1.0' in text
         assert "kuzet_ingest_lag_seconds 0.0" in text and "kuzet_ingest_queue_depth" in text
         assert "kuzet_routing_leader" not in text
+        # What it kept for routing and nobody took for minutes: no routing leader anywhere.
+        long_ago = timeutil.to_wire(timeutil.utc_now() - timedelta(minutes=2))
+        with portable.transaction(central.db()):
+            portable.execute(
+                central.db(),
+                "INSERT INTO routing_inbox (site, topic, payload, received_at) VALUES (?, ?, ?, ?)",
+                [SITE, up("badge-1", "location"), b"{}", long_ago],
+            )
+        status, body = _get(f"{ingest.worker_http.url}/healthz")
+        assert status == 503 and "is a routing worker leading?" in json.loads(body)["problems"][0]
 
     central = split_central(tmp_path, mosquitto.url, worker={"metrics_port": free_port()})
     with contextlib.ExitStack() as running:
@@ -292,3 +306,50 @@ def test_the_command_line_refuses_a_split_role_without_postgresql(tmp_path, caps
     assert cli.run(args) == 2
     assert "set [store] url" in capsys.readouterr().err
     assert not (tmp_path / "kuzet.db").exists()  # refused before anything was opened
+
+
+def test_the_command_line_runs_an_ingest_worker_on_postgresql(tmp_path, mosquitto, postgres_url):
+    """``kuzet central --config central.toml run --role ingest --instance 1 --metrics-port P``, as the systemd
+    unit runs it: healthy, in its own MQTT session, storing into PostgreSQL; SIGTERM stops it cleanly."""
+    metrics_port = free_port()
+    config = {
+        "mqtt": {"brokers": [mosquitto.url], "protocol": "5"},
+        "ingest": {"share_group": "ingest", "accept_unregistered": True},
+        "store": {"url": postgres_url},
+        "storage": {"dir": str(tmp_path / "data")},
+    }
+    path = tmp_path / "central.toml"
+    path.write_text(tomli_w.dumps(config))
+    command = [sys.executable, "-m", "kuzet.shared.cli", "central", "--config", str(path), "run"]
+    command += ["--role", "ingest", "--instance", "1", "--metrics-port", str(metrics_port)]
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    device = None
+    try:
+        healthz = f"http://127.0.0.1:{metrics_port}/healthz"
+        wait_for(lambda: _status(healthz) == 200, 60, "the worker healthy")
+        assert json.loads(_get(healthz)[1])["ingest"]["mqtt"]  # connected and subscribed
+        device = Link(MqttSection(url=mosquitto.url, protocol="5"), "cam-1-test").start()
+        event_id = new_id()
+        device.publish(up("cam-1", "event"), messages.encode(event("cam-1", event_id, 0))).wait_for_publish(5)
+        central = make_central(tmp_path, mosquitto.url, store={"url": postgres_url})
+        wait_for(lambda: rows(central, "SELECT event_id FROM events"), 30, "the event in PostgreSQL")
+        assert rows(central, "SELECT event_id FROM events") == [{"event_id": event_id}]
+        assert count(central, "routing_inbox") == 1  # kept for the routing leader
+        central.close()
+    finally:
+        if device is not None:
+            device.stop()
+        worker.terminate()
+        status = worker.wait(timeout=60)
+        log.close()
+    assert status == 0, (tmp_path / "worker.log").read_text()
+    assert "central-pavlodar-ingest-1" in (tmp_path / "worker.log").read_text()
+
+
+def _status(url: str) -> int | None:
+    """The HTTP status, or None while nothing answers."""
+    try:
+        return _get(url)[0]
+    except OSError:
+        return None

@@ -1,5 +1,5 @@
-"""``kuzet central store ...`` against the store ``[store]`` selects, and central refusing to run on a store
-its parts do not use yet."""
+"""``kuzet central store ...`` against the store ``[store]`` selects, and central refusing a store it cannot
+reach."""
 
 from __future__ import annotations
 
@@ -34,9 +34,10 @@ def test_status_and_retention_of_a_postgresql_store(tmp_path, postgres_url, caps
     assert json.loads(capsys.readouterr().out)["dropped"] == []  # nothing is that old
 
 
-def test_central_refuses_to_run_on_postgresql_before_its_parts_do(tmp_path, capsys):
-    assert (
-        main(["central", "--config", _config(tmp_path, "postgresql://nobody@127.0.0.1:1/kuzet"), "run"]) == 2
-    )
-    assert "[store] url" in capsys.readouterr().err
-    assert not (tmp_path / "data").exists()  # nothing was created in SQLite instead
+def test_central_says_which_store_it_cannot_reach_and_keeps_nothing_elsewhere(tmp_path, capsys):
+    url = "postgresql://nobody:secret@127.0.0.1:1/kuzet"  # nothing listens on port 1
+    assert main(["central", "--config", _config(tmp_path, url), "run"]) == 1
+    said = capsys.readouterr().err
+    assert "cannot open the PostgreSQL store nobody@127.0.0.1:1/kuzet ([store] url)" in said
+    assert "secret" not in said
+    assert not (tmp_path / "data" / "kuzet.db").exists()  # nothing was stored in SQLite instead
