@@ -156,6 +156,33 @@ class CertificateAuthority:
         client: bool = True,
     ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         """A fresh key and a certificate for it, recorded in the registry."""
+        return self.issue_many([(common_name, role)], server_names=server_names, client=client)[0]
+
+    def issue_many(
+        self, requests: list[tuple[str, str]], *, server_names: list[str] = (), client: bool = True
+    ) -> list[tuple[ec.EllipticCurvePrivateKey, x509.Certificate]]:
+        """``issue`` for each (common name, role), the registry written once: a region's thousands of devices
+        in seconds, not the hours that rewriting the whole registry per certificate takes."""
+        rows = self.issued()
+        issued = []
+        for common_name, role in requests:
+            key, cert, issued_at = self._certificate(common_name, role, server_names, client)
+            rows.append(
+                Issued(
+                    serial=cert.serial_number,
+                    common_name=common_name,
+                    role=role,
+                    issued_at=timeutil.to_wire(issued_at),
+                    not_after=timeutil.to_wire(cert.not_valid_after_utc),
+                )
+            )
+            issued.append((key, cert))
+        self._save(rows)
+        return issued
+
+    def _certificate(
+        self, common_name: str, role: str, server_names: list[str], client: bool
+    ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate, datetime]:
         key = new_key()
         now = _now()
         usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server_names else []
@@ -187,19 +214,7 @@ class CertificateAuthority:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName([_general_name(n) for n in server_names]), critical=False
             )
-        cert = builder.sign(self.key, hashes.SHA256())
-        rows = self.issued()
-        rows.append(
-            Issued(
-                serial=cert.serial_number,
-                common_name=common_name,
-                role=role,
-                issued_at=timeutil.to_wire(now),
-                not_after=timeutil.to_wire(cert.not_valid_after_utc),
-            )
-        )
-        self._save(rows)
-        return key, cert
+        return key, builder.sign(self.key, hashes.SHA256()), now
 
     # --- revocation -------------------------------------------------------------------------------------
 

