@@ -540,7 +540,7 @@ class IngestService:
         hub = self.central.hub
         for letter in outcome.dead_letters:
             hub.publish("dead_letter", {"id": letter.id, "topic": letter.topic, "reason": letter.reason})
-        if hub.subscribers == 0:
+        if not hub.watched:
             return  # nobody is watching: skip reading the rows back
         for row in events.rows(conn, outcome.changed_events - outcome.created_rows.keys()):
             hub.publish("event", row)

@@ -36,7 +36,7 @@ class WebServer:
             self.app,
             host=host or http.host,
             port=http.port if port is None else port,
-            threads=http.threads,
+            threads=http.threads + http.streams,  # a stream never takes a request's thread (stream.py)
             ident="kuzet",
             channel_timeout=3600,  # live streams stay open all shift; keep-alives travel every 15 s
         )
@@ -47,6 +47,7 @@ class WebServer:
         return f"http://{self._server.effective_host}:{self._server.effective_port}"
 
     def start(self) -> WebServer:
+        self.app.extensions[KEY].board.start()  # pushes each change of the open incidents to the boards
         self._thread.start()
         log.info("web page on %s", self.url)
         return self
@@ -56,6 +57,7 @@ class WebServer:
         # is left writing to a closed server.
         services: Services = self.app.extensions[KEY]
         services.closing.set()
+        services.board.stop()
         hub = services.central.hub
         deadline = time.monotonic() + self.app.config["SSE_HEARTBEAT_S"] + 1
         while hub.subscribers and time.monotonic() < deadline:

@@ -14,6 +14,7 @@ from kuzet.central.auth.ratelimit import LoginLimiter
 from kuzet.central.context import Central
 from kuzet.central.operations import Operations
 from kuzet.central.store.media import MediaStore
+from kuzet.central.web.board import IncidentBoard
 
 if TYPE_CHECKING:
     from kuzet.central.ingest.service import IngestService
@@ -30,6 +31,13 @@ class Services:
     login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
     closing: threading.Event = field(default_factory=threading.Event)  # set on shutdown: live streams end
     metrics: CollectorRegistry | None = None  # this app's Prometheus registry (central.web.health)
+    board: IncidentBoard = field(init=False)  # the open incidents, kept current per change
+    # Live streams open at once: each holds a server thread of its own, beside ``http.threads`` for requests.
+    streams: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.board = IncidentBoard(self.central)
+        self.streams = threading.BoundedSemaphore(self.central.config.http.streams)
 
     @classmethod
     def for_central(cls, central: Central, routing=None, ingest=None) -> Services:

@@ -1,5 +1,7 @@
 /* The triage board: incidents (events folded by camera, zone and type) from /api/v1/incidents, most urgent
-   first, redrawn when events arrive; waiting timers tick here. Only critical and high incidents interrupt (a
+   first; central pushes each change of them on the live stream ("incidents": the changed groups whole,
+   central.web.board), merged here, and the list is read again only when the stream (re)connects or a filter
+   is set (a filtered board reads again after each change). Waiting timers tick here. Only critical and high incidents interrupt (a
    sound, a desktop notification), each switchable per account. Keyboard: j/k, Enter, x, a, d, c, ?. */
 "use strict";
 (() => {
@@ -8,6 +10,9 @@
   const form = document.getElementById("board-filters");
   const help = document.getElementById("help");
   let incidents = [];
+  let total = 0, limit = Infinity, version = -1;  // as last read or pushed; version orders reads and pushes
+  let reading = 0;  // reads in flight: pushes meanwhile wait for the read (early)
+  const early = [];
   let cursor = null;  // incident_id under the keyboard cursor
   const selected = new Set();  // incident ids
   const seenEvents = new Set();  // event ids already on the board (an interruption is for a new one only)
@@ -53,6 +58,7 @@
       body.appendChild(tr);
     }
     document.getElementById("board-empty").hidden = incidents.length > 0;
+    document.getElementById("board-total").textContent = T("incidents: %(n)s", { n: total });
     tick();
     showSelection();
   }
@@ -66,21 +72,65 @@
   }
   setInterval(tick, 1000);
 
-  async function load() {
-    const data = await Kuzet.api("GET", "/api/v1/incidents?" + query());
-    incidents = data.incidents;
+  function forget() {  // the selection and cursor on incidents no longer listed
     const ids = new Set(incidents.map((i) => i.incident_id));
     for (const id of [...selected]) if (!ids.has(id)) selected.delete(id);
     if (cursor && !ids.has(cursor)) cursor = null;
+  }
+
+  async function load() {
+    reading += 1;
+    let data;
+    try { data = await Kuzet.api("GET", "/api/v1/incidents?" + query()); } finally { reading -= 1; }
+    incidents = data.incidents;
+    total = data.total;
+    limit = data.limit || Infinity;
+    version = data.version ?? -1;  // none: a filtered read from the store, which pushes do not update
     for (const i of incidents) i.event_ids.forEach((id) => seenEvents.add(id));
-    document.getElementById("board-total").textContent = T("incidents: %(n)s", { n: data.total });
+    const waiting = reading ? [] : early.splice(0);
+    if (data.version !== undefined) waiting.forEach(merge);
+    forget();
     render();
     loaded = true;
     body.dataset.loaded = "1";
   }
 
-  // One redraw within a second of an update, whatever keeps arriving: a wait reset by every update (as before)
-  // never ended under a city's steady stream of events, and the board stood still (bench/page.py).
+  // The same order as central's (central.web.board._order): most severe, then longest waiting, then the id.
+  const compare = (x, y) => (x < y ? -1 : x > y ? 1 : 0);
+  function order(a, b) {
+    return (b.severity_rank - a.severity_rank) || ((a.waiting_since === null) - (b.waiting_since === null))
+      || compare(a.waiting_since || a.first_at, b.waiting_since || b.first_at) || compare(a.incident_id, b.incident_id);
+  }
+  const groupOf = (i) => `${i.device}\u0000${i.zone || ""}\u0000${i.event_type}`;
+
+  // A push replaces its groups' incidents whole; an update older than the list read is left out.
+  function merge(update) {
+    if (update.version < version) return;
+    version = update.version;
+    const changed = new Set(update.groups.map(groupOf));
+    const merged = incidents.filter((i) => !changed.has(groupOf(i)));
+    for (const group of update.groups) merged.push(...group.incidents);
+    merged.sort(order);
+    total = update.total;
+    incidents = merged.slice(0, limit);
+    // The list held only the first `limit`: those after it that now belong on it are read.
+    if (incidents.length < Math.min(limit, total)) reloadSoon();
+  }
+
+  let drawing = null;
+  function drawSoon() {  // one redraw for the pushes of a moment
+    if (!drawing) drawing = setTimeout(() => { drawing = null; forget(); render(); }, 100);
+  }
+
+  function pushed(update) {
+    if (query()) { if (loaded) reloadSoon(); return; }  // a filtered board reads its filter again
+    if (reading || !loaded) { early.push(update); return; }
+    merge(update);
+    drawSoon();
+  }
+
+  // A filtered board reads again within a second of a change, whatever keeps arriving: a wait reset by every
+  // change never ended under a city's steady stream of events, and the board stood still (bench/page.py).
   let pending = null, lastLoad = 0;
   function reloadSoon() {
     if (pending) return;  // the redraw already coming shows this update too
@@ -124,9 +174,10 @@
     const fresh = !seenEvents.has(e.event_id);
     seenEvents.add(e.event_id);
     if (loaded && fresh && e.status === "new" && config.interrupting.includes(e.severity)) interrupt(e);
-    reloadSoon();
   });
-  Kuzet.on("open", () => { if (loaded) load(); });
+  Kuzet.on("incidents", pushed);
+  // Read again on every (re)connect, the first one too: what changed before the stream was open was not pushed.
+  Kuzet.on("open", load);
 
   // --- selection and bulk actions ---------------------------------------------------------------------------
   function showSelection() {
