@@ -95,7 +95,14 @@ def per_shift(db: sqlite_utils.Database, recent: list[shifts.Shift]) -> list:
 
 def per_unit(db: sqlite_utils.Database, since: str, until: str) -> dict[str, dict]:
     """{unit: summary} over the dispatches sent for events that arrived in [since, until), busiest first."""
-    summary = summarise(
-        db.query(_PER_DISPATCH.format(seconds=_SECONDS), [since, until]), lambda row: row["unit"]
-    )
+    return by_unit(dispatch_rows(db, since, until))
+
+
+def dispatch_rows(db: sqlite_utils.Database, since: str, until: str) -> list[dict]:
+    """Each dispatch sent for an event that arrived in [since, until): its unit and measures."""
+    return list(db.query(_PER_DISPATCH.format(seconds=_SECONDS), [since, until]))
+
+
+def by_unit(rows: Iterable[dict]) -> dict[str, dict]:
+    summary = summarise(rows, lambda row: row["unit"])
     return dict(sorted(summary.items(), key=lambda item: (-item[1]["count"], item[0])))

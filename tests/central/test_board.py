@@ -40,7 +40,13 @@ def board(central):
 
 def stored(central, minutes: float, announce: bool = True, **fields) -> dict:
     """An event as ingest stores it, announced on the hub as ingest announces it (the stored row)."""
-    fields = {"device": "cam-01", "zone": "platform", "event_type": "loitering", "severity": "medium", **fields}
+    fields = {
+        "device": "cam-01",
+        "zone": "platform",
+        "event_type": "loitering",
+        "severity": "medium",
+        **fields,
+    }
     fields["severity_rank"] = {"critical": 5, "high": 4, "medium": 3, "low": 2}[fields["severity"]]
     row = insert_event(central, started_at=at(minutes), received_at=at(minutes), **fields)
     if announce:
@@ -98,7 +104,12 @@ def test_filters_and_order_match_the_store(central, board):
     stored(central, 1, device="cam-03", event_type="crowd", zone=None)
     assert [i["device"] for i in listed(board)] == ["cam-04", "cam-03", "cam-03", "cam-02", "cam-05"]
     assert listed(board) == fresh(central)
-    for filters in ({"device": "cam-03"}, {"type": "crowd"}, {"zone": "platform"}, {"status": "acknowledged"}):
+    for filters in (
+        {"device": "cam-03"},
+        {"type": "crowd"},
+        {"zone": "platform"},
+        {"status": "acknowledged"},
+    ):
         expected = incidents.open_incidents(central.db(), 600, filters=filters)
         assert listed(board, **filters) == [i.as_json() for i in expected], filters
 
