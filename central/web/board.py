@@ -29,6 +29,7 @@ from kuzet.central.store import incidents
 log = logging.getLogger(__name__)
 
 RESYNC_S = 60.0
+PUSH_EVERY_S = 0.1  # the changes of this long go out as one push (a burst re-folds a group once)
 Key = tuple[str, str, str]  # (device, zone or "", event_type)
 
 
@@ -190,9 +191,9 @@ class IncidentBoard:
     def _push_loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(timeout=RESYNC_S)
-            self._wake.clear()
-            if self._stop.is_set():
+            if self._stop.wait(PUSH_EVERY_S):
                 return
+            self._wake.clear()
             try:
                 self.push_once()
             except Exception:  # the pages miss this round; the next change or resync brings them current

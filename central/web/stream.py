@@ -104,6 +104,7 @@ def sse(
     the_central = central()
     heartbeat = current_app.config["SSE_HEARTBEAT_S"]
     recheck = current_app.config["SSE_RECHECK_S"]
+    batch_s = current_app.config["SSE_BATCH_S"]
     closing = services().closing
     account = _account_check()
     channels = channels_for(current_user())
@@ -136,8 +137,10 @@ def sse(
                             quiet_since = now
                             yield ": keep-alive\n\n"  # also finds out, by failing, that the page has gone
                         continue
-                    # What queued up meanwhile goes out in the same write: in a burst of thousands of events
-                    # a second, one write per update would cost more than the updates themselves.
+                    # What arrives within SSE_BATCH_S goes out in the same write: at thousands of events a
+                    # second, or tens to each of many pages, one write (and one wake-up) per update would cost
+                    # more than the updates themselves.
+                    closing.wait(batch_s)
                     batch = [update]
                     while len(batch) < MAX_UPDATES_PER_WRITE and (more := subscription.get(0)) is not None:
                         batch.append(more)

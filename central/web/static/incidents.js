@@ -43,20 +43,29 @@
         <span class="count" title="${Kuzet.esc(T("events in this incident"))}">×${i.count}</span><br><span class="muted">${Kuzet.esc(i.label || "")}</span></td>
       <td>${Kuzet.esc(i.camera_name || i.device)}<br><span class="muted">${Kuzet.esc(i.zone || "")}</span></td>
       <td class="mono">${times}</td>
-      <td class="mono waiting" data-since="${Kuzet.esc(i.waiting_since || "")}">${waited(i.waiting_since)}</td>
+      <td class="mono waiting" data-since="${Kuzet.esc(i.waiting_since || "")}"></td>
       <td><span class="status status-${Kuzet.esc(i.status)}">${Kuzet.esc(Kuzet.word("status", i.status))}</span></td>`;
   }
 
+  // Rows are kept between redraws and rewritten only when what they show changed (the timers tick apart):
+  // a board pushed to many times a second does not rebuild, nor fetch its thumbnails again.
+  const drawn = new Map();  // incident_id -> {tr, html}
   function render() {
-    body.innerHTML = "";
+    let next = body.firstChild;
     for (const i of incidents) {
-      const tr = document.createElement("tr");
-      tr.id = "inc-" + i.incident_id;
-      tr.dataset.id = i.incident_id;
-      tr.className = `sevrow-${i.severity}${i.incident_id === cursor ? " cursor" : ""}`;
-      tr.innerHTML = rowHtml(i);
-      body.appendChild(tr);
+      let row = drawn.get(i.incident_id);
+      if (!row) {
+        row = { tr: document.createElement("tr"), html: "" };
+        row.tr.id = "inc-" + i.incident_id;
+        row.tr.dataset.id = i.incident_id;
+        drawn.set(i.incident_id, row);
+      }
+      const html = rowHtml(i);
+      if (row.html !== html) { row.tr.innerHTML = html; row.html = html; }
+      row.tr.className = `sevrow-${i.severity}${i.incident_id === cursor ? " cursor" : ""}`;
+      if (row.tr === next) next = next.nextSibling; else body.insertBefore(row.tr, next);
     }
+    while (next) { const gone = next; next = next.nextSibling; drawn.delete(gone.dataset.id); gone.remove(); }
     document.getElementById("board-empty").hidden = incidents.length > 0;
     document.getElementById("board-total").textContent = T("incidents: %(n)s", { n: total });
     tick();
