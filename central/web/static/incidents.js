@@ -33,12 +33,10 @@
   }
 
   function rowHtml(i) {
-    const thumb = config.media && i.snapshot_sha256
-      ? `<img class="thumb" loading="lazy" alt="${Kuzet.esc(T("snapshot of the event"))}" src="/media/${Kuzet.esc(i.snapshot_sha256)}">` : "";
     const times = i.count > 1 ? `${Kuzet.time(i.first_at)}<br>${Kuzet.time(i.last_at)}` : Kuzet.time(i.first_at);
     return `<td>${config.canAct ? `<input type="checkbox" class="pick" ${selected.has(i.incident_id) ? "checked" : ""}>` : ""}</td>
       <td><span class="sev sev-${Kuzet.esc(i.severity)}">${Kuzet.esc(Kuzet.word("severity", i.severity))}</span></td>
-      <td>${thumb}</td>
+      <td class="thumb-cell"></td>
       <td><a href="/events/${encodeURIComponent(i.latest_event_id)}"><b>${Kuzet.esc(Kuzet.word("type", i.event_type))}</b></a>
         <span class="count" title="${Kuzet.esc(T("events in this incident"))}">×${i.count}</span><br><span class="muted">${Kuzet.esc(i.label || "")}</span></td>
       <td>${Kuzet.esc(i.camera_name || i.device)}<br><span class="muted">${Kuzet.esc(i.zone || "")}</span></td>
@@ -47,9 +45,18 @@
       <td><span class="status status-${Kuzet.esc(i.status)}">${Kuzet.esc(Kuzet.word("status", i.status))}</span></td>`;
   }
 
-  // Rows are kept between redraws and rewritten only when what they show changed (the timers tick apart):
-  // a board pushed to many times a second does not rebuild, nor fetch its thumbnails again.
-  const drawn = new Map();  // incident_id -> {tr, html}
+  // Rows are kept between redraws and rewritten only when what they show changed (the timers tick apart), and a
+  // thumbnail is kept while its snapshot is the same: media is fetched (and each view audited) anew for every
+  // new image, and a board is pushed to many times a second.
+  const drawn = new Map();  // incident_id -> {tr, html, src, img}
+  function thumbnail(row, sha256, rewritten) {
+    const src = config.media && sha256 ? "/media/" + encodeURIComponent(sha256) : "";
+    if (row.src !== src) {
+      row.src = src;
+      row.img = src ? Object.assign(document.createElement("img"), { className: "thumb", loading: "lazy", alt: T("snapshot of the event"), src }) : null;
+    } else if (!rewritten) return;
+    row.tr.querySelector(".thumb-cell").replaceChildren(...(row.img ? [row.img] : []));
+  }
   function render() {
     let next = body.firstChild;
     for (const i of incidents) {
@@ -61,7 +68,9 @@
         drawn.set(i.incident_id, row);
       }
       const html = rowHtml(i);
-      if (row.html !== html) { row.tr.innerHTML = html; row.html = html; }
+      const rewritten = row.html !== html;
+      if (rewritten) { row.tr.innerHTML = html; row.html = html; }
+      thumbnail(row, i.snapshot_sha256, rewritten);
       row.tr.className = `sevrow-${i.severity}${i.incident_id === cursor ? " cursor" : ""}`;
       if (row.tr === next) next = next.nextSibling; else body.insertBefore(row.tr, next);
     }
