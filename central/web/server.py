@@ -37,6 +37,8 @@ class WebServer:
             host=host or http.host,
             port=http.port if port is None else port,
             threads=http.threads + http.streams,  # a stream never takes a request's thread (stream.py)
+            connection_limit=http.connections,
+            asyncore_use_poll=True,  # select() takes no descriptor above 1023
             ident="kuzet",
             channel_timeout=3600,  # live streams stay open all shift; keep-alives travel every 15 s
         )
