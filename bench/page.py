@@ -16,9 +16,9 @@ Central runs alone in this process, as ``kuzet central run`` composes it; the re
   publish time on its camera to the moment its incident's row on the page first links to it (a
   MutationObserver records ``performance.timeOrigin + performance.now()``, corrected by the page's measured
   clock offset); events already on the board when it loaded are not counted as live updates;
-- the other pages as light HTTP clients: each holds the live stream open with an operator's token and, as
-  the board's script does, reads ``GET /api/v1/incidents`` once on opening and again 300 ms after the last
-  event it was sent.
+- the other pages as light HTTP clients: each holds the live stream open with an operator's token, asking
+  for the board's pushed incidents as the board's script does (``?with=incidents``), and reads
+  ``GET /api/v1/incidents`` when its stream opens, as that script does (central pushes every change after).
 
 The store is filled through ingest's own batched write (``central.store.events.apply``) with events spread over
 the past four weeks, all but ``--open-share`` of them closed. Prints one JSON object; ``live_update_ms`` and
@@ -66,7 +66,6 @@ ZONES = ("gate", "platform", "square")
 SEVERITIES = (("low", 45), ("medium", 35), ("high", 15), ("critical", 5))
 BURST = (0.4, 0.5, 3.0)  # from, to (shares of the run), rate multiplier
 CAMERAS_PER_PROCESS = 250
-RELOAD_AFTER_S = 0.3  # the board's script reloads this long after the last event (incidents.js, reloadSoon)
 _EVENT_HEADER = b"\nevent: event\n"
 
 
@@ -112,7 +111,7 @@ def run(url: str, data_dir: Path, args) -> dict:
             "mqtt": {"url": url},
             "ingest": {"accept_unregistered": True},  # the simulated cameras are not registered
             "site": {"language": "ru"},
-            "http": {"threads": max(64, args.pages + 16)},  # one per open live stream, plus requests
+            "http": {"streams": max(100, args.pages)},  # a thread per open live stream, beside the requests'
         }
     )
     central = Central(config=config, data_dir=data_dir)
@@ -359,7 +358,7 @@ def _http_pages(base: str, token: str, count: int, stop, results) -> None:
 
 def _http_page(base: str, token: str, stop, outcome: dict, lock: threading.Lock) -> None:
     """One page: its live stream held open (reopened 3 s after it fails, as EventSource does), the board read
-    when the stream opens and 300 ms after the last event. A refused or dropped stream is an error."""
+    when the stream opens. A refused or dropped stream is an error."""
     host, port = base.removeprefix("http://").split(":")
     headers = {"Authorization": f"Bearer {token}"}
     api = http.client.HTTPConnection(host, int(port), timeout=30)
@@ -386,7 +385,8 @@ def _http_page(base: str, token: str, stop, outcome: dict, lock: threading.Lock)
         try:
             stream = socket.create_connection((host, int(port)), timeout=10)
             stream.sendall(
-                f"GET /api/v1/stream HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+                f"GET /api/v1/stream?with=incidents HTTP/1.1\r\nHost: {host}\r\n"
+                f"Authorization: Bearer {token}\r\n\r\n".encode()
             )
             head = stream.recv(1 << 16)
         except OSError:
@@ -398,7 +398,7 @@ def _http_page(base: str, token: str, stop, outcome: dict, lock: threading.Lock)
             stop.wait(3)
             continue
         read_board()  # the board reads itself when its stream opens
-        sent, open_at_end = _follow(stream, head, stop, read_board)
+        sent, open_at_end = _follow(stream, head, stop)
         events += sent
         stream.close()
         if not open_at_end:
@@ -411,29 +411,22 @@ def _http_page(base: str, token: str, stop, outcome: dict, lock: threading.Lock)
         outcome["events_per_page"].append(events)
 
 
-def _follow(stream: socket.socket, head: bytes, stop, read_board) -> tuple[int, bool]:
-    """Count the events a stream sends until the run ends, reading the board 300 ms after the last one (each
-    event puts the read off again, as the board's script does); (events, whether it was still open)."""
-    events, reload_at, tail = 0, None, head[-(len(_EVENT_HEADER) - 1) :]
+def _follow(stream: socket.socket, head: bytes, stop) -> tuple[int, bool]:
+    """Count the events a stream sends until the run ends; (events, whether it was still open)."""
+    events, tail = 0, head[-(len(_EVENT_HEADER) - 1) :]
+    stream.settimeout(0.5)
     while not stop.is_set():
-        stream.settimeout(0.5 if reload_at is None else max(0.001, reload_at - time.monotonic()))
         try:
             data = stream.recv(1 << 16)
         except TimeoutError:
-            if reload_at is not None and time.monotonic() >= reload_at:
-                reload_at = None
-                read_board()
             continue
         except OSError:
             return events, False
         if not data:
             return events, False
         chunk = tail + data
-        arrived = chunk.count(_EVENT_HEADER)
+        events += chunk.count(_EVENT_HEADER)
         tail = chunk[-(len(_EVENT_HEADER) - 1) :]  # a header cut in two by the read, never a whole one
-        if arrived:
-            events += arrived
-            reload_at = time.monotonic() + RELOAD_AFTER_S
     return events, True
 
 

@@ -70,7 +70,13 @@ class TriageSection(Section):
 class HttpSection(Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
-    threads: Annotated[int, Field(ge=1, le=2000)] = 64  # one per open live stream (SSE) plus requests
+    # Threads answering requests; each open live stream (SSE) holds a thread of its own besides, up to
+    # ``streams`` of them (one per open page; a stream beyond is refused and the page tries again).
+    threads: Annotated[int, Field(ge=1, le=2000)] = 16
+    streams: Annotated[int, Field(ge=1, le=5000)] = 100
+    # Connections open at once: an open page holds its stream's and one or more for its requests (a browser up
+    # to six). Beyond this central stops accepting, and every page waits (waitress's own default was 100).
+    connections: Annotated[int, Field(ge=10, le=20_000)] = 1000
     # A file holding the session-signing secret; created with a random secret on first start.
     secret_key_file: Path = Path("secret.key")
     secure_cookies: bool = False  # set true behind HTTPS

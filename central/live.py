@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +20,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Update:
     seq: int
-    channel: str  # "event", "device", "unit", "dispatch", "dead_letter"
+    channel: str  # "event", "device", "unit", "dispatch", "dead_letter", "incidents", ...
     data: dict
+    # What one stream made of it that every other stream would make the same (stream.py: the message sent).
+    shared: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 class Subscription:
@@ -53,10 +55,22 @@ class LiveHub:
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
         self._relays: list[Callable[[str, dict], None]] = []
+        self._listeners: list[Callable[[Update], None]] = []
 
     def relay_to(self, relay: Callable[[str, dict], None]) -> None:
         """Also hand every update published here to ``relay`` (which must not block)."""
         self._relays.append(relay)
+
+    def listen(self, listener: Callable[[Update], None]) -> None:
+        """Also call ``listener`` with every update delivered here, on the delivering thread (so it must only
+        take note and return: the triage board's cache, ``central.web.board``)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def unlisten(self, listener: Callable[[Update], None]) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
     def subscribe(self) -> Subscription:
         subscription = Subscription(self, self._maxsize)
@@ -81,7 +95,7 @@ class LiveHub:
         """An update to this process's pages only (one another process relayed here)."""
         update = Update(next(self._seq), channel, data)
         with self._lock:
-            subscriptions = list(self._subscriptions)
+            subscriptions, listeners = list(self._subscriptions), list(self._listeners)
         for subscription in subscriptions:
             while True:
                 try:
@@ -93,13 +107,19 @@ class LiveHub:
                         subscription.dropped += 1
                     except queue.Empty:
                         pass
+        for listener in listeners:
+            try:
+                listener(update)
+            except Exception:
+                log.exception("live: a listener failed on a %s update", channel)
 
     @property
     def watched(self) -> bool:
-        """Whether an update published here reaches anyone: a page of this process or, through a relay,
-        another process's."""
+        """Whether an update published here reaches anyone (a page's stream, a listener such as the triage
+        board's cache, or through a relay another process's pages): if not, a publisher may skip reading back
+        what it would publish."""
         with self._lock:
-            return bool(self._subscriptions or self._relays)
+            return bool(self._subscriptions or self._listeners or self._relays)
 
     @property
     def subscribers(self) -> int:

@@ -120,8 +120,16 @@ def open_incidents(
         _add(current, row)
     if "status" in filters:
         incidents = [i for i in incidents if i.status == filters["status"]]
-    # Most severe first; among equals, who has waited longest (an answered incident after the waiting ones).
-    incidents.sort(key=lambda i: (-i.severity_rank, i.waiting_since is None, i.waiting_since or i.first_at))
+    # Most severe first; among equals, who has waited longest (an answered incident after the waiting ones);
+    # the id last, as the board's page orders what it is pushed (incidents.js).
+    incidents.sort(
+        key=lambda i: (
+            -i.severity_rank,
+            i.waiting_since is None,
+            i.waiting_since or i.first_at,
+            i.incident_id,
+        )
+    )
     return incidents
 
 

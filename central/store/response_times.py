@@ -104,7 +104,14 @@ def per_shift(db, recent: list[shifts.Shift]) -> list:
 
 def per_unit(db, since: str, until: str) -> dict[str, dict]:
     """{unit: summary} over the dispatches sent for events that arrived in [since, until), busiest first."""
-    summary = summarise(
-        portable.rows(db, _PER_DISPATCH.format(seconds=_seconds(db)), [since, until]), lambda row: row["unit"]
-    )
+    return by_unit(dispatch_rows(db, since, until))
+
+
+def dispatch_rows(db, since: str, until: str) -> list[dict]:
+    """Each dispatch sent for an event that arrived in [since, until): its unit and measures."""
+    return list(portable.rows(db, _PER_DISPATCH.format(seconds=_seconds(db)), [since, until]))
+
+
+def by_unit(rows: Iterable[dict]) -> dict[str, dict]:
+    summary = summarise(rows, lambda row: row["unit"])
     return dict(sorted(summary.items(), key=lambda item: (-item[1]["count"], item[0])))

@@ -90,6 +90,9 @@ def create_app(
         MAX_CONTENT_LENGTH=1 << 20,
         SSE_HEARTBEAT_S=15.0,
         SSE_RECHECK_S=5.0,  # how often an open live stream re-reads its account (disabled: stream ends)
+        # What reaches a live stream this soon after an update goes out with it, in one write: under a city's
+        # events each stream thread wakes a few times a second, not once per update (bench/page.py).
+        SSE_BATCH_S=0.2,
     )
     app.extensions[KEY] = services
     auth.csrf.init_app(app)

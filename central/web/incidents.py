@@ -2,7 +2,9 @@
 acknowledge and close, and each operator's interruption settings (sound, desktop notifications).
 
 ``GET /api/v1/incidents`` lists them (filters: severity, type, device, zone, status; a time range ``since`` /
-``until`` searches closed ones too); ``POST /api/v1/incidents/ack`` and ``/close`` act on a list of event ids
+``until`` searches closed ones too): the open ones from the board kept current per change
+(``central.web.board``), which also pushes every change to the open boards; a severity filter (which folds
+only that severity's events) or a time range reads the store; ``POST /api/v1/incidents/ack`` and ``/close`` act on a list of event ids
 through the one door, each event on its own: what cannot be done (already acknowledged, closed) is reported
 back, not fatal to the rest.
 """
@@ -91,10 +93,21 @@ def page():
 @require("events.view")
 def list_incidents():
     since, until = _time("since"), _time("until")
+    filters = {key: request.args.get(key, "") for key in incidents.FILTERS}
+    window_s = central().config.triage.window_s
+    if not (since or until or filters["severity"]):
+        found, version = services().board.listing(filters)
+        return jsonify(
+            incidents=found[:MAX_LISTED],
+            total=len(found),
+            window_s=window_s,
+            version=version,
+            limit=MAX_LISTED,
+        )
     found = incidents.open_incidents(
         central().db(),
         central().config.triage.window_s,
-        filters={key: request.args.get(key, "") for key in incidents.FILTERS},
+        filters=filters,
         since=since,
         until=until,
         include_closed=bool(since or until),
@@ -102,7 +115,8 @@ def list_incidents():
     return jsonify(
         incidents=[incident.as_json() for incident in found[:MAX_LISTED]],
         total=len(found),
-        window_s=central().config.triage.window_s,
+        window_s=window_s,
+        limit=MAX_LISTED,
     )
 
 

@@ -38,7 +38,9 @@ class WebServer:
             self.app,
             host=host or http.host,
             port=http.port if port is None else port,
-            threads=http.threads,
+            threads=http.threads + http.streams,  # a stream never takes a request's thread (stream.py)
+            connection_limit=http.connections,
+            asyncore_use_poll=True,  # select() takes no descriptor above 1023
             ident="kuzet",
             channel_timeout=3600,  # live streams stay open all shift; keep-alives travel every 15 s
         )
@@ -49,6 +51,7 @@ class WebServer:
         return f"http://{self._server.effective_host}:{self._server.effective_port}"
 
     def start(self) -> WebServer:
+        self.app.extensions[KEY].board.start()  # pushes each change of the open incidents to the boards
         self._thread.start()
         log.info("web page on %s", self.url)
         return self
@@ -58,6 +61,7 @@ class WebServer:
         # is left writing to a closed server.
         services: Services = self.app.extensions[KEY]
         services.closing.set()
+        services.board.stop()
         hub = services.central.hub
         deadline = time.monotonic() + self.app.config["SSE_HEARTBEAT_S"] + 1
         while hub.subscribers and time.monotonic() < deadline:

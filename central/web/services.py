@@ -14,6 +14,8 @@ from kuzet.central.auth.ratelimit import LoginLimiter
 from kuzet.central.context import Central
 from kuzet.central.operations import Operations
 from kuzet.central.store.media import MediaStore
+from kuzet.central.store.response_cache import EndedShifts
+from kuzet.central.web.board import IncidentBoard
 
 if TYPE_CHECKING:
     from kuzet.central.ingest.service import IngestService
@@ -32,6 +34,14 @@ class Services:
     closing: threading.Event = field(default_factory=threading.Event)  # set on shutdown: live streams end
     metrics: CollectorRegistry | None = None  # this app's Prometheus registry (central.web.health)
     worker: WorkerState | None = None  # this process's role, for /healthz and /metrics (central.roles)
+    board: IncidentBoard = field(init=False)  # the open incidents, kept current per change
+    response_times: EndedShifts = field(default_factory=EndedShifts)  # the ended shifts' figures, kept
+    # Live streams open at once: each holds a server thread of its own, beside ``http.threads`` for requests.
+    streams: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.board = IncidentBoard(self.central)
+        self.streams = threading.BoundedSemaphore(self.central.config.http.streams)
 
     @classmethod
     def for_central(cls, central: Central, routing=None, ingest=None, worker=None) -> Services:

@@ -10,9 +10,10 @@ from flask import Blueprint, Response, abort, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 
-from kuzet.central.store import queries, response_times, shifts
+from kuzet.central.store import queries, shifts
 from kuzet.central.web import charts, i18n
 from kuzet.central.web.auth import require
+from kuzet.central.web.services import services
 from kuzet.central.web.views import central
 from kuzet.shared import timeutil
 
@@ -76,12 +77,9 @@ def _response_times() -> dict:
     """Response times of the last ``RESPONSE_SHIFTS`` shifts: per shift, and per unit over all of them."""
     config = central().config.site
     recent = shifts.recent(timeutil.utc_now(), config.shifts, i18n.site_zone(), RESPONSE_SHIFTS)
-    db = central().db()
-    return {
-        "by_shift": response_times.per_shift(db, recent),
-        "by_unit": response_times.per_unit(db, recent[-1].start_wire, recent[0].end_wire),
-        "since_shift": recent[-1],
-    }
+    # The ended shifts' figures are kept between loads (central.store.response_cache).
+    by_shift, by_unit = services().response_times.figures(central().db(), recent)
+    return {"by_shift": by_shift, "by_unit": by_unit, "since_shift": recent[-1]}
 
 
 def duration(seconds: float | None) -> str:

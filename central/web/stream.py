@@ -1,8 +1,11 @@
 """The live streams (server-sent events) that keep every open page current without reloads.
 
-Each open page holds one subscription to ``central.hub``. An update is passed on only to users allowed to see
-its channel; events are re-read from the database so that every page gets the same full row, whatever the
-publisher put in the update. A stream stays open all shift, so the account behind it is re-read every
+Each open page holds one subscription to ``central.hub`` and one server thread of its own (``[http] streams``
+of them at most, beside the request threads: a page beyond is refused for now and its browser tries again).
+An update is passed on only to users allowed to see its channel; events are re-read from the database so that
+every page gets the same full row, whatever the publisher put in the update; that message is made once, by
+the first stream to send it, and shared by the others. The triage board asks for its incidents besides
+(``?with=incidents``: ``central.web.board``'s pushes). A stream stays open all shift, so the account behind it is re-read every
 ``SSE_RECHECK_S``: a logged-out session, a disabled account (or revoked token) loses its stream, a changed
 role its channels.
 """
@@ -13,7 +16,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 
-from flask import Blueprint, Response, current_app, g, request, session
+from flask import Blueprint, Response, current_app, g, jsonify, request, session
 from flask_babel import force_locale, get_locale
 from pydantic_core import to_json
 
@@ -22,6 +25,7 @@ from kuzet.central.live import Update
 from kuzet.central.store import queries
 from kuzet.central.web import i18n
 from kuzet.central.web.auth import current_user, require
+from kuzet.central.web.params import refuse
 from kuzet.central.web.services import services
 from kuzet.central.web.views import central
 
@@ -36,9 +40,12 @@ CHANNEL_PERMISSION = {
     "alert": "events.view",  # routing's alerts: no patrol free, a dispatch escalated
     "command": "devices.view",  # commands to devices and their results
     "live": "events.media",  # live video frames: only on a viewer's own stream (live.py), never on the page's
+    "incidents": "events.view",  # the triage board's changed incidents (central.web.board)
 }
-ON_REQUEST_ONLY = {"live"}  # a channel too heavy for every open page: a viewer asks for it
+ON_REQUEST_ONLY = {"live", "incidents"}  # too heavy for every open page: a viewer asks for it
+ASKED_BY_PAGES = {"incidents"}  # what a page's stream carries when the page asks (?with=...)
 MAX_UPDATES_PER_WRITE = 500
+IN_READERS_WORDS = {"alert", "device"}  # said in each reader's language: never shared between streams
 
 
 def _in_words(app, locale: str) -> Callable[[str, dict], dict]:
@@ -96,9 +103,13 @@ def sse(
 ) -> Response:
     """A server-sent-event response carrying hub updates on ``channels_for(user)`` that ``accept`` lets
     through; ``on_end(why)`` runs on the streaming thread when it ends, however it ends."""
+    slots = services().streams
+    if not slots.acquire(blocking=False):
+        return refuse_busy()
     the_central = central()
     heartbeat = current_app.config["SSE_HEARTBEAT_S"]
     recheck = current_app.config["SSE_RECHECK_S"]
+    batch_s = current_app.config["SSE_BATCH_S"]
     closing = services().closing
     account = _account_check()
     channels = channels_for(current_user())
@@ -131,8 +142,10 @@ def sse(
                             quiet_since = now
                             yield ": keep-alive\n\n"  # also finds out, by failing, that the page has gone
                         continue
-                    # What queued up meanwhile goes out in the same write: in a burst of thousands of events
-                    # a second, one write per update would cost more than the updates themselves.
+                    # What arrives within SSE_BATCH_S goes out in the same write: at thousands of events a
+                    # second, or tens to each of many pages, one write (and one wake-up) per update would cost
+                    # more than the updates themselves.
+                    closing.wait(batch_s)
                     batch = [update]
                     while len(batch) < MAX_UPDATES_PER_WRITE and (more := subscription.get(0)) is not None:
                         batch.append(more)
@@ -140,11 +153,13 @@ def sse(
                     for update in batch:
                         if update.channel not in channels or not accept(update):
                             continue
-                        data = _shape(db, update.channel, update.data, in_words)
-                        if data is None:
-                            continue
-                        payload = to_json(data, fallback=str).decode()  # json.dumps, at three times the speed
-                        out.append(f"id: {update.seq}\nevent: {update.channel}\ndata: {payload}\n\n")
+                        message = update.shared.get("message")
+                        if message is None:
+                            message = _message(db, update, in_words)
+                            if update.channel not in IN_READERS_WORDS:
+                                update.shared["message"] = message
+                        if message:
+                            out.append(message)
                     if out:
                         quiet_since = now
                         yield "".join(out)
@@ -153,11 +168,30 @@ def sse(
             if on_end is not None:
                 on_end(why)
 
-    return Response(
+    response = Response(
         generate(),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+    response.call_on_close(slots.release)  # however the stream ends, once
+    return response
+
+
+def refuse_busy() -> Response:
+    """Every stream's thread is taken: 503, and the browser's EventSource tries again (``retry``)."""
+    response = jsonify(error=f"{central().config.http.streams} live streams are open already; try again")
+    response.status_code = 503
+    response.headers["Retry-After"] = "3"
+    return response
+
+
+def _message(db, update: Update, in_words: Callable[[str, dict], dict]) -> str:
+    """The update as the stream sends it ("" for an event no longer there)."""
+    data = _shape(db, update.channel, update.data, in_words)
+    if data is None:
+        return ""
+    payload = to_json(data, fallback=str).decode()  # json.dumps, at three times the speed
+    return f"id: {update.seq}\nevent: {update.channel}\ndata: {payload}\n\n"
 
 
 def page_channels(user: users.User) -> set[str]:
@@ -171,4 +205,13 @@ def page_channels(user: users.User) -> set[str]:
 @blueprint.get("/api/v1/stream")
 @require(None)
 def live():
-    return sse(page_channels)
+    asked = set(request.args.getlist("with"))
+    if asked - ASKED_BY_PAGES:
+        refuse(
+            f"with: one of {', '.join(sorted(ASKED_BY_PAGES))}, not {', '.join(sorted(asked - ASKED_BY_PAGES))}"
+        )
+
+    def channels(user: users.User) -> set[str]:
+        return page_channels(user) | {name for name in asked if user.can(CHANNEL_PERMISSION[name])}
+
+    return sse(channels)

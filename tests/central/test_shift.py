@@ -164,3 +164,64 @@ def test_shift_page_and_response_times_in_kazakh(tmp_path):
     assert "Ауысымды тапсыру" in page
     stats = client.get("/stats").get_data(as_text=True)
     assert "Ауысымдар бойынша әрекет ету уақыты" in stats and "Қабылдауға дейін" in stats
+
+
+def test_ended_shifts_are_kept_and_computed_again_only_when_answered_later(tmp_path, monkeypatch):
+    from kuzet.central.store import response_cache
+
+    central = make_central(tmp_path)
+    db = central.db()
+    now = timeutil.utc_now()
+    recent = shifts.recent(now, ["08:00", "20:00"], ALMATY, 4)
+    base = recent[2].start.astimezone(UTC) + timedelta(minutes=1)  # two shifts ago: ended
+    late = respond(central, base, ack_s=None, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=None)
+    respond(central, base, ack_s=30, sent_s=60, unit_ack_s=90, on_scene_s=600, close_s=1200, unit="p-1")
+    respond(
+        central,
+        recent[0].start.astimezone(UTC),
+        ack_s=5,
+        sent_s=None,
+        unit_ack_s=None,
+        on_scene_s=None,
+        close_s=None,
+    )
+    kept = response_cache.EndedShifts()
+    computed = []
+    real = response_times.per_shift
+    monkeypatch.setattr(
+        response_times,
+        "per_shift",
+        lambda db, shifts: computed.extend(s.key for s in shifts) or real(db, shifts),
+    )
+
+    def fresh():
+        return real(db, recent), response_times.per_unit(db, recent[-1].start_wire, recent[0].end_wire)
+
+    assert kept.figures(db, recent) == fresh()
+    assert sorted(computed) == sorted(s.key for s in recent)
+    computed.clear()
+    assert kept.figures(db, recent) == fresh()
+    assert computed == [recent[0].key]  # the running shift alone
+
+    # Answered in this shift, the event of two shifts ago: that shift is computed again, the others are not.
+    audit.append(db, "operator", "event.acknowledge", f"event:{late['event_id']}", {})
+    computed.clear()
+    by_shift, _ = kept.figures(db, recent)
+    assert (by_shift, _) == fresh() and by_shift[2][1]["to_acknowledge"]["n"] == 2
+    assert sorted(computed) == sorted([recent[0].key, recent[2].key])
+
+    # A patrol's arrival logged now for a dispatch of that shift: computed again, the unit's figures too.
+    [dispatch] = list(db["dispatches"].rows)
+    db["dispatch_log"].insert(
+        {"dispatch_id": dispatch["dispatch_id"], "state": "resolved", "at": timeutil.now_wire()}
+    )
+    db.conn.commit()
+    computed.clear()
+    assert kept.figures(db, recent) == fresh() and recent[2].key in computed
+
+    # Events removed (retention) or added behind the logs' back: the count differs, computed again.
+    db.execute("DELETE FROM events WHERE event_id = ?", [late["event_id"]])
+    db.conn.commit()
+    computed.clear()
+    by_shift, _ = kept.figures(db, recent)
+    assert (by_shift, _) == fresh() and by_shift[2][1]["count"] == 1 and recent[2].key in computed

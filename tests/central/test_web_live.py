@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 
 import pytest
 from support.web import Camera, token_for
@@ -20,10 +21,10 @@ def camera(mosquitto):
 
 
 class Stream:
-    def __init__(self, url: str, token: str):
+    def __init__(self, url: str, token: str, path: str = "/api/v1/stream"):
         host, port = url.removeprefix("http://").split(":")
         self.connection = http.client.HTTPConnection(host, int(port), timeout=10)
-        self.connection.request("GET", "/api/v1/stream", headers={"Authorization": f"Bearer {token}"})
+        self.connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
         self.response = self.connection.getresponse()
         assert self.response.status == 200
         assert self.response.headers["Content-Type"].startswith("text/event-stream")
@@ -47,6 +48,7 @@ class Stream:
                 return data
 
     def close(self) -> None:
+        self.response.close()  # the socket itself: the connection alone leaves it open under the response
         self.connection.close()
 
 
@@ -116,3 +118,83 @@ def test_a_stream_ends_when_its_account_is_disabled_or_token_revoked(live, camer
     finally:
         for stream in streams.values():
             stream.close()
+
+
+def test_the_board_asks_for_its_incidents_and_gets_each_change_folded(live, camera):
+    token = token_for(live.central, "operator")
+    board, other = Stream(live.web.url, token, "/api/v1/stream?with=incidents"), Stream(live.web.url, token)
+    try:
+        read = _get(live.web.url, token, "/api/v1/incidents")  # the board reads itself, then is pushed to
+        assert read["total"] == 0 and "version" in read
+        first, refire = ids.new_id(), ids.new_id()
+        camera.event(first)
+        camera.event(refire)
+        pushed = board.next("incidents")
+        while refire not in pushed["groups"][0]["incidents"][0]["event_ids"]:  # one push or two
+            pushed = board.next("incidents")
+        [group] = pushed["groups"]
+        assert (group["device"], group["zone"], group["event_type"]) == ("cam-01", "platform", "loitering")
+        [incident] = group["incidents"]
+        assert incident["event_ids"] == [first, refire] and pushed["total"] == 1
+        assert pushed["version"] > read["version"]
+        assert _get(live.web.url, token, "/api/v1/incidents")["incidents"] == [incident]
+        # A page that did not ask gets the events, not the board's pushes.
+        channels = {other.next_message()[0] for _ in range(4)}
+        assert "incidents" not in channels and "event" in channels
+    finally:
+        board.close()
+        other.close()
+
+
+def test_a_stream_asking_for_an_unknown_channel_is_refused(live):
+    host, port = live.web.url.removeprefix("http://").split(":")
+    client = http.client.HTTPConnection(host, int(port), timeout=10)
+    token = token_for(live.central, "operator")
+    client.request("GET", "/api/v1/stream?with=live", headers={"Authorization": f"Bearer {token}"})
+    response = client.getresponse()
+    assert response.status == 400 and "incidents" in json.loads(response.read())["error"]
+    client.close()
+
+
+def test_streams_beyond_their_threads_are_refused_until_one_ends(tmp_path, mosquitto):
+    from support.web import LiveCentral
+
+    running = LiveCentral(tmp_path, mosquitto.url, http={"streams": 2})
+    try:
+        token = token_for(running.central, "operator")
+        first, second = Stream(running.web.url, token), Stream(running.web.url, token)
+        host, port = running.web.url.removeprefix("http://").split(":")
+        client = http.client.HTTPConnection(host, int(port), timeout=10)
+        client.request("GET", "/api/v1/stream", headers={"Authorization": f"Bearer {token}"})
+        refused = client.getresponse()
+        assert refused.status == 503 and refused.headers["Retry-After"] == "3"
+        refused.read()
+        # Requests still have threads of their own while every stream's is taken.
+        assert _get(running.web.url, token, "/api/v1/incidents")["total"] == 0
+        first.close()
+        # Central notices the page has gone at its next keep-alive, and the slot is free again.
+        third = None
+        for _ in range(50):
+            client.request("GET", "/api/v1/stream", headers={"Authorization": f"Bearer {token}"})
+            response = client.getresponse()
+            if response.status == 200:
+                third = response
+                break
+            response.read()
+            time.sleep(0.1)
+        assert third is not None and third.readline().startswith(b"retry:")
+        second.close()
+        client.close()
+    finally:
+        running.stop()
+
+
+def _get(url: str, token: str, path: str) -> dict:
+    host, port = url.removeprefix("http://").split(":")
+    client = http.client.HTTPConnection(host, int(port), timeout=10)
+    client.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+    response = client.getresponse()
+    assert response.status == 200
+    body = json.loads(response.read())
+    client.close()
+    return body

@@ -37,9 +37,12 @@ const Kuzet = (() => {
     indicator.querySelector(".label").textContent = on ? T("live") : T("reconnecting…");
   }
 
+  // What a page's stream carries only when the page asks for it: the triage board's incidents.
+  const ASKED = ["incidents"];
   function connect() {
     if (source) return;
-    source = new EventSource("/api/v1/stream");
+    const asked = ASKED.filter((channel) => handlers[channel]).map((channel) => "with=" + channel);
+    source = new EventSource("/api/v1/stream" + (asked.length ? "?" + asked.join("&") : ""));
     source.onopen = () => { setLive(true); (handlers.open || []).forEach((fn) => fn()); };
     source.onerror = () => setLive(false);  // EventSource reconnects by itself
     // Central ends the stream of an account disabled (or a token revoked) since the page opened.
@@ -49,7 +52,7 @@ const Kuzet = (() => {
       if (indicator) { indicator.classList.remove("on"); indicator.querySelector(".label").textContent = T("signed out"); }
       window.location = "/login";
     });
-    for (const channel of ["event", "device", "unit", "dispatch", "dead_letter", "alert", "command"]) {
+    for (const channel of ["event", "device", "unit", "dispatch", "dead_letter", "alert", "command", ...ASKED]) {
       source.addEventListener(channel, (message) => {
         const data = JSON.parse(message.data);
         (handlers[channel] || []).forEach((fn) => fn(data));
@@ -57,7 +60,9 @@ const Kuzet = (() => {
     }
   }
 
-  function on(channel, fn) { (handlers[channel] = handlers[channel] || []).push(fn); connect(); }
+  // Connects once the page's script has said what it listens to (a microtask later), so that the stream asks
+  // for every channel the page wants.
+  function on(channel, fn) { (handlers[channel] = handlers[channel] || []).push(fn); queueMicrotask(connect); }
   // Leaving the page closes its stream at once: a stream left to the browser lingers for a minute after the page
   // has gone, and a browser opens only six connections to central, so the sixth page in a row would wait.
   window.addEventListener("pagehide", () => { if (source) { source.close(); source = null; } });

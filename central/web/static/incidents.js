@@ -1,5 +1,7 @@
 /* The triage board: incidents (events folded by camera, zone and type) from /api/v1/incidents, most urgent
-   first, redrawn when events arrive; waiting timers tick here. Only critical and high incidents interrupt (a
+   first; central pushes each change of them on the live stream ("incidents": the changed groups whole,
+   central.web.board), merged here, and the list is read again only when the stream (re)connects or a filter
+   is set (a filtered board reads again after each change). Waiting timers tick here. Only critical and high incidents interrupt (a
    sound, a desktop notification), each switchable per account. Keyboard: j/k, Enter, x, a, d, c, ?. */
 "use strict";
 (() => {
@@ -8,6 +10,9 @@
   const form = document.getElementById("board-filters");
   const help = document.getElementById("help");
   let incidents = [];
+  let total = 0, limit = Infinity, version = -1;  // as last read or pushed; version orders reads and pushes
+  let reading = 0;  // reads in flight: pushes meanwhile wait for the read (early)
+  const early = [];
   let cursor = null;  // incident_id under the keyboard cursor
   const selected = new Set();  // incident ids
   const seenEvents = new Set();  // event ids already on the board (an interruption is for a new one only)
@@ -28,31 +33,50 @@
   }
 
   function rowHtml(i) {
-    const thumb = config.media && i.snapshot_sha256
-      ? `<img class="thumb" loading="lazy" alt="${Kuzet.esc(T("snapshot of the event"))}" src="/media/${Kuzet.esc(i.snapshot_sha256)}">` : "";
     const times = i.count > 1 ? `${Kuzet.time(i.first_at)}<br>${Kuzet.time(i.last_at)}` : Kuzet.time(i.first_at);
     return `<td>${config.canAct ? `<input type="checkbox" class="pick" ${selected.has(i.incident_id) ? "checked" : ""}>` : ""}</td>
       <td><span class="sev sev-${Kuzet.esc(i.severity)}">${Kuzet.esc(Kuzet.word("severity", i.severity))}</span></td>
-      <td>${thumb}</td>
+      <td class="thumb-cell"></td>
       <td><a href="/events/${encodeURIComponent(i.latest_event_id)}"><b>${Kuzet.esc(Kuzet.word("type", i.event_type))}</b></a>
         <span class="count" title="${Kuzet.esc(T("events in this incident"))}">×${i.count}</span><br><span class="muted">${Kuzet.esc(Kuzet.objectName(i.label))}</span></td>
       <td>${Kuzet.esc(i.camera_name || i.device)}<br><span class="muted">${Kuzet.esc(i.zone || "")}</span></td>
       <td class="mono">${times}</td>
-      <td class="mono waiting" data-since="${Kuzet.esc(i.waiting_since || "")}">${waited(i.waiting_since)}</td>
+      <td class="mono waiting" data-since="${Kuzet.esc(i.waiting_since || "")}"></td>
       <td><span class="status status-${Kuzet.esc(i.status)}">${Kuzet.esc(Kuzet.word("status", i.status))}</span></td>`;
   }
 
+  // Rows are kept between redraws and rewritten only when what they show changed (the timers tick apart), and a
+  // thumbnail is kept while its snapshot is the same: media is fetched (and each view audited) anew for every
+  // new image, and a board is pushed to many times a second.
+  const drawn = new Map();  // incident_id -> {tr, html, src, img}
+  function thumbnail(row, sha256, rewritten) {
+    const src = config.media && sha256 ? "/media/" + encodeURIComponent(sha256) : "";
+    if (row.src !== src) {
+      row.src = src;
+      row.img = src ? Object.assign(document.createElement("img"), { className: "thumb", loading: "lazy", alt: T("snapshot of the event"), src }) : null;
+    } else if (!rewritten) return;
+    row.tr.querySelector(".thumb-cell").replaceChildren(...(row.img ? [row.img] : []));
+  }
   function render() {
-    body.innerHTML = "";
+    let next = body.firstChild;
     for (const i of incidents) {
-      const tr = document.createElement("tr");
-      tr.id = "inc-" + i.incident_id;
-      tr.dataset.id = i.incident_id;
-      tr.className = `sevrow-${i.severity}${i.incident_id === cursor ? " cursor" : ""}`;
-      tr.innerHTML = rowHtml(i);
-      body.appendChild(tr);
+      let row = drawn.get(i.incident_id);
+      if (!row) {
+        row = { tr: document.createElement("tr"), html: "" };
+        row.tr.id = "inc-" + i.incident_id;
+        row.tr.dataset.id = i.incident_id;
+        drawn.set(i.incident_id, row);
+      }
+      const html = rowHtml(i);
+      const rewritten = row.html !== html;
+      if (rewritten) { row.tr.innerHTML = html; row.html = html; }
+      thumbnail(row, i.snapshot_sha256, rewritten);
+      row.tr.className = `sevrow-${i.severity}${i.incident_id === cursor ? " cursor" : ""}`;
+      if (row.tr === next) next = next.nextSibling; else body.insertBefore(row.tr, next);
     }
+    while (next) { const gone = next; next = next.nextSibling; drawn.delete(gone.dataset.id); gone.remove(); }
     document.getElementById("board-empty").hidden = incidents.length > 0;
+    document.getElementById("board-total").textContent = T("incidents: %(n)s", { n: total });
     tick();
     showSelection();
   }
@@ -66,21 +90,65 @@
   }
   setInterval(tick, 1000);
 
-  async function load() {
-    const data = await Kuzet.api("GET", "/api/v1/incidents?" + query());
-    incidents = data.incidents;
+  function forget() {  // the selection and cursor on incidents no longer listed
     const ids = new Set(incidents.map((i) => i.incident_id));
     for (const id of [...selected]) if (!ids.has(id)) selected.delete(id);
     if (cursor && !ids.has(cursor)) cursor = null;
+  }
+
+  async function load() {
+    reading += 1;
+    let data;
+    try { data = await Kuzet.api("GET", "/api/v1/incidents?" + query()); } finally { reading -= 1; }
+    incidents = data.incidents;
+    total = data.total;
+    limit = data.limit || Infinity;
+    version = data.version ?? -1;  // none: a filtered read from the store, which pushes do not update
     for (const i of incidents) i.event_ids.forEach((id) => seenEvents.add(id));
-    document.getElementById("board-total").textContent = T("incidents: %(n)s", { n: data.total });
+    const waiting = reading ? [] : early.splice(0);
+    if (data.version !== undefined) waiting.forEach(merge);
+    forget();
     render();
     loaded = true;
     body.dataset.loaded = "1";
   }
 
-  // One redraw within a second of an update, whatever keeps arriving: a wait reset by every update (as before)
-  // never ended under a city's steady stream of events, and the board stood still (bench/page.py).
+  // The same order as central's (central.web.board._order): most severe, then longest waiting, then the id.
+  const compare = (x, y) => (x < y ? -1 : x > y ? 1 : 0);
+  function order(a, b) {
+    return (b.severity_rank - a.severity_rank) || ((a.waiting_since === null) - (b.waiting_since === null))
+      || compare(a.waiting_since || a.first_at, b.waiting_since || b.first_at) || compare(a.incident_id, b.incident_id);
+  }
+  const groupOf = (i) => `${i.device}\u0000${i.zone || ""}\u0000${i.event_type}`;
+
+  // A push replaces its groups' incidents whole; an update older than the list read is left out.
+  function merge(update) {
+    if (update.version < version) return;
+    version = update.version;
+    const changed = new Set(update.groups.map(groupOf));
+    const merged = incidents.filter((i) => !changed.has(groupOf(i)));
+    for (const group of update.groups) merged.push(...group.incidents);
+    merged.sort(order);
+    total = update.total;
+    incidents = merged.slice(0, limit);
+    // The list held only the first `limit`: those after it that now belong on it are read.
+    if (incidents.length < Math.min(limit, total)) reloadSoon();
+  }
+
+  let drawing = null;
+  function drawSoon() {  // one redraw for the pushes of a moment
+    if (!drawing) drawing = setTimeout(() => { drawing = null; forget(); render(); }, 100);
+  }
+
+  function pushed(update) {
+    if (query()) { if (loaded) reloadSoon(); return; }  // a filtered board reads its filter again
+    if (reading || !loaded) { early.push(update); return; }
+    merge(update);
+    drawSoon();
+  }
+
+  // A filtered board reads again within a second of a change, whatever keeps arriving: a wait reset by every
+  // change never ended under a city's steady stream of events, and the board stood still (bench/page.py).
   let pending = null, lastLoad = 0;
   function reloadSoon() {
     if (pending) return;  // the redraw already coming shows this update too
@@ -124,9 +192,10 @@
     const fresh = !seenEvents.has(e.event_id);
     seenEvents.add(e.event_id);
     if (loaded && fresh && e.status === "new" && config.interrupting.includes(e.severity)) interrupt(e);
-    reloadSoon();
   });
-  Kuzet.on("open", () => { if (loaded) load(); });
+  Kuzet.on("incidents", pushed);
+  // Read again on every (re)connect, the first one too: what changed before the stream was open was not pushed.
+  Kuzet.on("open", load);
 
   // --- selection and bulk actions ---------------------------------------------------------------------------
   function showSelection() {
