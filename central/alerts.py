@@ -97,6 +97,14 @@ MESSAGES = {
         "Free space or fix the disk: ingest resumes by itself."
     ),
     "media_altered": N_("evidence %(kind)s %(sha256)s of %(owner)s: %(problem)s"),
+    # A badge's evidence chain, as shared/evidence.py FINDINGS finds it ("evidence_" + its code).
+    "evidence_altered": N_("its chain hash does not match its own fields (the record was altered)"),
+    "evidence_late_start": N_("the chain starts at index %(index)s: earlier segments are missing"),
+    "evidence_out_of_order": N_("index %(index)s follows %(previous)s: a segment is missing or out of order"),
+    "evidence_unlinked": N_("it does not link to the segment before it (a segment was replaced or removed)"),
+    "evidence_overlaps": N_("it starts before the previous segment ended"),
+    "evidence_recording_missing": N_("its recording is missing"),
+    "evidence_recording_edited": N_("its recording was edited (SHA-256 differs)"),
     # Parts of other alerts' words (parameters that are a Text).
     "device_revoked": N_("%(device)s was revoked"),
     "device_revoked_because": N_("%(device)s was revoked: %(reason)s"),
@@ -134,11 +142,11 @@ WORDS = {
 # Parameters shown as they are: names and ids, numbers, and what a person or the system wrote in its own words
 # (an officer's reason, the operating system's error).
 VERBATIM = frozenset(
-    {"unit", "device", "dispatch", "count", "seconds", "metres", "index", "sha256", "owner", "rows"}
-    | {"limit", "reason", "error", "celsius", "free_mb", "percent", "source_state"}
+    {"unit", "device", "dispatch", "count", "seconds", "metres", "index", "previous", "sha256", "owner"}
+    | {"rows", "limit", "reason", "error", "celsius", "free_mb", "percent", "source_state"}
 )
-# Parameters that are another alert's words (a Text), whose own parameters follow the same rules; "problem" may
-# also be a badge's evidence check in English (shared/evidence.py speaks no language of its own).
+# Parameters that are another alert's words (a Text), whose own parameters follow the same rules: "problem" is
+# a badge's evidence finding (``evidence_*``) or a media check.
 NESTED = frozenset({"why", "latest", "what", "held", "problem"})
 
 

@@ -581,11 +581,12 @@ class Dispatcher:
                 segment.device,
                 "evidence.chain_broken",
                 segment.segment_id,
-                {"problem": problem},
+                {"problem": str(problem)},
             )
+            found = say(f"evidence_{problem.code}", **problem.params)
             self._alert(
                 "critical",
-                say("evidence_chain_broken", device=segment.device, index=segment.index, problem=problem),
+                say("evidence_chain_broken", device=segment.device, index=segment.index, problem=found),
                 device=segment.device,
                 condition="evidence chain broken",
             )

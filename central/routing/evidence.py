@@ -45,7 +45,7 @@ class EvidenceLedger:
     def __init__(self) -> None:
         self._last: dict[str, EvidenceSegment] = {}  # badge -> its latest segment
 
-    def record(self, db, segment: EvidenceSegment) -> str | None:
+    def record(self, db, segment: EvidenceSegment) -> evidence.Finding | None:
         """Store the segment's record; return what is wrong with its link to the chain, or None."""
         previous = self._last.get(segment.device)
         if previous is None:
@@ -81,7 +81,7 @@ class EvidenceLedger:
             "dispatch_id": segment.dispatch_id,
             "received_at": timeutil.now_wire(),
             "chain_ok": int(problem is None),
-            "problem": problem,
+            "problem": str(problem) if problem else None,
         }
         portable.execute(db, _UPSERT_SEGMENT, list(row.values()))
         return problem
@@ -137,7 +137,9 @@ def expired_segments(db, device: str) -> dict[int, Expired]:
     return found
 
 
-def _link(segment, previous, expired: dict[int, Expired]) -> tuple[str | None, tuple[int, int] | None]:
+def _link(
+    segment, previous, expired: dict[int, Expired]
+) -> tuple[evidence.Finding | None, tuple[int, int] | None]:
     """What is wrong with ``segment`` following ``previous`` (the segment central holds before it; None at
     the start), and the span of indexes between them that retention removed, if that accounts for a gap."""
     expected = previous.index + 1 if previous is not None else 0
@@ -188,7 +190,7 @@ def _check_chain(
             expected = previous.index + 1 if previous is not None else 0
             # After segments retention removed, only the segment's own record can be at fault.
             kind = "gap" if span is None and segment.index != expected else "broken"
-            findings.append(_finding(segment, kind, what))
+            findings.append(_finding(segment, kind, str(what)))
         stored = files.get(segment.segment_id)
         digest = hash_of(stored) if stored is not None else None
         if digest is None:
