@@ -163,6 +163,22 @@ def alert_text(row: dict) -> str:
     return _alert_words(key, row.get("message_params") or {})
 
 
+def dispatch_note(entry: dict) -> str:
+    """A dispatch log note in the reader's language (its stored English for a row from before keys)."""
+    key = entry.get("detail_key")
+    if key not in alerts.MESSAGES:
+        return entry.get("detail") or ""
+    return _alert_words(key, entry.get("detail_params") or {})
+
+
+def with_notes(dispatches: list[dict]) -> list[dict]:
+    """The dispatches with each log entry's note said in the reader's language ("note"; "detail": English)."""
+    for dispatch in dispatches:
+        for entry in dispatch.get("log") or []:
+            entry["note"] = dispatch_note(entry)
+    return dispatches
+
+
 def _alert_words(key: str, params: dict) -> str:
     shown = {}
     for name, value in params.items():
