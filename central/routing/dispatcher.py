@@ -421,13 +421,10 @@ class Dispatcher:
         return self._move(row, trigger, actor, reason, reason=english(reason))
 
     def _log(self, row: dict, state: str, actor: str, note: Text | str = "") -> None:
-        at = timeutil.now_wire()
-        db = self.central.db()
+        at, detail = timeutil.now_wire(), english(note)
         self.repository.log_state(row["dispatch_id"], state, at, actor, note)
-        detail = english(note)
-        audit.append(
-            db, actor, f"dispatch.{state}", row["dispatch_id"], {"detail": detail, "unit": row["unit"]}
-        )
+        what = {"detail": detail, "unit": row["unit"]}
+        audit.append(self.central.db(), actor, f"dispatch.{state}", row["dispatch_id"], what)
         self._out.show("dispatch", {**row, "state": state, "updated_at": at, "by": actor, "detail": detail})
 
     def _device_warning(self, device: str, condition: str, text: alerts.Text, **refs) -> None:
