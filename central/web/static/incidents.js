@@ -35,7 +35,7 @@
       <td><span class="sev sev-${Kuzet.esc(i.severity)}">${Kuzet.esc(Kuzet.word("severity", i.severity))}</span></td>
       <td>${thumb}</td>
       <td><a href="/events/${encodeURIComponent(i.latest_event_id)}"><b>${Kuzet.esc(Kuzet.word("type", i.event_type))}</b></a>
-        <span class="count" title="${Kuzet.esc(T("events in this incident"))}">×${i.count}</span><br><span class="muted">${Kuzet.esc(Kuzet.objectName(i.label))}</span></td>
+        <span class="count" title="${Kuzet.esc(N("%(n)s event in this incident", "%(n)s events in this incident", i.count))}">×${i.count}</span><br><span class="muted">${Kuzet.esc(Kuzet.objectName(i.label))}</span></td>
       <td>${Kuzet.esc(i.camera_name || i.device)}<br><span class="muted">${Kuzet.esc(i.zone || "")}</span></td>
       <td class="mono">${times}</td>
       <td class="mono waiting" data-since="${Kuzet.esc(i.waiting_since || "")}">${waited(i.waiting_since)}</td>
@@ -73,7 +73,7 @@
     for (const id of [...selected]) if (!ids.has(id)) selected.delete(id);
     if (cursor && !ids.has(cursor)) cursor = null;
     for (const i of incidents) i.event_ids.forEach((id) => seenEvents.add(id));
-    document.getElementById("board-total").textContent = T("incidents: %(n)s", { n: data.total });
+    document.getElementById("board-total").textContent = N("%(n)s incident", "%(n)s incidents", data.total);
     render();
     loaded = true;
     body.dataset.loaded = "1";
