@@ -21,6 +21,12 @@ function N(one, many, n, values) {
   return fill(forms[category] || forms.other || (n === 1 ? one : many), { n, ...values });
 }
 
+// The header's height (its sections wrap on a narrow screen) for what sticks under it (app.css --header-h).
+{
+  const header = document.querySelector("header.top");
+  if (header) new ResizeObserver(() => document.documentElement.style.setProperty("--header-h", `${header.offsetHeight}px`)).observe(header);
+}
+
 const Kuzet = (() => {
   const locale = I18N.locale || "ru-RU";
   const timeZone = I18N.timeZone || "Asia/Almaty";
