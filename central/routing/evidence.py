@@ -190,13 +190,13 @@ def _check_chain(
             expected = previous.index + 1 if previous is not None else 0
             # After segments retention removed, only the segment's own record can be at fault.
             kind = "gap" if span is None and segment.index != expected else "broken"
-            findings.append(_finding(segment, kind, str(what)))
+            findings.append(_finding(segment, kind, what))
         stored = files.get(segment.segment_id)
         digest = hash_of(stored) if stored is not None else None
         if digest is None:
             findings.append(_finding(segment, "missing", why_missing(segment)))
         elif digest != segment.sha256:
-            findings.append(_finding(segment, "broken", "its recording was edited (SHA-256 differs)"))
+            findings.append(_finding(segment, "broken", evidence.Finding("recording_edited")))
         previous = segment
     return findings, spans
 
@@ -299,8 +299,13 @@ def _why_missing(db, segment_id: str) -> str:
     )
 
 
-def _finding(segment: EvidenceSegment, kind: str, what: str) -> dict:
-    return {"index": segment.index, "segment_id": segment.segment_id, "kind": kind, "what": what}
+def _finding(segment: EvidenceSegment, kind: str, what: evidence.Finding | str) -> dict:
+    """A finding for people; one of shared/evidence.py's also keeps its ``code`` and ``params`` (said in the
+    reader's language by the page: ``evidence_<code>`` of central/alerts.py)."""
+    found = {"index": segment.index, "segment_id": segment.segment_id, "kind": kind, "what": str(what)}
+    if isinstance(what, evidence.Finding):
+        found.update(code=what.code, params=what.params)
+    return found
 
 
 def _segments(db, device: str) -> list[EvidenceSegment]:

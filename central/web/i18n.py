@@ -163,6 +163,15 @@ def alert_text(row: dict) -> str:
     return _alert_words(key, row.get("message_params") or {})
 
 
+def evidence_finding(problem: dict) -> str:
+    """A finding of a badge's evidence check (central/routing/evidence.py) in the reader's language where it
+    is one of shared/evidence.py's (a ``code``), else as found."""
+    key = f"evidence_{problem.get('code')}"
+    if key not in alerts.MESSAGES:
+        return problem.get("what") or ""
+    return _alert_words(key, problem.get("params") or {})
+
+
 def dispatch_note(entry: dict) -> str:
     """A dispatch log note in the reader's language (its stored English for a row from before keys)."""
     key = entry.get("detail_key")
