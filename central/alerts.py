@@ -97,6 +97,28 @@ MESSAGES = {
         "Free space or fix the disk: ingest resumes by itself."
     ),
     "media_altered": N_("evidence %(kind)s %(sha256)s of %(owner)s: %(problem)s"),
+    # Dispatch log notes (routing writes them; dispatch_log detail_key and detail_params).
+    "note_proposed": N_("%(unit)s at %(metres)s m"),
+    "note_sent": N_("%(mode)s to %(unit)s, %(metres)s m, attempt %(attempt)s"),
+    "note_sent_by_policy": N_("nobody confirmed within %(seconds)s s; sent by policy"),
+    "note_not_confirmed_busy": N_("not confirmed within %(seconds)s s; %(unit)s no longer free"),
+    "note_no_acknowledgement": N_("no acknowledgement in %(seconds)s s"),
+    "note_superseded_manual": N_("superseded by a manual assignment"),
+    "note_superseded_nearest": N_("superseded: the operator sent the nearest unit"),
+    "note_superseded_diverted": N_("superseded: %(unit)s was diverted here"),
+    "note_superseded_intercept": N_("superseded by an intercept"),
+    "note_diverted": N_("diverted to the %(severity)s %(event_type)s event %(event)s"),
+    "note_other_resolved": N_("%(device)s resolved the event"),
+    "note_event_closed": N_("the event was closed: %(note)s"),
+    "note_event_closed_by": N_("event closed by %(actor)s: %(note)s"),
+    # A badge's evidence chain, as shared/evidence.py FINDINGS finds it ("evidence_" + its code).
+    "evidence_altered": N_("its chain hash does not match its own fields (the record was altered)"),
+    "evidence_late_start": N_("the chain starts at index %(index)s: earlier segments are missing"),
+    "evidence_out_of_order": N_("index %(index)s follows %(previous)s: a segment is missing or out of order"),
+    "evidence_unlinked": N_("it does not link to the segment before it (a segment was replaced or removed)"),
+    "evidence_overlaps": N_("it starts before the previous segment ended"),
+    "evidence_recording_missing": N_("its recording is missing"),
+    "evidence_recording_edited": N_("its recording was edited (SHA-256 differs)"),
     # Parts of other alerts' words (parameters that are a Text).
     "device_revoked": N_("%(device)s was revoked"),
     "device_revoked_because": N_("%(device)s was revoked: %(reason)s"),
@@ -130,15 +152,17 @@ WORDS = {
     "current": "dispatch",
     "online": "device",
     "kind": "media",
+    "mode": "mode",
 }
 # Parameters shown as they are: names and ids, numbers, and what a person or the system wrote in its own words
 # (an officer's reason, the operating system's error).
 VERBATIM = frozenset(
-    {"unit", "device", "dispatch", "count", "seconds", "metres", "index", "sha256", "owner", "rows"}
-    | {"limit", "reason", "error", "celsius", "free_mb", "percent", "source_state"}
+    {"unit", "device", "dispatch", "count", "seconds", "metres", "index", "previous", "sha256", "owner"}
+    | {"rows", "limit", "reason", "error", "celsius", "free_mb", "percent", "source_state"}
+    | {"attempt", "event", "actor", "note"}
 )
-# Parameters that are another alert's words (a Text), whose own parameters follow the same rules; "problem" may
-# also be a badge's evidence check in English (shared/evidence.py speaks no language of its own).
+# Parameters that are another alert's words (a Text), whose own parameters follow the same rules: "problem" is
+# a badge's evidence finding (``evidence_*``) or a media check.
 NESTED = frozenset({"why", "latest", "what", "held", "problem"})
 
 
@@ -160,6 +184,11 @@ class Text:
             name: {"key": value.key, "params": value.stored()} if isinstance(value, Text) else value
             for name, value in self.params.items()
         }
+
+
+def english(words: Text | str) -> str:
+    """Words stored as a Text or a plain string, in English (the API, the audit, what a badge is told)."""
+    return words.english if isinstance(words, Text) else words
 
 
 def say(key: str, **params) -> Text:
@@ -190,7 +219,7 @@ def add(
     if level not in LEVELS:
         raise ValueError(f"alert level {level!r} is not one of {LEVELS}")
     at = timeutil.now_wire()
-    english, key, params = _columns(message)
+    english, key, params = stored_columns(message)
     cursor = portable.execute(
         db,
         "insert into alerts (at, level, message, event_id, dispatch_id, device, count, last_at,"
@@ -200,7 +229,9 @@ def add(
     return get(db, cursor.fetchone()[0])
 
 
-def _columns(message: Text | str) -> tuple[str, str | None, str | None]:
+def stored_columns(message: Text | str) -> tuple[str, str | None, str | None]:
+    """(the English, the key, the parameters as JSON) to store words in; a plain string has neither key nor
+    parameters (shown as it is in every language)."""
     if isinstance(message, Text):
         return message.english, message.key, json.dumps(message.stored(), ensure_ascii=False)
     return message, None, None
@@ -243,7 +274,7 @@ def raise_for_device(
 
 def _bump(db, device: str, condition: str, message: Text | str, now: str) -> bool:
     """Count a repeat into the open alert of (device, condition); False if there is none."""
-    english, key, params = _columns(message)
+    english, key, params = stored_columns(message)
     cursor = portable.execute(
         db,
         "update alerts set count = coalesce(count, 1) + 1, last_at = ?, message = ?, message_key = ?,"
@@ -264,8 +295,12 @@ def _open(db, device: str, condition: str) -> dict:
 
 
 def _row(values) -> dict:
-    row = dict(zip(_COLUMNS, values, strict=True))
-    row["message_params"] = json.loads(row["message_params"]) if row["message_params"] else {}
+    return parsed_params(dict(zip(_COLUMNS, values, strict=True)), "message_params")
+
+
+def parsed_params(row: dict, column: str) -> dict:
+    """The row with its stored parameters (JSON) read back; {} where there are none."""
+    row[column] = json.loads(row[column]) if row[column] else {}
     return row
 
 

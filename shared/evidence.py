@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kuzet.shared import timeutil
@@ -40,27 +40,52 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# What a link or a recording of the chain can be found to be, by code: English only, with ``str.format`` fields;
+# central says each in the reader's language (central/alerts.py ``evidence_*``): shared speaks no language.
+FINDINGS = {
+    "altered": "its chain hash does not match its own fields (the record was altered)",
+    "late_start": "the chain starts at index {index}: earlier segments are missing",
+    "out_of_order": "index {index} follows {previous}: a segment is missing or out of order",
+    "unlinked": "it does not link to the segment before it (a segment was replaced or removed)",
+    "overlaps": "it starts before the previous segment ended",
+    "recording_missing": "its recording is missing",
+    "recording_edited": "its recording was edited (SHA-256 differs)",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What is wrong with a segment: a code of ``FINDINGS`` and its parameters; ``str()`` is the English."""
+
+    code: str
+    params: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return FINDINGS[self.code].format(**self.params)
+
+
 @dataclass(frozen=True)
 class Problem:
     index: int
     segment_id: str
     what: str
+    finding: Finding | None = None
 
 
-def check_link(segment: EvidenceSegment, previous: EvidenceSegment | None) -> str | None:
+def check_link(segment: EvidenceSegment, previous: EvidenceSegment | None) -> Finding | None:
     """What is wrong with ``segment`` following ``previous`` (None: it is the first), or None if nothing."""
     if segment_chain_hash(segment) != segment.chain_sha256:
-        return "its chain hash does not match its own fields (the record was altered)"
+        return Finding("altered")
     if previous is None:
         if segment.index != 0 or segment.prev_chain_sha256 is not None:
-            return f"the chain starts at index {segment.index}: earlier segments are missing"
+            return Finding("late_start", {"index": segment.index})
         return None
     if segment.index != previous.index + 1:
-        return f"index {segment.index} follows {previous.index}: a segment is missing or out of order"
+        return Finding("out_of_order", {"index": segment.index, "previous": previous.index})
     if segment.prev_chain_sha256 != previous.chain_sha256:
-        return "it does not link to the segment before it (a segment was replaced or removed)"
+        return Finding("unlinked")
     if segment.started_at < previous.ended_at:
-        return "it starts before the previous segment ended"
+        return Finding("overlaps")
     return None
 
 
@@ -70,16 +95,16 @@ def verify(segments: Iterable[EvidenceSegment], files: dict[str, Path] | None = 
     problems: list[Problem] = []
     previous = None
     for segment in segments:
-        what = check_link(segment, previous)
-        if what:
-            problems.append(Problem(segment.index, segment.segment_id, what))
+        found = check_link(segment, previous)
+        if found:
+            problems.append(Problem(segment.index, segment.segment_id, str(found), found))
         if files is not None:
             path = files.get(segment.segment_id)
             if path is None or not Path(path).exists():
-                problems.append(Problem(segment.index, segment.segment_id, "its recording is missing"))
+                missing = Finding("recording_missing")
+                problems.append(Problem(segment.index, segment.segment_id, str(missing), missing))
             elif file_sha256(Path(path)) != segment.sha256:
-                problems.append(
-                    Problem(segment.index, segment.segment_id, "its recording was edited (SHA-256 differs)")
-                )
+                edited = Finding("recording_edited")
+                problems.append(Problem(segment.index, segment.segment_id, str(edited), edited))
         previous = segment
     return problems

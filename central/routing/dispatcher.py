@@ -15,7 +15,7 @@ from collections import OrderedDict
 from datetime import timedelta
 
 from kuzet.central import alerts, commands
-from kuzet.central.alerts import say
+from kuzet.central.alerts import Text, english, say
 from kuzet.central.auth import audit
 from kuzet.central.context import Central
 from kuzet.central.routing import lifecycle as lc
@@ -300,7 +300,12 @@ class Dispatcher:
         row["deadline_at"] = timeutil.to_wire(timeutil.utc_now() + timedelta(seconds=timeout))
         self.repository.update_dispatch(row["dispatch_id"], {"deadline_at": row["deadline_at"]})
         self.worker.deadlines.set(row["dispatch_id"], timeout)
-        self._log(row, lc.PROPOSED, actor, f"{best.unit.device_id} at {best.travel_m:.0f} m")
+        self._log(
+            row,
+            lc.PROPOSED,
+            actor,
+            say("note_proposed", unit=best.unit.device_id, metres=round(best.travel_m)),
+        )
         self._alert(
             "info",
             say(
@@ -361,7 +366,8 @@ class Dispatcher:
         self.worker.deadlines.set(row["dispatch_id"], timeout)
         incident.tried.add(unit.device_id)
         self._unit_changed(self.units.set_dispatch(unit.device_id, row["dispatch_id"]))
-        self._log(row, lc.SENT, actor, f"{mode} to {unit.device_id}, {distance_m:.0f} m, attempt {attempt}")
+        note = say("note_sent", mode=mode, unit=unit.device_id, metres=round(distance_m), attempt=attempt)
+        self._log(row, lc.SENT, actor, note)
         if incident.event_id and workflow.dispatched(
             self.central.db(),
             incident.event_id,
@@ -375,7 +381,7 @@ class Dispatcher:
     # --- lifecycle steps ------------------------------------------------------------------------------
 
     def _move(
-        self, row: dict, trigger: str, actor: str, detail: str = "", notice: str = "", **fields
+        self, row: dict, trigger: str, actor: str, detail: Text | str = "", notice: str = "", **fields
     ) -> lc.Step:
         """Apply ``trigger`` to the dispatch (``lifecycle.apply``; ``Refused`` if not allowed), record the step
         and carry out FREE_UNIT and NOTIFY_BADGE (``notice``: what the badge is told, else ``detail``). The
@@ -394,7 +400,7 @@ class Dispatcher:
                 self._unit_changed(self.units.set_dispatch(row["unit"], None))
         self._log(updated, step.state, actor, detail)
         if lc.NOTIFY_BADGE in step.effects:
-            self._take_back(row, actor, notice or detail)
+            self._take_back(row, actor, notice or english(detail))
         return step
 
     def _take_back(self, row: dict, actor: str, reason: str) -> None:
@@ -411,16 +417,14 @@ class Dispatcher:
         commands.record(self.central.db(), command, site, actor)
         self._out.send(topics.down(site, row["unit"], "command"), encode(command))
 
-    def _stand_down(self, row: dict, trigger: str, actor: str, reason: str) -> lc.Step:
-        return self._move(row, trigger, actor, reason, reason=reason)
+    def _stand_down(self, row: dict, trigger: str, actor: str, reason: Text | str) -> lc.Step:
+        return self._move(row, trigger, actor, reason, reason=english(reason))
 
-    def _log(self, row: dict, state: str, actor: str, detail: str = "") -> None:
-        at = timeutil.now_wire()
-        db = self.central.db()
-        self.repository.log_state(row["dispatch_id"], state, at, actor, detail)
-        audit.append(
-            db, actor, f"dispatch.{state}", row["dispatch_id"], {"detail": detail, "unit": row["unit"]}
-        )
+    def _log(self, row: dict, state: str, actor: str, note: Text | str = "") -> None:
+        at, detail = timeutil.now_wire(), english(note)
+        self.repository.log_state(row["dispatch_id"], state, at, actor, note)
+        what = {"detail": detail, "unit": row["unit"]}
+        audit.append(self.central.db(), actor, f"dispatch.{state}", row["dispatch_id"], what)
         self._out.show("dispatch", {**row, "state": state, "updated_at": at, "by": actor, "detail": detail})
 
     def _device_warning(self, device: str, condition: str, text: alerts.Text, **refs) -> None:
@@ -498,7 +502,9 @@ class Dispatcher:
             states=lc.UNDER_WAY, event_id=event_id, not_id=row["dispatch_id"]
         )
         for other in others:
-            self._stand_down(other, lc.OTHER_RESOLVED, SYSTEM, f"{message.device} resolved the event")
+            self._stand_down(
+                other, lc.OTHER_RESOLVED, SYSTEM, say("note_other_resolved", device=message.device)
+            )
         note = message.note or f"resolved by {message.device}"
         stood_down = [o["unit"] for o in others]
         detail = {"dispatch_id": row["dispatch_id"], "stood_down": stood_down}
@@ -522,7 +528,7 @@ class Dispatcher:
                 row,
                 lc.ACK_DEADLINE,
                 SYSTEM,
-                f"no acknowledgement in {waited} s",
+                say("note_no_acknowledgement", seconds=waited),
                 notice=f"not acknowledged within {waited} s: central took it back",
             )
             unit = self.units.get(row["unit"])
@@ -552,11 +558,11 @@ class Dispatcher:
         unit = self.units.get(row["unit"])
         if unit is not None and unit.free() and not self.units.is_revoked(unit.device_id):
             lc.apply(row["state"], lc.CONFIRM_OVERDUE_SEND)
-            self._log(row, "confirmed", SYSTEM, f"nobody confirmed within {waited} s; sent by policy")
+            self._log(row, "confirmed", SYSTEM, say("note_sent_by_policy", seconds=waited))
             self._send(incident, unit, row["distance_m"], "nearest", row["attempt"], SYSTEM, row=row)
             text = say("sent_by_policy", unit=row["unit"], seconds=waited)
         else:
-            why = f"not confirmed within {waited} s; {row['unit']} no longer free"
+            why = say("note_not_confirmed_busy", seconds=waited, unit=row["unit"])
             self._move(row, lc.CONFIRM_OVERDUE_BUSY, SYSTEM, why)
             self._route(incident, attempt=row["attempt"] + 1, actor=SYSTEM, policy="auto")
             text = say("confirmed_unit_busy", unit=row["unit"], seconds=waited)
@@ -581,11 +587,12 @@ class Dispatcher:
                 segment.device,
                 "evidence.chain_broken",
                 segment.segment_id,
-                {"problem": problem},
+                {"problem": str(problem)},
             )
+            found = say(f"evidence_{problem.code}", **problem.params)
             self._alert(
                 "critical",
-                say("evidence_chain_broken", device=segment.device, index=segment.index, problem=problem),
+                say("evidence_chain_broken", device=segment.device, index=segment.index, problem=found),
                 device=segment.device,
                 condition="evidence chain broken",
             )

@@ -45,7 +45,7 @@ class EvidenceLedger:
     def __init__(self) -> None:
         self._last: dict[str, EvidenceSegment] = {}  # badge -> its latest segment
 
-    def record(self, db, segment: EvidenceSegment) -> str | None:
+    def record(self, db, segment: EvidenceSegment) -> evidence.Finding | None:
         """Store the segment's record; return what is wrong with its link to the chain, or None."""
         previous = self._last.get(segment.device)
         if previous is None:
@@ -81,7 +81,7 @@ class EvidenceLedger:
             "dispatch_id": segment.dispatch_id,
             "received_at": timeutil.now_wire(),
             "chain_ok": int(problem is None),
-            "problem": problem,
+            "problem": str(problem) if problem else None,
         }
         portable.execute(db, _UPSERT_SEGMENT, list(row.values()))
         return problem
@@ -137,7 +137,9 @@ def expired_segments(db, device: str) -> dict[int, Expired]:
     return found
 
 
-def _link(segment, previous, expired: dict[int, Expired]) -> tuple[str | None, tuple[int, int] | None]:
+def _link(
+    segment, previous, expired: dict[int, Expired]
+) -> tuple[evidence.Finding | None, tuple[int, int] | None]:
     """What is wrong with ``segment`` following ``previous`` (the segment central holds before it; None at
     the start), and the span of indexes between them that retention removed, if that accounts for a gap."""
     expected = previous.index + 1 if previous is not None else 0
@@ -194,7 +196,7 @@ def _check_chain(
         if digest is None:
             findings.append(_finding(segment, "missing", why_missing(segment)))
         elif digest != segment.sha256:
-            findings.append(_finding(segment, "broken", "its recording was edited (SHA-256 differs)"))
+            findings.append(_finding(segment, "broken", evidence.Finding("recording_edited")))
         previous = segment
     return findings, spans
 
@@ -297,8 +299,13 @@ def _why_missing(db, segment_id: str) -> str:
     )
 
 
-def _finding(segment: EvidenceSegment, kind: str, what: str) -> dict:
-    return {"index": segment.index, "segment_id": segment.segment_id, "kind": kind, "what": what}
+def _finding(segment: EvidenceSegment, kind: str, what: evidence.Finding | str) -> dict:
+    """A finding for people; one of shared/evidence.py's also keeps its ``code`` and ``params`` (said in the
+    reader's language by the page: ``evidence_<code>`` of central/alerts.py)."""
+    found = {"index": segment.index, "segment_id": segment.segment_id, "kind": kind, "what": str(what)}
+    if isinstance(what, evidence.Finding):
+        found.update(code=what.code, params=what.params)
+    return found
 
 
 def _segments(db, device: str) -> list[EvidenceSegment]:

@@ -17,6 +17,8 @@ from typing import Protocol
 import numpy as np
 import sqlite_utils
 
+from kuzet.central import alerts
+from kuzet.central.alerts import Text
 from kuzet.central.routing.geo import haversine_many_m
 from kuzet.central.routing.lifecycle import UNDER_WAY
 from kuzet.central.routing.units import Unit
@@ -43,6 +45,7 @@ DISPATCH_COLUMNS = (
 )
 _SELECT = f"select {', '.join(DISPATCH_COLUMNS)} from dispatches"
 _INSERT = f"insert into dispatches ({', '.join(DISPATCH_COLUMNS)}) values ({', '.join('?' * len(DISPATCH_COLUMNS))})"
+LOG_COLUMNS = ("state", "at", "by", "detail", "detail_key", "detail_params")
 UNIT_COLUMNS = (
     "device_id",
     "site",
@@ -71,7 +74,7 @@ class RoutingRepository(Protocol):
     def update_dispatch(self, dispatch_id: str, fields: dict) -> None: ...
     def get_dispatch(self, dispatch_id: str) -> dict | None: ...
     def find_dispatches(self, **where) -> list[dict]: ...
-    def log_state(self, dispatch_id: str, state: str, at: str, by: str, detail: str) -> None: ...
+    def log_state(self, dispatch_id: str, state: str, at: str, by: str, detail: Text | str) -> None: ...
     def history(self, dispatch_id: str) -> list[dict]: ...
     def save_unit(self, unit: Unit) -> None: ...
     def load_units(self) -> list[Unit]: ...
@@ -167,17 +170,21 @@ class SqliteRoutingRepository:
 
     # --- dispatch_log ---------------------------------------------------------------------------------
 
-    def log_state(self, dispatch_id: str, state: str, at: str, by: str, detail: str) -> None:
+    def log_state(self, dispatch_id: str, state: str, at: str, by: str, detail: Text | str) -> None:
+        english, key, params = alerts.stored_columns(detail)
         self._run(
-            "insert into dispatch_log (dispatch_id, state, at, by, detail) values (?, ?, ?, ?, ?)",
-            [dispatch_id, state, at, by, detail],
+            "insert into dispatch_log (dispatch_id, state, at, by, detail, detail_key, detail_params)"
+            " values (?, ?, ?, ?, ?, ?, ?)",
+            [dispatch_id, state, at, by, english, key, params],
         )
 
     def history(self, dispatch_id: str) -> list[dict]:
         rows = self._query(
-            "select state, at, by, detail from dispatch_log where dispatch_id = ? order by id", [dispatch_id]
+            "select state, at, by, detail, detail_key, detail_params from dispatch_log where dispatch_id = ?"
+            " order by id",
+            [dispatch_id],
         )
-        return [dict(zip(("state", "at", "by", "detail"), r, strict=True)) for r in rows]
+        return [alerts.parsed_params(dict(zip(LOG_COLUMNS, r, strict=True)), "detail_params") for r in rows]
 
     # --- units ----------------------------------------------------------------------------------------
 

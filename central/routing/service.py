@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from kuzet.central.alerts import say
+from kuzet.central.alerts import Text, english, say
 from kuzet.central.auth import audit
 from kuzet.central.context import Central
 from kuzet.central.operations import ROUTED_KINDS
@@ -91,7 +91,7 @@ class RoutingService(Dispatcher):
         for event_id in dict.fromkeys(r["event_id"] for r in rows if r["event_id"]):
             status, note = self.repository.event_status(event_id)
             if status == "closed":
-                self._stand_down_event(event_id, SYSTEM, f"the event was closed: {note or ''}".strip())
+                self._stand_down_event(event_id, SYSTEM, say("note_event_closed", note=(note or "")[:200]))
 
     # --- the way in -----------------------------------------------------------------------------------
 
@@ -151,7 +151,7 @@ class RoutingService(Dispatcher):
             incident = self._require_incident(event_id)
             unit = self._require_assignable(device)
             for row in self.repository.find_dispatches(states=(lc.PROPOSED,), event_id=event_id):
-                self._move(row, lc.SUPERSEDE, actor, "superseded by a manual assignment")
+                self._move(row, lc.SUPERSEDE, actor, say("note_superseded_manual"))
             self._waiting.pop(event_id, None)
             distance = geo.travel_m(incident.lat, incident.lon, unit.lat, unit.lon, self.config.detour_factor)
             if note:
@@ -169,7 +169,7 @@ class RoutingService(Dispatcher):
             if not found:
                 raise RoutingError("no free unit with a recent position is within reach")
             for row in self.repository.find_dispatches(states=(lc.PROPOSED,), event_id=event_id):
-                self._move(row, lc.SUPERSEDE, actor, "superseded: the operator sent the nearest unit")
+                self._move(row, lc.SUPERSEDE, actor, say("note_superseded_nearest"))
             self._waiting.pop(event_id, None)
             best = found[0]
             attempt = len(incident.tried) + 1
@@ -200,10 +200,12 @@ class RoutingService(Dispatcher):
                     f"the {incident.severity} event is not more urgent than the {left.severity} event "
                     f"{device} is on: only a more urgent event may take a busy unit"
                 )
-            why = reason or f"diverted to the {incident.severity} {incident.event_type} event {event_id}"
-            step = self._move(row, lc.DIVERT, actor, why, reason=why[:200])
+            why = reason or say(
+                "note_diverted", severity=incident.severity, event_type=incident.event_type, event=event_id
+            )
+            step = self._move(row, lc.DIVERT, actor, why, reason=english(why)[:200])
             for proposal in self.repository.find_dispatches(states=(lc.PROPOSED,), event_id=event_id):
-                self._move(proposal, lc.SUPERSEDE, actor, f"superseded: {device} was diverted here")
+                self._move(proposal, lc.SUPERSEDE, actor, say("note_superseded_diverted", unit=device))
             self._waiting.pop(event_id, None)
             distance = geo.travel_m(incident.lat, incident.lon, unit.lat, unit.lon, self.config.detour_factor)
             dispatch_id = self._send(incident, unit, distance, "manual", len(incident.tried) + 1, actor)
@@ -306,7 +308,7 @@ class RoutingService(Dispatcher):
                 self.repository.find_dispatches(states=(lc.PROPOSED,), event_id=event_id) if event_id else []
             )
             for proposal in proposals:
-                self._move(proposal, lc.SUPERSEDE, actor, "superseded by an intercept")
+                self._move(proposal, lc.SUPERSEDE, actor, say("note_superseded_intercept"))
         return [self.dispatch(d) for d in sent]
 
     def intercept_preview(
@@ -409,13 +411,13 @@ class RoutingService(Dispatcher):
         still under way to it is cancelled with the closing note as the reason: the badges are told."""
         with self.worker.transaction() as db:
             event = workflow.close(db, event_id, actor, note)
-            self._stand_down_event(event_id, actor, f"event closed by {actor}: {note}")
+            self._stand_down_event(event_id, actor, say("note_event_closed_by", actor=actor, note=note[:200]))
         return event
 
-    def _stand_down_event(self, event_id: str, actor: str, reason: str) -> None:
+    def _stand_down_event(self, event_id: str, actor: str, reason: Text) -> None:
         self._forget(event_id)
         for row in self.repository.find_dispatches(states=lc.UNDER_WAY, event_id=event_id):
-            self._stand_down(row, lc.EVENT_CLOSED, actor, reason[:200])
+            self._stand_down(row, lc.EVENT_CLOSED, actor, reason)
 
     # --- queries --------------------------------------------------------------------------------------
 

@@ -119,10 +119,13 @@ def dispatch_history(db, event_id: str) -> list[dict]:
         dispatch["log"] = list(
             portable.rows(
                 db,
-                "SELECT state, at, by, detail FROM dispatch_log WHERE dispatch_id = ? ORDER BY id",
+                "SELECT state, at, by, detail, detail_key, detail_params FROM dispatch_log"
+                " WHERE dispatch_id = ? ORDER BY id",
                 [dispatch["dispatch_id"]],
             )
         )
+        for entry in dispatch["log"]:
+            entry["detail_params"] = json.loads(entry["detail_params"]) if entry["detail_params"] else {}
     return dispatches
 
 

@@ -320,7 +320,8 @@ TABLES: dict[str, dict] = {
         not_null={"at", "author", "kind", "text"},
         indexes=[["at"]],
     ),
-    # Every state change of a dispatch, for the timeline and the audit.
+    # Every state change of a dispatch, for the timeline and the audit (detail_key and detail_params: migration
+    # 0006, which adds them to databases old and new alike).
     "dispatch_log": dict(
         columns={"id": int, "dispatch_id": str, "state": str, "at": str, "by": str, "detail": str},
         pk="id",

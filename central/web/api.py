@@ -105,7 +105,7 @@ def get_event(event_id: str):
         event=event,
         timeline=queries.event_timeline(db, event_id),
         media=media_urls(queries.event_media(db, event)),
-        dispatches=queries.dispatch_history(db, event_id),
+        dispatches=i18n.with_notes(queries.dispatch_history(db, event_id)),
     )
 
 

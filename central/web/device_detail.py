@@ -15,6 +15,7 @@ from kuzet.central import commands
 from kuzet.central.auth import audit
 from kuzet.central.routing import evidence
 from kuzet.central.store import queries
+from kuzet.central.web import i18n
 from kuzet.central.web.auth import current_user, require
 from kuzet.central.web.params import Body, Int, Scalar, Text, body
 from kuzet.central.web.services import services
@@ -96,6 +97,8 @@ def verify_evidence(device_id: str):
     db = central().db()
     report = evidence.chain_report(db, services().media.objects, device_id)  # folder or bucket
     report["summary"] = evidence.describe(report)
+    for problem in report["problems"]:  # "what": the English; "said": in the reader's language
+        problem["said"] = i18n.evidence_finding(problem)
     audit.append(
         db,
         current_user().username,

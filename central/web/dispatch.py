@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from kuzet.central.operations import NotRunning, Operations
 from kuzet.central.routing.service import RoutingError, RoutingService
+from kuzet.central.web import i18n
 from kuzet.central.web.auth import current_user, require
 from kuzet.central.web.params import Body, Int, Required, Text, UlidConverter, body, required_text
 from kuzet.central.web.services import services
@@ -151,21 +152,19 @@ def divert(device: str):
 def list_dispatches():
     limit = LIMIT.read()
     service = _service()
-    return jsonify(
-        dispatches=service.dispatches(
-            request.args.get("state"),
-            request.args.get("event_id"),
-            limit,
-            with_log=request.args.get("log") == "1",
-        ),
-        waiting=service.waiting(),
+    found = service.dispatches(
+        request.args.get("state"),
+        request.args.get("event_id"),
+        limit,
+        with_log=request.args.get("log") == "1",
     )
+    return jsonify(dispatches=i18n.with_notes(found), waiting=service.waiting())
 
 
 @blueprint.get("/api/v1/dispatches/<ulid:dispatch_id>")
 @require("events.view")
 def get_dispatch(dispatch_id: str):
-    return jsonify(_service().dispatch(dispatch_id))
+    return jsonify(i18n.with_notes([_service().dispatch(dispatch_id)])[0])
 
 
 @blueprint.get("/api/v1/dispatches/recommend")

@@ -106,7 +106,7 @@ def export(event_id: str):
     if event is None:
         abort(404, _("No event %(id)s.", id=event_id))
     media = queries.event_media(db, event)
-    dispatches = queries.dispatch_history(db, event_id)
+    dispatches = i18n.with_notes(queries.dispatch_history(db, event_id))  # "note": the exporter's language
     targets = [f"event:{event_id}", *(d["dispatch_id"] for d in dispatches)]
     audit_entries = sorted(
         (entry for target in targets for entry in audit.entries(db, target=target, limit=100_000)),
@@ -124,6 +124,13 @@ def export(event_id: str):
         "site_timezone": timezone,
         "started_local": i18n.full_time(event.get("started_at")),
         "ended_local": i18n.full_time(event.get("ended_at")),
+        # For the people who read the package: the event's kind and states in the exporting user's language.
+        "language": i18n.language(),
+        "words": {
+            "type": i18n.label(i18n.EVENT_TYPES, event.get("event_type")),
+            "severity": i18n.label(i18n.SEVERITIES, event.get("severity")),
+            "status": i18n.label(i18n.EVENT_STATUSES, event.get("status")),
+        },
         "media": {
             "snapshot": media["snapshot"],
             "clip": media["clip_media"] or media["clip"],

@@ -15,9 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from babel import dates, numbers
+from babel import Locale, dates, numbers
 from flask import Flask, g, session
-from flask_babel import Babel, get_locale, gettext, lazy_gettext
+from flask_babel import Babel, get_locale, get_translations, gettext, lazy_gettext
 
 from kuzet.central import alerts
 from kuzet.central.auth import preferences
@@ -163,6 +163,31 @@ def alert_text(row: dict) -> str:
     return _alert_words(key, row.get("message_params") or {})
 
 
+def evidence_finding(problem: dict) -> str:
+    """A finding of a badge's evidence check (central/routing/evidence.py) in the reader's language where it
+    is one of shared/evidence.py's (a ``code``), else as found."""
+    key = f"evidence_{problem.get('code')}"
+    if key not in alerts.MESSAGES:
+        return problem.get("what") or ""
+    return _alert_words(key, problem.get("params") or {})
+
+
+def dispatch_note(entry: dict) -> str:
+    """A dispatch log note in the reader's language (its stored English for a row from before keys)."""
+    key = entry.get("detail_key")
+    if key not in alerts.MESSAGES:
+        return entry.get("detail") or ""
+    return _alert_words(key, entry.get("detail_params") or {})
+
+
+def with_notes(dispatches: list[dict]) -> list[dict]:
+    """The dispatches with each log entry's note said in the reader's language ("note"; "detail": English)."""
+    for dispatch in dispatches:
+        for entry in dispatch.get("log") or []:
+            entry["note"] = dispatch_note(entry)
+    return dispatches
+
+
 def _alert_words(key: str, params: dict) -> str:
     shown = {}
     for name, value in params.items():
@@ -279,22 +304,54 @@ def number(value, digits: int = 0) -> str:
 SCRIPT_CALL = re.compile(r'\bT\(\s*"((?:[^"\\\n]|\\.)*)"')
 
 
+# A count's words are N("%(n)s event", "%(n)s events", n): the reader's plural form of them (app.js).
+SCRIPT_PLURAL = re.compile(r'\bN\(\s*"((?:[^"\\\n]|\\.)*)"\s*,\s*"((?:[^"\\\n]|\\.)*)"')
+# Whole numbers that show each CLDR plural category (Intl.PluralRules' names) of our languages: the scripts
+# count things, never in fractions.
+_PLURAL_SAMPLES = (1, 2, 5, 0, 11, 21, 22, 25, 101)
+
+
 def extract_script(fileobj, keywords, comment_tags, options):
-    """A Babel extraction method (babel.cfg) for the page's scripts: every T("...")."""
+    """A Babel extraction method (babel.cfg) for the page's scripts: every T("...") and N("...", "...")."""
     for line_number, line in enumerate(fileobj.read().decode("utf-8").splitlines(), start=1):
         for match in SCRIPT_CALL.finditer(line):
             yield line_number, None, json.loads(f'"{match.group(1)}"'), []
+        for match in SCRIPT_PLURAL.finditer(line):
+            forms = tuple(json.loads(f'"{group}"') for group in match.groups())
+            yield line_number, "ngettext", forms, []
 
 
 @functools.cache
-def script_msgids() -> tuple[str, ...]:
-    """Every ``T("...")`` in the page's scripts, in the order found."""
+def _script_messages() -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """Every ``T("...")`` and every ``N("...", "...")`` in the page's scripts, in the order found."""
     found: dict[str, None] = {}
+    plurals: dict[tuple[str, str], None] = {}
     for path in sorted((HERE / "static").glob("*.js")):
         with path.open("rb") as file:
-            for _line, _function, message, _comments in extract_script(file, (), (), {}):
-                found[message] = None
-    return tuple(found)
+            for _line, function, message, _comments in extract_script(file, (), (), {}):
+                if function == "ngettext":
+                    plurals[message] = None
+                else:
+                    found[message] = None
+    return tuple(found), tuple(plurals)
+
+
+def script_msgids() -> tuple[str, ...]:
+    return _script_messages()[0]
+
+
+def script_plurals() -> dict[str, dict[str, str]]:
+    """Each N("one", "many") of the scripts by its first form: its text for each plural category of the
+    reader's language (Intl.PluralRules' "one", "few", "many", "other"), from the catalogue's plural forms."""
+    rule = Locale.parse(language()).plural_form
+    samples: dict[str, float] = {}
+    for sample in _PLURAL_SAMPLES:
+        samples.setdefault(rule(sample), sample)
+    translations = get_translations()
+    return {
+        one: {category: translations.ungettext(one, many, sample) for category, sample in samples.items()}
+        for one, many in _script_messages()[1]
+    }
 
 
 def script_messages() -> dict:
@@ -303,6 +360,7 @@ def script_messages() -> dict:
         "locale": {"kk": "kk-KZ", "ru": "ru-RU", "en": "en-GB"}[language()],
         "timeZone": services().central.config.site.timezone,
         "words": {msgid: gettext(msgid) for msgid in script_msgids()},
+        "plurals": script_plurals(),
         "labels": {name: {key: str(word) for key, word in table.items()} for name, table in LABELS.items()},
     }
 

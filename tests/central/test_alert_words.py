@@ -153,3 +153,46 @@ def test_states_kinds_and_central_own_words_inside_an_alert_are_in_the_readers_l
     assert diverted.english.startswith(
         "badge-1 was diverted from the medium crowd event"
     )  # the API's English
+
+
+def test_a_badges_evidence_finding_is_said_in_the_readers_language(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from kuzet.shared import evidence, timeutil
+    from kuzet.shared.messages import EvidenceSegment
+
+    start = datetime(2026, 12, 5, 8, tzinfo=UTC)
+
+    def segment(index, previous=None):
+        ended = start + timedelta(minutes=index + 1)
+        fields = (
+            "0" * 64,
+            index,
+            timeutil.to_wire(start + timedelta(minutes=index)),
+            timeutil.to_wire(ended),
+        )
+        chain = evidence.chain_hash(previous, *fields)
+        return EvidenceSegment(
+            device="badge-1", segment_id=f"{index:026d}", index=index, started_at=start + timedelta(minutes=index),
+            ended_at=ended, size=1, sha256="0" * 64, prev_chain_sha256=previous, chain_sha256=chain,
+            content_type="video/mp4",
+        )  # fmt: skip
+
+    first = segment(0)
+    found = evidence.check_link(segment(3, first.chain_sha256), first)
+    assert (found.code, found.params) == ("out_of_order", {"index": 3, "previous": 0})
+    assert (
+        str(found) == "index 3 follows 0: a segment is missing or out of order"
+    )  # the API and logs: English
+    central = make_central(tmp_path, site={"language": "ru"})
+    problem = alerts.say(f"evidence_{found.code}", **found.params)
+    alerts.add(
+        central.db(),
+        "critical",
+        alerts.say("evidence_chain_broken", device="badge-1", index=3, problem=problem),
+    )
+    client = create_app(central).test_client()
+    login(client, "operator")
+    page = html.unescape(client.get("/alerts").get_data(as_text=True))
+    assert "segment is missing" not in page
+    assert "номер 3 идёт после 0: сегмент пропущен или не по порядку" in page

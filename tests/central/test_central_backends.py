@@ -19,6 +19,7 @@ from support import web
 from support.ingest import REPO, event, make_central, new_id, up, wait_for
 from support.patrol import Camera, inbox_has, point, start_badge
 
+from kuzet.central.auth import preferences
 from kuzet.central.broker import free_port
 from kuzet.central.ingest.service import IngestService
 from kuzet.central.service import start_parts
@@ -127,6 +128,7 @@ def test_camera_event_routed_to_badge_acknowledged_in_api_and_audited(tmp_path, 
         tmp_path, mqtt={"url": mosquitto.url}, store={"url": store_url}, routing={"ack_timeout_s": 30}
     )
     token = web.token_for(central, "supervisor")
+    preferences.update(central.db(), "supervisor", language="ru")  # the log's notes said in Russian
     running = contextlib.ExitStack()
     parts = start_parts(central, running, web_host="127.0.0.1", web_port=0)
     camera = badge = None
@@ -152,6 +154,9 @@ def test_camera_event_routed_to_badge_acknowledged_in_api_and_audited(tmp_path, 
         [dispatch] = wait_for(acknowledged, what="the acknowledgement shown by the API")
         assert dispatch["unit"] == "badge-near" and dispatch["mode"] == "nearest"
         assert [entry["state"] for entry in dispatch["log"]] == ["sent", "acknowledged"]
+        sent = dispatch["log"][0]
+        assert sent["detail"].startswith("nearest to badge-near, ")  # the API keeps the English
+        assert sent["note"].startswith("ближайший наряд: badge-near, ") and "попытка 1" in sent["note"]
         shown = _api(parts.web, token, f"/api/v1/events/{event_id}")
         assert shown["event"]["status"] == "dispatched" and shown["event"]["dispatched_unit"] == "badge-near"
         assert [d["dispatch_id"] for d in shown["dispatches"]] == [dispatch["dispatch_id"]]

@@ -120,3 +120,31 @@ def test_an_altered_clip_is_not_exported(incident):
 def test_an_unknown_event_is_404(incident):
     central, _event, _media = incident
     assert _export(central, "operator", ids.new_id()).status_code == 404
+
+
+def test_the_package_speaks_the_exporters_language_and_keeps_the_english(incident):
+    from kuzet.central import alerts
+    from kuzet.central.auth import preferences
+
+    central, event, _media = incident
+    db = central.db()
+    dispatch_id = db.execute("SELECT dispatch_id FROM dispatches").fetchone()[0]
+    english, key, params = alerts.stored_columns(
+        alerts.say("note_sent", mode="nearest", unit="badge-0001", metres=195, attempt=1)
+    )
+    for detail in (
+        {"detail": "badge-near at 195 m"},
+        {"detail": english, "detail_key": key, "detail_params": params},
+    ):
+        db["dispatch_log"].insert(
+            {"dispatch_id": dispatch_id, "state": "sent", "at": timeutil.now_wire(), "by": "routing"} | detail
+        )
+    preferences.update(db, "operator", language="ru")
+    archive = zipfile.ZipFile(io.BytesIO(_export(central, "operator", event["event_id"]).get_data()))
+    facts = json.loads(archive.read("facts.json"))
+    assert facts["language"] == "ru"
+    assert facts["words"] == {"type": "Праздное нахождение", "severity": "Высокая", "status": "Новое"}
+    _first, old, new = json.loads(archive.read("dispatches.json"))[0]["log"]
+    assert old["note"] == "badge-near at 195 m"  # a row from before keys: its own text
+    assert new["detail"] == "nearest to badge-0001, 195 m, attempt 1"  # the machine-readable English
+    assert new["note"] == "ближайший наряд: badge-0001, 195 м, попытка 1"

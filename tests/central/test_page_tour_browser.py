@@ -38,6 +38,15 @@ PAGES = {
 }
 # A word of each page's own, in each language: the page really is the translated one.
 HEADER = {"ru": "Происшествия", "kk": "Инциденттер"}
+COUNTED = {
+    "ru": [
+        "1 событие в этом происшествии",
+        "2 события в этом происшествии",
+        "5 событий в этом происшествии",
+        "21 событие в этом происшествии",
+    ],
+    "kk": [f"осы инцидентте {n} оқиға" for n in (1, 2, 5, 21)],
+}
 
 
 @pytest.fixture(params=["ru", "kk"])
@@ -57,6 +66,20 @@ def live(request, tmp_path, mosquitto):
     )
     yield running
     running.stop()
+
+
+def out_of_view(browser) -> list[str]:
+    """The header's links and buttons a person cannot see: outside the window, or scrolled out of the
+    sections' own box."""
+    return browser.execute_script(
+        """const nav = document.querySelector("nav.main").getBoundingClientRect();
+        const right = Math.min(window.innerWidth, nav.right) + 1, left = Math.max(0, nav.left) - 1;
+        return [...document.querySelectorAll("header.top a, header.top button")].filter((el) => {
+          const r = el.getBoundingClientRect(), inNav = !!el.closest("nav.main");
+          return r.width === 0 || r.left < (inNav ? left : -1) || r.right > (inNav ? right : window.innerWidth + 1)
+            || r.bottom > window.innerHeight;
+        }).map((el) => el.textContent.trim());"""
+    )
 
 
 def test_every_page_in_the_readers_language_fits_the_window(live, mosquitto, browser):
@@ -106,9 +129,24 @@ def test_every_page_in_the_readers_language_fits_the_window(live, mosquitto, bro
             )
             if overflow > 0:
                 too_wide[name] = overflow
+            assert out_of_view(browser) == [], f"{name}: header links out of view at 1440 px"
             browser.save_screenshot(str(SCREENSHOTS / f"tour-{language}-{name}.png"))
             took[name] = round(time.monotonic() - started, 1)
         assert too_wide == {}, f"pages wider than the window (px): {too_wide}"
+        # The scripts' counts in the reader's plural forms (app.js N, Intl.PluralRules in the browser).
+        counted = browser.execute_script(
+            'return [1, 2, 5, 21].map((n) => N("%(n)s event in this incident", "%(n)s events in this incident", n));'
+        )
+        assert counted == COUNTED[language]
+        # A narrower screen: the sections wrap, every one still in view (the header is every page's).
+        browser.set_window_size(1280, 900)
+        for name in ("incidents", "users"):
+            browser.get(live.web.url + PAGES[name])
+            wait_until(
+                browser, lambda d: d.find_elements(By.CSS_SELECTOR, "header .whoami"), f"the {name} page"
+            )
+            assert out_of_view(browser) == [], f"{name}: header links out of view at 1280 px"
+            browser.save_screenshot(str(SCREENSHOTS / f"tour-{language}-{name}-1280.png"))
         # Fifteen pages one after another, as an operator goes through them: none waits for the streams the
         # pages before it opened (the browser keeps six connections to central; a stream left open lingered).
         assert max(took.values()) < 20, took

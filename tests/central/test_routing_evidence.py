@@ -86,6 +86,12 @@ def test_chain_status_through_the_api_and_the_command(recorded):
     report = client.get(url, headers=headers).get_json()
     assert report["status"] == "broken" and report["broken_at"] == 1
     assert "НАРУШЕНА на сегменте 1" in report["summary"]
+    [edited] = [p for p in report["problems"] if p["index"] == 1]
+    assert (
+        edited["code"] == "recording_edited"
+        and edited["what"] == "its recording was edited (SHA-256 differs)"
+    )
+    assert edited["said"] == "его запись изменена (SHA-256 не совпадает)"  # what the device page shows
 
     run = cli(centre, "verify-evidence", "badge-7")
     assert run.returncode == 1, run.stderr
@@ -98,6 +104,8 @@ def test_chain_status_through_the_api_and_the_command(recorded):
     db.conn.commit()
     report = client.get(url, headers=headers).get_json()
     assert report["status"] == "gap" and report["gap_at"] == 3
+    [gap] = [p for p in report["problems"] if p["index"] == 3]
+    assert gap["said"] == "номер 3 идёт после 1: сегмент пропущен или не по порядку"
     run = cli(centre, "verify-evidence", "badge-7", "--json")
     assert run.returncode == 1 and json.loads(run.stdout)["gap_at"] == 3
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from kuzet.central.alerts import say
 from kuzet.central.config import CentralConfig
 from kuzet.central.context import Central
 from kuzet.central.operations import NotRunning, Operations
@@ -121,8 +122,15 @@ def test_the_repository_keeps_dispatches_their_log_and_units(central):
         "d1"
     ]
     assert repository.find_dispatches(event_id="e1", not_id="d1") == []
+    repository.log_state(
+        "d1", "confirmed", "2026-01-01T00:00:06.000Z", "system", say("note_sent_by_policy", seconds=30)
+    )
     assert repository.history("d1") == [
         {"state": "acknowledged", "at": "2026-01-01T00:00:05.000Z", "by": "b1", "detail": ""}
+        | {"detail_key": None, "detail_params": {}},
+        {"state": "confirmed", "at": "2026-01-01T00:00:06.000Z", "by": "system"}
+        | {"detail": "nobody confirmed within 30 s; sent by policy", "detail_key": "note_sent_by_policy"}
+        | {"detail_params": {"seconds": 30}},  # said in the reader's language when shown
     ]
     assert repository.has_dispatch_for("e1") and repository.units_sent_to("e1") == ["b1"]
     assert [r["dispatch_id"] for r in repository.active()] == ["d1"]

@@ -16,6 +16,7 @@ FILES = (
     "central/store/incidents.py",
     "central/store/integrity.py",
     "central/store/queries.py",
+    "central/store/response_cache.py",
     "central/store/response_times.py",
     "central/store/shift_log.py",
     "central/auth/preferences.py",

@@ -323,12 +323,15 @@ def test_a_sqlite_database_from_before_migrations_is_brought_up_to_date(tmp_path
     with sqlite3.connect(path) as old:  # as the previous version left it
         old.execute("DROP TABLE schema_migrations")
         old.execute("DROP INDEX idx_units_duty_online")
+        for column in ("detail_key", "detail_params"):  # migration 0006's
+            old.execute(f"ALTER TABLE dispatch_log DROP COLUMN {column}")
         old.execute("INSERT INTO units (device_id, duty) VALUES ('badge-1', 'available')")
     db = open_database(path)
     versions = [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()]
     indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()}
     assert versions == [m.version for m in migrate.available("sqlite")]
     assert "idx_units_duty_online" in indexes
+    assert {"detail_key", "detail_params"} <= set(db["dispatch_log"].columns_dict)
     assert db.execute("SELECT device_id FROM units").fetchall() == [("badge-1",)]
     db.close()
 

@@ -285,3 +285,25 @@ def test_every_class_the_detector_names_has_a_word():
     # The YOLOX build writes these names into labels.txt, one a class ("traffic light" is one, not two).
     assert len(COCO80) == 80 and COCO80[9] == "traffic light"
     assert [name for name in COCO80 if name not in OBJECTS] == []
+
+
+def _page_words(page: str) -> dict:
+    block = re.search(r'<script type="application/json" id="i18n">(.*?)</script>', page, re.S)
+    return json.loads(block.group(1))
+
+
+def test_a_scripts_count_takes_the_readers_plural_form(tmp_path):
+    """N("%(n)s event…", "%(n)s events…", n) in the scripts: the page hands them each plural category's words
+    (Intl.PluralRules' names), from the catalogue's plural forms: 1 событие, 2 события, 5 событий."""
+    central = make_central(tmp_path, site={"language": "ru"})
+    client = create_app(central).test_client()
+    login(client, "operator")
+    plurals = _page_words(client.get("/incidents").get_data(as_text=True))["plurals"]
+    assert plurals["%(n)s event in this incident"] == {
+        "one": "%(n)s событие в этом происшествии",  # 1, 21, 101
+        "few": "%(n)s события в этом происшествии",  # 2, 22
+        "many": "%(n)s событий в этом происшествии",  # 0, 5, 11, 25
+    }
+    preferences.update(central.db(), "operator", language="en")
+    plurals = _page_words(client.get("/incidents").get_data(as_text=True))["plurals"]
+    assert plurals["%(n)s incident"] == {"one": "%(n)s incident", "other": "%(n)s incidents"}

@@ -5,9 +5,26 @@ const I18N = JSON.parse(document.getElementById("i18n")?.textContent || "{}");
 
 // T(msgid, {name: value}): the translated text with %(name)s filled in; each msgid is in the catalogues.
 function T(msgid, values) {
-  let text = (I18N.words || {})[msgid] || msgid;
+  return fill((I18N.words || {})[msgid] || msgid, values);
+}
+
+function fill(text, values) {
   for (const [name, value] of Object.entries(values || {})) text = text.split(`%(${name})s`).join(String(value));
   return text;
+}
+
+// N(one, many, n, values), each form a literal: a count in the reader's plural form (1 событие, 2 события,
+// 5 событий), by Intl.PluralRules' category of n; %(n)s and the other values filled in as by T.
+function N(one, many, n, values) {
+  const forms = (I18N.plurals || {})[one] || {};
+  const category = new Intl.PluralRules(I18N.locale || "ru-RU").select(n);
+  return fill(forms[category] || forms.other || (n === 1 ? one : many), { n, ...values });
+}
+
+// The header's height (its sections wrap on a narrow screen) for what sticks under it (app.css --header-h).
+{
+  const header = document.querySelector("header.top");
+  if (header) new ResizeObserver(() => document.documentElement.style.setProperty("--header-h", `${header.offsetHeight}px`)).observe(header);
 }
 
 const Kuzet = (() => {

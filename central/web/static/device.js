@@ -138,7 +138,7 @@
       evidenceStatus.className = `evidence-status chain-${report.status}`;
       evidenceStatus.dataset.status = report.status;
       document.getElementById("evidence-problems").innerHTML = report.problems.slice(0, 20).map((p) =>
-        `<li><span class="level level-${p.kind === "missing" ? "warning" : "critical"}">${Kuzet.esc(p.kind)}</span> ${T("segment %(n)s", { n: p.index })}: ${Kuzet.esc(p.what)}</li>`).join("");
+        `<li><span class="level level-${p.kind === "missing" ? "warning" : "critical"}">${Kuzet.esc(p.kind)}</span> ${T("segment %(n)s", { n: p.index })}: ${Kuzet.esc(p.said || p.what)}</li>`).join("");
     } catch (err) {
       evidenceStatus.textContent = T("Cannot check: %(why)s", { why: err.message });
     }

@@ -79,7 +79,7 @@
     const km = d.distance_m ? ` · ${T("%(km)s km", { km: Kuzet.number(d.distance_m / 1000, 2) })}` : "";
     const radius = d.radius_m ? ` · ${T("within %(m)s m", { m: Kuzet.number(d.radius_m) })}` : "";
     const heading = d.direction_deg != null ? ` · ${T("heading %(deg)s°", { deg: Math.round(d.direction_deg) })}` : "";
-    const log = (d.log || []).map((l) => `<li>${Kuzet.time(l.at)} — ${Kuzet.esc(Kuzet.word("dispatch", l.state))}${l.by ? ` (${Kuzet.esc(actor(l.by))})` : ""}${l.detail ? ": " + Kuzet.esc(l.detail) : ""}</li>`).join("");
+    const log = (d.log || []).map((l) => `<li>${Kuzet.time(l.at)} — ${Kuzet.esc(Kuzet.word("dispatch", l.state))}${l.by ? ` (${Kuzet.esc(actor(l.by))})` : ""}${l.note ? ": " + Kuzet.esc(l.note) : ""}</li>`).join("");
     return `<strong><a href="/devices/${encodeURIComponent(d.unit)}">${Kuzet.esc(d.unit)}</a></strong> · ${Kuzet.esc(Kuzet.word("mode", d.mode))} ·
       <span class="status dispatch-state">${Kuzet.esc(Kuzet.word("dispatch", d.state))}</span>${km}${radius}${heading}
       <span class="muted">${T("by %(who)s at %(when)s", { who: Kuzet.esc(actor(d.created_by)), when: Kuzet.time(d.created_at) })}</span> ${buttons(d)}

@@ -38,7 +38,7 @@
       <td><span class="sev sev-${Kuzet.esc(i.severity)}">${Kuzet.esc(Kuzet.word("severity", i.severity))}</span></td>
       <td class="thumb-cell"></td>
       <td><a href="/events/${encodeURIComponent(i.latest_event_id)}"><b>${Kuzet.esc(Kuzet.word("type", i.event_type))}</b></a>
-        <span class="count" title="${Kuzet.esc(T("events in this incident"))}">×${i.count}</span><br><span class="muted">${Kuzet.esc(Kuzet.objectName(i.label))}</span></td>
+        <span class="count" title="${Kuzet.esc(N("%(n)s event in this incident", "%(n)s events in this incident", i.count))}">×${i.count}</span><br><span class="muted">${Kuzet.esc(Kuzet.objectName(i.label))}</span></td>
       <td>${Kuzet.esc(i.camera_name || i.device)}<br><span class="muted">${Kuzet.esc(i.zone || "")}</span></td>
       <td class="mono">${times}</td>
       <td class="mono waiting" data-since="${Kuzet.esc(i.waiting_since || "")}"></td>
@@ -76,7 +76,7 @@
     }
     while (next) { const gone = next; next = next.nextSibling; drawn.delete(gone.dataset.id); gone.remove(); }
     document.getElementById("board-empty").hidden = incidents.length > 0;
-    document.getElementById("board-total").textContent = T("incidents: %(n)s", { n: total });
+    document.getElementById("board-total").textContent = N("%(n)s incident", "%(n)s incidents", total);
     tick();
     showSelection();
   }

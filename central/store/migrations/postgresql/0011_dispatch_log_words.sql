@@ -1,0 +1,4 @@
+-- A dispatch log note keeps its words as a key of central.alerts.MESSAGES and its parameters (JSON), said in
+-- the reader's language when shown; ``detail`` keeps the English (the API, the audit, rows from before).
+ALTER TABLE dispatch_log ADD COLUMN IF NOT EXISTS detail_key text;
+ALTER TABLE dispatch_log ADD COLUMN IF NOT EXISTS detail_params text;
