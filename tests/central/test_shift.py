@@ -174,10 +174,10 @@ def test_ended_shifts_are_kept_and_computed_again_only_when_answered_later(tmp_p
     now = timeutil.utc_now()
     recent = shifts.recent(now, ["08:00", "20:00"], ALMATY, 4)
     base = recent[2].start.astimezone(UTC) + timedelta(minutes=1)  # two shifts ago: ended
-    late = respond(central, base, ack_s=None, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=None)
-    respond(central, base, ack_s=30, sent_s=60, unit_ack_s=90, on_scene_s=600, close_s=1200, unit="p-1")
+    late = respond(db, base, ack_s=None, sent_s=None, unit_ack_s=None, on_scene_s=None, close_s=None)
+    respond(db, base, ack_s=30, sent_s=60, unit_ack_s=90, on_scene_s=600, close_s=1200, unit="p-1")
     respond(
-        central,
+        db,
         recent[0].start.astimezone(UTC),
         ack_s=5,
         sent_s=None,
