@@ -230,6 +230,8 @@ def test_operator_dispatches_from_the_maps_popup_which_shows_the_snapshot(scene,
         ),
         "the snapshot in the popup",
     )
+    # A live update of the event while the popup was open may have redrawn it: read the one shown now.
+    popup = browser.find_element(By.CSS_SELECTOR, f'.event-popup[data-event="{event_id}"]')
     # The event, what the camera saw, Leaflet's own buttons and scale: in the reader's language.
     assert says["running"] in popup.text and says["person"] in popup.text
     assert (

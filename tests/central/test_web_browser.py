@@ -195,6 +195,33 @@ def test_the_event_page_says_when_and_why_its_clip_was_lost(live, camera, browse
     assert media["clip_lost_reason"].startswith("interrupted: the camera agent stopped while recording")
 
 
+def test_the_event_page_catches_up_on_what_changed_while_its_stream_was_closed(live, camera, browser):
+    """A page's stream can be down (central restarted, the network dropped, the page came back from the
+    browser's cache): what changed meanwhile came on no stream, so the page reads the event again when the stream
+    opens, rather than showing "New" for an event a colleague has acknowledged."""
+    from selenium.webdriver.common.by import By
+
+    from kuzet.central.store import workflow
+
+    event_id = ids.new_id()
+    camera.event(event_id, severity="high", label="person")
+    db = live.central.db()
+    deadline = time.monotonic() + 20
+    while not db["events"].count_where("event_id = ?", [event_id]):
+        assert time.monotonic() < deadline, "the event never stored"
+        time.sleep(0.1)
+    log_in(browser, live.web.url, "operator")
+    browser.get(f"{live.web.url}/events/{event_id}")
+    live_label = "#live .label"
+    wait_until(browser, lambda d: d.find_element(By.CSS_SELECTOR, live_label).text == "live", "the stream")
+    assert browser.find_element(By.ID, "event-status").text == "New"
+    browser.execute_script("window.kuzetSamePage = true; window.dispatchEvent(new PageTransitionEvent('pagehide'))")
+    workflow.acknowledge(db, event_id, "supervisor")  # told to no stream: this page's is closed
+    browser.execute_script("window.dispatchEvent(new PageTransitionEvent('pageshow', { persisted: true }))")
+    wait_until(browser, lambda d: d.find_element(By.ID, "event-status").text == "Acknowledged", "the change")
+    assert browser.execute_script("return window.kuzetSamePage === true")  # read again, not reloaded
+
+
 def test_other_pages_render_for_a_supervisor(live, camera, browser):
     from selenium.webdriver.common.by import By
 
@@ -316,7 +343,8 @@ def test_operator_dispatches_reassigns_and_intercepts_from_the_event_page_and_ma
         badges["badge-near"].acknowledge()
         wait_until(browser, lambda d: dispatch_state(first)(d) == "acknowledged", "the acknowledgement, live")
         assert browser.execute_script("return window.kuzetSamePage === true")
-        assert browser.find_element(By.ID, "event-status").text == "Dispatched"  # the state in words
+        # the state in words: live, or read again when the page's stream (re)opened after the change
+        wait_until(browser, lambda d: d.find_element(By.ID, "event-status").text == "Dispatched", "Dispatched")
         assert browser.find_element(By.ID, "event-unit").text == "badge-near"
         browser.save_screenshot(str(SCREENSHOTS / "09-dispatch-acknowledged-live.png"))
 

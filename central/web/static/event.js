@@ -35,6 +35,11 @@
     }
   }
   Kuzet.on("event", (e) => { if (e.event_id === eventId) { showEvent(e); reloadEvidence(); } });
+  // What changed while the stream was down (or before it first opened) came on no stream: read the event again.
+  Kuzet.on("open", async () => {
+    try { showEvent((await Kuzet.api("GET", `/api/v1/events/${encodeURIComponent(eventId)}`)).event); }
+    catch (err) { Kuzet.toast(T("Cannot refresh the event"), err.message, "high"); }
+  });
 
   // --- clip, snapshot and track timeline: redrawn by central when they arrive ----------------------------
   // Each panel carries a signature of what it shows; only a panel whose signature changed is replaced, so a

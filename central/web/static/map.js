@@ -60,7 +60,9 @@
       marker.setIcon(icon);
       Object.assign(marker.options, options);
     }
-    marker.bindPopup(popup);
+    // An open popup keeps its DOM (an image loading, a button half-pressed) unless what it says changed.
+    const current = marker.getPopup();
+    if (!current || current.getContent() !== popup) marker.bindPopup(popup);
     return marker;
   }
 
