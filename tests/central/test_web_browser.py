@@ -215,7 +215,9 @@ def test_the_event_page_catches_up_on_what_changed_while_its_stream_was_closed(l
     live_label = "#live .label"
     wait_until(browser, lambda d: d.find_element(By.CSS_SELECTOR, live_label).text == "live", "the stream")
     assert browser.find_element(By.ID, "event-status").text == "New"
-    browser.execute_script("window.kuzetSamePage = true; window.dispatchEvent(new PageTransitionEvent('pagehide'))")
+    browser.execute_script(
+        "window.kuzetSamePage = true; window.dispatchEvent(new PageTransitionEvent('pagehide'))"
+    )
     workflow.acknowledge(db, event_id, "supervisor")  # told to no stream: this page's is closed
     browser.execute_script("window.dispatchEvent(new PageTransitionEvent('pageshow', { persisted: true }))")
     wait_until(browser, lambda d: d.find_element(By.ID, "event-status").text == "Acknowledged", "the change")
@@ -344,7 +346,9 @@ def test_operator_dispatches_reassigns_and_intercepts_from_the_event_page_and_ma
         wait_until(browser, lambda d: dispatch_state(first)(d) == "acknowledged", "the acknowledgement, live")
         assert browser.execute_script("return window.kuzetSamePage === true")
         # the state in words: live, or read again when the page's stream (re)opened after the change
-        wait_until(browser, lambda d: d.find_element(By.ID, "event-status").text == "Dispatched", "Dispatched")
+        wait_until(
+            browser, lambda d: d.find_element(By.ID, "event-status").text == "Dispatched", "Dispatched"
+        )
         assert browser.find_element(By.ID, "event-unit").text == "badge-near"
         browser.save_screenshot(str(SCREENSHOTS / "09-dispatch-acknowledged-live.png"))
 
