@@ -38,8 +38,9 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def png(device_id: str, name: str, site: str, path: Path) -> Path:
+    # A border of four modules: the quiet zone the QR standard asks for, so that any scanner finds the code.
     qr_image = (
-        qrcode.make(label_payload(device_id, name, site), box_size=8, border=2).get_image().convert("RGB")
+        qrcode.make(label_payload(device_id, name, site), box_size=8, border=4).get_image().convert("RGB")
     )
     font = _font(22)
     text_height = 64

@@ -9,7 +9,7 @@ import hashlib
 import zipfile
 
 import pytest
-from support.browser import SCREENSHOTS, wait_until
+from support.browser import SCREENSHOTS, click, wait_until
 from support.patrol import wait_for
 from support.web import PASSWORD, Camera, LiveCentral, jpeg
 
@@ -89,17 +89,23 @@ def test_operator_works_in_russian_then_kazakh(live, mosquitto, browser, tmp_pat
         wait_until(
             browser, lambda d: text_of(d, "#live .label") == "в эфире", "the live indicator in Russian"
         )
-        row = wait_until(browser, lambda d: d.find_elements(By.ID, f"ev-{event_id}"), "the event")[0]
+        wait_until(browser, lambda d: d.find_elements(By.ID, f"ev-{event_id}"), "the event")
+        # Read in one go: the queue redraws its rows when its stream opens, which may be after they first show.
+        row = browser.execute_script(
+            "const r = document.getElementById(arguments[0]), time = r.querySelector('td.mono');"
+            "return {text: r.innerText, ack: r.querySelector('button.ack').innerText,"
+            " started: time.title, shown: time.innerText}",
+            f"ev-{event_id}",
+        )
         # Made by the script from the API's English keys: words from the page's dictionary.
-        assert "критическая" in row.text.lower() and "Праздное нахождение" in row.text and "Новое" in row.text
-        assert row.find_element(By.CSS_SELECTOR, "button.ack").text == "Принять"
+        assert "критическая" in row["text"].lower() and "Праздное нахождение" in row["text"]
+        assert "Новое" in row["text"] and row["ack"] == "Принять"
         # The row's time is the site's (UTC+5): the API's ISO time shifted by five hours.
-        started = row.find_element(By.CSS_SELECTOR, "td.mono").get_attribute("title")
-        shown = row.find_element(By.CSS_SELECTOR, "td.mono").text
+        started, shown = row["started"], row["shown"]
         assert shown.endswith(f"{(int(started[11:13]) + 5) % 24:02d}:{started[14:16]}:{started[17:19]}")
         browser.save_screenshot(str(SCREENSHOTS / "ru-queue.png"))
 
-        row.find_element(By.CSS_SELECTOR, "button.ack").click()
+        click(browser, f"#ev-{event_id} button.ack", "Принять")
         wait_until(
             browser, lambda d: "Принято" in d.find_element(By.ID, f"ev-{event_id}").text, "acknowledged"
         )
@@ -143,8 +149,10 @@ def test_operator_works_in_russian_then_kazakh(live, mosquitto, browser, tmp_pat
             "queue",
         )
         wait_until(browser, lambda d: text_of(d, "#live .label") == "тікелей", "the live indicator in Kazakh")
-        row = browser.find_element(By.ID, f"ev-{event_id}")
-        assert "өте жоғары" in row.text.lower() and "Ұзақ аялдау" in row.text and "Қабылданды" in row.text
+        row = browser.execute_script(
+            "return document.getElementById(arguments[0]).innerText", f"ev-{event_id}"
+        )
+        assert "өте жоғары" in row.lower() and "Ұзақ аялдау" in row and "Қабылданды" in row
         browser.save_screenshot(str(SCREENSHOTS / "kk-queue.png"))
     finally:
         camera.stop()

@@ -106,7 +106,8 @@ def test_device_is_provisioned_labelled_and_registered_with_central(tmp_path, si
     assert row["lat"] == pytest.approx(52.28)
 
     label = SitePaths(site).devices_dir / f"{device_id}-label.png"
-    decoded, _, _ = cv2.QRCodeDetector().detectAndDecode(cv2.imread(str(label)))
+    # the newer detector: the classic one misses about one code in a hundred (tests/provisioning/test_qr_label.py)
+    decoded, _, _ = cv2.QRCodeDetectorAruco().detectAndDecode(cv2.imread(str(label)))
     assert json.loads(decoded) == {
         "kuzet": 1,
         "id": device_id,
