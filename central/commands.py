@@ -17,7 +17,7 @@ from kuzet.central.auth import audit
 from kuzet.central.context import Central
 from kuzet.central.store import dead_letters, portable
 from kuzet.shared import ids, timeutil, topics
-from kuzet.shared.messages import Command, CommandResult, encode
+from kuzet.shared.messages import EXPIRED, Command, CommandResult, encode
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,9 @@ def record(db, command: Command, site: str, actor: str) -> None:
 
 def record_result(db, result: CommandResult) -> dict:
     """Store a device's answer against its command; raises CommandError when it answers no command of
-    that device (or answers twice)."""
+    that device (or answers twice, differently). A device answers a command once, whichever brokers it came
+    through; what comes again is a QoS 1 re-delivery of that answer, or a copy of the command that reached the
+    device too late and was refused unopened (``data.expired``): neither changes the first answer."""
     with audit.transaction(db):
         row = get(db, result.command_id)
         if row is None:
@@ -143,6 +145,8 @@ def record_result(db, result: CommandResult) -> dict:
         if row["result_at"] is not None:
             if row["result_message"] == result.message and row["state"] == ("ok" if result.ok else "failed"):
                 return row  # a QoS 1 re-delivery
+            if result.data.get(EXPIRED) is True:
+                return row  # a late copy of the command (the device's other broker kept it), not carried out
             raise CommandError(f"second, different result for command {result.command_id}")
         state = "ok" if result.ok else "failed"
         portable.execute(

@@ -353,6 +353,11 @@ class DispatchState(Envelope):
         return self
 
 
+# In a ``CommandResult``'s ``data``: true when the command arrived too late to be carried out. A late copy of a
+# command the device already answered (kept for it by the site's other broker) says so, and changes nothing.
+EXPIRED = "expired"
+
+
 class CommandResult(Envelope):
     type: Literal["command_result"] = "command_result"
     command_id: Id

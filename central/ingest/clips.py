@@ -3,7 +3,9 @@
 Chunks may arrive in any order, more than once, corrupted, or not at all. Each received chunk is kept as its
 own file under ``<spool>/<clip_id>/`` so that the set of files *is* the record of what has arrived; this
 survives a central restart and makes duplicates harmless. When every chunk is there, the clip is joined, its
-SHA-256 checked against the one every chunk carries, and the file moved into the media store.
+SHA-256 checked against the one every chunk carries, and the file moved into the media store, by the one
+ingest worker that claims it in the store first (``clip_claims``): workers sharing the spool may each take one
+of a clip's last chunks at the same moment.
 
 A device that will never send (the rest of) a clip says so with ``clip_lost``: the clip is marked ``lost`` with
 the reason, is no longer asked for, and chunks still on their way for it are ignored.
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from kuzet.central.ingest import clip_claims
+from kuzet.central.ingest.clip_claims import Claim
 from kuzet.central.store import portable
 from kuzet.central.store.media import MediaStore, MediaUnavailable
 from kuzet.shared import messages, timeutil, topics
@@ -36,8 +40,12 @@ class ClipRejected(ValueError):
 
 
 MIB = 1024 * 1024
-# Clips still being received hold their declared size in the spool until they complete or are given up.
-_SPOOLING = "state IN ('receiving', 'failed')"
+# Clips still being received hold their declared size in the spool until they are stored or given up.
+_SPOOLING = "state IN ('receiving', 'failed', 'joining')"
+# A clip that takes no more chunks: stored, or the device said it will never send it.
+_SETTLED = ("verified", "lost")
+# A clip whose chunks all came: stored, or a worker is joining it (a clip_lost for it comes too late).
+_ARRIVED = ("verified", clip_claims.JOINING)
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,7 @@ class ClipAssembler:
         if row is None:
             self._check_room(db, chunk)
             row = self._create(db, site, chunk)
-        elif row["state"] in ("verified", "lost"):
+        elif row["state"] in _SETTLED:
             return None  # a late duplicate of a clip already stored, or one the device said it no longer has
         elif (row["sha256"], row["count"], row["size"], row["device"]) != (
             chunk.sha256,
@@ -139,48 +147,57 @@ class ClipAssembler:
             tmp.replace(part)
         received = self._received(chunk.clip_id)
         with portable.transaction(db):
-            portable.execute(
+            # A clip being joined stays claimed; one stored meanwhile by another worker is left as it is.
+            taken = portable.execute(
                 db,
                 "UPDATE clips SET received = ?, spooled = coalesce(spooled, 0) + ?, updated_at = ?,"
-                " state = 'receiving' WHERE clip_id = ?",
+                f" state = CASE WHEN state = '{clip_claims.JOINING}' THEN state ELSE 'receiving' END"
+                f" WHERE clip_id = ? AND state NOT IN {_listed(_SETTLED)}",
                 [len(received), added, timeutil.now_wire(), chunk.clip_id],
-            )
+            ).rowcount
+        if not taken:
+            shutil.rmtree(self.spool_dir / chunk.clip_id, ignore_errors=True)  # the late chunk just written
+            return None
         if len(received) < chunk.count:
             return None
         return self._complete(db, site, self._row(db, chunk.clip_id))
 
-    def _complete(self, db, site: str, row: dict) -> str:
-        clip_id = row["clip_id"]
-        joined = self.spool_dir / f"{clip_id}.joined"
-        digest = hashlib.sha256()
-        with joined.open("wb") as out:
-            for index in range(row["count"]):
-                data = self._chunk_file(clip_id, index).read_bytes()
-                digest.update(data)
-                out.write(data)
-        size = joined.stat().st_size
-        now = timeutil.now_wire()
-        if digest.hexdigest() != row["sha256"] or size != row["size"]:
-            log.warning(
-                "clip %s from %s: the joined file does not match its sha256/size; asking for all of it again",
-                clip_id,
-                row["device"],
-            )
-            joined.unlink()
-            shutil.rmtree(self.spool_dir / clip_id, ignore_errors=True)
-            with portable.transaction(db):
-                portable.execute(
-                    db,
-                    "UPDATE clips SET state = 'failed', received = 0, spooled = 0, updated_at = ?"
-                    " WHERE clip_id = ?",
-                    [now, clip_id],
-                )
-            self._ask(site, row["device"], clip_id, [])
-            return "failed"
-
-        kind = "clip" if row["purpose"] == "event" else "evidence"
-        event_id = row["event_id"] or (_dispatch_event(db, clip_id) if kind == "evidence" else None)
+    def _complete(self, db, site: str, row: dict) -> str | None:
+        """Join a clip whose every chunk is in the spool if this worker claims it first: "verified" or
+        "failed"; None when another worker has the claim (its chunk is in the spool already)."""
+        claim = clip_claims.take(db, row["clip_id"])
+        if claim is None:
+            return None
         try:
+            return self._join(db, site, row, claim)
+        except Exception:
+            # The chunks stay in the spool and the clip "receiving": request_missing joins it again (the media
+            # store refused it, or the join broke).
+            with portable.transaction(db):
+                held = clip_claims.end(db, claim, "receiving")
+            if held:
+                raise
+            log.warning("clip %s: taken over by another worker while this one joined it", row["clip_id"])
+            return None
+
+    def _join(self, db, site: str, row: dict, claim: Claim) -> str | None:
+        clip_id = row["clip_id"]
+        joined = self.spool_dir / f"{clip_id}.{claim.claim_id}.joined"
+        for left in self.spool_dir.glob(f"{clip_id}.*.joined"):  # by a worker killed while joining it
+            if left != joined:
+                left.unlink(missing_ok=True)
+        try:
+            digest = hashlib.sha256()
+            with joined.open("wb") as out:
+                for index in range(row["count"]):
+                    data = self._chunk_file(clip_id, index).read_bytes()
+                    digest.update(data)
+                    out.write(data)
+            size = joined.stat().st_size
+            if digest.hexdigest() != row["sha256"] or size != row["size"]:
+                return self._failed(db, site, row, claim)
+            kind = "clip" if row["purpose"] == "event" else "evidence"
+            event_id = row["event_id"] or (_dispatch_event(db, clip_id) if kind == "evidence" else None)
             self.media.adopt(
                 joined,
                 row["sha256"],
@@ -189,29 +206,43 @@ class ClipAssembler:
                 device=row["device"],
                 event_id=event_id,
             )
-        except MediaUnavailable:
-            # The chunks stay in the spool and the clip "receiving": request_missing joins it again.
-            joined.unlink(missing_ok=True)
-            raise
-        shutil.rmtree(self.spool_dir / clip_id, ignore_errors=True)
+        finally:
+            joined.unlink(missing_ok=True)  # gone already when the media store took it
+        now = timeutil.now_wire()
         with portable.transaction(db):
-            portable.execute(
-                db,
-                "UPDATE clips SET state = 'verified', completed_at = ?, updated_at = ? WHERE clip_id = ?",
-                [now, now, clip_id],
-            )
-            if row["event_id"]:
+            held = clip_claims.end(db, claim, "verified", completed_at=now, updated_at=now)
+            if held and row["event_id"]:
                 portable.execute(
                     db,  # the sender's own event only (ingest refuses the others' before this)
                     "UPDATE events SET clip_id = ? WHERE event_id = ? AND device = ?",
                     [clip_id, row["event_id"], row["device"]],
                 )
+        if not held:
+            log.warning("clip %s: taken over by another worker while this one joined it", clip_id)
+            return None
+        shutil.rmtree(self.spool_dir / clip_id, ignore_errors=True)
         log.info("clip %s from %s verified (%d bytes)", clip_id, row["device"], size)
         return "verified"
 
+    def _failed(self, db, site: str, row: dict, claim: Claim) -> str | None:
+        """The joined file does not match the clip's SHA-256 or size: every chunk is asked for again."""
+        clip_id = row["clip_id"]
+        log.warning(
+            "clip %s from %s: the joined file does not match its sha256/size; asking for all of it again",
+            clip_id,
+            row["device"],
+        )
+        with portable.transaction(db):
+            held = clip_claims.end(db, claim, "failed", received=0, spooled=0, updated_at=timeutil.now_wire())
+        if not held:
+            return None
+        shutil.rmtree(self.spool_dir / clip_id, ignore_errors=True)
+        self._ask(site, row["device"], clip_id, [])
+        return "failed"
+
     def lost(self, site: str, message: ClipLost) -> str | None:
         """The device will never send this clip (or the rest of it): mark it lost, with the reason, unless it
-        arrived after all. Returns the clip's event when it changed."""
+        arrived after all (stored, or a worker is joining it). Returns the clip's event when it changed."""
         reason = f"{message.reason}: {message.detail}" if message.detail else message.reason
         now = timeutil.now_wire()
         with self._lock:
@@ -219,15 +250,14 @@ class ClipAssembler:
             row = self._row(db, message.clip_id)
             if row is not None and row["device"] != message.device:
                 raise ClipRejected(f"clip {message.clip_id} belongs to {row['device']}, not {message.device}")
-            if row is not None and row["state"] == "verified":
+            if row is not None and row["state"] in _ARRIVED:
                 return None
             # What central already knows of the clip wins: a device asked for a clip it no longer has cannot
             # tell whose it was.
             known = row or {}
             event_id = known.get("event_id") or message.event_id
-            shutil.rmtree(self.spool_dir / message.clip_id, ignore_errors=True)
             with portable.transaction(db):
-                _upsert_clip(
+                marked = _upsert_clip(
                     db,
                     {
                         "clip_id": message.clip_id,
@@ -241,6 +271,9 @@ class ClipAssembler:
                         "updated_at": now,
                     },
                 )
+            if not marked:  # claimed by a worker since it was read: it arrived after all
+                return None
+            shutil.rmtree(self.spool_dir / message.clip_id, ignore_errors=True)
         log.warning("clip %s from %s lost: %s", message.clip_id, message.device, reason)
         return event_id
 
@@ -279,13 +312,15 @@ class ClipAssembler:
         return asked
 
     def _stalled(self, stalled_after_s: float) -> list[dict]:
+        """Clips quiet for ``stalled_after_s``, and clips whose claim to join them went stale."""
         cutoff = timeutil.to_wire(timeutil.utc_now() - timedelta(seconds=stalled_after_s))
         return list(
             portable.rows(
                 self._db(),
                 # <=: times are to the millisecond, and 0 s means "whatever has arrived so far".
-                "SELECT * FROM clips WHERE state IN ('receiving', 'failed') AND updated_at <= ?",
-                [cutoff],
+                "SELECT * FROM clips WHERE (state IN ('receiving', 'failed') AND updated_at <= ?)"
+                f" OR (state = '{clip_claims.JOINING}' AND claimed_at <= ?)",
+                [cutoff, clip_claims.stale_before()],
             )
         )
 
@@ -294,16 +329,19 @@ class ClipAssembler:
         db = self._db()
         give_up = timeutil.to_wire(timeutil.utc_now() - timedelta(seconds=self.give_up_after_s))
         if row["created_at"] < give_up:
-            log.warning("clip %s from %s: still incomplete, given up", row["clip_id"], row["device"])
-            shutil.rmtree(self.spool_dir / row["clip_id"], ignore_errors=True)
             with portable.transaction(db):
-                portable.execute(
-                    db, "UPDATE clips SET state = 'abandoned' WHERE clip_id = ?", [row["clip_id"]]
-                )
+                given_up = portable.execute(
+                    db,  # unless a worker claimed it meanwhile to join it
+                    f"UPDATE clips SET state = 'abandoned' WHERE clip_id = ? AND {clip_claims.UNCLAIMED}",
+                    [row["clip_id"], clip_claims.stale_before()],
+                ).rowcount
+            if given_up:
+                log.warning("clip %s from %s: still incomplete, given up", row["clip_id"], row["device"])
+                shutil.rmtree(self.spool_dir / row["clip_id"], ignore_errors=True)
             return 0
         have = self._received(row["clip_id"])
         missing = [i for i in range(row["count"]) if i not in have]
-        if not missing:  # everything arrived but joining was interrupted (a restart) or refused (media full)
+        if not missing:  # everything arrived but joining was interrupted (a kill) or refused (media full)
             self._complete(db, row["site"], row)
             return 0
         # An empty list asks for every chunk, which is shorter on the wire when nothing has arrived.
@@ -385,13 +423,22 @@ def spool_limits(config) -> SpoolLimits:
     )
 
 
-def _upsert_clip(db, row: dict) -> None:
-    """The clip's row with these columns set (created if new; its other columns kept if not)."""
+def _upsert_clip(db, row: dict) -> bool:
+    """The clip's row with these columns set (created if new; its other columns kept if not), unless it has
+    arrived; True when written."""
     columns = ", ".join(row)
     updates = ", ".join(f"{column} = excluded.{column}" for column in row if column != "clip_id")
-    portable.execute(
-        db,
-        f"INSERT INTO clips ({columns}) VALUES ({', '.join('?' * len(row))})"
-        f" ON CONFLICT(clip_id) DO UPDATE SET {updates}",
-        list(row.values()),
+    return (
+        portable.execute(
+            db,
+            f"INSERT INTO clips ({columns}) VALUES ({', '.join('?' * len(row))})"
+            f" ON CONFLICT(clip_id) DO UPDATE SET {updates} WHERE clips.state NOT IN {_listed(_ARRIVED)}",
+            list(row.values()),
+        ).rowcount
+        == 1
     )
+
+
+def _listed(states: tuple[str, ...]) -> str:
+    """``states`` as an SQL list: ``('verified', 'lost')``."""
+    return "(" + ", ".join(f"'{state}'" for state in states) + ")"

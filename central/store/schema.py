@@ -110,6 +110,8 @@ TABLES: dict[str, dict] = {
             "count": int,
             "received": int,
             "content_type": str,
+            # receiving -> joining -> verified | failed (central/ingest/clip_claims.py); lost, abandoned, and
+            # expired by retention. The claim to join it (claim_id, claimed_at): migration 0007.
             "state": str,
             "created_at": str,
             "completed_at": str,

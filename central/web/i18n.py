@@ -101,6 +101,7 @@ EDGE_STATES = {
 }
 CLIP_STATES = {
     "receiving": lazy_gettext("receiving"),
+    "joining": lazy_gettext("being joined"),
     "verified": lazy_gettext("verified"),
     "failed": lazy_gettext("failed its check"),
     "abandoned": lazy_gettext("abandoned"),

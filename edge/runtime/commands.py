@@ -1,7 +1,10 @@
 """Central's commands, the same way on every device: a table ``{name: handler}`` and one policy.
 
 - A command older than ``max_age_s`` (held by the broker while the device was offline) is answered
-  "expired" and not carried out: the moment it was meant for has passed.
+  "expired" (``data.expired``) and not carried out: the moment it was meant for has passed.
+- A command whose id was accepted before is a copy (a QoS 1 re-delivery, or the same command from the site's
+  other broker) and is dropped without an answer: the first one is carried out and answered once, through the
+  durable outbox. The ids are kept across a restart (``accepted.AcceptedCommands``).
 - A known command is queued and carried out on a command thread of its lane, so a slow handler (a download, a
   model load) never blocks the MQTT thread. A lane holds ``queue_size`` commands; one more is answered "busy".
   A device puts the commands that reconfigure it (signed updates...) in a lane of their own, so a download does
@@ -11,8 +14,9 @@
 - A message from central that does not decode is counted (``bad_down_messages``, in the device's status) and
   kept for a technician in ``rejected.jsonl`` (bounded: the first 4 KiB of each, the last ~1 MiB of them).
 
-Every command gets exactly one answer, and every answer goes through ``answer`` (``Command.answer`` made into a
-``CommandResult``, handed to the device's durable outbox).
+Every command gets exactly one answer (each copy arriving too late: "expired", which central takes as such),
+and every answer goes through ``answer`` (``Command.answer`` made into a ``CommandResult``, handed to the
+device's durable outbox).
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kuzet.edge.runtime.accepted import AcceptedCommands
 from kuzet.shared import timeutil
-from kuzet.shared.messages import Command, CommandResult
+from kuzet.shared.messages import EXPIRED, Command, CommandResult
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +71,8 @@ class RejectedLog:
 
 class CommandRegistry:
     """``register`` the handlers, ``start`` the lanes' threads; the MQTT thread calls ``submit`` for each
-    command and ``reject`` for each message that did not decode."""
+    command and ``reject`` for each message that did not decode. ``accepted_file`` keeps the accepted ids
+    across a restart (None: in memory only)."""
 
     def __init__(
         self,
@@ -76,6 +82,7 @@ class CommandRegistry:
         *,
         count: Callable[[str], None] | None = None,
         rejected: RejectedLog | None = None,
+        accepted_file: Path | None = None,
         max_age_s: float = COMMAND_MAX_AGE_S,
         queue_size: int = QUEUE_SIZE,
     ):
@@ -84,6 +91,7 @@ class CommandRegistry:
         self._count = count or (lambda name: None)
         self.rejected = rejected
         self.max_age_s = max_age_s
+        self.accepted = AcceptedCommands(accepted_file, max_age_s)
         self.queue_size = queue_size
         self.bad_messages = 0  # since start; the persistent count is the ``bad_down_messages`` counter
         self.on_bad_message: Callable[[str], None] | None = None  # e.g. a notice on the badge's screen
@@ -121,10 +129,15 @@ class CommandRegistry:
     # --- on the MQTT thread ---------------------------------------------------------------------------------
 
     def submit(self, command: Command) -> None:
-        """Expire, refuse or queue ``command``; never blocks."""
+        """Expire, drop (a copy), refuse or queue ``command``; never waits for a handler."""
         age = (timeutil.utc_now() - command.ts).total_seconds()
         if age > self.max_age_s:
-            self.answer(command, False, f"expired: sent {age:.0f} s ago, not carried out")
+            self.answer(command, False, f"expired: sent {age:.0f} s ago, not carried out", {EXPIRED: True})
+            return
+        # Before anything else answers it: a copy of a command refused as busy or unknown is dropped too, as
+        # central has its answer already.
+        if not self.accepted.first_time(command):
+            log.info("%s: command %s (%s) came again; dropped", self.device, command.command_id, command.name)
             return
         entry = self._handlers.get(command.name)
         if entry is None:

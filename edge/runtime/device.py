@@ -84,6 +84,7 @@ class DeviceRuntime:
             self._send_result,
             count=self.outbox.add,
             rejected=RejectedLog(self.storage / "rejected.jsonl"),
+            accepted_file=self.storage / "accepted_commands.json",
         )
         self.link.on_failover.append(self._failed_over)
         self.receivers: dict[type, Callable[[Envelope], None]] = {}  # other messages from central, by type

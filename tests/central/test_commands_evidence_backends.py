@@ -1,6 +1,6 @@
 """Device commands and badge evidence records on both stores (SQLite, PostgreSQL): a command is recorded and
-audited, its one answer kept and a different second answer refused; evidence segments chain, a re-delivery
-changes nothing, and a gap in the chain is named."""
+audited, its one answer kept, a different second answer refused and a late copy's "expired" ignored; evidence
+segments chain, a re-delivery changes nothing, and a gap in the chain is named."""
 
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ def test_a_command_is_recorded_and_answered_once(db):
     assert commands.record_result(db, answer)["state"] == "ok"  # a QoS 1 re-delivery
     with pytest.raises(commands.CommandError, match="second, different result"):
         commands.record_result(db, command.answer("cam-1", False, "ошибка"))
+    # A copy of the command kept by the other broker reached the device too late: refused unopened.
+    late_copy = command.answer("cam-1", False, "expired: sent 900 s ago", {messages.EXPIRED: True})
+    kept = commands.record_result(db, late_copy)
+    assert (kept["state"], kept["result_message"]) == ("ok", "готово")
     with pytest.raises(commands.CommandError, match="sent to cam-1"):
         commands.record_result(db, command.answer("cam-2", True, "готово"))
     assert [c["command_id"] for c in commands.list_for(db, "cam-1")] == [command.command_id]

@@ -325,6 +325,8 @@ def test_a_sqlite_database_from_before_migrations_is_brought_up_to_date(tmp_path
         old.execute("DROP INDEX idx_units_duty_online")
         for column in ("detail_key", "detail_params"):  # migration 0006's
             old.execute(f"ALTER TABLE dispatch_log DROP COLUMN {column}")
+        for column in ("claim_id", "claimed_at"):  # migration 0007's
+            old.execute(f"ALTER TABLE clips DROP COLUMN {column}")
         old.execute("INSERT INTO units (device_id, duty) VALUES ('badge-1', 'available')")
     db = open_database(path)
     versions = [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()]
@@ -332,6 +334,7 @@ def test_a_sqlite_database_from_before_migrations_is_brought_up_to_date(tmp_path
     assert versions == [m.version for m in migrate.available("sqlite")]
     assert "idx_units_duty_online" in indexes
     assert {"detail_key", "detail_params"} <= set(db["dispatch_log"].columns_dict)
+    assert {"claim_id", "claimed_at"} <= set(db["clips"].columns_dict)
     assert db.execute("SELECT device_id FROM units").fetchall() == [("badge-1",)]
     db.close()
 

@@ -1,12 +1,16 @@
-"""The badge's dispatch inbox: forward-only steps, the checks an officer meets, and a reboot."""
+"""The badge's dispatch inbox: forward-only steps, the checks an officer meets, a reboot, and a dispatch that
+comes twice through the broker."""
 
 from __future__ import annotations
 
 import pytest
+from support.patrol import SITE, inbox_has, point, start_badge, wait_for
 
 from kuzet.edge.badge.inbox import Inbox, InboxError
-from kuzet.shared import ids
-from kuzet.shared.messages import Dispatch
+from kuzet.shared import ids, topics
+from kuzet.shared.config import MqttSection
+from kuzet.shared.messages import Dispatch, DispatchState, decode, encode
+from kuzet.shared.mqtt import Link
 
 
 def dispatch(**fields) -> Dispatch:
@@ -61,3 +65,44 @@ def test_current_is_the_oldest_open_one_and_survives_a_reboot(tmp_path):
     )
     assert [i.state for i in again.items()] == ["new", "declined"]  # open ones first
     assert again.get(first.dispatch_id).reason == "Detaining a suspect"
+
+
+def test_a_dispatch_that_comes_twice_shows_once_and_is_answered_once(tmp_path, mosquitto):
+    """Routing may send a dispatch on each broker the badge could be on: the same dispatch twice through
+    Mosquitto is one task and one notice; the officer's acknowledgement goes once, and a copy arriving after it
+    (or after a restart) neither shows again nor sets it back to new."""
+    device = "badge-5"
+    answers: list[DispatchState] = []
+    central = Link(MqttSection(url=mosquitto.url), "central-test")
+    central.subscribe(topics.up(SITE, device, "dispatch_state"), lambda t, p: answers.append(decode(t, p)))
+    central.start()
+
+    def send(*dispatches: Dispatch) -> None:
+        """Publish them, then a marker dispatch, and wait for the marker: what came before it was taken."""
+        marker = dispatch(device=device)
+        for message in (*dispatches, marker):
+            central.publish(topics.down(SITE, device, "dispatch"), encode(message)).wait_for_publish(5)
+        wait_for(inbox_has(agent, marker.dispatch_id), what="the marker dispatch")
+
+    def shown(agent) -> int:
+        return sum("NEW DISPATCH" in notice for notice in agent.notices)
+
+    task = dispatch(device=device)
+    agent = start_badge(tmp_path, mosquitto.url, device, point(0))
+    try:
+        send(task, task)
+        assert len(agent.inbox.items()) == 2 and shown(agent) == 2  # the task and the marker, once each
+        agent.acknowledge(task.dispatch_id)
+        wait_for(lambda: answers, what="the acknowledgement")
+        send(task)
+        assert agent.inbox.get(task.dispatch_id).state == "acknowledged" and shown(agent) == 3
+    finally:
+        agent.stop()
+    agent = start_badge(tmp_path, mosquitto.url, device, point(0))  # restarted, same storage
+    try:
+        send(task)
+        assert agent.inbox.get(task.dispatch_id).state == "acknowledged" and shown(agent) == 1
+        assert [(a.dispatch_id, a.state) for a in answers] == [(task.dispatch_id, "acknowledged")]
+    finally:
+        agent.stop()
+        central.stop()
