@@ -144,13 +144,16 @@ def device_list(args) -> list[tuple[str, str, float, float]]:
     return cameras + badges
 
 
-def make_site(root: Path, devices: list[tuple[str, str, float, float]]) -> tuple[SitePaths, SiteSettings]:
-    """site-init's folder, then one key and certificate per device from its CA (what ``kuzet provision
-    device`` puts in each bundle), written as ``certs/<id>.pem``."""
+def make_site(
+    root: Path, devices: list[tuple[str, str, float, float]], central_workers: list[str]
+) -> tuple[SitePaths, SiteSettings]:
+    """site-init's folder (with a certificate per central worker, ``--central-worker``), then one key and
+    certificate per device from its CA (what ``kuzet provision device`` puts in each bundle), written as
+    ``certs/<id>.pem``."""
     settings = SiteSettings(
         site=SITE, broker_hosts=["127.0.0.1"], broker_port=free_port(), broker_user=getpass.getuser()
     )
-    paths = site_init.init_site(root / "site", settings, listen="127.0.0.1")
+    paths = site_init.init_site(root / "site", settings, listen="127.0.0.1", central_workers=central_workers)
     ca = CertificateAuthority.load(paths.ca_key, paths.ca_cert, paths.registry)
     issued = ca.issue_many([(name, kind) for name, kind, _, _ in devices])
     certs = root / "certs"
@@ -212,8 +215,7 @@ def register(central: Central, devices: list[tuple[str, str, float, float]]) -> 
 def run(args, root: Path, topology: str) -> dict:
     devices = device_list(args)
     began = time.monotonic()
-    paths, settings = make_site(root, devices)
-    worker_certs = scale_central.add_worker_identities(paths, SITE) if topology == "region" else None
+    paths, settings = make_site(root, devices, scale_central.worker_names() if topology == "region" else [])
     figures: dict = {"setup_certificates_s": round(time.monotonic() - began, 1)}
     with contextlib.ExitStack() as running:
         primary, standby = brokers(root, paths, settings)
@@ -232,7 +234,7 @@ def run(args, root: Path, topology: str) -> dict:
         urls = [mqtts(primary), mqtts(standby)]
         config = central_config(args, paths, settings, urls, s3)
         if topology == "region":
-            central_side = scale_central.Region(config, data_dir, worker_certs, running)
+            central_side = scale_central.Region(config, data_dir, paths, running)
         else:
             central_side = scale_central.SingleProcess(config, data_dir)
         central = central_side.central

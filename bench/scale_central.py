@@ -4,8 +4,9 @@ routing leader and its standby, on PostgreSQL), with the faults the bench inject
 
 Each region worker connects to the brokers with a certificate of its own from the site's CA: the brokers
 take the certificate's CN as the client id (``use_username_as_clientid``), so two workers sharing central's
-certificate would push each other off. site-init issues one central identity and the ACL grants central's
-topics to that CN alone; ``add_worker_identities`` adds each worker's CN to the ACL with central's lines.
+certificate would push each other off. bench/scale.py makes the site with ``worker_names()`` as site-init's
+``--central-worker``s (provisioning/workers.py): worker ``ingest-1`` is CN ``central-ingest-1``, with central's
+lines in the ACL and its own folder under ``central/workers/``.
 """
 
 from __future__ import annotations
@@ -23,40 +24,18 @@ from kuzet.central.config import CentralConfig
 from kuzet.central.context import Central
 from kuzet.central.service import start_parts
 from kuzet.central.store import portable
-from kuzet.provisioning.ca import CertificateAuthority, cert_pem, key_pem, write_private
+from kuzet.provisioning import workers
 from kuzet.provisioning.site import SitePaths
+from kuzet.shared.config import TlsSection
 
 INGEST_WORKERS = 3
 ROUTING = ("a", "b")
 RESTART_AFTER_S = 1.0  # the systemd units' RestartSec
 
 
-def worker_identities() -> list[str]:
-    return (
-        [f"central-ingest-{n}" for n in range(INGEST_WORKERS)]
-        + ["central-web"]
-        + [f"central-routing-{name}" for name in ROUTING]
-    )
-
-
-def add_worker_identities(paths: SitePaths, site: str) -> Path:
-    """A key and certificate per worker (``<folder>/<cn>.crt``/``.key``), and central's ACL lines for each."""
-    ca = CertificateAuthority.load(paths.ca_key, paths.ca_cert, paths.registry)
-    folder = paths.central_dir / "workers"
-    names = worker_identities()
-    acl = ""
-    for name, (key, cert) in zip(names, ca.issue_many([(n, "central") for n in names]), strict=True):
-        write_private(folder / f"{name}.key", key_pem(key))
-        (folder / f"{name}.crt").write_bytes(cert_pem(cert))
-        acl += (
-            f"\nuser {name}\ntopic deny kuzet/v1/{site}/{name}/#\n"
-            f"topic read kuzet/v1/{site}/+/up/#\ntopic write kuzet/v1/{site}/+/down/#\n"
-        )
-    # A user entry is read wherever it stands; before the device patterns, as site-init's own are.
-    text = paths.acl.read_text()
-    marker = "\n# Every device"
-    paths.acl.write_text(text.replace(marker, acl + marker, 1))
-    return folder
+def worker_names() -> list[str]:
+    """The region's workers, as site-init's ``--central-worker`` names."""
+    return [f"ingest-{n}" for n in range(INGEST_WORKERS)] + ["web"] + [f"routing-{name}" for name in ROUTING]
 
 
 class SingleProcess:
@@ -90,7 +69,7 @@ class Region:
 
     name = "region"
 
-    def __init__(self, config: CentralConfig, data_dir: Path, cert_dir: Path, running: contextlib.ExitStack):
+    def __init__(self, config: CentralConfig, data_dir: Path, site: SitePaths, running: contextlib.ExitStack):
         bin_dir = find_bin_dir()
         if bin_dir is None:
             raise SystemExit("PostgreSQL's initdb and pg_ctl are missing (apt-get install postgresql)")
@@ -104,15 +83,14 @@ class Region:
         }
         self.config = config.model_copy(update=update)
         self.central = Central(config=self.config, data_dir=data_dir)  # the schema; registering, accounting
-        self.cert_dir = cert_dir
+        self.site = site
         self.workers_by_name: dict[str, WorkerProcess] = {}
         self.stored_before_kill: dict[str, float] = {}
 
     def _start_worker(self, role: str, instance: str) -> WorkerProcess:
-        name = f"central-{role}-{instance}" if role != "web" else "central-web"
-        tls = self.config.mqtt.tls.model_copy(
-            update={"cert": self.cert_dir / f"{name}.crt", "key": self.cert_dir / f"{name}.key"}
-        )
+        worker_name = f"{role}-{instance}" if role != "web" else "web"
+        name = workers.identity(worker_name)
+        tls = TlsSection.model_validate(workers.tls_section(self.site, worker_name))
         config = self.config.model_copy(update={"mqtt": self.config.mqtt.model_copy(update={"tls": tls})})
         if role == "web":
             config = config.model_copy(update={"http": config.http.model_copy(update={"port": free_port()})})

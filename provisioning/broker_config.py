@@ -5,7 +5,9 @@ handshake.
 ACL (``%u`` is the client certificate's CN, i.e. the device id; ``<site>`` is the site's name, written in):
 
 - a device writes only ``kuzet/v1/<site>/<its id>/up/#`` and reads only ``kuzet/v1/<site>/<its id>/down/#``;
-- central (CN ``central``) reads every device's ``up`` topics and writes every ``down`` topic of the site;
+- central (CN ``central``) reads every device's ``up`` topics and writes every ``down`` topic of the site, and so
+  does each of central's workers (CN ``central-<worker>``, ``kuzet provision site-init --central-worker``): a
+  central split over processes needs one certificate per process, since the CN is the client id;
 - the technician's tool (CN ``provision-tool``, ``kuzet provision verify --mqtt``) only reads ``up`` topics.
 
 The device lines are ``pattern`` lines, and Mosquitto applies patterns to every certificate, with ``%u`` its
@@ -13,7 +15,8 @@ CN: left alone they would let central's or the tool's certificate publish as a d
 ``provision-tool`` (an event under ``kuzet/v1/<site>/provision-tool/up/event``). Mosquitto 2.0 cannot limit a
 pattern to some usernames, so every name that is not a device's (``RESERVED_IDENTITIES``, which no device may
 take) gets its own ``user`` entry with ``topic deny kuzet/v1/<site>/<name>/#``: a user entry's deny is checked
-before any pattern, and it covers exactly the topics the patterns would have given that name.
+before any pattern, and it covers exactly the topics the patterns would have given that name. Each worker's
+entry has that deny too; no device may take a name starting ``central-`` (``topics.is_reserved``).
 
 Sizes: ``message_size_limit`` is the largest payload the contract allows (``messages.MAX_PAYLOAD_BYTES``) plus
 headroom; a larger publish is dropped (MQTT 5: the PUBACK says so). ``max_packet_size`` is a little above it
@@ -25,7 +28,7 @@ a broker crash loses at most the change being made; docs/provisioning.md says wh
 
 ``use_username_as_clientid`` makes the CN the MQTT client id too, so a device cannot connect with another's
 client id and knock it off (MQTT drops the older session of a client id). Every program that connects needs
-its own certificate for the same reason: central and the technician's tool have one each.
+its own certificate for the same reason: central, each of its workers and the technician's tool have one each.
 
 Mosquitto reads the CRL and the ACL when it starts and again on SIGHUP (``kuzet provision revoke`` runs the
 site's reload command after rewriting them).
@@ -43,6 +46,8 @@ from kuzet.shared.topics import RESERVED_NAMES
 
 CENTRAL_IDENTITY = "central"
 TOOL_IDENTITY = "provision-tool"  # the technician's laptop watching for check-ins: read-only
+# The registry's role of a central worker's certificate: every active one gets central's lines in the ACL.
+WORKER_ROLE = "central-worker"
 # Names a device may not take: they would share central's (or a tool's) ACL entries and client id.
 RESERVED_IDENTITIES = RESERVED_NAMES
 assert {CENTRAL_IDENTITY, TOOL_IDENTITY} <= RESERVED_IDENTITIES
@@ -53,15 +58,15 @@ MESSAGE_SIZE_LIMIT = max(MAX_PAYLOAD_BYTES.values()) + 64 * 1024
 MAX_PACKET_SIZE = MESSAGE_SIZE_LIMIT + 16 * 1024
 
 
-def acl_text(site: str, revoked: list[str] = ()) -> str:
+def acl_text(site: str, workers: list[str] = (), revoked: list[str] = ()) -> str:
+    """The site's ACL; ``workers`` are the CNs of central's workers, ``revoked`` those cut off."""
     text = (
         "# Kuzet site ACL (written by 'kuzet provision site-init'). Usernames are client certificate CNs.\n"
         "# Anything not granted here is refused.\n"
-        f"user {CENTRAL_IDENTITY}\n"
-        f"topic deny kuzet/v1/{site}/{CENTRAL_IDENTITY}/#\n"
-        f"topic read kuzet/v1/{site}/+/up/#\n"
-        f"topic write kuzet/v1/{site}/+/down/#\n"
-        "\n"
+    )
+    for identity in [CENTRAL_IDENTITY, *sorted(set(workers))]:
+        text += _central_entry(site, identity)
+    text += (
         f"user {TOOL_IDENTITY}\n"
         f"topic deny kuzet/v1/{site}/{TOOL_IDENTITY}/#\n"
         f"topic read kuzet/v1/{site}/+/up/#\n"
@@ -81,6 +86,17 @@ def acl_text(site: str, revoked: list[str] = ()) -> str:
     for identity in sorted(set(revoked)):
         text += f"\n# revoked\nuser {identity}\ntopic deny #\n"
     return text
+
+
+def _central_entry(site: str, identity: str) -> str:
+    """Central's privileges (central's own certificate or a worker's), and no device's under its name."""
+    return (
+        f"user {identity}\n"
+        f"topic deny kuzet/v1/{site}/{identity}/#\n"
+        f"topic read kuzet/v1/{site}/+/up/#\n"
+        f"topic write kuzet/v1/{site}/+/down/#\n"
+        "\n"
+    )
 
 
 def mosquitto_conf_text(paths: SitePaths, settings: SiteSettings, listen: str = "") -> str:
@@ -123,15 +139,15 @@ def mosquitto_conf_text(paths: SitePaths, settings: SiteSettings, listen: str = 
     )
 
 
-def write_config(paths: SitePaths, settings: SiteSettings, listen: str = "") -> None:
-    write_acl(paths, settings, [])
+def write_config(paths: SitePaths, settings: SiteSettings, listen: str = "", workers: list[str] = ()) -> None:
+    write_acl(paths, settings, workers, [])
     paths.mosquitto_conf.write_text(mosquitto_conf_text(paths, settings, listen))
     (paths.broker_dir / "data").mkdir(parents=True, exist_ok=True)
     grant_broker_access(paths, settings.broker_user)
 
 
-def write_acl(paths: SitePaths, settings: SiteSettings, revoked: list[str]) -> None:
-    _replace(paths.acl, acl_text(settings.site, revoked).encode())
+def write_acl(paths: SitePaths, settings: SiteSettings, workers: list[str], revoked: list[str]) -> None:
+    _replace(paths.acl, acl_text(settings.site, workers, revoked).encode())
     grant_broker_access(paths, settings.broker_user)
 
 

@@ -60,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="",
         help="run after a revocation to make the broker re-read its CRL and ACL, e.g. 'systemctl reload mosquitto'",
     )
+    init.add_argument(
+        "--central-worker",
+        action="append",
+        metavar="NAME",
+        help="also a certificate for this process of a split central, CN central-NAME (repeat; docs/scale.md)",
+    )
 
     device = actions.add_parser(
         "device", help="create a device identity and its bundle; register it with central"
@@ -100,12 +106,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     verify.add_argument("--mqtt", action="store_true", help="listen on the broker with central's certificate")
     _central_args(verify)
 
-    revoke = actions.add_parser("revoke", help="revoke a device's certificate and mark it revoked in central")
+    revoke = actions.add_parser(
+        "revoke", help="revoke a device's certificate and mark it revoked in central (or a central worker's)"
+    )
     _site_arg(revoke)
-    revoke.add_argument("device")
+    revoke.add_argument("device", help="the device id, or central-NAME for one of central's workers")
     revoke.add_argument("--broker-pid", type=int, help="SIGHUP this Mosquitto process (on this machine)")
     revoke.add_argument("--reload-command", help="overrides reload_command in site.toml")
     _central_args(revoke)
+
+    worker = actions.add_parser(
+        "central-worker",
+        help="add a process of a split central: its certificate, central's ACL entry, the broker reloaded",
+    )
+    _site_arg(worker)
+    worker.add_argument("name", help="the worker's name, e.g. ingest-host3: its certificate is central-NAME")
+    worker.add_argument("--broker-pid", type=int, help="SIGHUP this Mosquitto process (on this machine)")
+    worker.add_argument("--reload-command", help="overrides reload_command in site.toml")
 
     register = actions.add_parser("register", help="register a provisioned device with central (e.g. later)")
     _site_arg(register)

@@ -11,17 +11,18 @@ from pathlib import Path
 
 from kuzet.provisioning import bundle as bundles
 from kuzet.provisioning import qr, signing
+from kuzet.provisioning.broker_update import RELOAD_HINT
 from kuzet.provisioning.bundle import BundleError
 from kuzet.provisioning.ca import CAError
 from kuzet.provisioning.central_api import CentralClient, CentralError
 from kuzet.provisioning.device import DeviceRecord, ProvisionError, provision_device, read_record
 from kuzet.provisioning.flash import FlashError
-from kuzet.provisioning.revoke import RELOAD_HINT
 from kuzet.provisioning.signing import SignatureError
 from kuzet.provisioning.site import SiteError, SitePaths, SiteSettings, load_settings
+from kuzet.provisioning.workers import WorkerError
 from kuzet.shared import config
 from kuzet.shared.config import ConfigError
-from kuzet.shared.topics import TopicError
+from kuzet.shared.topics import WORKER_PREFIX, TopicError
 
 EXPECTED_ERRORS = (
     BundleError,
@@ -33,6 +34,7 @@ EXPECTED_ERRORS = (
     SignatureError,
     SiteError,
     TopicError,
+    WorkerError,
     FileNotFoundError,
     FileExistsError,
     PermissionError,
@@ -61,11 +63,13 @@ def site_init(args: argparse.Namespace) -> int:
         SiteSettings,
         "site-init options",
     )
-    paths = init_site(Path(args.dir), settings, listen=args.listen)
+    paths = init_site(Path(args.dir), settings, listen=args.listen, central_workers=args.central_worker or [])
     print(f"site {settings.site} created in {paths.root}")
     print(f"  CA certificate:     {paths.ca_cert}  (keep {paths.ca_key} and {paths.signing_key} offline)")
     print(f"  broker config:      {paths.mosquitto_conf}  (mosquitto -c {paths.mosquitto_conf})")
     print(f"  central's MQTT:     {paths.central_dir / 'mqtt.toml'}")
+    for name in args.central_worker or []:
+        print(f"  worker {name}'s MQTT: {paths.worker_dir(name) / 'mqtt.toml'}  ({WORKER_PREFIX}{name})")
     print(f"  central's watchlist key: {paths.central_dir / 'watchlist.toml'}")
     print(f"  update public key:  {paths.signing_public_key}")
     return 0
@@ -266,31 +270,24 @@ def _print_health(status) -> None:
 
 def revoke(args: argparse.Namespace) -> int:
     """Exit 0 only when the broker re-read its CRL and ACL and central was told; 4 when the broker did not
-    (the device can still connect: the one thing a technician must not miss), 3 when only central was not."""
+    (the device can still connect: the one thing a technician must not miss), 3 when only central was not.
+    One of central's workers (``central-NAME``) is revoked the same way; central has no device to mark."""
     from kuzet.provisioning.revoke import revoke_device
 
     paths, settings = _site(args)
     result = revoke_device(
         paths, settings, args.device, broker_pid=args.broker_pid, reload_command=args.reload_command
     )
+    worker = args.device.startswith(WORKER_PREFIX)
+    what = f"central worker {args.device}" if worker else args.device
     if result.certificates:
         serials = ", ".join(f"{row.serial:x}" for row in result.certificates)
-        print(f"revoked {args.device} (certificate {serials}); CRL and ACL rewritten in {paths.broker_dir}")
+        print(f"revoked {what} (certificate {serials}); CRL and ACL rewritten in {paths.broker_dir}")
     else:
-        print(f"{args.device}'s certificate was already revoked; CRL and ACL rewritten in {paths.broker_dir}")
+        print(f"{what}'s certificate was already revoked; CRL and ACL rewritten in {paths.broker_dir}")
     if result.broker_reloaded:
-        print("the broker re-read them: the device is cut off now")
-    central_told = True
-    try:
-        _central(args, settings).revoke(args.device)
-        print("marked revoked in central")
-    except CentralError as exc:
-        central_told = False
-        print(
-            f"warning: central was not told ({exc}). "
-            f"Run the same 'kuzet provision revoke {args.device}' again when central is reachable.",
-            file=sys.stderr,
-        )
+        print(f"the broker re-read them: {args.device} is cut off now")
+    central_told = worker or _tell_central_revoked(args, settings)
     if not result.broker_reloaded:
         print(
             f"error: the broker has NOT re-read the CRL and ACL ({result.reload_problem}), so {args.device} "
@@ -299,6 +296,45 @@ def revoke(args: argparse.Namespace) -> int:
         )
         return 4
     return 0 if central_told else 3
+
+
+def _tell_central_revoked(args, settings: SiteSettings) -> bool:
+    try:
+        _central(args, settings).revoke(args.device)
+    except CentralError as exc:
+        print(
+            f"warning: central was not told ({exc}). "
+            f"Run the same 'kuzet provision revoke {args.device}' again when central is reachable.",
+            file=sys.stderr,
+        )
+        return False
+    print("marked revoked in central")
+    return True
+
+
+def central_worker(args: argparse.Namespace) -> int:
+    """Exit 0 once the broker re-read the ACL; 4 when it did not (the worker's certificate is issued, but the
+    broker gives it none of central's topics until it re-reads the ACL)."""
+    from kuzet.provisioning.workers import add_worker
+
+    paths, settings = _site(args)
+    worker, broker = add_worker(
+        paths, settings, args.name, broker_pid=args.broker_pid, reload_command=args.reload_command
+    )
+    print(
+        f"central worker {worker.name}: certificate {worker.identity} ({worker.serial:x}) in {worker.folder}"
+    )
+    print(f"  its [mqtt] section: {worker.folder / 'mqtt.toml'}")
+    print(f"ACL rewritten in {paths.broker_dir} with central's privileges for {worker.identity}")
+    if not broker.reloaded:
+        print(
+            f"error: the broker has NOT re-read the ACL ({broker.problem}), so {worker.identity} gets none of "
+            f"central's topics yet. {RELOAD_HINT}",
+            file=sys.stderr,
+        )
+        return 4
+    print(f"the broker re-read it: {worker.identity} may connect now")
+    return 0
 
 
 def sign_update(args: argparse.Namespace) -> int:

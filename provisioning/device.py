@@ -14,14 +14,12 @@ from typing import Literal
 import tomli_w
 
 from kuzet.provisioning import service
-from kuzet.provisioning.broker_config import RESERVED_IDENTITIES
 from kuzet.provisioning.bundle import Bundle
 from kuzet.provisioning.ca import CertificateAuthority, cert_pem, key_pem
-from kuzet.provisioning.site import SitePaths, SiteSettings
-from kuzet.provisioning.site_init import broker_url, broker_urls
+from kuzet.provisioning.site import SitePaths, SiteSettings, broker_url, broker_urls
 from kuzet.shared import config, timeutil
 from kuzet.shared.config import DeviceSection, MqttSection, Section
-from kuzet.shared.topics import check_name
+from kuzet.shared.topics import check_device_id
 
 DeviceKind = Literal["camera", "badge"]
 ID_PREFIX = {"camera": "cam", "badge": "badge"}
@@ -132,9 +130,7 @@ def provision_device(
     if device_id is None:
         device_id = new_device_id(kind, taken)
     else:
-        check_name("device id", device_id)
-        if device_id in RESERVED_IDENTITIES:
-            raise ProvisionError(f"{device_id!r} is reserved for the site's own services")
+        check_device_id(device_id)
         if device_id in taken:
             raise ProvisionError(
                 f"{device_id!r} already has a certificate from this CA; a replacement device gets a new id"

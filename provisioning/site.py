@@ -41,6 +41,17 @@ class SiteError(RuntimeError):
     pass
 
 
+def broker_url(settings: SiteSettings) -> str:
+    """The primary broker."""
+    return f"mqtts://{settings.broker_hosts[0]}:{settings.broker_port}"
+
+
+def broker_urls(settings: SiteSettings) -> list[str]:
+    """``[mqtt] brokers`` for every config the site writes: the primary, then the standbys."""
+    standbys = [f"mqtts://{host}:{settings.broker_port}" for host in settings.standby_broker_hosts]
+    return [broker_url(settings), *standbys]
+
+
 @dataclass(frozen=True)
 class SitePaths:
     root: Path
@@ -114,6 +125,14 @@ class SitePaths:
     @property
     def central_dir(self) -> Path:
         return self.root / "central"
+
+    # Central's workers (``--central-worker``): a folder each, with its own certificate and ``[mqtt]`` section.
+    @property
+    def workers_dir(self) -> Path:
+        return self.central_dir / "workers"
+
+    def worker_dir(self, name: str) -> Path:
+        return self.workers_dir / name
 
     # The technician's tool (``verify --mqtt``): its own identity, so it never takes central's client id.
     @property

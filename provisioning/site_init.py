@@ -2,26 +2,31 @@
 
 Creates the CA, the Ed25519 update-signing key, the Ed25519 watchlist key central signs the cameras' face
 watchlist with (its own, so that central can sign nothing else a device installs), the broker's server certificate, Mosquitto's configuration
-(mutual TLS, ACL, CRL), central's client certificate with a ready ``[mqtt]`` section for its config, and the
-read-only certificate ``kuzet provision verify --mqtt`` connects with.
+(mutual TLS, ACL, CRL), central's client certificate with a ready ``[mqtt]`` section for its config, one more
+for each of central's workers (``--central-worker``, provisioning/workers.py), and the read-only certificate
+``kuzet provision verify --mqtt`` connects with.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import tomli_w
 
-from kuzet.provisioning import broker_config, signing
+from kuzet.provisioning import broker_config, signing, workers
 from kuzet.provisioning.ca import CertificateAuthority, cert_pem, key_pem, write_private
-from kuzet.provisioning.site import SiteError, SitePaths, SiteSettings, save_settings
+from kuzet.provisioning.site import SiteError, SitePaths, SiteSettings, broker_urls, save_settings
 
 
-def init_site(root: Path, settings: SiteSettings, listen: str = "") -> SitePaths:
+def init_site(
+    root: Path, settings: SiteSettings, listen: str = "", central_workers: Sequence[str] = ()
+) -> SitePaths:
     paths = SitePaths(Path(root).resolve())
     if paths.settings_file.exists() or paths.ca_key.exists():
         raise SiteError(f"{paths.root} already holds a site; refusing to overwrite its CA and keys")
+    workers.check_names(central_workers)  # before anything is made: a bad name leaves no half-made site
     for folder in (
         paths.ca_key.parent,
         paths.signing_key.parent,
@@ -58,20 +63,10 @@ def init_site(root: Path, settings: SiteSettings, listen: str = "") -> SitePaths
     key, cert = ca.issue(broker_config.TOOL_IDENTITY, "tool")
     write_private(paths.tool_dir / "tool.key", key_pem(key))
     (paths.tool_dir / "tool.crt").write_bytes(cert_pem(cert))
+    issued = workers.issue(paths, settings, ca, central_workers)
     save_settings(paths.root, settings)
-    broker_config.write_config(paths, settings, listen)
+    broker_config.write_config(paths, settings, listen, [worker.identity for worker in issued])
     return paths
-
-
-def broker_url(settings: SiteSettings) -> str:
-    """The primary broker."""
-    return f"mqtts://{settings.broker_hosts[0]}:{settings.broker_port}"
-
-
-def broker_urls(settings: SiteSettings) -> list[str]:
-    """``[mqtt] brokers`` for every config the site writes: the primary, then the standbys."""
-    standbys = [f"mqtts://{host}:{settings.broker_port}" for host in settings.standby_broker_hosts]
-    return [broker_url(settings), *standbys]
 
 
 def central_mqtt_section(paths: SitePaths, settings: SiteSettings) -> dict:

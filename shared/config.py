@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from kuzet.shared.topics import NAME_PATTERN
+from kuzet.shared.topics import NAME_PATTERN, check_device_id
 
 Name = Annotated[str, Field(pattern=rf"^{NAME_PATTERN}$")]
+# A device's own name: valid, and none of the names kept for central, its workers and the tools.
+DeviceId = Annotated[Name, AfterValidator(check_device_id)]
 
 
 class Section(BaseModel):
@@ -39,7 +41,7 @@ class KeyProblem(ValueError):
 
 
 class DeviceSection(Section):
-    id: Name
+    id: DeviceId
     site: Name = "pavlodar"
     name: str = ""
     lat: Annotated[float, Field(ge=-90, le=90)] | None = None

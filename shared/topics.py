@@ -35,6 +35,9 @@ DOWN_KINDS = ("dispatch", "command", "clip_request", "resend", "watchlist")
 # Names of programs, not devices: central, the technician's tool. No device may take one (provisioning refuses
 # it, the broker's ACL gives them no up topics), and central refuses anything sent under one.
 RESERVED_NAMES = frozenset({"central", "provision-tool", "broker", "admin", "root"})
+# Central's workers (``kuzet provision site-init --central-worker NAME``) are ``central-<NAME>``: the whole prefix
+# is theirs, so that a worker added later can never find a device already holding its name.
+WORKER_PREFIX = "central-"
 
 
 class TopicError(ValueError):
@@ -57,6 +60,22 @@ def check_name(what: str, value: str) -> str:
         raise TopicError(
             f"{what} {value!r} is not a valid name: use 1-63 lower-case letters, digits and '-', "
             "starting with a letter or digit"
+        )
+    return value
+
+
+def is_reserved(name: str) -> bool:
+    """A program's identity (central, one of its workers, the technician's tool...), never a device's."""
+    return name in RESERVED_NAMES or name.startswith(WORKER_PREFIX)
+
+
+def check_device_id(value: str) -> str:
+    """A name a device may take: valid and not a program's."""
+    check_name("device id", value)
+    if is_reserved(value):
+        raise TopicError(
+            f"device id {value!r} is reserved for the site's own programs ({', '.join(sorted(RESERVED_NAMES))}, "
+            f"and every name starting with {WORKER_PREFIX!r}: central's workers)"
         )
     return value
 

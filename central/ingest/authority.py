@@ -63,7 +63,7 @@ def reason(
 ) -> str | None:
     """Why ``message`` is refused, or None. ``device`` is (kind, registered_at) as central has it, None when
     central has never heard of the device."""
-    if message.device in topics.RESERVED_NAMES:
+    if topics.is_reserved(message.device):
         return f"{message.device!r} is a program's identity, not a device's: it sends nothing"
     kind, registered_at = device or (None, None)
     if not registered_at and not accept_unregistered:

@@ -17,13 +17,13 @@ from pydantic import Field
 from kuzet.central.auth import audit
 from kuzet.central.store import portable
 from kuzet.shared import timeutil
-from kuzet.shared.config import Name, Section
+from kuzet.shared.config import DeviceId, Name, Section
 
 
 class Registration(Section):
     """The body of ``POST /api/v1/devices``; unknown keys are refused."""
 
-    device_id: Name
+    device_id: DeviceId
     kind: Literal["camera", "badge"]
     name: Annotated[str, Field(max_length=200)] = ""
     site: Name

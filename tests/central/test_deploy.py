@@ -7,12 +7,15 @@ from __future__ import annotations
 import argparse
 import configparser
 import shlex
+from pathlib import Path
 
 import pytest
 from support.ingest import REPO
 
 from kuzet.central import cli
 from kuzet.central import config as central_config
+from kuzet.provisioning import workers
+from kuzet.provisioning.site import SitePaths
 
 DEPLOY = REPO / "deploy"
 
@@ -48,3 +51,35 @@ def test_each_role_has_a_unit_that_runs_it(role):
 def test_the_ingest_template_names_each_worker_by_its_metrics_port():
     args = _exec_start("kuzet-central-ingest@.service", "9472")
     assert (args.role, args.instance, args.metrics_port) == ("ingest", "host1-9472", 9472)
+
+
+UNIT_WORKERS = [  # (unit, instance) and the worker it runs as on host "host1"
+    (("kuzet-central-ingest.service", ""), "ingest-host1"),
+    (("kuzet-central-ingest@.service", "9471"), "ingest-host1-9471"),
+    (("kuzet-central-ingest@.service", "9472"), "ingest-host1-9472"),
+    (("kuzet-central-web.service", ""), "web-host1"),
+    (("kuzet-central-routing.service", ""), "routing-host1"),
+]
+
+
+def _bound_folder(unit: str, instance: str) -> tuple[str, str]:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.read(DEPLOY / "systemd" / unit)
+    line = parser["Service"]["BindReadOnlyPaths"].replace("%l", "host1").replace("%i", instance)
+    source, target = line.split(":")
+    return source, target
+
+
+def test_each_unit_connects_with_its_own_workers_certificate():
+    """One central.toml for every process, a certificate each: each unit binds its worker's folder (what
+    'kuzet provision central-worker NAME' makes) where [mqtt.tls] looks, so no two share a client id."""
+    tls = central_config.load(DEPLOY / "central-region.toml").mqtt.tls
+    bound = tls.cert.parent
+    assert tls.key.parent == bound and tls.ca.parent == bound
+    for (unit, instance), worker in UNIT_WORKERS:
+        source, target = _bound_folder(unit, instance)
+        assert (source, target) == (f"/etc/kuzet/workers/{worker}", str(bound)), unit
+        assert workers.identity(worker) == f"central-{worker}"  # a name provisioning accepts
+    # the file names provisioning writes into a worker's folder
+    made = {key: Path(path).name for key, path in workers.tls_section(SitePaths(Path("/site")), "w").items()}
+    assert made == {"ca": tls.ca.name, "cert": tls.cert.name, "key": tls.key.name}

@@ -9,15 +9,11 @@
 
 from __future__ import annotations
 
-import queue
-import ssl
-import threading
 import time
 
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-from support.provision import SITE
+from support.provision import SITE, Client, nothing_but
 
 from kuzet.central.broker import MosquittoServer
 from kuzet.provisioning import broker_config
@@ -54,44 +50,6 @@ def _tool_section(site) -> MqttSection:
     return MqttSection.model_validate(tool_mqtt_section(paths, settings))
 
 
-class Client:
-    """A raw paho client with a certificate: connects, records PUBACK reason codes and what it receives."""
-
-    def __init__(self, mqtt: MqttSection, client_id: str, port: int, protocol=paho.MQTTv5, clean=True):
-        extra = {} if protocol == paho.MQTTv5 else {"clean_session": clean}
-        self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, **extra
-        )
-        self.client.tls_set(
-            ca_certs=str(mqtt.tls.ca),
-            certfile=str(mqtt.tls.cert),
-            keyfile=str(mqtt.tls.key),
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
-        self.acks: queue.Queue = queue.Queue()
-        self.received: queue.Queue = queue.Queue()
-        self.connected = threading.Event()
-        self.client.on_connect = lambda *args: self.connected.set()
-        self.client.on_publish = lambda c, u, mid, reason_code, props: self.acks.put(reason_code)
-        self.client.on_message = lambda c, u, message: self.received.put((message.topic, message.payload))
-        self.client.on_disconnect = lambda *args: self.connected.clear()
-        kwargs = {"clean_start": clean} if protocol == paho.MQTTv5 else {}
-        self.client.connect("localhost", port, keepalive=30, **kwargs)
-        self.client.loop_start()
-        assert self.connected.wait(5), f"{client_id} did not connect"
-
-    def subscribe(self, pattern: str, qos: int = 1) -> None:
-        self.client.subscribe(pattern, qos=qos)
-        time.sleep(0.3)  # the SUBACK
-
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False):
-        return self.client.publish(topic, payload, qos=qos, retain=retain)
-
-    def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
 def _panic(device: str) -> bytes:
     return messages.encode(
         messages.Event(
@@ -110,16 +68,6 @@ def _panic(device: str) -> bytes:
 
 def _status(device: str) -> bytes:
     return messages.encode(messages.Status(device=device, kind="camera", software_version="t", uptime_s=1.0))
-
-
-def _nothing_but(received: queue.Queue, marker_topic: str) -> list[str]:
-    """Everything received up to the marker (delivery is in order: what was refused would come before)."""
-    seen = []
-    while True:
-        topic, _ = received.get(timeout=5)
-        if topic == marker_topic:
-            return seen
-        seen.append(topic)
 
 
 @pytest.mark.parametrize("protocol", [paho.MQTTv5, paho.MQTTv311], ids=["mqtt5", "mqtt311"])
@@ -143,7 +91,7 @@ def test_the_tools_certificate_cannot_publish_as_a_device(tmp_path, site, protoc
                 assert reason.is_failure and "authori" in str(reason).lower(), (topic, str(reason))
         marker = topics.up(SITE, camera_id, "status")
         camera.publish(marker, _status(camera_id)).wait_for_publish(5)
-        assert _nothing_but(central.received, marker) == []
+        assert nothing_but(central.received, marker) == []
     finally:
         for client in (camera, tool, central):
             client.stop()
@@ -161,7 +109,7 @@ def test_centrals_certificate_cannot_publish_as_a_device_either(tmp_path, site):
         assert central.acks.get(timeout=5).is_failure
         marker = topics.up(SITE, camera_id, "status")
         camera.publish(marker, _status(camera_id)).wait_for_publish(5)
-        assert _nothing_but(tool.received, marker) == []
+        assert nothing_but(tool.received, marker) == []
         # What central must do still works: command a device.
         camera.subscribe(topics.down(SITE, camera_id, "command"))
         command = messages.Command(device=camera_id, command_id=ids.new_id(), name="snapshot")
@@ -215,7 +163,7 @@ def test_oversized_messages_are_refused_and_the_largest_legitimate_ones_pass(tmp
         try:
             marker = topics.up(SITE, other_id, "status")
             other.publish(marker, _status(other_id)).wait_for_publish(5)
-            assert _nothing_but(central.received, marker) == []
+            assert nothing_but(central.received, marker) == []
         finally:
             other.stop()
     finally:

@@ -7,16 +7,21 @@ import json
 import os
 import shutil
 import tarfile
+import tomllib
 from pathlib import Path
 
 import cv2
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from kuzet.central.broker import free_port
 from kuzet.provisioning import signing
 from kuzet.provisioning.ca import CertificateAuthority
 from kuzet.provisioning.site import SitePaths
+from kuzet.shared import config
 from kuzet.shared.cli import main
+from kuzet.shared.config import MqttSection
 
 central_web = pytest.importorskip(
     "kuzet.central.web.server", reason="central's web app is not in this checkout"
@@ -176,8 +181,6 @@ def test_revoke_puts_certificate_on_crl_and_marks_central(tmp_path, site, centra
     )
     assert app.db()["devices"].get(device_id)["revoked_at"]  # central is told all the same
 
-    from cryptography import x509
-
     paths = SitePaths(site)
     crl = x509.load_pem_x509_crl(paths.crl.read_bytes())
     cert = x509.load_pem_x509_certificate((out / "device.crt").read_bytes())
@@ -274,6 +277,10 @@ def test_bad_device_name_and_reserved_id_are_refused(tmp_path, site, capsys):
     assert "not a valid name" in capsys.readouterr().err
     assert main(base + ["--id", "central", "--out", str(tmp_path / "b")]) == 1
     assert "reserved" in capsys.readouterr().err
+    assert (
+        main(base + ["--id", "central-web", "--out", str(tmp_path / "b")]) == 1
+    )  # a worker's, even if unissued
+    assert "reserved" in capsys.readouterr().err
     assert main(base + ["--lat", "52.1", "--out", str(tmp_path / "c")]) == 1
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
@@ -285,7 +292,6 @@ def test_badge_bundle_goes_into_an_os_image_and_loads_with_the_badge_config(tmp_
     from support.fat_image import build_image
 
     from kuzet.provisioning.image import ImageBoot
-    from kuzet.shared import config
 
     image = build_image(tmp_path / "raspios.img")
     rc = main(
@@ -435,3 +441,89 @@ def test_broker_config_names_the_broker_hosts_paths(tmp_path):
         assert line in conf
     assert str(site_dir) not in conf
     assert "require_certificate true" in conf and "use_identity_as_username true" in conf
+
+
+def _site_init(site_dir: Path, *extra: str) -> int:
+    return main(
+        ["provision", "site-init", "--dir", str(site_dir), "--site", "pavlodar", "--broker-host", "mqtt"]
+        + list(extra)
+    )
+
+
+def _central_lines(acl: str, identity: str) -> list[str]:
+    return acl.split(f"\nuser {identity}\n", 1)[1].split("\n\n", 1)[0].splitlines()
+
+
+def test_site_init_gives_each_central_worker_a_certificate_folder_and_centrals_acl_entry(tmp_path, capsys):
+    site_dir = tmp_path / "s"
+    assert _site_init(site_dir, "--central-worker", "ingest-1", "--central-worker", "web") == 0
+    printed = capsys.readouterr().out
+    paths = SitePaths(site_dir)
+    acl = paths.acl.read_text()
+    central = _central_lines(acl, "central")
+    for name in ("ingest-1", "web"):
+        folder = paths.worker_dir(name)
+        assert f"{folder / 'mqtt.toml'}  (central-{name})" in printed
+        mqtt = config.parse(tomllib.loads((folder / "mqtt.toml").read_text())["mqtt"], MqttSection)
+        assert mqtt.brokers == ["mqtts://mqtt:8883"]
+        for path in (mqtt.tls.ca, mqtt.tls.cert, mqtt.tls.key):
+            assert path.is_absolute() and path.parent == folder.resolve() and path.is_file()
+        assert (mqtt.tls.key.stat().st_mode & 0o777) == 0o600
+        cert = x509.load_pem_x509_certificate(mqtt.tls.cert.read_bytes())
+        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == f"central-{name}"
+        # exactly central's rights (read every up topic, write every down topic), and none as a device
+        lines = _central_lines(acl, f"central-{name}")
+        assert lines == [f"topic deny kuzet/v1/pavlodar/central-{name}/#", *central[1:]]
+
+
+def test_bad_or_duplicate_central_worker_names_are_refused(tmp_path, site, capsys):
+    for names, problem in (
+        (["Ingest_1"], "is not a valid name"),
+        (["central-web"], "without 'central-'"),
+        (["x" * 56], "too long"),
+        (["web", "web"], "more than once"),
+    ):
+        site_dir = tmp_path / names[0]
+        assert _site_init(site_dir, *[f"--central-worker={name}" for name in names]) == 1
+        assert problem in capsys.readouterr().err
+        assert not site_dir.exists()  # nothing issued: the site can be made again with a good name
+    add = ["provision", "central-worker", "--dir", str(site), "--reload-command", "true"]
+    assert main(add + ["web"]) == 0
+    capsys.readouterr()
+    assert main(add + ["web"]) == 1
+    assert "central worker 'web' exists" in capsys.readouterr().err
+    assert main(add + ["Web"]) == 1
+    assert "is not a valid name" in capsys.readouterr().err
+
+
+def test_a_worker_added_later_is_in_the_acl_until_revoked_and_central_is_not_asked(tmp_path, site, capsys):
+    paths = SitePaths(site)
+    add = ["provision", "central-worker", "--dir", str(site), "routing-a"]
+    # No reload command: the certificate is issued, but the technician must not miss that the broker has not
+    # re-read the ACL.
+    assert main(add) == 4
+    printed = capsys.readouterr()
+    assert "the broker has NOT re-read the ACL" in printed.err and "systemctl reload mosquitto" in printed.err
+    assert str(paths.worker_dir("routing-a") / "mqtt.toml") in printed.out
+    assert (
+        _central_lines(paths.acl.read_text(), "central-routing-a")[1:]
+        == _central_lines(paths.acl.read_text(), "central")[1:]
+    )
+    # A device revoked later keeps the worker's entry.
+    out = tmp_path / "bundle"
+    device = ["provision", "device", "--dir", str(site), "--kind", "camera", "--name", "x", "--no-register"]
+    assert main(device + ["--out", str(out)]) == 0
+    device_id = device_json(out)["device_id"]
+    revoke = ["provision", "revoke", "--dir", str(site), "--reload-command", "true"]
+    assert main(revoke + [device_id, "--central", "http://127.0.0.1:9"]) == 3  # central is not reachable
+    assert "central-routing-a" in paths.acl.read_text()
+    capsys.readouterr()
+    # The worker revoked: no central to tell (none is reachable here), its CN on the CRL, its rights gone.
+    assert main(revoke + ["central-routing-a"]) == 0
+    printed = capsys.readouterr()
+    assert "revoked central worker central-routing-a" in printed.out and "central" not in printed.err
+    assert _central_lines(paths.acl.read_text(), "central-routing-a") == ["topic deny #"]
+    serial = x509.load_pem_x509_certificate(
+        (paths.worker_dir("routing-a") / "worker.crt").read_bytes()
+    ).serial_number
+    assert x509.load_pem_x509_crl(paths.crl.read_bytes()).get_revoked_certificate_by_serial_number(serial)
