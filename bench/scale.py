@@ -23,10 +23,11 @@ Prints one JSON object: ``{"devices": N, "sent": N, "stored": N, "lost": N, "dup
 - ``leader_failover_s``: the routing leader's SIGKILL to its standby leading: null where central runs as one
   process (see ``topology``).
 
-Central runs as ``kuzet central run`` composes it (``service.start_parts``: ingest, routing, commands, the
-web page) in this process, on SQLite: the region's topology (three ingest workers sharing the brokers' traffic,
-one web worker, a routing leader with a standby, PostgreSQL) needs ``kuzet central run --role`` and central on
-PostgreSQL, which are not built yet (docs/scale.md, "bench/scale.py").
+Central (``bench/scale_central.py``): ``--topology region`` (the default) runs three ingest workers sharing
+the brokers' traffic, one web worker and a routing leader with a standby, each a process as ``kuzet central run
+--role`` runs it and each with its own certificate (``site-init --central-worker``), on a throw-away
+PostgreSQL; the baseline (``--topology single``, or ``--baseline``) is one process on SQLite as ``kuzet central
+run`` composes it (docs/scale.md, "bench/scale.py").
 """
 
 from __future__ import annotations
