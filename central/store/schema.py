@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -352,12 +353,28 @@ def open_database(path: str | Path, *, any_thread_may_close: bool = False) -> sq
     # Central's threads and a command run beside it (`create-token`) may open a fresh database at the same
     # moment: switching it to WAL and creating its tables from several connections at once fails with
     # "database is locked" (SQLite's busy handler does not cover those), so one opener at a time does it.
-    with _schema_lock(path):
-        db.execute("PRAGMA journal_mode=WAL")
-        _ensure_schema(db)
+    # Every thread of central opens its own connection (a web server's hundred and more at the first pages):
+    # the schema is checked once per process and file, again only when the file's schema changed since
+    # (SQLite's schema_version counts every change; a new or replaced file starts again from 0), or when it
+    # is not in WAL mode (a file restored from elsewhere).
+    key = str(path.resolve())
+    if _ensured.get(key) != _schema_version(db) or db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        with _schema_lock(path):
+            db.execute("PRAGMA journal_mode=WAL")
+            _ensure_schema(db)
+        with _ensured_lock:
+            _ensured[key] = _schema_version(db)
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA foreign_keys=ON")
     return db
+
+
+_ensured: dict[str, int] = {}  # file -> its schema_version when this process last checked its schema
+_ensured_lock = threading.Lock()
+
+
+def _schema_version(db: sqlite_utils.Database) -> int:
+    return db.execute("PRAGMA schema_version").fetchone()[0]
 
 
 @contextmanager

@@ -22,6 +22,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from pydantic_core import to_json
+
 from kuzet.central.context import Central
 from kuzet.central.live import Update
 from kuzet.central.store import incidents, portable
@@ -55,6 +57,7 @@ class IncidentBoard:
         self._lock = threading.Lock()
         self._groups: dict[Key, list[dict]] | None = None  # None until the first read
         self._where: dict[str, Key] = {}  # each open event's group
+        self._listening = False
         self._notes = threading.Lock()  # guards the three sets of what changed
         self._dirty: set[Key] = set()
         self._dirty_devices: set[str] = set()
@@ -63,6 +66,9 @@ class IncidentBoard:
         self._folded_at = 0.0
         self._version = 0
         self._ordered: tuple[int, list[dict]] | None = None  # (version, every incident, in order)
+        # The listing as sent, per filter, for the current version: pages opening together (a shift's start,
+        # central restarted, the network back) all read the same list, encoded once.
+        self._bodies: tuple[int, dict[tuple, bytes]] = (-1, {})
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pusher: threading.Thread | None = None
@@ -82,6 +88,31 @@ class IncidentBoard:
         if wanted:
             ordered = [incident for incident in ordered if _matches(incident, wanted)]
         return ordered, version
+
+    def listing_json(self, filters: dict[str, str], limit: int) -> bytes:
+        """``GET /api/v1/incidents``'s body: the first ``limit`` of ``listing(filters)``, with their total,
+        the grouping window and the version the board's pushes continue from."""
+        found, version = self.listing(filters)
+        key = (tuple(sorted((k, v) for k, v in filters.items() if v)), limit)
+        with self._notes:
+            kept_version, bodies = self._bodies
+            if kept_version == version and key in bodies:
+                return bodies[key]
+        body = to_json(
+            {
+                "incidents": found[:limit],
+                "total": len(found),
+                "window_s": self.window_s,
+                "version": version,
+                "limit": limit,
+            }
+        )
+        with self._notes:
+            if version > self._bodies[0]:
+                self._bodies = (version, {})
+            if version == self._bodies[0]:  # not when the board has moved on meanwhile
+                self._bodies[1][key] = body
+        return body
 
     def _in_order(self) -> tuple[int, list[dict]]:
         if self._ordered is None or self._ordered[0] != self._version:
@@ -121,9 +152,12 @@ class IncidentBoard:
             dirty, devices, unplaced = self._dirty, self._dirty_devices, self._unplaced
             self._dirty, self._dirty_devices, self._unplaced = set(), set(), set()
         if self._groups is None:
-            self._central.hub.listen(self._changed)  # before the fold: a change meanwhile is re-folded after
+            if not self._listening:  # before the fold: a change meanwhile is re-folded after
+                self._central.hub.listen(self._changed)
+                self._listening = True
+            folded = self._fold(db, {})  # should it fail, the next read folds again
             self._groups, self._where = {}, {}
-            self._replace(self._fold(db, {}), set())
+            self._replace(folded, set())
             self._unpushed.clear()  # no page has been sent anything yet
             return
         if time.monotonic() - self._folded_at >= RESYNC_S:
@@ -191,6 +225,11 @@ class IncidentBoard:
         self._central.hub.unlisten(self._changed)
 
     def _push_loop(self) -> None:
+        try:  # folded before the first page asks, not while the first pages of a shift wait on it
+            with self._lock:
+                self._sync()
+        except Exception:
+            log.exception("board: folding the open incidents failed; the first read tries again")
         while not self._stop.is_set():
             self._wake.wait(timeout=RESYNC_S)
             if self._stop.wait(PUSH_EVERY_S):

@@ -39,7 +39,7 @@ def queue():
         filters["status"] = "open"  # what needs attention; "all" is one click away
     return render_template(
         "queue.html",
-        choices=queries.distinct_values(db),
+        choices=services().filter_menus.get(db),
         counters=queries.queue_counters(db),
         filters=filters,
     )

@@ -14,12 +14,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, Response, jsonify, render_template, request
 from flask_babel import gettext as _
 from pydantic import Field
 
 from kuzet.central.auth import preferences
-from kuzet.central.store import incidents, queries, workflow
+from kuzet.central.store import incidents, workflow
 from kuzet.central.web import i18n
 from kuzet.central.web.auth import current_user, require
 from kuzet.central.web.params import ULID_PATTERN, Body, Required, body, refuse
@@ -82,7 +82,7 @@ def page():
     user = current_user()
     return render_template(
         "incidents.html",
-        choices=queries.distinct_values(central().db()),
+        choices=services().filter_menus.get(central().db()),
         prefs=preferences.get(central().db(), user.username),
         window_s=central().config.triage.window_s,
         interrupting=INTERRUPTING,
@@ -96,14 +96,7 @@ def list_incidents():
     filters = {key: request.args.get(key, "") for key in incidents.FILTERS}
     window_s = central().config.triage.window_s
     if not (since or until or filters["severity"]):
-        found, version = services().board.listing(filters)
-        return jsonify(
-            incidents=found[:MAX_LISTED],
-            total=len(found),
-            window_s=window_s,
-            version=version,
-            limit=MAX_LISTED,
-        )
+        return Response(services().board.listing_json(filters, MAX_LISTED), mimetype="application/json")
     found = incidents.open_incidents(
         central().db(),
         central().config.triage.window_s,

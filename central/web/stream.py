@@ -4,7 +4,7 @@ Each open page holds one subscription to ``central.hub`` and one server thread o
 of them at most, beside the request threads: a page beyond is refused for now and its browser tries again).
 An update is passed on only to users allowed to see its channel; events are re-read from the database so that
 every page gets the same full row, whatever the publisher put in the update; that message is made once, by
-the first stream to send it, and shared by the others. The triage board asks for its incidents besides
+the first stream to send it, and shared by the others (alerts and devices carry words: once per language). The triage board asks for its incidents besides
 (``?with=incidents``: ``central.web.board``'s pushes). A stream stays open all shift, so the account behind it is re-read every
 ``SSE_RECHECK_S``: a logged-out session, a disabled account (or revoked token) loses its stream, a changed
 role its channels.
@@ -45,7 +45,10 @@ CHANNEL_PERMISSION = {
 ON_REQUEST_ONLY = {"live", "incidents"}  # too heavy for every open page: a viewer asks for it
 ASKED_BY_PAGES = {"incidents"}  # what a page's stream carries when the page asks (?with=...)
 MAX_UPDATES_PER_WRITE = 500
-IN_READERS_WORDS = {"alert", "device"}  # said in each reader's language: never shared between streams
+IN_READERS_WORDS = {
+    "alert",
+    "device",
+}  # said in each reader's language: shared only by streams in the same one
 
 
 def _in_words(app, locale: str) -> Callable[[str, dict], dict]:
@@ -113,7 +116,8 @@ def sse(
     closing = services().closing
     account = _account_check()
     channels = channels_for(current_user())
-    in_words = _in_words(current_app._get_current_object(), str(get_locale()))
+    locale = str(get_locale())
+    in_words = _in_words(current_app._get_current_object(), locale)
 
     def generate() -> Iterator[str]:
         why = "the viewer left"
@@ -153,11 +157,12 @@ def sse(
                     for update in batch:
                         if update.channel not in channels or not accept(update):
                             continue
-                        message = update.shared.get("message")
+                        # Made once for every stream, or once per language where it carries words.
+                        key = ("message", locale) if update.channel in IN_READERS_WORDS else "message"
+                        message = update.shared.get(key)
                         if message is None:
                             message = _message(db, update, in_words)
-                            if update.channel not in IN_READERS_WORDS:
-                                update.shared["message"] = message
+                            update.shared[key] = message
                         if message:
                             out.append(message)
                     if out:

@@ -72,33 +72,45 @@ def central_options():
 
 
 def test_the_live_stream_carries_the_alert_in_the_readers_words(central, web_server):
+    """Each stream says the alert in its own reader's language, even when readers of two languages are sent
+    the same alert at once (the message is made once per language, not once for every stream)."""
+    preferences.update(central.db(), "supervisor", language="kk")
     host, port = web_server.url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    connection.request(
-        "GET", "/api/v1/stream", headers={"Authorization": f"Bearer {token_for(central, 'operator')}"}
-    )
-    response = connection.getresponse()
-    assert response.readline().startswith(b"retry:")
+    streams = {}
+    for username in ("operator", "supervisor"):
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.request(
+            "GET", "/api/v1/stream", headers={"Authorization": f"Bearer {token_for(central, username)}"}
+        )
+        response = connection.getresponse()
+        assert response.readline().startswith(b"retry:")
+        streams[username] = (connection, response)
     try:
         central.hub.publish("alert", alerts.add(central.db(), "critical", NO_FREE_UNIT))
-        fields: dict[str, str] = {}
-        while True:  # the messages up to the alert's (keep-alives skipped)
-            line = response.readline().decode().rstrip("\n")
-            if line == "" and fields.get("event") == "alert":
-                break
-            if line == "":
-                fields = {}
-            elif not line.startswith(":"):
-                key, _, value = line.partition(": ")
-                fields[key] = value
-        alert = json.loads(fields["data"])
+        said = {username: _next_alert(response) for username, (_, response) in streams.items()}
         assert (
-            alert["text"]
+            said["operator"]["text"]
             == "нет свободного наряда для события «Праздное нахождение» (важность: Высокая); ожидание"
         )
-        assert alert["message"] == NO_FREE_UNIT.english
+        assert said["supervisor"]["text"].startswith("«Ұзақ аялдау» оқиғасына бос жасақ жоқ")
+        assert {alert["message"] for alert in said.values()} == {NO_FREE_UNIT.english}
     finally:
-        connection.close()
+        for connection, _ in streams.values():
+            connection.close()
+
+
+def _next_alert(response) -> dict:
+    """The data of the next alert a stream sends (keep-alives and other messages skipped)."""
+    fields: dict[str, str] = {}
+    while True:
+        line = response.readline().decode().rstrip("\n")
+        if line == "" and fields.get("event") == "alert":
+            return json.loads(fields["data"])
+        if line == "":
+            fields = {}
+        elif not line.startswith(":"):
+            key, _, value = line.partition(": ")
+            fields[key] = value
 
 
 def test_every_parameter_of_every_alert_is_a_word_a_verbatim_value_or_other_words():

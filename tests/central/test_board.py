@@ -153,3 +153,40 @@ def test_pushes_reach_the_open_streams_on_the_incidents_channel(central, board):
         while (update := subscription.get(0)) is not None:
             channels.append(update.channel)
     assert channels == ["event", "incidents"]
+
+
+def test_the_encoded_listing_is_shared_by_readers_until_the_board_changes(central, board):
+    """Pages opening together read the same list: it is encoded once per version and filter, and a change
+    gives every reader the new list, never the kept one."""
+    import json
+
+    stored(central, 0)
+    stored(central, 2, device="cam-02")
+    first = board.listing_json({}, limit=300)
+    assert board.listing_json({}, limit=300) is first  # encoded once
+    read = json.loads(first)
+    assert read["incidents"] == listed(board) and read["total"] == 2 and read["window_s"] == 600
+    assert json.loads(board.listing_json({"device": "cam-02"}, limit=300))["total"] == 1
+    assert json.loads(board.listing_json({}, limit=1))["incidents"] == listed(board)[:1]
+
+    stored(central, 3, device="cam-03", severity="critical")
+    after = json.loads(board.listing_json({}, limit=300))
+    assert after["version"] > read["version"] and after["total"] == 3
+    assert after["incidents"][0]["device"] == "cam-03" and after["incidents"] == fresh(central)
+    assert json.loads(board.listing_json({"device": "cam-02"}, limit=300))["version"] == after["version"]
+
+
+def test_the_filter_menus_are_read_again_only_when_they_are_old(central, monkeypatch):
+    """The board's and the queue's menus are kept for ``max_age_s`` (each read scans the events), then read
+    again: a new camera or type appears in them once the kept ones are old."""
+    from kuzet.central.web.services import FilterMenus
+
+    stored(central, 0)
+    menus = FilterMenus(max_age_s=30)
+    assert menus.get(central.db()) == {"device": ["cam-01"], "zone": ["platform"], "type": ["loitering"]}
+    stored(central, 1, device="cam-07", event_type="crowd")
+    assert menus.get(central.db())["device"] == ["cam-01"]  # kept
+    clock = board_module.time.monotonic() + 31
+    monkeypatch.setattr("kuzet.central.web.services.time.monotonic", lambda: clock)
+    assert menus.get(central.db())["device"] == ["cam-01", "cam-07"]
+    assert menus.get(central.db())["type"] == ["crowd", "loitering"]

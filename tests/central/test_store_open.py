@@ -42,3 +42,31 @@ def test_a_fresh_database_opened_by_two_processes_and_many_threads_at_once(tmp_p
         assert set(TABLES) <= set(db.table_names())
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         db.close()
+
+
+def test_the_schema_is_checked_once_per_file_and_again_when_the_file_changes(tmp_path, monkeypatch):
+    """Central opens a connection per thread (a hundred and more as the first pages come): the tables are
+    checked on the first open, not on every one, yet a file replaced or altered behind central's back is
+    brought up to date on its next open."""
+    from kuzet.central.store import schema
+
+    checks = []
+    real = schema._ensure_schema
+    monkeypatch.setattr(schema, "_ensure_schema", lambda db: (checks.append(1), real(db)))
+    path = tmp_path / "central.db"
+    for _ in range(5):
+        open_database(path).close()
+    assert len(checks) == 1
+
+    path.unlink()  # replaced: a new, empty file at the same path
+    path.with_name("central.db-wal").unlink(missing_ok=True)
+    path.with_name("central.db-shm").unlink(missing_ok=True)
+    db = open_database(path)
+    assert set(TABLES) <= set(db.table_names()) and len(checks) == 2
+    db.execute("DROP INDEX idx_devices_revoked")  # altered by someone else
+    db.close()
+    db = open_database(path)
+    assert len(checks) == 3
+    assert db.execute("SELECT 1 FROM sqlite_master WHERE name = 'idx_devices_revoked'").fetchone()
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
