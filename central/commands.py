@@ -17,7 +17,7 @@ from kuzet.central.auth import audit
 from kuzet.central.context import Central
 from kuzet.central.store import dead_letters, portable
 from kuzet.shared import ids, timeutil, topics
-from kuzet.shared.messages import EXPIRED, Command, CommandResult, encode
+from kuzet.shared.messages import EXPIRED, INTERRUPTED, Command, CommandResult, encode
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,10 @@ def record_result(db, result: CommandResult) -> dict:
         if row["result_at"] is not None:
             if row["result_message"] == result.message and row["state"] == ("ok" if result.ok else "failed"):
                 return row  # a QoS 1 re-delivery
-            if result.data.get(EXPIRED) is True:
-                return row  # a late copy of the command (the device's other broker kept it), not carried out
+            if result.data.get(EXPIRED) is True or result.data.get(INTERRUPTED) is True:
+                # a late copy of the command (the device's other broker kept it), not carried out; or the device
+                # restarted after handing its answer to the outbox and before noting it answered
+                return row
             raise CommandError(f"second, different result for command {result.command_id}")
         state = "ok" if result.ok else "failed"
         portable.execute(

@@ -356,6 +356,9 @@ class DispatchState(Envelope):
 # In a ``CommandResult``'s ``data``: true when the command arrived too late to be carried out. A late copy of a
 # command the device already answered (kept for it by the site's other broker) says so, and changes nothing.
 EXPIRED = "expired"
+# True when the device stopped (killed, power lost) after accepting the command and before answering it: it
+# answers when it starts again, without carrying the command out again. An answer sent already stands.
+INTERRUPTED = "interrupted"
 
 
 class CommandResult(Envelope):

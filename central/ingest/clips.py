@@ -78,6 +78,7 @@ class ClipAssembler:
         # ``db`` may be a database or a callable returning this thread's one (``Central.db``), because
         # chunks arrive on the ingest thread and stalled clips are looked for on a timer thread.
         self._db = db if callable(db) else (lambda: db)
+        self._claims = clip_claims.Keeper(self._db)
         self.media = media
         self.spool_dir = Path(spool_dir)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
@@ -169,7 +170,8 @@ class ClipAssembler:
         if claim is None:
             return None
         try:
-            return self._join(db, site, row, claim)
+            with self._claims.holding(claim):
+                return self._join(db, site, row, claim)
         except Exception:
             # The chunks stay in the spool and the clip "receiving": request_missing joins it again (the media
             # store refused it, or the join broke).

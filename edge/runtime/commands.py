@@ -14,6 +14,10 @@
 - A message from central that does not decode is counted (``bad_down_messages``, in the device's status) and
   kept for a technician in ``rejected.jsonl`` (bounded: the first 4 KiB of each, the last ~1 MiB of them).
 
+- A command accepted before the device stopped (killed, power lost) and never answered is answered as
+  interrupted (``data.interrupted``) when the device starts again, and not carried out again: only a person
+  knows whether it is still wanted.
+
 Every command gets exactly one answer (each copy arriving too late: "expired", which central takes as such),
 and every answer goes through ``answer`` (``Command.answer`` made into a ``CommandResult``, handed to the
 device's durable outbox).
@@ -31,7 +35,7 @@ from pathlib import Path
 
 from kuzet.edge.runtime.accepted import AcceptedCommands
 from kuzet.shared import timeutil
-from kuzet.shared.messages import EXPIRED, Command, CommandResult
+from kuzet.shared.messages import EXPIRED, INTERRUPTED, Command, CommandResult
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +119,20 @@ class CommandRegistry:
     # --- lifecycle ------------------------------------------------------------------------------------------
 
     def start(self) -> CommandRegistry:
+        for command in self.accepted.interrupted():
+            log.warning(
+                "%s: command %s (%s) was interrupted by a restart",
+                self.device,
+                command.command_id,
+                command.name,
+            )
+            self.answer(
+                command,
+                False,
+                f"interrupted: the {self.kind} stopped before it finished {command.name}; not carried out again,"
+                " send it anew if it is still needed",
+                {INTERRUPTED: True},
+            )
         for lane, waiting in self._lanes.items():
             thread = threading.Thread(target=self._run, args=(waiting,), name=f"{lane}-lane", daemon=True)
             thread.start()
@@ -187,3 +205,4 @@ class CommandRegistry:
     def answer(self, command: Command, ok: bool, text: str, data: dict | None = None) -> None:
         """The one place a command is answered."""
         self._send(command.answer(self.device, ok, text, data))
+        self.accepted.answered(command.command_id)  # in the outbox: no longer open

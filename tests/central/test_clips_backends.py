@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -198,6 +199,41 @@ def test_a_claim_left_by_a_worker_killed_while_joining_is_taken_over_once_stale(
         assert (clip["state"], clip["claim_id"], clip["claimed_at"]) == ("verified", None, None)
     assert joins.calls == [chunks[0].sha256] and sent == []
     assert sorted((tmp_path / "spool").iterdir()) == []  # the killed worker's half-joined file too
+
+
+def test_a_worker_slow_to_join_keeps_its_claim_by_renewing_it(store, tmp_path, sent, monkeypatch):
+    """A clip handed to a slow object store takes longer than a stale claim's age: the joining worker renews
+    its claim all along, so nobody takes the clip over meanwhile, and it is joined once."""
+    monkeypatch.setattr(clip_claims, "RENEW_EVERY_S", 0.1)
+    monkeypatch.setattr(clip_claims, "STALE_AFTER_S", 0.5)
+    chunks = chunks_of(os.urandom(3500))
+    clip_id = chunks[0].clip_id
+    slow, other = (ingest_worker(store, tmp_path, sent) for _ in range(2))
+    for chunk in chunks[:-1]:
+        slow.handle("pavlodar", chunk)
+    adopt, joining, taken_over = slow.media.adopt, threading.Event(), []
+
+    def slow_adopt(src, sha256, **kwargs):
+        joining.set()
+        time.sleep(2.0)  # four times the stale age
+        return adopt(src, sha256, **kwargs)
+
+    slow.media.adopt = slow_adopt
+    outcome = []
+    joiner = threading.Thread(target=lambda: outcome.append(slow.handle("pavlodar", chunks[-1])))
+    joiner.start()
+    assert joining.wait(10)
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:  # the other worker tries to take it over all the while
+        with store.connection() as db:
+            taken_over.append(clip_claims.take(db, clip_id))
+        other.request_missing(stalled_after_s=0)
+        time.sleep(0.1)
+    joiner.join(timeout=10)
+    assert outcome == ["verified"] and set(taken_over) == {None}
+    with store.connection() as db:
+        assert _clip(db, clip_id)["state"] == "verified"
+        assert portable.row(db, "SELECT count(*) AS n FROM media")["n"] == 1
 
 
 def test_only_the_holder_ends_a_claim(db, assembler):

@@ -33,6 +33,10 @@ def test_a_command_is_recorded_and_answered_once(db):
     late_copy = command.answer("cam-1", False, "expired: sent 900 s ago", {messages.EXPIRED: True})
     kept = commands.record_result(db, late_copy)
     assert (kept["state"], kept["result_message"]) == ("ok", "готово")
+    # The device restarted after handing its answer to its outbox and before noting it: its "interrupted"
+    # answer comes after the real one and changes nothing.
+    restarted = command.answer("cam-1", False, "interrupted: ...", {messages.INTERRUPTED: True})
+    assert commands.record_result(db, restarted)["result_message"] == "готово"
     with pytest.raises(commands.CommandError, match="sent to cam-1"):
         commands.record_result(db, command.answer("cam-2", True, "готово"))
     assert [c["command_id"] for c in commands.list_for(db, "cam-1")] == [command.command_id]
@@ -40,6 +44,16 @@ def test_a_command_is_recorded_and_answered_once(db):
         "device.command_result",
         "device.command",
     ]
+
+
+def test_a_command_the_device_was_interrupted_in_shows_failed_with_why(db):
+    command = commands.build("cam-1", "snapshot", {})
+    with audit.transaction(db):
+        commands.record(db, command, "pavlodar", actor="anna")
+    text = "interrupted: the camera stopped before it finished snapshot; not carried out again"
+    shown = commands.record_result(db, command.answer("cam-1", False, text, {messages.INTERRUPTED: True}))
+    assert (shown["state"], shown["result_message"]) == ("failed", text)
+    assert shown["result_data"] == {messages.INTERRUPTED: True}
 
 
 def _segments(n: int) -> list[messages.EvidenceSegment]:

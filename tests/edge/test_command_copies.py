@@ -111,7 +111,8 @@ def test_the_ids_kept_are_bounded_by_count(tmp_path):
     accepted = AcceptedCommands(path, max_age_s=300, limit=3)
     sent = [command() for _ in range(5)]
     assert all(accepted.first_time(c) for c in sent)
-    assert list(json.loads(path.read_text())) == [c.command_id for c in sent[2:]]  # the earliest went first
+    kept = json.loads(path.read_text())["sent_at"]
+    assert list(kept) == [c.command_id for c in sent[2:]]  # the earliest went first
     again = AcceptedCommands(path, max_age_s=300, limit=3)
     assert [again.first_time(c) for c in sent[2:]] == [False, False, False]
 
@@ -124,10 +125,49 @@ def test_an_id_is_forgotten_once_its_command_is_too_old_to_be_carried_out(tmp_pa
     assert accepted.first_time(old) and accepted.first_time(recent)
     clock["now"] += timedelta(seconds=150)  # ``old`` is 350 s old now: a copy is refused as expired anyway
     assert accepted.first_time(command())
-    assert old.command_id not in json.loads(path.read_text())
+    assert old.command_id not in json.loads(path.read_text())["sent_at"]
     restarted = AcceptedCommands(path, max_age_s=300, now=lambda: clock["now"])
     assert not restarted.first_time(recent)
     assert restarted.first_time(old)  # forgotten: the registry refuses it as expired before asking
+
+
+def test_a_command_interrupted_by_the_device_stopping_is_answered_once_it_starts_again(tmp_path):
+    """Killed while carrying a command out (or before it started): once the device is up again it answers the
+    command as interrupted, does not carry it out again, and still drops its copy; a command answered before
+    the device stopped is not answered again."""
+    answers, handler = [], Counted()
+    done, cut_short = command(), command()
+    before = registry_on(tmp_path / "accepted.json", answers, handler)
+    before.submit(done)
+    before.execute(before._lanes["commands"].get_nowait())
+    before.submit(cut_short)  # accepted, queued: the device is killed before its lane answers it
+    assert [r.command_id for r in answers] == [done.command_id]
+
+    after = registry_on(tmp_path / "accepted.json", answers, handler).start()
+    try:
+        [interrupted] = answered(answers, cut_short)
+        assert not interrupted.ok and interrupted.data == {messages.INTERRUPTED: True}
+        assert interrupted.name == "snapshot" and interrupted.message.startswith("interrupted:")
+        assert len(answered(answers, done)) == 1 and handler.calls == [done.command_id]
+        after.submit(cut_short)  # its copy from the other broker
+        marker = command()
+        after.submit(marker)
+        wait_for(lambda: answered(answers, marker), what="the marker's answer")
+        assert handler.calls == [done.command_id, marker.command_id]
+        assert len(answered(answers, cut_short)) == 1
+    finally:
+        after.stop()
+    again = registry_on(tmp_path / "accepted.json", answers, handler).start()  # and once more: nothing open
+    again.stop()
+    assert len(answered(answers, cut_short)) == 1 and len(answers) == 3
+
+
+def test_a_file_from_before_open_commands_is_read(tmp_path):
+    path = tmp_path / "accepted.json"
+    sent = command()
+    path.write_text(json.dumps({sent.command_id: sent.ts.timestamp()}))  # {id: sent at}, as before
+    accepted = AcceptedCommands(path, max_age_s=300)
+    assert not accepted.first_time(sent) and accepted.interrupted() == []
 
 
 def test_an_unreadable_file_starts_empty_rather_than_refusing_commands(tmp_path):

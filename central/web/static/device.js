@@ -12,7 +12,11 @@
     if (c.state === "sent") return `<span class="muted">${T("waiting for the device…")}</span>`;
     if (c.state === "unsent") return `<span class="problem">${T("central could not send it")}</span>`;
     const data = c.result_data && Object.keys(c.result_data).length ? ` <span class="muted mono">${Kuzet.esc(JSON.stringify(c.result_data))}</span>` : "";
-    return `<span class="pill ${c.state === "ok" ? "online" : "offline"}">${c.state === "ok" ? T("done") : T("failed")}</span> ${Kuzet.esc(c.result_message || "")}${data}`;
+    // The device's own text is English; an interruption (it stopped before answering) is said in the reader's words.
+    const said = c.result_data && c.result_data.interrupted
+      ? T("interrupted: the device stopped before it finished; not carried out again. Send it anew if it is still needed.")
+      : c.result_message || "";
+    return `<span class="pill ${c.state === "ok" ? "online" : "offline"}">${c.state === "ok" ? T("done") : T("failed")}</span> ${Kuzet.esc(said)}${data}`;
   }
 
   function showCommand(c) {
