@@ -102,7 +102,7 @@ class Dispatcher:
         self.repository.save_unit(unit)
         self._out.show("unit", unit.as_dict())
         if unit.free() and self._waiting:
-            self._serve_waiting()
+            self._serve_waiting(changed=unit)
 
     def _on_availability(self, site: str, message: Availability) -> None:
         unit = self.units.on_availability(site, message)
@@ -244,10 +244,21 @@ class Dispatcher:
             return self._propose(incident, best, attempt, actor)
         return self._send(incident, best.unit, best.travel_m, "nearest", attempt, actor)
 
-    def _serve_waiting(self) -> None:
+    def _serve_waiting(self, changed: Unit | None = None) -> None:
+        """Route the waiting incidents again, most urgent first. ``changed``: the one unit that has just changed
+        (free, moved, back online): the others are as they were when each waiting incident last found none of
+        them, so only the incidents this unit could take now are routed again; with 1,500 badges reporting
+        every 5 s, routing them all against every unit on each report kept the leader busy."""
+        revoked = self.units.revoked() if changed is not None else set()
         for incident in planner.waiting_order(self._waiting.values()):
             if not self.units.any_free():
                 return
+            if changed is not None:
+                now = self.units.get(changed.device_id)
+                if now is None or not now.free():
+                    return  # taken by an incident before this one: nothing else has changed
+                if not planner.candidates(self.config, [now], revoked, incident, limit=1):
+                    continue
             self._route(incident, attempt=len(incident.tried) + 1, actor=SYSTEM)
 
     def _intercept(self, incident: Incident, radius_m: float, actor: str) -> list[str]:

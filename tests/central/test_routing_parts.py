@@ -207,3 +207,42 @@ def test_without_routing_the_door_still_closes_and_dispatching_is_refused(centra
         operations.confirm_dispatch("d1", "operator")
     with pytest.raises(workflow.NotFound):
         operations.close_event("nope", "operator", "note")
+
+
+def test_a_free_unit_reporting_routes_again_only_the_waiting_incidents_it_could_take(central, monkeypatch):
+    """An event waits while no free unit is in range. Units far away reporting their positions (1,500 badges
+    every 5 s in a city) route nothing again; the moment one comes within range, it is sent."""
+    service = RoutingService(central)
+
+    def apply(message) -> None:
+        with service.worker.transaction():
+            service._apply(SITE, message)
+
+    def at(device: str, north_m: float) -> Location:
+        position = dict(zip(("lat", "lon"), offset(*HOME, north_m, 0), strict=True))
+        return Location(device=device, position=position, fix="gps", duty="available")
+
+    far = service.config.max_distance_m / service.config.detour_factor + 5_000  # out of range
+    for n in range(20):
+        apply(at(f"badge-{n}", far + n))
+    event = Event(device="cam-1", event_id=ids.new_id(), seq=0, state="open", event_type="loitering",
+                  severity="high", label="person", score=0.9, started_at=timeutil.utc_now(),
+                  location={"lat": HOME[0], "lon": HOME[1]})  # fmt: skip
+    with central.db().conn:
+        events.apply(central.db().conn, [events.Received(event, SITE, timeutil.now_wire())])
+    apply(event)
+    assert service.waiting() == [event.event_id]
+
+    routed = []
+    route = service._route
+    monkeypatch.setattr(
+        service, "_route", lambda incident, *a, **k: routed.append(incident) or route(incident, *a, **k)
+    )
+    for n in range(20):  # every far unit reports again: still out of range
+        apply(at(f"badge-{n}", far + n + 10))
+    assert routed == [] and service.waiting() == [event.event_id]
+
+    apply(at("badge-7", 300))  # one comes into range
+    assert [incident.event_id for incident in routed] == [event.event_id]
+    [dispatch] = service.dispatches(event_id=event.event_id)
+    assert dispatch["unit"] == "badge-7" and service.waiting() == []
