@@ -16,7 +16,7 @@ the end of the fault until the last moment central lacked something acknowledged
 it still lacked some ``--settle-s`` after sending stopped). The target is ``lost`` 0 everywhere.
 
 The broker is a plain Mosquitto (TCP on 127.0.0.1, anonymous) with the persistence settings the provisioned
-site's broker has (``autosave_on_changes``, ``autosave_interval 1``); not mutual TLS, which changes nothing here
+site's broker has (a save every ``BROKER_AUTOSAVE_S``); not mutual TLS, which changes nothing here
 but set-up time. Central's data folder and its media folder are small tmpfs filesystems the bench mounts (it
 runs as root; without root the disk scenarios are reported as skipped). Everything it starts and mounts is
 stopped and unmounted on the way out, also on Ctrl-C or SIGTERM. The device drains a backlog at up to 5,000
@@ -49,6 +49,7 @@ from kuzet.edge.delivery import PRIORITY_EVENT, PRIORITY_SNAPSHOT, DeliverySetti
 from kuzet.edge.runtime import DeviceRuntime  # noqa: E402
 from kuzet.shared import ids, messages, timeutil, topics  # noqa: E402
 from kuzet.shared.config import MqttSection  # noqa: E402
+from kuzet.shared.mqtt import BROKER_AUTOSAVE_S  # noqa: E402
 
 log = logging.getLogger("durability")
 SITE, DEVICE = "pavlodar", "cam-durable"
@@ -56,7 +57,9 @@ SCENARIOS = ("central_kill", "broker_kill", "broker_replace", "db_disk_full", "m
 DISK_SCENARIOS = ("db_disk_full", "media_disk_full")
 FAULT_S = 3.0
 SNAPSHOT_EVERY_S = 0.1
-BROKER_PERSISTENCE = "autosave_on_changes true\nautosave_interval 1\n"  # as provisioning's broker config
+BROKER_PERSISTENCE = (
+    f"autosave_on_changes false\nautosave_interval {BROKER_AUTOSAVE_S}\n"  # as provisioning's
+)
 DB_FS_MB, MEDIA_FS_MB = 256, 64
 CAUGHT_UP_S = 2.0  # central has recovered once it lacks nothing acknowledged longer ago than this
 

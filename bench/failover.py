@@ -41,10 +41,13 @@ from kuzet.edge.delivery import PRIORITY_EVENT, DeliverySettings  # noqa: E402
 from kuzet.edge.runtime import DeviceRuntime  # noqa: E402
 from kuzet.shared import ids, messages, timeutil, topics  # noqa: E402
 from kuzet.shared.config import MqttSection  # noqa: E402
+from kuzet.shared.mqtt import BROKER_AUTOSAVE_S  # noqa: E402
 
 log = logging.getLogger("failover")
 SITE, DEVICE = "pavlodar", "cam-failover"
-BROKER_PERSISTENCE = "autosave_on_changes true\nautosave_interval 1\n"  # as provisioning's broker config
+BROKER_PERSISTENCE = (
+    f"autosave_on_changes false\nautosave_interval {BROKER_AUTOSAVE_S}\n"  # as provisioning's
+)
 
 
 class Camera:

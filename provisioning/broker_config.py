@@ -22,9 +22,12 @@ Sizes: ``message_size_limit`` is the largest payload the contract allows (``mess
 headroom; a larger publish is dropped (MQTT 5: the PUBACK says so). ``max_packet_size`` is a little above it
 for the topic and properties; a client sending a larger packet is disconnected.
 
-Persistence: the queue kept for central while it is away and the retained messages are saved after every
-change (``autosave_on_changes`` with ``autosave_interval 1``), not every 30 minutes (Mosquitto's default), so
-a broker crash loses at most the change being made; docs/provisioning.md says what that costs.
+Persistence: the queue kept for central while it is away, the sessions and the retained messages are saved
+every ``BROKER_AUTOSAVE_S`` seconds, not every 30 minutes (Mosquitto's default). Not after every change: each
+save rewrites everything the broker holds, and at 10,000 devices (sessions, and whatever queues while a
+consumer is slow) saving per message took the whole broker (docs/scale.md). A crash loses at most what the
+broker acknowledged in those seconds: central notices the restart (``$SYS/broker/uptime``, which central's
+entry may read) and has the devices send it again (central/ingest/session.py).
 
 ``use_username_as_clientid`` makes the CN the MQTT client id too, so a device cannot connect with another's
 client id and knock it off (MQTT drops the older session of a client id). Every program that connects needs
@@ -42,6 +45,7 @@ from pathlib import Path
 
 from kuzet.provisioning.site import SitePaths, SiteSettings
 from kuzet.shared.messages import MAX_PAYLOAD_BYTES
+from kuzet.shared.mqtt import BROKER_AUTOSAVE_S
 from kuzet.shared.topics import RESERVED_NAMES
 
 CENTRAL_IDENTITY = "central"
@@ -95,6 +99,7 @@ def _central_entry(site: str, identity: str) -> str:
         f"topic deny kuzet/v1/{site}/{identity}/#\n"
         f"topic read kuzet/v1/{site}/+/up/#\n"
         f"topic write kuzet/v1/{site}/+/down/#\n"
+        "topic read $SYS/broker/uptime\n"  # how central tells that the broker restarted
         "\n"
     )
 
@@ -118,8 +123,8 @@ def mosquitto_conf_text(paths: SitePaths, settings: SiteSettings, listen: str = 
         f"max_packet_size {MAX_PACKET_SIZE}\n"
         "persistence true\n"
         f"persistence_location {here / 'data'}/\n"
-        "autosave_on_changes true\n"
-        "autosave_interval 1\n"
+        "autosave_on_changes false\n"
+        f"autosave_interval {BROKER_AUTOSAVE_S}\n"
         "log_dest stderr\n"
         "log_type error\n"
         "log_type warning\n"

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 # A device's session (its subscriptions and queued QoS 1 messages) outlives a drop for this long.
 SESSION_EXPIRY_S = 24 * 3600
+# How often the provisioned Mosquitto saves what it holds (provisioning/broker_config.py): a broker that crashes
+# loses at most what it acknowledged in this long before the crash, which central has the devices send again
+# (central/ingest/session.py).
+BROKER_AUTOSAVE_S = 5
 # Unacknowledged messages the broker may send a manual-acknowledgement link (MQTT 5 Receive Maximum).
 MANUAL_ACK_RECEIVE_MAXIMUM = 65_535
 Handler = Callable[[str, bytes], None]
@@ -86,6 +90,10 @@ class Link:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self._unacknowledged: set[int] = set()  # message ids of SUBSCRIBEs the broker has not answered yet
+        self._optional: set[str] = (
+            set()
+        )  # topic filters a broker may refuse without the link being unsubscribed
+        self._optional_mids: set[int] = set()
         self._subscribe_lock = threading.Lock()
         self.changed_at: float | None = None  # time.time() the link last connected or dropped
         self._handlers: list[tuple[str, int, Handler]] = []
@@ -228,9 +236,15 @@ class Link:
 
     # --- traffic ----------------------------------------------------------------------------------------
 
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1, wait_s: float = 5.0) -> None:
+    def subscribe(
+        self, topic_filter: str, handler: Handler, qos: int = 1, wait_s: float = 5.0, optional: bool = False
+    ) -> None:
         """Handle messages on ``topic_filter`` from now on (and after every reconnect). When connected, wait up
-        to ``wait_s`` for the broker's acknowledgement (not on paho's own thread, which delivers it)."""
+        to ``wait_s`` for the broker's acknowledgement (not on paho's own thread, which delivers it).
+        ``optional``: what some brokers do not offer (Mosquitto's ``$SYS``): ``subscribed`` does not wait for
+        it, and a refusal is noted, not an error."""
+        if optional:
+            self._optional.add(topic_filter)
         self._handlers.append((topic_filter, qos, handler))
         self._matchers.append(topic_matcher(_strip_share(topic_filter)))
         if self.connected.is_set():
@@ -242,7 +256,7 @@ class Link:
         with self._subscribe_lock:
             result, mid = client.subscribe(topic_filter, qos)
             if result == paho.MQTT_ERR_SUCCESS:
-                self._unacknowledged.add(mid)
+                (self._optional_mids if topic_filter in self._optional else self._unacknowledged).add(mid)
                 self.subscribed.clear()
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> paho.MQTTMessageInfo:
@@ -307,6 +321,18 @@ class Link:
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         refused = [code for code in reason_codes if code.is_failure]
+        with self._subscribe_lock:
+            optional = mid in self._optional_mids
+            self._optional_mids.discard(mid)
+        if optional:
+            if refused:
+                log.info(
+                    "MQTT: %s does not offer an optional subscription of %s: %s",
+                    self.url,
+                    self.client_id,
+                    refused,
+                )
+            return
         if refused:  # stays unsubscribed: whoever waits on ``subscribed`` sees it never came
             log.error("MQTT: %s refused a subscription of %s: %s", self.url, self.client_id, refused)
             return

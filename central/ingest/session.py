@@ -13,6 +13,14 @@ loses it: the device deleted nothing it could not resend, but nobody asks it to.
   ``since = stored_at - MARGIN_S``: the devices queue again what the broker acknowledged since (they keep it a
   day), and ingest, idempotent by message id, stores what it lacks and counts the rest as duplicates.
 
+- A broker that kept the session but restarted (crashed, or stopped and started again) may have lost what it
+  acknowledged after its last save (it saves every ``BROKER_AUTOSAVE_S``). Central reads Mosquitto's
+  ``$SYS/broker/uptime`` on every connection: a broker started after central last lost it is asked about in
+  the same way, from ``lost_at - BROKER_AUTOSAVE_S - 1.5 x keepalive - MARGIN_S`` (what the broker can have
+  acknowledged and not saved before central noticed it gone; what it held from before was saved), or from
+  ``stored_at - MARGIN_S`` when central did not see it go. A broker without ``$SYS`` (NATS) is never taken as
+  restarted: only a lost session is noticed there.
+
 The work happens on a thread of its own: paho's thread only reports the connection. The resend requests go out
 after the subscription (queued first, on the same connection), so nothing a device resends is missed.
 """
@@ -30,7 +38,7 @@ from kuzet.central.context import Central
 from kuzet.central.store import portable
 from kuzet.shared import messages, topics
 from kuzet.shared.messages import Resend
-from kuzet.shared.mqtt import Link
+from kuzet.shared.mqtt import BROKER_AUTOSAVE_S, Link
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +46,8 @@ RECORD_EVERY_S = 1.0
 # Subtracted from ``stored_at``: the record's own delay, a batch waiting to commit, and clocks that differ
 # between central and the devices (NTP keeps them within a second; a repeat costs only a duplicate).
 MARGIN_S = 10.0
+UPTIME_TOPIC = "$SYS/broker/uptime"  # Mosquitto's, "<seconds> seconds", published every 10 s and retained
+UPTIME_WAIT_S = 3.0  # how long a connection waits for it before taking the broker as one without it
 
 
 class BrokerSession:
@@ -65,11 +75,32 @@ class BrokerSession:
         self.record_every_s = record_every_s
         self.lost = 0  # lost sessions noticed since start
         self.requests = 0  # resend requests published since start
-        self._connects: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self.restarts = 0  # restarts of the broker noticed since start
+        # (session_present, when central had last lost the broker) of each connection, handed on
+        self._connects: queue.SimpleQueue[tuple[bool, float | None]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="broker-session", daemon=True)
         self._recorded: float | None = None
-        link.on_connect.append(self._connects.put)  # on paho's thread: session_present, handed on
+        self._uptime: tuple[float, float] | None = (
+            None  # (the broker's uptime, when heard) on this connection
+        )
+        self._uptime_heard = threading.Event()
+        link.on_connect.append(self._on_connect)
+        link.subscribe(UPTIME_TOPIC, self._heard_uptime, qos=0, optional=True)
+
+    def _on_connect(self, session_present: bool) -> None:
+        """On paho's thread, before any message of the new connection: note it and hand it on."""
+        self._uptime = None
+        self._uptime_heard.clear()
+        self._connects.put((session_present, self.link.lost_at))
+
+    def _heard_uptime(self, topic: str, payload: bytes, message=None) -> None:
+        try:
+            seconds = float(payload.split()[0])
+        except (ValueError, IndexError):
+            return
+        self._uptime = (seconds, time.time())
+        self._uptime_heard.set()
 
     def start(self) -> BrokerSession:
         self._thread.start()
@@ -85,18 +116,27 @@ class BrokerSession:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                present = self._connects.get(timeout=self.record_every_s)
+                connection = self._connects.get(timeout=self.record_every_s)
             except queue.Empty:
-                present = None
+                connection = None
             try:
                 self._record()
-                if present is not None:
-                    self.connected(present)
+                if connection is not None:
+                    present, lost_at = connection
+                    started_at = self._broker_started_at() if present else None
+                    self.connected(present, started_at=started_at, lost_at=lost_at)
             except Exception:  # e.g. the database's disk is full: tried again on the next round
                 log.exception("broker session: bookkeeping failed")
-                if present is not None:
-                    self._connects.put(present)
+                if connection is not None:
+                    self._connects.put(connection)
                 self._stop.wait(self.record_every_s)
+
+    def _broker_started_at(self) -> float | None:
+        """When the broker of this connection started (time.time()), from its uptime; None if it does not say."""
+        if not self._uptime_heard.wait(UPTIME_WAIT_S) or self._uptime is None:
+            return None
+        seconds, heard_at = self._uptime
+        return heard_at - seconds
 
     def _record(self) -> None:
         stored = self.last_commit()
@@ -112,8 +152,11 @@ class BrokerSession:
             )
         self._recorded = stored
 
-    def connected(self, session_present: bool) -> float | None:
-        """The broker answered a connection; returns the ``since`` of the resend requests sent, if any."""
+    def connected(
+        self, session_present: bool, started_at: float | None = None, lost_at: float | None = None
+    ) -> float | None:
+        """The broker answered a connection (``started_at``: when the broker started, where it says; ``lost_at``:
+        when central last lost it, where it did); returns the ``since`` of the resend requests sent, if any."""
         key = (self.broker, self.link.client_id)
         conn = self.central.db()
         with portable.transaction(conn):
@@ -130,23 +173,34 @@ class BrokerSession:
                     (*key, now),
                 )
                 return None
-            if session_present:
-                return None
             established_at, stored_at = row
-            since = (stored_at or established_at) - self.margin_s
+            if session_present:
+                # Restarted since central last had it (the uptime is up to 10 s old: a start may look later
+                # than it was, never earlier)?
+                known_up = max(established_at, stored_at or 0, lost_at or 0)
+                if started_at is None or started_at <= known_up:
+                    return None
+                what = "restarted: what it had acknowledged and not yet saved is lost"
+                unsaved = BROKER_AUTOSAVE_S + 1.5 * self.link.settings.keepalive_s
+                since = (lost_at - unsaved if lost_at else (stored_at or established_at)) - self.margin_s
+                self.restarts += 1
+            else:
+                what = "no longer has central's session: it lost what it had queued"
+                since = (stored_at or established_at) - self.margin_s
+                self.lost += 1
             targets = portable.execute(
                 conn, "SELECT site, device_id FROM devices WHERE revoked_at IS NULL AND site IS NOT NULL"
             ).fetchall()
-        self.lost += 1
         log.error(
-            "broker session: %s no longer has central's session (%s): it lost what it had queued; asking %d "
-            "device(s) to send again what was delivered since %s",
+            "broker session: %s %s (%s); asking %d device(s) to send again what was delivered since %s",
             self.broker,
+            what,
             self.link.client_id,
             len(targets),
             _wire(since),
         )
-        reason = f"the broker at {self.broker} lost central's session"[:200]
+        happened = "restarted" if session_present else "lost central's session"
+        reason = f"the broker at {self.broker} {happened}"[:200]
         when = datetime.fromtimestamp(since, UTC)
         for site, device in targets:
             request = Resend(device=device, since=when, reason=reason)

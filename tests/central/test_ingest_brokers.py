@@ -5,6 +5,7 @@ retained availability a device left behind on a broker it has moved away from.""
 from __future__ import annotations
 
 import queue
+import time
 
 import pytest
 from support.ingest import SITE, event, make_central, new_id, up, wait_for
@@ -100,11 +101,21 @@ def test_a_retained_availability_left_on_a_broker_the_device_moved_from_is_ignor
         wait_for(lambda: ingest.subscribed.is_set(), 20, "central subscribed on the standby again")
         wait_for(lambda: ingest._links.stale_retained >= 1, 10, "the stale retained availability dropped")
         central.publish(topics.down(SITE, DEVICE, "command"), b"{}")
-        assert heard_on_primary.get(timeout=5) == (DEVICE, "command")
+        # (The standby was restarted: central also asks its devices, on every broker, to send again what it may
+        # not have saved; those requests are not what this is about.)
+        assert _next_but_resend(heard_on_primary, 5) == (DEVICE, "command")
         with pytest.raises(queue.Empty):
-            heard_on_standby.get(timeout=1)
+            _next_but_resend(heard_on_standby, 1)
     finally:
         for link in (device, on_primary, on_standby):
             link.stop()
         ingest.stop()
         central.close()
+
+
+def _next_but_resend(heard: queue.Queue, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = heard.get(timeout=max(0.0, deadline - time.monotonic()))
+        if got[1] != "resend":
+            return got

@@ -142,6 +142,7 @@ def test_a_revoked_worker_is_refused_at_the_handshake_and_can_be_issued_anew(tmp
     assert acl_entry(paths, "central-web").splitlines()[1:] == [
         f"topic read kuzet/v1/{SITE}/+/up/#",
         f"topic write kuzet/v1/{SITE}/+/down/#",
+        "topic read $SYS/broker/uptime",
     ]
     # A new certificate for the same worker (its key was lost): connects and reads as central does.
     worker, update = add_worker(paths, settings, "ingest-1", broker_pid=broker.process.pid)

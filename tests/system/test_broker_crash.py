@@ -5,6 +5,7 @@ end every event the device delivered is stored, none twice."""
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -19,6 +20,7 @@ from kuzet.edge.runtime import DeviceRuntime
 from kuzet.shared import messages, topics
 from kuzet.shared.config import MqttSection
 from kuzet.shared.messages import Status
+from kuzet.shared.mqtt import BROKER_AUTOSAVE_S
 
 DEVICE = "cam-crash"
 RATE = 500  # events a second
@@ -88,13 +90,80 @@ def test_a_broker_replaced_after_a_crash_loses_nothing_the_device_delivered(
         central.close()
 
 
+@pytest.mark.slow
+def test_a_broker_killed_and_restarted_on_its_own_persistence_loses_nothing(
+    tmp_path, mosquitto_factory, port
+):
+    """The provisioned broker saves what it holds every few seconds, not on every message (issue 15: at 10,000
+    devices that took the whole broker). Killed between two saves and started again on its own persistence,
+    it still has central's session but not what it acknowledged since the last save: central sees from the
+    broker's uptime that it restarted, asks the device to send again, and every event delivered is stored."""
+    persistence = f"autosave_on_changes false\nautosave_interval {BROKER_AUTOSAVE_S}\n"
+    broker = mosquitto_factory(port=port, extra_config=persistence)
+    central = make_central(tmp_path, broker_url=broker.url, ingest={"client_id": "central-restart-test"})
+    ingest = IngestService(central).start()
+    runtime = DeviceRuntime(
+        kind="camera",
+        site=SITE,
+        device=DEVICE,
+        mqtt=MqttSection(url=broker.url, keepalive_s=5),
+        storage=tmp_path / "device",
+        spool_dir=tmp_path / "device" / "clips",
+        spool_limits={},
+        status=lambda: Status(device=DEVICE, kind="camera", software_version="0", uptime_s=0),
+        heartbeat_s=lambda: 30.0,
+        delivery=DeliverySettings(max_inflight=200, backlog_per_s=5000, max_bytes_per_s=10_000_000),
+    ).start()
+    producer = Producer(runtime, RATE).start()
+    try:
+        wait_for(lambda: len(stored_ids(central)) > RATE, 20, "central storing the device's events")
+        time.sleep(BROKER_AUTOSAVE_S + 1)  # saved at least once since central's session began
+        # Central comes back after the device: what the device delivers meanwhile waits in central's session.
+        link = ingest._links.links[0]
+        link.client.reconnect_delay_set(min_delay=6, max_delay=6)
+        # Central's connection drops first: for a second the broker acknowledges the device's events and queues
+        # them for central, unsaved; then it is killed.
+        link.client.socket().shutdown(socket.SHUT_RDWR)
+        wait_for(lambda: link.lost_at is not None, 10, "central losing the broker")
+        time.sleep(1)
+        broker.process.kill()  # between two saves
+        broker.process.wait()
+        broker.start()  # the same persistence folder: central's session is there, the last seconds are not
+        wait_for(lambda: runtime.connected, 30, "the device connected to the restarted broker")
+        wait_for(lambda: ingest.subscribed.is_set(), 30, "central subscribed at the restarted broker")
+        time.sleep(2)
+        producer.stop()
+        wait_for(lambda: runtime.connected and runtime.outbox.depth() == 0, 60, "the outbox drained")
+        delivered = set(producer.ids)
+        try:
+            wait_for(lambda: delivered <= set(stored_ids(central)), 60, "every delivered event stored")
+        finally:
+            stored = stored_ids(central)
+            missing = delivered - set(stored)
+            assert not missing, f"{len(missing)} of {len(delivered)} delivered events never stored"
+        assert len(stored) == len(set(stored)), "an event message stored twice"
+        assert ingest.sessions[0].restarts == 1 and ingest.sessions[0].lost == 0
+        assert runtime.publisher.stats["redelivered"] > 0
+    finally:
+        producer.stop()
+        runtime.stop(drain_s=0)
+        ingest.stop()
+        central.close()
+
+
 class FakeLink:
     client_id = "central-test"
     url = "mqtt://127.0.0.1:1883"
+    settings = MqttSection(url=url, keepalive_s=30)
+    lost_at = None
 
     def __init__(self):
         self.on_connect = []
+        self.subscribed_to: list[str] = []
         self.sent: list[tuple[str, messages.Envelope, bool]] = []
+
+    def subscribe(self, topic_filter, handler, qos=1, wait_s=5.0, optional=False):
+        self.subscribed_to.append(topic_filter)
 
     def publish(self, topic, payload, qos=1, retain=False):
         self.sent.append((topic, messages.decode(topic, payload), retain))
@@ -110,7 +179,8 @@ def test_central_asks_for_a_resend_only_when_a_broker_it_had_a_session_with_has_
             devices.touch(conn, {"cam-1": (SITE, "2026-11-20T18:00:00.000Z"), "cam-2": (SITE, "x")})
             devices.touch(conn, {"badge-9": (SITE, "2026-11-20T18:00:00.000Z")})
             conn.execute("UPDATE devices SET revoked_at = 'now' WHERE device_id = 'badge-9'")
-        assert link.on_connect == [session._connects.put]  # paho's thread only hands session_present on
+        assert link.on_connect == [session._on_connect]  # paho's thread only hands session_present on
+        assert link.subscribed_to == ["$SYS/broker/uptime"]
         assert session.connected(False) is None  # the first session with this broker: nothing was lost
         assert session.connected(True) is None
         last_commit[0] = time.time() - 100
@@ -127,6 +197,44 @@ def test_central_asks_for_a_resend_only_when_a_broker_it_had_a_session_with_has_
         )
         assert session.connected(True) is None and len(link.sent) == 2
         assert session.lost == 1
+    finally:
+        session.stop()
+        central.close()
+
+
+def test_central_asks_for_what_a_restarted_broker_may_not_have_saved(tmp_path):
+    """A broker that kept central's session but started after central last had it (crashed, or stopped and
+    started) lost what it acknowledged after its last save: central asks for what the broker could have
+    acknowledged since its last save before central lost it; a broker that has been up all along, or that does
+    not say when it started, is asked about nothing."""
+    central = make_central(tmp_path)
+    link = FakeLink()
+    now = time.time()
+    last_commit = [now - 40]  # central's last commit from this broker, before it lost the broker
+    session = BrokerSession(central, link, lambda: last_commit[0], margin_s=10).start()
+    try:
+        with central.db().conn as conn:
+            devices.touch(conn, {"cam-1": (SITE, "2026-11-20T18:00:00.000Z")})
+        assert session.connected(False) is None  # the first session with this broker
+        with central.db().conn as conn:
+            conn.execute("UPDATE broker_sessions SET established_at = ?", [now - 3600])
+        session._record()
+        assert session.connected(True, started_at=now - 7200) is None  # up all along
+        assert session.connected(True, started_at=None, lost_at=now - 30) is None  # says nothing (NATS)
+        assert session.connected(True, started_at=now - 35, lost_at=now - 30) is None  # up before the loss
+        since = session.connected(True, started_at=now - 2, lost_at=now - 30)
+        unsaved = BROKER_AUTOSAVE_S + 1.5 * link.settings.keepalive_s
+        assert since == pytest.approx(now - 30 - unsaved - 10)
+        [(topic, message, retained)] = link.sent
+        assert topic == topics.down(SITE, "cam-1", "resend") and retained
+        assert "restarted" in message.reason and session.restarts == 1 and session.lost == 0
+        # Restarted again while central itself was down (it did not see the broker go): from its last commit.
+        with central.db().conn as conn:  # an hour on
+            conn.execute("UPDATE broker_sessions SET established_at = ?", [now - 3600])
+        last_commit[0] = time.time() - 5
+        session._record()
+        since = session.connected(True, started_at=time.time() - 1)
+        assert since == pytest.approx(last_commit[0] - 10)
     finally:
         session.stop()
         central.close()
