@@ -99,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="after the region, the same run into one central process on SQLite",
     )
+    parser.add_argument(
+        "--drain-timeout-s",
+        type=float,
+        default=120.0,
+        help="how long to wait, after the devices are done, for the store to hold what they sent",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     args = parser.parse_args(argv)
@@ -247,7 +253,7 @@ def run(args, root: Path, topology: str) -> dict:
         reports, faults, connected = simulate(args, devices, paths, primary, urls, central_side)
         sent = {msg_id: at for report in reports for msg_id, at in report.sent.items()}
         log.info("devices done: %d event messages sent; waiting for the store", len(sent))
-        watcher.wait_for(sent, timeout_s=120)
+        watcher.wait_for(sent, timeout_s=args.drain_timeout_s)
         central_side.settle()
         figures |= {"devices": connected, "devices_configured": len(devices)}
         figures |= account(central, reports, sent, watcher.seen, faults)
@@ -294,6 +300,7 @@ class StoredWatcher:
                 return
             if count != last:
                 last, changed = count, time.monotonic()
+                log.info("store: %d of %d event messages", count, len(sent))
             time.sleep(0.5)
 
     def stop(self) -> None:
