@@ -105,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         default=120.0,
         help="how long to wait, after the devices are done, for the store to hold what they sent",
     )
+    parser.add_argument(
+        "--workdir",
+        help="a new folder to run in and keep (brokers' and workers' logs), instead of a temporary one",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     args = parser.parse_args(argv)
@@ -115,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     raise_open_files()
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="kuzet-scale-") as tmp:
+    with (
+        contextlib.nullcontext(args.workdir)
+        if args.workdir
+        else tempfile.TemporaryDirectory(prefix="kuzet-scale-")
+    ) as tmp:
         if args.topology == "region":
             result = run(args, Path(tmp) / "region", "region")
             if args.baseline:
@@ -258,7 +266,20 @@ def run(args, root: Path, topology: str) -> dict:
         figures |= {"devices": connected, "devices_configured": len(devices)}
         figures |= account(central, reports, sent, watcher.seen, faults)
         figures["per_worker"] = central_side.workers(faults["end"] - faults["start"])
+        figures["broker_drops"] = {
+            name: _drops(server) for name, server in (("primary", primary), ("standby", standby))
+        }
     return figures
+
+
+def _drops(server: MosquittoServer) -> dict[str, int]:
+    """What the broker's log says it dropped, by client: a session's queue full (``max_queued_messages``)."""
+    dropped: dict[str, int] = {}
+    for line in server.log_path.read_text(errors="replace").splitlines():
+        if "are being dropped for client" in line:
+            client = line.rsplit(" ", 1)[-1].rstrip(".")
+            dropped[client] = dropped.get(client, 0) + 1
+    return dropped
 
 
 class StoredWatcher:

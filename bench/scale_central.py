@@ -133,9 +133,22 @@ class Region:
         victim.kill()
         victim.stop()
         time.sleep(RESTART_AFTER_S)
-        restarted = self._start_worker("ingest", "1")
+        restarted = self._restart("ingest", "1")
         _until(lambda: (restarted.health() or {}).get("status") == "ok", 120)
         faults["ingest_back"] = time.time()
+
+    def _restart(self, role: str, instance: str, within_s: float = 30.0) -> WorkerProcess:
+        """Start a worker again as systemd does (``Restart=always``, ``RestartSec=1``): again a second after
+        each exit while it does not stay up. (Its metrics port, picked free beforehand, may be taken by one of
+        the devices' ten thousand connections before the worker binds it.)"""
+        deadline = time.monotonic() + within_s
+        while True:
+            worker = self._start_worker(role, instance)
+            while time.monotonic() < deadline and worker.process.poll() is None and worker.health() is None:
+                time.sleep(0.2)
+            if worker.process.poll() is None or time.monotonic() >= deadline:
+                return worker
+            time.sleep(RESTART_AFTER_S)
 
     def _kill_leader(self, after_s: float, faults: dict) -> None:
         time.sleep(after_s)
@@ -151,7 +164,7 @@ class Region:
         routing[dead].stop()
         _until(standby.leading, 60, every_s=0.02)
         faults["leader_back"] = time.time()
-        self._start_worker("routing", dead)
+        self._restart("routing", dead)
 
     def settle(self) -> None:
         # The leader has applied what ingest stored for it when routing_inbox is empty.

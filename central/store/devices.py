@@ -23,7 +23,9 @@ def touch(conn, seen: dict[str, tuple[str, str]]) -> list[str]:
         "INSERT INTO devices (device_id, site, last_seen, online) VALUES (?, ?, ?, 0) "
         "ON CONFLICT(device_id) DO UPDATE SET last_seen = CASE WHEN excluded.last_seen > coalesce(devices.last_seen, '')"
         " THEN excluded.last_seen ELSE devices.last_seen END",
-        [(device, site, received_at) for device, (site, received_at) in seen.items()],
+        # In one order for every ingest worker: workers sharing the stream each lock their batch's devices here
+        # first, and in arrival order two of them deadlocked on PostgreSQL (a batch retried each time).
+        [(device, site, received_at) for device, (site, received_at) in sorted(seen.items())],
     )
     return [device for device in seen if device not in known]
 

@@ -122,3 +122,20 @@ def test_the_media_sweep_names_a_missing_or_altered_file_and_raises_an_alert(sto
         }
         assert kept not in {p["sha256"] for p in report["problems"]}
         assert alerts.open_count(db) == 2
+
+
+def test_ingest_workers_lock_their_batches_devices_in_one_order(store, monkeypatch):
+    """Ingest workers sharing the stream each mark their batch's devices heard, first thing in the batch's
+    transaction; in arrival order two of them deadlocked on PostgreSQL (seen at 10,000 devices, bench/scale.py).
+    In device order they only wait for each other."""
+    from kuzet.central.store import devices
+
+    written = []
+    real = portable.executemany
+    monkeypatch.setattr(
+        portable, "executemany", lambda conn, sql, rows: written.append(rows) or real(conn, sql, rows)
+    )
+    heard = {name: (SITE, "2026-12-06T04:00:00.000Z") for name in ("cam-3", "badge-1", "cam-10", "cam-2")}
+    with store.connection() as db, portable.transaction(db):
+        assert sorted(devices.touch(db, heard)) == sorted(heard)  # all new
+    assert [row[0] for row in written[0]] == ["badge-1", "cam-10", "cam-2", "cam-3"]
