@@ -132,10 +132,8 @@ class Dispatcher:
         return self.repository.event_status(event_id)[0] == "closed"
 
     def _on_event(self, site: str, message: Event) -> None:
-        # The first message of an event routing sees may be its "closed" one: ingest hands over only the
-        # newest state of each event in a batch, and a camera's replayed backlog brings open and closed
-        # together. A camera closing its track does not mean anyone went there, so it is routed all the
-        # same, unless it is too old to send anyone to.
+        # The first message routing sees may be the "closed" one (ingest hands over each event's newest state in
+        # a batch; a replayed backlog brings both): routed all the same, unless too old to send anyone to.
         if message.event_id in self._seen:
             return
         self._seen[message.event_id] = None
@@ -245,21 +243,14 @@ class Dispatcher:
         return self._send(incident, best.unit, best.travel_m, "nearest", attempt, actor)
 
     def _serve_waiting(self, changed: Unit | None = None) -> None:
-        """Route the waiting incidents again, most urgent first. ``changed``: the one unit that has just changed
-        (free, moved, back online): the others are as they were when each waiting incident last found none of
-        them, so only the incidents this unit could take now are routed again; with 1,500 badges reporting
-        every 5 s, routing them all against every unit on each report kept the leader busy."""
+        """Route the waiting incidents again; ``changed``: a unit that just changed (only what it could take)."""
         revoked = self.units.revoked() if changed is not None else set()
         for incident in planner.waiting_order(self._waiting.values()):
-            if not self.units.any_free():
-                return
-            if changed is not None:
-                now = self.units.get(changed.device_id)
-                if now is None or not now.free():
-                    return  # taken by an incident before this one: nothing else has changed
-                if not planner.candidates(self.config, [now], revoked, incident, limit=1):
-                    continue
-            self._route(incident, attempt=len(incident.tried) + 1, actor=SYSTEM)
+            now = self.units.get(changed.device_id) if changed is not None else None
+            if not self.units.any_free() or (changed is not None and not (now and now.free())):
+                return  # nobody free, or the changed unit was taken by an incident before this one
+            if now is None or planner.candidates(self.config, [now], revoked, incident, limit=1):
+                self._route(incident, attempt=len(incident.tried) + 1, actor=SYSTEM)
 
     def _intercept(self, incident: Incident, radius_m: float, actor: str) -> list[str]:
         chosen = planner.intercept(self._candidates(incident, skip_tried=False), radius_m)

@@ -29,6 +29,9 @@ class RecordingLink:
     def publish(self, topic, payload, qos=1, retain=False):
         self.sent.append((topic, messages.decode(topic, payload)))
 
+    def subscribe(self, topic_filter, handler, qos=1, wait_s=5.0, optional=False):
+        pass  # $SYS/broker/uptime: this broker does not say (a restart is tested in test_broker_crash.py)
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):

@@ -235,7 +235,7 @@ def test_mosquitto_pub_as_the_protocol_page_says_reaches_the_running_demo(demo_e
         troubles = [
             i for i, line in enumerate(demo.lines) if "stopped unexpectedly" in line or "Traceback" in line
         ]
-        assert not troubles, "\n".join(demo.lines[troubles[0] - 5 : troubles[0] + 40])
+        assert not troubles, "\n".join(demo.lines[max(0, troubles[0] - 5) : troubles[0] + 40])
     finally:
         code = demo.stop()
     assert code == 0, "\n".join(demo.lines[-30:])  # Ctrl-C stops everything cleanly
