@@ -160,20 +160,21 @@ class BrokerSession:
         key = (self.broker, self.link.client_id)
         conn = self.central.db()
         with portable.transaction(conn):
-            row = portable.execute(
+            now = time.time()
+            # A write first: on SQLite the transaction then waits for the write lock up front (busy_timeout),
+            # where a read upgraded to a write later fails at once with "database is locked".
+            if portable.execute(
+                conn,
+                "INSERT INTO broker_sessions (broker, client_id, established_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (broker, client_id) DO NOTHING",
+                (*key, now),
+            ).rowcount:
+                return None  # the first session with this broker
+            established_at, stored_at = portable.execute(
                 conn,
                 "SELECT established_at, stored_at FROM broker_sessions WHERE broker = ? AND client_id = ?",
                 key,
             ).fetchone()
-            now = time.time()
-            if row is None:
-                portable.execute(
-                    conn,
-                    "INSERT INTO broker_sessions (broker, client_id, established_at) VALUES (?, ?, ?)",
-                    (*key, now),
-                )
-                return None
-            established_at, stored_at = row
             if session_present:
                 # Restarted since central last had it (the uptime is up to 10 s old: a start may look later
                 # than it was, never earlier)?
