@@ -26,18 +26,13 @@ DEVICE = "cam-crash"
 RATE = 500  # events a second
 
 
-@pytest.mark.slow
-def test_a_broker_replaced_after_a_crash_loses_nothing_the_device_delivered(
-    tmp_path, mosquitto_factory, port
-):
-    broker = mosquitto_factory(port=port)
-    central = make_central(tmp_path, broker_url=broker.url, ingest={"client_id": "central-crash-test"})
-    ingest = IngestService(central).start()
-    runtime = DeviceRuntime(
+def _camera(tmp_path, url: str) -> DeviceRuntime:
+    """A camera's runtime publishing through its durable outbox, quick to notice a lost broker."""
+    return DeviceRuntime(
         kind="camera",
         site=SITE,
         device=DEVICE,
-        mqtt=MqttSection(url=broker.url, keepalive_s=5),
+        mqtt=MqttSection(url=url, keepalive_s=5),
         storage=tmp_path / "device",
         spool_dir=tmp_path / "device" / "clips",
         spool_limits={},
@@ -45,6 +40,16 @@ def test_a_broker_replaced_after_a_crash_loses_nothing_the_device_delivered(
         heartbeat_s=lambda: 30.0,
         delivery=DeliverySettings(max_inflight=200, backlog_per_s=5000, max_bytes_per_s=10_000_000),
     ).start()
+
+
+@pytest.mark.slow
+def test_a_broker_replaced_after_a_crash_loses_nothing_the_device_delivered(
+    tmp_path, mosquitto_factory, port
+):
+    broker = mosquitto_factory(port=port)
+    central = make_central(tmp_path, broker_url=broker.url, ingest={"client_id": "central-crash-test"})
+    ingest = IngestService(central).start()
+    runtime = _camera(tmp_path, broker.url)
     producer = Producer(runtime, RATE).start()
     try:
         wait_for(lambda: len(stored_ids(central)) > RATE, 20, "central storing the device's events")
@@ -102,18 +107,7 @@ def test_a_broker_killed_and_restarted_on_its_own_persistence_loses_nothing(
     broker = mosquitto_factory(port=port, extra_config=persistence)
     central = make_central(tmp_path, broker_url=broker.url, ingest={"client_id": "central-restart-test"})
     ingest = IngestService(central).start()
-    runtime = DeviceRuntime(
-        kind="camera",
-        site=SITE,
-        device=DEVICE,
-        mqtt=MqttSection(url=broker.url, keepalive_s=5),
-        storage=tmp_path / "device",
-        spool_dir=tmp_path / "device" / "clips",
-        spool_limits={},
-        status=lambda: Status(device=DEVICE, kind="camera", software_version="0", uptime_s=0),
-        heartbeat_s=lambda: 30.0,
-        delivery=DeliverySettings(max_inflight=200, backlog_per_s=5000, max_bytes_per_s=10_000_000),
-    ).start()
+    runtime = _camera(tmp_path, broker.url)
     producer = Producer(runtime, RATE).start()
     try:
         wait_for(lambda: len(stored_ids(central)) > RATE, 20, "central storing the device's events")
