@@ -56,8 +56,11 @@
       if (label) marker.bindTooltip(Kuzet.esc(label), { permanent: true, direction: "right", className: "map-label", offset: [8, 0] });
       markers[kind].set(id, marker);
     } else {
-      marker.setLatLng([lat, lon]);
-      marker.setIcon(icon);
+      // Only what changed: a clustered marker that "moves" is taken out and put back, closing its open popup
+      // and reopening it blank for a moment, on every live update.
+      const at = marker.getLatLng();
+      if (at.lat !== lat || at.lng !== lon) marker.setLatLng([lat, lon]);
+      if (marker.options.icon.options.html !== icon.options.html || marker.options.icon.options.className !== icon.options.className) marker.setIcon(icon);
       Object.assign(marker.options, options);
     }
     // An open popup keeps its DOM (an image loading, a button half-pressed) unless what it says changed.
