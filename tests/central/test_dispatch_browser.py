@@ -242,7 +242,9 @@ def test_operator_dispatches_from_the_maps_popup_which_shows_the_snapshot(scene,
         Kuzet.api('POST', `/api/v1/events/${encodeURIComponent(id)}/ack`, {});""",
         event_id,
     )
-    wait_until(browser, lambda d: d.execute_script("return window.kept.updates") >= 1, "the acknowledgement, live")
+    wait_until(
+        browser, lambda d: d.execute_script("return window.kept.updates") >= 1, "the acknowledgement, live"
+    )
     assert browser.execute_script(
         "const k = window.kept; return [k.popup.isConnected, k.dot.isConnected, k.icon.isConnected]"
     ) == [True, True, True]
