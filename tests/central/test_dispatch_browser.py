@@ -275,6 +275,9 @@ def test_operator_diverts_a_busy_unit_to_a_more_urgent_incident_after_confirming
     live, camera, agents = scene
     says = SAYS[live.central.config.site.language]
     crowd = stored(live, camera.event(point(100), event_type="crowd", severity="medium"))
+    # Routing proposes the nearest unit on its own time; the operator's dispatch then supersedes it (were the
+    # operator first, routing would leave the event alone and there would be no proposal to cancel).
+    wait_for(lambda: live.routing.dispatches(event_id=crowd), what="routing's proposal for the crowd")
     live.parts.operations.assign_unit(crowd, "badge-near", "operator")
     wait_for(inbox_has(agents["badge-near"]), what="the crowd dispatch at badge-near")
     agents["badge-near"].acknowledge()
