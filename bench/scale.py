@@ -57,6 +57,7 @@ from support.seaweedfs import SeaweedS3, find_weed  # noqa: E402
 
 from bench import scale_central  # noqa: E402
 from bench.scale_devices import Plan, Report, run_process  # noqa: E402
+from bench.scale_probe import CpuByPart  # noqa: E402
 from kuzet.central.broker import MosquittoServer, free_port  # noqa: E402
 from kuzet.central.config import CentralConfig  # noqa: E402
 from kuzet.central.context import Central  # noqa: E402
@@ -258,7 +259,8 @@ def run(args, root: Path, topology: str) -> dict:
         central_side.start(running)
         watcher = StoredWatcher(central).start()
         running.callback(watcher.stop)
-        reports, faults, connected = simulate(args, devices, paths, primary, urls, central_side)
+        cpu = CpuByPart(central_side.postgres_dir)
+        reports, faults, connected = simulate(args, devices, paths, primary, urls, central_side, cpu)
         sent = {msg_id: at for report in reports for msg_id, at in report.sent.items()}
         log.info("devices done: %d event messages sent; waiting for the store", len(sent))
         watcher.wait_for(sent, timeout_s=args.drain_timeout_s)
@@ -266,6 +268,7 @@ def run(args, root: Path, topology: str) -> dict:
         figures |= {"devices": connected, "devices_configured": len(devices)}
         figures |= account(central, reports, sent, watcher.seen, faults)
         figures["per_worker"] = central_side.workers(faults["end"] - faults["start"])
+        figures["cpu_cores_during_load"] = faults["cpu"]
         figures["broker_drops"] = {
             name: _drops(server) for name, server in (("primary", primary), ("standby", standby))
         }
@@ -330,11 +333,12 @@ class StoredWatcher:
 
 
 def simulate(
-    args, devices, paths: SitePaths, primary: MosquittoServer, urls: list[str], central_side
+    args, devices, paths: SitePaths, primary: MosquittoServer, urls: list[str], central_side, cpu: CpuByPart
 ) -> tuple[list[Report], dict, int]:
     """The devices in spawned processes; the primary's outage from a third into the run, and the central
-    side's own faults. Returns the processes' reports, the faults' times and how many devices were connected
-    when the load started."""
+    side's own faults; ``cpu`` measured from the load's start until every process has reported. Returns the
+    processes' reports, the faults' times (and ``cpu``'s figures) and how many devices were connected when
+    the load started."""
     spawn = multiprocessing.get_context("spawn")
     ready, results, go = spawn.Queue(), spawn.Queue(), spawn.Event()
     seconds = args.minutes * 60
@@ -361,6 +365,7 @@ def simulate(
     try:
         connected = sum(_get(ready, processes, timeout_s=600) for _ in processes)
         log.info("%d of %d devices connected; the load starts", connected, len(devices))
+        cpu.start()
         go.set()
         faults: dict = {"start": time.time()}
         outage = threading.Thread(target=_broker_outage, args=(args, primary, faults, seconds), daemon=True)
@@ -368,6 +373,7 @@ def simulate(
         threads = [outage, *central_side.faults(seconds, faults)]
         reports = [_get(results, processes, timeout_s=seconds + 900) for _ in processes]
         faults["end"] = time.time()
+        faults["cpu"] = cpu.stop()
         for thread in threads:
             thread.join()
     finally:
@@ -439,6 +445,12 @@ def account(
         "p99_store_ms": percentile(calm_store, 99),
         "p50_store_ms": percentile(calm_store, 50),
         "p99_store_all_ms": percentile([ms for ms, _ in timed], 99),
+        # The store's median latency by when the message was published, a figure every 10 s of the run: a
+        # queue that grows steadily (the machine short of CPU) or one that drains after a fault.
+        "p50_store_ms_by_10s": [
+            percentile([ms for ms, at in timed if t <= (at - faults["start"]) / 10 < t + 1], 50)
+            for t in range(int((faults["end"] - faults["start"]) // 10) + 1)
+        ],
         "store_samples": [len(calm_store), len(timed)],
         "p99_dispatch_ms": percentile(calm_dispatch, 99),
         "p50_dispatch_ms": percentile(calm_dispatch, 50),
@@ -452,6 +464,9 @@ def account(
         # When the lost ones were published (seconds into the run): which fault they fell in.
         "lost_published_at_s": sorted(round(sent[m] - faults["start"], 1) for m in set(sent) - stored)[:20],
         "messages_sent": counts,
+        "simulator_lag_ms": {
+            f"p{p}": percentile([ms for r in reports for ms in r.loop_lag_ms], p) for p in (50, 99, 100)
+        },
         "device_errors": sum(r.errors for r in reports),
         "unacked_at_end": sum(r.unacked_at_end for r in reports),
     }

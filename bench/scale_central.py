@@ -19,6 +19,7 @@ from pathlib import Path
 from support.postgres import PostgresCluster, find_bin_dir
 from support.roles import WorkerProcess
 
+from bench.scale_probe import histogram_quantiles
 from kuzet.central.broker import free_port, wait_for_port
 from kuzet.central.config import CentralConfig
 from kuzet.central.context import Central
@@ -42,6 +43,8 @@ class SingleProcess:
     """Central as one process composes it (``service.start_parts``) in the bench's own process."""
 
     name = "one process"
+
+    postgres_dir = None  # SQLite
 
     def __init__(self, config: CentralConfig, data_dir: Path):
         self.central = Central(config=config, data_dir=data_dir)
@@ -75,6 +78,7 @@ class Region:
             raise SystemExit("PostgreSQL's initdb and pg_ctl are missing (apt-get install postgresql)")
         cluster = PostgresCluster(bin_dir).start()
         running.callback(cluster.stop)
+        self.postgres_dir = str(cluster.root)
         self.url = cluster.create_database("scale")
         update = {
             "store": config.store.model_copy(update={"url": self.url}),
@@ -128,7 +132,10 @@ class Region:
         time.sleep(after_s)
         name = "central-ingest-1"
         victim = self.workers_by_name[name]
-        self.stored_before_kill[name] = _stored(victim)
+        try:
+            self.stored_before_kill[name] = _stored(victim.metrics())
+        except OSError:
+            self.stored_before_kill[name] = 0.0
         faults["ingest_killed"] = time.time()
         victim.kill()
         victim.stop()
@@ -173,22 +180,27 @@ class Region:
         )
 
     def workers(self, seconds: float) -> dict:
+        """Each ingest worker's messages stored (heartbeats and positions too) per second of the load, and how
+        long its batches' first messages waited from arriving to their commit (this life of the worker)."""
         figures = {}
         for name, worker in self.workers_by_name.items():
             if "ingest" in name:
-                stored = _stored(worker) + self.stored_before_kill.get(name, 0)
-                figures[name] = {"stored": int(stored), "stored_per_s": round(stored / seconds, 1)}
+                try:
+                    text = worker.metrics()
+                except OSError:
+                    text = ""
+                stored = _stored(text) + self.stored_before_kill.get(name, 0)
+                figures[name] = {
+                    "stored": int(stored),
+                    "stored_per_s": round(stored / seconds, 1),
+                    "arrival_to_commit_s": histogram_quantiles(text, "kuzet_ingest_delay_seconds"),
+                }
         return figures
 
 
-def _stored(worker: WorkerProcess) -> float:
-    try:
-        text = worker.metrics()
-    except OSError:
-        return 0.0
-    return float(
-        next(line.split()[1] for line in text.splitlines() if line.startswith("kuzet_ingest_stored_total "))
-    )
+def _stored(metrics_text: str) -> float:
+    line = next((li for li in metrics_text.splitlines() if li.startswith("kuzet_ingest_stored_total ")), None)
+    return float(line.split()[1]) if line else 0.0
 
 
 def _until(condition, timeout_s: float, every_s: float = 0.1) -> None:

@@ -81,6 +81,9 @@ class Report:
     connected: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # device -> (when, broker)
     unacked_at_end: int = 0
     errors: int = 0
+    # How late the process's loop woke from a 0.5 s sleep, every 0.5 s of the load: a device's message waits
+    # that long before paho even writes it, so it is part of every latency measured from ``sent``.
+    loop_lag_ms: list[float] = field(default_factory=list)
 
 
 class Device:
@@ -306,12 +309,19 @@ class Simulator:
             for d in self.devices
             if d.kind == "badge"
         ]
+        tasks.append(asyncio.ensure_future(self._watch_lag()))
         if self.cameras:
             await self._events(begin)
         else:
             await asyncio.sleep(plan.seconds)
         for task in tasks:
             task.cancel()
+
+    async def _watch_lag(self, every_s: float = 0.5) -> None:
+        while True:
+            asleep = time.monotonic()
+            await asyncio.sleep(every_s)
+            self.report.loop_lag_ms.append((time.monotonic() - asleep - every_s) * 1000)
 
     async def drain(self, timeout_s: float) -> None:
         """Until every outbox is empty (what was queued reached a broker), or ``timeout_s``."""

@@ -47,4 +47,32 @@ def test_the_scale_bench_stores_every_event_through_a_broker_outage():
     assert figures["devices_moved"] == 36  # each went to the standby while the primary was down
     assert figures["broker_failover_s"] >= 2  # the primary had its failover_after_s to come back
     assert figures["dispatch_samples"][1] > 0 and figures["unacked_at_end"] == 0
+    # Where the time went: the parts that did the work each show in the CPU measured during the load (central
+    # runs in the bench's own process here), and the simulators say how late their loops ran.
+    cpu = figures["cpu_cores_during_load"]
+    assert {"devices", "brokers", "bench"} <= {part for part, cores in cpu["by_part"].items() if cores > 0}, (
+        cpu
+    )
+    assert 0 < cpu["machine_busy_cores"] <= cpu["machine_cores"]
+    assert figures["simulator_lag_ms"]["p50"] is not None
+    assert [ms for ms in figures["p50_store_ms_by_10s"] if ms is not None]
     assert done.returncode == 0
+
+
+def test_a_histograms_quantiles_are_the_bounds_of_the_buckets_they_fall_in():
+    sys.path.insert(0, str(BENCH.parents[1]))
+    from bench.scale_probe import histogram_quantiles
+
+    text = "\n".join(
+        [
+            "# HELP kuzet_ingest_delay_seconds From arrival at central to commit",
+            'kuzet_ingest_delay_seconds_bucket{le="0.1"} 40.0',
+            'kuzet_ingest_delay_seconds_bucket{le="0.5"} 90.0',
+            'kuzet_ingest_delay_seconds_bucket{le="1.0"} 99.0',
+            'kuzet_ingest_delay_seconds_bucket{le="+Inf"} 100.0',
+            "kuzet_ingest_delay_seconds_count 100.0",
+        ]
+    )
+    assert histogram_quantiles(text, "kuzet_ingest_delay_seconds") == {"count": 100.0, "p50": 0.5, "p99": 1.0}
+    assert histogram_quantiles(text, "kuzet_ingest_delay_seconds", (0.995,))["p100"] is None  # past 1.0 s
+    assert histogram_quantiles("", "kuzet_ingest_delay_seconds") == {"count": 0.0, "p50": None, "p99": None}
