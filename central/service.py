@@ -102,7 +102,8 @@ def start_parts(
     running.callback(central.close)  # last: after every part that uses the database has stopped
     worker = WorkerState(central, role, instance)
     if role != "all":
-        bus = PostgresLiveBus(bus_url, central.hub).start()
+        # Only a worker with pages listens; the others only tell (docs/scale.md, "Live updates").
+        bus = PostgresLiveBus(bus_url, central.hub, listen="web" in parts).start()
         running.callback(bus.stop)
 
     if role != "all":  # each worker its own MQTT session, kept across its restarts

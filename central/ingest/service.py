@@ -18,6 +18,7 @@ media folder refuses is kept in the database (``media_retry``).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import queue
 import threading
@@ -410,21 +411,20 @@ class IngestService:
             outcome.created_rows |= applied.created_rows
             outcome.hooks += [v for v in valid if v.message.type == "event" and id(v.message) in changed]
 
-        for item in valid:
-            kind = item.message.type
-            if kind == "event" or kind in _MEDIA_KINDS:
-                continue
-            if kind == "status":
-                devices.apply_status(conn, item.message)
-                outcome.changed_devices.add(item.message.device)
-                outcome.stored += 1
-            elif kind == "availability":
-                devices.apply_availability(conn, item.message)
-                outcome.changed_devices.add(item.message.device)
-                outcome.stored += 1
+        others = [
+            item for item in valid if item.message.type != "event" and item.message.type not in _MEDIA_KINDS
+        ]
+        # Heartbeats and availability in runs of one kind, each run one statement, in arrival order.
+        for kind, run in itertools.groupby(others, key=lambda item: item.message.type):
+            run = list(run)
+            if kind in ("status", "availability"):
+                apply = devices.apply_statuses if kind == "status" else devices.apply_availabilities
+                apply(conn, [item.message for item in run])
+                outcome.changed_devices |= {item.message.device for item in run}
+                outcome.stored += len(run)
             else:  # location, dispatch_state, evidence, command_result, live: ingest stores none of them
-                outcome.handed_on += 1
-            outcome.hooks.append(item)
+                outcome.handed_on += len(run)
+            outcome.hooks += run
         for callback in self._in_transaction:
             callback(conn, outcome.hooks)
         return outcome

@@ -5,8 +5,7 @@ step (``central.routing.lifecycle``).
 Every method here runs inside a transaction of the worker (``central.routing.worker``): rows go through
 the repository, the event's status through ``central.store.workflow``, messages to badges and live updates
 into the worker's outbox, which is delivered after the commit. Operator requests are in
-``central.routing.service``, which builds on this class.
-"""
+``central.routing.service``, which builds on this class."""
 
 from __future__ import annotations
 
@@ -119,8 +118,9 @@ class Dispatcher:
     def _candidates(
         self, incident: Incident, limit: int | None = None, skip_tried: bool = True
     ) -> list[Candidate]:
-        return planner.candidates(
-            self.config, self.units.all(), self.units.revoked(), incident, limit, skip_tried
+        revoked = self.units.revoked()
+        return self.units.choose(
+            lambda units: planner.candidates(self.config, units, revoked, incident, limit, skip_tried)
         )
 
     # --- events ---------------------------------------------------------------------------------------

@@ -39,30 +39,41 @@ def revoked_among(conn, device_ids: Iterable[str]) -> set[str]:
     return revoked.intersection(device_ids) if revoked else set()
 
 
-def apply_status(conn, message: Status) -> None:
-    """Keep the device's latest heartbeat (the whole message as JSON); a heartbeat means it is online."""
-    portable.execute(
+def apply_statuses(conn, statuses: Iterable[Status]) -> None:
+    """Keep each device's latest heartbeat (the whole message as JSON; one older than what is kept changes
+    nothing but this): a heartbeat means the device is online. One statement for the lot (psycopg pipelines
+    it): at 10,000 devices, heartbeats are most of what ingest stores."""
+    newer = "(status_at IS NULL OR status_at <= ?)"  # SET's expressions all read the row as it was
+    portable.executemany(
         conn,
-        "UPDATE devices SET kind = coalesce(kind, ?), status = ?, status_at = ?, software_version = ?, online = 1 "
-        "WHERE device_id = ? AND (status_at IS NULL OR status_at <= ?)",
-        (
-            message.kind,
-            messages.encode(message).decode(),
-            timeutil.to_wire(message.ts),
-            message.software_version,
-            message.device,
-            timeutil.to_wire(message.ts),
-        ),
+        f"UPDATE devices SET online = 1, kind = CASE WHEN {newer} THEN coalesce(kind, ?) ELSE kind END, "
+        f"status = CASE WHEN {newer} THEN ? ELSE status END, "
+        f"software_version = CASE WHEN {newer} THEN ? ELSE software_version END, "
+        f"status_at = CASE WHEN {newer} THEN ? ELSE status_at END WHERE device_id = ?",
+        [
+            (
+                ts,
+                message.kind,
+                ts,
+                messages.encode(message).decode(),
+                ts,
+                message.software_version,
+                ts,
+                ts,
+                message.device,
+            )
+            for message in statuses
+            for ts in [timeutil.to_wire(message.ts)]
+        ],
     )
-    portable.execute(conn, "UPDATE devices SET online = 1 WHERE device_id = ?", (message.device,))
 
 
-def apply_availability(conn, message: Availability) -> None:
+def apply_availabilities(conn, changes: Iterable[Availability]) -> None:
     # Applied in arrival order, not by timestamp: a last will carries the time the device connected.
-    portable.execute(
+    portable.executemany(
         conn,
         "UPDATE devices SET online = ? WHERE device_id = ?",
-        (int(message.state == "online"), message.device),
+        [(int(message.state == "online"), message.device) for message in changes],
     )
 
 

@@ -8,6 +8,11 @@ a listener thread ``LISTEN``s on another and ``deliver``s what other processes s
 server restart; updates sent while a connection is down are lost (the pages reload what they show from the
 API; live updates are a hint, never the record).
 
+The sender packs the updates waiting in its queue into one notification (a JSON list, in order), so a burst
+of device heartbeats costs PostgreSQL one round trip per few updates, not one each. Only a process that serves
+pages listens (``listen=True``: the web role and ``all``); ingest and routing workers only send, so PostgreSQL
+hands each notification to the web workers alone.
+
 A notification carries at most 8,000 bytes: a larger update is relayed as its identifying keys only, with
 ``"partial": true``, and the page asks the API for the rest."""
 
@@ -18,6 +23,7 @@ import logging
 import queue
 import secrets
 import threading
+import time
 
 import psycopg
 
@@ -29,27 +35,30 @@ CHANNEL = "kuzet_live"
 MAX_PAYLOAD = 7900  # PostgreSQL's limit is 8,000 bytes
 _KEYS = ("event_id", "device_id", "device", "dispatch_id", "command_id", "id", "site")
 RECONNECT_S = 1.0
+# How long the sender waits for more updates to pack with the first: a page sees an update up to this much
+# later, and a burst of heartbeats costs a few notifications instead of one each.
+GATHER_S = 0.02
 
 
 class PostgresLiveBus:
-    def __init__(self, url: str, hub: LiveHub):
+    def __init__(self, url: str, hub: LiveHub, listen: bool = True):
         self.url = url
         self.hub = hub
         self.origin = secrets.token_hex(8)
         self._outgoing: queue.Queue[str | None] = queue.Queue(maxsize=10_000)
         self._stop = threading.Event()
         self._listening = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._send_loop, name="live-bus-send", daemon=True),
-            threading.Thread(target=self._listen_loop, name="live-bus-listen", daemon=True),
-        ]
+        self._carried: str | None = None  # what did not fit the last notification: first in the next
+        self._threads = [threading.Thread(target=self._send_loop, name="live-bus-send", daemon=True)]
+        if listen:
+            self._threads.append(threading.Thread(target=self._listen_loop, name="live-bus-listen", daemon=True))
 
     def start(self, timeout_s: float = 10.0) -> PostgresLiveBus:
-        """Start both threads and wait until this process is listening (what others send from then on
+        """Start the threads and, if this process listens, wait until it does (what others send from then on
         arrives); relays this hub's updates from now on."""
         for thread in self._threads:
             thread.start()
-        if not self._listening.wait(timeout_s):
+        if len(self._threads) > 1 and not self._listening.wait(timeout_s):
             log.warning("live bus: not listening on PostgreSQL yet; it goes on trying")
         self.hub.relay_to(self.send)
         return self
@@ -72,12 +81,37 @@ class PostgresLiveBus:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.url, autocommit=True) as conn:
-                    while (payload := self._outgoing.get()) is not None:
-                        conn.execute("SELECT pg_notify(%s, %s)", [CHANNEL, payload])
+                    while (packed := self._next_notification()) is not None:
+                        conn.execute("SELECT pg_notify(%s, %s)", [CHANNEL, packed])
                     return
             except psycopg.Error as exc:
                 log.warning("live bus: sending failed (%s); reconnecting", exc)
                 self._stop.wait(RECONNECT_S)
+
+    def _next_notification(self) -> str | None:
+        """The next update and those that follow within ``GATHER_S``, as many as fit one notification, as a
+        JSON list (None: stopping). An update that does not fit goes first in the next one."""
+        first = self._carried if self._carried is not None else self._outgoing.get()
+        self._carried = None
+        if first is None:
+            return None
+        packed, size = [first], len(first.encode("utf-8")) + 2
+        gathered_by = time.monotonic() + GATHER_S
+        while True:
+            try:
+                payload = self._outgoing.get(timeout=max(0.0, gathered_by - time.monotonic()))
+            except queue.Empty:
+                break
+            if payload is None:
+                self._outgoing.put(None)  # stop after this one
+                break
+            grown = size + len(payload.encode("utf-8")) + 1
+            if grown > MAX_PAYLOAD:
+                self._carried = payload
+                break
+            packed.append(payload)
+            size = grown
+        return "[" + ",".join(packed) + "]"
 
     def _listen_loop(self) -> None:
         while not self._stop.is_set():
@@ -94,13 +128,14 @@ class PostgresLiveBus:
 
     def _receive(self, payload: str) -> None:
         try:
-            message = json.loads(payload)
+            packed = json.loads(payload)
         except ValueError:
             log.warning("live bus: a notification that is not JSON was ignored")
             return
-        if message.get("o") == self.origin:
-            return  # our own, already delivered here
-        self.hub.deliver(message["c"], message["d"])
+        for message in packed if isinstance(packed, list) else [packed]:  # one update: a sender of before
+            if message.get("o") == self.origin:
+                continue  # our own, already delivered here
+            self.hub.deliver(message["c"], message["d"])
 
 
 def _payload(origin: str, channel: str, data: dict) -> str:

@@ -4,6 +4,8 @@ audited in its transaction; the queue, the counters, the statistics and the devi
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from support.ingest import SITE, event, new_id
 
@@ -61,10 +63,31 @@ def test_devices_are_created_unregistered_kept_latest_and_marked_online(store):
     with store.transaction() as conn:
         assert devices.touch(conn, {"cam-1": (SITE, early), "cam-2": (SITE, early)}) == ["cam-2"]
         status = messages.Status(device="cam-1", kind="camera", software_version="1.4.0", uptime_s=60.0)
-        devices.apply_status(conn, status)
-        devices.apply_availability(conn, messages.Availability(device="cam-2", state="offline"))
+        devices.apply_statuses(conn, [status])
+        devices.apply_availabilities(conn, [messages.Availability(device="cam-2", state="offline")])
     with store.connection() as db:
         rows = {row["device_id"]: row for row in portable.rows(db, "SELECT * FROM devices")}
     assert rows["cam-1"]["last_seen"] == late  # an older message never moves it back
     assert (rows["cam-1"]["online"], rows["cam-1"]["software_version"]) == (1, "1.4.0")
     assert (rows["cam-2"]["online"], rows["cam-2"]["registered_at"]) == (0, None)
+
+
+def test_heartbeats_in_one_statement_keep_the_latest_and_availability_applies_in_arrival_order(store):
+    def status(device: str, at: str, version: str) -> messages.Status:
+        return messages.Status(device=device, kind="camera", software_version=version, uptime_s=1.0, ts=at)
+
+    newer, older = "2026-11-21T10:05:00.000Z", "2026-11-21T10:00:00.000Z"
+    with store.transaction() as conn:
+        devices.touch(conn, {"cam-1": (SITE, newer), "cam-2": (SITE, newer)})
+        devices.apply_availabilities(conn, [messages.Availability(device="cam-1", state="offline")])
+        # The newer heartbeat and then an older one that arrived late, in one statement.
+        devices.apply_statuses(conn, [status("cam-1", newer, "2.0.0"), status("cam-1", older, "1.0.0")])
+        devices.apply_statuses(conn, [status("cam-2", newer, "2.0.0")])
+        devices.apply_availabilities(conn, [messages.Availability(device="cam-2", state="offline")])
+    with store.connection() as db:
+        rows = {row["device_id"]: row for row in portable.rows(db, "SELECT * FROM devices")}
+    # The late heartbeat changes nothing kept, but a heartbeat after the last will means online again.
+    assert (rows["cam-1"]["software_version"], rows["cam-1"]["online"]) == ("2.0.0", 1)
+    assert json.loads(rows["cam-1"]["status"])["software_version"] == "2.0.0"
+    assert rows["cam-1"]["status_at"] == newer and rows["cam-1"]["kind"] == "camera"
+    assert rows["cam-2"]["online"] == 0  # its last will came after its heartbeat

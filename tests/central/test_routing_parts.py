@@ -246,3 +246,23 @@ def test_a_free_unit_reporting_routes_again_only_the_waiting_incidents_it_could_
     assert [incident.event_id for incident in routed] == [event.event_id]
     [dispatch] = service.dispatches(event_id=event.event_id)
     assert dispatch["unit"] == "badge-7" and service.waiting() == []
+
+
+def test_choosing_the_nearest_copies_the_unit_it_picks_not_every_unit(central, monkeypatch):
+    """Routing chooses among the live units under their lock; only the pick is copied out (at 1,500 badges,
+    copying every unit for every route was most of the routing leader's time), and that copy is routing's own
+    no longer: changing it changes nothing routing holds."""
+    service = RoutingService(central)
+    for n in range(200):
+        position = dict(zip(("lat", "lon"), offset(*HOME, 100.0 + n, 0), strict=True))
+        with service.worker.transaction():
+            service._apply(
+                SITE, Location(device=f"badge-{n:03d}", position=position, fix="gps", duty="available")
+            )
+    copies = []
+    copy = Unit.copy
+    monkeypatch.setattr(Unit, "copy", lambda self: copies.append(self.device_id) or copy(self))
+    [nearest] = service._candidates(incident(), limit=1)
+    assert nearest.unit.device_id == "badge-000" and copies == ["badge-000"]
+    nearest.unit.current_dispatch = "d-elsewhere"
+    assert service.units.get("badge-000").current_dispatch is None
