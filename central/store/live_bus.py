@@ -51,7 +51,9 @@ class PostgresLiveBus:
         self._carried: str | None = None  # what did not fit the last notification: first in the next
         self._threads = [threading.Thread(target=self._send_loop, name="live-bus-send", daemon=True)]
         if listen:
-            self._threads.append(threading.Thread(target=self._listen_loop, name="live-bus-listen", daemon=True))
+            self._threads.append(
+                threading.Thread(target=self._listen_loop, name="live-bus-listen", daemon=True)
+            )
 
     def start(self, timeout_s: float = 10.0) -> PostgresLiveBus:
         """Start the threads and, if this process listens, wait until it does (what others send from then on
