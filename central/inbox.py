@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from kuzet.central.context import Central
-from kuzet.central.operations import ROUTED_KINDS
+from kuzet.central.operations import routing_takes
 from kuzet.central.store import portable
 from kuzet.shared import messages, timeutil
 from kuzet.shared.messages import Envelope, InvalidMessage
@@ -33,7 +33,7 @@ def keep(conn, items: list) -> None:
     rows = [
         (item.site, item.incoming.topic, item.incoming.payload, item.received_at)
         for item in items
-        if item.message.type in ROUTED_KINDS
+        if routing_takes(item.message)
     ]
     if rows:
         portable.executemany(

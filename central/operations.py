@@ -30,6 +30,13 @@ if TYPE_CHECKING:
 ROUTED_KINDS = ("event", "location", "dispatch_state", "status", "availability", "evidence")
 
 
+def routing_takes(message: Envelope) -> bool:
+    """Whether routing has anything to do with a device's message: one of its kinds, and of heartbeats only a
+    badge's (a unit's duty and presence). Cameras' heartbeats are most of a city's messages and change
+    nothing for routing: across processes each would be kept, read, applied and deleted for nothing."""
+    return message.type in ROUTED_KINDS and (message.type != "status" or message.kind == "badge")
+
+
 class NotRunning(RuntimeError):
     """What was asked needs routing, and routing is not running on this central."""
 

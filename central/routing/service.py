@@ -16,7 +16,7 @@ from datetime import timedelta
 from kuzet.central.alerts import Text, english, say
 from kuzet.central.auth import audit
 from kuzet.central.context import Central
-from kuzet.central.operations import ROUTED_KINDS
+from kuzet.central.operations import ROUTED_KINDS, routing_takes
 from kuzet.central.routing import board, geo, planner
 from kuzet.central.routing import lifecycle as lc
 from kuzet.central.routing.dispatcher import CATCH_UP, SERVE_WAITING, SYSTEM, Dispatcher
@@ -97,7 +97,8 @@ class RoutingService(Dispatcher):
 
     def handle(self, message: Envelope, site: str) -> None:
         """Queue one decoded message from a device: the ingest hook (called after ingest's commit)."""
-        self.worker.submit(site, message)
+        if routing_takes(message):
+            self.worker.submit(site, message)
 
     def drain(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything queued so far has been applied; for tests and orderly shutdown."""
