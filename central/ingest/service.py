@@ -29,6 +29,7 @@ from collections.abc import Callable
 from kuzet.central import alerts
 from kuzet.central.context import Central
 from kuzet.central.ingest import authority, media_retry
+from kuzet.central.ingest.announce import HeartbeatFilter
 from kuzet.central.ingest.batch import Incoming, Letter, Outcome, Refusal, Valid
 from kuzet.central.ingest.brokers import BrokerLinks, broker_health
 from kuzet.central.ingest.clips import ClipAssembler, ClipRejected, spool_limits
@@ -86,6 +87,7 @@ class IngestService:
         self._gc_thresholds: tuple[int, int, int] | None = None  # the collector's, before start()
         self._media: MediaStore | None = None  # opened on the writer thread
         self._clips: ClipAssembler | None = None
+        self._heartbeats = HeartbeatFilter()  # which heartbeats are shown live
         self.outage = Outage(
             central, alerts.say("the_database")
         )  # the store failing: messages held, /healthz 503
@@ -417,9 +419,12 @@ class IngestService:
         # Heartbeats and availability in runs of one kind, each run one statement, in arrival order.
         for kind, run in itertools.groupby(others, key=lambda item: item.message.type):
             run = list(run)
-            if kind in ("status", "availability"):
-                apply = devices.apply_statuses if kind == "status" else devices.apply_availabilities
-                apply(conn, [item.message for item in run])
+            if kind == "status":
+                devices.apply_statuses(conn, [item.message for item in run])
+                outcome.heartbeats |= {item.message.device: item.message for item in run}
+                outcome.stored += len(run)
+            elif kind == "availability":
+                devices.apply_availabilities(conn, [item.message for item in run])
                 outcome.changed_devices |= {item.message.device for item in run}
                 outcome.stored += len(run)
             else:  # location, dispatch_state, evidence, command_result, live: ingest stores none of them
@@ -550,7 +555,9 @@ class IngestService:
             hub.publish("event", row)
         for row in outcome.created_rows.values():
             hub.publish("event", row)
-        for row in devices.rows(conn, outcome.changed_devices):
+        self._heartbeats.forget(outcome.changed_devices)
+        shown = self._heartbeats.to_show(outcome.heartbeats)  # not every heartbeat: ingest/announce.py
+        for row in devices.rows(conn, outcome.changed_devices | shown):
             hub.publish("device", row)
 
     def _call_hooks(self, conn, items: list[Valid]) -> None:

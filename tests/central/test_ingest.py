@@ -406,3 +406,22 @@ def test_an_evidence_record_with_integers_beyond_64_bits_is_dead_lettered(centra
     assert letter["topic"] == topic and "index" in letter["reason"]
     wait_for(lambda: central.db()["events"].count == 1, what="the good event after it")
     assert central.db()["evidence_segments"].count == 0
+
+
+def test_heartbeats_that_change_nothing_shown_are_not_announced_but_a_problem_is(central, ingest, device):
+    """Every device's heartbeat every 10 s is 1,000 a second in a city: the page hears of one when what it
+    shows changes (a problem here), otherwise at most every 30 s per device (central/ingest/announce.py)."""
+    watcher = central.hub.subscribe()
+    beats = [
+        messages.Status(device="cam-1", kind="camera", software_version="1.4.2", uptime_s=s, cpu_temp_c=t)
+        for s, t in ((10.0, 50.0), (20.0, 51.0), (30.0, 52.0), (40.0, 88.0))
+    ]
+    for sent in (beats[:1], beats[1:]):
+        for status in sent:
+            send(device, status)
+        wait_for(lambda: _device(central, "cam-1", status_at=timeutil.to_wire(sent[-1].ts)), what="stored")  # noqa: B023
+    shown = []
+    while (update := watcher.get(timeout=1.0)) is not None:
+        if update.channel == "device":
+            shown.append(json.loads(update.data["status"])["cpu_temp_c"])
+    assert shown == [50.0, 88.0]  # the first, and the one that is too hot; every heartbeat is stored
