@@ -102,15 +102,21 @@ def _not_its_event(event_id: str, owner: str, message: Envelope) -> str:
     return f"event {event_id} is {owner}'s: a {message.type} from {message.device} may not change it"
 
 
-def foreign_event(conn, message: Envelope) -> str | None:
+def event_owners(conn, messages: Iterable[Envelope]) -> dict[str, str]:
+    """{event id: the device whose event it is} of the stored events these media messages name (one query
+    for a batch's snapshots and clip chunks)."""
+    names = {message.event_id for message in messages if getattr(message, "event_id", None) is not None}
+    found = _lookup(conn, "SELECT event_id, device FROM events WHERE event_id IN ({})", names)
+    return {event_id: row[0] for event_id, row in found.items()}
+
+
+def foreign_event(owners: dict[str, str], message: Envelope) -> str | None:
     """Why a snapshot, clip chunk or clip_lost may not attach to the event it names (another device's), or
-    None. Media attach only to the sender's own events: a badge learns camera events' ids from its
-    dispatches, and one camera could otherwise replace another's evidence."""
+    None; ``owners`` from ``event_owners``. Media attach only to the sender's own events: a badge learns
+    camera events' ids from its dispatches, and one camera could otherwise replace another's evidence."""
     event_id = getattr(message, "event_id", None)
-    if event_id is None:
-        return None
-    row = portable.execute(conn, "SELECT device FROM events WHERE event_id = ?", [event_id]).fetchone()
-    return _not_its_event(event_id, row[0], message) if row and row[0] != message.device else None
+    owner = owners.get(event_id) if event_id is not None else None
+    return _not_its_event(event_id, owner, message) if owner and owner != message.device else None
 
 
 def refuse_unauthorised(conn, valid: list, refused: list, accept_unregistered: bool) -> list:

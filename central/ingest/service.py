@@ -17,7 +17,6 @@ media folder refuses is kept in the database (``media_retry``).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import queue
@@ -28,7 +27,7 @@ from collections.abc import Callable
 
 from kuzet.central import alerts
 from kuzet.central.context import Central
-from kuzet.central.ingest import authority, media_retry
+from kuzet.central.ingest import authority, media_retry, snapshots
 from kuzet.central.ingest.announce import HeartbeatFilter
 from kuzet.central.ingest.batch import Incoming, Letter, Outcome, Refusal, Valid
 from kuzet.central.ingest.brokers import BrokerLinks, broker_health
@@ -340,13 +339,12 @@ class IngestService:
         self.histograms.batch_size.observe(len(batch))
         self.histograms.delay_seconds.observe(self.last_commit_at - batch[0].arrived)
 
-        for item in valid:
-            if item.message.type in _MEDIA_KINDS:
-                try:
-                    outcome.merge(self._store_media(conn, item))
-                except StoreDown as down:
-                    self.outage.failed(down.__cause__)
-                    held.append(item.incoming)
+        if media := [item for item in valid if item.message.type in _MEDIA_KINDS]:
+            try:
+                outcome.merge(self._store_media(conn, media))
+            except StoreDown as down:  # all of them held: storing them again changes nothing
+                self.outage.failed(down.__cause__)
+                held += [item.incoming for item in media]
         if not held:
             self.outage.recovered()
         self.counters.stored += outcome.stored
@@ -461,14 +459,26 @@ class IngestService:
                     )
         return outcome, []
 
-    def _store_media(self, conn, item: Valid) -> Outcome:
-        """A snapshot or clip chunk: files on disk, each in its own transaction after the batch."""
+    def _store_media(self, conn, items: list[Valid]) -> Outcome:
+        """Snapshots, clip chunks and lost clips, after the batch's commit: the bytes one by one, the snapshots'
+        rows together at the end (``ingest.snapshots``). Raises StoreDown when the store cannot take them."""
+        outcome, rows = Outcome(), []
+        with store_errors():
+            owners = authority.event_owners(conn, [item.message for item in items])
+        for item in items:
+            outcome.merge(self._store_media_item(conn, item, owners, rows))
+        if rows:
+            with store_errors(), portable.transaction(conn):
+                snapshots.record(conn, rows)
+        return outcome
+
+    def _store_media_item(self, conn, item: Valid, owners: dict[str, str], rows: list[dict]) -> Outcome:
         outcome = Outcome()
         try:
-            if foreign := authority.foreign_event(conn, item.message):
+            if foreign := authority.foreign_event(owners, item.message):
                 raise _Refused(foreign, "unauthorised")
             if item.message.type == "snapshot":
-                event_id = self._store_snapshot(conn, item.message)
+                event_id = self._store_snapshot(conn, item.message, owners, rows)
             elif item.message.type == "clip_lost":
                 event_id = self._clip_lost(item.site, item.message)
             else:
@@ -506,23 +516,19 @@ class IngestService:
         outcome.hooks.append(item)
         return outcome
 
-    def _store_snapshot(self, conn, message: messages.Snapshot) -> str | None:
-        """Returns the event that now shows this snapshot, if that event is already stored."""
-        data = messages.from_base64(message.data)
-        if hashlib.sha256(data).hexdigest() != message.sha256:
+    def _store_snapshot(self, conn, message: messages.Snapshot, owners=None, rows=None) -> str | None:
+        """Returns the event that now shows this snapshot, if that event is already stored. With ``rows``, its
+        row is left there for the caller to record with the batch's others (and ``owners`` is the batch's)."""
+        row = snapshots.put(self._media, message)
+        if row is None:
             raise _Refused("snapshot sha256 does not match its data", "media")
-        sha256 = self._media.put(
-            data,
-            kind="snapshot",
-            content_type=message.content_type,
-            device=message.device,
-            event_id=message.event_id,
-            width=message.width,
-            height=message.height,
-        )
-        with portable.transaction(conn):
-            shown = self._events.set_snapshot(conn, message.event_id, sha256, message.device)
-        return message.event_id if shown else None
+        if rows is None:
+            owners = authority.event_owners(conn, [message])
+            with portable.transaction(conn):
+                snapshots.record(conn, [row])
+        else:
+            rows.append(row)
+        return message.event_id if owners.get(message.event_id) == message.device else None
 
     def _store_clip_chunk(self, site: str, chunk: messages.ClipChunk) -> str | None:
         """Returns the clip's event once the whole clip has arrived and checked out."""

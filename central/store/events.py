@@ -180,12 +180,6 @@ def _column_defaults(conn: sqlite3.Connection) -> dict[str, object]:
     return _defaults
 
 
-def set_snapshot(conn: sqlite3.Connection, event_id: str, sha256: str, device: str) -> bool:
-    """Point ``device``'s event at its stored snapshot; False when the event is not (yet) known as its."""
-    sql = "UPDATE events SET snapshot_sha256 = ? WHERE event_id = ? AND device = ?"
-    return conn.execute(sql, (sha256, event_id, device)).rowcount > 0
-
-
 def rows(conn: sqlite3.Connection, event_ids: Iterable[str]) -> list[dict]:
     """The stored rows of these events as the page shows them (the shape of ``queries.get_event``: JSON
     columns decoded, ``hold`` a boolean), in no particular order."""

@@ -92,11 +92,6 @@ def _update_args(row: tuple) -> list:
     return [values[c] for c in _UPDATED] + [values["event_id"], row[_SEQ]]
 
 
-def set_snapshot(conn, event_id: str, sha256: str, device: str) -> bool:
-    sql = "UPDATE events SET snapshot_sha256 = %s WHERE event_id = %s AND device = %s"
-    return conn.execute(sql, [sha256, event_id, device]).rowcount > 0
-
-
 def rows(conn, event_ids: Iterable[str]) -> list[dict]:
     cursor = conn.execute("SELECT * FROM events WHERE event_id = ANY(%s)", [list(dict.fromkeys(event_ids))])
     names = [d.name for d in cursor.description]

@@ -95,11 +95,33 @@ class MediaStore:
         height: int | None = None,
     ) -> str:
         """Store ``data`` (idempotent) and return its SHA-256."""
+        sha256 = self.put_bytes(data, content_type)
+        db = self._db()
+        with portable.transaction(db):
+            self.record(
+                db, [media_row(sha256, len(data), kind, content_type, device, event_id, width, height)]
+            )
+        return sha256
+
+    def put_bytes(self, data: bytes, content_type: str) -> str:
+        """The bytes alone into the object store, returning their SHA-256; their row is ``record``'s (ingest
+        stores a batch's snapshots one by one and writes their rows in one go)."""
         sha256 = hashlib.sha256(data).hexdigest()
         with _store_errors():
             self.objects.put_bytes(sha256, data, content_type)
-        self._record(sha256, len(data), kind, content_type, device, event_id, width, height)
         return sha256
+
+    @staticmethod
+    def record(db, rows: list[dict]) -> None:
+        """The rows (``media_row``) of stored bytes, in the caller's transaction on ``db``. The first writer's
+        row stands: a repeat of the same bytes changes nothing."""
+        if rows:
+            names = list(rows[0])
+            portable.executemany(
+                db,
+                f"INSERT INTO media ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) ON CONFLICT DO NOTHING",
+                [list(row.values()) for row in rows],
+            )
 
     def adopt(
         self,
@@ -118,7 +140,9 @@ class MediaStore:
         size = src.stat().st_size
         with _store_errors():
             self.objects.put_file(sha256, src, content_type)
-        self._record(sha256, size, kind, content_type, device, event_id, None, None)
+        db = self._db()
+        with portable.transaction(db):
+            self.record(db, [media_row(sha256, size, kind, content_type, device, event_id, None, None)])
         return sha256
 
     def size(self, sha256: str) -> int | None:
@@ -184,24 +208,17 @@ class MediaStore:
             is not None
         )
 
-    def _record(self, sha256, size, kind, content_type, device, event_id, width, height) -> None:
-        row = {
-            "sha256": sha256,
-            "kind": kind,
-            "content_type": content_type,
-            "size": size,
-            "path": str(Path(sha256[:2]) / sha256),
-            "created_at": timeutil.now_wire(),
-            "event_id": event_id,
-            "device": device,
-            "width": width,
-            "height": height,
-        }
-        # The first writer's row stands: a repeat of the same bytes changes nothing.
-        db = self._db()
-        with portable.transaction(db):
-            portable.execute(
-                db,
-                f"INSERT INTO media ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) ON CONFLICT DO NOTHING",
-                list(row.values()),
-            )
+
+def media_row(sha256, size, kind, content_type, device, event_id, width, height) -> dict:
+    return {
+        "sha256": sha256,
+        "kind": kind,
+        "content_type": content_type,
+        "size": size,
+        "path": str(Path(sha256[:2]) / sha256),
+        "created_at": timeutil.now_wire(),
+        "event_id": event_id,
+        "device": device,
+        "width": width,
+        "height": height,
+    }

@@ -47,8 +47,9 @@ def test_media_attach_only_to_the_senders_own_events(store):
     own = messages.ClipLost(device="cam-1", event_id=event_id, clip_id=new_id(), reason="gone")
     foreign = messages.ClipLost(device="cam-2", event_id=event_id, clip_id=new_id(), reason="gone")
     with store.connection() as db:
-        assert authority.foreign_event(db, own) is None
-        assert "cam-1's" in authority.foreign_event(db, foreign)
+        owners = authority.event_owners(db, [own, foreign])
+        assert authority.foreign_event(owners, own) is None
+        assert "cam-1's" in authority.foreign_event(owners, foreign)
 
 
 def test_repeated_device_alerts_count_into_one_open_alert_until_acknowledged(store):

@@ -5,6 +5,7 @@ twice."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 
@@ -124,3 +125,42 @@ def test_a_full_queue_holds_the_stream_and_loses_nothing(tmp_path, mosquitto):
         release.set()
         cameras.stop()
         ingest.stop()
+
+
+def test_a_burst_of_snapshots_is_stored_whole_and_only_on_each_senders_own_events(tmp_path, mosquitto):
+    """A burst's snapshots arrive in one batch: their bytes go in one by one, their rows together
+    (central/ingest/snapshots.py), and still each is checked on its own: one whose bytes do not match its
+    SHA-256 and one naming another camera's event are dead-lettered, every other shows on its event."""
+    central = make_central(tmp_path, mosquitto.url)
+    IngestService(central).start().stop()  # central's persistent session: the broker keeps what comes next
+    cameras = Link(MqttSection(url=mosquitto.url), "cameras").start()
+
+    def snapshot(device: str, event_id: str, data: bytes, sha256: str | None = None) -> messages.Snapshot:
+        return messages.Snapshot(device=device, event_id=event_id, sha256=sha256 or hashlib.sha256(data).hexdigest(),
+                                 width=640, height=360, data=messages.to_base64(data))  # fmt: skip
+
+    try:
+        opened = [event(f"cam-{n % 4}", new_id(), 0) for n in range(40)]
+        pictures = {m.event_id: f"picture of {m.event_id}".encode() for m in opened}
+        burst = [*opened, *(snapshot(m.device, m.event_id, pictures[m.event_id]) for m in opened)]
+        burst.append(snapshot(opened[1].device, opened[1].event_id, b"altered", sha256="0" * 64))
+        burst.append(snapshot("cam-3", opened[2].event_id, b"cam-2's event, not cam-3's"))
+        for message in burst:
+            last = cameras.publish(up(message.device, message.type), messages.encode(message))
+        last.wait_for_publish(30)
+    finally:
+        cameras.stop()
+
+    ingest = IngestService(central).start()
+    try:
+        wait_for(lambda: central.db()["dead_letters"].count == 2, timeout_s=60, what="the two refused")
+        wait_for(
+            lambda: central.db()["events"].count_where("snapshot_sha256 IS NOT NULL") == 40, what="shown"
+        )
+    finally:
+        ingest.stop()
+    shown = {row["event_id"]: row["snapshot_sha256"] for row in central.db()["events"].rows}
+    assert shown == {event_id: hashlib.sha256(data).hexdigest() for event_id, data in pictures.items()}
+    assert central.db()["media"].count == 40  # neither refused picture was stored
+    reasons = sorted(row["reason"] for row in central.db()["dead_letters"].rows)
+    assert "sha256 does not match" in reasons[1] and "cam-2's" in reasons[0], reasons

@@ -13,10 +13,12 @@ import pytest
 from support.ingest import SITE, event, new_id
 
 from kuzet.central.config import StoreSection
+from kuzet.central.ingest import snapshots
 from kuzet.central.routing.geo import haversine_m
 from kuzet.central.routing.units import Unit
 from kuzet.central.store import migrate
 from kuzet.central.store.backend import open_store
+from kuzet.central.store.media import media_row
 
 AT = "2026-11-21T10:00:00.000Z"
 
@@ -130,9 +132,13 @@ def test_created_rows_are_the_rows_read_back(store):
         applied = store.events.apply(conn, [received(rich)])
     with store.transaction() as conn:
         [read_back] = store.events.rows(conn, [rich.event_id])
-        assert store.events.set_snapshot(conn, rich.event_id, "b" * 64, "cam-2")
-        assert not store.events.set_snapshot(conn, rich.event_id, "c" * 64, "cam-9")  # not that device's
+        # A batch's snapshots: the event shows its own device's, never another's naming it.
+        snapshot = {"event_id": rich.event_id, "content_type": "image/jpeg", "width": 768, "height": 576}
+        snapshots.record(conn, [media_row("b" * 64, 10, "snapshot", device="cam-2", **snapshot),
+                                media_row("c" * 64, 10, "snapshot", device="cam-9", **snapshot)])  # fmt: skip
+        [shown] = store.events.rows(conn, [rich.event_id])
     assert applied.created_rows[rich.event_id] == read_back
+    assert shown["snapshot_sha256"] == "b" * 64
 
 
 def test_routing_repository_round_trip(store):
