@@ -1,54 +1,55 @@
 """Which heartbeats ingest shows live. Every device sends one every 10 s: at 10,000 devices that is 1,000 a
-second, each a row read back, a message to every open page (whose stream reads the device again) and a
-re-fold of the camera's incidents on the triage board, while almost none of them changes anything a person
-reads. A heartbeat is shown when what the page says of the device changes (its kind, version, model, duty,
-detection or watchlist state, or one of its problems: too hot, disk full, battery low, source down...) and
-otherwise at most every ``every_s`` per device, so its "last seen" stays fresh. Every other change of a device (new, online or offline) is always
-shown: this decides only about heartbeats."""
+second, each a row read back, a message to every open page and a re-fold of the camera's incidents on the
+triage board, while almost none of them changes anything a person reads. A heartbeat is shown when what the
+page says of the device differs from its heartbeat stored before (its kind, version, model, duty, detection or
+watchlist state, or one of its problems: too hot, disk full, battery low, source down...), and otherwise when
+it is the first of a new ``every_s`` window of the device's own clock, so its "last seen" stays fresh.
+
+Both are decided against the store, not a worker's memory: ingest workers sharing the stream each take some of
+a device's heartbeats, and one that remembered only what it had shown would show stale state or miss a change.
+Every other change of a device (new, online or offline) is always shown: this decides only about heartbeats."""
 
 from __future__ import annotations
 
-import time
+import json
 
 from kuzet.central.store import queries
+from kuzet.shared import timeutil
 from kuzet.shared.messages import Status
 
-EVERY_S = 30.0  # a quiet device's row is refreshed on the pages this often (three heartbeats)
-_KEEP = 100_000  # devices remembered; past that the oldest are forgotten (and shown at their next heartbeat)
+EVERY_S = 30.0  # a quiet device's row is refreshed on the pages this often (every third heartbeat)
 
 
-class HeartbeatFilter:
-    def __init__(self, every_s: float = EVERY_S):
-        self.every_s = every_s
-        self._shown: dict[str, tuple[tuple, float]] = {}  # device -> (what the page says, when shown)
-
-    def to_show(self, heartbeats: dict[str, Status], now: float | None = None) -> set[str]:
-        """The devices among ``heartbeats`` (device -> its latest heartbeat in the batch) to show now."""
-        now = time.monotonic() if now is None else now
-        due = set()
-        for device, status in heartbeats.items():
-            said = _what_the_page_says(status)
-            before = self._shown.get(device)
-            if before is None or before[0] != said or now - before[1] >= self.every_s:
-                self._shown.pop(device, None)  # re-inserted last: the dict stays oldest-shown first
-                self._shown[device] = (said, now)
-                due.add(device)
-        while len(self._shown) > _KEEP:
-            del self._shown[next(iter(self._shown))]
-        return due
-
-    def forget(self, devices: set[str]) -> None:
-        """These devices changed otherwise (online, offline, new): their next heartbeat is shown."""
-        for device in devices:
-            self._shown.pop(device, None)
+def to_show(
+    heartbeats: list[Status], stored: dict[str, tuple[str | None, str | None]], every_s=EVERY_S
+) -> set[str]:
+    """The devices whose heartbeats (in arrival order) the pages are told of. ``stored``: each device's
+    heartbeat before these, as the store held it (its JSON and time; ``devices.previous_statuses``)."""
+    before = {
+        device: (_said(json.loads(text)) if text else None, _seconds(at))
+        for device, (text, at) in stored.items()
+    }
+    shown = set()
+    for status in heartbeats:
+        said, at = _said(status.model_dump(mode="json")), status.ts.timestamp()
+        said_before, at_before = before.get(status.device, (None, None))
+        if at_before is not None and at < at_before:
+            continue  # late: the store keeps the newer one, nothing the page says changes
+        if at_before is None or said != said_before or at // every_s != at_before // every_s:
+            shown.add(status.device)
+        before[status.device] = (said, at)
+    return shown
 
 
-def _what_the_page_says(status: Status) -> tuple:
-    dumped = status.model_dump(mode="json")
-    problems = queries.device_health({"online": True, "status": dumped})
+def _seconds(wire: str | None) -> float | None:
+    return timeutil.from_wire(wire).timestamp() if wire else None
+
+
+def _said(status: dict) -> tuple:
+    """What the page says of a device from its heartbeat (a message as JSON, or as stored)."""
+    problems = queries.device_health({"online": True, "status": status})
     return (
-        status.kind,
-        status.software_version,
-        *(dumped.get(name) for name in ("duty", "model", "detection_enabled", "watchlist", "source_state")),
-        tuple((problem.key, tuple(sorted(problem.stored().items()))) for problem in problems),
+        *(status.get(name) for name in ("kind", "software_version", "duty", "model", "detection_enabled")),
+        *(status.get(name) for name in ("watchlist", "source_state")),
+        tuple((problem.key, sorted(problem.stored().items())) for problem in problems),
     )

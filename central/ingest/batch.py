@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kuzet.central.ingest.runtime import wire_time
-from kuzet.shared.messages import Envelope, Status
+from kuzet.shared.messages import Envelope
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ class Outcome:
     changed_events: set[str] = field(default_factory=set)
     created_rows: dict[str, dict] = field(default_factory=dict)  # rows of new events, as stored
     changed_devices: set[str] = field(default_factory=set)
-    heartbeats: dict[str, Status] = field(default_factory=dict)  # device -> its latest heartbeat stored
+    shown_devices: set[str] = field(default_factory=set)  # devices whose heartbeat the pages are told of
     dead_letters: list[Letter] = field(default_factory=list)
     hooks: list[Valid] = field(default_factory=list)  # messages to hand to hooks
 
@@ -69,6 +69,6 @@ class Outcome:
         self.created_rows |= other.created_rows
         self.changed_events |= other.changed_events
         self.changed_devices |= other.changed_devices
-        self.heartbeats |= other.heartbeats
+        self.shown_devices |= other.shown_devices
         self.dead_letters += other.dead_letters
         self.hooks += other.hooks

@@ -27,8 +27,7 @@ from collections.abc import Callable
 
 from kuzet.central import alerts
 from kuzet.central.context import Central
-from kuzet.central.ingest import authority, media_retry, snapshots
-from kuzet.central.ingest.announce import HeartbeatFilter
+from kuzet.central.ingest import announce, authority, media_retry, snapshots
 from kuzet.central.ingest.batch import Incoming, Letter, Outcome, Refusal, Valid
 from kuzet.central.ingest.brokers import BrokerLinks, broker_health
 from kuzet.central.ingest.clips import ClipAssembler, ClipRejected, spool_limits
@@ -86,7 +85,6 @@ class IngestService:
         self._gc_thresholds: tuple[int, int, int] | None = None  # the collector's, before start()
         self._media: MediaStore | None = None  # opened on the writer thread
         self._clips: ClipAssembler | None = None
-        self._heartbeats = HeartbeatFilter()  # which heartbeats are shown live
         self.outage = Outage(
             central, alerts.say("the_database")
         )  # the store failing: messages held, /healthz 503
@@ -418,8 +416,12 @@ class IngestService:
         for kind, run in itertools.groupby(others, key=lambda item: item.message.type):
             run = list(run)
             if kind == "status":
-                devices.apply_statuses(conn, [item.message for item in run])
-                outcome.heartbeats |= {item.message.device: item.message for item in run}
+                heartbeats = [item.message for item in run]
+                stored = devices.previous_statuses(conn, {status.device for status in heartbeats})
+                outcome.shown_devices |= announce.to_show(
+                    heartbeats, stored
+                )  # not every one: ingest/announce.py
+                devices.apply_statuses(conn, heartbeats)
                 outcome.stored += len(run)
             elif kind == "availability":
                 devices.apply_availabilities(conn, [item.message for item in run])
@@ -561,9 +563,7 @@ class IngestService:
             hub.publish("event", row)
         for row in outcome.created_rows.values():
             hub.publish("event", row)
-        self._heartbeats.forget(outcome.changed_devices)
-        shown = self._heartbeats.to_show(outcome.heartbeats)  # not every heartbeat: ingest/announce.py
-        for row in devices.rows(conn, outcome.changed_devices | shown):
+        for row in devices.rows(conn, outcome.changed_devices | outcome.shown_devices):
             hub.publish("device", row)
 
     def _call_hooks(self, conn, items: list[Valid]) -> None:

@@ -39,6 +39,14 @@ def revoked_among(conn, device_ids: Iterable[str]) -> set[str]:
     return revoked.intersection(device_ids) if revoked else set()
 
 
+def previous_statuses(conn, device_ids: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
+    """{device: (its latest heartbeat as stored JSON, its time)} of these devices, before a batch's."""
+    rows = _select(
+        conn, "SELECT device_id, status, status_at FROM devices WHERE device_id IN ({})", device_ids
+    )
+    return {row[0]: (row[1], row[2]) for row in rows}
+
+
 def apply_statuses(conn, statuses: Iterable[Status]) -> None:
     """Keep each device's latest heartbeat (the whole message as JSON; one older than what is kept changes
     nothing but this): a heartbeat means the device is online. One statement for the lot (psycopg pipelines

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -412,9 +413,19 @@ def test_heartbeats_that_change_nothing_shown_are_not_announced_but_a_problem_is
     """Every device's heartbeat every 10 s is 1,000 a second in a city: the page hears of one when what it
     shows changes (a problem here), otherwise at most every 30 s per device (central/ingest/announce.py)."""
     watcher = central.hub.subscribe()
+    # Four heartbeats 5 s apart within one 30 s window of the device's clock (its first one is a minute ago).
+    window = timeutil.utc_now().replace(microsecond=0) - timedelta(seconds=60)
+    window -= timedelta(seconds=window.second % 30)
     beats = [
-        messages.Status(device="cam-1", kind="camera", software_version="1.4.2", uptime_s=s, cpu_temp_c=t)
-        for s, t in ((10.0, 50.0), (20.0, 51.0), (30.0, 52.0), (40.0, 88.0))
+        messages.Status(
+            device="cam-1",
+            kind="camera",
+            software_version="1.4.2",
+            uptime_s=s,
+            cpu_temp_c=t,
+            ts=window + timedelta(seconds=s),
+        )  # fmt: skip
+        for s, t in ((1.0, 50.0), (6.0, 51.0), (11.0, 52.0), (16.0, 88.0))
     ]
     for sent in (beats[:1], beats[1:]):
         for status in sent:
