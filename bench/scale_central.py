@@ -132,10 +132,7 @@ class Region:
         time.sleep(after_s)
         name = "central-ingest-1"
         victim = self.workers_by_name[name]
-        try:
-            self.stored_before_kill[name] = _stored(victim.metrics())
-        except OSError:
-            self.stored_before_kill[name] = 0.0
+        self.stored_before_kill[name] = _stored(_metrics(victim))
         faults["ingest_killed"] = time.time()
         victim.kill()
         victim.stop()
@@ -185,10 +182,7 @@ class Region:
         figures = {}
         for name, worker in self.workers_by_name.items():
             if "ingest" in name:
-                try:
-                    text = worker.metrics()
-                except OSError:
-                    text = ""
+                text = _metrics(worker)
                 stored = _stored(text) + self.stored_before_kill.get(name, 0)
                 figures[name] = {
                     "stored": int(stored),
@@ -196,6 +190,14 @@ class Region:
                     "arrival_to_commit_s": histogram_quantiles(text, "kuzet_ingest_delay_seconds"),
                 }
         return figures
+
+
+def _metrics(worker: WorkerProcess) -> str:
+    """The worker's Prometheus text; empty if it does not answer (killed, restarting)."""
+    try:
+        return worker.metrics()
+    except OSError:
+        return ""
 
 
 def _stored(metrics_text: str) -> float:

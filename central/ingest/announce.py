@@ -18,6 +18,8 @@ from kuzet.shared import timeutil
 from kuzet.shared.messages import Status
 
 EVERY_S = 30.0  # a quiet device's row is refreshed on the pages this often (every third heartbeat)
+# A heartbeat's fields the page shows as they are (its problems besides: queries.device_health).
+_SHOWN = ("kind", "software_version", "duty", "model", "detection_enabled", "watchlist", "source_state")
 
 
 def to_show(
@@ -49,7 +51,6 @@ def _said(status: dict) -> tuple:
     """What the page says of a device from its heartbeat (a message as JSON, or as stored)."""
     problems = queries.device_health({"online": True, "status": status})
     return (
-        *(status.get(name) for name in ("kind", "software_version", "duty", "model", "detection_enabled")),
-        *(status.get(name) for name in ("watchlist", "source_state")),
+        *(status.get(name) for name in _SHOWN),
         tuple((problem.key, sorted(problem.stored().items())) for problem in problems),
     )

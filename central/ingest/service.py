@@ -251,7 +251,9 @@ class IngestService:
     def _retry_media(self, conn) -> None:
         """Write the snapshots kept while the media folder refused them; the media outage ends when nothing is
         kept any more and no clip was refused."""
-        changed, refused = media_retry.retry(conn, lambda message: self._store_snapshot(conn, message))
+        changed, refused = media_retry.retry(
+            conn, lambda message: snapshots.store_one(conn, self._media, message)
+        )
         refused = refused or self._clips.media_refused
         if refused:
             self.media_outage.failed(MediaUnavailable(refused))
@@ -418,9 +420,8 @@ class IngestService:
             if kind == "status":
                 heartbeats = [item.message for item in run]
                 stored = devices.previous_statuses(conn, {status.device for status in heartbeats})
-                outcome.shown_devices |= announce.to_show(
-                    heartbeats, stored
-                )  # not every one: ingest/announce.py
+                # Not every heartbeat is shown live: ingest/announce.py.
+                outcome.shown_devices |= announce.to_show(heartbeats, stored)
                 devices.apply_statuses(conn, heartbeats)
                 outcome.stored += len(run)
             elif kind == "availability":
@@ -480,7 +481,7 @@ class IngestService:
             if foreign := authority.foreign_event(owners, item.message):
                 raise _Refused(foreign, "unauthorised")
             if item.message.type == "snapshot":
-                event_id = self._store_snapshot(conn, item.message, owners, rows)
+                event_id = self._store_snapshot(item.message, owners, rows)
             elif item.message.type == "clip_lost":
                 event_id = self._clip_lost(item.site, item.message)
             else:
@@ -518,18 +519,15 @@ class IngestService:
         outcome.hooks.append(item)
         return outcome
 
-    def _store_snapshot(self, conn, message: messages.Snapshot, owners=None, rows=None) -> str | None:
-        """Returns the event that now shows this snapshot, if that event is already stored. With ``rows``, its
-        row is left there for the caller to record with the batch's others (and ``owners`` is the batch's)."""
+    def _store_snapshot(
+        self, message: messages.Snapshot, owners: dict[str, str], rows: list[dict]
+    ) -> str | None:
+        """The bytes stored, the row left in ``rows`` for ``snapshots.record``; returns the event that shows this
+        snapshot once recorded, if that event is stored (``owners``: the batch's)."""
         row = snapshots.put(self._media, message)
         if row is None:
             raise _Refused("snapshot sha256 does not match its data", "media")
-        if rows is None:
-            owners = authority.event_owners(conn, [message])
-            with portable.transaction(conn):
-                snapshots.record(conn, [row])
-        else:
-            rows.append(row)
+        rows.append(row)
         return message.event_id if owners.get(message.event_id) == message.device else None
 
     def _store_clip_chunk(self, site: str, chunk: messages.ClipChunk) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
+from kuzet.central.ingest import authority
 from kuzet.central.store import portable
 from kuzet.central.store.media import MediaStore, media_row
 from kuzet.shared import messages
@@ -33,3 +34,15 @@ def record(conn, rows: list[dict]) -> None:
         "UPDATE events SET snapshot_sha256 = ? WHERE event_id = ? AND device = ?",
         [(row["sha256"], row["event_id"], row["device"]) for row in rows],
     )
+
+
+def store_one(conn, media: MediaStore, message: messages.Snapshot) -> str | None:
+    """A snapshot kept while the media store refused it (``media_retry``), whole now: returns the event that
+    shows it, if that event is stored."""
+    row = put(media, message)
+    if row is None:
+        raise ValueError("snapshot sha256 does not match its data")
+    with portable.transaction(conn):
+        record(conn, [row])
+    owner = authority.event_owners(conn, [message]).get(message.event_id)
+    return message.event_id if owner == message.device else None

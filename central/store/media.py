@@ -96,11 +96,7 @@ class MediaStore:
     ) -> str:
         """Store ``data`` (idempotent) and return its SHA-256."""
         sha256 = self.put_bytes(data, content_type)
-        db = self._db()
-        with portable.transaction(db):
-            self.record(
-                db, [media_row(sha256, len(data), kind, content_type, device, event_id, width, height)]
-            )
+        self._record_one(media_row(sha256, len(data), kind, content_type, device, event_id, width, height))
         return sha256
 
     def put_bytes(self, data: bytes, content_type: str) -> str:
@@ -123,6 +119,11 @@ class MediaStore:
                 [list(row.values()) for row in rows],
             )
 
+    def _record_one(self, row: dict) -> None:
+        db = self._db()
+        with portable.transaction(db):
+            self.record(db, [row])
+
     def adopt(
         self,
         src: Path,
@@ -140,9 +141,7 @@ class MediaStore:
         size = src.stat().st_size
         with _store_errors():
             self.objects.put_file(sha256, src, content_type)
-        db = self._db()
-        with portable.transaction(db):
-            self.record(db, [media_row(sha256, size, kind, content_type, device, event_id, None, None)])
+        self._record_one(media_row(sha256, size, kind, content_type, device, event_id, None, None))
         return sha256
 
     def size(self, sha256: str) -> int | None:
