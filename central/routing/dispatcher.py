@@ -9,6 +9,7 @@ into the worker's outbox, which is delivered after the commit. Operator requests
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import OrderedDict
 from datetime import timedelta
@@ -21,7 +22,7 @@ from kuzet.central.routing import lifecycle as lc
 from kuzet.central.routing import planner
 from kuzet.central.routing.evidence import EvidenceLedger
 from kuzet.central.routing.planner import Candidate, Incident
-from kuzet.central.routing.units import Unit, Units
+from kuzet.central.routing.units import UNIT_REPORTS, Unit, Units
 from kuzet.central.routing.worker import Worker
 from kuzet.central.store import dead_letters, portable, workflow
 from kuzet.central.store.media import MediaStore
@@ -54,7 +55,7 @@ class Dispatcher:
         self.repository = central.store.routing_repository()  # on each calling thread's connection
         self.media = MediaStore.for_central(central)  # snapshots sent with a dispatch
         self.units = Units(self.repository)
-        self.worker = Worker(central, self._apply, self._expire)
+        self.worker = Worker(central, self._apply_batch, self._expire)
         self._incidents: dict[str, Incident] = {}  # event_id -> incident being routed
         self._waiting: dict[str, Incident] = {}  # event_id -> incident with no free unit yet
         self._seen: OrderedDict[str, None] = OrderedDict()  # event ids already considered
@@ -63,6 +64,30 @@ class Dispatcher:
     @property
     def _out(self):
         return self.worker.outbox
+
+    def _apply_batch(self, work: list[tuple[str, Envelope | str | None]]) -> None:
+        """The worker's batch, in order: each message alone, but a run of badges' reports together."""
+        for reports, run in itertools.groupby(work, key=lambda item: isinstance(item[1], UNIT_REPORTS)):
+            if reports:
+                self._apply_reports(list(run))
+            else:
+                for site, message in run:
+                    self._apply(site, message)
+
+    def _apply_reports(self, run: list[tuple[str, Location | Status]]) -> None:
+        """Positions and heartbeats change only their units: the units' newest rows in one statement under one
+        savepoint, not three round trips a report (at 1,500 badges, about all a leader on PostgreSQL could do)."""
+        try:
+            with portable.transaction(self.central.db()):
+                changed = self.units.on_reports(run)
+                self.repository.save_units(changed)
+        except Exception:
+            log.exception("routing: %d badge reports failed together; applying each alone", len(run))
+            for site, message in run:
+                self._apply(site, message)
+            return
+        for unit in changed:
+            self._unit_saved(unit)
 
     def _apply(self, site: str, message: Envelope | str | None) -> None:
         if message is SERVE_WAITING:
@@ -96,9 +121,11 @@ class Dispatcher:
     # --- units ----------------------------------------------------------------------------------------
 
     def _unit_changed(self, unit: Unit | None) -> None:
-        if unit is None:
-            return
-        self.repository.save_unit(unit)
+        if unit is not None:
+            self.repository.save_unit(unit)
+            self._unit_saved(unit)
+
+    def _unit_saved(self, unit: Unit) -> None:
         self._out.show("unit", unit.as_dict())
         if unit.free() and self._waiting:
             self._serve_waiting(changed=unit)
@@ -161,17 +188,8 @@ class Dispatcher:
             lat, lon = camera
         else:
             lat, lon = position.lat, position.lon
-        incident = Incident(
-            event_id=message.event_id,
-            site=site,
-            event_type=message.event_type,
-            severity=message.severity,
-            lat=lat,
-            lon=lon,
-            description=message.description or message.label,
-            direction_deg=planner.direction(message.attributes.get("direction_deg")),
-            source_device=message.device,
-        )
+        direction = {"direction_deg": message.attributes.get("direction_deg")}
+        incident = Incident.of_event(message.model_dump() | direction, site, lat, lon)
         self._incidents[message.event_id] = incident
         if self.config.rule(message.event_type).mode == "intercept":
             self._intercept_or_alert(incident, self.config.intercept_radius_m)
@@ -194,16 +212,8 @@ class Dispatcher:
             if position is None:
                 return None
             lat, lon = position
-        incident = Incident(
-            event_id=event_id,
-            site=event["site"] or self.central.config.central.site,
-            event_type=event["event_type"],
-            severity=event["severity"],
-            lat=lat,
-            lon=lon,
-            description=event["description"] or event["label"] or "",
-            direction_deg=planner.direction(event["direction_deg"]),
-            source_device=event["device"],
+        incident = Incident.of_event(
+            {**event, "event_id": event_id}, event["site"] or self.central.config.central.site, lat, lon
         )
         incident.tried.update(self.repository.units_sent_to(event_id))
         self._incidents[event_id] = incident
@@ -582,19 +592,9 @@ class Dispatcher:
     # --- evidence -------------------------------------------------------------------------------------
 
     def _on_evidence(self, segment: EvidenceSegment) -> None:
-        problem = self.evidence.record(self.central.db(), segment)
-        if problem:
-            audit.append(
-                self.central.db(),
-                segment.device,
-                "evidence.chain_broken",
-                segment.segment_id,
-                {"problem": str(problem)},
-            )
+        if problem := self.evidence.record(self.central.db(), segment):
+            what = {"problem": str(problem)}
+            audit.append(self.central.db(), segment.device, "evidence.chain_broken", segment.segment_id, what)
             found = say(f"evidence_{problem.code}", **problem.params)
-            self._alert(
-                "critical",
-                say("evidence_chain_broken", device=segment.device, index=segment.index, problem=found),
-                device=segment.device,
-                condition="evidence chain broken",
-            )
+            text = say("evidence_chain_broken", device=segment.device, index=segment.index, problem=found)
+            self._alert("critical", text, device=segment.device, condition="evidence chain broken")

@@ -33,6 +33,21 @@ class Incident:
     tried: set[str] = field(default_factory=set)
     since: float = field(default_factory=time.monotonic)
 
+    @classmethod
+    def of_event(cls, event: dict, site: str, lat: float, lon: float) -> Incident:
+        """From an event's fields (a message's, or a row of the events table), at ``lat, lon``."""
+        return cls(
+            event_id=event["event_id"],
+            site=site,
+            event_type=event["event_type"],
+            severity=event["severity"],
+            lat=lat,
+            lon=lon,
+            description=event["description"] or event["label"] or "",
+            direction_deg=direction(event["direction_deg"]),
+            source_device=event["device"],
+        )
+
 
 @dataclass(frozen=True)
 class Candidate:

@@ -67,6 +67,13 @@ _AVAILABLE = "online = 1 and duty = 'available' and current_dispatch is null"
 _INCIDENT_COLUMNS = ("site", "event_type", "severity", "lat", "lon", "description", "label", "device")
 
 
+def _unit_row(unit: Unit) -> list:
+    row = unit.as_dict()
+    row["online"] = int(unit.online)
+    row["capabilities"] = json.dumps(unit.capabilities)
+    return [row[c] for c in UNIT_COLUMNS]
+
+
 class RoutingRepository(Protocol):
     """What routing needs from its storage; ``SqliteRoutingRepository`` is the one there is."""
 
@@ -77,6 +84,7 @@ class RoutingRepository(Protocol):
     def log_state(self, dispatch_id: str, state: str, at: str, by: str, detail: Text | str) -> None: ...
     def history(self, dispatch_id: str) -> list[dict]: ...
     def save_unit(self, unit: Unit) -> None: ...
+    def save_units(self, units: Iterable[Unit]) -> None: ...
     def load_units(self) -> list[Unit]: ...
 
 
@@ -189,10 +197,16 @@ class SqliteRoutingRepository:
     # --- units ----------------------------------------------------------------------------------------
 
     def save_unit(self, unit: Unit) -> None:
-        row = unit.as_dict()
-        row["online"] = int(unit.online)
-        row["capabilities"] = json.dumps(unit.capabilities)
-        self._run(self._save_unit_sql, [row[c] for c in UNIT_COLUMNS])
+        self.save_units([unit])
+
+    def save_units(self, units: Iterable[Unit]) -> None:
+        """Upsert each unit's row, in one statement however many (a run of badges' reports)."""
+        self._run_many(self._save_unit_sql, [_unit_row(unit) for unit in units])
+
+    def _run_many(self, sql: str, rows: list[list]) -> None:
+        if rows:
+            db = self._db()  # a sqlite_utils Database, or the sqlite3 connection of a store's transaction
+            getattr(db, "conn", db).executemany(sql, rows)
 
     def load_units(self) -> list[Unit]:
         return [

@@ -58,6 +58,10 @@ class PostgresRoutingRepository(SqliteRoutingRepository):
     def _run(self, sql: str, args: Iterable = ()):
         return self._db().execute(_format_style(sql), list(args))
 
+    def _run_many(self, sql: str, rows: list[list]) -> None:
+        if rows:  # psycopg pipelines the rows: one round trip, not one per row
+            self._db().cursor().executemany(_format_style(sql), rows)
+
     def nearest_units(self, lat: float, lon: float, limit: int = 10) -> list[tuple[str, float]]:
         if self.nearest_method == NEAREST_KNN:
             rows = self._query(_NEAREST_KNN, [lon, lat, lon, lat, limit])

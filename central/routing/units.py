@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from kuzet.central.routing.repository import RoutingRepository
 
 T = TypeVar("T")
+# What a badge says of itself, which changes its unit and nothing else: routing applies a run of them together.
+UNIT_REPORTS = (Location, Status)
 
 
 @dataclass
@@ -98,6 +100,16 @@ class Units:
                 unit.duty = message.duty
             unit.online = True
             return _since(unit, before)
+
+    def on_reports(self, reports: list[tuple[str, Location | Status]]) -> list[Unit]:
+        """A run of positions and heartbeats (``(site, message)``, in order): each unit that changed, once, as it
+        is after the run."""
+        changed: dict[str, Unit] = {}
+        for site, message in reports:
+            on = self.on_location if isinstance(message, Location) else self.on_status
+            if (unit := on(site, message)) is not None:
+                changed[unit.device_id] = unit
+        return list(changed.values())
 
     def on_availability(self, site: str, message: Availability) -> Unit | None:
         with self._lock:

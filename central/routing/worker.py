@@ -58,7 +58,7 @@ class Worker:
     def __init__(
         self,
         central: Central,
-        apply: Callable[[str, object], None],
+        apply: Callable[[list[tuple[str, object]]], None],
         expire: Callable[[list[str]], None],
     ):
         self.central = central
@@ -113,8 +113,7 @@ class Worker:
             try:
                 if work:
                     with self.transaction():
-                        for site, message in work:
-                            self._apply(site, message)
+                        self._apply(work)
                 due = self.deadlines.due()
                 if due:
                     with self.transaction():

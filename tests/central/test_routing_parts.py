@@ -21,7 +21,7 @@ from kuzet.central.routing.service import RoutingService
 from kuzet.central.routing.units import Unit
 from kuzet.central.store import events, registry, workflow
 from kuzet.shared import ids, timeutil
-from kuzet.shared.messages import Event, Location
+from kuzet.shared.messages import Event, Location, Status
 
 HOME = (52.2873, 76.9674)
 SITE = "pavlodar"
@@ -266,3 +266,71 @@ def test_choosing_the_nearest_copies_the_unit_it_picks_not_every_unit(central, m
     assert nearest.unit.device_id == "badge-000" and copies == ["badge-000"]
     nearest.unit.current_dispatch = "d-elsewhere"
     assert service.units.get("badge-000").current_dispatch is None
+
+
+def test_a_run_of_badges_reports_is_saved_together_in_order_with_the_rest_of_the_batch(central, monkeypatch):
+    """Positions and heartbeats change only their units: a run of them in the worker's batch is one save (each
+    unit once, as it is after the run) and one live update per unit, not a round trip per report; what comes
+    between runs (an event) is applied in its place, seeing the positions before it and not those after."""
+    service = RoutingService(central)
+    saves, shown = [], []
+    save_units = service.repository.save_units
+    monkeypatch.setattr(
+        service.repository,
+        "save_units",
+        lambda units: saves.append(sorted(u.device_id for u in units)) or save_units(units),
+    )
+    monkeypatch.setattr(
+        central.hub,
+        "publish",
+        lambda channel, data: shown.append(data["device_id"]) if channel == "unit" else None,
+    )  # fmt: skip (what the page is shown, after the commit)
+
+    def at(device: str, north_m: float, duty: str = "available") -> Location:
+        position = dict(zip(("lat", "lon"), offset(*HOME, north_m, 0), strict=True))
+        return Location(device=device, position=position, fix="gps", duty=duty)
+
+    event = Event(device="cam-1", event_id=ids.new_id(), seq=0, state="open", event_type="loitering",
+                  severity="high", label="person", score=0.9, started_at=timeutil.utc_now(),
+                  location={"lat": HOME[0], "lon": HOME[1]})  # fmt: skip
+    with central.db().conn:
+        events.apply(central.db().conn, [events.Received(event, SITE, timeutil.now_wire())])
+    heartbeat = Status(device="badge-b", kind="badge", software_version="1", uptime_s=5, duty="available")
+    batch = [at("badge-a", 900), at("badge-b", 800), at("badge-a", 700), heartbeat, at("badge-b", 600)]
+    batch += [event, at("badge-a", 50), at("badge-b", 40, duty="off_duty")]
+    with service.worker.transaction():
+        service._apply_batch([(SITE, message) for message in batch])
+
+    assert saves == [
+        ["badge-a", "badge-b"],
+        ["badge-b"],
+        ["badge-a", "badge-b"],
+    ]  # the run, the route, the run
+    assert shown[:2] == ["badge-a", "badge-b"]  # once each for the first run of five reports
+    [dispatch] = service.dispatches(event_id=event.event_id)
+    assert dispatch["unit"] == "badge-b"  # 600 m against 700: the positions before the event, not after
+    rows = {u.device_id: u for u in SqliteRoutingRepository(central.db()).load_units()}
+    assert rows["badge-a"].lat == pytest.approx(offset(*HOME, 50, 0)[0])
+    assert rows["badge-b"].duty == "off_duty" and rows["badge-b"].current_dispatch == dispatch["dispatch_id"]
+
+
+def test_a_run_of_reports_that_fails_together_is_applied_one_by_one(central, monkeypatch):
+    """One report the store refuses costs only itself: the run is tried again report by report."""
+    service = RoutingService(central)
+
+    save_units, tries = service.repository.save_units, []
+
+    def refuse_badge_1(units):
+        tries.append([u.device_id for u in units])
+        if any(u.device_id == "badge-1" for u in units):
+            raise RuntimeError("the store refused badge-1's row")
+        save_units(units)
+
+    monkeypatch.setattr(service.repository, "save_units", refuse_badge_1)
+    reports = [Location(device=f"badge-{n}", position={"lat": HOME[0], "lon": HOME[1]}, fix="gps",
+                        duty="available") for n in range(3)]  # fmt: skip
+    with service.worker.transaction():
+        service._apply_batch([(SITE, message) for message in reports])
+    assert tries == [["badge-0", "badge-1", "badge-2"], ["badge-0"], ["badge-1"], ["badge-2"]]
+    saved = SqliteRoutingRepository(central.db()).load_units()
+    assert sorted(u.device_id for u in saved) == ["badge-0", "badge-2"]

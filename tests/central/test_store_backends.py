@@ -195,8 +195,7 @@ def _units() -> list[Unit]:
 def test_nearest_available_units_nearest_first(store):
     with store.transaction() as conn:
         repo = store.routing_repository(conn)
-        for unit in _units():
-            repo.save_unit(unit)
+        repo.save_units(_units())  # one statement for them all, as routing saves a run of badges' reports
         found = repo.nearest_units(*PAVLODAR, limit=2)
         everyone = repo.nearest_units(*PAVLODAR, limit=10)
     assert [device for device, _ in found] == ["near", "middle"]
