@@ -1,15 +1,21 @@
 """What ingest has done since it started, read by ``/metrics`` and ``/healthz``: counters, dead letters by
 cause, and histograms of batch size, commit time and how long messages waited to be stored.
 
-Each counter is written by one thread only (``received`` by the MQTT thread, the rest by the writer) and read
-by the scrape, so plain integers do; the histograms are prometheus_client's own, registered by the web app.
+``received`` is written by the MQTT thread only, the clips' by the media thread only; what both the batch writer
+and the media thread count goes through ``add`` and ``dead_lettered``, under a lock. The scrape reads plain
+integers; the histograms are prometheus_client's own, registered by the web app.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
 from prometheus_client import Histogram
+
+if TYPE_CHECKING:
+    from kuzet.central.ingest.batch import Outcome
 
 # Why a message was dead-lettered, as the ``reason`` label of kuzet_ingest_dead_letters_total.
 DEAD_LETTER_CAUSES = (
@@ -42,9 +48,22 @@ class Counters:
         default_factory=lambda: dict.fromkeys(DEAD_LETTER_CAUSES, 0)
     )
 
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def add(self, outcome: Outcome) -> None:
+        """What one commit stored, handed on and dead-lettered."""
+        with self._lock:
+            self.stored += outcome.stored
+            self.handed_on += outcome.handed_on
+            self.duplicates += outcome.duplicates
+            self.timeline_only += outcome.timeline_only
+        for letter in outcome.dead_letters:
+            self.dead_lettered(letter.cause)
+
     def dead_lettered(self, cause: str) -> None:
-        self.dead_letters += 1
-        self.dead_letters_by_cause[cause] += 1
+        with self._lock:
+            self.dead_letters += 1
+            self.dead_letters_by_cause[cause] += 1
 
     def as_dict(self) -> dict:
         return {**self.__dict__, "dead_letters_by_cause": dict(self.dead_letters_by_cause)}

@@ -4,15 +4,17 @@ send, and one writer thread that validates and stores it in batches.
 Paho's network thread only enqueues (topic, payload, arrival time). The writer lets a batch gather for
 ``[ingest] batch_window_ms`` (up to ``batch_max`` messages) and writes it in one transaction, so a burst
 costs one commit per batch rather than one per message. After each commit it publishes what changed to the
-live hub and calls the hooks other parts registered with ``on(kind, callback)``.
+live hub and calls the hooks other parts registered with ``on(kind, callback)``. Snapshots and clip chunks go,
+once their batch has committed, to the media thread (``media_writer``), so that events and heartbeats never
+wait behind the object store.
 
 Nothing a device sends can stop ingest: a message that breaks the contract, that the database refuses, or whose
 hook fails is logged, kept in ``dead_letters`` with the reason, and the next message is processed.
 
 Nothing a device was told is stored is lost: a message is acknowledged (PUBACK) only after the transaction that
 stored or dead-lettered it has committed. When the store itself fails (``store_health.transient``: disk full,
-I/O error, locked, the server gone), the messages are held unacknowledged and tried again, never dead-lettered; a snapshot the
-media folder refuses is kept in the database (``media_retry``).
+I/O error, locked, the server gone), the messages are held unacknowledged and tried again, never
+dead-lettered; a snapshot the media store refuses is kept in the database (``media_retry``).
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ from collections.abc import Callable
 
 from kuzet.central import alerts
 from kuzet.central.context import Central
-from kuzet.central.ingest import announce, authority, media_retry, snapshots
+from kuzet.central.ingest import announce, authority
 from kuzet.central.ingest.batch import Incoming, Letter, Outcome, Refusal, Valid
 from kuzet.central.ingest.brokers import BrokerLinks, broker_health
-from kuzet.central.ingest.clips import ClipAssembler, ClipRejected, spool_limits
+from kuzet.central.ingest.media_writer import MEDIA_KINDS, MediaWriter
 from kuzet.central.ingest.metrics import Counters, Histograms
 from kuzet.central.ingest.runtime import restore_garbage_collector, tune_garbage_collector, wire_time
 from kuzet.central.ingest.session import BrokerSession
@@ -41,20 +43,15 @@ from kuzet.central.ingest.store_health import (
     database_errors,
     storage_description,
     store_errors,
-    transient,
 )
 from kuzet.central.store import dead_letters, devices, portable
 from kuzet.central.store.events import Received
-from kuzet.central.store.media import MediaStore, MediaUnavailable
 from kuzet.shared import messages, topics
 from kuzet.shared.messages import Envelope, InvalidMessage
 
 log = logging.getLogger(__name__)
 
 Hook = Callable[[Envelope, str], None]  # (decoded message, site)
-
-# Kinds whose rows are written inside the batch transaction; the media kinds write files and go after it.
-_MEDIA_KINDS = ("snapshot", "clip", "clip_lost")
 
 
 # The reason a revoked device's messages are dead-lettered with.
@@ -83,12 +80,10 @@ class IngestService:
         self._links: BrokerLinks | None = None
         self.sessions: list[BrokerSession] = []  # one per broker
         self._gc_thresholds: tuple[int, int, int] | None = None  # the collector's, before start()
-        self._media: MediaStore | None = None  # opened on the writer thread
-        self._clips: ClipAssembler | None = None
+        self.media = MediaWriter(self)  # snapshots and clips, on a thread of their own
         self.outage = Outage(
             central, alerts.say("the_database")
         )  # the store failing: messages held, /healthz 503
-        self.media_outage = Outage(central, alerts.say("the_media_folder"), held=media_retry.HELD)
 
     # --- public -----------------------------------------------------------------------------------------
 
@@ -119,10 +114,12 @@ class IngestService:
         depth, queue_max = self.queue_depth, self.settings.queue_max
         last_progress = self.last_commit_at or self.started_at or now
         problems = []
-        problems += [outage.problem for outage in (self.outage, self.media_outage) if outage.problem]
+        problems += [outage.problem for outage in (self.outage, self.media.outage) if outage.problem]
         problems += mqtt_problems
         if not writer_alive:
             problems.append("the ingest writer thread is not running: nothing is being stored")
+        if self._writer is not None and not self.media.alive:
+            problems.append("the ingest media thread is not running: no snapshot or clip is being stored")
         elif depth and now - last_progress > STALLED_AFTER_S:
             problems.append(f"{depth} messages wait and nothing was stored for {now - last_progress:.0f} s")
         if depth >= queue_max:
@@ -136,7 +133,8 @@ class IngestService:
             "queue_max": queue_max,
             "writer_alive": writer_alive,
             "last_commit": wire_time(self.last_commit_at) if self.last_commit_at else None,
-            "storage": storage_description(self.central.store, getattr(self, "_media", None)),
+            "media_queue_depth": self.media.depth,
+            "storage": storage_description(self.central.store, self.media.media),
         }
 
     def start(self, wait_s: float | None = 10.0) -> IngestService:
@@ -160,11 +158,12 @@ class IngestService:
             ).start()
             for i, link in enumerate(links.links)
         ]
+        self.media.start()
         self._writer = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
         self._writer.start()
         if self.central.store.backend == "sqlite":
             self._checkpointer = Checkpointer(self.central.db, self._closing).start(self._writer)
-        self.central.outbound.connect(self._publish)
+        self.central.outbound.connect(self.publish)
         self._gc_thresholds = tune_garbage_collector()
         self.started_at = time.time()
         links.start()
@@ -187,6 +186,7 @@ class IngestService:
                 log.error(
                     "ingest: the writer did not finish within 30 s; %d messages unstored", self.queue_depth
                 )
+        self.media.stop()  # after the writer: what its last batches handed over is stored too
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=30)
         for session in self.sessions:
@@ -208,7 +208,7 @@ class IngestService:
                 time.sleep(0.01)
         self._queue.put(incoming)
 
-    def _publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
         assert self._links is not None
         if retain:  # kept for a device that is away: on every broker, wherever it comes back (a watchlist)
             self._links.publish_everywhere(topic, payload, retain=True)
@@ -223,8 +223,6 @@ class IngestService:
             connect = lambda: tuned  # noqa: E731
         else:  # the thread's connection: a new one once a server restart or failover broke the last
             connect = self.central.db
-        self._open_media()
-        next_clip_check = time.monotonic() + self.settings.clip_check_interval_s
         held: list[Incoming] = []  # what the store could not take: tried again before anything new
         while True:
             batch = held or self._take_batch()
@@ -233,45 +231,13 @@ class IngestService:
                     held = self._process(connect, batch)
                 except Exception:  # a bug here must not end ingest; the messages are in the log
                     log.exception("ingest: batch of %d failed outside storage", len(batch))
-                    self._acknowledge(batch)
+                    self.acknowledge(batch)
                     held = []
                 if held and self._closing.wait(self.outage.delay):
                     log.error("ingest: stopping with %d messages unstored (the broker keeps them)", len(held))
                     return
             elif self._closing.is_set():
                 return
-            if self._clips is not None and time.monotonic() >= next_clip_check:
-                next_clip_check = time.monotonic() + self.settings.clip_check_interval_s
-                try:
-                    self._clips.request_missing(stalled_after_s=self.settings.clip_stalled_after_s)
-                    self._retry_media(connect())
-                except Exception:
-                    log.exception("ingest: asking devices for missing clip chunks failed")
-
-    def _retry_media(self, conn) -> None:
-        """Write the snapshots kept while the media folder refused them; the media outage ends when nothing is
-        kept any more and no clip was refused."""
-        changed, refused = media_retry.retry(
-            conn, lambda message: snapshots.store_one(conn, self._media, message)
-        )
-        refused = refused or self._clips.media_refused
-        if refused:
-            self.media_outage.failed(MediaUnavailable(refused))
-        elif not media_retry.waiting(conn):
-            self.media_outage.recovered()
-        if changed:
-            self._announce(conn, Outcome(changed_events=changed))
-
-    def _open_media(self) -> None:
-        # Central.db gives each thread its own connection; media and clips are used on this thread only.
-        self._media = MediaStore.for_central(self.central)
-        self._clips = ClipAssembler(
-            self.central.db,
-            self._media,
-            self.central.data_dir / "spool",
-            self._publish,
-            limits=spool_limits(self.central.config),
-        )
 
     def _take_batch(self) -> list[Incoming]:
         try:
@@ -339,33 +305,26 @@ class IngestService:
         self.histograms.batch_size.observe(len(batch))
         self.histograms.delay_seconds.observe(self.last_commit_at - batch[0].arrived)
 
-        if media := [item for item in valid if item.message.type in _MEDIA_KINDS]:
-            try:
-                outcome.merge(self._store_media(conn, media))
-            except StoreDown as down:  # all of them held: storing them again changes nothing
-                self.outage.failed(down.__cause__)
-                held += [item.incoming for item in media]
         if not held:
             self.outage.recovered()
-        self.counters.stored += outcome.stored
-        self.counters.handed_on += outcome.handed_on
-        for letter in outcome.dead_letters:
-            self.counters.dead_lettered(letter.cause)
-        self.counters.duplicates += outcome.duplicates
-        self.counters.timeline_only += outcome.timeline_only
+        arrival = {id(item): index for index, item in enumerate(valid)}
+        self.finish(conn, outcome, sorted(outcome.hooks, key=lambda item: arrival[id(item)]))
+        media = [item for item in valid if item.message.type in MEDIA_KINDS]
+        self.media.submit(media)  # stored, shown and acknowledged on the media thread
+        later = {id(item.incoming) for item in media} | {id(incoming) for incoming in held}
+        self.acknowledge([incoming for incoming in batch if id(incoming) not in later])
+        return held
+
+    def finish(self, conn, outcome: Outcome, hooks: list[Valid]) -> None:
+        """After a commit, the batch writer's or the media thread's: count it, show it live, call the hooks."""
+        self.counters.add(outcome)
         try:
             self._announce(conn, outcome)
         except database_errors() as exc:  # reading rows back for the page; what they say is committed
             log.warning("ingest: could not show a batch live: %s", exc)
-        arrival = {id(item): index for index, item in enumerate(valid)}
-        self._call_hooks(conn, sorted(outcome.hooks, key=lambda item: arrival[id(item)]))
-        if held:
-            kept = {id(incoming) for incoming in held}
-            batch = [incoming for incoming in batch if id(incoming) not in kept]
-        self._acknowledge(batch)
-        return held
+        self._call_hooks(conn, hooks)
 
-    def _acknowledge(self, batch: list[Incoming]) -> None:
+    def acknowledge(self, batch: list[Incoming]) -> None:
         """PUBACK the batch's QoS 1 messages: each is committed (stored or dead-lettered) by now."""
         self._links.acknowledge(batch)
 
@@ -387,7 +346,7 @@ class IngestService:
         """Everything but media, inside the caller's transaction."""
         outcome = Outcome()
         for incoming, reason, cause in refused:
-            outcome.dead_letters.append(self._dead_letter(conn, incoming, reason, cause))
+            outcome.dead_letters.append(self.dead_letter(conn, incoming, reason, cause))
 
         heard: dict[str, tuple[str, str]] = {}
         for item in valid:
@@ -412,7 +371,7 @@ class IngestService:
             outcome.hooks += [v for v in valid if v.message.type == "event" and id(v.message) in changed]
 
         others = [
-            item for item in valid if item.message.type != "event" and item.message.type not in _MEDIA_KINDS
+            item for item in valid if item.message.type != "event" and item.message.type not in MEDIA_KINDS
         ]
         # Heartbeats and availability in runs of one kind, each run one statement, in arrival order.
         for kind, run in itertools.groupby(others, key=lambda item: item.message.type):
@@ -446,7 +405,7 @@ class IngestService:
             portable.transaction(conn),
         ):  # nothing is committed if this fails: the batch is held whole
             for incoming, reason, cause in refused:
-                outcome.dead_letters.append(self._dead_letter(conn, incoming, reason, cause))
+                outcome.dead_letters.append(self.dead_letter(conn, incoming, reason, cause))
         for index, item in enumerate(valid):
             try:
                 with store_errors(), portable.transaction(conn):
@@ -458,92 +417,11 @@ class IngestService:
                 log.exception("ingest: could not store %s", item.incoming.topic)
                 with store_errors(), portable.transaction(conn):
                     outcome.dead_letters.append(
-                        self._dead_letter(conn, item.incoming, f"could not store: {exc}", "unstorable")
+                        self.dead_letter(conn, item.incoming, f"could not store: {exc}", "unstorable")
                     )
         return outcome, []
 
-    def _store_media(self, conn, items: list[Valid]) -> Outcome:
-        """Snapshots, clip chunks and lost clips, after the batch's commit: the bytes one by one, the snapshots'
-        rows together at the end (``ingest.snapshots``). Raises StoreDown when the store cannot take them."""
-        outcome, rows = Outcome(), []
-        with store_errors():
-            owners = authority.event_owners(conn, [item.message for item in items])
-        for item in items:
-            outcome.merge(self._store_media_item(conn, item, owners, rows))
-        if rows:
-            with store_errors(), portable.transaction(conn):
-                snapshots.record(conn, rows)
-        return outcome
-
-    def _store_media_item(self, conn, item: Valid, owners: dict[str, str], rows: list[dict]) -> Outcome:
-        outcome = Outcome()
-        try:
-            if foreign := authority.foreign_event(owners, item.message):
-                raise _Refused(foreign, "unauthorised")
-            if item.message.type == "snapshot":
-                event_id = self._store_snapshot(item.message, owners, rows)
-            elif item.message.type == "clip_lost":
-                event_id = self._clip_lost(item.site, item.message)
-            else:
-                event_id = self._store_clip_chunk(item.site, item.message)
-        except _Refused as exc:
-            with store_errors(), portable.transaction(conn):
-                outcome.dead_letters.append(self._dead_letter(conn, item.incoming, exc.reason, exc.cause))
-            return outcome
-        except MediaUnavailable as exc:  # the media folder's fault: kept (snapshot) or in the spool (clip)
-            self.media_outage.failed(exc)
-            if item.message.type == "snapshot":
-                with store_errors(), portable.transaction(conn):
-                    media_retry.keep(
-                        conn, item.incoming.topic, item.incoming.payload, item.received_at, str(exc)
-                    )
-            outcome.stored += 1
-            return outcome
-        except ClipRejected as exc:  # contradicts its clip's earlier chunks: the device's problem, not ours
-            self.counters.clip_chunks_rejected += 1
-            with store_errors(), portable.transaction(conn):
-                outcome.dead_letters.append(self._dead_letter(conn, item.incoming, str(exc), "media"))
-            return outcome
-        except Exception as exc:
-            if transient(exc):  # the store's trouble, not the message's: held and tried again
-                raise StoreDown(str(exc)) from exc
-            log.exception("ingest: storing %s failed", item.incoming.topic)
-            with store_errors(), portable.transaction(conn):
-                outcome.dead_letters.append(
-                    self._dead_letter(conn, item.incoming, f"could not store: {exc}", "unstorable")
-                )
-            return outcome
-        if event_id is not None:
-            outcome.changed_events.add(event_id)
-        outcome.stored += 1
-        outcome.hooks.append(item)
-        return outcome
-
-    def _store_snapshot(
-        self, message: messages.Snapshot, owners: dict[str, str], rows: list[dict]
-    ) -> str | None:
-        """The bytes stored, the row left in ``rows`` for ``snapshots.record``; returns the event that shows this
-        snapshot once recorded, if that event is stored (``owners``: the batch's)."""
-        row = snapshots.put(self._media, message)
-        if row is None:
-            raise _Refused("snapshot sha256 does not match its data", "media")
-        rows.append(row)
-        return message.event_id if owners.get(message.event_id) == message.device else None
-
-    def _store_clip_chunk(self, site: str, chunk: messages.ClipChunk) -> str | None:
-        """Returns the clip's event once the whole clip has arrived and checked out."""
-        completed = self._clips.handle(site, chunk)
-        if completed == "verified":
-            self.counters.clips_verified += 1
-        elif completed == "failed":
-            self.counters.clips_failed += 1
-        return chunk.event_id if completed else None
-
-    def _clip_lost(self, site: str, message: messages.ClipLost) -> str | None:
-        self.counters.clips_lost += 1
-        return self._clips.lost(site, message)
-
-    def _dead_letter(self, conn, incoming: Incoming, reason: str, cause: str) -> Letter:
+    def dead_letter(self, conn, incoming: Incoming, reason: str, cause: str) -> Letter:
         log.warning("ingest: dead-lettered %s: %s", incoming.topic, reason)
         keep = self.central.config.storage.dead_letter_payload_bytes
         letter_id = dead_letters.add(
@@ -578,7 +456,7 @@ class IngestService:
                     self.counters.dead_lettered("hook")
                     try:
                         with portable.transaction(conn):
-                            letter = self._dead_letter(
+                            letter = self.dead_letter(
                                 conn, item.incoming, f"{message.type} hook failed: {exc!r}", "hook"
                             )
                     except (
@@ -589,10 +467,3 @@ class IngestService:
                     self.central.hub.publish(
                         "dead_letter", {"id": letter.id, "topic": letter.topic, "reason": letter.reason}
                     )
-
-
-class _Refused(Exception):
-    def __init__(self, reason: str, cause: str = "unstorable"):
-        super().__init__(reason)
-        self.reason = reason
-        self.cause = cause

@@ -191,11 +191,18 @@ class S3Objects:
             raise
 
     def put_bytes(self, sha256: str, data: bytes, content_type: str) -> None:
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise ObjectMismatch(f"the bytes do not hash to {sha256}")
+        self._check(sha256, data)
         self.ensure_bucket()
         if not self.exists(sha256):
-            self.client.put_object(Bucket=self.bucket, Key=key(sha256), Body=data, ContentType=content_type)
+            self._put(sha256, data, content_type)
+
+    @staticmethod
+    def _check(sha256: str, data: bytes) -> None:
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ObjectMismatch(f"the bytes do not hash to {sha256}")
+
+    def _put(self, sha256: str, data: bytes, content_type: str) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key(sha256), Body=data, ContentType=content_type)
 
     def put_file(self, sha256: str, src: Path, content_type: str) -> None:
         """Upload ``src`` part by part (one part in memory at a time); ``src`` is removed once the object is
@@ -203,8 +210,10 @@ class S3Objects:
         src = Path(src)
         self.ensure_bucket()
         if not self.exists(sha256):
-            if src.stat().st_size <= self.part_bytes:
-                self.put_bytes(sha256, src.read_bytes(), content_type)
+            if src.stat().st_size <= self.part_bytes:  # one PUT, without put_bytes' second HEAD
+                data = src.read_bytes()
+                self._check(sha256, data)
+                self._put(sha256, data, content_type)
             else:
                 self._multipart(sha256, src, content_type)
         src.unlink()

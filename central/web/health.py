@@ -96,6 +96,11 @@ class IngestCollector:
         yield GaugeMetricFamily(
             "kuzet_ingest_writer_alive", "1 while the ingest writer thread runs", int(health["writer_alive"])
         )
+        yield GaugeMetricFamily(
+            "kuzet_ingest_media_queue_depth",
+            "Snapshots and clip chunks of committed batches waiting for the media thread",
+            health["media_queue_depth"],
+        )
         free = GaugeMetricFamily("kuzet_disk_free_bytes", "Free bytes of central's disks", labels=["disk"])
         for disk in disks(ingest.central):
             free.add_metric([disk["name"]], disk.get("free_bytes", 0))

@@ -113,6 +113,7 @@ def test_metrics_after_real_traffic(running, mosquitto):
     assert metrics[("kuzet_ingest_queue_max", ())] == central.config.ingest.queue_max
     assert metrics[("kuzet_ingest_mqtt_connected", ())] == 1
     assert metrics[("kuzet_ingest_writer_alive", ())] == 1
+    assert metrics[("kuzet_ingest_media_queue_depth", ())] == 0  # the clip and snapshots stored by now
     assert metrics[("kuzet_dispatches", (("state", "sent"),))] == 1
     assert metrics[("kuzet_dispatch_escalations", ())] == 0
     assert metrics[("kuzet_devices", (("kind", "camera"), ("state", "revoked")))] == 1

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -436,3 +437,44 @@ def test_heartbeats_that_change_nothing_shown_are_not_announced_but_a_problem_is
         if update.channel == "device":
             shown.append(json.loads(update.data["status"])["cpu_temp_c"])
     assert shown == [50.0, 88.0]  # the first, and the one that is too hot; every heartbeat is stored
+
+
+def test_events_are_stored_while_a_snapshot_waits_on_the_media_store(central, ingest, device, monkeypatch):
+    """Media have a thread of their own: an event that arrives behind a snapshot whose upload is slow is stored
+    (and acknowledged) without waiting for it; the snapshot is acknowledged only once it is stored."""
+    from kuzet.central.store.media import MediaStore
+
+    release = threading.Event()
+    put_bytes = MediaStore.put_bytes
+    monkeypatch.setattr(
+        MediaStore, "put_bytes", lambda self, *args: release.wait(30) and put_bytes(self, *args)
+    )
+    acknowledged: list[str] = []
+    acknowledge = ingest.acknowledge
+    monkeypatch.setattr(
+        ingest, "acknowledge", lambda batch: acknowledged.extend(i.topic for i in batch) or acknowledge(batch)
+    )
+    first, second = event("cam-1", new_id(), 0), event("cam-1", new_id(), 0)
+    data = b"\xff\xd8 a picture \xff\xd9"
+    sha = hashlib.sha256(data).hexdigest()
+    snapshot = messages.Snapshot(
+        device="cam-1", event_id=first.event_id, sha256=sha, width=4, height=3, data=messages.to_base64(data)
+    )
+    send(device, first)
+    wait_for(
+        lambda: db_rows(central, "SELECT 1 FROM events WHERE event_id = ?", first.event_id), what="first"
+    )
+    send(device, snapshot)
+    send(device, second)
+
+    wait_for(
+        lambda: db_rows(central, "SELECT 1 FROM events WHERE event_id = ?", second.event_id), what="second"
+    )
+    assert db_rows(central, "SELECT snapshot_sha256 FROM events WHERE event_id = ?", first.event_id) == [
+        {"snapshot_sha256": None}
+    ]
+    wait_for(lambda: acknowledged.count(up("cam-1", "event")) == 2, what="both events acknowledged")
+    assert up("cam-1", "snapshot") not in acknowledged
+    release.set()
+    wait_for(lambda: db_rows(central, "SELECT 1 FROM events WHERE snapshot_sha256 = ?", sha), what="snapshot")
+    wait_for(lambda: up("cam-1", "snapshot") in acknowledged, what="the snapshot acknowledged once stored")

@@ -87,6 +87,24 @@ def test_s3_clips_go_up_one_part_at_a_time_and_a_wrong_hash_stores_nothing(seawe
         store.put_bytes("e" * 64, b"not those bytes", "image/jpeg")
 
 
+def test_a_clip_of_one_part_costs_one_head_and_one_put_and_a_wrong_one_stores_nothing(seaweedfs, tmp_path):
+    """A clip under a part's size goes up in one PUT after one HEAD (not put_bytes' second HEAD): at a region's
+    rate each round trip is time the media thread spends waiting."""
+    client = seaweedfs.client()
+    store = S3Objects(client, "kuzet-small-clips", part_bytes=5 * MIB)
+    store.ensure_bucket()
+    calls: list[str] = []
+    client.meta.events.register("before-call.s3.*", lambda model, **kwargs: calls.append(model.name))
+    src, sha = _file(tmp_path, os.urandom(384 * 1024))
+    store.put_file(sha, src, "video/mp4")
+    assert calls == ["HeadObject", "PutObject"] and not src.exists() and store.size(sha) == 384 * 1024
+    calls.clear()
+    wrong, _ = _file(tmp_path, os.urandom(1000))
+    with pytest.raises(ObjectMismatch):
+        store.put_file("d" * 64, wrong, "video/mp4")
+    assert calls == ["HeadObject"] and wrong.exists()  # checked before anything is sent; the file stays
+
+
 def test_an_unreachable_object_store_is_media_unavailable_and_loses_nothing(tmp_path):
     from kuzet.central.broker import free_port
 
