@@ -74,7 +74,7 @@ class RoutingLeader:
 
     def __init__(self, central: Central, url: str, start_jobs, poll_s: float | None = None):
         worker = central.config.worker
-        self.central, self._start_jobs = central, start_jobs
+        self.central, self._start_jobs, self.url = central, start_jobs, url
         self.leadership = Leadership(
             url,
             "routing",
@@ -108,9 +108,8 @@ class RoutingLeader:
         with self._lock, contextlib.ExitStack() as running:  # stopped again if any part fails to start
             routing = RoutingService(self.central).start()
             running.callback(routing.stop)
-            self.inbox = InboxReader(
-                self.central, routing.handle, routing.drain, self.central.config.worker.inbox_poll_s
-            ).start()
+            poll_s = self.central.config.worker.inbox_poll_s
+            self.inbox = InboxReader(self.central, routing.handle, routing.drain, poll_s, self.url).start()
             running.callback(self.inbox.stop)  # first: what it handed over is applied by routing.stop
             self.requests = RequestServer(self.central, routing).start()
             running.callback(self.requests.stop)

@@ -36,3 +36,38 @@ def test_an_ingest_worker_keeps_what_routing_takes_and_not_the_cameras_heartbeat
     rows = portable.rows(db, "SELECT topic, payload FROM routing_inbox ORDER BY id")
     assert [row["topic"] for row in rows] == [topics.up(SITE, m.device, m.type) for m in kept]
     assert [messages.decode(row["topic"], row["payload"]).id for row in rows] == [m.id for m in kept]
+
+
+def test_the_leader_reads_what_ingest_keeps_as_soon_as_it_commits_not_at_its_next_round(
+    tmp_path, postgres_url
+):
+    """On PostgreSQL an ingest worker's transaction notifies the leader's reader, which takes the rows at once:
+    with rounds 60 s apart, the badge's position is handed to routing within seconds, and only after the
+    commit (nothing is read of a transaction still open)."""
+    from support.ingest import make_central
+
+    central = make_central(tmp_path, "mqtt://127.0.0.1:1", store={"url": postgres_url})
+    handled: list[str] = []
+    reader = inbox.InboxReader(
+        central, lambda message, site: handled.append(message.device), lambda: True, 60.0, postgres_url
+    ).start()
+    try:
+        deadline = time.monotonic() + 10
+        while not reader.waker.listening.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # its first round (an empty inbox) is over: the next is 60 s away
+        position = messages.Location(
+            device="badge-07", position={"lat": 52.28, "lon": 76.96}, fix="gps", duty="available"
+        )
+        db = central.db()
+        with portable.transaction(db):
+            inbox.keep(db, [arrived(position)])
+            time.sleep(0.5)
+            assert handled == []  # not committed yet
+        deadline = time.monotonic() + 10
+        while not handled and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert handled == ["badge-07"] and reader.applied == 1
+    finally:
+        reader.stop()
+        central.close()
