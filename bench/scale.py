@@ -87,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--failover-after-s", type=float, default=10.0, help="[mqtt] failover_after_s")
     parser.add_argument("--return-to-primary-s", type=float, default=60.0, help="[mqtt] return_to_primary_s")
     parser.add_argument("--devices-per-process", type=int, default=2000)
+    parser.add_argument(
+        "--batch-window-ms",
+        type=float,
+        help="central's [ingest] batch_window_ms (default: the configuration's, 20)",
+    )
     parser.add_argument("--media", choices=("s3", "folder"), default="s3")
     parser.add_argument(
         "--topology",
@@ -208,6 +213,8 @@ def central_config(args, paths: SitePaths, settings: SiteSettings, urls: list[st
         "http": {"threads": 16},
         "storage": {"max_media_gb": 100},
     }
+    if args.batch_window_ms is not None:
+        config["ingest"] = {"batch_window_ms": args.batch_window_ms}
     if s3 is not None:
         config["media"] = {"s3_endpoint": s3.endpoint, "s3_bucket": "kuzet-media"}
     return CentralConfig.model_validate(config)
