@@ -141,10 +141,12 @@ class Region:
         _until(lambda: (restarted.health() or {}).get("status") == "ok", 120)
         faults["ingest_back"] = time.time()
 
-    def _restart(self, role: str, instance: str, within_s: float = 30.0) -> WorkerProcess:
+    def _restart(self, role: str, instance: str, within_s: float = 300.0) -> WorkerProcess:
         """Start a worker again as systemd does (``Restart=always``, ``RestartSec=1``): again a second after
-        each exit while it does not stay up. (Its metrics port, picked free beforehand, may be taken by one of
-        the devices' ten thousand connections before the worker binds it.)"""
+        each exit while it does not stay up. (Its metrics port is picked below the ports outgoing connections
+        take, ``support.roles.listening_port``; picked among them, the devices' ten thousand connections took
+        it before the worker could bind it, and a worker given up on after 30 s left its session's share of
+        the messages at the broker: lost, as far as the run could tell.)"""
         deadline = time.monotonic() + within_s
         while True:
             worker = self._start_worker(role, instance)

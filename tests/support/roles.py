@@ -6,6 +6,8 @@ election)."""
 from __future__ import annotations
 
 import json
+import random
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -28,10 +30,30 @@ sys.exit(serve(Central(config=config, data_dir=sys.argv[2]), role=sys.argv[3], i
 """
 
 
+def listening_port() -> int:
+    """A free port below the kernel's range for outgoing connections. A port picked there (``free_port``) can be
+    taken by any connection made before the worker binds it: in bench/scale.py ten thousand devices reconnect
+    through a broker's outage, and a restarted ingest worker lost its port each time, never came back, and its
+    session's messages stayed at the broker."""
+    try:
+        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32768
+    for _ in range(100):
+        port = random.randrange(min(20000, first - 1000), first)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
 class WorkerProcess:
     def __init__(self, config: CentralConfig, data_dir: Path, role: str, instance: str, bus_url: str):
         self.role, self.instance = role, instance
-        self.metrics_port = free_port()
+        self.metrics_port = listening_port()
         config = config.model_copy(deep=True)
         config.worker.metrics_port = self.metrics_port
         self.log_path = data_dir.parent / f"{role}-{instance}.log"
