@@ -66,6 +66,8 @@ class MediaWriter:
     def stop(self, timeout_s: float = 30.0) -> None:
         """Store what is queued, then stop."""
         self._closing.set()
+        if self._thread.ident is None:
+            return  # never started
         self._thread.join(timeout=timeout_s)
         if self._thread.is_alive():
             log.error("ingest: media not finished within %.0f s; %d unstored", timeout_s, self.depth)

@@ -118,10 +118,10 @@ class IngestService:
         problems += mqtt_problems
         if not writer_alive:
             problems.append("the ingest writer thread is not running: nothing is being stored")
-        if self._writer is not None and not self.media.alive:
-            problems.append("the ingest media thread is not running: no snapshot or clip is being stored")
         elif depth and now - last_progress > STALLED_AFTER_S:
             problems.append(f"{depth} messages wait and nothing was stored for {now - last_progress:.0f} s")
+        if self._writer is not None and not self.media.alive:
+            problems.append("the ingest media thread is not running: no snapshot or clip is being stored")
         if depth >= queue_max:
             problems.append(
                 f"the ingest queue is full ({depth} of {queue_max}): the broker is holding messages"

@@ -478,3 +478,10 @@ def test_events_are_stored_while_a_snapshot_waits_on_the_media_store(central, in
     release.set()
     wait_for(lambda: db_rows(central, "SELECT 1 FROM events WHERE snapshot_sha256 = ?", sha), what="snapshot")
     wait_for(lambda: up("cam-1", "snapshot") in acknowledged, what="the snapshot acknowledged once stored")
+
+
+def test_ingest_whose_media_thread_ended_says_so_in_its_health(ingest):
+    media_problem = "the ingest media thread is not running: no snapshot or clip is being stored"
+    assert media_problem not in ingest.health()["problems"]
+    ingest.media.stop()  # as if it had died: nothing stores snapshots or clips any more
+    assert media_problem in ingest.health()["problems"]
