@@ -21,11 +21,10 @@ import threading
 import time
 from collections.abc import Callable
 
-import psycopg
-
 from kuzet.central.context import Central
 from kuzet.central.operations import routing_takes
 from kuzet.central.store import portable
+from kuzet.central.store.live_bus import listen
 from kuzet.shared import messages, timeutil
 from kuzet.shared.messages import Envelope, InvalidMessage
 
@@ -33,7 +32,6 @@ log = logging.getLogger(__name__)
 
 BATCH = 500  # rows read per round
 CHANNEL = "kuzet_routing_inbox"
-RECONNECT_S = 1.0
 
 
 def keep(conn, items: list) -> None:
@@ -70,8 +68,8 @@ def oldest_age_s(db) -> float:
 
 
 class Waker:
-    """``LISTEN``s on ``CHANNEL`` on a connection of its own and sets ``woken`` at each notification; after a
-    lost connection it reconnects (the reader's rounds cover the gap)."""
+    """``LISTEN``s on ``CHANNEL`` on a connection of its own (``live_bus.listen``) and sets ``woken`` at each
+    notification; after a lost connection it reconnects (the reader's rounds cover the gap)."""
 
     def __init__(self, url: str, woken: threading.Event):
         self.url, self.woken = url, woken
@@ -88,18 +86,7 @@ class Waker:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self.url, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    self.listening.set()
-                    while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=0.5):
-                            self.woken.set()
-            except psycopg.Error as exc:
-                self.listening.clear()
-                log.warning("routing inbox: listening failed (%s); reconnecting", exc)
-                self._stop.wait(RECONNECT_S)
+        listen(self.url, CHANNEL, lambda _: self.woken.set(), self._stop, self.listening, "routing inbox")
 
 
 class InboxReader:

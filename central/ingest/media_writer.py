@@ -147,7 +147,6 @@ class MediaWriter:
     def _store(self, items: list[Valid]) -> list[Valid]:
         """Store ``items`` and acknowledge them; returns them all, unacknowledged, when the database cannot
         take them now."""
-        conn = None
         try:
             with store_errors():
                 conn = self.central.db()

@@ -24,6 +24,7 @@ import queue
 import secrets
 import threading
 import time
+from collections.abc import Callable
 
 import psycopg
 
@@ -116,17 +117,7 @@ class PostgresLiveBus:
         return "[" + ",".join(packed) + "]"
 
     def _listen_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self.url, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    self._listening.set()
-                    while not self._stop.is_set():
-                        for notify in conn.notifies(timeout=0.5):
-                            self._receive(notify.payload)
-            except psycopg.Error as exc:
-                log.warning("live bus: listening failed (%s); reconnecting", exc)
-                self._stop.wait(RECONNECT_S)
+        listen(self.url, CHANNEL, self._receive, self._stop, self._listening, "live bus")
 
     def _receive(self, payload: str) -> None:
         try:
@@ -146,3 +137,28 @@ def _payload(origin: str, channel: str, data: dict) -> str:
         return text
     keys = {key: data[key] for key in _KEYS if key in data}
     return json.dumps({"o": origin, "c": channel, "d": {**keys, "partial": True}}, default=str)
+
+
+def listen(
+    url: str,
+    channel: str,
+    receive: Callable[[str], None],
+    stop: threading.Event,
+    listening: threading.Event,
+    what: str,
+) -> None:
+    """``LISTEN`` on ``channel`` on a connection of its own and call ``receive(payload)`` for each notification
+    until ``stop``; ``listening`` is set once the first connection listens. After a lost connection it
+    reconnects every ``RECONNECT_S`` (what was notified meanwhile is missed; ``what`` names the listener in
+    the log)."""
+    while not stop.is_set():
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"LISTEN {channel}")
+                listening.set()
+                while not stop.is_set():
+                    for notify in conn.notifies(timeout=0.5):
+                        receive(notify.payload)
+        except psycopg.Error as exc:
+            log.warning("%s: listening failed (%s); reconnecting", what, exc)
+            stop.wait(RECONNECT_S)
