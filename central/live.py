@@ -55,11 +55,39 @@ class LiveHub:
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
         self._relays: list[Callable[[str, dict], None]] = []
+        self._relays_then: list[Callable[[Callable[[], None]], None]] = []
         self._listeners: list[Callable[[Update], None]] = []
 
-    def relay_to(self, relay: Callable[[str, dict], None]) -> None:
-        """Also hand every update published here to ``relay`` (which must not block)."""
+    def relay_to(
+        self, relay: Callable[[str, dict], None], then: Callable[[Callable[[], None]], None] | None = None
+    ) -> None:
+        """Also hand every update published here to ``relay`` (which must not block). ``then(callback)``, if
+        given, calls ``callback`` once the relay has passed on (or given up on) what it was handed so far."""
         self._relays.append(relay)
+        if then is not None:
+            self._relays_then.append(then)
+
+    def after_relayed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once every update published here so far has left this process (now, where no
+        relay holds any back). Ingest acknowledges a device's messages this way: a worker killed before the
+        other processes' pages were told of what it stored has not acknowledged it either, so the broker
+        sends it again and the next worker shows it."""
+        relays = list(self._relays_then)
+        if not relays:
+            callback()
+            return
+        waiting = [len(relays)]
+        lock = threading.Lock()
+
+        def one_done() -> None:
+            with lock:
+                waiting[0] -= 1
+                last = waiting[0] == 0
+            if last:
+                callback()
+
+        for then in relays:
+            then(one_done)
 
     def listen(self, listener: Callable[[Update], None]) -> None:
         """Also call ``listener`` with every update delivered here, on the delivering thread (so it must only

@@ -325,8 +325,9 @@ class IngestService:
         self._call_hooks(conn, hooks)
 
     def acknowledge(self, batch: list[Incoming]) -> None:
-        """PUBACK the batch's QoS 1 messages: each is committed (stored or dead-lettered) by now."""
-        self._links.acknowledge(batch)
+        """PUBACK the batch's QoS 1 messages, each committed (stored or dead-lettered) by now, once what the
+        batch showed live has left this process (``LiveHub.after_relayed``)."""
+        self.central.hub.after_relayed(lambda: self._links.acknowledge(batch))
 
     def _refuse_revoked(self, conn, valid: list[Valid], refused: list[Refusal]) -> list[Valid]:
         """Move the messages of revoked devices to ``refused``; returns the rest. (A stolen device keeps its
@@ -367,6 +368,8 @@ class IngestService:
             outcome.stored += len(event_batch) - applied.duplicates
             changed = {id(r.message) for r in applied.changed}
             outcome.changed_events |= {r.message.event_id for r in applied.changed}
+            # Shown again: whoever stored it first may have died before the pages were told.
+            outcome.changed_events |= applied.redelivered
             outcome.created_rows |= applied.created_rows
             outcome.hooks += [v for v in valid if v.message.type == "event" and id(v.message) in changed]
 

@@ -92,6 +92,9 @@ class Applied:
     created_rows: dict[str, dict] = field(default_factory=dict)
     timeline_only: int = 0  # older than the stored state: kept in the timeline only
     duplicates: int = 0  # message id already stored: nothing changed
+    # Events of messages stored before this call and sent again: the broker redelivers what was never
+    # acknowledged, e.g. after the worker that stored it was killed before the pages were told of it.
+    redelivered: set[str] = field(default_factory=set)
 
 
 def apply(conn: sqlite3.Connection, batch: Sequence[Received]) -> Applied:
@@ -136,6 +139,8 @@ def plan_batch(batch: Sequence[Received], stored_ids: set[str], stored_seq: dict
         message = item.message
         if message.id in stored_ids or message.id in seen:
             result.duplicates += 1
+            if message.id in stored_ids:
+                result.redelivered.add(message.event_id)
             continue
         seen.add(message.id)
         box, track_ids = _box_json(message.box), _ids_json(message.track_ids)

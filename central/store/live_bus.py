@@ -6,7 +6,9 @@ publisher never waits on the network) for a sender thread that runs ``pg_notify`
 a listener thread ``LISTEN``s on another and ``deliver``s what other processes sent to this process's pages
 (each process tags its notifications with a random origin and skips its own). Both threads reconnect after a
 server restart; updates sent while a connection is down are lost (the pages reload what they show from the
-API; live updates are a hint, never the record).
+API; live updates are a hint, never the record). ``then`` lets a caller wait until what it queued is sent:
+ingest acknowledges a device's messages only then (``LiveHub.after_relayed``), so a worker killed between its
+commit and its notification leaves the messages to the broker to send again, and the next worker shows them.
 
 The sender packs the updates waiting in its queue into one notification (a JSON list, in order), so a burst
 of device heartbeats costs PostgreSQL one round trip per few updates, not one each. Only a process that serves
@@ -46,10 +48,11 @@ class PostgresLiveBus:
         self.url = url
         self.hub = hub
         self.origin = secrets.token_hex(8)
-        self._outgoing: queue.Queue[str | None] = queue.Queue(maxsize=10_000)
+        self._outgoing: queue.Queue[str | _Then | None] = queue.Queue(maxsize=10_000)
         self._stop = threading.Event()
         self._listening = threading.Event()
         self._carried: str | None = None  # what did not fit the last notification: first in the next
+        self._waiting: list[Callable[[], None]] = []  # ``then`` callbacks due once the current pack is sent
         self._threads = [threading.Thread(target=self._send_loop, name="live-bus-send", daemon=True)]
         if listen:
             self._threads.append(
@@ -63,7 +66,7 @@ class PostgresLiveBus:
             thread.start()
         if len(self._threads) > 1 and not self._listening.wait(timeout_s):
             log.warning("live bus: not listening on PostgreSQL yet; it goes on trying")
-        self.hub.relay_to(self.send)
+        self.hub.relay_to(self.send, self.then)
         return self
 
     def stop(self) -> None:
@@ -80,24 +83,39 @@ class PostgresLiveBus:
         except queue.Full:
             log.warning("live bus: the queue to PostgreSQL is full; a %s update is not relayed", channel)
 
+    def then(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the sender's thread) once the updates queued before now are sent, or given up
+        on because the server cannot be reached."""
+        try:
+            self._outgoing.put_nowait(_Then(callback))
+        except queue.Full:  # what came before it waits behind thousands of others: do not hold the caller
+            callback()
+
     def _send_loop(self) -> None:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.url, autocommit=True) as conn:
                     while (packed := self._next_notification()) is not None:
-                        conn.execute("SELECT pg_notify(%s, %s)", [CHANNEL, packed])
+                        if packed != "[]":
+                            conn.execute("SELECT pg_notify(%s, %s)", [CHANNEL, packed])
+                        self._call_waiting()
                     return
             except psycopg.Error as exc:
                 log.warning("live bus: sending failed (%s); reconnecting", exc)
+                self._give_up_queued()
                 self._stop.wait(RECONNECT_S)
 
     def _next_notification(self) -> str | None:
-        """The next update and those that follow within ``GATHER_S``, as many as fit one notification, as a
-        JSON list (None: stopping). An update that does not fit goes first in the next one."""
+        """The next updates: the first and those that follow within ``GATHER_S`` up to a ``then`` marker (left
+        in ``_waiting``), as many as fit one notification, as a JSON list (None: stopping). An update that
+        does not fit goes first in the next one."""
         first = self._carried if self._carried is not None else self._outgoing.get()
         self._carried = None
         if first is None:
             return None
+        if isinstance(first, _Then):
+            self._waiting.append(first.callback)
+            return "[]"
         packed, size = [first], len(first.encode("utf-8")) + 2
         gathered_by = time.monotonic() + GATHER_S
         while True:
@@ -108,6 +126,9 @@ class PostgresLiveBus:
             if payload is None:
                 self._outgoing.put(None)  # stop after this one
                 break
+            if isinstance(payload, _Then):  # someone waits on what is packed so far: send it now
+                self._waiting.append(payload.callback)
+                break
             grown = size + len(payload.encode("utf-8")) + 1
             if grown > MAX_PAYLOAD:
                 self._carried = payload
@@ -115,6 +136,35 @@ class PostgresLiveBus:
             packed.append(payload)
             size = grown
         return "[" + ",".join(packed) + "]"
+
+    def _call_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for callback in waiting:
+            try:
+                callback()
+            except Exception:
+                log.exception("live bus: a callback waiting on sent updates failed")
+
+    def _give_up_queued(self) -> None:
+        """The server cannot be reached: what is queued is lost (live updates are a hint) and whoever waits on
+        it goes on now, not when the server is back."""
+        self._carried = None
+        lost = 0
+        while True:
+            try:
+                item = self._outgoing.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._outgoing.put(None)
+                break
+            if isinstance(item, _Then):
+                self._waiting.append(item.callback)
+            else:
+                lost += 1
+        self._call_waiting()
+        if lost:
+            log.warning("live bus: %d updates not relayed while PostgreSQL cannot be reached", lost)
 
     def _listen_loop(self) -> None:
         listen(self.url, CHANNEL, self._receive, self._stop, self._listening, "live bus")
@@ -129,6 +179,15 @@ class PostgresLiveBus:
             if message.get("o") == self.origin:
                 continue  # our own, already delivered here
             self.hub.deliver(message["c"], message["d"])
+
+
+class _Then:
+    """A marker in the sender's queue: ``callback`` is due once the updates queued before it are sent."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[], None]):
+        self.callback = callback
 
 
 def _payload(origin: str, channel: str, data: dict) -> str:

@@ -111,6 +111,60 @@ def test_repeated_and_late_messages_change_nothing(central, ingest, device):
     assert ingest.counters.timeline_only == 1
 
 
+def test_a_message_sent_again_after_it_was_stored_is_shown_again(central, ingest, device):
+    """The broker sends again what was never acknowledged: the worker that stored it may have died before the
+    pages were told of it, so the next one shows the stored event again (and stores nothing twice)."""
+    first = event("cam-1", new_id(), 0, label="first")
+    send(device, first)
+    wait_for(lambda: db_rows(central, "SELECT 1 FROM events"), what="the event")
+    with central.hub.subscribe() as watcher:
+        send(device, first)  # redelivered
+        update = watcher.get(timeout=10)
+        while update is not None and update.channel != "event":
+            update = watcher.get(timeout=10)
+        assert update is not None, "the redelivered event was not shown"
+        assert (update.data["event_id"], update.data["label"]) == (first.event_id, "first")
+    assert len(db_rows(central, "SELECT 1 FROM event_updates")) == 1
+    assert ingest.counters.duplicates == 1
+
+
+def test_a_worker_that_stops_before_its_live_update_left_leaves_the_message_to_the_next(central, device):
+    """With other processes' pages to tell (a relay: the PostgreSQL live bus), the PUBACK waits until the relay
+    has passed on what the batch showed: a worker gone in between has not acknowledged the message, so the
+    broker sends it to the next worker, which shows it."""
+    relayed, held = [], []
+    central.hub.relay_to(lambda channel, data: relayed.append(data.get("event_id")), held.append)
+    first = IngestService(central).start()
+    try:
+        sent = event("cam-1", new_id(), 0)
+        send(device, sent)
+        wait_for(lambda: sent.event_id in relayed, what="the event stored and handed to the relay")
+    finally:
+        first.stop()  # before the relay passed it on: as if killed
+    relayed.clear()
+    with central.hub.subscribe() as watcher:
+        second = IngestService(central).start()
+        try:
+            update = watcher.get(timeout=10)
+            while update is not None and update.channel != "event":
+                update = watcher.get(timeout=10)
+            assert update is not None and update.data["event_id"] == sent.event_id
+            assert second.counters.duplicates == 1  # sent again by the broker, stored once
+            while held:  # the relay passes everything on: the second worker acknowledges it
+                held.pop(0)()
+        finally:
+            second.stop()
+    third = IngestService(central).start()
+    try:
+        marker = event("cam-1", new_id(), 0)
+        send(device, marker)
+        wait_for(lambda: marker.event_id in relayed, what="the marker")
+        assert third.counters.duplicates == 0  # acknowledged by the second: not sent a third time
+    finally:
+        third.stop()
+    assert len(db_rows(central, "SELECT 1 FROM event_updates")) == 2
+
+
 def test_bad_messages_are_dead_lettered_and_ingest_carries_on(central, ingest, device):
     good = event("cam-1", new_id(), 0)
     wrong_device = event("cam-2", new_id(), 0)

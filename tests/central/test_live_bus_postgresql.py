@@ -5,6 +5,12 @@ the processes that serve pages."""
 
 from __future__ import annotations
 
+import json
+import threading
+
+from support.ingest import wait_for
+
+from kuzet.central.broker import free_port
 from kuzet.central.live import LiveHub
 from kuzet.central.store.live_bus import PostgresLiveBus
 
@@ -60,3 +66,58 @@ def test_a_burst_goes_in_few_notifications_in_order_and_only_to_processes_that_l
         finally:
             for bus in (ingest, routing, web):
                 bus.stop()
+
+
+def test_a_caller_waiting_on_its_updates_goes_on_once_they_are_sent(postgres_url, monkeypatch):
+    """``after_relayed`` (how ingest times its acknowledgements) calls back only after the notification that
+    carries what was published before it; the updates published after it do not hold it up."""
+    import psycopg
+
+    from kuzet.central.store import live_bus
+
+    happened: list[str] = []
+    connect = psycopg.connect
+
+    class Recording:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.conn.__exit__(*exc)
+
+        def execute(self, sql, params=()):
+            result = self.conn.execute(sql, params)
+            happened.extend(f"sent {update['d']['event_id']}" for update in json.loads(params[1]))
+            return result
+
+    monkeypatch.setattr(live_bus.psycopg, "connect", lambda *a, **k: Recording(connect(*a, **k)))
+    hub = LiveHub()
+    bus = PostgresLiveBus(postgres_url, hub, listen=False).start()
+    try:
+        done = threading.Event()
+        hub.publish("event", {"event_id": "E1"})
+        hub.publish("event", {"event_id": "E2"})
+        hub.after_relayed(lambda: happened.append("called back") or done.set())
+        hub.publish("event", {"event_id": "E3"})
+        assert done.wait(10)
+        wait_for(lambda: "sent E3" in happened, what="the later update")
+        assert happened == ["sent E1", "sent E2", "called back", "sent E3"]
+    finally:
+        bus.stop()
+
+
+def test_a_caller_waiting_on_its_updates_is_not_held_while_postgresql_is_unreachable():
+    """Live updates are a hint: with the server gone they are dropped, and whoever waits on them (ingest's
+    acknowledgements of stored messages) goes on."""
+    hub = LiveHub()
+    bus = PostgresLiveBus(f"postgresql://kuzet@127.0.0.1:{free_port()}/kuzet", hub, listen=False).start()
+    try:
+        done = threading.Event()
+        hub.publish("event", {"event_id": "E1"})
+        hub.after_relayed(done.set)
+        assert done.wait(10)
+    finally:
+        bus.stop()
