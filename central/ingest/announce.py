@@ -26,7 +26,7 @@ def to_show(
     heartbeats: list[Status], stored: dict[str, tuple[str | None, str | None]], every_s=EVERY_S
 ) -> set[str]:
     """The devices whose heartbeats (in arrival order) the pages are told of. ``stored``: each device's
-    heartbeat before these, as the store held it (its JSON and time; ``devices.previous_statuses``)."""
+    heartbeat before these, as the store held it (its JSON and time; ``devices.of_batch``)."""
     before = {
         device: (_said(json.loads(text)) if text else None, _seconds(at))
         for device, (text, at) in stored.items()

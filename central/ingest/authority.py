@@ -91,13 +91,6 @@ def _lookup(conn, sql: str, keys: Iterable[str]) -> dict[str, tuple]:
     return found
 
 
-def known(conn, device_ids: Iterable[str]) -> dict[str, tuple]:
-    """(kind, registered_at) of each of these devices central has a row for."""
-    return _lookup(
-        conn, "SELECT device_id, kind, registered_at FROM devices WHERE device_id IN ({})", device_ids
-    )
-
-
 def _not_its_event(event_id: str, owner: str, message: Envelope) -> str:
     return f"event {event_id} is {owner}'s: a {message.type} from {message.device} may not change it"
 
@@ -119,11 +112,11 @@ def foreign_event(owners: dict[str, str], message: Envelope) -> str | None:
     return _not_its_event(event_id, owner, message) if owner and owner != message.device else None
 
 
-def refuse_unauthorised(conn, valid: list, refused: list, accept_unregistered: bool) -> list:
+def refuse_unauthorised(conn, valid: list, refused: list, accept_unregistered: bool, known: dict) -> list:
     """Move to ``refused`` (as (incoming, reason, "unauthorised")) the messages their device may not send, and
     events that re-use another device's event id; returns the rest. ``valid`` holds ingest's decoded messages
-    (``.message``, ``.incoming``)."""
-    devices = known(conn, {item.message.device for item in valid})
+    (``.message``, ``.incoming``); ``known`` the rows central has of their devices (``devices.of_batch``)."""
+    devices = {device: (row.kind, row.registered_at) for device, row in known.items()}
     owners = _lookup(
         conn,
         "SELECT event_id, device FROM events WHERE event_id IN ({})",

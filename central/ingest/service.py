@@ -19,7 +19,6 @@ dead-lettered; a snapshot the media store refuses is kept in the database (``med
 
 from __future__ import annotations
 
-import itertools
 import logging
 import queue
 import threading
@@ -284,20 +283,23 @@ class IngestService:
             # decode() checked the topic: kuzet/v1/{site}/...
             site = incoming.topic.split("/", 3)[2]
             valid.append(Valid(incoming, site, message, incoming.received_at))
-        with store_errors():
-            valid = self._refuse_revoked(conn, valid, refused)
-            valid = authority.refuse_unauthorised(conn, valid, refused, self.settings.accept_unregistered)
+        with store_errors():  # the batch's devices read once: revoked, registered, latest heartbeat
+            known = devices.of_batch(conn, {item.message.device for item in valid})
+            valid = self._refuse_revoked(valid, known, refused)
+            valid = authority.refuse_unauthorised(
+                conn, valid, refused, self.settings.accept_unregistered, known
+            )
 
         began = time.perf_counter()
         held: list[Incoming] = []  # what the store could not take now
         try:
             with store_errors(), portable.transaction(conn):
-                outcome = self._write(conn, valid, refused)
+                outcome = self._write(conn, valid, refused, known)
         except StoreDown:
             raise
         except Exception as exc:
             log.warning("ingest: batch of %d failed (%s); storing one by one", len(batch), exc)
-            outcome, held = self._write_one_by_one(conn, valid, refused)
+            outcome, held = self._write_one_by_one(conn, valid, refused, known)
             valid = valid[: len(valid) - len(held)]
         self.last_commit_at = time.time()
         self.counters.batches += 1
@@ -329,30 +331,39 @@ class IngestService:
         batch showed live has left this process (``LiveHub.after_relayed``)."""
         self.central.hub.after_relayed(lambda: self._links.acknowledge(batch))
 
-    def _refuse_revoked(self, conn, valid: list[Valid], refused: list[Refusal]) -> list[Valid]:
+    def _refuse_revoked(
+        self, valid: list[Valid], known: dict[str, devices.Known], refused: list[Refusal]
+    ) -> list[Valid]:
         """Move the messages of revoked devices to ``refused``; returns the rest. (A stolen device keeps its
         certificate until the broker's CRL is reloaded, and a broker without TLS has no CRL at all.)"""
-        revoked = devices.revoked_among(conn, {item.message.device for item in valid})
-        if not revoked:
-            return valid
         kept = []
         for item in valid:
-            if item.message.device in revoked:
+            device = known.get(item.message.device)
+            if device is not None and device.revoked_at is not None:
                 refused.append((item.incoming, REVOKED, "revoked"))
             else:
                 kept.append(item)
         return kept
 
-    def _write(self, conn, valid: list[Valid], refused: list[Refusal]) -> Outcome:
-        """Everything but media, inside the caller's transaction."""
+    def _write(
+        self, conn, valid: list[Valid], refused: list[Refusal], known: dict[str, devices.Known]
+    ) -> Outcome:
+        """Everything but media, inside the caller's transaction (``known``: the batch's devices as read
+        before it)."""
         outcome = Outcome()
         for incoming, reason, cause in refused:
             outcome.dead_letters.append(self.dead_letter(conn, incoming, reason, cause))
 
-        heard: dict[str, tuple[str, str]] = {}
-        for item in valid:
-            heard[item.message.device] = (item.site, item.received_at)
-        for device in devices.touch(conn, heard):
+        # Each device's row once: last heard, online, newest heartbeat (not every heartbeat is shown live:
+        # ingest/announce.py).
+        heard = devices.heard_in((item.message, item.site, item.received_at) for item in valid)
+        heartbeats = [item.message for item in valid if item.message.type == "status"]
+        if heartbeats:
+            outcome.shown_devices |= announce.to_show(
+                heartbeats, {device: (row.status, row.status_at) for device, row in known.items()}
+            )
+        devices.record(conn, heard)
+        for device in heard.keys() - known.keys():
             log.warning("ingest: device %r is not registered; listed as unregistered", device)
             outcome.changed_devices.add(device)
 
@@ -373,32 +384,23 @@ class IngestService:
             outcome.created_rows |= applied.created_rows
             outcome.hooks += [v for v in valid if v.message.type == "event" and id(v.message) in changed]
 
-        others = [
-            item for item in valid if item.message.type != "event" and item.message.type not in MEDIA_KINDS
-        ]
-        # Heartbeats and availability in runs of one kind, each run one statement, in arrival order.
-        for kind, run in itertools.groupby(others, key=lambda item: item.message.type):
-            run = list(run)
-            if kind == "status":
-                heartbeats = [item.message for item in run]
-                stored = devices.previous_statuses(conn, {status.device for status in heartbeats})
-                # Not every heartbeat is shown live: ingest/announce.py.
-                outcome.shown_devices |= announce.to_show(heartbeats, stored)
-                devices.apply_statuses(conn, heartbeats)
-                outcome.stored += len(run)
-            elif kind == "availability":
-                devices.apply_availabilities(conn, [item.message for item in run])
-                outcome.changed_devices |= {item.message.device for item in run}
-                outcome.stored += len(run)
+        for item in valid:  # in arrival order
+            kind = item.message.type
+            if kind in ("status", "availability"):  # written with their device above
+                outcome.stored += 1
+                if kind == "availability":
+                    outcome.changed_devices.add(item.message.device)
+            elif kind == "event" or kind in MEDIA_KINDS:
+                continue
             else:  # location, dispatch_state, evidence, command_result, live: ingest stores none of them
-                outcome.handed_on += len(run)
-            outcome.hooks += run
+                outcome.handed_on += 1
+            outcome.hooks.append(item)
         for callback in self._in_transaction:
             callback(conn, outcome.hooks)
         return outcome
 
     def _write_one_by_one(
-        self, conn, valid: list[Valid], refused: list[Refusal]
+        self, conn, valid: list[Valid], refused: list[Refusal], known: dict[str, devices.Known]
     ) -> tuple[Outcome, list[Incoming]]:
         """After a failed batch: each message in its own transaction, so one bad row costs only itself. Returns
         what was written, and the messages held (the store failed at one: it and those after it)."""
@@ -412,7 +414,7 @@ class IngestService:
         for index, item in enumerate(valid):
             try:
                 with store_errors(), portable.transaction(conn):
-                    outcome.merge(self._write(conn, [item], []))
+                    outcome.merge(self._write(conn, [item], [], known))
             except StoreDown as down:
                 self.outage.failed(down.__cause__)
                 return outcome, [later.incoming for later in valid[index:]]

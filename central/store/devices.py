@@ -5,84 +5,102 @@ is what marks it unregistered on the page."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from kuzet.central.store import portable
 from kuzet.shared import messages, timeutil
-from kuzet.shared.messages import Availability, Status
+from kuzet.shared.messages import Status
 
 _IN_CHUNK = 500
 
 
-def touch(conn, seen: dict[str, tuple[str, str]]) -> list[str]:
-    """Record that each device in ``seen`` (device -> (site, received_at)) was heard from.
+@dataclass(frozen=True)
+class Known:
+    """What central holds of a device before a batch: who it is (authority), whether it is revoked, and its
+    latest heartbeat (the JSON and time the heartbeat filter compares a new one with)."""
 
-    Returns the devices that were not known before (created now, unregistered)."""
-    known = {row[0] for row in _select(conn, "SELECT device_id FROM devices WHERE device_id IN ({})", seen)}
-    portable.executemany(
-        conn,
-        "INSERT INTO devices (device_id, site, last_seen, online) VALUES (?, ?, ?, 0) "
-        "ON CONFLICT(device_id) DO UPDATE SET last_seen = CASE WHEN excluded.last_seen > coalesce(devices.last_seen, '')"
-        " THEN excluded.last_seen ELSE devices.last_seen END",
-        # In one order for every ingest worker: workers sharing the stream each lock their batch's devices here
-        # first, and in arrival order two of them deadlocked on PostgreSQL (a batch retried each time).
-        [(device, site, received_at) for device, (site, received_at) in sorted(seen.items())],
+    kind: str | None
+    registered_at: str | None
+    revoked_at: str | None
+    status: str | None
+    status_at: str | None
+
+
+def of_batch(conn, device_ids: Iterable[str]) -> dict[str, Known]:
+    """The rows of these devices that central has, one query a batch (a device it never heard of is absent)."""
+    sql = "SELECT device_id, kind, registered_at, revoked_at, status, status_at FROM devices WHERE device_id IN ({})"
+    return {row[0]: Known(*row[1:]) for row in _select(conn, sql, device_ids)}
+
+
+@dataclass
+class Heard:
+    """One device's share of a batch, as ``record`` writes it."""
+
+    site: str
+    last_seen: str  # when central received its latest message
+    online: int | None = (
+        None  # what its last heartbeat (1) or availability said, in arrival order; None: nothing
     )
-    return [device for device in seen if device not in known]
+    status: Status | None = None  # its newest heartbeat by the device's clock
 
 
-def revoked_among(conn, device_ids: Iterable[str]) -> set[str]:
-    """Which of these devices are revoked (their messages are refused). Revoked devices are few: reading
-    them all (a partial index holds just them) costs less than looking each device of a batch up."""
-    revoked = {
-        row[0] for row in portable.execute(conn, "SELECT device_id FROM devices WHERE revoked_at IS NOT NULL")
-    }
-    return revoked.intersection(device_ids) if revoked else set()
+def heard_in(batch: Iterable[tuple[object, str, str]]) -> dict[str, Heard]:
+    """Fold a batch's (message, site, received_at), in arrival order, into what each device's row becomes.
+    A heartbeat older than one kept changes nothing but ``online``; a last will after a heartbeat leaves the
+    device offline, a heartbeat after it online again."""
+    heard: dict[str, Heard] = {}
+    for message, site, received_at in batch:
+        device = heard.get(message.device)
+        if device is None:
+            device = heard[message.device] = Heard(site, received_at)
+        else:
+            device.site, device.last_seen = site, received_at
+        if message.type == "status":
+            device.online = 1
+            if device.status is None or device.status.ts <= message.ts:
+                device.status = message
+        elif message.type == "availability":
+            device.online = int(message.state == "online")
+    return heard
 
 
-def previous_statuses(conn, device_ids: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
-    """{device: (its latest heartbeat as stored JSON, its time)} of these devices, before a batch's."""
-    rows = _select(
-        conn, "SELECT device_id, status, status_at FROM devices WHERE device_id IN ({})", device_ids
-    )
-    return {row[0]: (row[1], row[2]) for row in rows}
+_NEWER = "excluded.status_at IS NOT NULL AND (devices.status_at IS NULL OR devices.status_at <= excluded.status_at)"
+_RECORD = (
+    "INSERT INTO devices (device_id, site, last_seen, online, kind, status, software_version, status_at) "
+    "VALUES (?, ?, ?, coalesce(?, 0), ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET "
+    "last_seen = CASE WHEN excluded.last_seen > coalesce(devices.last_seen, '') THEN excluded.last_seen "
+    "ELSE devices.last_seen END, online = coalesce(?, devices.online), "
+    f"kind = CASE WHEN {_NEWER} THEN coalesce(devices.kind, excluded.kind) ELSE devices.kind END, "
+    f"status = CASE WHEN {_NEWER} THEN excluded.status ELSE devices.status END, "
+    f"software_version = CASE WHEN {_NEWER} THEN excluded.software_version ELSE devices.software_version END, "
+    f"status_at = CASE WHEN {_NEWER} THEN excluded.status_at ELSE devices.status_at END"
+)
 
 
-def apply_statuses(conn, statuses: Iterable[Status]) -> None:
-    """Keep each device's latest heartbeat (the whole message as JSON; one older than what is kept changes
-    nothing but this): a heartbeat means the device is online. One statement for the lot (psycopg pipelines
-    it): at 10,000 devices, heartbeats are most of what ingest stores."""
-    newer = "(status_at IS NULL OR status_at <= ?)"  # SET's expressions all read the row as it was
-    portable.executemany(
-        conn,
-        f"UPDATE devices SET online = 1, kind = CASE WHEN {newer} THEN coalesce(kind, ?) ELSE kind END, "
-        f"status = CASE WHEN {newer} THEN ? ELSE status END, "
-        f"software_version = CASE WHEN {newer} THEN ? ELSE software_version END, "
-        f"status_at = CASE WHEN {newer} THEN ? ELSE status_at END WHERE device_id = ?",
-        [
+def record(conn, heard: dict[str, Heard]) -> None:
+    """Write each heard device's row in one statement for the batch (a device never heard of is created,
+    unregistered): when it was last heard, whether it is online, and its newest heartbeat (the whole message
+    as JSON) unless a newer one is kept. At 10,000 devices heartbeats are most of what ingest stores: one row
+    written each, not two."""
+    rows = []
+    # In one order for every ingest worker: workers sharing the stream each lock their batch's devices here,
+    # and in arrival order two of them deadlocked on PostgreSQL (a batch retried each time).
+    for device_id, heard_of in sorted(heard.items()):
+        status = heard_of.status
+        rows.append(
             (
-                ts,
-                message.kind,
-                ts,
-                messages.encode(message).decode(),
-                ts,
-                message.software_version,
-                ts,
-                ts,
-                message.device,
+                device_id,
+                heard_of.site,
+                heard_of.last_seen,
+                heard_of.online,
+                status.kind if status else None,
+                messages.encode(status).decode() if status else None,
+                status.software_version if status else None,
+                timeutil.to_wire(status.ts) if status else None,
+                heard_of.online,
             )
-            for message in statuses
-            for ts in [timeutil.to_wire(message.ts)]
-        ],
-    )
-
-
-def apply_availabilities(conn, changes: Iterable[Availability]) -> None:
-    # Applied in arrival order, not by timestamp: a last will carries the time the device connected.
-    portable.executemany(
-        conn,
-        "UPDATE devices SET online = ? WHERE device_id = ?",
-        [(int(message.state == "online"), message.device) for message in changes],
-    )
+        )
+    portable.executemany(conn, _RECORD, rows)
 
 
 def rows(conn, device_ids: Iterable[str]) -> list[dict]:

@@ -44,7 +44,13 @@ def store(request, tmp_path):
 def test_a_lost_session_asks_the_devices_to_resend_from_the_last_commit(store):
     with store.connection() as db:
         with portable.transaction(db):
-            devices.touch(db, {"cam-1": (SITE, "2026-11-20T18:00:00.000Z"), "badge-9": (SITE, "x")})
+            devices.record(
+                db,
+                {
+                    "cam-1": devices.Heard(SITE, "2026-11-20T18:00:00.000Z"),
+                    "badge-9": devices.Heard(SITE, "x"),
+                },
+            )
             portable.execute(db, "UPDATE devices SET revoked_at = 'now' WHERE device_id = 'badge-9'")
         central = SimpleNamespace(
             config=SimpleNamespace(mqtt=SimpleNamespace(url="mqtt://b:1883")), db=lambda: db

@@ -12,7 +12,7 @@ from support.ingest import SITE, event, new_id
 from kuzet.central import alerts
 from kuzet.central.auth import audit
 from kuzet.central.ingest import authority, media_retry
-from kuzet.central.store import portable, registry
+from kuzet.central.store import devices, portable, registry
 from kuzet.central.store.events import Received
 from kuzet.central.store.media import MediaStore, MediaUnavailable
 from kuzet.shared import messages, timeutil
@@ -26,8 +26,8 @@ def test_a_device_is_registered_revoked_and_reinstated_only_on_purpose(store):
     with store.connection() as db:
         assert registry.register(db, _camera(), actor="admin") is True
         assert registry.register(db, _camera(name="Вход, север"), actor="admin") is False
-        known = authority.known(db, ["cam-1", "cam-9"])
-        assert list(known) == ["cam-1"] and known["cam-1"][0] == "camera" and known["cam-1"][1]
+        known = devices.of_batch(db, ["cam-1", "cam-9"])
+        assert list(known) == ["cam-1"] and known["cam-1"].kind == "camera" and known["cam-1"].registered_at
         assert registry.revoke(db, "cam-1", actor="admin", reason="stolen")
         with pytest.raises(registry.DeviceRevoked):
             registry.register(db, _camera(), actor="admin")
@@ -129,14 +129,16 @@ def test_ingest_workers_lock_their_batches_devices_in_one_order(store, monkeypat
     """Ingest workers sharing the stream each mark their batch's devices heard, first thing in the batch's
     transaction; in arrival order two of them deadlocked on PostgreSQL (seen at 10,000 devices, bench/scale.py).
     In device order they only wait for each other."""
-    from kuzet.central.store import devices
-
     written = []
     real = portable.executemany
     monkeypatch.setattr(
         portable, "executemany", lambda conn, sql, rows: written.append(rows) or real(conn, sql, rows)
     )
-    heard = {name: (SITE, "2026-12-06T04:00:00.000Z") for name in ("cam-3", "badge-1", "cam-10", "cam-2")}
+    heard = {
+        name: devices.Heard(SITE, "2026-12-06T04:00:00.000Z")
+        for name in ("cam-3", "badge-1", "cam-10", "cam-2")
+    }
     with store.connection() as db, portable.transaction(db):
-        assert sorted(devices.touch(db, heard)) == sorted(heard)  # all new
+        devices.record(db, heard)
+        assert sorted(devices.of_batch(db, heard)) == sorted(heard)  # all new
     assert [row[0] for row in written[0]] == ["badge-1", "cam-10", "cam-2", "cam-3"]

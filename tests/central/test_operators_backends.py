@@ -59,12 +59,12 @@ def test_the_queue_statistics_and_timeline_read_the_stored_rows(store):
 def test_devices_are_created_unregistered_kept_latest_and_marked_online(store):
     early, late = "2026-11-21T10:00:00.000Z", "2026-11-21T10:05:00.000Z"
     with store.transaction() as conn:
-        assert devices.touch(conn, {"cam-1": (SITE, late)}) == ["cam-1"]
+        devices.record(conn, {"cam-1": devices.Heard(SITE, late)})
     with store.transaction() as conn:
-        assert devices.touch(conn, {"cam-1": (SITE, early), "cam-2": (SITE, early)}) == ["cam-2"]
+        assert list(devices.of_batch(conn, ["cam-1", "cam-2"])) == ["cam-1"]  # cam-2 is new
         status = messages.Status(device="cam-1", kind="camera", software_version="1.4.0", uptime_s=60.0)
-        devices.apply_statuses(conn, [status])
-        devices.apply_availabilities(conn, [messages.Availability(device="cam-2", state="offline")])
+        offline = messages.Availability(device="cam-2", state="offline")
+        devices.record(conn, devices.heard_in([(status, SITE, early), (offline, SITE, early)]))
     with store.connection() as db:
         rows = {row["device_id"]: row for row in portable.rows(db, "SELECT * FROM devices")}
     assert rows["cam-1"]["last_seen"] == late  # an older message never moves it back
@@ -72,18 +72,25 @@ def test_devices_are_created_unregistered_kept_latest_and_marked_online(store):
     assert (rows["cam-2"]["online"], rows["cam-2"]["registered_at"]) == (0, None)
 
 
-def test_heartbeats_in_one_statement_keep_the_latest_and_availability_applies_in_arrival_order(store):
+def test_a_batchs_heartbeats_keep_the_latest_and_availability_applies_in_arrival_order(store):
     def status(device: str, at: str, version: str) -> messages.Status:
         return messages.Status(device=device, kind="camera", software_version=version, uptime_s=1.0, ts=at)
 
+    def offline(device: str) -> messages.Availability:
+        return messages.Availability(device=device, state="offline")
+
     newer, older = "2026-11-21T10:05:00.000Z", "2026-11-21T10:00:00.000Z"
+    batch = [
+        offline("cam-1"),
+        status("cam-1", newer, "2.0.0"),
+        status("cam-1", older, "1.0.0"),  # arrived late
+        status("cam-2", newer, "2.0.0"),
+        offline("cam-2"),
+    ]
+    heard = devices.heard_in((message, SITE, newer) for message in batch)
+    assert list(heard) == ["cam-1", "cam-2"]  # one row each to write
     with store.transaction() as conn:
-        devices.touch(conn, {"cam-1": (SITE, newer), "cam-2": (SITE, newer)})
-        devices.apply_availabilities(conn, [messages.Availability(device="cam-1", state="offline")])
-        # The newer heartbeat and then an older one that arrived late, in one statement.
-        devices.apply_statuses(conn, [status("cam-1", newer, "2.0.0"), status("cam-1", older, "1.0.0")])
-        devices.apply_statuses(conn, [status("cam-2", newer, "2.0.0")])
-        devices.apply_availabilities(conn, [messages.Availability(device="cam-2", state="offline")])
+        devices.record(conn, heard)
     with store.connection() as db:
         rows = {row["device_id"]: row for row in portable.rows(db, "SELECT * FROM devices")}
     # The late heartbeat changes nothing kept, but a heartbeat after the last will means online again.
@@ -91,3 +98,10 @@ def test_heartbeats_in_one_statement_keep_the_latest_and_availability_applies_in
     assert json.loads(rows["cam-1"]["status"])["software_version"] == "2.0.0"
     assert rows["cam-1"]["status_at"] == newer and rows["cam-1"]["kind"] == "camera"
     assert rows["cam-2"]["online"] == 0  # its last will came after its heartbeat
+
+    # A later batch with a heartbeat older than the kept one: online again, the kept heartbeat stays.
+    with store.transaction() as conn:
+        devices.record(conn, devices.heard_in([(status("cam-2", older, "1.0.0"), SITE, newer)]))
+    with store.connection() as db:
+        [row] = portable.rows(db, "SELECT * FROM devices WHERE device_id = 'cam-2'")
+    assert (row["online"], row["software_version"], row["status_at"]) == (1, "2.0.0", newer)
