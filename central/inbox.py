@@ -42,12 +42,23 @@ def keep(conn, items: list) -> None:
         for item in items
         if routing_takes(item.message)
     ]
-    if rows:
+    if not rows:
+        return
+    if portable.is_sqlite(conn):
         portable.executemany(
             conn, "INSERT INTO routing_inbox (site, topic, payload, received_at) VALUES (?, ?, ?, ?)", rows
         )
-        if not portable.is_sqlite(conn):
-            portable.execute(conn, "SELECT pg_notify(?, '')", [CHANNEL])
+        return
+    # One statement over arrays, in arrival order (ids by ordinality), rather than one per row.
+    conn.execute(_KEEP_POSTGRESQL, [list(column) for column in zip(*rows, strict=True)])
+    conn.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+
+
+_KEEP_POSTGRESQL = (
+    "INSERT INTO routing_inbox (site, topic, payload, received_at) SELECT site, topic, payload, received_at "
+    "FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::text[]) WITH ORDINALITY "
+    "AS kept(site, topic, payload, received_at, n) ORDER BY n"
+)
 
 
 def waiting(db) -> tuple[int, float]:

@@ -362,7 +362,7 @@ class IngestService:
             outcome.shown_devices |= announce.to_show(
                 heartbeats, {device: (row.status, row.status_at) for device, row in known.items()}
             )
-        devices.record(conn, heard)
+        devices.record(conn, heard, known)
         for device in heard.keys() - known.keys():
             log.warning("ingest: device %r is not registered; listed as unregistered", device)
             outcome.changed_devices.add(device)

@@ -50,6 +50,7 @@ def test_a_lost_session_asks_the_devices_to_resend_from_the_last_commit(store):
                     "cam-1": devices.Heard(SITE, "2026-11-20T18:00:00.000Z"),
                     "badge-9": devices.Heard(SITE, "x"),
                 },
+                existing=(),
             )
             portable.execute(db, "UPDATE devices SET revoked_at = 'now' WHERE device_id = 'badge-9'")
         central = SimpleNamespace(

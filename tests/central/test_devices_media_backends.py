@@ -130,15 +130,13 @@ def test_ingest_workers_lock_their_batches_devices_in_one_order(store, monkeypat
     transaction; in arrival order two of them deadlocked on PostgreSQL (seen at 10,000 devices, bench/scale.py).
     In device order they only wait for each other."""
     written = []
-    real = portable.executemany
-    monkeypatch.setattr(
-        portable, "executemany", lambda conn, sql, rows: written.append(rows) or real(conn, sql, rows)
-    )
+    real = devices._upsert
+    monkeypatch.setattr(devices, "_upsert", lambda conn, rows: written.append(rows) or real(conn, rows))
     heard = {
         name: devices.Heard(SITE, "2026-12-06T04:00:00.000Z")
         for name in ("cam-3", "badge-1", "cam-10", "cam-2")
     }
     with store.connection() as db, portable.transaction(db):
-        devices.record(db, heard)
+        devices.record(db, heard, existing=())
         assert sorted(devices.of_batch(db, heard)) == sorted(heard)  # all new
     assert [row[0] for row in written[0]] == ["badge-1", "cam-10", "cam-2", "cam-3"]

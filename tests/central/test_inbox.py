@@ -18,7 +18,7 @@ def arrived(message: messages.Envelope) -> Valid:
     return Valid(incoming, SITE, message, incoming.received_at)
 
 
-def test_an_ingest_worker_keeps_what_routing_takes_and_not_the_cameras_heartbeats(central):
+def test_an_ingest_worker_keeps_what_routing_takes_in_order_and_not_the_cameras_heartbeats(store):
     kept = [
         messages.Status(
             device="badge-01", kind="badge", duty="available", software_version="1.0", uptime_s=5.0
@@ -30,12 +30,12 @@ def test_an_ingest_worker_keeps_what_routing_takes_and_not_the_cameras_heartbeat
     ]
     # A city's cameras send most of its messages, their heartbeats every 10 s: routing has no use for them.
     dropped = [messages.Status(device="cam-01", kind="camera", software_version="1.0", uptime_s=5.0)]
-    db = central.db()
-    with portable.transaction(db):
-        inbox.keep(db, [arrived(message) for message in (dropped[0], *kept)])
-    rows = portable.rows(db, "SELECT topic, payload FROM routing_inbox ORDER BY id")
+    with store.transaction() as conn:
+        inbox.keep(conn, [arrived(message) for message in (dropped[0], *kept)])
+    with store.connection() as db:
+        rows = portable.rows(db, "SELECT topic, payload FROM routing_inbox ORDER BY id")
     assert [row["topic"] for row in rows] == [topics.up(SITE, m.device, m.type) for m in kept]
-    assert [messages.decode(row["topic"], row["payload"]).id for row in rows] == [m.id for m in kept]
+    assert [messages.decode(row["topic"], bytes(row["payload"])).id for row in rows] == [m.id for m in kept]
 
 
 def test_the_leader_reads_what_ingest_keeps_as_soon_as_it_commits_not_at_its_next_round(

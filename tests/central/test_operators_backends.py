@@ -59,12 +59,14 @@ def test_the_queue_statistics_and_timeline_read_the_stored_rows(store):
 def test_devices_are_created_unregistered_kept_latest_and_marked_online(store):
     early, late = "2026-11-21T10:00:00.000Z", "2026-11-21T10:05:00.000Z"
     with store.transaction() as conn:
-        devices.record(conn, {"cam-1": devices.Heard(SITE, late)})
+        devices.record(conn, {"cam-1": devices.Heard(SITE, late)}, existing=())
+    with store.connection() as db:  # heard of (an event, say) but not whether it is online: offline
+        assert portable.rows(db, "SELECT online FROM devices") == [{"online": 0}]
     with store.transaction() as conn:
         assert list(devices.of_batch(conn, ["cam-1", "cam-2"])) == ["cam-1"]  # cam-2 is new
         status = messages.Status(device="cam-1", kind="camera", software_version="1.4.0", uptime_s=60.0)
         offline = messages.Availability(device="cam-2", state="offline")
-        devices.record(conn, devices.heard_in([(status, SITE, early), (offline, SITE, early)]))
+        devices.record(conn, devices.heard_in([(status, SITE, early), (offline, SITE, early)]), {"cam-1"})
     with store.connection() as db:
         rows = {row["device_id"]: row for row in portable.rows(db, "SELECT * FROM devices")}
     assert rows["cam-1"]["last_seen"] == late  # an older message never moves it back
@@ -90,7 +92,7 @@ def test_a_batchs_heartbeats_keep_the_latest_and_availability_applies_in_arrival
     heard = devices.heard_in((message, SITE, newer) for message in batch)
     assert list(heard) == ["cam-1", "cam-2"]  # one row each to write
     with store.transaction() as conn:
-        devices.record(conn, heard)
+        devices.record(conn, heard, existing=())
     with store.connection() as db:
         rows = {row["device_id"]: row for row in portable.rows(db, "SELECT * FROM devices")}
     # The late heartbeat changes nothing kept, but a heartbeat after the last will means online again.
@@ -101,7 +103,12 @@ def test_a_batchs_heartbeats_keep_the_latest_and_availability_applies_in_arrival
 
     # A later batch with a heartbeat older than the kept one: online again, the kept heartbeat stays.
     with store.transaction() as conn:
-        devices.record(conn, devices.heard_in([(status("cam-2", older, "1.0.0"), SITE, newer)]))
+        devices.record(conn, devices.heard_in([(status("cam-2", older, "1.0.0"), SITE, newer)]), heard)
     with store.connection() as db:
         [row] = portable.rows(db, "SELECT * FROM devices WHERE device_id = 'cam-2'")
     assert (row["online"], row["software_version"], row["status_at"]) == (1, "2.0.0", newer)
+    # A batch that says nothing of whether it is online (an event, a position) leaves that as it was.
+    with store.transaction() as conn:
+        devices.record(conn, {"cam-2": devices.Heard(SITE, newer)}, heard)
+    with store.connection() as db:
+        assert portable.rows(db, "SELECT online FROM devices WHERE device_id = 'cam-2'") == [{"online": 1}]

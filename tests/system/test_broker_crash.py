@@ -173,8 +173,9 @@ def test_central_asks_for_a_resend_only_when_a_broker_it_had_a_session_with_has_
             devices.record(
                 conn,
                 {"cam-1": devices.Heard(SITE, "2026-11-20T18:00:00.000Z"), "cam-2": devices.Heard(SITE, "x")},
+                existing=(),
             )
-            devices.record(conn, {"badge-9": devices.Heard(SITE, "2026-11-20T18:00:00.000Z")})
+            devices.record(conn, {"badge-9": devices.Heard(SITE, "2026-11-20T18:00:00.000Z")}, ())
             conn.execute("UPDATE devices SET revoked_at = 'now' WHERE device_id = 'badge-9'")
         assert link.on_connect == [session._on_connect]  # paho's thread only hands session_present on
         assert link.subscribed_to == ["$SYS/broker/uptime"]
@@ -211,7 +212,7 @@ def test_central_asks_for_what_a_restarted_broker_may_not_have_saved(tmp_path):
     session = BrokerSession(central, link, lambda: last_commit[0], margin_s=10).start()
     try:
         with central.db().conn as conn:
-            devices.record(conn, {"cam-1": devices.Heard(SITE, "2026-11-20T18:00:00.000Z")})
+            devices.record(conn, {"cam-1": devices.Heard(SITE, "2026-11-20T18:00:00.000Z")}, ())
         assert session.connected(False) is None  # the first session with this broker
         with central.db().conn as conn:
             conn.execute("UPDATE broker_sessions SET established_at = ?", [now - 3600])
