@@ -57,8 +57,9 @@ def enrol(db, name: str, seed: int) -> str:
 
 
 @pytest.fixture
-def site(tmp_path, mosquitto_factory, monkeypatch):
-    """A provisioned camera with faces on, and central (site-init's certificate, its watchlist key) running."""
+def site(tmp_path, mosquitto_factory, shared_dir, monkeypatch):
+    """A provisioned camera with faces on, and central (site-init's certificate, its watchlist key) running
+    (the camera's detector is imported from the shared material: skipped without it)."""
     monkeypatch.setenv("KUZET_HOME", str(tmp_path / "home"))
     store.ensure(allow_download=False, progress=False)
     device = provision(tmp_path, mosquitto_factory, "camera", "Toraigyrov / Lomov")

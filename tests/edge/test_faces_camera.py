@@ -123,7 +123,8 @@ def watchlist_of(entry_ids, embeddings) -> Watchlist:
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
+def home(tmp_path, shared_dir, monkeypatch):
+    """A home whose detector is imported from the shared material (skipped without it)."""
     monkeypatch.setenv("KUZET_HOME", str(tmp_path / "home"))
     store.ensure(allow_download=False, progress=False)
 
