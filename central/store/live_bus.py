@@ -104,6 +104,10 @@ class PostgresLiveBus:
                 log.warning("live bus: sending failed (%s); reconnecting", exc)
                 self._give_up_queued()
                 self._stop.wait(RECONNECT_S)
+            except Exception:  # a bug here must not end the thread: ingest's acknowledgements wait on it
+                log.exception("live bus: the sender failed; what was queued is dropped and it starts again")
+                self._give_up_queued()
+                self._stop.wait(RECONNECT_S)
 
     def _next_notification(self) -> str | None:
         """The next updates: the first and those that follow within ``GATHER_S`` up to a ``then`` marker (left
@@ -192,7 +196,13 @@ class _Then:
 
 def _payload(origin: str, channel: str, data: dict) -> str:
     text = json.dumps({"o": origin, "c": channel, "d": data}, ensure_ascii=False, default=str)
-    if len(text.encode("utf-8")) <= MAX_PAYLOAD:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        # A lone surrogate (from a JSON escape) is not UTF-8, which is all PostgreSQL takes: escape it.
+        text = json.dumps({"o": origin, "c": channel, "d": data}, default=str)
+        size = len(text)
+    if size <= MAX_PAYLOAD:
         return text
     keys = {key: data[key] for key in _KEYS if key in data}
     return json.dumps({"o": origin, "c": channel, "d": {**keys, "partial": True}}, default=str)

@@ -121,3 +121,25 @@ def test_a_caller_waiting_on_its_updates_is_not_held_while_postgresql_is_unreach
         assert done.wait(10)
     finally:
         bus.stop()
+
+
+def test_an_update_with_a_lone_surrogate_neither_stops_the_bus_nor_holds_those_waiting(postgres_url):
+    """Python's JSON takes "\\ud800" (an API body, say) into a string that is not UTF-8: the bus sends it
+    escaped and goes on; a sender thread that died on it would hold every acknowledgement of ingest's."""
+    ingest_hub, web_hub = LiveHub(), LiveHub()
+    buses = [PostgresLiveBus(postgres_url, hub).start() for hub in (ingest_hub, web_hub)]
+    try:
+        with web_hub.subscribe() as page:
+            done = threading.Event()
+            ingest_hub.publish("event", {"event_id": "E1", "label": "\ud800 broken"})
+            ingest_hub.after_relayed(done.set)
+            ingest_hub.publish("event", {"event_id": "E2", "label": "Драка"})
+            assert done.wait(10)
+            got = [page.get(timeout=10), page.get(timeout=10)]
+            assert [(u.data["event_id"], u.data["label"]) for u in got] == [
+                ("E1", "\ud800 broken"),
+                ("E2", "Драка"),
+            ]
+    finally:
+        for bus in buses:
+            bus.stop()
