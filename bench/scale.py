@@ -11,8 +11,10 @@ Prints one JSON object: ``{"devices": N, "sent": N, "stored": N, "lost": N, "dup
 "broker_failover_s": X, ...}``:
 
 - ``devices``: connected when the load started; ``sent``: event messages the devices published (an event's
-  opening and closing, each its own message id), ``stored`` those central has (by message id), ``lost`` the
-  difference, ``duplicates`` message ids stored more than once;
+  opening and closing, each its own message id), ``stored`` those central has (by message id),
+  ``undelivered`` those still in their device's outbox when the run ended (no broker had accepted them: the
+  device was still reconnecting after the outage; a device keeps them until one does), ``lost`` the rest of
+  the difference, ``duplicates`` message ids stored more than once;
 - ``clips_verified``: clips whose object in the bucket hashes to the SHA-256 the camera sent, of ``clips``;
 - ``p99_store_ms``: an event message's publish on its camera to the commit of the batch that stored it;
   ``p99_dispatch_ms``: an event's publish to the dispatch arriving on a badge; both over the messages
@@ -269,8 +271,11 @@ def run(args, root: Path, topology: str) -> dict:
         cpu = CpuByPart(central_side.postgres_dir)
         reports, faults, connected = simulate(args, devices, paths, primary, urls, central_side, cpu)
         sent = {msg_id: at for report in reports for msg_id, at in report.sent.items()}
+        undelivered = {msg_id for report in reports for msg_id in report.undelivered}
         log.info("devices done: %d event messages sent; waiting for the store", len(sent))
-        watcher.wait_for(sent, timeout_s=args.drain_timeout_s)
+        watcher.wait_for(
+            {m: at for m, at in sent.items() if m not in undelivered}, timeout_s=args.drain_timeout_s
+        )
         central_side.settle()
         figures |= {"devices": connected, "devices_configured": len(devices)}
         figures |= account(central, reports, sent, watcher.seen, faults)
@@ -425,6 +430,9 @@ def account(
 ) -> dict:
     rows = [row["msg_id"] for row in portable.rows(central.db(), "SELECT msg_id FROM event_updates")]
     stored = set(rows) & set(sent)
+    # Still in a device's outbox at the end (never accepted by a broker): neither stored nor lost.
+    undelivered = {m for report in reports for m in report.undelivered} - stored
+    missing = set(sent) - stored - undelivered
     windows = failover_windows(reports, faults)
     timed = [((seen[m] - sent[m]) * 1000, sent[m]) for m in stored if m in seen]
     opened = {event_id: at for report in reports for event_id, at in report.opened.items()}
@@ -445,7 +453,8 @@ def account(
     return {
         "sent": len(sent),
         "stored": len(stored),
-        "lost": len(sent) - len(stored),
+        "lost": len(missing),
+        "undelivered": len(undelivered),
         "duplicates": len(rows) - len(set(rows)),
         "clips": len(clips),
         "clips_verified": verify_clips(central, clips),
@@ -469,7 +478,7 @@ def account(
             name: [round(t - faults["start"], 1) for t in window] for name, window in windows.items()
         },
         # When the lost ones were published (seconds into the run): which fault they fell in.
-        "lost_published_at_s": sorted(round(sent[m] - faults["start"], 1) for m in set(sent) - stored)[:20],
+        "lost_published_at_s": sorted(round(sent[m] - faults["start"], 1) for m in missing)[:20],
         "messages_sent": counts,
         "simulator_lag_ms": {
             f"p{p}": percentile([ms for r in reports for ms in r.loop_lag_ms], p) for p in (50, 99, 100)

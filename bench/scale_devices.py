@@ -80,6 +80,9 @@ class Report:
     counts: collections.Counter = field(default_factory=collections.Counter)  # messages sent by kind
     connected: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # device -> (when, broker)
     unacked_at_end: int = 0
+    # Event messages still in a device's outbox when the run ended: no broker accepted them (the device was
+    # still reconnecting after the outage), so central could not have lost them; a device keeps them.
+    undelivered: list[str] = field(default_factory=list)
     errors: int = 0
     # How late the process's loop woke from a 0.5 s sleep, every 0.5 s of the load: a device's message waits
     # that long before paho even writes it, so it is part of every latency measured from ``sent``.
@@ -330,6 +333,7 @@ class Simulator:
         while any(d.outbox for d in self.devices) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         self.report.unacked_at_end = sum(len(d.outbox) for d in self.devices)
+        self.report.undelivered = [m for d in self.devices for m in d.outbox if m in self.report.sent]
         self.stopping = True
         for device in self.devices:
             client, device.client = device.client, None
