@@ -359,8 +359,9 @@ class IngestService:
         heard = devices.heard_in((item.message, item.site, item.received_at) for item in valid)
         heartbeats = [item.message for item in valid if item.message.type == "status"]
         if heartbeats:
+            before = {s.device: known[s.device] for s in heartbeats if s.device in known}
             outcome.shown_devices |= announce.to_show(
-                heartbeats, {device: (row.status, row.status_at) for device, row in known.items()}
+                heartbeats, {device: (row.status, row.status_at) for device, row in before.items()}
             )
         devices.record(conn, heard, known)
         for device in heard.keys() - known.keys():
