@@ -359,10 +359,12 @@ class IngestService:
         heard = devices.heard_in((item.message, item.site, item.received_at) for item in valid)
         heartbeats = [item.message for item in valid if item.message.type == "status"]
         if heartbeats:
-            before = {s.device: known[s.device] for s in heartbeats if s.device in known}
-            outcome.shown_devices |= announce.to_show(
-                heartbeats, {device: (row.status, row.status_at) for device, row in before.items()}
-            )
+            before = {
+                s.device: (known[s.device].status, known[s.device].status_at)
+                for s in heartbeats
+                if s.device in known
+            }
+            outcome.shown_devices |= announce.to_show(heartbeats, before)
         devices.record(conn, heard, known)
         for device in heard.keys() - known.keys():
             log.warning("ingest: device %r is not registered; listed as unregistered", device)

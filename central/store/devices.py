@@ -38,9 +38,8 @@ class Heard:
 
     site: str
     last_seen: str  # when central received its latest message
-    online: int | None = (
-        None  # what its last heartbeat (1) or availability said, in arrival order; None: nothing
-    )
+    # What its last heartbeat (1) or availability said, in arrival order; None: nothing.
+    online: int | None = None
     status: Status | None = None  # its newest heartbeat by the device's clock
 
 
@@ -114,11 +113,8 @@ def record(conn, heard: dict[str, Heard], existing: Container[str]) -> None:
         _upsert(conn, rows)
     unsaid_new = [row[0] for row in rows if row[3] == _UNSAID and row[0] not in existing]
     if unsaid_new:  # created now (unless another worker did meanwhile): offline until they say otherwise
-        _update_in(
-            conn,
-            f"UPDATE devices SET online = 0 WHERE online = {_UNSAID} AND device_id IN ({{}})",
-            unsaid_new,
-        )
+        offline = f"UPDATE devices SET online = 0 WHERE online = {_UNSAID} AND device_id IN ({{}})"
+        list(_execute_in(conn, offline, unsaid_new))  # every chunk run
 
 
 def rows(conn, device_ids: Iterable[str]) -> list[dict]:
@@ -135,21 +131,20 @@ def _upsert(conn, rows: list[tuple]) -> None:
         conn.execute(_RECORD_POSTGRESQL, [list(column) for column in zip(*rows, strict=True)])
 
 
-def _update_in(conn, sql: str, keys: list[str]) -> None:
-    for start in range(0, len(keys), _IN_CHUNK):
-        chunk = keys[start : start + _IN_CHUNK]
-        portable.execute(conn, sql.format(", ".join("?" * len(chunk))), chunk)
-
-
 def _select(conn, sql: str, keys: Iterable[str]) -> list[tuple]:
     return [row for _, row in _select_named(conn, sql, keys)]
 
 
 def _select_named(conn, sql: str, keys: Iterable[str]):
-    wanted = list(dict.fromkeys(keys))
-    for start in range(0, len(wanted), _IN_CHUNK):
-        chunk = wanted[start : start + _IN_CHUNK]
-        cursor = portable.execute(conn, sql.format(", ".join("?" * len(chunk))), chunk)
+    for cursor in _execute_in(conn, sql, keys):
         names = [d[0] for d in cursor.description]
         for row in cursor:
             yield names, row
+
+
+def _execute_in(conn, sql: str, keys: Iterable[str]):
+    """Run ``sql`` (``... IN ({})``) over ``keys``, ``_IN_CHUNK`` at a time; yields each chunk's cursor."""
+    wanted = list(dict.fromkeys(keys))
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        yield portable.execute(conn, sql.format(", ".join("?" * len(chunk))), chunk)

@@ -100,12 +100,13 @@ class PostgresLiveBus:
                             conn.execute("SELECT pg_notify(%s, %s)", [CHANNEL, packed])
                         self._call_waiting()
                     return
-            except psycopg.Error as exc:
-                log.warning("live bus: sending failed (%s); reconnecting", exc)
-                self._give_up_queued()
-                self._stop.wait(RECONNECT_S)
-            except Exception:  # a bug here must not end the thread: ingest's acknowledgements wait on it
-                log.exception("live bus: the sender failed; what was queued is dropped and it starts again")
+            except Exception as exc:  # not only the server's: ingest's acknowledgements wait on this thread
+                if isinstance(exc, psycopg.Error):
+                    log.warning("live bus: sending failed (%s); reconnecting", exc)
+                else:
+                    log.exception(
+                        "live bus: the sender failed; what was queued is dropped and it starts again"
+                    )
                 self._give_up_queued()
                 self._stop.wait(RECONNECT_S)
 
