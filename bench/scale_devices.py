@@ -75,7 +75,9 @@ class Plan:
 class Report:
     sent: dict[str, float] = field(default_factory=dict)  # event message id -> publish time (time.time())
     opened: dict[str, float] = field(default_factory=dict)  # event id -> its first message's publish time
-    dispatches: list[tuple[str, str | None, float]] = field(default_factory=list)  # (dispatch, event, got at)
+    opening: dict[str, str] = field(default_factory=dict)  # event id -> its first message's id
+    # (dispatch, event, when central made it (its ts), got at)
+    dispatches: list[tuple[str, str | None, float, float]] = field(default_factory=list)
     clips: dict[str, str] = field(default_factory=dict)  # clip id -> sha256
     counts: collections.Counter = field(default_factory=collections.Counter)  # messages sent by kind
     connected: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # device -> (when, broker)
@@ -412,6 +414,7 @@ class Simulator:
         now = time.time()
         self.report.sent[event.id] = now
         self.report.opened[event.event_id] = now
+        self.report.opening[event.event_id] = event.id
         camera.send(event)
         # Built without pydantic's validation, which decodes the base64 again: the simulators share the two
         # cores with central, and what goes on the wire is the same JSON.
@@ -464,7 +467,9 @@ class Simulator:
         if dispatch.dispatch_id in self.answered:  # the inbox keeps each dispatch once
             return
         self.answered.add(dispatch.dispatch_id)
-        self.report.dispatches.append((dispatch.dispatch_id, dispatch.event_id, time.time()))
+        self.report.dispatches.append(
+            (dispatch.dispatch_id, dispatch.event_id, dispatch.ts.timestamp(), time.time())
+        )
         self._answer(badge, dispatch.dispatch_id, "acknowledged")
         badge.duty = "en_route"
         self.loop.call_later(self.plan.resolve_after_s, self._resolve, badge, dispatch.dispatch_id)

@@ -19,7 +19,7 @@ from kuzet.central.routing.planner import Incident
 from kuzet.central.routing.repository import SqliteRoutingRepository
 from kuzet.central.routing.service import RoutingService
 from kuzet.central.routing.units import Unit
-from kuzet.central.store import events, registry, workflow
+from kuzet.central.store import events, portable, registry, workflow
 from kuzet.shared import ids, timeutil
 from kuzet.shared.messages import Event, Location, Status
 
@@ -312,6 +312,42 @@ def test_a_run_of_badges_reports_is_saved_together_in_order_with_the_rest_of_the
     rows = {u.device_id: u for u in SqliteRoutingRepository(central.db()).load_units()}
     assert rows["badge-a"].lat == pytest.approx(offset(*HOME, 50, 0)[0])
     assert rows["badge-b"].duty == "off_duty" and rows["badge-b"].current_dispatch == dispatch["dispatch_id"]
+
+
+def test_events_routing_passes_over_cost_no_savepoint_and_do_not_split_a_run_of_reports(central, monkeypatch):
+    """Most of a city's events send nobody, and every event's later states are already considered: routing
+    decides both in memory, so they cost no savepoint (two round trips each on PostgreSQL, on routing's one
+    thread) and the badges' reports around them are still saved together."""
+    service = RoutingService(central)
+    saves, savepoints = [], []
+    save_units = service.repository.save_units
+    monkeypatch.setattr(
+        service.repository,
+        "save_units",
+        lambda units: saves.append(sorted(u.device_id for u in units)) or save_units(units),
+    )
+    transaction = portable.transaction
+    monkeypatch.setattr(portable, "transaction", lambda conn: savepoints.append(1) or transaction(conn))
+
+    def at(device: str, north_m: float) -> Location:
+        position = dict(zip(("lat", "lon"), offset(*HOME, north_m, 0), strict=True))
+        return Location(device=device, position=position, fix="gps", duty="available")
+
+    quiet = Event(device="cam-1", event_id=ids.new_id(), seq=0, state="open", event_type="zone_enter",
+                  severity="low", label="person", score=0.9, started_at=timeutil.utc_now(),
+                  location={"lat": HOME[0], "lon": HOME[1]})  # fmt: skip
+    assert not planner.needs_patrol(service.config, "zone_enter", "low")
+    closed = quiet.model_copy(update={"id": ids.new_id(), "seq": 1, "state": "closed"})
+    batch = [at("badge-a", 900), quiet, at("badge-b", 800), closed, at("badge-a", 700)]
+    with service.worker.transaction():
+        service._apply_batch([(SITE, message) for message in batch])
+    assert saves == [["badge-a", "badge-b"]]  # one run, as if the events were not there
+    assert len(savepoints) == 1  # the run's; none for the events
+    assert service.dispatches(event_id=quiet.event_id) == [] and service.waiting() == []
+
+    with service.worker.transaction():  # its later state alone: considered already
+        service._apply(SITE, quiet.model_copy(update={"id": ids.new_id(), "seq": 2}))
+    assert len(savepoints) == 1
 
 
 def test_a_run_of_reports_that_fails_together_is_applied_one_by_one(central, monkeypatch):
