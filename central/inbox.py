@@ -4,10 +4,12 @@ In one process routing takes device messages from ingest's hooks after each comm
 ingest worker keeps what routing takes in ``routing_inbox``, in the same transaction that stores the batch
 (``keep``): nothing is acknowledged to the broker that routing will not get, and a worker killed before its
 commit leaves nothing behind (the broker sends the batch again). The routing leader reads the rows oldest
-first, hands them to routing and deletes them once routing has applied them (``InboxReader``). A leader
-killed in between leaves its rows for the next one: routing may see a message twice, as after a broker's
-redelivery, never not at all. Ids are not in commit order across workers on PostgreSQL, so there is no
-cursor: what is applied is deleted, and a row committed late with a lower id is read at the next round.
+first and hands them to routing, which deletes them in the transaction that applies them (``InboxReader``):
+what routing did with a row and the row's deletion commit together. A leader killed before that commit
+leaves its rows for the next one; routing may see a message twice (a round applied over two of routing's
+batches, the first committed), as after a broker's redelivery, never not at all. Ids are not in commit order
+across workers on PostgreSQL, so there is no cursor: what is applied is deleted, and a row committed late
+with a lower id is read at the next round.
 
 On PostgreSQL the batch's transaction also notifies ``CHANNEL`` (delivered when it commits, once however many
 rows), and the leader, listening on a connection of its own (``Waker``), reads the inbox at once rather than at
@@ -23,6 +25,7 @@ from collections.abc import Callable
 
 from kuzet.central.context import Central
 from kuzet.central.operations import routing_takes
+from kuzet.central.routing.worker import Settle
 from kuzet.central.store import portable
 from kuzet.central.store.live_bus import listen
 from kuzet.shared import messages, timeutil
@@ -101,22 +104,30 @@ class Waker:
 
 
 class InboxReader:
-    """On the routing leader: hands what ingest kept to ``handle(message, site)``, waits for ``drain()``
-    (routing applied it all) and deletes it; at once when ingest notifies (``url``: PostgreSQL's, to listen
-    on), and every ``poll_s`` in any case."""
+    """On the routing leader: hands what ingest kept to ``handle(message, site)`` and behind it a ``Settle``
+    (``settle``: routing's queue) that deletes the rows in the transaction that applies them; at once when
+    ingest notifies (``url``: PostgreSQL's, to listen on), and every ``poll_s`` in any case.
+
+    The next round is read while routing applies the last (rows handed over and not yet deleted are left out),
+    so that reading never waits on applying nor applying on reading; a round waits only while two before it
+    are unsettled."""
+
+    IN_FLIGHT = 2  # rounds handed over and not yet settled
 
     def __init__(
         self,
         central: Central,
         handle: Callable[[Envelope, str], None],
-        drain: Callable[[], bool],
+        settle: Callable[[Settle], None],
         poll_s: float,
         url: str | None = None,
     ):
-        self.central, self._handle, self._drain, self.poll_s = central, handle, drain, poll_s
+        self.central, self._handle, self._settle, self.poll_s = central, handle, settle, poll_s
         self.applied = 0  # rows handed to routing and deleted since this leader started
         self._stop = threading.Event()
         self._woken = threading.Event()
+        self._rounds: list[tuple[list[int], threading.Event]] = []  # handed over, not yet settled
+        self._lock = threading.Lock()
         self.waker = Waker(url, self._woken) if url else None
         self._thread = threading.Thread(target=self._run, name="routing-inbox", daemon=True)
 
@@ -145,10 +156,18 @@ class InboxReader:
 
     def run_once(self) -> int:
         """One round; returns how many rows it took."""
-        db = self.central.db()
+        if not self._room():
+            return 0
+        with self._lock:
+            in_flight = [row_id for ids, _ in self._rounds for row_id in ids]
+        skip = f"WHERE id NOT IN ({', '.join('?' * len(in_flight))}) " if in_flight else ""
         rows = portable.rows(
-            db, "SELECT id, site, topic, payload FROM routing_inbox ORDER BY id LIMIT ?", [BATCH]
+            self.central.db(),
+            f"SELECT id, site, topic, payload FROM routing_inbox {skip}ORDER BY id LIMIT ?",
+            [*in_flight, BATCH],
         )
+        if not rows:
+            return 0
         for row in rows:
             try:
                 message = messages.decode(row["topic"], bytes(row["payload"]))
@@ -156,15 +175,34 @@ class InboxReader:
                 log.error("routing inbox: %s no longer decodes (%s); dropped", row["topic"], exc.reason)
                 continue
             self._handle(message, row["site"])
-        if not rows:
-            return 0
-        began = time.monotonic()
-        while not self._drain():  # applied before deleted: a leader killed meanwhile leaves them
-            if self._stop.is_set():
-                return 0
-            log.warning("routing inbox: routing still applying after %.0f s", time.monotonic() - began)
-        ids = [row["id"] for row in rows]
-        with portable.transaction(db):
-            portable.execute(db, f"DELETE FROM routing_inbox WHERE id IN ({', '.join('?' * len(ids))})", ids)
-        self.applied += len(ids)
+        ids, settled = [row["id"] for row in rows], threading.Event()
+        with self._lock:
+            self._rounds.append((ids, settled))
+        self._settle(Settle(lambda db: _delete(db, ids), lambda ok: self._settled(ids, settled, ok)))
         return len(rows)
+
+    def _settled(self, ids: list[int], settled: threading.Event, ok: bool) -> None:
+        """On routing's thread, once the round's transaction committed (``ok``) or failed: its rows are deleted,
+        or read again at a later round."""
+        with self._lock:
+            self._rounds = [(i, e) for i, e in self._rounds if e is not settled]
+            if ok:
+                self.applied += len(ids)
+        settled.set()
+
+    def _room(self) -> bool:
+        """Wait while ``IN_FLIGHT`` rounds are unsettled; False if the reader stops meanwhile."""
+        began = time.monotonic()
+        while not self._stop.is_set():
+            with self._lock:
+                if len(self._rounds) < self.IN_FLIGHT:
+                    return True
+                _, oldest = self._rounds[0]
+            if not oldest.wait(10) and not self._stop.is_set():
+                log.warning("routing inbox: routing still applying after %.0f s", time.monotonic() - began)
+        return False
+
+
+def _delete(db, ids: list[int]) -> None:
+    """Inside routing's transaction: the rows it has just applied."""
+    portable.execute(db, f"DELETE FROM routing_inbox WHERE id IN ({', '.join('?' * len(ids))})", ids)

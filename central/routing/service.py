@@ -22,6 +22,7 @@ from kuzet.central.routing import lifecycle as lc
 from kuzet.central.routing.dispatcher import CATCH_UP, SERVE_WAITING, SYSTEM, Dispatcher
 from kuzet.central.routing.planner import Incident
 from kuzet.central.routing.units import Unit
+from kuzet.central.routing.worker import Settle
 from kuzet.central.store import registry, workflow
 from kuzet.shared import timeutil
 from kuzet.shared.messages import Envelope
@@ -99,6 +100,11 @@ class RoutingService(Dispatcher):
         """Queue one decoded message from a device: the ingest hook (called after ingest's commit)."""
         if routing_takes(message):
             self.worker.submit(site, message)
+
+    def settle(self, settle: Settle) -> None:
+        """Queue ``settle`` behind what was handed over so far: the routing inbox deletes its rows in the
+        transaction that applies them (``central.inbox``)."""
+        self.worker.settle(settle)
 
     def drain(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything queued so far has been applied; for tests and orderly shutdown."""

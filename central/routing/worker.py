@@ -36,6 +36,17 @@ class Outbox:
         self.live.append((channel, data))
 
 
+@dataclass(frozen=True)
+class Settle:
+    """Queued behind messages: ``write(db)`` runs in the transaction that applies them, so that what they did
+    and ``write`` commit together (the routing inbox deletes its rows); ``done(settled)`` is called once that
+    committed. A batch that fails is settled in a transaction of its own all the same, as its messages would
+    fail again; ``done(False)`` only where that fails too (the store is away)."""
+
+    write: Callable[[object], None]
+    done: Callable[[bool], None]
+
+
 class Deadlines:
     """dispatch_id -> time.monotonic() deadline (a "sent" dispatch's acknowledgement, a proposal's
     confirmation)."""
@@ -88,6 +99,10 @@ class Worker:
     def submit(self, site: str, message: object) -> None:
         self._queue.put((site, message))
 
+    def settle(self, settle: Settle) -> None:
+        """Queue ``settle`` behind what was submitted so far."""
+        self._queue.put(settle)
+
     def drain(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything queued so far has been applied; for tests and orderly shutdown."""
         done = threading.Event()
@@ -109,20 +124,45 @@ class Worker:
     def _run(self) -> None:
         while not self._stopping.is_set():
             batch = self._next_batch()
-            work = [item for item in batch if not isinstance(item, threading.Event)]
+            work = [item for item in batch if isinstance(item, tuple)]
+            settles = [item for item in batch if isinstance(item, Settle)]
+            settled = self._apply_and_settle(work, settles)
             try:
-                if work:
-                    with self.transaction():
-                        self._apply(work)
                 due = self.deadlines.due()
                 if due:
                     with self.transaction():
                         self._expire(due)
             except Exception:  # a bug here must not stop routing for the whole city
-                log.exception("routing: batch failed")
+                log.exception("routing: deadlines failed")
             for item in batch:
-                if isinstance(item, threading.Event):
+                if isinstance(item, Settle):
+                    item.done(settled)
+                elif isinstance(item, threading.Event):
                     item.set()
+
+    def _apply_and_settle(self, work: list, settles: list[Settle]) -> bool:
+        """Apply ``work`` and write ``settles`` in one transaction; whether the settles are committed."""
+        if not work and not settles:
+            return True
+        try:
+            with self.transaction() as db:
+                if work:
+                    self._apply(work)
+                for settle in settles:
+                    settle.write(db)
+            return True
+        except Exception:  # a bug here must not stop routing for the whole city
+            log.exception("routing: batch failed")
+        if not settles:
+            return False
+        try:
+            with self.transaction() as db:
+                for settle in settles:
+                    settle.write(db)
+            return True
+        except Exception:
+            log.exception("routing: could not settle a failed batch")
+            return False
 
     @contextmanager
     def transaction(self) -> Iterator[object]:
