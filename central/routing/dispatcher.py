@@ -55,7 +55,7 @@ class Dispatcher:
         self.repository = central.store.routing_repository()  # on each calling thread's connection
         self.media = MediaStore.for_central(central)  # snapshots sent with a dispatch
         self.units = Units(self.repository)
-        self.worker = Worker(central, self._apply_batch, self._expire)
+        self.worker = Worker(central, self._apply_batch, self._expire, self._will_route)
         self._incidents: dict[str, Incident] = {}  # event_id -> incident being routed
         self._waiting: dict[str, Incident] = {}  # event_id -> incident with no free unit yet
         self._seen: OrderedDict[str, None] = OrderedDict()  # event ids already considered
@@ -96,17 +96,22 @@ class Dispatcher:
             self._apply_alone(site, message)
 
     def _passes_over(self, message: Envelope | str | None) -> bool:
-        """Whether ``message`` is an event routing has nothing to do with, decided in memory: one already
-        considered, or one nobody is sent to (most of a city's events, and every event's later states). On
-        PostgreSQL each would otherwise cost a savepoint's two round trips on routing's one thread."""
+        """Whether ``message`` is an event routing has nothing to do with (already considered, or nobody is sent
+        to it: most of a city's events), decided in memory and marked considered. On PostgreSQL each would
+        otherwise cost a savepoint's two round trips on routing's one thread."""
         if not isinstance(message, Event):
             return False
-        if message.event_id in self._seen:
-            return True
+        routes = self._will_route(message)
         self._seen[message.event_id] = None
         if len(self._seen) > 100_000:
             self._seen.popitem(last=False)
-        return not self._needs_patrol(message.event_type, message.severity)
+        return not routes
+
+    def _will_route(self, message: Envelope | str | None) -> bool:
+        """Whether ``message`` is an event not yet considered that needs a patrol (nothing is marked)."""
+        if not isinstance(message, Event) or message.event_id in self._seen:
+            return False
+        return self._needs_patrol(message.event_type, message.severity)
 
     def _apply_alone(self, site: str, message: Envelope | str | None) -> None:
         if message is SERVE_WAITING:
@@ -343,16 +348,8 @@ class Dispatcher:
         """Carry out SEND: record the dispatch as sent, start its deadline, send it, mark the unit busy."""
         timeout = self.config.ack_timeout_s
         if row is None:
-            row = self._insert(
-                incident,
-                unit,
-                distance_m,
-                mode,
-                lc.SENT,
-                attempt=attempt,
-                created_by=actor,
-                radius_m=radius_m,
-            )
+            more = dict(attempt=attempt, created_by=actor, radius_m=radius_m)
+            row = self._insert(incident, unit, distance_m, mode, lc.SENT, **more)
         deadline = timeutil.to_wire(timeutil.utc_now() + timedelta(seconds=timeout))
         row.update(state=lc.SENT, deadline_at=deadline, updated_at=timeutil.now_wire())
         self.repository.update_dispatch(

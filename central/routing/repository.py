@@ -99,8 +99,6 @@ class SqliteRoutingRepository:
         self._db = db if callable(db) else (lambda: db)
 
     # What the PostgreSQL repository spells differently.
-    _save_unit_sql = _SAVE_UNIT
-
     def _run(self, sql: str, args: Iterable = ()):
         """Every statement goes through here: a cursor with ``fetchone``/``fetchall``."""
         return self._db().execute(sql, list(args))
@@ -201,12 +199,10 @@ class SqliteRoutingRepository:
 
     def save_units(self, units: Iterable[Unit]) -> None:
         """Upsert each unit's row, in one statement however many (a run of badges' reports)."""
-        self._run_many(self._save_unit_sql, [_unit_row(unit) for unit in units])
-
-    def _run_many(self, sql: str, rows: list[list]) -> None:
+        rows = [_unit_row(unit) for unit in units]
         if rows:
             db = self._db()  # a sqlite_utils Database, or the sqlite3 connection of a store's transaction
-            getattr(db, "conn", db).executemany(sql, rows)
+            getattr(db, "conn", db).executemany(_SAVE_UNIT, rows)
 
     def load_units(self) -> list[Unit]:
         return [

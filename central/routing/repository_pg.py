@@ -3,7 +3,8 @@ connection, with what the dialects spell differently spelled here.
 
 - Placeholders: the shared statements are written with ``?`` (none holds a literal question mark), turned into
   psycopg's ``%s`` once per statement and cached.
-- Saving a unit is an upsert on its primary key (SQLite's ``insert or replace``).
+- Saving a unit is an upsert on its primary key (SQLite's ``insert or replace``); a run of units is one
+  statement over arrays (``unnest``), not one upsert per unit.
 - Nearest units: with PostGIS, a KNN walk of the GiST index on ``units.position`` (migration 0002), so the
   database reads only the nearest rows however many units a region has (once the table's statistics exist:
   autovacuum's ANALYZE; before it the planner may scan); without it, great-circle distance in plain SQL.
@@ -15,15 +16,18 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable
 
-from kuzet.central.routing.repository import _AVAILABLE, UNIT_COLUMNS, SqliteRoutingRepository
+from kuzet.central.routing.repository import _AVAILABLE, UNIT_COLUMNS, SqliteRoutingRepository, _unit_row
+from kuzet.central.routing.units import Unit
 from kuzet.shared.geo import EARTH_RADIUS_M
 
 NEAREST_KNN = "postgis-knn"
 NEAREST_SQL = "sql-distance"
 
-_SAVE_UNIT = (
-    f"insert into units ({', '.join(UNIT_COLUMNS)}) values ({', '.join('?' * len(UNIT_COLUMNS))}) "
-    "on conflict (device_id) do update set "
+_UNIT_TYPES = {"lat": "float8", "lon": "float8", "online": "int8"}  # the other columns are text
+_SAVE_UNITS = (
+    f"insert into units ({', '.join(UNIT_COLUMNS)}) select * from unnest("
+    + ", ".join(f"%s::{_UNIT_TYPES.get(c, 'text')}[]" for c in UNIT_COLUMNS)
+    + ") on conflict (device_id) do update set "
     + ", ".join(f"{c} = excluded.{c}" for c in UNIT_COLUMNS if c != "device_id")
 )
 # PostGIS: the index orders by distance (``<->``); ST_Distance on the sphere matches routing's haversine.
@@ -48,8 +52,6 @@ def _format_style(sql: str) -> str:
 
 
 class PostgresRoutingRepository(SqliteRoutingRepository):
-    _save_unit_sql = _SAVE_UNIT
-
     def __init__(self, connection: Callable, *, nearest_method: str):
         # ``connection``: gives the psycopg connection of the caller's transaction.
         super().__init__(connection)
@@ -58,9 +60,11 @@ class PostgresRoutingRepository(SqliteRoutingRepository):
     def _run(self, sql: str, args: Iterable = ()):
         return self._db().execute(_format_style(sql), list(args))
 
-    def _run_many(self, sql: str, rows: list[list]) -> None:
-        if rows:  # psycopg pipelines the rows: one round trip, not one per row
-            self._db().cursor().executemany(_format_style(sql), rows)
+    def save_units(self, units: Iterable[Unit]) -> None:
+        """Each unit's row (its last, where one comes twice) in one statement over arrays."""
+        rows = {unit.device_id: _unit_row(unit) for unit in units}
+        if rows:
+            self._db().execute(_SAVE_UNITS, [list(column) for column in zip(*rows.values(), strict=True)])
 
     def nearest_units(self, lat: float, lon: float, limit: int = 10) -> list[tuple[str, float]]:
         if self.nearest_method == NEAREST_KNN:

@@ -71,12 +71,13 @@ class Worker:
         central: Central,
         apply: Callable[[list[tuple[str, object]]], None],
         expire: Callable[[list[str]], None],
+        urgent: Callable[[object], bool] = lambda message: False,
     ):
         self.central = central
         self.lock = threading.RLock()
         self.deadlines = Deadlines()
         self.outbox = Outbox()
-        self._apply, self._expire = apply, expire
+        self._apply, self._expire, self._urgent = apply, expire, urgent
         self._queue: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -141,7 +142,28 @@ class Worker:
                     item.set()
 
     def _apply_and_settle(self, work: list, settles: list[Settle]) -> bool:
-        """Apply ``work`` and write ``settles`` in one transaction; whether the settles are committed."""
+        """Apply ``work`` a transaction per chunk, each cut after an urgent message (``urgent``: an event to
+        route), so that what it sends leaves at its own commit rather than after the rest of the batch; the
+        settles are written in the last. Returns whether they are committed."""
+        *firsts, last = self._chunks(work)
+        for chunk in firsts:
+            self._in_transaction(chunk, [])
+        if self._in_transaction(last, settles):
+            return True
+        # What failed would fail again: the settles are written all the same, in a transaction of their own.
+        return not settles or self._in_transaction([], settles)
+
+    def _chunks(self, work: list) -> list[list]:
+        chunks: list[list] = [[]]
+        for item in work:
+            chunks[-1].append(item)
+            if self._urgent(item[1]):
+                chunks.append([])
+        if not chunks[-1] and len(chunks) > 1:
+            chunks.pop()  # the settles go with the last urgent message's chunk, not in one of their own
+        return chunks
+
+    def _in_transaction(self, work: list, settles: list[Settle]) -> bool:
         if not work and not settles:
             return True
         try:
@@ -153,15 +175,6 @@ class Worker:
             return True
         except Exception:  # a bug here must not stop routing for the whole city
             log.exception("routing: batch failed")
-        if not settles:
-            return False
-        try:
-            with self.transaction() as db:
-                for settle in settles:
-                    settle.write(db)
-            return True
-        except Exception:
-            log.exception("routing: could not settle a failed batch")
             return False
 
     @contextmanager

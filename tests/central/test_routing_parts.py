@@ -19,6 +19,7 @@ from kuzet.central.routing.planner import Incident
 from kuzet.central.routing.repository import SqliteRoutingRepository
 from kuzet.central.routing.service import RoutingService
 from kuzet.central.routing.units import Unit
+from kuzet.central.routing.worker import Settle
 from kuzet.central.store import events, portable, registry, workflow
 from kuzet.shared import ids, timeutil
 from kuzet.shared.messages import Event, Location, Status
@@ -348,6 +349,42 @@ def test_events_routing_passes_over_cost_no_savepoint_and_do_not_split_a_run_of_
     with service.worker.transaction():  # its later state alone: considered already
         service._apply(SITE, quiet.model_copy(update={"id": ids.new_id(), "seq": 2}))
     assert len(savepoints) == 1
+
+
+def test_a_dispatch_leaves_at_its_own_commit_not_after_the_rest_of_the_batch(central, monkeypatch):
+    """The worker commits after each event it routes: the badge is sent its dispatch before the reports queued
+    behind the event are applied, and the inbox's rows are settled with the last of the batch."""
+    service = RoutingService(central)
+    order: list[tuple[str, object]] = []
+    central.outbound.connect(
+        lambda topic, payload, retain=False: order.append(("sent", topic.rsplit("/")[-1]))
+    )
+    save_units = service.repository.save_units
+    monkeypatch.setattr(
+        service.repository,
+        "save_units",
+        lambda units: order.append(("saved", sorted(u.device_id for u in units))) or save_units(units),
+    )
+
+    def at(device: str, north_m: float) -> Location:
+        position = dict(zip(("lat", "lon"), offset(*HOME, north_m, 0), strict=True))
+        return Location(device=device, position=position, fix="gps", duty="available")
+
+    event = Event(device="cam-1", event_id=ids.new_id(), seq=0, state="open", event_type="loitering",
+                  severity="high", label="person", score=0.9, started_at=timeutil.utc_now(),
+                  location={"lat": HOME[0], "lon": HOME[1]})  # fmt: skip
+    with central.db().conn:
+        events.apply(central.db().conn, [events.Received(event, SITE, timeutil.now_wire())])
+    settle = Settle(lambda db: order.append(("settled", None)), lambda ok: None)
+    work = [(SITE, message) for message in (at("badge-a", 100), event, at("badge-b", 200))]
+    assert service.worker._apply_and_settle(work, [settle])
+    assert order == [
+        ("saved", ["badge-a"]),
+        ("saved", ["badge-a"]),  # sent: busy
+        ("sent", "dispatch"),  # committed and sent before what follows the event is applied
+        ("saved", ["badge-b"]),
+        ("settled", None),
+    ]
 
 
 def test_a_run_of_reports_that_fails_together_is_applied_one_by_one(central, monkeypatch):

@@ -161,14 +161,17 @@ def test_routing_repository_round_trip(store):
             Unit("b1", site=SITE, callsign="Alpha", lat=52.0, lon=76.0, online=True, capabilities=["k9"])
         )
         repo.save_unit(Unit("b1", site=SITE, callsign="Alpha-2", lat=52.1, lon=76.0))  # replaces
+        # A run of reports: each unit once, as the last says (on PostgreSQL one statement over arrays).
+        repo.save_units([Unit("b2", site=SITE, callsign="Bravo"), Unit("b2", site=SITE, callsign="Bravo-2")])
     with store.transaction() as conn:
         repo = store.routing_repository(conn)
         assert repo.get_dispatch("d1")["state"] == "accepted"
         assert [d["dispatch_id"] for d in repo.find_dispatches(states=["accepted"], unit="b1")] == ["d1"]
         assert repo.find_dispatches(states=["offered"]) == []
         assert [h["state"] for h in repo.history("d1")] == ["offered", "accepted"]
-        [unit] = repo.load_units()
+        unit, bravo = sorted(repo.load_units(), key=lambda u: u.device_id)
     assert (unit.callsign, unit.lat, unit.online, unit.capabilities) == ("Alpha-2", 52.1, False, [])
+    assert (bravo.device_id, bravo.callsign, bravo.lat) == ("b2", "Bravo-2", None)
 
 
 PAVLODAR = (52.2873, 76.9674)
