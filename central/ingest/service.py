@@ -293,7 +293,7 @@ class IngestService:
         began = time.perf_counter()
         held: list[Incoming] = []  # what the store could not take now
         try:
-            with store_errors(), portable.transaction(conn):
+            with store_errors(), portable.pipelined(conn), portable.transaction(conn):
                 outcome = self._write(conn, valid, refused, known)
         except StoreDown:
             raise

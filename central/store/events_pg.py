@@ -52,18 +52,16 @@ _DEFAULTS = {column: None for column in TABLES["events"]["columns"]} | TABLES["e
 
 def apply(conn, batch: Sequence[Received]) -> Applied:
     """Store a batch of event messages (in arrival order) inside the caller's transaction (``conn``: psycopg)."""
-    stored_ids = {
-        row[0]
-        for row in conn.execute(
-            "SELECT msg_id FROM event_updates WHERE msg_id = ANY(%s)", [list({r.message.id for r in batch})]
-        )
-    }
-    stored_seq = dict(
-        conn.execute(
-            "SELECT event_id, seq FROM events WHERE event_id = ANY(%s)",
-            [list({r.message.event_id for r in batch})],
-        ).fetchall()
+    # Both asked before either is read: one round trip in pipeline mode (ingest's).
+    stored = conn.execute(
+        "SELECT msg_id FROM event_updates WHERE msg_id = ANY(%s)", [list({r.message.id for r in batch})]
     )
+    seqs = conn.execute(
+        "SELECT event_id, seq FROM events WHERE event_id = ANY(%s)",
+        [list({r.message.event_id for r in batch})],
+    )
+    stored_ids = {row[0] for row in stored.fetchall()}
+    stored_seq = dict(seqs.fetchall())
     plan = plan_batch(batch, stored_ids, stored_seq)
     result = plan.result
     # Rows are written in key order: two workers with overlapping batches then take their row locks in the

@@ -71,6 +71,18 @@ def transaction(db):
             yield
 
 
+@contextlib.contextmanager
+def pipelined(db):
+    """On PostgreSQL, psycopg's pipeline mode: a statement whose result nobody reads goes without waiting for
+    the server, so a transaction of many statements costs a round trip per result read and one to commit
+    (an error surfaces at the next read or at the end). Nothing changes on SQLite."""
+    if is_sqlite(db):
+        yield
+    else:
+        with db.pipeline():
+            yield
+
+
 def executemany(db, sql: str, params_seq) -> None:
     """One statement over many parameter rows (psycopg pipelines them)."""
     if is_sqlite(db):

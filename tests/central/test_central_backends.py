@@ -84,6 +84,46 @@ def test_ingest_stores_repeats_and_refuses_alike_on_either_store(central, device
         ingest.stop()
 
 
+REFUSE_POISON = {  # stands in for any storage failure of one row (a constraint, a full page, a bug)
+    "sqlite": [
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON events WHEN NEW.label = 'poison' "
+        "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.label = 'poison' THEN RAISE EXCEPTION 'disk says no'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+    ],
+}
+
+
+def test_a_row_the_store_refuses_costs_only_its_own_message_on_either_store(central, device):
+    """On PostgreSQL a batch's statements go pipelined, so a refused row's error surfaces at the commit, not
+    at its own statement: the batch is still stored message by message, the refused one dead-lettered."""
+    db = central.db()
+    with portable.transaction(db):
+        for sql in REFUSE_POISON[central.store.backend]:
+            portable.execute(db, sql)
+    ingest = IngestService(central).start()
+    try:
+        good = [event("cam-1", new_id(), 0) for _ in range(20)]
+        poison = event("cam-1", new_id(), 0, label="poison")
+        for message in good[:10] + [poison] + good[10:]:
+            send(device, message)
+        wait_for(
+            lambda: len(rows(central, "SELECT event_id FROM events")) == len(good), what="every good event"
+        )
+        wait_for(
+            lambda: rows(central, "SELECT reason FROM dead_letters"), what="the refused one dead-lettered"
+        )
+        [letter] = rows(central, "SELECT reason FROM dead_letters")
+        assert "could not store" in letter["reason"] and "disk says no" in letter["reason"]
+        stored = {row["event_id"] for row in rows(central, "SELECT event_id FROM events")}
+        assert stored == {message.event_id for message in good}
+    finally:
+        ingest.stop()
+
+
 def test_ingest_holds_messages_through_a_postgresql_restart(
     tmp_path, mosquitto, postgres_url, postgres_cluster
 ):

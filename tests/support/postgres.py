@@ -33,8 +33,9 @@ def find_bin_dir() -> Path | None:
 
 
 class PostgresCluster:
-    def __init__(self, bin_dir: Path):
+    def __init__(self, bin_dir: Path, settings: dict[str, str] | None = None):
         self.bin_dir = bin_dir
+        self.settings = settings or {}  # server settings beyond the defaults below (``-c name=value``)
         self.port = free_port()
         self.user = None if os.geteuid() != 0 else "postgres"
         self.root = Path(tempfile.mkdtemp(prefix="kuzet-pg-"))
@@ -73,6 +74,7 @@ class PostgresCluster:
 
     def _start_server(self) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} -c fsync=off"
+        options += "".join(f" -c {name}={value}" for name, value in self.settings.items())
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
 
     def create_database(self, name: str) -> str:
