@@ -280,6 +280,7 @@ def run(args, root: Path, topology: str) -> dict:
         central_side.settle()
         figures |= {"devices": connected, "devices_configured": len(devices)}
         figures |= account(central, reports, sent, watcher.stored_at(), faults)
+        (root / "samples.json").write_text(json.dumps(figures.pop("_samples")))
         figures["per_worker"] = central_side.workers(faults["end"] - faults["start"])
         figures["cpu_cores_during_load"] = faults["cpu"]
         figures["broker_drops"] = {
@@ -490,6 +491,18 @@ def account(
         "p99_dispatch_all_ms": percentile([ms for ms, _ in dispatched], 99),
         "dispatch_samples": [len(calm_dispatch), len(dispatched)],
         "dispatch_split_ms": dispatch_split(reports, opened, opening, sent, seen, windows),
+        # Not printed: each calm sample, written beside the run (``samples.json``) to see where a tail falls.
+        "_samples": {
+            "store_ms": sorted(
+                (round(at - faults["start"], 2), round(ms, 1))
+                for ms, at in timed
+                if _calm(windows, at, at + ms / 1000)
+            ),
+            "dispatch_legs_ms": [
+                (round(at - faults["start"], 2), *(round(ms, 1) for ms in legs))
+                for at, *legs in dispatch_legs(reports, opened, opening, sent, seen, windows)
+            ],
+        },
         "leader_failover_s": None if leader is None else round(leader, 2),
         **broker_failover(reports, faults),
         "failover_windows_s": {
@@ -519,15 +532,31 @@ def dispatch_split(
     bench sees a commit up to 0.1 s late, so this leg can read below zero), ``delivered`` from there to the
     badge. A dispatch made again after an escalation counts as its own."""
     legs: dict[str, list[float]] = {"stored": [], "routed": [], "delivered": []}
+    for _, stored, routed, delivered in dispatch_legs(reports, opened, opening, sent, seen, windows):
+        legs["stored"].append(stored)
+        legs["routed"].append(routed)
+        legs["delivered"].append(delivered)
+    return {leg: {"p50": percentile(ms, 50), "p99": percentile(ms, 99)} for leg, ms in legs.items()}
+
+
+def dispatch_legs(reports, opened, opening, sent, seen, windows) -> list[tuple[float, float, float, float]]:
+    """Each calm dispatch: (its event's publish time, then its three legs in ms), as ``dispatch_split``."""
+    legs = []
     for report in reports:
         for _, event_id, made, got in report.dispatches:
             message = opening.get(event_id)
             if message not in seen or not _calm(windows, opened[event_id], got):
                 continue
-            legs["stored"].append((seen[message] - sent[message]) * 1000)
-            legs["routed"].append((made - seen[message]) * 1000)
-            legs["delivered"].append((got - made) * 1000)
-    return {leg: {"p50": percentile(ms, 50), "p99": percentile(ms, 99)} for leg, ms in legs.items()}
+            stored = seen[message]
+            legs.append(
+                (
+                    opened[event_id],
+                    (stored - sent[message]) * 1000,
+                    (made - stored) * 1000,
+                    (got - made) * 1000,
+                )
+            )
+    return sorted(legs)
 
 
 def failover_windows(reports: list[Report], faults: dict) -> dict[str, tuple[float, float]]:
