@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,8 @@ _APPEND_ONLY_SQLITE = [
 ]
 # Any fixed number: the advisory lock that serialises appends to the chain across workers.
 _APPEND_LOCK = 0x6B757A6574_01  # "kuzet" 01
+# psycopg connections inside an ``appending`` that holds the lock (each thread has its own connection).
+_HOLDING: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class SqliteAuditRows:
@@ -121,9 +124,19 @@ class PostgresAuditRows(SqliteAuditRows):
 
     @contextlib.contextmanager
     def appending(self) -> Iterator[None]:
+        """The lock for the outermost ``appending`` on this connection; inside it, nothing more: the lock is
+        held until that transaction ends (routing's batch appends an entry or two per dispatch, each of which
+        would otherwise cost a savepoint and the lock again, five round trips)."""
+        if _HOLDING.get(self.conn):
+            yield
+            return
         with self.conn.transaction():
             self._execute("SELECT pg_advisory_xact_lock(?)", [_APPEND_LOCK])
-            yield
+            _HOLDING[self.conn] = True
+            try:
+                yield
+            finally:
+                del _HOLDING[self.conn]
 
     def prepare(self) -> None:
         return None  # the triggers and the mac column come with migration 0003

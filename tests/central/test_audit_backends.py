@@ -118,3 +118,36 @@ def test_concurrent_writers_keep_one_chain(store):
         thread.join()
     report = _check(store)
     assert report.count == 60 and report.ok
+
+
+def test_writers_appending_several_entries_a_transaction_keep_one_chain(store, monkeypatch):
+    """Routing appends an entry or two per dispatch inside its batch's transaction, which took the log's lock
+    up front: the entries inside ask for nothing more (on PostgreSQL the lock once a transaction, not once
+    an entry with a savepoint around it), and writers doing so at once still keep one chain."""
+    from kuzet.central.auth import audit_rows
+
+    locks = []
+    execute = audit_rows.PostgresAuditRows._execute
+
+    def counting(self, sql, params=()):
+        if "pg_advisory_xact_lock" in sql:
+            locks.append(sql)
+        return execute(self, sql, params)
+
+    monkeypatch.setattr(audit_rows.PostgresAuditRows, "_execute", counting)
+
+    def writer(name):
+        for i in range(5):
+            with store.transaction() as conn, audit.transaction(conn):
+                for j in range(3):
+                    audit.append(conn, name, "dispatch.sent", f"dispatch:{name}{i}{j}", {})
+
+    threads = [threading.Thread(target=writer, args=(f"w{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    report = _check(store)
+    assert report.count == 60 and report.ok
+    if store.backend == "postgresql":
+        assert len(locks) == 20  # four writers, five transactions each
