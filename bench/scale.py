@@ -491,6 +491,13 @@ def account(
         "p99_dispatch_all_ms": percentile([ms for ms, _ in dispatched], 99),
         "dispatch_samples": [len(calm_dispatch), len(dispatched)],
         "dispatch_split_ms": dispatch_split(reports, opened, opening, sent, seen, windows),
+        # Where the run's dispatches ended: timed_out is a badge that did not acknowledge in time (escalated).
+        "dispatches_by_state": {
+            row["state"]: row["n"]
+            for row in portable.rows(
+                central.db(), "SELECT state, count(*) AS n FROM dispatches GROUP BY state"
+            )
+        },
         # Not printed: each calm sample, written beside the run (``samples.json``) to see where a tail falls.
         "_samples": {
             "store_ms": sorted(

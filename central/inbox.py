@@ -106,7 +106,8 @@ class Waker:
 class InboxReader:
     """On the routing leader: hands what ingest kept to ``handle(message, site)`` and behind it a ``Settle``
     (``settle``: routing's queue) that deletes the rows in the transaction that applies them; at once when
-    ingest notifies (``url``: PostgreSQL's, to listen on), and every ``poll_s`` in any case.
+    ingest notifies (``url``: PostgreSQL's, to listen on), and every ``poll_s`` in any case. Each round tells
+    ``behind`` how long ago its oldest row reached central: how far routing is behind the devices.
 
     The next round is read while routing applies the last (rows handed over and not yet deleted are left out),
     so that reading never waits on applying nor applying on reading; a round waits only while two before it
@@ -121,8 +122,10 @@ class InboxReader:
         settle: Callable[[Settle], None],
         poll_s: float,
         url: str | None = None,
+        behind: Callable[[float], None] = lambda seconds: None,
     ):
         self.central, self._handle, self._settle, self.poll_s = central, handle, settle, poll_s
+        self._behind = behind  # told, each round, how long ago its oldest row reached central
         self.applied = 0  # rows handed to routing and deleted since this leader started
         self._stop = threading.Event()
         self._woken = threading.Event()
@@ -163,8 +166,12 @@ class InboxReader:
         skip = f"WHERE id NOT IN ({', '.join('?' * len(in_flight))}) " if in_flight else ""
         rows = portable.rows(
             self.central.db(),
-            f"SELECT id, site, topic, payload FROM routing_inbox {skip}ORDER BY id LIMIT ?",
+            f"SELECT id, site, topic, payload, received_at FROM routing_inbox {skip}ORDER BY id LIMIT ?",
             [*in_flight, BATCH],
+        )
+        oldest = min((row["received_at"] for row in rows), default=None)
+        self._behind(
+            0.0 if oldest is None else (timeutil.utc_now() - timeutil.from_wire(oldest)).total_seconds()
         )
         if not rows:
             return 0
@@ -192,14 +199,15 @@ class InboxReader:
 
     def _room(self) -> bool:
         """Wait while ``IN_FLIGHT`` rounds are unsettled; False if the reader stops meanwhile."""
-        began = time.monotonic()
+        began = warned = time.monotonic()
         while not self._stop.is_set():
             with self._lock:
                 if len(self._rounds) < self.IN_FLIGHT:
                     return True
                 _, oldest = self._rounds[0]
-            if not oldest.wait(10) and not self._stop.is_set():
-                log.warning("routing inbox: routing still applying after %.0f s", time.monotonic() - began)
+            if not oldest.wait(0.5) and time.monotonic() - warned >= 10:
+                warned = time.monotonic()
+                log.warning("routing inbox: routing still applying after %.0f s", warned - began)
         return False
 
 

@@ -109,7 +109,9 @@ class RoutingLeader:
             routing = RoutingService(self.central).start()
             running.callback(routing.stop)
             poll_s = self.central.config.worker.inbox_poll_s
-            self.inbox = InboxReader(self.central, routing.handle, routing.settle, poll_s, self.url).start()
+            self.inbox = InboxReader(
+                self.central, routing.handle, routing.settle, poll_s, self.url, behind=routing.behind
+            ).start()
             running.callback(self.inbox.stop)  # first: what it handed over is applied by routing.stop
             self.requests = RequestServer(self.central, routing).start()
             running.callback(self.requests.stop)

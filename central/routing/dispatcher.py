@@ -370,7 +370,7 @@ class Dispatcher:
             snapshot=self._snapshot(incident.event_id),
         )
         self._out.send(topics.down(unit.site, unit.device_id, "dispatch"), encode(message))
-        self.worker.deadlines.set(row["dispatch_id"], timeout)
+        self.worker.deadlines.set(row["dispatch_id"], timeout, on_device=True)
         incident.tried.add(unit.device_id)
         self._unit_changed(self.units.set_dispatch(unit.device_id, row["dispatch_id"]))
         note = say("note_sent", mode=mode, unit=unit.device_id, metres=round(distance_m), attempt=attempt)

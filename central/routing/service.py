@@ -68,9 +68,10 @@ class RoutingService(Dispatcher):
         """After a restart, dispatches still waiting for an acknowledgement (or proposals waiting for an
         operator's confirmation) keep their deadline."""
         now = timeutil.utc_now()
-        for dispatch_id, deadline_at in self.repository.deadlines((lc.SENT, lc.PROPOSED)):
-            left = (timeutil.from_wire(deadline_at) - now).total_seconds()
-            self.worker.deadlines.set(dispatch_id, left)
+        for state in (lc.SENT, lc.PROPOSED):  # a sent one waits on its badge's answer
+            for dispatch_id, deadline_at in self.repository.deadlines((state,)):
+                left = (timeutil.from_wire(deadline_at) - now).total_seconds()
+                self.worker.deadlines.set(dispatch_id, left, on_device=state == lc.SENT)
 
     def _reload_waiting(self) -> None:
         """After a restart, events that needed a patrol and never got one wait for a unit again."""
@@ -105,6 +106,11 @@ class RoutingService(Dispatcher):
         """Queue ``settle`` behind what was handed over so far: the routing inbox deletes its rows in the
         transaction that applies them (``central.inbox``)."""
         self.worker.settle(settle)
+
+    def behind(self, seconds: float) -> None:
+        """How late routing applies what devices send now (``central.inbox``): a badge's acknowledgement
+        deadline waits that much longer (``Deadlines``)."""
+        self.worker.deadlines.behind(seconds)
 
     def drain(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything queued so far has been applied; for tests and orderly shutdown."""

@@ -49,20 +49,35 @@ class Settle:
 
 class Deadlines:
     """dispatch_id -> time.monotonic() deadline (a "sent" dispatch's acknowledgement, a proposal's
-    confirmation)."""
+    confirmation). A deadline set ``on_device`` (a badge's answer) is held while routing is behind what devices
+    send (``behind``, at most ``MAX_HOLD_S``): an answer the badge sent in time may still be in central's own
+    queues, and a dispatch taken back for central's lag would escalate to another unit for nothing."""
+
+    MAX_HOLD_S = 300.0
 
     def __init__(self) -> None:
         self._at: dict[str, float] = {}
+        self._on_device: set[str] = set()
+        self.behind_s = 0.0
 
-    def set(self, dispatch_id: str, in_s: float) -> None:
+    def set(self, dispatch_id: str, in_s: float, on_device: bool = False) -> None:
         self._at[dispatch_id] = time.monotonic() + max(0.0, in_s)
+        if on_device:
+            self._on_device.add(dispatch_id)
+        else:
+            self._on_device.discard(dispatch_id)
 
     def clear(self, dispatch_id: str) -> None:
         self._at.pop(dispatch_id, None)
+        self._on_device.discard(dispatch_id)
+
+    def behind(self, seconds: float) -> None:
+        """How late routing applies what devices send now (the routing inbox's oldest row, as it reads it)."""
+        self.behind_s = min(max(seconds, 0.0), self.MAX_HOLD_S)
 
     def due(self) -> list[str]:
-        now = time.monotonic()
-        return [d for d, at in self._at.items() if at <= now]
+        now, held = time.monotonic(), self.behind_s
+        return [d for d, at in self._at.items() if at + (held if d in self._on_device else 0.0) <= now]
 
 
 class Worker:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -12,7 +13,7 @@ from kuzet.central import inbox
 from kuzet.central.ingest.batch import Incoming, Valid
 from kuzet.central.routing.worker import Settle, Worker
 from kuzet.central.store import portable
-from kuzet.shared import messages, topics
+from kuzet.shared import messages, timeutil, topics
 
 SITE = "pavlodar"
 
@@ -205,3 +206,20 @@ def test_routing_deletes_the_rows_in_the_transaction_that_applies_them_and_settl
         assert worker.drain(5) and outcome == [True, True, False]
     finally:
         worker.stop()
+
+
+def test_each_round_tells_routing_how_far_behind_the_devices_it_is(central):
+    """The reader tells routing, each round, how long ago its oldest row reached central (a badge's
+    acknowledgement deadline waits that much longer); an empty inbox: not behind at all."""
+    told: list[float] = []
+    reader = inbox.InboxReader(central, lambda message, site: None, at_once(central), 60, behind=told.append)
+    late = arrived(position("badge-1"))
+    late = Valid(
+        late.incoming, SITE, late.message, timeutil.to_wire(timeutil.utc_now() - timedelta(seconds=40))
+    )
+    db = central.db()
+    with portable.transaction(db):
+        inbox.keep(db, [late, arrived(position("badge-2"))])
+    assert reader.run_once() == 2
+    assert told[-1] == pytest.approx(40, abs=2)
+    assert reader.run_once() == 0 and told[-1] == 0.0  # routing applied the round: nothing waits

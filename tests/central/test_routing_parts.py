@@ -19,7 +19,7 @@ from kuzet.central.routing.planner import Incident
 from kuzet.central.routing.repository import SqliteRoutingRepository
 from kuzet.central.routing.service import RoutingService
 from kuzet.central.routing.units import Unit
-from kuzet.central.routing.worker import Settle
+from kuzet.central.routing.worker import Deadlines, Settle
 from kuzet.central.store import events, portable, registry, workflow
 from kuzet.shared import ids, timeutil
 from kuzet.shared.messages import Event, Location, Status
@@ -407,3 +407,49 @@ def test_a_run_of_reports_that_fails_together_is_applied_one_by_one(central, mon
     assert tries == [["badge-0", "badge-1", "badge-2"], ["badge-0"], ["badge-1"], ["badge-2"]]
     saved = SqliteRoutingRepository(central.db()).load_units()
     assert sorted(u.device_id for u in saved) == ["badge-0", "badge-2"]
+
+
+def test_a_badges_deadline_waits_while_routing_is_behind_the_devices_and_a_proposals_does_not(monkeypatch):
+    """A dispatch's acknowledgement deadline is held by how far behind routing applies what devices send (an
+    answer the badge sent in time may still be in central's queues), at most ``MAX_HOLD_S``; an operator's
+    confirmation deadline is not held; caught up, the held deadline falls due."""
+    clock = [1000.0]
+    monkeypatch.setattr("kuzet.central.routing.worker.time.monotonic", lambda: clock[0])
+    deadlines = Deadlines()
+    deadlines.set("sent", 60, on_device=True)
+    deadlines.set("proposed", 60)
+    clock[0] += 61
+    assert sorted(deadlines.due()) == ["proposed", "sent"]
+    deadlines.behind(30)  # routing applies badges' messages 30 s after they reached central
+    assert deadlines.due() == ["proposed"]
+    clock[0] += 30
+    assert sorted(deadlines.due()) == ["proposed", "sent"]
+    deadlines.behind(10_000)
+    assert deadlines.behind_s == Deadlines.MAX_HOLD_S
+    deadlines.behind(0)  # caught up
+    deadlines.clear("proposed")
+    assert deadlines.due() == ["sent"]
+
+
+def test_routing_holds_a_badges_deadline_for_its_own_lag_and_expires_it_once_caught_up(central, monkeypatch):
+    """Through the routing service: a sent dispatch past its deadline is not taken back while routing is told
+    it is behind, and is once it has caught up."""
+    clock = [1000.0]
+    monkeypatch.setattr("kuzet.central.routing.worker.time.monotonic", lambda: clock[0])
+    service = RoutingService(central)
+    with service.worker.transaction():
+        service._apply(SITE, Location(device="badge-1", position={"lat": HOME[0], "lon": HOME[1]}, fix="gps",
+                                      duty="available"))  # fmt: skip
+    event = Event(device="cam-1", event_id=ids.new_id(), seq=0, state="open", event_type="loitering",
+                  severity="high", label="person", score=0.9, started_at=timeutil.utc_now(),
+                  location={"lat": HOME[0], "lon": HOME[1]})  # fmt: skip
+    with central.db().conn:
+        events.apply(central.db().conn, [events.Received(event, SITE, timeutil.now_wire())])
+    with service.worker.transaction():
+        service._apply(SITE, event)
+    [dispatch] = service.dispatches(event_id=event.event_id)
+    clock[0] += service.config.ack_timeout_s + 1  # the badge's time is up
+    service.behind(45)
+    assert service.worker.deadlines.due() == []
+    service.behind(0)
+    assert service.worker.deadlines.due() == [dispatch["dispatch_id"]]
