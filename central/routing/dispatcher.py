@@ -108,10 +108,15 @@ class Dispatcher:
         return not routes
 
     def _will_route(self, message: Envelope | str | None) -> bool:
-        """Whether ``message`` is an event not yet considered that needs a patrol (nothing is marked)."""
+        """Whether ``message`` is an event not yet considered that needs a patrol (nothing is marked). An
+        event whose rule cannot be read is logged and routed nowhere, rather than stop routing's thread."""
         if not isinstance(message, Event) or message.event_id in self._seen:
             return False
-        return self._needs_patrol(message.event_type, message.severity)
+        try:
+            return self._needs_patrol(message.event_type, message.severity)
+        except Exception:
+            log.exception("routing: cannot tell whether %s needs a patrol", message.event_type)
+            return False
 
     def _apply_alone(self, site: str, message: Envelope | str | None) -> None:
         if message is SERVE_WAITING:

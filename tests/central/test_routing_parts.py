@@ -453,3 +453,21 @@ def test_routing_holds_a_badges_deadline_for_its_own_lag_and_expires_it_once_cau
     assert service.worker.deadlines.due() == []
     service.behind(0)
     assert service.worker.deadlines.due() == [dispatch["dispatch_id"]]
+
+
+def test_an_event_whose_rule_cannot_be_read_is_routed_nowhere_and_routing_goes_on(central, caplog):
+    """Deciding whether an event needs a patrol happens before any savepoint (and to cut the worker's batch):
+    a rule that cannot be read there is logged and the event routed nowhere, and the rest of the batch is
+    applied; routing's thread does not stop."""
+    service = RoutingService(central)
+    service.config.rules = {"loitering": {"min_severity": "low"}}  # unvalidated: not a RuleSection
+    event = Event(device="cam-1", event_id=ids.new_id(), seq=0, state="open", event_type="loitering",
+                  severity="high", label="person", score=0.9, started_at=timeutil.utc_now(),
+                  location={"lat": HOME[0], "lon": HOME[1]})  # fmt: skip
+    report = Location(
+        device="badge-1", position={"lat": HOME[0], "lon": HOME[1]}, fix="gps", duty="available"
+    )
+    assert service.worker._apply_and_settle([(SITE, event), (SITE, report)], [])
+    assert service.dispatches(event_id=event.event_id) == []
+    assert service.units.get("badge-1") is not None  # the report after it applied
+    assert "cannot tell whether loitering needs a patrol" in caplog.text

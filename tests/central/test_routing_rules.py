@@ -11,6 +11,7 @@ from support.ingest import make_central
 from support.patrol import SITE, point, wait_for
 
 from kuzet.central.routing import geo
+from kuzet.central.routing.config import RuleSection
 from kuzet.central.routing.service import RoutingService
 from kuzet.shared import ids, timeutil, topics
 from kuzet.shared.config import MqttSection
@@ -75,7 +76,7 @@ def event(at, event_type="loitering", severity="high", device="cam-1", **fields)
 
 def test_only_free_fresh_capable_units_are_recommended(routed):
     central, service, sent = routed
-    central.config.routing.rules = {"no_stopping": {"capabilities": ["vehicle"]}}
+    central.config.routing.rules = {"no_stopping": RuleSection(capabilities=["vehicle"])}
     locate(service, "badge-busy", point(50), duty="busy")
     locate(service, "badge-stale", point(60), age_s=3600)
     locate(service, "badge-foot", point(100))
