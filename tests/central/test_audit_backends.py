@@ -45,6 +45,15 @@ def _sql(store, statement: str, params=()):
         conn.execute(placeholders, list(params))
 
 
+def _at_once(writer, count: int = 4) -> None:
+    """``writer(name)`` on ``count`` threads at once (each its own connection, as web workers are)."""
+    threads = [threading.Thread(target=writer, args=(f"w{n}",)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def _check(store, checkpoint=None):
     with store.transaction() as conn:
         return audit.check(conn, checkpoint)
@@ -111,11 +120,7 @@ def test_concurrent_writers_keep_one_chain(store):
             with store.transaction() as conn:  # each thread its own connection
                 audit.append(conn, name, "event.view", f"event:{name}{i}", {})
 
-    threads = [threading.Thread(target=writer, args=(f"w{n}",)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _at_once(writer)
     report = _check(store)
     assert report.count == 60 and report.ok
 
@@ -142,11 +147,7 @@ def test_writers_appending_several_entries_a_transaction_keep_one_chain(store, m
                 for j in range(3):
                     audit.append(conn, name, "dispatch.sent", f"dispatch:{name}{i}{j}", {})
 
-    threads = [threading.Thread(target=writer, args=(f"w{n}",)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _at_once(writer)
     report = _check(store)
     assert report.count == 60 and report.ok
     if store.backend == "postgresql":

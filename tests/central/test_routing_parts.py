@@ -47,6 +47,38 @@ def incident(**fields) -> Incident:
                        "lat": HOME[0], "lon": HOME[1], **fields})  # fmt: skip
 
 
+def at(device: str, north_m: float, duty: str = "available") -> Location:
+    """A badge's position ``north_m`` metres north of HOME."""
+    position = dict(zip(("lat", "lon"), offset(*HOME, north_m, 0), strict=True))
+    return Location(device=device, position=position, fix="gps", duty=duty)
+
+
+def camera_event(event_type: str = "loitering", severity: str = "high") -> Event:
+    """An event at HOME; by default one a patrol is sent to."""
+    return Event(device="cam-1", event_id=ids.new_id(), seq=0, state="open", event_type=event_type,
+                 severity=severity, label="person", score=0.9, started_at=timeutil.utc_now(),
+                 location={"lat": HOME[0], "lon": HOME[1]})  # fmt: skip
+
+
+def stored(central, event: Event) -> Event:
+    """``event`` stored as ingest stores it, before routing sees it."""
+    with central.db().conn:
+        events.apply(central.db().conn, [events.Received(event, SITE, timeutil.now_wire())])
+    return event
+
+
+def record_saves(service, monkeypatch) -> list[list[str]]:
+    """The units of each ``save_units`` call, by device id."""
+    saves: list[list[str]] = []
+    save_units = service.repository.save_units
+    monkeypatch.setattr(
+        service.repository,
+        "save_units",
+        lambda units: saves.append(sorted(u.device_id for u in units)) or save_units(units),
+    )
+    return saves
+
+
 # --- planner ---------------------------------------------------------------------------------------------
 
 
@@ -158,11 +190,7 @@ def routed(central):
 
     apply(Location(device="badge-1", position=dict(zip(("lat", "lon"), offset(*HOME, 100, 0), strict=True)),
                    fix="gps", duty="available"))  # fmt: skip
-    event = Event(device="cam-1", event_id=ids.new_id(), seq=0, state="open", event_type="loitering",
-                  severity="high", label="person", score=0.9, started_at=timeutil.utc_now(),
-                  location={"lat": HOME[0], "lon": HOME[1]})  # fmt: skip
-    with central.db().conn:
-        events.apply(central.db().conn, [events.Received(event, SITE, timeutil.now_wire())])
+    event = stored(central, camera_event())
     apply(event)
     [dispatch] = service.dispatches(event_id=event.event_id)
     assert dispatch["state"] == "sent" and service.units.get("badge-1").current_dispatch
@@ -219,18 +247,10 @@ def test_a_free_unit_reporting_routes_again_only_the_waiting_incidents_it_could_
         with service.worker.transaction():
             service._apply(SITE, message)
 
-    def at(device: str, north_m: float) -> Location:
-        position = dict(zip(("lat", "lon"), offset(*HOME, north_m, 0), strict=True))
-        return Location(device=device, position=position, fix="gps", duty="available")
-
     far = service.config.max_distance_m / service.config.detour_factor + 5_000  # out of range
     for n in range(20):
         apply(at(f"badge-{n}", far + n))
-    event = Event(device="cam-1", event_id=ids.new_id(), seq=0, state="open", event_type="loitering",
-                  severity="high", label="person", score=0.9, started_at=timeutil.utc_now(),
-                  location={"lat": HOME[0], "lon": HOME[1]})  # fmt: skip
-    with central.db().conn:
-        events.apply(central.db().conn, [events.Received(event, SITE, timeutil.now_wire())])
+    event = stored(central, camera_event())
     apply(event)
     assert service.waiting() == [event.event_id]
 
@@ -274,28 +294,14 @@ def test_a_run_of_badges_reports_is_saved_together_in_order_with_the_rest_of_the
     unit once, as it is after the run) and one live update per unit, not a round trip per report; what comes
     between runs (an event) is applied in its place, seeing the positions before it and not those after."""
     service = RoutingService(central)
-    saves, shown = [], []
-    save_units = service.repository.save_units
-    monkeypatch.setattr(
-        service.repository,
-        "save_units",
-        lambda units: saves.append(sorted(u.device_id for u in units)) or save_units(units),
-    )
+    saves, shown = record_saves(service, monkeypatch), []
     monkeypatch.setattr(
         central.hub,
         "publish",
         lambda channel, data: shown.append(data["device_id"]) if channel == "unit" else None,
     )  # fmt: skip (what the page is shown, after the commit)
 
-    def at(device: str, north_m: float, duty: str = "available") -> Location:
-        position = dict(zip(("lat", "lon"), offset(*HOME, north_m, 0), strict=True))
-        return Location(device=device, position=position, fix="gps", duty=duty)
-
-    event = Event(device="cam-1", event_id=ids.new_id(), seq=0, state="open", event_type="loitering",
-                  severity="high", label="person", score=0.9, started_at=timeutil.utc_now(),
-                  location={"lat": HOME[0], "lon": HOME[1]})  # fmt: skip
-    with central.db().conn:
-        events.apply(central.db().conn, [events.Received(event, SITE, timeutil.now_wire())])
+    event = stored(central, camera_event())
     heartbeat = Status(device="badge-b", kind="badge", software_version="1", uptime_s=5, duty="available")
     batch = [at("badge-a", 900), at("badge-b", 800), at("badge-a", 700), heartbeat, at("badge-b", 600)]
     batch += [event, at("badge-a", 50), at("badge-b", 40, duty="off_duty")]
@@ -320,23 +326,11 @@ def test_events_routing_passes_over_cost_no_savepoint_and_do_not_split_a_run_of_
     decides both in memory, so they cost no savepoint (two round trips each on PostgreSQL, on routing's one
     thread) and the badges' reports around them are still saved together."""
     service = RoutingService(central)
-    saves, savepoints = [], []
-    save_units = service.repository.save_units
-    monkeypatch.setattr(
-        service.repository,
-        "save_units",
-        lambda units: saves.append(sorted(u.device_id for u in units)) or save_units(units),
-    )
+    saves, savepoints = record_saves(service, monkeypatch), []
     transaction = portable.transaction
     monkeypatch.setattr(portable, "transaction", lambda conn: savepoints.append(1) or transaction(conn))
 
-    def at(device: str, north_m: float) -> Location:
-        position = dict(zip(("lat", "lon"), offset(*HOME, north_m, 0), strict=True))
-        return Location(device=device, position=position, fix="gps", duty="available")
-
-    quiet = Event(device="cam-1", event_id=ids.new_id(), seq=0, state="open", event_type="zone_enter",
-                  severity="low", label="person", score=0.9, started_at=timeutil.utc_now(),
-                  location={"lat": HOME[0], "lon": HOME[1]})  # fmt: skip
+    quiet = camera_event("zone_enter", "low")
     assert not planner.needs_patrol(service.config, "zone_enter", "low")
     closed = quiet.model_copy(update={"id": ids.new_id(), "seq": 1, "state": "closed"})
     batch = [at("badge-a", 900), quiet, at("badge-b", 800), closed, at("badge-a", 700)]
@@ -366,15 +360,7 @@ def test_a_dispatch_leaves_at_its_own_commit_not_after_the_rest_of_the_batch(cen
         lambda units: order.append(("saved", sorted(u.device_id for u in units))) or save_units(units),
     )
 
-    def at(device: str, north_m: float) -> Location:
-        position = dict(zip(("lat", "lon"), offset(*HOME, north_m, 0), strict=True))
-        return Location(device=device, position=position, fix="gps", duty="available")
-
-    event = Event(device="cam-1", event_id=ids.new_id(), seq=0, state="open", event_type="loitering",
-                  severity="high", label="person", score=0.9, started_at=timeutil.utc_now(),
-                  location={"lat": HOME[0], "lon": HOME[1]})  # fmt: skip
-    with central.db().conn:
-        events.apply(central.db().conn, [events.Received(event, SITE, timeutil.now_wire())])
+    event = stored(central, camera_event())
     settle = Settle(lambda db: order.append(("settled", None)), lambda ok: None)
     work = [(SITE, message) for message in (at("badge-a", 100), event, at("badge-b", 200))]
     assert service.worker._apply_and_settle(work, [settle])
@@ -440,11 +426,7 @@ def test_routing_holds_a_badges_deadline_for_its_own_lag_and_expires_it_once_cau
     with service.worker.transaction():
         service._apply(SITE, Location(device="badge-1", position={"lat": HOME[0], "lon": HOME[1]}, fix="gps",
                                       duty="available"))  # fmt: skip
-    event = Event(device="cam-1", event_id=ids.new_id(), seq=0, state="open", event_type="loitering",
-                  severity="high", label="person", score=0.9, started_at=timeutil.utc_now(),
-                  location={"lat": HOME[0], "lon": HOME[1]})  # fmt: skip
-    with central.db().conn:
-        events.apply(central.db().conn, [events.Received(event, SITE, timeutil.now_wire())])
+    event = stored(central, camera_event())
     with service.worker.transaction():
         service._apply(SITE, event)
     [dispatch] = service.dispatches(event_id=event.event_id)
@@ -461,9 +443,7 @@ def test_an_event_whose_rule_cannot_be_read_is_routed_nowhere_and_routing_goes_o
     applied; routing's thread does not stop."""
     service = RoutingService(central)
     service.config.rules = {"loitering": {"min_severity": "low"}}  # unvalidated: not a RuleSection
-    event = Event(device="cam-1", event_id=ids.new_id(), seq=0, state="open", event_type="loitering",
-                  severity="high", label="person", score=0.9, started_at=timeutil.utc_now(),
-                  location={"lat": HOME[0], "lon": HOME[1]})  # fmt: skip
+    event = camera_event()
     report = Location(
         device="badge-1", position={"lat": HOME[0], "lon": HOME[1]}, fix="gps", duty="available"
     )
