@@ -20,7 +20,8 @@ Prints one JSON object: ``{"devices": N, "sent": N, "stored": N, "lost": N, "dup
   ``p99_dispatch_ms``: an event's publish to the dispatch arriving on a badge; both over the messages
   whose publish-to-arrival lies wholly outside the failover windows (the broker's from the outage until every
   device is back on the primary; each killed worker's), the whole run's beside them (``..._all_ms``);
-  ``dispatch_split_ms`` where the calm dispatches' time went;
+  ``dispatch_split_ms`` where the calm dispatches' time went (every calm sample is written beside the run,
+  ``samples.json``); ``dispatches_by_state`` how the run's dispatches ended;
 - ``broker_failover_s``: from stopping the primary until every device connected then is connected to the
   standby (``broker_failover_p50_s`` the median device);
 - ``leader_failover_s``: the routing leader's SIGKILL to its standby leading: null where central runs as one

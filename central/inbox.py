@@ -107,7 +107,7 @@ class InboxReader:
     """On the routing leader: hands what ingest kept to ``handle(message, site)`` and behind it a ``Settle``
     (``settle``: routing's queue) that deletes the rows in the transaction that applies them; at once when
     ingest notifies (``url``: PostgreSQL's, to listen on), and every ``poll_s`` in any case. Each round tells
-    ``behind`` how long ago its oldest row reached central: how far routing is behind the devices.
+    ``behind`` how long ago the oldest row not yet applied reached central: how far routing is behind.
 
     The next round is read while routing applies the last (rows handed over and not yet deleted are left out),
     so that reading never waits on applying nor applying on reading; a round waits only while two before it
@@ -129,7 +129,8 @@ class InboxReader:
         self.applied = 0  # rows handed to routing and deleted since this leader started
         self._stop = threading.Event()
         self._woken = threading.Event()
-        self._rounds: list[tuple[list[int], threading.Event]] = []  # handed over, not yet settled
+        # Handed over, not yet settled: (row ids, the oldest row's received_at, set once settled).
+        self._rounds: list[tuple[list[int], str, threading.Event]] = []
         self._lock = threading.Lock()
         self.waker = Waker(url, self._woken) if url else None
         self._thread = threading.Thread(target=self._run, name="routing-inbox", daemon=True)
@@ -162,14 +163,15 @@ class InboxReader:
         if not self._room():
             return 0
         with self._lock:
-            in_flight = [row_id for ids, _ in self._rounds for row_id in ids]
+            in_flight = [row_id for ids, _, _ in self._rounds for row_id in ids]
+            waiting = [oldest for _, oldest, _ in self._rounds]
         skip = f"WHERE id NOT IN ({', '.join('?' * len(in_flight))}) " if in_flight else ""
         rows = portable.rows(
             self.central.db(),
             f"SELECT id, site, topic, payload, received_at FROM routing_inbox {skip}ORDER BY id LIMIT ?",
             [*in_flight, BATCH],
         )
-        oldest = min((row["received_at"] for row in rows), default=None)
+        oldest = min([*waiting, *(row["received_at"] for row in rows)], default=None)  # applied or not yet
         self._behind(
             0.0 if oldest is None else (timeutil.utc_now() - timeutil.from_wire(oldest)).total_seconds()
         )
@@ -184,7 +186,7 @@ class InboxReader:
             self._handle(message, row["site"])
         ids, settled = [row["id"] for row in rows], threading.Event()
         with self._lock:
-            self._rounds.append((ids, settled))
+            self._rounds.append((ids, min(row["received_at"] for row in rows), settled))
         self._settle(Settle(lambda db: _delete(db, ids), lambda ok: self._settled(ids, settled, ok)))
         return len(rows)
 
@@ -192,7 +194,7 @@ class InboxReader:
         """On routing's thread, once the round's transaction committed (``ok``) or failed: its rows are deleted,
         or read again at a later round."""
         with self._lock:
-            self._rounds = [(i, e) for i, e in self._rounds if e is not settled]
+            self._rounds = [entry for entry in self._rounds if entry[2] is not settled]
             if ok:
                 self.applied += len(ids)
         settled.set()
@@ -204,8 +206,8 @@ class InboxReader:
             with self._lock:
                 if len(self._rounds) < self.IN_FLIGHT:
                     return True
-                _, oldest = self._rounds[0]
-            if not oldest.wait(0.5) and time.monotonic() - warned >= 10:
+                first = self._rounds[0][2]
+            if not first.wait(0.5) and time.monotonic() - warned >= 10:
                 warned = time.monotonic()
                 log.warning("routing inbox: routing still applying after %.0f s", warned - began)
         return False

@@ -1,5 +1,7 @@
-"""Routing's worker thread: a queue of device messages applied in batches, one transaction per batch,
-messages to badges and live updates sent only after that transaction commits, and the deadline timer.
+"""Routing's worker thread: a queue of device messages applied in batches, one transaction per batch (cut
+after each urgent message: an event routing will route), messages to badges and live updates sent only after
+that transaction commits, what a ``Settle`` queued behind the messages writes committed with them, and the
+deadline timer.
 
 The worker knows nothing of dispatches: ``apply(site, message)`` and ``expire(due_ids)`` are the
 dispatcher's. Operator requests (web threads) take the same lock through ``transaction()``."""

@@ -209,10 +209,12 @@ def test_routing_deletes_the_rows_in_the_transaction_that_applies_them_and_settl
 
 
 def test_each_round_tells_routing_how_far_behind_the_devices_it_is(central):
-    """The reader tells routing, each round, how long ago its oldest row reached central (a badge's
-    acknowledgement deadline waits that much longer); an empty inbox: not behind at all."""
+    """The reader tells routing, each round, how long ago the oldest row not yet applied reached central (a
+    badge's acknowledgement deadline waits that much longer): a round handed over and not yet settled still
+    counts when the next read finds nothing new; all applied and nothing waiting, not behind at all."""
     told: list[float] = []
-    reader = inbox.InboxReader(central, lambda message, site: None, at_once(central), 60, behind=told.append)
+    settles: list[Settle] = []
+    reader = inbox.InboxReader(central, lambda message, site: None, settles.append, 60, behind=told.append)
     late = arrived(position("badge-1"))
     late = Valid(
         late.incoming, SITE, late.message, timeutil.to_wire(timeutil.utc_now() - timedelta(seconds=40))
@@ -220,6 +222,7 @@ def test_each_round_tells_routing_how_far_behind_the_devices_it_is(central):
     db = central.db()
     with portable.transaction(db):
         inbox.keep(db, [late, arrived(position("badge-2"))])
-    assert reader.run_once() == 2
-    assert told[-1] == pytest.approx(40, abs=2)
-    assert reader.run_once() == 0 and told[-1] == 0.0  # routing applied the round: nothing waits
+    assert reader.run_once() == 2 and told[-1] == pytest.approx(40, abs=2)
+    assert reader.run_once() == 0 and told[-1] == pytest.approx(40, abs=2)  # handed over, not yet applied
+    at_once(central)(settles[0])
+    assert reader.run_once() == 0 and told[-1] == 0.0
