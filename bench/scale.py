@@ -466,8 +466,10 @@ def account(
     for report in reports:
         for kind, n in report.counts.items():
             counts[kind] = counts.get(kind, 0) + n
-    calm_store = [ms for ms, at in timed if _calm(windows, at, at + ms / 1000)]
+    calm_timed = [(ms, at) for ms, at in timed if _calm(windows, at, at + ms / 1000)]
+    calm_store = [ms for ms, _ in calm_timed]
     calm_dispatch = [ms for ms, at in dispatched if _calm(windows, at, at + ms / 1000)]
+    legs = dispatch_legs(reports, opened, opening, sent, seen, windows)
     leader = faults.get("leader_back", 0) - faults["leader_killed"] if "leader_killed" in faults else None
     return {
         "sent": len(sent),
@@ -491,7 +493,7 @@ def account(
         "p50_dispatch_ms": percentile(calm_dispatch, 50),
         "p99_dispatch_all_ms": percentile([ms for ms, _ in dispatched], 99),
         "dispatch_samples": [len(calm_dispatch), len(dispatched)],
-        "dispatch_split_ms": dispatch_split(reports, opened, opening, sent, seen, windows),
+        "dispatch_split_ms": dispatch_split(legs),
         # Where the run's dispatches ended: timed_out is a badge that did not acknowledge in time (escalated).
         "dispatches_by_state": {
             row["state"]: row["n"]
@@ -501,14 +503,9 @@ def account(
         },
         # Not printed: each calm sample, written beside the run (``samples.json``) to see where a tail falls.
         "_samples": {
-            "store_ms": sorted(
-                (round(at - faults["start"], 2), round(ms, 1))
-                for ms, at in timed
-                if _calm(windows, at, at + ms / 1000)
-            ),
+            "store_ms": sorted((round(at - faults["start"], 2), round(ms, 1)) for ms, at in calm_timed),
             "dispatch_legs_ms": [
-                (round(at - faults["start"], 2), *(round(ms, 1) for ms in legs))
-                for at, *legs in dispatch_legs(reports, opened, opening, sent, seen, windows)
+                (round(at - faults["start"], 2), *(round(ms, 1) for ms in three)) for at, *three in legs
             ],
         },
         "leader_failover_s": None if leader is None else round(leader, 2),
@@ -527,28 +524,20 @@ def account(
     }
 
 
-def dispatch_split(
-    reports: list[Report],
-    opened: dict[str, float],
-    opening: dict[str, str],
-    sent: dict[str, float],
-    seen: dict[str, float],
-    windows: dict[str, tuple[float, float]],
-) -> dict[str, dict[str, float | None]]:
-    """Where a calm dispatch's time went (p50 and p99 of each leg): ``stored`` the event's opening from its
-    publish to the store, ``routed`` from the store to central making the dispatch (its ``ts``; on SQLite the
-    bench sees a commit up to 0.1 s late, so this leg can read below zero), ``delivered`` from there to the
-    badge. A dispatch made again after an escalation counts as its own."""
-    legs: dict[str, list[float]] = {"stored": [], "routed": [], "delivered": []}
-    for _, stored, routed, delivered in dispatch_legs(reports, opened, opening, sent, seen, windows):
-        legs["stored"].append(stored)
-        legs["routed"].append(routed)
-        legs["delivered"].append(delivered)
-    return {leg: {"p50": percentile(ms, 50), "p99": percentile(ms, 99)} for leg, ms in legs.items()}
+def dispatch_split(legs: list[tuple[float, float, float, float]]) -> dict[str, dict[str, float | None]]:
+    """Where a calm dispatch's time went, p50 and p99 of each leg of ``dispatch_legs``: ``stored`` the
+    event's opening from its publish to the store, ``routed`` from the store to central making the dispatch
+    (its ``ts``; on SQLite the bench sees a commit up to 0.1 s late, so this leg can read below zero),
+    ``delivered`` from there to the badge. A dispatch made again after an escalation counts as its own."""
+    by_leg: dict[str, list[float]] = {"stored": [], "routed": [], "delivered": []}
+    for _, *three in legs:
+        for ms, leg in zip(three, by_leg.values(), strict=True):
+            leg.append(ms)
+    return {name: {"p50": percentile(ms, 50), "p99": percentile(ms, 99)} for name, ms in by_leg.items()}
 
 
 def dispatch_legs(reports, opened, opening, sent, seen, windows) -> list[tuple[float, float, float, float]]:
-    """Each calm dispatch: (its event's publish time, then its three legs in ms), as ``dispatch_split``."""
+    """Each calm dispatch: (its event's publish time, then its three legs in ms), in order of publish."""
     legs = []
     for report in reports:
         for _, event_id, made, got in report.dispatches:

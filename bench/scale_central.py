@@ -76,7 +76,7 @@ class Region:
         bin_dir = find_bin_dir()
         if bin_dir is None:
             raise SystemExit("PostgreSQL's initdb and pg_ctl are missing (apt-get install postgresql)")
-        # Each row's commit time, for the store's latency (``commit_times``) without polling the store.
+        # Each row's commit time, for the store's latency (``StoredWatcher.stored_at``) without polling the store.
         cluster = PostgresCluster(bin_dir, {"track_commit_timestamp": "on"}).start()
         running.callback(cluster.stop)
         self.postgres_dir = str(cluster.root)

@@ -171,7 +171,8 @@ class InboxReader:
             f"SELECT id, site, topic, payload, received_at FROM routing_inbox {skip}ORDER BY id LIMIT ?",
             [*in_flight, BATCH],
         )
-        oldest = min([*waiting, *(row["received_at"] for row in rows)], default=None)  # applied or not yet
+        this_round = min((row["received_at"] for row in rows), default=None)
+        oldest = min([*waiting, *([this_round] if this_round else [])], default=None)  # not yet applied
         self._behind(
             0.0 if oldest is None else (timeutil.utc_now() - timeutil.from_wire(oldest)).total_seconds()
         )
@@ -186,7 +187,7 @@ class InboxReader:
             self._handle(message, row["site"])
         ids, settled = [row["id"] for row in rows], threading.Event()
         with self._lock:
-            self._rounds.append((ids, min(row["received_at"] for row in rows), settled))
+            self._rounds.append((ids, this_round, settled))
         self._settle(Settle(lambda db: _delete(db, ids), lambda ok: self._settled(ids, settled, ok)))
         return len(rows)
 

@@ -126,7 +126,7 @@ class PostgresAuditRows(SqliteAuditRows):
     def appending(self) -> Iterator[None]:
         """The lock for the outermost ``appending`` on this connection; inside it, nothing more: the lock is
         held until that transaction ends (routing's batch appends an entry or two per dispatch, each of which
-        would otherwise cost a savepoint and the lock again, five round trips)."""
+        would otherwise cost a savepoint, its release and the lock again: three round trips)."""
         if _HOLDING.get(self.conn):
             yield
             return
