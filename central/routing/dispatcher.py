@@ -195,10 +195,8 @@ class Dispatcher:
         if age_s > self.config.waiting_max_age_s:
             log.info("routing: %s started %.0f s ago; too old to send a patrol", message.event_id, age_s)
             return
-        if self.repository.has_dispatch_for(message.event_id):
-            return  # already routed (central restarted and the edge re-sent the event)
-        if self._event_closed(message.event_id):
-            return  # an operator has already closed it
+        if self.repository.routed_or_closed(message.event_id):
+            return  # already routed (central restarted, the edge re-sent the event) or an operator closed it
         position = message.location
         if position is None:
             camera = self.repository.device_position(message.device)
@@ -352,14 +350,14 @@ class Dispatcher:
     ) -> str:
         """Carry out SEND: record the dispatch as sent, start its deadline, send it, mark the unit busy."""
         timeout = self.config.ack_timeout_s
-        if row is None:
-            more = dict(attempt=attempt, created_by=actor, radius_m=radius_m)
-            row = self._insert(incident, unit, distance_m, mode, lc.SENT, **more)
         deadline = timeutil.to_wire(timeutil.utc_now() + timedelta(seconds=timeout))
-        row.update(state=lc.SENT, deadline_at=deadline, updated_at=timeutil.now_wire())
-        self.repository.update_dispatch(
-            row["dispatch_id"], {"state": lc.SENT, "deadline_at": deadline, "updated_at": row["updated_at"]}
-        )
+        if row is None:  # a new dispatch is written once, already sent (one round trip, not two)
+            more = dict(attempt=attempt, created_by=actor, radius_m=radius_m, deadline_at=deadline)
+            row = self._insert(incident, unit, distance_m, mode, lc.SENT, **more)
+        else:  # a confirmed proposal
+            changes = {"state": lc.SENT, "deadline_at": deadline, "updated_at": timeutil.now_wire()}
+            row.update(changes)
+            self.repository.update_dispatch(row["dispatch_id"], changes)
         message = Dispatch(
             device=unit.device_id,
             dispatch_id=row["dispatch_id"],

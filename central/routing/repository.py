@@ -151,8 +151,13 @@ class SqliteRoutingRepository:
         """Dispatches under way or awaiting confirmation, with the place each unit is sent to: for the map."""
         return self.find_dispatches(states=UNDER_WAY, limit=limit)
 
-    def has_dispatch_for(self, event_id: str) -> bool:
-        return bool(self._query("select 1 from dispatches where event_id = ? limit 1", [event_id]))
+    def routed_or_closed(self, event_id: str) -> bool:
+        """Whether the event already has a dispatch or is closed: one round trip for routing's first look."""
+        sql = (
+            "select exists (select 1 from dispatches where event_id = ?)"
+            " or exists (select 1 from events where event_id = ? and status = 'closed')"
+        )
+        return bool(self._query(sql, [event_id, event_id])[0][0])
 
     def units_sent_to(self, event_id: str) -> list[str]:
         return [r[0] for r in self._query("select unit from dispatches where event_id = ?", [event_id])]

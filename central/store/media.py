@@ -188,8 +188,8 @@ class MediaStore:
         if row is None or (row[1] or 0) > max_bytes:
             return None
         try:
-            found = self.read(row[2])
-            data = b"".join(found.chunks) if found is not None else None
+            with _store_errors():  # the row names it: no second look in the media table (``read`` does one)
+                data = self.objects.get(row[2])
         except (OSError, MediaUnavailable) as exc:
             log.warning("media: snapshot of %s unreadable: %s", event_id, exc)
             return None

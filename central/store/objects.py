@@ -49,6 +49,7 @@ class ObjectStore(Protocol):
     def put_bytes(self, sha256: str, data: bytes, content_type: str) -> None: ...
     def put_file(self, sha256: str, src: Path, content_type: str) -> None: ...
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> ObjectRead | None: ...
+    def get(self, sha256: str) -> bytes | None: ...
     def delete(self, sha256: str) -> None: ...
 
 
@@ -145,6 +146,13 @@ class LocalObjects:
         handle.seek(start)
         return ObjectRead(size, start, length, _chunks(handle, length))
 
+    def get(self, sha256: str) -> bytes | None:
+        """The whole object in memory (small ones only: a snapshot), None when there is none."""
+        try:
+            return self.file(sha256).read_bytes()
+        except FileNotFoundError:
+            return None
+
     def delete(self, sha256: str) -> None:
         self.file(sha256).unlink(missing_ok=True)
 
@@ -186,7 +194,7 @@ class S3Objects:
         try:
             return self.client.head_object(Bucket=self.bucket, Key=key(sha256))["ContentLength"]
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _not_found(exc):
                 return None
             raise
 
@@ -256,8 +264,27 @@ class S3Objects:
         )
         return ObjectRead(size, start, length, _body_chunks(answer["Body"]))
 
+    def get(self, sha256: str) -> bytes | None:
+        """The whole object in memory (small ones only: a snapshot) in one GET, without ``read``'s HEAD first;
+        None when there is none."""
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=key(sha256))
+        except ClientError as exc:
+            if _not_found(exc):
+                return None
+            raise
+        with contextlib.closing(answer["Body"]) as body:
+            return body.read()
+
     def delete(self, sha256: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key(sha256))
+
+
+def _not_found(exc) -> bool:
+    """Whether an S3 ``ClientError`` says there is no such object (servers spell it three ways)."""
+    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
 
 
 def s3_client(endpoint: str, region: str, access_key: str, secret_key: str):

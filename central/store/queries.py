@@ -46,6 +46,12 @@ def _event(row: dict) -> dict:
     return row
 
 
+def with_changes(event: dict, changes: dict) -> dict:
+    """``event`` as ``get_event`` would read it once ``changes`` (column values as written) are stored: the
+    writer that just made them need not read the row back."""
+    return _event({**event, **changes})
+
+
 def list_events(db, filters: dict | None = None, limit: int = 200, before: str = "") -> list[dict]:
     """Newest first. ``filters`` keys are those of EVENT_FILTERS (empty values ignored); ``before`` is a
     received_at to page back from. Status "open" means anything not closed."""

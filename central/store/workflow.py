@@ -42,7 +42,7 @@ def _change(
             db, f"UPDATE events SET {assignments} WHERE event_id = ?", [*changes.values(), event_id]
         )
         audit.append(db, actor, action, f"event:{event_id}", {"from": event["status"], **detail})
-    return queries.get_event(db, event_id)
+    return queries.with_changes(event, changes)
 
 
 def _refuse_closed(event: dict) -> None:

@@ -54,8 +54,9 @@ def test_objects_are_stored_once_by_sha256_and_read_in_ranges(objects, tmp_path)
     snapshot = b"\xff\xd8 a snapshot"
     objects.put_bytes(hashlib.sha256(snapshot).hexdigest(), snapshot, "image/jpeg")
     assert objects.exists(hashlib.sha256(snapshot).hexdigest())
+    assert objects.get(hashlib.sha256(snapshot).hexdigest()) == snapshot  # a small object, whole
     objects.delete(sha)
-    assert objects.read(sha) is None and not objects.exists(sha)
+    assert objects.read(sha) is None and not objects.exists(sha) and objects.get(sha) is None
 
 
 def test_s3_clips_go_up_one_part_at_a_time_and_a_wrong_hash_stores_nothing(seaweedfs, tmp_path):
@@ -143,7 +144,14 @@ def test_central_keeps_media_in_the_bucket_and_the_page_streams_it(s3_central, s
     assert not (central.media_dir / sha[:2] / sha).exists()  # nothing in the media folder
     bucket = seaweedfs.client()
     assert bucket.head_object(Bucket=s3_media["s3_bucket"], Key=key(sha))["ContentLength"] == len(clip_bytes)
+    calls: list[str] = []
+    media.objects.client.meta.events.register(
+        "before-call.s3.*", lambda model, **kw: calls.append(model.name)
+    )
     assert media.latest_snapshot(event["event_id"], max_bytes=1000) == snapshot  # what a dispatch carries
+    assert calls == ["GetObject"]  # one round trip to the bucket as routing sends a patrol
+    assert media.latest_snapshot(event["event_id"], max_bytes=10) is None  # too big to carry: not fetched
+    assert calls == ["GetObject"]
 
     client = create_app(central).test_client()
     login(client, "operator")

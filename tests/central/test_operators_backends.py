@@ -34,9 +34,12 @@ def test_an_event_goes_through_the_operators_hands_audited(store):
         with pytest.raises(workflow.WorkflowError, match="no active account"):
             workflow.assign(db, event_id, "anna", "nobody")
         assert workflow.assign(db, event_id, "anna", "anna")["assigned_to"] == "anna"
-        assert workflow.set_hold(db, event_id, "anna", True)["hold"] is True
+        held = workflow.set_hold(db, event_id, "anna", True)
+        # A change returns the event as a reader reads it afterwards (flags as booleans), without reading back.
+        assert held["hold"] is True and held == queries.get_event(db, event_id)
         closed = workflow.close(db, event_id, "anna", "Патруль на месте, всё спокойно")
         assert (closed["status"], closed["closed_note"]) == ("closed", "Патруль на месте, всё спокойно")
+        assert closed == queries.get_event(db, event_id)
         assert [e["event_id"] for e in queries.list_events(db, {"status": "closed"})] == [event_id]
         assert queries.list_events(db, {"status": "open"}) == []
         actions = [e["action"] for e in audit.entries(db, target=f"event:{event_id}")]

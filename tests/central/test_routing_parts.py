@@ -165,7 +165,7 @@ def test_the_repository_keeps_dispatches_their_log_and_units(central):
         | {"detail": "nobody confirmed within 30 s; sent by policy", "detail_key": "note_sent_by_policy"}
         | {"detail_params": {"seconds": 30}},  # said in the reader's language when shown
     ]
-    assert repository.has_dispatch_for("e1") and repository.units_sent_to("e1") == ["b1"]
+    assert repository.routed_or_closed("e1") and repository.units_sent_to("e1") == ["b1"]
     assert [r["dispatch_id"] for r in repository.active()] == ["d1"]
     assert repository.deadlines(("sent",)) == []
     repository.save_unit(unit("b1", 100, capabilities=["medic"]))

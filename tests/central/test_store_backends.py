@@ -174,6 +174,23 @@ def test_routing_repository_round_trip(store):
     assert (bravo.device_id, bravo.callsign, bravo.lat) == ("b2", "Bravo-2", None)
 
 
+def test_routing_first_look_finds_a_routed_or_closed_event_in_one_query(store):
+    """``routed_or_closed``: routing sends nobody to an event already dispatched or closed by an operator."""
+    open_id, closed_id, routed_id = new_id(), new_id(), new_id()
+    with store.transaction() as conn:
+        store.events.apply(conn, [received(event("cam-1", e, 0)) for e in (open_id, closed_id, routed_id)])
+        conn.execute(sql(store, "UPDATE events SET status = 'closed' WHERE event_id = ?"), [closed_id])
+        repo = store.routing_repository(conn)
+        repo.insert_dispatch({"dispatch_id": "d1", "event_id": routed_id, "unit": "b1", "state": "sent",
+                              "created_at": AT, "attempt": 1})  # fmt: skip
+        assert not repo.routed_or_closed(open_id)
+        assert not repo.routed_or_closed(new_id())  # no such event (yet)
+        assert repo.routed_or_closed(closed_id)
+        assert repo.routed_or_closed(routed_id)
+        repo.update_dispatch("d1", {"state": "acknowledged"})  # any dispatch counts, whatever its state
+        assert repo.routed_or_closed(routed_id)
+
+
 PAVLODAR = (52.2873, 76.9674)
 
 
