@@ -182,7 +182,13 @@ class S3Objects:
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError:
-            self.client.create_bucket(Bucket=self.bucket)
+            try:
+                self.client.create_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                # Several workers starting on a new bucket at once: the first to create it wins, and the others
+                # are told it is already theirs (the same credentials), which is as good as creating it.
+                if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+                    raise
         self._bucket_ready = True
 
     def exists(self, sha256: str) -> bool:

@@ -106,6 +106,27 @@ def test_a_clip_of_one_part_costs_one_head_and_one_put_and_a_wrong_one_stores_no
     assert calls == ["HeadObject"] and wrong.exists()  # checked before anything is sent; the file stays
 
 
+def test_workers_starting_on_a_new_bucket_at_once_all_get_it(seaweedfs):
+    """Each ingest worker creates the bucket before its first write; two that both found it missing both go
+    on (the second is told it already owns it), where the loser used to pause its media for a retry."""
+    from botocore.exceptions import ClientError
+
+    first, second = S3Objects(seaweedfs.client(), "kuzet-raced"), S3Objects(seaweedfs.client(), "kuzet-raced")
+    missing = ClientError({"Error": {"Code": "404"}}, "HeadBucket")
+    second.client.head_bucket = lambda **kwargs: (_ for _ in ()).throw(missing)  # looked before first made it
+    first.ensure_bucket()
+    second.ensure_bucket()
+    snapshot = b"\xff\xd8 raced"
+    second.put_bytes(hashlib.sha256(snapshot).hexdigest(), snapshot, "image/jpeg")
+    assert first.get(hashlib.sha256(snapshot).hexdigest()) == snapshot
+    refused = S3Objects(seaweedfs.client(), "kuzet-refused")
+    denied = ClientError({"Error": {"Code": "AccessDenied"}}, "CreateBucket")
+    refused.client.create_bucket = lambda **kwargs: (_ for _ in ()).throw(denied)
+    with pytest.raises(ClientError, match="AccessDenied"):  # any other refusal still says so
+        refused.ensure_bucket()
+    assert not refused._bucket_ready
+
+
 def test_an_unreachable_object_store_is_media_unavailable_and_loses_nothing(tmp_path):
     from kuzet.central.broker import free_port
 
