@@ -543,6 +543,56 @@ def test_operator_watches_a_badge_live_and_checks_its_evidence(tmp_path, mosquit
         live.stop()
 
 
+def test_the_live_view_waits_through_a_gap_and_ends_once_the_device_has_stopped(live, mosquitto, browser):
+    """A badge on a weak link goes quiet for a few seconds: before the time asked for is over the view says so
+    and keeps waiting (the frames after the gap are shown); after it, silence means the device has stopped."""
+    from selenium.webdriver.common.by import By
+    from support.patrol import wait_for
+
+    from kuzet.central.store import registry
+
+    registry.register(
+        live.central.db(),
+        registry.Registration(device_id="badge-9", kind="badge", name="Patrol 9", site="pavlodar"),
+        actor="test",
+    )
+    badge = Camera(mosquitto.url, device="badge-9")  # publishes as the badge would, frames included
+    badge.send(messages.Availability(device="badge-9", state="online"))
+    stream, picture = ids.new_id(), messages.to_base64(jpeg(320, 240))
+
+    def frames(first: int, count: int) -> None:
+        for seq in range(first, first + count):
+            badge.send(messages.LiveFrame(device="badge-9", stream_id=stream, seq=seq, width=320, height=240,
+                                          data=picture))  # fmt: skip
+
+    def shown(d) -> int:
+        return int(d.find_element(By.ID, "live-frame").get_attribute("data-frames") or 0)
+
+    try:
+        online = "select online from devices where device_id = 'badge-9'"
+        wait_for(lambda: live.central.db().execute(online).fetchone()[0], what="the badge online")
+        log_in(browser, live.web.url, "operator")
+        browser.get(live.web.url + "/devices/badge-9")  # live view offered for a device online only
+        duration = browser.find_element(By.ID, "live-duration")
+        duration.clear()
+        duration.send_keys("14")
+        browser.find_element(By.ID, "live-start").click()
+        wait_until(browser, lambda d: "starting" in d.find_element(By.ID, "live-info").text, "the start sent")
+        frames(0, 2)
+        wait_until(browser, lambda d: shown(d) == 2, "the first frames")
+        info = browser.find_element(By.ID, "live-info")
+        wait_until(browser, lambda d: "waiting for the device" in info.text, "the gap said", timeout_s=10)
+        assert browser.find_element(By.ID, "live-stop").is_enabled()  # still watching
+        browser.save_screenshot(str(SCREENSHOTS / "15b-device-live-gap.png"))
+        frames(2, 2)
+        wait_until(browser, lambda d: shown(d) == 4 and "live" in info.text, "the frames after the gap")
+        # The 14 s asked for run out; 5 s without a frame after that: the device has stopped by itself.
+        wait_until(browser, lambda d: "stream ended · frames: 4" in info.text, "the end", timeout_s=25)
+        assert browser.find_element(By.ID, "live-start").is_enabled()
+    finally:
+        badge.stop()
+
+
 def test_a_page_left_open_is_signed_out_when_its_account_is_disabled(live, browser):
     from selenium.webdriver.common.by import By
 

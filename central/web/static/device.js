@@ -73,6 +73,15 @@
   }
 
   function watch(seconds) {
+    const until = Date.now() + seconds * 1000;
+    // The device stops by itself after the time asked for: no frame for 5 s after that means it has. A gap before
+    // then is a weak link (a badge on a cellular network): the view says so and keeps waiting.
+    function quiet() {
+      if (Date.now() >= until) { idle(T("stream ended · frames: %(n)s", { n: frames })); return; }
+      info.textContent = T("no frame for a few seconds: waiting for the device…");
+      frame.dataset.streaming = "0";
+      quietTimer = setTimeout(quiet, 5000);
+    }
     viewer = new EventSource(`${base}/live`);
     viewer.addEventListener("live", (message) => {
       const f = JSON.parse(message.data);
@@ -84,8 +93,7 @@
       frame.dataset.streaming = "1";
       info.textContent = `● ${T("live")} · ${T("frame %(seq)s", { seq: f.seq })} · ${f.width}×${f.height} · ${Kuzet.time(f.ts)}`;
       clearTimeout(quietTimer);
-      // The device stops by itself after the time asked for; no frame for a while means it has.
-      quietTimer = setTimeout(() => idle(T("stream ended · frames: %(n)s", { n: frames })), 5000);
+      quietTimer = setTimeout(quiet, 5000);
     });
     viewer.addEventListener("end", () => idle(T("your session ended")));
     quietTimer = setTimeout(() => idle(T("no frames arrived: is the device online?")), (seconds + 10) * 1000);
