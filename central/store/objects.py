@@ -187,7 +187,7 @@ class S3Objects:
             except ClientError as exc:
                 # Several workers starting on a new bucket at once: the first to create it wins, and the others
                 # are told it is already theirs (the same credentials), which is as good as creating it.
-                if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+                if _error_code(exc) != "BucketAlreadyOwnedByYou":
                     raise
         self._bucket_ready = True
 
@@ -288,9 +288,14 @@ class S3Objects:
         self.client.delete_object(Bucket=self.bucket, Key=key(sha256))
 
 
+def _error_code(exc) -> str | None:
+    """The code of an S3 ``ClientError`` (``NoSuchKey``, ``BucketAlreadyOwnedByYou``...)."""
+    return exc.response.get("Error", {}).get("Code")
+
+
 def _not_found(exc) -> bool:
     """Whether an S3 ``ClientError`` says there is no such object (servers spell it three ways)."""
-    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+    return _error_code(exc) in ("404", "NoSuchKey", "NotFound")
 
 
 def s3_client(endpoint: str, region: str, access_key: str, secret_key: str):

@@ -583,6 +583,7 @@ def test_the_live_view_waits_through_a_gap_and_ends_once_the_device_has_stopped(
         info = browser.find_element(By.ID, "live-info")
         wait_until(browser, lambda d: "waiting for the device" in info.text, "the gap said", timeout_s=10)
         assert browser.find_element(By.ID, "live-stop").is_enabled()  # still watching
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", info)  # the notice in view
         browser.save_screenshot(str(SCREENSHOTS / "15b-device-live-gap.png"))
         frames(2, 2)
         wait_until(browser, lambda d: shown(d) == 4 and "live" in info.text, "the frames after the gap")
