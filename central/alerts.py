@@ -100,6 +100,7 @@ MESSAGES = {
     # Dispatch log notes (routing writes them; dispatch_log detail_key and detail_params).
     "note_proposed": N_("%(unit)s at %(metres)s m"),
     "note_sent": N_("%(mode)s to %(unit)s, %(metres)s m, attempt %(attempt)s"),
+    "note_sent_again": N_("sent again: the badge is back online, %(seconds)s s left to acknowledge"),
     "note_sent_by_policy": N_("nobody confirmed within %(seconds)s s; sent by policy"),
     "note_not_confirmed_busy": N_("not confirmed within %(seconds)s s; %(unit)s no longer free"),
     "note_no_acknowledgement": N_("no acknowledgement in %(seconds)s s"),

@@ -19,7 +19,7 @@ from kuzet.central.alerts import Text, english, say
 from kuzet.central.auth import audit
 from kuzet.central.context import Central
 from kuzet.central.routing import lifecycle as lc
-from kuzet.central.routing import planner
+from kuzet.central.routing import outgoing, planner
 from kuzet.central.routing.evidence import EvidenceLedger
 from kuzet.central.routing.planner import Candidate, Incident
 from kuzet.central.routing.units import UNIT_REPORTS, Unit, Units
@@ -30,7 +30,6 @@ from kuzet.shared import ids, timeutil, topics
 from kuzet.shared.messages import (
     Availability,
     Command,
-    Dispatch,
     DispatchState,
     Envelope,
     Event,
@@ -38,7 +37,6 @@ from kuzet.shared.messages import (
     Location,
     Status,
     encode,
-    to_base64,
 )
 
 log = logging.getLogger(__name__)
@@ -162,7 +160,9 @@ class Dispatcher:
     def _on_availability(self, site: str, message: Availability) -> None:
         unit = self.units.on_availability(site, message)
         self._unit_changed(unit)
-        if unit is not None and not unit.online and unit.current_dispatch:
+        if unit is not None and unit.online and unit.current_dispatch:
+            self._send_again(unit)
+        elif unit is not None and unit.current_dispatch:
             text = say(
                 "unit_offline_on_dispatch",
                 unit=unit.callsign or unit.device_id,
@@ -170,6 +170,20 @@ class Dispatcher:
             )
             condition = f"offline on dispatch {unit.current_dispatch}"
             self._device_warning(unit.device_id, condition, text, dispatch_id=unit.current_dispatch)
+
+    def _send_again(self, unit: Unit) -> None:
+        """SEND_AGAIN: a badge says it is online (it moved brokers, or its broker restarted without its session)
+        before acknowledging its dispatch: it may never have got it, so it goes again, same id and deadline."""
+        row = self.repository.get_dispatch(unit.current_dispatch or "")
+        if row is None or not lc.allowed(row["state"], lc.BACK_ONLINE):
+            return
+        incident = self._incident(row["event_id"])
+        left_s = int((timeutil.from_wire(row["deadline_at"]) - timeutil.utc_now()).total_seconds())
+        if incident is None or left_s < 1:
+            return  # nothing to describe the task by, or its deadline has come: escalation answers it
+        message = outgoing.dispatch(row, incident, left_s, self._snapshot(incident.event_id))
+        self._out.send(topics.down(unit.site, unit.device_id, "dispatch"), encode(message))
+        self._log(row, lc.SENT, SYSTEM, say("note_sent_again", seconds=left_s))
 
     def _candidates(
         self, incident: Incident, limit: int | None = None, skip_tried: bool = True
@@ -290,11 +304,10 @@ class Dispatcher:
         if not self._intercept(incident, radius_m, SYSTEM):
             self._alert("critical", say("no_unit_to_intercept", event_type=incident.event_type), incident)
 
-    def _snapshot(self, event_id: str | None) -> str | None:
+    def _snapshot(self, event_id: str | None) -> bytes | None:
         if event_id is None or self.config.snapshot_max_bytes == 0:
             return None
-        data = self.media.latest_snapshot(event_id, self.config.snapshot_max_bytes)
-        return None if data is None else to_base64(data)
+        return self.media.latest_snapshot(event_id, self.config.snapshot_max_bytes)
 
     def _insert(
         self, incident: Incident, unit: Unit, distance_m: float, mode: str, state: str, **more
@@ -358,20 +371,7 @@ class Dispatcher:
             changes = {"state": lc.SENT, "deadline_at": deadline, "updated_at": timeutil.now_wire()}
             row.update(changes)
             self.repository.update_dispatch(row["dispatch_id"], changes)
-        message = Dispatch(
-            device=unit.device_id,
-            dispatch_id=row["dispatch_id"],
-            mode=mode,
-            event_id=incident.event_id,
-            event_type=incident.event_type,
-            severity=incident.severity,
-            place={"lat": incident.lat, "lon": incident.lon},
-            description=incident.description,
-            distance_m=round(distance_m, 1),
-            direction_deg=incident.direction_deg,
-            ack_deadline_s=timeout,
-            snapshot=self._snapshot(incident.event_id),
-        )
+        message = outgoing.dispatch(row, incident, timeout, self._snapshot(incident.event_id))
         self._out.send(topics.down(unit.site, unit.device_id, "dispatch"), encode(message))
         self.worker.deadlines.set(row["dispatch_id"], timeout, on_device=True)
         incident.tried.add(unit.device_id)

@@ -6,6 +6,7 @@ States::
     proposed --confirm / confirm_overdue_send--> sent --badge acknowledged--> acknowledged --> en_route
         --> on_scene --> resolved            (a badge's answers only move forward; a repeat is a no-op)
     sent --ack_deadline--> timed_out         any active state --declined--> declined
+    sent --back_online--> sent   (the badge came online again before acknowledging: the dispatch goes again)
     proposed or active --cancel / supersede / revoke / event_closed / other_resolved--> cancelled
     active --divert--> diverted   (an operator sends the busy unit to a more urgent event instead)
 
@@ -49,6 +50,7 @@ EVENT_CLOSED = "event_closed"  # an operator closed the event
 OTHER_RESOLVED = "other_resolved"  # another unit resolved the same event
 ACK_DEADLINE = "ack_deadline"  # the badge did not acknowledge in time
 DIVERT = "divert"  # an operator takes the busy unit off this dispatch for a more urgent event
+BACK_ONLINE = "back_online"  # the badge said it is online again (another broker, or one that restarted)
 BADGE_ANSWERS = (ACKNOWLEDGED, EN_ROUTE, ON_SCENE, RESOLVED, DECLINED)  # a badge's answer is its trigger
 TRIGGERS = (
     CONFIRM,
@@ -62,6 +64,7 @@ TRIGGERS = (
     OTHER_RESOLVED,
     ACK_DEADLINE,
     DIVERT,
+    BACK_ONLINE,
     *BADGE_ANSWERS,
 )
 
@@ -77,6 +80,9 @@ CLOSE_EVENT = "close_event"  # stand the event's other dispatches down and close
 ALERT = "alert"  # tell the operators
 REQUEUE = "requeue"  # the event waits again for the next free unit (sent one at once if one is free)
 CLEAR_DEADLINE = "clear_deadline"  # alert once: the proposal keeps waiting for a confirmation
+# Send the dispatch again, same id and deadline: a badge that moved to another broker, or whose broker restarted
+# without its session, never got it; one that did keeps a single copy (its inbox is keyed by the id).
+SEND_AGAIN = "send_again"
 ESCALATING_MODES = ("nearest",)  # an intercept or a manual assignment is not escalated: operators decide
 
 
@@ -112,6 +118,8 @@ def _table() -> dict[tuple[str, str], Step]:
         (PROPOSED, OTHER_RESOLVED): _STAND_DOWN_PROPOSAL,
         (PROPOSED, REVOKE): Step(CANCELLED, (FREE_UNIT, ALERT, REROUTE)),
         (SENT, ACK_DEADLINE): Step(TIMED_OUT, (FREE_UNIT, NOTIFY_BADGE, ESCALATE), fallback=(ALERT,)),
+        # Acknowledged or further on, the badge has it: nothing to do, and the trigger is refused.
+        (SENT, BACK_ONLINE): Step(SENT, (SEND_AGAIN,), changed=False),
     }
     for state in ACTIVE:
         table[(state, CANCEL)] = _STAND_DOWN_ACTIVE
@@ -170,6 +178,8 @@ def _why(state: str, trigger: str) -> str:
         return f"the dispatch is {state}, not awaiting confirmation"
     if trigger == ACK_DEADLINE:
         return f"the dispatch is {state}, not waiting for an acknowledgement"
+    if trigger == BACK_ONLINE:
+        return f"the dispatch is {state}: only one not yet acknowledged is sent again"
     if trigger == DIVERT:
         return f"the dispatch is {state}: only a unit under way can be diverted"
     return f"the dispatch is already {state}"

@@ -21,6 +21,7 @@ from kuzet.central.routing.lifecycle import (
     REROUTE,
     ROUTE_NEXT,
     SEND,
+    SEND_AGAIN,
 )
 
 STAND_DOWN_ACTIVE = ("cancelled", (FREE_UNIT, NOTIFY_BADGE))
@@ -40,6 +41,7 @@ EXPECTED: dict[tuple[str, str], tuple[str, tuple[str, ...]] | None] = {
     ("proposed", "other_resolved"): STAND_DOWN_PROPOSAL,
     ("proposed", "revoke"): ("cancelled", (FREE_UNIT, ALERT, REROUTE)),
     ("sent", "ack_deadline"): ("timed_out", (FREE_UNIT, NOTIFY_BADGE, ESCALATE)),
+    ("sent", "back_online"): ("sent", (SEND_AGAIN,)),
     ("sent", "acknowledged"): ("acknowledged", ()),
     ("sent", "en_route"): ("en_route", ()),
     ("sent", "on_scene"): ("on_scene", ()),
@@ -89,6 +91,7 @@ TRIGGERS = (
     "other_resolved",
     "ack_deadline",
     "divert",
+    "back_online",
     "acknowledged",
     "en_route",
     "on_scene",
@@ -116,7 +119,7 @@ def test_allowed_transition(state, trigger):
         assert (step.state, step.effects, step.changed) == (state, (), False)
     else:
         assert (step.state, step.effects) == expected
-        assert step.changed == (trigger != "confirm_overdue_alert")
+        assert step.changed == (trigger not in ("confirm_overdue_alert", "back_online"))  # the state stays
 
 
 @pytest.mark.parametrize(("state", "trigger"), REFUSED, ids=_ids(REFUSED))
@@ -148,6 +151,14 @@ def test_a_revoked_unit_is_stood_down_told_and_replaced(state):
     step = lc.apply(state, "revoke")
     assert step.state == "cancelled"
     assert {FREE_UNIT, NOTIFY_BADGE, REROUTE} <= set(step.effects)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "manual", "intercept"])
+def test_a_badge_back_online_gets_again_only_a_dispatch_it_has_not_acknowledged(mode):
+    assert lc.apply("sent", "back_online", mode=mode) == lc.Step("sent", (SEND_AGAIN,), changed=False)
+    for state in ("proposed", "acknowledged", "en_route", "on_scene", *lc.FINAL):
+        with pytest.raises(lc.Refused, match=f"the dispatch is {state}: only one not yet acknowledged"):
+            lc.apply(state, "back_online", mode=mode)
 
 
 @pytest.mark.parametrize("mode", ["manual", "intercept"])
