@@ -4,12 +4,17 @@
 ``down/command`` topic; the device answers with a ``command_result``, which ``listen`` (an ingest hook)
 stores against the command and shows live on the device page. A result that answers no command of that
 device is kept in ``dead_letters`` with the reason, like any other message that breaks the contract.
+
+A device that says it is online again is sent, once more, the commands it has not answered that are still young
+enough to carry out (``unanswered``): one that moved to the standby broker, or whose broker restarted without
+its session, never got them; one that did carries each out once (``edge/runtime/accepted.py``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
@@ -17,7 +22,15 @@ from kuzet.central.auth import audit
 from kuzet.central.context import Central
 from kuzet.central.store import dead_letters, portable
 from kuzet.shared import ids, timeutil, topics
-from kuzet.shared.messages import EXPIRED, INTERRUPTED, Command, CommandResult, encode
+from kuzet.shared.messages import (
+    COMMAND_MAX_AGE_S,
+    EXPIRED,
+    INTERRUPTED,
+    Availability,
+    Command,
+    CommandResult,
+    encode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +203,25 @@ def list_for(db, device_id: str, limit: int = 50) -> list[dict]:
     return [_shape(row) for row in rows]
 
 
+def unanswered(db, device_id: str, online_at: datetime) -> list[Command]:
+    """The commands to ``device_id`` a device that came online at ``online_at`` may not have got: sent, not
+    answered, and young enough to carry out. A device online since longer ago than that (a retained message
+    delivered again) costs no query."""
+    now = timeutil.utc_now()
+    if online_at < now - timedelta(seconds=COMMAND_MAX_AGE_S):
+        return []
+    rows = portable.execute(
+        db,
+        "select command_id, name, args, created_at from commands"
+        " where device = ? and created_at >= ? and state = 'sent' order by created_at",
+        [device_id, timeutil.to_wire(now - timedelta(seconds=COMMAND_MAX_AGE_S))],
+    )
+    return [
+        Command(device=device_id, command_id=c, name=n, args=json.loads(a), ts=timeutil.from_wire(t))
+        for c, n, a, t in rows
+    ]
+
+
 def _shape(row) -> dict:
     shaped = dict(zip(_COLUMNS, row, strict=True))
     for column in ("args", "result_data"):
@@ -198,7 +230,7 @@ def _shape(row) -> dict:
 
 
 def listen(central: Central, ingest) -> None:
-    """Register the ingest hook that stores command results."""
+    """Register the ingest hooks: command results stored, unanswered commands sent again to a device back."""
 
     def on_result(message: CommandResult, site: str) -> None:
         db = central.db()
@@ -209,7 +241,15 @@ def listen(central: Central, ingest) -> None:
             return
         central.hub.publish("command", row)
 
+    def on_availability(message: Availability, site: str) -> None:
+        if message.state != "online":
+            return
+        for command in unanswered(central.db(), message.device, message.ts):
+            log.info("command %s sent again to %s, back online", command.command_id, message.device)
+            central.publish(topics.down(site, message.device, "command"), encode(command))
+
     ingest.on("command_result", on_result)
+    ingest.on("availability", on_availability)
 
 
 def _reject(central: Central, message: CommandResult, site: str, why: str) -> None:

@@ -353,6 +353,9 @@ class DispatchState(Envelope):
         return self
 
 
+# A device carries out a command younger than this (by its ``ts``) and answers an older one EXPIRED; central sends
+# a command again to a device back online (another broker, or one restarted) only while it is younger.
+COMMAND_MAX_AGE_S = 300.0
 # In a ``CommandResult``'s ``data``: true when the command arrived too late to be carried out. A late copy of a
 # command the device already answered (kept for it by the site's other broker) says so, and changes nothing.
 EXPIRED = "expired"

@@ -35,14 +35,13 @@ from pathlib import Path
 
 from kuzet.edge.runtime.accepted import AcceptedCommands
 from kuzet.shared import timeutil
-from kuzet.shared.messages import EXPIRED, INTERRUPTED, Command, CommandResult
+from kuzet.shared.messages import COMMAND_MAX_AGE_S, EXPIRED, INTERRUPTED, Command, CommandResult
 
 log = logging.getLogger(__name__)
 
 Reply = tuple[bool, str, dict]  # (ok, message, data) of a carried-out command
 Handler = Callable[[Command], Reply]
 
-COMMAND_MAX_AGE_S = 300.0
 QUEUE_SIZE = 100
 DEFAULT_LANE = "commands"
 BAD_MESSAGES = "bad_down_messages"  # the counter of messages from central that did not decode

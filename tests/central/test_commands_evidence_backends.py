@@ -56,6 +56,37 @@ def test_a_command_the_device_was_interrupted_in_shows_failed_with_why(db):
     assert shown["result_data"] == {messages.INTERRUPTED: True}
 
 
+def test_a_device_back_online_is_owed_only_its_young_unanswered_commands(db):
+    now = timeutil.utc_now()
+
+    def sent(name: str, age_s: float, device: str = "cam-1") -> messages.Command:
+        command = commands.build(device, name, {"why": name})
+        with audit.transaction(db):
+            commands.record(db, command, "pavlodar", actor="anna")
+        with portable.transaction(db):
+            at = timeutil.to_wire(now - timedelta(seconds=age_s))
+            portable.execute(
+                db, "update commands set created_at = ? where command_id = ?", [at, command.command_id]
+            )
+        return command
+
+    answered = sent("snapshot", 10)
+    commands.record_result(db, answered.answer("cam-1", True, "готово"))
+    sent("snapshot", messages.COMMAND_MAX_AGE_S + 100)  # the device would answer it "expired"
+    older, newer = sent("detection_off", 120), sent("detection_on", 30)
+    sent("snapshot", 5, device="cam-2")
+
+    owed = commands.unanswered(db, "cam-1", online_at=now)
+    assert [(c.command_id, c.name, c.args) for c in owed] == [
+        (older.command_id, "detection_off", {"why": "detection_off"}),
+        (newer.command_id, "detection_on", {"why": "detection_on"}),
+    ]
+    # Sent as it was first sent: the device judges its age by ts, and drops a copy it has carried out by its id.
+    assert round((now - owed[0].ts).total_seconds()) == 120
+    # A retained "online" from before anything owed could have been sent: nothing is asked of the store.
+    assert commands.unanswered(db, "cam-1", online_at=now - timedelta(seconds=400)) == []
+
+
 def _segments(n: int) -> list[messages.EvidenceSegment]:
     chain, made = None, []
     for index in range(n):
