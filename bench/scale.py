@@ -21,7 +21,8 @@ Prints one JSON object: ``{"devices": N, "sent": N, "stored": N, "lost": N, "dup
   whose publish-to-arrival lies wholly outside the failover windows (the broker's from the outage until every
   device is back on the primary; each killed worker's), the whole run's beside them (``..._all_ms``);
   ``dispatch_split_ms`` where the calm dispatches' time went (every calm sample is written beside the run,
-  ``samples.json``); ``dispatches_by_state`` how the run's dispatches ended;
+  ``samples.json``); ``dispatches_by_state`` how the run's dispatches ended, ``dispatches_sent_again`` how
+  many times one went again to a badge back online before acknowledging it;
 - ``broker_failover_s``: from stopping the primary until every device connected then is connected to the
   standby (``broker_failover_p50_s`` the median device);
 - ``leader_failover_s``: the routing leader's SIGKILL to its standby leading: null where central runs as one
@@ -501,6 +502,10 @@ def account(
                 central.db(), "SELECT state, count(*) AS n FROM dispatches GROUP BY state"
             )
         },
+        # Dispatches sent again to a badge that came back online before acknowledging (lifecycle send_again).
+        "dispatches_sent_again": portable.row(
+            central.db(), "SELECT count(*) AS n FROM dispatch_log WHERE detail_key = 'note_sent_again'"
+        )["n"],
         # Not printed: each calm sample, written beside the run (``samples.json``) to see where a tail falls.
         "_samples": {
             "store_ms": sorted((round(at - faults["start"], 2), round(ms, 1)) for ms, at in calm_timed),

@@ -10,14 +10,31 @@ resends whatever that broker had not acknowledged, so moving between them loses 
 - while connected to a standby, the primary is checked every ``return_to_primary_s`` (0: never); once it
   accepts connections the link goes back to it (``Link`` does the clean disconnect).
 
-No I/O here: the clock is passed in so that the rules are tested without brokers.
+Each link also draws its own reconnect backoff (``reconnect_delays``), so that thousands of devices that lost
+the same broker at the same moment do not knock on it, or on the standby, in step.
+
+No I/O here: the clock and the random source are passed in so that the rules are tested without brokers.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
+
+
+def reconnect_delays(
+    failover_after_s: float, several: bool, rng: random.Random | None = None
+) -> tuple[float, float]:
+    """paho's backoff for one link, in seconds: the first wait (1 to 2 s) doubling up to the longest. With a
+    standby to go to the longest is at most ``failover_after_s / 2`` (attempts must come often enough to notice
+    that time has passed), else 30 s; each link draws its own, between three quarters of that and all of it,
+    so that a city's cameras cut off at once spread their attempts instead of arriving together."""
+    rng = rng or random.Random()
+    longest = max(1.0, min(30.0, failover_after_s / 2)) if several else 30.0
+    first = 1.0 + rng.random()
+    return first, max(first, longest * (0.75 + 0.25 * rng.random()))
 
 
 class BrokerChoice:

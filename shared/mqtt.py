@@ -2,7 +2,8 @@
 failover between a primary and standby brokers.
 
 ``mqtt://host:1883`` is plain TCP, ``mqtts://host:8883`` is TLS (client certificate from the config for
-mutual TLS). Paho reconnects by itself with a backoff of 1 s doubling to 30 s; subscriptions are renewed on
+mutual TLS). Paho reconnects by itself with a backoff of 1-2 s doubling to about 30 s, each link's own draw
+(``failover.reconnect_delays``); subscriptions are renewed on
 every connect, so a broker restart is survived without help. With several brokers in ``[mqtt] brokers`` the
 link moves between them as ``shared/failover.py`` decides (the backoff is capped so that a standby is tried
 in time), and goes back to the primary with a clean disconnect (no last will is published).
@@ -25,7 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from kuzet.shared.config import MqttSection, broker_url_problem
-from kuzet.shared.failover import BrokerChoice
+from kuzet.shared.failover import BrokerChoice, reconnect_delays
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +120,8 @@ class Link:
         # Bounded in-flight window: paho drops messages past 65,535 unacknowledged (MQTT_ERR_QUEUE_SIZE).
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
-        # With a standby to go to, attempts must come often enough to notice failover_after_s has passed.
-        several = len(self.addresses) > 1
-        self.client.reconnect_delay_set(
-            min_delay=1, max_delay=max(1.0, min(30.0, settings.failover_after_s / 2)) if several else 30
-        )
+        first, longest = reconnect_delays(settings.failover_after_s, several=len(self.addresses) > 1)
+        self.client.reconnect_delay_set(min_delay=first, max_delay=longest)
         self.client.on_pre_connect = self._choose_broker
         self._lifecycle = threading.Lock()  # start, stop and the move back to the primary, one at a time
         self._stopping = threading.Event()

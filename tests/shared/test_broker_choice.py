@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from kuzet.shared.config import ConfigError, MqttSection, Section, parse
-from kuzet.shared.failover import BrokerChoice
+from kuzet.shared.failover import BrokerChoice, reconnect_delays
+from kuzet.shared.mqtt import Link
 
 PRIMARY, STANDBY = "mqtts://a:8883", "mqtts://b:8883"
 
@@ -112,3 +115,20 @@ def test_a_bad_broker_list_is_refused_naming_the_key(mqtt, says):
     with pytest.raises(ConfigError) as refused:
         parse({"mqtt": mqtt}, Device, "camera.toml")
     assert says in str(refused.value)
+
+
+def test_each_link_draws_its_own_backoff_so_devices_cut_off_together_do_not_retry_in_step():
+    rng = random.Random(7)
+    drawn = [reconnect_delays(10, several=True, rng=rng) for _ in range(500)]
+    assert all(1 <= first < 2 and 3.75 <= longest <= 5 for first, longest in drawn)  # a standby tried in time
+    firsts, longests = sorted(f for f, _ in drawn), sorted(c for _, c in drawn)
+    # The first retries of 500 devices spread over a whole second, the later ones over more than one.
+    assert firsts[-1] - firsts[0] > 0.95 and longests[-1] - longests[0] > 1.1
+    assert min(firsts[n + 49] - firsts[n] for n in range(len(firsts) - 49)) > 0.04  # no 50 within 40 ms
+    alone = [reconnect_delays(10, several=False, rng=rng) for _ in range(100)]
+    assert all(22.5 <= longest <= 30 for _, longest in alone)
+    assert all(first <= longest for first, longest in (reconnect_delays(1, True, rng) for _ in range(100)))
+    # And a link uses its own draw (paho keeps it on the client).
+    plain = MqttSection(brokers=["mqtt://a:1883", "mqtt://b:1883"])
+    links = [Link(plain, f"cam-{n}") for n in range(3)]
+    assert len({link.client._reconnect_min_delay for link in links}) == 3
