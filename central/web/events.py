@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 
 from kuzet.central.auth import audit, users
 from kuzet.central.store import integrity, queries, workflow
-from kuzet.central.web import media_proxy
+from kuzet.central.web import i18n, media_proxy
 from kuzet.central.web import timeline as track_timeline
 from kuzet.central.web.auth import current_user, require
 from kuzet.central.web.services import services
@@ -58,7 +58,7 @@ def detail(event_id: str):
         event=event,
         camera=queries.get_device(db, event["device"]),
         **_evidence(db, event),
-        dispatches=queries.dispatch_history(db, event_id),
+        dispatches=i18n.with_notes(queries.dispatch_history(db, event_id)),  # as the live reload shows them
         viewers=queries.viewers(db, event_id),
         assignees=[u for u in users.list_users(db) if not u["disabled"]],
         map_config=central().config.map,

@@ -53,6 +53,8 @@ DISPATCH_STATES = {
     "declined": lazy_gettext("Declined"),
     "cancelled": lazy_gettext("Cancelled"),
     "timed_out": lazy_gettext("Timed out"),
+    "diverted": lazy_gettext("Diverted"),
+    "confirmed": lazy_gettext("Confirmed"),  # a history entry only: an operator confirmed the proposal
 }
 DISPATCH_MODES = {
     "nearest": lazy_gettext("nearest unit"),

@@ -5,8 +5,16 @@ process and a badge agent."""
 
 from __future__ import annotations
 
+import html
+import json
+import re
+
 import pytest
 from support.patrol import Camera, Centre, badge_process, inbox_has, point, start_badge, wait_for
+from support.web import PASSWORD, login
+
+from kuzet.central.auth import preferences, users
+from kuzet.central.web import create_app
 
 
 @pytest.fixture
@@ -54,6 +62,19 @@ def test_a_badge_back_on_the_standby_broker_gets_the_dispatch_it_never_saw(tmp_p
     again = centre.db()["dispatch_log"].rows_where("dispatch_id = ?", [sent["dispatch_id"]], order_by="id")
     assert "sent again: the badge is back online" in list(again)[1]["detail"]
     assert centre.db()["dead_letters"].count == 0
+
+    # The operator reads it in the event's dispatch history, in their language, as the page first opens.
+    users.create_user(centre.db(), "operator", PASSWORD, "operator", "Operator", actor="test")
+    preferences.update(centre.db(), "operator", language="ru")
+    client = create_app(centre.central).test_client()
+    login(client, "operator")
+    page = client.get(f"/events/{event_id}").get_data(as_text=True)
+    shown = re.search(r'id="dispatch-data">(.*?)</script>', page, re.S).group(1)
+    [history] = json.loads(html.unescape(shown))
+    notes = [entry["note"] for entry in history["log"]]
+    assert notes[1].startswith(
+        "отправлено повторно: нагрудное устройство снова в сети, на подтверждение осталось"
+    )
 
 
 def test_an_acknowledged_dispatch_is_not_sent_again(tmp_path, brokers, centre):

@@ -287,6 +287,15 @@ def test_every_class_the_detector_names_has_a_word():
     assert [name for name in COCO80 if name not in OBJECTS] == []
 
 
+def test_every_state_a_dispatch_or_its_history_shows_has_a_word():
+    from kuzet.central.routing import lifecycle
+    from kuzet.central.web.i18n import DISPATCH_STATES
+
+    # "confirmed" is a history entry of its own: an operator (or the policy) confirmed a proposal.
+    shown = {*lifecycle.STATES, "confirmed"}
+    assert sorted(shown - set(DISPATCH_STATES)) == []
+
+
 def _page_words(page: str) -> dict:
     block = re.search(r'<script type="application/json" id="i18n">(.*?)</script>', page, re.S)
     return json.loads(block.group(1))
