@@ -207,14 +207,14 @@ def unanswered(db, device_id: str, online_at: datetime) -> list[Command]:
     """The commands to ``device_id`` a device that came online at ``online_at`` may not have got: sent, not
     answered, and young enough to carry out. A device online since longer ago than that (a retained message
     delivered again) costs no query."""
-    now = timeutil.utc_now()
-    if online_at < now - timedelta(seconds=COMMAND_MAX_AGE_S):
+    oldest = timeutil.utc_now() - timedelta(seconds=COMMAND_MAX_AGE_S)
+    if online_at < oldest:
         return []
     rows = portable.execute(
         db,
         "select command_id, name, args, created_at from commands"
         " where device = ? and created_at >= ? and state = 'sent' order by created_at",
-        [device_id, timeutil.to_wire(now - timedelta(seconds=COMMAND_MAX_AGE_S))],
+        [device_id, timeutil.to_wire(oldest)],
     )
     return [
         Command(device=device_id, command_id=c, name=n, args=json.loads(a), ts=timeutil.from_wire(t))

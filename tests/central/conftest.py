@@ -37,6 +37,12 @@ def web_server(central):
 
 
 @pytest.fixture
+def brokers(mosquitto_factory):
+    """A site's primary and standby Mosquitto, each with its own sessions (docs/brokers.md)."""
+    return mosquitto_factory(), mosquitto_factory()
+
+
+@pytest.fixture
 def live(tmp_path, mosquitto):
     """Central running for real (ingest, routing, the web server) over the test's broker (support.web)."""
     running = web.LiveCentral(tmp_path, mosquitto.url)

@@ -22,11 +22,6 @@ from kuzet.shared.mqtt import Link
 DEVICE = "badge-7"
 
 
-@pytest.fixture
-def brokers(mosquitto_factory):
-    return mosquitto_factory(), mosquitto_factory()
-
-
 def listener(url: str) -> tuple[Link, queue.Queue]:
     """Whatever central sends any device, as heard on one broker: (device, kind)."""
     heard: queue.Queue = queue.Queue()

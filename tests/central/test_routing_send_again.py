@@ -18,11 +18,6 @@ from kuzet.central.web import create_app
 
 
 @pytest.fixture
-def brokers(mosquitto_factory):
-    return mosquitto_factory(), mosquitto_factory()
-
-
-@pytest.fixture
 def centre(tmp_path, brokers):
     centre = Centre(tmp_path, [broker.url for broker in brokers], ack_timeout_s=60)
     yield centre
