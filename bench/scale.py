@@ -74,6 +74,8 @@ from kuzet.provisioning.site import SitePaths, SiteSettings  # noqa: E402
 
 log = logging.getLogger("scale")
 SITE = "pavlodar"
+# How long past its load and draining a device process may take before it is halted, and then to report.
+HALT_GRACE_S = 300
 CENTRE = (52.2873, 76.9674)
 S3_KEYS = ("kuzet", "kuzet-secret")  # SeaweedFS without an identity configuration takes any
 
@@ -119,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir",
         help="a new folder to run in and keep (brokers' and workers' logs), instead of a temporary one",
+    )
+    parser.add_argument(
+        "--halt-after-s",
+        type=float,
+        default=None,
+        help="halt the device processes this long into the load and take what they have (default: the load, "
+        f"its draining and {HALT_GRACE_S} s; a machine too slow to run the devices still gives figures)",
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
@@ -288,6 +297,11 @@ def run(args, root: Path, topology: str) -> dict:
         figures["broker_drops"] = {
             name: _drops(server) for name, server in (("primary", primary), ("standby", standby))
         }
+        # Devices the broker cut off for silence (1.5 x keepalive): simulators too starved of CPU to send.
+        figures["broker_keepalive_timeouts"] = {
+            name: server.log_path.read_text(errors="replace").count("has exceeded timeout")
+            for name, server in (("primary", primary), ("standby", standby))
+        }
     return figures
 
 
@@ -371,7 +385,7 @@ def simulate(
     processes' reports, the faults' times (and ``cpu``'s figures) and how many devices were connected when
     the load started."""
     spawn = multiprocessing.get_context("spawn")
-    ready, results, go = spawn.Queue(), spawn.Queue(), spawn.Event()
+    ready, results, go, halt = spawn.Queue(), spawn.Queue(), spawn.Event(), spawn.Event()
     seconds = args.minutes * 60
     processes = []
     step = args.devices_per_process
@@ -390,11 +404,14 @@ def simulate(
             return_to_primary_s=args.return_to_primary_s,
             seed=args.seed + n,
         )
-        process = spawn.Process(target=run_process, args=(plan, ready, go, results), daemon=True)
+        process = spawn.Process(target=run_process, args=(plan, ready, go, halt, results), daemon=True)
         process.start()
         processes.append(process)
     try:
-        connected = sum(_get(ready, processes, timeout_s=600) for _ in processes)
+        try:
+            connected = sum(_get(ready, processes, timeout_s=600) for _ in processes)
+        except TimeoutError as late:
+            raise SystemExit(f"{late} (connecting)") from None
         log.info("%d of %d devices connected; the load starts", connected, len(devices))
         cpu.start()
         go.set()
@@ -402,7 +419,8 @@ def simulate(
         outage = threading.Thread(target=_broker_outage, args=(args, primary, faults, seconds), daemon=True)
         outage.start()
         threads = [outage, *central_side.faults(seconds, faults)]
-        reports = [_get(results, processes, timeout_s=seconds + 900) for _ in processes]
+        halt_after_s = seconds + 120 + HALT_GRACE_S if args.halt_after_s is None else args.halt_after_s
+        reports = _reports(results, processes, halt, halt_after_s)
         faults["end"] = time.time()
         faults["cpu"] = cpu.stop()
         for thread in threads:
@@ -426,6 +444,25 @@ def _broker_outage(args, primary: MosquittoServer, faults: dict, seconds: float)
     faults["broker_started"] = time.time()
 
 
+def _reports(results, processes, halt, halt_after_s: float) -> list[Report]:
+    """Each device process's report; a process still running ``halt_after_s`` into the load is told to stop
+    and report what it has (``Report.halted``), so that a machine too slow to run the devices still gives
+    its figures rather than none."""
+    reports = []
+    halt_at = time.monotonic() + halt_after_s
+    while len(reports) < len(processes):
+        try:
+            reports.append(_get(results, processes, timeout_s=max(0.0, halt_at - time.monotonic())))
+        except TimeoutError:
+            log.warning("%d device processes still running: halting them", len(processes) - len(reports))
+            halt.set()
+            try:
+                reports += [_get(results, processes, HALT_GRACE_S) for _ in processes[len(reports) :]]
+            except TimeoutError as late:
+                raise SystemExit(f"{late} (halted)") from None
+    return reports
+
+
 def _get(channel, processes, timeout_s: float):
     deadline = time.monotonic() + timeout_s
     while True:
@@ -433,7 +470,7 @@ def _get(channel, processes, timeout_s: float):
             return channel.get(timeout=1.0)
         except queue.Empty:
             if time.monotonic() > deadline:
-                raise SystemExit("the device processes did not answer in time") from None
+                raise TimeoutError("the device processes did not answer in time") from None
             dead = [p.name for p in processes if p.exitcode not in (None, 0)]
             if dead:
                 raise SystemExit(
@@ -526,6 +563,8 @@ def account(
         },
         "device_errors": sum(r.errors for r in reports),
         "unacked_at_end": sum(r.unacked_at_end for r in reports),
+        # Device processes halted before their load and draining were done (``_reports``): an overloaded run.
+        "simulators_halted": sum(r.halted for r in reports),
     }
 
 

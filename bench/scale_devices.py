@@ -89,6 +89,9 @@ class Report:
     # How late the process's loop woke from a 0.5 s sleep, every 0.5 s of the load: a device's message waits
     # that long before paho even writes it, so it is part of every latency measured from ``sent``.
     loop_lag_ms: list[float] = field(default_factory=list)
+    # Told to stop before its load and drain were done: the machine could not run the devices in time (the
+    # bench waits that long, then takes what each process has); the figures then show an overloaded machine.
+    halted: bool = False
 
 
 class Device:
@@ -212,6 +215,7 @@ class Device:
         info = self.client.publish(topic, payload, qos=1, retain=retain)
         if info.rc == paho.MQTT_ERR_SUCCESS:
             self.inflight[info.mid] = msg_id
+            self.sim.write_now(self.client)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         msg_id = self.inflight.pop(mid, None)
@@ -249,21 +253,35 @@ class Simulator:
         self.snapshot_sha256 = hashlib.sha256(self.snapshot).hexdigest()
         self.snapshot_base64 = messages.to_base64(self.snapshot)  # the same picture for every event: once
         self.answered: set[str] = set()
+        self.in_paho = False  # inside a paho call that may call us back (``write_now``)
+        self.halted = False  # the bench said stop (``watch_halt``): no new load, no more draining
 
     # --- paho on the loop ------------------------------------------------------------------------------------
 
     def attach(self, client: paho.Client) -> None:
         def readable() -> None:
-            client.loop_read()
-            sock = client.socket()
-            while sock is not None and getattr(sock, "pending", lambda: 0)():  # TLS records already decrypted
+            self.in_paho = True
+            try:
                 client.loop_read()
                 sock = client.socket()
+                while sock is not None and getattr(sock, "pending", lambda: 0)():  # TLS records decrypted
+                    client.loop_read()
+                    sock = client.socket()
+            finally:
+                self.in_paho = False
 
         client.on_socket_open = lambda c, u, sock: self.loop.add_reader(sock, readable)
         client.on_socket_close = lambda c, u, sock: self.loop.remove_reader(sock)
         client.on_socket_register_write = lambda c, u, sock: self.loop.add_writer(sock, client.loop_write)
         client.on_socket_unregister_write = lambda c, u, sock: self.loop.remove_writer(sock)
+
+    def write_now(self, client: paho.Client) -> None:
+        """Write what was just published, as a device's own MQTT thread does, rather than when the loop next
+        gets round to the socket: under load that wait was the simulator's lag, and it counted as central's
+        latency (which is measured from the publish). Not from inside paho's callbacks (it holds its locks
+        there): what a callback publishes is written by the loop."""
+        if not self.in_paho:
+            client.loop_write()
 
     def detach(self, client: paho.Client) -> None:
         sock = client.socket()
@@ -284,7 +302,11 @@ class Simulator:
             primary_up: bool | None = None
             for device in self.devices:
                 if device.client is not None:
-                    device.client.loop_misc()
+                    self.in_paho = True  # loop_misc may call on_disconnect
+                    try:
+                        device.client.loop_misc()
+                    finally:
+                        self.in_paho = False
                 if device.connected and device.choice.primary_check_due():
                     if primary_up is None:
                         primary_up = _answers(primary.host, primary.port)
@@ -319,7 +341,8 @@ class Simulator:
         if self.cameras:
             await self._events(begin)
         else:
-            await asyncio.sleep(plan.seconds)
+            while not self.halted and time.monotonic() < begin + plan.seconds:
+                await asyncio.sleep(1.0)
         for task in tasks:
             task.cancel()
 
@@ -332,7 +355,7 @@ class Simulator:
     async def drain(self, timeout_s: float) -> None:
         """Until every outbox is empty (what was queued reached a broker), or ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
-        while any(d.outbox for d in self.devices) and time.monotonic() < deadline:
+        while any(d.outbox for d in self.devices) and time.monotonic() < deadline and not self.halted:
             await asyncio.sleep(0.2)
         self.report.unacked_at_end = sum(len(d.outbox) for d in self.devices)
         self.report.undelivered = [m for d in self.devices for m in d.outbox if m in self.report.sent]
@@ -382,11 +405,19 @@ class Simulator:
         while True:
             in_burst = plan.burst[0] * plan.seconds <= at < plan.burst[1] * plan.seconds
             at += self.rng.expovariate(rate * (plan.burst[2] if in_burst else 1))
-            if at >= plan.seconds:
+            if at >= plan.seconds or self.halted:
                 break
             await asyncio.sleep(max(0.0, begin + at - time.monotonic()))
             self._open_event(self.rng.choice(self.cameras))
-        await asyncio.sleep(max(0.0, begin + plan.seconds - time.monotonic()))
+        while not self.halted and time.monotonic() < begin + plan.seconds:
+            await asyncio.sleep(min(1.0, begin + plan.seconds - time.monotonic()))
+
+    async def watch_halt(self, halt) -> None:
+        """Stop the load and the draining once the bench sets ``halt`` (a multiprocessing Event)."""
+        while not halt.is_set():
+            await asyncio.sleep(1.0)
+        self.halted = self.report.halted = True
+        log.warning("halted by the bench: %d devices, the load or the draining unfinished", len(self.devices))
 
     def _open_event(self, camera: Device) -> None:
         plan, rng = self.plan, self.rng
@@ -513,8 +544,9 @@ def _snapshot_jpeg(size: int) -> bytes:
         side = int(side * 1.25)
 
 
-def run_process(plan: Plan, ready, go, results) -> None:
-    """A spawned process's body: connect, say how many are connected, wait for ``go``, run, report."""
+def run_process(plan: Plan, ready, go, halt, results) -> None:
+    """A spawned process's body: connect, say how many are connected, wait for ``go``, run, report (at once
+    when ``halt`` is set, with what it has)."""
     import resource
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s devices %(message)s")
@@ -524,6 +556,7 @@ def run_process(plan: Plan, ready, go, results) -> None:
     asyncio.set_event_loop(loop)
     simulator = Simulator(plan)
     keeping = loop.create_task(simulator.housekeeping())
+    halting = loop.create_task(simulator.watch_halt(halt))
     connected = loop.run_until_complete(simulator.connect_all())
     ready.put(connected)
     while not go.wait(0.05):
@@ -537,6 +570,7 @@ def run_process(plan: Plan, ready, go, results) -> None:
     loop.run_until_complete(simulator.drain(timeout_s=120))
     log.warning("drained: %d left", simulator.report.unacked_at_end)
     keeping.cancel()
+    halting.cancel()
     report = simulator.report
     report.counts = dict(report.counts)
     results.put(report)

@@ -57,6 +57,38 @@ def test_the_scale_bench_stores_every_event_through_a_broker_outage():
     assert 0 < cpu["machine_busy_cores"] <= cpu["machine_cores"]
     assert figures["simulator_lag_ms"]["p50"] is not None
     assert [ms for ms in figures["p50_store_ms_by_10s"] if ms is not None]
+    assert figures["simulators_halted"] == 0 and figures["broker_keepalive_timeouts"]["primary"] == 0
+    assert done.returncode == 0
+
+
+def test_device_processes_still_running_past_their_time_are_halted_and_their_figures_kept():
+    # A machine too slow to run the devices gave no figures at all (the bench exited waiting for them): now
+    # the processes are told to stop and report what they have, and the accounting holds for it.
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--json",
+            "--topology=single",
+            "--media=folder",
+            "--cameras=20",
+            "--badges=4",
+            "--minutes=1",
+            "--events-per-camera-hour=900",
+            "--broker-outage-s=0",
+            "--devices-per-process=12",
+            "--halt-after-s=12",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.stdout, done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["simulators_halted"] == 2, figures  # both processes, 12 s into a minute's load
+    assert 0 < figures["sent"] < 300  # a whole minute sends about 600 event messages (opened, closed)
+    assert figures["lost"] == 0 and figures["duplicates"] == 0, done.stderr[-3000:]
+    assert figures["stored"] + figures["undelivered"] == figures["sent"]
     assert done.returncode == 0
 
 
