@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import json
 import logging
 import os
 import random
@@ -85,6 +86,7 @@ class Report:
     # Event messages still in a device's outbox when the run ended: no broker accepted them (the device was
     # still reconnecting after the outage), so central could not have lost them; a device keeps them.
     undelivered: list[str] = field(default_factory=list)
+    clips_undelivered: list[str] = field(default_factory=list)  # a chunk of each still in its camera's outbox
     errors: int = 0
     # How late the process's loop woke from a 0.5 s sleep, every 0.5 s of the load: a device's message waits
     # that long before paho even writes it, so it is part of every latency measured from ``sent``.
@@ -359,6 +361,14 @@ class Simulator:
             await asyncio.sleep(0.2)
         self.report.unacked_at_end = sum(len(d.outbox) for d in self.devices)
         self.report.undelivered = [m for d in self.devices for m in d.outbox if m in self.report.sent]
+        self.report.clips_undelivered = sorted(
+            {
+                json.loads(payload)["clip_id"]
+                for d in self.devices
+                for topic, payload, _ in d.outbox.values()
+                if topic.endswith("/clip")
+            }
+        )
         self.stopping = True
         for device in self.devices:
             client, device.client = device.client, None

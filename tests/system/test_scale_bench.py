@@ -45,6 +45,7 @@ def test_the_scale_bench_stores_every_event_through_a_broker_outage():
     assert figures["sent"] > 50
     assert figures["lost"] == 0 and figures["duplicates"] == 0, done.stderr[-3000:]
     assert figures["clips"] > 0 and figures["clips_verified"] == figures["clips"]
+    assert figures["clips_undelivered"] == 0
     assert figures["devices_moved"] == 36  # each went to the standby while the primary was down
     assert figures["broker_failover_s"] >= 2  # the primary had its failover_after_s to come back
     assert figures["dispatch_samples"][1] > 0 and figures["unacked_at_end"] == figures["undelivered"] == 0
@@ -89,6 +90,8 @@ def test_device_processes_still_running_past_their_time_are_halted_and_their_fig
     assert 0 < figures["sent"] < 300  # a whole minute sends about 600 event messages (opened, closed)
     assert figures["lost"] == 0 and figures["duplicates"] == 0, done.stderr[-3000:]
     assert figures["stored"] + figures["undelivered"] == figures["sent"]
+    # A clip is verified unless a chunk of it was still on its camera when the processes were halted.
+    assert figures["clips_verified"] == figures["clips"] - figures["clips_undelivered"] > 0
     assert done.returncode == 0
 
 
