@@ -18,29 +18,29 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "scale.py"
 pytestmark = [pytest.mark.slow, pytest.mark.broker]  # the bench starts its own Mosquittos
 
 
-def test_the_scale_bench_stores_every_event_through_a_broker_outage():
+def run_small(*options: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """The bench as one central process on SQLite with media in a folder, busy cameras, and ``options``."""
     done = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--json",
-            "--topology=single",
-            "--media=folder",
-            "--cameras=30",
-            "--badges=6",
-            "--minutes=0.35",
-            "--events-per-camera-hour=900",
-            "--broker-outage-s=5",
-            "--failover-after-s=2",
-            "--return-to-primary-s=3",
-            "--devices-per-process=20",
-        ],
+        [sys.executable, str(BENCH), "--json", "--topology=single", "--media=folder"]
+        + ["--events-per-camera-hour=900", *options],
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert done.stdout, done.stderr[-3000:]
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    return done, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_scale_bench_stores_every_event_through_a_broker_outage():
+    done, figures = run_small(
+        "--cameras=30",
+        "--badges=6",
+        "--minutes=0.35",
+        "--broker-outage-s=5",
+        "--failover-after-s=2",
+        "--return-to-primary-s=3",
+        "--devices-per-process=20",
+    )
     assert figures["devices"] == figures["devices_configured"] == 36
     assert figures["sent"] > 50
     assert figures["lost"] == 0 and figures["duplicates"] == 0, done.stderr[-3000:]
@@ -65,27 +65,14 @@ def test_the_scale_bench_stores_every_event_through_a_broker_outage():
 def test_device_processes_still_running_past_their_time_are_halted_and_their_figures_kept():
     # A machine too slow to run the devices gave no figures at all (the bench exited waiting for them): now
     # the processes are told to stop and report what they have, and the accounting holds for it.
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--json",
-            "--topology=single",
-            "--media=folder",
-            "--cameras=20",
-            "--badges=4",
-            "--minutes=1",
-            "--events-per-camera-hour=900",
-            "--broker-outage-s=0",
-            "--devices-per-process=12",
-            "--halt-after-s=12",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
+    done, figures = run_small(
+        "--cameras=20",
+        "--badges=4",
+        "--minutes=1",
+        "--broker-outage-s=0",
+        "--devices-per-process=12",
+        "--halt-after-s=12",
     )
-    assert done.stdout, done.stderr[-3000:]
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["simulators_halted"] == 2, figures  # both processes, 12 s into a minute's load
     assert 0 < figures["sent"] < 300  # a whole minute sends about 600 event messages (opened, closed)
     assert figures["lost"] == 0 and figures["duplicates"] == 0, done.stderr[-3000:]
