@@ -62,7 +62,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # support.seaweedfs: the throw-away S3 
 from support.seaweedfs import SeaweedS3, find_weed  # noqa: E402
 
 from bench import scale_central  # noqa: E402
-from bench.scale_devices import Plan, Report, run_process  # noqa: E402
+from bench.scale_devices import DRAIN_S, Plan, Report, run_process  # noqa: E402
 from bench.scale_probe import CpuByPart  # noqa: E402
 from kuzet.central.broker import MosquittoServer, free_port  # noqa: E402
 from kuzet.central.config import CentralConfig  # noqa: E402
@@ -295,21 +295,22 @@ def run(args, root: Path, topology: str) -> dict:
         (root / "samples.json").write_text(json.dumps(figures.pop("_samples")))
         figures["per_worker"] = central_side.workers(faults["end"] - faults["start"])
         figures["cpu_cores_during_load"] = faults["cpu"]
-        figures["broker_drops"] = {
-            name: _drops(server) for name, server in (("primary", primary), ("standby", standby))
+        logs = {
+            name: server.log_path.read_text(errors="replace")
+            for name, server in (("primary", primary), ("standby", standby))
         }
+        figures["broker_drops"] = {name: _drops(text) for name, text in logs.items()}
         # Devices the broker cut off for silence (1.5 x keepalive): simulators too starved of CPU to send.
         figures["broker_keepalive_timeouts"] = {
-            name: server.log_path.read_text(errors="replace").count("has exceeded timeout")
-            for name, server in (("primary", primary), ("standby", standby))
+            name: text.count("has exceeded timeout") for name, text in logs.items()
         }
     return figures
 
 
-def _drops(server: MosquittoServer) -> dict[str, int]:
-    """What the broker's log says it dropped, by client: a session's queue full (``max_queued_messages``)."""
+def _drops(broker_log: str) -> dict[str, int]:
+    """What a broker's log says it dropped, by client: a session's queue full (``max_queued_messages``)."""
     dropped: dict[str, int] = {}
-    for line in server.log_path.read_text(errors="replace").splitlines():
+    for line in broker_log.splitlines():
         if "are being dropped for client" in line:
             client = line.rsplit(" ", 1)[-1].rstrip(".")
             dropped[client] = dropped.get(client, 0) + 1
@@ -420,7 +421,7 @@ def simulate(
         outage = threading.Thread(target=_broker_outage, args=(args, primary, faults, seconds), daemon=True)
         outage.start()
         threads = [outage, *central_side.faults(seconds, faults)]
-        halt_after_s = seconds + 120 + HALT_GRACE_S if args.halt_after_s is None else args.halt_after_s
+        halt_after_s = seconds + DRAIN_S + HALT_GRACE_S if args.halt_after_s is None else args.halt_after_s
         reports = _reports(results, processes, halt, halt_after_s)
         faults["end"] = time.time()
         faults["cpu"] = cpu.stop()

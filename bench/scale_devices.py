@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import json
 import logging
@@ -45,6 +46,7 @@ from kuzet.shared.mqtt import parse_url
 
 log = logging.getLogger("scale.devices")
 CLIP_CHUNK = messages.CLIP_CHUNK_BYTES
+DRAIN_S = 120  # after its load, how long a process waits for its devices' outboxes to empty
 
 
 @dataclass
@@ -256,26 +258,30 @@ class Simulator:
         self.snapshot_base64 = messages.to_base64(self.snapshot)  # the same picture for every event: once
         self.answered: set[str] = set()
         self.in_paho = False  # inside a paho call that may call us back (``write_now``)
-        self.halted = False  # the bench said stop (``watch_halt``): no new load, no more draining
 
     # --- paho on the loop ------------------------------------------------------------------------------------
 
     def attach(self, client: paho.Client) -> None:
         def readable() -> None:
-            self.in_paho = True
-            try:
+            with self.inside_paho():
                 client.loop_read()
                 sock = client.socket()
                 while sock is not None and getattr(sock, "pending", lambda: 0)():  # TLS records decrypted
                     client.loop_read()
                     sock = client.socket()
-            finally:
-                self.in_paho = False
 
         client.on_socket_open = lambda c, u, sock: self.loop.add_reader(sock, readable)
         client.on_socket_close = lambda c, u, sock: self.loop.remove_reader(sock)
         client.on_socket_register_write = lambda c, u, sock: self.loop.add_writer(sock, client.loop_write)
         client.on_socket_unregister_write = lambda c, u, sock: self.loop.remove_writer(sock)
+
+    @contextlib.contextmanager
+    def inside_paho(self):
+        self.in_paho = True
+        try:
+            yield
+        finally:
+            self.in_paho = False
 
     def write_now(self, client: paho.Client) -> None:
         """Write what was just published, as a device's own MQTT thread does, rather than when the loop next
@@ -304,11 +310,8 @@ class Simulator:
             primary_up: bool | None = None
             for device in self.devices:
                 if device.client is not None:
-                    self.in_paho = True  # loop_misc may call on_disconnect
-                    try:
+                    with self.inside_paho():  # loop_misc may call on_disconnect
                         device.client.loop_misc()
-                    finally:
-                        self.in_paho = False
                 if device.connected and device.choice.primary_check_due():
                     if primary_up is None:
                         primary_up = _answers(primary.host, primary.port)
@@ -343,8 +346,7 @@ class Simulator:
         if self.cameras:
             await self._events(begin)
         else:
-            while not self.halted and time.monotonic() < begin + plan.seconds:
-                await asyncio.sleep(1.0)
+            await self._until_the_end(begin)
         for task in tasks:
             task.cancel()
 
@@ -357,7 +359,7 @@ class Simulator:
     async def drain(self, timeout_s: float) -> None:
         """Until every outbox is empty (what was queued reached a broker), or ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
-        while any(d.outbox for d in self.devices) and time.monotonic() < deadline and not self.halted:
+        while any(d.outbox for d in self.devices) and time.monotonic() < deadline and not self.report.halted:
             await asyncio.sleep(0.2)
         self.report.unacked_at_end = sum(len(d.outbox) for d in self.devices)
         self.report.undelivered = [m for d in self.devices for m in d.outbox if m in self.report.sent]
@@ -415,18 +417,23 @@ class Simulator:
         while True:
             in_burst = plan.burst[0] * plan.seconds <= at < plan.burst[1] * plan.seconds
             at += self.rng.expovariate(rate * (plan.burst[2] if in_burst else 1))
-            if at >= plan.seconds or self.halted:
+            if at >= plan.seconds or self.report.halted:
                 break
             await asyncio.sleep(max(0.0, begin + at - time.monotonic()))
             self._open_event(self.rng.choice(self.cameras))
-        while not self.halted and time.monotonic() < begin + plan.seconds:
-            await asyncio.sleep(min(1.0, begin + plan.seconds - time.monotonic()))
+        await self._until_the_end(begin)
+
+    async def _until_the_end(self, begin: float) -> None:
+        """Until the load's time is up, or the bench halts it."""
+        end = begin + self.plan.seconds
+        while not self.report.halted and time.monotonic() < end:
+            await asyncio.sleep(min(1.0, end - time.monotonic()))
 
     async def watch_halt(self, halt) -> None:
         """Stop the load and the draining once the bench sets ``halt`` (a multiprocessing Event)."""
         while not halt.is_set():
             await asyncio.sleep(1.0)
-        self.halted = self.report.halted = True
+        self.report.halted = True
         log.warning("halted by the bench: %d devices, the load or the draining unfinished", len(self.devices))
 
     def _open_event(self, camera: Device) -> None:
@@ -577,7 +584,7 @@ def run_process(plan: Plan, ready, go, halt, results) -> None:
         len(plan.devices),
         sum(len(d.outbox) for d in simulator.devices),
     )
-    loop.run_until_complete(simulator.drain(timeout_s=120))
+    loop.run_until_complete(simulator.drain(timeout_s=DRAIN_S))
     log.warning("drained: %d left", simulator.report.unacked_at_end)
     keeping.cancel()
     halting.cancel()
