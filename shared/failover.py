@@ -7,8 +7,12 @@ resends whatever that broker had not acknowledged, so moving between them loses 
 - the broker in use keeps being tried (paho's backoff) until ``failover_after_s`` have passed since the link
   lost it, or since it was first tried; then the next broker in the list is tried, for as long again, and so
   round (after the last comes the primary);
-- while connected to a standby, the primary is checked every ``return_to_primary_s`` (0: never); once it
-  accepts connections the link goes back to it (``Link`` does the clean disconnect).
+- while connected to a standby, the primary is checked every ``return_to_primary_s`` to twice that, each wait
+  drawn anew (0: never); once it accepts connections the link goes back to it (``Link`` does the clean
+  disconnect). The draw is for the return what ``reconnect_delays`` is for the loss: the city's cameras that
+  moved to the standby within seconds of each other go back over a whole period, not in step, so that the
+  restarted primary does not take thousands of TLS handshakes at once (10,000 devices returning within 20 s cut
+  each other off for silence on two cores, docs/scale.md).
 
 Each link also draws its own reconnect backoff (``reconnect_delays``), so that thousands of devices that lost
 the same broker at the same moment do not knock on it, or on the standby, in step.
@@ -44,6 +48,7 @@ class BrokerChoice:
         failover_after_s: float,
         return_to_primary_s: float,
         clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ):
         if not urls:
             raise ValueError("at least one broker URL is needed")
@@ -51,6 +56,7 @@ class BrokerChoice:
         self.failover_after_s = failover_after_s
         self.return_to_primary_s = return_to_primary_s
         self.clock = clock
+        self._rng = rng or random.Random()
         self.index = 0  # the broker in use (or being tried)
         self.moves = 0  # how many times the link moved to another broker
         self._trying_since: float | None = None  # None while connected, or before the first attempt
@@ -79,7 +85,7 @@ class BrokerChoice:
         with self._lock:
             self._trying_since = None
             if self.on_standby and self.return_to_primary_s > 0:
-                self._primary_check_at = self.clock() + self.return_to_primary_s
+                self._primary_check_at = self.clock() + self._check_wait()
             else:
                 self._primary_check_at = None
 
@@ -97,8 +103,11 @@ class BrokerChoice:
             now = self.clock()
             if self._primary_check_at is None or now < self._primary_check_at:
                 return False
-            self._primary_check_at = now + self.return_to_primary_s
+            self._primary_check_at = now + self._check_wait()
             return True
+
+    def _check_wait(self) -> float:
+        return self.return_to_primary_s * (1 + self._rng.random())
 
     def back_to_primary(self) -> None:
         """The primary accepts connections again: the next attempt goes there."""

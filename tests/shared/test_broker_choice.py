@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import random
 
 import pytest
@@ -57,9 +58,21 @@ def test_one_broker_is_never_left():
     assert not choice.primary_check_due()
 
 
-def test_on_a_standby_the_primary_is_checked_every_return_to_primary_s():
+class Draws:
+    """A random source that gives the listed values in turn."""
+
+    def __init__(self, *values: float):
+        self.values = list(values)
+
+    def random(self) -> float:
+        return self.values.pop(0)
+
+
+def test_on_a_standby_the_primary_is_checked_every_return_to_primary_s_to_twice_that():
     clock = Clock()
-    choice = BrokerChoice([PRIMARY, STANDBY], failover_after_s=1, return_to_primary_s=30, clock=clock)
+    choice = BrokerChoice(
+        [PRIMARY, STANDBY], failover_after_s=1, return_to_primary_s=30, clock=clock, rng=Draws(0.0, 0.5, 1.0)
+    )
     choice.connecting()
     clock.now += 1
     assert choice.connecting() == STANDBY
@@ -67,15 +80,44 @@ def test_on_a_standby_the_primary_is_checked_every_return_to_primary_s():
     clock.now += 29
     assert not choice.primary_check_due()
     clock.now += 1
-    assert choice.primary_check_due()
-    assert not choice.primary_check_due()  # the next check is 30 s later
-    clock.now += 30
+    assert choice.primary_check_due()  # the first wait drawn at its shortest: 30 s
+    assert not choice.primary_check_due()
+    clock.now += 44
+    assert not choice.primary_check_due()  # the next drawn anew: 45 s
+    clock.now += 1
     assert choice.primary_check_due()
     choice.back_to_primary()
     assert choice.connecting() == PRIMARY and not choice.on_standby
     choice.connected()
     clock.now += 1000
     assert not choice.primary_check_due()  # on the primary: nothing to check
+
+
+def test_devices_that_moved_to_the_standby_together_return_to_the_primary_over_a_whole_period():
+    """500 devices connected to the standby within the same second: none checks the primary before
+    return_to_primary_s, and their checks spread over the next period instead of coming in step."""
+    clock, rng = Clock(), random.Random(7)
+    choices = [
+        BrokerChoice([PRIMARY, STANDBY], failover_after_s=1, return_to_primary_s=60, clock=clock, rng=rng)
+        for _ in range(500)
+    ]
+    for choice in choices:
+        choice.connecting()
+    clock.now += 1
+    for choice in choices:
+        choice.connecting()
+        choice.connected()
+    started, first_check = clock.now, {}
+    while len(first_check) < len(choices):
+        clock.now += 1
+        for n, choice in enumerate(choices):
+            if n not in first_check and choice.primary_check_due():
+                first_check[n] = clock.now - started
+    checks = sorted(first_check.values())
+    assert checks[0] >= 60 and checks[-1] <= 121
+    assert checks[-1] - checks[0] > 55  # spread over about a whole period
+    per_second = collections.Counter(int(t) for t in checks)
+    assert max(per_second.values()) < 25  # about 8 a second, never the 500 at once
 
 
 def test_return_to_primary_zero_stays_on_the_standby():
