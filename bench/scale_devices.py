@@ -108,6 +108,8 @@ class Device:
         self.context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=plan.ca)
         self.context.load_cert_chain(str(Path(plan.cert_dir) / f"{name}.pem"))
         self.client: paho.Client | None = None
+        self.connecting = False  # a handshake under way (``client`` is still None)
+        self.handshake: asyncio.Task | None = None
         self.connected = False
         self.lost_at: float | None = None
         self.outbox: dict[str, tuple[str, bytes, bool]] = {}  # message id -> (topic, payload, retain)
@@ -119,13 +121,39 @@ class Device:
     # --- the connection -----------------------------------------------------------------------------------
 
     def connect(self) -> None:
-        """One attempt at the broker the rules say (blocking TCP and TLS handshake: loopback, milliseconds)."""
+        """One attempt at the broker the rules say. The TCP and TLS handshakes run on the loop without blocking
+        it: a device waiting for a busy broker's answer must not hold up the other devices' keepalives, as in
+        the field one device's handshake never holds up another's (blocking, a storm of reconnects starved
+        every device of its process and the brokers cut them off for silence, docs/scale.md)."""
+        if self.connecting:
+            return
+        self.connecting = True
+        self.sim.handshakes += 1
         before = self.choice.index
         url = self.choice.connecting()
         moved_after_loss = self.choice.index != before and self.lost_at is not None
-        address = parse_url(url)
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.name, clean_session=False, protocol=paho.MQTTv311
+        # Held: the loop keeps only a weak reference to a task.
+        self.handshake = self.sim.loop.create_task(self._connect(parse_url(url), moved_after_loss))
+
+    async def _connect(self, address, moved_after_loss: bool) -> None:
+        try:
+            sock = await tls_handshake(address.host, address.port, self.context)
+        except (OSError, ssl.SSLError, TimeoutError):
+            self.choice.lost()
+            self.sim.retry(self)
+            return
+        finally:
+            self.connecting = False
+            self.sim.handshakes -= 1
+        if self.sim.stopping:
+            sock.close()
+            return
+        client = _HandshakenClient(
+            sock,
+            CallbackAPIVersion.VERSION2,
+            client_id=self.name,
+            clean_session=False,
+            protocol=paho.MQTTv311,
         )
         client.tls_set_context(self.context)
         client.max_inflight_messages_set(1000)
@@ -258,6 +286,7 @@ class Simulator:
         self.snapshot_base64 = messages.to_base64(self.snapshot)  # the same picture for every event: once
         self.answered: set[str] = set()
         self.in_paho = False  # inside a paho call that may call us back (``write_now``)
+        self.handshakes = 0  # devices' connections being made
 
     # --- paho on the loop ------------------------------------------------------------------------------------
 
@@ -321,11 +350,11 @@ class Simulator:
 
     # --- the run --------------------------------------------------------------------------------------------
 
-    async def connect_all(self) -> int:
-        for n, device in enumerate(self.devices):
+    async def connect_all(self, at_once: int = 50) -> int:
+        for device in self.devices:
+            while self.handshakes >= at_once:  # the process's devices switched on in turn, not all at once
+                await asyncio.sleep(0.01)
             device.connect()
-            if n % 20 == 0:
-                await asyncio.sleep(0)  # let the loop read CONNACKs as it goes
         deadline = time.monotonic() + 120
         while sum(d.connected for d in self.devices) < len(self.devices) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
@@ -537,6 +566,56 @@ class Simulator:
                 note="scale bench" if state == "resolved" else None,
             )
         )
+
+
+class _HandshakenClient(paho.Client):
+    """paho's client on a socket whose TLS handshake is already done (``tls_handshake``): paho 2.2 makes its
+    own connection, blocking, in ``_create_socket``."""
+
+    def __init__(self, sock: ssl.SSLSocket, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._handshaken: ssl.SSLSocket | None = sock
+
+    def _create_socket(self):
+        sock, self._handshaken = self._handshaken, None
+        if sock is None:
+            raise OSError("this client's connection was used: a new attempt makes a new client")
+        return sock
+
+
+async def tls_handshake(
+    host: str, port: int, context: ssl.SSLContext, timeout_s: float = 5.0
+) -> ssl.SSLSocket:
+    """A TCP connection and its TLS handshake, on the running loop, each wait at most ``timeout_s`` (paho's
+    connect timeout)."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        async with asyncio.timeout(timeout_s):
+            await loop.sock_connect(sock, (host, port))
+        tls = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+        while True:
+            try:
+                tls.do_handshake()
+                return tls
+            except ssl.SSLWantReadError:
+                await _ready(loop.add_reader, loop.remove_reader, tls, timeout_s)
+            except ssl.SSLWantWriteError:
+                await _ready(loop.add_writer, loop.remove_writer, tls, timeout_s)
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def _ready(add, remove, sock, timeout_s: float) -> None:
+    ready = asyncio.get_running_loop().create_future()
+    add(sock, lambda: ready.done() or ready.set_result(None))
+    try:
+        async with asyncio.timeout(timeout_s):
+            await ready
+    finally:
+        remove(sock)
 
 
 def _answers(host: str, port: int) -> bool:
