@@ -5,7 +5,9 @@ persistent session) driven by one asyncio loop (paho's socket callbacks register
 thread and no select() per client). A device keeps what the real agents keep: an outbox of messages the broker
 has not acknowledged (sent again on every new connection) and, after losing a broker, queues again what it
 delivered since ``lost_at - 10 s - 1.5 x keepalive`` (edge/delivery, docs/brokers.md); which broker it tries is
-``shared.failover.BrokerChoice``, the devices' own rules. The messages are shared/messages.py's, on
+``shared.failover.BrokerChoice``, the devices' own rules. What is worthless when late (availability, heartbeats,
+positions) goes straight to the broker while connected and is never queued, as the agents send it
+(edge/runtime/device.py: the heartbeat loop, ``send_now``). The messages are shared/messages.py's, on
 shared/topics.py's topics, as the agents send them:
 
 - every device: retained availability ("online", last will "offline"), a heartbeat (``status``) every
@@ -196,7 +198,7 @@ class Device:
         self.sim.report.connected.setdefault(self.name, []).append((time.time(), self.choice.index))
         client.subscribe(topics.device_down(self.sim.plan.site, self.name), qos=1)
         self.inflight.clear()
-        self._send(*self._availability("online"), retain=True)
+        client.publish(*self._availability("online"), qos=1, retain=True)
         for msg_id, (topic, payload, retain) in list(self.outbox.items()):
             self._publish(msg_id, topic, payload, retain)
 
@@ -236,6 +238,15 @@ class Device:
         topic = topics.up(self.sim.plan.site, self.name, message.type)
         self._send(topic, messages.encode(message), message_id=message.id)
         self.sim.report.counts[message.type] += 1
+
+    def send_now(self, message: messages.Envelope) -> None:
+        """Straight to the broker and only while connected: never queued, never sent again after a move."""
+        if self.connected:
+            self.client.publish(
+                topics.up(self.sim.plan.site, self.name, message.type), messages.encode(message), 1
+            )
+            self.sim.write_now(self.client)
+            self.sim.report.counts[message.type] += 1
 
     def _send(self, topic: str, payload: bytes, retain: bool = False, message_id: str | None = None) -> None:
         msg_id = message_id or ids.new_id()
@@ -415,7 +426,7 @@ class Simulator:
             await asyncio.sleep(period_s)
 
     def _heartbeat(self, device: Device) -> None:
-        device.send(
+        device.send_now(
             messages.Status(
                 device=device.name,
                 kind=device.kind,
@@ -429,7 +440,7 @@ class Simulator:
     def _position(self, device: Device) -> None:
         device.lat += self.rng.uniform(-1e-4, 1e-4)  # walking
         device.lon += self.rng.uniform(-1e-4, 1e-4)
-        device.send(
+        device.send_now(
             messages.Location(
                 device=device.name,
                 position=messages.GeoPoint(lat=device.lat, lon=device.lon),

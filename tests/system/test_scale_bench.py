@@ -102,3 +102,45 @@ def test_a_histograms_quantiles_are_the_bounds_of_the_buckets_they_fall_in():
     assert histogram_quantiles(text, "kuzet_ingest_delay_seconds") == {"count": 100.0, "p50": 0.5, "p99": 1.0}
     assert histogram_quantiles(text, "kuzet_ingest_delay_seconds", (0.995,))["p100"] is None  # past 1.0 s
     assert histogram_quantiles("", "kuzet_ingest_delay_seconds") == {"count": 0.0, "p50": None, "p99": None}
+
+
+def test_a_simulated_device_queues_what_the_agents_queue_and_sends_the_rest_only_while_connected(monkeypatch):
+    """As edge/runtime/device.py: heartbeats and positions go straight to the broker while connected and are
+    never kept (a device that moved brokers does not send them again); events wait in the outbox."""
+    from kuzet.shared import ids, messages, timeutil, topics
+
+    spec = importlib.util.spec_from_file_location("scale_devices", BENCH.parent / "scale_devices.py")
+    devices = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "scale_devices", devices)  # its dataclasses look their module up
+    spec.loader.exec_module(devices)
+
+    class Sim:
+        plan = devices.Plan(site="s1", brokers=[], ca="", cert_dir="", devices=[], seconds=1)
+        report = devices.Report()
+
+        def write_now(self, client):
+            pass
+
+    class Client:
+        def __init__(self):
+            self.published = []
+
+        def publish(self, topic, payload, qos=0, retain=False):
+            self.published.append(topic)
+            return type("Info", (), {"rc": 0, "mid": len(self.published)})()
+
+    device = devices.Device.__new__(devices.Device)  # no broker, no certificate: the sending rules only
+    device.sim, device.name, device.outbox, device.inflight = Sim(), "cam-1", {}, {}
+    device.client, device.connected = None, False
+    beat = messages.Status(device="cam-1", kind="camera", software_version="t", uptime_s=1.0)
+    event = messages.Event(
+        device="cam-1", event_id=ids.new_id(), seq=0, state="open", event_type="zone_enter", severity="low",
+        label="person", score=0.9, started_at=timeutil.utc_now(),
+    )  # fmt: skip
+    device.send_now(beat)
+    device.send(event)
+    assert list(device.outbox) == [event.id]  # offline: the event waits, the heartbeat is gone
+    device.client, device.connected = Client(), True
+    device.send_now(beat)
+    assert device.client.published == [topics.up("s1", "cam-1", "status")]
+    assert list(device.outbox) == [event.id] and Sim.report.counts == {"status": 1, "event": 1}
