@@ -316,6 +316,9 @@ def run_faults(
         # The broker publishes the camera's last will ("offline", retained) when its connection dies.
         offline_after_kill = wait(lambda: not online(), 15, "the camera's last will")
         camera.start()
+        # SIGTERM drains the outbox only while connected: a camera still starting (its model loading on a
+        # busy machine) would rightly keep its backlog on disk, and the run would not show the clean exit.
+        wait(online, 60, "the restarted camera online again")
         time.sleep(phase_s)
 
         log.info("stopping the camera with SIGTERM")
