@@ -110,8 +110,7 @@ class Device:
         self.context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=plan.ca)
         self.context.load_cert_chain(str(Path(plan.cert_dir) / f"{name}.pem"))
         self.client: paho.Client | None = None
-        self.connecting = False  # a handshake under way (``client`` is still None)
-        self.handshake: asyncio.Task | None = None
+        self.handshake: asyncio.Task | None = None  # the connection being made (``client`` is still None)
         self.connected = False
         self.lost_at: float | None = None
         self.outbox: dict[str, tuple[str, bytes, bool]] = {}  # message id -> (topic, payload, retain)
@@ -129,13 +128,16 @@ class Device:
         every device of its process and the brokers cut them off for silence, docs/scale.md)."""
         if self.connecting:
             return
-        self.connecting = True
         self.sim.handshakes += 1
         before = self.choice.index
         url = self.choice.connecting()
         moved_after_loss = self.choice.index != before and self.lost_at is not None
         # Held: the loop keeps only a weak reference to a task.
         self.handshake = self.sim.loop.create_task(self._connect(parse_url(url), moved_after_loss))
+
+    @property
+    def connecting(self) -> bool:
+        return self.handshake is not None and not self.handshake.done()
 
     async def _connect(self, address, moved_after_loss: bool) -> None:
         try:
@@ -145,7 +147,6 @@ class Device:
             self.sim.retry(self)
             return
         finally:
-            self.connecting = False
             self.sim.handshakes -= 1
         if self.sim.stopping:
             sock.close()
