@@ -3,9 +3,12 @@
 Each device is a paho client of its own (its own client id and its own site certificate, mutual TLS, a
 persistent session) driven by one asyncio loop (paho's socket callbacks registered with the loop's epoll: no
 thread and no select() per client). A device keeps what the real agents keep: an outbox of messages the broker
-has not acknowledged (sent again on every new connection) and, after losing a broker, queues again what it
-delivered since ``lost_at - 10 s - 1.5 x keepalive`` (edge/delivery, docs/brokers.md); which broker it tries is
-``shared.failover.BrokerChoice``, the devices' own rules. What is worthless when late (availability, heartbeats,
+has not acknowledged (sent again on every new connection) and what the broker did acknowledge, for the run (the
+agents keep it a day). It queues that again as the agents do: once connected to another broker after losing
+one, what it delivered since ``lost_at - 10 s - 1.5 x keepalive``; on central's ``resend`` request (a broker
+restarted and may have lost what it took before central had it), what it delivered since the request says
+(edge/delivery, docs/brokers.md). Which broker it tries is ``shared.failover.BrokerChoice``, the devices' own
+rules. What is worthless when late (availability, heartbeats,
 positions) goes straight to the broker while connected and is never queued, as the agents send it
 (edge/runtime/device.py: the heartbeat loop, ``send_now``). The messages are shared/messages.py's, on
 shared/topics.py's topics, as the agents send them:
@@ -42,6 +45,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from kuzet.edge.runtime.device import FAILOVER_RESEND_MARGIN_S
 from kuzet.shared import ids, messages, timeutil, topics
 from kuzet.shared.failover import BrokerChoice
 from kuzet.shared.mqtt import parse_url
@@ -113,6 +117,10 @@ class Device:
         self.handshake: asyncio.Task | None = None  # the connection being made (``client`` is still None)
         self.connected = False
         self.lost_at: float | None = None
+        # Connecting to another broker after losing one (when it was lost), until connected: as the agents'
+        # link keeps it (shared/mqtt.py), so a failed handshake at the new broker does not forget the move.
+        self.moved_after_loss_at: float | None = None
+        self.resends_handled: set[str] = set()
         self.outbox: dict[str, tuple[str, bytes, bool]] = {}  # message id -> (topic, payload, retain)
         self.inflight: dict[int, str] = {}  # paho mid -> message id, this connection only
         self.delivered: collections.deque[tuple[float, str, str, bytes]] = collections.deque()
@@ -131,15 +139,16 @@ class Device:
         self.sim.handshakes += 1
         before = self.choice.index
         url = self.choice.connecting()
-        moved_after_loss = self.choice.index != before and self.lost_at is not None
+        if self.choice.index != before and self.lost_at is not None:
+            self.moved_after_loss_at = self.lost_at
         # Held: the loop keeps only a weak reference to a task.
-        self.handshake = self.sim.loop.create_task(self._connect(parse_url(url), moved_after_loss))
+        self.handshake = self.sim.loop.create_task(self._connect(parse_url(url)))
 
     @property
     def connecting(self) -> bool:
         return self.handshake is not None and not self.handshake.done()
 
-    async def _connect(self, address, moved_after_loss: bool) -> None:
+    async def _connect(self, address) -> None:
         try:
             sock = await tls_handshake(address.host, address.port, self.context)
         except (OSError, ssl.SSLError, TimeoutError):
@@ -173,12 +182,6 @@ class Device:
             self._drop(client)
             self.choice.lost()
             self.sim.retry(self)
-            return
-        if moved_after_loss:  # what the lost broker took shortly before it went may never reach central
-            margin = 10 + 1.5 * self.sim.plan.keepalive_s
-            for at, msg_id, topic, payload in self.delivered:
-                if at >= self.lost_at - margin and msg_id not in self.outbox:
-                    self.outbox[msg_id] = (topic, payload, False)
 
     def _drop(self, client: paho.Client) -> None:
         self.sim.detach(client)
@@ -193,6 +196,11 @@ class Device:
             return
         sock = client.socket()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.moved_after_loss_at is not None:  # what the lost broker took shortly before it went
+            self._redeliver(
+                self.moved_after_loss_at - FAILOVER_RESEND_MARGIN_S - 1.5 * self.sim.plan.keepalive_s
+            )
+            self.moved_after_loss_at = None
         self.connected = True
         self.lost_at = None
         self.choice.connected()
@@ -265,23 +273,37 @@ class Device:
         msg_id = self.inflight.pop(mid, None)
         entry = self.outbox.pop(msg_id, None) if msg_id else None
         if entry is not None:
-            now = time.time()
-            self.delivered.append((now, msg_id, entry[0], entry[1]))
-            keep_s = 10 + 1.5 * self.sim.plan.keepalive_s + self.sim.plan.failover_after_s * 2
-            while self.delivered and self.delivered[0][0] < now - keep_s:
-                self.delivered.popleft()
+            self.delivered.append((time.time(), msg_id, entry[0], entry[1]))
+
+    def _redeliver(self, since: float) -> None:
+        """Queue again what was delivered at or after ``since`` (edge/delivery/outbox.py ``redeliver``): out of
+        the delivered record, to the end of the outbox; sent now if connected (else on connecting)."""
+        again = []
+        while self.delivered and self.delivered[-1][0] >= since:
+            again.append(self.delivered.pop())
+        for _, msg_id, topic, payload in reversed(again):
+            if msg_id not in self.outbox:
+                self.outbox[msg_id] = (topic, payload, False)
+                if self.connected:
+                    self._publish(msg_id, topic, payload, False)
+        self.sim.report.counts["redelivered"] += len(again)
 
     # --- what central sends --------------------------------------------------------------------------------
 
     def _on_message(self, client, userdata, msg) -> None:
-        if not msg.topic.endswith("/dispatch") or self.kind != "badge":
+        if not msg.topic.endswith(("/dispatch", "/resend")):
             return
         try:
-            dispatch = messages.decode(msg.topic, msg.payload)
+            message = messages.decode(msg.topic, msg.payload)
         except messages.InvalidMessage:
             self.sim.report.errors += 1
             return
-        self.sim.dispatch_arrived(self, dispatch)
+        if isinstance(message, messages.Resend):  # retained: it comes back on every connection, handled once
+            if message.id not in self.resends_handled:
+                self.resends_handled.add(message.id)
+                self._redeliver(message.since.timestamp())
+        elif self.kind == "badge":
+            self.sim.dispatch_arrived(self, message)
 
 
 class Simulator:

@@ -145,6 +145,51 @@ def test_a_broker_killed_and_restarted_on_its_own_persistence_loses_nothing(
         central.close()
 
 
+@pytest.mark.slow
+def test_a_broker_restarted_cleanly_forgets_centrals_shared_subscription_and_loses_nothing(
+    tmp_path, mosquitto_factory, port
+):
+    """Several ingest workers share one subscription (``[ingest] share_group``). Mosquitto 2.0 saves a session's
+    shared subscriptions but does not restore them: after a restart, even a clean one with everything saved,
+    what the devices deliver before central subscribes again reaches no one (docs/brokers.md). Central sees the
+    restart from the broker's uptime and asks the devices to send it again."""
+    broker = mosquitto_factory(port=port)
+    central = make_central(
+        tmp_path,
+        mqtt={"brokers": [broker.url], "protocol": "5"},
+        ingest={"client_id": "central-shared-test", "share_group": "ingest"},
+    )
+    ingest = IngestService(central).start()
+    runtime = _camera(tmp_path, broker.url)
+    producer = Producer(runtime, RATE).start()
+    try:
+        wait_for(lambda: len(stored_ids(central)) > RATE, 20, "central storing the device's events")
+        link = ingest._links.links[0]
+        link.client.reconnect_delay_set(min_delay=6, max_delay=6)  # central comes back after the device
+        broker.stop()  # SIGTERM: Mosquitto saves everything it holds
+        broker.start()
+        wait_for(lambda: runtime.connected, 30, "the device connected to the restarted broker")
+        wait_for(lambda: ingest.subscribed.is_set(), 30, "central subscribed at the restarted broker")
+        time.sleep(2)
+        producer.stop()
+        wait_for(lambda: runtime.connected and runtime.outbox.depth() == 0, 60, "the outbox drained")
+        delivered = set(producer.ids)
+        try:
+            wait_for(lambda: delivered <= set(stored_ids(central)), 60, "every delivered event stored")
+        finally:
+            stored = stored_ids(central)
+            missing = delivered - set(stored)
+            assert not missing, f"{len(missing)} of {len(delivered)} delivered events never stored"
+        assert len(stored) == len(set(stored)), "an event message stored twice"
+        assert ingest.sessions[0].restarts == 1
+        assert runtime.publisher.stats["redelivered"] > 0
+    finally:
+        producer.stop()
+        runtime.stop(drain_s=0)
+        ingest.stop()
+        central.close()
+
+
 class FakeLink:
     client_id = "central-test"
     url = "mqtt://127.0.0.1:1883"
