@@ -336,7 +336,9 @@ class Simulator:
         def write_rest(sock) -> None:
             if client.socket() is sock and client.want_write():
                 client.loop_write()
-                if client.want_write():  # the socket is full: the loop writes the rest when it drains
+                # The socket is full: the loop writes the rest when it drains (unless that write lost the
+                # connection: paho closed the socket).
+                if client.want_write() and client.socket() is sock and sock.fileno() != -1:
                     self.loop.add_writer(sock, client.loop_write)
 
         client.on_socket_open = lambda c, u, sock: self.loop.add_reader(sock, readable)

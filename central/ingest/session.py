@@ -21,6 +21,14 @@ loses it: the device deleted nothing it could not resend, but nobody asks it to.
   ``stored_at - MARGIN_S`` when central did not see it go. A broker without ``$SYS`` (NATS) is never taken as
   restarted: only a lost session is noticed there.
 
+- Several ingest workers each have their own session with the broker, and a restart loses them all at once:
+  each worker finds its session lost. One request per device is enough: a worker sends nothing where the
+  table shows a request (``lost_at``, ``resent_since``) that any session made to this broker since it started
+  (or, where its start is unknown, since this worker lost it), from no later than its own ``since``. That
+  request went out after its worker subscribed again, so whatever was lost before, it covers, and nothing
+  delivered since was lost. Without this every worker had every device send its last minutes again, once per
+  worker (docs/scale.md).
+
 The work happens on a thread of its own: paho's thread only reports the connection. The resend requests go out
 after the subscription (queued first, on the same connection), so nothing a device resends is missed.
 """
@@ -32,6 +40,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kuzet.central.context import Central
@@ -47,7 +56,12 @@ RECORD_EVERY_S = 1.0
 # between central and the devices (NTP keeps them within a second; a repeat costs only a duplicate).
 MARGIN_S = 10.0
 UPTIME_TOPIC = "$SYS/broker/uptime"  # Mosquitto's, "<seconds> seconds", published every 10 s and retained
-UPTIME_WAIT_S = 3.0  # how long a connection waits for it before taking the broker as one without it
+# How long a connection waits for the uptime before taking the broker as one without it. The uptime is retained,
+# but a broker that kept central's session sends it only after what it had queued for central: at 10,000 devices
+# that was a minute and more after a restart, and a 3 s wait took the restarted broker for one up all along
+# (docs/scale.md). Waiting costs nothing meanwhile: the request's ``since`` does not move.
+UPTIME_WAIT_S = 600.0
+POLL_S = 0.2  # how often a connection waiting for the uptime looks
 
 
 class BrokerSession:
@@ -76,6 +90,7 @@ class BrokerSession:
         self.lost = 0  # lost sessions noticed since start
         self.requests = 0  # resend requests published since start
         self.restarts = 0  # restarts of the broker noticed since start
+        self.covered = 0  # losses noticed that another session's request already covered (none sent)
         # (session_present, when central had last lost the broker) of each connection, handed on
         self._connects: queue.SimpleQueue[tuple[bool, float | None]] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -114,26 +129,36 @@ class BrokerSession:
     # --- the thread -------------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        pending: _Connection | None = None  # the connection not judged yet (waiting for the broker's uptime)
         while not self._stop.is_set():
             try:
-                connection = self._connects.get(timeout=self.record_every_s)
+                connection = self._connects.get(timeout=self.record_every_s if pending is None else POLL_S)
+                pending = _Connection.merge(pending, *connection)
             except queue.Empty:
-                connection = None
+                pass
             try:
-                self._record()
-                if connection is not None:
-                    present, lost_at = connection
-                    started_at = self._broker_started_at() if present else None
-                    self.connected(present, started_at=started_at, lost_at=lost_at)
+                # Not while a connection waits to be judged: its own commits would make a restarted broker look
+                # up since before it started (``stored_at`` stays at the last commit before it).
+                if pending is None:
+                    self._record()
+                elif self._judge(pending):
+                    pending = None
             except Exception:  # e.g. the database's disk is full: tried again on the next round
                 log.exception("broker session: bookkeeping failed")
-                if connection is not None:
-                    self._connects.put(connection)
                 self._stop.wait(self.record_every_s)
 
+    def _judge(self, connection: _Connection) -> bool:
+        """Ask the devices again if the connection shows a loss; False while it must still wait for the uptime
+        (only a session the broker kept needs it: a restart lost what was not saved)."""
+        if connection.present and not self._uptime_heard.is_set() and time.monotonic() < connection.until:
+            return False
+        started_at = self._broker_started_at() if connection.present else None
+        self.connected(connection.present, started_at=started_at, lost_at=connection.lost_at)
+        return True
+
     def _broker_started_at(self) -> float | None:
-        """When the broker of this connection started (time.time()), from its uptime; None if it does not say."""
-        if not self._uptime_heard.wait(UPTIME_WAIT_S) or self._uptime is None:
+        """When the broker of this connection started (time.time()), from its uptime; None if it did not say."""
+        if self._uptime is None:
             return None
         seconds, heard_at = self._uptime
         return heard_at - seconds
@@ -189,6 +214,22 @@ class BrokerSession:
                 what = "no longer has central's session: it lost what it had queued"
                 since = (stored_at or established_at) - self.margin_s
                 self.lost += 1
+            asked_after = started_at if session_present else lost_at
+            if asked_after is not None and self._covered(conn, asked_after, since):
+                self.covered += 1
+                portable.execute(
+                    conn,
+                    "UPDATE broker_sessions SET established_at = ? WHERE broker = ? AND client_id = ?",
+                    (now, *key),
+                )
+                log.warning(
+                    "broker session: %s %s (%s); already asked of the devices from %s or earlier",
+                    self.broker,
+                    what,
+                    self.link.client_id,
+                    _wire(since),
+                )
+                return None
             targets = portable.execute(
                 conn, "SELECT site, device_id FROM devices WHERE revoked_at IS NULL AND site IS NOT NULL"
             ).fetchall()
@@ -211,11 +252,40 @@ class BrokerSession:
         with portable.transaction(conn):
             portable.execute(
                 conn,
-                "UPDATE broker_sessions SET established_at = ?, lost = lost + 1, lost_at = ?"
+                "UPDATE broker_sessions SET established_at = ?, lost = lost + 1, lost_at = ?, resent_since = ?"
                 " WHERE broker = ? AND client_id = ?",
-                (now, now, *key),
+                (now, now, since, *key),
             )
         return since
+
+    def _covered(self, conn, asked_after: float, since: float) -> bool:
+        """Did any session (another worker's, or this one's) ask every device about this broker after
+        ``asked_after``, from ``since`` or earlier?"""
+        return (
+            portable.execute(
+                conn,
+                "SELECT 1 FROM broker_sessions WHERE broker = ? AND lost_at >= ? AND resent_since <= ? LIMIT 1",
+                (self.broker, asked_after, since),
+            ).fetchone()
+            is not None
+        )
+
+
+@dataclass(frozen=True)
+class _Connection:
+    present: bool  # the broker still had central's session
+    lost_at: float | None  # when central had lost the broker before it (None: not seen, central was down)
+    until: float  # time.monotonic() after which it is judged without the broker's uptime
+
+    @classmethod
+    def merge(cls, pending: _Connection | None, present: bool, lost_at: float | None) -> _Connection:
+        """A new connection, judged together with the one still waiting (lost again before the uptime came):
+        the earlier loss and a lost session count."""
+        until = time.monotonic() + UPTIME_WAIT_S
+        if pending is None:
+            return cls(present, lost_at, until)
+        earliest = None if pending.lost_at is None or lost_at is None else min(pending.lost_at, lost_at)
+        return cls(pending.present and present, earliest, until)
 
 
 def _wire(epoch_s: float) -> str:
