@@ -26,6 +26,10 @@ Prints one JSON object: ``{"devices": N, "sent": N, "stored": N, "lost": N, "dup
   many times one went again to a badge back online before acknowledging it;
 - ``broker_failover_s``: from stopping the primary until every device connected then is connected to the
   standby (``broker_failover_p50_s`` the median device);
+- ``primary_stop``: how long the primary took to stop, and whether it had to be SIGKILLed after 10 s (still
+  saving its store or closing its connections: then it restarts on its last autosave, as after a crash);
+- ``lost_trails``: for the first ten lost, where each went (its device, when a broker acknowledged it and
+  which, the device's connections and the resend requests it heard);
 - ``leader_failover_s``: the routing leader's SIGKILL to its standby leading: null where central runs as one
   process (see ``topology``).
 
@@ -48,6 +52,7 @@ import os
 import queue
 import resource
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -440,7 +445,9 @@ def _broker_outage(args, primary: MosquittoServer, faults: dict, seconds: float)
         return
     time.sleep(seconds / 3)
     faults["broker_stopped"] = time.time()
-    primary.stop()
+    process = primary.process
+    primary.stop()  # SIGTERM: Mosquitto saves its store and exits; SIGKILL after 10 s (a crash, then)
+    faults["broker_stop"] = (time.time() - faults["broker_stopped"], process.returncode == -signal.SIGKILL)
     time.sleep(args.broker_outage_s)
     primary.start()
     faults["broker_started"] = time.time()
@@ -558,12 +565,18 @@ def account(
             ],
         },
         "leader_failover_s": None if leader is None else round(leader, 2),
+        "primary_stop": (
+            {"s": round(faults["broker_stop"][0], 1), "killed": faults["broker_stop"][1]}
+            if "broker_stop" in faults
+            else None
+        ),
         **broker_failover(reports, faults),
         "failover_windows_s": {
             name: [round(t - faults["start"], 1) for t in window] for name, window in windows.items()
         },
         # When the lost ones were published (seconds into the run): which fault they fell in.
         "lost_published_at_s": sorted(round(sent[m] - faults["start"], 1) for m in missing)[:20],
+        "lost_trails": lost_trails(reports, sorted(missing, key=sent.get)[:10], sent, faults["start"]),
         "messages_sent": counts,
         "simulator_lag_ms": {
             f"p{p}": percentile([ms for r in reports for ms in r.loop_lag_ms], p) for p in (50, 99, 100)
@@ -626,6 +639,29 @@ def failover_windows(reports: list[Report], faults: dict) -> dict[str, tuple[flo
         if f"{fault}_killed" in faults:
             windows[fault] = (faults[f"{fault}_killed"], faults.get(f"{fault}_back", faults["end"]) + 10)
     return windows
+
+
+def lost_trails(reports, lost: list[str], sent: dict[str, float], start: float) -> list[dict]:
+    """Where each lost event message went, in seconds into the run: published; acknowledged by which broker
+    (0 the primary) and when; its device's connections and the resend requests it heard (when, ``since``)."""
+
+    def at(t: float) -> float:
+        return round(t - start, 1)
+
+    trails = []
+    for msg_id in lost:
+        report = next(r for r in reports if msg_id in r.sent)
+        device = report.owners.get(msg_id)
+        trails.append(
+            {
+                "device": device,
+                "published_s": at(sent[msg_id]),
+                "acks": [(at(t), broker) for t, broker in report.acks.get(msg_id, [])],
+                "connected": [(at(t), broker) for t, broker in report.connected.get(device, [])],
+                "resends": [(at(t), at(since)) for t, since in report.resends.get(device, [])],
+            }
+        )
+    return trails
 
 
 def broker_failover(reports: list[Report], faults: dict) -> dict:

@@ -96,6 +96,11 @@ class Report:
     undelivered: list[str] = field(default_factory=list)
     clips_undelivered: list[str] = field(default_factory=list)  # a chunk of each still in its camera's outbox
     errors: int = 0
+    # Each event message's trail, to tell where a lost one went: its device, each broker acknowledgement (when,
+    # which broker: 0 the primary), and each device's resend requests (when heard, their ``since``).
+    owners: dict[str, str] = field(default_factory=dict)
+    acks: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    resends: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     # How late the process's loop woke from a 0.5 s sleep, every 0.5 s of the load: a device's message waits
     # that long before paho even writes it, so it is part of every latency measured from ``sent``.
     loop_lag_ms: list[float] = field(default_factory=list)
@@ -247,6 +252,8 @@ class Device:
         topic = topics.up(self.sim.plan.site, self.name, message.type)
         self._send(topic, messages.encode(message), message_id=message.id)
         self.sim.report.counts[message.type] += 1
+        if message.type == "event":
+            self.sim.report.owners[message.id] = self.name
 
     def send_now(self, message: messages.Envelope) -> None:
         """Straight to the broker and only while connected: never queued, never sent again after a move."""
@@ -273,7 +280,10 @@ class Device:
         msg_id = self.inflight.pop(mid, None)
         entry = self.outbox.pop(msg_id, None) if msg_id else None
         if entry is not None:
-            self.delivered.append((time.time(), msg_id, entry[0], entry[1]))
+            now = time.time()
+            self.delivered.append((now, msg_id, entry[0], entry[1]))
+            if msg_id in self.sim.report.owners:
+                self.sim.report.acks.setdefault(msg_id, []).append((now, self.choice.index))
 
     def _redeliver(self, since: float) -> None:
         """Queue again what was delivered at or after ``since`` (edge/delivery/outbox.py ``redeliver``): out of
@@ -301,6 +311,8 @@ class Device:
         if isinstance(message, messages.Resend):  # retained: it comes back on every connection, handled once
             if message.id not in self.resends_handled:
                 self.resends_handled.add(message.id)
+                heard = (time.time(), message.since.timestamp())
+                self.sim.report.resends.setdefault(self.name, []).append(heard)
                 self._redeliver(message.since.timestamp())
         elif self.kind == "badge":
             self.sim.dispatch_arrived(self, message)

@@ -23,11 +23,13 @@ loses it: the device deleted nothing it could not resend, but nobody asks it to.
 
 - Several ingest workers each have their own session with the broker, and a restart loses them all at once:
   each worker finds its session lost. One request per device is enough: a worker sends nothing where the
-  table shows a request (``lost_at``, ``resent_since``) that any session made to this broker since it started
-  (or, where its start is unknown, since this worker lost it), from no later than its own ``since``. That
-  request went out after its worker subscribed again, so whatever was lost before, it covers, and nothing
-  delivered since was lost. Without this every worker had every device send its last minutes again, once per
-  worker (docs/scale.md).
+  table shows a request (``resent_at``, ``resent_since``) that another worker's session made to this broker
+  since it started (or, where its start is unknown, since this worker lost it), from no later than its own
+  ``since``. That request went out after its worker subscribed again, so whatever was lost before, it covers,
+  and nothing delivered since was lost. A worker claims its request in the transaction that decides it, before
+  sending (sending ten thousand takes seconds, and the others decide meanwhile); its own claim never covers
+  it, so a worker killed while sending asks again when it comes back. Without this every worker had every
+  device send its last minutes again, once per worker (docs/scale.md).
 
 The work happens on a thread of its own: paho's thread only reports the connection. The resend requests go out
 after the subscription (queued first, on the same connection), so nothing a device resends is missed.
@@ -230,6 +232,11 @@ class BrokerSession:
                     _wire(since),
                 )
                 return None
+            portable.execute(  # the claim: the other workers deciding meanwhile leave it to this one
+                conn,
+                "UPDATE broker_sessions SET resent_at = ?, resent_since = ? WHERE broker = ? AND client_id = ?",
+                (now, since, *key),
+            )
             targets = portable.execute(
                 conn, "SELECT site, device_id FROM devices WHERE revoked_at IS NULL AND site IS NOT NULL"
             ).fetchall()
@@ -252,20 +259,21 @@ class BrokerSession:
         with portable.transaction(conn):
             portable.execute(
                 conn,
-                "UPDATE broker_sessions SET established_at = ?, lost = lost + 1, lost_at = ?, resent_since = ?"
+                "UPDATE broker_sessions SET established_at = ?, lost = lost + 1, lost_at = ?"
                 " WHERE broker = ? AND client_id = ?",
-                (now, now, since, *key),
+                (now, now, *key),
             )
         return since
 
     def _covered(self, conn, asked_after: float, since: float) -> bool:
-        """Did any session (another worker's, or this one's) ask every device about this broker after
+        """Has another worker's session asked (or claimed to ask) every device about this broker after
         ``asked_after``, from ``since`` or earlier?"""
         return (
             portable.execute(
                 conn,
-                "SELECT 1 FROM broker_sessions WHERE broker = ? AND lost_at >= ? AND resent_since <= ? LIMIT 1",
-                (self.broker, asked_after, since),
+                "SELECT 1 FROM broker_sessions WHERE broker = ? AND client_id <> ? AND resent_at >= ?"
+                " AND resent_since <= ? LIMIT 1",
+                (self.broker, self.link.client_id, asked_after, since),
             ).fetchone()
             is not None
         )

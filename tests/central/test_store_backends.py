@@ -352,7 +352,8 @@ def test_a_sqlite_database_from_before_migrations_is_brought_up_to_date(tmp_path
             old.execute(f"ALTER TABLE dispatch_log DROP COLUMN {column}")
         for column in ("claim_id", "claimed_at"):  # migration 0007's
             old.execute(f"ALTER TABLE clips DROP COLUMN {column}")
-        old.execute("ALTER TABLE broker_sessions DROP COLUMN resent_since")  # migration 0008's
+        for column in ("resent_at", "resent_since"):  # migration 0008's
+            old.execute(f"ALTER TABLE broker_sessions DROP COLUMN {column}")
         old.execute("INSERT INTO units (device_id, duty) VALUES ('badge-1', 'available')")
     db = open_database(path)
     versions = [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()]
@@ -361,7 +362,7 @@ def test_a_sqlite_database_from_before_migrations_is_brought_up_to_date(tmp_path
     assert "idx_units_duty_online" in indexes
     assert {"detail_key", "detail_params"} <= set(db["dispatch_log"].columns_dict)
     assert {"claim_id", "claimed_at"} <= set(db["clips"].columns_dict)
-    assert "resent_since" in db["broker_sessions"].columns_dict
+    assert {"resent_at", "resent_since"} <= set(db["broker_sessions"].columns_dict)
     assert db.execute("SELECT device_id FROM units").fetchall() == [("badge-1",)]
     db.close()
 

@@ -311,6 +311,14 @@ def test_one_request_per_device_when_a_restart_loses_every_ingest_workers_sessio
         # Lost a second earlier: its since is earlier than the request made, which does not cover it.
         assert third.connected(True, started_at=now - 5, lost_at=now - 31) == pytest.approx(since - 1)
         assert len(links[2].sent) == 1 and third.covered == 0
+        # A worker killed while sending its requests (its session's record never updated) asks again when it
+        # comes back: its own claim does not cover it.
+        with central.db().conn as conn:
+            conn.execute(
+                "UPDATE broker_sessions SET established_at = ? WHERE client_id = ?",
+                [now - 3600, "central-ingest-0"],
+            )
+        assert first.connected(True, started_at=now - 5) is not None and len(links[0].sent) == 2
         # The broker restarts again: the requests made before this start cover nothing of it.
         later = time.time() + 1
         with central.db().conn as conn:
