@@ -576,6 +576,7 @@ def account(
         },
         # When the lost ones were published (seconds into the run): which fault they fell in.
         "lost_published_at_s": sorted(round(sent[m] - faults["start"], 1) for m in missing)[:20],
+        "devices_heard_resend": sum(len(report.resends) for report in reports),
         "lost_trails": lost_trails(reports, sorted(missing, key=sent.get)[:10], sent, faults["start"]),
         "messages_sent": counts,
         "simulator_lag_ms": {
@@ -652,6 +653,7 @@ def lost_trails(reports, lost: list[str], sent: dict[str, float], start: float) 
     for msg_id in lost:
         report = next(r for r in reports if msg_id in r.sent)
         device = report.owners.get(msg_id)
+        subscribed, n = report.downs.get(device, (None, 0))
         trails.append(
             {
                 "device": device,
@@ -659,6 +661,10 @@ def lost_trails(reports, lost: list[str], sent: dict[str, float], start: float) 
                 "acks": [(at(t), broker) for t, broker in report.acks.get(msg_id, [])],
                 "connected": [(at(t), broker) for t, broker in report.connected.get(device, [])],
                 "resends": [(at(t), at(since)) for t, since in report.resends.get(device, [])],
+                "last_connection": {
+                    "subscribed_s": None if subscribed is None else at(subscribed),
+                    "received": n,
+                },
             }
         )
     return trails

@@ -101,6 +101,9 @@ class Report:
     owners: dict[str, str] = field(default_factory=dict)
     acks: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     resends: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    # Each device's last connection at the end: when its subscription was acknowledged (None: never), and how
+    # many messages it received on it.
+    downs: dict[str, tuple[float | None, int]] = field(default_factory=dict)
     # How late the process's loop woke from a 0.5 s sleep, every 0.5 s of the load: a device's message waits
     # that long before paho even writes it, so it is part of every latency measured from ``sent``.
     loop_lag_ms: list[float] = field(default_factory=list)
@@ -126,6 +129,8 @@ class Device:
         # link keeps it (shared/mqtt.py), so a failed handshake at the new broker does not forget the move.
         self.moved_after_loss_at: float | None = None
         self.resends_handled: set[str] = set()
+        self.subscribed_at: float | None = None  # this connection's subscription acknowledged
+        self.received = 0  # messages received on this connection
         self.outbox: dict[str, tuple[str, bytes, bool]] = {}  # message id -> (topic, payload, retain)
         self.inflight: dict[int, str] = {}  # paho mid -> message id, this connection only
         self.delivered: collections.deque[tuple[float, str, str, bytes]] = collections.deque()
@@ -179,6 +184,7 @@ class Device:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         self.sim.attach(client)
         self.client = client
         try:
@@ -211,6 +217,7 @@ class Device:
         self.choice.connected()
         self.sim.report.connected.setdefault(self.name, []).append((time.time(), self.choice.index))
         client.subscribe(topics.device_down(self.sim.plan.site, self.name), qos=1)
+        self.subscribed_at, self.received = None, 0
         self.inflight.clear()
         client.publish(*self._availability("online"), qos=1, retain=True)
         for msg_id, (topic, payload, retain) in list(self.outbox.items()):
@@ -300,7 +307,11 @@ class Device:
 
     # --- what central sends --------------------------------------------------------------------------------
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self.subscribed_at = time.time()
+
     def _on_message(self, client, userdata, msg) -> None:
+        self.received += 1
         if not msg.topic.endswith(("/dispatch", "/resend")):
             return
         try:
@@ -447,6 +458,7 @@ class Simulator:
         while any(d.outbox for d in self.devices) and time.monotonic() < deadline and not self.report.halted:
             await asyncio.sleep(0.2)
         self.report.unacked_at_end = sum(len(d.outbox) for d in self.devices)
+        self.report.downs = {d.name: (d.subscribed_at, d.received) for d in self.devices}
         self.report.undelivered = [m for d in self.devices for m in d.outbox if m in self.report.sent]
         self.report.clips_undelivered = sorted(
             {

@@ -155,6 +155,7 @@ def bare_device(devices, name: str, brokers: list[str] = ()):
     device = devices.Device.__new__(devices.Device)
     device.sim, device.name, device.kind, device.outbox, device.inflight = Sim(), name, "camera", {}, {}
     device.client, device.connected, device.handshake, device.lost_at = None, False, None, None
+    device.subscribed_at, device.received = None, 0
     device.delivered, device.moved_after_loss_at, device.resends_handled = (
         devices.collections.deque(),
         None,
