@@ -576,7 +576,7 @@ def account(
         },
         # When the lost ones were published (seconds into the run): which fault they fell in.
         "lost_published_at_s": sorted(round(sent[m] - faults["start"], 1) for m in missing)[:20],
-        "devices_heard_resend": sum(len(report.resends) for report in reports),
+        "devices_heard_resend": resend_heard(reports),
         "lost_trails": lost_trails(reports, sorted(missing, key=sent.get)[:10], sent, faults["start"]),
         "messages_sent": counts,
         "simulator_lag_ms": {
@@ -640,6 +640,20 @@ def failover_windows(reports: list[Report], faults: dict) -> dict[str, tuple[flo
         if f"{fault}_killed" in faults:
             windows[fault] = (faults[f"{fault}_killed"], faults.get(f"{fault}_back", faults["end"]) + 10)
     return windows
+
+
+def resend_heard(reports) -> dict:
+    """How many devices heard a resend request, by where they were: devices that moved to the standby or not,
+    and on which broker their last connection was (0 the primary): heard / of."""
+    split: dict[str, list[int]] = {}
+    for report in reports:
+        for device, connections in report.connected.items():
+            moved = "moved" if any(broker for _, broker in connections) else "unmoved"
+            for key in (moved, f"last_on_{connections[-1][1]}"):
+                tally = split.setdefault(key, [0, 0])
+                tally[0] += device in report.resends
+                tally[1] += 1
+    return split
 
 
 def lost_trails(reports, lost: list[str], sent: dict[str, float], start: float) -> list[dict]:
