@@ -123,19 +123,7 @@ def test_a_broker_killed_and_restarted_on_its_own_persistence_loses_nothing(
         broker.process.kill()  # between two saves
         broker.process.wait()
         broker.start()  # the same persistence folder: central's session is there, the last seconds are not
-        wait_for(lambda: runtime.connected, 30, "the device connected to the restarted broker")
-        wait_for(lambda: ingest.subscribed.is_set(), 30, "central subscribed at the restarted broker")
-        time.sleep(2)
-        producer.stop()
-        wait_for(lambda: runtime.connected and runtime.outbox.depth() == 0, 60, "the outbox drained")
-        delivered = set(producer.ids)
-        try:
-            wait_for(lambda: delivered <= set(stored_ids(central)), 60, "every delivered event stored")
-        finally:
-            stored = stored_ids(central)
-            missing = delivered - set(stored)
-            assert not missing, f"{len(missing)} of {len(delivered)} delivered events never stored"
-        assert len(stored) == len(set(stored)), "an event message stored twice"
+        _every_delivered_event_stored_once(central, ingest, runtime, producer)
         assert ingest.sessions[0].restarts == 1 and ingest.sessions[0].lost == 0
         assert runtime.publisher.stats["redelivered"] > 0
     finally:
@@ -168,19 +156,7 @@ def test_a_broker_restarted_cleanly_forgets_centrals_shared_subscription_and_los
         link.client.reconnect_delay_set(min_delay=6, max_delay=6)  # central comes back after the device
         broker.stop()  # SIGTERM: Mosquitto saves everything it holds
         broker.start()
-        wait_for(lambda: runtime.connected, 30, "the device connected to the restarted broker")
-        wait_for(lambda: ingest.subscribed.is_set(), 30, "central subscribed at the restarted broker")
-        time.sleep(2)
-        producer.stop()
-        wait_for(lambda: runtime.connected and runtime.outbox.depth() == 0, 60, "the outbox drained")
-        delivered = set(producer.ids)
-        try:
-            wait_for(lambda: delivered <= set(stored_ids(central)), 60, "every delivered event stored")
-        finally:
-            stored = stored_ids(central)
-            missing = delivered - set(stored)
-            assert not missing, f"{len(missing)} of {len(delivered)} delivered events never stored"
-        assert len(stored) == len(set(stored)), "an event message stored twice"
+        _every_delivered_event_stored_once(central, ingest, runtime, producer)
         assert ingest.sessions[0].restarts == 1
         assert runtime.publisher.stats["redelivered"] > 0
     finally:
@@ -188,6 +164,24 @@ def test_a_broker_restarted_cleanly_forgets_centrals_shared_subscription_and_los
         runtime.stop(drain_s=0)
         ingest.stop()
         central.close()
+
+
+def _every_delivered_event_stored_once(central, ingest, runtime, producer) -> None:
+    """After the broker's restart: the device and central back, the producer stopped a little later, every
+    event the device delivered is stored, none twice."""
+    wait_for(lambda: runtime.connected, 30, "the device connected to the restarted broker")
+    wait_for(lambda: ingest.subscribed.is_set(), 30, "central subscribed at the restarted broker")
+    time.sleep(2)
+    producer.stop()
+    wait_for(lambda: runtime.connected and runtime.outbox.depth() == 0, 60, "the outbox drained")
+    delivered = set(producer.ids)
+    try:
+        wait_for(lambda: delivered <= set(stored_ids(central)), 60, "every delivered event stored")
+    finally:
+        stored = stored_ids(central)
+        missing = delivered - set(stored)
+        assert not missing, f"{len(missing)} of {len(delivered)} delivered events never stored"
+    assert len(stored) == len(set(stored)), "an event message stored twice"
 
 
 class FakeLink:
