@@ -322,9 +322,9 @@ class Device:
         if isinstance(message, messages.Resend):  # retained: it comes back on every connection, handled once
             if message.id not in self.resends_handled:
                 self.resends_handled.add(message.id)
-                heard = (time.time(), message.since.timestamp())
-                self.sim.report.resends.setdefault(self.name, []).append(heard)
-                self._redeliver(message.since.timestamp())
+                since = message.since.timestamp()
+                self.sim.report.resends.setdefault(self.name, []).append((time.time(), since))
+                self._redeliver(since)
         elif self.kind == "badge":
             self.sim.dispatch_arrived(self, message)
 

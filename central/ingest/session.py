@@ -98,17 +98,14 @@ class BrokerSession:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="broker-session", daemon=True)
         self._recorded: float | None = None
-        self._uptime: tuple[float, float] | None = (
-            None  # (the broker's uptime, when heard) on this connection
-        )
-        self._uptime_heard = threading.Event()
+        # (the broker's uptime, when heard) on this connection; None until it comes
+        self._uptime: tuple[float, float] | None = None
         link.on_connect.append(self._on_connect)
         link.subscribe(UPTIME_TOPIC, self._heard_uptime, qos=0, optional=True)
 
     def _on_connect(self, session_present: bool) -> None:
         """On paho's thread, before any message of the new connection: note it and hand it on."""
         self._uptime = None
-        self._uptime_heard.clear()
         self._connects.put((session_present, self.link.lost_at))
 
     def _heard_uptime(self, topic: str, payload: bytes, message=None) -> None:
@@ -117,7 +114,6 @@ class BrokerSession:
         except (ValueError, IndexError):
             return
         self._uptime = (seconds, time.time())
-        self._uptime_heard.set()
 
     def start(self) -> BrokerSession:
         self._thread.start()
@@ -152,7 +148,7 @@ class BrokerSession:
     def _judge(self, connection: _Connection) -> bool:
         """Ask the devices again if the connection shows a loss; False while it must still wait for the uptime
         (only a session the broker kept needs it: a restart lost what was not saved)."""
-        if connection.present and not self._uptime_heard.is_set() and time.monotonic() < connection.until:
+        if connection.present and self._uptime is None and time.monotonic() < connection.until:
             return False
         started_at = self._broker_started_at() if connection.present else None
         self.connected(connection.present, started_at=started_at, lost_at=connection.lost_at)
